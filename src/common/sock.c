@@ -1,0 +1,348 @@
+/* Socket helpers (see sock.h). */
+#include "common/sock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long sock_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds left before deadline (-1 deadline = wait forever). */
+static int sock_left_ms(long long deadline)
+{
+	long long left;
+	if (deadline < 0)
+		return -1;
+	left = deadline - sock_now_ms();
+	if (left < 0)
+		return 0;
+	return left > 1000000 ? 1000000 : (int)left;
+}
+
+static int sock_unix_addr(const char *path, struct sockaddr_un *sa,
+			  struct err *e)
+{
+	size_t n = strlen(path);
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	/* sun_path is ~108 bytes; a silently truncated path would bind or
+	 * connect to the wrong file. */
+	if (n == 0 || n >= sizeof(sa->sun_path))
+		return err_set(e, "socket path too long (%zu bytes, limit %zu): %s",
+			       n, sizeof(sa->sun_path) - 1, path);
+	memcpy(sa->sun_path, path, n + 1);
+	return 0;
+}
+
+int sock_set_nonblock(int fd, bool on, struct err *e)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return err_sys(e, "fcntl(F_GETFL)");
+	fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+	if (fcntl(fd, F_SETFL, fl) < 0)
+		return err_sys(e, "fcntl(F_SETFL)");
+	return 0;
+}
+
+int sock_unix_listen(const char *path, struct err *e)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	if (sock_unix_addr(path, &sa, e) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return err_sys(e, "socket(AF_UNIX)");
+	if (unlink(path) < 0 && errno != ENOENT) {
+		err_sys(e, "removing stale socket %s", path);
+		close(fd);
+		return -1;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(fd, 64) < 0) {
+		err_sys(e, "listening on %s", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int sock_unix_connect(const char *path, struct err *e)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	if (sock_unix_addr(path, &sa, e) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return err_sys(e, "socket(AF_UNIX)");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err_sys(e, "connecting to %s", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int sock_split_hostport(const char *s, const char *defport, char *host,
+			size_t hostlen, char *port, size_t portlen,
+			struct err *e)
+{
+	const char *h = s, *p = NULL, *colon;
+	size_t hl;
+
+	if (s[0] == '[') {
+		const char *close_br = strchr(s, ']');
+		if (!close_br)
+			return err_set(e, "bad address '%s': missing ']'", s);
+		h = s + 1;
+		hl = (size_t)(close_br - h);
+		if (close_br[1] == ':')
+			p = close_br + 2;
+		else if (close_br[1] != '\0')
+			return err_set(e, "bad address '%s'", s);
+	} else {
+		colon = strrchr(s, ':');
+		/* More than one colon without brackets is a bare IPv6 address. */
+		if (colon && strchr(s, ':') == colon) {
+			hl = (size_t)(colon - s);
+			p = colon + 1;
+		} else {
+			hl = strlen(s);
+		}
+	}
+	if (!p)
+		p = defport;
+	if (hl == 0)
+		return err_set(e, "bad address '%s': empty host", s);
+	if (hl >= hostlen)
+		return err_set(e, "bad address '%s': host name too long", s);
+	if (!*p || strlen(p) >= portlen || strspn(p, "0123456789") != strlen(p))
+		return err_set(e, "bad address '%s': port must be a number", s);
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	snprintf(port, portlen, "%s", p);
+	return 0;
+}
+
+int sock_tcp_listen(const char *hostport, struct err *e)
+{
+	struct addrinfo hints = { 0 }, *res, *ai;
+	char host[256], port[16];
+	int fd = -1, rc, one = 1, saved = 0;
+
+	if (sock_split_hostport(hostport, "7450", host, sizeof(host), port,
+				sizeof(port), e) < 0)
+		return -1;
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0)
+		return err_set(e, "resolving %s: %s", hostport, gai_strerror(rc));
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family,
+			    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			    ai->ai_protocol);
+		if (fd < 0) {
+			saved = errno;
+			continue;
+		}
+		/* A restarted ferryd must be able to rebind while old
+		 * connections linger in TIME_WAIT. */
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+		    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, 64) == 0)
+			break;
+		saved = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		errno = saved;
+		return err_sys(e, "listening on %s", hostport);
+	}
+	return fd;
+}
+
+/* Finish a non-blocking connect within timeout_ms. */
+static int sock_connect_wait(int fd, int timeout_ms, struct err *e)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	int rc, soerr = 0;
+	socklen_t sl = sizeof(soerr);
+
+	do
+		rc = poll(&pfd, 1, timeout_ms);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return err_sys(e, "poll");
+	if (rc == 0) {
+		errno = ETIMEDOUT;
+		return err_sys(e, "connect");
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+		return err_sys(e, "getsockopt(SO_ERROR)");
+	if (soerr) {
+		errno = soerr;
+		return err_sys(e, "connect");
+	}
+	return 0;
+}
+
+int sock_tcp_connect(const char *host, const char *port, int timeout_ms,
+		     struct err *e)
+{
+	struct addrinfo hints = { 0 }, *res, *ai;
+	struct err last = { .msg = "no addresses" };
+	int fd = -1, rc;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0)
+		return err_set(e, "resolving %s: %s", host, gai_strerror(rc));
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family,
+			    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			    ai->ai_protocol);
+		if (fd < 0) {
+			err_sys(&last, "socket");
+			continue;
+		}
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+		    (errno == EINPROGRESS &&
+		     sock_connect_wait(fd, timeout_ms, &last) == 0)) {
+			if (sock_set_nonblock(fd, false, &last) == 0)
+				break;
+		} else if (errno != EINPROGRESS) {
+			err_sys(&last, "connect");
+		}
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		*e = last;
+		errno = last.code;
+		return -1;
+	}
+	return fd;
+}
+
+int sock_write_all(int fd, const void *buf, size_t len, int timeout_ms,
+		   struct err *e)
+{
+	const char *p = buf;
+	long long deadline = timeout_ms < 0 ? -1 : sock_now_ms() + timeout_ms;
+
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == ENOTSOCK)
+			n = write(fd, p, len);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+			int rc = poll(&pfd, 1, sock_left_ms(deadline));
+			if (rc < 0 && errno != EINTR)
+				return err_sys(e, "poll");
+			if (rc == 0) {
+				errno = ETIMEDOUT;
+				return err_sys(e, "write");
+			}
+			continue;
+		}
+		return err_sys(e, "write");
+	}
+	return 0;
+}
+
+void sock_reader_init(struct sock_reader *r, int fd)
+{
+	r->fd = fd;
+	r->len = 0;
+	r->start = 0;
+}
+
+char *sock_reader_line(struct sock_reader *r, int timeout_ms, struct err *e)
+{
+	long long deadline = timeout_ms < 0 ? -1 : sock_now_ms() + timeout_ms;
+	size_t scanned = 0;
+
+	/* Drop the line handed out last time. */
+	if (r->start > 0) {
+		memmove(r->buf, r->buf + r->start, r->len - r->start);
+		r->len -= r->start;
+		r->start = 0;
+	}
+	for (;;) {
+		char *nl = memchr(r->buf + scanned, '\n', r->len - scanned);
+		struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
+		ssize_t n;
+		int rc;
+
+		if (nl) {
+			*nl = '\0';
+			r->start = (size_t)(nl - r->buf) + 1;
+			return r->buf;
+		}
+		scanned = r->len;
+		if (r->len >= SOCK_LINE_MAX) {
+			err_set(e, "reply line longer than %d bytes", SOCK_LINE_MAX);
+			return NULL;
+		}
+		rc = poll(&pfd, 1, sock_left_ms(deadline));
+		if (rc < 0) {
+			if (errno == EINTR)
+				continue;
+			err_sys(e, "poll");
+			return NULL;
+		}
+		if (rc == 0) {
+			err_set(e, "timed out after %d ms waiting for a reply",
+				timeout_ms);
+			e->code = ETIMEDOUT;
+			return NULL;
+		}
+		n = read(r->fd, r->buf + r->len, SOCK_LINE_MAX - r->len);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			err_sys(e, "read");
+			return NULL;
+		}
+		if (n == 0) {
+			err_set(e, "connection closed before a reply arrived");
+			return NULL;
+		}
+		r->len += (size_t)n;
+	}
+}
+
+size_t sock_reader_pending(const struct sock_reader *r, const char **data)
+{
+	*data = r->buf + r->start;
+	return r->len - r->start;
+}

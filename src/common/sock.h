@@ -1,0 +1,61 @@
+/*
+ * Socket helpers shared by ferryd and the ferry CLI: UNIX and TCP
+ * listeners/connections, "host:port" parsing, and a buffered line reader
+ * with a timeout for the simple request/response clients (the CLI, and
+ * ferryd talking to a worker's control socket). All fds are CLOEXEC so
+ * workers spawned by ferryd never inherit them.
+ */
+#ifndef FERRY_SOCK_H
+#define FERRY_SOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+
+/* Longest line any ferry JSON-lines endpoint accepts (request or reply). */
+#define SOCK_LINE_MAX (64 * 1024)
+
+/* Bind and listen on a UNIX stream socket at path (an existing socket file
+ * is replaced: callers hold a lock that proves no one else serves it).
+ * Returns a non-blocking fd or -1. */
+int sock_unix_listen(const char *path, struct err *e);
+/* Connect to a UNIX stream socket; blocking fd, or -1. */
+int sock_unix_connect(const char *path, struct err *e);
+/* Listen on "host:port" ("[v6]:port" for IPv6). Non-blocking fd, or -1. */
+int sock_tcp_listen(const char *hostport, struct err *e);
+/* Connect to host:port (blocking, up to timeout_ms for the connect). */
+int sock_tcp_connect(const char *host, const char *port, int timeout_ms,
+		     struct err *e);
+
+/* Split "host:port", "[v6]:port" or "host" (then port = defport). */
+int sock_split_hostport(const char *s, const char *defport, char *host,
+			size_t hostlen, char *port, size_t portlen,
+			struct err *e);
+
+int sock_set_nonblock(int fd, bool on, struct err *e);
+
+/* Write all of buf, waiting up to timeout_ms in total (works on blocking
+ * and non-blocking fds). */
+int sock_write_all(int fd, const void *buf, size_t len, int timeout_ms,
+		   struct err *e);
+
+/* Buffered line reader for request/response clients. */
+struct sock_reader {
+	int fd;
+	size_t len;   /* bytes held in buf */
+	size_t start; /* first byte not yet handed out */
+	char buf[SOCK_LINE_MAX + 1];
+};
+
+void sock_reader_init(struct sock_reader *r, int fd);
+/* Next '\n'-terminated line, NUL-terminated without the '\n', valid until
+ * the next call. Waits up to timeout_ms (-1 = forever). Fails on EOF,
+ * timeout, or a line longer than SOCK_LINE_MAX. */
+char *sock_reader_line(struct sock_reader *r, int timeout_ms, struct err *e);
+/* Bytes already read past the last line (e.g. after a connection switches
+ * to a raw byte stream). */
+size_t sock_reader_pending(const struct sock_reader *r, const char **data);
+
+#endif
