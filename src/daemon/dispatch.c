@@ -1,0 +1,141 @@
+/* Request envelope parsing, verb lookup and replies (see dispatch.h). */
+#include "daemon/dispatch.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/jsonl.h"
+#include "common/log.h"
+
+struct json_object *reply_ok(void)
+{
+	struct json_object *o = json_object_new_object();
+	jsonl_add_bool(o, "ok", true);
+	return o;
+}
+
+struct json_object *reply_error(const char *code, const char *msg)
+{
+	struct json_object *o = json_object_new_object();
+	jsonl_add_bool(o, "ok", false);
+	jsonl_add_str(o, "error", msg);
+	jsonl_add_str(o, "code", code);
+	return o;
+}
+
+const struct verb *dispatch_find(const char *name)
+{
+	for (const struct verb *v = verb_table; v->name; v++)
+		if (strcmp(v->name, name) == 0)
+			return v;
+	return NULL;
+}
+
+const struct verb *dispatch_parse(const char *line, size_t len,
+				  struct json_object **args,
+				  const char **code, struct err *e)
+{
+	struct json_object *o;
+	const struct verb *v;
+	const char *cmd = NULL;
+
+	*args = NULL;
+	o = jsonl_parse(line, len, e);
+	if (!o) {
+		*code = "E_BAD_JSON";
+		return NULL;
+	}
+	if (jsonl_get_str(o, "cmd", true, &cmd, e) < 0) {
+		*code = "E_BAD_REQUEST";
+		json_object_put(o);
+		return NULL;
+	}
+	v = dispatch_find(cmd);
+	if (!v) {
+		*code = "E_UNKNOWN_VERB";
+		err_set(e, "unknown command '%.64s' (known: host.info, vm.new, vm.start, vm.stop, vm.list, vm.status, vm.delete, vm.console)",
+			cmd);
+		json_object_put(o);
+		return NULL;
+	}
+	*args = o;
+	return v;
+}
+
+int req_fields(struct req *r, const char *const *allowed)
+{
+	json_object_object_foreach(r->args, key, val) {
+		bool ok = strcmp(key, "cmd") == 0;
+		(void)val;
+		for (const char *const *a = allowed; !ok && *a; a++)
+			ok = strcmp(*a, key) == 0;
+		if (!ok)
+			return req_fail(r, "E_BAD_ARG", "unknown field '%.64s' for %s",
+					key, json_object_get_string(
+						json_object_object_get(r->args, "cmd")));
+	}
+	return 0;
+}
+
+int req_fail(struct req *r, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	r->code = code;
+	va_start(ap, fmt);
+	vsnprintf(r->err.msg, sizeof(r->err.msg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+struct vm *req_vm(struct req *r)
+{
+	const char *name = NULL;
+	struct vm *vm;
+
+	if (jsonl_get_str(r->args, "name", true, &name, &r->err) < 0) {
+		r->code = "E_BAD_ARG";
+		return NULL;
+	}
+	vm = registry_find(r->d, name);
+	if (!vm)
+		req_fail(r, "E_NO_VM", "no VM named '%.80s' on this host (see: ferry vm list)",
+			 name);
+	return vm;
+}
+
+void dispatch_line(struct ferryd *d, struct client *c, const char *line,
+		   size_t len)
+{
+	struct req r = { .d = d, .c = c, .code = "E_INTERNAL" };
+	struct json_object *reply = NULL;
+	const struct verb *v;
+	enum verb_result res;
+
+	v = dispatch_parse(line, len, &r.args, &r.code, &r.err);
+	if (!v) {
+		log_debug("client %s: rejected request: %s", c->peer, r.err.msg);
+		loop_send(c, reply_error(r.code, r.err.msg));
+		return;
+	}
+	res = v->fn(&r, &reply);
+	switch (res) {
+	case VERB_REPLY:
+		loop_send(c, reply ? reply : reply_ok());
+		break;
+	case VERB_DEFER:
+		/* Hold this client's later lines until the reply goes out, so
+		 * replies stay in request order. */
+		c->busy = true;
+		break;
+	case VERB_SENT:
+		break;
+	case VERB_FAIL:
+	default:
+		json_object_put(reply);
+		log_debug("client %s: %s failed: %s", c->peer, v->name, r.err.msg);
+		loop_send(c, reply_error(r.code, r.err.msg));
+		break;
+	}
+	json_object_put(r.args);
+}

@@ -1,0 +1,162 @@
+/*
+ * ferryd's shared state: the daemon context, connected clients and the VM
+ * registry. ferryd is one thread around one poll() loop (loop.c); long
+ * operations (start, stop) are state machines on struct vm advanced by
+ * timers and worker-exit events (worker.c), and reply to the waiting client
+ * when they finish, so one slow VM never stalls other clients.
+ */
+#ifndef FERRY_DAEMON_FERRYD_H
+#define FERRY_DAEMON_FERRYD_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+#include "common/err.h"
+#include "daemon/vmdef.h"
+
+#define FERRY_VERSION "0.1.0"
+
+#define FERRYD_MAX_CLIENTS 256
+/* A client that stops reading its replies is dropped past this much queued
+ * output rather than letting it grow ferryd's memory. */
+#define FERRYD_OUT_MAX (1024 * 1024)
+/* Console relay buffer, per direction. */
+#define FERRYD_CONSOLE_BUF (64 * 1024)
+
+#define FERRYD_START_TIMEOUT_MS 10000
+#define FERRYD_STOP_GRACE_MS 10000 /* after control "stop", before SIGTERM */
+#define FERRYD_STOP_TERM_MS 5000   /* after SIGTERM, before SIGKILL */
+#define FERRYD_STOP_KILL_MS 5000   /* after SIGKILL, before giving up */
+#define FERRYD_CTL_TIMEOUT_MS 2000 /* one request on a worker's control socket */
+
+enum vm_state {
+	VM_STOPPED,
+	VM_STARTING,
+	VM_RUNNING,
+	VM_STOPPING,
+	VM_CRASHED,
+};
+
+enum vm_op {
+	OP_NONE,
+	OP_START,      /* worker spawned, waiting for its control socket */
+	OP_STOP_CTL,   /* "stop" sent on the control socket */
+	OP_STOP_TERM,  /* SIGTERM sent */
+	OP_STOP_KILL,  /* SIGKILL sent */
+};
+
+struct vm {
+	struct vm_def def;
+	enum vm_state state;
+	pid_t pid;          /* 0 when no worker */
+	int pidfd;          /* -1 when no worker; polled for exit */
+	bool child;         /* spawned by this ferryd (else re-adopted) */
+	long long started_ms; /* CLOCK_REALTIME ms, for uptime; 0 if unknown */
+
+	enum vm_op op;
+	long long deadline; /* CLOCK_MONOTONIC ms at which op moves on */
+	uint64_t waiter;    /* client id awaiting the op's reply; 0 = none */
+	bool delete_after_stop;
+	bool expect_exit;   /* we killed it: its exit is not a crash */
+
+	char last_exit[160]; /* human description of the last worker exit */
+	int last_exit_code;  /* -1 unknown, else exit code or 128+signal */
+	struct vm *next;
+};
+
+enum client_mode { CLIENT_REQUESTS, CLIENT_CONSOLE };
+
+struct client {
+	uint64_t id;
+	int fd;
+	bool tcp;
+	char peer[80];
+	enum client_mode mode;
+	char *in;            /* request bytes not yet dispatched */
+	size_t in_len;
+	bool discarding;     /* skipping the rest of an oversized line */
+	char *out;           /* bytes queued for the client */
+	size_t out_len, out_cap;
+	bool busy;           /* a deferred reply is pending: hold further lines */
+	bool closing;        /* no more input: close once out is flushed */
+	bool dead;           /* to be freed at the end of this loop pass */
+	/* Console mode: the worker's console socket and the bytes headed to it. */
+	int con_fd;
+	char *con_buf;
+	size_t con_len;
+	bool con_eof;        /* console side closed: flush out, then close */
+	struct client *next;
+};
+
+struct ferryd {
+	char state_dir[PATH_MAX];
+	char vms_dir[PATH_MAX];
+	char run_dir[PATH_MAX];
+	char logs_dir[PATH_MAX];
+	char socket_path[PATH_MAX];
+	char listen_addr[256]; /* "" when TCP is disabled */
+	char vmm_path[PATH_MAX];
+	int unix_fd, tcp_fd, sig_fd, lock_fd;
+	struct client *clients;
+	uint64_t next_client_id;
+	struct vm *vms;
+	bool quit;
+};
+
+/* Monotonic and wall clocks in milliseconds. */
+long long ferryd_now_ms(void);
+long long ferryd_wall_ms(void);
+
+/* registry.c */
+int registry_load(struct ferryd *d, struct err *e);
+struct vm *registry_find(struct ferryd *d, const char *name);
+struct vm *registry_add(struct ferryd *d, const struct vm_def *def);
+void registry_remove(struct ferryd *d, struct vm *vm);
+const char *registry_state_name(enum vm_state s);
+/* Path of a per-VM runtime or log file: kind is "pid", "sock", "console"
+ * (under run/) or "serial", "log" (under logs/). */
+int registry_path(const struct ferryd *d, const struct vm *vm,
+		  const char *kind, char *buf, size_t cap, struct err *e);
+/* Remove a VM's definition, runtime and log files. */
+int registry_delete_files(struct ferryd *d, struct vm *vm, struct err *e);
+
+/* loop.c */
+int loop_run(struct ferryd *d, struct err *e);
+struct client *loop_client_by_id(struct ferryd *d, uint64_t id);
+/* Queue a reply line (the object is consumed). */
+void loop_send(struct client *c, struct json_object *reply);
+/* Reply to the client waiting on a deferred request, if still connected. */
+void loop_send_to(struct ferryd *d, uint64_t client_id,
+		  struct json_object *reply);
+/* Switch c to console relay mode over con_fd (reply already queued). */
+int loop_client_console(struct client *c, int con_fd, struct err *e);
+
+/* dispatch.c: replies. */
+struct json_object *reply_ok(void);
+struct json_object *reply_error(const char *code, const char *msg);
+
+/* worker.c */
+int worker_start(struct ferryd *d, struct vm *vm, uint64_t waiter,
+		 const char **code, struct err *e);
+int worker_stop(struct ferryd *d, struct vm *vm, uint64_t waiter,
+		int grace_ms, const char **code, struct err *e);
+/* Called when the worker's pidfd is readable (it exited). */
+void worker_reap(struct ferryd *d, struct vm *vm);
+/* Advance start/stop state machines whose deadline or poll tick is due. */
+void worker_tick(struct ferryd *d);
+/* Milliseconds until the next worker_tick is needed (-1 = none). */
+int worker_next_timeout(struct ferryd *d);
+/* On startup: re-adopt a worker left running by a previous ferryd. */
+void worker_adopt(struct ferryd *d, struct vm *vm);
+/* Last lines of the worker's stderr log (NAME.log), for error messages. */
+void worker_log_tail(struct ferryd *d, struct vm *vm, int lines, char *buf,
+		     size_t cap);
+/* Live state, pid, uptime etc. from the worker's control socket. */
+struct json_object *worker_status_json(struct ferryd *d, struct vm *vm,
+				       bool live);
+
+#endif

@@ -1,0 +1,464 @@
+/*
+ * ferryd's event loop: one poll() over the listeners, the signalfd, every
+ * worker's pidfd and every client. Client sockets are non-blocking with
+ * per-client input and output buffers, so a slow or hostile client only
+ * ever stalls itself. Requests are dispatched a line at a time; console
+ * clients become a raw byte relay to the VM's console socket.
+ */
+#include "daemon/ferryd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/jsonl.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "daemon/dispatch.h"
+
+enum pfd_kind { PFD_UNIX, PFD_TCP, PFD_SIG, PFD_VM, PFD_CLIENT, PFD_CONSOLE };
+
+struct pfd_ref {
+	enum pfd_kind kind;
+	void *ptr;
+};
+
+struct client *loop_client_by_id(struct ferryd *d, uint64_t id)
+{
+	for (struct client *c = d->clients; c; c = c->next)
+		if (c->id == id && !c->dead)
+			return c;
+	return NULL;
+}
+
+/* Append raw bytes to a client's output; a client that lets it grow past
+ * the cap is not reading and is dropped. */
+static void loop_queue(struct client *c, const char *data, size_t len)
+{
+	size_t need = c->out_len + len;
+	char *grown;
+
+	if (c->dead)
+		return;
+	if (need > FERRYD_OUT_MAX) {
+		log_warn("client %s: not reading its replies; dropping it", c->peer);
+		c->dead = true;
+		return;
+	}
+	if (need > c->out_cap) {
+		size_t cap = c->out_cap ? c->out_cap : 4096;
+		while (cap < need)
+			cap *= 2;
+		grown = realloc(c->out, cap);
+		if (!grown) {
+			c->dead = true;
+			return;
+		}
+		c->out = grown;
+		c->out_cap = cap;
+	}
+	memcpy(c->out + c->out_len, data, len);
+	c->out_len += len;
+}
+
+void loop_send(struct client *c, struct json_object *reply)
+{
+	const char *text = jsonl_text(reply);
+	loop_queue(c, text, strlen(text));
+	loop_queue(c, "\n", 1);
+	json_object_put(reply);
+}
+
+void loop_send_to(struct ferryd *d, uint64_t client_id,
+		  struct json_object *reply)
+{
+	struct client *c = client_id ? loop_client_by_id(d, client_id) : NULL;
+	if (!c) {
+		json_object_put(reply); /* the client went away meanwhile */
+		return;
+	}
+	c->busy = false;
+	loop_send(c, reply);
+}
+
+int loop_client_console(struct client *c, int con_fd, struct err *e)
+{
+	if (sock_set_nonblock(con_fd, true, e) < 0)
+		return -1;
+	c->con_buf = malloc(FERRYD_CONSOLE_BUF);
+	if (!c->con_buf)
+		return err_set(e, "out of memory");
+	c->con_fd = con_fd;
+	c->con_len = 0;
+	c->mode = CLIENT_CONSOLE;
+	return 0;
+}
+
+static void loop_accept(struct ferryd *d, int lfd, bool tcp)
+{
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct client *c;
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int n = 0;
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warn("accept: %s", strerror(errno));
+			return;
+		}
+		for (c = d->clients; c; c = c->next)
+			n++;
+		c = n < FERRYD_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
+		if (c)
+			c->in = malloc(SOCK_LINE_MAX + 1);
+		if (!c || !c->in) {
+			static const char busy[] =
+				"{\"ok\":false,\"error\":\"ferryd has too many clients\",\"code\":\"E_BUSY\"}\n";
+			/* Best effort; the socket is fresh so this rarely blocks. */
+			if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL) < 0)
+				log_debug("rejecting client: %s", strerror(errno));
+			close(fd);
+			if (c)
+				free(c);
+			log_warn("rejected a client: too many clients or out of memory");
+			continue;
+		}
+		c->id = ++d->next_client_id;
+		c->fd = fd;
+		c->con_fd = -1;
+		c->tcp = tcp;
+		if (tcp && ss.ss_family == AF_INET) {
+			struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+			char a[INET_ADDRSTRLEN];
+			inet_ntop(AF_INET, &sin->sin_addr, a, sizeof(a));
+			snprintf(c->peer, sizeof(c->peer), "%s:%u", a, ntohs(sin->sin_port));
+		} else if (tcp && ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+			char a[INET6_ADDRSTRLEN];
+			inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
+			snprintf(c->peer, sizeof(c->peer), "[%s]:%u", a, ntohs(sin6->sin6_port));
+		} else {
+			snprintf(c->peer, sizeof(c->peer), "local#%llu",
+				 (unsigned long long)c->id);
+		}
+		c->next = d->clients;
+		d->clients = c;
+		log_debug("client %s connected", c->peer);
+	}
+}
+
+/* Dispatch every complete line in c->in (unless a reply is pending). */
+static void loop_client_process(struct ferryd *d, struct client *c)
+{
+	size_t used = 0;
+
+	while (!c->dead && !c->busy && c->mode == CLIENT_REQUESTS) {
+		char *start = c->in + used;
+		size_t avail = c->in_len - used;
+		char *nl = memchr(start, '\n', avail);
+		size_t len;
+
+		if (!nl)
+			break;
+		len = (size_t)(nl - start);
+		used += len + 1;
+		if (c->discarding) {
+			c->discarding = false; /* end of the oversized line */
+			continue;
+		}
+		if (len > 0 && start[len - 1] == '\r')
+			len--;
+		if (len == 0)
+			continue; /* blank lines are harmless keep-alives */
+		dispatch_line(d, c, start, len);
+	}
+	if (used > 0) {
+		memmove(c->in, c->in + used, c->in_len - used);
+		c->in_len -= used;
+	}
+	if (c->mode == CLIENT_CONSOLE && c->in_len > 0) {
+		/* Keystrokes sent right behind the console request. */
+		size_t n = c->in_len < FERRYD_CONSOLE_BUF ? c->in_len : FERRYD_CONSOLE_BUF;
+		memcpy(c->con_buf, c->in, n);
+		c->con_len = n;
+		c->in_len = 0;
+	}
+	if (c->mode == CLIENT_REQUESTS && !c->busy && !c->discarding &&
+	    c->in_len >= SOCK_LINE_MAX) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "request line longer than %d bytes",
+			 SOCK_LINE_MAX);
+		log_warn("client %s: %s", c->peer, msg);
+		loop_send(c, reply_error("E_TOO_LONG", msg));
+		c->discarding = true;
+		c->in_len = 0;
+	}
+	if (c->discarding)
+		c->in_len = 0; /* keep swallowing until the newline */
+}
+
+static void loop_client_read(struct ferryd *d, struct client *c)
+{
+	ssize_t n;
+
+	if (c->mode == CLIENT_CONSOLE) {
+		n = read(c->fd, c->con_buf + c->con_len,
+			 FERRYD_CONSOLE_BUF - c->con_len);
+		if (n > 0)
+			c->con_len += (size_t)n;
+		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			c->dead = true; /* console user detached */
+		return;
+	}
+	n = read(c->fd, c->in + c->in_len, SOCK_LINE_MAX - c->in_len);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR) {
+			log_debug("client %s: read: %s", c->peer, strerror(errno));
+			c->dead = true;
+		}
+		return;
+	}
+	if (n == 0) {
+		/* Half-close: answer what was sent, then close. */
+		c->closing = true;
+		loop_client_process(d, c);
+		return;
+	}
+	c->in_len += (size_t)n;
+	loop_client_process(d, c);
+}
+
+static void loop_flush(struct client *c)
+{
+	while (c->out_len > 0) {
+		ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				c->dead = true;
+			return;
+		}
+		memmove(c->out, c->out + n, c->out_len - (size_t)n);
+		c->out_len -= (size_t)n;
+	}
+}
+
+static void loop_console_io(struct client *c, short revents)
+{
+	ssize_t n;
+
+	if (revents & POLLIN && c->out_len < FERRYD_CONSOLE_BUF) {
+		char buf[4096];
+		size_t room = FERRYD_CONSOLE_BUF - c->out_len;
+		n = read(c->con_fd, buf, room < sizeof(buf) ? room : sizeof(buf));
+		if (n > 0) {
+			loop_queue(c, buf, (size_t)n);
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			c->con_eof = true;
+			c->closing = true;
+		}
+	} else if (revents & (POLLHUP | POLLERR)) {
+		c->con_eof = true;
+		c->closing = true;
+	}
+	if (revents & POLLOUT && c->con_len > 0) {
+		n = send(c->con_fd, c->con_buf, c->con_len, MSG_NOSIGNAL);
+		if (n > 0) {
+			memmove(c->con_buf, c->con_buf + n, c->con_len - (size_t)n);
+			c->con_len -= (size_t)n;
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			c->con_eof = true;
+			c->closing = true;
+		}
+	}
+}
+
+static void loop_free_dead(struct ferryd *d)
+{
+	struct client **p = &d->clients;
+	while (*p) {
+		struct client *c = *p;
+		if (!c->dead && c->closing && c->out_len == 0 && !c->busy)
+			c->dead = true;
+		if (!c->dead) {
+			p = &c->next;
+			continue;
+		}
+		*p = c->next;
+		log_debug("client %s disconnected", c->peer);
+		close(c->fd);
+		if (c->con_fd >= 0)
+			close(c->con_fd);
+		free(c->in);
+		free(c->out);
+		free(c->con_buf);
+		free(c);
+	}
+}
+
+static void loop_signal(struct ferryd *d)
+{
+	struct signalfd_siginfo si;
+	ssize_t n = read(d->sig_fd, &si, sizeof(si));
+
+	if (n != (ssize_t)sizeof(si))
+		return;
+	switch (si.ssi_signo) {
+	case SIGTERM:
+	case SIGINT:
+		log_info("signal %u: exiting; VM workers keep running", si.ssi_signo);
+		d->quit = true;
+		break;
+	case SIGCHLD:
+		/* Children are normally noticed through their pidfds; this
+		 * covers a worker whose pidfd_open failed. */
+		for (struct vm *vm = d->vms, *next; vm; vm = next) {
+			next = vm->next;
+			if (vm->pid && vm->child)
+				worker_reap(d, vm);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+int loop_run(struct ferryd *d, struct err *e)
+{
+	struct pollfd *pfds = NULL;
+	struct pfd_ref *refs = NULL;
+	size_t cap = 0;
+
+	while (!d->quit) {
+		size_t n = 0, want = 3;
+		int timeout, rc;
+
+		for (struct vm *vm = d->vms; vm; vm = vm->next)
+			want++;
+		for (struct client *c = d->clients; c; c = c->next)
+			want += 2;
+		if (want > cap) {
+			struct pollfd *np = realloc(pfds, want * sizeof(*pfds));
+			struct pfd_ref *nr;
+			if (!np) {
+				free(refs);
+				free(pfds);
+				return err_set(e, "out of memory");
+			}
+			pfds = np;
+			nr = realloc(refs, want * sizeof(*refs));
+			if (!nr) {
+				free(refs);
+				free(pfds);
+				return err_set(e, "out of memory");
+			}
+			refs = nr;
+			cap = want;
+		}
+#define ADD(fd_, ev_, kind_, ptr_)                                      \
+	do {                                                            \
+		pfds[n] = (struct pollfd){ .fd = (fd_), .events = (ev_) }; \
+		refs[n] = (struct pfd_ref){ (kind_), (ptr_) };           \
+		n++;                                                    \
+	} while (0)
+		if (d->unix_fd >= 0)
+			ADD(d->unix_fd, POLLIN, PFD_UNIX, NULL);
+		if (d->tcp_fd >= 0)
+			ADD(d->tcp_fd, POLLIN, PFD_TCP, NULL);
+		ADD(d->sig_fd, POLLIN, PFD_SIG, NULL);
+		for (struct vm *vm = d->vms; vm; vm = vm->next)
+			if (vm->pidfd >= 0)
+				ADD(vm->pidfd, POLLIN, PFD_VM, vm);
+		for (struct client *c = d->clients; c; c = c->next) {
+			short ev = 0;
+			if (c->mode == CLIENT_REQUESTS) {
+				if (!c->closing && c->in_len < SOCK_LINE_MAX)
+					ev |= POLLIN;
+			} else if (c->con_len < FERRYD_CONSOLE_BUF) {
+				ev |= POLLIN;
+			}
+			if (c->out_len > 0)
+				ev |= POLLOUT;
+			ADD(c->fd, ev, PFD_CLIENT, c);
+			if (c->mode == CLIENT_CONSOLE && !c->con_eof) {
+				ev = 0;
+				if (c->out_len < FERRYD_CONSOLE_BUF)
+					ev |= POLLIN;
+				if (c->con_len > 0)
+					ev |= POLLOUT;
+				ADD(c->con_fd, ev, PFD_CONSOLE, c);
+			}
+		}
+#undef ADD
+		timeout = worker_next_timeout(d);
+		rc = poll(pfds, n, timeout);
+		if (rc < 0) {
+			if (errno == EINTR)
+				continue;
+			free(refs);
+			free(pfds);
+			return err_sys(e, "poll");
+		}
+		/* Workers first: a reaped VM may be deleted, and nothing
+		 * later in this pass holds a pointer to it. */
+		for (size_t i = 0; i < n; i++)
+			if (refs[i].kind == PFD_VM && pfds[i].revents)
+				worker_reap(d, refs[i].ptr);
+		for (size_t i = 0; i < n; i++) {
+			short re = pfds[i].revents;
+			struct client *c = refs[i].ptr;
+			if (!re)
+				continue;
+			switch (refs[i].kind) {
+			case PFD_UNIX:
+				loop_accept(d, d->unix_fd, false);
+				break;
+			case PFD_TCP:
+				loop_accept(d, d->tcp_fd, true);
+				break;
+			case PFD_SIG:
+				loop_signal(d);
+				break;
+			case PFD_VM:
+				break;
+			case PFD_CLIENT:
+				if (c->dead)
+					break;
+				if (re & POLLOUT)
+					loop_flush(c);
+				/* A closing client is no longer read; its hang-up
+				 * would otherwise wake poll() forever. */
+				if (c->closing && re & (POLLHUP | POLLERR))
+					c->dead = true;
+				else if (re & (POLLIN | POLLHUP | POLLERR) && !c->dead)
+					loop_client_read(d, c);
+				break;
+			case PFD_CONSOLE:
+				if (!c->dead)
+					loop_console_io(c, re);
+				break;
+			}
+		}
+		worker_tick(d);
+		/* Replies produced by ticks, reaps or unblocked clients. */
+		for (struct client *c = d->clients; c; c = c->next) {
+			if (!c->dead && !c->busy && c->mode == CLIENT_REQUESTS)
+				loop_client_process(d, c);
+			if (!c->dead && c->out_len > 0)
+				loop_flush(c);
+		}
+		loop_free_dead(d);
+	}
+	free(refs);
+	free(pfds);
+	return 0;
+}

@@ -1,0 +1,214 @@
+/*
+ * ferryd: the per-host service. Parses its options, prepares the state
+ * directory (vms/, run/, logs/), takes the directory's lock, re-adopts
+ * workers left running by an earlier ferryd, and runs the event loop.
+ * SIGTERM/SIGINT end ferryd only; VM workers keep running.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/sock.h"
+#include "daemon/ferryd.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ferryd [--listen ADDR:PORT|none] [--state-dir DIR] [--socket PATH]\n"
+		"              [--vmm PATH] [--verbose]\n"
+		"\n"
+		"The ferry host service: keeps this host's VM definitions, starts and\n"
+		"supervises ferry-vm workers, and serves the control API (JSON lines).\n"
+		"\n"
+		"  --listen ADDR:PORT  TCP address for remote ferry clients\n"
+		"                      (default 127.0.0.1:7450; 'none' disables TCP)\n"
+		"  --state-dir DIR     definitions, runtime files and logs (default /var/lib/ferry)\n"
+		"  --socket PATH       local UNIX socket (default DIR/ferryd.sock)\n"
+		"  --vmm PATH          the ferry-vm binary (default: next to ferryd, or $FERRY_VM)\n"
+		"  --verbose           debug logging\n"
+		"\n"
+		"Example:\n"
+		"  ferryd --state-dir /var/lib/ferry --listen 0.0.0.0:7450\n");
+}
+
+static int copy_path(char *dst, size_t cap, const char *a, const char *b)
+{
+	int n = b ? snprintf(dst, cap, "%s/%s", a, b) : snprintf(dst, cap, "%s", a);
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+static int make_dir(const char *path)
+{
+	if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "ferryd: cannot create %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void default_vmm(struct ferryd *d)
+{
+	char self[PATH_MAX];
+	const char *env = getenv("FERRY_VM");
+	ssize_t n;
+
+	if (env && *env) {
+		snprintf(d->vmm_path, sizeof(d->vmm_path), "%s", env);
+		return;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0) {
+		snprintf(d->vmm_path, sizeof(d->vmm_path), "ferry-vm");
+		return;
+	}
+	self[n] = '\0';
+	if (copy_path(d->vmm_path, sizeof(d->vmm_path), dirname(self), "ferry-vm") < 0)
+		snprintf(d->vmm_path, sizeof(d->vmm_path), "ferry-vm");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "state-dir", required_argument, NULL, 'd' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "vmm", required_argument, NULL, 'm' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct ferryd d;
+	const char *listen_addr = "127.0.0.1:7450", *state = "/var/lib/ferry";
+	const char *sockpath = NULL, *vmm = NULL;
+	enum log_level level = LOG_INFO;
+	char lockpath[PATH_MAX];
+	struct err e = { 0 };
+	sigset_t set;
+	int opt, defined = 0, adopted = 0, running = 0;
+
+	while ((opt = getopt_long(argc, argv, "l:d:s:m:vh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'l': listen_addr = optarg; break;
+		case 'd': state = optarg; break;
+		case 's': sockpath = optarg; break;
+		case 'm': vmm = optarg; break;
+		case 'v': level = LOG_DEBUG; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ferryd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	log_init("ferryd", level);
+
+	/* Paths handed to workers must not depend on ferryd's cwd. */
+	if (!realpath(state, d.state_dir)) {
+		if (make_dir(state) < 0)
+			return 1;
+		if (!realpath(state, d.state_dir)) {
+			fprintf(stderr, "ferryd: %s: %s\n", state, strerror(errno));
+			return 1;
+		}
+	}
+	if (copy_path(d.vms_dir, sizeof(d.vms_dir), d.state_dir, "vms") < 0 ||
+	    copy_path(d.run_dir, sizeof(d.run_dir), d.state_dir, "run") < 0 ||
+	    copy_path(d.logs_dir, sizeof(d.logs_dir), d.state_dir, "logs") < 0 ||
+	    copy_path(lockpath, sizeof(lockpath), d.state_dir, "ferryd.lock") < 0 ||
+	    (sockpath ? copy_path(d.socket_path, sizeof(d.socket_path), sockpath, NULL)
+		      : copy_path(d.socket_path, sizeof(d.socket_path), d.state_dir,
+				  "ferryd.sock")) < 0) {
+		fprintf(stderr, "ferryd: state directory path too long\n");
+		return 2;
+	}
+	if (make_dir(d.vms_dir) < 0 || make_dir(d.run_dir) < 0 ||
+	    make_dir(d.logs_dir) < 0)
+		return 1;
+	if (vmm)
+		snprintf(d.vmm_path, sizeof(d.vmm_path), "%s", vmm);
+	else
+		default_vmm(&d);
+
+	/* One ferryd per state directory: two would fight over the workers. */
+	d.lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (d.lock_fd < 0) {
+		fprintf(stderr, "ferryd: cannot open %s: %s\n", lockpath, strerror(errno));
+		return 1;
+	}
+	if (flock(d.lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "ferryd: another ferryd is already using %s (%s)\n",
+			d.state_dir, strerror(errno));
+		return 1;
+	}
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
+		perror("ferryd: sigprocmask");
+		return 1;
+	}
+	d.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (d.sig_fd < 0) {
+		perror("ferryd: signalfd");
+		return 1;
+	}
+	/* Writes to vanished clients must fail with EPIPE, not kill ferryd. */
+	signal(SIGPIPE, SIG_IGN);
+
+	d.unix_fd = sock_unix_listen(d.socket_path, &e);
+	if (d.unix_fd < 0) {
+		fprintf(stderr, "ferryd: %s\n", e.msg);
+		return 1;
+	}
+	d.tcp_fd = -1;
+	if (strcmp(listen_addr, "none") != 0) {
+		snprintf(d.listen_addr, sizeof(d.listen_addr), "%s", listen_addr);
+		d.tcp_fd = sock_tcp_listen(listen_addr, &e);
+		if (d.tcp_fd < 0) {
+			fprintf(stderr, "ferryd: %s\n", e.msg);
+			unlink(d.socket_path);
+			return 1;
+		}
+	}
+
+	if (registry_load(&d, &e) < 0) {
+		fprintf(stderr, "ferryd: %s\n", e.msg);
+		unlink(d.socket_path);
+		return 1;
+	}
+	for (struct vm *vm = d.vms; vm; vm = vm->next) {
+		worker_adopt(&d, vm);
+		adopted += vm->pid != 0;
+		defined++;
+	}
+	log_info("ferryd %s: state %s, socket %s, tcp %s, worker %s; %d VM(s) defined, %d re-adopted",
+		 FERRY_VERSION, d.state_dir, d.socket_path,
+		 d.listen_addr[0] ? d.listen_addr : "off", d.vmm_path,
+		 defined, adopted);
+
+	if (loop_run(&d, &e) < 0) {
+		log_error("%s", e.msg);
+		unlink(d.socket_path);
+		return 1;
+	}
+	for (struct vm *vm = d.vms; vm; vm = vm->next)
+		running += vm->pid != 0;
+	unlink(d.socket_path);
+	log_info("stopped; %d VM worker(s) left running", running);
+	return 0;
+}

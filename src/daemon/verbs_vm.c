@@ -1,0 +1,199 @@
+/*
+ * vm.* verb handlers: validate the request, check the registry and the
+ * host, then act (directly, or by starting a worker state machine whose
+ * reply comes later).
+ */
+#include "daemon/dispatch.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/jsonl.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "daemon/hostinfo.h"
+
+enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "name", "memory_mib", "vcpus",
+		"kernel", "initrd", "cmdline", "disk", "tap", "mac", "cpu_mask",
+		NULL };
+	struct vm_def def;
+	struct host_mem mem;
+	struct vm *vm;
+
+	if (req_fields(r, fields) < 0)
+		return VERB_FAIL;
+	if (vmdef_from_json(r->args, &def, &r->code, &r->err) < 0)
+		return VERB_FAIL;
+	if (registry_find(r->d, def.name))
+		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists",
+				def.name);
+	if (vmdef_check_files(&def, &r->code, &r->err) < 0)
+		return VERB_FAIL;
+	if (hostinfo_memory(&mem, &r->err) < 0) {
+		r->code = "E_INTERNAL";
+		return VERB_FAIL;
+	}
+	if (def.memory_mib > mem.free_mib)
+		return req_fail(r, "E_NO_MEMORY",
+				"not enough memory: VM needs %u MiB, host has %llu MiB free",
+				def.memory_mib, (unsigned long long)mem.free_mib);
+	if (vmdef_save(r->d->vms_dir, &def, &r->err) < 0) {
+		r->code = "E_INTERNAL";
+		return VERB_FAIL;
+	}
+	vm = registry_add(r->d, &def);
+	if (!vm)
+		return req_fail(r, "E_INTERNAL", "out of memory");
+	log_info("VM %s: defined (%u MiB, %u vCPUs)", def.name, def.memory_mib,
+		 def.vcpus);
+	*reply = worker_status_json(r->d, vm, false);
+	return VERB_REPLY;
+}
+
+enum verb_result verb_vm_start(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "name", NULL };
+	struct vm *vm;
+
+	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
+		return VERB_FAIL;
+	if (worker_start(r->d, vm, r->c->id, &r->code, &r->err) < 0)
+		return VERB_FAIL;
+	return VERB_DEFER;
+}
+
+enum verb_result verb_vm_stop(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "name", "timeout_s", NULL };
+	int64_t timeout_s = FERRYD_STOP_GRACE_MS / 1000;
+	struct vm *vm;
+
+	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
+		return VERB_FAIL;
+	if (jsonl_get_int(r->args, "timeout_s", false, 0, 3600, &timeout_s,
+			  &r->err) < 0) {
+		r->code = "E_BAD_ARG";
+		return VERB_FAIL;
+	}
+	if (worker_stop(r->d, vm, r->c->id, (int)timeout_s * 1000, &r->code,
+			&r->err) < 0)
+		return VERB_FAIL;
+	return VERB_DEFER;
+}
+
+enum verb_result verb_vm_list(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { NULL };
+	struct json_object *o, *arr, *e;
+
+	if (req_fields(r, fields) < 0)
+		return VERB_FAIL;
+	arr = json_object_new_array();
+	for (struct vm *vm = r->d->vms; vm; vm = vm->next) {
+		e = json_object_new_object();
+		jsonl_add_str(e, "name", vm->def.name);
+		jsonl_add_str(e, "state", registry_state_name(vm->state));
+		jsonl_add_int(e, "memory_mib", vm->def.memory_mib);
+		jsonl_add_int(e, "vcpus", vm->def.vcpus);
+		jsonl_add_int(e, "pid", vm->pid);
+		if (vm->pid && vm->started_ms)
+			jsonl_add_int(e, "uptime_ms", ferryd_wall_ms() - vm->started_ms);
+		json_object_array_add(arr, e);
+	}
+	o = reply_ok();
+	json_object_object_add(o, "vms", arr);
+	*reply = o;
+	return VERB_REPLY;
+}
+
+enum verb_result verb_vm_status(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "name", NULL };
+	struct vm *vm;
+
+	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
+		return VERB_FAIL;
+	*reply = worker_status_json(r->d, vm, true);
+	return VERB_REPLY;
+}
+
+enum verb_result verb_vm_delete(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "name", "force", NULL };
+	bool force = false;
+	struct vm *vm;
+	struct json_object *o;
+
+	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
+		return VERB_FAIL;
+	if (jsonl_get_bool(r->args, "force", false, &force, &r->err) < 0) {
+		r->code = "E_BAD_ARG";
+		return VERB_FAIL;
+	}
+	if (vm->op != OP_NONE)
+		return req_fail(r, "E_BUSY", "VM %s is %s; wait for that to finish",
+				vm->def.name, registry_state_name(vm->state));
+	if (vm->pid) {
+		if (!force)
+			return req_fail(r, "E_VM_RUNNING",
+					"VM %s is running; stop it first (ferry vm stop %s) or delete with --force",
+					vm->def.name, vm->def.name);
+		if (worker_stop(r->d, vm, r->c->id, FERRYD_STOP_GRACE_MS,
+				&r->code, &r->err) < 0)
+			return VERB_FAIL;
+		vm->delete_after_stop = true;
+		return VERB_DEFER;
+	}
+	if (registry_delete_files(r->d, vm, &r->err) < 0) {
+		r->code = "E_INTERNAL";
+		return VERB_FAIL;
+	}
+	o = reply_ok();
+	jsonl_add_str(o, "name", vm->def.name);
+	jsonl_add_bool(o, "deleted", true);
+	log_info("VM %s: deleted", vm->def.name);
+	registry_remove(r->d, vm);
+	*reply = o;
+	return VERB_REPLY;
+}
+
+enum verb_result verb_vm_console(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "name", NULL };
+	char path[PATH_MAX];
+	struct json_object *o;
+	struct vm *vm;
+	int fd;
+
+	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
+		return VERB_FAIL;
+	if (vm->state != VM_RUNNING)
+		return req_fail(r, "E_VM_NOT_RUNNING",
+				"VM %s is %s; start it first (ferry vm start %s)",
+				vm->def.name, registry_state_name(vm->state),
+				vm->def.name);
+	if (registry_path(r->d, vm, "console", path, sizeof(path), &r->err) < 0) {
+		r->code = "E_INTERNAL";
+		return VERB_FAIL;
+	}
+	fd = sock_unix_connect(path, &r->err);
+	if (fd < 0) {
+		r->code = "E_NO_CONSOLE";
+		err_prefix(&r->err, "VM %s has no console", vm->def.name);
+		return VERB_FAIL;
+	}
+	o = reply_ok();
+	jsonl_add_str(o, "name", vm->def.name);
+	jsonl_add_bool(o, "console", true);
+	/* Reply first, then every later byte on this connection is console. */
+	loop_send(r->c, o);
+	if (loop_client_console(r->c, fd, &r->err) < 0) {
+		close(fd);
+		r->c->closing = true;
+		log_warn("console for %s: %s", vm->def.name, r->err.msg);
+	}
+	return VERB_SENT;
+}

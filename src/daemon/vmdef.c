@@ -1,0 +1,254 @@
+/* VM definitions: validation, JSON form, atomic storage (see vmdef.h). */
+#include "daemon/vmdef.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/jsonl.h"
+
+/* Definitions on disk are never larger than this; a bigger file is not ours. */
+#define VMDEF_FILE_MAX (64 * 1024)
+
+bool vmdef_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n < 1 || n > VMDEF_NAME_MAX)
+		return false;
+	if (strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789._-") != n)
+		return false;
+	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+static bool vmdef_mac_valid(const char *mac)
+{
+	unsigned int b[6];
+	char tail;
+	if (strlen(mac) != 17)
+		return false;
+	if (sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3],
+		   &b[4], &b[5], &tail) != 6)
+		return false;
+	/* A multicast source MAC would be dropped by every switch. */
+	return (b[0] & 1) == 0;
+}
+
+/* Optional string field copied into a fixed buffer, with a length check. */
+static int vmdef_str(struct json_object *o, const char *key, bool required,
+		     char *dst, size_t cap, struct err *e)
+{
+	const char *s = NULL;
+	if (jsonl_get_str(o, key, required, &s, e) < 0)
+		return -1;
+	if (!s) {
+		dst[0] = '\0';
+		return 0;
+	}
+	if (strlen(s) >= cap)
+		return err_set(e, "field '%s' too long (limit %zu bytes)", key,
+			       cap - 1);
+	memcpy(dst, s, strlen(s) + 1);
+	return 0;
+}
+
+int vmdef_from_json(struct json_object *o, struct vm_def *d,
+		    const char **code, struct err *e)
+{
+	int64_t mem = 0, vcpus = 1;
+	const char *name = NULL;
+
+	memset(d, 0, sizeof(*d));
+	*code = "E_BAD_ARG";
+	if (jsonl_get_str(o, "name", true, &name, e) < 0)
+		return -1;
+	if (!vmdef_name_valid(name)) {
+		*code = "E_BAD_NAME";
+		return err_set(e, "invalid VM name '%.80s': use 1-64 characters from a-z A-Z 0-9 . _ -",
+			       name);
+	}
+	memcpy(d->name, name, strlen(name) + 1);
+	if (jsonl_get_int(o, "memory_mib", true, VMDEF_MIN_MEMORY_MIB,
+			  16 * 1024 * 1024, &mem, e) < 0) {
+		if (json_object_object_get_ex(o, "memory_mib", NULL))
+			*code = "E_BAD_MEMORY";
+		return -1;
+	}
+	if (jsonl_get_int(o, "vcpus", false, 1, VMDEF_MAX_VCPUS, &vcpus, e) < 0)
+		return -1;
+	d->memory_mib = (uint32_t)mem;
+	d->vcpus = (uint32_t)vcpus;
+	if (vmdef_str(o, "kernel", true, d->kernel, sizeof(d->kernel), e) < 0 ||
+	    vmdef_str(o, "initrd", false, d->initrd, sizeof(d->initrd), e) < 0 ||
+	    vmdef_str(o, "cmdline", false, d->cmdline, sizeof(d->cmdline), e) < 0 ||
+	    vmdef_str(o, "disk", false, d->disk, sizeof(d->disk), e) < 0 ||
+	    vmdef_str(o, "tap", false, d->tap, sizeof(d->tap), e) < 0 ||
+	    vmdef_str(o, "mac", false, d->mac, sizeof(d->mac), e) < 0 ||
+	    vmdef_str(o, "cpu_mask", false, d->cpu_mask, sizeof(d->cpu_mask), e) < 0)
+		return -1;
+	/* Paths are handed to a worker that may run with another cwd. */
+	if (d->kernel[0] != '/')
+		return err_set(e, "kernel path must be absolute: %s", d->kernel);
+	if (d->initrd[0] && d->initrd[0] != '/')
+		return err_set(e, "initrd path must be absolute: %s", d->initrd);
+	if (d->disk[0] && d->disk[0] != '/')
+		return err_set(e, "disk path must be absolute: %s", d->disk);
+	if (d->mac[0] && !vmdef_mac_valid(d->mac))
+		return err_set(e, "invalid MAC address '%s': use xx:xx:xx:xx:xx:xx (unicast)",
+			       d->mac);
+	if (d->tap[0] && strpbrk(d->tap, "/ \t"))
+		return err_set(e, "invalid tap interface name '%s'", d->tap);
+	return 0;
+}
+
+static int vmdef_check_file(const char *what, const char *path,
+			    const char *code_missing, const char **code,
+			    struct err *e)
+{
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		*code = code_missing;
+		if (errno == ENOENT)
+			return err_set(e, "%s not found: %s", what, path);
+		return err_sys(e, "%s %s", what, path);
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		*code = code_missing;
+		return err_set(e, "%s is not a regular file: %s", what, path);
+	}
+	if (access(path, R_OK) < 0) {
+		*code = code_missing;
+		return err_sys(e, "%s not readable: %s", what, path);
+	}
+	return 0;
+}
+
+int vmdef_check_files(const struct vm_def *d, const char **code, struct err *e)
+{
+	if (vmdef_check_file("kernel", d->kernel, "E_NO_KERNEL", code, e) < 0)
+		return -1;
+	if (d->initrd[0] &&
+	    vmdef_check_file("initrd", d->initrd, "E_NO_INITRD", code, e) < 0)
+		return -1;
+	if (d->disk[0] &&
+	    vmdef_check_file("disk", d->disk, "E_NO_DISK", code, e) < 0)
+		return -1;
+	return 0;
+}
+
+struct json_object *vmdef_to_json(const struct vm_def *d)
+{
+	struct json_object *o = json_object_new_object();
+	jsonl_add_str(o, "name", d->name);
+	jsonl_add_int(o, "memory_mib", d->memory_mib);
+	jsonl_add_int(o, "vcpus", d->vcpus);
+	jsonl_add_str(o, "kernel", d->kernel);
+	jsonl_add_str(o, "initrd", d->initrd);
+	jsonl_add_str(o, "cmdline", d->cmdline);
+	jsonl_add_str(o, "disk", d->disk);
+	jsonl_add_str(o, "tap", d->tap);
+	jsonl_add_str(o, "mac", d->mac);
+	jsonl_add_str(o, "cpu_mask", d->cpu_mask);
+	return o;
+}
+
+int vmdef_save(const char *vms_dir, const struct vm_def *d, struct err *e)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	struct json_object *o;
+	const char *text;
+	int fd, rc = -1;
+
+	if (snprintf(path, sizeof(path), "%s/%s.json", vms_dir, d->name) >= (int)sizeof(path) ||
+	    snprintf(tmp, sizeof(tmp), "%s/.%s.json.tmp", vms_dir, d->name) >= (int)sizeof(tmp))
+		return err_set(e, "state directory path too long");
+	o = vmdef_to_json(d);
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+					      JSON_C_TO_STRING_NOSLASHESCAPE);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		err_sys(e, "creating %s", tmp);
+		goto out;
+	}
+	/* write + fsync + rename: readers see the old file or the whole new
+	 * one, even across a power loss. */
+	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) ||
+	    write(fd, "\n", 1) != 1) {
+		err_sys(e, "writing %s", tmp);
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	if (fsync(fd) < 0) {
+		err_sys(e, "fsync %s", tmp);
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	if (close(fd) < 0) {
+		err_sys(e, "closing %s", tmp);
+		unlink(tmp);
+		goto out;
+	}
+	if (rename(tmp, path) < 0) {
+		err_sys(e, "renaming %s to %s", tmp, path);
+		unlink(tmp);
+		goto out;
+	}
+	rc = 0;
+out:
+	json_object_put(o);
+	return rc;
+}
+
+int vmdef_load(const char *path, struct vm_def *d, struct err *e)
+{
+	static const char *const keys[] = { "name", "memory_mib", "vcpus",
+		"kernel", "initrd", "cmdline", "disk", "tap", "mac", "cpu_mask",
+		NULL };
+	struct json_object *o;
+	const char *code;
+	char *buf;
+	ssize_t n;
+	size_t len = 0;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(e, "opening %s", path);
+	buf = malloc(VMDEF_FILE_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return err_set(e, "out of memory");
+	}
+	while ((n = read(fd, buf + len, VMDEF_FILE_MAX + 1 - len)) > 0)
+		len += (size_t)n;
+	if (n < 0) {
+		err_sys(e, "reading %s", path);
+		close(fd);
+		free(buf);
+		return -1;
+	}
+	close(fd);
+	if (len > VMDEF_FILE_MAX) {
+		free(buf);
+		return err_set(e, "%s: larger than %d bytes", path, VMDEF_FILE_MAX);
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+		len--;
+	o = jsonl_parse(buf, len, e);
+	free(buf);
+	if (!o)
+		return err_prefix(e, "%s", path);
+	rc = jsonl_only_keys(o, keys, e);
+	if (rc == 0)
+		rc = vmdef_from_json(o, d, &code, e);
+	json_object_put(o);
+	if (rc < 0)
+		return err_prefix(e, "%s", path);
+	return 0;
+}

@@ -1,0 +1,672 @@
+/*
+ * Worker supervision: spawning ferry-vm, the start and stop state machines,
+ * noticing exits (a pidfd per worker, so adopted workers that are not our
+ * children are watched the same way), and re-adopting workers left running
+ * by a previous ferryd. Workers run in their own session so they outlive
+ * ferryd; a worker's death is recorded, never fatal to ferryd.
+ */
+#include "daemon/ferryd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/jsonl.h"
+#include "common/log.h"
+#include "daemon/hostinfo.h"
+#include "daemon/vmctl.h"
+
+/* How often a starting worker's control socket is probed. */
+#define WORKER_PROBE_MS 100
+#define WORKER_ARGV_MAX 40
+
+static int worker_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int worker_signal(struct vm *vm, int sig)
+{
+	/* Through the pidfd: a recycled pid can never be hit by mistake. */
+	if (vm->pidfd >= 0)
+		return (int)syscall(SYS_pidfd_send_signal, vm->pidfd, sig, NULL, 0);
+	errno = ESRCH;
+	return -1;
+}
+
+void worker_log_tail(struct ferryd *d, struct vm *vm, int lines, char *buf,
+		     size_t cap)
+{
+	char path[PATH_MAX], tail[4096];
+	struct err e;
+	ssize_t n;
+	off_t size;
+	char *p;
+	int fd;
+
+	buf[0] = '\0';
+	if (cap == 0 || registry_path(d, vm, "log", path, sizeof(path), &e) < 0)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	size = lseek(fd, 0, SEEK_END);
+	if (size < 0 ||
+	    lseek(fd, size > (off_t)sizeof(tail) - 1 ? size - (off_t)sizeof(tail) + 1 : 0,
+		  SEEK_SET) < 0) {
+		close(fd);
+		return;
+	}
+	n = read(fd, tail, sizeof(tail) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	while (n > 0 && tail[n - 1] == '\n')
+		n--;
+	tail[n] = '\0';
+	/* Walk back over `lines` newlines. */
+	p = tail + n;
+	while (p > tail) {
+		if (p[-1] == '\n' && --lines == 0)
+			break;
+		p--;
+	}
+	snprintf(buf, cap, "%s", p);
+}
+
+static void worker_unlink_runtime(struct ferryd *d, struct vm *vm)
+{
+	static const char *const kinds[] = { "pid", "sock", "console" };
+	char path[PATH_MAX];
+	struct err e;
+	for (size_t i = 0; i < 3; i++)
+		if (registry_path(d, vm, kinds[i], path, sizeof(path), &e) == 0 &&
+		    unlink(path) < 0 && errno != ENOENT)
+			log_warn("removing %s: %s", path, strerror(errno));
+}
+
+static int worker_write_pidfile(struct ferryd *d, struct vm *vm, struct err *e)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8], text[32];
+	int fd, len;
+
+	if (registry_path(d, vm, "pid", path, sizeof(path), e) < 0)
+		return -1;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	len = snprintf(text, sizeof(text), "%d\n", (int)vm->pid);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return err_sys(e, "creating %s", tmp);
+	if (write(fd, text, (size_t)len) != len) {
+		err_sys(e, "writing %s", tmp);
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	if (close(fd) < 0 || rename(tmp, path) < 0) {
+		err_sys(e, "installing %s", path);
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+/* argv for ferry-vm from the definition; strings point into vm/bufs. */
+struct worker_cmd {
+	char *argv[WORKER_ARGV_MAX];
+	int argc;
+	char mem[32], vcpus[16];
+	char sock[PATH_MAX], console[PATH_MAX], serial[PATH_MAX], log[PATH_MAX];
+};
+
+static void worker_arg(struct worker_cmd *c, const char *flag, const char *val)
+{
+	/* The table is sized for every flag; argc can never overflow. */
+	if (c->argc + 2 >= WORKER_ARGV_MAX)
+		return;
+	c->argv[c->argc++] = (char *)flag;
+	c->argv[c->argc++] = (char *)val;
+}
+
+static int worker_build_cmd(struct ferryd *d, struct vm *vm,
+			    struct worker_cmd *c, struct err *e)
+{
+	const struct vm_def *def = &vm->def;
+
+	if (registry_path(d, vm, "sock", c->sock, sizeof(c->sock), e) < 0 ||
+	    registry_path(d, vm, "console", c->console, sizeof(c->console), e) < 0 ||
+	    registry_path(d, vm, "serial", c->serial, sizeof(c->serial), e) < 0 ||
+	    registry_path(d, vm, "log", c->log, sizeof(c->log), e) < 0)
+		return -1;
+	snprintf(c->mem, sizeof(c->mem), "%uM", def->memory_mib);
+	snprintf(c->vcpus, sizeof(c->vcpus), "%u", def->vcpus);
+	c->argc = 0;
+	c->argv[c->argc++] = d->vmm_path;
+	worker_arg(c, "--name", def->name);
+	worker_arg(c, "--kernel", def->kernel);
+	if (def->initrd[0])
+		worker_arg(c, "--initrd", def->initrd);
+	if (def->cmdline[0])
+		worker_arg(c, "--cmdline", def->cmdline);
+	worker_arg(c, "--memory", c->mem);
+	worker_arg(c, "--vcpus", c->vcpus);
+	worker_arg(c, "--serial", c->serial);
+	worker_arg(c, "--console-socket", c->console);
+	if (def->disk[0])
+		worker_arg(c, "--disk", def->disk);
+	if (def->tap[0])
+		worker_arg(c, "--tap", def->tap);
+	if (def->mac[0])
+		worker_arg(c, "--mac", def->mac);
+	if (def->cpu_mask[0])
+		worker_arg(c, "--cpu-mask", def->cpu_mask);
+	worker_arg(c, "--control", c->sock);
+	c->argv[c->argc] = NULL;
+	return 0;
+}
+
+/* In the child between fork and exec: only async-signal-safe calls. */
+static void __attribute__((noreturn))
+worker_exec(struct worker_cmd *c, int logfd, int nullfd)
+{
+	static const char msg[] = "ferryd: exec of ferry-vm failed\n";
+	sigset_t none;
+
+	/* ferryd blocks signals for its signalfd and ignores SIGPIPE; both
+	 * survive exec and would cripple the worker. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	/* Own session and process group: a ferryd restart or a Ctrl-C in
+	 * ferryd's terminal never reaches the VM. */
+	setsid();
+	if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+		_exit(127);
+	execv(c->argv[0], c->argv);
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+int worker_start(struct ferryd *d, struct vm *vm, uint64_t waiter,
+		 const char **code, struct err *e)
+{
+	struct worker_cmd *c;
+	struct host_mem mem;
+	char header[256];
+	int logfd, nullfd, n;
+	pid_t pid;
+
+	if (vm->op != OP_NONE || vm->state == VM_STARTING ||
+	    vm->state == VM_STOPPING) {
+		*code = "E_BUSY";
+		return err_set(e, "VM %s is %s; wait for that to finish",
+			       vm->def.name, registry_state_name(vm->state));
+	}
+	if (vm->pid) {
+		*code = "E_VM_RUNNING";
+		return err_set(e, "VM %s is already running (pid %d)",
+			       vm->def.name, (int)vm->pid);
+	}
+	*code = "E_NO_KVM";
+	if (hostinfo_kvm_usable(e) < 0)
+		return -1;
+	if (vmdef_check_files(&vm->def, code, e) < 0)
+		return -1;
+	*code = "E_INTERNAL";
+	if (hostinfo_memory(&mem, e) < 0)
+		return -1;
+	if (vm->def.memory_mib > mem.free_mib) {
+		*code = "E_NO_MEMORY";
+		return err_set(e, "not enough memory: VM needs %u MiB, host has %llu MiB free",
+			       vm->def.memory_mib, (unsigned long long)mem.free_mib);
+	}
+	if (access(d->vmm_path, X_OK) < 0) {
+		*code = "E_NO_VMM";
+		return err_sys(e, "cannot run the VM worker %s (build it, or pass ferryd --vmm PATH)",
+			       d->vmm_path);
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return err_set(e, "out of memory");
+	if (worker_build_cmd(d, vm, c, e) < 0)
+		goto fail;
+	/* A stale socket file would make the readiness probe talk to nothing
+	 * (or, worse, to a worker we no longer track). */
+	worker_unlink_runtime(d, vm);
+	logfd = open(c->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (logfd < 0) {
+		err_sys(e, "opening %s", c->log);
+		goto fail;
+	}
+	n = snprintf(header, sizeof(header), "--- ferryd: starting %s for VM %s\n",
+		     d->vmm_path, vm->def.name);
+	if (n > 0 && write(logfd, header, strnlen(header, sizeof(header))) < 0)
+		log_warn("writing %s: %s", c->log, strerror(errno));
+	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nullfd < 0) {
+		err_sys(e, "opening /dev/null");
+		close(logfd);
+		goto fail;
+	}
+	pid = fork();
+	if (pid < 0) {
+		err_sys(e, "fork");
+		close(logfd);
+		close(nullfd);
+		goto fail;
+	}
+	if (pid == 0)
+		worker_exec(c, logfd, nullfd);
+	close(logfd);
+	close(nullfd);
+	free(c);
+
+	vm->pid = pid;
+	vm->child = true;
+	vm->pidfd = worker_pidfd_open(pid);
+	if (vm->pidfd < 0)
+		log_warn("pidfd_open(%d): %s; relying on SIGCHLD", (int)pid,
+			 strerror(errno));
+	if (worker_write_pidfile(d, vm, e) < 0)
+		log_warn("VM %s: %s (re-adoption after a restart will not work)",
+			 vm->def.name, e->msg);
+	vm->started_ms = ferryd_wall_ms();
+	vm->state = VM_STARTING;
+	vm->op = OP_START;
+	vm->deadline = ferryd_now_ms() + FERRYD_START_TIMEOUT_MS;
+	vm->waiter = waiter;
+	vm->expect_exit = false;
+	log_info("VM %s: started worker pid %d", vm->def.name, (int)pid);
+	return 0;
+fail:
+	free(c);
+	*code = "E_INTERNAL";
+	return -1;
+}
+
+int worker_stop(struct ferryd *d, struct vm *vm, uint64_t waiter,
+		int grace_ms, const char **code, struct err *e)
+{
+	char sock[PATH_MAX];
+	struct json_object *rep;
+	struct err ce = { 0 };
+
+	if (!vm->pid) {
+		*code = "E_VM_NOT_RUNNING";
+		return err_set(e, "VM %s is not running", vm->def.name);
+	}
+	if (vm->op != OP_NONE) {
+		*code = "E_BUSY";
+		return err_set(e, "VM %s is %s; wait for that to finish",
+			       vm->def.name, registry_state_name(vm->state));
+	}
+	vm->state = VM_STOPPING;
+	vm->waiter = waiter;
+	if (registry_path(d, vm, "sock", sock, sizeof(sock), &ce) == 0 &&
+	    (rep = vmctl_call(sock, "stop", FERRYD_CTL_TIMEOUT_MS, &ce))) {
+		json_object_put(rep);
+		vm->op = OP_STOP_CTL;
+		vm->deadline = ferryd_now_ms() + grace_ms;
+		log_info("VM %s: asked worker to stop", vm->def.name);
+		return 0;
+	}
+	/* The control socket is gone or wedged: go straight to signals. */
+	log_warn("VM %s: graceful stop failed (%s); sending SIGTERM",
+		 vm->def.name, ce.msg);
+	if (worker_signal(vm, SIGTERM) < 0 && errno != ESRCH)
+		log_warn("VM %s: SIGTERM: %s", vm->def.name, strerror(errno));
+	vm->op = OP_STOP_TERM;
+	vm->deadline = ferryd_now_ms() + FERRYD_STOP_TERM_MS;
+	return 0;
+}
+
+static void worker_describe_exit(struct vm *vm, bool known, int status)
+{
+	if (!known) {
+		vm->last_exit_code = -1;
+		snprintf(vm->last_exit, sizeof(vm->last_exit),
+			 "exited (status unknown: worker was adopted after a ferryd restart)");
+	} else if (WIFEXITED(status)) {
+		static const char *const why[] = { "clean stop", "failure",
+			"configuration error", "guest shut down or reset" };
+		int code = WEXITSTATUS(status);
+		vm->last_exit_code = code;
+		snprintf(vm->last_exit, sizeof(vm->last_exit),
+			 "exited with code %d (%s)", code,
+			 code < 4 ? why[code] : "failure");
+	} else if (WIFSIGNALED(status)) {
+		vm->last_exit_code = 128 + WTERMSIG(status);
+		snprintf(vm->last_exit, sizeof(vm->last_exit),
+			 "killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	}
+}
+
+/* Whether an exit nobody asked for counts as a crash. */
+static bool worker_exit_is_crash(bool known, int status)
+{
+	if (!known)
+		return true;
+	if (WIFEXITED(status)) {
+		int code = WEXITSTATUS(status);
+		return code != 0 && code != 3 && code != 2;
+	}
+	return true;
+}
+
+void worker_reap(struct ferryd *d, struct vm *vm)
+{
+	struct json_object *rep;
+	char tail[1024], msg[2048];
+	struct err e;
+	bool known = false;
+	int status = 0;
+	enum vm_op op = vm->op;
+	uint64_t waiter = vm->waiter;
+
+	if (!vm->pid)
+		return;
+	if (vm->child) {
+		pid_t r = waitpid(vm->pid, &status, WNOHANG);
+		if (r == 0)
+			return; /* still running: spurious wake-up */
+		if (r < 0 && errno != ECHILD) {
+			log_warn("waitpid(%d): %s", (int)vm->pid, strerror(errno));
+			return;
+		}
+		known = r == vm->pid;
+	}
+	worker_describe_exit(vm, known, status);
+	log_info("VM %s: worker pid %d %s", vm->def.name, (int)vm->pid,
+		 vm->last_exit);
+	if (vm->pidfd >= 0)
+		close(vm->pidfd);
+	vm->pidfd = -1;
+	vm->pid = 0;
+	vm->started_ms = 0;
+	vm->op = OP_NONE;
+	vm->waiter = 0;
+	worker_unlink_runtime(d, vm);
+
+	if (op == OP_START) {
+		worker_log_tail(d, vm, 8, tail, sizeof(tail));
+		vm->state = worker_exit_is_crash(known, status) ? VM_CRASHED : VM_STOPPED;
+		snprintf(msg, sizeof(msg), "VM %s failed to start: ferry-vm %s\n%s",
+			 vm->def.name, vm->last_exit, tail);
+		loop_send_to(d, waiter, reply_error("E_START_FAILED", msg));
+	} else if (op == OP_STOP_CTL || op == OP_STOP_TERM || op == OP_STOP_KILL) {
+		vm->state = VM_STOPPED;
+		rep = reply_ok();
+		jsonl_add_str(rep, "name", vm->def.name);
+		jsonl_add_str(rep, "state", "stopped");
+		jsonl_add_str(rep, "exit", vm->last_exit);
+		if (vm->delete_after_stop) {
+			if (registry_delete_files(d, vm, &e) < 0) {
+				json_object_put(rep);
+				rep = reply_error("E_INTERNAL", e.msg);
+			} else {
+				jsonl_add_bool(rep, "deleted", true);
+				log_info("VM %s: deleted", vm->def.name);
+				registry_remove(d, vm);
+				vm = NULL;
+			}
+		}
+		loop_send_to(d, waiter, rep);
+	} else if (vm->expect_exit || !worker_exit_is_crash(known, status)) {
+		vm->state = VM_STOPPED;
+	} else {
+		vm->state = VM_CRASHED;
+		log_warn("VM %s crashed: %s", vm->def.name, vm->last_exit);
+	}
+	if (vm) {
+		vm->expect_exit = false;
+		vm->delete_after_stop = false;
+	}
+}
+
+static void worker_tick_start(struct ferryd *d, struct vm *vm, long long now)
+{
+	struct json_object *st, *rep;
+	char sock[PATH_MAX], tail[1024], msg[2048];
+	struct err e = { 0 };
+
+	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) == 0 &&
+	    (st = vmctl_call(sock, "status", FERRYD_CTL_TIMEOUT_MS, &e))) {
+		json_object_put(st);
+		vm->state = VM_RUNNING;
+		vm->op = OP_NONE;
+		log_info("VM %s: running (pid %d)", vm->def.name, (int)vm->pid);
+		rep = worker_status_json(d, vm, false);
+		loop_send_to(d, vm->waiter, rep);
+		vm->waiter = 0;
+		return;
+	}
+	if (now < vm->deadline)
+		return;
+	/* It never answered: kill it so no half-started VM lingers. */
+	worker_log_tail(d, vm, 8, tail, sizeof(tail));
+	snprintf(msg, sizeof(msg),
+		 "VM %s did not become ready within %d s (control socket: %s); worker killed. Last log lines:\n%s",
+		 vm->def.name, FERRYD_START_TIMEOUT_MS / 1000, e.msg, tail);
+	log_warn("VM %s: start timed out", vm->def.name);
+	if (worker_signal(vm, SIGKILL) < 0)
+		log_warn("VM %s: SIGKILL: %s", vm->def.name, strerror(errno));
+	vm->expect_exit = true;
+	vm->state = VM_STOPPING;
+	vm->op = OP_NONE;
+	loop_send_to(d, vm->waiter, reply_error("E_START_TIMEOUT", msg));
+	vm->waiter = 0;
+}
+
+void worker_tick(struct ferryd *d)
+{
+	long long now = ferryd_now_ms();
+	char msg[256];
+
+	for (struct vm *vm = d->vms; vm; vm = vm->next) {
+		switch (vm->op) {
+		case OP_NONE:
+			break;
+		case OP_START:
+			worker_tick_start(d, vm, now);
+			break;
+		case OP_STOP_CTL:
+			if (now < vm->deadline)
+				break;
+			log_warn("VM %s: no exit after stop request; SIGTERM", vm->def.name);
+			if (worker_signal(vm, SIGTERM) < 0)
+				log_warn("VM %s: SIGTERM: %s", vm->def.name, strerror(errno));
+			vm->op = OP_STOP_TERM;
+			vm->deadline = now + FERRYD_STOP_TERM_MS;
+			break;
+		case OP_STOP_TERM:
+			if (now < vm->deadline)
+				break;
+			log_warn("VM %s: no exit after SIGTERM; SIGKILL", vm->def.name);
+			if (worker_signal(vm, SIGKILL) < 0)
+				log_warn("VM %s: SIGKILL: %s", vm->def.name, strerror(errno));
+			vm->op = OP_STOP_KILL;
+			vm->deadline = now + FERRYD_STOP_KILL_MS;
+			break;
+		case OP_STOP_KILL:
+			if (now < vm->deadline)
+				break;
+			snprintf(msg, sizeof(msg),
+				 "VM %s: worker pid %d did not exit even after SIGKILL",
+				 vm->def.name, (int)vm->pid);
+			log_error("%s", msg);
+			vm->op = OP_NONE;
+			vm->delete_after_stop = false;
+			loop_send_to(d, vm->waiter, reply_error("E_STOP_FAILED", msg));
+			vm->waiter = 0;
+			break;
+		}
+	}
+}
+
+int worker_next_timeout(struct ferryd *d)
+{
+	long long now = ferryd_now_ms(), best = -1;
+	for (struct vm *vm = d->vms; vm; vm = vm->next) {
+		long long t;
+		if (vm->op == OP_NONE)
+			continue;
+		t = vm->op == OP_START ? WORKER_PROBE_MS : vm->deadline - now;
+		if (t < 0)
+			t = 0;
+		if (best < 0 || t < best)
+			best = t;
+	}
+	return (int)best;
+}
+
+/* Does /proc/PID/cmdline say this is ferry-vm with our control socket? */
+static bool worker_is_ours(pid_t pid, const char *sock)
+{
+	char path[64], buf[8192];
+	const char *arg, *base, *prev = NULL;
+	bool name_ok, sock_ok = false;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	base = strrchr(buf, '/');
+	base = base ? base + 1 : buf;
+	name_ok = strcmp(base, "ferry-vm") == 0;
+	for (arg = buf; arg < buf + n; arg += strlen(arg) + 1) {
+		if (prev && strcmp(prev, "--control") == 0 && strcmp(arg, sock) == 0)
+			sock_ok = true;
+		prev = arg;
+	}
+	return name_ok && sock_ok;
+}
+
+void worker_adopt(struct ferryd *d, struct vm *vm)
+{
+	char pidpath[PATH_MAX], sock[PATH_MAX], text[32];
+	struct json_object *st;
+	const char *name = NULL;
+	struct err e = { 0 };
+	int64_t uptime = -1;
+	long pid;
+	ssize_t n;
+	int fd, pidfd;
+
+	if (registry_path(d, vm, "pid", pidpath, sizeof(pidpath), &e) < 0 ||
+	    registry_path(d, vm, "sock", sock, sizeof(sock), &e) < 0)
+		return;
+	fd = open(pidpath, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return; /* never started, or stopped cleanly */
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	text[n > 0 ? n : 0] = '\0';
+	pid = strtol(text, NULL, 10);
+	if (pid <= 1 || pid > 4194304) {
+		log_warn("VM %s: ignoring bad pid file %s", vm->def.name, pidpath);
+		worker_unlink_runtime(d, vm);
+		return;
+	}
+	/* Open the pidfd before checking identity, so the process we check
+	 * is the one we then watch (no pid-reuse window). */
+	pidfd = worker_pidfd_open((pid_t)pid);
+	if (pidfd < 0 || !worker_is_ours((pid_t)pid, sock)) {
+		if (pidfd >= 0)
+			close(pidfd);
+		snprintf(vm->last_exit, sizeof(vm->last_exit),
+			 "worker pid %ld exited while ferryd was not running", pid);
+		log_info("VM %s: %s", vm->def.name, vm->last_exit);
+		worker_unlink_runtime(d, vm);
+		return;
+	}
+	vm->pid = (pid_t)pid;
+	vm->pidfd = pidfd;
+	vm->child = false;
+	st = vmctl_call(sock, "status", FERRYD_CTL_TIMEOUT_MS, &e);
+	if (st && jsonl_get_str(st, "name", false, &name, &e) == 0 &&
+	    (!name || strcmp(name, vm->def.name) == 0)) {
+		if (jsonl_get_int(st, "uptime_ms", false, 0, INT64_MAX, &uptime, &e) == 0 &&
+		    uptime >= 0)
+			vm->started_ms = ferryd_wall_ms() - uptime;
+		vm->state = VM_RUNNING;
+		log_info("VM %s: re-adopted running worker pid %ld", vm->def.name, pid);
+	} else {
+		/* Alive but not answering: keep watching it so `vm stop` can
+		 * still end it, but do not call it running. */
+		vm->state = VM_CRASHED;
+		snprintf(vm->last_exit, sizeof(vm->last_exit),
+			 "worker pid %ld is alive but its control socket does not answer (%.80s)",
+			 pid, st ? "name mismatch" : e.msg);
+		log_warn("VM %s: %s", vm->def.name, vm->last_exit);
+	}
+	json_object_put(st);
+}
+
+struct json_object *worker_status_json(struct ferryd *d, struct vm *vm,
+				       bool live)
+{
+	struct json_object *o = reply_ok(), *st;
+	char path[PATH_MAX], tail[2048];
+	struct err e = { 0 };
+	const char *gstate = NULL;
+
+	jsonl_add_str(o, "name", vm->def.name);
+	jsonl_add_str(o, "state", registry_state_name(vm->state));
+	jsonl_add_int(o, "memory_mib", vm->def.memory_mib);
+	jsonl_add_int(o, "vcpus", vm->def.vcpus);
+	jsonl_add_str(o, "kernel", vm->def.kernel);
+	if (vm->def.initrd[0])
+		jsonl_add_str(o, "initrd", vm->def.initrd);
+	jsonl_add_str(o, "cmdline", vm->def.cmdline);
+	if (vm->def.disk[0])
+		jsonl_add_str(o, "disk", vm->def.disk);
+	if (vm->def.tap[0])
+		jsonl_add_str(o, "tap", vm->def.tap);
+	if (vm->def.mac[0])
+		jsonl_add_str(o, "mac", vm->def.mac);
+	if (vm->def.cpu_mask[0])
+		jsonl_add_str(o, "cpu_mask", vm->def.cpu_mask);
+	if (vm->pid) {
+		jsonl_add_int(o, "pid", vm->pid);
+		jsonl_add_bool(o, "adopted", !vm->child);
+		if (vm->started_ms)
+			jsonl_add_int(o, "uptime_ms", ferryd_wall_ms() - vm->started_ms);
+	}
+	if (registry_path(d, vm, "serial", path, sizeof(path), &e) == 0)
+		jsonl_add_str(o, "serial_log", path);
+	if (registry_path(d, vm, "log", path, sizeof(path), &e) == 0)
+		jsonl_add_str(o, "worker_log", path);
+	if (vm->last_exit[0]) {
+		jsonl_add_str(o, "last_exit", vm->last_exit);
+		jsonl_add_int(o, "last_exit_code", vm->last_exit_code);
+	}
+	if (vm->state == VM_CRASHED) {
+		worker_log_tail(d, vm, 10, tail, sizeof(tail));
+		jsonl_add_str(o, "log_tail", tail);
+	}
+	if (live && vm->state == VM_RUNNING &&
+	    registry_path(d, vm, "sock", path, sizeof(path), &e) == 0) {
+		st = vmctl_call(path, "status", FERRYD_CTL_TIMEOUT_MS, &e);
+		if (st && jsonl_get_str(st, "state", false, &gstate, &e) == 0 && gstate)
+			jsonl_add_str(o, "worker_state", gstate);
+		else if (!st)
+			jsonl_add_str(o, "worker_error", e.msg);
+		json_object_put(st);
+	}
+	return o;
+}
