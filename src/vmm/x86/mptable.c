@@ -30,7 +30,9 @@
 #define MPT_MAX (MPF_SIZE + MPC_HDR_SIZE + LAYOUT_MAX_VCPUS * MP_PROC_SIZE + \
 		 (2 + 1 + (ISA_IRQS + 1) + LAYOUT_PCI_MAX_SLOTS * 4 + 2) * MP_SMALL_SIZE)
 
-_Static_assert(MPT_MAX <= LAYOUT_HIMEM_START - LAYOUT_EBDA_START, "MP table must fit the EBDA");
+/* Linux scans only the first KiB of the EBDA for the floating pointer, and
+ * the table must end before the VGA hole at 640 KiB. */
+_Static_assert(MPT_MAX <= 1024, "MP table must fit the 1 KiB EBDA");
 
 static uint8_t checksum(const uint8_t *p, size_t n)
 {
