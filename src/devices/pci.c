@@ -77,7 +77,7 @@ static int pci_update_bar(struct pci_dev *d, struct err *e)
 	/* During BAR sizing the register holds ~(size-1): an address past
 	 * 64 KiB, which must not decode (Linux also turns I/O off then). */
 	enable = (le_get_u16(d->cfg + PCI_COMMAND) & PCI_COMMAND_IO) &&
-		 addr != 0 && addr + d->bar_size <= 0x10000;
+		 addr != 0 && addr <= 0x10000u - d->bar_size;
 	if (enable && addr != d->claim_base) {
 		uint16_t old = d->claim_base;
 		if (iobus_move(d->bus->pio, d, old, (uint16_t)addr) < 0) {
