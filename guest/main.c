@@ -348,12 +348,16 @@ void user_bsp_main(uint64_t arg)
 	if (params.cpus) {
 		if (params.cpus > FG_MAX_CPUS)
 			params.cpus = FG_MAX_CPUS;
-		if (found && params.cpus > found)
-			gprintf("FERRY-GUEST error cpus=%u but the MP table lists %u", params.cpus, found);
-		else if (!found) /* no table: assume APIC IDs 0..N-1 */
-			for (unsigned i = 1, id = 0; i < params.cpus; i++, id++)
-				ids[i] = id == bsp_id ? ++id : id;
-		ncpus = found && params.cpus > found ? found : params.cpus;
+		/* More than the table lists (SeaBIOS under PVM lists only the
+		 * CPUs it woke itself): add the lowest unused APIC IDs. */
+		for (uint32_t id = 0; ncpus < params.cpus && id < 255; id++) {
+			int used = 0;
+			for (unsigned i = 0; i < ncpus; i++)
+				used |= ids[i] == id;
+			if (!used)
+				ids[ncpus++] = id;
+		}
+		ncpus = params.cpus;
 	}
 
 	const char *rate = params.rate_mib == FG_RATE_MAX ? "max" : 0;

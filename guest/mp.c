@@ -48,13 +48,13 @@ unsigned mp_find_cpus(uint32_t *apic_ids, unsigned max, uint32_t base_mem_kib)
 	if (!fp)
 		return 0;
 	uint32_t cfg = *(const uint32_t *)(fp + 4);
-	if (cfg == 0 || cfg >= 0x100000) /* default configurations: no list */
+	if (cfg == 0) /* one of the spec's default configurations: no list */
 		return 0;
 	const uint8_t *t = at(cfg);
 	uint16_t len = *(const uint16_t *)(t + 4);
 	uint16_t count = *(const uint16_t *)(t + 34);
 	if (t[0] != 'P' || t[1] != 'C' || t[2] != 'M' || t[3] != 'P' || len < 44 ||
-	    cfg + len > 0x100000 || !sum_ok(t, len))
+	    (uint64_t)cfg + len > 0x100000000ULL || !sum_ok(t, len))
 		return 0;
 	unsigned n = 0;
 	uint32_t off = 44;
