@@ -52,14 +52,16 @@ int cpuid_decode(struct stream *r, struct kvm_cpuid2 **out, struct err *e)
 			return err_prefix(e, "cpuid entry %u", i);
 		}
 		if (x->flags & ~KNOWN_FLAGS) {
+			err_set(e, "cpuid entry %u: unknown flags 0x%x", i, x->flags);
 			free(c);
-			return err_set(e, "cpuid entry %u: unknown flags 0x%x", i, x->flags);
+			return -1;
 		}
 		for (uint32_t j = 0; j < i; j++) {
 			if (c->entries[j].function == x->function && c->entries[j].index == x->index) {
+				err_set(e, "cpuid entry %u: duplicate leaf 0x%x.%u", i,
+					x->function, x->index);
 				free(c);
-				return err_set(e, "cpuid entry %u: duplicate leaf 0x%x.%u", i,
-					       x->function, x->index);
+				return -1;
 			}
 		}
 	}

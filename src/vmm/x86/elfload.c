@@ -106,7 +106,7 @@ int elfload_load(struct guest_mem *gm, const struct e820_map *map,
 		 const struct elfload_limits *lim, const uint8_t *img, size_t len,
 		 uint64_t *entry, struct err *e)
 {
-	struct elf_info ei;
+	struct elf_info ei = { 0 };
 	int nload = 0, entry_ok = 0;
 	uint64_t ent;
 

@@ -57,6 +57,16 @@ static uint8_t *small(uint8_t **pp, uint8_t type, uint8_t a, uint16_t flags,
 	return p;
 }
 
+/* PCI GSIs (10..13) fall in the ISA range; a pin is either an edge ISA
+ * line or a level PCI line, never both, or the guest gets two polarities. */
+static int pci_owns(const struct mptable_irq *pci, int npci, int gsi)
+{
+	for (int i = 0; i < npci; i++)
+		if (pci[i].gsi == gsi)
+			return 1;
+	return 0;
+}
+
 static int check_args(int nvcpus, const struct mptable_irq *pci, int npci, struct err *e)
 {
 	if (nvcpus < 1 || nvcpus > LAYOUT_MAX_VCPUS)
@@ -65,7 +75,8 @@ static int check_args(int nvcpus, const struct mptable_irq *pci, int npci, struc
 		return err_set(e, "mptable: %d PCI interrupt routes", npci);
 	for (int i = 0; i < npci; i++) {
 		if (pci[i].slot < 1 || pci[i].slot > 31 || pci[i].pin > 3 ||
-		    pci[i].gsi < ISA_IRQS || pci[i].gsi >= LAYOUT_IOAPIC_PINS)
+		    pci[i].gsi == PIT_IRQ || pci[i].gsi == MPTABLE_PIT_PIN ||
+		    pci[i].gsi >= LAYOUT_IOAPIC_PINS)
 			return err_set(e, "mptable: bad PCI route slot %u pin %u gsi %u",
 				       pci[i].slot, pci[i].pin, pci[i].gsi);
 	}
@@ -108,7 +119,7 @@ int mptable_write(struct guest_mem *gm, int nvcpus, const struct mptable_irq *pc
 	small(&p, MP_ENT_IOINT, MP_INT_EXTINT, MP_IRQ_DEFAULT, MPTABLE_BUS_ISA, PIT_IRQ, ioapic_id, 0);
 	count++;
 	for (int irq = 0; irq < ISA_IRQS; irq++) {
-		if (irq == CASCADE_IRQ)
+		if (irq == CASCADE_IRQ || pci_owns(pci, npci, irq))
 			continue;
 		small(&p, MP_ENT_IOINT, MP_INT_INT, MP_IRQ_DEFAULT, MPTABLE_BUS_ISA, (uint8_t)irq,
 		      ioapic_id, (uint8_t)(irq == PIT_IRQ ? MPTABLE_PIT_PIN : irq));
