@@ -1,0 +1,48 @@
+/* Command-line value parsing for ferry (sizes, counts). */
+#include "cli/cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t cli_parse_mib(const char *s)
+{
+	char *end;
+	double v;
+	double mult = 1; /* MiB */
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || errno || v < 0)
+		return -1;
+	if (*end) {
+		switch (toupper((unsigned char)*end)) {
+		case 'K': mult = 1.0 / 1024; break;
+		case 'M': mult = 1; break;
+		case 'G': mult = 1024; break;
+		case 'T': mult = 1024.0 * 1024; break;
+		default: return -1;
+		}
+		end++;
+		/* Accept "1G", "1GB", "1GiB". */
+		if (strcasecmp(end, "b") != 0 && strcasecmp(end, "ib") != 0 && *end)
+			return -1;
+	}
+	v *= mult;
+	if (v > 1e12 || v != v)
+		return -1;
+	return (int64_t)v;
+}
+
+bool cli_parse_int(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (end == s || *end || errno || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}

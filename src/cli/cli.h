@@ -1,0 +1,96 @@
+/*
+ * The ferry CLI's shared pieces: global options, the connection to a
+ * ferryd (local UNIX socket or remote TCP), request/reply helpers that turn
+ * API errors into messages saying what to do, and output formatting.
+ * Command groups live one per file (cmd_vm.c, cmd_host.c) and are reached
+ * through the table in main.c.
+ */
+#ifndef FERRY_CLI_H
+#define FERRY_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "common/err.h"
+#include "common/sock.h"
+
+#define CLI_DEFAULT_SOCKET "/var/lib/ferry/ferryd.sock"
+#define CLI_DEFAULT_PORT "7450"
+
+/* Exit codes of ferry. */
+enum {
+	CLI_OK = 0,
+	CLI_FAILED = 1,      /* ferryd refused or the operation failed */
+	CLI_USAGE = 2,       /* bad command line */
+	CLI_UNREACHABLE = 3, /* no ferryd to talk to */
+};
+
+struct cli_opts {
+	const char *computer; /* HOST[:PORT] for TCP, or NULL for local */
+	const char *socket;   /* local socket path */
+	bool json;            /* print raw JSON replies */
+};
+
+struct cli_conn {
+	int fd;
+	char where[300]; /* "HOST:PORT" or the socket path, for messages */
+	struct sock_reader rd;
+};
+
+/* A command group: argv[0] is the group name ("vm"). */
+struct cli_group {
+	const char *name;
+	int (*run)(struct cli_opts *o, int argc, char **argv);
+	const char *summary;
+};
+
+/* client.c */
+/* Connect to ferryd; on failure prints the reason and a hint. */
+struct cli_conn *cli_connect(const struct cli_opts *o);
+void cli_close(struct cli_conn *c);
+/* Send req (consumed), wait up to timeout_ms for the reply line. Returns
+ * the reply, or NULL after printing what went wrong. */
+struct json_object *cli_call(struct cli_conn *c, struct json_object *req,
+			     int timeout_ms);
+/* Connect, call, close. On an {"ok":false} reply prints the error (with
+ * hints) and returns NULL with *rc = CLI_FAILED; on transport failure
+ * *rc = CLI_UNREACHABLE. With --json the raw reply is printed in every
+ * case and NULL is returned for errors too. */
+struct json_object *cli_request(const struct cli_opts *o,
+				struct json_object *req, int timeout_ms,
+				int *rc);
+/* Print a {"ok":false} reply as "ferry: error: ..." plus a hint. */
+void cli_print_error(struct json_object *reply);
+
+/* args.c */
+/* "512M", "1G", "2048" (MiB), "1.5G" -> MiB; -1 on bad input. */
+int64_t cli_parse_mib(const char *s);
+/* Decimal integer in [min, max]; false on bad input. */
+bool cli_parse_int(const char *s, long min, long max, long *out);
+
+/* output.c */
+const char *cli_str(struct json_object *o, const char *key);
+int64_t cli_int(struct json_object *o, const char *key, int64_t dflt);
+/* "1h02m", "3m04s", "12s". */
+void cli_fmt_duration(int64_t ms, char *buf, size_t cap);
+/* "512 MiB", "2 GiB". */
+void cli_fmt_mib(int64_t mib, char *buf, size_t cap);
+/* A table: header row then rows; columns padded to their widest cell.
+ * cli_table_print prints and frees it. */
+struct cli_table;
+struct cli_table *cli_table_new(int ncols, const char *const *headers);
+void cli_table_row(struct cli_table *t, const char *const *cells);
+void cli_table_print(struct cli_table *t);
+/* "Label:  value", labels aligned to width. */
+void cli_kv(const char *label, const char *value);
+
+/* console.c: relay between the terminal and an upgraded connection. */
+int cli_console_relay(struct cli_conn *c, const char *name, struct err *e);
+
+/* Command groups. */
+int cmd_vm(struct cli_opts *o, int argc, char **argv);
+int cmd_host(struct cli_opts *o, int argc, char **argv);
+
+#endif

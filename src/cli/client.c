@@ -1,0 +1,179 @@
+/*
+ * ferry's connection to ferryd: local UNIX socket by default, TCP with
+ * --computer-name. Failures are reported as what the user should do next,
+ * not just the errno.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/jsonl.h"
+
+#define CLI_CONNECT_TIMEOUT_MS 5000
+
+static void cli_unreachable(const struct cli_opts *o, const char *where,
+			    const struct err *e)
+{
+	const char *why = e->code ? strerror(e->code) : e->msg;
+	char dir[300];
+
+	if (e->code == ECONNREFUSED || e->code == ENOENT)
+		why = e->code == ENOENT ? "no such socket" : "connection refused";
+	fprintf(stderr, "ferry: cannot reach ferryd at %s: %s", where, why);
+	if (o->computer) {
+		fprintf(stderr, " — is ferryd running on that host with --listen ADDR:PORT "
+			"(it listens on 127.0.0.1:%s only by default)?\n", CLI_DEFAULT_PORT);
+		return;
+	}
+	/* The default layout puts the socket in the state directory. */
+	snprintf(dir, sizeof(dir), "%s", where);
+	if (strcmp(basename(dir), "ferryd.sock") == 0) {
+		snprintf(dir, sizeof(dir), "%s", where);
+		fprintf(stderr, " — is ferryd running? start it with: ferryd --state-dir %s\n",
+			dirname(dir));
+	} else {
+		fprintf(stderr, " — is ferryd running? start it with: ferryd --socket %s\n",
+			where);
+	}
+	if (e->code == EACCES)
+		fprintf(stderr, "ferry: (permission denied: run as a user that may use %s)\n",
+			where);
+}
+
+struct cli_conn *cli_connect(const struct cli_opts *o)
+{
+	struct cli_conn *c = calloc(1, sizeof(*c));
+	struct err e = { 0 };
+
+	if (!c) {
+		fprintf(stderr, "ferry: out of memory\n");
+		return NULL;
+	}
+	if (o->computer) {
+		char host[256], port[16];
+		if (sock_split_hostport(o->computer, CLI_DEFAULT_PORT, host,
+					sizeof(host), port, sizeof(port), &e) < 0) {
+			fprintf(stderr, "ferry: --computer-name: %s\n", e.msg);
+			free(c);
+			return NULL;
+		}
+		snprintf(c->where, sizeof(c->where), "%s:%s", host, port);
+		c->fd = sock_tcp_connect(host, port, CLI_CONNECT_TIMEOUT_MS, &e);
+	} else {
+		snprintf(c->where, sizeof(c->where), "%s", o->socket);
+		c->fd = sock_unix_connect(o->socket, &e);
+	}
+	if (c->fd < 0) {
+		cli_unreachable(o, c->where, &e);
+		free(c);
+		return NULL;
+	}
+	sock_reader_init(&c->rd, c->fd);
+	return c;
+}
+
+void cli_close(struct cli_conn *c)
+{
+	if (!c)
+		return;
+	close(c->fd);
+	free(c);
+}
+
+struct json_object *cli_call(struct cli_conn *c, struct json_object *req,
+			     int timeout_ms)
+{
+	struct json_object *rep;
+	struct err e = { 0 };
+	const char *text = jsonl_text(req);
+	char *line;
+
+	if (sock_write_all(c->fd, text, strlen(text), timeout_ms, &e) < 0 ||
+	    sock_write_all(c->fd, "\n", 1, timeout_ms, &e) < 0) {
+		fprintf(stderr, "ferry: sending to ferryd at %s: %s\n", c->where, e.msg);
+		json_object_put(req);
+		return NULL;
+	}
+	json_object_put(req);
+	line = sock_reader_line(&c->rd, timeout_ms, &e);
+	if (!line) {
+		fprintf(stderr, "ferry: no reply from ferryd at %s: %s\n", c->where, e.msg);
+		return NULL;
+	}
+	rep = jsonl_parse(line, strlen(line), &e);
+	if (!rep)
+		fprintf(stderr, "ferry: bad reply from ferryd at %s: %s\n", c->where, e.msg);
+	return rep;
+}
+
+/* What to do about each API error, in the user's terms. */
+static const char *cli_hint(const char *code)
+{
+	static const struct { const char *code, *hint; } hints[] = {
+		{ "E_NAME_TAKEN", "pick another --name, or remove the old VM first: ferry vm delete NAME" },
+		{ "E_NO_KERNEL", "--kernel must name a readable file on the host that runs ferryd (absolute path)" },
+		{ "E_NO_INITRD", "--initrd must name a readable file on the host that runs ferryd (absolute path)" },
+		{ "E_NO_DISK", "create the disk image first (e.g. truncate -s 1G /path/disk.img) or fix --disk" },
+		{ "E_NO_MEMORY", "use a smaller --memory, or stop other VMs (see: ferry host info)" },
+		{ "E_NO_KVM", "this host cannot run VMs: check that /dev/kvm exists and that ferryd may open it" },
+		{ "E_NO_VM", "list the VMs on this host with: ferry vm list" },
+		{ "E_VM_RUNNING", "stop it first with: ferry vm stop NAME" },
+		{ "E_VM_NOT_RUNNING", "start it first with: ferry vm start NAME" },
+		{ "E_NO_VMM", "install ferry-vm next to ferryd, or start ferryd with --vmm PATH" },
+		{ "E_START_FAILED", "the worker log is in the VM's status: ferry vm status NAME" },
+		{ "E_BAD_NAME", "names are 1-64 characters from a-z A-Z 0-9 . _ -" },
+		{ NULL, NULL },
+	};
+	for (int i = 0; code && hints[i].code; i++)
+		if (strcmp(hints[i].code, code) == 0)
+			return hints[i].hint;
+	return NULL;
+}
+
+void cli_print_error(struct json_object *reply)
+{
+	const char *msg = cli_str(reply, "error");
+	const char *code = cli_str(reply, "code");
+	const char *hint = cli_hint(code);
+
+	fprintf(stderr, "ferry: error: %s\n", msg ? msg : "(no reason given)");
+	if (hint)
+		fprintf(stderr, "hint: %s\n", hint);
+}
+
+struct json_object *cli_request(const struct cli_opts *o,
+				struct json_object *req, int timeout_ms,
+				int *rc)
+{
+	struct json_object *rep, *okv;
+	struct cli_conn *c = cli_connect(o);
+
+	if (!c) {
+		json_object_put(req);
+		*rc = CLI_UNREACHABLE;
+		return NULL;
+	}
+	rep = cli_call(c, req, timeout_ms);
+	cli_close(c);
+	if (!rep) {
+		*rc = CLI_UNREACHABLE;
+		return NULL;
+	}
+	if (o->json)
+		printf("%s\n", jsonl_text(rep));
+	if (!json_object_object_get_ex(rep, "ok", &okv) ||
+	    !json_object_get_boolean(okv)) {
+		if (!o->json)
+			cli_print_error(rep);
+		json_object_put(rep);
+		*rc = CLI_FAILED;
+		return NULL;
+	}
+	*rc = CLI_OK;
+	return rep;
+}

@@ -1,0 +1,84 @@
+/*
+ * ferry: the command-line client for ferryd. Global options pick the host
+ * (local UNIX socket by default, --computer-name for TCP) and the output
+ * style; the first word picks a command group from the table below, each
+ * group in its own file.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const struct cli_group groups[] = {
+	{ "vm", cmd_vm, "define, start, stop, list, inspect, attach to and delete VMs" },
+	{ "host", cmd_host, "show facts about the host" },
+	{ NULL, NULL, NULL },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ferry [-c HOST[:PORT]] [--socket PATH] [--json] GROUP COMMAND [ARGS]\n"
+		"\n"
+		"Manage VMs on a ferry host (through its ferryd).\n"
+		"\n"
+		"  -c, --computer-name HOST[:PORT]  talk to ferryd on another host over TCP\n"
+		"                                   (port default 7450)\n"
+		"  --socket PATH   local ferryd socket (default $FERRY_SOCKET or\n"
+		"                  " CLI_DEFAULT_SOCKET ")\n"
+		"  --json          print ferryd's JSON replies instead of tables\n"
+		"  --version       print the version\n"
+		"\n"
+		"groups:\n");
+	for (const struct cli_group *g = groups; g->name; g++)
+		fprintf(f, "  %-6s %s\n", g->name, g->summary);
+	fprintf(f,
+		"\n"
+		"Examples:\n"
+		"  ferry vm new --name web1 --memory 1G --vcpus 2 --kernel /srv/vmlinuz\n"
+		"  ferry vm start web1\n"
+		"  ferry vm list\n"
+		"  ferry -c node2 host info\n"
+		"\n"
+		"Run 'ferry GROUP --help' or 'ferry GROUP COMMAND --help' for more.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "computer-name", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cli_opts o = { 0 };
+	const char *env = getenv("FERRY_SOCKET");
+	int opt;
+
+	o.socket = env && *env ? env : CLI_DEFAULT_SOCKET;
+	/* "+": stop at the group name; later options belong to the verb. */
+	while ((opt = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': o.computer = optarg; break;
+		case 's': o.socket = optarg; break;
+		case 'j': o.json = true; break;
+		case 'h': usage(stdout); return CLI_OK;
+		case 'V': printf("ferry 0.1.0\n"); return CLI_OK;
+		default: usage(stderr); return CLI_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return CLI_USAGE;
+	}
+	for (const struct cli_group *g = groups; g->name; g++)
+		if (strcmp(g->name, argv[optind]) == 0)
+			return g->run(&o, argc - optind, argv + optind);
+	fprintf(stderr, "ferry: unknown command group '%s'\n\n", argv[optind]);
+	usage(stderr);
+	return CLI_USAGE;
+}

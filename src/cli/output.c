@@ -1,0 +1,124 @@
+/* Human output for ferry: aligned tables and "key: value" blocks. */
+#include "cli/cli.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jsonl.h"
+
+#define CLI_TABLE_MAX_COLS 12
+
+struct cli_table {
+	int ncols;
+	size_t nrows, cap;
+	char **cells; /* nrows * ncols, row 0 = headers */
+};
+
+const char *cli_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	if (!json_object_object_get_ex(o, key, &v) || !v)
+		return NULL;
+	return json_object_get_string(v);
+}
+
+int64_t cli_int(struct json_object *o, const char *key, int64_t dflt)
+{
+	struct json_object *v;
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_int))
+		return dflt;
+	return json_object_get_int64(v);
+}
+
+void cli_fmt_duration(int64_t ms, char *buf, size_t cap)
+{
+	int64_t s = ms / 1000;
+	if (ms < 0)
+		snprintf(buf, cap, "-");
+	else if (s < 60)
+		snprintf(buf, cap, "%" PRId64 "s", s);
+	else if (s < 3600)
+		snprintf(buf, cap, "%" PRId64 "m%02" PRId64 "s", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, cap, "%" PRId64 "h%02" PRId64 "m", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, cap, "%" PRId64 "d%02" PRId64 "h", s / 86400, s % 86400 / 3600);
+}
+
+void cli_fmt_mib(int64_t mib, char *buf, size_t cap)
+{
+	if (mib >= 1024 && mib % 1024 == 0)
+		snprintf(buf, cap, "%" PRId64 " GiB", mib / 1024);
+	else
+		snprintf(buf, cap, "%" PRId64 " MiB", mib);
+}
+
+struct cli_table *cli_table_new(int ncols, const char *const *headers)
+{
+	struct cli_table *t = calloc(1, sizeof(*t));
+	if (!t || ncols > CLI_TABLE_MAX_COLS) {
+		free(t);
+		return NULL;
+	}
+	t->ncols = ncols;
+	cli_table_row(t, headers);
+	return t;
+}
+
+void cli_table_row(struct cli_table *t, const char *const *cells)
+{
+	if (!t)
+		return;
+	if (t->nrows == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 8;
+		char **grown = realloc(t->cells, cap * (size_t)t->ncols * sizeof(char *));
+		if (!grown)
+			return;
+		t->cells = grown;
+		t->cap = cap;
+	}
+	for (int i = 0; i < t->ncols; i++)
+		t->cells[t->nrows * (size_t)t->ncols + (size_t)i] =
+			strdup(cells[i] ? cells[i] : "");
+	t->nrows++;
+}
+
+void cli_table_print(struct cli_table *t)
+{
+	size_t width[CLI_TABLE_MAX_COLS] = { 0 };
+
+	if (!t)
+		return;
+	for (size_t r = 0; r < t->nrows; r++)
+		for (int i = 0; i < t->ncols; i++) {
+			const char *c = t->cells[r * (size_t)t->ncols + (size_t)i];
+			size_t n = c ? strlen(c) : 0;
+			if (n > width[i])
+				width[i] = n;
+		}
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (int i = 0; i < t->ncols; i++) {
+			const char *c = t->cells[r * (size_t)t->ncols + (size_t)i];
+			/* No trailing padding on the last column. */
+			if (i == t->ncols - 1)
+				printf("%s\n", c ? c : "");
+			else
+				printf("%-*s  ", (int)width[i], c ? c : "");
+		}
+		free(t->cells[r * (size_t)t->ncols]);
+		for (int i = 1; i < t->ncols; i++)
+			free(t->cells[r * (size_t)t->ncols + (size_t)i]);
+	}
+	free(t->cells);
+	free(t);
+}
+
+void cli_kv(const char *label, const char *value)
+{
+	char l[64];
+	snprintf(l, sizeof(l), "%s:", label);
+	printf("%-16s %s\n", l, value ? value : "-");
+}
