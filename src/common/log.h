@@ -1,0 +1,19 @@
+/*
+ * Logging to stderr with a level, a timestamp and the process name. Workers
+ * and the daemon redirect stderr to their log files, so this is the one sink.
+ */
+#ifndef FERRY_LOG_H
+#define FERRY_LOG_H
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+void log_init(const char *progname, enum log_level level);
+void log_msg(enum log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,299 @@
+/*
+ * Stream implementation (see stream.h). The fd back end buffers in 64 KiB
+ * and waits with poll() so that a timeout can end a stalled transfer; large
+ * payloads bypass the buffer to avoid a copy.
+ */
+#include "common/stream.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void stream_init_fd(struct stream *s, int fd, bool writing)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->writing = writing;
+	s->cap = STREAM_BUF;
+	s->buf = malloc(s->cap);
+	s->owns_buf = true;
+	if (!s->buf)
+		stream_fail(s, "out of memory for stream buffer");
+}
+
+void stream_init_mem_writer(struct stream *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	s->writing = true;
+	s->owns_buf = true;
+}
+
+void stream_init_mem_reader(struct stream *s, const void *data, size_t len)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	s->span = data;
+	s->len = len;
+}
+
+void stream_set_timeout(struct stream *s, int timeout_ms)
+{
+	s->timeout_ms = timeout_ms;
+}
+
+void stream_destroy(struct stream *s)
+{
+	if (s->owns_buf)
+		free(s->buf);
+	s->buf = NULL;
+	s->owns_buf = false;
+}
+
+int stream_fail(struct stream *s, const char *fmt, ...)
+{
+	va_list ap;
+	if (s->failed)
+		return -1;
+	s->failed = true;
+	va_start(ap, fmt);
+	vsnprintf(s->e.msg, sizeof(s->e.msg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int stream_check(const struct stream *s, struct err *e)
+{
+	if (!s->failed)
+		return 0;
+	if (e)
+		*e = s->e;
+	return -1;
+}
+
+/* Wait until fd is ready for `events`, honouring the timeout. */
+static int stream_wait(struct stream *s, short events)
+{
+	struct pollfd pfd = { .fd = s->fd, .events = events };
+	int r;
+	if (s->timeout_ms <= 0)
+		return 0;
+	do {
+		r = poll(&pfd, 1, s->timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return stream_fail(s, "poll: %s", strerror(errno));
+	if (r == 0)
+		return stream_fail(s, "timed out after %d ms waiting for the peer", s->timeout_ms);
+	return 0;
+}
+
+static void fd_write_all(struct stream *s, const uint8_t *p, size_t n)
+{
+	while (n > 0 && !s->failed) {
+		ssize_t w;
+		if (stream_wait(s, POLLOUT) < 0)
+			return;
+		w = write(s->fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			stream_fail(s, "write: %s", strerror(errno));
+			return;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+int stream_flush(struct stream *s)
+{
+	if (s->failed)
+		return -1;
+	if (s->fd >= 0 && s->writing && s->len > 0) {
+		fd_write_all(s, s->buf, s->len);
+		s->len = 0;
+	}
+	return s->failed ? -1 : 0;
+}
+
+void stream_put(struct stream *s, const void *p, size_t n)
+{
+	if (s->failed || n == 0)
+		return;
+	s->bytes += n;
+	if (s->fd < 0) {
+		if (s->len + n > s->cap) {
+			size_t ncap = s->cap ? s->cap : 4096;
+			uint8_t *nb;
+			while (ncap < s->len + n)
+				ncap *= 2;
+			nb = realloc(s->buf, ncap);
+			if (!nb) {
+				stream_fail(s, "out of memory growing stream to %zu bytes", ncap);
+				return;
+			}
+			s->buf = nb;
+			s->cap = ncap;
+		}
+		memcpy(s->buf + s->len, p, n);
+		s->len += n;
+		return;
+	}
+	if (s->len + n <= s->cap) {
+		memcpy(s->buf + s->len, p, n);
+		s->len += n;
+		return;
+	}
+	if (stream_flush(s) < 0)
+		return;
+	if (n >= s->cap / 2) {
+		fd_write_all(s, p, n); /* big payload: straight from the caller */
+		return;
+	}
+	memcpy(s->buf, p, n);
+	s->len = n;
+}
+
+void stream_put_u8(struct stream *s, uint8_t v) { stream_put(s, &v, 1); }
+void stream_put_u16(struct stream *s, uint16_t v) { uint8_t b[2]; le_put_u16(b, v); stream_put(s, b, 2); }
+void stream_put_u32(struct stream *s, uint32_t v) { uint8_t b[4]; le_put_u32(b, v); stream_put(s, b, 4); }
+void stream_put_u64(struct stream *s, uint64_t v) { uint8_t b[8]; le_put_u64(b, v); stream_put(s, b, 8); }
+
+void stream_put_str(struct stream *s, const char *str)
+{
+	size_t n = strlen(str);
+	stream_put_u32(s, (uint32_t)n);
+	stream_put(s, str, n);
+}
+
+/* Read exactly n bytes from the fd into p. */
+static void fd_read_all(struct stream *s, uint8_t *p, size_t n)
+{
+	while (n > 0 && !s->failed) {
+		ssize_t r;
+		if (stream_wait(s, POLLIN) < 0)
+			return;
+		r = read(s->fd, p, n);
+		if (r < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			stream_fail(s, "read: %s", strerror(errno));
+			return;
+		}
+		if (r == 0) {
+			s->eof = true;
+			stream_fail(s, "stream truncated: peer closed or file ended");
+			return;
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+}
+
+void stream_get(struct stream *s, void *out, size_t n)
+{
+	uint8_t *p = out;
+	if (s->failed) {
+		memset(out, 0, n);
+		return;
+	}
+	if (n == 0)
+		return;
+	if (s->fd < 0) {
+		if (n > s->len - s->pos) {
+			s->eof = true;
+			stream_fail(s, "stream truncated: wanted %zu bytes, %zu left", n, s->len - s->pos);
+			memset(out, 0, n);
+			return;
+		}
+		memcpy(p, s->span + s->pos, n);
+		s->pos += n;
+		s->bytes += n;
+		return;
+	}
+	/* buffered part first */
+	size_t have = s->len - s->pos;
+	size_t take = have < n ? have : n;
+	memcpy(p, s->buf + s->pos, take);
+	s->pos += take;
+	p += take;
+	n -= take;
+	s->bytes += take;
+	if (n == 0)
+		return;
+	if (n >= s->cap / 2) {
+		fd_read_all(s, p, n);
+		if (!s->failed)
+			s->bytes += n;
+		else
+			memset(p, 0, n);
+		return;
+	}
+	s->pos = s->len = 0;
+	while (s->len < n && !s->failed) {
+		ssize_t r;
+		if (stream_wait(s, POLLIN) < 0)
+			break;
+		r = read(s->fd, s->buf + s->len, s->cap - s->len);
+		if (r < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			stream_fail(s, "read: %s", strerror(errno));
+			break;
+		}
+		if (r == 0) {
+			s->eof = true;
+			stream_fail(s, "stream truncated: peer closed or file ended");
+			break;
+		}
+		s->len += (size_t)r;
+	}
+	if (s->failed) {
+		memset(p, 0, n);
+		return;
+	}
+	memcpy(p, s->buf, n);
+	s->pos = n;
+	s->bytes += n;
+}
+
+uint8_t stream_get_u8(struct stream *s) { uint8_t v; stream_get(s, &v, 1); return v; }
+uint16_t stream_get_u16(struct stream *s) { uint8_t b[2]; stream_get(s, b, 2); return le_get_u16(b); }
+uint32_t stream_get_u32(struct stream *s) { uint8_t b[4]; stream_get(s, b, 4); return le_get_u32(b); }
+uint64_t stream_get_u64(struct stream *s) { uint8_t b[8]; stream_get(s, b, 8); return le_get_u64(b); }
+
+void stream_get_str(struct stream *s, char *out, size_t max)
+{
+	uint32_t n = stream_get_u32(s);
+	if (max == 0)
+		return;
+	out[0] = 0;
+	if (s->failed)
+		return;
+	if (n >= max) {
+		stream_fail(s, "string of %u bytes exceeds limit %zu", n, max - 1);
+		return;
+	}
+	stream_get(s, out, n);
+	out[s->failed ? 0 : n] = 0;
+}
+
+void stream_skip(struct stream *s, uint64_t n)
+{
+	uint8_t tmp[4096];
+	while (n > 0 && !s->failed) {
+		size_t c = n > sizeof(tmp) ? sizeof(tmp) : (size_t)n;
+		stream_get(s, tmp, c);
+		n -= c;
+	}
+}
+
+size_t stream_remaining(const struct stream *s)
+{
+	return s->len - s->pos;
+}

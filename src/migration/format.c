@@ -1,0 +1,133 @@
+/* Stream framing (see format.h and docs/stream.md). */
+#include "migration/format.h"
+
+#include <string.h>
+
+void mig_put_header(struct stream *w)
+{
+	stream_put(w, MIG_MAGIC, 8);
+	stream_put_u32(w, MIG_VERSION);
+	stream_put_u32(w, 0);
+}
+
+int mig_get_header(struct stream *r, struct err *e)
+{
+	char magic[8];
+	uint32_t version, flags;
+	stream_get(r, magic, 8);
+	version = stream_get_u32(r);
+	flags = stream_get_u32(r);
+	if (stream_check(r, e) < 0)
+		return err_prefix(e, "reading stream header");
+	if (memcmp(magic, MIG_MAGIC, 8) != 0)
+		return err_set(e, "not a ferry stream (bad magic)");
+	if (version != MIG_VERSION)
+		return err_set(e, "stream version %u is not supported (this build reads version %u)",
+			       version, MIG_VERSION);
+	if (flags != 0)
+		return err_set(e, "stream header flags 0x%x unknown", flags);
+	return 0;
+}
+
+void mig_put_rec(struct stream *w, uint32_t type, uint32_t len)
+{
+	stream_put_u32(w, type);
+	stream_put_u32(w, len);
+}
+
+int mig_get_rec(struct stream *r, struct mig_rec *rec, struct err *e)
+{
+	rec->type = stream_get_u32(r);
+	rec->len = stream_get_u32(r);
+	if (stream_check(r, e) < 0)
+		return -1;
+	if (rec->type == 0 || rec->type > MIG_REC_MAX)
+		return err_set(e, "corrupt stream: unknown record type %u", rec->type);
+	if (rec->len > MIG_MAX_RECORD)
+		return err_set(e, "corrupt stream: %s record of %u bytes exceeds the %u-byte limit",
+			       mig_rec_name(rec->type), rec->len, (unsigned)MIG_MAX_RECORD);
+	if (rec->type == MIG_REC_CONFIG && rec->len > MIG_MAX_CONFIG)
+		return err_set(e, "corrupt stream: configuration of %u bytes exceeds %u", rec->len, MIG_MAX_CONFIG);
+	return 0;
+}
+
+void mig_put_mem_hdr(struct stream *w, const struct mig_mem_hdr *h)
+{
+	stream_put_u64(w, h->gpa);
+	stream_put_u32(w, h->npages);
+	stream_put_u16(w, h->gen);
+	stream_put_u8(w, h->enc);
+	stream_put_u8(w, 0);
+}
+
+int mig_get_mem_hdr(struct stream *r, uint32_t rec_len, struct mig_mem_hdr *h, struct err *e)
+{
+	uint8_t pad;
+	uint32_t payload;
+	if (rec_len < MIG_MEM_HDR)
+		return err_set(e, "corrupt stream: memory record of %u bytes is shorter than its header", rec_len);
+	h->gpa = stream_get_u64(r);
+	h->npages = stream_get_u32(r);
+	h->gen = stream_get_u16(r);
+	h->enc = stream_get_u8(r);
+	pad = stream_get_u8(r);
+	if (stream_check(r, e) < 0)
+		return -1;
+	payload = rec_len - MIG_MEM_HDR;
+	if (pad != 0 || h->enc > MIG_ENC_MAX)
+		return err_set(e, "corrupt stream: memory record encoding %u unknown", h->enc);
+	if (h->npages == 0 || h->npages > MIG_MAX_RUN_PAGES)
+		return err_set(e, "corrupt stream: memory record of %u pages (limit %u)", h->npages,
+			       MIG_MAX_RUN_PAGES);
+	if (h->gpa & 4095)
+		return err_set(e, "corrupt stream: memory record address 0x%llx is not page aligned",
+			       (unsigned long long)h->gpa);
+	if (h->enc == MIG_ENC_RAW && payload != h->npages * 4096u)
+		return err_set(e, "corrupt stream: raw memory record carries %u bytes for %u pages", payload,
+			       h->npages);
+	if (h->enc == MIG_ENC_ZERO && payload != 0)
+		return err_set(e, "corrupt stream: zero-page record carries %u bytes", payload);
+	if ((h->enc == MIG_ENC_ZSTD || h->enc == MIG_ENC_LZ4) && (payload == 0 || payload > h->npages * 4096u + 4096u))
+		return err_set(e, "corrupt stream: compressed record of %u bytes for %u pages", payload, h->npages);
+	return 0;
+}
+
+void mig_put_section(struct stream *w, const char *name, uint32_t version,
+		     const void *payload, uint32_t len)
+{
+	uint16_t n = (uint16_t)strlen(name);
+	mig_put_rec(w, MIG_REC_SECTION, 2u + n + 4u + len);
+	stream_put_u16(w, n);
+	stream_put(w, name, n);
+	stream_put_u32(w, version);
+	stream_put(w, payload, len);
+}
+
+int mig_get_section_hdr(struct stream *r, uint32_t rec_len, char name[MIG_MAX_NAME + 1],
+			uint32_t *version, uint32_t *payload_len, struct err *e)
+{
+	uint16_t n = stream_get_u16(r);
+	if (stream_check(r, e) < 0)
+		return -1;
+	if (n == 0 || n > MIG_MAX_NAME || 2u + n + 4u > rec_len)
+		return err_set(e, "corrupt stream: section name of %u bytes in a %u-byte record", n, rec_len);
+	stream_get(r, name, n);
+	name[n] = 0;
+	*version = stream_get_u32(r);
+	if (stream_check(r, e) < 0)
+		return -1;
+	for (uint16_t i = 0; i < n; i++)
+		if (name[i] < 0x21 || name[i] > 0x7e)
+			return err_set(e, "corrupt stream: section name has a non-printable byte");
+	*payload_len = rec_len - 2u - n - 4u;
+	if (*payload_len > MIG_MAX_SECTION)
+		return err_set(e, "corrupt stream: section %s of %u bytes exceeds %u", name, *payload_len,
+			       MIG_MAX_SECTION);
+	return 0;
+}
+
+const char *mig_rec_name(uint32_t type)
+{
+	static const char *names[] = { "?", "config", "memory", "section", "sync", "state-end", "end", "digest" };
+	return type <= MIG_REC_MAX ? names[type] : "?";
+}

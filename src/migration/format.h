@@ -1,0 +1,81 @@
+/*
+ * The ferry stream format, shared by state files (save/restore) and live
+ * migration. Little-endian, versioned, framed: a header, then typed records
+ * each with a 32-bit length, so a reader can check and skip any record
+ * without understanding it, and a checker tool can walk a stream with no VM.
+ * The full specification is docs/stream.md; limits below are enforced by
+ * every reader before it uses a value.
+ */
+#ifndef FERRY_FORMAT_H
+#define FERRY_FORMAT_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/stream.h"
+
+#define MIG_MAGIC "FERRYMIG"
+#define MIG_VERSION 1
+
+enum mig_rec_type {
+	MIG_REC_CONFIG = 1,   /* JSON: the VM's configuration */
+	MIG_REC_MEM = 2,      /* a run of guest pages */
+	MIG_REC_SECTION = 3,  /* one component's state */
+	MIG_REC_SYNC = 4,     /* end of a memory pass */
+	MIG_REC_STATE_END = 5,/* all device state sent: the destination may commit */
+	MIG_REC_EOS = 6,      /* end of stream */
+	MIG_REC_DIGEST = 7,   /* per-page digests of all RAM, for verification */
+	MIG_REC_MAX = 7,
+};
+
+enum mig_mem_enc {
+	MIG_ENC_RAW = 0,      /* npages * 4096 bytes follow */
+	MIG_ENC_ZERO = 1,     /* all pages are zero: no payload */
+	MIG_ENC_ZSTD = 2,     /* zstd frame that decompresses to npages * 4096 */
+	MIG_ENC_LZ4 = 3,      /* lz4 block that decompresses to npages * 4096 */
+	MIG_ENC_MAX = 3,
+};
+
+#define MIG_REC_HDR 8
+#define MIG_MEM_HDR 16          /* gpa u64, npages u32, gen u16, enc u8, pad u8 */
+#define MIG_MAX_RUN_PAGES 256   /* at most 1 MiB of pages per record */
+#define MIG_MAX_RECORD (MIG_MEM_HDR + MIG_MAX_RUN_PAGES * 4096 + 4096)
+#define MIG_MAX_CONFIG 65536
+#define MIG_MAX_SECTION (1u << 20)
+#define MIG_MAX_NAME 64
+
+struct mig_rec {
+	uint32_t type;
+	uint32_t len;
+};
+
+struct mig_mem_hdr {
+	uint64_t gpa;
+	uint32_t npages;
+	uint16_t gen;
+	uint8_t enc;
+};
+
+void mig_put_header(struct stream *w);
+int mig_get_header(struct stream *r, struct err *e);
+
+void mig_put_rec(struct stream *w, uint32_t type, uint32_t len);
+/* Reads and validates a record header (type known, length within limits). */
+int mig_get_rec(struct stream *r, struct mig_rec *rec, struct err *e);
+
+void mig_put_mem_hdr(struct stream *w, const struct mig_mem_hdr *h);
+/* Reads a memory-record header inside a record of rec_len bytes and checks
+ * encoding, page count and payload length against each other. It does not
+ * know guest RAM: the caller bounds-checks gpa. */
+int mig_get_mem_hdr(struct stream *r, uint32_t rec_len, struct mig_mem_hdr *h, struct err *e);
+
+/* A section: name, version, payload (already encoded in a memory stream). */
+void mig_put_section(struct stream *w, const char *name, uint32_t version,
+		     const void *payload, uint32_t len);
+/* Reads a section record's name and version; *payload_len is what follows. */
+int mig_get_section_hdr(struct stream *r, uint32_t rec_len, char name[MIG_MAX_NAME + 1],
+			uint32_t *version, uint32_t *payload_len, struct err *e);
+
+const char *mig_rec_name(uint32_t type);
+
+#endif

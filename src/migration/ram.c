@@ -1,0 +1,244 @@
+/* Page send/receive (see ram.h). */
+#include "migration/ram.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migration/ram_codec.h"
+
+uint64_t ram_page_gpa(const struct guest_mem *gm, uint64_t page)
+{
+	uint64_t off = page << GMEM_PAGE_SHIFT;
+	for (int i = 0; i < gm->nregions; i++) {
+		const struct gmem_region *r = &gm->regions[i];
+		if (off >= r->offset && off - r->offset < r->size)
+			return r->gpa + (off - r->offset);
+	}
+	return UINT64_MAX;
+}
+
+/* One record for a run of pages that are all zero or all non-zero and do
+ * not cross a region boundary. */
+static void ram_put_run(struct stream *w, struct guest_mem *gm, uint64_t first, uint32_t n,
+			bool zero, uint16_t gen, struct ram_codec *codec, struct ram_stats *st)
+{
+	struct mig_mem_hdr h = { .gpa = ram_page_gpa(gm, first), .npages = n, .gen = gen };
+	const uint8_t *src = gm->host + (first << GMEM_PAGE_SHIFT);
+	st->records++;
+	if (zero) {
+		h.enc = MIG_ENC_ZERO;
+		mig_put_rec(w, MIG_REC_MEM, MIG_MEM_HDR);
+		mig_put_mem_hdr(w, &h);
+		st->pages_zero += n;
+		return;
+	}
+	if (codec && ram_codec_put(codec, w, &h, src, st) == 0)
+		return;
+	h.enc = MIG_ENC_RAW;
+	mig_put_rec(w, MIG_REC_MEM, MIG_MEM_HDR + n * 4096u);
+	mig_put_mem_hdr(w, &h);
+	stream_put(w, src, (size_t)n * 4096);
+	st->pages_raw += n;
+}
+
+/* Region boundary at or after page `p` (pages never straddle regions in a run). */
+static uint64_t ram_region_end(const struct guest_mem *gm, uint64_t p)
+{
+	uint64_t off = p << GMEM_PAGE_SHIFT;
+	for (int i = 0; i < gm->nregions; i++) {
+		const struct gmem_region *r = &gm->regions[i];
+		if (off >= r->offset && off - r->offset < r->size)
+			return (r->offset + r->size) >> GMEM_PAGE_SHIFT;
+	}
+	return p + 1;
+}
+
+int ram_send_pages(struct stream *w, struct guest_mem *gm, uint64_t first, uint64_t n,
+		   uint16_t gen, struct ram_codec *codec, struct ram_stats *st)
+{
+	uint64_t end = first + n, p = first;
+	if (end > gmem_npages(gm))
+		return stream_fail(w, "page range beyond guest RAM");
+	while (p < end && stream_ok(w)) {
+		bool zero = ram_page_is_zero(gm->host + (p << GMEM_PAGE_SHIFT));
+		uint64_t lim = ram_region_end(gm, p);
+		uint64_t q = p + 1;
+		if (lim > end)
+			lim = end;
+		while (q < lim && q - p < MIG_MAX_RUN_PAGES &&
+		       ram_page_is_zero(gm->host + (q << GMEM_PAGE_SHIFT)) == zero)
+			q++;
+		ram_put_run(w, gm, p, (uint32_t)(q - p), zero, gen, codec, st);
+		p = q;
+	}
+	return stream_ok(w) ? 0 : -1;
+}
+
+int ram_send_bitmap(struct stream *w, struct guest_mem *gm, const uint64_t *bitmap,
+		    uint16_t gen, struct ram_codec *codec, struct ram_stats *st)
+{
+	uint64_t npages = gmem_npages(gm), p = 0;
+	while (p < npages && stream_ok(w)) {
+		uint64_t word = bitmap[p / 64] >> (p % 64);
+		uint64_t q;
+		if (!word) {
+			p = (p / 64 + 1) * 64;
+			continue;
+		}
+		p += (uint64_t)__builtin_ctzll(word);
+		if (p >= npages)
+			break;
+		q = p + 1;
+		while (q < npages && q - p < MIG_MAX_RUN_PAGES && (bitmap[q / 64] >> (q % 64)) & 1)
+			q++;
+		if (ram_send_pages(w, gm, p, q - p, gen, codec, st) < 0)
+			return -1;
+		p = q;
+	}
+	return stream_ok(w) ? 0 : -1;
+}
+
+/* Walk the memfd's data extents: SEEK_DATA/SEEK_HOLE skip what the guest never touched. */
+typedef int (*extent_fn)(void *opaque, uint64_t first, uint64_t n);
+
+static int ram_for_each_extent(struct guest_mem *gm, extent_fn fn, void *opaque)
+{
+	off_t pos = 0, size = (off_t)gm->ram_size;
+	while (pos < size) {
+		off_t data = lseek(gm->memfd, pos, SEEK_DATA);
+		off_t hole;
+		if (data < 0) {
+			if (errno == ENXIO)
+				return 0; /* no data after pos */
+			/* No SEEK_DATA support: treat everything as populated. */
+			return fn(opaque, (uint64_t)pos >> GMEM_PAGE_SHIFT,
+				  (uint64_t)(size - pos) >> GMEM_PAGE_SHIFT);
+		}
+		hole = lseek(gm->memfd, data, SEEK_HOLE);
+		if (hole < 0 || hole > size)
+			hole = size;
+		data &= ~(off_t)4095;
+		if (fn(opaque, (uint64_t)data >> GMEM_PAGE_SHIFT,
+		       (uint64_t)(hole - data + 4095) >> GMEM_PAGE_SHIFT) < 0)
+			return -1;
+		pos = hole;
+	}
+	return 0;
+}
+
+struct send_ctx { struct stream *w; struct guest_mem *gm; uint16_t gen; struct ram_codec *codec; struct ram_stats *st; };
+
+static int send_extent(void *opaque, uint64_t first, uint64_t n)
+{
+	struct send_ctx *c = opaque;
+	if (first + n > gmem_npages(c->gm))
+		n = gmem_npages(c->gm) - first;
+	return ram_send_pages(c->w, c->gm, first, n, c->gen, c->codec, c->st);
+}
+
+int ram_send_populated(struct stream *w, struct guest_mem *gm, uint16_t gen,
+		       struct ram_codec *codec, struct ram_stats *st)
+{
+	struct send_ctx c = { w, gm, gen, codec, st };
+	return ram_for_each_extent(gm, send_extent, &c);
+}
+
+static int count_extent(void *opaque, uint64_t first, uint64_t n)
+{
+	(void)first;
+	*(uint64_t *)opaque += n;
+	return 0;
+}
+
+uint64_t ram_populated_pages(struct guest_mem *gm)
+{
+	uint64_t n = 0;
+	ram_for_each_extent(gm, count_extent, &n);
+	return n;
+}
+
+int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e)
+{
+	memset(rr, 0, sizeof(*rr));
+	rr->gm = gm;
+	rr->gens = calloc(gmem_npages(gm), sizeof(uint16_t));
+	if (!rr->gens)
+		return err_set(e, "out of memory for the page generation table");
+	return 0;
+}
+
+void ram_recv_destroy(struct ram_recv *rr)
+{
+	free(rr->gens);
+	free(rr->scratch);
+	ram_codec_free_dctx(rr->dctx);
+	memset(rr, 0, sizeof(*rr));
+}
+
+int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, struct err *e)
+{
+	struct mig_mem_hdr h;
+	struct guest_mem *gm = rr->gm;
+	uint8_t *dst;
+	int64_t off;
+	uint64_t first;
+	bool stale = false;
+
+	if (mig_get_mem_hdr(r, rec_len, &h, e) < 0)
+		return -1;
+	/* The whole run must be guest RAM inside one region. */
+	dst = gmem_ptr(gm, h.gpa, (uint64_t)h.npages * 4096);
+	off = gmem_offset(gm, h.gpa);
+	if (!dst || off < 0)
+		return err_set(e, "corrupt stream: pages at 0x%llx+%u are outside guest RAM",
+			       (unsigned long long)h.gpa, h.npages);
+	first = (uint64_t)off >> GMEM_PAGE_SHIFT;
+	/* Generation rule: a page older than what we hold is dropped. Runs are
+	 * sent whole in one pass, so one check for the run suffices; mixed
+	 * runs (some pages newer) are applied page by page below. */
+	for (uint32_t i = 0; i < h.npages; i++)
+		if (rr->gens[first + i] > h.gen)
+			stale = true;
+	switch (h.enc) {
+	case MIG_ENC_ZERO:
+		for (uint32_t i = 0; i < h.npages; i++) {
+			if (rr->gens[first + i] > h.gen)
+				continue;
+			/* A fresh destination page is already zero: don't touch it (a first touch is costly). */
+			if (rr->gens[first + i])
+				memset(dst + (size_t)i * 4096, 0, 4096);
+			rr->gens[first + i] = h.gen ? h.gen : 1;
+		}
+		rr->st.pages_zero += h.npages;
+		break;
+	case MIG_ENC_RAW:
+		if (!stale) {
+			stream_get(r, dst, (size_t)h.npages * 4096);
+			if (stream_check(r, e) < 0)
+				return -1;
+		} else {
+			for (uint32_t i = 0; i < h.npages; i++) {
+				if (rr->gens[first + i] > h.gen)
+					stream_skip(r, 4096);
+				else
+					stream_get(r, dst + (size_t)i * 4096, 4096);
+			}
+			if (stream_check(r, e) < 0)
+				return -1;
+		}
+		for (uint32_t i = 0; i < h.npages; i++)
+			if (rr->gens[first + i] <= h.gen)
+				rr->gens[first + i] = h.gen ? h.gen : 1;
+		rr->st.pages_raw += h.npages;
+		break;
+	default:
+		if (ram_codec_get(rr, r, &h, rec_len - MIG_MEM_HDR, dst, first, e) < 0)
+			return -1;
+		rr->st.pages_compressed += h.npages;
+		break;
+	}
+	rr->st.records++;
+	return 0;
+}

@@ -1,0 +1,67 @@
+/*
+ * Guest pages on the wire. The sender walks a page set (every populated page,
+ * or a dirty bitmap), folds zero pages into ZERO records and sends the rest
+ * straight from guest memory (no bounce buffer). The receiver writes pages
+ * straight from the stream into guest memory after checking the address,
+ * and keeps a per-page generation so an older copy of a page (e.g. from a
+ * slower channel) never overwrites a newer one.
+ */
+#ifndef FERRY_RAM_H
+#define FERRY_RAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/stream.h"
+#include "migration/format.h"
+#include "vmm/guestmem.h"
+
+struct ram_stats {
+	uint64_t pages_raw;
+	uint64_t pages_zero;
+	uint64_t pages_compressed;
+	uint64_t bytes_compressed;  /* wire bytes of compressed page payloads */
+	uint64_t records;
+};
+
+struct ram_codec;  /* compression context (ram_codec.c); NULL = raw */
+
+/* Send pages [first, first+n) (indices into RAM, i.e. memfd offset / 4096). */
+int ram_send_pages(struct stream *w, struct guest_mem *gm, uint64_t first, uint64_t n,
+		   uint16_t gen, struct ram_codec *codec, struct ram_stats *st);
+/* Send every page set in bitmap (one bit per RAM page); clears nothing. */
+int ram_send_bitmap(struct stream *w, struct guest_mem *gm, const uint64_t *bitmap,
+		    uint16_t gen, struct ram_codec *codec, struct ram_stats *st);
+/* Send every page the guest has ever touched (memfd data extents); pages
+ * never touched are skipped entirely: they read as zero on both sides. */
+int ram_send_populated(struct stream *w, struct guest_mem *gm, uint16_t gen,
+		       struct ram_codec *codec, struct ram_stats *st);
+/* Count populated pages (for progress and for the destination's prefault). */
+uint64_t ram_populated_pages(struct guest_mem *gm);
+
+struct ram_recv {
+	struct guest_mem *gm;
+	uint16_t *gens;        /* per page: generation last written, 0 = never */
+	void *dctx;            /* decompression contexts, lazily created */
+	uint8_t *scratch;      /* compressed payload buffer */
+	struct ram_stats st;
+};
+
+int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e);
+void ram_recv_destroy(struct ram_recv *rr);
+/* Consume one MEM record's body (after its record header). */
+int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, struct err *e);
+
+/* Page index <-> GPA. */
+uint64_t ram_page_gpa(const struct guest_mem *gm, uint64_t page);
+static inline bool ram_page_is_zero(const uint8_t *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+	uint64_t acc = 0;
+	for (int i = 0; i < 512; i += 8)
+		acc |= q[i] | q[i + 1] | q[i + 2] | q[i + 3] | q[i + 4] | q[i + 5] | q[i + 6] | q[i + 7];
+	return acc == 0;
+}
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * Page compression for the `compression` transport: zstd (dense, for slow
+ * links) or lz4 (cheap, for fast links). A run that does not shrink by at
+ * least 1/8 is sent raw, so incompressible memory costs no extra bytes.
+ * Decompression is bounded: output must be exactly npages * 4096 bytes.
+ */
+#ifndef FERRY_RAM_CODEC_H
+#define FERRY_RAM_CODEC_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/stream.h"
+#include "migration/format.h"
+
+struct ram_stats;
+struct ram_recv;
+
+enum ram_codec_kind { RAM_CODEC_ZSTD = MIG_ENC_ZSTD, RAM_CODEC_LZ4 = MIG_ENC_LZ4 };
+
+struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, struct err *e);
+void ram_codec_free(struct ram_codec *c);
+/* Compress and send one run; returns -1 (nothing written) if it did not pay. */
+int ram_codec_put(struct ram_codec *c, struct stream *w, struct mig_mem_hdr *h,
+		  const uint8_t *src, struct ram_stats *st);
+/* Receive one compressed run of clen bytes into dst (pages first..), honouring generations. */
+int ram_codec_get(struct ram_recv *rr, struct stream *r, const struct mig_mem_hdr *h,
+		  uint32_t clen, uint8_t *dst, uint64_t first, struct err *e);
+void ram_codec_free_dctx(void *dctx);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * A VM's configuration: what the worker was asked to run. It travels at the
+ * head of every state file and migration stream (as JSON) so the receiving
+ * side can build an identical machine before any state arrives.
+ */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define CONFIG_PATH_MAX 1024
+#define CONFIG_CMDLINE_MAX 4096
+
+struct vm_config {
+	char name[65];
+	uint64_t mem_size;
+	int vcpus;
+	char kernel[CONFIG_PATH_MAX];
+	char initrd[CONFIG_PATH_MAX];
+	char cmdline[CONFIG_CMDLINE_MAX];
+	char disk[CONFIG_PATH_MAX];
+	bool disk_readonly;
+	bool net;                 /* a virtio-net NIC exists */
+	char tap[16];             /* host tap device ("" = NIC without backend) */
+	char mac[18];             /* aa:bb:cc:dd:ee:ff */
+	char cpu_mask[256];
+};
+
+/* "512M", "1G", "1073741824" -> bytes. */
+int config_parse_size(const char *s, uint64_t *out, struct err *e);
+int config_parse_mac(const char *s, uint8_t mac[6], struct err *e);
+int config_validate(const struct vm_config *c, struct err *e);
+/* Malloc'd JSON text. */
+char *config_to_json(const struct vm_config *c);
+int config_from_json(const char *text, size_t len, struct vm_config *c, struct err *e);
+
+#endif

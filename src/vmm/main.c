@@ -1,0 +1,138 @@
+/*
+ * ferry-vm: one process per VM. Parses the command line into a vm_config
+ * and worker options and hands over to the worker loop. Exit codes:
+ * 0 stopped cleanly, 1 failure, 2 usage or configuration error,
+ * 3 the guest reset or shut down.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "vmm/config.h"
+#include "vmm/worker.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: ferry-vm --name NAME --kernel PATH --memory SIZE [options]\n"
+"       ferry-vm --restore STATEFILE [--control PATH] [options]\n"
+"\n"
+"Runs one virtual machine on KVM. Usually started by ferryd; can run alone.\n"
+"\n"
+"Machine:\n"
+"  --name NAME           VM name (letters, digits, . _ -)\n"
+"  --kernel PATH         multiboot ELF or Linux bzImage to boot\n"
+"  --initrd PATH         initramfs (Linux only)\n"
+"  --cmdline STR         kernel command line\n"
+"  --memory SIZE         guest RAM, e.g. 512M or 2G (default 256M)\n"
+"  --vcpus N             virtual CPUs, 1-8 (default 1)\n"
+"  --cpu-mask LIST       hide CPUID features, e.g. -avx2,-avx512f\n"
+"  --disk PATH           raw disk image for virtio-blk (locked while in use)\n"
+"  --disk-readonly       attach the disk read-only\n"
+"  --net                 add a virtio-net NIC (implied by --tap/--mac)\n"
+"  --tap IFNAME          host tap device backing the NIC\n"
+"  --mac MAC             NIC address (aa:bb:cc:dd:ee:ff)\n"
+"I/O and control:\n"
+"  --serial PATH         append the serial console to this file\n"
+"  --console-socket PATH live console: connect to read/write the serial port\n"
+"  --control PATH        control socket (JSON lines: status, pause, resume, stop, save, verify)\n"
+"  --restore PATH        start from a state file written by the 'save' command\n"
+"  --paused              build the VM but do not run its vCPUs until 'resume'\n"
+"  -v, --verbose         debug logging\n"
+"\n"
+"Example:\n"
+"  ferry-vm --name t1 --kernel build/guest/testguest.elf --cmdline 'ws=64M rate=64' \\\n"
+"           --memory 256M --vcpus 2 --serial /tmp/t1.log --control /tmp/t1.sock\n");
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
+	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED };
+	static const struct option opts[] = {
+		{ "name", required_argument, NULL, O_NAME },
+		{ "kernel", required_argument, NULL, O_KERNEL },
+		{ "initrd", required_argument, NULL, O_INITRD },
+		{ "cmdline", required_argument, NULL, O_CMDLINE },
+		{ "memory", required_argument, NULL, O_MEMORY },
+		{ "vcpus", required_argument, NULL, O_VCPUS },
+		{ "cpu-mask", required_argument, NULL, O_CPUMASK },
+		{ "disk", required_argument, NULL, O_DISK },
+		{ "disk-readonly", no_argument, NULL, O_DISKRO },
+		{ "net", no_argument, NULL, O_NET },
+		{ "tap", required_argument, NULL, O_TAP },
+		{ "mac", required_argument, NULL, O_MAC },
+		{ "serial", required_argument, NULL, O_SERIAL },
+		{ "console-socket", required_argument, NULL, O_CONSOLE },
+		{ "control", required_argument, NULL, O_CONTROL },
+		{ "restore", required_argument, NULL, O_RESTORE },
+		{ "paused", no_argument, NULL, O_PAUSED },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct vm_config cfg;
+	struct worker_opts o;
+	struct err e = { .code = 0 };
+	enum log_level lvl = LOG_INFO;
+	int c, rc;
+
+	memset(&cfg, 0, sizeof(cfg));
+	memset(&o, 0, sizeof(o));
+	cfg.mem_size = 256ULL << 20;
+	cfg.vcpus = 1;
+#define COPY(dst, src) do { if (strlen(src) >= sizeof(dst)) { fprintf(stderr, "ferry-vm: argument too long: %s\n", src); return 2; } strcpy(dst, src); } while (0)
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case O_NAME: COPY(cfg.name, optarg); break;
+		case O_KERNEL: COPY(cfg.kernel, optarg); break;
+		case O_INITRD: COPY(cfg.initrd, optarg); break;
+		case O_CMDLINE: COPY(cfg.cmdline, optarg); break;
+		case O_MEMORY:
+			if (config_parse_size(optarg, &cfg.mem_size, &e) < 0) {
+				fprintf(stderr, "ferry-vm: --memory: %s\n", e.msg);
+				return 2;
+			}
+			break;
+		case O_VCPUS: cfg.vcpus = atoi(optarg); break;
+		case O_CPUMASK: COPY(cfg.cpu_mask, optarg); break;
+		case O_DISK: COPY(cfg.disk, optarg); break;
+		case O_DISKRO: cfg.disk_readonly = true; break;
+		case O_NET: cfg.net = true; break;
+		case O_TAP: COPY(cfg.tap, optarg); cfg.net = true; break;
+		case O_MAC: COPY(cfg.mac, optarg); cfg.net = true; break;
+		case O_SERIAL: o.serial_path = optarg; break;
+		case O_CONSOLE: o.console_path = optarg; break;
+		case O_CONTROL: o.control_path = optarg; break;
+		case O_RESTORE: o.restore_path = optarg; break;
+		case O_PAUSED: o.start_paused = true; break;
+		case 'v': lvl = LOG_DEBUG; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+#undef COPY
+	if (optind < argc) {
+		fprintf(stderr, "ferry-vm: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return 2;
+	}
+	log_init("ferry-vm", lvl);
+	if (!o.restore_path) {
+		if (!cfg.name[0])
+			snprintf(cfg.name, sizeof(cfg.name), "vm");
+		if (!cfg.kernel[0]) {
+			fprintf(stderr, "ferry-vm: no kernel given: use --kernel PATH (or --restore STATEFILE)\n");
+			return 2;
+		}
+		if (config_validate(&cfg, &e) < 0) {
+			fprintf(stderr, "ferry-vm: %s\n", e.msg);
+			return 2;
+		}
+	}
+	rc = worker_main(&cfg, &o, &e);
+	if (rc == 1 || (rc != 0 && rc != 3 && e.msg[0]))
+		fprintf(stderr, "ferry-vm: %s\n", e.msg[0] ? e.msg : "failed");
+	return rc;
+}

@@ -1,0 +1,40 @@
+/*
+ * vCPU threads and the pause handshake. A pause must leave no vCPU inside
+ * KVM_RUN: the requester sets pause_req, arms kvm_run->immediate_exit (which
+ * closes the race where the kick lands just before KVM_RUN) and signals each
+ * thread; vcpus_pause() returns only when every thread has parked.
+ */
+#ifndef FERRY_VCPU_H
+#define FERRY_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/vm.h"
+
+struct vcpu {
+	struct vm *vm;
+	int index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+	bool parked;
+	uint64_t exits;          /* statistics */
+	uint64_t io_exits;
+};
+
+int vcpu_create(struct vm *vm, int index, struct err *e);
+void vcpu_destroy(struct vcpu *vc);
+
+/* Start a thread per vCPU. They start parked if the VM is paused. */
+int vcpus_start(struct vm *vm, struct err *e);
+/* Returns once every vCPU is out of KVM_RUN and parked. */
+void vcpus_pause(struct vm *vm);
+void vcpus_resume(struct vm *vm);
+/* Stop and join every vCPU thread. */
+void vcpus_stop(struct vm *vm);
+
+#endif

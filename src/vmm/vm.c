@@ -1,0 +1,134 @@
+/*
+ * KVM VM setup. Order matters and follows KVM's rules: the TSS address must
+ * be set before any vCPU exists, and the in-kernel irqchip is created before
+ * the vCPUs so each gets an in-kernel LAPIC; PIT2 needs the irqchip.
+ */
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+int vm_create(struct vm *vm, uint64_t mem_size, struct err *e)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	int api;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = vm->event_fd = -1;
+	vm->mem.memfd = -1;
+	pthread_mutex_init(&vm->dev_lock, NULL);
+	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_cond_init(&vm->run_cond, NULL);
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		if (errno == ENOENT)
+			return err_set(e, "no /dev/kvm on this host: load the kvm module (kvm_intel or kvm_amd) or run on a host with virtualization");
+		return err_sys(e, "opening /dev/kvm (are you root or in the kvm group?)");
+	}
+	api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION)
+		return err_set(e, "KVM API version %d, expected %d", api, KVM_API_VERSION);
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size <= 0)
+		return err_sys(e, "KVM_GET_VCPU_MMAP_SIZE");
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0)
+		return err_sys(e, "KVM_CREATE_VM");
+	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->event_fd < 0)
+		return err_sys(e, "eventfd");
+	/* Before any vCPU: KVM refuses a TSS address once vCPUs exist. */
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS) < 0)
+		return err_sys(e, "KVM_SET_TSS_ADDR");
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return err_sys(e, "KVM_CREATE_IRQCHIP");
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		return err_sys(e, "KVM_CREATE_PIT2");
+	if (gmem_init(&vm->mem, mem_size, e) < 0)
+		return -1;
+	return vm_set_dirty_logging(vm, false, e);
+}
+
+int vm_set_dirty_logging(struct vm *vm, bool on, struct err *e)
+{
+	for (int i = 0; i < vm->mem.nregions; i++) {
+		const struct gmem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region mr = {
+			.slot = r->slot,
+			.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)(vm->mem.host + r->offset),
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0)
+			return err_sys(e, "KVM_SET_USER_MEMORY_REGION slot %u", r->slot);
+	}
+	return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	for (int i = vm->ndevices - 1; i >= 0; i--)
+		if (vm->devices[i].destroy)
+			vm->devices[i].destroy(vm->devices[i].opaque);
+	vm->ndevices = 0;
+	gmem_destroy(&vm->mem);
+	if (vm->event_fd >= 0)
+		close(vm->event_fd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->event_fd = vm->vm_fd = vm->kvm_fd = -1;
+}
+
+int vm_irq_line(struct vm *vm, uint32_t gsi, int level)
+{
+	struct kvm_irq_level irq = { .irq = gsi, .level = level ? 1 : 0 };
+	if (vm->vm_fd < 0)
+		return -1; /* unit tests run devices without KVM */
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0) {
+		log_warn("KVM_IRQ_LINE gsi %u level %d: %s", gsi, level, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int vm_add_device(struct vm *vm, const struct vm_device *d, struct err *e)
+{
+	if (vm->ndevices >= VM_MAX_DEVICES)
+		return err_set(e, "too many devices (max %d)", VM_MAX_DEVICES);
+	if (vm_find_device(vm, d->name))
+		return err_set(e, "device name %s registered twice", d->name);
+	vm->devices[vm->ndevices++] = *d;
+	return 0;
+}
+
+struct vm_device *vm_find_device(struct vm *vm, const char *name)
+{
+	for (int i = 0; i < vm->ndevices; i++)
+		if (strcmp(vm->devices[i].name, name) == 0)
+			return &vm->devices[i];
+	return NULL;
+}
+
+void vm_request_exit(struct vm *vm, int reason, const char *detail)
+{
+	uint64_t one = 1;
+	if (vm->exit_reason == VM_EXIT_NONE) {
+		snprintf(vm->exit_detail, sizeof(vm->exit_detail), "%s", detail ? detail : "");
+		vm->exit_reason = reason;
+	}
+	if (vm->event_fd >= 0 && write(vm->event_fd, &one, sizeof(one)) < 0)
+		log_warn("waking main loop: %s", strerror(errno));
+}

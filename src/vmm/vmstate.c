@@ -1,0 +1,211 @@
+/*
+ * Whole-VM save and restore (see vmstate.h).
+ *
+ * Save order (source, vCPUs parked): devices first — a device may still
+ * touch the virtio rings or raise an interrupt while being saved, which must
+ * land in the vCPU/irqchip state captured after it (Firecracker's rule) —
+ * then each vCPU, then the VM-wide irqchip/PIT, and the clock last of all.
+ *
+ * Restore order (destination, before any KVM_RUN):
+ *   1. every vCPU, each in cpustate.c's order (CPUID first, events last);
+ *   2. PIT, then PIC master, PIC slave, IOAPIC;
+ *   3. devices, then their post_load hooks, which re-drive interrupt lines
+ *      on top of the restored irqchip (doing it earlier would be overwritten);
+ *   4. the kvmclock, as late as possible so the guest loses the least time;
+ *   5. KVM_KVMCLOCK_CTRL on each vCPU so the guest's watchdog knows it was
+ *      stopped rather than stuck.
+ */
+#include "vmm/vmstate.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "vmm/vcpu.h"
+#include "vmm/x86/cpustate.h"
+
+static int put_payload(struct stream *w, const char *name, uint32_t version, struct stream *m, struct err *e)
+{
+	if (stream_check(m, e) < 0)
+		return err_prefix(e, "encoding %s", name);
+	mig_put_section(w, name, version, stream_mem_data(m), (uint32_t)stream_mem_len(m));
+	return 0;
+}
+
+int vmstate_save(struct vm *vm, struct stream *w, struct err *e)
+{
+	struct vcpu_state *vs;
+	struct kvm_vm_state ks;
+	struct stream m;
+	char name[32];
+	int rc = -1;
+
+	for (int i = 0; i < vm->ndevices; i++) {
+		struct vm_device *d = &vm->devices[i];
+		int r;
+		stream_init_mem_writer(&m);
+		pthread_mutex_lock(&vm->dev_lock);
+		r = d->save(d->opaque, &m, e);
+		pthread_mutex_unlock(&vm->dev_lock);
+		if (r < 0 || put_payload(w, d->name, d->version, &m, e) < 0) {
+			stream_destroy(&m);
+			return err_prefix(e, "saving device %s", d->name);
+		}
+		stream_destroy(&m);
+	}
+	vs = malloc(sizeof(*vs));
+	if (!vs)
+		return err_set(e, "out of memory");
+	for (int i = 0; i < vm->nvcpus; i++) {
+		if (vcpu_save(vm->kvm_fd, vm->vcpus[i]->fd, vs, e) < 0) {
+			err_prefix(e, "saving vCPU %d", i);
+			goto out;
+		}
+		stream_init_mem_writer(&m);
+		vcpu_state_put(&m, vs);
+		snprintf(name, sizeof(name), "cpu.%d", i);
+		if (put_payload(w, name, CPUSTATE_VERSION, &m, e) < 0) {
+			stream_destroy(&m);
+			goto out;
+		}
+		stream_destroy(&m);
+	}
+	if (kvm_vm_save(vm->vm_fd, &ks, e) < 0)
+		goto out;
+	stream_init_mem_writer(&m);
+	kvm_vm_state_put(&m, &ks);
+	rc = put_payload(w, "kvm", VMSTATE_KVM_VERSION, &m, e);
+	stream_destroy(&m);
+	if (rc == 0) {
+		mig_put_rec(w, MIG_REC_STATE_END, 0);
+		rc = stream_check(w, e);
+	}
+out:
+	free(vs);
+	return rc;
+}
+
+int vmstate_read_section(struct vmstate_loaded *ld, struct stream *r, uint32_t rec_len, struct err *e)
+{
+	struct vmstate_section *s;
+	char name[MIG_MAX_NAME + 1];
+	uint32_t version, len;
+
+	if (mig_get_section_hdr(r, rec_len, name, &version, &len, e) < 0)
+		return -1;
+	for (int i = 0; i < ld->n; i++)
+		if (strcmp(ld->s[i].name, name) == 0)
+			return err_set(e, "corrupt stream: section %s appears twice", name);
+	if (ld->n >= VMSTATE_MAX_SECTIONS)
+		return err_set(e, "corrupt stream: more than %d state sections", VMSTATE_MAX_SECTIONS);
+	s = &ld->s[ld->n];
+	s->data = malloc(len ? len : 1);
+	if (!s->data)
+		return err_set(e, "out of memory for section %s", name);
+	stream_get(r, s->data, len);
+	if (stream_check(r, e) < 0) {
+		free(s->data);
+		return err_prefix(e, "reading section %s", name);
+	}
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->version = version;
+	s->len = len;
+	ld->n++;
+	return 0;
+}
+
+void vmstate_loaded_free(struct vmstate_loaded *ld)
+{
+	for (int i = 0; i < ld->n; i++)
+		free(ld->s[i].data);
+	ld->n = 0;
+}
+
+static struct vmstate_section *find(struct vmstate_loaded *ld, const char *name)
+{
+	for (int i = 0; i < ld->n; i++)
+		if (strcmp(ld->s[i].name, name) == 0)
+			return &ld->s[i];
+	return NULL;
+}
+
+/* Every section must be consumed exactly: trailing bytes mean a mismatch. */
+static int check_consumed(struct stream *r, const char *name, struct err *e)
+{
+	if (stream_check(r, e) < 0)
+		return err_prefix(e, "section %s", name);
+	if (stream_remaining(r) != 0)
+		return err_set(e, "section %s has %zu unexpected trailing bytes", name, stream_remaining(r));
+	return 0;
+}
+
+int vmstate_apply(struct vm *vm, struct vmstate_loaded *ld, struct err *e)
+{
+	struct vmstate_section *s;
+	struct vcpu_state *vs;
+	struct kvm_vm_state ks;
+	struct stream r;
+	char name[32];
+	int expected = vm->nvcpus + 1 + vm->ndevices;
+
+	/* Reject unknown or missing sections before touching anything. */
+	if (ld->n != expected)
+		return err_set(e, "state has %d sections, this VM needs %d (%d vCPUs, kvm, %d devices)",
+			       ld->n, expected, vm->nvcpus, vm->ndevices);
+	vs = malloc(sizeof(*vs));
+	if (!vs)
+		return err_set(e, "out of memory");
+	/* 1. vCPUs */
+	for (int i = 0; i < vm->nvcpus; i++) {
+		snprintf(name, sizeof(name), "cpu.%d", i);
+		s = find(ld, name);
+		if (!s) {
+			free(vs);
+			return err_set(e, "state lacks section %s", name);
+		}
+		if (s->version != CPUSTATE_VERSION) {
+			free(vs);
+			return err_set(e, "section %s version %u unsupported", name, s->version);
+		}
+		stream_init_mem_reader(&r, s->data, s->len);
+		if (vcpu_state_get(&r, vs, e) < 0 || check_consumed(&r, name, e) < 0 ||
+		    vcpu_restore(vm->vcpus[i]->fd, vs, e) < 0) {
+			free(vs);
+			return err_prefix(e, "restoring vCPU %d", i);
+		}
+	}
+	free(vs);
+	/* 2. irqchip and PIT */
+	s = find(ld, "kvm");
+	if (!s || s->version != VMSTATE_KVM_VERSION)
+		return err_set(e, "state lacks a usable kvm section");
+	stream_init_mem_reader(&r, s->data, s->len);
+	if (kvm_vm_state_get(&r, &ks, e) < 0 || check_consumed(&r, "kvm", e) < 0 ||
+	    kvm_vm_restore_irq(vm->vm_fd, &ks, e) < 0)
+		return err_prefix(e, "restoring interrupt controllers");
+	/* 3. devices, in registration order, then post-load */
+	for (int i = 0; i < vm->ndevices; i++) {
+		struct vm_device *d = &vm->devices[i];
+		s = find(ld, d->name);
+		if (!s)
+			return err_set(e, "state lacks section for device %s", d->name);
+		stream_init_mem_reader(&r, s->data, s->len);
+		if (d->load(d->opaque, &r, s->version, e) < 0 || check_consumed(&r, d->name, e) < 0)
+			return err_prefix(e, "restoring device %s", d->name);
+	}
+	for (int i = 0; i < vm->ndevices; i++) {
+		struct vm_device *d = &vm->devices[i];
+		if (d->post_load && d->post_load(d->opaque, e) < 0)
+			return err_prefix(e, "after restoring device %s", d->name);
+	}
+	/* 4. clock last */
+	if (kvm_vm_restore_clock(vm->vm_fd, &ks, e) < 0)
+		return -1;
+	/* 5. tell each vCPU's kvmclock it was paused; EINVAL = guest never enabled kvmclock */
+	for (int i = 0; i < vm->nvcpus; i++)
+		if (ioctl(vm->vcpus[i]->fd, KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL)
+			return err_sys(e, "KVM_KVMCLOCK_CTRL vCPU %d", i);
+	return 0;
+}

@@ -1,0 +1,442 @@
+/*
+ * ferry-vm's main thread (see worker.h): builds or restores the machine,
+ * then serves the control socket (JSON lines, docs/api.md "worker
+ * protocol"), the live console, device input and guest exit requests.
+ */
+#include "vmm/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/jsonl.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "devices/virtio_blk.h"
+#include "migration/snapshot.h"
+#include "vmm/guestcheck.h"
+#include "vmm/vcpu.h"
+
+enum client_kind { CLIENT_CONTROL, CLIENT_CONSOLE };
+
+struct client {
+	int fd;
+	enum client_kind kind;
+	size_t len;
+	char buf[8192];
+};
+
+struct worker {
+	struct machine m;
+	const struct worker_opts *o;
+	enum worker_state state;
+	int serial_fd;
+	int ctl_fd, con_fd, sig_fd;
+	struct client clients[WORKER_MAX_CLIENTS];
+	struct timespec started;
+	bool quit;
+	int exit_code;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Serial output: the log file and every attached console. Called with dev_lock held. */
+static void worker_serial_sink(void *opaque, const uint8_t *buf, size_t n)
+{
+	struct worker *w = opaque;
+	if (w->serial_fd >= 0 && write(w->serial_fd, buf, n) < 0)
+		log_warn("serial log write: %s", strerror(errno));
+	for (int i = 0; i < WORKER_MAX_CLIENTS; i++) {
+		struct client *c = &w->clients[i];
+		/* A slow console loses output rather than stalling the guest. */
+		if (c->fd >= 0 && c->kind == CLIENT_CONSOLE)
+			(void)send(c->fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+}
+
+static const char *state_name(enum worker_state s)
+{
+	static const char *n[] = { "running", "paused", "incoming", "stopped" };
+	return n[s];
+}
+
+static void worker_pause(struct worker *w)
+{
+	if (w->state == WORKER_RUNNING) {
+		vcpus_pause(&w->m.vm);
+		w->state = WORKER_PAUSED;
+	}
+}
+
+static void worker_resume(struct worker *w)
+{
+	if (w->state == WORKER_PAUSED) {
+		vcpus_resume(&w->m.vm);
+		w->state = WORKER_RUNNING;
+	}
+}
+
+static int worker_save(struct worker *w, const char *path, struct json_object *resp, struct err *e)
+{
+	struct ram_stats st = { 0 };
+	struct stream s;
+	char tmp[CONFIG_PATH_MAX + 8];
+	uint64_t t0 = now_ms();
+	int fd, rc;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	worker_pause(w);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_sys(e, "creating %s", tmp);
+	stream_init_fd(&s, fd, true);
+	rc = snapshot_save(&w->m, &s, &st, e);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = err_sys(e, "fsync %s", tmp);
+	stream_destroy(&s);
+	close(fd);
+	/* Written under a temporary name and renamed: a failed save never leaves a half file behind the real name. */
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = err_sys(e, "renaming %s to %s", tmp, path);
+	if (rc < 0) {
+		unlink(tmp);
+		return -1;
+	}
+	jsonl_add_int(resp, "pages_raw", (int64_t)st.pages_raw);
+	jsonl_add_int(resp, "pages_zero", (int64_t)st.pages_zero);
+	jsonl_add_int(resp, "bytes", (int64_t)s.bytes);
+	jsonl_add_int(resp, "ms", (int64_t)(now_ms() - t0));
+	return 0;
+}
+
+static const uint8_t *worker_map_gpa(void *opaque, uint64_t gpa, uint64_t len)
+{
+	return gmem_ptr(opaque, gpa, len);
+}
+
+static int worker_verify(struct worker *w, struct json_object *resp, struct err *e)
+{
+	struct guestcheck_report rep;
+	char why[512];
+	bool was_running = w->state == WORKER_RUNNING;
+	int rc;
+
+	worker_pause(w);
+	memset(&rep, 0, sizeof(rep));
+	why[0] = 0;
+	rc = guestcheck_verify_map(worker_map_gpa, &w->m.vm.mem, &rep, why, sizeof(why));
+	if (was_running)
+		worker_resume(w);
+	jsonl_add_bool(resp, "verified", rc == 0);
+	jsonl_add_int(resp, "pages_checked", (int64_t)rep.pages_checked);
+	jsonl_add_int(resp, "pages_never_written", (int64_t)rep.pages_never_written);
+	jsonl_add_int(resp, "max_gen", rep.max_gen);
+	jsonl_add_int(resp, "heartbeat", (int64_t)rep.hb);
+	jsonl_add_str(resp, "detail", rc == 0 ? "every page verified" : why);
+	(void)e;
+	return 0;
+}
+
+/* One control request -> one response line. */
+static void worker_control(struct worker *w, struct client *c, const char *line, size_t len)
+{
+	struct json_object *req, *resp = json_object_new_object();
+	const char *cmd = NULL, *path = NULL;
+	struct err e = { .code = 0 };
+	int rc = 0;
+
+	req = jsonl_parse(line, len, &e);
+	if (!req || jsonl_get_str(req, "cmd", true, &cmd, &e) < 0) {
+		rc = -1;
+	} else if (strcmp(cmd, "status") == 0) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		jsonl_add_str(resp, "name", w->m.cfg.name);
+		jsonl_add_str(resp, "state", state_name(w->state));
+		jsonl_add_int(resp, "vcpus", w->m.cfg.vcpus);
+		jsonl_add_int(resp, "memory_mib", (int64_t)(w->m.cfg.mem_size >> 20));
+		jsonl_add_int(resp, "pid", getpid());
+		jsonl_add_int(resp, "uptime_ms", (now.tv_sec - w->started.tv_sec) * 1000 +
+			      (now.tv_nsec - w->started.tv_nsec) / 1000000);
+	} else if (strcmp(cmd, "pause") == 0) {
+		worker_pause(w);
+	} else if (strcmp(cmd, "resume") == 0) {
+		if (w->state != WORKER_PAUSED)
+			rc = err_set(&e, "the VM is %s, not paused", state_name(w->state));
+		else
+			worker_resume(w);
+	} else if (strcmp(cmd, "stop") == 0) {
+		w->quit = true;
+		w->exit_code = 0;
+	} else if (strcmp(cmd, "save") == 0) {
+		if (jsonl_get_str(req, "path", true, &path, &e) < 0)
+			rc = -1;
+		else
+			rc = worker_save(w, path, resp, &e);
+	} else if (strcmp(cmd, "verify") == 0) {
+		rc = worker_verify(w, resp, &e);
+	} else {
+		rc = err_set(&e, "unknown command '%s' (status, pause, resume, stop, save, verify)", cmd);
+	}
+	jsonl_add_bool(resp, "ok", rc == 0);
+	if (rc < 0)
+		jsonl_add_str(resp, "error", e.msg);
+	{
+		const char *text = jsonl_text(resp);
+		struct err we;
+		char *out = malloc(strlen(text) + 2);
+		if (out) {
+			sprintf(out, "%s\n", text);
+			if (sock_write_all(c->fd, out, strlen(out), 2000, &we) < 0)
+				log_warn("control reply: %s", we.msg);
+			free(out);
+		}
+	}
+	if (req)
+		json_object_put(req);
+	json_object_put(resp);
+}
+
+static void client_close(struct client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->len = 0;
+}
+
+static void worker_accept(struct worker *w, int lfd, enum client_kind kind)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0)
+		return;
+	for (int i = 0; i < WORKER_MAX_CLIENTS; i++) {
+		if (w->clients[i].fd < 0) {
+			w->clients[i].fd = fd;
+			w->clients[i].kind = kind;
+			w->clients[i].len = 0;
+			return;
+		}
+	}
+	close(fd); /* full: refuse */
+}
+
+static void worker_client_input(struct worker *w, struct client *c)
+{
+	ssize_t n = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+	if (n <= 0) {
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		client_close(c);
+		return;
+	}
+	if (c->kind == CLIENT_CONSOLE) {
+		pthread_mutex_lock(&w->m.vm.dev_lock);
+		uart_feed(&w->m.uart, (const uint8_t *)c->buf, (size_t)n);
+		pthread_mutex_unlock(&w->m.vm.dev_lock);
+		return;
+	}
+	c->len += (size_t)n;
+	for (;;) {
+		char *nl = memchr(c->buf, '\n', c->len);
+		size_t linelen;
+		if (!nl) {
+			if (c->len == sizeof(c->buf))
+				client_close(c); /* a line longer than any request: hostile or broken */
+			return;
+		}
+		linelen = (size_t)(nl - c->buf);
+		worker_control(w, c, c->buf, linelen);
+		if (c->fd < 0)
+			return;
+		memmove(c->buf, nl + 1, c->len - linelen - 1);
+		c->len -= linelen + 1;
+	}
+}
+
+static int worker_build(struct worker *w, const struct vm_config *cfg, struct err *e)
+{
+	const struct worker_opts *o = w->o;
+	if (o->restore_path) {
+		struct vm_config scfg;
+		struct ram_recv rr;
+		struct stream s;
+		int fd = open(o->restore_path, O_RDONLY | O_CLOEXEC), rc;
+		if (fd < 0)
+			return err_sys(e, "state file %s", o->restore_path);
+		stream_init_fd(&s, fd, false);
+		rc = snapshot_load_config(&s, &scfg, e);
+		if (rc == 0) {
+			/* The saved configuration wins, except where the operator placed things on this host. */
+			if (cfg->name[0])
+				snprintf(scfg.name, sizeof(scfg.name), "%s", cfg->name);
+			if (cfg->tap[0])
+				snprintf(scfg.tap, sizeof(scfg.tap), "%s", cfg->tap);
+			rc = machine_build(&w->m, &scfg, true, worker_serial_sink, w, e);
+		}
+		if (rc == 0)
+			rc = ram_recv_init(&rr, &w->m.vm.mem, e);
+		if (rc == 0) {
+			rc = snapshot_load_state(&s, &w->m, &rr, e);
+			ram_recv_destroy(&rr);
+		}
+		stream_destroy(&s);
+		close(fd);
+		if (rc < 0)
+			return err_prefix(e, "restoring from %s", o->restore_path);
+		/* Storage handoff: the saved VM is not running, so the lock is ours to take. */
+		if (w->m.blk && virtio_blk_take_lock(w->m.blk, e) < 0)
+			return -1;
+		log_info("restored %s from %s", w->m.cfg.name, o->restore_path);
+		return 0;
+	}
+	if (machine_build(&w->m, cfg, false, worker_serial_sink, w, e) < 0)
+		return -1;
+	return machine_boot(&w->m, e);
+}
+
+int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct err *e)
+{
+	static struct worker wk;
+	struct worker *w = &wk;
+	struct err le;
+	sigset_t sigs;
+	int rc = 1;
+
+	memset(w, 0, sizeof(*w));
+	w->o = o;
+	w->serial_fd = w->ctl_fd = w->con_fd = w->sig_fd = -1;
+	for (int i = 0; i < WORKER_MAX_CLIENTS; i++)
+		w->clients[i].fd = -1;
+	clock_gettime(CLOCK_MONOTONIC, &w->started);
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	w->sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (w->sig_fd < 0)
+		return err_sys(e, "signalfd");
+
+	if (o->serial_path) {
+		w->serial_fd = open(o->serial_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (w->serial_fd < 0)
+			return err_sys(e, "serial log %s", o->serial_path);
+	}
+	if (worker_build(w, cfg, e) < 0)
+		goto out;
+	if (o->control_path && (w->ctl_fd = sock_unix_listen(o->control_path, e)) < 0)
+		goto out;
+	if (o->console_path && (w->con_fd = sock_unix_listen(o->console_path, e)) < 0)
+		goto out;
+	w->state = WORKER_RUNNING;
+	if (o->start_paused) {
+		w->m.vm.pause_req = 1;
+		w->m.vm.paused = true;
+		w->state = WORKER_PAUSED;
+	}
+	if (vcpus_start(&w->m.vm, e) < 0)
+		goto out;
+	log_info("VM %s %s: %d vCPUs, %llu MiB", w->m.cfg.name, state_name(w->state), w->m.cfg.vcpus,
+		 (unsigned long long)(w->m.cfg.mem_size >> 20));
+
+	while (!w->quit) {
+		struct pollfd pfd[4 + WORKER_MAX_CLIENTS + VM_MAX_DEVICES];
+		int map[4 + WORKER_MAX_CLIENTS + VM_MAX_DEVICES];
+		int n = 0;
+		pfd[n] = (struct pollfd){ w->sig_fd, POLLIN, 0 }; map[n++] = -1;
+		pfd[n] = (struct pollfd){ w->m.vm.event_fd, POLLIN, 0 }; map[n++] = -2;
+		if (w->ctl_fd >= 0) { pfd[n] = (struct pollfd){ w->ctl_fd, POLLIN, 0 }; map[n++] = -3; }
+		if (w->con_fd >= 0) { pfd[n] = (struct pollfd){ w->con_fd, POLLIN, 0 }; map[n++] = -4; }
+		for (int i = 0; i < WORKER_MAX_CLIENTS; i++)
+			if (w->clients[i].fd >= 0) {
+				pfd[n] = (struct pollfd){ w->clients[i].fd, POLLIN, 0 };
+				map[n++] = i;
+			}
+		/* Device input only while running: a paused VM's memory must not change. */
+		if (w->state == WORKER_RUNNING)
+			for (int i = 0; i < w->m.vm.ndevices; i++)
+				if (w->m.vm.devices[i].poll_fd >= 0 && w->m.vm.devices[i].on_readable) {
+					pfd[n] = (struct pollfd){ w->m.vm.devices[i].poll_fd, POLLIN, 0 };
+					map[n++] = 1000 + i;
+				}
+		if (poll(pfd, (nfds_t)n, 1000) < 0) {
+			if (errno == EINTR)
+				continue;
+			err_sys(e, "poll");
+			goto out;
+		}
+		for (int i = 0; i < n && !w->quit; i++) {
+			if (!pfd[i].revents)
+				continue;
+			if (map[i] == -1) {
+				struct signalfd_siginfo si;
+				if (read(w->sig_fd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGPIPE) {
+					log_info("signal %u: stopping", si.ssi_signo);
+					w->quit = true;
+					w->exit_code = 0;
+				}
+			} else if (map[i] == -2) {
+				uint64_t v;
+				if (read(w->m.vm.event_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					log_warn("event fd: %s", strerror(errno));
+				if (w->m.vm.exit_reason != VM_EXIT_NONE) {
+					log_info("guest exit: %s", w->m.vm.exit_detail);
+					w->quit = true;
+					w->exit_code = w->m.vm.exit_reason == VM_EXIT_ERROR ? 1 : 3;
+					if (w->m.vm.exit_reason == VM_EXIT_ERROR)
+						err_set(e, "%s", w->m.vm.exit_detail);
+				}
+			} else if (map[i] == -3) {
+				worker_accept(w, w->ctl_fd, CLIENT_CONTROL);
+			} else if (map[i] == -4) {
+				worker_accept(w, w->con_fd, CLIENT_CONSOLE);
+			} else if (map[i] >= 1000) {
+				struct vm_device *d = &w->m.vm.devices[map[i] - 1000];
+				pthread_mutex_lock(&w->m.vm.dev_lock);
+				d->on_readable(d->opaque);
+				pthread_mutex_unlock(&w->m.vm.dev_lock);
+			} else {
+				worker_client_input(w, &w->clients[map[i]]);
+			}
+		}
+	}
+	rc = w->exit_code;
+out:
+	if (w->m.built) {
+		vcpus_stop(&w->m.vm);
+		/* Nothing lost: flush the disk before the worker goes. */
+		if (w->m.blk && virtio_blk_flush(w->m.blk, &le) < 0)
+			log_warn("flushing disk: %s", le.msg);
+		machine_destroy(&w->m);
+	}
+	for (int i = 0; i < WORKER_MAX_CLIENTS; i++)
+		client_close(&w->clients[i]);
+	if (w->ctl_fd >= 0) {
+		close(w->ctl_fd);
+		unlink(o->control_path);
+	}
+	if (w->con_fd >= 0) {
+		close(w->con_fd);
+		unlink(o->console_path);
+	}
+	if (w->serial_fd >= 0)
+		close(w->serial_fd);
+	if (w->sig_fd >= 0)
+		close(w->sig_fd);
+	return rc;
+}

@@ -1,0 +1,35 @@
+/*
+ * The worker's main thread: one poll() loop over the control socket, the
+ * live-console socket, device input (tap) and the VM's wake-up eventfd.
+ * vCPUs run in their own threads; a live migration runs in its own thread
+ * and reports through worker state, so the control socket always answers.
+ */
+#ifndef FERRY_WORKER_H
+#define FERRY_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "vmm/machine.h"
+
+#define WORKER_MAX_CLIENTS 16
+
+enum worker_state { WORKER_RUNNING, WORKER_PAUSED, WORKER_INCOMING, WORKER_STOPPED };
+
+struct worker_opts {
+	const char *control_path;
+	const char *console_path;
+	const char *serial_path;
+	const char *restore_path;   /* start from a state file */
+	const char *incoming;       /* listen ADDR:PORT for a migration stream */
+	bool start_paused;
+};
+
+struct worker;
+
+/* Build (or restore) the machine and run until stopped. Returns the process
+ * exit code: 0 stopped, 3 guest reset/shutdown, 1 failure (message in e). */
+int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct err *e);
+
+#endif

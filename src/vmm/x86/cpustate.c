@@ -1,0 +1,421 @@
+/*
+ * vCPU and VM-wide KVM state capture and restore (see cpustate.h).
+ *
+ * Encoding: general registers and segment registers field by field; the
+ * rest as length-checked blobs in the KVM UAPI layout (fixed, x86
+ * little-endian, the same on every host). A decoder rejects any length that
+ * does not match what this build expects.
+ */
+#include "vmm/x86/cpustate.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#define MSR_IA32_TSC 0x10
+#define MSR_IA32_TSC_DEADLINE 0x6e0
+
+/* ---------- MSR list ---------- */
+
+static uint32_t *msr_cache;
+static uint32_t msr_cache_n;
+
+int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, struct err *e)
+{
+	struct kvm_msr_list probe = { .nmsrs = 0 };
+	struct kvm_msr_list *list;
+	uint32_t keep = 0;
+
+	if (msr_cache) {
+		*out = msr_cache;
+		*n = msr_cache_n;
+		return 0;
+	}
+	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
+		return err_sys(e, "KVM_GET_MSR_INDEX_LIST");
+	/* Old kernels could write past nmsrs: leave slack, as QEMU does. */
+	list = calloc(1, sizeof(*list) + (probe.nmsrs + 64) * sizeof(uint32_t));
+	if (!list)
+		return err_set(e, "out of memory");
+	list->nmsrs = probe.nmsrs;
+	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
+		free(list);
+		return err_sys(e, "KVM_GET_MSR_INDEX_LIST");
+	}
+	msr_cache = calloc(list->nmsrs ? list->nmsrs : 1, sizeof(uint32_t));
+	if (!msr_cache) {
+		free(list);
+		return err_set(e, "out of memory");
+	}
+	/* Keep only MSRs this vCPU model lets us read (PMU or VMX ones are refused
+	 * when hidden by CPUID); probing one at a time tells exactly which. */
+	for (uint32_t i = 0; i < list->nmsrs && keep < CPUSTATE_MAX_MSRS; i++) {
+		struct { struct kvm_msrs h; struct kvm_msr_entry ent; } one;
+		memset(&one, 0, sizeof(one));
+		one.h.nmsrs = 1;
+		one.ent.index = list->indices[i];
+		if (ioctl(vcpu_fd, KVM_GET_MSRS, &one) == 1)
+			msr_cache[keep++] = list->indices[i];
+	}
+	free(list);
+	msr_cache_n = keep;
+	*out = msr_cache;
+	*n = keep;
+	return 0;
+}
+
+/* Read or write MSRs in chunks; KVM stops at the first MSR it refuses, so the
+ * count it returns is checked against what was asked. */
+static int msrs_xfer(int vcpu_fd, bool set, struct cpu_msr *m, uint32_t n, struct err *e)
+{
+	enum { CHUNK = 64 };
+	struct { struct kvm_msrs h; struct kvm_msr_entry ent[CHUNK]; } buf;
+	for (uint32_t at = 0; at < n; at += CHUNK) {
+		uint32_t c = n - at < CHUNK ? n - at : CHUNK;
+		int r;
+		memset(&buf, 0, sizeof(buf));
+		buf.h.nmsrs = c;
+		for (uint32_t i = 0; i < c; i++) {
+			buf.ent[i].index = m[at + i].index;
+			buf.ent[i].data = m[at + i].data;
+		}
+		r = ioctl(vcpu_fd, set ? KVM_SET_MSRS : KVM_GET_MSRS, &buf);
+		if (r < 0)
+			return err_sys(e, set ? "KVM_SET_MSRS" : "KVM_GET_MSRS");
+		if ((uint32_t)r != c)
+			return err_set(e, "%s stopped at MSR 0x%x (%d of %u done)",
+				       set ? "KVM_SET_MSRS" : "KVM_GET_MSRS",
+				       buf.ent[r].index, r, c);
+		if (!set)
+			for (uint32_t i = 0; i < c; i++)
+				m[at + i].data = buf.ent[i].data;
+	}
+	return 0;
+}
+
+/* ---------- vCPU ---------- */
+
+int vcpu_save(int kvm_fd, int vcpu_fd, struct vcpu_state *st, struct err *e)
+{
+	uint32_t *idx, n;
+	int xsave_size;
+	struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 ent[CPUSTATE_MAX_CPUID]; } cpuid;
+
+	memset(st, 0, sizeof(*st));
+	/* Order (Firecracker's): MP_STATE first, since reading it makes KVM
+	 * process pending INIT/SIPI, which can change registers and the LAPIC. */
+	if (ioctl(vcpu_fd, KVM_GET_MP_STATE, &st->mp) < 0)
+		return err_sys(e, "KVM_GET_MP_STATE");
+	if (ioctl(vcpu_fd, KVM_GET_REGS, &st->regs) < 0)
+		return err_sys(e, "KVM_GET_REGS");
+	if (ioctl(vcpu_fd, KVM_GET_SREGS, &st->sregs) < 0)
+		return err_sys(e, "KVM_GET_SREGS");
+	xsave_size = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	if (xsave_size > (int)sizeof(struct kvm_xsave)) {
+		if (xsave_size > CPUSTATE_XSAVE_MAX)
+			return err_set(e, "XSAVE area of %d bytes exceeds %d", xsave_size, CPUSTATE_XSAVE_MAX);
+		if (ioctl(vcpu_fd, KVM_GET_XSAVE2, st->xsave) < 0)
+			return err_sys(e, "KVM_GET_XSAVE2");
+		st->xsave_len = (uint32_t)xsave_size;
+	} else {
+		if (ioctl(vcpu_fd, KVM_GET_XSAVE, st->xsave) < 0)
+			return err_sys(e, "KVM_GET_XSAVE");
+		st->xsave_len = sizeof(struct kvm_xsave);
+	}
+	if (ioctl(vcpu_fd, KVM_GET_XCRS, &st->xcrs) < 0)
+		return err_sys(e, "KVM_GET_XCRS");
+	if (ioctl(vcpu_fd, KVM_GET_DEBUGREGS, &st->dregs) < 0)
+		return err_sys(e, "KVM_GET_DEBUGREGS");
+	if (ioctl(vcpu_fd, KVM_GET_LAPIC, &st->lapic) < 0)
+		return err_sys(e, "KVM_GET_LAPIC");
+	{
+		int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+		st->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
+	}
+	memset(&cpuid, 0, sizeof(cpuid));
+	cpuid.h.nent = CPUSTATE_MAX_CPUID;
+	if (ioctl(vcpu_fd, KVM_GET_CPUID2, &cpuid) < 0)
+		return err_sys(e, "KVM_GET_CPUID2");
+	st->ncpuid = cpuid.h.nent;
+	memcpy(st->cpuid, cpuid.ent, st->ncpuid * sizeof(cpuid.ent[0]));
+	if (cpustate_msr_list(kvm_fd, vcpu_fd, &idx, &n, e) < 0)
+		return -1;
+	st->nmsrs = n;
+	for (uint32_t i = 0; i < n; i++)
+		st->msrs[i].index = idx[i];
+	if (msrs_xfer(vcpu_fd, false, st->msrs, n, e) < 0)
+		return -1;
+	/* Last: the GETs above may have changed what is pending. */
+	if (ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &st->events) < 0)
+		return err_sys(e, "KVM_GET_VCPU_EVENTS");
+	return 0;
+}
+
+int vcpu_restore(int vcpu_fd, const struct vcpu_state *st, struct err *e)
+{
+	struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 ent[CPUSTATE_MAX_CPUID]; } cpuid;
+	struct cpu_msr msrs[CPUSTATE_MAX_MSRS];
+	uint32_t n = 0;
+	uint64_t deadline = 0;
+	bool have_deadline = false;
+
+	/* 1. CPUID before anything: other SETs (MP state, MSRs) depend on the
+	 *    vCPU model, and KVM freezes CPUID after the first KVM_RUN. */
+	memset(&cpuid, 0, sizeof(cpuid));
+	cpuid.h.nent = st->ncpuid;
+	memcpy(cpuid.ent, st->cpuid, st->ncpuid * sizeof(cpuid.ent[0]));
+	if (ioctl(vcpu_fd, KVM_SET_CPUID2, &cpuid) < 0)
+		return err_sys(e, "KVM_SET_CPUID2");
+	/* 2. MP state. */
+	if (ioctl(vcpu_fd, KVM_SET_MP_STATE, &st->mp) < 0)
+		return err_sys(e, "KVM_SET_MP_STATE");
+	/* 3. REGS: clears pending exceptions, so it must precede VCPU_EVENTS. */
+	if (ioctl(vcpu_fd, KVM_SET_REGS, &st->regs) < 0)
+		return err_sys(e, "KVM_SET_REGS");
+	/* 4. SREGS: restores the APIC base, which SET_LAPIC depends on. */
+	if (ioctl(vcpu_fd, KVM_SET_SREGS, &st->sregs) < 0)
+		return err_sys(e, "KVM_SET_SREGS");
+	/* 5-7. FPU/extended state, XCR0, debug registers. KVM_SET_XSAVE takes the larger XSAVE2 buffer. */
+	if (ioctl(vcpu_fd, KVM_SET_XSAVE, st->xsave) < 0)
+		return err_sys(e, "KVM_SET_XSAVE");
+	if (ioctl(vcpu_fd, KVM_SET_XCRS, &st->xcrs) < 0)
+		return err_sys(e, "KVM_SET_XCRS");
+	if (ioctl(vcpu_fd, KVM_SET_DEBUGREGS, &st->dregs) < 0)
+		return err_sys(e, "KVM_SET_DEBUGREGS");
+	/* 8. LAPIC after SREGS (APIC base) and before MSRs (TSC deadline needs a configured LAPIC). */
+	if (ioctl(vcpu_fd, KVM_SET_LAPIC, &st->lapic) < 0)
+		return err_sys(e, "KVM_SET_LAPIC");
+	/* 9. MSRs, except TSC_DEADLINE, which must follow IA32_TSC or its timer is lost. */
+	for (uint32_t i = 0; i < st->nmsrs; i++) {
+		if (st->msrs[i].index == MSR_IA32_TSC_DEADLINE) {
+			deadline = st->msrs[i].data;
+			have_deadline = true;
+			continue;
+		}
+		msrs[n++] = st->msrs[i];
+	}
+	if (msrs_xfer(vcpu_fd, true, msrs, n, e) < 0)
+		return -1;
+	/* A deadline of 0 means disarmed; writing it would be harmless but
+	 * Firecracker found a 0 can strand the timer, so only armed deadlines are written. */
+	if (have_deadline && deadline) {
+		struct cpu_msr d = { MSR_IA32_TSC_DEADLINE, deadline };
+		if (msrs_xfer(vcpu_fd, true, &d, 1, e) < 0)
+			return -1;
+	}
+	/* 10. Events last: pending exception/interrupt/NMI survive only after REGS/SREGS. */
+	if (ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &st->events) < 0)
+		return err_sys(e, "KVM_SET_VCPU_EVENTS");
+	return 0;
+}
+
+static void put_seg(struct stream *w, const struct kvm_segment *s)
+{
+	stream_put_u64(w, s->base);
+	stream_put_u32(w, s->limit);
+	stream_put_u16(w, s->selector);
+	const uint8_t f[] = { s->type, s->present, s->dpl, s->db, s->s, s->l, s->g, s->avl, s->unusable };
+	stream_put(w, f, sizeof(f));
+}
+
+static void get_seg(struct stream *r, struct kvm_segment *s)
+{
+	uint8_t f[9];
+	s->base = stream_get_u64(r);
+	s->limit = stream_get_u32(r);
+	s->selector = stream_get_u16(r);
+	stream_get(r, f, sizeof(f));
+	s->type = f[0]; s->present = f[1]; s->dpl = f[2]; s->db = f[3]; s->s = f[4];
+	s->l = f[5]; s->g = f[6]; s->avl = f[7]; s->unusable = f[8];
+}
+
+static void put_blob(struct stream *w, const void *p, uint32_t len)
+{
+	stream_put_u32(w, len);
+	stream_put(w, p, len);
+}
+
+/* A blob must have exactly the size this build's KVM headers define. */
+static void get_blob(struct stream *r, void *p, uint32_t len, const char *what)
+{
+	uint32_t got = stream_get_u32(r);
+	if (!stream_ok(r))
+		return;
+	if (got != len) {
+		stream_fail(r, "%s: %u bytes in stream, expected %u", what, got, len);
+		return;
+	}
+	stream_get(r, p, len);
+}
+
+void vcpu_state_put(struct stream *w, const struct vcpu_state *st)
+{
+	const struct kvm_regs *g = &st->regs;
+	const uint64_t regs[] = { g->rax, g->rbx, g->rcx, g->rdx, g->rsi, g->rdi, g->rsp, g->rbp,
+				  g->r8, g->r9, g->r10, g->r11, g->r12, g->r13, g->r14, g->r15,
+				  g->rip, g->rflags };
+	const struct kvm_sregs *s = &st->sregs;
+
+	stream_put_u32(w, st->mp.mp_state);
+	for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
+		stream_put_u64(w, regs[i]);
+	put_seg(w, &s->cs); put_seg(w, &s->ds); put_seg(w, &s->es); put_seg(w, &s->fs);
+	put_seg(w, &s->gs); put_seg(w, &s->ss); put_seg(w, &s->tr); put_seg(w, &s->ldt);
+	stream_put_u64(w, s->gdt.base); stream_put_u16(w, s->gdt.limit);
+	stream_put_u64(w, s->idt.base); stream_put_u16(w, s->idt.limit);
+	stream_put_u64(w, s->cr0); stream_put_u64(w, s->cr2); stream_put_u64(w, s->cr3);
+	stream_put_u64(w, s->cr4); stream_put_u64(w, s->cr8); stream_put_u64(w, s->efer);
+	stream_put_u64(w, s->apic_base);
+	for (int i = 0; i < 4; i++)
+		stream_put_u64(w, s->interrupt_bitmap[i]);
+	put_blob(w, st->xsave, st->xsave_len);
+	put_blob(w, &st->xcrs, sizeof(st->xcrs));
+	put_blob(w, &st->dregs, sizeof(st->dregs));
+	put_blob(w, &st->lapic, sizeof(st->lapic));
+	put_blob(w, &st->events, sizeof(st->events));
+	stream_put_u32(w, st->tsc_khz);
+	stream_put_u32(w, st->nmsrs);
+	for (uint32_t i = 0; i < st->nmsrs; i++) {
+		stream_put_u32(w, st->msrs[i].index);
+		stream_put_u64(w, st->msrs[i].data);
+	}
+	stream_put_u32(w, st->ncpuid);
+	for (uint32_t i = 0; i < st->ncpuid; i++) {
+		const struct kvm_cpuid_entry2 *c = &st->cpuid[i];
+		stream_put_u32(w, c->function); stream_put_u32(w, c->index);
+		stream_put_u32(w, c->flags); stream_put_u32(w, c->eax);
+		stream_put_u32(w, c->ebx); stream_put_u32(w, c->ecx); stream_put_u32(w, c->edx);
+	}
+}
+
+int vcpu_state_get(struct stream *r, struct vcpu_state *st, struct err *e)
+{
+	struct kvm_regs *g = &st->regs;
+	__u64 *regs[] = { &g->rax, &g->rbx, &g->rcx, &g->rdx, &g->rsi, &g->rdi, &g->rsp, &g->rbp,
+			     &g->r8, &g->r9, &g->r10, &g->r11, &g->r12, &g->r13, &g->r14, &g->r15,
+			     &g->rip, &g->rflags };
+	struct kvm_sregs *s = &st->sregs;
+
+	memset(st, 0, sizeof(*st));
+	st->mp.mp_state = stream_get_u32(r);
+	if (st->mp.mp_state > KVM_MP_STATE_AP_RESET_HOLD)
+		stream_fail(r, "vCPU state: unknown MP state %u", st->mp.mp_state);
+	for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
+		*regs[i] = stream_get_u64(r);
+	get_seg(r, &s->cs); get_seg(r, &s->ds); get_seg(r, &s->es); get_seg(r, &s->fs);
+	get_seg(r, &s->gs); get_seg(r, &s->ss); get_seg(r, &s->tr); get_seg(r, &s->ldt);
+	s->gdt.base = stream_get_u64(r); s->gdt.limit = stream_get_u16(r);
+	s->idt.base = stream_get_u64(r); s->idt.limit = stream_get_u16(r);
+	s->cr0 = stream_get_u64(r); s->cr2 = stream_get_u64(r); s->cr3 = stream_get_u64(r);
+	s->cr4 = stream_get_u64(r); s->cr8 = stream_get_u64(r); s->efer = stream_get_u64(r);
+	s->apic_base = stream_get_u64(r);
+	for (int i = 0; i < 4; i++)
+		s->interrupt_bitmap[i] = stream_get_u64(r);
+	st->xsave_len = stream_get_u32(r);
+	if (stream_ok(r) && (st->xsave_len < sizeof(struct kvm_xsave) || st->xsave_len > CPUSTATE_XSAVE_MAX))
+		stream_fail(r, "vCPU state: XSAVE area of %u bytes is out of range", st->xsave_len);
+	stream_get(r, st->xsave, stream_ok(r) ? st->xsave_len : 0);
+	get_blob(r, &st->xcrs, sizeof(st->xcrs), "XCRS");
+	get_blob(r, &st->dregs, sizeof(st->dregs), "debug registers");
+	get_blob(r, &st->lapic, sizeof(st->lapic), "LAPIC");
+	get_blob(r, &st->events, sizeof(st->events), "vCPU events");
+	if (stream_ok(r) && st->xcrs.nr_xcrs > KVM_MAX_XCRS)
+		stream_fail(r, "vCPU state: %u XCRs exceeds %d", st->xcrs.nr_xcrs, KVM_MAX_XCRS);
+	st->tsc_khz = stream_get_u32(r);
+	st->nmsrs = stream_get_u32(r);
+	if (stream_ok(r) && st->nmsrs > CPUSTATE_MAX_MSRS)
+		stream_fail(r, "vCPU state: %u MSRs exceeds %d", st->nmsrs, CPUSTATE_MAX_MSRS);
+	for (uint32_t i = 0; stream_ok(r) && i < st->nmsrs; i++) {
+		st->msrs[i].index = stream_get_u32(r);
+		st->msrs[i].data = stream_get_u64(r);
+	}
+	st->ncpuid = stream_get_u32(r);
+	if (stream_ok(r) && st->ncpuid > CPUSTATE_MAX_CPUID)
+		stream_fail(r, "vCPU state: %u CPUID entries exceeds %d", st->ncpuid, CPUSTATE_MAX_CPUID);
+	for (uint32_t i = 0; stream_ok(r) && i < st->ncpuid; i++) {
+		struct kvm_cpuid_entry2 *c = &st->cpuid[i];
+		c->function = stream_get_u32(r); c->index = stream_get_u32(r);
+		c->flags = stream_get_u32(r); c->eax = stream_get_u32(r);
+		c->ebx = stream_get_u32(r); c->ecx = stream_get_u32(r); c->edx = stream_get_u32(r);
+	}
+	return stream_check(r, e);
+}
+
+/* ---------- VM-wide ---------- */
+
+int kvm_vm_save(int vm_fd, struct kvm_vm_state *st, struct err *e)
+{
+	memset(st, 0, sizeof(*st));
+	if (ioctl(vm_fd, KVM_GET_PIT2, &st->pit) < 0)
+		return err_sys(e, "KVM_GET_PIT2");
+	st->pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
+	st->pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
+	st->ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
+	if (ioctl(vm_fd, KVM_GET_IRQCHIP, &st->pic_master) < 0 ||
+	    ioctl(vm_fd, KVM_GET_IRQCHIP, &st->pic_slave) < 0 ||
+	    ioctl(vm_fd, KVM_GET_IRQCHIP, &st->ioapic) < 0)
+		return err_sys(e, "KVM_GET_IRQCHIP");
+	/* The clock is read last, as late as possible, so the guest loses the
+	 * least time across the move (QEMU measured 5 s -> 0.1 s doing so). */
+	if (ioctl(vm_fd, KVM_GET_CLOCK, &st->clock) < 0)
+		return err_sys(e, "KVM_GET_CLOCK");
+	return 0;
+}
+
+int kvm_vm_restore_irq(int vm_fd, const struct kvm_vm_state *st, struct err *e)
+{
+	struct kvm_irqchip chips[3] = { st->pic_master, st->pic_slave, st->ioapic };
+	if (ioctl(vm_fd, KVM_SET_PIT2, &st->pit) < 0)
+		return err_sys(e, "KVM_SET_PIT2");
+	for (int i = 0; i < 3; i++)
+		if (ioctl(vm_fd, KVM_SET_IRQCHIP, &chips[i]) < 0)
+			return err_sys(e, "KVM_SET_IRQCHIP %u", chips[i].chip_id);
+	return 0;
+}
+
+int kvm_vm_restore_clock(int vm_fd, const struct kvm_vm_state *st, struct err *e)
+{
+	struct kvm_clock_data c = st->clock;
+	/* With REALTIME, KVM advances the clock by the wall time that passed
+	 * in between, so guest time keeps pace with the world. */
+	c.flags &= KVM_CLOCK_REALTIME;
+	if (ioctl(vm_fd, KVM_SET_CLOCK, &c) < 0) {
+		if (errno != EINVAL || !c.flags)
+			return err_sys(e, "KVM_SET_CLOCK");
+		c.flags = 0;
+		if (ioctl(vm_fd, KVM_SET_CLOCK, &c) < 0)
+			return err_sys(e, "KVM_SET_CLOCK");
+	}
+	return 0;
+}
+
+void kvm_vm_state_put(struct stream *w, const struct kvm_vm_state *st)
+{
+	put_blob(w, &st->pit, sizeof(st->pit));
+	put_blob(w, &st->pic_master, sizeof(st->pic_master));
+	put_blob(w, &st->pic_slave, sizeof(st->pic_slave));
+	put_blob(w, &st->ioapic, sizeof(st->ioapic));
+	stream_put_u64(w, st->clock.clock);
+	stream_put_u32(w, st->clock.flags);
+	stream_put_u64(w, st->clock.realtime);
+	stream_put_u64(w, st->clock.host_tsc);
+}
+
+int kvm_vm_state_get(struct stream *r, struct kvm_vm_state *st, struct err *e)
+{
+	memset(st, 0, sizeof(*st));
+	get_blob(r, &st->pit, sizeof(st->pit), "PIT");
+	get_blob(r, &st->pic_master, sizeof(st->pic_master), "PIC master");
+	get_blob(r, &st->pic_slave, sizeof(st->pic_slave), "PIC slave");
+	get_blob(r, &st->ioapic, sizeof(st->ioapic), "IOAPIC");
+	if (stream_ok(r) && (st->pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER ||
+			     st->pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE ||
+			     st->ioapic.chip_id != KVM_IRQCHIP_IOAPIC))
+		stream_fail(r, "irqchip state: chip ids out of order");
+	st->clock.clock = stream_get_u64(r);
+	st->clock.flags = stream_get_u32(r);
+	st->clock.realtime = stream_get_u64(r);
+	st->clock.host_tsc = stream_get_u64(r);
+	return stream_check(r, e);
+}

@@ -1,0 +1,63 @@
+/*
+ * Complete x86 vCPU state: what KVM holds for one vCPU, captured with the
+ * GET ioctls and put back with the SET ioctls in the order KVM requires
+ * (the order is written next to the code in cpustate.c). Plus the VM-wide
+ * in-kernel state: PIC, IOAPIC, PIT and kvmclock.
+ */
+#ifndef FERRY_CPUSTATE_H
+#define FERRY_CPUSTATE_H
+
+#include <linux/kvm.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/stream.h"
+
+#define CPUSTATE_VERSION 1
+#define VMSTATE_KVM_VERSION 1
+#define CPUSTATE_MAX_MSRS 256
+#define CPUSTATE_MAX_CPUID 256
+#define CPUSTATE_XSAVE_MAX 16384
+
+struct cpu_msr { uint32_t index; uint64_t data; };
+
+struct vcpu_state {
+	struct kvm_mp_state mp;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	uint32_t xsave_len;                 /* bytes valid in xsave */
+	uint8_t xsave[CPUSTATE_XSAVE_MAX];
+	struct kvm_xcrs xcrs;
+	struct kvm_debugregs dregs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	uint32_t nmsrs;
+	struct cpu_msr msrs[CPUSTATE_MAX_MSRS];
+	uint32_t ncpuid;
+	struct kvm_cpuid_entry2 cpuid[CPUSTATE_MAX_CPUID];
+	uint32_t tsc_khz;
+};
+
+struct kvm_vm_state {
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clock;
+	struct kvm_irqchip pic_master, pic_slave, ioapic;
+};
+
+/* The MSRs worth saving on this host: KVM's index list, filtered to those
+ * KVM_GET_MSRS accepts on a real vCPU. Computed once per process. */
+int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, struct err *e);
+
+int vcpu_save(int kvm_fd, int vcpu_fd, struct vcpu_state *st, struct err *e);
+int vcpu_restore(int vcpu_fd, const struct vcpu_state *st, struct err *e);
+void vcpu_state_put(struct stream *w, const struct vcpu_state *st);
+int vcpu_state_get(struct stream *r, struct vcpu_state *st, struct err *e);
+
+int kvm_vm_save(int vm_fd, struct kvm_vm_state *st, struct err *e);
+/* Everything but the clock; the clock goes last, see vmstate.c. */
+int kvm_vm_restore_irq(int vm_fd, const struct kvm_vm_state *st, struct err *e);
+int kvm_vm_restore_clock(int vm_fd, const struct kvm_vm_state *st, struct err *e);
+void kvm_vm_state_put(struct stream *w, const struct kvm_vm_state *st);
+int kvm_vm_state_get(struct stream *r, struct kvm_vm_state *st, struct err *e);
+
+#endif
