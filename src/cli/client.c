@@ -122,11 +122,8 @@ static const char *cli_hint(const char *code)
 		{ "E_NO_MEMORY", "use a smaller --memory, or stop other VMs (see: ferry host info)" },
 		{ "E_NO_KVM", "this host cannot run VMs: check that /dev/kvm exists and that ferryd may open it" },
 		{ "E_NO_VM", "list the VMs on this host with: ferry vm list" },
-		{ "E_VM_RUNNING", "stop it first with: ferry vm stop NAME" },
-		{ "E_VM_NOT_RUNNING", "start it first with: ferry vm start NAME" },
 		{ "E_NO_VMM", "install ferry-vm next to ferryd, or start ferryd with --vmm PATH" },
 		{ "E_START_FAILED", "the worker log is in the VM's status: ferry vm status NAME" },
-		{ "E_BAD_NAME", "names are 1-64 characters from a-z A-Z 0-9 . _ -" },
 		{ NULL, NULL },
 	};
 	for (int i = 0; code && hints[i].code; i++)

@@ -95,7 +95,7 @@ int cli_console_relay(struct cli_conn *c, const char *name, struct err *e)
 			if (n <= 0) {
 				if (n < 0)
 					rc = err_sys(e, "reading console");
-				else
+				else if (stdin_open)
 					fprintf(stderr, "\r\nConsole closed by ferryd (VM stopped?).\r\n");
 				break;
 			}

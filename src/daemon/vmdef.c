@@ -74,7 +74,11 @@ int vmdef_from_json(struct json_object *o, struct vm_def *d,
 	memcpy(d->name, name, strlen(name) + 1);
 	if (jsonl_get_int(o, "memory_mib", true, VMDEF_MIN_MEMORY_MIB,
 			  16 * 1024 * 1024, &mem, e) < 0) {
-		if (json_object_object_get_ex(o, "memory_mib", NULL))
+		struct json_object *m;
+		/* A number out of range is a memory problem; a wrong type
+		 * is a malformed request. */
+		if (json_object_object_get_ex(o, "memory_mib", &m) &&
+		    json_object_is_type(m, json_type_int))
 			*code = "E_BAD_MEMORY";
 		return -1;
 	}

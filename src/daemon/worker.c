@@ -300,7 +300,7 @@ int worker_stop(struct ferryd *d, struct vm *vm, uint64_t waiter,
 
 	if (!vm->pid) {
 		*code = "E_VM_NOT_RUNNING";
-		return err_set(e, "VM %s is not running", vm->def.name);
+		return err_set(e, "VM %s is not running (nothing to stop)", vm->def.name);
 	}
 	if (vm->op != OP_NONE) {
 		*code = "E_BUSY";
@@ -332,7 +332,7 @@ static void worker_describe_exit(struct vm *vm, bool known, int status)
 	if (!known) {
 		vm->last_exit_code = -1;
 		snprintf(vm->last_exit, sizeof(vm->last_exit),
-			 "exited (status unknown: worker was adopted after a ferryd restart)");
+			 "exited (exit code not visible: worker was re-adopted after a ferryd restart)");
 	} else if (WIFEXITED(status)) {
 		static const char *const why[] = { "clean stop", "failure",
 			"configuration error", "guest shut down or reset" };
@@ -397,7 +397,9 @@ void worker_reap(struct ferryd *d, struct vm *vm)
 
 	if (op == OP_START) {
 		worker_log_tail(d, vm, 8, tail, sizeof(tail));
-		vm->state = worker_exit_is_crash(known, status) ? VM_CRASHED : VM_STOPPED;
+		/* A failed start is the caller's error to read, not a crash
+		 * of a running VM: the VM simply is not running. */
+		vm->state = VM_STOPPED;
 		snprintf(msg, sizeof(msg), "VM %s failed to start: ferry-vm %s\n%s",
 			 vm->def.name, vm->last_exit, tail);
 		loop_send_to(d, waiter, reply_error("E_START_FAILED", msg));

@@ -1,0 +1,105 @@
+#!/bin/bash
+# ferryd end to end on one host: define and start the test guest through the
+# CLI, watch it boot, list/status it locally and over TCP, kill -9 ferryd and
+# check a new ferryd re-adopts the still-running worker (same pid), attach
+# to the console, stop and delete it; then check a worker crash is recorded
+# and leaves ferryd serving.
+# Env: FERRY_BIN (dir with ferryd, ferry, ferry-vm), FERRY_GUEST (testguest.elf).
+# Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
+. "$(dirname "$0")/../lib/common.sh"
+need_root
+need_kvm
+for b in ferryd ferry; do
+	[ -x "$FERRY_BIN/$b" ] || fail "$b not built at $FERRY_BIN"
+done
+
+STATE=$T/state
+SOCK=$STATE/ferryd.sock
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)))
+export FERRY_SOCKET=$SOCK
+ferry() { "$FERRY_BIN/ferry" "$@"; }
+
+# Workers are ferryd's children in their own sessions; they outlive ferryd
+# by design, so the test must end them itself.
+kill_workers() {
+	for f in "$STATE"/run/*.pid; do
+		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+	done
+	cleanup
+}
+trap kill_workers EXIT
+
+start_ferryd() {
+	bg "$FERRY_BIN/ferryd" --state-dir "$STATE" --listen "127.0.0.1:$PORT" \
+		--vmm "$FERRY_BIN/ferry-vm" 2>>"$T/ferryd.log"
+	FERRYD=$!
+	for _ in $(seq 50); do
+		[ -S "$SOCK" ] && ferry host info >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	cat "$T/ferryd.log"
+	fail "ferryd did not come up"
+}
+
+note "start ferryd (state $STATE, tcp port $PORT)"
+start_ferryd
+ferry host info || fail "host info"
+
+note "define and start the test guest"
+ferry vm new --name g1 --memory 64M --vcpus 1 --kernel "$FERRY_GUEST" \
+	--cmdline "ws=16M rate=0" || fail "vm new"
+ferry vm start g1 || { cat "$STATE/logs/g1.log"; fail "vm start"; }
+wait_for "$STATE/logs/g1.serial" "FERRY-GUEST ready" 30 || fail "guest did not boot"
+
+note "list and status"
+ferry vm list | tee "$T/list" || fail "vm list"
+grep -qE '^g1 +running' "$T/list" || fail "g1 not listed as running"
+ferry vm status g1 | tee "$T/status" || fail "vm status"
+PID=$(ferry --json vm status g1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
+[ -n "$PID" ] && kill -0 "$PID" || fail "worker pid $PID not alive"
+ferry -c "127.0.0.1:$PORT" vm list | grep -qE '^g1 +running' || fail "vm list over TCP"
+
+note "kill -9 ferryd (pid $FERRYD); the VM must keep running"
+kill -9 "$FERRYD"
+wait "$FERRYD" 2>/dev/null
+sleep 0.3
+kill -0 "$PID" || fail "worker $PID died with ferryd"
+if ferry vm list >/dev/null 2>&1; then fail "ferry still answers with ferryd dead"; fi
+
+note "restart ferryd; it must re-adopt the worker"
+start_ferryd
+ferry vm status g1 | tee "$T/status2"
+grep -qE '^State: +running' "$T/status2" || fail "g1 not running after re-adoption"
+grep -qE "^Worker pid: +$PID \(re-adopted\)" "$T/status2" || fail "g1 not re-adopted with pid $PID"
+grep -q "re-adopted running worker pid $PID" "$T/ferryd.log" || fail "no re-adoption in ferryd log"
+
+note "console: read guest output through ferryd"
+(sleep 3) | timeout 10 "$FERRY_BIN/ferry" vm console g1 >"$T/console" 2>&1
+grep -q "FERRY-GUEST" "$T/console" || { cat "$T/console"; fail "no guest output on the console"; }
+
+note "stop and delete"
+ferry vm stop g1 || fail "vm stop"
+for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$PID" 2>/dev/null && fail "worker $PID still alive after stop"
+ferry vm list | grep -qE '^g1 +stopped' || fail "g1 not stopped"
+ferry vm delete g1 || fail "vm delete"
+ferry vm list | grep -q '^g1 ' && fail "g1 still listed after delete"
+[ -e "$STATE/vms/g1.json" ] && fail "definition file left behind"
+
+note "a worker crash is recorded and ferryd keeps serving"
+ferry vm new --name g2 --memory 64M --kernel "$FERRY_GUEST" --cmdline "ws=16M rate=0" || fail "vm new g2"
+ferry vm start g2 || fail "vm start g2"
+wait_for "$STATE/logs/g2.serial" "FERRY-GUEST ready" 30 || fail "g2 did not boot"
+PID2=$(cat "$STATE/run/g2.pid")
+kill -9 "$PID2"
+for _ in $(seq 50); do
+	ferry vm list | grep -qE '^g2 +crashed' && break
+	sleep 0.1
+done
+ferry vm status g2 | tee "$T/status3"
+grep -qE '^State: +crashed' "$T/status3" || fail "crash not recorded"
+grep -q "killed by signal 9" "$T/status3" || fail "exit status not recorded"
+ferry host info >/dev/null || fail "ferryd not serving after a worker crash"
+ferry vm delete g2 || fail "delete crashed VM"
+
+echo "PASS: ferryd_basic"

@@ -1,0 +1,113 @@
+#!/bin/bash
+# ferryd/ferry error paths: every bad input gets its own clear message and a
+# nonzero exit, and hostile raw input on the socket never takes ferryd down.
+# Most checks need no KVM; with /dev/kvm and ferry-vm present it also checks
+# that a worker failing at start is reported with the tail of its log.
+# Env: FERRY_BIN, FERRY_GUEST. Exit: 0 pass, 77 skip, else fail.
+. "$(dirname "$0")/../lib/common.sh"
+need_root
+for b in ferryd ferry; do
+	[ -x "$FERRY_BIN/$b" ] || fail "$b not built at $FERRY_BIN"
+done
+command -v socat >/dev/null || skip "socat is not installed (apt-get install socat)"
+
+STATE=$T/state
+SOCK=$STATE/ferryd.sock
+export FERRY_SOCKET=$SOCK
+
+kill_workers() {
+	for f in "$STATE"/run/*.pid; do
+		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+	done
+	cleanup
+}
+trap kill_workers EXIT
+
+# expect_fail REGEX CMD...: CMD must exit nonzero and print REGEX.
+expect_fail() {
+	local re=$1 rc
+	shift
+	"$@" >"$T/out" 2>&1
+	rc=$?
+	cat "$T/out"
+	[ $rc -ne 0 ] || fail "expected failure, got exit 0: $*"
+	grep -qE -- "$re" "$T/out" || fail "expected /$re/ from: $*"
+	echo "    ok (exit $rc)"
+}
+ferry() { "$FERRY_BIN/ferry" "$@"; }
+raw() { printf '%s\n' "$1" | socat -t5 - "UNIX-CONNECT:$SOCK"; }
+
+note "daemon not running"
+expect_fail "cannot reach ferryd at $SOCK: no such socket .*start it with: ferryd --state-dir $STATE" \
+	ferry vm list
+expect_fail "cannot reach ferryd at 127.0.0.1:1: connection refused" ferry -c 127.0.0.1:1 host info
+
+bg "$FERRY_BIN/ferryd" --state-dir "$STATE" --listen none --vmm "$FERRY_BIN/ferry-vm" 2>>"$T/ferryd.log"
+FERRYD=$!
+for _ in $(seq 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
+ferry host info >/dev/null || fail "ferryd did not come up"
+KERNEL=$T/kernel
+echo "not really a kernel" >"$KERNEL"
+
+note "bad vm new requests"
+expect_fail "kernel not found: /nonexistent/vmlinuz" ferry vm new --name a --kernel /nonexistent/vmlinuz
+expect_fail "disk not found: $T/missing.img" ferry vm new --name a --kernel "$KERNEL" --disk "$T/missing.img"
+TOTAL=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+expect_fail "not enough memory: VM needs $((TOTAL * 2)) MiB, host has [0-9]+ MiB free" \
+	ferry vm new --name a --kernel "$KERNEL" --memory "$((TOTAL * 2))M"
+expect_fail "invalid VM name" ferry vm new --name 'bad/name' --kernel "$KERNEL"
+expect_fail "'vcpus' must be between 1 and 8" ferry vm new --name a --kernel "$KERNEL" --vcpus 9
+expect_fail "'memory_mib' must be between 16" ferry vm new --name a --kernel "$KERNEL" --memory 8M
+expect_fail "--kernel is required" ferry vm new --name a
+ferry vm new --name a --kernel "$KERNEL" --memory 32M || fail "valid vm new"
+expect_fail "a VM named a already exists" ferry vm new --name a --kernel "$KERNEL"
+expect_fail "no VM named 'zz'" ferry vm start zz
+expect_fail "VM a is not running" ferry vm stop a
+expect_fail "VM a is stopped; start it first" ferry vm console a
+
+note "raw hostile input on the socket"
+raw 'this is not json' | tee "$T/r1"; grep -q '"code":"E_BAD_JSON"' "$T/r1" || fail "garbage"
+raw '{"cmd":"vm.new","name":' | tee "$T/r2"; grep -q '"code":"E_BAD_JSON"' "$T/r2" || fail "truncated JSON"
+raw '[1,2,3]' | tee "$T/r3"; grep -q 'must be a JSON object' "$T/r3" || fail "array"
+raw '{"cmd":"vm.explode"}' | tee "$T/r4"; grep -q '"code":"E_UNKNOWN_VERB"' "$T/r4" || fail "unknown verb"
+raw '{"cmd":42}' | tee "$T/r5"; grep -q "field 'cmd' must be a string" "$T/r5" || fail "cmd type"
+raw '{"cmd":"vm.new","name":"x","memory_mib":"lots","kernel":"/k"}' | tee "$T/r6"
+grep -q "field 'memory_mib' must be an integer" "$T/r6" || fail "memory type"
+raw '{"cmd":"vm.status","name":"a","extra":1}' | tee "$T/r7"; grep -q "unknown field 'extra'" "$T/r7" || fail "extra field"
+raw '{"cmd":"vm.list"} {"cmd":"vm.list"}' | tee "$T/r8"; grep -q 'after the object' "$T/r8" || fail "two objects"
+head -c 100000 /dev/zero | tr '\0' x | socat -t5 - "UNIX-CONNECT:$SOCK" | tee "$T/r9"
+grep -q '"code":"E_TOO_LONG"' "$T/r9" || fail "oversized line"
+# A client that connects and says nothing must not block others.
+# One sends a partial line and then nothing; one never reads its replies.
+mkfifo "$T/fifo"
+exec 3<>"$T/fifo"
+printf '{"cmd":"vm.li' >&3
+socat - "UNIX-CONNECT:$SOCK" <"$T/fifo" >/dev/null 2>&1 &
+STALLED=$!
+yes '{"cmd":"host.info"}' | socat -u - "UNIX-CONNECT:$SOCK" 2>/dev/null &
+NOREAD=$!
+sleep 0.5
+timeout 5 "$FERRY_BIN/ferry" vm list >/dev/null || fail "a stalled client blocked others"
+kill "$STALLED" "$NOREAD" 2>/dev/null
+exec 3>&-
+kill -0 "$FERRYD" || fail "ferryd died on hostile input"
+ferry host info >/dev/null || fail "ferryd stopped answering"
+echo "    ok: ferryd alive and answering"
+
+if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ -x "$FERRY_BIN/ferry-vm" ]; then
+	note "worker that fails at start: error carries its log"
+	expect_fail "VM a failed to start: ferry-vm exited with code [0-9]+" ferry vm start a
+	ferry vm list | grep -qE '^a +(stopped|crashed)' || fail "state after failed start"
+	if [ -f "$FERRY_GUEST" ]; then
+		note "running VM cannot be deleted without --force"
+		ferry vm new --name g --memory 64M --kernel "$FERRY_GUEST" --cmdline "ws=16M rate=0" || fail "vm new g"
+		ferry vm start g || fail "vm start g"
+		expect_fail "VM g is already running" ferry vm start g
+		expect_fail "VM g is running; stop it first" ferry vm delete g
+		ferry vm delete g --force || fail "delete --force"
+	fi
+else
+	echo "NOTE: /dev/kvm or ferry-vm missing: skipped the worker start-failure checks"
+fi
+ferry vm delete a || fail "delete a"
+echo "PASS: ferryd_errors"
