@@ -108,7 +108,10 @@ void work_run(unsigned cpu)
 			credit %= SLICES_PER_SEC;
 			next_slice += slice;
 			now = rdtsc();
-			if (next_slice <= now) /* fell behind: drop the debt, don't burst */
+			/* a late wake-up is caught up on the next slices; more than
+			 * ~10 slices behind means we cannot keep up: drop the debt
+			 * rather than burst */
+			if (next_slice + 10 * slice <= now)
 				next_slice = now + slice;
 		}
 		if (now >= next_hb) {
