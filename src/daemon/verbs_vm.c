@@ -71,13 +71,16 @@ enum verb_result verb_vm_stop(struct req *r, struct json_object **reply)
 	int64_t timeout_s = FERRYD_STOP_GRACE_MS / 1000;
 	struct vm *vm;
 
-	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
+	if (req_fields(r, fields) < 0)
 		return VERB_FAIL;
+	/* Shape of the request first, then the registry. */
 	if (jsonl_get_int(r->args, "timeout_s", false, 0, 3600, &timeout_s,
 			  &r->err) < 0) {
 		r->code = "E_BAD_ARG";
 		return VERB_FAIL;
 	}
+	if (!(vm = req_vm(r)))
+		return VERB_FAIL;
 	if (worker_stop(r->d, vm, r->c->id, (int)timeout_s * 1000, &r->code,
 			&r->err) < 0)
 		return VERB_FAIL;
@@ -127,12 +130,14 @@ enum verb_result verb_vm_delete(struct req *r, struct json_object **reply)
 	struct vm *vm;
 	struct json_object *o;
 
-	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
+	if (req_fields(r, fields) < 0)
 		return VERB_FAIL;
 	if (jsonl_get_bool(r->args, "force", false, &force, &r->err) < 0) {
 		r->code = "E_BAD_ARG";
 		return VERB_FAIL;
 	}
+	if (!(vm = req_vm(r)))
+		return VERB_FAIL;
 	if (vm->op != OP_NONE)
 		return req_fail(r, "E_BUSY", "VM %s is %s; wait for that to finish",
 				vm->def.name, registry_state_name(vm->state));

@@ -1,0 +1,70 @@
+/* ferry CLI value parsing: memory sizes and counts as users type them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "cli/cli.h"
+
+static void test_sizes(void **state)
+{
+	(void)state;
+	assert_int_equal(cli_parse_mib("512M"), 512);
+	assert_int_equal(cli_parse_mib("512"), 512);
+	assert_int_equal(cli_parse_mib("1G"), 1024);
+	assert_int_equal(cli_parse_mib("1g"), 1024);
+	assert_int_equal(cli_parse_mib("1GiB"), 1024);
+	assert_int_equal(cli_parse_mib("1.5G"), 1536);
+	assert_int_equal(cli_parse_mib("2048K"), 2);
+	assert_int_equal(cli_parse_mib("1T"), 1024 * 1024);
+	assert_int_equal(cli_parse_mib(""), -1);
+	assert_int_equal(cli_parse_mib("G"), -1);
+	assert_int_equal(cli_parse_mib("-1G"), -1);
+	assert_int_equal(cli_parse_mib("1X"), -1);
+	assert_int_equal(cli_parse_mib("1Gzz"), -1);
+	assert_int_equal(cli_parse_mib("1e300"), -1);
+	assert_int_equal(cli_parse_mib("nan"), -1);
+}
+
+static void test_ints(void **state)
+{
+	long v = 0;
+	(void)state;
+	assert_true(cli_parse_int("8", 1, 8, &v));
+	assert_int_equal(v, 8);
+	assert_false(cli_parse_int("9", 1, 8, &v));
+	assert_false(cli_parse_int("0", 1, 8, &v));
+	assert_false(cli_parse_int("2x", 1, 8, &v));
+	assert_false(cli_parse_int("", 1, 8, &v));
+	assert_false(cli_parse_int("99999999999999999999", 1, 8, &v));
+}
+
+static void test_durations(void **state)
+{
+	char b[32];
+	(void)state;
+	cli_fmt_duration(5000, b, sizeof(b));
+	assert_string_equal(b, "5s");
+	cli_fmt_duration(184000, b, sizeof(b));
+	assert_string_equal(b, "3m04s");
+	cli_fmt_duration(3720000, b, sizeof(b));
+	assert_string_equal(b, "1h02m");
+	cli_fmt_duration(-1, b, sizeof(b));
+	assert_string_equal(b, "-");
+	cli_fmt_mib(2048, b, sizeof(b));
+	assert_string_equal(b, "2 GiB");
+	cli_fmt_mib(64, b, sizeof(b));
+	assert_string_equal(b, "64 MiB");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_ints),
+		cmocka_unit_test(test_durations),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

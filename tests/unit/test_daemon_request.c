@@ -1,0 +1,458 @@
+/*
+ * ferryd request validation without KVM or sockets: the envelope parser
+ * (malformed JSON, wrong types, unknown verbs), VM definition checks, the
+ * atomic definition store, and whole requests through dispatch_line
+ * against a ferryd context in a temporary state directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/jsonl.h"
+#include "common/sock.h"
+#include "daemon/dispatch.h"
+#include "daemon/ferryd.h"
+#include "daemon/vmdef.h"
+
+/* ---- envelope ---- */
+
+static const struct verb *parse(const char *s, const char **code)
+{
+	struct json_object *args = NULL;
+	struct err e = { 0 };
+	const struct verb *v = dispatch_parse(s, strlen(s), &args, code, &e);
+	if (v)
+		assert_non_null(args);
+	else
+		assert_true(e.msg[0] != '\0');
+	json_object_put(args);
+	return v;
+}
+
+static void test_envelope(void **state)
+{
+	const char *code = NULL;
+	const struct verb *v;
+	(void)state;
+
+	v = parse("{\"cmd\":\"vm.list\"}", &code);
+	assert_non_null(v);
+	assert_string_equal(v->name, "vm.list");
+	assert_non_null(parse("{\"cmd\":\"host.info\"}  \r", &code));
+
+	assert_null(parse("", &code));
+	assert_string_equal(code, "E_BAD_JSON");
+	assert_null(parse("not json", &code));
+	assert_string_equal(code, "E_BAD_JSON");
+	assert_null(parse("{\"cmd\":\"vm.list\"", &code));
+	assert_string_equal(code, "E_BAD_JSON");
+	assert_null(parse("{\"cmd\":\"vm.list\"} {}", &code));
+	assert_string_equal(code, "E_BAD_JSON");
+	assert_null(parse("[\"vm.list\"]", &code));
+	assert_string_equal(code, "E_BAD_JSON");
+	assert_null(parse("\"vm.list\"", &code));
+	assert_string_equal(code, "E_BAD_JSON");
+	assert_null(parse("{}", &code));
+	assert_string_equal(code, "E_BAD_REQUEST");
+	assert_null(parse("{\"cmd\":7}", &code));
+	assert_string_equal(code, "E_BAD_REQUEST");
+	assert_null(parse("{\"cmd\":null}", &code));
+	assert_string_equal(code, "E_BAD_REQUEST");
+	assert_null(parse("{\"cmd\":\"vm.nope\"}", &code));
+	assert_string_equal(code, "E_UNKNOWN_VERB");
+}
+
+static void test_envelope_nul(void **state)
+{
+	static const char line[] = "{\"cmd\":\"vm.list\"}\0garbage";
+	struct json_object *args = NULL;
+	struct err e = { 0 };
+	const char *code = NULL;
+	(void)state;
+
+	/* A NUL must not end the request early and hide what follows. */
+	assert_null(dispatch_parse(line, sizeof(line) - 1, &args, &code, &e));
+	assert_string_equal(code, "E_BAD_JSON");
+}
+
+static void test_every_verb_in_table(void **state)
+{
+	static const char *const verbs[] = { "host.info", "vm.new", "vm.start",
+		"vm.stop", "vm.list", "vm.status", "vm.delete", "vm.console" };
+	(void)state;
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		const struct verb *v = dispatch_find(verbs[i]);
+		assert_non_null(v);
+		assert_non_null(v->fn);
+	}
+	assert_null(dispatch_find("migration.start"));
+}
+
+/* ---- typed fields ---- */
+
+static void test_jsonl_getters(void **state)
+{
+	struct err e = { 0 };
+	struct json_object *o;
+	const char *s = "unset";
+	int64_t i = 5;
+	bool b = false;
+	static const char txt[] = "{\"s\":\"x\",\"i\":3,\"big\":99999999999999999999,"
+				  "\"f\":1.5,\"b\":true,\"n\":\"a\\u0000b\"}";
+	(void)state;
+
+	o = jsonl_parse(txt, strlen(txt), &e);
+	assert_non_null(o);
+	assert_int_equal(jsonl_get_str(o, "s", true, &s, &e), 0);
+	assert_string_equal(s, "x");
+	assert_int_equal(jsonl_get_str(o, "missing", false, &s, &e), 0);
+	assert_string_equal(s, "x"); /* untouched when optional and absent */
+	assert_int_equal(jsonl_get_str(o, "missing", true, &s, &e), -1);
+	assert_int_equal(jsonl_get_str(o, "i", true, &s, &e), -1);
+	assert_int_equal(jsonl_get_str(o, "n", true, &s, &e), -1);
+	assert_non_null(strstr(e.msg, "NUL"));
+	assert_int_equal(jsonl_get_int(o, "i", true, 0, 10, &i, &e), 0);
+	assert_int_equal(i, 3);
+	assert_int_equal(jsonl_get_int(o, "i", true, 4, 10, &i, &e), -1);
+	assert_int_equal(jsonl_get_int(o, "big", true, 0, INT32_MAX, &i, &e), -1);
+	assert_int_equal(jsonl_get_int(o, "f", true, 0, 10, &i, &e), -1);
+	assert_non_null(strstr(e.msg, "integer"));
+	assert_int_equal(jsonl_get_bool(o, "b", true, &b, &e), 0);
+	assert_true(b);
+	assert_int_equal(jsonl_get_bool(o, "i", true, &b, &e), -1);
+	json_object_put(o);
+}
+
+/* ---- VM definitions ---- */
+
+static int def_from(const char *txt, struct vm_def *d, const char **code)
+{
+	struct err e = { 0 };
+	struct json_object *o = jsonl_parse(txt, strlen(txt), &e);
+	int rc;
+	assert_non_null(o);
+	rc = vmdef_from_json(o, d, code, &e);
+	json_object_put(o);
+	return rc;
+}
+
+static void test_vm_names(void **state)
+{
+	char long_name[80];
+	(void)state;
+	assert_true(vmdef_name_valid("web1"));
+	assert_true(vmdef_name_valid("a.b_c-D9"));
+	assert_false(vmdef_name_valid(""));
+	assert_false(vmdef_name_valid("."));
+	assert_false(vmdef_name_valid(".."));
+	assert_false(vmdef_name_valid("a/b"));
+	assert_false(vmdef_name_valid("a b"));
+	assert_false(vmdef_name_valid("ä"));
+	memset(long_name, 'x', 64);
+	long_name[64] = '\0';
+	assert_true(vmdef_name_valid(long_name));
+	long_name[64] = 'x';
+	long_name[65] = '\0';
+	assert_false(vmdef_name_valid(long_name));
+}
+
+static void test_vmdef_validation(void **state)
+{
+	struct vm_def d;
+	const char *code;
+	(void)state;
+
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\"}", &d, &code), 0);
+	assert_int_equal(d.vcpus, 1); /* default */
+	assert_int_equal(d.memory_mib, 64);
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"vcpus\":8,\"kernel\":\"/k\","
+				  "\"mac\":\"52:54:00:12:34:56\",\"tap\":\"tap0\"}", &d, &code), 0);
+
+	assert_int_equal(def_from("{\"name\":\"a b\",\"memory_mib\":64,\"kernel\":\"/k\"}", &d, &code), -1);
+	assert_string_equal(code, "E_BAD_NAME");
+	assert_int_equal(def_from("{\"memory_mib\":64,\"kernel\":\"/k\"}", &d, &code), -1);
+	assert_string_equal(code, "E_BAD_ARG");
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":15,\"kernel\":\"/k\"}", &d, &code), -1);
+	assert_string_equal(code, "E_BAD_MEMORY");
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":\"1G\",\"kernel\":\"/k\"}", &d, &code), -1);
+	assert_string_equal(code, "E_BAD_ARG");
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"vcpus\":0,\"kernel\":\"/k\"}", &d, &code), -1);
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"vcpus\":9,\"kernel\":\"/k\"}", &d, &code), -1);
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"vcpus\":-1,\"kernel\":\"/k\"}", &d, &code), -1);
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64}", &d, &code), -1);
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"rel/k\"}", &d, &code), -1);
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"disk\":\"d.img\"}", &d, &code), -1);
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"mac\":\"01:00:00:00:00:01\"}", &d, &code), -1);
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"mac\":\"zz:00:00:00:00:01\"}", &d, &code), -1);
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"tap\":\"tap-name-far-too-long\"}", &d, &code), -1);
+}
+
+static void test_vmdef_long_fields(void **state)
+{
+	size_t n = VMDEF_CMDLINE_MAX + 100;
+	char *txt = malloc(n + 100), *p;
+	struct vm_def d;
+	const char *code;
+	(void)state;
+
+	p = txt + sprintf(txt, "{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"cmdline\":\"");
+	memset(p, 'c', n);
+	strcpy(p + n, "\"}");
+	assert_int_equal(def_from(txt, &d, &code), -1);
+	free(txt);
+}
+
+/* ---- a ferryd context in a temp dir ---- */
+
+struct fx {
+	char dir[64];
+	char kernel[128];
+	struct ferryd d;
+	struct client c;
+};
+
+static int fx_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	FILE *k;
+	strcpy(f->dir, "/tmp/ferryd-unit.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->d.state_dir, sizeof(f->d.state_dir), "%s", f->dir);
+	snprintf(f->d.vms_dir, sizeof(f->d.vms_dir), "%s/vms", f->dir);
+	snprintf(f->d.run_dir, sizeof(f->d.run_dir), "%s/run", f->dir);
+	snprintf(f->d.logs_dir, sizeof(f->d.logs_dir), "%s/logs", f->dir);
+	assert_int_equal(mkdir(f->d.vms_dir, 0755), 0);
+	assert_int_equal(mkdir(f->d.run_dir, 0755), 0);
+	assert_int_equal(mkdir(f->d.logs_dir, 0755), 0);
+	snprintf(f->kernel, sizeof(f->kernel), "%s/kernel", f->dir);
+	k = fopen(f->kernel, "w");
+	assert_non_null(k);
+	fputs("kernel", k);
+	fclose(k);
+	f->d.unix_fd = f->d.tcp_fd = f->d.sig_fd = f->d.lock_fd = -1;
+	f->c.id = 1;
+	f->c.fd = -1;
+	f->c.con_fd = -1;
+	snprintf(f->c.peer, sizeof(f->c.peer), "unit");
+	*state = f;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+	while (f->d.vms)
+		registry_remove(&f->d, f->d.vms);
+	free(f->c.out);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+/* Send one request line; return the parsed reply (caller puts it). */
+static struct json_object *call(struct fx *f, const char *line)
+{
+	struct err e = { 0 };
+	struct json_object *rep;
+	char *nl;
+
+	f->c.out_len = 0;
+	dispatch_line(&f->d, &f->c, line, strlen(line));
+	assert_true(f->c.out_len > 0);
+	nl = memchr(f->c.out, '\n', f->c.out_len);
+	assert_non_null(nl);
+	/* Exactly one reply line per request. */
+	assert_int_equal((size_t)(nl - f->c.out) + 1, f->c.out_len);
+	rep = jsonl_parse(f->c.out, (size_t)(nl - f->c.out), &e);
+	assert_non_null(rep);
+	return rep;
+}
+
+static const char *field(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL;
+}
+
+static void expect_error(struct fx *f, const char *line, const char *code,
+			 const char *msg_part)
+{
+	struct json_object *r = call(f, line);
+	assert_string_equal(field(r, "ok"), "false");
+	assert_string_equal(field(r, "code"), code);
+	if (msg_part && !strstr(field(r, "error"), msg_part))
+		fail_msg("error '%s' lacks '%s'", field(r, "error"), msg_part);
+	json_object_put(r);
+}
+
+static void test_vm_new_flow(void **state)
+{
+	struct fx *f = *state;
+	struct json_object *r, *vms;
+	char line[512], path[PATH_MAX + 16];
+	struct vm_def d;
+	struct err e = { 0 };
+
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"g1\",\"memory_mib\":32,\"vcpus\":2,\"kernel\":\"%s\",\"cmdline\":\"ws=16M rate=0\"}",
+		 f->kernel);
+	r = call(f, line);
+	assert_string_equal(field(r, "ok"), "true");
+	assert_string_equal(field(r, "state"), "stopped");
+	json_object_put(r);
+
+	/* Stored atomically and loadable. */
+	snprintf(path, sizeof(path), "%s/g1.json", f->d.vms_dir);
+	assert_int_equal(vmdef_load(path, &d, &e), 0);
+	assert_string_equal(d.cmdline, "ws=16M rate=0");
+	assert_int_equal(d.vcpus, 2);
+
+	expect_error(f, line, "E_NAME_TAKEN", "a VM named g1 already exists");
+
+	r = call(f, "{\"cmd\":\"vm.list\"}");
+	assert_true(json_object_object_get_ex(r, "vms", &vms));
+	assert_int_equal(json_object_array_length(vms), 1);
+	assert_string_equal(field(json_object_array_get_idx(vms, 0), "name"), "g1");
+	json_object_put(r);
+
+	r = call(f, "{\"cmd\":\"vm.status\",\"name\":\"g1\"}");
+	assert_string_equal(field(r, "state"), "stopped");
+	assert_string_equal(field(r, "vcpus"), "2");
+	json_object_put(r);
+
+	expect_error(f, "{\"cmd\":\"vm.stop\",\"name\":\"g1\"}", "E_VM_NOT_RUNNING", NULL);
+	expect_error(f, "{\"cmd\":\"vm.console\",\"name\":\"g1\"}", "E_VM_NOT_RUNNING", NULL);
+	expect_error(f, "{\"cmd\":\"vm.delete\",\"name\":\"g1\",\"force\":\"yes\"}", "E_BAD_ARG", "true or false");
+
+	r = call(f, "{\"cmd\":\"vm.delete\",\"name\":\"g1\"}");
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_null(f->d.vms);
+	expect_error(f, "{\"cmd\":\"vm.status\",\"name\":\"g1\"}", "E_NO_VM", "no VM named 'g1'");
+}
+
+static void test_vm_new_errors(void **state)
+{
+	struct fx *f = *state;
+	char line[512];
+
+	expect_error(f, "{\"cmd\":\"vm.new\",\"name\":\"a\",\"memory_mib\":32,\"kernel\":\"/nonexistent/k\"}",
+		     "E_NO_KERNEL", "kernel not found: /nonexistent/k");
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"a\",\"memory_mib\":32,\"kernel\":\"%s\",\"disk\":\"/nonexistent/d.img\"}",
+		 f->kernel);
+	expect_error(f, line, "E_NO_DISK", "disk not found");
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"a\",\"memory_mib\":16000000,\"kernel\":\"%s\"}",
+		 f->kernel);
+	expect_error(f, line, "E_NO_MEMORY", "not enough memory: VM needs 16000000 MiB, host has");
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"a\",\"memory_mib\":32,\"kernel\":\"%s\",\"memroy\":1}",
+		 f->kernel);
+	expect_error(f, line, "E_BAD_ARG", "unknown field 'memroy'");
+	expect_error(f, "{\"cmd\":\"vm.new\",\"name\":\"../etc\",\"memory_mib\":32,\"kernel\":\"/k\"}",
+		     "E_BAD_NAME", NULL);
+	expect_error(f, "{\"cmd\":\"vm.start\"}", "E_BAD_ARG", "missing field 'name'");
+	expect_error(f, "{\"cmd\":\"vm.start\",\"name\":5}", "E_BAD_ARG", "must be a string");
+	expect_error(f, "{\"cmd\":\"vm.start\",\"name\":\"ghost\"}", "E_NO_VM", NULL);
+	expect_error(f, "{\"cmd\":\"vm.stop\",\"name\":\"ghost\",\"timeout_s\":-1}", "E_BAD_ARG", NULL);
+	expect_error(f, "{\"cmd\":\"host.info\",\"x\":1}", "E_BAD_ARG", "unknown field 'x'");
+	assert_null(f->d.vms);
+}
+
+static void test_host_info(void **state)
+{
+	struct fx *f = *state;
+	struct json_object *r = call(f, "{\"cmd\":\"host.info\"}"), *vms;
+	assert_string_equal(field(r, "ok"), "true");
+	assert_non_null(field(r, "hostname"));
+	assert_non_null(field(r, "memory_total_mib"));
+	assert_non_null(field(r, "memory_free_mib"));
+	assert_non_null(field(r, "kvm_available"));
+	assert_non_null(field(r, "hardware_virt"));
+	assert_string_equal(field(r, "version"), FERRY_VERSION);
+	assert_true(json_object_object_get_ex(r, "vms", &vms));
+	assert_string_equal(field(vms, "total"), "0");
+	json_object_put(r);
+}
+
+static void test_registry_load_skips_bad_files(void **state)
+{
+	struct fx *f = *state;
+	struct err e = { 0 };
+	char path[PATH_MAX + 16], renamed[PATH_MAX + 16];
+	FILE *fp;
+	struct vm_def d = { .name = "good", .memory_mib = 32, .vcpus = 1 };
+
+	snprintf(d.kernel, sizeof(d.kernel), "%s", f->kernel);
+	assert_int_equal(vmdef_save(f->d.vms_dir, &d, &e), 0);
+	/* A definition whose file name disagrees with its content. */
+	snprintf(d.name, sizeof(d.name), "other");
+	assert_int_equal(vmdef_save(f->d.vms_dir, &d, &e), 0);
+	snprintf(path, sizeof(path), "%s/other.json", f->d.vms_dir);
+	snprintf(renamed, sizeof(renamed), "%s/liar.json", f->d.vms_dir);
+	assert_int_equal(rename(path, renamed), 0);
+	/* Garbage. */
+	snprintf(path, sizeof(path), "%s/junk.json", f->d.vms_dir);
+	fp = fopen(path, "w");
+	fputs("{\"name\":", fp);
+	fclose(fp);
+
+	assert_int_equal(registry_load(&f->d, &e), 0);
+	assert_non_null(registry_find(&f->d, "good"));
+	assert_null(registry_find(&f->d, "other"));
+	assert_null(registry_find(&f->d, "junk"));
+	assert_null(f->d.vms->next);
+}
+
+static void test_hostport(void **state)
+{
+	char h[64], p[16];
+	struct err e = { 0 };
+	(void)state;
+	assert_int_equal(sock_split_hostport("node2", "7450", h, sizeof(h), p, sizeof(p), &e), 0);
+	assert_string_equal(h, "node2");
+	assert_string_equal(p, "7450");
+	assert_int_equal(sock_split_hostport("10.0.0.1:99", "7450", h, sizeof(h), p, sizeof(p), &e), 0);
+	assert_string_equal(h, "10.0.0.1");
+	assert_string_equal(p, "99");
+	assert_int_equal(sock_split_hostport("[::1]:7451", "7450", h, sizeof(h), p, sizeof(p), &e), 0);
+	assert_string_equal(h, "::1");
+	assert_string_equal(p, "7451");
+	assert_int_equal(sock_split_hostport("::1", "7450", h, sizeof(h), p, sizeof(p), &e), 0);
+	assert_string_equal(h, "::1");
+	assert_int_equal(sock_split_hostport("host:port", "7450", h, sizeof(h), p, sizeof(p), &e), -1);
+	assert_int_equal(sock_split_hostport(":7450", "7450", h, sizeof(h), p, sizeof(p), &e), -1);
+	assert_int_equal(sock_split_hostport("[::1", "7450", h, sizeof(h), p, sizeof(p), &e), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_envelope),
+		cmocka_unit_test(test_envelope_nul),
+		cmocka_unit_test(test_every_verb_in_table),
+		cmocka_unit_test(test_jsonl_getters),
+		cmocka_unit_test(test_vm_names),
+		cmocka_unit_test(test_vmdef_validation),
+		cmocka_unit_test(test_vmdef_long_fields),
+		cmocka_unit_test(test_hostport),
+		cmocka_unit_test_setup_teardown(test_vm_new_flow, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_vm_new_errors, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_host_info, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_registry_load_skips_bad_files, fx_setup, fx_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
