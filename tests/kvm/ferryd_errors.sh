@@ -110,4 +110,11 @@ else
 	echo "NOTE: /dev/kvm or ferry-vm missing: skipped the worker start-failure checks"
 fi
 ferry vm delete a || fail "delete a"
+
+note "SIGTERM: ferryd exits cleanly and removes its socket"
+kill -TERM "$FERRYD"
+wait "$FERRYD"
+rc=$?
+[ $rc -eq 0 ] || fail "ferryd exited with $rc on SIGTERM"
+[ -e "$SOCK" ] && fail "socket left behind"
 echo "PASS: ferryd_errors"
