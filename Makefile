@@ -21,7 +21,7 @@ LDLIBS  += -ljson-c -lzstd -llz4 -lm
 
 LIB_SRC  := $(filter-out %/main.c,$(shell find src -name '*.c' | sort))
 LIB_OBJ  := $(LIB_SRC:%.c=$(O)/obj/%.o)
-PROGS    := $(O)/bin/ferry-vm $(O)/bin/ferryd $(O)/bin/ferry
+PROGS    := $(O)/bin/ferry-vm $(O)/bin/ferryd $(O)/bin/ferry $(O)/bin/ferry-stream
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
@@ -43,6 +43,7 @@ $(O)/libferry.a: $(LIB_OBJ)
 $(O)/bin/ferry-vm: $(O)/obj/src/vmm/main.o $(O)/libferry.a
 $(O)/bin/ferryd: $(O)/obj/src/daemon/main.o $(O)/libferry.a
 $(O)/bin/ferry: $(O)/obj/src/cli/main.o $(O)/libferry.a
+$(O)/bin/ferry-stream: $(O)/obj/src/streamtool/main.o $(O)/libferry.a
 $(PROGS):
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)

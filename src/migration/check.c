@@ -1,0 +1,571 @@
+/*
+ * Stream checker (see check.h). Two tables drive it: record rules (one
+ * line per record type: its checker and whether it may follow STATE_END)
+ * and section rules (one line per section name: its decoder). A new record
+ * type from the live protocol is one line in rec_rules; a new device is one
+ * line in sec_rules. Buffers are allocated once, sized by the format limits
+ * in format.h, so a hostile length can never make us allocate more.
+ */
+#include "migration/check.h"
+
+#include <inttypes.h>
+#include <lz4.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "devices/pci.h"
+#include "devices/uart.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_net.h"
+#include "vmm/vmstate.h"
+#include "vmm/x86/cpustate.h"
+#include "vmm/x86/layout.h"
+
+#define RUN_BYTES ((size_t)MIG_MAX_RUN_PAGES * 4096)
+
+/* Decoded section state lands here; only one decoder runs at a time. */
+union section_state {
+	struct vcpu_state vcpu;
+	struct kvm_vm_state kvm;
+	struct uart_state uart;
+	struct pci_state pci;
+	struct virtio_blk_state blk;
+	struct virtio_net_state net;
+};
+
+struct walker {
+	struct stream *r;
+	const struct streamcheck_opts *o;
+	struct streamcheck_report *rep;
+	uint64_t base;              /* r->bytes when the walk began */
+	uint64_t rec_off;           /* offset of the record being checked */
+	uint64_t low_ram, high_ram; /* RAM bytes below the hole / from 4 GiB */
+	bool state_end, eos;
+	uint8_t *buf;               /* one record payload (compressed run, config, section) */
+	uint8_t *out;               /* one decompressed run */
+	ZSTD_DCtx *zd;
+	union section_state *st;
+	char detail[256];           /* dump: what this record holds */
+	uint64_t printed;
+};
+
+typedef int (*rec_check_fn)(struct walker *w, const struct mig_rec *rec, struct err *e);
+
+static int check_config(struct walker *w, const struct mig_rec *rec, struct err *e);
+static int check_mem(struct walker *w, const struct mig_rec *rec, struct err *e);
+static int check_section(struct walker *w, const struct mig_rec *rec, struct err *e);
+static int check_sync(struct walker *w, const struct mig_rec *rec, struct err *e);
+static int check_state_end(struct walker *w, const struct mig_rec *rec, struct err *e);
+static int check_eos(struct walker *w, const struct mig_rec *rec, struct err *e);
+static int check_opaque(struct walker *w, const struct mig_rec *rec, struct err *e);
+
+/* One line per record type. after_end: may appear between STATE_END and EOS. */
+static const struct rec_rule {
+	uint32_t type;
+	rec_check_fn check;
+	bool after_end;
+} rec_rules[] = {
+	{ MIG_REC_CONFIG, check_config, false },
+	{ MIG_REC_MEM, check_mem, false },
+	{ MIG_REC_SECTION, check_section, false },
+	{ MIG_REC_SYNC, check_sync, false },
+	{ MIG_REC_STATE_END, check_state_end, false },
+	{ MIG_REC_EOS, check_eos, true },
+	{ MIG_REC_DIGEST, check_opaque, true },
+};
+
+typedef int (*sec_decode_fn)(struct walker *w, struct stream *p, uint32_t version, struct err *e);
+
+static int dec_cpu(struct walker *w, struct stream *p, uint32_t version, struct err *e)
+{
+	if (version != CPUSTATE_VERSION)
+		return err_set(e, "vCPU state version %u unsupported (this build reads %u)", version,
+			       CPUSTATE_VERSION);
+	return vcpu_state_get(p, &w->st->vcpu, e);
+}
+
+static int dec_kvm(struct walker *w, struct stream *p, uint32_t version, struct err *e)
+{
+	if (version != VMSTATE_KVM_VERSION)
+		return err_set(e, "kvm state version %u unsupported (this build reads %u)", version,
+			       VMSTATE_KVM_VERSION);
+	return kvm_vm_state_get(p, &w->st->kvm, e);
+}
+
+static int dec_uart(struct walker *w, struct stream *p, uint32_t version, struct err *e)
+{
+	if (version != UART_STATE_VERSION)
+		return err_set(e, "uart state version %u unsupported (this build reads %u)", version,
+			       UART_STATE_VERSION);
+	return uart_state_get(p, &w->st->uart, e);
+}
+
+static int dec_pci(struct walker *w, struct stream *p, uint32_t version, struct err *e)
+{
+	return pci_state_decode(p, version, &w->st->pci, e);
+}
+
+static int dec_blk(struct walker *w, struct stream *p, uint32_t version, struct err *e)
+{
+	return virtio_blk_state_decode(p, version, &w->st->blk, e);
+}
+
+static int dec_net(struct walker *w, struct stream *p, uint32_t version, struct err *e)
+{
+	return virtio_net_state_decode(p, version, &w->st->net, e);
+}
+
+/* How many instances of an indexed section the configuration allows. */
+static int count_vcpus(const struct vm_config *c) { return c->vcpus; }
+static int count_one(const struct vm_config *c) { (void)c; return 1; }
+static int count_disks(const struct vm_config *c) { return c->disk[0] ? 1 : 0; }
+static int count_nics(const struct vm_config *c) { return c->net ? 1 : 0; }
+
+/* One line per section kind. Indexed kinds are "<prefix>N", N in [0, count). */
+static const struct sec_rule {
+	const char *name;
+	bool indexed;
+	int (*count)(const struct vm_config *c);
+	sec_decode_fn decode;
+} sec_rules[] = {
+	{ "cpu.", true, count_vcpus, dec_cpu },
+	{ "kvm", false, count_one, dec_kvm },
+	{ "uart", false, count_one, dec_uart },
+	{ "pci", false, count_one, dec_pci },
+	{ "virtio-blk.", true, count_disks, dec_blk },
+	{ "virtio-net.", true, count_nics, dec_net },
+};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+const char *streamcheck_enc_name(uint8_t enc)
+{
+	static const char *names[] = { "raw", "zero", "zstd", "lz4" };
+	return enc <= MIG_ENC_MAX ? names[enc] : "?";
+}
+
+static uint64_t offset_now(const struct walker *w)
+{
+	return w->r->bytes - w->base;
+}
+
+/* Match name against a rule; *index gets N for indexed rules (-1 if malformed). */
+static const struct sec_rule *sec_lookup(const char *name, long *index)
+{
+	for (size_t i = 0; i < NELEM(sec_rules); i++) {
+		const struct sec_rule *s = &sec_rules[i];
+		size_t n = strlen(s->name);
+		if (!s->indexed) {
+			if (strcmp(name, s->name) == 0) {
+				*index = 0;
+				return s;
+			}
+			continue;
+		}
+		if (strncmp(name, s->name, n) != 0)
+			continue;
+		/* Decimal, no sign, no leading zero, small: exactly what the writers produce. */
+		const char *d = name + n;
+		long v = 0;
+		size_t len = strlen(d);
+		*index = -1;
+		if (len == 0 || len > 3 || (len > 1 && d[0] == '0'))
+			return s;
+		for (; *d; d++) {
+			if (*d < '0' || *d > '9')
+				return s;
+			v = v * 10 + (*d - '0');
+		}
+		*index = v;
+		return s;
+	}
+	return NULL;
+}
+
+static int read_payload(struct walker *w, uint32_t len, struct err *e)
+{
+	stream_get(w->r, w->buf, len);
+	return stream_check(w->r, e);
+}
+
+/* Printable copy of untrusted text for the dump: no control bytes reach the terminal. */
+static void print_escaped(FILE *f, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] >= 0x20 && p[i] < 0x7f)
+			fputc(p[i], f);
+		else
+			fprintf(f, "\\x%02x", p[i]);
+	}
+}
+
+static int check_config(struct walker *w, const struct mig_rec *rec, struct err *e)
+{
+	struct streamcheck_report *rep = w->rep;
+	uint64_t size;
+
+	if (rep->have_config)
+		return err_set(e, "a second configuration record");
+	/* mig_get_rec already capped rec->len at MIG_MAX_CONFIG, below the buffer size. */
+	if (read_payload(w, rec->len, e) < 0)
+		return -1;
+	w->buf[rec->len] = 0;
+	if (config_from_json((const char *)w->buf, rec->len, &rep->cfg, e) < 0)
+		return err_prefix(e, "configuration");
+	rep->have_config = true;
+	size = rep->cfg.mem_size;
+	w->low_ram = size < LAYOUT_MMIO_HOLE_START ? size : LAYOUT_MMIO_HOLE_START;
+	w->high_ram = size - w->low_ram;
+	snprintf(w->detail, sizeof(w->detail), "name=%s memory=%" PRIu64 " vcpus=%d", rep->cfg.name,
+		 size, rep->cfg.vcpus);
+	return 0;
+}
+
+/* The whole run [gpa, gpa+len) must be RAM inside one region (gmem's layout). */
+static bool in_ram(const struct walker *w, uint64_t gpa, uint64_t len)
+{
+	if (gpa < w->low_ram && len <= w->low_ram - gpa)
+		return true;
+	if (w->high_ram && gpa >= LAYOUT_HIGH_RAM_START) {
+		uint64_t off = gpa - LAYOUT_HIGH_RAM_START;
+		return off < w->high_ram && len <= w->high_ram - off;
+	}
+	return false;
+}
+
+static void count_gen(struct streamcheck_report *rep, uint16_t gen, uint32_t npages)
+{
+	for (int i = 0; i < rep->ngens; i++) {
+		if (rep->gens[i].gen == gen) {
+			rep->gens[i].pages += npages;
+			return;
+		}
+	}
+	if (rep->ngens < STREAMCHECK_MAX_GENS) {
+		rep->gens[rep->ngens].gen = gen;
+		rep->gens[rep->ngens].pages = npages;
+		rep->ngens++;
+		return;
+	}
+	rep->pages_other_gens += npages;
+}
+
+static int check_mem(struct walker *w, const struct mig_rec *rec, struct err *e)
+{
+	struct streamcheck_report *rep = w->rep;
+	struct mig_mem_hdr h;
+	uint32_t clen;
+	size_t raw, got;
+
+	if (mig_get_mem_hdr(w->r, rec->len, &h, e) < 0)
+		return -1;
+	snprintf(w->detail, sizeof(w->detail), "gpa=0x%" PRIx64 " npages=%u gen=%u enc=%s", h.gpa,
+		 h.npages, h.gen, streamcheck_enc_name(h.enc));
+	raw = (size_t)h.npages * 4096;
+	if (!in_ram(w, h.gpa, raw))
+		return err_set(e, "pages at 0x%" PRIx64 "+%u are outside guest RAM (%" PRIu64
+			       " MiB: 0x0-0x%" PRIx64 "%s)", h.gpa, h.npages, rep->cfg.mem_size >> 20,
+			       w->low_ram, w->high_ram ? " and from 4 GiB" : "");
+	clen = rec->len - MIG_MEM_HDR;
+	switch (h.enc) {
+	case MIG_ENC_ZERO:
+		break;
+	case MIG_ENC_RAW:
+		stream_skip(w->r, clen);
+		if (stream_check(w->r, e) < 0)
+			return -1;
+		break;
+	default:
+		/* mig_get_mem_hdr bounded clen by npages * 4096 + 4096: it fits buf. */
+		if (read_payload(w, clen, e) < 0)
+			return -1;
+		if (h.enc == MIG_ENC_ZSTD) {
+			if (!w->zd && !(w->zd = ZSTD_createDCtx()))
+				return err_set(e, "zstd: cannot create a decompression context");
+			got = ZSTD_decompressDCtx(w->zd, w->out, raw, w->buf, clen);
+			if (ZSTD_isError(got))
+				return err_set(e, "zstd run at 0x%" PRIx64 " does not decode: %s", h.gpa,
+					       ZSTD_getErrorName(got));
+		} else {
+			int n = LZ4_decompress_safe((const char *)w->buf, (char *)w->out, (int)clen, (int)raw);
+			if (n < 0)
+				return err_set(e, "lz4 run at 0x%" PRIx64 " does not decode", h.gpa);
+			got = (size_t)n;
+		}
+		if (got != raw)
+			return err_set(e, "compressed run at 0x%" PRIx64 " decodes to %zu bytes, expected %zu",
+				       h.gpa, got, raw);
+		rep->compressed_bytes += clen;
+		break;
+	}
+	rep->pages[h.enc] += h.npages;
+	count_gen(rep, h.gen, h.npages);
+	return 0;
+}
+
+static struct streamcheck_section *find_section(struct streamcheck_report *rep, const char *name)
+{
+	for (int i = 0; i < rep->nsections; i++)
+		if (strcmp(rep->sections[i].name, name) == 0)
+			return &rep->sections[i];
+	return NULL;
+}
+
+static int check_section(struct walker *w, const struct mig_rec *rec, struct err *e)
+{
+	struct streamcheck_report *rep = w->rep;
+	struct streamcheck_section *s;
+	const struct sec_rule *rule;
+	char name[MIG_MAX_NAME + 1];
+	uint32_t version, len;
+	struct stream p;
+	long index;
+
+	if (mig_get_section_hdr(w->r, rec->len, name, &version, &len, e) < 0)
+		return -1;
+	snprintf(w->detail, sizeof(w->detail), "name=%s version=%u size=%u", name, version, len);
+	if (find_section(rep, name))
+		return err_set(e, "section %s appears twice", name);
+	/* The receiver keeps at most VMSTATE_MAX_SECTIONS; so do we. */
+	if (rep->nsections >= VMSTATE_MAX_SECTIONS || rep->nsections >= STREAMCHECK_MAX_SECTIONS)
+		return err_set(e, "more than %d state sections", rep->nsections);
+	if (read_payload(w, len, e) < 0)
+		return err_prefix(e, "section %s", name);
+	s = &rep->sections[rep->nsections++];
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->version = version;
+	s->size = len;
+	s->offset = w->rec_off;
+	rule = sec_lookup(name, &index);
+	if (!rule) {
+		rep->unknown_sections++;
+		if (w->o->strict)
+			return err_set(e, "unknown section %s (strict mode)", name);
+		return 0;
+	}
+	if (index < 0 || index >= rule->count(&rep->cfg))
+		return err_set(e, "section %s does not fit the configuration (%d allowed)", name,
+			       rule->count(&rep->cfg));
+	stream_init_mem_reader(&p, w->buf, len);
+	if (rule->decode(w, &p, version, e) < 0)
+		return err_prefix(e, "section %s", name);
+	/* The receiver rejects trailing bytes (vmstate.c check_consumed): so must we. */
+	if (stream_remaining(&p) != 0)
+		return err_set(e, "section %s: decoder left %zu of %u bytes unread", name,
+			       stream_remaining(&p), len);
+	s->known = true;
+	return 0;
+}
+
+static int check_sync(struct walker *w, const struct mig_rec *rec, struct err *e)
+{
+	uint32_t pass;
+	if (rec->len != 12)
+		return err_set(e, "sync record of %u bytes (expected 12)", rec->len);
+	pass = stream_get_u32(w->r);
+	(void)stream_get_u64(w->r);
+	if (stream_check(w->r, e) < 0)
+		return -1;
+	snprintf(w->detail, sizeof(w->detail), "pass=%u", pass);
+	w->rep->syncs++;
+	return 0;
+}
+
+/* Every section the configuration implies must be present (vmstate_apply needs all). */
+static int check_complete(struct walker *w, struct err *e)
+{
+	char name[MIG_MAX_NAME + 1];
+	for (size_t i = 0; i < NELEM(sec_rules); i++) {
+		const struct sec_rule *s = &sec_rules[i];
+		int n = s->count(&w->rep->cfg);
+		for (int k = 0; k < n; k++) {
+			if (s->indexed)
+				snprintf(name, sizeof(name), "%s%d", s->name, k);
+			else
+				snprintf(name, sizeof(name), "%s", s->name);
+			if (!find_section(w->rep, name))
+				return err_set(e, "state lacks section %s", name);
+		}
+	}
+	return 0;
+}
+
+static int check_state_end(struct walker *w, const struct mig_rec *rec, struct err *e)
+{
+	if (rec->len != 0)
+		return err_set(e, "state-end record with a %u-byte payload", rec->len);
+	w->state_end = true;
+	return check_complete(w, e);
+}
+
+static int check_eos(struct walker *w, const struct mig_rec *rec, struct err *e)
+{
+	if (rec->len != 0)
+		return err_set(e, "end record with a %u-byte payload", rec->len);
+	if (!w->state_end)
+		return err_set(e, "end record before the state-end record");
+	w->eos = true;
+	return 0;
+}
+
+/* Records whose payload this build does not interpret: framing only. */
+static int check_opaque(struct walker *w, const struct mig_rec *rec, struct err *e)
+{
+	stream_skip(w->r, rec->len);
+	return stream_check(w->r, e);
+}
+
+static const struct rec_rule *rec_lookup(uint32_t type)
+{
+	for (size_t i = 0; i < NELEM(rec_rules); i++)
+		if (rec_rules[i].type == type)
+			return &rec_rules[i];
+	return NULL;
+}
+
+static void dump_line(struct walker *w, const struct mig_rec *rec, bool config)
+{
+	FILE *f = w->o->dump;
+	if (!f || (w->o->limit && w->printed >= w->o->limit))
+		return;
+	w->printed++;
+	fprintf(f, "%10" PRIu64 "  %-9s %8u  ", w->rec_off, mig_rec_name(rec->type), rec->len);
+	if (config && w->rep->have_config)
+		print_escaped(f, w->buf, rec->len);
+	else
+		fputs(w->detail, f);
+	fputc('\n', f);
+}
+
+static int one_record(struct walker *w, struct err *e)
+{
+	struct streamcheck_report *rep = w->rep;
+	const struct rec_rule *rule;
+	struct mig_rec rec;
+	int rc;
+
+	w->rec_off = offset_now(w);
+	w->detail[0] = 0;
+	if (mig_get_rec(w->r, &rec, e) < 0) {
+		if (w->r->eof && offset_now(w) == w->rec_off)
+			return err_set(e, "stream ends at offset %" PRIu64 " without an end record", w->rec_off);
+		return err_prefix(e, "record header at offset %" PRIu64, w->rec_off);
+	}
+	rep->records++;
+	if (rec.type < STREAMCHECK_MAX_TYPES) {
+		rep->by_type[rec.type]++;
+		rep->bytes_by_type[rec.type] += rec.len;
+	}
+	rule = rec_lookup(rec.type);
+	if (!rep->have_config && rec.type != MIG_REC_CONFIG)
+		rc = err_set(e, "expected the configuration first, found a %s record", mig_rec_name(rec.type));
+	else if (w->state_end && !(rule && rule->after_end))
+		rc = err_set(e, "%s record after the state-end record", mig_rec_name(rec.type));
+	else if (!rule && w->o->strict)
+		rc = err_set(e, "record type %u has no checker rule (strict mode)", rec.type);
+	else
+		rc = (rule ? rule->check : check_opaque)(w, &rec, e);
+	dump_line(w, &rec, rec.type == MIG_REC_CONFIG && rc == 0);
+	if (rc < 0)
+		return err_prefix(e, "%s record at offset %" PRIu64, mig_rec_name(rec.type), w->rec_off);
+	return 0;
+}
+
+/* After EOS the input must end: trailing bytes mean a writer or framing bug. */
+static int check_trailing(struct walker *w, struct err *e)
+{
+	uint64_t off = offset_now(w);
+	if (w->r->fd < 0) {
+		if (stream_remaining(w->r) != 0)
+			return err_set(e, "%zu bytes of trailing data after the end record at offset %" PRIu64,
+				       stream_remaining(w->r), off);
+		return 0;
+	}
+	(void)stream_get_u8(w->r);
+	if (stream_ok(w->r))
+		return err_set(e, "trailing data after the end record at offset %" PRIu64, off);
+	return 0;
+}
+
+int streamcheck_run(struct stream *r, const struct streamcheck_opts *o,
+		    struct streamcheck_report *rep, struct err *e)
+{
+	struct walker w = { .r = r, .o = o, .rep = rep, .base = r->bytes };
+	int rc = -1;
+
+	memset(rep, 0, sizeof(*rep));
+	/* +1: the configuration is NUL-terminated in place. */
+	w.buf = malloc(MIG_MAX_RECORD + 1);
+	w.out = malloc(RUN_BYTES);
+	w.st = malloc(sizeof(*w.st));
+	if (!w.buf || !w.out || !w.st) {
+		err_set(e, "out of memory for the checker");
+		goto out;
+	}
+	if (mig_get_header(r, e) < 0) {
+		w.rec_off = 0;
+		goto out;
+	}
+	if (o->dump && (!o->limit || w.printed < o->limit)) {
+		fprintf(o->dump, "%10d  %-9s %8d  %s version %u\n", 0, "header", 16, MIG_MAGIC, MIG_VERSION);
+		w.printed++;
+	}
+	while (!w.eos)
+		if (one_record(&w, e) < 0)
+			goto out;
+	w.rec_off = offset_now(&w);
+	if (check_trailing(&w, e) < 0)
+		goto out;
+	rc = 0;
+out:
+	rep->bytes = offset_now(&w);
+	rep->valid = rc == 0;
+	if (rc < 0) {
+		rep->err_offset = w.rec_off;
+		snprintf(rep->error, sizeof(rep->error), "%s", e->msg);
+	}
+	ZSTD_freeDCtx(w.zd);
+	free(w.buf);
+	free(w.out);
+	free(w.st);
+	return rc;
+}
+
+void streamcheck_print(FILE *f, const struct streamcheck_report *rep)
+{
+	uint64_t pages = 0;
+	fprintf(f, "stream: %s, %" PRIu64 " bytes read, %" PRIu64 " records\n",
+		rep->valid ? "valid" : "INVALID", rep->bytes, rep->records);
+	if (rep->have_config)
+		fprintf(f, "config: name=%s memory=%" PRIu64 " MiB vcpus=%d disk=%s net=%s\n", rep->cfg.name,
+			rep->cfg.mem_size >> 20, rep->cfg.vcpus, rep->cfg.disk[0] ? rep->cfg.disk : "none",
+			rep->cfg.net ? "yes" : "no");
+	fprintf(f, "records:");
+	for (uint32_t t = 1; t < STREAMCHECK_MAX_TYPES; t++)
+		if (rep->by_type[t])
+			fprintf(f, " %s=%" PRIu64 " (%" PRIu64 " bytes)", mig_rec_name(t), rep->by_type[t],
+				rep->bytes_by_type[t]);
+	fputc('\n', f);
+	fprintf(f, "pages:");
+	for (int i = 0; i <= MIG_ENC_MAX; i++) {
+		fprintf(f, " %s=%" PRIu64, streamcheck_enc_name((uint8_t)i), rep->pages[i]);
+		pages += rep->pages[i];
+	}
+	fprintf(f, " total=%" PRIu64 " (%" PRIu64 " MiB); compressed payload %" PRIu64 " bytes; %" PRIu64
+		" memory pass(es) ended\n", pages, pages >> 8, rep->compressed_bytes, rep->syncs);
+	fprintf(f, "generations:");
+	for (int i = 0; i < rep->ngens; i++)
+		fprintf(f, " gen %u=%" PRIu64, rep->gens[i].gen, rep->gens[i].pages);
+	if (rep->pages_other_gens)
+		fprintf(f, " others=%" PRIu64, rep->pages_other_gens);
+	fputc('\n', f);
+	fprintf(f, "sections (%d, %d unknown):\n", rep->nsections, rep->unknown_sections);
+	for (int i = 0; i < rep->nsections; i++) {
+		const struct streamcheck_section *s = &rep->sections[i];
+		fprintf(f, "  %-16s version %u  %7u bytes  at offset %" PRIu64 "%s\n", s->name, s->version,
+			s->size, s->offset, s->known ? "" : "  (unknown: not decoded)");
+	}
+	if (!rep->valid)
+		fprintf(f, "error at offset %" PRIu64 ": %s\n", rep->err_offset, rep->error);
+}
