@@ -1,4 +1,5 @@
 #!/bin/bash
+# san: yes
 # ferryd end to end on one host: define and start the test guest through the
 # CLI, watch it boot, list/status it locally and over TCP, kill -9 ferryd and
 # check a new ferryd re-adopts the still-running worker (same pid), attach

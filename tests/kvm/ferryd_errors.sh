@@ -1,4 +1,5 @@
 #!/bin/bash
+# san: yes
 # ferryd/ferry error paths: every bad input gets its own clear message and a
 # nonzero exit, and hostile raw input on the socket never takes ferryd down.
 # Most checks need no KVM; with /dev/kvm and ferry-vm present it also checks
