@@ -505,6 +505,7 @@ int streamcheck_run(struct stream *r, const struct streamcheck_opts *o,
 	}
 	if (mig_get_header(r, e) < 0) {
 		w.rec_off = 0;
+		err_prefix(e, "header at offset 0");
 		goto out;
 	}
 	if (o->dump && (!o->limit || w.printed < o->limit)) {

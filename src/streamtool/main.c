@@ -148,8 +148,7 @@ int main(int argc, char **argv)
 		streamcheck_print(stdout, rep);
 	if (rc < 0) {
 		fflush(stdout);
-		fprintf(stderr, "ferry-stream: %s: INVALID at offset %llu: %s\n", path,
-			(unsigned long long)rep->err_offset, e.msg);
+		fprintf(stderr, "ferry-stream: %s: INVALID: %s\n", path, e.msg);
 	} else if (quiet) {
 		printf("%s: valid\n", path);
 	}
