@@ -1,0 +1,1 @@
+"""Small helpers for bench/migrate.py: processes, QMP, guest console, reports."""

@@ -1,0 +1,226 @@
+"""Summaries, the stdout table, CSV, Markdown and gnuplot plots for
+bench/migrate.py."""
+import csv
+import os
+import shutil
+import statistics
+import subprocess
+
+# (key, column title, scale, decimals): numeric figures summarized as
+# median (min-max) over the runs of a row
+FIGURES = [
+    ("total_ms", "total ms", 1, 0),
+    ("downtime_ms", "downtime ms", 1, 0),
+    ("guest_down_ms", "guest TSC gap ms", 1, 0),
+    ("host_down_ms", "hb arrival gap ms", 1, 0),
+    ("bytes_reported", "sent MiB", 1 / 2**20, 0),
+    ("bytes_wire", "lo MiB", 1 / 2**20, 0),
+    ("passes", "passes", 1, 0),
+    ("src_cpu_s", "src CPU s", 1, 2),
+    ("dst_cpu_s", "dst CPU s", 1, 2),
+    ("dst_start_ms", "dst start ms", 1, 0),
+]
+RUN_FIELDS = ["workload", "variant", "run", "converged", "total_ms", "wall_ms", "setup_ms",
+              "downtime_ms", "guest_down_ms", "host_down_ms", "bytes_reported", "bytes_wire",
+              "passes", "src_cpu_s", "dst_cpu_s", "dst_start_ms", "integrity", "notes"]
+
+
+def _fmt(v, scale, dec):
+    v = v * scale
+    return ("%.*f" % (dec, v)) if dec else str(int(round(v)))
+
+
+def one_line(row):
+    if row.get("converged"):
+        return "total %s ms, down %s ms, %s" % (row.get("total_ms"), row.get("downtime_ms"),
+                                               row.get("integrity", ""))
+    return "not converged: %s %s" % (row.get("integrity", ""), row.get("notes", ""))
+
+
+def summarize(results, order):
+    """One summary per (workload, variant) in order."""
+    out = []
+    for wl, v in order:
+        runs = [r for r in results if r["workload"] == wl and r["variant"] == v]
+        if not runs:
+            continue
+        s = {"workload": wl, "variant": v, "runs": len(runs)}
+        done = [r for r in runs if r.get("converged")]
+        ran = [r for r in runs if r.get("converged") is not None]
+        s["converged"] = "%d/%d" % (len(done), len(ran)) if ran else "-"
+        for key, _, scale, dec in FIGURES:
+            pool = done if key not in ("bytes_reported", "bytes_wire", "passes",
+                                       "src_cpu_s", "dst_cpu_s", "dst_start_ms") else ran
+            vals = [r[key] for r in pool if r.get(key) is not None]
+            if not vals:
+                s[key] = None
+                continue
+            med = statistics.median(vals)
+            s[key + "_med"] = med * scale
+            if len(vals) == 1:
+                s[key] = _fmt(med, scale, dec)
+            else:
+                s[key] = "%s (%s–%s)" % (_fmt(med, scale, dec), _fmt(min(vals), scale, dec),
+                                         _fmt(max(vals), scale, dec))
+        checks = [r.get("integrity", "") for r in runs]
+        if all(c.startswith("ok") for c in checks):
+            s["integrity"] = "hb ok"
+        elif len(set(checks)) == 1:
+            s["integrity"] = checks[0]
+        else:
+            s["integrity"] = " | ".join(checks)
+        notes = sorted({r.get("notes", "") for r in runs if r.get("notes")})
+        s["notes"] = " | ".join(notes)
+        out.append(s)
+    return out
+
+
+def _columns():
+    return ([("workload", "workload"), ("variant", "variant"), ("converged", "converged")] +
+            [(k, t) for k, t, _, _ in FIGURES] + [("integrity", "integrity")])
+
+
+def text_table(summary, minfo):
+    cols = _columns()
+    rows = [[t for _, t in cols]]
+    for s in summary:
+        rows.append([str(s.get(k)) if s.get(k) is not None else "-" for k, _ in cols])
+    width = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+    lines = ["  ".join(c.ljust(width[i]) for i, c in enumerate(r)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in width))
+    figs = machine_line(minfo)
+    return "\n".join(lines) + ("\n\n" + figs if figs else "")
+
+
+def machine_line(minfo):
+    parts = []
+    if "loopback_gib_s" in minfo:
+        parts.append("loopback TCP one stream %.2f GiB/s" % minfo["loopback_gib_s"])
+    if "memcpy_gib_s" in minfo:
+        parts.append("memcpy warm %.2f GiB/s" % minfo["memcpy_gib_s"])
+    if "memcpy_fresh_gib_s" in minfo:
+        parts.append("memcpy into fresh memory %.2f GiB/s" % minfo["memcpy_fresh_gib_s"])
+    if "first_touch_us_per_page" in minfo:
+        parts.append("first touch (host process) %.1f µs/page" % minfo["first_touch_us_per_page"])
+    return ("machine, same run: " + "; ".join(parts)) if parts else ""
+
+
+def _header_lines(minfo):
+    keys = ["date", "command", "uname", "cpu", "cores", "memory", "kvm", "network"]
+    keys += sorted(k for k in minfo if k.startswith("version_"))
+    keys += ["loopback_gib_s", "memcpy_gib_s", "memcpy_fresh_gib_s", "first_touch_us_per_page"]
+    return [(k, minfo[k]) for k in keys if k in minfo]
+
+
+def write_all(outdir, started, minfo, results, summary, what, plots=True):
+    os.makedirs(outdir, exist_ok=True)
+    stem = "migrate-%s-%s" % (started.strftime("%Y%m%d-%H%M"), minfo["tag"])
+    paths = []
+
+    p = os.path.join(outdir, stem + ".csv")
+    with open(p, "w", newline="") as f:
+        for k, v in _header_lines(minfo):
+            f.write("# %s: %s\n" % (k, v))
+        w = csv.DictWriter(f, fieldnames=RUN_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in results:
+            w.writerow(r)
+    paths.append(p)
+
+    p = os.path.join(outdir, stem + "-summary.csv")
+    with open(p, "w", newline="") as f:
+        for k, v in _header_lines(minfo):
+            f.write("# %s: %s\n" % (k, v))
+        cols = _columns() + [("notes", "notes")]
+        w = csv.writer(f)
+        w.writerow([k for k, _ in cols] + ["total_ms_median", "downtime_ms_median"])
+        for s in summary:
+            w.writerow([s.get(k) if s.get(k) is not None else "" for k, _ in cols] +
+                       [s.get("total_ms_med", ""), s.get("downtime_ms_med", "")])
+    paths.append(p)
+
+    md = os.path.join(outdir, "latest.md")
+    with open(md, "w") as f:
+        f.write("# Live migration benchmark: latest results\n\n")
+        f.write("Written by `bench/migrate.py` (see `bench/README.md`). Median (min–max) "
+                "over the runs of each row.\n\n")
+        for k, v in _header_lines(minfo):
+            f.write("- %s: `%s`\n" % (k, v))
+        f.write("- raw runs: `%s`\n\n" % os.path.basename(paths[0]))
+        f.write("Workloads: " + "; ".join("`%s` %s" % (k, v) for k, v in what.items()
+                                          if any(s["workload"] == k for s in summary)) + ".\n\n")
+        cols = _columns()
+        f.write("| " + " | ".join(t for _, t in cols) + " |\n")
+        f.write("|" + "---|" * len(cols) + "\n")
+        for s in summary:
+            f.write("| " + " | ".join(str(s.get(k)) if s.get(k) is not None else "–"
+                                      for k, _ in cols) + " |\n")
+        notes = [(s["workload"], s["variant"], s["notes"]) for s in summary if s.get("notes")]
+        if notes:
+            f.write("\nNotes:\n\n")
+            for wl, v, n in notes:
+                f.write("- %s / %s: %s\n" % (wl, v, n))
+        mline = machine_line(minfo)
+        if mline:
+            f.write("\n%s%s.\n" % (mline[0].upper(), mline[1:]))
+    paths.append(md)
+
+    if plots and shutil.which("gnuplot"):
+        for key, title, fname in (("total_ms", "total migration time (ms, log scale)", "total"),
+                                  ("downtime_ms", "downtime reported by the system (ms, log scale)",
+                                   "downtime")):
+            png = os.path.join(outdir, "latest-%s.png" % fname)
+            if plot(summary, key, title, png, os.path.join(outdir, ".plot-%s.dat" % fname)):
+                paths.append(png)
+    return paths
+
+
+def plot(summary, key, title, png, datfile):
+    """Clustered bars: one cluster per workload, one bar per variant."""
+    wls = []
+    variants = []
+    for s in summary:
+        if s["workload"] not in wls:
+            wls.append(s["workload"])
+        if s["variant"] not in variants:
+            variants.append(s["variant"])
+    med = {(s["workload"], s["variant"]): s.get(key + "_med") for s in summary}
+    if not any(v is not None for v in med.values()):
+        return False
+    with open(datfile, "w") as f:
+        f.write("workload " + " ".join('"%s"' % v for v in variants) + "\n")
+        for w in wls:
+            vals = []
+            for v in variants:
+                m = med.get((w, v))
+                vals.append("%.3f" % max(m, 0.1) if m is not None else "NaN")
+            f.write(w + " " + " ".join(vals) + "\n")
+    script = """
+set terminal pngcairo size 1400,650 noenhanced font ",10"
+set output '{png}'
+set title '{title}'
+set style data histogram
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y
+set grid ytics
+set key outside right top vertical
+set xtics rotate by -20
+plot for [i=2:{n}] '{dat}' using i:xtic(1) title columnheader(i)
+""".format(png=png, title=title, n=len(variants) + 1, dat=datfile)
+    ok = False
+    for term in ("pngcairo", "png"):  # pngcairo may be missing from a gnuplot build
+        try:
+            r = subprocess.run(["gnuplot"], input=script.replace("pngcairo", term), text=True,
+                               capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            break
+        if r.returncode == 0:
+            ok = True
+            break
+    try:
+        os.unlink(datfile)
+    except OSError:
+        pass
+    return ok and os.path.exists(png)

@@ -1,0 +1,581 @@
+#!/usr/bin/env python3
+"""Live-migration benchmark: ferry beside QEMU 7.2, same guest, same machine,
+same run.
+
+    bench/migrate.py                      # full matrix, 3 runs per row
+    bench/migrate.py --quick              # 1 run, a subset (< 10 min)
+    bench/migrate.py --systems qemu --workloads ws512-r256 --runs 5
+    bench/migrate.py --list               # workloads and variants
+
+Each row is one workload (the project's test guest, build/guest/testguest.elf,
+with a working set and a dirty rate) migrated by one variant of one system
+(e.g. "qemu-mfd4-zstd-prealloc"), source and destination on this machine
+over loopback TCP. See bench/README.md for what every column means.
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import json
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from helpers import procs, report  # noqa: E402
+from helpers.qmp import QMP, QMPError  # noqa: E402
+
+GUEST = os.path.join(ROOT, "build", "guest", "testguest.elf")
+FERRY_VM = os.path.join(ROOT, "build", "bin", "ferry-vm")
+BUILD_BENCH = os.path.join(ROOT, "build", "bench")
+RESULTS = os.path.join(HERE, "results")
+QEMU = "qemu-system-x86_64"
+UNLIMITED_BW = 100 << 30  # "raised" bandwidth: 100 GiB/s, i.e. no cap here
+
+
+# ---------------------------------------------------------------- workloads
+
+class Workload:
+    def __init__(self, name, mem_mib, cmdline, ws_mib, rate, timeout_s,
+                 bandwidth=None, what=""):
+        self.name = name
+        self.mem_mib = mem_mib
+        self.cmdline = cmdline
+        self.ws_mib = ws_mib        # 0: idle, nothing to wait for
+        self.rate = rate            # MiB/s, "max" or 0
+        self.timeout_s = timeout_s  # migration gives up (cancel) after this
+        self.bandwidth = bandwidth  # bytes/s forced on every variant, or None
+        self.what = what
+
+
+WORKLOADS = [
+    Workload("idle-1g", 1024, "rate=0", 0, 0, 60, what="idle, 1 GiB guest"),
+    Workload("idle-4g", 4096, "rate=0", 0, 0, 90, what="idle, 4 GiB guest"),
+    Workload("idle-16g", 16384, "rate=0", 0, 0, 180, what="idle, 16 GiB guest"),
+    Workload("ws512-r64", 1024, "ws=512M rate=64", 512, 64, 120,
+             what="512 MiB working set dirtied at 64 MiB/s"),
+    Workload("ws512-r256", 1024, "ws=512M rate=256", 512, 256, 120,
+             what="512 MiB working set dirtied at 256 MiB/s"),
+    Workload("ws512-r1024", 1024, "ws=512M rate=1024", 512, 1024, 120,
+             what="512 MiB working set dirtied at 1024 MiB/s"),
+    Workload("ws512-max", 1024, "ws=512M rate=max", 512, "max", 120,
+             what="512 MiB working set dirtied at full speed"),
+    Workload("max-cap128", 1024, "ws=512M rate=max", 512, "max", 60,
+             bandwidth=128 << 20,
+             what="full speed under a 128 MiB/s bandwidth cap (QEMU's shipped default)"),
+]
+WL = {w.name: w for w in WORKLOADS}
+
+# Variants per workload. A variant name is a system followed by options
+# (see QemuSystem.parse / FerrySystem.parse), so any combination can also be
+# asked for with --variants.
+QEMU_ALL = ["qemu", "qemu-prealloc", "qemu-dt50", "qemu-dt50-prealloc",
+            "qemu-mfd4", "qemu-mfd4-prealloc", "qemu-mfd4-zstd",
+            "qemu-mfd4-zstd-prealloc", "qemu-shipped"]
+FERRY_ALL = ["ferry", "ferry-tcp", "ferry-compression", "ferry-multichannel",
+             "ferry-multichannel-compression"]
+FULL = {
+    "idle-1g": ["qemu", "qemu-prealloc", "qemu-mfd4", "qemu-shipped", "ferry", "ferry-tcp"],
+    "idle-4g": ["qemu", "qemu-prealloc", "qemu-mfd4", "qemu-shipped", "ferry", "ferry-tcp"],
+    "idle-16g": ["qemu", "qemu-shipped", "ferry"],
+    "ws512-r64": QEMU_ALL + FERRY_ALL,
+    "ws512-r256": QEMU_ALL + FERRY_ALL,
+    "ws512-r1024": QEMU_ALL + FERRY_ALL,
+    "ws512-max": QEMU_ALL + FERRY_ALL,
+    "max-cap128": ["qemu", "qemu-prealloc", "qemu-mfd4-zstd-prealloc", "ferry"],
+}
+QUICK = {
+    "idle-1g": ["qemu", "qemu-prealloc", "ferry"],
+    "idle-4g": ["qemu", "ferry"],
+    "ws512-r256": ["qemu", "qemu-prealloc", "qemu-mfd4", "qemu-mfd4-zstd-prealloc",
+                   "qemu-shipped", "ferry", "ferry-tcp", "ferry-multichannel"],
+    "ws512-max": ["qemu", "qemu-prealloc", "qemu-dt50-prealloc", "ferry"],
+    "max-cap128": ["qemu", "ferry"],
+}
+QUICK_CAP_TIMEOUT = 30
+
+
+# ---------------------------------------------------------------- common
+
+class RunError(Exception):
+    pass
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def ms(seconds):
+    return None if seconds is None else round(seconds * 1000.0, 1)
+
+
+def wait_warm(con, wl, timeout):
+    """Wait for the guest to be ready and, with a working set, to have
+    written all of it once (steady state), then one more heartbeat."""
+    if not con.wait_for(lambda ls: any("FERRY-GUEST ready" in t for _, t in ls), 30):
+        raise RunError("source guest never printed 'ready' (errors: %s)" % con.errors())
+
+    def filled(_):
+        hbs = con.heartbeats()
+        if not hbs:
+            return None
+        if wl.ws_mib == 0:
+            return hbs[-1]
+        full = [h for h in hbs if h[2] >= wl.ws_mib]
+        return full[1] if len(full) > 1 else None
+    if not con.wait_for(filled, timeout):
+        raise RunError("guest did not fill its working set in %d s" % timeout)
+
+
+def guest_view(src_con, dst_con, t_start, t_end):
+    """Downtime as the guest's heartbeats show it. The heartbeats of the
+    source (before the end of the migration) and the destination are joined
+    by counter; the largest step, minus the guest's own period (the median
+    step), is the time the guest lost:
+      - by its TSC (tsc values in the lines, in guest seconds), and
+      - by arrival on the host (host monotonic clock), which also counts time
+        the guest's clock did not see (a TSC restored to its pre-pause value).
+    Also checks that the destination's counter continues the source's."""
+    hz = src_con.tsc_hz() or dst_con.tsc_hz()
+    src = [h for h in src_con.heartbeats() if h[0] <= t_end]
+    dst = dst_con.heartbeats() if dst_con else []
+    out = {"guest_down_ms": None, "host_down_ms": None, "hb_check": "no heartbeats"}
+    if not src:
+        return out
+    if not dst:
+        out["hb_check"] = "destination printed no heartbeat"
+        return out
+    last_src, first_dst = src[-1][1], dst[0][1]
+    increasing = all(b[1] == a[1] + 1 for a, b in zip(dst, dst[1:]))
+    if first_dst == last_src + 1 and increasing:
+        out["hb_check"] = "ok (n=%d -> %d..%d)" % (last_src, first_dst, dst[-1][1])
+    else:
+        out["hb_check"] = "BROKEN (source last n=%d, destination n=%s)" % (
+            last_src, [h[1] for h in dst[:4]])
+    # the window around the migration: heartbeats from shortly before it
+    # started, through the destination's
+    seq = [h for h in src if h[0] >= t_start - 3.0] + dst
+    seq.sort(key=lambda h: h[1])
+    steps = [(a, b) for a, b in zip(seq, seq[1:]) if b[1] == a[1] + 1]
+    if not steps:
+        return out
+    if hz:
+        tsc_steps = [(b[4] - a[4]) / hz for a, b in steps]
+        out["guest_down_ms"] = ms(max(0.0, max(tsc_steps) - 1.0))
+    host_steps = [b[0] - a[0] for a, b in steps]
+    out["host_down_ms"] = ms(max(0.0, max(host_steps) - 1.0))
+    return out
+
+
+def after_cancel_check(src_con, t_cancel, timeout=4.0):
+    """After a cancelled migration the source must keep running: a new
+    heartbeat must arrive."""
+    got = src_con.wait_for(lambda _: [h for h in src_con.heartbeats() if h[0] > t_cancel], timeout)
+    if got:
+        return "source kept running (hb n=%d after cancel)" % got[0][1]
+    return "BROKEN: source printed no heartbeat after the cancel"
+
+
+# ---------------------------------------------------------------- QEMU
+
+class QemuSystem:
+    name = "qemu"
+
+    def available(self):
+        if not shutil.which(QEMU):
+            return "%s not installed" % QEMU
+        return None
+
+    def version(self):
+        out = subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout
+        return out.splitlines()[0] if out else "?"
+
+    @staticmethod
+    def parse(variant):
+        """qemu[-mfdN][-zstd][-prealloc][-dtN][-shipped]"""
+        opt = {"channels": 0, "zstd": False, "prealloc": False,
+               "downtime_ms": None, "bandwidth": UNLIMITED_BW}
+        for tok in variant.split("-")[1:]:
+            if re.fullmatch(r"mfd\d+", tok):
+                opt["channels"] = int(tok[3:])
+            elif tok == "zstd":
+                opt["zstd"] = True
+                opt["channels"] = opt["channels"] or 4
+            elif tok == "prealloc":
+                opt["prealloc"] = True
+            elif re.fullmatch(r"dt\d+", tok):
+                opt["downtime_ms"] = int(tok[2:])
+            elif tok == "shipped":
+                opt["bandwidth"] = None  # leave QEMU's default (128 MiB/s)
+            else:
+                raise ValueError("unknown QEMU variant option '%s' in %s" % (tok, variant))
+        return opt
+
+    def _argv(self, wl, qmp_path, incoming=False, prealloc=False):
+        argv = [QEMU, "-accel", "kvm", "-cpu", "host", "-m", str(wl.mem_mib), "-smp", "1",
+                "-kernel", GUEST, "-append", wl.cmdline, "-display", "none", "-nodefaults",
+                "-serial", "stdio", "-no-reboot",
+                "-qmp", "unix:%s,server=on,wait=off" % qmp_path]
+        if prealloc:
+            argv.append("-mem-prealloc")
+        if incoming:
+            # defer: multifd capabilities must be set before the listen
+            argv += ["-incoming", "defer"]
+        return argv
+
+    def run(self, wl, variant, tmp, timeout_s):
+        opt = self.parse(variant)
+        res = {"notes": []}
+        port = free_port()
+        src_qmp_path, dst_qmp_path = os.path.join(tmp, "src.qmp"), os.path.join(tmp, "dst.qmp")
+        src = dst = src_con = dst_con = src_q = dst_q = None
+        try:
+            src = procs.spawn(self._argv(wl, src_qmp_path), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "src.err"), "w"))
+            src_con = procs.Console(src.stdout, os.path.join(tmp, "src.log"))
+            src_q = QMP(src_qmp_path, alive=lambda: src.poll() is None)
+            warm = 30 + (wl.ws_mib / wl.rate if isinstance(wl.rate, int) and wl.rate else 10)
+            wait_warm(src_con, wl, warm)
+
+            t = time.monotonic()
+            dst = procs.spawn(self._argv(wl, dst_qmp_path, incoming=True, prealloc=opt["prealloc"]),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=open(os.path.join(tmp, "dst.err"), "w"))
+            dst_con = procs.Console(dst.stdout, os.path.join(tmp, "dst.log"))
+            dst_q = QMP(dst_qmp_path, timeout=300, alive=lambda: dst.poll() is None)
+            res["dst_start_ms"] = ms(time.monotonic() - t)
+
+            caps = [{"capability": "multifd", "state": opt["channels"] > 0}]
+            params = {}
+            if opt["channels"]:
+                params["multifd-channels"] = opt["channels"]
+                params["multifd-compression"] = "zstd" if opt["zstd"] else "none"
+            for q in (src_q, dst_q):
+                q.cmd("migrate-set-capabilities", capabilities=caps)
+                if params:
+                    q.cmd("migrate-set-parameters", **params)
+            bw = wl.bandwidth if wl.bandwidth else opt["bandwidth"]
+            sp = {}
+            if bw:
+                sp["max-bandwidth"] = bw
+            if opt["downtime_ms"]:
+                sp["downtime-limit"] = opt["downtime_ms"]
+            if sp:
+                src_q.cmd("migrate-set-parameters", **sp)
+            p = src_q.cmd("query-migrate-parameters")
+            res["notes"].append("bw %s MiB/s, downtime-limit %s ms" % (
+                round(p["max-bandwidth"] / 2**20), p["downtime-limit"]))
+            uri = "tcp:127.0.0.1:%d" % port
+            dst_q.cmd("migrate-incoming", uri=uri)
+
+            cpu0 = (procs.cpu_snapshot(src.pid), procs.cpu_snapshot(dst.pid))
+            lo0 = procs.lo_bytes()
+            t0 = time.monotonic()
+            src_q.cmd("migrate", uri=uri)
+            status, info = None, {}
+            while True:
+                time.sleep(0.02)
+                info = src_q.cmd("query-migrate")
+                status = info.get("status")
+                if status in ("completed", "failed", "cancelled"):
+                    break
+                if time.monotonic() - t0 > timeout_s:
+                    break
+            t1 = time.monotonic()
+            cpu1 = (procs.cpu_snapshot(src.pid), procs.cpu_snapshot(dst.pid))
+            lo1 = procs.lo_bytes()
+            res["wall_ms"] = ms(t1 - t0)
+            ram = info.get("ram", {})
+            res["bytes_reported"] = ram.get("transferred")
+            res["passes"] = ram.get("dirty-sync-count")
+            res["src_cpu_s"] = procs.cpu_delta(cpu0[0], cpu1[0])
+            res["dst_cpu_s"] = procs.cpu_delta(cpu0[1], cpu1[1])
+            if lo0 is not None and lo1 is not None:
+                res["bytes_wire"] = lo1 - lo0
+
+            if status == "completed":
+                res["converged"] = True
+                res["total_ms"] = info.get("total-time")
+                res["downtime_ms"] = info.get("downtime")
+                res["setup_ms"] = info.get("setup-time")
+                # two heartbeats from the destination prove it runs on
+                dst_con.wait_for(lambda _: len(dst_con.heartbeats()) >= 2, 5)
+                st = dst_q.cmd("query-status")
+                if st.get("status") != "running":
+                    res["notes"].append("destination is %s" % st.get("status"))
+                res.update(guest_view(src_con, dst_con, t0, t1))
+                res["integrity"] = res.pop("hb_check")
+            elif status is not None and status not in ("failed", "cancelled"):
+                # did not converge: cancel, the source must go on running
+                res["converged"] = False
+                res["notes"].append("did not finish in %d s (status %s, %s passes)" % (
+                    timeout_s, status, res["passes"]))
+                src_q.cmd("migrate_cancel")
+                tc = time.monotonic()
+                for _ in range(500):
+                    s = src_q.cmd("query-migrate").get("status")
+                    if s in ("cancelled", "failed", "completed"):
+                        break
+                    time.sleep(0.02)
+                res["notes"].append("after migrate_cancel: %s" % s)
+                st = src_q.cmd("query-status").get("status")
+                res["integrity"] = after_cancel_check(src_con, tc) + ", state %s" % st
+            else:
+                res["converged"] = False
+                res["integrity"] = "migration %s: %s" % (status, info.get("error-desc", ""))
+            errs = src_con.errors() + (dst_con.errors() if dst_con else [])
+            if errs:
+                res["notes"].append("guest errors: %s" % "; ".join(errs[:3]))
+            return res
+        finally:
+            for q in (src_q, dst_q):
+                if q:
+                    try:
+                        q.cmd("quit")
+                    except (QMPError, OSError):
+                        pass
+                    q.close()
+            for p in (src, dst):
+                if p:
+                    procs.stop(p)
+            for c in (src_con, dst_con):
+                if c:
+                    c.close()
+
+
+# ---------------------------------------------------------------- ferry
+
+class FerrySystem:
+    """ferry's own live migration, driven directly through two ferry-vm
+    processes' control sockets: the destination is started with
+    --incoming, the source is told {"cmd":"migrate",...} and polled with
+    {"cmd":"migrate-status"}."""
+    name = "ferry"
+
+    def available(self):
+        if not os.access(FERRY_VM, os.X_OK):
+            return "%s not built (make)" % os.path.relpath(FERRY_VM, ROOT)
+        out = subprocess.run([FERRY_VM, "--help"], capture_output=True, text=True)
+        text = out.stdout + out.stderr
+        if "--incoming" not in text:
+            return "ferry-vm has no --incoming yet (live migration not landed)"
+        return None
+
+    def version(self):
+        try:
+            rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip()
+        except OSError:
+            rev = "?"
+        return "ferry-vm @ %s" % rev
+
+    @staticmethod
+    def parse(variant):
+        """ferry[-tcp|-compression|-multichannel[-compression]][-dtN]"""
+        opt = {"transport": None, "downtime_ms": None}
+        toks = variant.split("-")[1:]
+        tr = [t for t in toks if t in ("tcp", "compression", "multichannel")]
+        for t in toks:
+            if re.fullmatch(r"dt\d+", t):
+                opt["downtime_ms"] = int(t[2:])
+            elif t not in ("tcp", "compression", "multichannel"):
+                raise ValueError("unknown ferry variant option '%s' in %s" % (t, variant))
+        if tr:
+            opt["transport"] = "+".join(tr)
+        return opt
+
+    def run(self, wl, variant, tmp, timeout_s):
+        raise RunError("ferry runner not implemented yet")
+
+
+SYSTEMS = {"qemu": QemuSystem(), "ferry": FerrySystem()}
+
+
+# ---------------------------------------------------------------- machine
+
+def machine_info():
+    info = {"uname": " ".join(platform.uname()), "cores": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"model name\s*:\s*(.*)", f.read())
+            info["cpu"] = m.group(1) if m else "?"
+    except OSError:
+        info["cpu"] = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(re.search(r"MemTotal:\s*(\d+)", f.read()).group(1))
+            info["memory"] = "%.1f GiB" % (kb / 2**20)
+    except (OSError, AttributeError):
+        info["memory"] = "?"
+    mods = sorted(m for m in os.listdir("/sys/module") if m.startswith("kvm"))
+    info["kvm"] = ",".join(mods) or "none"
+    info["tag"] = "%dc-%s" % (info["cores"], mods[-1] if mods else "nokvm")
+    return info
+
+
+def build_tool(name):
+    """Compile bench/tools/NAME.c into build/bench/NAME when it is stale."""
+    os.makedirs(BUILD_BENCH, exist_ok=True)
+    src = os.path.join(HERE, "tools", name + ".c")
+    out = os.path.join(BUILD_BENCH, name)
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        subprocess.run(["cc", "-O2", "-Wall", "-o", out, src], check=True)
+    return out
+
+
+def machine_figures():
+    """Loopback TCP ceiling for one stream and memcpy bandwidth, now."""
+    figs = {}
+    for tool, args in (("tcpbw", ["2"]), ("membw", ["256", "1.5"])):
+        try:
+            out = subprocess.run([build_tool(tool)] + args, capture_output=True,
+                                 text=True, timeout=60).stdout
+            for line in out.splitlines():
+                k, _, v = line.partition("=")
+                figs[k] = float(v)
+        except (subprocess.SubprocessError, OSError, ValueError) as e:
+            print("machine figure %s failed: %s" % (tool, e), file=sys.stderr)
+    return figs
+
+
+# ---------------------------------------------------------------- main
+
+def plan(args):
+    table = QUICK if args.quick else FULL
+    wls = args.workloads.split(",") if args.workloads else list(table)
+    for w in wls:
+        if w not in WL:
+            sys.exit("unknown workload '%s' (see --list)" % w)
+    systems = args.systems.split(",")
+    for s in systems:
+        if s not in SYSTEMS:
+            sys.exit("unknown system '%s' (qemu, ferry)" % s)
+    rows = []
+    for w in wls:
+        vs = args.variants.split(",") if args.variants else table.get(w, FULL[w])
+        for v in vs:
+            sysname = v.split("-")[0]
+            if sysname not in SYSTEMS:
+                sys.exit("variant '%s' names no system" % v)
+            if sysname in systems:
+                SYSTEMS[sysname].parse(v)  # reject typos before running anything
+                rows.append((WL[w], v))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--systems", default="qemu,ferry", help="comma list: qemu,ferry")
+    ap.add_argument("--workloads", help="comma list (default: all, or the quick subset)")
+    ap.add_argument("--variants", help="comma list of variants for every workload, e.g. "
+                    "qemu,qemu-mfd4-zstd-prealloc,ferry-tcp (default: per workload)")
+    ap.add_argument("--runs", type=int, help="runs per row (default 3, --quick 1)")
+    ap.add_argument("--quick", action="store_true", help="1 run of a subset, under ~10 min")
+    ap.add_argument("--timeout", type=int, help="override every migration's timeout (s)")
+    ap.add_argument("--out", default=RESULTS, help="results directory (default bench/results)")
+    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--keep-logs", action="store_true", help="keep guest logs (printed path)")
+    ap.add_argument("--shared-net", action="store_true",
+                    help="stay in the host's network namespace (lo bytes then count "
+                    "everyone's loopback traffic)")
+    ap.add_argument("--list", action="store_true", help="list workloads and variants")
+    args = ap.parse_args()
+
+    if args.list:
+        for w in WORKLOADS:
+            print("%-12s %s\n             full: %s\n             quick: %s" % (
+                w.name, w.what, ",".join(FULL[w.name]), ",".join(QUICK.get(w.name, [])) or "-"))
+        print("\nqemu variants: %s\nferry variants: %s" % (QemuSystem.parse.__doc__,
+                                                           FerrySystem.parse.__doc__))
+        return 0
+    runs = args.runs or (1 if args.quick else 3)
+    rows = plan(args)
+    if not os.path.exists(GUEST):
+        sys.exit("%s missing: run make guest" % os.path.relpath(GUEST, ROOT))
+
+    netns = False
+    if not args.shared_net:
+        netns = procs.enter_private_netns([os.path.abspath(__file__)] + sys.argv[1:])
+    procs.install_signal_handlers()
+    started = datetime.datetime.now()
+    minfo = machine_info()
+    minfo["date"] = started.strftime("%Y-%m-%d %H:%M:%S")
+    minfo["command"] = " ".join(["bench/migrate.py"] + sys.argv[1:])
+    minfo["network"] = ("private network namespace (lo counts only the benchmark)" if netns
+                        else "host network namespace (lo bytes include other traffic)")
+    unavailable = {}
+    for name in sorted({v.split("-")[0] for _, v in rows}):
+        why = SYSTEMS[name].available()
+        if why:
+            unavailable[name] = why
+            print("%s: not run: %s" % (name, why), file=sys.stderr)
+        else:
+            minfo["version_" + name] = SYSTEMS[name].version()
+
+    tmp_root = tempfile.mkdtemp(prefix="ferry-bench-")
+    results = []  # dict per run
+    try:
+        print("machine: %s, %s cores, %s, kvm: %s" % (minfo["cpu"], minfo["cores"],
+                                                       minfo["memory"], minfo["kvm"]))
+        figs = machine_figures()
+        minfo.update({k: v for k, v in figs.items()})
+        print("machine figures: " + ", ".join("%s %s" % kv for kv in figs.items()))
+        todo = [(r, wl, v) for r in range(runs) for wl, v in rows]
+        for i, (r, wl, v) in enumerate(todo):
+            sysname = v.split("-")[0]
+            row = {"workload": wl.name, "variant": v, "run": r + 1}
+            if sysname in unavailable:
+                if r == 0:
+                    row.update(converged=None, integrity="not run: " + unavailable[sysname])
+                    results.append(row)
+                continue
+            timeout = args.timeout or (QUICK_CAP_TIMEOUT if args.quick and wl.bandwidth
+                                       else wl.timeout_s)
+            tmp = os.path.join(tmp_root, "%s-%s-%d" % (wl.name, v, r + 1))
+            os.makedirs(tmp)
+            print("[%d/%d] %s %s run %d ..." % (i + 1, len(todo), wl.name, v, r + 1),
+                  end="", flush=True)
+            t = time.monotonic()
+            try:
+                row.update(SYSTEMS[sysname].run(wl, v, tmp, timeout))
+            except (RunError, QMPError, OSError) as e:
+                row.update(converged=None, integrity="run failed: %s" % e)
+            row["notes"] = "; ".join(row.get("notes", []))
+            results.append(row)
+            print(" %s (%.0f s)" % (report.one_line(row), time.monotonic() - t), flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted: writing what was measured", file=sys.stderr)
+    finally:
+        procs.kill_all()
+        if args.keep_logs:
+            print("guest logs kept in %s" % tmp_root)
+        else:
+            shutil.rmtree(tmp_root, ignore_errors=True)
+
+    if not results:
+        return 1
+    summary = report.summarize(results, [(wl.name, v) for wl, v in rows])
+    print()
+    print(report.text_table(summary, minfo))
+    paths = report.write_all(args.out, started, minfo, results, summary,
+                             {w.name: w.what for w in WORKLOADS}, plots=not args.no_plots)
+    for p in paths:
+        print("wrote %s" % os.path.relpath(p, os.getcwd()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
