@@ -1,0 +1,514 @@
+/*
+ * Unit tests for stream framing (src/migration/format.c) and the page path
+ * on top of it: every validation in mig_get_header / mig_get_rec /
+ * mig_get_mem_hdr / mig_get_section_hdr is hit with a minimal hostile
+ * input, then ram_send_pages -> ram_recv_record round-trips pages between
+ * two fake guests (plain buffers, no KVM): raw, zero, zstd and lz4 runs,
+ * the generation rule (an older copy never overwrites a newer page), and
+ * corrupted compressed payloads, which must be rejected.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "migration/format.h"
+#include "migration/ram.h"
+#include "migration/ram_codec.h"
+
+/* ---------- framing ---------- */
+
+static int parse_header(const void *p, size_t n, struct err *e)
+{
+	struct stream r;
+	stream_init_mem_reader(&r, p, n);
+	return mig_get_header(&r, e);
+}
+
+static void test_header(void **state)
+{
+	struct stream w;
+	struct err e = { 0 };
+	uint8_t h[16];
+	(void)state;
+	stream_init_mem_writer(&w);
+	mig_put_header(&w);
+	assert_int_equal(stream_mem_len(&w), 16);
+	memcpy(h, stream_mem_data(&w), 16);
+	stream_destroy(&w);
+	assert_memory_equal(h, "FERRYMIG\x01\0\0\0\0\0\0\0", 16);
+	assert_int_equal(parse_header(h, 16, &e), 0);
+	assert_int_equal(parse_header(h, 15, &e), -1);
+	assert_non_null(strstr(e.msg, "truncated"));
+	h[0] = 'X';
+	assert_int_equal(parse_header(h, 16, &e), -1);
+	assert_non_null(strstr(e.msg, "bad magic"));
+	h[0] = 'F';
+	h[8] = 2;
+	assert_int_equal(parse_header(h, 16, &e), -1);
+	assert_non_null(strstr(e.msg, "version 2"));
+	h[8] = 1;
+	h[12] = 1;
+	assert_int_equal(parse_header(h, 16, &e), -1);
+	assert_non_null(strstr(e.msg, "flags"));
+}
+
+static int parse_rec(uint32_t type, uint32_t len, struct mig_rec *rec, struct err *e)
+{
+	uint8_t b[8];
+	struct stream r;
+	le_put_u32(b, type);
+	le_put_u32(b + 4, len);
+	stream_init_mem_reader(&r, b, sizeof(b));
+	return mig_get_rec(&r, rec, e);
+}
+
+static void test_rec(void **state)
+{
+	struct mig_rec rec;
+	struct err e = { 0 };
+	struct stream r;
+	(void)state;
+	assert_int_equal(parse_rec(MIG_REC_MEM, 16, &rec, &e), 0);
+	assert_int_equal(rec.type, MIG_REC_MEM);
+	assert_int_equal(rec.len, 16);
+	assert_int_equal(parse_rec(MIG_REC_EOS, 0, &rec, &e), 0);
+	assert_int_equal(parse_rec(0, 0, &rec, &e), -1);
+	assert_non_null(strstr(e.msg, "unknown record type 0"));
+	assert_int_equal(parse_rec(MIG_REC_MAX + 1, 0, &rec, &e), -1);
+	assert_non_null(strstr(e.msg, "unknown record type"));
+	assert_int_equal(parse_rec(MIG_REC_MEM, MIG_MAX_RECORD, &rec, &e), 0);
+	assert_int_equal(parse_rec(MIG_REC_MEM, MIG_MAX_RECORD + 1, &rec, &e), -1);
+	assert_non_null(strstr(e.msg, "limit"));
+	assert_int_equal(parse_rec(MIG_REC_MEM, UINT32_MAX, &rec, &e), -1);
+	assert_int_equal(parse_rec(MIG_REC_CONFIG, MIG_MAX_CONFIG, &rec, &e), 0);
+	assert_int_equal(parse_rec(MIG_REC_CONFIG, MIG_MAX_CONFIG + 1, &rec, &e), -1);
+	assert_non_null(strstr(e.msg, "configuration"));
+	stream_init_mem_reader(&r, "\x02\0\0\0\x10", 5);
+	assert_int_equal(mig_get_rec(&r, &rec, &e), -1);
+	assert_non_null(strstr(e.msg, "truncated"));
+	assert_string_equal(mig_rec_name(MIG_REC_SECTION), "section");
+	assert_string_equal(mig_rec_name(1000), "?");
+}
+
+static int parse_mem(uint32_t rec_len, uint64_t gpa, uint32_t npages, uint16_t gen, uint8_t enc, uint8_t pad,
+		     struct mig_mem_hdr *h, struct err *e)
+{
+	uint8_t b[MIG_MEM_HDR];
+	struct stream r;
+	le_put_u64(b, gpa);
+	le_put_u32(b + 8, npages);
+	le_put_u16(b + 12, gen);
+	b[14] = enc;
+	b[15] = pad;
+	stream_init_mem_reader(&r, b, sizeof(b));
+	return mig_get_mem_hdr(&r, rec_len, h, e);
+}
+
+static void test_mem_hdr(void **state)
+{
+	struct mig_mem_hdr h;
+	struct err e = { 0 };
+	struct stream w, r;
+	(void)state;
+	/* Valid: each encoding at its exact or limit payload size. */
+	assert_int_equal(parse_mem(16 + 2 * 4096, 0x1000, 2, 7, MIG_ENC_RAW, 0, &h, &e), 0);
+	assert_true(h.gpa == 0x1000 && h.npages == 2 && h.gen == 7 && h.enc == MIG_ENC_RAW);
+	assert_int_equal(parse_mem(16, 0, MIG_MAX_RUN_PAGES, 1, MIG_ENC_ZERO, 0, &h, &e), 0);
+	assert_int_equal(parse_mem(17, 0, 1, 1, MIG_ENC_ZSTD, 0, &h, &e), 0);
+	assert_int_equal(parse_mem(16 + 2 * 4096 + 4096, 0, 2, 1, MIG_ENC_LZ4, 0, &h, &e), 0);
+	/* Shorter than its own header. */
+	assert_int_equal(parse_mem(15, 0, 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	assert_non_null(strstr(e.msg, "shorter than its header"));
+	/* Unknown encoding, and a non-zero pad byte. */
+	assert_int_equal(parse_mem(16, 0, 1, 1, MIG_ENC_MAX + 1, 0, &h, &e), -1);
+	assert_non_null(strstr(e.msg, "encoding"));
+	assert_int_equal(parse_mem(16, 0, 1, 1, MIG_ENC_ZERO, 1, &h, &e), -1);
+	/* Page counts. */
+	assert_int_equal(parse_mem(16, 0, 0, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	assert_non_null(strstr(e.msg, "0 pages"));
+	assert_int_equal(parse_mem(16, 0, MIG_MAX_RUN_PAGES + 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(16, 0, UINT32_MAX, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	/* Alignment. */
+	assert_int_equal(parse_mem(16, 0x1234, 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	assert_non_null(strstr(e.msg, "page aligned"));
+	/* Payload sizes that disagree with the header. */
+	assert_int_equal(parse_mem(16 + 4095, 0, 1, 1, MIG_ENC_RAW, 0, &h, &e), -1);
+	assert_non_null(strstr(e.msg, "raw memory record"));
+	assert_int_equal(parse_mem(16 + 4096, 0, 2, 1, MIG_ENC_RAW, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(17, 0, 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	assert_non_null(strstr(e.msg, "zero-page"));
+	assert_int_equal(parse_mem(16, 0, 1, 1, MIG_ENC_ZSTD, 0, &h, &e), -1);
+	assert_non_null(strstr(e.msg, "compressed"));
+	assert_int_equal(parse_mem(16 + 2 * 4096 + 1, 0, 1, 1, MIG_ENC_LZ4, 0, &h, &e), -1);
+	/* Truncated header. */
+	stream_init_mem_reader(&r, "\0\0\0\0", 4);
+	assert_int_equal(mig_get_mem_hdr(&r, 16, &h, &e), -1);
+	assert_non_null(strstr(e.msg, "truncated"));
+	/* put/get symmetry. */
+	stream_init_mem_writer(&w);
+	mig_put_mem_hdr(&w, &(struct mig_mem_hdr){ .gpa = 0x100000000ULL, .npages = 3, .gen = 0xfffe,
+						    .enc = MIG_ENC_ZERO });
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	assert_int_equal(mig_get_mem_hdr(&r, 16, &h, &e), 0);
+	assert_true(h.gpa == 0x100000000ULL && h.npages == 3 && h.gen == 0xfffe);
+	stream_destroy(&w);
+}
+
+/* A section record body: u16 name length, name, u32 version, payload. */
+static int parse_section(uint16_t nlen, const char *name, size_t name_bytes, uint32_t rec_len, char out[],
+			 uint32_t *version, uint32_t *plen, struct err *e)
+{
+	struct stream w, r;
+	int rc;
+	stream_init_mem_writer(&w);
+	stream_put_u16(&w, nlen);
+	stream_put(&w, name, name_bytes);
+	stream_put_u32(&w, 5);
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	rc = mig_get_section_hdr(&r, rec_len, out, version, plen, e);
+	stream_destroy(&w);
+	return rc;
+}
+
+static void test_section_hdr(void **state)
+{
+	char name[MIG_MAX_NAME + 1], longname[MIG_MAX_NAME + 2];
+	uint32_t version, plen;
+	struct err e = { 0 };
+	struct stream w, r;
+	uint8_t payload[3] = { 1, 2, 3 };
+	(void)state;
+	/* Round trip through mig_put_section. */
+	stream_init_mem_writer(&w);
+	mig_put_section(&w, "uart", 9, payload, sizeof(payload));
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	struct mig_rec rec;
+	assert_int_equal(mig_get_rec(&r, &rec, &e), 0);
+	assert_int_equal(rec.type, MIG_REC_SECTION);
+	assert_int_equal(mig_get_section_hdr(&r, rec.len, name, &version, &plen, &e), 0);
+	assert_string_equal(name, "uart");
+	assert_int_equal(version, 9);
+	assert_int_equal(plen, 3);
+	stream_destroy(&w);
+	/* Name length zero, over the limit, or longer than the record. */
+	assert_int_equal(parse_section(0, "", 0, 6, name, &version, &plen, &e), -1);
+	assert_non_null(strstr(e.msg, "section name"));
+	memset(longname, 'a', sizeof(longname));
+	assert_int_equal(parse_section(MIG_MAX_NAME + 1, longname, MIG_MAX_NAME + 1, 1000, name, &version, &plen, &e),
+			 -1);
+	assert_int_equal(parse_section(MIG_MAX_NAME, longname, MIG_MAX_NAME, 2 + MIG_MAX_NAME + 4, name, &version,
+				       &plen, &e), 0);
+	assert_int_equal(plen, 0);
+	assert_int_equal(parse_section(4, "uart", 4, 9, name, &version, &plen, &e), -1);
+	/* Non-printable bytes (space and control) in the name. */
+	assert_int_equal(parse_section(4, "ua t", 4, 10, name, &version, &plen, &e), -1);
+	assert_non_null(strstr(e.msg, "non-printable"));
+	assert_int_equal(parse_section(4, "ua\x01t", 4, 10, name, &version, &plen, &e), -1);
+	/* Payload beyond the section limit. */
+	assert_int_equal(parse_section(3, "kvm", 3, 2 + 3 + 4 + MIG_MAX_SECTION, name, &version, &plen, &e), 0);
+	assert_int_equal(parse_section(3, "kvm", 3, 2 + 3 + 4 + MIG_MAX_SECTION + 1, name, &version, &plen, &e), -1);
+	assert_non_null(strstr(e.msg, "exceeds"));
+	/* Truncated inside the name. */
+	stream_init_mem_reader(&r, "\x04\0ua", 4);
+	assert_int_equal(mig_get_section_hdr(&r, 10, name, &version, &plen, &e), -1);
+}
+
+/* ---------- pages ---------- */
+
+#define NPAGES 1024u   /* 4 MiB fake guests */
+
+static void fake_init(struct guest_mem *gm)
+{
+	memset(gm, 0, sizeof(*gm));
+	gm->memfd = -1;
+	gm->host = calloc(NPAGES, 4096);
+	assert_non_null(gm->host);
+	gm->ram_size = (uint64_t)NPAGES * 4096;
+	gm->nregions = 1;
+	gm->regions[0] = (struct gmem_region){ .gpa = 0, .size = gm->ram_size, .offset = 0 };
+	gm->vmm_dirty = calloc(NPAGES / 64, sizeof(uint64_t));
+}
+
+static void fake_free(struct guest_mem *gm)
+{
+	free(gm->host);
+	free(gm->vmm_dirty);
+}
+
+/* Page p: compressible text, or incompressible noise, or zero. */
+static void fill(struct guest_mem *gm, uint32_t p, uint32_t seed, bool noisy)
+{
+	uint8_t *d = gm->host + (size_t)p * 4096;
+	uint32_t x = seed * 2654435761u + p;
+	for (int i = 0; i < 4096; i++) {
+		if (noisy) {
+			x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+			d[i] = (uint8_t)x;
+		} else {
+			d[i] = (uint8_t)("ferry page "[i % 11] + seed + (i / 512));
+		}
+	}
+}
+
+/* Apply every record in a memory stream to rr; returns the first failure. */
+static int apply(struct ram_recv *rr, const struct stream *w, struct err *e)
+{
+	struct stream r;
+	struct mig_rec rec;
+	stream_init_mem_reader(&r, stream_mem_data(w), stream_mem_len(w));
+	while (stream_remaining(&r)) {
+		if (mig_get_rec(&r, &rec, e) < 0)
+			return -1;
+		assert_int_equal(rec.type, MIG_REC_MEM);
+		if (ram_recv_record(rr, &r, rec.len, e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void round_trip(struct ram_codec *codec, struct ram_stats *st)
+{
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct stream w;
+	struct err e = { 0 };
+	fake_init(&src);
+	fake_init(&dst);
+	/* Text pages, a zero hole, noise, more text; then junk in the destination
+	 * so that zero runs over previously written pages must really clear. */
+	for (uint32_t p = 0; p < 300; p++)
+		fill(&src, p, 1, false);
+	for (uint32_t p = 400; p < 420; p++)
+		fill(&src, p, 2, true);
+	for (uint32_t p = 500; p < NPAGES; p++)
+		fill(&src, p, 3, false);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	stream_init_mem_writer(&w);
+	memset(st, 0, sizeof(*st));
+	assert_int_equal(ram_send_pages(&w, &src, 0, NPAGES, 1, codec, st), 0);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_memory_equal(src.host, dst.host, (size_t)NPAGES * 4096);
+	assert_int_equal(st->pages_raw + st->pages_zero + st->pages_compressed, NPAGES);
+	assert_true(st->pages_zero >= 180);
+	stream_destroy(&w);
+	ram_recv_destroy(&rr);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
+static void test_ram_raw(void **state)
+{
+	struct ram_stats st;
+	(void)state;
+	round_trip(NULL, &st);
+	assert_int_equal(st.pages_compressed, 0);
+}
+
+static void test_ram_zstd(void **state)
+{
+	struct ram_stats st;
+	struct err e = { 0 };
+	struct ram_codec *c = ram_codec_new(RAM_CODEC_ZSTD, 3, &e);
+	(void)state;
+	assert_non_null(c);
+	round_trip(c, &st);
+	/* Text compresses; noise does not pay and goes raw. */
+	assert_true(st.pages_compressed >= 800);
+	assert_true(st.pages_raw >= 20);
+	ram_codec_free(c);
+}
+
+static void test_ram_lz4(void **state)
+{
+	struct ram_stats st;
+	struct err e = { 0 };
+	struct ram_codec *c = ram_codec_new(RAM_CODEC_LZ4, 1, &e);
+	(void)state;
+	assert_non_null(c);
+	round_trip(c, &st);
+	assert_true(st.pages_compressed >= 800);
+	ram_codec_free(c);
+}
+
+/* Send pages [first, first+n) of src at gen into dst. */
+static int send_into(struct ram_recv *rr, struct guest_mem *src, uint32_t first, uint32_t n, uint16_t gen,
+		     struct ram_codec *codec, struct err *e)
+{
+	struct stream w;
+	struct ram_stats st = { 0 };
+	int rc;
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, src, first, n, gen, codec, &st), 0);
+	rc = apply(rr, &w, e);
+	stream_destroy(&w);
+	return rc;
+}
+
+static void generations(struct ram_codec *codec)
+{
+	struct guest_mem a, b, dst;
+	struct ram_recv rr;
+	struct err e = { 0 };
+	fake_init(&a);
+	fake_init(&b);
+	fake_init(&dst);
+	for (uint32_t p = 0; p < 16; p++) {
+		fill(&a, p, 10, false);
+		fill(&b, p, 20, false);
+	}
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	/* Page 5 arrives at gen 5 (from b), then the whole run 0..15 at gen 3
+	 * (from a, e.g. a slower channel): page 5 must keep b's copy. */
+	assert_int_equal(send_into(&rr, &b, 5, 1, 5, codec, &e), 0);
+	assert_int_equal(send_into(&rr, &a, 0, 16, 3, codec, &e), 0);
+	assert_memory_equal(dst.host + 5 * 4096, b.host + 5 * 4096, 4096);
+	assert_memory_equal(dst.host, a.host, 5 * 4096);
+	assert_memory_equal(dst.host + 6 * 4096, a.host + 6 * 4096, 10 * 4096);
+	/* An older zero run loses too; a newer one wins. */
+	memset(a.host + 5 * 4096, 0, 4096);
+	assert_int_equal(send_into(&rr, &a, 5, 1, 4, codec, &e), 0);
+	assert_memory_equal(dst.host + 5 * 4096, b.host + 5 * 4096, 4096);
+	assert_int_equal(send_into(&rr, &a, 5, 1, 6, codec, &e), 0);
+	assert_true(ram_page_is_zero(dst.host + 5 * 4096));
+	/* Equal generation: the later copy wins (a resend within one pass). */
+	assert_int_equal(send_into(&rr, &b, 7, 1, 3, codec, &e), 0);
+	assert_memory_equal(dst.host + 7 * 4096, b.host + 7 * 4096, 4096);
+	ram_recv_destroy(&rr);
+	fake_free(&a);
+	fake_free(&b);
+	fake_free(&dst);
+}
+
+static void test_generations_raw(void **state)
+{
+	(void)state;
+	generations(NULL);
+}
+
+static void test_generations_zstd(void **state)
+{
+	struct err e = { 0 };
+	struct ram_codec *c = ram_codec_new(RAM_CODEC_ZSTD, 1, &e);
+	(void)state;
+	generations(c);
+	ram_codec_free(c);
+}
+
+static void test_out_of_ram(void **state)
+{
+	struct guest_mem dst;
+	struct ram_recv rr;
+	struct err e = { 0 };
+	struct stream w, r;
+	struct mig_rec rec;
+	(void)state;
+	fake_init(&dst);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	/* Last page plus one beyond: the whole run must lie inside RAM. */
+	stream_init_mem_writer(&w);
+	mig_put_rec(&w, MIG_REC_MEM, MIG_MEM_HDR);
+	mig_put_mem_hdr(&w, &(struct mig_mem_hdr){ .gpa = (NPAGES - 1) * 4096ULL, .npages = 2, .gen = 1,
+						    .enc = MIG_ENC_ZERO });
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	assert_int_equal(mig_get_rec(&r, &rec, &e), 0);
+	assert_int_equal(ram_recv_record(&rr, &r, rec.len, &e), -1);
+	assert_non_null(strstr(e.msg, "outside guest RAM"));
+	stream_destroy(&w);
+	ram_recv_destroy(&rr);
+	fake_free(&dst);
+}
+
+/* Compress pages 0..3 with codec, damage the payload, expect rejection. */
+static void corrupt(enum ram_codec_kind kind)
+{
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct ram_codec *c;
+	struct ram_stats st = { 0 };
+	struct err e = { 0 };
+	struct stream w;
+	uint8_t *d;
+	fake_init(&src);
+	fake_init(&dst);
+	for (uint32_t p = 0; p < 4; p++)
+		fill(&src, p, 7, false);
+	c = ram_codec_new(kind, 1, &e);
+	assert_non_null(c);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 0, 4, 1, c, &st), 0);
+	assert_int_equal(st.pages_compressed, 4);
+	d = (uint8_t *)stream_mem_data(&w);
+	/* 1: garbage in the middle of the compressed payload. */
+	size_t clen = stream_mem_len(&w) - MIG_REC_HDR - MIG_MEM_HDR;
+	uint8_t *payload = d + MIG_REC_HDR + MIG_MEM_HDR;
+	uint8_t *saved = malloc(clen);
+	memcpy(saved, payload, clen);
+	memset(payload, 0xff, clen < 24 ? clen : 24);
+	assert_int_equal(apply(&rr, &w, &e), -1);
+	assert_non_null(strstr(e.msg, "corrupt stream"));
+	/* 2: a valid payload claimed for more pages than it holds. */
+	memcpy(payload, saved, clen);
+	le_put_u32(d + MIG_REC_HDR + 8, 5);
+	assert_int_equal(apply(&rr, &w, &e), -1);
+	assert_non_null(strstr(e.msg, "corrupt stream"));
+	/* 3: ... and for fewer. */
+	le_put_u32(d + MIG_REC_HDR + 8, 3);
+	assert_int_equal(apply(&rr, &w, &e), -1);
+	/* 4: the payload cut short (record length and stream agree). */
+	le_put_u32(d + MIG_REC_HDR + 8, 4);
+	le_put_u32(d + 4, (uint32_t)(MIG_MEM_HDR + clen / 2));
+	{
+		struct stream r;
+		struct mig_rec rec;
+		stream_init_mem_reader(&r, d, MIG_REC_HDR + MIG_MEM_HDR + clen / 2);
+		assert_int_equal(mig_get_rec(&r, &rec, &e), 0);
+		assert_int_equal(ram_recv_record(&rr, &r, rec.len, &e), -1);
+	}
+	/* Intact, it still decodes: the failures above were the damage. */
+	le_put_u32(d + 4, (uint32_t)(MIG_MEM_HDR + clen));
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_memory_equal(src.host, dst.host, 4 * 4096);
+	free(saved);
+	stream_destroy(&w);
+	ram_recv_destroy(&rr);
+	ram_codec_free(c);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
+static void test_corrupt_zstd(void **state)
+{
+	(void)state;
+	corrupt(RAM_CODEC_ZSTD);
+}
+
+static void test_corrupt_lz4(void **state)
+{
+	(void)state;
+	corrupt(RAM_CODEC_LZ4);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_header),
+		cmocka_unit_test(test_rec),
+		cmocka_unit_test(test_mem_hdr),
+		cmocka_unit_test(test_section_hdr),
+		cmocka_unit_test(test_ram_raw),
+		cmocka_unit_test(test_ram_zstd),
+		cmocka_unit_test(test_ram_lz4),
+		cmocka_unit_test(test_generations_raw),
+		cmocka_unit_test(test_generations_zstd),
+		cmocka_unit_test(test_out_of_ram),
+		cmocka_unit_test(test_corrupt_zstd),
+		cmocka_unit_test(test_corrupt_lz4),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
