@@ -128,6 +128,33 @@ int mig_get_section_hdr(struct stream *r, uint32_t rec_len, char name[MIG_MAX_NA
 
 const char *mig_rec_name(uint32_t type)
 {
-	static const char *names[] = { "?", "config", "memory", "section", "sync", "state-end", "end", "digest" };
+	static const char *names[] = { "?", "config", "memory", "section", "sync", "state-end", "end",
+				       "digest", "cpuid", "extents", "commit", "abort", "hello" };
 	return type <= MIG_REC_MAX ? names[type] : "?";
+}
+
+int mig_put_reply(struct stream *w, uint32_t type, const char *json, struct err *e)
+{
+	size_t n = strlen(json);
+	mig_put_rec(w, type, (uint32_t)n);
+	stream_put(w, json, n);
+	if (stream_flush(w) < 0)
+		return stream_check(w, e);
+	return 0;
+}
+
+int mig_get_reply(struct stream *r, uint32_t type, char *buf, size_t cap, struct err *e)
+{
+	uint32_t t = stream_get_u32(r), len = stream_get_u32(r);
+	if (stream_check(r, e) < 0)
+		return -1;
+	if (t != type)
+		return err_set(e, "protocol error: expected reply %u, got %u", type, t);
+	if (len >= cap || len > MIG_MAX_REPLY)
+		return err_set(e, "protocol error: reply of %u bytes is too long", len);
+	stream_get(r, buf, len);
+	if (stream_check(r, e) < 0)
+		return -1;
+	buf[len] = 0;
+	return 0;
 }

@@ -25,8 +25,25 @@ enum mig_rec_type {
 	MIG_REC_STATE_END = 5,/* all device state sent: the destination may commit */
 	MIG_REC_EOS = 6,      /* end of stream */
 	MIG_REC_DIGEST = 7,   /* per-page digests of all RAM, for verification */
-	MIG_REC_MAX = 7,
+	MIG_REC_CPUID = 8,    /* the guest's CPUID (vCPU 0), checked by the destination at setup */
+	MIG_REC_EXTENTS = 9,  /* populated RAM ranges, so the destination can fault them in early */
+	MIG_REC_COMMIT = 10,  /* the commit point: the destination now owns the VM */
+	MIG_REC_ABORT = 11,   /* the source gave up: the destination discards everything */
+	MIG_REC_HELLO = 12,   /* first record of an extra memory channel */
+	MIG_REC_MAX = 12,
 };
+
+/*
+ * Replies, destination to source, on the main connection; framed like
+ * records (u32 type, u32 length) with a JSON payload.
+ */
+enum mig_reply_type {
+	MIG_REPLY_SETUP = 101,   /* {"ok":bool,"error":str}: can this host take the VM? */
+	MIG_REPLY_READY = 102,   /* {"ok":bool,"error":str,"load_ms":n}: all state loaded */
+	MIG_REPLY_RESUMED = 103, /* {"ok":bool,"error":str,"resumed_ns":n}: running here */
+};
+#define MIG_MAX_REPLY 4096
+#define MIG_MAX_EXTENTS 65536
 
 enum mig_mem_enc {
 	MIG_ENC_RAW = 0,      /* npages * 4096 bytes follow */
@@ -77,5 +94,10 @@ int mig_get_section_hdr(struct stream *r, uint32_t rec_len, char name[MIG_MAX_NA
 			uint32_t *version, uint32_t *payload_len, struct err *e);
 
 const char *mig_rec_name(uint32_t type);
+
+/* Send a reply: type and a JSON text. */
+int mig_put_reply(struct stream *w, uint32_t type, const char *json, struct err *e);
+/* Receive a reply of the expected type into buf (NUL ended). */
+int mig_get_reply(struct stream *r, uint32_t type, char *buf, size_t cap, struct err *e);
 
 #endif

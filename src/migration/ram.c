@@ -79,7 +79,16 @@ int ram_send_pages(struct stream *w, struct guest_mem *gm, uint64_t first, uint6
 int ram_send_bitmap(struct stream *w, struct guest_mem *gm, const uint64_t *bitmap,
 		    uint16_t gen, struct ram_codec *codec, struct ram_stats *st)
 {
-	uint64_t npages = gmem_npages(gm), p = 0;
+	return ram_send_bitmap_range(w, gm, bitmap, 0, gmem_npages(gm), gen, codec, st);
+}
+
+int ram_send_bitmap_range(struct stream *w, struct guest_mem *gm, const uint64_t *bitmap,
+			  uint64_t first, uint64_t n, uint16_t gen, struct ram_codec *codec,
+			  struct ram_stats *st)
+{
+	uint64_t npages = first + n, p = first;
+	if (npages > gmem_npages(gm))
+		npages = gmem_npages(gm);
 	while (p < npages && stream_ok(w)) {
 		uint64_t word = bitmap[p / 64] >> (p % 64);
 		uint64_t q;
@@ -166,12 +175,21 @@ int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e)
 	rr->gens = calloc(gmem_npages(gm), sizeof(uint16_t));
 	if (!rr->gens)
 		return err_set(e, "out of memory for the page generation table");
+	rr->owns_gens = true;
 	return 0;
+}
+
+void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner)
+{
+	memset(rr, 0, sizeof(*rr));
+	rr->gm = owner->gm;
+	rr->gens = owner->gens;
 }
 
 void ram_recv_destroy(struct ram_recv *rr)
 {
-	free(rr->gens);
+	if (rr->owns_gens)
+		free(rr->gens);
 	free(rr->scratch);
 	ram_codec_free_dctx(rr->dctx);
 	memset(rr, 0, sizeof(*rr));

@@ -30,6 +30,10 @@ struct ram_codec;  /* compression context (ram_codec.c); NULL = raw */
 /* Send pages [first, first+n) (indices into RAM, i.e. memfd offset / 4096). */
 int ram_send_pages(struct stream *w, struct guest_mem *gm, uint64_t first, uint64_t n,
 		   uint16_t gen, struct ram_codec *codec, struct ram_stats *st);
+/* Send the pages set in bitmap among [first, first+n). */
+int ram_send_bitmap_range(struct stream *w, struct guest_mem *gm, const uint64_t *bitmap,
+			  uint64_t first, uint64_t n, uint16_t gen, struct ram_codec *codec,
+			  struct ram_stats *st);
 /* Send every page set in bitmap (one bit per RAM page); clears nothing. */
 int ram_send_bitmap(struct stream *w, struct guest_mem *gm, const uint64_t *bitmap,
 		    uint16_t gen, struct ram_codec *codec, struct ram_stats *st);
@@ -46,9 +50,12 @@ struct ram_recv {
 	void *dctx;            /* decompression contexts, lazily created */
 	uint8_t *scratch;      /* compressed payload buffer */
 	struct ram_stats st;
+	bool owns_gens;
 };
 
 int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e);
+/* A receiver for another channel sharing rr's generation table. */
+void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner);
 void ram_recv_destroy(struct ram_recv *rr);
 /* Consume one MEM record's body (after its record header). */
 int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, struct err *e);

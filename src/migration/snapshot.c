@@ -54,6 +54,13 @@ int snapshot_load_config(struct stream *r, struct vm_config *cfg, struct err *e)
 
 int snapshot_load_state(struct stream *r, struct machine *m, struct ram_recv *rr, struct err *e)
 {
+	return snapshot_load_state_ex(r, m, rr, NULL, NULL, e);
+}
+
+int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv *rr,
+			   int (*before_apply)(void *opaque, struct err *e), void *opaque,
+			   struct err *e)
+{
 	struct vmstate_loaded ld = { 0 };
 	struct mig_rec rec;
 	int rc = -1;
@@ -81,6 +88,8 @@ int snapshot_load_state(struct stream *r, struct machine *m, struct ram_recv *rr
 				err_set(e, "corrupt stream: state-end record with a payload");
 				goto out;
 			}
+			if (before_apply && before_apply(opaque, e) < 0)
+				goto out;
 			rc = vmstate_apply(&m->vm, &ld, e);
 			goto out;
 		default:

@@ -21,5 +21,10 @@ int snapshot_load_config(struct stream *r, struct vm_config *cfg, struct err *e)
  * machine m (built with incoming=true). Pages are written as they arrive;
  * the device state is applied only once complete. */
 int snapshot_load_state(struct stream *r, struct machine *m, struct ram_recv *rr, struct err *e);
+/* Same, with a hook run after STATE_END arrives and before the state is
+ * applied (live migration waits there for its other channels). */
+int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv *rr,
+			   int (*before_apply)(void *opaque, struct err *e), void *opaque,
+			   struct err *e);
 
 #endif

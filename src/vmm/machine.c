@@ -92,10 +92,10 @@ int machine_build(struct machine *m, const struct vm_config *cfg, bool incoming,
 		if (cpuid_build(vm->kvm_fd, &mask, i, cfg->vcpus, &cpuid, e) < 0)
 			return err_prefix(e, "CPUID for vCPU %d", i);
 		/* CPUID first: MSR and LAPIC setup depend on it, and KVM freezes it at the first run. */
-		r = ioctl(vm->vcpus[i]->fd, KVM_SET_CPUID2, cpuid);
+		r = vcpu_set_cpuid(vm->vcpus[i], cpuid, e);
 		free(cpuid);
 		if (r < 0)
-			return err_sys(e, "KVM_SET_CPUID2 on vCPU %d", i);
+			return -1;
 	}
 	return 0;
 }

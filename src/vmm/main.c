@@ -2,7 +2,8 @@
  * ferry-vm: one process per VM. Parses the command line into a vm_config
  * and worker options and hands over to the worker loop. Exit codes:
  * 0 stopped cleanly, 1 failure, 2 usage or configuration error,
- * 3 the guest reset or shut down.
+ * 3 the guest reset or shut down, 4 the VM migrated away, 5 an incoming
+ * migration failed (nothing was kept).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -40,6 +41,8 @@ static void usage(FILE *f)
 "  --control PATH        control socket (JSON lines: status, pause, resume, stop, save, verify)\n"
 "  --restore PATH        start from a state file written by the 'save' command\n"
 "  --paused              build the VM but do not run its vCPUs until 'resume'\n"
+"  --incoming ADDR:PORT  receive a live migration: listen there; the VM's configuration\n"
+"                        comes from the source (--name and --tap, if given, must match / apply here)\n"
 "  -v, --verbose         debug logging\n"
 "\n"
 "Example:\n"
@@ -50,7 +53,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
-	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED };
+	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -69,6 +72,7 @@ int main(int argc, char **argv)
 		{ "control", required_argument, NULL, O_CONTROL },
 		{ "restore", required_argument, NULL, O_RESTORE },
 		{ "paused", no_argument, NULL, O_PAUSED },
+		{ "incoming", required_argument, NULL, O_INCOMING },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -108,6 +112,7 @@ int main(int argc, char **argv)
 		case O_CONTROL: o.control_path = optarg; break;
 		case O_RESTORE: o.restore_path = optarg; break;
 		case O_PAUSED: o.start_paused = true; break;
+		case O_INCOMING: o.incoming = optarg; break;
 		case 'v': lvl = LOG_DEBUG; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -119,7 +124,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_init("ferry-vm", lvl);
-	if (!o.restore_path) {
+	if (!o.restore_path && !o.incoming) {
 		if (!cfg.name[0])
 			snprintf(cfg.name, sizeof(cfg.name), "vm");
 		if (!cfg.kernel[0]) {
@@ -131,8 +136,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (o.incoming && o.restore_path) {
+		fprintf(stderr, "ferry-vm: --incoming and --restore exclude each other\n");
+		return 2;
+	}
 	rc = worker_main(&cfg, &o, &e);
-	if (rc == 1 || (rc != 0 && rc != 3 && e.msg[0]))
+	if (rc == 1 || rc == 5 || (rc != 0 && rc != 3 && rc != 4 && e.msg[0]))
 		fprintf(stderr, "ferry-vm: %s\n", e.msg[0] ? e.msg : "failed");
 	return rc;
 }

@@ -50,10 +50,27 @@ int vcpu_create(struct vm *vm, int index, struct err *e)
 	return 0;
 }
 
+int vcpu_set_cpuid(struct vcpu *vc, const struct kvm_cpuid2 *cpuid, struct err *e)
+{
+	size_t sz = sizeof(*cpuid) + cpuid->nent * sizeof(cpuid->entries[0]);
+	struct kvm_cpuid2 *copy = malloc(sz);
+	if (!copy)
+		return err_set(e, "out of memory");
+	memcpy(copy, cpuid, sz);
+	if (ioctl(vc->fd, KVM_SET_CPUID2, copy) < 0) {
+		free(copy);
+		return err_sys(e, "KVM_SET_CPUID2 on vCPU %d", vc->index);
+	}
+	free(vc->cpuid);
+	vc->cpuid = copy;
+	return 0;
+}
+
 void vcpu_destroy(struct vcpu *vc)
 {
 	if (!vc)
 		return;
+	free(vc->cpuid);
 	if (vc->run && vc->run != MAP_FAILED)
 		munmap(vc->run, (size_t)vc->vm->run_size);
 	if (vc->fd >= 0)

@@ -22,12 +22,17 @@ struct vcpu {
 	pthread_t thread;
 	bool thread_started;
 	bool parked;
+	/* The CPUID we gave this vCPU. Kept here because KVM_GET_CPUID2 does
+	 * not return it on every KVM (PVM answers with the host's table). */
+	struct kvm_cpuid2 *cpuid;
 	uint64_t exits;          /* statistics */
 	uint64_t io_exits;
 };
 
 int vcpu_create(struct vm *vm, int index, struct err *e);
 void vcpu_destroy(struct vcpu *vc);
+/* KVM_SET_CPUID2 and remember the table (copied). */
+int vcpu_set_cpuid(struct vcpu *vc, const struct kvm_cpuid2 *cpuid, struct err *e);
 
 /* Start a thread per vCPU. They start parked if the VM is paused. */
 int vcpus_start(struct vm *vm, struct err *e);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "migration/dirty.h"
 
 int vm_create(struct vm *vm, uint64_t mem_size, struct err *e)
 {
@@ -54,6 +55,9 @@ int vm_create(struct vm *vm, uint64_t mem_size, struct err *e)
 		return err_sys(e, "KVM_CREATE_IRQCHIP");
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return err_sys(e, "KVM_CREATE_PIT2");
+	/* Before any slot has dirty logging: the protect mode is fixed at enable time. */
+	if (dirty_vm_setup(vm, e) < 0)
+		return -1;
 	if (gmem_init(&vm->mem, mem_size, e) < 0)
 		return -1;
 	return vm_set_dirty_logging(vm, false, e);

@@ -59,6 +59,7 @@ struct vm {
 	volatile bool paused;    /* main loop skips device input while paused */
 	volatile int exit_reason;/* set when the guest resets/shuts down */
 	int event_fd;            /* eventfd: wakes the main loop (guest exit, errors) */
+	int dirty_manual_flags;  /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 flags enabled (dirty.c) */
 	char exit_detail[256];
 };
 

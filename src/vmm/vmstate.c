@@ -59,7 +59,7 @@ int vmstate_save(struct vm *vm, struct stream *w, struct err *e)
 	if (!vs)
 		return err_set(e, "out of memory");
 	for (int i = 0; i < vm->nvcpus; i++) {
-		if (vcpu_save(vm->kvm_fd, vm->vcpus[i]->fd, vs, e) < 0) {
+		if (vcpu_save(vm->kvm_fd, vm->vcpus[i]->fd, vm->vcpus[i]->cpuid, vs, e) < 0) {
 			err_prefix(e, "saving vCPU %d", i);
 			goto out;
 		}
@@ -141,6 +141,11 @@ static int check_consumed(struct stream *r, const char *name, struct err *e)
 	return 0;
 }
 
+static int set_cpuid(void *opaque, const struct kvm_cpuid2 *c, struct err *e)
+{
+	return vcpu_set_cpuid(opaque, c, e);
+}
+
 int vmstate_apply(struct vm *vm, struct vmstate_loaded *ld, struct err *e)
 {
 	struct vmstate_section *s;
@@ -171,7 +176,7 @@ int vmstate_apply(struct vm *vm, struct vmstate_loaded *ld, struct err *e)
 		}
 		stream_init_mem_reader(&r, s->data, s->len);
 		if (vcpu_state_get(&r, vs, e) < 0 || check_consumed(&r, name, e) < 0 ||
-		    vcpu_restore(vm->vcpus[i]->fd, vs, e) < 0) {
+		    vcpu_restore(vm->vcpus[i]->fd, vs, set_cpuid, vm->vcpus[i], e) < 0) {
 			free(vs);
 			return err_prefix(e, "restoring vCPU %d", i);
 		}

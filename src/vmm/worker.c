@@ -21,6 +21,8 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "devices/virtio_blk.h"
+#include "migration/incoming.h"
+#include "migration/precopy.h"
 #include "migration/snapshot.h"
 #include "vmm/guestcheck.h"
 #include "vmm/vcpu.h"
@@ -44,6 +46,13 @@ struct worker {
 	struct timespec started;
 	bool quit;
 	int exit_code;
+	bool ready;                 /* machine built (always true unless incoming) */
+	struct mig_source ms;       /* outgoing migration */
+	bool migrating_out;
+	uint64_t migrated_at_ms;    /* when the outgoing move completed */
+	struct mig_incoming in;     /* incoming migration */
+	bool incoming;
+	struct vm_config local;     /* host-local settings for an incoming VM */
 };
 
 static uint64_t now_ms(void)
@@ -150,6 +159,143 @@ static int worker_verify(struct worker *w, struct json_object *resp, struct err 
 	return 0;
 }
 
+static void status_migration(struct worker *w, struct json_object *resp)
+{
+	struct json_object *m = json_object_new_object();
+	if (w->incoming && w->state == WORKER_INCOMING) {
+		pthread_mutex_lock(&w->in.lock);
+		jsonl_add_str(m, "direction", "incoming");
+		jsonl_add_str(m, "stage", incoming_stage_name(w->in.stage));
+		if (w->in.error[0])
+			jsonl_add_str(m, "error", w->in.error);
+		pthread_mutex_unlock(&w->in.lock);
+	} else if (w->migrating_out) {
+		struct mig_status st;
+		mig_source_status(&w->ms, &st);
+		jsonl_add_str(m, "direction", "outgoing");
+		jsonl_add_str(m, "stage", mig_stage_name(st.stage));
+		jsonl_add_str(m, "transport", st.transport);
+		jsonl_add_int(m, "pass", st.pass);
+		jsonl_add_int(m, "total_pages", (int64_t)st.total_pages);
+		jsonl_add_int(m, "sent_pages", (int64_t)st.sent_pages);
+		jsonl_add_int(m, "remaining_pages", (int64_t)st.remaining_pages);
+		jsonl_add_int(m, "remaining_bytes", (int64_t)st.remaining_pages * 4096);
+		json_object_object_add(m, "percent", json_object_new_double(
+			st.total_pages ? 100.0 * (double)(st.sent_pages > st.total_pages ? st.total_pages : st.sent_pages) /
+			(double)st.total_pages : 0.0));
+		json_object_object_add(m, "dirty_rate_mibps", json_object_new_double(st.dirty_rate_mibps));
+		json_object_object_add(m, "throughput_mibps", json_object_new_double(st.throughput_mibps));
+		jsonl_add_int(m, "bytes_on_wire", (int64_t)st.bytes_on_wire);
+		jsonl_add_int(m, "pages_raw", (int64_t)st.ram.pages_raw);
+		jsonl_add_int(m, "pages_zero", (int64_t)st.ram.pages_zero);
+		jsonl_add_int(m, "pages_compressed", (int64_t)st.ram.pages_compressed);
+		jsonl_add_int(m, "elapsed_ms", (int64_t)st.elapsed_ms);
+		jsonl_add_int(m, "setup_ms", (int64_t)st.setup_ms);
+		jsonl_add_int(m, "downtime_ms", (int64_t)st.downtime_ms);
+		jsonl_add_int(m, "eta_ms", (int64_t)st.eta_ms);
+		jsonl_add_int(m, "throttle_pct", st.throttle_pct);
+		jsonl_add_bool(m, "committed", st.committed);
+		if (st.error[0])
+			jsonl_add_str(m, "error", st.error);
+	} else {
+		jsonl_add_str(m, "stage", "none");
+	}
+	json_object_object_add(resp, "migration", m);
+}
+
+static void worker_on_mig_pause(void *opaque, bool paused)
+{
+	struct worker *w = opaque;
+	w->state = paused ? WORKER_PAUSED : WORKER_RUNNING;
+}
+
+static int worker_migrate(struct worker *w, struct json_object *req, struct err *e)
+{
+	struct mig_opts o;
+	const char *uri = NULL, *transport = NULL;
+	int64_t v;
+	char port[16];
+
+	if (w->state != WORKER_RUNNING)
+		return err_set(e, "only a running VM can be live-migrated (this one is %s)", state_name(w->state));
+	if (w->migrating_out && !mig_source_done(&w->ms))
+		return err_set(e, "a migration of this VM is already in progress");
+	mig_opts_default(&o);
+	if (jsonl_get_str(req, "uri", true, &uri, e) < 0)
+		return -1;
+	if (sock_split_hostport(uri, "7451", o.host, sizeof(o.host), port, sizeof(port), e) < 0)
+		return -1;
+	snprintf(o.port, sizeof(o.port), "%s", port);
+	if (jsonl_get_str(req, "transport", false, &transport, e) < 0)
+		return -1;
+	if (transport) {
+		if (mig_transport_parse(transport, &o.transport, e) < 0)
+			return -1;
+		o.compress = o.transport == MIG_TRANSPORT_COMPRESSION;
+	}
+	if (jsonl_get_bool(req, "compress", false, &o.compress, e) < 0)
+		return -1;
+	v = o.downtime_ms;
+	if (jsonl_get_int(req, "downtime_ms", false, 1, 600000, &v, e) < 0)
+		return -1;
+	o.downtime_ms = (uint32_t)v;
+	v = 0;
+	if (jsonl_get_int(req, "bandwidth_mibps", false, 0, 1 << 30, &v, e) < 0)
+		return -1;
+	o.bandwidth_bps = (uint64_t)v << 20;
+	v = o.channels;
+	if (jsonl_get_int(req, "channels", false, 1, 8, &v, e) < 0)
+		return -1;
+	o.channels = (int)v;
+	v = o.max_passes;
+	if (jsonl_get_int(req, "max_passes", false, 2, 1000, &v, e) < 0)
+		return -1;
+	o.max_passes = (int)v;
+	v = 0;
+	if (jsonl_get_int(req, "max_duration_s", false, 0, 86400, &v, e) < 0)
+		return -1;
+	o.max_duration_s = (uint32_t)v;
+	if (jsonl_get_bool(req, "cancel_on_timeout", false, &o.cancel_on_timeout, e) < 0)
+		return -1;
+	w->ms.on_pause = worker_on_mig_pause;
+	w->ms.opaque = w;
+	if (mig_source_start(&w->ms, &w->m, &o, e) < 0)
+		return -1;
+	w->migrating_out = true;
+	w->migrated_at_ms = 0;
+	return 0;
+}
+
+static int worker_resolve(struct worker *w, struct json_object *req, struct err *e)
+{
+	struct mig_status st;
+	const char *action = NULL;
+	if (!w->migrating_out)
+		return err_set(e, "no migration to resolve");
+	mig_source_status(&w->ms, &st);
+	if (st.stage != MIG_STAGE_UNKNOWN)
+		return err_set(e, "the migration is %s, nothing to resolve", mig_stage_name(st.stage));
+	if (jsonl_get_str(req, "action", true, &action, e) < 0)
+		return -1;
+	if (strcmp(action, "stop") == 0) {
+		/* The destination runs the VM: this copy goes away for good. */
+		w->quit = true;
+		w->exit_code = 4;
+		return 0;
+	}
+	if (strcmp(action, "resume") != 0)
+		return err_set(e, "action must be 'resume' or 'stop'");
+	/* Only the disk lock can prove no other copy writes the disk now. */
+	if (w->m.blk && !virtio_blk_locked(w->m.blk) && virtio_blk_take_lock(w->m.blk, e) < 0)
+		return err_prefix(e, "cannot resume: another copy holds the disk");
+	vcpus_resume(&w->m.vm);
+	w->state = WORKER_RUNNING;
+	pthread_mutex_lock(&w->ms.lock);
+	w->ms.st.stage = MIG_STAGE_FAILED;
+	pthread_mutex_unlock(&w->ms.lock);
+	return 0;
+}
+
 /* One control request -> one response line. */
 static void worker_control(struct worker *w, struct client *c, const char *line, size_t len)
 {
@@ -164,23 +310,43 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 	} else if (strcmp(cmd, "status") == 0) {
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		jsonl_add_str(resp, "name", w->m.cfg.name);
+		jsonl_add_str(resp, "name", w->ready ? w->m.cfg.name : w->local.name);
+		status_migration(w, resp);
 		jsonl_add_str(resp, "state", state_name(w->state));
-		jsonl_add_int(resp, "vcpus", w->m.cfg.vcpus);
-		jsonl_add_int(resp, "memory_mib", (int64_t)(w->m.cfg.mem_size >> 20));
+		jsonl_add_int(resp, "vcpus", w->ready ? w->m.cfg.vcpus : 0);
+		jsonl_add_int(resp, "memory_mib", w->ready ? (int64_t)(w->m.cfg.mem_size >> 20) : 0);
 		jsonl_add_int(resp, "pid", getpid());
 		jsonl_add_int(resp, "uptime_ms", (now.tv_sec - w->started.tv_sec) * 1000 +
 			      (now.tv_nsec - w->started.tv_nsec) / 1000000);
+	} else if (strcmp(cmd, "migrate") == 0) {
+		rc = worker_migrate(w, req, &e);
+	} else if (strcmp(cmd, "migrate-status") == 0) {
+		status_migration(w, resp);
+	} else if (strcmp(cmd, "migrate-cancel") == 0) {
+		rc = w->migrating_out ? mig_source_cancel(&w->ms, &e) :
+		     err_set(&e, "no outgoing migration to cancel");
+	} else if (strcmp(cmd, "migrate-resolve") == 0) {
+		rc = worker_resolve(w, req, &e);
+	} else if ((strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 || strcmp(cmd, "save") == 0 ||
+		    strcmp(cmd, "verify") == 0) &&
+		   (w->state == WORKER_INCOMING || (w->migrating_out && !mig_source_done(&w->ms)))) {
+		rc = err_set(&e, "not while a migration is in progress");
 	} else if (strcmp(cmd, "pause") == 0) {
 		worker_pause(w);
 	} else if (strcmp(cmd, "resume") == 0) {
-		if (w->state != WORKER_PAUSED)
+		if (w->migrating_out && w->ms.st.stage == MIG_STAGE_UNKNOWN)
+			rc = err_set(&e, "the migration's outcome is unknown: use migrate-resolve");
+		else if (w->state != WORKER_PAUSED)
 			rc = err_set(&e, "the VM is %s, not paused", state_name(w->state));
 		else
 			worker_resume(w);
 	} else if (strcmp(cmd, "stop") == 0) {
-		w->quit = true;
-		w->exit_code = 0;
+		if (w->migrating_out && !mig_source_done(&w->ms)) {
+			rc = err_set(&e, "a migration is in progress: cancel it first (migrate-cancel)");
+		} else {
+			w->quit = true;
+			w->exit_code = w->migrated_at_ms ? 4 : 0;
+		}
 	} else if (strcmp(cmd, "save") == 0) {
 		if (jsonl_get_str(req, "path", true, &path, &e) < 0)
 			rc = -1;
@@ -189,7 +355,8 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 	} else if (strcmp(cmd, "verify") == 0) {
 		rc = worker_verify(w, resp, &e);
 	} else {
-		rc = err_set(&e, "unknown command '%s' (status, pause, resume, stop, save, verify)", cmd);
+		rc = err_set(&e, "unknown command '%s' (status, pause, resume, stop, save, verify, "
+			     "migrate, migrate-status, migrate-cancel, migrate-resolve)", cmd);
 	}
 	jsonl_add_bool(resp, "ok", rc == 0);
 	if (rc < 0)
@@ -308,6 +475,24 @@ static int worker_build(struct worker *w, const struct vm_config *cfg, struct er
 	return machine_boot(&w->m, e);
 }
 
+static int incoming_build(void *opaque, struct vm_config *cfg, struct err *e)
+{
+	struct worker *w = opaque;
+	/* Host-local placement beats what the source used. */
+	if (w->local.name[0] && strcmp(w->local.name, cfg->name) != 0)
+		return err_set(e, "this destination was prepared for VM '%s', the stream carries '%s'",
+			       w->local.name, cfg->name);
+	if (w->local.tap[0])
+		snprintf(cfg->tap, sizeof(cfg->tap), "%s", w->local.tap);
+	return machine_build(&w->m, cfg, true, worker_serial_sink, w, e);
+}
+
+static int incoming_start_vcpus(void *opaque, struct err *e)
+{
+	struct worker *w = opaque;
+	return vcpus_start(&w->m.vm, e);
+}
+
 int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct err *e)
 {
 	static struct worker wk;
@@ -337,29 +522,69 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 		if (w->serial_fd < 0)
 			return err_sys(e, "serial log %s", o->serial_path);
 	}
-	if (worker_build(w, cfg, e) < 0)
-		goto out;
+	w->local = *cfg;
+	if (o->incoming) {
+		struct incoming_hooks h = { incoming_build, incoming_start_vcpus, w };
+		w->incoming = true;
+		w->state = WORKER_INCOMING;
+		if (incoming_start(&w->in, o->incoming, &w->m, &h, e) < 0)
+			goto out;
+		log_info("waiting for an incoming migration on %s", o->incoming);
+	} else {
+		if (worker_build(w, cfg, e) < 0)
+			goto out;
+		w->ready = true;
+	}
 	if (o->control_path && (w->ctl_fd = sock_unix_listen(o->control_path, e)) < 0)
 		goto out;
 	if (o->console_path && (w->con_fd = sock_unix_listen(o->console_path, e)) < 0)
 		goto out;
-	w->state = WORKER_RUNNING;
-	if (o->start_paused) {
-		w->m.vm.pause_req = 1;
-		w->m.vm.paused = true;
-		w->state = WORKER_PAUSED;
+	if (!o->incoming) {
+		w->state = WORKER_RUNNING;
+		if (o->start_paused) {
+			w->m.vm.pause_req = 1;
+			w->m.vm.paused = true;
+			w->state = WORKER_PAUSED;
+		}
+		if (vcpus_start(&w->m.vm, e) < 0)
+			goto out;
+		log_info("VM %s %s: %d vCPUs, %llu MiB", w->m.cfg.name, state_name(w->state), w->m.cfg.vcpus,
+			 (unsigned long long)(w->m.cfg.mem_size >> 20));
 	}
-	if (vcpus_start(&w->m.vm, e) < 0)
-		goto out;
-	log_info("VM %s %s: %d vCPUs, %llu MiB", w->m.cfg.name, state_name(w->state), w->m.cfg.vcpus,
-		 (unsigned long long)(w->m.cfg.mem_size >> 20));
 
 	while (!w->quit) {
+		if (w->migrating_out && w->ms.thread_started) {
+			struct mig_status st;
+			mig_source_status(&w->ms, &st);
+			if (st.stage == MIG_STAGE_COMPLETED) {
+				struct timespec ts;
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				uint64_t t = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+				if (!w->migrated_at_ms) {
+					w->migrated_at_ms = t;
+					w->state = WORKER_STOPPED;
+					log_info("VM %s now runs on the destination; this worker exits soon",
+						 w->m.cfg.name);
+				} else if (t - w->migrated_at_ms > 30000) {
+					/* Results stay readable for 30 s, then the husk goes. */
+					w->quit = true;
+					w->exit_code = 4;
+					break;
+				}
+			}
+		}
 		struct pollfd pfd[4 + WORKER_MAX_CLIENTS + VM_MAX_DEVICES];
 		int map[4 + WORKER_MAX_CLIENTS + VM_MAX_DEVICES];
 		int n = 0;
 		pfd[n] = (struct pollfd){ w->sig_fd, POLLIN, 0 }; map[n++] = -1;
-		pfd[n] = (struct pollfd){ w->m.vm.event_fd, POLLIN, 0 }; map[n++] = -2;
+		if (w->ready) {
+			pfd[n] = (struct pollfd){ w->m.vm.event_fd, POLLIN, 0 };
+			map[n++] = -2;
+		}
+		if (w->incoming && w->in.notify_fd >= 0) {
+			pfd[n] = (struct pollfd){ w->in.notify_fd, POLLIN, 0 };
+			map[n++] = -5;
+		}
 		if (w->ctl_fd >= 0) { pfd[n] = (struct pollfd){ w->ctl_fd, POLLIN, 0 }; map[n++] = -3; }
 		if (w->con_fd >= 0) { pfd[n] = (struct pollfd){ w->con_fd, POLLIN, 0 }; map[n++] = -4; }
 		for (int i = 0; i < WORKER_MAX_CLIENTS; i++)
@@ -368,13 +593,13 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 				map[n++] = i;
 			}
 		/* Device input only while running: a paused VM's memory must not change. */
-		if (w->state == WORKER_RUNNING)
+		if (w->ready && w->state == WORKER_RUNNING && !w->m.vm.paused)
 			for (int i = 0; i < w->m.vm.ndevices; i++)
 				if (w->m.vm.devices[i].poll_fd >= 0 && w->m.vm.devices[i].on_readable) {
 					pfd[n] = (struct pollfd){ w->m.vm.devices[i].poll_fd, POLLIN, 0 };
 					map[n++] = 1000 + i;
 				}
-		if (poll(pfd, (nfds_t)n, 1000) < 0) {
+		if (poll(pfd, (nfds_t)n, w->migrating_out ? 200 : 1000) < 0) {
 			if (errno == EINTR)
 				continue;
 			err_sys(e, "poll");
@@ -401,6 +626,20 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 					if (w->m.vm.exit_reason == VM_EXIT_ERROR)
 						err_set(e, "%s", w->m.vm.exit_detail);
 				}
+			} else if (map[i] == -5) {
+				uint64_t v = 0;
+				if (read(w->in.notify_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					log_warn("incoming notify: %s", strerror(errno));
+				/* eventfd adds values up: decode the highest event seen */
+				if (v >= IN_EV_FAILED || w->in.stage == IN_FAILED) {
+					w->quit = true;
+					w->exit_code = 5;
+					err_set(e, "incoming migration failed: %s", w->in.error);
+				} else {
+					w->ready = true;
+					if (w->in.stage == IN_RUNNING || v >= IN_EV_RUNNING)
+						w->state = WORKER_RUNNING;
+				}
 			} else if (map[i] == -3) {
 				worker_accept(w, w->ctl_fd, CLIENT_CONTROL);
 			} else if (map[i] == -4) {
@@ -417,6 +656,16 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 	}
 	rc = w->exit_code;
 out:
+	if (w->incoming)
+		incoming_join(&w->in);
+	if (w->migrating_out) {
+		/* Never leave the migration thread running while the VM is torn down. */
+		if (!mig_source_done(&w->ms)) {
+			struct err ce;
+			mig_source_cancel(&w->ms, &ce);
+		}
+		mig_source_join(&w->ms);
+	}
 	if (w->m.built) {
 		vcpus_stop(&w->m.vm);
 		/* Nothing lost: flush the disk before the worker goes. */

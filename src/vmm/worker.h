@@ -22,14 +22,15 @@ struct worker_opts {
 	const char *console_path;
 	const char *serial_path;
 	const char *restore_path;   /* start from a state file */
-	const char *incoming;       /* listen ADDR:PORT for a migration stream */
+	const char *incoming;       /* listen ADDR:PORT for a live migration */
 	bool start_paused;
 };
 
 struct worker;
 
 /* Build (or restore) the machine and run until stopped. Returns the process
- * exit code: 0 stopped, 3 guest reset/shutdown, 1 failure (message in e). */
+ * exit code: 0 stopped, 3 guest reset/shutdown, 4 migrated away, 5 incoming
+ * migration failed (nothing kept), 1 failure (message in e). */
 int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct err *e);
 
 #endif

@@ -96,11 +96,11 @@ static int msrs_xfer(int vcpu_fd, bool set, struct cpu_msr *m, uint32_t n, struc
 
 /* ---------- vCPU ---------- */
 
-int vcpu_save(int kvm_fd, int vcpu_fd, struct vcpu_state *st, struct err *e)
+int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
+	      struct err *e)
 {
 	uint32_t *idx, n;
 	int xsave_size;
-	struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 ent[CPUSTATE_MAX_CPUID]; } cpuid;
 
 	memset(st, 0, sizeof(*st));
 	/* Order (Firecracker's): MP_STATE first, since reading it makes KVM
@@ -133,12 +133,10 @@ int vcpu_save(int kvm_fd, int vcpu_fd, struct vcpu_state *st, struct err *e)
 		int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
 		st->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
 	}
-	memset(&cpuid, 0, sizeof(cpuid));
-	cpuid.h.nent = CPUSTATE_MAX_CPUID;
-	if (ioctl(vcpu_fd, KVM_GET_CPUID2, &cpuid) < 0)
-		return err_sys(e, "KVM_GET_CPUID2");
-	st->ncpuid = cpuid.h.nent;
-	memcpy(st->cpuid, cpuid.ent, st->ncpuid * sizeof(cpuid.ent[0]));
+	if (!cpuid || cpuid->nent > CPUSTATE_MAX_CPUID)
+		return err_set(e, "vCPU has no recorded CPUID");
+	st->ncpuid = cpuid->nent;
+	memcpy(st->cpuid, cpuid->entries, st->ncpuid * sizeof(cpuid->entries[0]));
 	if (cpustate_msr_list(kvm_fd, vcpu_fd, &idx, &n, e) < 0)
 		return -1;
 	st->nmsrs = n;
@@ -152,7 +150,9 @@ int vcpu_save(int kvm_fd, int vcpu_fd, struct vcpu_state *st, struct err *e)
 	return 0;
 }
 
-int vcpu_restore(int vcpu_fd, const struct vcpu_state *st, struct err *e)
+int vcpu_restore(int vcpu_fd, const struct vcpu_state *st,
+		 int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
+		 void *opaque, struct err *e)
 {
 	struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 ent[CPUSTATE_MAX_CPUID]; } cpuid;
 	struct cpu_msr msrs[CPUSTATE_MAX_MSRS];
@@ -165,8 +165,8 @@ int vcpu_restore(int vcpu_fd, const struct vcpu_state *st, struct err *e)
 	memset(&cpuid, 0, sizeof(cpuid));
 	cpuid.h.nent = st->ncpuid;
 	memcpy(cpuid.ent, st->cpuid, st->ncpuid * sizeof(cpuid.ent[0]));
-	if (ioctl(vcpu_fd, KVM_SET_CPUID2, &cpuid) < 0)
-		return err_sys(e, "KVM_SET_CPUID2");
+	if (set_cpuid(opaque, &cpuid.h, e) < 0)
+		return -1;
 	/* 2. MP state. */
 	if (ioctl(vcpu_fd, KVM_SET_MP_STATE, &st->mp) < 0)
 		return err_sys(e, "KVM_SET_MP_STATE");

@@ -48,8 +48,13 @@ struct kvm_vm_state {
  * KVM_GET_MSRS accepts on a real vCPU. Computed once per process. */
 int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, struct err *e);
 
-int vcpu_save(int kvm_fd, int vcpu_fd, struct vcpu_state *st, struct err *e);
-int vcpu_restore(int vcpu_fd, const struct vcpu_state *st, struct err *e);
+/* cpuid: the table this vCPU was given (saved as is: see vcpu.h). */
+int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
+	      struct err *e);
+/* Restores everything; CPUID is set through set_cpuid so the caller keeps a copy. */
+int vcpu_restore(int vcpu_fd, const struct vcpu_state *st,
+		 int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
+		 void *opaque, struct err *e);
 void vcpu_state_put(struct stream *w, const struct vcpu_state *st);
 int vcpu_state_get(struct stream *r, struct vcpu_state *st, struct err *e);
 

@@ -1,0 +1,128 @@
+/* Memory channels (see channel.h). */
+#include "migration/channel.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "migration/format.h"
+
+uint64_t channel_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Bandwidth limit: sleep until the bytes sent fit the budget. */
+static void channel_pace(struct mig_channel *c)
+{
+	uint64_t sent, due_ns, now;
+	if (!c->bw_bps)
+		return;
+	if (!c->t_start_ns) {
+		c->t_start_ns = channel_now_ns();
+		c->bytes_start = c->w.bytes;
+		return;
+	}
+	sent = c->w.bytes - c->bytes_start;
+	due_ns = (uint64_t)((double)sent * 1e9 / (double)c->bw_bps);
+	now = channel_now_ns() - c->t_start_ns;
+	if (due_ns > now) {
+		uint64_t d = due_ns - now;
+		struct timespec ts = { (time_t)(d / 1000000000ULL), (long)(d % 1000000000ULL) };
+		nanosleep(&ts, NULL);
+	}
+}
+
+int channel_exec(struct mig_channel *c, const struct chan_job *j)
+{
+	int rc = 0;
+	switch (j->kind) {
+	case CHAN_JOB_RANGE:
+		rc = ram_send_pages(&c->w, c->gm, j->first, j->n, j->gen, c->codec, &c->st);
+		break;
+	case CHAN_JOB_BITMAP:
+		rc = ram_send_bitmap_range(&c->w, c->gm, c->bitmap, j->first, j->n, j->gen, c->codec, &c->st);
+		break;
+	case CHAN_JOB_END:
+		mig_put_rec(&c->w, MIG_REC_EOS, 0);
+		rc = stream_flush(&c->w);
+		break;
+	}
+	channel_pace(c);
+	return rc;
+}
+
+static void *channel_thread(void *arg)
+{
+	struct mig_channel *c = arg;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct chan_job j;
+		while (c->head == c->tail)
+			pthread_cond_wait(&c->cond, &c->lock);
+		j = c->q[c->head % CHANNEL_QUEUE];
+		c->busy = true;
+		pthread_mutex_unlock(&c->lock);
+		if (stream_ok(&c->w))
+			channel_exec(c, &j); /* errors are sticky in c->w */
+		pthread_mutex_lock(&c->lock);
+		c->head++;
+		c->busy = false;
+		pthread_cond_broadcast(&c->cond);
+		if (j.kind == CHAN_JOB_END)
+			break;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+int channel_start_thread(struct mig_channel *c)
+{
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	c->head = c->tail = 0;
+	if (pthread_create(&c->thread, NULL, channel_thread, c) != 0)
+		return -1;
+	c->threaded = true;
+	return 0;
+}
+
+int channel_submit(struct mig_channel *c, const struct chan_job *j)
+{
+	if (!c->threaded)
+		return channel_exec(c, j);
+	pthread_mutex_lock(&c->lock);
+	while (c->tail - c->head >= CHANNEL_QUEUE)
+		pthread_cond_wait(&c->cond, &c->lock);
+	c->q[c->tail % CHANNEL_QUEUE] = *j;
+	c->tail++;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	return stream_ok(&c->w) ? 0 : -1;
+}
+
+int channel_drain(struct mig_channel *c)
+{
+	if (c->threaded) {
+		pthread_mutex_lock(&c->lock);
+		while (c->head != c->tail)
+			pthread_cond_wait(&c->cond, &c->lock);
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (stream_ok(&c->w))
+		stream_flush(&c->w);
+	return stream_ok(&c->w) ? 0 : -1;
+}
+
+void channel_stop(struct mig_channel *c)
+{
+	if (c->threaded) {
+		struct chan_job end = { .kind = CHAN_JOB_END };
+		/* A failed stream still consumes jobs, so the END job always lets the thread exit. */
+		channel_submit(c, &end);
+		pthread_join(c->thread, NULL);
+		c->threaded = false;
+	}
+}

@@ -1,0 +1,61 @@
+/*
+ * Memory channels of one migration. Channel 0 is the main connection
+ * (configuration, state, replies); with the multichannel transport, extra
+ * TCP connections carry only memory. A 1 MiB chunk always travels on the
+ * same channel (chunk index modulo channels), so successive copies of a page
+ * arrive in order; the receiver's page generations are a second guard.
+ * Extra channels have a sender thread each with a small job queue, so
+ * compression and socket writes run in parallel.
+ */
+#ifndef FERRY_CHANNEL_H
+#define FERRY_CHANNEL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/stream.h"
+#include "migration/ram.h"
+#include "migration/ram_codec.h"
+
+#define CHANNEL_MAX 8
+#define CHANNEL_QUEUE 64
+
+enum chan_job_kind { CHAN_JOB_BITMAP, CHAN_JOB_RANGE, CHAN_JOB_END };
+
+struct chan_job {
+	enum chan_job_kind kind;
+	uint64_t first, n;
+	uint16_t gen;
+};
+
+struct mig_channel {
+	int fd;
+	struct stream w;
+	struct ram_codec *codec;
+	struct ram_stats st;
+	/* sender thread (extra channels only) */
+	pthread_t thread;
+	bool threaded;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct chan_job q[CHANNEL_QUEUE];
+	unsigned head, tail;       /* q[head % N] is next; tail is where to add */
+	bool busy;
+	struct guest_mem *gm;
+	const uint64_t *bitmap;    /* the current pass's dirty bitmap */
+	uint64_t bw_bps;           /* per-channel share of the bandwidth limit */
+	uint64_t t_start_ns;
+	uint64_t bytes_start;
+};
+
+/* Run a job on this channel (inline for channel 0, queued for threaded ones). */
+int channel_submit(struct mig_channel *c, const struct chan_job *j);
+/* Wait until every queued job of this channel has been written. */
+int channel_drain(struct mig_channel *c);
+int channel_start_thread(struct mig_channel *c);
+void channel_stop(struct mig_channel *c);
+int channel_exec(struct mig_channel *c, const struct chan_job *j);
+uint64_t channel_now_ns(void);
+
+#endif

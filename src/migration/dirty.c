@@ -1,0 +1,125 @@
+/*
+ * Dirty tracking (see dirty.h). With MANUAL_DIRTY_LOG_PROTECT2 and
+ * INITIALLY_SET, switching logging on costs nothing (no mass
+ * write-protection): pages are protected chunk by chunk by
+ * KVM_CLEAR_DIRTY_LOG right before they are sent, which also avoids
+ * re-sending pages dirtied between reading the log and sending them.
+ */
+#include "migration/dirty.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+static int dirty_manual_flags(struct vm *vm)
+{
+	int caps = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+	if (caps <= 0)
+		return 0;
+	return caps & (KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET);
+}
+
+int dirty_vm_setup(struct vm *vm, struct err *e)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 };
+	int flags = dirty_manual_flags(vm);
+	if (!flags)
+		return 0;
+	cap.args[0] = (uint64_t)flags;
+	if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0)
+		return err_sys(e, "enabling KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2");
+	vm->dirty_manual_flags = flags;
+	return 0;
+}
+
+int dirty_start(struct dirty *d, struct vm *vm, struct err *e)
+{
+	size_t words;
+	memset(d, 0, sizeof(*d));
+	d->vm = vm;
+	d->npages = gmem_npages(&vm->mem);
+	d->manual = vm->dirty_manual_flags & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
+	d->initially_set = vm->dirty_manual_flags & KVM_DIRTY_LOG_INITIALLY_SET;
+	words = (size_t)((d->npages + 63) / 64);
+	d->bitmap = calloc(words, 8);
+	d->slotbuf = calloc(words, 8);
+	if (!d->bitmap || !d->slotbuf) {
+		dirty_stop(d);
+		return err_set(e, "out of memory for dirty bitmaps");
+	}
+	/* Forget VMM writes from before: pass 1 sends everything anyway. */
+	memset(vm->mem.vmm_dirty, 0, words * 8);
+	if (vm_set_dirty_logging(vm, true, e) < 0) {
+		dirty_stop(d);
+		return -1;
+	}
+	return 0;
+}
+
+int dirty_sync(struct dirty *d, struct err *e)
+{
+	struct guest_mem *gm = &d->vm->mem;
+	size_t words = (size_t)((d->npages + 63) / 64);
+	for (int i = 0; i < gm->nregions; i++) {
+		const struct gmem_region *r = &gm->regions[i];
+		struct kvm_dirty_log log = { .slot = r->slot, .dirty_bitmap = d->slotbuf };
+		uint64_t first = r->offset >> 12, n = r->size >> 12;
+		if (ioctl(d->vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+			return err_sys(e, "KVM_GET_DIRTY_LOG slot %u", r->slot);
+		/* Regions start on 64-page boundaries (the 3 GiB split is aligned). */
+		memcpy(d->bitmap + first / 64, d->slotbuf, (size_t)((n + 63) / 64) * 8);
+	}
+	for (size_t w = 0; w < words; w++)
+		d->bitmap[w] |= __atomic_exchange_n(&gm->vmm_dirty[w], 0, __ATOMIC_RELAXED);
+	if (d->npages % 64)
+		d->bitmap[words - 1] &= (1ULL << (d->npages % 64)) - 1;
+	return 0;
+}
+
+int dirty_clear(struct dirty *d, uint64_t first, uint64_t n, const uint64_t *mask, struct err *e)
+{
+	struct guest_mem *gm = &d->vm->mem;
+	if (!d->manual)
+		return 0; /* legacy GET_DIRTY_LOG already re-protected at sync time */
+	for (int i = 0; i < gm->nregions; i++) {
+		const struct gmem_region *r = &gm->regions[i];
+		uint64_t rs = r->offset >> 12, re = rs + (r->size >> 12);
+		uint64_t s = first < rs ? rs : first, t = first + n > re ? re : first + n;
+		struct kvm_clear_dirty_log c = { .slot = r->slot };
+		if (s >= t)
+			continue;
+		/* KVM wants first_page 64-aligned and num_pages a multiple of 64
+		 * (or reaching the slot's end). */
+		s = rs + (((s - rs) / 64) * 64);
+		t = rs + (((t - rs) + 63) / 64) * 64;
+		if (t > re)
+			t = re;
+		c.first_page = s - rs;
+		c.num_pages = (uint32_t)(t - s);
+		c.dirty_bitmap = (void *)(mask + s / 64);
+		if (ioctl(d->vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0)
+			return err_sys(e, "KVM_CLEAR_DIRTY_LOG slot %u pages %llu+%u", r->slot,
+				       (unsigned long long)c.first_page, c.num_pages);
+	}
+	return 0;
+}
+
+void dirty_stop(struct dirty *d)
+{
+	struct err e;
+	if (d->vm)
+		(void)vm_set_dirty_logging(d->vm, false, &e);
+	free(d->bitmap);
+	free(d->slotbuf);
+	d->bitmap = d->slotbuf = NULL;
+}
+
+uint64_t dirty_count(const struct dirty *d)
+{
+	uint64_t n = 0;
+	for (uint64_t w = 0; w < (d->npages + 63) / 64; w++)
+		n += (uint64_t)__builtin_popcountll(d->bitmap[w]);
+	return n;
+}

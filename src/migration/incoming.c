@@ -1,0 +1,434 @@
+/*
+ * Destination side of a live migration (see incoming.h and
+ * docs/migration.md). The thread's steps mirror the source's stages:
+ * setup checks and the SETUP reply; memory and state from every channel;
+ * READY once the state is loaded into KVM; then, only on COMMIT, take the
+ * disk lock, run the vCPUs, send RESUMED and announce each NIC (RARP).
+ */
+#include "migration/incoming.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/sock.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_net.h"
+#include "migration/channel.h"
+#include "migration/format.h"
+#include "migration/snapshot.h"
+#include "vmm/x86/cpuid.h"
+
+const char *incoming_stage_name(enum incoming_stage s)
+{
+	static const char *n[] = { "listening", "setup", "receiving", "loaded", "running", "failed" };
+	return s <= IN_FAILED ? n[s] : "?";
+}
+
+static void set_stage(struct mig_incoming *in, enum incoming_stage s)
+{
+	pthread_mutex_lock(&in->lock);
+	in->stage = s;
+	pthread_mutex_unlock(&in->lock);
+	log_info("incoming migration: %s", incoming_stage_name(s));
+}
+
+static void notify(struct mig_incoming *in, uint64_t ev)
+{
+	if (write(in->notify_fd, &ev, sizeof(ev)) < 0)
+		log_warn("notifying the worker: %s", strerror(errno));
+}
+
+static int accept_one(struct mig_incoming *in, uint32_t timeout_ms, struct err *e)
+{
+	uint32_t waited = 0;
+	for (;;) {
+		struct pollfd p = { in->listen_fd, POLLIN, 0 };
+		int r = poll(&p, 1, 500);
+		if (r < 0 && errno != EINTR)
+			return err_sys(e, "poll");
+		if (r > 0) {
+			int fd = accept4(in->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0) {
+				unsigned int uto = in->peer_timeout_ms;
+				int one = 1;
+				if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
+				    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)) < 0)
+					log_warn("socket options: %s", strerror(errno));
+				return fd;
+			}
+			if (errno != EAGAIN && errno != EINTR)
+				return err_sys(e, "accept");
+		}
+		waited += 500;
+		if (in->cancel)
+			return err_set(e, "cancelled");
+		if (timeout_ms && waited >= timeout_ms)
+			return err_set(e, "no migration connection arrived within %u s", timeout_ms / 1000);
+	}
+}
+
+static uint64_t mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	unsigned long long kb = 0;
+	if (!f)
+		return UINT64_MAX;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb ? (uint64_t)kb << 10 : UINT64_MAX;
+}
+
+/* Can this host run the VM? Each refusal names the reason. */
+static int check_host(struct stream *r, const struct vm_config *cfg, struct err *e)
+{
+	struct mig_rec rec;
+	struct kvm_cpuid2 *cpuid = NULL;
+	char why[400];
+	int kvm, rc;
+
+	if (mig_get_rec(r, &rec, e) < 0)
+		return -1;
+	if (rec.type != MIG_REC_CPUID)
+		return err_set(e, "protocol error: expected the CPUID record, got %s", mig_rec_name(rec.type));
+	if (cpuid_decode(r, &cpuid, e) < 0)
+		return err_prefix(e, "CPUID record");
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0) {
+		free(cpuid);
+		return err_sys(e, "this host has no usable /dev/kvm");
+	}
+	rc = cpuid_check_host(kvm, cpuid, why, sizeof(why));
+	close(kvm);
+	free(cpuid);
+	if (rc < 0)
+		return err_set(e, "incompatible CPU: %s", why);
+	if (mem_available() < cfg->mem_size + (64ULL << 20))
+		return err_set(e, "not enough memory: the VM needs %llu MiB, this host has %llu MiB available",
+			       (unsigned long long)(cfg->mem_size >> 20),
+			       (unsigned long long)(mem_available() >> 20));
+	if (cfg->disk[0] && access(cfg->disk, R_OK | (cfg->disk_readonly ? 0 : W_OK)) < 0)
+		return err_sys(e, "disk %s is not reachable from this host", cfg->disk);
+	if (cfg->tap[0] && access("/dev/net/tun", R_OK | W_OK) < 0)
+		return err_sys(e, "the VM's NIC needs /dev/net/tun");
+	return 0;
+}
+
+struct in_chan {
+	struct mig_incoming *in;
+	int fd;
+	struct stream r;
+	struct ram_recv rr;
+	pthread_t thread;
+	bool running;
+	struct err e;
+	int rc;
+};
+
+/* An extra channel: memory records until EOS. */
+static void *chan_thread(void *arg)
+{
+	struct in_chan *c = arg;
+	struct mig_rec rec;
+	c->rc = -1;
+	for (;;) {
+		if (mig_get_rec(&c->r, &rec, &c->e) < 0)
+			break;
+		if (rec.type == MIG_REC_EOS) {
+			c->rc = 0;
+			break;
+		}
+		if (rec.type != MIG_REC_MEM) {
+			err_set(&c->e, "protocol error: %s record on a memory channel", mig_rec_name(rec.type));
+			break;
+		}
+		if (ram_recv_record(&c->rr, &c->r, rec.len, &c->e) < 0)
+			break;
+	}
+	return NULL;
+}
+
+struct rx {
+	struct mig_incoming *in;
+	int nch;
+	struct in_chan ch[CHANNEL_MAX];
+};
+
+static int join_channels(void *opaque, struct err *e)
+{
+	struct rx *x = opaque;
+	int rc = 0;
+	for (int i = 1; i < x->nch; i++) {
+		if (x->ch[i].running) {
+			pthread_join(x->ch[i].thread, NULL);
+			x->ch[i].running = false;
+		}
+		if (x->ch[i].rc < 0 && rc == 0) {
+			*e = x->ch[i].e;
+			rc = err_prefix(e, "memory channel %d", i);
+		}
+	}
+	return rc;
+}
+
+static void reply(struct stream *w, uint32_t type, bool ok, const char *error, const char *key, int64_t v)
+{
+	struct err e;
+	char buf[1024];
+	if (ok)
+		snprintf(buf, sizeof(buf), "{\"ok\":true,\"%s\":%lld}", key ? key : "x", (long long)v);
+	else {
+		/* Errors are our own messages; quotes are the only JSON hazard in them. */
+		char clean[700];
+		size_t j = 0;
+		for (size_t i = 0; error[i] && j < sizeof(clean) - 1; i++)
+			clean[j++] = (error[i] == '"' || error[i] == '\\' || (unsigned char)error[i] < 0x20) ? '\'' : error[i];
+		clean[j] = 0;
+		snprintf(buf, sizeof(buf), "{\"ok\":false,\"error\":\"%s\"}", clean);
+	}
+	if (mig_put_reply(w, type, buf, &e) < 0)
+		log_warn("reply to the source: %s", e.msg);
+}
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void announce(struct machine *m)
+{
+	/* Several rounds with growing gaps, as QEMU's announce does: one lost
+	 * frame must not leave the switch pointing at the old port. */
+	static const int gaps_ms[] = { 0, 50, 100, 150, 200 };
+	struct err e;
+	if (!m->net)
+		return;
+	for (size_t i = 0; i < sizeof(gaps_ms) / sizeof(gaps_ms[0]); i++) {
+		struct timespec ts = { 0, gaps_ms[i] * 1000000L };
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&m->vm.dev_lock);
+		if (virtio_net_announce(m->net, &e) < 0)
+			log_warn("announce: %s", e.msg);
+		pthread_mutex_unlock(&m->vm.dev_lock);
+	}
+	log_info("announced the NIC's MAC (RARP, %zu rounds)", sizeof(gaps_ms) / sizeof(gaps_ms[0]));
+}
+
+static void *in_thread(void *arg)
+{
+	struct mig_incoming *in = arg;
+	struct rx *x = calloc(1, sizeof(*x));
+	struct stream r, w;
+	struct vm_config cfg;
+	struct mig_rec rec;
+	struct err e = { .code = 0 };
+	bool have_streams = false, setup_replied = false, loaded = false;
+	uint64_t t_load;
+	int fd = -1;
+	uint32_t pass0;
+
+	if (!x) {
+		err_set(&e, "out of memory");
+		goto fail;
+	}
+	x->in = in;
+	fd = accept_one(in, in->accept_timeout_ms, &e);
+	if (fd < 0)
+		goto fail;
+	stream_init_fd(&r, fd, false);
+	stream_init_fd(&w, fd, true);
+	stream_set_timeout(&r, (int)in->peer_timeout_ms);
+	stream_set_timeout(&w, (int)in->peer_timeout_ms);
+	have_streams = true;
+	set_stage(in, IN_SETUP);
+	if (snapshot_load_config(&r, &cfg, &e) < 0 || check_host(&r, &cfg, &e) < 0)
+		goto fail;
+	/* Pass-0 marker: how many channels the source opened. */
+	if (mig_get_rec(&r, &rec, &e) < 0)
+		goto fail;
+	if (rec.type != MIG_REC_SYNC || rec.len != 12) {
+		err_set(&e, "protocol error: expected the channel count, got %s", mig_rec_name(rec.type));
+		goto fail;
+	}
+	pass0 = stream_get_u32(&r);
+	x->nch = (int)stream_get_u64(&r);
+	if (stream_check(&r, &e) < 0)
+		goto fail;
+	if (pass0 != 0 || x->nch < 1 || x->nch > CHANNEL_MAX) {
+		err_set(&e, "protocol error: %d channels announced (1..%d)", x->nch, CHANNEL_MAX);
+		goto fail;
+	}
+	if (in->hooks.build(in->hooks.opaque, &cfg, &e) < 0)
+		goto fail;
+	notify(in, IN_EV_BUILT);
+	if (ram_recv_init(&x->ch[0].rr, &in->m->vm.mem, &e) < 0)
+		goto fail;
+	/* Extra channels: each must say hello with a valid, unused index. */
+	for (int k = 1; k < x->nch; k++) {
+		uint32_t idx, n;
+		struct stream hs;
+		int cfd = accept_one(in, 10000, &e);
+		if (cfd < 0)
+			goto fail;
+		stream_init_fd(&hs, cfd, false);
+		stream_set_timeout(&hs, (int)in->peer_timeout_ms);
+		if (mig_get_header(&hs, &e) < 0 || mig_get_rec(&hs, &rec, &e) < 0) {
+			stream_destroy(&hs);
+			close(cfd);
+			goto fail;
+		}
+		idx = stream_get_u32(&hs);
+		n = stream_get_u32(&hs);
+		if (rec.type != MIG_REC_HELLO || rec.len != 8 || !stream_ok(&hs) || n != (uint32_t)x->nch ||
+		    idx < 1 || idx >= (uint32_t)x->nch || x->ch[idx].fd) {
+			err_set(&e, "protocol error: bad hello on a memory channel");
+			stream_destroy(&hs);
+			close(cfd);
+			goto fail;
+		}
+		x->ch[idx].fd = cfd;
+		x->ch[idx].r = hs; /* buffered bytes move with it */
+		x->ch[idx].in = in;
+		ram_recv_init_shared(&x->ch[idx].rr, &x->ch[0].rr);
+	}
+	for (int k = 1; k < x->nch; k++) {
+		if (pthread_create(&x->ch[k].thread, NULL, chan_thread, &x->ch[k]) != 0) {
+			err_set(&e, "cannot start channel threads");
+			goto fail;
+		}
+		x->ch[k].running = true;
+	}
+	reply(&w, MIG_REPLY_SETUP, true, NULL, "channels", x->nch);
+	setup_replied = true;
+	set_stage(in, IN_RECEIVING);
+	t_load = channel_now_ns();
+	if (snapshot_load_state_ex(&r, in->m, &x->ch[0].rr, join_channels, x, &e) < 0)
+		goto fail;
+	loaded = true;
+	set_stage(in, IN_LOADED);
+	reply(&w, MIG_REPLY_READY, true, NULL, "load_ms", (int64_t)((channel_now_ns() - t_load) / 1000000));
+	/* Wait for the verdict. Only COMMIT lets this copy run. */
+	if (mig_get_rec(&r, &rec, &e) < 0) {
+		err_prefix(&e, "waiting for COMMIT");
+		goto fail;
+	}
+	if (rec.type == MIG_REC_ABORT) {
+		char why[256];
+		uint32_t n = rec.len < sizeof(why) - 1 ? rec.len : (uint32_t)sizeof(why) - 1;
+		stream_get(&r, why, n);
+		why[stream_ok(&r) ? n : 0] = 0;
+		err_set(&e, "the source cancelled the migration: %s", why);
+		goto fail;
+	}
+	if (rec.type != MIG_REC_COMMIT || rec.len != 0) {
+		err_set(&e, "protocol error: expected COMMIT, got %s", mig_rec_name(rec.type));
+		goto fail;
+	}
+	/* Past the commit point: this copy is the VM now. */
+	if (in->m->blk && virtio_blk_take_lock(in->m->blk, &e) < 0) {
+		err_prefix(&e, "storage handoff");
+		reply(&w, MIG_REPLY_RESUMED, false, e.msg, NULL, 0);
+		goto fail;
+	}
+	if (in->hooks.start(in->hooks.opaque, &e) < 0) {
+		reply(&w, MIG_REPLY_RESUMED, false, e.msg, NULL, 0);
+		goto fail;
+	}
+	reply(&w, MIG_REPLY_RESUMED, true, NULL, "resumed_ns", (int64_t)realtime_ns());
+	set_stage(in, IN_RUNNING);
+	notify(in, IN_EV_RUNNING);
+	pthread_mutex_lock(&in->lock);
+	in->bytes = r.bytes;
+	pthread_mutex_unlock(&in->lock);
+	announce(in->m);
+	goto out;
+fail:
+	log_error("incoming migration failed: %s", e.msg);
+	if (have_streams && !setup_replied)
+		reply(&w, MIG_REPLY_SETUP, false, e.msg, NULL, 0);
+	else if (have_streams && !loaded && stream_ok(&w))
+		reply(&w, MIG_REPLY_READY, false, e.msg, NULL, 0);
+	if (x) {
+		/* Unblock channel threads and wait for them. */
+		for (int k = 1; k < x->nch; k++)
+			if (x->ch[k].fd > 0)
+				shutdown(x->ch[k].fd, SHUT_RDWR);
+		struct err je;
+		join_channels(x, &je);
+	}
+	pthread_mutex_lock(&in->lock);
+	in->stage = IN_FAILED;
+	snprintf(in->error, sizeof(in->error), "%s", e.msg);
+	pthread_mutex_unlock(&in->lock);
+	notify(in, IN_EV_FAILED);
+out:
+	if (x) {
+		for (int k = 1; k < x->nch; k++) {
+			stream_destroy(&x->ch[k].r);
+			ram_recv_destroy(&x->ch[k].rr);
+			if (x->ch[k].fd > 0)
+				close(x->ch[k].fd);
+		}
+		ram_recv_destroy(&x->ch[0].rr);
+		free(x);
+	}
+	if (have_streams) {
+		stream_destroy(&r);
+		stream_destroy(&w);
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+int incoming_start(struct mig_incoming *in, const char *listen, struct machine *m,
+		   const struct incoming_hooks *h, struct err *e)
+{
+	memset(in, 0, sizeof(*in));
+	pthread_mutex_init(&in->lock, NULL);
+	snprintf(in->listen, sizeof(in->listen), "%s", listen);
+	in->m = m;
+	in->hooks = *h;
+	in->accept_timeout_ms = 120000;
+	in->peer_timeout_ms = 15000;
+	in->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (in->notify_fd < 0)
+		return err_sys(e, "eventfd");
+	in->listen_fd = sock_tcp_listen(listen, e);
+	if (in->listen_fd < 0)
+		return err_prefix(e, "incoming migration");
+	in->stage = IN_LISTENING;
+	if (pthread_create(&in->thread, NULL, in_thread, in) != 0)
+		return err_set(e, "cannot start the incoming migration thread");
+	in->started = true;
+	return 0;
+}
+
+void incoming_join(struct mig_incoming *in)
+{
+	if (in->started) {
+		in->cancel = true;
+		pthread_join(in->thread, NULL);
+		in->started = false;
+	}
+	if (in->listen_fd > 0)
+		close(in->listen_fd);
+	if (in->notify_fd > 0)
+		close(in->notify_fd);
+	in->listen_fd = in->notify_fd = -1;
+}

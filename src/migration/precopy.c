@@ -1,0 +1,667 @@
+/*
+ * Source side of a live migration (see precopy.h and docs/migration.md).
+ *
+ *   SETUP       connect, send config + CPUID + populated extents; the
+ *               destination checks it can host the VM and answers.
+ *   PRE-COPY    pass 1 sends every populated page; later passes send what
+ *               the dirty log reports, each chunk re-armed just before it
+ *               is read. Switch over when the rest fits the downtime target
+ *               at the measured bandwidth, or after max_passes.
+ *   STOP-COPY   pause vCPUs, last dirty pages, all device and CPU state;
+ *               wait for the destination to say it loaded everything.
+ *   STORAGE     flush the disk and release its lock.
+ *   COMMIT      hand the COMMIT record to the socket: from here on the
+ *               source never resumes on its own.
+ *   RESUME      the destination runs the VM and says so; we are done.
+ *   NETWORK     the destination announces the NICs (RARP); we report.
+ * Any failure before COMMIT: tell the destination to abort, re-take the
+ * disk, resume the vCPUs. After COMMIT without a RESUMED reply the outcome
+ * is unknown to us: stay paused and let the operator (ferryd) resolve.
+ */
+#include "migration/precopy.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "common/log.h"
+#include "common/sock.h"
+#include "devices/virtio_blk.h"
+#include "migration/channel.h"
+#include "migration/dirty.h"
+#include "migration/format.h"
+#include "vmm/vcpu.h"
+#include "vmm/vmstate.h"
+#include "vmm/x86/cpuid.h"
+
+#define CHUNK_PAGES MIG_MAX_RUN_PAGES /* 1 MiB, a multiple of 64 as KVM's CLEAR wants */
+
+static const uint64_t all_ones[CHUNK_PAGES / 64] = {
+	~0ULL, ~0ULL, ~0ULL, ~0ULL,
+};
+
+const char *mig_stage_name(enum mig_stage s)
+{
+	static const char *n[] = { "none", "setup", "precopy", "stop-and-copy", "storage-handoff",
+				   "resume", "network-cleanup", "completed", "failed", "cancelled",
+				   "unknown" };
+	return s <= MIG_STAGE_UNKNOWN ? n[s] : "?";
+}
+
+void mig_opts_default(struct mig_opts *o)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	memset(o, 0, sizeof(*o));
+	o->downtime_ms = 50;
+	o->transport = MIG_TRANSPORT_COMPRESSION;
+	o->compress = true;
+	o->channels = cores < 2 ? 2 : cores > CHANNEL_MAX ? CHANNEL_MAX : (int)cores;
+	o->max_passes = 30;
+	o->peer_timeout_ms = 15000;
+}
+
+int mig_transport_parse(const char *s, enum mig_transport *t, struct err *e)
+{
+	if (strcmp(s, "tcp") == 0)
+		*t = MIG_TRANSPORT_TCP;
+	else if (strcmp(s, "compression") == 0)
+		*t = MIG_TRANSPORT_COMPRESSION;
+	else if (strcmp(s, "multichannel") == 0)
+		*t = MIG_TRANSPORT_MULTICHANNEL;
+	else
+		return err_set(e, "unknown transport '%s' (tcp, compression, multichannel)", s);
+	return 0;
+}
+
+static uint64_t ms_since(uint64_t t0_ns)
+{
+	return (channel_now_ns() - t0_ns) / 1000000ULL;
+}
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+struct run {
+	struct mig_source *ms;
+	struct machine *m;
+	int nch;
+	struct mig_channel ch[CHANNEL_MAX];
+	struct stream rd;           /* replies on the main connection */
+	struct dirty d;
+	bool dirty_on;
+	bool paused;
+	bool lock_released;
+	uint64_t t0;
+	uint16_t gen;
+};
+
+static void set_stage(struct run *r, enum mig_stage s)
+{
+	pthread_mutex_lock(&r->ms->lock);
+	r->ms->st.stage = s;
+	pthread_mutex_unlock(&r->ms->lock);
+	log_info("migration: %s", mig_stage_name(s));
+}
+
+static uint64_t wire_bytes(struct run *r)
+{
+	uint64_t b = 0;
+	for (int i = 0; i < r->nch; i++)
+		b += r->ch[i].w.bytes;
+	return b;
+}
+
+static void publish(struct run *r)
+{
+	struct mig_status *st = &r->ms->st;
+	pthread_mutex_lock(&r->ms->lock);
+	memset(&st->ram, 0, sizeof(st->ram));
+	for (int i = 0; i < r->nch; i++) {
+		st->ram.pages_raw += r->ch[i].st.pages_raw;
+		st->ram.pages_zero += r->ch[i].st.pages_zero;
+		st->ram.pages_compressed += r->ch[i].st.pages_compressed;
+		st->ram.bytes_compressed += r->ch[i].st.bytes_compressed;
+		st->ram.records += r->ch[i].st.records;
+	}
+	st->bytes_on_wire = wire_bytes(r);
+	st->elapsed_ms = ms_since(r->t0);
+	pthread_mutex_unlock(&r->ms->lock);
+}
+
+static int tune_socket(int fd, uint32_t timeout_ms, struct err *e)
+{
+	int one = 1, idle = 5, intvl = 2, cnt = 3;
+	unsigned int uto = timeout_ms;
+	/* Keepalives and TCP_USER_TIMEOUT: a peer that vanishes (host crash,
+	 * blackholed link) fails the move in seconds, not TCP's 15 minutes. */
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)) < 0)
+		return err_sys(e, "setting TCP keepalive options");
+	return 0;
+}
+
+static int open_channel(struct run *r, int idx, struct err *e)
+{
+	struct mig_channel *c = &r->ch[idx];
+	const struct mig_opts *o = &r->ms->o;
+	memset(c, 0, sizeof(*c));
+	c->fd = sock_tcp_connect(o->host, o->port, 5000, e);
+	if (c->fd < 0)
+		return err_prefix(e, "connecting to the destination %s:%s", o->host, o->port);
+	if (tune_socket(c->fd, o->peer_timeout_ms, e) < 0)
+		return -1;
+	stream_init_fd(&c->w, c->fd, true);
+	stream_set_timeout(&c->w, (int)o->peer_timeout_ms);
+	c->gm = &r->m->vm.mem;
+	c->bitmap = NULL;
+	c->bw_bps = o->bandwidth_bps / (uint64_t)r->nch;
+	if (o->compress) {
+		c->codec = ram_codec_new(RAM_CODEC_LZ4, 1, e);
+		if (!c->codec)
+			return -1;
+	}
+	return 0;
+}
+
+static int reply_ok(const char *text, char *why, size_t whylen)
+{
+	struct json_object *o = json_tokener_parse(text), *v;
+	int ok = 0;
+	if (!o) {
+		snprintf(why, whylen, "unreadable reply from the destination");
+		return 0;
+	}
+	if (json_object_object_get_ex(o, "ok", &v))
+		ok = json_object_get_boolean(v);
+	if (!ok && json_object_object_get_ex(o, "error", &v))
+		snprintf(why, whylen, "%s", json_object_get_string(v));
+	else if (!ok)
+		snprintf(why, whylen, "the destination refused without a reason");
+	json_object_put(o);
+	return ok;
+}
+
+static int64_t reply_int(const char *text, const char *key)
+{
+	struct json_object *o = json_tokener_parse(text), *v;
+	int64_t x = 0;
+	if (o && json_object_object_get_ex(o, key, &v))
+		x = json_object_get_int64(v);
+	if (o)
+		json_object_put(o);
+	return x;
+}
+
+/* Setup: configuration, CPUID and the populated extents go first; the
+ * destination answers whether it can host this VM. */
+static int do_setup(struct run *r, struct err *e)
+{
+	struct mig_channel *c = &r->ch[0];
+	const struct kvm_cpuid2 *cpuid = r->m->vm.vcpus[0]->cpuid;
+	struct stream m;
+	char *cfg, reply[MIG_MAX_REPLY + 1], why[512];
+
+	if (!cpuid)
+		return err_set(e, "vCPU 0 has no CPUID recorded");
+	cfg = config_to_json(&r->m->cfg);
+	if (!cfg)
+		return err_set(e, "out of memory");
+	mig_put_header(&c->w);
+	mig_put_rec(&c->w, MIG_REC_CONFIG, (uint32_t)strlen(cfg));
+	stream_put(&c->w, cfg, strlen(cfg));
+	free(cfg);
+	stream_init_mem_writer(&m);
+	cpuid_encode(&m, cpuid);
+	mig_put_rec(&c->w, MIG_REC_CPUID, (uint32_t)stream_mem_len(&m));
+	stream_put(&c->w, stream_mem_data(&m), stream_mem_len(&m));
+	stream_destroy(&m);
+	/* A hello on each extra channel ties it to this migration and gives its index. */
+	for (int i = 1; i < r->nch; i++) {
+		mig_put_header(&r->ch[i].w);
+		mig_put_rec(&r->ch[i].w, MIG_REC_HELLO, 8);
+		stream_put_u32(&r->ch[i].w, (uint32_t)i);
+		stream_put_u32(&r->ch[i].w, (uint32_t)r->nch);
+		if (stream_flush(&r->ch[i].w) < 0)
+			return stream_check(&r->ch[i].w, e);
+	}
+	mig_put_rec(&c->w, MIG_REC_SYNC, 12); /* pass 0 marker: announces the channel count */
+	stream_put_u32(&c->w, 0);
+	stream_put_u64(&c->w, (uint64_t)r->nch);
+	if (stream_flush(&c->w) < 0)
+		return stream_check(&c->w, e);
+	if (mig_get_reply(&r->rd, MIG_REPLY_SETUP, reply, sizeof(reply), e) < 0)
+		return err_prefix(e, "waiting for the destination's answer");
+	if (!reply_ok(reply, why, sizeof(why)))
+		return err_set(e, "the destination refused the VM: %s", why);
+	return 0;
+}
+
+static int send_sync(struct run *r, uint32_t pass, uint64_t left)
+{
+	struct mig_channel *c = &r->ch[0];
+	mig_put_rec(&c->w, MIG_REC_SYNC, 12);
+	stream_put_u32(&c->w, pass);
+	stream_put_u64(&c->w, left);
+	return stream_ok(&c->w) ? 0 : -1;
+}
+
+static int drain_all(struct run *r, struct err *e)
+{
+	for (int i = 0; i < r->nch; i++)
+		if (channel_drain(&r->ch[i]) < 0)
+			return stream_check(&r->ch[i].w, e) < 0 ? err_prefix(e, "channel %d", i) : -1;
+	return 0;
+}
+
+static bool chunk_any(const uint64_t *bm, uint64_t first)
+{
+	for (int i = 0; i < CHUNK_PAGES / 64; i++)
+		if (bm[first / 64 + (uint64_t)i])
+			return true;
+	return false;
+}
+
+/* Pass 1: every chunk is re-armed, and sent if the guest ever touched it. */
+static int pass_one(struct run *r, struct err *e)
+{
+	struct guest_mem *gm = &r->m->vm.mem;
+	uint64_t npages = gmem_npages(gm);
+	for (uint64_t p = 0; p < npages; p += CHUNK_PAGES) {
+		uint64_t n = npages - p < CHUNK_PAGES ? npages - p : CHUNK_PAGES;
+		off_t data;
+		struct chan_job j = { .kind = CHAN_JOB_RANGE, .first = p, .n = n, .gen = r->gen };
+		if (r->ms->cancel)
+			return err_set(e, "cancelled");
+		/* Re-arm before deciding: a write after this point is logged,
+		 * a write before it is seen by the populated check below. */
+		if (dirty_clear(&r->d, p, n, all_ones, e) < 0)
+			return -1;
+		data = lseek(gm->memfd, (off_t)(p << 12), SEEK_DATA);
+		if (data < 0 || (uint64_t)data >= (p + n) << 12) {
+			if (data < 0 && errno != ENXIO)
+				return err_sys(e, "SEEK_DATA on guest memory");
+			continue; /* never touched: costs nothing */
+		}
+		/* Start at the first populated page; reading holes would allocate them. */
+		j.first = (uint64_t)data >> 12;
+		j.n = p + n - j.first;
+		if (channel_submit(&r->ch[(p / CHUNK_PAGES) % (uint64_t)r->nch], &j) < 0)
+			break;
+		pthread_mutex_lock(&r->ms->lock);
+		r->ms->st.sent_pages += j.n;
+		pthread_mutex_unlock(&r->ms->lock);
+		if ((p / CHUNK_PAGES) % 64 == 0)
+			publish(r);
+	}
+	return drain_all(r, e);
+}
+
+/* Pass k: send the pages in the dirty bitmap, re-arming each chunk first. */
+static int pass_dirty(struct run *r, bool rearm, struct err *e)
+{
+	uint64_t npages = r->d.npages;
+	for (int i = 0; i < r->nch; i++)
+		r->ch[i].bitmap = r->d.bitmap;
+	for (uint64_t p = 0; p < npages; p += CHUNK_PAGES) {
+		uint64_t n = npages - p < CHUNK_PAGES ? npages - p : CHUNK_PAGES;
+		struct chan_job j = { .kind = CHAN_JOB_BITMAP, .first = p, .n = n, .gen = r->gen };
+		if (n < CHUNK_PAGES || chunk_any(r->d.bitmap, p)) {
+			if (r->ms->cancel && rearm)
+				return err_set(e, "cancelled");
+			if (rearm && dirty_clear(&r->d, p, n, r->d.bitmap, e) < 0)
+				return -1;
+			if (channel_submit(&r->ch[(p / CHUNK_PAGES) % (uint64_t)r->nch], &j) < 0)
+				break;
+		}
+	}
+	return drain_all(r, e);
+}
+
+static void pause_vm(struct run *r)
+{
+	if (!r->paused) {
+		vcpus_pause(&r->m->vm);
+		r->paused = true;
+		if (r->ms->on_pause)
+			r->ms->on_pause(r->ms->opaque, true);
+	}
+}
+
+static void resume_vm(struct run *r)
+{
+	if (r->paused) {
+		vcpus_resume(&r->m->vm);
+		r->paused = false;
+		if (r->ms->on_pause)
+			r->ms->on_pause(r->ms->opaque, false);
+	}
+}
+
+static int precopy(struct run *r, struct err *e)
+{
+	const struct mig_opts *o = &r->ms->o;
+	uint64_t bytes0, t_pass, t_sync = channel_now_ns(), dirty_pages;
+	double bw = 0, rate = 0;
+
+	set_stage(r, MIG_STAGE_PRECOPY);
+	if (dirty_start(&r->d, &r->m->vm, e) < 0)
+		return -1;
+	r->dirty_on = true;
+	pthread_mutex_lock(&r->ms->lock);
+	r->ms->st.total_pages = ram_populated_pages(&r->m->vm.mem);
+	r->ms->st.pass = 1;
+	pthread_mutex_unlock(&r->ms->lock);
+	r->gen = 1;
+	bytes0 = wire_bytes(r);
+	t_pass = channel_now_ns();
+	if (pass_one(r, e) < 0)
+		return -1;
+	for (;;) {
+		uint64_t now = channel_now_ns();
+		double secs = (double)(now - t_pass) / 1e9;
+		bool converged, forced;
+		if (secs > 0.001)
+			bw = (double)(wire_bytes(r) - bytes0) / secs;
+		if (dirty_sync(&r->d, e) < 0)
+			return -1;
+		dirty_pages = dirty_count(&r->d);
+		rate = (double)dirty_pages * 4096.0 / ((double)(channel_now_ns() - t_sync) / 1e9);
+		t_sync = channel_now_ns();
+		/* Switch over when the rest can be sent within the downtime
+		 * target at the bandwidth just measured. */
+		converged = bw > 0 && (double)dirty_pages * 4096.0 / bw * 1000.0 <= (double)o->downtime_ms;
+		forced = (int)r->gen >= o->max_passes ||
+			 (o->max_duration_s && ms_since(r->t0) / 1000 >= o->max_duration_s);
+		pthread_mutex_lock(&r->ms->lock);
+		r->ms->st.remaining_pages = dirty_pages;
+		r->ms->st.throughput_mibps = bw / 1048576.0;
+		r->ms->st.dirty_rate_mibps = rate / 1048576.0;
+		r->ms->st.eta_ms = bw > 0 ? (uint64_t)((double)dirty_pages * 4096.0 / bw * 1000.0) : 0;
+		pthread_mutex_unlock(&r->ms->lock);
+		publish(r);
+		log_info("migration: pass %u sent, %llu pages dirty, %.0f MiB/s link, %.0f MiB/s dirtying",
+			 r->gen, (unsigned long long)dirty_pages, bw / 1048576.0, rate / 1048576.0);
+		if (converged)
+			return 0;
+		if (forced) {
+			if (o->max_duration_s && o->cancel_on_timeout &&
+			    ms_since(r->t0) / 1000 >= o->max_duration_s)
+				return err_set(e, "did not converge within %u s (policy: cancel)", o->max_duration_s);
+			log_info("migration: switching over by policy after %u passes", r->gen);
+			return 0;
+		}
+		if (r->ms->cancel)
+			return err_set(e, "cancelled");
+		r->gen++;
+		pthread_mutex_lock(&r->ms->lock);
+		r->ms->st.pass = r->gen;
+		pthread_mutex_unlock(&r->ms->lock);
+		if (send_sync(r, r->gen - 1u, dirty_pages) < 0)
+			return stream_check(&r->ch[0].w, e);
+		bytes0 = wire_bytes(r);
+		t_pass = channel_now_ns();
+		if (pass_dirty(r, true, e) < 0)
+			return -1;
+	}
+}
+
+static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
+{
+	char reply[MIG_MAX_REPLY + 1], why[512];
+	struct mig_channel *c = &r->ch[0];
+
+	set_stage(r, MIG_STAGE_STOP_COPY);
+	*pause_ns = realtime_ns();
+	pause_vm(r);
+	if (dirty_sync(&r->d, e) < 0)
+		return -1;
+	r->gen++;
+	pthread_mutex_lock(&r->ms->lock);
+	r->ms->st.pass = r->gen;
+	r->ms->st.remaining_pages = dirty_count(&r->d);
+	pthread_mutex_unlock(&r->ms->lock);
+	if (send_sync(r, r->gen - 1u, dirty_count(&r->d)) < 0 || pass_dirty(r, false, e) < 0)
+		return stream_check(&c->w, e) < 0 ? -1 : -1;
+	/* Extra channels end here; the destination waits for every one of
+	 * them before it applies the state that follows on the main channel. */
+	for (int i = 1; i < r->nch; i++)
+		channel_stop(&r->ch[i]);
+	for (int i = 1; i < r->nch; i++)
+		if (stream_check(&r->ch[i].w, e) < 0)
+			return err_prefix(e, "channel %d", i);
+	if (send_sync(r, r->gen, 0) < 0)
+		return stream_check(&c->w, e);
+	if (vmstate_save(&r->m->vm, &c->w, e) < 0)
+		return -1;
+	if (stream_flush(&c->w) < 0)
+		return stream_check(&c->w, e);
+	publish(r);
+	if (mig_get_reply(&r->rd, MIG_REPLY_READY, reply, sizeof(reply), e) < 0)
+		return err_prefix(e, "waiting for the destination to load the state");
+	if (!reply_ok(reply, why, sizeof(why)))
+		return err_set(e, "the destination could not load the VM: %s", why);
+	return 0;
+}
+
+/* Undo everything: the VM goes on running here as if nothing happened. */
+static void roll_back(struct run *r, const char *why)
+{
+	struct err e;
+	struct mig_channel *c = &r->ch[0];
+	if (c->fd >= 0 && stream_ok(&c->w)) {
+		size_t n = strlen(why);
+		mig_put_rec(&c->w, MIG_REC_ABORT, (uint32_t)n);
+		stream_put(&c->w, why, n);
+		stream_flush(&c->w);
+	}
+	if (r->lock_released && r->m->blk) {
+		if (virtio_blk_take_lock(r->m->blk, &e) < 0)
+			log_error("cannot re-take the disk lock after a failed move: %s", e.msg);
+		else
+			r->lock_released = false;
+	}
+	if (r->dirty_on) {
+		dirty_stop(&r->d);
+		r->dirty_on = false;
+	}
+	/* The guest may run again only if it still holds its disk. */
+	if (!r->lock_released)
+		resume_vm(r);
+}
+
+static void *mig_thread(void *arg)
+{
+	struct mig_source *ms = arg;
+	struct run *r = calloc(1, sizeof(*r));
+	struct err e = { .code = 0 };
+	uint64_t pause_ns = 0;
+	char reply[MIG_MAX_REPLY + 1], why[512];
+	enum mig_stage end = MIG_STAGE_FAILED;
+
+	if (!r) {
+		pthread_mutex_lock(&ms->lock);
+		ms->st.stage = MIG_STAGE_FAILED;
+		snprintf(ms->st.error, sizeof(ms->st.error), "out of memory");
+		pthread_mutex_unlock(&ms->lock);
+		return NULL;
+	}
+	r->ms = ms;
+	r->m = ms->m;
+	r->t0 = channel_now_ns();
+	r->nch = ms->o.transport == MIG_TRANSPORT_MULTICHANNEL ? ms->o.channels : 1;
+	for (int i = 0; i < CHANNEL_MAX; i++)
+		r->ch[i].fd = -1;
+	set_stage(r, MIG_STAGE_SETUP);
+	for (int i = 0; i < r->nch; i++)
+		if (open_channel(r, i, &e) < 0)
+			goto fail;
+	stream_init_fd(&r->rd, r->ch[0].fd, false);
+	stream_set_timeout(&r->rd, (int)ms->o.peer_timeout_ms);
+	if (do_setup(r, &e) < 0)
+		goto fail;
+	for (int i = 1; i < r->nch; i++)
+		if (channel_start_thread(&r->ch[i]) < 0) {
+			err_set(&e, "cannot start channel threads");
+			goto fail;
+		}
+	pthread_mutex_lock(&ms->lock);
+	ms->st.setup_ms = ms_since(r->t0);
+	pthread_mutex_unlock(&ms->lock);
+	if (precopy(r, &e) < 0 || ms->cancel || stop_and_copy(r, &pause_ns, &e) < 0)
+		goto fail;
+	if (ms->cancel) {
+		err_set(&e, "cancelled");
+		goto fail;
+	}
+	set_stage(r, MIG_STAGE_STORAGE);
+	if (r->m->blk) {
+		if (virtio_blk_flush(r->m->blk, &e) < 0 || virtio_blk_release_lock(r->m->blk, &e) < 0)
+			goto fail;
+		r->lock_released = true;
+	}
+	/* The commit point. Once the record may have left, never resume here. */
+	pthread_mutex_lock(&ms->lock);
+	if (ms->cancel) {
+		pthread_mutex_unlock(&ms->lock);
+		err_set(&e, "cancelled");
+		goto fail;
+	}
+	ms->st.committed = true;
+	pthread_mutex_unlock(&ms->lock);
+	mig_put_rec(&r->ch[0].w, MIG_REC_COMMIT, 0);
+	stream_flush(&r->ch[0].w);
+	set_stage(r, MIG_STAGE_RESUME);
+	if (mig_get_reply(&r->rd, MIG_REPLY_RESUMED, reply, sizeof(reply), &e) < 0 ||
+	    !reply_ok(reply, why, sizeof(why))) {
+		if (!e.msg[0])
+			err_set(&e, "%s", why);
+		err_prefix(&e, "after the commit point the destination did not confirm");
+		end = MIG_STAGE_UNKNOWN;
+		goto out;
+	}
+	{
+		int64_t resumed = reply_int(reply, "resumed_ns");
+		pthread_mutex_lock(&ms->lock);
+		ms->st.downtime_ms = resumed > (int64_t)pause_ns ? ((uint64_t)resumed - pause_ns) / 1000000ULL : 0;
+		pthread_mutex_unlock(&ms->lock);
+	}
+	set_stage(r, MIG_STAGE_NETWORK);
+	end = MIG_STAGE_COMPLETED;
+	goto out;
+fail:
+	if (ms->cancel)
+		end = MIG_STAGE_CANCELLED;
+	for (int i = 1; i < r->nch; i++)
+		channel_stop(&r->ch[i]);
+	roll_back(r, e.msg);
+	if (r->lock_released) /* could not re-take the disk: keep the VM paused, say so */
+		end = MIG_STAGE_UNKNOWN;
+out:
+	publish(r);
+	for (int i = 1; i < r->nch; i++)
+		channel_stop(&r->ch[i]);
+	if (r->dirty_on)
+		dirty_stop(&r->d);
+	for (int i = 0; i < r->nch; i++) {
+		ram_codec_free(r->ch[i].codec);
+		stream_destroy(&r->ch[i].w);
+		if (r->ch[i].fd >= 0)
+			close(r->ch[i].fd);
+	}
+	stream_destroy(&r->rd);
+	pthread_mutex_lock(&ms->lock);
+	ms->st.stage = end;
+	ms->st.elapsed_ms = ms_since(r->t0);
+	if (end != MIG_STAGE_COMPLETED)
+		snprintf(ms->st.error, sizeof(ms->st.error), "%s", e.msg);
+	pthread_mutex_unlock(&ms->lock);
+	log_info("migration %s after %llu ms%s%s", mig_stage_name(end),
+		 (unsigned long long)ms->st.elapsed_ms, e.msg[0] ? ": " : "", e.msg);
+	free(r);
+	return NULL;
+}
+
+int mig_source_start(struct mig_source *ms, struct machine *m, const struct mig_opts *o,
+		     struct err *e)
+{
+	if (ms->thread_started && !mig_source_done(ms))
+		return err_set(e, "a migration of this VM is already in progress");
+	if (ms->thread_started)
+		mig_source_join(ms);
+	pthread_mutex_init(&ms->lock, NULL);
+	memset(&ms->st, 0, sizeof(ms->st));
+	ms->m = m;
+	ms->o = *o;
+	if (ms->o.transport != MIG_TRANSPORT_MULTICHANNEL)
+		ms->o.channels = 1;
+	if (ms->o.channels < 1 || ms->o.channels > CHANNEL_MAX)
+		return err_set(e, "channels must be 1..%d", CHANNEL_MAX);
+	snprintf(ms->st.transport, sizeof(ms->st.transport), "%s%s",
+		 o->transport == MIG_TRANSPORT_TCP ? "tcp" :
+		 o->transport == MIG_TRANSPORT_COMPRESSION ? "compression" : "multichannel",
+		 o->transport == MIG_TRANSPORT_MULTICHANNEL && o->compress ? "+compression" : "");
+	ms->cancel = false;
+	ms->st.stage = MIG_STAGE_SETUP;
+	if (pthread_create(&ms->thread, NULL, mig_thread, ms) != 0)
+		return err_set(e, "cannot start the migration thread");
+	ms->thread_started = true;
+	return 0;
+}
+
+void mig_source_status(struct mig_source *ms, struct mig_status *out)
+{
+	pthread_mutex_lock(&ms->lock);
+	*out = ms->st;
+	pthread_mutex_unlock(&ms->lock);
+}
+
+int mig_source_cancel(struct mig_source *ms, struct err *e)
+{
+	int rc = 0;
+	if (!ms->thread_started)
+		return err_set(e, "no migration is in progress");
+	pthread_mutex_lock(&ms->lock);
+	if (ms->st.committed)
+		rc = err_set(e, "too late to cancel: the VM has been committed to the destination");
+	else if (ms->st.stage >= MIG_STAGE_COMPLETED)
+		rc = err_set(e, "the migration has already ended (%s)", mig_stage_name(ms->st.stage));
+	else
+		ms->cancel = true;
+	pthread_mutex_unlock(&ms->lock);
+	return rc;
+}
+
+bool mig_source_done(struct mig_source *ms)
+{
+	bool done;
+	if (!ms->thread_started)
+		return true;
+	pthread_mutex_lock(&ms->lock);
+	done = ms->st.stage >= MIG_STAGE_COMPLETED;
+	pthread_mutex_unlock(&ms->lock);
+	return done;
+}
+
+void mig_source_join(struct mig_source *ms)
+{
+	if (ms->thread_started) {
+		pthread_join(ms->thread, NULL);
+		ms->thread_started = false;
+	}
+}

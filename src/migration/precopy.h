@@ -1,0 +1,86 @@
+/*
+ * The source side of a live migration: the six stages as a state machine
+ * run on its own thread, so the worker's control socket keeps answering
+ * status and cancel. Progress is published in a struct mig_status under a
+ * lock. The commit point is the moment the COMMIT record is handed to the
+ * socket (docs/migration.md): before it every failure resumes the VM here;
+ * after it this copy never runs again.
+ */
+#ifndef FERRY_PRECOPY_H
+#define FERRY_PRECOPY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "migration/ram.h"
+#include "vmm/machine.h"
+
+enum mig_stage {
+	MIG_STAGE_NONE, MIG_STAGE_SETUP, MIG_STAGE_PRECOPY, MIG_STAGE_STOP_COPY,
+	MIG_STAGE_STORAGE, MIG_STAGE_RESUME, MIG_STAGE_NETWORK, MIG_STAGE_COMPLETED,
+	MIG_STAGE_FAILED, MIG_STAGE_CANCELLED, MIG_STAGE_UNKNOWN,
+};
+
+enum mig_transport { MIG_TRANSPORT_TCP, MIG_TRANSPORT_COMPRESSION, MIG_TRANSPORT_MULTICHANNEL };
+
+struct mig_opts {
+	char host[256];
+	char port[16];
+	uint32_t downtime_ms;        /* switchover target, default 50 */
+	uint64_t bandwidth_bps;      /* 0 = unlimited */
+	enum mig_transport transport;
+	int channels;                /* multichannel: connections (default: cores, 2..8) */
+	bool compress;               /* compression on (also with multichannel) */
+	int max_passes;              /* then force the switchover (throttling first) */
+	uint32_t max_duration_s;     /* 0 = none */
+	bool cancel_on_timeout;      /* at max_duration: cancel instead of switching over */
+	uint32_t peer_timeout_ms;    /* a silent peer for this long fails the move */
+};
+
+struct mig_status {
+	enum mig_stage stage;
+	uint32_t pass;
+	uint64_t total_pages;        /* populated pages at the start */
+	uint64_t sent_pages;         /* pages sent in pass 1 so far */
+	uint64_t remaining_pages;    /* dirty pages left, as of the last sync */
+	double dirty_rate_mibps;
+	double throughput_mibps;
+	uint64_t bytes_on_wire;
+	struct ram_stats ram;
+	uint64_t elapsed_ms, setup_ms, downtime_ms, eta_ms;
+	uint32_t throttle_pct;
+	bool committed;
+	char transport[32];
+	char error[512];
+};
+
+struct mig_source {
+	struct machine *m;
+	struct mig_opts o;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	struct mig_status st;        /* guarded by lock */
+	volatile bool cancel;
+	volatile bool resolve_resume, resolve_stop;
+	/* Called (from the migration thread) when the VM is paused/resumed by the migration. */
+	void (*on_pause)(void *opaque, bool paused);
+	void *opaque;
+};
+
+const char *mig_stage_name(enum mig_stage s);
+void mig_opts_default(struct mig_opts *o);
+int mig_transport_parse(const char *s, enum mig_transport *t, struct err *e);
+
+int mig_source_start(struct mig_source *ms, struct machine *m, const struct mig_opts *o,
+		     struct err *e);
+/* Snapshot of the status, safe from any thread. */
+void mig_source_status(struct mig_source *ms, struct mig_status *out);
+/* Ask to cancel; refused (returns -1) once the commit point has passed. */
+int mig_source_cancel(struct mig_source *ms, struct err *e);
+bool mig_source_done(struct mig_source *ms);
+void mig_source_join(struct mig_source *ms);
+
+#endif
