@@ -379,7 +379,14 @@ class FerrySystem:
                                  capture_output=True, text=True).stdout.strip()
         except OSError:
             rev = "?"
-        return "ferry-vm @ %s" % rev
+        try:
+            dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "src"],
+                                   capture_output=True, text=True).stdout.strip()
+        except OSError:
+            dirty = ""
+        built = datetime.datetime.fromtimestamp(os.path.getmtime(FERRY_VM))
+        return "ferry-vm built %s from %s%s" % (built.strftime("%Y-%m-%d %H:%M"), rev,
+                                                " + uncommitted changes in src/" if dirty else "")
 
     @staticmethod
     def parse(variant):
@@ -396,8 +403,149 @@ class FerrySystem:
             opt["transport"] = "+".join(tr)
         return opt
 
+    @staticmethod
+    def ctl(path, msg, timeout=10.0):
+        """One JSON-lines request on a ferry-vm control socket -> the reply."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(path)
+            s.sendall(json.dumps(msg).encode() + b"\n")
+            line = s.makefile("rb").readline()
+        finally:
+            s.close()
+        if not line:
+            raise RunError("ferry-vm closed its control socket on %s" % msg.get("cmd"))
+        return json.loads(line)
+
+    def _wait_ctl(self, path, proc, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RunError("ferry-vm exited with %s before its control socket came up"
+                               % proc.returncode)
+            try:
+                return self.ctl(path, {"cmd": "status"}, timeout=2.0)
+            except (OSError, RunError, ValueError):
+                if time.monotonic() > deadline:
+                    raise RunError("no control socket at %s" % path)
+                time.sleep(0.02)
+
     def run(self, wl, variant, tmp, timeout_s):
-        raise RunError("ferry runner not implemented yet")
+        opt = self.parse(variant)
+        res = {"notes": []}
+        port = free_port()
+        name = "bench"
+        src_ctl, dst_ctl = os.path.join(tmp, "src.sock"), os.path.join(tmp, "dst.sock")
+        src_ser, dst_ser = os.path.join(tmp, "src.serial"), os.path.join(tmp, "dst.serial")
+        src = dst = src_con = dst_con = None
+        try:
+            src = procs.spawn([FERRY_VM, "--name", name, "--kernel", GUEST, "--cmdline", wl.cmdline,
+                               "--memory", "%dM" % wl.mem_mib, "--vcpus", "1",
+                               "--serial", src_ser, "--control", src_ctl],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=open(os.path.join(tmp, "src.err"), "w"))
+            src_con = procs.Console(src_ser, os.path.join(tmp, "src.log"))
+            self._wait_ctl(src_ctl, src)
+            warm = 30 + (wl.ws_mib / wl.rate if isinstance(wl.rate, int) and wl.rate else 10)
+            wait_warm(src_con, wl, warm)
+
+            t = time.monotonic()
+            dst = procs.spawn([FERRY_VM, "--incoming", "127.0.0.1:%d" % port, "--name", name,
+                               "--serial", dst_ser, "--control", dst_ctl],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=open(os.path.join(tmp, "dst.err"), "w"))
+            dst_con = procs.Console(dst_ser, os.path.join(tmp, "dst.log"))
+            self._wait_ctl(dst_ctl, dst)
+            res["dst_start_ms"] = ms(time.monotonic() - t)
+
+            req = {"cmd": "migrate", "uri": "127.0.0.1:%d" % port}
+            if opt["transport"]:
+                parts = opt["transport"].split("+")
+                req["transport"] = parts[0]
+                if parts[0] == "multichannel":
+                    req["compress"] = "compression" in parts
+            if opt["downtime_ms"]:
+                req["downtime_ms"] = opt["downtime_ms"]
+            if wl.bandwidth:
+                req["bandwidth_mibps"] = wl.bandwidth >> 20
+
+            cpu0 = (procs.cpu_snapshot(src.pid), procs.cpu_snapshot(dst.pid))
+            lo0 = procs.lo_bytes()
+            t0 = time.monotonic()
+            r = self.ctl(src_ctl, req)
+            if not r.get("ok"):
+                raise RunError("migrate refused: %s" % r.get("error"))
+            m, throttle = {}, 0
+            while True:
+                time.sleep(0.02)
+                m = self.ctl(src_ctl, {"cmd": "migrate-status"}).get("migration", {})
+                throttle = max(throttle, m.get("throttle_pct") or 0)
+                if m.get("stage") in ("completed", "failed", "cancelled", "unknown"):
+                    break
+                if time.monotonic() - t0 > timeout_s:
+                    break
+            t1 = time.monotonic()
+            cpu1 = (procs.cpu_snapshot(src.pid), procs.cpu_snapshot(dst.pid))
+            lo1 = procs.lo_bytes()
+            res["wall_ms"] = ms(t1 - t0)
+            res["bytes_reported"] = m.get("bytes_on_wire")
+            res["passes"] = m.get("pass")
+            res["src_cpu_s"] = procs.cpu_delta(cpu0[0], cpu1[0])
+            res["dst_cpu_s"] = procs.cpu_delta(cpu0[1], cpu1[1])
+            if lo0 is not None and lo1 is not None:
+                res["bytes_wire"] = lo1 - lo0
+            res["notes"].append("transport %s" % m.get("transport"))
+            if throttle:
+                res["notes"].append("throttled up to %d%%" % throttle)
+            stage = m.get("stage")
+            if stage == "completed":
+                res["converged"] = True
+                res["total_ms"] = m.get("elapsed_ms")
+                res["downtime_ms"] = m.get("downtime_ms")
+                res["setup_ms"] = m.get("setup_ms")
+                dst_con.wait_for(lambda _: len(dst_con.heartbeats()) >= 2, 5)
+                res.update(guest_view(src_con, dst_con, t0, t1))
+                check = res.pop("hb_check")
+                v = self.ctl(dst_ctl, {"cmd": "verify"}, timeout=60)
+                if v.get("verified"):
+                    check += ", verify: %d pages ok" % v.get("pages_checked", 0)
+                else:
+                    check = "BROKEN: verify: %s; hb %s" % (v.get("detail") or v.get("error"), check)
+                res["integrity"] = check
+            elif stage in ("failed", "cancelled", "unknown"):
+                res["converged"] = False
+                res["integrity"] = "migration %s: %s" % (stage, m.get("error", ""))
+            else:
+                res["converged"] = False
+                res["notes"].append("did not finish in %d s (stage %s, pass %s)" % (
+                    timeout_s, stage, m.get("pass")))
+                self.ctl(src_ctl, {"cmd": "migrate-cancel"})
+                tc = time.monotonic()
+                for _ in range(500):
+                    s = self.ctl(src_ctl, {"cmd": "migrate-status"}).get("migration", {}).get("stage")
+                    if s in ("cancelled", "failed", "completed", "unknown"):
+                        break
+                    time.sleep(0.02)
+                res["notes"].append("after migrate-cancel: %s" % s)
+                res["integrity"] = after_cancel_check(src_con, tc)
+            errs = src_con.errors() + dst_con.errors()
+            if errs:
+                res["notes"].append("guest errors: %s" % "; ".join(errs[:3]))
+            return res
+        finally:
+            for path, p in ((dst_ctl, dst), (src_ctl, src)):
+                if p and p.poll() is None:
+                    try:
+                        self.ctl(path, {"cmd": "stop"}, timeout=2)
+                    except (OSError, RunError, ValueError):
+                        pass
+            for p in (src, dst):
+                if p:
+                    procs.stop(p)
+            for c in (src_con, dst_con):
+                if c:
+                    c.close()
 
 
 SYSTEMS = {"qemu": QemuSystem(), "ferry": FerrySystem()}
@@ -551,7 +699,7 @@ def main():
             t = time.monotonic()
             try:
                 row.update(SYSTEMS[sysname].run(wl, v, tmp, timeout))
-            except (RunError, QMPError, OSError) as e:
+            except (RunError, QMPError, OSError, ValueError, KeyError) as e:
                 row.update(converged=None, integrity="run failed: %s" % e)
             row["notes"] = "; ".join(row.get("notes", []))
             results.append(row)

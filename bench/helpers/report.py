@@ -64,7 +64,8 @@ def summarize(results, order):
                                          _fmt(max(vals), scale, dec))
         checks = [r.get("integrity", "") for r in runs]
         if all(c.startswith("ok") for c in checks):
-            s["integrity"] = "hb ok"
+            s["integrity"] = "hb ok" + (", pages verified" if all("verify:" in c for c in checks)
+                                        else "")
         elif len(set(checks)) == 1:
             s["integrity"] = checks[0]
         else:
