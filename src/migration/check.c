@@ -73,6 +73,13 @@ static const struct rec_rule {
 	{ MIG_REC_STATE_END, check_state_end, false },
 	{ MIG_REC_EOS, check_eos, true },
 	{ MIG_REC_DIGEST, check_opaque, true },
+	/* Live protocol records (precopy.c / incoming.c): framed and skipped here;
+	 * their handshake meaning is checked by the live receiver. */
+	{ MIG_REC_CPUID, check_opaque, false },
+	{ MIG_REC_EXTENTS, check_opaque, false },
+	{ MIG_REC_HELLO, check_opaque, false },
+	{ MIG_REC_COMMIT, check_opaque, true },
+	{ MIG_REC_ABORT, check_opaque, true },
 	/* Types mig_get_rec accepts but this table lacks (new live-protocol
 	 * records) are framing-checked and skipped anywhere; --strict rejects them. */
 };
