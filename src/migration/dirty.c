@@ -45,7 +45,10 @@ int dirty_start(struct dirty *d, struct vm *vm, struct err *e)
 	words = (size_t)((d->npages + 63) / 64);
 	d->bitmap = calloc(words, 8);
 	d->slotbuf = calloc(words, 8);
-	if (!d->bitmap || !d->slotbuf) {
+	d->ones = malloc(words * 8);
+	if (d->ones)
+		memset(d->ones, 0xff, words * 8);
+	if (!d->bitmap || !d->slotbuf || !d->ones) {
 		dirty_stop(d);
 		return err_set(e, "out of memory for dirty bitmaps");
 	}
@@ -83,6 +86,8 @@ int dirty_clear(struct dirty *d, uint64_t first, uint64_t n, const uint64_t *mas
 	struct guest_mem *gm = &d->vm->mem;
 	if (!d->manual)
 		return 0; /* legacy GET_DIRTY_LOG already re-protected at sync time */
+	if (!mask)
+		mask = d->ones;
 	for (int i = 0; i < gm->nregions; i++) {
 		const struct gmem_region *r = &gm->regions[i];
 		uint64_t rs = r->offset >> 12, re = rs + (r->size >> 12);
@@ -113,7 +118,8 @@ void dirty_stop(struct dirty *d)
 		(void)vm_set_dirty_logging(d->vm, false, &e);
 	free(d->bitmap);
 	free(d->slotbuf);
-	d->bitmap = d->slotbuf = NULL;
+	free(d->ones);
+	d->bitmap = d->slotbuf = d->ones = NULL;
 }
 
 uint64_t dirty_count(const struct dirty *d)

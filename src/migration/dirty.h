@@ -21,6 +21,7 @@ struct dirty {
 	uint64_t npages;
 	uint64_t *bitmap;     /* result of the last sync */
 	uint64_t *slotbuf;    /* scratch for one slot's log */
+	uint64_t *ones;       /* all ones: the mask for re-arming whole ranges */
 };
 
 /* Enable the manual-protect capability; call once right after VM creation,
@@ -32,7 +33,8 @@ int dirty_start(struct dirty *d, struct vm *vm, struct err *e);
 int dirty_sync(struct dirty *d, struct err *e);
 /* Re-arm tracking for pages [first, first+n) that are about to be sent:
  * writes after this call show up in the next sync. first and n are rounded
- * out to 64 pages as KVM requires. */
+ * out to 64 pages as KVM requires. mask is a RAM-wide bitmap (only the
+ * pages set in it are re-armed), or NULL for all pages in the range. */
 int dirty_clear(struct dirty *d, uint64_t first, uint64_t n, const uint64_t *mask, struct err *e);
 void dirty_stop(struct dirty *d);
 uint64_t dirty_count(const struct dirty *d);

@@ -45,10 +45,6 @@
 
 #define CHUNK_PAGES MIG_MAX_RUN_PAGES /* 1 MiB, a multiple of 64 as KVM's CLEAR wants */
 
-static const uint64_t all_ones[CHUNK_PAGES / 64] = {
-	~0ULL, ~0ULL, ~0ULL, ~0ULL,
-};
-
 const char *mig_stage_name(enum mig_stage s)
 {
 	static const char *n[] = { "none", "setup", "precopy", "stop-and-copy", "storage-handoff",
@@ -290,7 +286,7 @@ static int pass_one(struct run *r, struct err *e)
 			return err_set(e, "cancelled");
 		/* Re-arm before deciding: a write after this point is logged,
 		 * a write before it is seen by the populated check below. */
-		if (dirty_clear(&r->d, p, n, all_ones, e) < 0)
+		if (dirty_clear(&r->d, p, n, NULL, e) < 0)
 			return -1;
 		data = lseek(gm->memfd, (off_t)(p << 12), SEEK_DATA);
 		if (data < 0 || (uint64_t)data >= (p + n) << 12) {
