@@ -295,15 +295,12 @@ class QemuSystem:
                     break
             t1 = time.monotonic()
             cpu1 = (procs.cpu_snapshot(src.pid), procs.cpu_snapshot(dst.pid))
-            lo1 = procs.lo_bytes()
             res["wall_ms"] = ms(t1 - t0)
             ram = info.get("ram", {})
             res["bytes_reported"] = ram.get("transferred")
             res["passes"] = ram.get("dirty-sync-count")
             res["src_cpu_s"] = procs.cpu_delta(cpu0[0], cpu1[0])
             res["dst_cpu_s"] = procs.cpu_delta(cpu0[1], cpu1[1])
-            if lo0 is not None and lo1 is not None:
-                res["bytes_wire"] = lo1 - lo0
 
             if status == "completed":
                 res["converged"] = True
@@ -335,6 +332,9 @@ class QemuSystem:
             else:
                 res["converged"] = False
                 res["integrity"] = "migration %s: %s" % (status, info.get("error-desc", ""))
+            lo1 = procs.lo_bytes()
+            if lo0 is not None and lo1 is not None:
+                res["bytes_wire"] = lo1 - lo0
             errs = src_con.errors() + (dst_con.errors() if dst_con else [])
             if errs:
                 res["notes"].append("guest errors: %s" % "; ".join(errs[:3]))
@@ -487,14 +487,11 @@ class FerrySystem:
                     break
             t1 = time.monotonic()
             cpu1 = (procs.cpu_snapshot(src.pid), procs.cpu_snapshot(dst.pid))
-            lo1 = procs.lo_bytes()
             res["wall_ms"] = ms(t1 - t0)
             res["bytes_reported"] = m.get("bytes_on_wire")
             res["passes"] = m.get("pass")
             res["src_cpu_s"] = procs.cpu_delta(cpu0[0], cpu1[0])
             res["dst_cpu_s"] = procs.cpu_delta(cpu0[1], cpu1[1])
-            if lo0 is not None and lo1 is not None:
-                res["bytes_wire"] = lo1 - lo0
             res["notes"].append("transport %s" % m.get("transport"))
             if throttle:
                 res["notes"].append("throttled up to %d%%" % throttle)
@@ -529,6 +526,9 @@ class FerrySystem:
                     time.sleep(0.02)
                 res["notes"].append("after migrate-cancel: %s" % s)
                 res["integrity"] = after_cancel_check(src_con, tc)
+            lo1 = procs.lo_bytes()
+            if lo0 is not None and lo1 is not None:
+                res["bytes_wire"] = lo1 - lo0
             errs = src_con.errors() + dst_con.errors()
             if errs:
                 res["notes"].append("guest errors: %s" % "; ".join(errs[:3]))

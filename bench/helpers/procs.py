@@ -106,7 +106,7 @@ def cpu_delta(before, after):
     the migration's cost, not the guest's own work."""
     if before is None or after is None:
         return None
-    return max(0.0, (after[0] - before[0]) - (after[1] - before[1]))
+    return round(max(0.0, (after[0] - before[0]) - (after[1] - before[1])), 3)
 
 
 def lo_bytes():

@@ -13,8 +13,8 @@ FIGURES = [
     ("downtime_ms", "downtime ms", 1, 0),
     ("guest_down_ms", "guest TSC gap ms", 1, 0),
     ("host_down_ms", "hb arrival gap ms", 1, 0),
-    ("bytes_reported", "sent MiB", 1 / 2**20, 0),
-    ("bytes_wire", "lo MiB", 1 / 2**20, 0),
+    ("bytes_reported", "sent MiB", 1 / 2**20, 1),
+    ("bytes_wire", "lo MiB", 1 / 2**20, 1),
     ("passes", "passes", 1, 0),
     ("src_cpu_s", "src CPU s", 1, 2),
     ("dst_cpu_s", "dst CPU s", 1, 2),
@@ -177,39 +177,45 @@ def write_all(outdir, started, minfo, results, summary, what, plots=True):
 
 
 def plot(summary, key, title, png, datfile):
-    """Clustered bars: one cluster per workload, one bar per variant."""
-    wls = []
-    variants = []
-    for s in summary:
-        if s["workload"] not in wls:
-            wls.append(s["workload"])
-        if s["variant"] not in variants:
-            variants.append(s["variant"])
-    med = {(s["workload"], s["variant"]): s.get(key + "_med") for s in summary}
-    if not any(v is not None for v in med.values()):
+    """One bar per row (workload / variant), grouped by workload, coloured
+    by system: QEMU variants in shades of red, ferry's in blue."""
+    rows = [s for s in summary if s.get(key + "_med") is not None]
+    if not rows:
         return False
+    qemu_colors = ["#b2182b", "#d6604d", "#f4a582", "#e08214", "#fdb863", "#8c510a",
+                   "#bf812d", "#dfc27d", "#7f3b08"]
+    ferry_colors = ["#2166ac", "#4393c3", "#92c5de", "#35978f", "#80cdc1"]
+    color = {}
+    for s in rows:
+        v = s["variant"]
+        if v not in color:
+            pool = ferry_colors if v.startswith("ferry") else qemu_colors
+            used = sum(1 for k in color if k.startswith("ferry") == v.startswith("ferry"))
+            color[v] = pool[used % len(pool)]
     with open(datfile, "w") as f:
-        f.write("workload " + " ".join('"%s"' % v for v in variants) + "\n")
-        for w in wls:
-            vals = []
-            for v in variants:
-                m = med.get((w, v))
-                vals.append("%.3f" % max(m, 0.1) if m is not None else "NaN")
-            f.write(w + " " + " ".join(vals) + "\n")
+        x, prev = 0, None
+        for s in rows:
+            if prev is not None and s["workload"] != prev:
+                x += 1  # a gap between workloads
+            prev = s["workload"]
+            f.write('%d "%s / %s" %.3f 0x%s\n' % (x, s["workload"], s["variant"],
+                                                 max(s[key + "_med"], 0.1), color[s["variant"]][1:]))
+            x += 1
     script = """
-set terminal pngcairo size 1400,650 noenhanced font ",10"
+set terminal pngcairo size 1400,700 noenhanced font ",10"
 set output '{png}'
 set title '{title}'
-set style data histogram
-set style histogram clustered gap 1
-set style fill solid 0.85 border -1
-set boxwidth 0.9
+set style fill solid 0.9 border -1
+set boxwidth 0.8
 set logscale y
 set grid ytics
-set key outside right top vertical
-set xtics rotate by -20
-plot for [i=2:{n}] '{dat}' using i:xtic(1) title columnheader(i)
-""".format(png=png, title=title, n=len(variants) + 1, dat=datfile)
+set key off
+set bmargin 14
+set xtics rotate by -60 nomirror
+set xrange [-1:*]
+plot '{dat}' using 1:3:4:xtic(2) with boxes lc rgb variable, \\
+     '' using 1:3:(sprintf("%.0f", $3)) with labels offset 0,0.7 font ",8"
+""".format(png=png, title=title, dat=datfile)
     ok = False
     for term in ("pngcairo", "png"):  # pngcairo may be missing from a gnuplot build
         try:
