@@ -16,10 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "common/sock.h"
 #include "devices/virtio_blk.h"
@@ -63,6 +65,7 @@ static int accept_one(struct mig_incoming *in, uint32_t timeout_ms, struct err *
 				unsigned int uto = in->peer_timeout_ms;
 				int one = 1;
 				if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
+				    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
 				    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)) < 0)
 					log_warn("socket options: %s", strerror(errno));
 				return fd;
@@ -92,8 +95,39 @@ static uint64_t mem_available(void)
 	return kb ? (uint64_t)kb << 10 : UINT64_MAX;
 }
 
+/* Features the operator declared this host must not offer (a migration
+ * baseline, like an older CPU in the cluster): a guest that sees one of
+ * them cannot move here. */
+static int check_host_mask(const struct kvm_cpuid2 *guest, const char *mask, char *why, size_t whylen)
+{
+	struct cpuid_mask m;
+	struct err e;
+	size_t n, used = 0;
+	const struct cpuid_feature *f = cpuid_features(&n);
+	int bad = 0;
+	if (!mask || !*mask)
+		return 0;
+	if (cpuid_parse_mask(mask, &m, &e) < 0) {
+		snprintf(why, whylen, "host CPU mask: %.300s", e.msg);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct kvm_cpuid_entry2 *g;
+		if (!cpuid_mask_hides(&m, (int)i))
+			continue;
+		g = cpuid_find(guest, f[i].leaf, f[i].subleaf);
+		if (!g || !((*cpuid_reg_ptr(g, f[i].reg) >> f[i].bit) & 1))
+			continue;
+		used += (size_t)snprintf(why + used, used < whylen ? whylen - used : 0, "%s%s",
+					 bad ? " " : "host CPU lacks (by this host's CPU mask): ", f[i].name);
+		bad++;
+	}
+	return bad ? -1 : 0;
+}
+
 /* Can this host run the VM? Each refusal names the reason. */
-static int check_host(struct stream *r, const struct vm_config *cfg, struct err *e)
+static int check_host(struct stream *r, const struct vm_config *cfg, const char *host_mask,
+		      struct err *e)
 {
 	struct mig_rec rec;
 	struct kvm_cpuid2 *cpuid = NULL;
@@ -112,6 +146,8 @@ static int check_host(struct stream *r, const struct vm_config *cfg, struct err 
 		return err_sys(e, "this host has no usable /dev/kvm");
 	}
 	rc = cpuid_check_host(kvm, cpuid, why, sizeof(why));
+	if (rc == 0)
+		rc = check_host_mask(cpuid, host_mask, why, sizeof(why));
 	close(kvm);
 	free(cpuid);
 	if (rc < 0)
@@ -165,7 +201,55 @@ struct rx {
 	struct mig_incoming *in;
 	int nch;
 	struct in_chan ch[CHANNEL_MAX];
+	uint64_t (*ext)[2];          /* populated extents, for the prefault thread */
+	uint32_t next;
+	pthread_t prefault;
+	bool prefaulting;
+	volatile bool stop_prefault;
 };
+
+/* Read the source's populated extents; each is checked against our RAM. */
+static int read_extents(struct rx *x, struct stream *r, uint64_t npages, struct err *e)
+{
+	struct mig_rec rec;
+	uint32_t n;
+	if (mig_get_rec(r, &rec, e) < 0)
+		return -1;
+	if (rec.type != MIG_REC_EXTENTS)
+		return err_set(e, "protocol error: expected extents, got %s", mig_rec_name(rec.type));
+	n = stream_get_u32(r);
+	if (stream_check(r, e) < 0)
+		return -1;
+	if (n > MIG_MAX_EXTENTS || rec.len != 4 + (uint64_t)n * 16)
+		return err_set(e, "corrupt stream: %u extents in %u bytes", n, rec.len);
+	x->ext = calloc(n ? n : 1, sizeof(*x->ext));
+	if (!x->ext)
+		return err_set(e, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		x->ext[i][0] = stream_get_u64(r);
+		x->ext[i][1] = stream_get_u64(r);
+		if (x->ext[i][0] > npages || x->ext[i][1] > npages - x->ext[i][0])
+			return err_set(e, "corrupt stream: extent %u lies outside guest RAM", i);
+	}
+	x->next = n;
+	return stream_check(r, e);
+}
+
+/* Fault in the populated ranges ahead of the data, 2 MiB at a time. Only
+ * page tables change: the contents are the receiver's business. */
+static void *prefault_thread(void *arg)
+{
+	struct rx *x = arg;
+	struct guest_mem *gm = &x->in->m->vm.mem;
+	for (uint32_t i = 0; i < x->next && !x->stop_prefault; i++) {
+		for (uint64_t p = 0; p < x->ext[i][1] && !x->stop_prefault; p += 512) {
+			uint64_t n = x->ext[i][1] - p < 512 ? x->ext[i][1] - p : 512;
+			if (madvise(gm->host + ((x->ext[i][0] + p) << 12), n << 12, MADV_POPULATE_WRITE) < 0)
+				return NULL; /* an old kernel: receiving still works, only slower */
+		}
+	}
+	return NULL;
+}
 
 static int join_channels(void *opaque, struct err *e)
 {
@@ -256,7 +340,8 @@ static void *in_thread(void *arg)
 	stream_set_timeout(&w, (int)in->peer_timeout_ms);
 	have_streams = true;
 	set_stage(in, IN_SETUP);
-	if (snapshot_load_config(&r, &cfg, &e) < 0 || check_host(&r, &cfg, &e) < 0)
+	if (snapshot_load_config(&r, &cfg, &e) < 0 || check_host(&r, &cfg, in->host_cpu_mask, &e) < 0 ||
+	    read_extents(x, &r, cfg.mem_size >> 12, &e) < 0)
 		goto fail;
 	/* Pass-0 marker: how many channels the source opened. */
 	if (mig_get_rec(&r, &rec, &e) < 0)
@@ -313,12 +398,23 @@ static void *in_thread(void *arg)
 		}
 		x->ch[k].running = true;
 	}
+	if (pthread_create(&x->prefault, NULL, prefault_thread, x) == 0)
+		x->prefaulting = true;
 	reply(&w, MIG_REPLY_SETUP, true, NULL, "channels", x->nch);
 	setup_replied = true;
 	set_stage(in, IN_RECEIVING);
 	t_load = channel_now_ns();
 	if (snapshot_load_state_ex(&r, in->m, &x->ch[0].rr, join_channels, x, &e) < 0)
 		goto fail;
+	x->stop_prefault = true;
+	if (x->prefaulting) {
+		pthread_join(x->prefault, NULL);
+		x->prefaulting = false;
+	}
+	if (failpoint("dst.before_ready") < 0) {
+		err_set(&e, "failpoint dst.before_ready");
+		goto fail;
+	}
 	loaded = true;
 	set_stage(in, IN_LOADED);
 	reply(&w, MIG_REPLY_READY, true, NULL, "load_ms", (int64_t)((channel_now_ns() - t_load) / 1000000));
@@ -340,6 +436,7 @@ static void *in_thread(void *arg)
 		goto fail;
 	}
 	/* Past the commit point: this copy is the VM now. */
+	failpoint("dst.after_commit");
 	if (in->m->blk && virtio_blk_take_lock(in->m->blk, &e) < 0) {
 		err_prefix(&e, "storage handoff");
 		reply(&w, MIG_REPLY_RESUMED, false, e.msg, NULL, 0);
@@ -370,6 +467,11 @@ fail:
 				shutdown(x->ch[k].fd, SHUT_RDWR);
 		struct err je;
 		join_channels(x, &je);
+		x->stop_prefault = true;
+		if (x->prefaulting) {
+			pthread_join(x->prefault, NULL);
+			x->prefaulting = false;
+		}
 	}
 	pthread_mutex_lock(&in->lock);
 	in->stage = IN_FAILED;
@@ -385,6 +487,7 @@ out:
 				close(x->ch[k].fd);
 		}
 		ram_recv_destroy(&x->ch[0].rr);
+		free(x->ext);
 		free(x);
 	}
 	if (have_streams) {
@@ -396,10 +499,11 @@ out:
 	return NULL;
 }
 
-int incoming_start(struct mig_incoming *in, const char *listen, struct machine *m,
-		   const struct incoming_hooks *h, struct err *e)
+int incoming_start(struct mig_incoming *in, const char *listen, const char *host_cpu_mask,
+		   struct machine *m, const struct incoming_hooks *h, struct err *e)
 {
 	memset(in, 0, sizeof(*in));
+	in->host_cpu_mask = host_cpu_mask;
 	pthread_mutex_init(&in->lock, NULL);
 	snprintf(in->listen, sizeof(in->listen), "%s", listen);
 	in->m = m;

@@ -36,6 +36,7 @@ struct mig_incoming {
 	int notify_fd;               /* eventfd, read by the worker */
 	struct machine *m;
 	struct incoming_hooks hooks;
+	const char *host_cpu_mask;   /* features this host refuses to offer */
 	uint32_t accept_timeout_ms;
 	uint32_t peer_timeout_ms;
 	pthread_t thread;
@@ -51,8 +52,8 @@ struct mig_incoming {
 const char *incoming_stage_name(enum incoming_stage s);
 /* Listen now (so the caller learns at once if the address is bad), then
  * serve the migration on a thread. */
-int incoming_start(struct mig_incoming *in, const char *listen, struct machine *m,
-		   const struct incoming_hooks *h, struct err *e);
+int incoming_start(struct mig_incoming *in, const char *listen, const char *host_cpu_mask,
+		   struct machine *m, const struct incoming_hooks *h, struct err *e);
 void incoming_join(struct mig_incoming *in);
 
 #endif

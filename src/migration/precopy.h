@@ -64,7 +64,7 @@ struct mig_source {
 	pthread_mutex_t lock;
 	struct mig_status st;        /* guarded by lock */
 	volatile bool cancel;
-	volatile bool resolve_resume, resolve_stop;
+	int fds[8];                  /* open connections, so cancel can shut them down */
 	/* Called (from the migration thread) when the VM is paused/resumed by the migration. */
 	void (*on_pause)(void *opaque, bool paused);
 	void *opaque;

@@ -161,6 +161,30 @@ static int count_extent(void *opaque, uint64_t first, uint64_t n)
 	return 0;
 }
 
+struct ext_ctx { uint64_t (*ext)[2]; size_t max, n; uint64_t npages; };
+
+static int collect_extent(void *opaque, uint64_t first, uint64_t n)
+{
+	struct ext_ctx *c = opaque;
+	if (c->n == c->max) {
+		c->ext[c->max - 1][1] = c->npages - c->ext[c->max - 1][0];
+		return -1; /* full: stop walking */
+	}
+	c->ext[c->n][0] = first;
+	c->ext[c->n][1] = first + n > c->npages ? c->npages - first : n;
+	c->n++;
+	return 0;
+}
+
+size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t max)
+{
+	struct ext_ctx c = { ext, max, 0, gmem_npages(gm) };
+	if (max == 0)
+		return 0;
+	ram_for_each_extent(gm, collect_extent, &c);
+	return c.n;
+}
+
 uint64_t ram_populated_pages(struct guest_mem *gm)
 {
 	uint64_t n = 0;

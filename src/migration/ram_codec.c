@@ -13,6 +13,11 @@
 struct ram_codec {
 	enum ram_codec_kind kind;
 	int level;
+	/* Adaptive fallback (what Hyper-V does): after a streak of runs that
+	 * did not shrink, stop trying for a while and send raw; probe again
+	 * later in case the guest's memory became compressible. */
+	unsigned misses;
+	unsigned skip;
 	ZSTD_CCtx *zc;
 	uint8_t *buf;
 };
@@ -57,6 +62,10 @@ int ram_codec_put(struct ram_codec *c, struct stream *w, struct mig_mem_hdr *h,
 		  const uint8_t *src, struct ram_stats *st)
 {
 	size_t raw = (size_t)h->npages * 4096, n;
+	if (c->skip) {
+		c->skip--;
+		return -1;
+	}
 	if (c->kind == RAM_CODEC_ZSTD) {
 		n = ZSTD_compress2(c->zc, c->buf, CODEC_BUF, src, raw);
 		if (ZSTD_isError(n))
@@ -68,8 +77,14 @@ int ram_codec_put(struct ram_codec *c, struct stream *w, struct mig_mem_hdr *h,
 			return -1;
 		n = (size_t)r;
 	}
-	if (n > raw - raw / 8)
+	if (n > raw - raw / 8) {
+		if (++c->misses >= 4) {
+			c->misses = 0;
+			c->skip = 64;
+		}
 		return -1; /* did not pay: caller sends raw */
+	}
+	c->misses = 0;
 	h->enc = (uint8_t)c->kind;
 	mig_put_rec(w, MIG_REC_MEM, (uint32_t)(MIG_MEM_HDR + n));
 	mig_put_mem_hdr(w, h);

@@ -43,6 +43,8 @@ static void usage(FILE *f)
 "  --paused              build the VM but do not run its vCPUs until 'resume'\n"
 "  --incoming ADDR:PORT  receive a live migration: listen there; the VM's configuration\n"
 "                        comes from the source (--name and --tap, if given, must match / apply here)\n"
+"  --host-cpu-mask LIST  incoming: refuse guests that see these CPU features (a migration\n"
+"                        baseline for this host, e.g. -avx512f,-avx2)\n"
 "  -v, --verbose         debug logging\n"
 "\n"
 "Example:\n"
@@ -53,7 +55,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
-	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING };
+	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -73,6 +75,7 @@ int main(int argc, char **argv)
 		{ "restore", required_argument, NULL, O_RESTORE },
 		{ "paused", no_argument, NULL, O_PAUSED },
 		{ "incoming", required_argument, NULL, O_INCOMING },
+		{ "host-cpu-mask", required_argument, NULL, O_HOSTMASK },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -113,6 +116,7 @@ int main(int argc, char **argv)
 		case O_RESTORE: o.restore_path = optarg; break;
 		case O_PAUSED: o.start_paused = true; break;
 		case O_INCOMING: o.incoming = optarg; break;
+		case O_HOSTMASK: o.host_cpu_mask = optarg; break;
 		case 'v': lvl = LOG_DEBUG; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

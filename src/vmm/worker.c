@@ -457,8 +457,13 @@ static int worker_build(struct worker *w, const struct vm_config *cfg, struct er
 		if (rc == 0)
 			rc = ram_recv_init(&rr, &w->m.vm.mem, e);
 		if (rc == 0) {
+			struct mig_rec end;
 			rc = snapshot_load_state(&s, &w->m, &rr, e);
 			ram_recv_destroy(&rr);
+			/* A state file is complete only with its end record: a file cut
+			 * just after the state must not pass for a whole one. */
+			if (rc == 0 && (mig_get_rec(&s, &end, e) < 0 || end.type != MIG_REC_EOS))
+				rc = e->msg[0] ? -1 : err_set(e, "state file has no end record (truncated?)");
 		}
 		stream_destroy(&s);
 		close(fd);
@@ -527,7 +532,7 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 		struct incoming_hooks h = { incoming_build, incoming_start_vcpus, w };
 		w->incoming = true;
 		w->state = WORKER_INCOMING;
-		if (incoming_start(&w->in, o->incoming, &w->m, &h, e) < 0)
+		if (incoming_start(&w->in, o->incoming, o->host_cpu_mask, &w->m, &h, e) < 0)
 			goto out;
 		log_info("waiting for an incoming migration on %s", o->incoming);
 	} else {

@@ -23,6 +23,7 @@ struct worker_opts {
 	const char *serial_path;
 	const char *restore_path;   /* start from a state file */
 	const char *incoming;       /* listen ADDR:PORT for a live migration */
+	const char *host_cpu_mask;  /* incoming: CPU features this host must be treated as lacking */
 	bool start_paused;
 };
 
