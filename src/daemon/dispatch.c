@@ -54,7 +54,7 @@ const struct verb *dispatch_parse(const char *line, size_t len,
 	v = dispatch_find(cmd);
 	if (!v) {
 		*code = "E_UNKNOWN_VERB";
-		err_set(e, "unknown command '%.64s' (known: host.info, vm.new, vm.start, vm.stop, vm.list, vm.status, vm.delete, vm.console)",
+		err_set(e, "unknown command '%.64s' (known: host.info, host.set, vm.new, vm.start, vm.stop, vm.list, vm.status, vm.delete, vm.console, vm.move, migration.start|list|status|cancel|history|prepare|abort)",
 			cmd);
 		json_object_put(o);
 		return NULL;

@@ -71,5 +71,14 @@ enum verb_result verb_vm_list(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_status(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_delete(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_console(struct req *r, struct json_object **reply);
+enum verb_result verb_host_set(struct req *r, struct json_object **reply);
+/* verbs_migration.c */
+enum verb_result verb_migration_start(struct req *r, struct json_object **reply);
+enum verb_result verb_migration_prepare(struct req *r, struct json_object **reply);
+enum verb_result verb_migration_abort(struct req *r, struct json_object **reply);
+enum verb_result verb_migration_list(struct req *r, struct json_object **reply);
+enum verb_result verb_migration_status(struct req *r, struct json_object **reply);
+enum verb_result verb_migration_cancel(struct req *r, struct json_object **reply);
+enum verb_result verb_migration_history(struct req *r, struct json_object **reply);
 
 #endif

@@ -16,6 +16,7 @@
 #include <json-c/json.h>
 
 #include "common/err.h"
+#include "daemon/settings.h"
 #include "daemon/vmdef.h"
 
 #define FERRY_VERSION "0.1.0"
@@ -39,7 +40,9 @@ enum vm_state {
 	VM_RUNNING,
 	VM_STOPPING,
 	VM_CRASHED,
+	VM_INCOMING, /* a live migration is bringing it here; not ours yet */
 };
+#define VM_NSTATES 6
 
 enum vm_op {
 	OP_NONE,
@@ -48,6 +51,8 @@ enum vm_op {
 	OP_STOP_TERM,  /* SIGTERM sent */
 	OP_STOP_KILL,  /* SIGKILL sent */
 };
+
+struct move;
 
 struct vm {
 	struct vm_def def;
@@ -62,6 +67,13 @@ struct vm {
 	uint64_t waiter;    /* client id awaiting the op's reply; 0 = none */
 	bool delete_after_stop;
 	bool expect_exit;   /* we killed it: its exit is not a crash */
+
+	/* Live migration: an incoming VM (worker started with --incoming) is
+	 * not this host's until its worker runs it; its definition is on disk
+	 * with an ".incoming" marker so a ferryd restart can tell. */
+	bool incoming;
+	char incoming_addr[300]; /* where its worker listens ("IP:PORT") */
+	char move_id[32];        /* the move bringing it here */
 
 	char last_exit[160]; /* human description of the last worker exit */
 	int last_exit_code;  /* -1 unknown, else exit code or 128+signal */
@@ -104,6 +116,12 @@ struct ferryd {
 	struct client *clients;
 	uint64_t next_client_id;
 	struct vm *vms;
+	/* Host settings and the live migrations (migrate.c). */
+	struct host_settings settings;
+	char settings_path[PATH_MAX];
+	int peer_pipe[2];      /* peer.c: call threads wake the loop */
+	struct move *moves;    /* queued and in-flight moves, in order */
+	struct move *recent;   /* finished moves, newest first */
 	bool quit;
 };
 
@@ -144,6 +162,12 @@ int worker_start(struct ferryd *d, struct vm *vm, uint64_t waiter,
 		 const char **code, struct err *e);
 int worker_stop(struct ferryd *d, struct vm *vm, uint64_t waiter,
 		int grace_ms, const char **code, struct err *e);
+/* Spawn ferry-vm --incoming ADDR for an incoming VM (vm->incoming set,
+ * vm->incoming_addr chosen); the waiter gets the migration.prepare reply. */
+int worker_start_incoming(struct ferryd *d, struct vm *vm, uint64_t waiter,
+			  const char **code, struct err *e);
+/* SIGKILL through the pidfd; the exit is expected, not a crash. */
+void worker_kill(struct vm *vm);
 /* Called when the worker's pidfd is readable (it exited). */
 void worker_reap(struct ferryd *d, struct vm *vm);
 /* Advance start/stop state machines whose deadline or poll tick is due. */

@@ -22,8 +22,10 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "daemon/dispatch.h"
+#include "daemon/migrate.h"
+#include "daemon/peer.h"
 
-enum pfd_kind { PFD_UNIX, PFD_TCP, PFD_SIG, PFD_VM, PFD_CLIENT, PFD_CONSOLE };
+enum pfd_kind { PFD_UNIX, PFD_TCP, PFD_SIG, PFD_PEER, PFD_VM, PFD_CLIENT, PFD_CONSOLE };
 
 struct pfd_ref {
 	enum pfd_kind kind;
@@ -339,7 +341,7 @@ int loop_run(struct ferryd *d, struct err *e)
 	size_t cap = 0;
 
 	while (!d->quit) {
-		size_t n = 0, want = 3;
+		size_t n = 0, want = 4;
 		int timeout, rc;
 
 		for (struct vm *vm = d->vms; vm; vm = vm->next)
@@ -375,6 +377,8 @@ int loop_run(struct ferryd *d, struct err *e)
 		if (d->tcp_fd >= 0)
 			ADD(d->tcp_fd, POLLIN, PFD_TCP, NULL);
 		ADD(d->sig_fd, POLLIN, PFD_SIG, NULL);
+		if (peer_wake_fd(d) >= 0)
+			ADD(peer_wake_fd(d), POLLIN, PFD_PEER, NULL);
 		for (struct vm *vm = d->vms; vm; vm = vm->next)
 			if (vm->pidfd >= 0)
 				ADD(vm->pidfd, POLLIN, PFD_VM, vm);
@@ -400,6 +404,9 @@ int loop_run(struct ferryd *d, struct err *e)
 		}
 #undef ADD
 		timeout = worker_next_timeout(d);
+		rc = migrate_next_timeout(d);
+		if (rc >= 0 && (timeout < 0 || rc < timeout))
+			timeout = rc;
 		rc = poll(pfds, n, timeout);
 		if (rc < 0) {
 			if (errno == EINTR)
@@ -428,6 +435,9 @@ int loop_run(struct ferryd *d, struct err *e)
 			case PFD_SIG:
 				loop_signal(d);
 				break;
+			case PFD_PEER:
+				peer_drain(d);
+				break;
 			case PFD_VM:
 				break;
 			case PFD_CLIENT:
@@ -449,6 +459,7 @@ int loop_run(struct ferryd *d, struct err *e)
 			}
 		}
 		worker_tick(d);
+		migrate_tick(d);
 		/* Replies produced by ticks, reaps or unblocked clients. */
 		for (struct client *c = d->clients; c; c = c->next) {
 			if (!c->dead && !c->busy && c->mode == CLIENT_REQUESTS)

@@ -21,6 +21,8 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "daemon/ferryd.h"
+#include "daemon/migrate.h"
+#include "daemon/peer.h"
 
 static void usage(FILE *f)
 {
@@ -128,6 +130,7 @@ int main(int argc, char **argv)
 	    copy_path(d.run_dir, sizeof(d.run_dir), d.state_dir, "run") < 0 ||
 	    copy_path(d.logs_dir, sizeof(d.logs_dir), d.state_dir, "logs") < 0 ||
 	    copy_path(lockpath, sizeof(lockpath), d.state_dir, "ferryd.lock") < 0 ||
+	    copy_path(d.settings_path, sizeof(d.settings_path), d.state_dir, "settings.json") < 0 ||
 	    (sockpath ? copy_path(d.socket_path, sizeof(d.socket_path), sockpath, NULL)
 		      : copy_path(d.socket_path, sizeof(d.socket_path), d.state_dir,
 				  "ferryd.sock")) < 0) {
@@ -186,6 +189,16 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (settings_load(d.settings_path, &d.settings, &e) < 0) {
+		fprintf(stderr, "ferryd: %s\n", e.msg);
+		unlink(d.socket_path);
+		return 1;
+	}
+	if (peer_init(&d, &e) < 0) {
+		fprintf(stderr, "ferryd: %s\n", e.msg);
+		unlink(d.socket_path);
+		return 1;
+	}
 	if (registry_load(&d, &e) < 0) {
 		fprintf(stderr, "ferryd: %s\n", e.msg);
 		unlink(d.socket_path);
@@ -196,6 +209,11 @@ int main(int argc, char **argv)
 		adopted += vm->pid != 0;
 		defined++;
 	}
+	/* Adopted workers first: moves in flight and arriving VMs are
+	 * judged by what their workers say now. */
+	migrate_recover_incoming(&d);
+	if (migrate_store_load(&d, &e) < 0)
+		log_error("migration queue not restored: %s", e.msg);
 	log_info("ferryd %s: state %s, socket %s, tcp %s, worker %s; %d VM(s) defined, %d re-adopted",
 		 FERRY_VERSION, d.state_dir, d.socket_path,
 		 d.listen_addr[0] ? d.listen_addr : "off", d.vmm_path,

@@ -36,6 +36,7 @@ const char *registry_state_name(enum vm_state s)
 	case VM_RUNNING: return "running";
 	case VM_STOPPING: return "stopping";
 	case VM_CRASHED: return "crashed";
+	case VM_INCOMING: return "incoming";
 	}
 	return "unknown";
 }

@@ -1,6 +1,6 @@
 /*
  * The control API's verb table. One line per verb; the handler validates
- * its own fields. migration.* verbs go here too when they exist.
+ * its own fields.
  */
 #include "daemon/dispatch.h"
 
@@ -13,5 +13,14 @@ const struct verb verb_table[] = {
 	{ "vm.status",  verb_vm_status,  "one VM in detail" },
 	{ "vm.delete",  verb_vm_delete,  "remove a VM's definition" },
 	{ "vm.console", verb_vm_console, "attach to a VM's serial console" },
+	{ "vm.move",    verb_migration_start, "live-migrate VMs to another host (= migration.start)" },
+	{ "host.set",   verb_host_set,   "change host settings" },
+	{ "migration.start",   verb_migration_start,   "live-migrate VMs to another host" },
+	{ "migration.list",    verb_migration_list,    "queued and running moves" },
+	{ "migration.status",  verb_migration_status,  "one move with its figures" },
+	{ "migration.cancel",  verb_migration_cancel,  "cancel a queued or running move" },
+	{ "migration.history", verb_migration_history, "finished moves with their figures" },
+	{ "migration.prepare", verb_migration_prepare, "destination: get ready to receive a VM" },
+	{ "migration.abort",   verb_migration_abort,   "destination: drop an incoming VM" },
 	{ NULL, NULL, NULL },
 };

@@ -1,10 +1,16 @@
-/* host.info: facts an administrator checks before placing VMs here. */
+/*
+ * host.info: facts an administrator checks before placing VMs here, with
+ * the host settings and the migrations in flight; host.set: change the
+ * settings while ferryd runs (they persist in STATE_DIR/settings.json).
+ */
 #include "daemon/dispatch.h"
 
 #include <unistd.h>
 
 #include "common/jsonl.h"
+#include "common/log.h"
 #include "daemon/hostinfo.h"
+#include "daemon/migrate.h"
 
 enum verb_result verb_host_info(struct req *r, struct json_object **reply)
 {
@@ -13,7 +19,7 @@ enum verb_result verb_host_info(struct req *r, struct json_object **reply)
 	struct host_mem mem;
 	struct err ke = { 0 };
 	char host[256];
-	int n[5] = { 0 }, total = 0;
+	int n[VM_NSTATES] = { 0 }, total = 0;
 	long cpus;
 
 	if (req_fields(r, fields) < 0)
@@ -38,7 +44,7 @@ enum verb_result verb_host_info(struct req *r, struct json_object **reply)
 		jsonl_add_str(o, "kvm_error", ke.msg);
 	jsonl_add_bool(o, "hardware_virt", hostinfo_hw_virt());
 	for (struct vm *vm = r->d->vms; vm; vm = vm->next) {
-		if ((unsigned)vm->state < 5)
+		if ((unsigned)vm->state < VM_NSTATES)
 			n[vm->state]++;
 		total++;
 	}
@@ -49,7 +55,43 @@ enum verb_result verb_host_info(struct req *r, struct json_object **reply)
 	jsonl_add_int(counts, "crashed", n[VM_CRASHED]);
 	jsonl_add_int(counts, "starting", n[VM_STARTING]);
 	jsonl_add_int(counts, "stopping", n[VM_STOPPING]);
+	jsonl_add_int(counts, "incoming", n[VM_INCOMING]);
 	json_object_object_add(o, "vms", counts);
+	json_object_object_add(o, "settings", settings_to_json(&r->d->settings));
+	{
+		struct json_object *mig = json_object_new_object();
+		int queued = 0;
+		for (struct move *m = r->d->moves; m; m = m->next)
+			queued += m->state == MV_QUEUED;
+		jsonl_add_int(mig, "active", migrate_active_count(r->d));
+		jsonl_add_int(mig, "queued", queued);
+		json_object_object_add(o, "migrations", mig);
+	}
+	*reply = o;
+	return VERB_REPLY;
+}
+
+enum verb_result verb_host_set(struct req *r, struct json_object **reply)
+{
+	struct host_settings s = r->d->settings;
+	struct json_object *o;
+
+	if (settings_apply_json(&s, r->args, &r->err) < 0) {
+		r->code = "E_BAD_ARG";
+		return VERB_FAIL;
+	}
+	/* On disk first: a setting that would not survive a restart is not
+	 * reported as set. */
+	if (settings_save(r->d->settings_path, &s, &r->err) < 0) {
+		r->code = "E_INTERNAL";
+		return VERB_FAIL;
+	}
+	r->d->settings = s;
+	log_info("host settings changed: %s", jsonl_text(r->args));
+	/* A raised limit lets queued moves start now. */
+	migrate_tick(r->d);
+	o = reply_ok();
+	json_object_object_add(o, "settings", settings_to_json(&s));
 	*reply = o;
 	return VERB_REPLY;
 }

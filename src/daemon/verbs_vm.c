@@ -13,6 +13,19 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "daemon/hostinfo.h"
+#include "daemon/migrate.h"
+
+/* A VM being moved belongs to the move until it ends. */
+static int vm_not_moving(struct req *r, struct vm *vm)
+{
+	struct move *m = migrate_find_active(r->d, vm->def.name);
+	if (!m)
+		return 0;
+	return req_fail(r, "E_BUSY", "VM %s is being live-migrated (move %s, %s); %s",
+			vm->def.name, m->id, migrate_state_name(m->state),
+			m->dir == MOVE_OUT ? "cancel it first: ferry migration cancel NAME"
+					   : "it is not this host's until it arrives");
+}
 
 enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
 {
@@ -58,7 +71,7 @@ enum verb_result verb_vm_start(struct req *r, struct json_object **reply)
 	static const char *const fields[] = { "name", NULL };
 	struct vm *vm;
 
-	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
+	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)) || vm_not_moving(r, vm) < 0)
 		return VERB_FAIL;
 	if (worker_start(r->d, vm, r->c->id, &r->code, &r->err) < 0)
 		return VERB_FAIL;
@@ -79,7 +92,7 @@ enum verb_result verb_vm_stop(struct req *r, struct json_object **reply)
 		r->code = "E_BAD_ARG";
 		return VERB_FAIL;
 	}
-	if (!(vm = req_vm(r)))
+	if (!(vm = req_vm(r)) || vm_not_moving(r, vm) < 0)
 		return VERB_FAIL;
 	if (worker_stop(r->d, vm, r->c->id, (int)timeout_s * 1000, &r->code,
 			&r->err) < 0)
@@ -136,7 +149,7 @@ enum verb_result verb_vm_delete(struct req *r, struct json_object **reply)
 		r->code = "E_BAD_ARG";
 		return VERB_FAIL;
 	}
-	if (!(vm = req_vm(r)))
+	if (!(vm = req_vm(r)) || vm_not_moving(r, vm) < 0)
 		return VERB_FAIL;
 	if (vm->op != OP_NONE)
 		return req_fail(r, "E_BUSY", "VM %s is %s; wait for that to finish",

@@ -13,9 +13,20 @@
 struct json_object *vmctl_call(const char *path, const char *cmd,
 			       int timeout_ms, struct err *e)
 {
-	struct json_object *req, *rep = NULL;
+	struct json_object *req = json_object_new_object(), *rep;
+
+	jsonl_add_str(req, "cmd", cmd);
+	rep = vmctl_request(path, req, timeout_ms, e);
+	json_object_put(req);
+	return rep;
+}
+
+struct json_object *vmctl_request(const char *path, struct json_object *req,
+				  int timeout_ms, struct err *e)
+{
+	struct json_object *rep = NULL;
 	struct sock_reader *rd;
-	const char *text, *msg = NULL;
+	const char *text, *msg = NULL, *cmd = "request";
 	char *line;
 	bool ok = false;
 	int fd;
@@ -29,8 +40,8 @@ struct json_object *vmctl_call(const char *path, const char *cmd,
 		err_set(e, "out of memory");
 		return NULL;
 	}
-	req = json_object_new_object();
-	jsonl_add_str(req, "cmd", cmd);
+	if (jsonl_get_str(req, "cmd", false, &cmd, e) < 0 || !cmd)
+		cmd = "request";
 	text = jsonl_text(req);
 	if (sock_write_all(fd, text, strlen(text), timeout_ms, e) < 0 ||
 	    sock_write_all(fd, "\n", 1, timeout_ms, e) < 0)
@@ -59,7 +70,6 @@ fail:
 	json_object_put(rep);
 	rep = NULL;
 out:
-	json_object_put(req);
 	free(rd);
 	close(fd);
 	return rep;

@@ -17,5 +17,9 @@
  * A reply with "ok":false is returned as an error carrying its text. */
 struct json_object *vmctl_call(const char *path, const char *cmd,
 			       int timeout_ms, struct err *e);
+/* Same with a whole request object (not consumed), e.g. migrate with its
+ * options. */
+struct json_object *vmctl_request(const char *path, struct json_object *req,
+				  int timeout_ms, struct err *e);
 
 #endif

@@ -20,6 +20,7 @@
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "daemon/hostinfo.h"
+#include "daemon/migrate.h"
 #include "daemon/vmctl.h"
 
 /* How often a starting worker's control socket is probed. */
@@ -38,6 +39,13 @@ static int worker_signal(struct vm *vm, int sig)
 		return (int)syscall(SYS_pidfd_send_signal, vm->pidfd, sig, NULL, 0);
 	errno = ESRCH;
 	return -1;
+}
+
+void worker_kill(struct vm *vm)
+{
+	vm->expect_exit = true;
+	if (worker_signal(vm, SIGKILL) < 0 && errno != ESRCH)
+		log_warn("VM %s: SIGKILL: %s", vm->def.name, strerror(errno));
 }
 
 void worker_log_tail(struct ferryd *d, struct vm *vm, int lines, char *buf,
@@ -148,6 +156,20 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 	snprintf(c->vcpus, sizeof(c->vcpus), "%u", def->vcpus);
 	c->argc = 0;
 	c->argv[c->argc++] = d->vmm_path;
+	if (vm->incoming) {
+		/* The machine's configuration comes from the source in the
+		 * stream; only this host's paths, the name it must carry and
+		 * the host-local tap are ours to give. */
+		worker_arg(c, "--incoming", vm->incoming_addr);
+		worker_arg(c, "--name", def->name);
+		worker_arg(c, "--serial", c->serial);
+		worker_arg(c, "--console-socket", c->console);
+		if (def->tap[0])
+			worker_arg(c, "--tap", def->tap);
+		worker_arg(c, "--control", c->sock);
+		c->argv[c->argc] = NULL;
+		return 0;
+	}
 	worker_arg(c, "--name", def->name);
 	worker_arg(c, "--kernel", def->kernel);
 	if (def->initrd[0])
@@ -194,14 +216,13 @@ worker_exec(struct worker_cmd *c, int logfd, int nullfd)
 	_exit(127);
 }
 
+static int worker_spawn(struct ferryd *d, struct vm *vm, uint64_t waiter,
+			const char **code, struct err *e);
+
 int worker_start(struct ferryd *d, struct vm *vm, uint64_t waiter,
 		 const char **code, struct err *e)
 {
-	struct worker_cmd *c;
 	struct host_mem mem;
-	char header[256];
-	int logfd, nullfd, n;
-	pid_t pid;
 
 	if (vm->op != OP_NONE || vm->state == VM_STARTING ||
 	    vm->state == VM_STOPPING) {
@@ -222,11 +243,33 @@ int worker_start(struct ferryd *d, struct vm *vm, uint64_t waiter,
 	*code = "E_INTERNAL";
 	if (hostinfo_memory(&mem, e) < 0)
 		return -1;
-	if (vm->def.memory_mib > mem.free_mib) {
+	if ((uint64_t)vm->def.memory_mib + (uint64_t)d->settings.memory_reserve_mib > mem.free_mib) {
 		*code = "E_NO_MEMORY";
-		return err_set(e, "not enough memory: VM needs %u MiB, host has %llu MiB free",
-			       vm->def.memory_mib, (unsigned long long)mem.free_mib);
+		return err_set(e, "not enough memory: VM needs %u MiB, host has %llu MiB free (%d MiB of it reserved for the host)",
+			       vm->def.memory_mib, (unsigned long long)mem.free_mib,
+			       d->settings.memory_reserve_mib);
 	}
+	return worker_spawn(d, vm, waiter, code, e);
+}
+
+int worker_start_incoming(struct ferryd *d, struct vm *vm, uint64_t waiter,
+			  const char **code, struct err *e)
+{
+	*code = "E_NO_KVM";
+	if (hostinfo_kvm_usable(e) < 0)
+		return -1;
+	return worker_spawn(d, vm, waiter, code, e);
+}
+
+/* Fork and exec ferry-vm for vm; the start state machine takes over. */
+static int worker_spawn(struct ferryd *d, struct vm *vm, uint64_t waiter,
+			const char **code, struct err *e)
+{
+	struct worker_cmd *c;
+	char header[256];
+	int logfd, nullfd, n;
+	pid_t pid;
+
 	if (access(d->vmm_path, X_OK) < 0) {
 		*code = "E_NO_VMM";
 		return err_sys(e, "cannot run the VM worker %s (build it, or pass ferryd --vmm PATH)",
@@ -278,7 +321,7 @@ int worker_start(struct ferryd *d, struct vm *vm, uint64_t waiter,
 		log_warn("VM %s: %s (re-adoption after a restart will not work)",
 			 vm->def.name, e->msg);
 	vm->started_ms = ferryd_wall_ms();
-	vm->state = VM_STARTING;
+	vm->state = vm->incoming ? VM_INCOMING : VM_STARTING;
 	vm->op = OP_START;
 	vm->deadline = ferryd_now_ms() + FERRYD_START_TIMEOUT_MS;
 	vm->waiter = waiter;
@@ -335,12 +378,13 @@ static void worker_describe_exit(struct vm *vm, bool known, int status)
 			 "exited (exit code not visible: worker was re-adopted after a ferryd restart)");
 	} else if (WIFEXITED(status)) {
 		static const char *const why[] = { "clean stop", "failure",
-			"configuration error", "guest shut down or reset" };
+			"configuration error", "guest shut down or reset",
+			"migrated away", "incoming migration failed" };
 		int code = WEXITSTATUS(status);
 		vm->last_exit_code = code;
 		snprintf(vm->last_exit, sizeof(vm->last_exit),
 			 "exited with code %d (%s)", code,
-			 code < 4 ? why[code] : "failure");
+			 code < 6 ? why[code] : "failure");
 	} else if (WIFSIGNALED(status)) {
 		vm->last_exit_code = 128 + WTERMSIG(status);
 		snprintf(vm->last_exit, sizeof(vm->last_exit),
@@ -356,7 +400,7 @@ static bool worker_exit_is_crash(bool known, int status)
 		return true;
 	if (WIFEXITED(status)) {
 		int code = WEXITSTATUS(status);
-		return code != 0 && code != 3 && code != 2;
+		return code != 0 && code != 3 && code != 2 && code != 4;
 	}
 	return true;
 }
@@ -395,6 +439,11 @@ void worker_reap(struct ferryd *d, struct vm *vm)
 	vm->waiter = 0;
 	worker_unlink_runtime(d, vm);
 
+	/* Live migration decides first: a source worker that handed its VM
+	 * over, or an incoming worker that never got one. */
+	if (migrate_worker_exited(d, vm, vm->last_exit_code,
+				  op == OP_START ? waiter : 0))
+		return;
 	if (op == OP_START) {
 		worker_log_tail(d, vm, 8, tail, sizeof(tail));
 		/* A failed start is the caller's error to read, not a crash
@@ -442,8 +491,21 @@ static void worker_tick_start(struct ferryd *d, struct vm *vm, long long now)
 	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) == 0 &&
 	    (st = vmctl_call(sock, "status", FERRYD_CTL_TIMEOUT_MS, &e))) {
 		json_object_put(st);
-		vm->state = VM_RUNNING;
 		vm->op = OP_NONE;
+		if (vm->incoming) {
+			/* The skeleton listens: tell the source where. */
+			vm->state = VM_INCOMING;
+			log_info("VM %s: incoming worker pid %d listens on %s", vm->def.name,
+				 (int)vm->pid, vm->incoming_addr);
+			rep = reply_ok();
+			jsonl_add_str(rep, "name", vm->def.name);
+			jsonl_add_str(rep, "id", vm->move_id);
+			jsonl_add_str(rep, "address", vm->incoming_addr);
+			loop_send_to(d, vm->waiter, rep);
+			vm->waiter = 0;
+			return;
+		}
+		vm->state = VM_RUNNING;
 		log_info("VM %s: running (pid %d)", vm->def.name, (int)vm->pid);
 		rep = worker_status_json(d, vm, false);
 		loop_send_to(d, vm->waiter, rep);
@@ -657,11 +719,21 @@ struct json_object *worker_status_json(struct ferryd *d, struct vm *vm,
 		jsonl_add_str(o, "last_exit", vm->last_exit);
 		jsonl_add_int(o, "last_exit_code", vm->last_exit_code);
 	}
+	{
+		struct move *m = migrate_find_active(d, vm->def.name);
+		if (m) {
+			struct json_object *mj = json_object_new_object();
+			jsonl_add_str(mj, "id", m->id);
+			jsonl_add_str(mj, "direction", m->dir == MOVE_OUT ? "outgoing" : "incoming");
+			jsonl_add_str(mj, "state", migrate_state_name(m->state));
+			json_object_object_add(o, "migration", mj);
+		}
+	}
 	if (vm->state == VM_CRASHED) {
 		worker_log_tail(d, vm, 10, tail, sizeof(tail));
 		jsonl_add_str(o, "log_tail", tail);
 	}
-	if (live && vm->state == VM_RUNNING &&
+	if (live && (vm->state == VM_RUNNING || vm->state == VM_INCOMING) &&
 	    registry_path(d, vm, "sock", path, sizeof(path), &e) == 0) {
 		st = vmctl_call(path, "status", FERRYD_CTL_TIMEOUT_MS, &e);
 		if (st && jsonl_get_str(st, "state", false, &gstate, &e) == 0 && gstate)

@@ -1,0 +1,846 @@
+/*
+ * Moves: bookkeeping shared by both directions, the outgoing queue and its
+ * scheduler, and the source side's state machine (see migrate.h). The
+ * destination side is in migrate_in.c.
+ *
+ * Source, per move: QUEUED -> (slot free) PREPARING: migration.prepare on
+ * the destination ferryd -> MIGRATING: the source worker's migrate, polled
+ * with migrate-status -> completed: FINISHING (source worker told to stop,
+ * exits 4; its definition removed; the destination confirms it runs the
+ * VM) -> COMPLETED. Failed or cancelled before the commit point: the
+ * destination is told to abort, the VM keeps running here. Outcome
+ * unknown: RESOLVING, the commit-point rule (docs/migration-ops.md).
+ */
+#include "daemon/migrate.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "common/jsonl.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "daemon/netaddr.h"
+#include "daemon/vmctl.h"
+
+const char *migrate_state_name(enum move_state s)
+{
+	switch (s) {
+	case MV_QUEUED: return "queued";
+	case MV_PREPARING: return "preparing";
+	case MV_MIGRATING: return "migrating";
+	case MV_RESOLVING: return "resolving";
+	case MV_FINISHING: return "finishing";
+	case MV_COMPLETED: return "completed";
+	case MV_FAILED: return "failed";
+	case MV_CANCELLED: return "cancelled";
+	}
+	return "unknown";
+}
+
+bool migrate_state_done(enum move_state s)
+{
+	return s == MV_COMPLETED || s == MV_FAILED || s == MV_CANCELLED;
+}
+
+int migrate_active_count(struct ferryd *d)
+{
+	int n = 0;
+	/* FINISHING moves have moved all memory and state: the link and the
+	 * CPU time a slot stands for are free again. */
+	for (struct move *m = d->moves; m; m = m->next)
+		if (m->state == MV_PREPARING || m->state == MV_MIGRATING ||
+		    m->state == MV_RESOLVING)
+			n++;
+	return n;
+}
+
+struct move *migrate_find_active(struct ferryd *d, const char *name)
+{
+	for (struct move *m = d->moves; m; m = m->next)
+		if (strcmp(m->vm, name) == 0)
+			return m;
+	return NULL;
+}
+
+struct move *migrate_find(struct ferryd *d, const char *id_or_name)
+{
+	for (struct move *m = d->moves; m; m = m->next)
+		if (strcmp(m->id, id_or_name) == 0)
+			return m;
+	for (struct move *m = d->recent; m; m = m->next)
+		if (strcmp(m->id, id_or_name) == 0)
+			return m;
+	/* By VM name: the move in flight, else the newest finished one. */
+	for (struct move *m = d->moves; m; m = m->next)
+		if (strcmp(m->vm, id_or_name) == 0)
+			return m;
+	for (struct move *m = d->recent; m; m = m->next)
+		if (strcmp(m->vm, id_or_name) == 0)
+			return m;
+	return NULL;
+}
+
+int migrate_queue_position(struct ferryd *d, struct move *m)
+{
+	int pos = 0;
+	if (m->state != MV_QUEUED)
+		return 0;
+	for (struct move *q = d->moves; q; q = q->next) {
+		if (q->state == MV_QUEUED)
+			pos++;
+		if (q == m)
+			return pos;
+	}
+	return 0;
+}
+
+struct move *migrate_move_alloc(struct ferryd *d, enum move_dir dir,
+				const char *id)
+{
+	struct move *m = calloc(1, sizeof(*m)), **tail;
+	uint32_t rnd;
+
+	if (!m)
+		return NULL;
+	if (id) {
+		snprintf(m->id, sizeof(m->id), "%s", id);
+	} else {
+		/* Random ids stay unique across hosts and ferryd restarts
+		 * without coordination. */
+		if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+			rnd = (uint32_t)ferryd_now_ms() ^ (uint32_t)getpid();
+		snprintf(m->id, sizeof(m->id), "mv-%08x", rnd);
+	}
+	m->dir = dir;
+	m->created_ms = ferryd_wall_ms();
+	for (tail = &d->moves; *tail; tail = &(*tail)->next)
+		;
+	*tail = m;
+	return m;
+}
+
+static void move_unlink(struct ferryd *d, struct move *m)
+{
+	for (struct move **p = &d->moves; *p; p = &(*p)->next)
+		if (*p == m) {
+			*p = m->next;
+			m->next = NULL;
+			return;
+		}
+}
+
+/* A move ends: out of the queue, into the recent list and the history. */
+static void move_finish(struct ferryd *d, struct move *m, enum move_state st,
+			const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void move_finish(struct ferryd *d, struct move *m, enum move_state st,
+			const char *code, const char *fmt, ...)
+{
+	struct move **p;
+	int n = 0;
+	va_list ap;
+
+	m->state = st;
+	m->ended_ms = ferryd_wall_ms();
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(m->error, sizeof(m->error), fmt, ap);
+		va_end(ap);
+	}
+	snprintf(m->code, sizeof(m->code), "%s", code ? code : "");
+	m->wait_reason[0] = '\0';
+	if (st == MV_COMPLETED)
+		log_info("move %s: VM %s %s %s: completed", m->id, m->vm,
+			 m->dir == MOVE_OUT ? "to" : "from", m->peer);
+	else
+		log_warn("move %s: VM %s %s: %s", m->id, m->vm,
+			 migrate_state_name(st), m->error);
+	move_unlink(d, m);
+	migrate_history_append(d, m);
+	m->next = d->recent;
+	d->recent = m;
+	/* Keep the newest few for status; the history file has them all. */
+	for (p = &d->recent; *p; p = &(*p)->next) {
+		if (++n > MIGRATE_RECENT_MAX) {
+			struct move *old = *p;
+			*p = NULL;
+			while (old) {
+				struct move *next = old->next;
+				json_object_put(old->progress);
+				free(old);
+				old = next;
+			}
+			break;
+		}
+	}
+	if (m->dir == MOVE_OUT)
+		migrate_store_save(d);
+}
+
+void migrate_move_end(struct ferryd *d, struct move *m, enum move_state st,
+		      const char *code, const char *msg)
+{
+	move_finish(d, m, st, code, msg ? "%s" : NULL, msg);
+}
+
+static struct vm *move_vm(struct ferryd *d, struct move *m)
+{
+	return registry_find(d, m->vm);
+}
+
+/* One request on the VM's worker control socket. */
+static struct json_object *move_worker(struct ferryd *d, struct vm *vm,
+				       struct json_object *req, struct err *e)
+{
+	char sock[PATH_MAX];
+	struct json_object *rep;
+
+	if (!vm || !vm->pid) {
+		json_object_put(req);
+		err_set(e, "the VM's worker is not running");
+		return NULL;
+	}
+	if (registry_path(d, vm, "sock", sock, sizeof(sock), e) < 0) {
+		json_object_put(req);
+		return NULL;
+	}
+	rep = vmctl_request(sock, req, FERRYD_CTL_TIMEOUT_MS, e);
+	json_object_put(req);
+	return rep;
+}
+
+static struct json_object *move_cmd(const char *cmd)
+{
+	struct json_object *o = json_object_new_object();
+	jsonl_add_str(o, "cmd", cmd);
+	return o;
+}
+
+/* Tell the destination to drop its half of the move. Best effort: its
+ * worker also gives up on its own when the source goes quiet. */
+static void move_abort_dest(struct ferryd *d, struct move *m)
+{
+	struct json_object *req = move_cmd("migration.abort");
+	struct err e = { 0 };
+
+	jsonl_add_str(req, "id", m->id);
+	jsonl_add_str(req, "name", m->vm);
+	if (peer_call(d, m->peer, req, PEER_CALL_TIMEOUT_MS, m->id, PEER_ABORT, &e) < 0)
+		log_warn("move %s: cannot ask %s to abort: %s", m->id, m->peer, e.msg);
+}
+
+struct move *migrate_enqueue(struct ferryd *d, struct vm *vm,
+			     const char *destination, int downtime_ms,
+			     int bandwidth_mibps, const char *transport,
+			     struct err *e)
+{
+	struct move *m = migrate_move_alloc(d, MOVE_OUT, NULL);
+
+	if (!m) {
+		err_set(e, "out of memory");
+		return NULL;
+	}
+	m->state = MV_QUEUED;
+	snprintf(m->vm, sizeof(m->vm), "%s", vm->def.name);
+	snprintf(m->peer, sizeof(m->peer), "%s", destination);
+	snprintf(m->transport, sizeof(m->transport), "%s", transport);
+	m->downtime_ms = downtime_ms;
+	m->bandwidth_mibps = bandwidth_mibps;
+	m->memory_mib = vm->def.memory_mib;
+	log_info("move %s: VM %s to %s queued", m->id, m->vm, m->peer);
+	return m;
+}
+
+/* QUEUED -> PREPARING: ask the destination ferryd for a skeleton worker. */
+static void move_out_begin(struct ferryd *d, struct move *m)
+{
+	struct vm *vm = move_vm(d, m);
+	struct json_object *req;
+	char host[256], addr[128];
+	struct err e = { 0 };
+
+	if (!vm || vm->state != VM_RUNNING || vm->incoming) {
+		move_finish(d, m, MV_FAILED, "E_VM_NOT_RUNNING",
+			    "VM %s is %s: only a running VM can be live-migrated",
+			    m->vm, vm ? registry_state_name(vm->state) : "gone");
+		return;
+	}
+	if (d->settings.nnets > 0 &&
+	    netaddr_local_in_nets(&d->settings, addr, sizeof(addr), &e) < 0) {
+		move_finish(d, m, MV_FAILED, "E_NO_MIGRATION_NETWORK", "%s", e.msg);
+		return;
+	}
+	if (gethostname(host, sizeof(host)) < 0)
+		snprintf(host, sizeof(host), "unknown");
+	host[sizeof(host) - 1] = '\0';
+	req = move_cmd("migration.prepare");
+	jsonl_add_str(req, "name", m->vm);
+	jsonl_add_str(req, "id", m->id);
+	jsonl_add_str(req, "source", host);
+	json_object_object_add(req, "definition", vmdef_to_json(&vm->def));
+	if (peer_call(d, m->peer, req, PEER_CALL_TIMEOUT_MS, m->id, PEER_PREPARE, &e) < 0) {
+		move_finish(d, m, MV_FAILED, "E_UNREACHABLE", "%s", e.msg);
+		return;
+	}
+	m->call_pending = true;
+	m->state = MV_PREPARING;
+	m->started_ms = ferryd_wall_ms();
+	m->wait_reason[0] = '\0';
+	snprintf(m->stage, sizeof(m->stage), "setup");
+	log_info("move %s: VM %s: setting up with %s", m->id, m->vm, m->peer);
+	migrate_store_save(d);
+}
+
+/* Start queued moves in order while slots are free. */
+static void migrate_schedule(struct ferryd *d, long long now)
+{
+	int active = migrate_active_count(d), max = d->settings.max_migrations;
+	bool blocked = false;
+
+	if (max < 1)
+		max = 1;
+	for (struct move *m = d->moves, *next; m; m = next) {
+		next = m->next;
+		if (m->dir != MOVE_OUT || m->state != MV_QUEUED)
+			continue;
+		/* Strict order: once one move must wait, later ones wait too. */
+		if (!blocked && active < max && m->next_ms <= now) {
+			move_out_begin(d, m);
+			if (!migrate_state_done(m->state))
+				active++;
+			continue;
+		}
+		if (!blocked && active >= max)
+			snprintf(m->wait_reason, sizeof(m->wait_reason),
+				 "waiting for a migration slot (%d of %d in use on this host)",
+				 active, max);
+		else if (blocked)
+			snprintf(m->wait_reason, sizeof(m->wait_reason),
+				 "waiting for the moves queued before it");
+		blocked = true;
+	}
+}
+
+/* Check that migration traffic to the destination's address would leave
+ * from an address in this host's migration networks. */
+static int move_check_route(struct ferryd *d, struct move *m, struct err *e)
+{
+	struct sockaddr_storage src;
+	char host[256], port[16], srctext[64], nets[512];
+
+	if (d->settings.nnets == 0)
+		return 0;
+	if (sock_split_hostport(m->address, "7460", host, sizeof(host), port,
+				sizeof(port), e) < 0 ||
+	    netaddr_route_source(host, &src, e) < 0)
+		return -1;
+	if (settings_net_allowed(&d->settings, &src))
+		return 0;
+	netaddr_text(&src, srctext, sizeof(srctext));
+	settings_format_nets(&d->settings, nets, sizeof(nets));
+	return err_set(e, "migration traffic to %s would leave this host from %s, which is not in its migration networks (%s)",
+		       host, srctext, nets);
+}
+
+/* PREPARING -> MIGRATING: the destination listens; start the source worker. */
+static void move_out_prepared(struct ferryd *d, struct move *m,
+			      struct json_object *rep)
+{
+	struct vm *vm = move_vm(d, m);
+	struct json_object *req;
+	const char *addr = NULL;
+	struct err e = { 0 };
+
+	if (jsonl_get_str(rep, "address", true, &addr, &e) < 0 ||
+	    strlen(addr) >= sizeof(m->address)) {
+		move_abort_dest(d, m);
+		move_finish(d, m, MV_FAILED, "E_INTERNAL",
+			    "destination %s gave no usable migration address", m->peer);
+		return;
+	}
+	snprintf(m->address, sizeof(m->address), "%s", addr);
+	if (m->cancel_requested) {
+		move_abort_dest(d, m);
+		move_finish(d, m, MV_CANCELLED, "E_CANCELLED", "cancelled during setup");
+		return;
+	}
+	if (move_check_route(d, m, &e) < 0) {
+		move_abort_dest(d, m);
+		move_finish(d, m, MV_FAILED, "E_NO_MIGRATION_NETWORK", "%s", e.msg);
+		return;
+	}
+	req = move_cmd("migrate");
+	jsonl_add_str(req, "uri", m->address);
+	jsonl_add_str(req, "transport", m->transport);
+	jsonl_add_int(req, "downtime_ms", m->downtime_ms);
+	if (m->bandwidth_mibps > 0)
+		jsonl_add_int(req, "bandwidth_mibps", m->bandwidth_mibps);
+	rep = move_worker(d, vm, req, &e);
+	if (!rep) {
+		move_abort_dest(d, m);
+		move_finish(d, m, MV_FAILED, "E_MIGRATE_FAILED", "VM %s: %s", m->vm, e.msg);
+		return;
+	}
+	json_object_put(rep);
+	m->state = MV_MIGRATING;
+	m->next_ms = ferryd_now_ms() + MIGRATE_POLL_MS;
+	log_info("move %s: VM %s: migrating to %s (worker address %s)", m->id,
+		 m->vm, m->peer, m->address);
+	migrate_store_save(d);
+}
+
+static void move_out_enter_finishing(struct ferryd *d, struct move *m,
+				     struct vm *vm)
+{
+	struct err e = { 0 };
+	struct json_object *rep;
+
+	m->state = MV_FINISHING;
+	m->deadline = ferryd_now_ms() + MIGRATE_FINISH_TIMEOUT_MS;
+	m->next_ms = ferryd_now_ms();
+	m->tries = 0;
+	migrate_store_save(d);
+	if (vm && vm->pid) {
+		/* The worker would linger 30 s answering status; we have its
+		 * final figures, so end it now (it exits 4, "migrated away"). */
+		rep = move_worker(d, vm, move_cmd("stop"), &e);
+		if (!rep)
+			log_warn("move %s: stopping the source worker: %s", m->id, e.msg);
+		json_object_put(rep);
+		vm->expect_exit = true;
+	} else {
+		m->worker_gone = true;
+	}
+}
+
+static void move_out_poll(struct ferryd *d, struct move *m, long long now)
+{
+	struct vm *vm = move_vm(d, m);
+	struct json_object *rep, *mig;
+	const char *stage = NULL, *error = NULL;
+	struct err e = { 0 };
+
+	if (!vm || !vm->pid) {
+		/* The worker is gone (crash, or it exited while ferryd was
+		 * down): only the destination knows whether the VM runs. */
+		m->worker_gone = true;
+		m->state = MV_RESOLVING;
+		m->next_ms = now;
+		snprintf(m->wait_reason, sizeof(m->wait_reason),
+			 "source worker gone: asking %s whether it runs the VM", m->peer);
+		return;
+	}
+	if ((m->recovered || m->cancel_requested) && !m->cancel_sent) {
+		rep = move_worker(d, vm, move_cmd("migrate-cancel"), &e);
+		json_object_put(rep);
+		m->cancel_sent = true;
+	}
+	rep = move_worker(d, vm, move_cmd("migrate-status"), &e);
+	if (!rep) {
+		log_warn("move %s: migrate-status: %s", m->id, e.msg);
+		return;
+	}
+	if (!json_object_object_get_ex(rep, "migration", &mig) ||
+	    jsonl_get_str(mig, "stage", true, &stage, &e) < 0) {
+		json_object_put(rep);
+		return;
+	}
+	if (jsonl_get_str(mig, "error", false, &error, &e) < 0)
+		error = NULL;
+	json_object_put(m->progress);
+	m->progress = json_object_get(mig);
+	snprintf(m->stage, sizeof(m->stage), "%s", stage);
+	if (strcmp(stage, "completed") == 0) {
+		move_out_enter_finishing(d, m, vm);
+	} else if (strcmp(stage, "unknown") == 0) {
+		m->state = MV_RESOLVING;
+		m->next_ms = now;
+		snprintf(m->wait_reason, sizeof(m->wait_reason),
+			 "commit sent but not confirmed: asking %s whether it runs the VM (the VM is paused here meanwhile)",
+			 m->peer);
+		log_warn("move %s: VM %s: outcome unknown after the commit point; resolving with %s",
+			 m->id, m->vm, m->peer);
+		migrate_store_save(d);
+	} else if (strcmp(stage, "cancelled") == 0 || strcmp(stage, "none") == 0 ||
+		   (strcmp(stage, "failed") == 0 && (m->recovered || m->cancel_sent))) {
+		move_abort_dest(d, m);
+		if (m->recovered)
+			move_finish(d, m, MV_CANCELLED, "E_CANCELLED",
+				    "ferryd restarted during the move; the move was cancelled and VM %s keeps running here",
+				    m->vm);
+		else
+			move_finish(d, m, MV_CANCELLED, "E_CANCELLED",
+				    "cancelled; VM %s keeps running here", m->vm);
+	} else if (strcmp(stage, "failed") == 0) {
+		move_abort_dest(d, m);
+		move_finish(d, m, MV_FAILED, "E_MIGRATE_FAILED",
+			    "%s; VM %s keeps running here", error ? error : "migration failed",
+			    m->vm);
+	}
+	json_object_put(rep);
+}
+
+static void move_out_tick(struct ferryd *d, struct move *m, long long now)
+{
+	struct json_object *req;
+	struct vm *vm;
+	struct err e = { 0 };
+
+	if (m->call_pending || now < m->next_ms)
+		return;
+	switch (m->state) {
+	case MV_MIGRATING:
+		m->next_ms = now + MIGRATE_POLL_MS;
+		move_out_poll(d, m, now);
+		break;
+	case MV_FINISHING:
+		if (!m->worker_gone) {
+			vm = move_vm(d, m);
+			if (now >= m->deadline && vm && vm->pid) {
+				log_warn("move %s: source worker did not exit after the move; killing it",
+					 m->id);
+				worker_kill(vm);
+				m->deadline = now + MIGRATE_FINISH_TIMEOUT_MS;
+			}
+			m->next_ms = now + MIGRATE_POLL_MS;
+			break;
+		}
+		/* Gone: ask the destination whether it runs the VM. */
+		__attribute__((fallthrough));
+	case MV_RESOLVING:
+		req = move_cmd("vm.status");
+		jsonl_add_str(req, "name", m->vm);
+		if (peer_call(d, m->peer, req, 5000, m->id,
+			      m->state == MV_RESOLVING ? PEER_RESOLVE : PEER_CONFIRM, &e) < 0) {
+			log_warn("move %s: %s", m->id, e.msg);
+			m->next_ms = now + MIGRATE_RETRY_MS;
+			break;
+		}
+		m->call_pending = true;
+		break;
+	default:
+		break;
+	}
+}
+
+/* The source has no copy any more: its definition goes. */
+static void move_out_drop_source(struct ferryd *d, struct move *m)
+{
+	struct vm *vm = move_vm(d, m);
+	struct err e = { 0 };
+	char marker[PATH_MAX];
+
+	if (!vm || vm->pid)
+		return;
+	if (migrate_marker_path(d, vm->def.name, marker, sizeof(marker)) == 0)
+		unlink(marker);
+	if (registry_delete_files(d, vm, &e) < 0)
+		log_warn("move %s: removing VM %s here: %s", m->id, m->vm, e.msg);
+	registry_remove(d, vm);
+	log_info("move %s: VM %s now lives on %s; removed here", m->id, m->vm, m->peer);
+}
+
+static const char *move_reply_error(struct json_object *rep)
+{
+	struct json_object *v;
+	if (json_object_object_get_ex(rep, "error", &v) &&
+	    json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return "(no reason given)";
+}
+
+/* The commit-point rule: the destination's answer decides. */
+static void move_out_resolved(struct ferryd *d, struct move *m,
+			      struct peer_result *r)
+{
+	struct vm *vm = move_vm(d, m);
+	const char *state = NULL, *code = NULL;
+	struct json_object *rep = r->reply, *req;
+	struct err e = { 0 };
+	bool ok = false;
+	long long now = ferryd_now_ms();
+
+	m->next_ms = now + MIGRATE_RETRY_MS;
+	if (!rep) {
+		snprintf(m->wait_reason, sizeof(m->wait_reason),
+			 "outcome unknown and %s does not answer (%.120s); the VM stays paused here until it does",
+			 m->peer, r->err.msg);
+		return;
+	}
+	if (jsonl_get_bool(rep, "ok", true, &ok, &e) < 0)
+		return;
+	if (ok && jsonl_get_str(rep, "state", false, &state, &e) == 0 && state &&
+	    strcmp(state, "running") == 0) {
+		/* The destination runs it: this copy must never run again. */
+		if (vm && vm->pid && !m->worker_gone) {
+			req = move_cmd("migrate-resolve");
+			jsonl_add_str(req, "action", "stop");
+			json_object_put(move_worker(d, vm, req, &e));
+			vm->expect_exit = true;
+		}
+		log_info("move %s: %s runs VM %s: the move completed", m->id, m->peer, m->vm);
+		m->wait_reason[0] = '\0';
+		m->state = MV_FINISHING;
+		m->deadline = now + MIGRATE_FINISH_TIMEOUT_MS;
+		m->next_ms = now;
+		if (m->worker_gone)
+			move_out_drop_source(d, m);
+		migrate_store_save(d);
+		return;
+	}
+	if (ok && state && strcmp(state, "incoming") == 0) {
+		snprintf(m->wait_reason, sizeof(m->wait_reason),
+			 "outcome unknown: %s is still deciding (its worker is alive); asking again",
+			 m->peer);
+		return;
+	}
+	if (!ok && (jsonl_get_str(rep, "code", false, &code, &e) < 0 || !code ||
+		    strcmp(code, "E_NO_VM") != 0)) {
+		snprintf(m->wait_reason, sizeof(m->wait_reason),
+			 "outcome unknown; %s answered: %.120s", m->peer,
+			 move_reply_error(rep));
+		return;
+	}
+	/* The destination has no running copy and no worker for it. */
+	if (m->worker_gone || !vm || !vm->pid) {
+		move_finish(d, m, MV_FAILED, "E_MIGRATE_FAILED",
+			    "the source worker exited during the move and %s does not run VM %s; start it again here",
+			    m->peer, m->vm);
+		return;
+	}
+	req = move_cmd("migrate-resolve");
+	jsonl_add_str(req, "action", "resume");
+	rep = move_worker(d, vm, req, &e);
+	if (!rep) {
+		snprintf(m->wait_reason, sizeof(m->wait_reason),
+			 "destination does not run the VM, but resuming here failed: %.120s", e.msg);
+		return;
+	}
+	json_object_put(rep);
+	move_finish(d, m, MV_FAILED, "E_MIGRATE_FAILED",
+		    "the commit was not confirmed and %s does not run VM %s: resumed here",
+		    m->peer, m->vm);
+}
+
+void migrate_peer_done(struct ferryd *d, struct peer_result *r)
+{
+	struct move *m = NULL;
+	const char *code = NULL, *msg = NULL;
+	struct err e = { 0 };
+	bool ok = false;
+
+	if (r->purpose == PEER_ABORT) {
+		if (!r->reply)
+			log_warn("move %s: abort on the destination: %s", r->move_id, r->err.msg);
+		return;
+	}
+	for (struct move *x = d->moves; x; x = x->next)
+		if (strcmp(x->id, r->move_id) == 0)
+			m = x;
+	if (!m)
+		return; /* finished meanwhile */
+	m->call_pending = false;
+	if (r->purpose == PEER_RESOLVE) {
+		move_out_resolved(d, m, r);
+		return;
+	}
+	if (r->purpose == PEER_CONFIRM) {
+		const char *state = NULL;
+		if (r->reply && jsonl_get_bool(r->reply, "ok", true, &ok, &e) == 0 && ok &&
+		    jsonl_get_str(r->reply, "state", false, &state, &e) == 0 && state &&
+		    strcmp(state, "running") == 0) {
+			move_finish(d, m, MV_COMPLETED, NULL, NULL);
+		} else if (++m->tries >= MIGRATE_CONFIRM_TRIES) {
+			/* The worker confirmed the commit; only the registration
+			 * on the destination is unconfirmed. */
+			move_finish(d, m, MV_COMPLETED, NULL,
+				    "moved, but %s did not confirm it registered VM %s",
+				    m->peer, m->vm);
+		} else {
+			m->next_ms = ferryd_now_ms() + MIGRATE_POLL_MS;
+		}
+		return;
+	}
+	/* PEER_PREPARE */
+	if (!r->reply) {
+		if (r->reached)
+			move_abort_dest(d, m);
+		move_finish(d, m, MV_FAILED, "E_UNREACHABLE", "%s", r->err.msg);
+		return;
+	}
+	if (jsonl_get_bool(r->reply, "ok", true, &ok, &e) < 0) {
+		move_finish(d, m, MV_FAILED, "E_INTERNAL", "destination %s: %s", m->peer, e.msg);
+		return;
+	}
+	if (ok) {
+		move_out_prepared(d, m, r->reply);
+		return;
+	}
+	if (jsonl_get_str(r->reply, "code", false, &code, &e) < 0 || !code)
+		code = "E_INTERNAL";
+	if (jsonl_get_str(r->reply, "error", false, &msg, &e) < 0 || !msg)
+		msg = "(no reason given)";
+	if (strcmp(code, "E_MIGRATION_LIMIT") == 0 && !m->cancel_requested) {
+		/* The destination is busy: wait our turn, keep our place. */
+		m->state = MV_QUEUED;
+		m->next_ms = ferryd_now_ms() + MIGRATE_RETRY_MS / 3;
+		snprintf(m->stage, sizeof(m->stage), "queued");
+		snprintf(m->wait_reason, sizeof(m->wait_reason), "destination %.60s: %.120s",
+			 m->peer, msg);
+		return;
+	}
+	if (m->cancel_requested)
+		move_finish(d, m, MV_CANCELLED, "E_CANCELLED", "cancelled during setup");
+	else
+		move_finish(d, m, MV_FAILED, code, "destination %s refused: %s", m->peer, msg);
+}
+
+int migrate_cancel(struct ferryd *d, struct move *m, const char **code,
+		   struct err *e)
+{
+	struct json_object *rep;
+	struct err we = { 0 };
+
+	if (migrate_state_done(m->state)) {
+		*code = "E_BAD_ARG";
+		return err_set(e, "move %s of VM %s has already %s", m->id, m->vm,
+			       migrate_state_name(m->state));
+	}
+	if (m->dir == MOVE_IN) {
+		*code = "E_BAD_ARG";
+		return err_set(e, "move %s brings VM %s here from %s: cancel it on the source host",
+			       m->id, m->vm, m->peer);
+	}
+	switch (m->state) {
+	case MV_QUEUED:
+		move_finish(d, m, MV_CANCELLED, "E_CANCELLED", "cancelled while queued");
+		return 0;
+	case MV_PREPARING:
+		m->cancel_requested = true;
+		return 0;
+	case MV_MIGRATING:
+		rep = move_worker(d, move_vm(d, m), move_cmd("migrate-cancel"), &we);
+		if (!rep) {
+			*code = strstr(we.msg, "too late") ? "E_TOO_LATE" : "E_INTERNAL";
+			return err_set(e, "cannot cancel the move of VM %s: %s", m->vm, we.msg);
+		}
+		json_object_put(rep);
+		m->cancel_requested = m->cancel_sent = true;
+		return 0;
+	default:
+		*code = "E_TOO_LATE";
+		return err_set(e, "the move of VM %s is past its commit point (%s): too late to cancel",
+			       m->vm, migrate_state_name(m->state));
+	}
+}
+
+bool migrate_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
+			   uint64_t start_waiter)
+{
+	struct move *m;
+
+	if (vm->incoming)
+		return migrate_in_worker_exited(d, vm, exit_code, start_waiter);
+	m = migrate_find_active(d, vm->def.name);
+	if (!m || m->dir != MOVE_OUT)
+		return false;
+	m->worker_gone = true;
+	m->next_ms = ferryd_now_ms();
+	if (m->state == MV_FINISHING || exit_code == 4) {
+		/* Exit 4: the worker handed the VM over ("migrated away"). */
+		m->state = MV_FINISHING;
+		move_out_drop_source(d, m);
+		migrate_store_save(d);
+		return true;
+	}
+	if (m->state == MV_MIGRATING) {
+		m->state = MV_RESOLVING;
+		snprintf(m->wait_reason, sizeof(m->wait_reason),
+			 "source worker %s: asking %s whether it runs the VM", vm->last_exit, m->peer);
+		migrate_store_save(d);
+	} else if (m->state == MV_PREPARING) {
+		m->cancel_requested = true; /* abort when the prepare answer comes */
+	}
+	return false;
+}
+
+void migrate_tick(struct ferryd *d)
+{
+	long long now = ferryd_now_ms();
+
+	migrate_schedule(d, now);
+	for (struct move *m = d->moves, *next; m; m = next) {
+		next = m->next;
+		if (m->dir == MOVE_OUT)
+			move_out_tick(d, m, now);
+		else
+			migrate_in_tick(d, m, now);
+	}
+}
+
+int migrate_next_timeout(struct ferryd *d)
+{
+	long long now = ferryd_now_ms(), best = -1;
+	for (struct move *m = d->moves; m; m = m->next) {
+		long long t = m->next_ms - now;
+		if (m->call_pending)
+			continue;
+		if (m->state == MV_QUEUED && m->next_ms <= now)
+			t = MIGRATE_POLL_MS; /* waiting for a slot: re-check now and then */
+		if (t < 0)
+			t = 0;
+		if (best < 0 || t < best)
+			best = t;
+	}
+	return (int)best;
+}
+
+struct json_object *migrate_move_json(struct ferryd *d, struct move *m,
+				      bool full)
+{
+	struct json_object *o = json_object_new_object();
+	char host[256];
+
+	if (gethostname(host, sizeof(host)) < 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	jsonl_add_str(o, "id", m->id);
+	jsonl_add_str(o, "name", m->vm);
+	jsonl_add_str(o, "direction", m->dir == MOVE_OUT ? "outgoing" : "incoming");
+	jsonl_add_str(o, "state", migrate_state_name(m->state));
+	jsonl_add_str(o, "source", m->dir == MOVE_OUT ? host : m->peer);
+	jsonl_add_str(o, "destination", m->dir == MOVE_OUT ? m->peer : host);
+	if (m->state == MV_QUEUED)
+		jsonl_add_int(o, "position", migrate_queue_position(d, m));
+	if (m->wait_reason[0])
+		jsonl_add_str(o, "waiting", m->wait_reason);
+	if (m->stage[0])
+		jsonl_add_str(o, "stage", m->stage);
+	if (m->address[0])
+		jsonl_add_str(o, "address", m->address);
+	jsonl_add_int(o, "memory_mib", m->memory_mib);
+	if (m->dir == MOVE_OUT) {
+		jsonl_add_str(o, "transport", m->transport);
+		jsonl_add_int(o, "downtime_target_ms", m->downtime_ms);
+		jsonl_add_int(o, "bandwidth_mibps", m->bandwidth_mibps);
+	}
+	jsonl_add_int(o, "created_ms", m->created_ms);
+	if (m->started_ms)
+		jsonl_add_int(o, "started_ms", m->started_ms);
+	if (m->ended_ms)
+		jsonl_add_int(o, "ended_ms", m->ended_ms);
+	if (m->error[0])
+		jsonl_add_str(o, "error", m->error);
+	if (m->code[0])
+		jsonl_add_str(o, "code", m->code);
+	if (full && m->progress)
+		json_object_object_add(o, "progress", json_object_get(m->progress));
+	return o;
+}

@@ -1,0 +1,138 @@
+/*
+ * Live migrations as ferryd sees them: one struct move per VM being moved,
+ * on the source ("out": queue, setup with the destination ferryd, the
+ * source worker's migration, the commit-point rule, completion) and on the
+ * destination ("in": the skeleton worker listening and receiving). The
+ * event loop calls migrate_tick; every step is a short non-blocking action
+ * (a local worker control request, or a peer call whose result arrives
+ * through peer.c), so many moves progress side by side. The commit-point
+ * rule is in docs/migration-ops.md.
+ */
+#ifndef FERRY_DAEMON_MIGRATE_H
+#define FERRY_DAEMON_MIGRATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "common/err.h"
+#include "daemon/ferryd.h"
+#include "daemon/peer.h"
+
+#define MIGRATE_POLL_MS 250        /* worker migrate-status poll */
+#define MIGRATE_RETRY_MS 1000      /* destination busy / unreachable during resolve */
+#define MIGRATE_RECENT_MAX 64      /* finished moves kept in memory */
+#define MIGRATE_FINISH_TIMEOUT_MS 10000
+#define MIGRATE_CONFIRM_TRIES 40   /* x MIGRATE_POLL_MS: destination registration */
+
+enum move_dir { MOVE_OUT, MOVE_IN };
+
+enum move_state {
+	MV_QUEUED,     /* out: waiting for a migration slot here or there */
+	MV_PREPARING,  /* out: migration.prepare sent; in: worker starting */
+	MV_MIGRATING,  /* the workers are moving memory and state */
+	MV_RESOLVING,  /* out: commit sent, outcome unknown: asking the destination */
+	MV_FINISHING,  /* out: moved; source worker ending, destination confirming */
+	MV_COMPLETED,
+	MV_FAILED,
+	MV_CANCELLED,
+};
+
+struct move {
+	char id[32];
+	enum move_dir dir;
+	enum move_state state;
+	char vm[VMDEF_NAME_MAX + 1];
+	char peer[300];      /* out: destination ferryd HOST:PORT; in: source */
+	char address[300];   /* the destination worker's migration address */
+	uint32_t memory_mib;
+	/* Options for the worker's migrate command. */
+	char transport[16];
+	int downtime_ms, bandwidth_mibps;
+	long long created_ms, started_ms, ended_ms; /* wall clock */
+	long long next_ms;   /* monotonic: next tick action for this move */
+	long long deadline;  /* monotonic: FINISHING gives up waiting */
+	int tries;           /* FINISHING confirmations / resolve attempts */
+	bool call_pending;   /* a peer call for this move is in flight */
+	bool cancel_requested, cancel_sent;
+	bool recovered;      /* in flight when ferryd restarted: cancel it */
+	bool worker_gone;    /* out: the source worker has exited */
+	char stage[24];      /* the source/destination worker's stage */
+	char wait_reason[1024];
+	char error[ERR_MSG_MAX];
+	char code[32];       /* API error code of a failure, for hints */
+	struct json_object *progress; /* last worker migration figures */
+	struct move *next;
+};
+
+const char *migrate_state_name(enum move_state s);
+bool migrate_state_done(enum move_state s);
+
+/* Moves counting against this host's limit (in + out, not queued). */
+int migrate_active_count(struct ferryd *d);
+/* Queued or in-flight move of VM name, or NULL. */
+struct move *migrate_find_active(struct ferryd *d, const char *name);
+/* A move by id, or the newest one of VM name (in flight or recent). */
+struct move *migrate_find(struct ferryd *d, const char *id_or_name);
+
+/* Source: queue a move of vm to destination; opts are migration.start's
+ * fields. The move starts on a later tick. */
+struct move *migrate_enqueue(struct ferryd *d, struct vm *vm,
+			     const char *destination, int downtime_ms,
+			     int bandwidth_mibps, const char *transport,
+			     struct err *e);
+/* Cancel a queued or in-flight outgoing move; code on failure. */
+int migrate_cancel(struct ferryd *d, struct move *m, const char **code,
+		   struct err *e);
+
+/* Destination: an incoming move for vm (already in the registry). */
+struct move *migrate_incoming_new(struct ferryd *d, struct vm *vm,
+				  const char *id, const char *source);
+/* Destination: kill an incoming VM's worker; cleanup follows its exit. */
+int migrate_abort_incoming(struct ferryd *d, const char *id,
+			   const char *name, const char **code, struct err *e);
+
+/* Called by worker_reap once the worker's exit is recorded. Returns true
+ * when the VM was removed from the registry (moved away, or an incoming
+ * VM that never arrived): the caller must not touch it any more. */
+bool migrate_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
+			   uint64_t start_waiter);
+
+/* migrate_in.c: the destination's half. */
+bool migrate_in_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
+			      uint64_t start_waiter);
+void migrate_in_tick(struct ferryd *d, struct move *m, long long now);
+/* Unlink m from the in-flight list and record its end (both directions). */
+void migrate_move_end(struct ferryd *d, struct move *m, enum move_state st,
+		      const char *code, const char *msg);
+struct move *migrate_move_alloc(struct ferryd *d, enum move_dir dir,
+				const char *id);
+
+void migrate_tick(struct ferryd *d);
+int migrate_next_timeout(struct ferryd *d);
+void migrate_peer_done(struct ferryd *d, struct peer_result *r);
+
+/* JSON of one move: summary for lists, or with the worker's figures. */
+struct json_object *migrate_move_json(struct ferryd *d, struct move *m,
+				      bool full);
+/* Position in the queue (1 = next), 0 if not queued. */
+int migrate_queue_position(struct ferryd *d, struct move *m);
+
+/* migrate_store.c: the queue and in-flight moves in STATE_DIR/migrations.json,
+ * finished moves appended to STATE_DIR/migration-history.jsonl. */
+void migrate_store_save(struct ferryd *d);
+int migrate_store_load(struct ferryd *d, struct err *e);
+void migrate_history_append(struct ferryd *d, struct move *m);
+/* Up to limit newest history entries (optionally of one VM), oldest first. */
+struct json_object *migrate_history_read(struct ferryd *d, const char *vm,
+					 int limit, struct err *e);
+/* A finished move's history entry by id, or NULL. */
+struct json_object *migrate_history_find(struct ferryd *d, const char *id);
+/* Destination restart: turn adopted incoming VMs back into moves. */
+void migrate_recover_incoming(struct ferryd *d);
+/* Marker of an incoming VM: run/NAME.incoming. */
+int migrate_marker_path(struct ferryd *d, const char *name, char *buf,
+			size_t cap);
+
+#endif

@@ -1,0 +1,229 @@
+/*
+ * The destination's half of a move. migration.prepare registers the VM
+ * (definition on disk plus a run/NAME.incoming marker, state "incoming")
+ * and starts a skeleton worker with --incoming; this file follows that
+ * worker: when it runs the VM, the marker goes and the VM is this host's;
+ * when it exits first (code 5: the migration failed or was aborted), the
+ * VM is removed again, as if it had never come.
+ */
+#include "daemon/migrate.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/jsonl.h"
+#include "common/log.h"
+#include "daemon/statefile.h"
+#include "daemon/vmctl.h"
+
+int migrate_marker_path(struct ferryd *d, const char *name, char *buf,
+			size_t cap)
+{
+	int n = snprintf(buf, cap, "%s/%s.incoming", d->run_dir, name);
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+static struct move *migrate_in_find(struct ferryd *d, struct vm *vm)
+{
+	for (struct move *m = d->moves; m; m = m->next)
+		if (m->dir == MOVE_IN && strcmp(m->vm, vm->def.name) == 0)
+			return m;
+	return NULL;
+}
+
+struct move *migrate_incoming_new(struct ferryd *d, struct vm *vm,
+				  const char *id, const char *source)
+{
+	struct move *m = migrate_move_alloc(d, MOVE_IN, id);
+	if (!m)
+		return NULL;
+	m->state = MV_PREPARING;
+	snprintf(m->vm, sizeof(m->vm), "%s", vm->def.name);
+	snprintf(m->peer, sizeof(m->peer), "%s", source);
+	snprintf(m->address, sizeof(m->address), "%s", vm->incoming_addr);
+	snprintf(m->stage, sizeof(m->stage), "listening");
+	m->memory_mib = vm->def.memory_mib;
+	m->started_ms = m->created_ms;
+	return m;
+}
+
+/* Forget an incoming VM that did not arrive: files, marker, registry. */
+static void migrate_in_drop(struct ferryd *d, struct vm *vm)
+{
+	char marker[PATH_MAX];
+	struct err e = { 0 };
+
+	if (migrate_marker_path(d, vm->def.name, marker, sizeof(marker)) == 0 &&
+	    unlink(marker) < 0 && errno != ENOENT)
+		log_warn("removing %s: %s", marker, strerror(errno));
+	if (registry_delete_files(d, vm, &e) < 0)
+		log_warn("VM %s: %s", vm->def.name, e.msg);
+	registry_remove(d, vm);
+}
+
+/* The VM runs here now: it is this host's. */
+static void migrate_in_arrived(struct ferryd *d, struct vm *vm, struct move *m)
+{
+	char marker[PATH_MAX];
+
+	vm->incoming = false;
+	vm->state = VM_RUNNING;
+	vm->move_id[0] = '\0';
+	/* Removing the marker is the moment the definition becomes ours. */
+	if (migrate_marker_path(d, vm->def.name, marker, sizeof(marker)) == 0 &&
+	    unlink(marker) < 0 && errno != ENOENT)
+		log_warn("removing %s: %s", marker, strerror(errno));
+	log_info("VM %s arrived by live migration and runs here", vm->def.name);
+	if (m)
+		migrate_move_end(d, m, MV_COMPLETED, NULL, NULL);
+}
+
+void migrate_in_tick(struct ferryd *d, struct move *m, long long now)
+{
+	struct vm *vm = registry_find(d, m->vm);
+	struct json_object *st, *mig;
+	const char *state = NULL, *stage = NULL;
+	char sock[PATH_MAX];
+	struct err e = { 0 };
+
+	if (now < m->next_ms)
+		return;
+	m->next_ms = now + MIGRATE_POLL_MS;
+	if (!vm || !vm->incoming) {
+		migrate_move_end(d, m, MV_FAILED, "E_INTERNAL", "the incoming VM vanished");
+		return;
+	}
+	if (vm->op != OP_NONE || !vm->pid)
+		return; /* still starting, or its exit is being handled */
+	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) < 0)
+		return;
+	st = vmctl_call(sock, "status", FERRYD_CTL_TIMEOUT_MS, &e);
+	if (!st)
+		return;
+	if (jsonl_get_str(st, "state", false, &state, &e) == 0 && state &&
+	    strcmp(state, "running") == 0) {
+		json_object_put(st);
+		migrate_in_arrived(d, vm, m);
+		return;
+	}
+	if (json_object_object_get_ex(st, "migration", &mig) &&
+	    jsonl_get_str(mig, "stage", false, &stage, &e) == 0 && stage)
+		snprintf(m->stage, sizeof(m->stage), "%s", stage);
+	m->state = MV_MIGRATING;
+	json_object_put(st);
+}
+
+bool migrate_in_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
+			      uint64_t start_waiter)
+{
+	struct move *m = migrate_in_find(d, vm);
+	char tail[1024], msg[2048], *last;
+
+	worker_log_tail(d, vm, 3, tail, sizeof(tail));
+	/* The worker's last line carries its reason. */
+	last = strrchr(tail, '\n');
+	last = last ? last + 1 : tail;
+	if (start_waiter) {
+		snprintf(msg, sizeof(msg), "could not start the incoming worker for VM %s (%s): %s",
+			 vm->def.name, vm->last_exit, tail);
+		loop_send_to(d, start_waiter, reply_error("E_START_FAILED", msg));
+	}
+	snprintf(msg, sizeof(msg), "incoming worker %s: %s", vm->last_exit,
+		 last[0] ? last : "(no log)");
+	log_info("VM %s: incoming migration ended without the VM: %s", vm->def.name, msg);
+	if (m) {
+		if (m->cancel_requested)
+			migrate_move_end(d, m, MV_CANCELLED, "E_CANCELLED",
+					 "aborted by the source host");
+		else
+			migrate_move_end(d, m, MV_FAILED,
+					 exit_code == 5 ? "E_MIGRATE_FAILED" : "E_INTERNAL", msg);
+	}
+	migrate_in_drop(d, vm);
+	return true;
+}
+
+int migrate_abort_incoming(struct ferryd *d, const char *id,
+			   const char *name, const char **code, struct err *e)
+{
+	struct vm *vm = name ? registry_find(d, name) : NULL;
+	struct move *m = NULL;
+
+	for (struct move *x = d->moves; x; x = x->next)
+		if (x->dir == MOVE_IN && ((id && strcmp(x->id, id) == 0) ||
+					  (!id && name && strcmp(x->vm, name) == 0)))
+			m = x;
+	if (m && !vm)
+		vm = registry_find(d, m->vm);
+	/* Nothing left to abort (never came, already gone), or the VM already
+	 * runs here, which no abort may undo: aborting is idempotent. */
+	if (!vm || !vm->incoming)
+		return 0;
+	if (id && vm->move_id[0] && strcmp(vm->move_id, id) != 0) {
+		*code = "E_NO_MIGRATION";
+		return err_set(e, "VM %s is arriving through another move (%s)", vm->def.name,
+			       vm->move_id);
+	}
+	if (m)
+		m->cancel_requested = true;
+	log_info("VM %s: incoming migration aborted by the source", vm->def.name);
+	if (vm->pid)
+		worker_kill(vm);
+	else
+		migrate_in_drop(d, vm);
+	return 0;
+}
+
+void migrate_recover_incoming(struct ferryd *d)
+{
+	for (struct vm *vm = d->vms, *next; vm; vm = next) {
+		char marker[PATH_MAX], sock[PATH_MAX];
+		struct json_object *mk, *st;
+		const char *id = NULL, *source = NULL, *state = NULL;
+		struct err e = { 0 };
+		bool missing = false;
+
+		next = vm->next;
+		if (migrate_marker_path(d, vm->def.name, marker, sizeof(marker)) < 0)
+			continue;
+		mk = statefile_read_json(marker, &missing, &e);
+		if (!mk && missing)
+			continue;
+		if (mk) {
+			if (jsonl_get_str(mk, "id", false, &id, &e) < 0)
+				id = NULL;
+			if (jsonl_get_str(mk, "source", false, &source, &e) < 0)
+				source = NULL;
+		}
+		st = NULL;
+		if (vm->pid && registry_path(d, vm, "sock", sock, sizeof(sock), &e) == 0)
+			st = vmctl_call(sock, "status", FERRYD_CTL_TIMEOUT_MS, &e);
+		if (st && jsonl_get_str(st, "state", false, &state, &e) == 0 && state &&
+		    strcmp(state, "running") == 0) {
+			migrate_in_arrived(d, vm, NULL);
+		} else if (st && state && strcmp(state, "incoming") == 0) {
+			struct move *m;
+			vm->incoming = true;
+			vm->state = VM_INCOMING;
+			snprintf(vm->move_id, sizeof(vm->move_id), "%s", id ? id : "");
+			m = migrate_incoming_new(d, vm, id ? id : "mv-unknown",
+						 source ? source : "unknown");
+			if (m)
+				m->state = MV_MIGRATING;
+			log_info("VM %s: still arriving (move %s); following it again",
+				 vm->def.name, id ? id : "?");
+		} else {
+			log_info("VM %s: its incoming migration ended while ferryd was down; removing it",
+				 vm->def.name);
+			if (vm->pid)
+				worker_kill(vm);
+			vm->pid = 0;
+			migrate_in_drop(d, vm);
+		}
+		json_object_put(st);
+		json_object_put(mk);
+	}
+}

@@ -1,0 +1,264 @@
+/*
+ * Persistence of moves: the outgoing queue and in-flight moves in
+ * STATE_DIR/migrations.json (rewritten atomically on every state change),
+ * so a ferryd restart keeps the queue and can cancel what was in flight
+ * cleanly; and every finished move, with its figures, appended to
+ * STATE_DIR/migration-history.jsonl.
+ */
+#include "daemon/migrate.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jsonl.h"
+#include "common/log.h"
+#include "daemon/statefile.h"
+
+#define HISTORY_LINE_MAX (64 * 1024)
+
+static int store_path(struct ferryd *d, const char *file, char *buf, size_t cap)
+{
+	int n = snprintf(buf, cap, "%s/%s", d->state_dir, file);
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+void migrate_store_save(struct ferryd *d)
+{
+	struct json_object *o = json_object_new_object(), *arr = json_object_new_array();
+	char path[PATH_MAX];
+	struct err e = { 0 };
+
+	for (struct move *m = d->moves; m; m = m->next) {
+		struct json_object *j;
+		if (m->dir != MOVE_OUT)
+			continue;
+		j = json_object_new_object();
+		jsonl_add_str(j, "id", m->id);
+		jsonl_add_str(j, "name", m->vm);
+		jsonl_add_str(j, "destination", m->peer);
+		jsonl_add_str(j, "state", migrate_state_name(m->state));
+		jsonl_add_str(j, "transport", m->transport);
+		jsonl_add_int(j, "downtime_ms", m->downtime_ms);
+		jsonl_add_int(j, "bandwidth_mibps", m->bandwidth_mibps);
+		jsonl_add_int(j, "memory_mib", m->memory_mib);
+		jsonl_add_int(j, "created_ms", m->created_ms);
+		jsonl_add_int(j, "started_ms", m->started_ms);
+		if (m->address[0])
+			jsonl_add_str(j, "address", m->address);
+		json_object_array_add(arr, j);
+	}
+	json_object_object_add(o, "moves", arr);
+	if (store_path(d, "migrations.json", path, sizeof(path)) < 0 ||
+	    statefile_write_json(path, o, &e) < 0)
+		log_error("saving the migration queue: %s", e.msg[0] ? e.msg : "path too long");
+	json_object_put(o);
+}
+
+static enum move_state store_state(const char *s)
+{
+	for (int i = MV_QUEUED; i <= MV_CANCELLED; i++)
+		if (strcmp(migrate_state_name((enum move_state)i), s) == 0)
+			return (enum move_state)i;
+	return MV_QUEUED;
+}
+
+/* One stored move back into the list; in-flight ones are marked so the
+ * tick cancels them (before the commit point) or finishes them (after). */
+static void store_load_one(struct ferryd *d, struct json_object *j)
+{
+	const char *id = NULL, *name = NULL, *dest = NULL, *state = NULL,
+		   *transport = NULL, *address = NULL;
+	int64_t dt = 300, bw = 0, mem = 0, created = 0, started = 0;
+	struct err e = { 0 };
+	struct move *m;
+
+	if (jsonl_get_str(j, "id", true, &id, &e) < 0 ||
+	    jsonl_get_str(j, "name", true, &name, &e) < 0 ||
+	    jsonl_get_str(j, "destination", true, &dest, &e) < 0 ||
+	    jsonl_get_str(j, "state", true, &state, &e) < 0 ||
+	    jsonl_get_str(j, "transport", false, &transport, &e) < 0 ||
+	    jsonl_get_str(j, "address", false, &address, &e) < 0 ||
+	    jsonl_get_int(j, "downtime_ms", false, 1, 600000, &dt, &e) < 0 ||
+	    jsonl_get_int(j, "bandwidth_mibps", false, 0, 1 << 20, &bw, &e) < 0 ||
+	    jsonl_get_int(j, "memory_mib", false, 0, INT32_MAX, &mem, &e) < 0 ||
+	    jsonl_get_int(j, "created_ms", false, 0, INT64_MAX, &created, &e) < 0 ||
+	    jsonl_get_int(j, "started_ms", false, 0, INT64_MAX, &started, &e) < 0 ||
+	    strlen(id) >= sizeof(m->id) || !vmdef_name_valid(name) ||
+	    strlen(dest) >= sizeof(m->peer)) {
+		log_error("skipping a stored move: %s", e.msg[0] ? e.msg : "bad field");
+		return;
+	}
+	m = migrate_move_alloc(d, MOVE_OUT, id);
+	if (!m)
+		return;
+	snprintf(m->vm, sizeof(m->vm), "%s", name);
+	snprintf(m->peer, sizeof(m->peer), "%s", dest);
+	snprintf(m->transport, sizeof(m->transport), "%s", transport ? transport : "compression");
+	if (address)
+		snprintf(m->address, sizeof(m->address), "%s", address);
+	m->downtime_ms = (int)dt;
+	m->bandwidth_mibps = (int)bw;
+	m->memory_mib = (uint32_t)mem;
+	m->created_ms = created;
+	m->started_ms = started;
+	m->state = store_state(state);
+	switch (m->state) {
+	case MV_QUEUED:
+		log_info("move %s: VM %s to %s still queued", m->id, m->vm, m->peer);
+		break;
+	case MV_PREPARING:
+		/* The destination may hold a skeleton worker for it. */
+		migrate_move_end(d, m, MV_CANCELLED, "E_CANCELLED",
+				 "ferryd restarted during setup; the move was cancelled and the VM keeps running here");
+		break;
+	case MV_MIGRATING:
+		m->recovered = true;
+		log_info("move %s: VM %s was migrating when ferryd stopped; cancelling it",
+			 m->id, m->vm);
+		break;
+	default:
+		/* RESOLVING / FINISHING go on where they were. */
+		log_info("move %s: VM %s: resuming '%s'", m->id, m->vm, state);
+		break;
+	}
+}
+
+int migrate_store_load(struct ferryd *d, struct err *e)
+{
+	char path[PATH_MAX];
+	struct json_object *o, *arr;
+	bool missing;
+
+	if (store_path(d, "migrations.json", path, sizeof(path)) < 0)
+		return err_set(e, "state directory path too long");
+	o = statefile_read_json(path, &missing, e);
+	if (!o)
+		return missing ? 0 : -1;
+	if (json_object_object_get_ex(o, "moves", &arr) &&
+	    json_object_is_type(arr, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(arr); i++)
+			store_load_one(d, json_object_array_get_idx(arr, i));
+	json_object_put(o);
+	/* Cancelled-at-restart moves must tell their destination. */
+	for (struct move *m = d->recent; m; m = m->next) {
+		struct json_object *req;
+		struct err pe = { 0 };
+		if (m->dir != MOVE_OUT || m->state != MV_CANCELLED || m->ended_ms == 0)
+			continue;
+		req = json_object_new_object();
+		jsonl_add_str(req, "cmd", "migration.abort");
+		jsonl_add_str(req, "id", m->id);
+		jsonl_add_str(req, "name", m->vm);
+		if (peer_call(d, m->peer, req, PEER_CALL_TIMEOUT_MS, m->id, PEER_ABORT, &pe) < 0)
+			log_warn("move %s: %s", m->id, pe.msg);
+	}
+	migrate_store_save(d);
+	return 0;
+}
+
+void migrate_history_append(struct ferryd *d, struct move *m)
+{
+	struct json_object *o = migrate_move_json(d, m, true);
+	char path[PATH_MAX];
+	struct err e = { 0 };
+
+	if (store_path(d, "migration-history.jsonl", path, sizeof(path)) < 0 ||
+	    statefile_append_line(path, jsonl_text(o), &e) < 0)
+		log_error("recording move %s in the history: %s", m->id, e.msg);
+	json_object_put(o);
+}
+
+/* Walk the history file, calling fn on each entry until it returns false. */
+static int history_each(struct ferryd *d,
+			bool (*fn)(struct json_object *o, void *ctx), void *ctx,
+			struct err *e)
+{
+	char path[PATH_MAX], *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	FILE *f;
+
+	if (store_path(d, "migration-history.jsonl", path, sizeof(path)) < 0)
+		return err_set(e, "state directory path too long");
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? 0 : err_sys(e, "opening %s", path);
+	while ((n = getline(&line, &cap, f)) > 0) {
+		struct json_object *o;
+		struct err pe;
+		if (n > HISTORY_LINE_MAX)
+			continue;
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			n--;
+		/* A torn last line (crash mid-append) is skipped, not fatal. */
+		o = jsonl_parse(line, (size_t)n, &pe);
+		if (!o)
+			continue;
+		if (!fn(o, ctx)) {
+			json_object_put(o);
+			break;
+		}
+		json_object_put(o);
+	}
+	free(line);
+	fclose(f);
+	return 0;
+}
+
+struct history_ctx {
+	const char *vm, *id;
+	int limit;
+	struct json_object *arr;
+	struct json_object *found;
+};
+
+static bool history_collect(struct json_object *o, void *ctx)
+{
+	struct history_ctx *h = ctx;
+	struct json_object *name;
+	if (h->vm && (!json_object_object_get_ex(o, "name", &name) ||
+		      strcmp(json_object_get_string(name), h->vm) != 0))
+		return true;
+	json_object_array_add(h->arr, json_object_get(o));
+	/* Keep only the newest `limit` entries. */
+	if ((int)json_object_array_length(h->arr) > h->limit)
+		json_object_array_del_idx(h->arr, 0, 1);
+	return true;
+}
+
+struct json_object *migrate_history_read(struct ferryd *d, const char *vm,
+					 int limit, struct err *e)
+{
+	struct history_ctx h = { .vm = vm, .limit = limit };
+
+	h.arr = json_object_new_array();
+	if (history_each(d, history_collect, &h, e) < 0) {
+		json_object_put(h.arr);
+		return NULL;
+	}
+	return h.arr;
+}
+
+static bool history_match(struct json_object *o, void *ctx)
+{
+	struct history_ctx *h = ctx;
+	struct json_object *id;
+	if (json_object_object_get_ex(o, "id", &id) &&
+	    strcmp(json_object_get_string(id), h->id) == 0) {
+		json_object_put(h->found);
+		h->found = json_object_get(o);
+	}
+	return true;
+}
+
+struct json_object *migrate_history_find(struct ferryd *d, const char *id)
+{
+	struct history_ctx h = { .id = id };
+	struct err e = { 0 };
+
+	if (history_each(d, history_match, &h, &e) < 0)
+		log_warn("reading the migration history: %s", e.msg);
+	return h.found;
+}

@@ -1,0 +1,160 @@
+/* Threaded calls to other ferryds (see peer.h). */
+#include "daemon/peer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/jsonl.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "daemon/ferryd.h"
+#include "daemon/migrate.h"
+
+struct peer_job {
+	struct ferryd *d;
+	char host[256], port[16];
+	char *line;         /* the request, newline-terminated */
+	int timeout_ms;
+	struct peer_result *res;
+};
+
+/* Finished results, shared between call threads and the loop. */
+static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct peer_result *peer_done_head;
+
+int peer_init(struct ferryd *d, struct err *e)
+{
+	if (pipe2(d->peer_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		d->peer_pipe[0] = d->peer_pipe[1] = -1;
+		return err_sys(e, "pipe");
+	}
+	return 0;
+}
+
+int peer_wake_fd(const struct ferryd *d)
+{
+	return d->peer_pipe[0] > 0 ? d->peer_pipe[0] : -1;
+}
+
+static void *peer_thread(void *arg)
+{
+	struct peer_job *j = arg;
+	struct peer_result *r = j->res, **tail;
+	struct sock_reader *rd = malloc(sizeof(*rd));
+	char *line;
+	int fd = -1;
+	ssize_t w;
+
+	if (!rd) {
+		err_set(&r->err, "out of memory");
+		goto done;
+	}
+	fd = sock_tcp_connect(j->host, j->port, PEER_CONNECT_TIMEOUT_MS, &r->err);
+	if (fd < 0) {
+		err_prefix(&r->err, "cannot reach ferryd at %s:%s", j->host, j->port);
+		goto done;
+	}
+	if (sock_write_all(fd, j->line, strlen(j->line), j->timeout_ms, &r->err) < 0) {
+		err_prefix(&r->err, "sending to ferryd at %s:%s", j->host, j->port);
+		goto done;
+	}
+	r->reached = true;
+	sock_reader_init(rd, fd);
+	line = sock_reader_line(rd, j->timeout_ms, &r->err);
+	if (!line) {
+		err_prefix(&r->err, "no reply from ferryd at %s:%s", j->host, j->port);
+		goto done;
+	}
+	r->reply = jsonl_parse(line, strlen(line), &r->err);
+	if (!r->reply)
+		err_prefix(&r->err, "bad reply from ferryd at %s:%s", j->host, j->port);
+done:
+	if (fd >= 0)
+		close(fd);
+	free(rd);
+	pthread_mutex_lock(&peer_lock);
+	for (tail = &peer_done_head; *tail; tail = &(*tail)->next)
+		;
+	*tail = r;
+	pthread_mutex_unlock(&peer_lock);
+	/* One byte wakes the loop; a full pipe already means "wake up". */
+	w = write(j->d->peer_pipe[1], "x", 1);
+	(void)w;
+	free(j->line);
+	free(j);
+	return NULL;
+}
+
+int peer_call(struct ferryd *d, const char *hostport, struct json_object *req,
+	      int timeout_ms, const char *move_id, enum peer_purpose purpose,
+	      struct err *e)
+{
+	struct peer_job *j = calloc(1, sizeof(*j));
+	struct peer_result *r = calloc(1, sizeof(*r));
+	const char *text = jsonl_text(req);
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	if (!j || !r)
+		goto oom;
+	if (d->peer_pipe[1] <= 0) {
+		err_set(e, "peer calls are not set up");
+		goto fail;
+	}
+	if (sock_split_hostport(hostport, "7450", j->host, sizeof(j->host), j->port,
+				sizeof(j->port), e) < 0)
+		goto fail;
+	j->line = malloc(strlen(text) + 2);
+	if (!j->line)
+		goto oom;
+	sprintf(j->line, "%s\n", text);
+	j->d = d;
+	j->timeout_ms = timeout_ms;
+	j->res = r;
+	snprintf(r->move_id, sizeof(r->move_id), "%s", move_id);
+	r->purpose = purpose;
+	if ((rc = pthread_attr_init(&attr)) != 0 ||
+	    (rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED)) != 0 ||
+	    (rc = pthread_create(&t, &attr, peer_thread, j)) != 0) {
+		errno = rc;
+		err_sys(e, "starting a thread for the call to %s", hostport);
+		free(j->line);
+		goto fail;
+	}
+	pthread_attr_destroy(&attr);
+	json_object_put(req);
+	return 0;
+oom:
+	err_set(e, "out of memory");
+fail:
+	json_object_put(req);
+	free(j);
+	free(r);
+	return -1;
+}
+
+void peer_drain(struct ferryd *d)
+{
+	struct peer_result *list;
+	char buf[64];
+
+	while (read(d->peer_pipe[0], buf, sizeof(buf)) > 0)
+		;
+	pthread_mutex_lock(&peer_lock);
+	list = peer_done_head;
+	peer_done_head = NULL;
+	pthread_mutex_unlock(&peer_lock);
+	while (list) {
+		struct peer_result *next = list->next;
+		migrate_peer_done(d, list);
+		json_object_put(list->reply);
+		free(list);
+		list = next;
+	}
+}

@@ -1,0 +1,49 @@
+/*
+ * Calls from this ferryd to another host's ferryd (migration.prepare,
+ * migration.abort, vm.status) over TCP, without stalling the event loop:
+ * each call runs on a short-lived thread that connects, sends one request
+ * line and reads one reply line, every step under a timeout, and hands the
+ * result back through a pipe the loop polls. The thread touches nothing
+ * but its own call record, so the loop stays the only owner of ferryd's
+ * state.
+ */
+#ifndef FERRY_DAEMON_PEER_H
+#define FERRY_DAEMON_PEER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "common/err.h"
+
+struct ferryd;
+
+#define PEER_CONNECT_TIMEOUT_MS 5000
+#define PEER_CALL_TIMEOUT_MS 20000
+
+/* What the result is for; passed back to migrate_peer_done. */
+enum peer_purpose { PEER_PREPARE, PEER_ABORT, PEER_CONFIRM, PEER_RESOLVE };
+
+struct peer_result {
+	char move_id[32];
+	enum peer_purpose purpose;
+	struct json_object *reply; /* NULL when the call failed */
+	bool reached;              /* connected and sent (reply may still be missing) */
+	struct err err;
+	struct peer_result *next;
+};
+
+/* Create the wake-up pipe; -1 if the system refuses. */
+int peer_init(struct ferryd *d, struct err *e);
+/* Start a call to the ferryd at hostport ("HOST[:PORT]", default port
+ * 7450); req is consumed. The result arrives later through peer_drain. */
+int peer_call(struct ferryd *d, const char *hostport, struct json_object *req,
+	      int timeout_ms, const char *move_id, enum peer_purpose purpose,
+	      struct err *e);
+/* Fd the loop polls; readable when results are waiting (-1 if none). */
+int peer_wake_fd(const struct ferryd *d);
+/* Hand every finished call to migrate_peer_done. */
+void peer_drain(struct ferryd *d);
+
+#endif

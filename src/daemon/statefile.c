@@ -1,0 +1,142 @@
+/* Atomic JSON state files (see statefile.h). */
+#include "daemon/statefile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/jsonl.h"
+
+static int statefile_write_fd(int fd, const char *text, size_t len,
+			      const char *path, struct err *e)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, text, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return err_sys(e, "writing %s", path);
+		}
+		text += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int statefile_write(const char *path, const char *text, struct err *e)
+{
+	char tmp[PATH_MAX];
+	int fd, n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return err_set(e, "path too long: %s", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return err_sys(e, "creating %s", tmp);
+	if (statefile_write_fd(fd, text, strlen(text), tmp, e) < 0 ||
+	    statefile_write_fd(fd, "\n", 1, tmp, e) < 0) {
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	if (fsync(fd) < 0) {
+		err_sys(e, "fsync %s", tmp);
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	if (close(fd) < 0) {
+		err_sys(e, "closing %s", tmp);
+		unlink(tmp);
+		return -1;
+	}
+	if (rename(tmp, path) < 0) {
+		err_sys(e, "installing %s", path);
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+int statefile_write_json(const char *path, struct json_object *o,
+			 struct err *e)
+{
+	return statefile_write(path, json_object_to_json_string_ext(
+				       o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE), e);
+}
+
+struct json_object *statefile_read_json(const char *path, bool *missing,
+					struct err *e)
+{
+	struct json_object *o = NULL;
+	char *buf;
+	size_t len = 0;
+	int fd;
+
+	*missing = false;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT) {
+			*missing = true;
+			return NULL;
+		}
+		err_sys(e, "opening %s", path);
+		return NULL;
+	}
+	buf = malloc(STATEFILE_MAX + 1);
+	if (!buf) {
+		close(fd);
+		err_set(e, "out of memory");
+		return NULL;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + len, STATEFILE_MAX + 1 - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err_sys(e, "reading %s", path);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > STATEFILE_MAX) {
+			err_set(e, "%s is larger than %d bytes: not a ferry state file",
+				path, STATEFILE_MAX);
+			goto out;
+		}
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+		len--;
+	o = jsonl_parse(buf, len, e);
+	if (!o)
+		err_prefix(e, "%s", path);
+out:
+	free(buf);
+	close(fd);
+	return o;
+}
+
+int statefile_append_line(const char *path, const char *line, struct err *e)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return err_sys(e, "opening %s", path);
+	if (statefile_write_fd(fd, line, strlen(line), path, e) < 0 ||
+	    statefile_write_fd(fd, "\n", 1, path, e) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (fsync(fd) < 0) {
+		err_sys(e, "fsync %s", path);
+		close(fd);
+		return -1;
+	}
+	if (close(fd) < 0)
+		return err_sys(e, "closing %s", path);
+	return 0;
+}

@@ -1,0 +1,433 @@
+/*
+ * migration.* verbs (and vm.move): the source side queues moves and reports
+ * on them; the destination side prepares and aborts incoming VMs at the
+ * source ferryd's request. Validation happens here, up front, so that a
+ * move that cannot work is refused with its reason before anything moves.
+ */
+#include "daemon/dispatch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "common/jsonl.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "daemon/hostinfo.h"
+#include "daemon/migrate.h"
+#include "daemon/netaddr.h"
+#include "daemon/statefile.h"
+
+#define MIGRATION_HISTORY_DEFAULT 50
+#define MIGRATION_START_MAX_VMS 256
+
+static enum verb_result bad_arg(struct req *r)
+{
+	r->code = "E_BAD_ARG";
+	return VERB_FAIL;
+}
+
+/* The VMs a migration.start names: "name", "names", or "all_running". */
+static int start_collect(struct req *r, struct vm **vms, int *n)
+{
+	struct json_object *names = NULL;
+	const char *name = NULL;
+	bool all = false;
+
+	*n = 0;
+	if (jsonl_get_str(r->args, "name", false, &name, &r->err) < 0 ||
+	    jsonl_get_bool(r->args, "all_running", false, &all, &r->err) < 0)
+		return bad_arg(r);
+	if (json_object_object_get_ex(r->args, "names", &names) &&
+	    !json_object_is_type(names, json_type_array))
+		return req_fail(r, "E_BAD_ARG", "field 'names' must be a list of VM names");
+	if (!name && !names && !all)
+		return req_fail(r, "E_BAD_ARG", "which VMs? give 'name', 'names' or 'all_running'");
+	if (all) {
+		for (struct vm *vm = r->d->vms; vm && *n < MIGRATION_START_MAX_VMS; vm = vm->next)
+			if (vm->state == VM_RUNNING && !vm->incoming &&
+			    !migrate_find_active(r->d, vm->def.name))
+				vms[(*n)++] = vm;
+		return 0;
+	}
+	for (size_t i = 0; ; i++) {
+		const char *nm;
+		struct vm *vm;
+		if (name && i == 0) {
+			nm = name;
+		} else {
+			size_t k = name ? i - 1 : i;
+			struct json_object *it;
+			if (!names || k >= json_object_array_length(names))
+				break;
+			it = json_object_array_get_idx(names, k);
+			if (!json_object_is_type(it, json_type_string))
+				return req_fail(r, "E_BAD_ARG", "field 'names' must be a list of VM names");
+			nm = json_object_get_string(it);
+		}
+		if (*n >= MIGRATION_START_MAX_VMS)
+			return req_fail(r, "E_BAD_ARG", "at most %d VMs per request",
+					MIGRATION_START_MAX_VMS);
+		vm = registry_find(r->d, nm);
+		if (!vm)
+			return req_fail(r, "E_NO_VM", "no VM named '%.80s' on this host (see: ferry vm list)", nm);
+		for (int j = 0; j < *n; j++)
+			if (vms[j] == vm)
+				return req_fail(r, "E_BAD_ARG", "VM %s is named twice", nm);
+		if (migrate_find_active(r->d, nm))
+			return req_fail(r, "E_BUSY", "VM %s is already being moved (see: ferry migration status %s)",
+					nm, nm);
+		if (vm->state != VM_RUNNING || vm->incoming)
+			return req_fail(r, "E_VM_NOT_RUNNING",
+					"VM %s is %s: only a running VM can be live-migrated (start it first, or move it while stopped by defining it on the destination)",
+					nm, registry_state_name(vm->state));
+		vms[(*n)++] = vm;
+	}
+	return 0;
+}
+
+enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "name", "names", "all_running",
+		"destination", "downtime_ms", "bandwidth_mibps", "transport", NULL };
+	struct host_settings *s = &r->d->settings;
+	const char *dest = NULL, *transport = s->transport;
+	int64_t downtime = s->downtime_ms, bw = s->bandwidth_mibps;
+	struct json_object *o, *arr;
+	struct move *moves[MIGRATION_START_MAX_VMS];
+	struct vm *vms[MIGRATION_START_MAX_VMS];
+	char host[256], port[16];
+	int n = 0;
+
+	if (req_fields(r, fields) < 0)
+		return VERB_FAIL;
+	if (jsonl_get_str(r->args, "destination", true, &dest, &r->err) < 0 ||
+	    jsonl_get_int(r->args, "downtime_ms", false, 1, 600000, &downtime, &r->err) < 0 ||
+	    jsonl_get_int(r->args, "bandwidth_mibps", false, 0, 1 << 20, &bw, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "transport", false, &transport, &r->err) < 0)
+		return bad_arg(r);
+	if (strlen(dest) >= sizeof(((struct move *)0)->peer) ||
+	    sock_split_hostport(dest, "7450", host, sizeof(host), port, sizeof(port), &r->err) < 0)
+		return req_fail(r, "E_BAD_ARG", "destination '%.80s' is not HOST or HOST:PORT", dest);
+	if (strcmp(transport, "tcp") != 0 && strcmp(transport, "compression") != 0 &&
+	    strcmp(transport, "multichannel") != 0)
+		return req_fail(r, "E_BAD_ARG", "transport '%.32s' is not one of tcp, compression, multichannel",
+				transport);
+	if (start_collect(r, vms, &n) < 0)
+		return VERB_FAIL;
+	for (int i = 0; i < n; i++) {
+		moves[i] = migrate_enqueue(r->d, vms[i], dest, (int)downtime, (int)bw,
+					   transport, &r->err);
+		if (!moves[i])
+			return req_fail(r, "E_INTERNAL", "%s", r->err.msg);
+	}
+	migrate_store_save(r->d);
+	/* Start what fits now, so the reply says which moves wait. */
+	migrate_tick(r->d);
+	o = reply_ok();
+	arr = json_object_new_array();
+	for (int i = 0; i < n; i++)
+		json_object_array_add(arr, migrate_move_json(r->d, moves[i], false));
+	json_object_object_add(o, "moves", arr);
+	*reply = o;
+	return VERB_REPLY;
+}
+
+/* Memory promised to moves arriving here that have not allocated yet; we
+ * count all of them, which errs on the safe side. */
+static uint64_t prepare_promised_mib(struct ferryd *d)
+{
+	uint64_t sum = 0;
+	for (struct move *m = d->moves; m; m = m->next)
+		if (m->dir == MOVE_IN && !migrate_state_done(m->state))
+			sum += m->memory_mib;
+	return sum;
+}
+
+static int prepare_pick_port(struct ferryd *d, const char *ip)
+{
+	int span = d->settings.port_max - d->settings.port_min + 1;
+	uint32_t start = 0;
+
+	if (getrandom(&start, sizeof(start), 0) != (ssize_t)sizeof(start))
+		start = (uint32_t)getpid();
+	/* A random first try keeps two ferryds on one machine apart. */
+	for (int i = 0; i < span; i++) {
+		int port = d->settings.port_min + (int)((start + (uint32_t)i) % (uint32_t)span);
+		char suffix[16];
+		bool ours = false;
+		snprintf(suffix, sizeof(suffix), ":%d", port);
+		for (struct vm *vm = d->vms; vm; vm = vm->next) {
+			size_t la = strlen(vm->incoming_addr), ls = strlen(suffix);
+			if (vm->incoming && la >= ls &&
+			    strcmp(vm->incoming_addr + la - ls, suffix) == 0)
+				ours = true;
+		}
+		if (!ours && netaddr_port_free(ip, port))
+			return port;
+	}
+	return -1;
+}
+
+enum verb_result verb_migration_prepare(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "name", "id", "source", "definition", NULL };
+	const char *name = NULL, *id = NULL, *source = NULL;
+	struct json_object *defj, *marker;
+	struct host_settings *s = &r->d->settings;
+	char ip[128], path[PATH_MAX] = "";
+	struct host_mem mem;
+	struct vm_def def;
+	struct vm *vm;
+	uint64_t promised;
+	int port, active;
+
+	if (req_fields(r, fields) < 0)
+		return VERB_FAIL;
+	if (jsonl_get_str(r->args, "name", true, &name, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "id", true, &id, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "source", false, &source, &r->err) < 0)
+		return bad_arg(r);
+	if (strlen(id) >= sizeof(vm->move_id) || strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(id))
+		return req_fail(r, "E_BAD_ARG", "field 'id' must be a move id like mv-0123abcd");
+	if (!json_object_object_get_ex(r->args, "definition", &defj) ||
+	    !json_object_is_type(defj, json_type_object))
+		return req_fail(r, "E_BAD_ARG", "field 'definition' (the VM's definition) is required");
+	if (vmdef_from_json(defj, &def, &r->code, &r->err) < 0) {
+		err_prefix(&r->err, "VM definition");
+		return VERB_FAIL;
+	}
+	if (strcmp(def.name, name) != 0)
+		return req_fail(r, "E_BAD_ARG", "definition names VM %s, request names %.80s",
+				def.name, name);
+	if (registry_find(r->d, name))
+		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists on this host", name);
+	active = migrate_active_count(r->d);
+	if (active >= s->max_migrations)
+		return req_fail(r, "E_MIGRATION_LIMIT",
+				"this host already has %d of %d live migrations in flight",
+				active, s->max_migrations);
+	if (hostinfo_memory(&mem, &r->err) < 0) {
+		r->code = "E_INTERNAL";
+		return VERB_FAIL;
+	}
+	promised = prepare_promised_mib(r->d);
+	if ((uint64_t)def.memory_mib + promised + (uint64_t)s->memory_reserve_mib > mem.free_mib)
+		return req_fail(r, "E_NO_MEMORY",
+				"not enough memory for VM %s: it needs %u MiB; this host has %llu MiB free, %d MiB reserved for the host and %llu MiB promised to moves arriving now",
+				name, def.memory_mib, (unsigned long long)mem.free_mib,
+				s->memory_reserve_mib, (unsigned long long)promised);
+	if (hostinfo_kvm_usable(&r->err) < 0) {
+		r->code = "E_NO_KVM";
+		return VERB_FAIL;
+	}
+	if (s->nnets > 0) {
+		if (netaddr_local_in_nets(s, ip, sizeof(ip), &r->err) < 0) {
+			r->code = "E_NO_MIGRATION_NETWORK";
+			return VERB_FAIL;
+		}
+	} else if (!r->c->tcp || netaddr_sock_local(r->c->fd, ip, sizeof(ip), &r->err) < 0) {
+		/* The source reached us on this address, so it can again. */
+		snprintf(ip, sizeof(ip), "127.0.0.1");
+	}
+	port = prepare_pick_port(r->d, ip);
+	if (port < 0)
+		return req_fail(r, "E_NO_PORT", "no free port in the migration port range %d-%d on %s",
+				s->port_min, s->port_max, ip);
+
+	vm = registry_add(r->d, &def);
+	if (!vm)
+		return req_fail(r, "E_INTERNAL", "out of memory");
+	vm->incoming = true;
+	vm->state = VM_INCOMING;
+	snprintf(vm->move_id, sizeof(vm->move_id), "%s", id);
+	snprintf(vm->incoming_addr, sizeof(vm->incoming_addr),
+		 strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
+	/* Marker first, definition second: a restart in between finds a
+	 * marker without a definition, which means nothing. */
+	marker = json_object_new_object();
+	jsonl_add_str(marker, "id", id);
+	jsonl_add_str(marker, "source", source ? source : "unknown");
+	if (migrate_marker_path(r->d, name, path, sizeof(path)) < 0 ||
+	    statefile_write_json(path, marker, &r->err) < 0 ||
+	    vmdef_save(r->d->vms_dir, &def, &r->err) < 0) {
+		json_object_put(marker);
+		if (path[0])
+			unlink(path);
+		registry_remove(r->d, vm);
+		r->code = "E_INTERNAL";
+		return VERB_FAIL;
+	}
+	json_object_put(marker);
+	if (worker_start_incoming(r->d, vm, r->c->id, &r->code, &r->err) < 0) {
+		struct err de = { 0 };
+		unlink(path);
+		if (registry_delete_files(r->d, vm, &de) < 0)
+			log_warn("VM %s: %s", name, de.msg);
+		registry_remove(r->d, vm);
+		return VERB_FAIL;
+	}
+	if (!migrate_incoming_new(r->d, vm, id, source ? source : r->c->peer))
+		log_warn("VM %s: out of memory tracking the incoming move", name);
+	log_info("VM %s: incoming move %s from %s; worker will listen on %s", name, id,
+		 source ? source : r->c->peer, vm->incoming_addr);
+	return VERB_DEFER;
+}
+
+enum verb_result verb_migration_abort(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "name", "id", NULL };
+	const char *name = NULL, *id = NULL;
+
+	if (req_fields(r, fields) < 0)
+		return VERB_FAIL;
+	if (jsonl_get_str(r->args, "name", false, &name, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "id", false, &id, &r->err) < 0)
+		return bad_arg(r);
+	if (!name && !id)
+		return req_fail(r, "E_BAD_ARG", "give the move's 'id' or the VM's 'name'");
+	if (migrate_abort_incoming(r->d, id, name, &r->code, &r->err) < 0)
+		return VERB_FAIL;
+	return VERB_REPLY;
+}
+
+enum verb_result verb_migration_list(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "all", NULL };
+	struct json_object *o, *arr;
+	bool all = false;
+	int queued = 0;
+
+	if (req_fields(r, fields) < 0)
+		return VERB_FAIL;
+	if (jsonl_get_bool(r->args, "all", false, &all, &r->err) < 0)
+		return bad_arg(r);
+	arr = json_object_new_array();
+	for (struct move *m = r->d->moves; m; m = m->next) {
+		json_object_array_add(arr, migrate_move_json(r->d, m, true));
+		queued += m->state == MV_QUEUED;
+	}
+	if (all)
+		for (struct move *m = r->d->recent; m; m = m->next)
+			json_object_array_add(arr, migrate_move_json(r->d, m, true));
+	o = reply_ok();
+	jsonl_add_int(o, "max_migrations", r->d->settings.max_migrations);
+	jsonl_add_int(o, "active", migrate_active_count(r->d));
+	jsonl_add_int(o, "queued", queued);
+	json_object_object_add(o, "moves", arr);
+	*reply = o;
+	return VERB_REPLY;
+}
+
+/* One move by id or VM name, live or from the history. */
+static struct json_object *status_one(struct req *r, const char *key)
+{
+	struct move *m = migrate_find(r->d, key);
+	struct json_object *h;
+
+	if (m)
+		return migrate_move_json(r->d, m, true);
+	h = migrate_history_find(r->d, key);
+	if (h)
+		return h;
+	req_fail(r, "E_NO_MIGRATION", "no move with id or VM name '%.80s' on this host (see: ferry migration list)",
+		 key);
+	return NULL;
+}
+
+enum verb_result verb_migration_status(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "id", "name", "ids", NULL };
+	const char *id = NULL, *name = NULL;
+	struct json_object *ids, *o, *one, *arr;
+
+	if (req_fields(r, fields) < 0)
+		return VERB_FAIL;
+	if (jsonl_get_str(r->args, "id", false, &id, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "name", false, &name, &r->err) < 0)
+		return bad_arg(r);
+	if (json_object_object_get_ex(r->args, "ids", &ids)) {
+		if (!json_object_is_type(ids, json_type_array))
+			return req_fail(r, "E_BAD_ARG", "field 'ids' must be a list of move ids");
+		arr = json_object_new_array();
+		for (size_t i = 0; i < json_object_array_length(ids); i++) {
+			struct json_object *it = json_object_array_get_idx(ids, i);
+			if (!json_object_is_type(it, json_type_string)) {
+				json_object_put(arr);
+				return req_fail(r, "E_BAD_ARG", "field 'ids' must be a list of move ids");
+			}
+			one = status_one(r, json_object_get_string(it));
+			if (!one) {
+				json_object_put(arr);
+				return VERB_FAIL;
+			}
+			json_object_array_add(arr, one);
+		}
+		o = reply_ok();
+		json_object_object_add(o, "moves", arr);
+		*reply = o;
+		return VERB_REPLY;
+	}
+	if (!id && !name)
+		return req_fail(r, "E_BAD_ARG", "give the move's 'id' or the VM's 'name'");
+	one = status_one(r, id ? id : name);
+	if (!one)
+		return VERB_FAIL;
+	o = reply_ok();
+	json_object_object_add(o, "move", one);
+	*reply = o;
+	return VERB_REPLY;
+}
+
+enum verb_result verb_migration_cancel(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "id", "name", NULL };
+	const char *id = NULL, *name = NULL;
+	struct move *m = NULL;
+	struct json_object *o;
+
+	if (req_fields(r, fields) < 0)
+		return VERB_FAIL;
+	if (jsonl_get_str(r->args, "id", false, &id, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "name", false, &name, &r->err) < 0)
+		return bad_arg(r);
+	if (!id && !name)
+		return req_fail(r, "E_BAD_ARG", "give the move's 'id' or the VM's 'name'");
+	for (struct move *x = r->d->moves; x && !m; x = x->next)
+		if (strcmp(x->id, id ? id : name) == 0 || (!id && strcmp(x->vm, name) == 0))
+			m = x;
+	if (!m)
+		return req_fail(r, "E_NO_MIGRATION", "no queued or running move of '%.80s' on this host (see: ferry migration list)",
+				id ? id : name);
+	if (migrate_cancel(r->d, m, &r->code, &r->err) < 0)
+		return VERB_FAIL;
+	o = reply_ok();
+	json_object_object_add(o, "move", migrate_move_json(r->d, m, false));
+	*reply = o;
+	return VERB_REPLY;
+}
+
+enum verb_result verb_migration_history(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "name", "limit", NULL };
+	const char *name = NULL;
+	int64_t limit = MIGRATION_HISTORY_DEFAULT;
+	struct json_object *o, *arr;
+
+	if (req_fields(r, fields) < 0)
+		return VERB_FAIL;
+	if (jsonl_get_str(r->args, "name", false, &name, &r->err) < 0 ||
+	    jsonl_get_int(r->args, "limit", false, 1, 10000, &limit, &r->err) < 0)
+		return bad_arg(r);
+	arr = migrate_history_read(r->d, name, (int)limit, &r->err);
+	if (!arr) {
+		r->code = "E_INTERNAL";
+		return VERB_FAIL;
+	}
+	o = reply_ok();
+	json_object_object_add(o, "moves", arr);
+	*reply = o;
+	return VERB_REPLY;
+}
