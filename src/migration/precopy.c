@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -568,6 +569,15 @@ static void *mig_thread(void *arg)
 		if (virtio_blk_flush(r->m->blk, &e) < 0 || virtio_blk_release_lock(r->m->blk, &e) < 0)
 			goto fail;
 		r->lock_released = true;
+	}
+	/* A connection the peer already closed cannot carry COMMIT: finding
+	 * that out now keeps the move on the safe side of the commit point. */
+	{
+		struct pollfd p = { r->ch[0].fd, POLLRDHUP, 0 };
+		if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			err_set(&e, "the destination closed the connection before the commit point");
+			goto fail;
+		}
 	}
 	/* The commit point. Once the record may have left, never resume here. */
 	pthread_mutex_lock(&ms->lock);
