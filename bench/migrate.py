@@ -227,6 +227,8 @@ class QemuSystem:
         argv = [QEMU, "-accel", "kvm", "-cpu", "host", "-m", str(wl.mem_mib), "-smp", "1",
                 "-kernel", GUEST, "-append", wl.cmdline, "-display", "none", "-nodefaults",
                 "-serial", "stdio", "-no-reboot",
+                # named threads ("CPU 0/KVM") so the vCPU's CPU time can be told apart
+                "-name", "bench,debug-threads=on",
                 "-qmp", "unix:%s,server=on,wait=off" % qmp_path]
         if prealloc:
             argv.append("-mem-prealloc")
