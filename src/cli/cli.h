@@ -89,8 +89,31 @@ void cli_kv(const char *label, const char *value);
 /* console.c: relay between the terminal and an upgraded connection. */
 int cli_console_relay(struct cli_conn *c, const char *name, struct err *e);
 
+/* watch.c: follow moves (a migration.start reply's "moves") to their end:
+ * progress lines on a terminal, JSON events otherwise. */
+int cli_watch_moves(const struct cli_opts *o, struct json_object *moves);
+/* "12.3 MiB" from bytes. */
+void cli_fmt_bytes(double b, char *buf, size_t cap);
+
+/* cmd_move.c: options shared by move-vm and host evacuate. */
+struct move_opts_pub {
+	const char *destination;
+	long downtime_ms, bandwidth; /* 0 / -1 = the host's setting */
+	const char *transport;
+	bool no_wait;
+};
+/* Parse one of -d/--destination-host (opt 'd'), --downtime-ms ('D'),
+ * --bandwidth ('B'), --transport ('T'), --no-wait ('W'); -1 on error. */
+int cli_move_parse_common(int opt, const char *arg, const char *cmd,
+			  struct move_opts_pub *mo);
+/* Send a migration.start request (consumed; options added) and follow. */
+int cli_start_moves(struct cli_opts *o, struct json_object *req,
+		    const struct move_opts_pub *mo);
+
 /* Command groups. */
 int cmd_vm(struct cli_opts *o, int argc, char **argv);
 int cmd_host(struct cli_opts *o, int argc, char **argv);
+int cmd_move(struct cli_opts *o, int argc, char **argv);
+int cmd_migration(struct cli_opts *o, int argc, char **argv);
 
 #endif

@@ -124,6 +124,11 @@ static const char *cli_hint(const char *code)
 		{ "E_NO_VM", "list the VMs on this host with: ferry vm list" },
 		{ "E_NO_VMM", "install ferry-vm next to ferryd, or start ferryd with --vmm PATH" },
 		{ "E_START_FAILED", "the worker log is in the VM's status: ferry vm status NAME" },
+		{ "E_VM_NOT_RUNNING", "start the VM first (ferry vm start NAME); a stopped VM is moved by defining it on the other host" },
+		{ "E_TOO_LATE", "the move passed its commit point; the VM runs on the destination (see: ferry migration status)" },
+		{ "E_NO_MIGRATION", "list moves with: ferry migration list, or finished ones: ferry migration history" },
+		{ "E_NO_MIGRATION_NETWORK", "check the migration networks: ferry host info; change them: ferry host set --migration-network CIDR" },
+		{ "E_BUSY", "wait for the current operation, or see: ferry migration list" },
 		{ NULL, NULL },
 	};
 	for (int i = 0; code && hints[i].code; i++)

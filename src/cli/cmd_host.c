@@ -1,7 +1,13 @@
-/* `ferry host ...`: questions about the host a ferryd runs on. */
+/*
+ * `ferry host ...`: the host a ferryd runs on: facts and settings (info),
+ * changing the settings live (set), and moving every running VM off it
+ * (evacuate).
+ */
 #include "cli/cli.h"
 
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/jsonl.h"
@@ -9,14 +15,201 @@
 static void host_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: ferry [-c HOST[:PORT]] host info\n"
+		"usage: ferry [-c HOST[:PORT]] host info [--json]\n"
+		"       ferry [-c HOST[:PORT]] host set [settings]\n"
+		"       ferry host evacuate -c HOST[:PORT] -d HOST[:PORT] [move options]\n"
 		"\n"
-		"Show the host's name, CPUs, memory, whether it can run VMs (KVM, hardware\n"
-		"virtualization), the ferry version and how many VMs it has.\n"
+		"info      the host's name, CPUs, memory, whether it can run VMs (KVM,\n"
+		"          hardware virtualization), its VMs, its settings and its moves.\n"
+		"set       change settings; they apply at once (queued moves start if the\n"
+		"          limit rises) and persist across ferryd restarts:\n"
+		"  --max-migrations N        live migrations at once, in and out (default 2);\n"
+		"                            more wait as \"queued\" and start in order\n"
+		"  --transport T             tcp, compression (default) or multichannel\n"
+		"  --migration-network CIDR[,CIDR...]  networks migration traffic may use\n"
+		"                            (e.g. 10.0.0.0/24); 'any' allows every network\n"
+		"  --downtime-ms N           default switch-over target (default 300)\n"
+		"  --bandwidth MiB/s         default cap on migration traffic (0 = none)\n"
+		"  --memory-reserve MiB      memory never given to VMs (for the host itself)\n"
+		"  --migration-ports LOW-HIGH  ports incoming moves listen on (default 7460-7559)\n"
+		"evacuate  live-migrate every running VM off the host (-c) to another (-d),\n"
+		"          through the same queue as move-vm; takes move-vm's options\n"
+		"          (--downtime-ms, --bandwidth, --transport, --no-wait, --json).\n"
 		"\n"
 		"Examples:\n"
 		"  ferry host info\n"
-		"  ferry -c node2 host info --json\n");
+		"  ferry -c node2 host set --max-migrations 4 --migration-network 10.10.0.0/24\n"
+		"  ferry host evacuate -c node1 -d node2\n");
+}
+
+static void host_info_settings(struct json_object *rep)
+{
+	struct json_object *s, *nets, *mig;
+	char line[512], buf[64];
+	size_t used = 0;
+
+	if (!json_object_object_get_ex(rep, "settings", &s))
+		return;
+	json_object_object_get_ex(rep, "migrations", &mig);
+	snprintf(line, sizeof(line), "%lld at once (%lld running, %lld queued)",
+		 (long long)cli_int(s, "max_migrations", 0), (long long)cli_int(mig, "active", 0),
+		 (long long)cli_int(mig, "queued", 0));
+	cli_kv("Migrations", line);
+	cli_kv("Transport", cli_str(s, "transport"));
+	line[0] = '\0';
+	if (json_object_object_get_ex(s, "migration_networks", &nets))
+		for (size_t i = 0; i < json_object_array_length(nets) && used < sizeof(line); i++) {
+			int n = snprintf(line + used, sizeof(line) - used, "%s%s", i ? ", " : "",
+					 json_object_get_string(json_object_array_get_idx(nets, i)));
+			if (n > 0)
+				used += (size_t)n;
+		}
+	cli_kv("Migration nets", line[0] ? line : "any");
+	snprintf(line, sizeof(line), "%lld ms", (long long)cli_int(s, "downtime_ms", 0));
+	cli_kv("Downtime target", line);
+	if (cli_int(s, "bandwidth_mibps", 0))
+		snprintf(line, sizeof(line), "%lld MiB/s", (long long)cli_int(s, "bandwidth_mibps", 0));
+	else
+		snprintf(line, sizeof(line), "no cap");
+	cli_kv("Bandwidth", line);
+	cli_fmt_mib(cli_int(s, "memory_reserve_mib", 0), buf, sizeof(buf));
+	cli_kv("Memory reserve", buf);
+	cli_kv("Migration ports", cli_str(s, "migration_ports"));
+}
+
+static int host_set(struct cli_opts *o, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "max-migrations", required_argument, NULL, 'm' },
+		{ "transport", required_argument, NULL, 't' },
+		{ "migration-network", required_argument, NULL, 'n' },
+		{ "downtime-ms", required_argument, NULL, 'D' },
+		{ "bandwidth", required_argument, NULL, 'B' },
+		{ "memory-reserve", required_argument, NULL, 'R' },
+		{ "migration-ports", required_argument, NULL, 'P' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct json_object *req = json_object_new_object(), *rep, *nets = NULL;
+	int opt, rc, nset = 0;
+	long v;
+	int64_t mib;
+
+	jsonl_add_str(req, "cmd", "host.set");
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		nset++;
+		switch (opt) {
+		case 'm':
+			if (!cli_parse_int(optarg, 1, 64, &v)) {
+				fprintf(stderr, "ferry host set: --max-migrations '%s': give 1 to 64\n", optarg);
+				goto usage;
+			}
+			jsonl_add_int(req, "max_migrations", v);
+			break;
+		case 't': jsonl_add_str(req, "transport", optarg); break;
+		case 'n': {
+			char *copy = strdup(optarg), *save = NULL, *tok;
+			if (!nets)
+				nets = json_object_new_array();
+			for (tok = copy ? strtok_r(copy, ",", &save) : NULL; tok;
+			     tok = strtok_r(NULL, ",", &save))
+				if (strcmp(tok, "any") != 0 && strcmp(tok, "none") != 0)
+					json_object_array_add(nets, json_object_new_string(tok));
+			free(copy);
+			break;
+		}
+		case 'D':
+			if (!cli_parse_int(optarg, 1, 600000, &v)) {
+				fprintf(stderr, "ferry host set: --downtime-ms '%s': give 1 to 600000\n", optarg);
+				goto usage;
+			}
+			jsonl_add_int(req, "downtime_ms", v);
+			break;
+		case 'B':
+			if (!cli_parse_int(optarg, 0, 1 << 20, &v)) {
+				fprintf(stderr, "ferry host set: --bandwidth '%s': give MiB/s, 0 = no cap\n", optarg);
+				goto usage;
+			}
+			jsonl_add_int(req, "bandwidth_mibps", v);
+			break;
+		case 'R':
+			mib = cli_parse_mib(optarg);
+			if (mib < 0) {
+				fprintf(stderr, "ferry host set: --memory-reserve '%s': give a size like 2G\n", optarg);
+				goto usage;
+			}
+			jsonl_add_int(req, "memory_reserve_mib", mib);
+			break;
+		case 'P': jsonl_add_str(req, "migration_ports", optarg); break;
+		case 'j': o->json = true; nset--; break;
+		case 'h':
+			json_object_put(req);
+			json_object_put(nets);
+			host_usage(stdout);
+			return CLI_OK;
+		default:
+			goto usage;
+		}
+	}
+	if (nets)
+		json_object_object_add(req, "migration_networks", nets);
+	if (optind < argc || nset == 0) {
+		fprintf(stderr, "ferry host set: %s\n", optind < argc ? "unexpected argument" :
+			"nothing to set (see: ferry host set --help)");
+		json_object_put(req);
+		return CLI_USAGE;
+	}
+	rep = cli_request(o, req, 10000, &rc);
+	if (rep && !o->json)
+		printf("Settings saved and in effect. See: ferry host info\n");
+	json_object_put(rep);
+	return rc;
+usage:
+	json_object_put(req);
+	json_object_put(nets);
+	return CLI_USAGE;
+}
+
+static int host_evacuate(struct cli_opts *o, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "computer-name", required_argument, NULL, 'c' },
+		{ "destination-host", required_argument, NULL, 'd' },
+		{ "downtime-ms", required_argument, NULL, 'D' },
+		{ "bandwidth", required_argument, NULL, 'B' },
+		{ "transport", required_argument, NULL, 'T' },
+		{ "no-wait", no_argument, NULL, 'W' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct move_opts_pub mo = { .bandwidth = -1 };
+	struct json_object *req;
+	int opt;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "c:d:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': o->computer = optarg; break;
+		case 'j': o->json = true; break;
+		case 'h': host_usage(stdout); return CLI_OK;
+		default:
+			if (opt != '?' && cli_move_parse_common(opt, optarg, "host evacuate", &mo) == 0)
+				break;
+			return CLI_USAGE;
+		}
+	}
+	if (!mo.destination || optind < argc) {
+		fprintf(stderr, "ferry host evacuate: %s (see: ferry host --help)\n",
+			optind < argc ? "unexpected argument" : "--destination-host is required");
+		return CLI_USAGE;
+	}
+	req = json_object_new_object();
+	jsonl_add_str(req, "cmd", "migration.start");
+	jsonl_add_bool(req, "all_running", true);
+	return cli_start_moves(o, req, &mo);
 }
 
 static int host_info(const struct cli_opts *o)
@@ -54,6 +247,7 @@ static int host_info(const struct cli_opts *o)
 			 (long long)cli_int(vms, "stopped", 0), (long long)cli_int(vms, "crashed", 0));
 		cli_kv("VMs", line);
 	}
+	host_info_settings(rep);
 	json_object_put(rep);
 	return CLI_OK;
 }
@@ -79,6 +273,10 @@ int cmd_host(struct cli_opts *o, int argc, char **argv)
 		}
 		return host_info(o);
 	}
+	if (strcmp(argv[1], "set") == 0)
+		return host_set(o, argc - 1, argv + 1);
+	if (strcmp(argv[1], "evacuate") == 0)
+		return host_evacuate(o, argc - 1, argv + 1);
 	fprintf(stderr, "ferry host: unknown command '%s'\n\n", argv[1]);
 	host_usage(stderr);
 	return CLI_USAGE;

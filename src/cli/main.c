@@ -13,7 +13,9 @@
 
 static const struct cli_group groups[] = {
 	{ "vm", cmd_vm, "define, start, stop, list, inspect, attach to and delete VMs" },
-	{ "host", cmd_host, "show facts about the host" },
+	{ "host", cmd_host, "show and change host settings; evacuate a host" },
+	{ "move-vm", cmd_move, "live-migrate running VMs to another host" },
+	{ "migration", cmd_migration, "list, follow, cancel live migrations; their history" },
 	{ NULL, NULL, NULL },
 };
 
@@ -33,7 +35,7 @@ static void usage(FILE *f)
 		"\n"
 		"groups:\n");
 	for (const struct cli_group *g = groups; g->name; g++)
-		fprintf(f, "  %-6s %s\n", g->name, g->summary);
+		fprintf(f, "  %-9s %s\n", g->name, g->summary);
 	fprintf(f,
 		"\n"
 		"Examples:\n"
@@ -41,6 +43,7 @@ static void usage(FILE *f)
 		"  ferry vm start web1\n"
 		"  ferry vm list\n"
 		"  ferry -c node2 host info\n"
+		"  ferry move-vm -c node1 -n web1 -d node2\n"
 		"\n"
 		"Run 'ferry GROUP --help' or 'ferry GROUP COMMAND --help' for more.\n");
 }

@@ -1,0 +1,207 @@
+/*
+ * `ferry move-vm`: live-migrate one or more running VMs from a host to
+ * another, as Move-VM does. The source ferryd runs the moves (queue,
+ * concurrency limit, setup with the destination); this command asks for
+ * them and then follows them (watch.c) unless --no-wait.
+ */
+#include "cli/cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jsonl.h"
+
+#define MOVE_MAX_NAMES 256
+
+static const char move_usage_text[] =
+	"usage: ferry move-vm [-c HOST[:PORT]] -n VM[,VM...] -d HOST[:PORT] [options]\n"
+	"\n"
+	"Live-migrate running VMs from one host (-c, default: this one) to another\n"
+	"while they keep running. Memory is copied while the guest works, then the\n"
+	"VM pauses briefly (the downtime), its last pages and device state move, and\n"
+	"it resumes on the destination. Until that switch-over the move can be\n"
+	"cancelled and the VM keeps running where it was.\n"
+	"\n"
+	"  -c, --computer-name HOST[:PORT]   the source host's ferryd (default: local)\n"
+	"  -n, --name VM[,VM...]             the VMs to move; repeat or comma-separate.\n"
+	"                                    Beyond the host's migration limit they queue\n"
+	"  -d, --destination-host HOST[:PORT] the destination host's ferryd (port 7450)\n"
+	"  --downtime-ms N        switch over once the rest fits in N ms (default: host setting)\n"
+	"  --bandwidth MiB/s      cap the migration traffic (default: host setting, 0 = no cap)\n"
+	"  --transport T          tcp, compression or multichannel (default: host setting)\n"
+	"  --no-wait              start the moves and return; follow with: ferry migration list\n"
+	"  --json                 one JSON event per line instead of the progress display\n"
+	"\n"
+	"On a terminal each VM gets a progress line (stage, %% of memory sent, pass,\n"
+	"dirty rate, throughput, data left, ETA) and the end shows total time,\n"
+	"downtime, setup time, bytes on the wire and pages sent by kind. The exit\n"
+	"status is 0 only if every move completed.\n"
+	"\n"
+	"Examples:\n"
+	"  ferry move-vm -n web1 -d node2\n"
+	"  ferry move-vm -c node1 -n web1,web2,db1 -d node2:7450 --bandwidth 500\n"
+	"  ferry move-vm -n web1 -d node2 --no-wait && ferry migration status web1\n";
+
+/* Send migration.start and follow (or list) the moves it made. */
+int cli_start_moves(struct cli_opts *o, struct json_object *req,
+		    const struct move_opts_pub *mo)
+{
+	struct json_object *rep, *moves;
+	int rc;
+	bool json = o->json;
+
+	jsonl_add_str(req, "destination", mo->destination);
+	if (mo->downtime_ms > 0)
+		jsonl_add_int(req, "downtime_ms", mo->downtime_ms);
+	if (mo->bandwidth >= 0)
+		jsonl_add_int(req, "bandwidth_mibps", mo->bandwidth);
+	if (mo->transport)
+		jsonl_add_str(req, "transport", mo->transport);
+	/* The start reply is ours to interpret; --json events come after. */
+	o->json = false;
+	rep = cli_request(o, req, 30000, &rc);
+	o->json = json;
+	if (!rep)
+		return rc;
+	if (!json_object_object_get_ex(rep, "moves", &moves) ||
+	    json_object_array_length(moves) == 0) {
+		if (json)
+			printf("{\"event\":\"done\",\"completed\":0,\"failed\":0}\n");
+		else
+			printf("Nothing to move: no running VMs.\n");
+		json_object_put(rep);
+		return CLI_OK;
+	}
+	if (mo->no_wait || json) {
+		for (size_t i = 0; i < json_object_array_length(moves); i++) {
+			struct json_object *mv = json_object_array_get_idx(moves, i);
+			if (json) {
+				struct json_object *ev = json_object_new_object();
+				jsonl_add_str(ev, "event", "started");
+				json_object_object_foreach(mv, k, v)
+					json_object_object_add(ev, k, json_object_get(v));
+				printf("%s\n", jsonl_text(ev));
+				json_object_put(ev);
+			} else {
+				printf("move %s: VM %s to %s: %s", cli_str(mv, "id"), cli_str(mv, "name"),
+				       cli_str(mv, "destination"), cli_str(mv, "state"));
+				if (cli_int(mv, "position", 0))
+					printf(" (#%lld in the queue)", (long long)cli_int(mv, "position", 0));
+				printf("\n");
+			}
+		}
+		if (mo->no_wait) {
+			if (!json)
+				printf("Follow with: ferry%s%s migration list\n",
+				       o->computer ? " -c " : "", o->computer ? o->computer : "");
+			json_object_put(rep);
+			return CLI_OK;
+		}
+	}
+	rc = cli_watch_moves(o, moves);
+	json_object_put(rep);
+	return rc;
+}
+
+int cli_move_parse_common(int opt, const char *arg, const char *cmd,
+			  struct move_opts_pub *mo)
+{
+	switch (opt) {
+	case 'd':
+		mo->destination = arg;
+		return 0;
+	case 'D':
+		if (!cli_parse_int(arg, 1, 600000, &mo->downtime_ms)) {
+			fprintf(stderr, "ferry %s: --downtime-ms '%s': give milliseconds, 1 to 600000\n",
+				cmd, arg);
+			return -1;
+		}
+		return 0;
+	case 'B':
+		if (!cli_parse_int(arg, 0, 1 << 20, &mo->bandwidth)) {
+			fprintf(stderr, "ferry %s: --bandwidth '%s': give MiB/s (0 = no cap)\n", cmd, arg);
+			return -1;
+		}
+		return 0;
+	case 'T':
+		if (strcmp(arg, "tcp") != 0 && strcmp(arg, "compression") != 0 &&
+		    strcmp(arg, "multichannel") != 0) {
+			fprintf(stderr, "ferry %s: --transport '%s': use tcp, compression or multichannel\n",
+				cmd, arg);
+			return -1;
+		}
+		mo->transport = arg;
+		return 0;
+	case 'W':
+		mo->no_wait = true;
+		return 0;
+	}
+	return -1;
+}
+
+int cmd_move(struct cli_opts *o, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "computer-name", required_argument, NULL, 'c' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "destination-host", required_argument, NULL, 'd' },
+		{ "downtime-ms", required_argument, NULL, 'D' },
+		{ "bandwidth", required_argument, NULL, 'B' },
+		{ "transport", required_argument, NULL, 'T' },
+		{ "no-wait", no_argument, NULL, 'W' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct move_opts_pub mo = { .bandwidth = -1 };
+	struct json_object *names = json_object_new_array(), *req;
+	int opt;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "c:n:d:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': o->computer = optarg; break;
+		case 'n': {
+			char *copy = strdup(optarg), *save = NULL, *tok;
+			if (!copy)
+				break;
+			for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+				if (*tok && json_object_array_length(names) < MOVE_MAX_NAMES)
+					json_object_array_add(names, json_object_new_string(tok));
+			free(copy);
+			break;
+		}
+		case 'j': o->json = true; break;
+		case 'h':
+			fputs(move_usage_text, stdout);
+			json_object_put(names);
+			return CLI_OK;
+		default:
+			if (opt != '?' && cli_move_parse_common(opt, optarg, "move-vm", &mo) == 0)
+				break;
+			if (opt == '?')
+				fputs(move_usage_text, stderr);
+			json_object_put(names);
+			return CLI_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ferry move-vm: unexpected argument '%s' (name VMs with -n)\n",
+			argv[optind]);
+		json_object_put(names);
+		return CLI_USAGE;
+	}
+	if (json_object_array_length(names) == 0 || !mo.destination) {
+		fprintf(stderr, "ferry move-vm: %s is required (see: ferry move-vm --help)\n",
+			!mo.destination && json_object_array_length(names) ? "--destination-host"
+									    : "--name");
+		json_object_put(names);
+		return CLI_USAGE;
+	}
+	req = json_object_new_object();
+	jsonl_add_str(req, "cmd", "migration.start");
+	json_object_object_add(req, "names", names);
+	return cli_start_moves(o, req, &mo);
+}

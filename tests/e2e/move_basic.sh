@@ -1,0 +1,68 @@
+#!/bin/bash
+# san: yes
+# Live migration through the whole system: two ferryd hosts on loopback,
+# a running test guest moved A -> B with `ferry move-vm` (JSON events),
+# then back B -> A on a pseudo-terminal (progress bar and summary). After
+# each move: the guest checker proves every page intact on the new host,
+# the heartbeat counter continues there, the definition moved, and both
+# hosts' histories record it.
+# Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/hosts.sh"
+need_root
+need_kvm
+
+start_host A
+start_host B
+on A host set --migration-ports 21100-21199 >/dev/null || fail "host set A"
+on B host set --migration-ports 21200-21299 >/dev/null || fail "host set B"
+
+note "start g1 on A (128 MiB, dirtying 16 MiB at 16 MiB/s)"
+new_vm A g1 128M "ws=16M rate=16"
+HB0=$(last_hb "$(serial_of A g1)")
+
+note "move g1 A -> B (JSON events)"
+on A move-vm -n g1 -d "$(port_of B)" --json >"$T/events" 2>"$T/err" ||
+	{ cat "$T/events" "$T/err" "$T/A.ferryd.log" "$T/B.ferryd.log"; fail "move-vm A->B"; }
+cat "$T/events"
+tail -n1 "$T/events" | grep -q '"event":"done","completed":1,"failed":0' || fail "no done event"
+grep -q '"event":"completed"' "$T/events" || fail "no completed event"
+grep -q '"stage":"precopy"\|"stage":"completed"' "$T/events" || fail "no stage in events"
+
+note "g1 now on B only, intact, heartbeat continuing"
+[ "$(vm_state B g1)" = running ] || fail "g1 not running on B"
+[ "$(vm_state A g1)" = absent ] || fail "g1 still defined on A"
+[ -f "$T/B/vms/g1.json" ] || fail "definition not on B"
+[ -e "$T/B/run/g1.incoming" ] && fail "incoming marker left on B"
+[ -e "$T/A/vms/g1.json" ] && fail "definition left on A"
+verify_vm B g1 || fail "page check on B"
+wait_for "$(serial_of B g1)" "FERRY-GUEST hb" 10 || fail "no heartbeat on B"
+HB1=$(last_hb "$(serial_of B g1)")
+[ "$HB1" -ge "$HB0" ] || fail "heartbeat went back: $HB0 on A, $HB1 on B"
+sleep 2
+HB2=$(last_hb "$(serial_of B g1)")
+[ "$HB2" -gt "$HB1" ] || fail "heartbeat stopped on B at $HB1"
+echo "heartbeat: $HB0 on A before, $HB1 -> $HB2 on B"
+
+note "history on both hosts"
+on A migration history | tee "$T/histA"
+grep -qE 'g1 +out +completed' "$T/histA" || fail "A's history lacks the move"
+on B migration history | grep -qE 'g1 +in +completed' || fail "B's history lacks the move"
+on A --json migration history | json_get moves.0.progress.bytes_on_wire | grep -qE '^[1-9]' ||
+	fail "no figures in the history"
+
+note "move g1 back B -> A on a terminal (progress display)"
+if command -v script >/dev/null; then
+	script -qec "$FERRY_BIN/ferry -c $(port_of B) move-vm -n g1 -d $(port_of A)" "$T/tty" \
+		>/dev/null || { cat "$T/tty"; fail "move-vm B->A"; }
+	tr -d '\r' <"$T/tty" | sed 's/\x1b\[[0-9]*[AK]//g' | tail -n 5
+	grep -q "moved to" "$T/tty" || fail "no summary on the terminal"
+	grep -q "total time" "$T/tty" || fail "no figures in the summary"
+else
+	on B move-vm -n g1 -d "$(port_of A)" || fail "move-vm B->A"
+fi
+[ "$(vm_state A g1)" = running ] || fail "g1 not back on A"
+[ "$(vm_state B g1)" = absent ] || fail "g1 still on B"
+verify_vm A g1 || fail "page check on A after the round trip"
+
+echo "PASS: move_basic"
