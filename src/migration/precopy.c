@@ -611,8 +611,10 @@ static void *mig_thread(void *arg)
 	end = MIG_STAGE_COMPLETED;
 	goto out;
 fail:
-	if (ms->cancel)
+	if (ms->cancel) {
 		end = MIG_STAGE_CANCELLED;
+		err_set(&e, "cancelled by request");
+	}
 	for (int i = 1; i < r->nch; i++)
 		channel_stop(&r->ch[i]);
 	roll_back(r, e.msg);
