@@ -1,0 +1,69 @@
+#!/bin/bash
+# What must not move, and a move called off: each refused with its reason
+# and nothing changed. VM not running; unknown destination host; name
+# already taken on the destination; too little memory there; cancel in
+# the middle of pre-copy (VM keeps running on A, intact; B clean).
+# Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/hosts.sh"
+need_root
+need_kvm
+
+start_host A
+start_host B
+on A host set --migration-ports 21300-21399 >/dev/null || fail "host set A"
+on B host set --migration-ports 21400-21499 >/dev/null || fail "host set B"
+new_vm A g1 128M "ws=16M rate=16"
+
+expect_refusal() { # WHAT REGEX ferry-args...
+	local what=$1 re=$2; shift 2
+	if on A "$@" >"$T/out" 2>&1; then cat "$T/out"; fail "$what: move-vm succeeded"; fi
+	cat "$T/out"
+	grep -qE "$re" "$T/out" || fail "$what: reason not given (want /$re/)"
+	[ "$(vm_state A g1)" = running ] || fail "$what: g1 not running on A any more"
+	[ "$(vm_state B g1)" = absent ] || [ "$what" = "name taken" ] || fail "$what: g1 appeared on B"
+}
+
+note "a VM that is not running"
+on A vm new --name g2 --memory 64M --kernel "$FERRY_GUEST" >/dev/null || fail "vm new g2"
+expect_refusal "not running" "only a running VM can be live-migrated" move-vm -n g2 -d "$(port_of B)"
+
+note "unknown destination host"
+expect_refusal "unknown host" "cannot reach ferryd|resolving" move-vm -n g1 -d no-such-host.invalid
+
+note "destination already has a VM of that name"
+on B vm new --name g1 --memory 64M --kernel "$FERRY_GUEST" >/dev/null || fail "vm new g1 on B"
+expect_refusal "name taken" "already exists" move-vm -n g1 -d "$(port_of B)"
+[ "$(vm_state B g1)" = stopped ] || fail "B's own g1 was touched"
+on B vm delete g1 >/dev/null || fail "delete B's g1"
+
+note "too little memory on the destination"
+FREE=$(on B --json host info | json_get memory_free_mib)
+on B host set --memory-reserve "$((FREE - 64))M" >/dev/null || fail "reserve"
+expect_refusal "memory" "not enough memory" move-vm -n g1 -d "$(port_of B)"
+on B host set --memory-reserve 0 >/dev/null || fail "reserve 0"
+
+note "cancel in the middle of pre-copy"
+HB0=$(last_hb "$(serial_of A g1)")
+on A move-vm -n g1 -d "$(port_of B)" --bandwidth 2 --no-wait || fail "move-vm --no-wait"
+for _ in $(seq 100); do
+	[ "$(on A --json migration status g1 | json_get move.stage)" = precopy ] && break
+	sleep 0.1
+done
+on A migration status g1
+[ "$(on B --json vm status g1 | json_get state)" = incoming ] || fail "B does not show g1 incoming"
+on A migration cancel g1 || fail "cancel"
+wait_move A g1 cancelled 30 || fail "move not cancelled"
+on A migration status g1
+[ "$(vm_state A g1)" = running ] || fail "g1 not running on A after cancel"
+verify_vm A g1 || fail "page check on A after cancel"
+sleep 1.5
+[ "$(last_hb "$(serial_of A g1)")" -gt "$HB0" ] || fail "heartbeat stopped on A"
+for _ in $(seq 50); do [ "$(vm_state B g1)" = absent ] && break; sleep 0.1; done
+[ "$(vm_state B g1)" = absent ] || fail "B kept g1 after the cancel"
+[ -e "$T/B/vms/g1.json" ] || [ -e "$T/B/run/g1.incoming" ] && fail "B kept files of g1"
+pgrep -f "ferry-vm --incoming .*$T/B/" >/dev/null && fail "B's incoming worker still alive"
+on B migration history | grep -qE 'g1 +in +(cancelled|failed)' || fail "B's history lacks the aborted move"
+on A migration cancel g1 2>&1 | grep -q "no queued or running move" || fail "second cancel not refused"
+
+echo "PASS: move_errors"
