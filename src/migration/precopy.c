@@ -41,6 +41,7 @@
 #include "migration/channel.h"
 #include "migration/dirty.h"
 #include "migration/format.h"
+#include "migration/throttle.h"
 #include "vmm/vcpu.h"
 #include "vmm/vmstate.h"
 #include "vmm/x86/cpuid.h"
@@ -104,6 +105,7 @@ struct run {
 	bool lock_released;
 	uint64_t t0;
 	uint16_t gen;
+	struct throttle thr;
 };
 
 static void set_stage(struct run *r, enum mig_stage s)
@@ -377,6 +379,7 @@ static int precopy(struct run *r, struct err *e)
 {
 	const struct mig_opts *o = &r->ms->o;
 	uint64_t bytes0, t_pass, t_sync = channel_now_ns(), dirty_pages, prev_dirty = UINT64_MAX;
+	uint64_t prev_dirty_before = UINT64_MAX;
 	double bw = 0, rate = 0;
 
 	set_stage(r, MIG_STAGE_PRECOPY);
@@ -437,6 +440,21 @@ static int precopy(struct run *r, struct err *e)
 		}
 		if (r->ms->cancel)
 			return err_set(e, "cancelled");
+		/* Not converging (the guest dirties about as fast as we send, or
+		 * the rest stopped shrinking): slow the vCPUs down, a step per pass. */
+		if (r->gen >= 2 && (rate > bw * 0.5 || dirty_pages * 10 > prev_dirty_before * 8)) {
+			int pct;
+			pthread_mutex_lock(&r->ms->lock);
+			pct = (int)r->ms->st.throttle_pct;
+			pct = pct == 0 ? 30 : pct + 20 > 99 ? 99 : pct + 20;
+			r->ms->st.throttle_pct = (uint32_t)pct;
+			pthread_mutex_unlock(&r->ms->lock);
+			if (!r->thr.running && throttle_start(&r->thr, &r->m->vm) < 0)
+				return err_set(e, "cannot start the vCPU throttle");
+			throttle_set(&r->thr, pct);
+			log_info("migration: not converging, vCPUs throttled to %d%%", pct);
+		}
+		prev_dirty_before = dirty_pages;
 		r->gen++;
 		pthread_mutex_lock(&r->ms->lock);
 		r->ms->st.pass = r->gen;
@@ -456,6 +474,7 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 	struct mig_channel *c = &r->ch[0];
 
 	set_stage(r, MIG_STAGE_STOP_COPY);
+	throttle_stop(&r->thr); /* leaves the vCPUs running, so the pause below is the real one */
 	*pause_ns = realtime_ns();
 	pause_vm(r);
 	if (dirty_sync(&r->d, e) < 0)
@@ -495,6 +514,7 @@ static void roll_back(struct run *r, const char *why)
 {
 	struct err e;
 	struct mig_channel *c = &r->ch[0];
+	throttle_stop(&r->thr);
 	if (c->fd >= 0 && stream_ok(&c->w)) {
 		size_t n = strlen(why);
 		mig_put_rec(&c->w, MIG_REC_ABORT, (uint32_t)n);
@@ -621,6 +641,10 @@ fail:
 	if (r->lock_released) /* could not re-take the disk: keep the VM paused, say so */
 		end = MIG_STAGE_UNKNOWN;
 out:
+	throttle_stop(&r->thr);
+	pthread_mutex_lock(&ms->lock);
+	ms->st.throttle_pct = 0; /* undone, whatever the outcome */
+	pthread_mutex_unlock(&ms->lock);
 	publish(r);
 	for (int i = 1; i < r->nch; i++)
 		channel_stop(&r->ch[i]);
