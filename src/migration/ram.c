@@ -161,27 +161,36 @@ static int count_extent(void *opaque, uint64_t first, uint64_t n)
 	return 0;
 }
 
-struct ext_ctx { uint64_t (*ext)[2]; size_t max, n; uint64_t npages; };
+struct ext_ctx { uint64_t (*ext)[2]; size_t max, n; uint64_t npages; uint64_t gap; };
 
+/* Extents closer than `gap` pages are merged: a bounded list that covers
+ * every populated page and as few holes as it can. */
 static int collect_extent(void *opaque, uint64_t first, uint64_t n)
 {
 	struct ext_ctx *c = opaque;
-	if (c->n == c->max) {
-		c->ext[c->max - 1][1] = c->npages - c->ext[c->max - 1][0];
-		return -1; /* full: stop walking */
+	if (first + n > c->npages)
+		n = c->npages - first;
+	if (c->n && first - (c->ext[c->n - 1][0] + c->ext[c->n - 1][1]) <= c->gap) {
+		c->ext[c->n - 1][1] = first + n - c->ext[c->n - 1][0];
+		return 0;
 	}
+	if (c->n == c->max)
+		return -1; /* too many: the caller retries with a wider gap */
 	c->ext[c->n][0] = first;
-	c->ext[c->n][1] = first + n > c->npages ? c->npages - first : n;
+	c->ext[c->n][1] = n;
 	c->n++;
 	return 0;
 }
 
 size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t max)
 {
-	struct ext_ctx c = { ext, max, 0, gmem_npages(gm) };
+	struct ext_ctx c = { ext, max, 0, gmem_npages(gm), 0 };
 	if (max == 0)
 		return 0;
-	ram_for_each_extent(gm, collect_extent, &c);
+	while (ram_for_each_extent(gm, collect_extent, &c) < 0) {
+		c.n = 0;
+		c.gap = c.gap ? c.gap * 4 : 64;
+	}
 	return c.n;
 }
 
