@@ -22,6 +22,7 @@
 #include "vmm/x86/cpuid.h"
 #include "vmm/x86/mptable.h"
 #include "vmm/x86/multiboot.h"
+#include "vmm/x86/vmlinux.h"
 
 #define MACHINE_BLK_SLOT 1
 #define MACHINE_NET_SLOT 2
@@ -123,13 +124,19 @@ int machine_boot(struct machine *m, struct err *e)
 	if (access(m->cfg.kernel, R_OK) < 0)
 		return err_sys(e, "kernel %s", m->cfg.kernel[0] ? m->cfg.kernel : "(none given: use --kernel)");
 	memset(&be, 0, sizeof(be));
-	if (is_bzimage(m->cfg.kernel)) {
+	/* An uncompressed Linux ELF first: the multiboot test guest is an ELF
+	 * too, but carries no "Linux" note. */
+	if (vmlinux_probe_file(m->cfg.kernel)) {
+		if (vmlinux_load(&vm->mem, m->cfg.kernel, m->cfg.initrd[0] ? m->cfg.initrd : NULL,
+				 m->cfg.cmdline, &be, e) < 0)
+			return err_prefix(e, "loading Linux vmlinux %s", m->cfg.kernel);
+	} else if (is_bzimage(m->cfg.kernel)) {
 		if (bzimage_load(&vm->mem, m->cfg.kernel, m->cfg.initrd[0] ? m->cfg.initrd : NULL,
 				 m->cfg.cmdline, &be, e) < 0)
 			return err_prefix(e, "loading Linux kernel %s", m->cfg.kernel);
 	} else {
 		if (m->cfg.initrd[0])
-			return err_set(e, "--initrd is only for Linux bzImage kernels; %s is not one", m->cfg.kernel);
+			return err_set(e, "--initrd is only for Linux kernels (bzImage or vmlinux); %s is neither", m->cfg.kernel);
 		if (multiboot_load(&vm->mem, m->cfg.kernel, m->cfg.cmdline, &be, e) < 0)
 			return err_prefix(e, "loading multiboot kernel %s", m->cfg.kernel);
 	}

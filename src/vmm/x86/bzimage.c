@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/stream.h"
 #include "vmm/x86/e820.h"
 #include "vmm/x86/layout.h"
@@ -93,60 +94,104 @@ static void fill_e820(uint8_t *zp, const struct e820_map *map)
 	}
 }
 
-int bzimage_load_image(struct guest_mem *gm, const uint8_t *kernel, size_t kernel_len,
-		       const uint8_t *initrd, size_t initrd_len, const char *cmdline,
+int bzimage_plan_boot(const struct linux_boot *lb, const struct e820_map *map,
+		      uint64_t *initrd_addr, struct err *e)
+{
+	uint64_t low_end = e820_low_ram_end(map);
+	size_t clen = lb->cmdline ? strlen(lb->cmdline) : 0;
+
+	*initrd_addr = 0;
+	if (lb->hdr_len < BZ_HDR_MIN_END - BZ_SETUP_SECTS ||
+	    lb->hdr_len > BZ_HDR_MAX_END - BZ_SETUP_SECTS)
+		return err_set(e, "setup header of %zu bytes", lb->hdr_len);
+	if (lb->kernel_end > low_end)
+		return err_set(e, "kernel needs RAM up to 0x%llx, guest has 0x%llx",
+			       (unsigned long long)lb->kernel_end, (unsigned long long)low_end);
+	if (clen > lb->cmdline_size || clen >= LAYOUT_CMDLINE_MAX)
+		return err_set(e, "command line of %zu bytes exceeds the limit of %u",
+			       clen, lb->cmdline_size < LAYOUT_CMDLINE_MAX - 1 ?
+			       lb->cmdline_size : LAYOUT_CMDLINE_MAX - 1);
+	/* ramdisk_size is 32 bits in the header; check before placing so
+	 * the message names the real problem. */
+	if (lb->initrd_len > UINT32_MAX)
+		return err_set(e, "initrd larger than 4 GiB");
+	if (lb->initrd_len && bzimage_initrd_addr(lb->initrd_len, lb->initrd_addr_max, low_end,
+						  lb->kernel_end, initrd_addr, e) < 0)
+		return -1;
+	return 0;
+}
+
+int bzimage_write_boot(struct guest_mem *gm, const struct linux_boot *lb,
+		       const struct e820_map *map, uint64_t initrd_addr,
 		       struct boot_entry *out, struct err *e)
 {
 	uint8_t zp[GMEM_PAGE_SIZE];
-	struct bzimage_info bi;
-	struct e820_map map;
-	uint64_t payload, kernel_end, low_end, initrd_addr = 0;
-	size_t clen = cmdline ? strlen(cmdline) : 0;
+	size_t clen = lb->cmdline ? strlen(lb->cmdline) : 0;
 
-	if (bzimage_parse(kernel, kernel_len, &bi, e) < 0 || e820_build(gm, &map, e) < 0)
-		return -1;
-	low_end = e820_low_ram_end(&map);
-	payload = kernel_len - bi.setup_size;
-	/* The kernel decompresses in place: it owns init_size bytes from its
-	 * load address, or the payload if that is larger. */
-	kernel_end = LAYOUT_HIMEM_START + (payload > bi.init_size ? payload : bi.init_size);
-	if (kernel_end > low_end)
-		return err_set(e, "bzImage: kernel needs RAM up to 0x%llx, guest has 0x%llx",
-			       (unsigned long long)kernel_end, (unsigned long long)low_end);
-	if (clen > bi.cmdline_size || clen >= LAYOUT_CMDLINE_MAX)
-		return err_set(e, "bzImage: command line of %zu bytes exceeds the limit of %u",
-			       clen, bi.cmdline_size < LAYOUT_CMDLINE_MAX - 1 ?
-			       bi.cmdline_size : LAYOUT_CMDLINE_MAX - 1);
-	if (initrd_len && bzimage_initrd_addr(initrd_len, bi.initrd_addr_max, low_end,
-					      kernel_end, &initrd_addr, e) < 0)
-		return -1;
-	if (initrd_len > UINT32_MAX)
-		return err_set(e, "initrd larger than 4 GiB");
-
-	if (gmem_write(gm, LAYOUT_HIMEM_START, kernel + bi.setup_size, payload) < 0 ||
-	    gmem_write(gm, LAYOUT_CMDLINE, clen ? cmdline : "", clen + 1) < 0 ||
-	    (initrd_len && gmem_write(gm, initrd_addr, initrd, initrd_len) < 0))
-		return err_set(e, "bzImage: write to guest RAM failed");
+	if (gmem_write(gm, LAYOUT_CMDLINE, clen ? lb->cmdline : "", clen + 1) < 0 ||
+	    (lb->initrd_len && gmem_write(gm, initrd_addr, lb->initrd, lb->initrd_len) < 0))
+		return err_set(e, "write to guest RAM failed");
 
 	memset(zp, 0, sizeof(zp));
-	memcpy(zp + BZ_SETUP_SECTS, kernel + BZ_SETUP_SECTS, bi.hdr_end - BZ_SETUP_SECTS);
+	memcpy(zp + BZ_SETUP_SECTS, lb->hdr, lb->hdr_len);
 	zp[BZ_TYPE_OF_LOADER] = BZ_LOADER_TYPE_UNDEF;
 	zp[BZ_LOADFLAGS] |= BZ_CAN_USE_HEAP;
 	le_put_u16(zp + BZ_HEAP_END_PTR, BZ_HEAP_END);
 	le_put_u16(zp + BZ_VID_MODE, 0xffff); /* "normal" */
 	le_put_u32(zp + BZ_CMD_LINE_PTR, (uint32_t)LAYOUT_CMDLINE);
 	le_put_u32(zp + BZ_RAMDISK_IMAGE, (uint32_t)initrd_addr);
-	le_put_u32(zp + BZ_RAMDISK_SIZE, (uint32_t)initrd_len);
-	fill_e820(zp, &map);
+	le_put_u32(zp + BZ_RAMDISK_SIZE, (uint32_t)lb->initrd_len);
+	fill_e820(zp, map);
 	if (gmem_write(gm, LAYOUT_ZERO_PAGE, zp, sizeof(zp)) < 0)
-		return err_set(e, "bzImage: zero page is outside guest RAM");
+		return err_set(e, "zero page is outside guest RAM");
+	/* Tests compare this with the kernel's "RAMDISK: [mem ...]" line. */
+	if (lb->initrd_len)
+		log_info("linux: initrd at [0x%llx-0x%llx] (%zu bytes), kernel entry 0x%llx",
+			 (unsigned long long)initrd_addr,
+			 (unsigned long long)(initrd_addr + lb->initrd_len - 1),
+			 lb->initrd_len, (unsigned long long)lb->entry);
+	else
+		log_info("linux: no initrd, kernel entry 0x%llx", (unsigned long long)lb->entry);
 
 	memset(out, 0, sizeof(*out));
 	out->mode = BOOT_MODE_LONG64;
-	out->rip = LAYOUT_HIMEM_START + BZ_ENTRY64_OFFSET;
+	out->rip = lb->entry;
 	out->rsp = LAYOUT_BOOT_STACK;
 	out->rsi = LAYOUT_ZERO_PAGE;
 	return boot_prepare_memory(gm, out, e);
+}
+
+int bzimage_load_image(struct guest_mem *gm, const uint8_t *kernel, size_t kernel_len,
+		       const uint8_t *initrd, size_t initrd_len, const char *cmdline,
+		       struct boot_entry *out, struct err *e)
+{
+	struct bzimage_info bi;
+	struct e820_map map;
+	struct linux_boot lb;
+	uint64_t payload, initrd_addr;
+
+	if (bzimage_parse(kernel, kernel_len, &bi, e) < 0 || e820_build(gm, &map, e) < 0)
+		return -1;
+	payload = kernel_len - bi.setup_size;
+	memset(&lb, 0, sizeof(lb));
+	lb.hdr = kernel + BZ_SETUP_SECTS;
+	lb.hdr_len = bi.hdr_end - BZ_SETUP_SECTS;
+	/* The kernel decompresses in place: it owns init_size bytes from its
+	 * load address, or the payload if that is larger. */
+	lb.kernel_end = LAYOUT_HIMEM_START + (payload > bi.init_size ? payload : bi.init_size);
+	lb.entry = LAYOUT_HIMEM_START + BZ_ENTRY64_OFFSET;
+	lb.initrd_addr_max = bi.initrd_addr_max;
+	lb.cmdline_size = bi.cmdline_size;
+	lb.cmdline = cmdline;
+	lb.initrd = initrd;
+	lb.initrd_len = initrd_len;
+	if (bzimage_plan_boot(&lb, &map, &initrd_addr, e) < 0)
+		return err_prefix(e, "bzImage");
+	if (gmem_write(gm, LAYOUT_HIMEM_START, kernel + bi.setup_size, payload) < 0)
+		return err_set(e, "bzImage: write to guest RAM failed");
+	if (bzimage_write_boot(gm, &lb, &map, initrd_addr, out, e) < 0)
+		return err_prefix(e, "bzImage");
+	return 0;
 }
 
 int bzimage_load(struct guest_mem *gm, const char *kernel, const char *initrd,

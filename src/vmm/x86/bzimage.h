@@ -14,6 +14,7 @@
 #include "common/err.h"
 #include "vmm/guestmem.h"
 #include "vmm/x86/boot.h"
+#include "vmm/x86/e820.h"
 
 /* Offsets in the bzImage file and in struct boot_params (hdr at 0x1f1). */
 #define BZ_SETUP_SECTS      0x1f1
@@ -67,6 +68,34 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage_info *bi, struc
  * addr) free. Fails if it does not fit. */
 int bzimage_initrd_addr(uint64_t size, uint32_t initrd_addr_max, uint64_t low_ram_end,
 			uint64_t kernel_end, uint64_t *addr, struct err *e);
+
+/* What any Linux loader (bzImage, ELF vmlinux) hands to the shared
+ * zero-page code: the setup header to copy into boot_params, where the
+ * kernel's RAM ends, its entry, and the limits the header states. */
+struct linux_boot {
+	const uint8_t *hdr;       /* setup header bytes, boot_params offset 0x1f1 on */
+	size_t hdr_len;           /* BZ_HDR_MIN_END..BZ_HDR_MAX_END minus 0x1f1 */
+	uint64_t kernel_end;      /* first byte past the RAM the kernel owns */
+	uint64_t entry;           /* 64-bit entry, physical */
+	uint32_t initrd_addr_max; /* highest address the initrd's last byte may have */
+	uint32_t cmdline_size;    /* longest command line the kernel accepts */
+	const char *cmdline;      /* may be NULL */
+	const uint8_t *initrd;    /* may be NULL with initrd_len 0 */
+	size_t initrd_len;
+};
+
+/* Check that the command line, kernel and initrd fit the machine and
+ * choose the initrd address (0 without one). Writes nothing, so a loader
+ * calls it before it copies the kernel. */
+int bzimage_plan_boot(const struct linux_boot *lb, const struct e820_map *map,
+		      uint64_t *initrd_addr, struct err *e);
+
+/* Write the command line, the initrd and the zero page (header, loader
+ * fields, e820 map), log the initrd placement, and fill out for a 64-bit
+ * entry at lb->entry with RSI = zero page. */
+int bzimage_write_boot(struct guest_mem *gm, const struct linux_boot *lb,
+		       const struct e820_map *map, uint64_t initrd_addr,
+		       struct boot_entry *out, struct err *e);
 
 /* Load kernel (and initrd, may be NULL) files. */
 int bzimage_load(struct guest_mem *gm, const char *kernel, const char *initrd,

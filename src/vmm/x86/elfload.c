@@ -102,18 +102,19 @@ static int check_seg(const struct seg *s, size_t len, const struct e820_map *map
 	return 0;
 }
 
-int elfload_load(struct guest_mem *gm, const struct e820_map *map,
-		 const struct elfload_limits *lim, const uint8_t *img, size_t len,
-		 uint64_t *entry, struct err *e)
+int elfload_load_ex(struct guest_mem *gm, const struct e820_map *map,
+		    const struct elfload_limits *lim, const uint8_t *img, size_t len,
+		    struct elfload_result *res, struct err *e)
 {
 	struct elf_info ei = { 0 };
 	int nload = 0, entry_ok = 0;
-	uint64_t ent;
+	uint64_t ent, lo = UINT64_MAX, hi = 0;
 
 	if (parse_ehdr(img, len, &ei, e) < 0)
 		return -1;
 	ent = ei.entry;
-	/* Validate everything first so a bad segment leaves RAM untouched. */
+	/* Validate everything (segments and entry) first so a bad image
+	 * leaves RAM untouched. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (uint32_t i = 0; i < ei.phnum; i++) {
 			struct seg s;
@@ -121,34 +122,55 @@ int elfload_load(struct guest_mem *gm, const struct e820_map *map,
 			get_seg(img + ei.phoff + (uint64_t)i * ei.phentsize, ei.is64, &type, &s);
 			if (type != PT_LOAD || s.memsz == 0)
 				continue;
-			if (pass == 0) {
-				if (check_seg(&s, len, map, lim, i, e) < 0)
-					return -1;
-				nload++;
+			if (pass == 1) {
+				if (!gm)
+					continue;
+				uint8_t *dst = gmem_ptr(gm, s.paddr, s.memsz);
+				if (!dst)
+					return err_set(e, "ELF: segment %u not mappable", i);
+				memcpy(dst, img + s.off, s.filesz);
+				memset(dst + s.filesz, 0, s.memsz - s.filesz);
+				gmem_mark_dirty(gm, s.paddr, s.memsz);
 				continue;
 			}
-			uint8_t *dst = gmem_ptr(gm, s.paddr, s.memsz);
-			if (!dst)
-				return err_set(e, "ELF: segment %u not mappable", i);
-			memcpy(dst, img + s.off, s.filesz);
-			memset(dst + s.filesz, 0, s.memsz - s.filesz);
-			gmem_mark_dirty(gm, s.paddr, s.memsz);
+			if (check_seg(&s, len, map, lim, i, e) < 0)
+				return -1;
+			nload++;
+			if (s.paddr < lo)
+				lo = s.paddr;
+			if (s.paddr + s.memsz > hi)
+				hi = s.paddr + s.memsz; /* no wrap: check_seg saw to it */
 			if (ei.entry >= s.paddr && ei.entry - s.paddr < s.memsz) {
 				ent = ei.entry;
 				entry_ok = 2;
 			} else if (entry_ok < 2 && ei.entry >= s.vaddr && ei.entry - s.vaddr < s.memsz) {
 				/* Higher-half kernels link at a virtual address but
-				 * are entered with paging off: use the physical one. */
+				 * are entered with paging off or identity-mapped:
+				 * use the physical one. A physical match wins. */
 				ent = s.paddr + (ei.entry - s.vaddr);
 				entry_ok = 1;
 			}
 		}
 		if (pass == 0 && nload == 0)
 			return err_set(e, "ELF: no loadable segments");
+		if (pass == 0 && !entry_ok)
+			return err_set(e, "ELF: entry point 0x%llx is outside every segment",
+				       (unsigned long long)ei.entry);
 	}
-	if (!entry_ok)
-		return err_set(e, "ELF: entry point 0x%llx is outside every segment",
-			       (unsigned long long)ei.entry);
-	*entry = ent;
+	res->entry = ent;
+	res->lo = lo;
+	res->hi = hi;
+	return 0;
+}
+
+int elfload_load(struct guest_mem *gm, const struct e820_map *map,
+		 const struct elfload_limits *lim, const uint8_t *img, size_t len,
+		 uint64_t *entry, struct err *e)
+{
+	struct elfload_result r;
+
+	if (elfload_load_ex(gm, map, lim, img, len, &r, e) < 0)
+		return -1;
+	*entry = r.entry;
 	return 0;
 }
