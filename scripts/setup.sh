@@ -4,7 +4,7 @@
 # side-by-side benchmarks), busybox-static and Debian's kernel (the Linux
 # guest path), iproute2/iptables/socat (the network test lab), gnuplot.
 set -euo pipefail
-pkgs=(gcc make binutils libc6-dev libjson-c-dev libzstd-dev liblz4-dev libcmocka-dev
+pkgs=(gcc make binutils libc6-dev libjson-c-dev libzstd-dev liblz4-dev libxxhash-dev libcmocka-dev
       qemu-system-x86 busybox-static linux-image-amd64 iproute2 iptables socat
       bridge-utils gnuplot-nox cpio kmod procps psmisc util-linux python3 clang)
 missing=()

@@ -281,9 +281,10 @@ static int check_mem(struct walker *w, const struct mig_rec *rec, struct err *e)
 	case MIG_ENC_ZERO:
 		break;
 	case MIG_ENC_RAW:
-		stream_skip(w->r, clen);
-		if (stream_check(w->r, e) < 0)
+		if (read_payload(w, clen, e) < 0)
 			return -1;
+		if (mig_sum(w->buf, raw) != h.sum)
+			return err_set(e, "checksum mismatch in pages at 0x%" PRIx64 "+%u", h.gpa, h.npages);
 		break;
 	default:
 		/* mig_get_mem_hdr bounded clen by npages * 4096 + 4096: it fits buf. */
@@ -305,6 +306,9 @@ static int check_mem(struct walker *w, const struct mig_rec *rec, struct err *e)
 		if (got != raw)
 			return err_set(e, "compressed run at 0x%" PRIx64 " decodes to %zu bytes, expected %zu",
 				       h.gpa, got, raw);
+		if (mig_sum(w->out, raw) != h.sum)
+			return err_set(e, "checksum mismatch in compressed pages at 0x%" PRIx64 "+%u",
+				       h.gpa, h.npages);
 		rep->compressed_bytes += clen;
 		break;
 	}
@@ -328,10 +332,11 @@ static int check_section(struct walker *w, const struct mig_rec *rec, struct err
 	const struct sec_rule *rule;
 	char name[MIG_MAX_NAME + 1];
 	uint32_t version, len;
+	uint64_t sum;
 	struct stream p;
 	long index;
 
-	if (mig_get_section_hdr(w->r, rec->len, name, &version, &len, e) < 0)
+	if (mig_get_section_hdr(w->r, rec->len, name, &version, &len, &sum, e) < 0)
 		return -1;
 	snprintf(w->detail, sizeof(w->detail), "name=%s version=%u size=%u", name, version, len);
 	if (find_section(rep, name))
@@ -341,6 +346,8 @@ static int check_section(struct walker *w, const struct mig_rec *rec, struct err
 		return err_set(e, "more than %d state sections", rep->nsections);
 	if (read_payload(w, len, e) < 0)
 		return err_prefix(e, "section %s", name);
+	if (mig_sum(w->buf, len) != sum)
+		return err_set(e, "checksum mismatch in section %s", name);
 	s = &rep->sections[rep->nsections++];
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	s->version = version;

@@ -3,6 +3,13 @@
 
 #include <string.h>
 
+#include <xxhash.h>
+
+uint64_t mig_sum(const void *p, size_t n)
+{
+	return XXH3_64bits(p, n);
+}
+
 void mig_put_header(struct stream *w)
 {
 	stream_put(w, MIG_MAGIC, 8);
@@ -58,6 +65,7 @@ void mig_put_mem_hdr(struct stream *w, const struct mig_mem_hdr *h)
 	stream_put_u16(w, h->gen);
 	stream_put_u8(w, h->enc);
 	stream_put_u8(w, 0);
+	stream_put_u64(w, h->sum);
 }
 
 int mig_get_mem_hdr(struct stream *r, uint32_t rec_len, struct mig_mem_hdr *h, struct err *e)
@@ -71,6 +79,7 @@ int mig_get_mem_hdr(struct stream *r, uint32_t rec_len, struct mig_mem_hdr *h, s
 	h->gen = stream_get_u16(r);
 	h->enc = stream_get_u8(r);
 	pad = stream_get_u8(r);
+	h->sum = stream_get_u64(r);
 	if (stream_check(r, e) < 0)
 		return -1;
 	payload = rec_len - MIG_MEM_HDR;
@@ -96,30 +105,32 @@ void mig_put_section(struct stream *w, const char *name, uint32_t version,
 		     const void *payload, uint32_t len)
 {
 	uint16_t n = (uint16_t)strlen(name);
-	mig_put_rec(w, MIG_REC_SECTION, 2u + n + 4u + len);
+	mig_put_rec(w, MIG_REC_SECTION, 2u + n + 4u + 8u + len);
 	stream_put_u16(w, n);
 	stream_put(w, name, n);
 	stream_put_u32(w, version);
+	stream_put_u64(w, mig_sum(payload, len));
 	stream_put(w, payload, len);
 }
 
 int mig_get_section_hdr(struct stream *r, uint32_t rec_len, char name[MIG_MAX_NAME + 1],
-			uint32_t *version, uint32_t *payload_len, struct err *e)
+			uint32_t *version, uint32_t *payload_len, uint64_t *sum, struct err *e)
 {
 	uint16_t n = stream_get_u16(r);
 	if (stream_check(r, e) < 0)
 		return -1;
-	if (n == 0 || n > MIG_MAX_NAME || 2u + n + 4u > rec_len)
+	if (n == 0 || n > MIG_MAX_NAME || 2u + n + 4u + 8u > rec_len)
 		return err_set(e, "corrupt stream: section name of %u bytes in a %u-byte record", n, rec_len);
 	stream_get(r, name, n);
 	name[n] = 0;
 	*version = stream_get_u32(r);
+	*sum = stream_get_u64(r);
 	if (stream_check(r, e) < 0)
 		return -1;
 	for (uint16_t i = 0; i < n; i++)
 		if (name[i] < 0x21 || name[i] > 0x7e)
 			return err_set(e, "corrupt stream: section name has a non-printable byte");
-	*payload_len = rec_len - 2u - n - 4u;
+	*payload_len = rec_len - 2u - n - 4u - 8u;
 	if (*payload_len > MIG_MAX_SECTION)
 		return err_set(e, "corrupt stream: section %s of %u bytes exceeds %u", name, *payload_len,
 			       MIG_MAX_SECTION);

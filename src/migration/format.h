@@ -15,7 +15,7 @@
 #include "common/stream.h"
 
 #define MIG_MAGIC "FERRYMIG"
-#define MIG_VERSION 1
+#define MIG_VERSION 2
 
 enum mig_rec_type {
 	MIG_REC_CONFIG = 1,   /* JSON: the VM's configuration */
@@ -54,7 +54,7 @@ enum mig_mem_enc {
 };
 
 #define MIG_REC_HDR 8
-#define MIG_MEM_HDR 16          /* gpa u64, npages u32, gen u16, enc u8, pad u8 */
+#define MIG_MEM_HDR 24          /* gpa u64, npages u32, gen u16, enc u8, pad u8, sum u64 */
 #define MIG_MAX_RUN_PAGES 256   /* at most 1 MiB of pages per record */
 #define MIG_MAX_RECORD (MIG_MEM_HDR + MIG_MAX_RUN_PAGES * 4096 + 4096)
 #define MIG_MAX_CONFIG 65536
@@ -71,7 +71,13 @@ struct mig_mem_hdr {
 	uint32_t npages;
 	uint16_t gen;
 	uint8_t enc;
+	uint64_t sum;    /* XXH3-64 of the run's uncompressed pages (0 for zero runs) */
 };
+
+/* The checksum every page run and section carries: TCP's checksum is weak
+ * and a file can rot, and a flipped byte in a page would otherwise reach
+ * the guest silently. XXH3 costs a fraction of a memcpy. */
+uint64_t mig_sum(const void *p, size_t n);
 
 void mig_put_header(struct stream *w);
 int mig_get_header(struct stream *r, struct err *e);
@@ -89,9 +95,10 @@ int mig_get_mem_hdr(struct stream *r, uint32_t rec_len, struct mig_mem_hdr *h, s
 /* A section: name, version, payload (already encoded in a memory stream). */
 void mig_put_section(struct stream *w, const char *name, uint32_t version,
 		     const void *payload, uint32_t len);
-/* Reads a section record's name and version; *payload_len is what follows. */
+/* Reads a section record's name, version and payload checksum; *payload_len
+ * is what follows. The caller verifies *sum with mig_sum over the payload. */
 int mig_get_section_hdr(struct stream *r, uint32_t rec_len, char name[MIG_MAX_NAME + 1],
-			uint32_t *version, uint32_t *payload_len, struct err *e);
+			uint32_t *version, uint32_t *payload_len, uint64_t *sum, struct err *e);
 
 const char *mig_rec_name(uint32_t type);
 

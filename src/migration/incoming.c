@@ -163,8 +163,11 @@ static int check_host(struct stream *r, const struct vm_config *cfg, const char 
 	return 0;
 }
 
+struct rx;
+
 struct in_chan {
 	struct mig_incoming *in;
+	struct rx *x;
 	int fd;
 	struct stream r;
 	struct ram_recv rr;
@@ -174,7 +177,10 @@ struct in_chan {
 	int rc;
 };
 
-/* An extra channel: memory records until EOS. */
+static void chan_failed(struct in_chan *c);
+
+/* An extra channel: memory records until EOS. On an error every connection
+ * is shut down, so the source learns at once instead of after a timeout. */
 static void *chan_thread(void *arg)
 {
 	struct in_chan *c = arg;
@@ -194,11 +200,15 @@ static void *chan_thread(void *arg)
 		if (ram_recv_record(&c->rr, &c->r, rec.len, &c->e) < 0)
 			break;
 	}
+	if (c->rc < 0)
+		chan_failed(c);
 	return NULL;
 }
 
 struct rx {
 	struct mig_incoming *in;
+	int main_fd;
+	int first_fail;              /* who failed first: 0 nobody, -1 main, k channel k */
 	int nch;
 	struct in_chan ch[CHANNEL_MAX];
 	uint64_t (*ext)[2];          /* populated extents, for the prefault thread */
@@ -207,6 +217,23 @@ struct rx {
 	bool prefaulting;
 	volatile bool stop_prefault;
 };
+
+static void abort_connections(struct rx *x)
+{
+	if (x->main_fd >= 0)
+		shutdown(x->main_fd, SHUT_RDWR);
+	for (int k = 1; k < x->nch; k++)
+		if (x->ch[k].fd > 0)
+			shutdown(x->ch[k].fd, SHUT_RDWR);
+}
+
+static void chan_failed(struct in_chan *c)
+{
+	int none = 0, me = (int)(c - c->x->ch);
+	__atomic_compare_exchange_n(&c->x->first_fail, &none, me, false, __ATOMIC_SEQ_CST,
+				    __ATOMIC_SEQ_CST);
+	abort_connections(c->x);
+}
 
 /* Read the source's populated extents; each is checked against our RAM. */
 static int read_extents(struct rx *x, struct stream *r, uint64_t npages, struct err *e)
@@ -331,9 +358,11 @@ static void *in_thread(void *arg)
 		goto fail;
 	}
 	x->in = in;
+	x->main_fd = -1;
 	fd = accept_one(in, in->accept_timeout_ms, &e);
 	if (fd < 0)
 		goto fail;
+	x->main_fd = fd;
 	stream_init_fd(&r, fd, false);
 	stream_init_fd(&w, fd, true);
 	stream_set_timeout(&r, (int)in->peer_timeout_ms);
@@ -389,6 +418,7 @@ static void *in_thread(void *arg)
 		x->ch[idx].fd = cfd;
 		x->ch[idx].r = hs; /* buffered bytes move with it */
 		x->ch[idx].in = in;
+		x->ch[idx].x = x;
 		ram_recv_init_shared(&x->ch[idx].rr, &x->ch[0].rr);
 	}
 	for (int k = 1; k < x->nch; k++) {
@@ -455,16 +485,31 @@ static void *in_thread(void *arg)
 	announce(in->m);
 	goto out;
 fail:
+	if (x) {
+		/* The first failure is the cause; the others are its echoes
+		 * (a channel that broke shuts every connection down). */
+		int none = 0;
+		__atomic_compare_exchange_n(&x->first_fail, &none, -1, false, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST);
+		if (x->first_fail > 0) {
+			struct in_chan *c = &x->ch[x->first_fail];
+			if (c->running) {
+				pthread_join(c->thread, NULL);
+				c->running = false;
+			}
+			e = c->e;
+			err_prefix(&e, "memory channel %d", x->first_fail);
+		}
+	}
 	log_error("incoming migration failed: %s", e.msg);
 	if (have_streams && !setup_replied)
 		reply(&w, MIG_REPLY_SETUP, false, e.msg, NULL, 0);
 	else if (have_streams && !loaded && stream_ok(&w))
 		reply(&w, MIG_REPLY_READY, false, e.msg, NULL, 0);
 	if (x) {
-		/* Unblock channel threads and wait for them. */
-		for (int k = 1; k < x->nch; k++)
-			if (x->ch[k].fd > 0)
-				shutdown(x->ch[k].fd, SHUT_RDWR);
+		/* Unblock channel threads and the source (whose writes now fail
+		 * at once instead of after its timeout), then wait for them. */
+		abort_connections(x);
 		struct err je;
 		join_channels(x, &je);
 		x->stop_prefault = true;

@@ -33,6 +33,7 @@ struct mig_opts {
 	enum mig_transport transport;
 	int channels;                /* multichannel: connections (default: cores, 2..8) */
 	bool compress;               /* compression on (also with multichannel) */
+	int codec;                   /* 0 auto, MIG_ENC_LZ4 or MIG_ENC_ZSTD */
 	int max_passes;              /* then force the switchover (throttling first) */
 	uint32_t max_duration_s;     /* 0 = none */
 	bool cancel_on_timeout;      /* at max_duration: cancel instead of switching over */

@@ -34,6 +34,11 @@ static void ram_put_run(struct stream *w, struct guest_mem *gm, uint64_t first, 
 		st->pages_zero += n;
 		return;
 	}
+	if (st->bounce) {
+		memcpy(st->bounce, src, (size_t)n * 4096);
+		src = st->bounce;
+	}
+	h.sum = mig_sum(src, (size_t)n * 4096);
 	if (codec && ram_codec_put(codec, w, &h, src, st) == 0)
 		return;
 	h.enc = MIG_ENC_RAW;
@@ -266,18 +271,27 @@ int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, str
 		break;
 	case MIG_ENC_RAW:
 		if (!stale) {
+			/* Straight into guest memory, checked there: on a mismatch the
+			 * whole migration fails and this copy of the VM is discarded. */
 			stream_get(r, dst, (size_t)h.npages * 4096);
 			if (stream_check(r, e) < 0)
 				return -1;
+			if (mig_sum(dst, (size_t)h.npages * 4096) != h.sum)
+				return err_set(e, "corrupt stream: checksum mismatch in pages at 0x%llx+%u",
+					       (unsigned long long)h.gpa, h.npages);
 		} else {
-			for (uint32_t i = 0; i < h.npages; i++) {
-				if (rr->gens[first + i] > h.gen)
-					stream_skip(r, 4096);
-				else
-					stream_get(r, dst + (size_t)i * 4096, 4096);
-			}
+			/* Some pages are newer here: stage the run, check it, copy the rest. */
+			if (!rr->scratch && !(rr->scratch = malloc(MIG_MAX_RECORD)))
+				return err_set(e, "out of memory");
+			stream_get(r, rr->scratch, (size_t)h.npages * 4096);
 			if (stream_check(r, e) < 0)
 				return -1;
+			if (mig_sum(rr->scratch, (size_t)h.npages * 4096) != h.sum)
+				return err_set(e, "corrupt stream: checksum mismatch in pages at 0x%llx+%u",
+					       (unsigned long long)h.gpa, h.npages);
+			for (uint32_t i = 0; i < h.npages; i++)
+				if (rr->gens[first + i] <= h.gen)
+					memcpy(dst + (size_t)i * 4096, rr->scratch + (size_t)i * 4096, 4096);
 		}
 		for (uint32_t i = 0; i < h.npages; i++)
 			if (rr->gens[first + i] <= h.gen)

@@ -23,6 +23,11 @@ struct ram_stats {
 	uint64_t pages_compressed;
 	uint64_t bytes_compressed;  /* wire bytes of compressed page payloads */
 	uint64_t records;
+	/* While the guest runs, a run is copied here before it is summed and
+	 * sent, so the checksum and the bytes on the wire describe the same
+	 * snapshot (MIG_MAX_RUN_PAGES pages). NULL: send straight from guest
+	 * memory, right only when the vCPUs are paused. */
+	uint8_t *bounce;
 };
 
 struct ram_codec;  /* compression context (ram_codec.c); NULL = raw */

@@ -8,7 +8,7 @@
 
 #include "migration/ram.h"
 
-#define CODEC_BUF (MIG_MAX_RUN_PAGES * 4096 + 65536)
+#define CODEC_BUF (MIG_MAX_RECORD + 65536)
 
 struct ram_codec {
 	enum ram_codec_kind kind;
@@ -143,6 +143,9 @@ int ram_codec_get(struct ram_recv *rr, struct stream *r, const struct mig_mem_hd
 	if (got != raw)
 		return err_set(e, "corrupt stream: compressed run at 0x%llx decodes to %zu bytes, expected %zu",
 			       (unsigned long long)h->gpa, got, raw);
+	if (mig_sum(d->out, raw) != h->sum)
+		return err_set(e, "corrupt stream: checksum mismatch in compressed pages at 0x%llx+%u",
+			       (unsigned long long)h->gpa, h->npages);
 	for (uint32_t i = 0; i < h->npages; i++) {
 		if (rr->gens[first + i] > h->gen)
 			continue;

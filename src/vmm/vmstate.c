@@ -92,8 +92,9 @@ int vmstate_read_section(struct vmstate_loaded *ld, struct stream *r, uint32_t r
 	struct vmstate_section *s;
 	char name[MIG_MAX_NAME + 1];
 	uint32_t version, len;
+	uint64_t sum;
 
-	if (mig_get_section_hdr(r, rec_len, name, &version, &len, e) < 0)
+	if (mig_get_section_hdr(r, rec_len, name, &version, &len, &sum, e) < 0)
 		return -1;
 	for (int i = 0; i < ld->n; i++)
 		if (strcmp(ld->s[i].name, name) == 0)
@@ -108,6 +109,10 @@ int vmstate_read_section(struct vmstate_loaded *ld, struct stream *r, uint32_t r
 	if (stream_check(r, e) < 0) {
 		free(s->data);
 		return err_prefix(e, "reading section %s", name);
+	}
+	if (mig_sum(s->data, len) != sum) {
+		free(s->data);
+		return err_set(e, "corrupt stream: checksum mismatch in section %s", name);
 	}
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	s->version = version;

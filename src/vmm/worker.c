@@ -235,6 +235,17 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct err 
 	}
 	if (jsonl_get_bool(req, "compress", false, &o.compress, e) < 0)
 		return -1;
+	{
+		const char *codec = NULL;
+		if (jsonl_get_str(req, "codec", false, &codec, e) < 0)
+			return -1;
+		if (codec && strcmp(codec, "lz4") == 0)
+			o.codec = MIG_ENC_LZ4;
+		else if (codec && strcmp(codec, "zstd") == 0)
+			o.codec = MIG_ENC_ZSTD;
+		else if (codec && strcmp(codec, "auto") != 0)
+			return err_set(e, "codec must be auto, lz4 or zstd");
+	}
 	v = o.downtime_ms;
 	if (jsonl_get_int(req, "downtime_ms", false, 1, 600000, &v, e) < 0)
 		return -1;

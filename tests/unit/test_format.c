@@ -40,7 +40,7 @@ static void test_header(void **state)
 	assert_int_equal(stream_mem_len(&w), 16);
 	memcpy(h, stream_mem_data(&w), 16);
 	stream_destroy(&w);
-	assert_memory_equal(h, "FERRYMIG\x01\0\0\0\0\0\0\0", 16);
+	assert_memory_equal(h, "FERRYMIG\x02\0\0\0\0\0\0\0", 16);
 	assert_int_equal(parse_header(h, 16, &e), 0);
 	assert_int_equal(parse_header(h, 15, &e), -1);
 	assert_non_null(strstr(e.msg, "truncated"));
@@ -48,10 +48,10 @@ static void test_header(void **state)
 	assert_int_equal(parse_header(h, 16, &e), -1);
 	assert_non_null(strstr(e.msg, "bad magic"));
 	h[0] = 'F';
-	h[8] = 2;
+	h[8] = 3;
 	assert_int_equal(parse_header(h, 16, &e), -1);
-	assert_non_null(strstr(e.msg, "version 2"));
-	h[8] = 1;
+	assert_non_null(strstr(e.msg, "version 3"));
+	h[8] = 2;
 	h[12] = 1;
 	assert_int_equal(parse_header(h, 16, &e), -1);
 	assert_non_null(strstr(e.msg, "flags"));
@@ -116,45 +116,45 @@ static void test_mem_hdr(void **state)
 	struct stream w, r;
 	(void)state;
 	/* Valid: each encoding at its exact or limit payload size. */
-	assert_int_equal(parse_mem(16 + 2 * 4096, 0x1000, 2, 7, MIG_ENC_RAW, 0, &h, &e), 0);
+	assert_int_equal(parse_mem(MIG_MEM_HDR + 2 * 4096, 0x1000, 2, 7, MIG_ENC_RAW, 0, &h, &e), 0);
 	assert_true(h.gpa == 0x1000 && h.npages == 2 && h.gen == 7 && h.enc == MIG_ENC_RAW);
-	assert_int_equal(parse_mem(16, 0, MIG_MAX_RUN_PAGES, 1, MIG_ENC_ZERO, 0, &h, &e), 0);
-	assert_int_equal(parse_mem(17, 0, 1, 1, MIG_ENC_ZSTD, 0, &h, &e), 0);
-	assert_int_equal(parse_mem(16 + 2 * 4096 + 4096, 0, 2, 1, MIG_ENC_LZ4, 0, &h, &e), 0);
+	assert_int_equal(parse_mem(MIG_MEM_HDR, 0, MIG_MAX_RUN_PAGES, 1, MIG_ENC_ZERO, 0, &h, &e), 0);
+	assert_int_equal(parse_mem(MIG_MEM_HDR + 1, 0, 1, 1, MIG_ENC_ZSTD, 0, &h, &e), 0);
+	assert_int_equal(parse_mem(MIG_MEM_HDR + 2 * 4096 + 4096, 0, 2, 1, MIG_ENC_LZ4, 0, &h, &e), 0);
 	/* Shorter than its own header. */
-	assert_int_equal(parse_mem(15, 0, 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR - 1, 0, 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
 	assert_non_null(strstr(e.msg, "shorter than its header"));
 	/* Unknown encoding, and a non-zero pad byte. */
-	assert_int_equal(parse_mem(16, 0, 1, 1, MIG_ENC_MAX + 1, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR, 0, 1, 1, MIG_ENC_MAX + 1, 0, &h, &e), -1);
 	assert_non_null(strstr(e.msg, "encoding"));
-	assert_int_equal(parse_mem(16, 0, 1, 1, MIG_ENC_ZERO, 1, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR, 0, 1, 1, MIG_ENC_ZERO, 1, &h, &e), -1);
 	/* Page counts. */
-	assert_int_equal(parse_mem(16, 0, 0, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR, 0, 0, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
 	assert_non_null(strstr(e.msg, "0 pages"));
-	assert_int_equal(parse_mem(16, 0, MIG_MAX_RUN_PAGES + 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
-	assert_int_equal(parse_mem(16, 0, UINT32_MAX, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR, 0, MIG_MAX_RUN_PAGES + 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR, 0, UINT32_MAX, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
 	/* Alignment. */
-	assert_int_equal(parse_mem(16, 0x1234, 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR, 0x1234, 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
 	assert_non_null(strstr(e.msg, "page aligned"));
 	/* Payload sizes that disagree with the header. */
-	assert_int_equal(parse_mem(16 + 4095, 0, 1, 1, MIG_ENC_RAW, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR + 4095, 0, 1, 1, MIG_ENC_RAW, 0, &h, &e), -1);
 	assert_non_null(strstr(e.msg, "raw memory record"));
-	assert_int_equal(parse_mem(16 + 4096, 0, 2, 1, MIG_ENC_RAW, 0, &h, &e), -1);
-	assert_int_equal(parse_mem(17, 0, 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR + 4096, 0, 2, 1, MIG_ENC_RAW, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR + 1, 0, 1, 1, MIG_ENC_ZERO, 0, &h, &e), -1);
 	assert_non_null(strstr(e.msg, "zero-page"));
-	assert_int_equal(parse_mem(16, 0, 1, 1, MIG_ENC_ZSTD, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR, 0, 1, 1, MIG_ENC_ZSTD, 0, &h, &e), -1);
 	assert_non_null(strstr(e.msg, "compressed"));
-	assert_int_equal(parse_mem(16 + 2 * 4096 + 1, 0, 1, 1, MIG_ENC_LZ4, 0, &h, &e), -1);
+	assert_int_equal(parse_mem(MIG_MEM_HDR + 2 * 4096 + 1, 0, 1, 1, MIG_ENC_LZ4, 0, &h, &e), -1);
 	/* Truncated header. */
 	stream_init_mem_reader(&r, "\0\0\0\0", 4);
-	assert_int_equal(mig_get_mem_hdr(&r, 16, &h, &e), -1);
+	assert_int_equal(mig_get_mem_hdr(&r, MIG_MEM_HDR, &h, &e), -1);
 	assert_non_null(strstr(e.msg, "truncated"));
 	/* put/get symmetry. */
 	stream_init_mem_writer(&w);
 	mig_put_mem_hdr(&w, &(struct mig_mem_hdr){ .gpa = 0x100000000ULL, .npages = 3, .gen = 0xfffe,
 						    .enc = MIG_ENC_ZERO });
 	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
-	assert_int_equal(mig_get_mem_hdr(&r, 16, &h, &e), 0);
+	assert_int_equal(mig_get_mem_hdr(&r, MIG_MEM_HDR, &h, &e), 0);
 	assert_true(h.gpa == 0x100000000ULL && h.npages == 3 && h.gen == 0xfffe);
 	stream_destroy(&w);
 }
@@ -164,13 +164,15 @@ static int parse_section(uint16_t nlen, const char *name, size_t name_bytes, uin
 			 uint32_t *version, uint32_t *plen, struct err *e)
 {
 	struct stream w, r;
+	uint64_t sum;
 	int rc;
 	stream_init_mem_writer(&w);
 	stream_put_u16(&w, nlen);
 	stream_put(&w, name, name_bytes);
 	stream_put_u32(&w, 5);
+	stream_put_u64(&w, 0);
 	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
-	rc = mig_get_section_hdr(&r, rec_len, out, version, plen, e);
+	rc = mig_get_section_hdr(&r, rec_len, out, version, plen, &sum, e);
 	stream_destroy(&w);
 	return rc;
 }
@@ -179,6 +181,7 @@ static void test_section_hdr(void **state)
 {
 	char name[MIG_MAX_NAME + 1], longname[MIG_MAX_NAME + 2];
 	uint32_t version, plen;
+	uint64_t sum;
 	struct err e = { 0 };
 	struct stream w, r;
 	uint8_t payload[3] = { 1, 2, 3 };
@@ -190,32 +193,33 @@ static void test_section_hdr(void **state)
 	struct mig_rec rec;
 	assert_int_equal(mig_get_rec(&r, &rec, &e), 0);
 	assert_int_equal(rec.type, MIG_REC_SECTION);
-	assert_int_equal(mig_get_section_hdr(&r, rec.len, name, &version, &plen, &e), 0);
+	assert_int_equal(mig_get_section_hdr(&r, rec.len, name, &version, &plen, &sum, &e), 0);
 	assert_string_equal(name, "uart");
 	assert_int_equal(version, 9);
 	assert_int_equal(plen, 3);
+	assert_true(sum == mig_sum(payload, sizeof(payload)));
 	stream_destroy(&w);
 	/* Name length zero, over the limit, or longer than the record. */
-	assert_int_equal(parse_section(0, "", 0, 6, name, &version, &plen, &e), -1);
+	assert_int_equal(parse_section(0, "", 0, 14, name, &version, &plen, &e), -1);
 	assert_non_null(strstr(e.msg, "section name"));
 	memset(longname, 'a', sizeof(longname));
 	assert_int_equal(parse_section(MIG_MAX_NAME + 1, longname, MIG_MAX_NAME + 1, 1000, name, &version, &plen, &e),
 			 -1);
-	assert_int_equal(parse_section(MIG_MAX_NAME, longname, MIG_MAX_NAME, 2 + MIG_MAX_NAME + 4, name, &version,
+	assert_int_equal(parse_section(MIG_MAX_NAME, longname, MIG_MAX_NAME, 2 + MIG_MAX_NAME + 4 + 8, name, &version,
 				       &plen, &e), 0);
 	assert_int_equal(plen, 0);
-	assert_int_equal(parse_section(4, "uart", 4, 9, name, &version, &plen, &e), -1);
+	assert_int_equal(parse_section(4, "uart", 4, 17, name, &version, &plen, &e), -1);
 	/* Non-printable bytes (space and control) in the name. */
-	assert_int_equal(parse_section(4, "ua t", 4, 10, name, &version, &plen, &e), -1);
+	assert_int_equal(parse_section(4, "ua t", 4, 18, name, &version, &plen, &e), -1);
 	assert_non_null(strstr(e.msg, "non-printable"));
-	assert_int_equal(parse_section(4, "ua\x01t", 4, 10, name, &version, &plen, &e), -1);
+	assert_int_equal(parse_section(4, "ua\x01t", 4, 18, name, &version, &plen, &e), -1);
 	/* Payload beyond the section limit. */
-	assert_int_equal(parse_section(3, "kvm", 3, 2 + 3 + 4 + MIG_MAX_SECTION, name, &version, &plen, &e), 0);
-	assert_int_equal(parse_section(3, "kvm", 3, 2 + 3 + 4 + MIG_MAX_SECTION + 1, name, &version, &plen, &e), -1);
+	assert_int_equal(parse_section(3, "kvm", 3, 2 + 3 + 4 + 8 + MIG_MAX_SECTION, name, &version, &plen, &e), 0);
+	assert_int_equal(parse_section(3, "kvm", 3, 2 + 3 + 4 + 8 + MIG_MAX_SECTION + 1, name, &version, &plen, &e), -1);
 	assert_non_null(strstr(e.msg, "exceeds"));
 	/* Truncated inside the name. */
 	stream_init_mem_reader(&r, "\x04\0ua", 4);
-	assert_int_equal(mig_get_section_hdr(&r, 10, name, &version, &plen, &e), -1);
+	assert_int_equal(mig_get_section_hdr(&r, 10, name, &version, &plen, &sum, &e), -1);
 }
 
 /* ---------- pages ---------- */

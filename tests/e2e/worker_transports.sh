@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Every transport moves a busy guest intact: tcp, compression (lz4 and
+# zstd), multichannel, multichannel + compression. Throttling is undone
+# after a move and after a cancel. A corrupted or truncated stream —
+# compressed or multichannel — ends the move with a clear error on both
+# sides, the destination never runs, the source keeps running.
+# san: yes
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/../lib/migrate.sh"
+need_kvm
+proxy=$(dirname "$0")/../tools/mangle_proxy.py
+cur=s0
+start_src s0 512M 2 "ws=256M rate=128 cpus=2"
+wait_for "$T/s0.log" 'FERRY-GUEST hb n=2 ' 30 || fail "guest not heartbeating"
+i=0
+move() { # move EXTRA-JSON: one move of the current VM to a new destination
+	i=$((i + 1)); next_port; start_dst d$i "$port"
+	migrate $cur "$port" "$1" || fail "migrate $1 refused"
+	res=$(wait_mig $cur 90) || fail "move $1 did not end"
+	[ "$(field "$res" stage)" = completed ] || fail "move $1: $res"
+	verify d$i >/dev/null
+	[ "$(field "$res" throttle_pct)" = 0 ] || fail "throttle not undone after the move"
+	vmctl "$T/$cur.sock" '{"cmd":"stop"}' >/dev/null
+	echo "$1: $(field "$res" transport), $(field "$res" elapsed_ms) ms, $(field "$res" downtime_ms) ms down, raw $(field "$res" pages_raw) zero $(field "$res" pages_zero) compressed $(field "$res" pages_compressed)"
+	cur=d$i
+}
+move ',"transport":"tcp"'
+move ',"transport":"compression","codec":"lz4"'
+move ',"transport":"compression","codec":"zstd"'
+move ',"transport":"multichannel","channels":4'
+move ',"transport":"multichannel","channels":3,"compress":true'
+
+note "throttling is undone after a cancel"
+next_port; start_dst c1 "$port"
+migrate $cur "$port" ',"transport":"tcp","bandwidth_mibps":24,"max_passes":100' || fail "migrate refused"
+for _ in $(seq 200); do
+	t=$(field "$(vmctl "$T/$cur.sock" '{"cmd":"migrate-status"}')" throttle_pct)
+	[ "${t:-0}" -gt 0 ] && break; sleep 0.2
+done
+[ "${t:-0}" -gt 0 ] || fail "the move never throttled the guest"
+echo "throttled to $t% while not converging"
+vmctl "$T/$cur.sock" '{"cmd":"migrate-cancel"}' | grep -q '"ok":true' || fail "cancel refused"
+res=$(wait_mig $cur 30); [ "$(field "$res" stage)" = cancelled ] || fail "cancel: $res"
+[ "$(field "$res" throttle_pct)" = 0 ] || fail "throttle not undone after cancel"
+# Back at full pace: 128 MiB/s again within a few seconds.
+sleep 3
+m1=$(grep -oE 'hb n=[0-9]+ mib=[0-9]+' "$T/$cur.log" | tail -n1 | grep -oE '[0-9]+$'); sleep 2
+m2=$(grep -oE 'hb n=[0-9]+ mib=[0-9]+' "$T/$cur.log" | tail -n1 | grep -oE '[0-9]+$')
+[ $((m2 - m1)) -ge 200 ] || fail "guest still slow after cancel: $((m2 - m1)) MiB in 2 s"
+echo "after cancel: $((m2 - m1)) MiB dirtied in 2 s"
+
+corrupt() { # corrupt NAME EXTRA-JSON MODE OFFSET CONN REGEX
+	local name=$1 extra=$2 mode=$3 off=$4 conn=$5 re=$6 pp
+	next_port; start_dst x$name "$port"; pp=$port; next_port
+	python3 "$proxy" "$port" "$pp" "$mode" "$off" "$conn" >"$T/proxy.$name" 2>&1 & _pids+=($!)
+	wait_for "$T/proxy.$name" ready 10 || fail "proxy did not start"
+	migrate $cur "$port" "$extra" || fail "migrate refused"
+	res=$(wait_mig $cur 60) || fail "$name: move did not end"
+	[ "$(field "$res" stage)" = failed ] || fail "$name: expected failed, got $res"
+	eval "dpid=\$PID_x$name"
+	for _ in $(seq 100); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$dpid" 2>/dev/null && fail "$name: destination still alive"
+	wait "$dpid"; rc=$?
+	[ $rc -eq 5 ] || fail "$name: destination exited $rc (a crash?), expected 5"
+	grep -qE "$re" "$T/x$name.err" || fail "$name: unclear destination error: $(tail -n2 "$T/x$name.err")"
+	[ "$(state_of $cur)" = running ] || fail "$name: source not running"
+	echo "$name: source says '$(field "$res" error)'; destination: $(grep -m1 -oE 'incoming migration failed: .*' "$T/x$name.err" | cut -c1-150)"
+}
+note "corrupted and truncated streams"
+corrupt flipmem ',"transport":"compression","codec":"zstd"' flip 3000000 0 "corrupt stream|does not decode|protocol error"
+corrupt flipmc ',"transport":"multichannel","channels":3,"compress":true' flip 2000000 1 "corrupt stream|does not decode|memory channel|protocol error"
+corrupt cutmc ',"transport":"multichannel","channels":3' cut 1500000 2 "truncated|memory channel"
+corrupt cutmain ',"transport":"compression"' cut 5000000 0 "truncated|closed"
+verify $cur >/dev/null
+echo ok
