@@ -8,7 +8,7 @@
 # hosts' histories record it.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
-. "$(dirname "$0")/hosts.sh"
+. "$(dirname "$0")/hosts.inc"
 need_root
 need_kvm
 

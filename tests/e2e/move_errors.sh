@@ -5,7 +5,7 @@
 # the middle of pre-copy (VM keeps running on A, intact; B clean).
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
-. "$(dirname "$0")/hosts.sh"
+. "$(dirname "$0")/hosts.inc"
 need_root
 need_kvm
 

@@ -7,7 +7,7 @@
 # the source ferryd restarted with moves queued and one in flight.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
-. "$(dirname "$0")/hosts.sh"
+. "$(dirname "$0")/hosts.inc"
 need_root
 need_kvm
 

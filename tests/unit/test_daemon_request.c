@@ -87,14 +87,17 @@ static void test_envelope_nul(void **state)
 static void test_every_verb_in_table(void **state)
 {
 	static const char *const verbs[] = { "host.info", "vm.new", "vm.start",
-		"vm.stop", "vm.list", "vm.status", "vm.delete", "vm.console" };
+		"vm.stop", "vm.list", "vm.status", "vm.delete", "vm.console",
+		"vm.move", "host.set", "migration.start", "migration.list",
+		"migration.status", "migration.cancel", "migration.history",
+		"migration.prepare", "migration.abort" };
 	(void)state;
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
 		const struct verb *v = dispatch_find(verbs[i]);
 		assert_non_null(v);
 		assert_non_null(v->fn);
 	}
-	assert_null(dispatch_find("migration.start"));
+	assert_null(dispatch_find("migration.nosuch"));
 }
 
 /* ---- typed fields ---- */
