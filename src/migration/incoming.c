@@ -220,8 +220,11 @@ struct rx {
 
 static void abort_connections(struct rx *x)
 {
+	/* Under the lock: the main thread may be closing main_fd right now. */
+	pthread_mutex_lock(&x->in->lock);
 	if (x->main_fd >= 0)
 		shutdown(x->main_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&x->in->lock);
 	for (int k = 1; k < x->nch; k++)
 		if (x->ch[k].fd > 0)
 			shutdown(x->ch[k].fd, SHUT_RDWR);
@@ -506,9 +509,24 @@ fail:
 		reply(&w, MIG_REPLY_SETUP, false, e.msg, NULL, 0);
 	else if (have_streams && !loaded && stream_ok(&w))
 		reply(&w, MIG_REPLY_READY, false, e.msg, NULL, 0);
+	if (have_streams) {
+		/* Reset (not just close) the main connection: the source is most
+		 * likely blocked writing pages and must fail now, not after its
+		 * timeout. The reason already went out in the reply above. */
+		struct linger lg = { 1, 0 };
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		stream_destroy(&r);
+		stream_destroy(&w);
+		have_streams = false;
+		pthread_mutex_lock(&in->lock);
+		if (x)
+			x->main_fd = -1;
+		close(fd);
+		fd = -1;
+		pthread_mutex_unlock(&in->lock);
+	}
 	if (x) {
-		/* Unblock channel threads and the source (whose writes now fail
-		 * at once instead of after its timeout), then wait for them. */
+		/* Unblock the channel threads, then wait for them. */
 		abort_connections(x);
 		struct err je;
 		join_channels(x, &je);
