@@ -2,7 +2,9 @@
 # What must not move, and a move called off: each refused with its reason
 # and nothing changed. VM not running; unknown destination host; name
 # already taken on the destination; too little memory there; cancel in
-# the middle of pre-copy (VM keeps running on A, intact; B clean).
+# the middle of pre-copy (VM keeps running on A, intact; B clean); the
+# destination's worker and ferryd killed mid-move (the move fails with the
+# reason, the VM runs on A; the restarted B has no trace of it).
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
@@ -65,5 +67,22 @@ for _ in $(seq 50); do [ "$(vm_state B g1)" = absent ] && break; sleep 0.1; done
 pgrep -f "ferry-vm --incoming .*$T/B/" >/dev/null && fail "B's incoming worker still alive"
 on B migration history | grep -qE 'g1 +in +(cancelled|failed)' || fail "B's history lacks the aborted move"
 on A migration cancel g1 2>&1 | grep -q "no queued or running move" || fail "second cancel not refused"
+
+note "destination worker and ferryd die mid-move"
+on A move-vm -n g1 -d "$(port_of B)" --bandwidth 2 --no-wait >/dev/null || fail "move-vm"
+for _ in $(seq 100); do
+	[ "$(on A --json migration status g1 | json_get move.stage)" = precopy ] && break
+	sleep 0.1
+done
+kill -9 "$(cat "$T/B/run/g1.pid")" || fail "no incoming worker on B"
+kill -9 "${HOST_PID[B]}"
+wait_move A g1 failed 40 || fail "move not failed after the destination died"
+on A migration status g1 | tee "$T/dead"
+grep -q "keeps running here" "$T/dead" || fail "no reason given"
+[ "$(vm_state A g1)" = running ] || fail "g1 not running on A"
+verify_vm A g1 || fail "page check on A after the destination died"
+start_host B
+[ "$(vm_state B g1)" = absent ] || fail "restarted B shows g1"
+[ -e "$T/B/vms/g1.json" ] || [ -e "$T/B/run/g1.incoming" ] && fail "restarted B kept files of g1"
 
 echo "PASS: move_errors"
