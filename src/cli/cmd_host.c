@@ -28,7 +28,7 @@ static void host_usage(FILE *f)
 		"  --transport T             tcp, compression (default) or multichannel\n"
 		"  --migration-network CIDR[,CIDR...]  networks migration traffic may use\n"
 		"                            (e.g. 10.0.0.0/24); 'any' allows every network\n"
-		"  --downtime-ms N           default switch-over target (default 300)\n"
+		"  --downtime-ms N           default switch-over target (default 50)\n"
 		"  --bandwidth MiB/s         default cap on migration traffic (0 = none)\n"
 		"  --memory-reserve MiB      memory never given to VMs (for the host itself)\n"
 		"  --migration-ports LOW-HIGH  ports incoming moves listen on (default 7460-7559)\n"

@@ -34,7 +34,7 @@ static const char move_usage_text[] =
 	"  --no-wait              start the moves and return; follow with: ferry migration list\n"
 	"  --json                 one JSON event per line instead of the progress display\n"
 	"\n"
-	"On a terminal each VM gets a progress line (stage, %% of memory sent, pass,\n"
+	"On a terminal each VM gets a progress line (stage, percent of memory sent, pass,\n"
 	"dirty rate, throughput, data left, ETA) and the end shows total time,\n"
 	"downtime, setup time, bytes on the wire and pages sent by kind. The exit\n"
 	"status is 0 only if every move completed.\n"

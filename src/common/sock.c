@@ -209,6 +209,30 @@ static int sock_connect_wait(int fd, int timeout_ms, struct err *e)
 int sock_tcp_connect(const char *host, const char *port, int timeout_ms,
 		     struct err *e)
 {
+	return sock_tcp_connect_from(host, port, NULL, timeout_ms, e);
+}
+
+/* Bind the local end to `from` (an address of this host, port 0). */
+static int sock_bind_local(int fd, int family, const char *from, struct err *e)
+{
+	struct addrinfo hints = { 0 }, *res;
+	int rc;
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+	rc = getaddrinfo(from, "0", &hints, &res);
+	if (rc != 0)
+		return err_set(e, "source address %s: %s", from, gai_strerror(rc));
+	rc = bind(fd, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	if (rc < 0)
+		return err_sys(e, "binding to source address %s", from);
+	return 0;
+}
+
+int sock_tcp_connect_from(const char *host, const char *port, const char *from, int timeout_ms,
+			  struct err *e)
+{
 	struct addrinfo hints = { 0 }, *res, *ai;
 	struct err last = { .msg = "no addresses" };
 	int fd = -1, rc;
@@ -224,6 +248,11 @@ int sock_tcp_connect(const char *host, const char *port, int timeout_ms,
 			    ai->ai_protocol);
 		if (fd < 0) {
 			err_sys(&last, "socket");
+			continue;
+		}
+		if (from && *from && sock_bind_local(fd, ai->ai_family, from, &last) < 0) {
+			close(fd);
+			fd = -1;
 			continue;
 		}
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||

@@ -28,6 +28,9 @@ int sock_tcp_listen(const char *hostport, struct err *e);
 /* Connect to host:port (blocking, up to timeout_ms for the connect). */
 int sock_tcp_connect(const char *host, const char *port, int timeout_ms,
 		     struct err *e);
+/* Same, with the local end bound to address `from` (NULL or "": any). */
+int sock_tcp_connect_from(const char *host, const char *port, const char *from, int timeout_ms,
+			  struct err *e);
 
 /* Split "host:port", "[v6]:port" or "host" (then port = defport). */
 int sock_split_hostport(const char *s, const char *defport, char *host,

@@ -328,24 +328,32 @@ static void migrate_schedule(struct ferryd *d, long long now)
 	}
 }
 
-/* Check that migration traffic to the destination's address would leave
- * from an address in this host's migration networks. */
-static int move_check_route(struct ferryd *d, struct move *m, struct err *e)
+/* Choose the local address migration traffic leaves from: one in this
+ * host's migration networks (the worker binds to it), preferring the one
+ * the kernel would pick towards the destination. bind is "" when no
+ * networks are configured (any address will do). */
+static int move_check_route(struct ferryd *d, struct move *m, char *bind, size_t bindlen,
+			    struct err *e)
 {
 	struct sockaddr_storage src;
 	char host[256], port[16], srctext[64], nets[512];
 
+	bind[0] = 0;
 	if (d->settings.nnets == 0)
 		return 0;
 	if (sock_split_hostport(m->address, "7460", host, sizeof(host), port,
 				sizeof(port), e) < 0 ||
 	    netaddr_route_source(host, &src, e) < 0)
 		return -1;
-	if (settings_net_allowed(&d->settings, &src))
-		return 0;
 	netaddr_text(&src, srctext, sizeof(srctext));
+	if (settings_net_allowed(&d->settings, &src)) {
+		snprintf(bind, bindlen, "%s", srctext);
+		return 0;
+	}
+	if (netaddr_local_in_nets(&d->settings, bind, bindlen, e) == 0)
+		return 0;
 	settings_format_nets(&d->settings, nets, sizeof(nets));
-	return err_set(e, "migration traffic to %s would leave this host from %s, which is not in its migration networks (%s)",
+	return err_set(e, "migration traffic to %s would leave this host from %s, and no address of this host is in its migration networks (%s)",
 		       host, srctext, nets);
 }
 
@@ -356,6 +364,7 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	struct vm *vm = move_vm(d, m);
 	struct json_object *req;
 	const char *addr = NULL;
+	char bind[64];
 	struct err e = { 0 };
 
 	if (jsonl_get_str(rep, "address", true, &addr, &e) < 0 ||
@@ -371,7 +380,7 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 		move_finish(d, m, MV_CANCELLED, "E_CANCELLED", "cancelled during setup");
 		return;
 	}
-	if (move_check_route(d, m, &e) < 0) {
+	if (move_check_route(d, m, bind, sizeof(bind), &e) < 0) {
 		move_abort_dest(d, m);
 		move_finish(d, m, MV_FAILED, "E_NO_MIGRATION_NETWORK", "%s", e.msg);
 		return;
@@ -380,6 +389,8 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	jsonl_add_str(req, "uri", m->address);
 	jsonl_add_str(req, "transport", m->transport);
 	jsonl_add_int(req, "downtime_ms", m->downtime_ms);
+	if (bind[0])
+		jsonl_add_str(req, "bind", bind);
 	if (m->bandwidth_mibps > 0)
 		jsonl_add_int(req, "bandwidth_mibps", m->bandwidth_mibps);
 	rep = move_worker(d, vm, req, &e);

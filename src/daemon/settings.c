@@ -15,7 +15,7 @@ void settings_default(struct host_settings *s)
 	memset(s, 0, sizeof(*s));
 	s->max_migrations = 2;          /* Hyper-V's default */
 	snprintf(s->transport, sizeof(s->transport), "compression");
-	s->downtime_ms = 300;
+	s->downtime_ms = 50;            /* QEMU uses 300; ferry aims lower */
 	s->bandwidth_mibps = 0;
 	s->memory_reserve_mib = 0;
 	s->port_min = 7460;

@@ -164,7 +164,7 @@ static int open_channel(struct run *r, int idx, struct err *e)
 	struct mig_channel *c = &r->ch[idx];
 	const struct mig_opts *o = &r->ms->o;
 	memset(c, 0, sizeof(*c));
-	c->fd = sock_tcp_connect(o->host, o->port, 5000, e);
+	c->fd = sock_tcp_connect_from(o->host, o->port, o->bind, 5000, e);
 	if (c->fd < 0)
 		return err_prefix(e, "connecting to the destination %s:%s", o->host, o->port);
 	pthread_mutex_lock(&r->ms->lock);

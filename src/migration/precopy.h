@@ -28,6 +28,7 @@ enum mig_transport { MIG_TRANSPORT_TCP, MIG_TRANSPORT_COMPRESSION, MIG_TRANSPORT
 struct mig_opts {
 	char host[256];
 	char port[16];
+	char bind[64];                /* local address migration traffic leaves from ("" = any) */
 	uint32_t downtime_ms;        /* switchover target, default 50 */
 	uint64_t bandwidth_bps;      /* 0 = unlimited */
 	enum mig_transport transport;

@@ -236,6 +236,15 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct err 
 	if (jsonl_get_bool(req, "compress", false, &o.compress, e) < 0)
 		return -1;
 	{
+		const char *bind = NULL;
+		if (jsonl_get_str(req, "bind", false, &bind, e) < 0)
+			return -1;
+		if (bind && strlen(bind) >= sizeof(o.bind))
+			return err_set(e, "bind address too long");
+		if (bind)
+			snprintf(o.bind, sizeof(o.bind), "%s", bind);
+	}
+	{
 		const char *codec = NULL;
 		if (jsonl_get_str(req, "codec", false, &codec, e) < 0)
 			return -1;
