@@ -1,6 +1,6 @@
 /*
  * Destination side of a live migration (see incoming.h and
- * docs/migration.md). The thread's steps mirror the source's stages:
+ * docs/migration-ops.md). The thread's steps mirror the source's stages:
  * setup checks and the SETUP reply; memory and state from every channel;
  * READY once the state is loaded into KVM; then, only on COMMIT, take the
  * disk lock, run the vCPUs, send RESUMED and announce each NIC (RARP).

@@ -1,5 +1,5 @@
 /*
- * Source side of a live migration (see precopy.h and docs/migration.md).
+ * Source side of a live migration (see precopy.h and docs/migration-ops.md).
  *
  *   SETUP       connect, send config + CPUID + populated extents; the
  *               destination checks it can host the VM and answers.

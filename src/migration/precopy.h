@@ -3,7 +3,7 @@
  * run on its own thread, so the worker's control socket keeps answering
  * status and cancel. Progress is published in a struct mig_status under a
  * lock. The commit point is the moment the COMMIT record is handed to the
- * socket (docs/migration.md): before it every failure resumes the VM here;
+ * socket (docs/migration-ops.md): before it every failure resumes the VM here;
  * after it this copy never runs again.
  */
 #ifndef FERRY_PRECOPY_H
