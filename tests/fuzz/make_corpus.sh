@@ -46,8 +46,17 @@ CONFIG, MEM, SECTION, SYNC, STATE_END, EOS = 1, 2, 3, 4, 5, 6
 def rec(t, body):
     return struct.pack('<II', t, len(body)) + body
 
-def memhdr(gpa, npages, gen, enc):
-    return struct.pack('<QIHBB', gpa, npages, gen, enc, 0)
+import ctypes
+_xxh = ctypes.CDLL('libxxhash.so.0')
+_xxh.XXH3_64bits.restype = ctypes.c_uint64
+_xxh.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+
+def mig_sum(b):
+    return _xxh.XXH3_64bits(b, len(b))
+
+def memhdr(gpa, npages, gen, enc, pages=b''):
+    # v2: the header ends with the XXH3 of the run's uncompressed pages
+    return struct.pack('<QIHBBQ', gpa, npages, gen, enc, 0, mig_sum(pages) if pages else 0)
 
 def zstd(raw):
     return subprocess.run(['zstd', '-q', '-c', '-3'], input=raw, stdout=subprocess.PIPE, check=True).stdout
@@ -74,14 +83,14 @@ def recoded(enc):
     body = b''
     for m in raw_mems:
         gpa, npages, gen = struct.unpack_from('<QIH', m, 0)
-        payload = m[16:]
+        payload = m[24:]
         comp = zstd(payload) if enc == 2 else lz4_literals(payload)
-        body += rec(MEM, memhdr(gpa, npages, gen, enc) + comp)
+        body += rec(MEM, memhdr(gpa, npages, gen, enc, payload) + comp)
     return body
 
 def section(name, version, payload):
     nb = name.encode()
-    return rec(SECTION, struct.pack('<H', len(nb)) + nb + struct.pack('<I', version) + payload)
+    return rec(SECTION, struct.pack('<H', len(nb)) + nb + struct.pack('<IQ', version, mig_sum(payload)) + payload)
 
 mem_raw = b''.join(rec(MEM, m) for m in raw_mems + zero_mems)
 seeds = {
@@ -90,14 +99,15 @@ seeds = {
     'real-lz4': head + recoded(3) + tail,
     'real-no-memory': head + tail,
     # Generations: a newer copy of a page, then an older one that must lose.
-    'real-generations': head + b''.join(rec(MEM, memhdr(*struct.unpack_from('<QIH', m, 0)[:2], 3, 0) + m[16:])
+    'real-generations': head + b''.join(rec(MEM, memhdr(*struct.unpack_from('<QIH', m, 0)[:2], 3, 0, m[24:]) + m[24:])
                                         for m in raw_mems) + mem_raw + tail,
     # Hostile, each otherwise well-formed.
     'bad-magic': b'FERRYMIX' + hdr[8:] + rec(CONFIG, config) + tail,
     'bad-version': hdr[:8] + struct.pack('<II', 99, 0) + rec(CONFIG, config) + tail,
     'huge-length': head + struct.pack('<II', MEM, 0xffffffff) + b'\0' * 64,
     'huge-section-length': head + struct.pack('<II', SECTION, 0x00200000) + b'\x03\x00kvm' + b'\0' * 64,
-    'page-beyond-ram': head + rec(MEM, memhdr(64 << 30, 1, 1, 0) + b'\xaa' * 4096) + tail,
+    'page-beyond-ram': head + rec(MEM, memhdr(64 << 30, 1, 1, 0, b'\xaa' * 4096) + b'\xaa' * 4096) + tail,
+    'bad-page-sum': head + rec(MEM, memhdr(0x100000, 1, 1, 0, b'\xbb' * 4096) + b'\xaa' * 4096) + tail,
     'page-straddles-end': head + rec(MEM, memhdr((32 << 20) - 4096, 2, 1, 1)) + tail,
     'page-huge-run': head + rec(MEM, memhdr(0, 0x10000000, 1, 1)) + tail,
     'duplicate-section': head + rec(SECTION, sections[0]) + tail,
@@ -106,7 +116,7 @@ seeds = {
     'section-trailing-bytes': head + b''.join(rec(SECTION, s + (b'\0' if i == 0 else b''))
                                               for i, s in enumerate(sections)) + rec(STATE_END, b'') + rec(EOS, b''),
     'zstd-garbage': head + rec(MEM, memhdr(0, 1, 1, 2) + b'\x28\xb5\x2f\xfd' + b'\xff' * 60) + tail,
-    'lz4-short': head + rec(MEM, memhdr(0, 2, 1, 3) + lz4_literals(b'\x11' * 4096)) + tail,
+    'lz4-short': head + rec(MEM, memhdr(0, 2, 1, 3, b'\x11' * 8192) + lz4_literals(b'\x11' * 4096)) + tail,
     'unknown-section': head + section('tpm', 1, b'\0' * 16) + tail,
     'truncated': (head + mem_raw + tail)[:len(head) + 3000],
 }
