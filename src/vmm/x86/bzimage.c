@@ -194,8 +194,9 @@ int bzimage_load_image(struct guest_mem *gm, const uint8_t *kernel, size_t kerne
 	return 0;
 }
 
-int bzimage_load(struct guest_mem *gm, const char *kernel, const char *initrd,
-		 const char *cmdline, struct boot_entry *out, struct err *e)
+int linux_load_files(struct guest_mem *gm, const char *kernel, const char *initrd,
+		     const char *cmdline, linux_image_loader load, struct boot_entry *out,
+		     struct err *e)
 {
 	uint8_t *k = NULL, *i = NULL;
 	size_t klen = 0, ilen = 0;
@@ -207,10 +208,16 @@ int bzimage_load(struct guest_mem *gm, const char *kernel, const char *initrd,
 		free(k);
 		return -1;
 	}
-	r = bzimage_load_image(gm, k, klen, i, ilen, cmdline, out, e);
+	r = load(gm, k, klen, i, ilen, cmdline, out, e);
 	free(k);
 	free(i);
 	if (r < 0)
 		return err_prefix(e, "loading kernel %s", kernel);
 	return 0;
+}
+
+int bzimage_load(struct guest_mem *gm, const char *kernel, const char *initrd,
+		 const char *cmdline, struct boot_entry *out, struct err *e)
+{
+	return linux_load_files(gm, kernel, initrd, cmdline, bzimage_load_image, out, e);
 }

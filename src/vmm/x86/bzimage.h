@@ -98,6 +98,14 @@ int bzimage_write_boot(struct guest_mem *gm, const struct linux_boot *lb,
 		       struct boot_entry *out, struct err *e);
 
 /* Load kernel (and initrd, may be NULL) files. */
+/* A loader of an in-memory Linux kernel (bzImage or vmlinux) and initrd. */
+typedef int (*linux_image_loader)(struct guest_mem *gm, const uint8_t *kernel, size_t kernel_len,
+				  const uint8_t *initrd, size_t initrd_len, const char *cmdline,
+				  struct boot_entry *out, struct err *e);
+/* Read kernel and initrd files (bounded by guest RAM) and hand them to load. */
+int linux_load_files(struct guest_mem *gm, const char *kernel, const char *initrd,
+		     const char *cmdline, linux_image_loader load, struct boot_entry *out,
+		     struct err *e);
 int bzimage_load(struct guest_mem *gm, const char *kernel, const char *initrd,
 		 const char *cmdline, struct boot_entry *out, struct err *e);
 /* Same from buffers; initrd may be NULL with initrd_len 0. */

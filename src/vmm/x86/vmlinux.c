@@ -202,20 +202,5 @@ int vmlinux_load_image(struct guest_mem *gm, const uint8_t *kernel, size_t kerne
 int vmlinux_load(struct guest_mem *gm, const char *kernel, const char *initrd,
 		 const char *cmdline, struct boot_entry *out, struct err *e)
 {
-	uint8_t *k = NULL, *i = NULL;
-	size_t klen = 0, ilen = 0;
-	int r;
-
-	if (loadfile_read(kernel, (size_t)gm->ram_size, &k, &klen, e) < 0)
-		return -1;
-	if (initrd && loadfile_read(initrd, (size_t)gm->ram_size, &i, &ilen, e) < 0) {
-		free(k);
-		return -1;
-	}
-	r = vmlinux_load_image(gm, k, klen, i, ilen, cmdline, out, e);
-	free(k);
-	free(i);
-	if (r < 0)
-		return err_prefix(e, "loading kernel %s", kernel);
-	return 0;
+	return linux_load_files(gm, kernel, initrd, cmdline, vmlinux_load_image, out, e);
 }
