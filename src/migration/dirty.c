@@ -4,6 +4,8 @@
  * write-protection): pages are protected chunk by chunk by
  * KVM_CLEAR_DIRTY_LOG right before they are sent, which also avoids
  * re-sending pages dirtied between reading the log and sending them.
+ * With the dirty ring, the work is in dirty_ring.c; this file only routes
+ * the calls and merges in the VMM's own writes.
  */
 #include "migration/dirty.h"
 
@@ -13,6 +15,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "common/log.h"
+
 static int dirty_manual_flags(struct vm *vm)
 {
 	int caps = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
@@ -21,10 +25,16 @@ static int dirty_manual_flags(struct vm *vm)
 	return caps & (KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET);
 }
 
-int dirty_vm_setup(struct vm *vm, struct err *e)
+int dirty_vm_setup(struct vm *vm, bool ring, struct err *e)
 {
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 };
-	int flags = dirty_manual_flags(vm);
+	int flags;
+	/* The ring never gets MANUAL_PROTECT2: with INITIALLY_SET KVM would
+	 * not write-protect memory when logging starts, and the ring would
+	 * miss every first write. */
+	if (ring)
+		return dirty_ring_enable(&vm->ring, vm->vm_fd, DIRTY_RING_DEFAULT_ENTRIES, e);
+	flags = dirty_manual_flags(vm);
 	if (!flags)
 		return 0;
 	cap.args[0] = (uint64_t)flags;
@@ -34,11 +44,17 @@ int dirty_vm_setup(struct vm *vm, struct err *e)
 	return 0;
 }
 
+int dirty_vm_layout(struct vm *vm, struct err *e)
+{
+	return vm->ring ? dirty_ring_set_layout(vm->ring, &vm->mem, e) : 0;
+}
+
 int dirty_start(struct dirty *d, struct vm *vm, struct err *e)
 {
 	size_t words;
 	memset(d, 0, sizeof(*d));
 	d->vm = vm;
+	d->ring = vm->ring;
 	d->npages = gmem_npages(&vm->mem);
 	d->manual = vm->dirty_manual_flags & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
 	d->initially_set = vm->dirty_manual_flags & KVM_DIRTY_LOG_INITIALLY_SET;
@@ -54,6 +70,17 @@ int dirty_start(struct dirty *d, struct vm *vm, struct err *e)
 	}
 	/* Forget VMM writes from before: pass 1 sends everything anyway. */
 	memset(vm->mem.vmm_dirty, 0, words * 8);
+	/* Same for what an earlier, abandoned migration left in the rings
+	 * (logging is off now, so nothing new arrives until it is on). */
+	if (d->ring && dirty_ring_discard(d->ring, e) < 0) {
+		dirty_stop(d);
+		return -1;
+	}
+	if (d->ring) {
+		pthread_mutex_lock(&d->ring->lock);
+		d->ring_full0 = d->ring->full_exits;
+		pthread_mutex_unlock(&d->ring->lock);
+	}
 	if (vm_set_dirty_logging(vm, true, e) < 0) {
 		dirty_stop(d);
 		return -1;
@@ -65,7 +92,9 @@ int dirty_sync(struct dirty *d, struct err *e)
 {
 	struct guest_mem *gm = &d->vm->mem;
 	size_t words = (size_t)((d->npages + 63) / 64);
-	for (int i = 0; i < gm->nregions; i++) {
+	if (d->ring && dirty_ring_take(d->ring, d->bitmap, e) < 0)
+		return -1;
+	for (int i = 0; !d->ring && i < gm->nregions; i++) {
 		const struct gmem_region *r = &gm->regions[i];
 		struct kvm_dirty_log log = { .slot = r->slot, .dirty_bitmap = d->slotbuf };
 		uint64_t first = r->offset >> 12, n = r->size >> 12;
@@ -84,8 +113,8 @@ int dirty_sync(struct dirty *d, struct err *e)
 int dirty_clear(struct dirty *d, uint64_t first, uint64_t n, const uint64_t *mask, struct err *e)
 {
 	struct guest_mem *gm = &d->vm->mem;
-	if (!d->manual)
-		return 0; /* legacy GET_DIRTY_LOG already re-protected at sync time */
+	if (!d->manual || d->ring)
+		return 0; /* legacy GET_DIRTY_LOG and the ring re-protected at sync time */
 	if (!mask)
 		mask = d->ones;
 	for (int i = 0; i < gm->nregions; i++) {
@@ -116,6 +145,15 @@ void dirty_stop(struct dirty *d)
 	struct err e;
 	if (d->vm)
 		(void)vm_set_dirty_logging(d->vm, false, &e);
+	if (d->ring) {
+		/* Under the lock: a full vCPU may be harvesting right now. */
+		pthread_mutex_lock(&d->ring->lock);
+		log_info("dirty ring: %llu entries harvested so far, %llu ring-full exits in this run, %llu stray",
+			 (unsigned long long)d->ring->collected,
+			 (unsigned long long)(d->ring->full_exits - d->ring_full0),
+			 (unsigned long long)d->ring->stray);
+		pthread_mutex_unlock(&d->ring->lock);
+	}
 	free(d->bitmap);
 	free(d->slotbuf);
 	free(d->ones);

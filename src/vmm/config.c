@@ -50,6 +50,26 @@ int config_parse_mac(const char *s, uint8_t mac[6], struct err *e)
 	return 0;
 }
 
+int config_parse_tracker(const char *s, enum config_tracker *out, struct err *e)
+{
+	if (s && strcmp(s, "bitmap") == 0)
+		*out = CONFIG_TRACKER_BITMAP;
+	else if (s && strcmp(s, "ring") == 0)
+		*out = CONFIG_TRACKER_RING;
+	else
+		return err_set(e, "dirty tracker '%s' is unknown (use bitmap or ring)", s ? s : "");
+	return 0;
+}
+
+const char *config_tracker_name(enum config_tracker t)
+{
+	switch (t) {
+	case CONFIG_TRACKER_BITMAP: return "bitmap";
+	case CONFIG_TRACKER_RING: return "ring";
+	}
+	return "?";
+}
+
 int config_validate(const struct vm_config *c, struct err *e)
 {
 	uint8_t mac[6];
@@ -68,6 +88,8 @@ int config_validate(const struct vm_config *c, struct err *e)
 		return err_set(e, "vCPU count %d is out of range 1..%d", c->vcpus, LAYOUT_MAX_VCPUS);
 	if (c->mac[0] && config_parse_mac(c->mac, mac, e) < 0)
 		return -1;
+	if (c->dirty_tracker != CONFIG_TRACKER_BITMAP && c->dirty_tracker != CONFIG_TRACKER_RING)
+		return err_set(e, "dirty tracker %d is out of range", (int)c->dirty_tracker);
 	return 0;
 }
 
@@ -87,6 +109,7 @@ char *config_to_json(const struct vm_config *c)
 	json_object_object_add(o, "tap", json_object_new_string(c->tap));
 	json_object_object_add(o, "mac", json_object_new_string(c->mac));
 	json_object_object_add(o, "cpu_mask", json_object_new_string(c->cpu_mask));
+	json_object_object_add(o, "dirty_tracker", json_object_new_string(config_tracker_name(c->dirty_tracker)));
 	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	return out;
@@ -113,6 +136,7 @@ int config_from_json(const char *text, size_t len, struct vm_config *c, struct e
 {
 	struct json_tokener *tok = json_tokener_new();
 	struct json_object *o, *v;
+	char tracker[16];
 	int rc = -1;
 
 	memset(c, 0, sizeof(*c));
@@ -131,8 +155,15 @@ int config_from_json(const char *text, size_t len, struct vm_config *c, struct e
 	    get_str(o, "disk", c->disk, sizeof(c->disk), e) < 0 ||
 	    get_str(o, "tap", c->tap, sizeof(c->tap), e) < 0 ||
 	    get_str(o, "mac", c->mac, sizeof(c->mac), e) < 0 ||
-	    get_str(o, "cpu_mask", c->cpu_mask, sizeof(c->cpu_mask), e) < 0)
+	    get_str(o, "cpu_mask", c->cpu_mask, sizeof(c->cpu_mask), e) < 0 ||
+	    get_str(o, "dirty_tracker", tracker, sizeof(tracker), e) < 0)
 		goto out;
+	/* Absent in streams from before trackers were chosen: the default. */
+	c->dirty_tracker = CONFIG_TRACKER_DEFAULT;
+	if (tracker[0] && config_parse_tracker(tracker, &c->dirty_tracker, e) < 0) {
+		err_prefix(e, "configuration field 'dirty_tracker'");
+		goto out;
+	}
 	if (!json_object_object_get_ex(o, "memory", &v) || !json_object_is_type(v, json_type_int)) {
 		err_set(e, "configuration lacks an integer 'memory'");
 		goto out;

@@ -15,6 +15,14 @@
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_CMDLINE_MAX 4096
 
+/* How pre-copy finds dirty pages (migration/dirty.h). Fixed when the VM is
+ * created; a migration's destination builds the same kind. */
+enum config_tracker {
+	CONFIG_TRACKER_BITMAP = 0,  /* KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG */
+	CONFIG_TRACKER_RING = 1,    /* KVM's per-vCPU dirty rings */
+};
+#define CONFIG_TRACKER_DEFAULT CONFIG_TRACKER_BITMAP
+
 struct vm_config {
 	char name[65];
 	uint64_t mem_size;
@@ -28,12 +36,16 @@ struct vm_config {
 	char tap[16];             /* host tap device ("" = NIC without backend) */
 	char mac[18];             /* aa:bb:cc:dd:ee:ff */
 	char cpu_mask[256];
+	enum config_tracker dirty_tracker;
 };
 
 /* "512M", "1G", "1073741824" -> bytes. */
 int config_parse_size(const char *s, uint64_t *out, struct err *e);
 int config_parse_mac(const char *s, uint8_t mac[6], struct err *e);
 int config_validate(const struct vm_config *c, struct err *e);
+/* "bitmap" or "ring". */
+int config_parse_tracker(const char *s, enum config_tracker *out, struct err *e);
+const char *config_tracker_name(enum config_tracker t);
 /* Malloc'd JSON text. */
 char *config_to_json(const struct vm_config *c);
 int config_from_json(const char *text, size_t len, struct vm_config *c, struct err *e);

@@ -35,6 +35,10 @@ static void usage(FILE *f)
 "  --net                 add a virtio-net NIC (implied by --tap/--mac)\n"
 "  --tap IFNAME          host tap device backing the NIC\n"
 "  --mac MAC             NIC address (aa:bb:cc:dd:ee:ff)\n"
+"  --dirty-tracker KIND  how live migration finds dirty pages: bitmap (default;\n"
+"                        KVM's dirty log, re-armed chunk by chunk) or ring (KVM's\n"
+"                        per-vCPU dirty rings, cost per dirty page); fixed at start,\n"
+"                        a migration's destination uses the same\n"
 "I/O and control:\n"
 "  --serial PATH         append the serial console to this file\n"
 "  --console-socket PATH live console: connect to read/write the serial port\n"
@@ -55,7 +59,8 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
-	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK };
+	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
+	       O_TRACKER };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -76,6 +81,7 @@ int main(int argc, char **argv)
 		{ "paused", no_argument, NULL, O_PAUSED },
 		{ "incoming", required_argument, NULL, O_INCOMING },
 		{ "host-cpu-mask", required_argument, NULL, O_HOSTMASK },
+		{ "dirty-tracker", required_argument, NULL, O_TRACKER },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -90,6 +96,7 @@ int main(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	cfg.mem_size = 256ULL << 20;
 	cfg.vcpus = 1;
+	cfg.dirty_tracker = CONFIG_TRACKER_DEFAULT;
 #define COPY(dst, src) do { if (strlen(src) >= sizeof(dst)) { fprintf(stderr, "ferry-vm: argument too long: %s\n", src); return 2; } strcpy(dst, src); } while (0)
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
@@ -117,6 +124,12 @@ int main(int argc, char **argv)
 		case O_PAUSED: o.start_paused = true; break;
 		case O_INCOMING: o.incoming = optarg; break;
 		case O_HOSTMASK: o.host_cpu_mask = optarg; break;
+		case O_TRACKER:
+			if (config_parse_tracker(optarg, &cfg.dirty_tracker, &e) < 0) {
+				fprintf(stderr, "ferry-vm: --dirty-tracker: %s\n", e.msg);
+				return 2;
+			}
+			break;
 		case 'v': lvl = LOG_DEBUG; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "migration/dirty_ring.h"
 
 #define VCPU_KICK_SIGNAL SIGUSR1
 
@@ -40,6 +41,12 @@ int vcpu_create(struct vm *vm, int index, struct err *e)
 	vc->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vc->fd, 0);
 	if (vc->run == MAP_FAILED) {
 		err_sys(e, "mapping kvm_run of vCPU %d", index);
+		close(vc->fd);
+		free(vc);
+		return -1;
+	}
+	if (vm->ring && dirty_ring_map_vcpu(vm->ring, index, vc->fd, e) < 0) {
+		munmap(vc->run, (size_t)vm->run_size);
 		close(vc->fd);
 		free(vc);
 		return -1;
@@ -71,6 +78,8 @@ void vcpu_destroy(struct vcpu *vc)
 	if (!vc)
 		return;
 	free(vc->cpuid);
+	if (vc->vm->ring)
+		dirty_ring_unmap_vcpu(vc->vm->ring, vc->index);
 	if (vc->run && vc->run != MAP_FAILED)
 		munmap(vc->run, (size_t)vc->vm->run_size);
 	if (vc->fd >= 0)
@@ -112,6 +121,20 @@ static bool vcpu_handle_exit(struct vcpu *vc)
 		return true;
 	case KVM_EXIT_HLT:
 		return true;
+	case KVM_EXIT_DIRTY_RING_FULL:
+		/* Harvest here rather than wait for the migration thread, which
+		 * may be busy sending a whole pass: the ring lock makes this safe
+		 * against its syncs (dirty_ring.h), and the vCPU re-enters at once. */
+		if (vc->vm->ring) {
+			struct err e = { .code = 0 };
+			if (dirty_ring_harvest(vc->vm->ring, true, &e) == 0)
+				return true;
+			snprintf(detail, sizeof(detail), "vCPU %d: dirty ring full: %.150s", vc->index, e.msg);
+		} else {
+			snprintf(detail, sizeof(detail), "vCPU %d: dirty ring full without a ring", vc->index);
+		}
+		vm_request_exit(vc->vm, VM_EXIT_ERROR, detail);
+		return false;
 	case KVM_EXIT_SHUTDOWN:
 		vm_request_exit(vc->vm, VM_EXIT_RESET, "triple fault (KVM_EXIT_SHUTDOWN)");
 		return false;

@@ -18,7 +18,7 @@
 #include "common/log.h"
 #include "migration/dirty.h"
 
-int vm_create(struct vm *vm, uint64_t mem_size, struct err *e)
+int vm_create(struct vm *vm, uint64_t mem_size, bool dirty_ring, struct err *e)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	int api;
@@ -55,10 +55,13 @@ int vm_create(struct vm *vm, uint64_t mem_size, struct err *e)
 		return err_sys(e, "KVM_CREATE_IRQCHIP");
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return err_sys(e, "KVM_CREATE_PIT2");
-	/* Before any slot has dirty logging: the protect mode is fixed at enable time. */
-	if (dirty_vm_setup(vm, e) < 0)
+	/* Before any slot has dirty logging (the protect mode is fixed at
+	 * enable time) and before any vCPU (the ring needs that). */
+	if (dirty_vm_setup(vm, dirty_ring, e) < 0)
 		return -1;
 	if (gmem_init(&vm->mem, mem_size, e) < 0)
+		return -1;
+	if (dirty_vm_layout(vm, e) < 0)
 		return -1;
 	return vm_set_dirty_logging(vm, false, e);
 }
@@ -86,6 +89,8 @@ void vm_destroy(struct vm *vm)
 		if (vm->devices[i].destroy)
 			vm->devices[i].destroy(vm->devices[i].opaque);
 	vm->ndevices = 0;
+	dirty_ring_destroy(vm->ring);
+	vm->ring = NULL;
 	gmem_destroy(&vm->mem);
 	if (vm->event_fd >= 0)
 		close(vm->event_fd);

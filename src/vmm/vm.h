@@ -38,6 +38,7 @@ struct vm_device {
 };
 
 struct vcpu;
+struct dirty_ring;
 
 struct vm {
 	int kvm_fd;
@@ -60,14 +61,17 @@ struct vm {
 	volatile int exit_reason;/* set when the guest resets/shuts down */
 	int event_fd;            /* eventfd: wakes the main loop (guest exit, errors) */
 	int dirty_manual_flags;  /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 flags enabled (dirty.c) */
+	struct dirty_ring *ring; /* the dirty ring, if the VM tracks with it (dirty_ring.c) */
 	char exit_detail[256];
 };
 
 /* Guest asked to end: values for vm_request_exit(). */
 enum vm_exit_reason { VM_EXIT_NONE = 0, VM_EXIT_RESET = 1, VM_EXIT_SHUTDOWN = 2, VM_EXIT_ERROR = 3 };
 
-/* Create the KVM VM: TSS, irqchip, PIT, memory slots. No vCPUs yet. */
-int vm_create(struct vm *vm, uint64_t mem_size, struct err *e);
+/* Create the KVM VM: TSS, irqchip, PIT, dirty tracker, memory slots. No
+ * vCPUs yet. dirty_ring: track with KVM's dirty ring instead of the bitmap
+ * (decided here because KVM accepts the ring only before any vCPU). */
+int vm_create(struct vm *vm, uint64_t mem_size, bool dirty_ring, struct err *e);
 void vm_destroy(struct vm *vm);
 /* (Re)register the memory slots, with or without dirty logging. */
 int vm_set_dirty_logging(struct vm *vm, bool on, struct err *e);
