@@ -24,7 +24,7 @@ static void usage(FILE *f)
 "\n"
 "Machine:\n"
 "  --name NAME           VM name (letters, digits, . _ -)\n"
-"  --kernel PATH         multiboot ELF or Linux bzImage to boot\n"
+"  --kernel PATH         Linux bzImage, Linux vmlinux ELF, or multiboot ELF to boot\n"
 "  --initrd PATH         initramfs (Linux only)\n"
 "  --cmdline STR         kernel command line\n"
 "  --memory SIZE         guest RAM, e.g. 512M or 2G (default 256M)\n"

@@ -142,11 +142,18 @@ static bool vcpu_handle_exit(struct vcpu *vc)
 		vm_request_exit(vc->vm, run->system_event.type == KVM_SYSTEM_EVENT_RESET ?
 				VM_EXIT_RESET : VM_EXIT_SHUTDOWN, "system event");
 		return false;
-	case KVM_EXIT_INTERNAL_ERROR:
-		snprintf(detail, sizeof(detail), "vCPU %d: KVM internal error, suberror %u",
-			 vc->index, run->internal.suberror);
+	case KVM_EXIT_INTERNAL_ERROR: {
+		/* Name the instruction's address: on an emulating KVM (PVM) this
+		 * is how an unsupported guest instruction is found (objdump it). */
+		struct kvm_regs regs;
+		unsigned long long rip = ioctl(vc->fd, KVM_GET_REGS, &regs) == 0 ? regs.rip : 0;
+		snprintf(detail, sizeof(detail), "vCPU %d: KVM internal error, suberror %u%s, at RIP 0x%llx",
+			 vc->index, run->internal.suberror,
+			 run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ?
+			 " (instruction emulation failed)" : "", rip);
 		vm_request_exit(vc->vm, VM_EXIT_ERROR, detail);
 		return false;
+	}
 	case KVM_EXIT_FAIL_ENTRY:
 		snprintf(detail, sizeof(detail), "vCPU %d: VM entry failed, reason 0x%llx",
 			 vc->index, (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
