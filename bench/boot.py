@@ -58,7 +58,7 @@ def free_port():
 
 
 def run_ferry_vm(tmp, args):
-    serial = os.path.join(tmp, 'fv.serial')
+    serial = tempfile.mktemp(dir=tmp, suffix='.fv.serial')  # fresh each run: never see an old ready line
     t0 = time.monotonic()
     p = subprocess.Popen([os.path.join(BIN, 'ferry-vm'), '--name', 'boot', '--kernel', GUEST,
                           '--memory', f'{args.memory}M', '--vcpus', str(args.vcpus),
@@ -101,7 +101,7 @@ def run_ferryd(tmp, args, state):
 
 
 def run_qemu(tmp, args):
-    serial = os.path.join(tmp, 'q.serial')
+    serial = tempfile.mktemp(dir=tmp, suffix='.q.serial')
     t0 = time.monotonic()
     p = subprocess.Popen(['qemu-system-x86_64', '-accel', 'kvm', '-cpu', 'host', '-m', str(args.memory),
                           '-smp', str(args.vcpus), '-kernel', GUEST,
