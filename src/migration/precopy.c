@@ -701,8 +701,6 @@ out:
 	}
 	stream_destroy(&r->rd);
 	pthread_mutex_lock(&ms->lock);
-	for (int i = 0; i < CHANNEL_MAX; i++)
-		ms->fds[i] = -1;
 	ms->st.stage = end;
 	ms->st.elapsed_ms = ms_since(r->t0);
 	if (end != MIG_STAGE_COMPLETED)
