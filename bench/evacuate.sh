@@ -30,8 +30,8 @@ rows=()
 for lim in $limits; do
 	PA=$((21000 + RANDOM % 500)); PB=$((PA + 600))
 	mkdir -p "$D/$lim/a" "$D/$lim/b"
-	"$B/ferryd" --state-dir "$D/$lim/a" --listen 127.0.0.1:$PA 2>"$D/$lim/a.log" &
-	"$B/ferryd" --state-dir "$D/$lim/b" --listen 127.0.0.1:$PB 2>"$D/$lim/b.log" &
+	"$B/ferryd" --state-dir "$D/$lim/a" --listen 127.0.0.1:$PA 2>"$D/$lim/a.log" & FA=$!
+	"$B/ferryd" --state-dir "$D/$lim/b" --listen 127.0.0.1:$PB 2>"$D/$lim/b.log" & FB=$!
 	for _ in $(seq 50); do "$B/ferry" -c 127.0.0.1:$PB host info >/dev/null 2>&1 && break; sleep 0.1; done
 	A=(-c 127.0.0.1:$PA); Bh=(-c 127.0.0.1:$PB)
 	"$B/ferry" "${A[@]}" host set --max-migrations "$lim" >/dev/null
@@ -65,7 +65,8 @@ PY
 	rows+=("| $lim | $evac | $n/$nvm | $dts|")
 	echo "limit $lim: evacuation of $nvm VMs took $evac ms; downtimes (ms): $dts"
 	for i in $(seq "$nvm"); do "$B/ferry" "${Bh[@]}" vm stop ev$i >/dev/null 2>&1 || true; done
-	kill %1 %2 2>/dev/null || true; wait 2>/dev/null || true
+	kill "$FA" "$FB" 2>/dev/null || true
+	wait "$FA" "$FB" 2>/dev/null || true
 done
 {
 	echo "# Evacuation: $nvm × 1 GiB VMs (512 MiB dirtied at 128 MiB/s each), ferry host evacuate"

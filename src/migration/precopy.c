@@ -450,11 +450,25 @@ static int precopy(struct run *r, struct err *e)
 			return err_set(e, "cancelled");
 		/* Not converging (the guest dirties about as fast as we send, or
 		 * the rest stopped shrinking): slow the vCPUs down, a step per pass. */
-		if (r->gen >= 2 && (rate > bw * 0.5 || dirty_pages * 10 > prev_dirty_before * 8)) {
-			int pct;
+		if (rate > bw * 0.5 ||
+		    (prev_dirty_before != UINT64_MAX && dirty_pages * 10 > prev_dirty_before * 8)) {
+			/* Steps grow with how far off we are: a guest dirtying at
+			 * several times the link rate needs a firm hand at once. */
+			static const int steps[] = { 40, 70, 85, 95, 99 };
+			int pct, k = 0;
 			pthread_mutex_lock(&r->ms->lock);
 			pct = (int)r->ms->st.throttle_pct;
-			pct = pct == 0 ? 30 : pct + 20 > 99 ? 99 : pct + 20;
+			while (k < 4 && steps[k] <= pct)
+				k++;
+			/* Far off: go straight to a deep throttle rather than
+			 * spend a whole slow pass on each step. */
+			if (rate > bw * 8 && k < 4)
+				k = 4;
+			else if (rate > bw * 4 && k < 3)
+				k = 3;
+			else if (rate > bw * 2 && k < 1)
+				k = 1;
+			pct = steps[k];
 			r->ms->st.throttle_pct = (uint32_t)pct;
 			pthread_mutex_unlock(&r->ms->lock);
 			if (!r->thr.running && throttle_start(&r->thr, &r->m->vm) < 0)
