@@ -72,7 +72,7 @@ done
 	echo "# Evacuation: $nvm × 1 GiB VMs (512 MiB dirtied at 128 MiB/s each), ferry host evacuate"
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); command: \`bench/evacuate.sh \"$limits\" $nvm\`"
-	echo "- machine: $(uname -srm), $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kvm: $(lsmod | grep -oE '^kvm_[a-z]+' | head -n1)"
+	echo "- machine: $(uname -srm), $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kvm: $(ls -d /sys/module/kvm_* 2>/dev/null | xargs -n1 basename | tr "\n" " ")"
 	echo
 	echo "| max concurrent | evacuation ms | completed | per-VM downtime ms |"
 	echo "|---|---|---|---|"

@@ -24,7 +24,7 @@
 #include "daemon/vmctl.h"
 
 /* How often a starting worker's control socket is probed. */
-#define WORKER_PROBE_MS 100
+#define WORKER_PROBE_MS 10 /* a worker answers within ~20 ms of exec: look often */
 #define WORKER_ARGV_MAX 40
 
 static int worker_pidfd_open(pid_t pid)
