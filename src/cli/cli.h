@@ -101,9 +101,12 @@ struct move_opts_pub {
 	long downtime_ms, bandwidth; /* 0 / -1 = the host's setting */
 	const char *transport;
 	bool no_wait;
+	long max_duration_s;     /* 0 = no limit */
+	const char *on_timeout;  /* "switchover" (default) or "cancel" */
 };
 /* Parse one of -d/--destination-host (opt 'd'), --downtime-ms ('D'),
- * --bandwidth ('B'), --transport ('T'), --no-wait ('W'); -1 on error. */
+ * --bandwidth ('B'), --transport ('T'), --no-wait ('W'), --max-duration
+ * ('M'), --on-timeout ('O'); -1 on error. */
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 			  struct move_opts_pub *mo);
 /* Send a migration.start request (consumed; options added) and follow. */

@@ -181,6 +181,8 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 		{ "bandwidth", required_argument, NULL, 'B' },
 		{ "transport", required_argument, NULL, 'T' },
 		{ "no-wait", no_argument, NULL, 'W' },
+		{ "max-duration", required_argument, NULL, 'M' },
+		{ "on-timeout", required_argument, NULL, 'O' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },

@@ -31,6 +31,9 @@ static const char move_usage_text[] =
 	"  --downtime-ms N        switch over once the rest fits in N ms (default: host setting)\n"
 	"  --bandwidth MiB/s      cap the migration traffic (default: host setting, 0 = no cap)\n"
 	"  --transport T          tcp, compression or multichannel (default: host setting)\n"
+	"  --max-duration S       give the move at most S seconds of pre-copy, then\n"
+	"  --on-timeout A         switchover (default: stop and copy the rest, a longer\n"
+	"                         downtime) or cancel (the VM stays where it is)\n"
 	"  --no-wait              start the moves and return; follow with: ferry migration list\n"
 	"  --json                 one JSON event per line instead of the progress display\n"
 	"\n"
@@ -57,6 +60,10 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		jsonl_add_int(req, "downtime_ms", mo->downtime_ms);
 	if (mo->bandwidth >= 0)
 		jsonl_add_int(req, "bandwidth_mibps", mo->bandwidth);
+	if (mo->max_duration_s > 0)
+		jsonl_add_int(req, "max_duration_s", mo->max_duration_s);
+	if (mo->on_timeout)
+		jsonl_add_str(req, "on_timeout", mo->on_timeout);
 	if (mo->transport)
 		jsonl_add_str(req, "transport", mo->transport);
 	/* The start reply is ours to interpret; --json events come after. */
@@ -137,6 +144,19 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 	case 'W':
 		mo->no_wait = true;
 		return 0;
+	case 'M':
+		if (!cli_parse_int(arg, 0, 86400, &mo->max_duration_s)) {
+			fprintf(stderr, "ferry %s: --max-duration '%s': give seconds, 0 to 86400\n", cmd, arg);
+			return -1;
+		}
+		return 0;
+	case 'O':
+		if (strcmp(arg, "switchover") != 0 && strcmp(arg, "cancel") != 0) {
+			fprintf(stderr, "ferry %s: --on-timeout '%s': use switchover or cancel\n", cmd, arg);
+			return -1;
+		}
+		mo->on_timeout = arg;
+		return 0;
 	}
 	return -1;
 }
@@ -150,6 +170,8 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		{ "downtime-ms", required_argument, NULL, 'D' },
 		{ "bandwidth", required_argument, NULL, 'B' },
 		{ "transport", required_argument, NULL, 'T' },
+		{ "max-duration", required_argument, NULL, 'M' },
+		{ "on-timeout", required_argument, NULL, 'O' },
 		{ "no-wait", no_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },

@@ -391,6 +391,10 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	jsonl_add_int(req, "downtime_ms", m->downtime_ms);
 	if (bind[0])
 		jsonl_add_str(req, "bind", bind);
+	if (m->max_duration_s > 0) {
+		jsonl_add_int(req, "max_duration_s", m->max_duration_s);
+		jsonl_add_bool(req, "cancel_on_timeout", m->cancel_on_timeout);
+	}
 	if (m->bandwidth_mibps > 0)
 		jsonl_add_int(req, "bandwidth_mibps", m->bandwidth_mibps);
 	rep = move_worker(d, vm, req, &e);

@@ -50,6 +50,8 @@ struct move {
 	/* Options for the worker's migrate command. */
 	char transport[16];
 	int downtime_ms, bandwidth_mibps;
+	int max_duration_s;   /* 0 = none */
+	bool cancel_on_timeout;
 	long long created_ms, started_ms, ended_ms; /* wall clock */
 	long long next_ms;   /* monotonic: next tick action for this move */
 	long long deadline;  /* monotonic: FINISHING gives up waiting */

@@ -41,6 +41,8 @@ void migrate_store_save(struct ferryd *d)
 		jsonl_add_str(j, "state", migrate_state_name(m->state));
 		jsonl_add_str(j, "transport", m->transport);
 		jsonl_add_int(j, "downtime_ms", m->downtime_ms);
+		jsonl_add_int(j, "max_duration_s", m->max_duration_s);
+		jsonl_add_bool(j, "cancel_on_timeout", m->cancel_on_timeout);
 		jsonl_add_int(j, "bandwidth_mibps", m->bandwidth_mibps);
 		jsonl_add_int(j, "memory_mib", m->memory_mib);
 		jsonl_add_int(j, "created_ms", m->created_ms);
@@ -70,7 +72,8 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 {
 	const char *id = NULL, *name = NULL, *dest = NULL, *state = NULL,
 		   *transport = NULL, *address = NULL;
-	int64_t dt = 300, bw = 0, mem = 0, created = 0, started = 0;
+	int64_t dt = 50, bw = 0, mem = 0, created = 0, started = 0, maxdur = 0;
+	bool cancel_on_timeout = false;
 	struct err e = { 0 };
 	struct move *m;
 
@@ -82,6 +85,8 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	    jsonl_get_str(j, "address", false, &address, &e) < 0 ||
 	    jsonl_get_int(j, "downtime_ms", false, 1, 600000, &dt, &e) < 0 ||
 	    jsonl_get_int(j, "bandwidth_mibps", false, 0, 1 << 20, &bw, &e) < 0 ||
+	    jsonl_get_int(j, "max_duration_s", false, 0, 86400, &maxdur, &e) < 0 ||
+	    jsonl_get_bool(j, "cancel_on_timeout", false, &cancel_on_timeout, &e) < 0 ||
 	    jsonl_get_int(j, "memory_mib", false, 0, INT32_MAX, &mem, &e) < 0 ||
 	    jsonl_get_int(j, "created_ms", false, 0, INT64_MAX, &created, &e) < 0 ||
 	    jsonl_get_int(j, "started_ms", false, 0, INT64_MAX, &started, &e) < 0 ||
@@ -100,6 +105,8 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 		snprintf(m->address, sizeof(m->address), "%s", address);
 	m->downtime_ms = (int)dt;
 	m->bandwidth_mibps = (int)bw;
+	m->max_duration_s = (int)maxdur;
+	m->cancel_on_timeout = cancel_on_timeout;
 	m->memory_mib = (uint32_t)mem;
 	m->created_ms = created;
 	m->started_ms = started;

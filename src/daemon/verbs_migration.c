@@ -91,10 +91,12 @@ static int start_collect(struct req *r, struct vm **vms, int *n)
 enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "names", "all_running",
-		"destination", "downtime_ms", "bandwidth_mibps", "transport", NULL };
+		"destination", "downtime_ms", "bandwidth_mibps", "transport", "max_duration_s",
+		"on_timeout", NULL };
 	struct host_settings *s = &r->d->settings;
 	const char *dest = NULL, *transport = s->transport;
-	int64_t downtime = s->downtime_ms, bw = s->bandwidth_mibps;
+	int64_t downtime = s->downtime_ms, bw = s->bandwidth_mibps, maxdur = 0;
+	const char *on_timeout = "switchover";
 	struct json_object *o, *arr;
 	struct move *moves[MIGRATION_START_MAX_VMS];
 	struct vm *vms[MIGRATION_START_MAX_VMS];
@@ -106,8 +108,12 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	if (jsonl_get_str(r->args, "destination", true, &dest, &r->err) < 0 ||
 	    jsonl_get_int(r->args, "downtime_ms", false, 1, 600000, &downtime, &r->err) < 0 ||
 	    jsonl_get_int(r->args, "bandwidth_mibps", false, 0, 1 << 20, &bw, &r->err) < 0 ||
-	    jsonl_get_str(r->args, "transport", false, &transport, &r->err) < 0)
+	    jsonl_get_str(r->args, "transport", false, &transport, &r->err) < 0 ||
+	    jsonl_get_int(r->args, "max_duration_s", false, 0, 86400, &maxdur, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "on_timeout", false, &on_timeout, &r->err) < 0)
 		return bad_arg(r);
+	if (strcmp(on_timeout, "switchover") != 0 && strcmp(on_timeout, "cancel") != 0)
+		return req_fail(r, "E_BAD_ARG", "on_timeout '%.32s' is not switchover or cancel", on_timeout);
 	if (strlen(dest) >= sizeof(((struct move *)0)->peer) ||
 	    sock_split_hostport(dest, "7450", host, sizeof(host), port, sizeof(port), &r->err) < 0)
 		return req_fail(r, "E_BAD_ARG", "destination '%.80s' is not HOST or HOST:PORT", dest);
@@ -122,6 +128,8 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 					   transport, &r->err);
 		if (!moves[i])
 			return req_fail(r, "E_INTERNAL", "%s", r->err.msg);
+		moves[i]->max_duration_s = (int)maxdur;
+		moves[i]->cancel_on_timeout = strcmp(on_timeout, "cancel") == 0;
 	}
 	migrate_store_save(r->d);
 	/* Start what fits now, so the reply says which moves wait. */
