@@ -106,6 +106,7 @@ struct run {
 	uint64_t t0;
 	uint16_t gen;
 	struct throttle thr;
+	uint64_t pass_t0, pass_bytes0;  /* start of the current pass, for live figures */
 };
 
 static void set_stage(struct run *r, enum mig_stage s)
@@ -138,6 +139,15 @@ static void publish(struct run *r)
 	}
 	st->bytes_on_wire = wire_bytes(r);
 	st->elapsed_ms = ms_since(r->t0);
+	/* During the first pass there is no dirty sync yet: show what it has
+	 * left and how fast it goes, so progress and ETA mean something. */
+	if (st->stage == MIG_STAGE_PRECOPY && st->pass == 1 && r->pass_t0) {
+		double secs = (double)(channel_now_ns() - r->pass_t0) / 1e9;
+		double bw = secs > 0.01 ? (double)(st->bytes_on_wire - r->pass_bytes0) / secs : 0;
+		st->throughput_mibps = bw / 1048576.0;
+		st->remaining_pages = st->total_pages > st->sent_pages ? st->total_pages - st->sent_pages : 0;
+		st->eta_ms = bw > 0 ? (uint64_t)((double)st->remaining_pages * 4096.0 / bw * 1000.0) : 0;
+	}
 	pthread_mutex_unlock(&r->ms->lock);
 }
 
@@ -401,6 +411,8 @@ static int precopy(struct run *r, struct err *e)
 	r->gen = 1;
 	bytes0 = wire_bytes(r);
 	t_pass = channel_now_ns();
+	r->pass_t0 = t_pass;
+	r->pass_bytes0 = bytes0;
 	if (pass_one(r, e) < 0)
 		return -1;
 	for (;;) {
