@@ -48,21 +48,18 @@ say "a busy VM on hostA: $guest"
 for _ in $(seq 600); do grep -q "$ready" "$D/a/logs/demo.serial" 2>/dev/null && break; sleep 0.1; done
 tail -n 2 "$D/a/logs/demo.serial"
 
-verify() { # HOST-DIR: the page checker on the VM's worker (test guest only)
-	printf '{"cmd":"verify"}\n' | socat -t 30 - UNIX-CONNECT:"$1/run/demo.sock"
-}
 
 say "move demo live: hostA -> hostB"
 "$B/ferry" -c 127.0.0.1:$PA move-vm --name demo --destination-host 127.0.0.1:$PB
 say "on hostB now"
 "$B/ferry" -c 127.0.0.1:$PB vm list
 sleep 2; tail -n 2 "$D/b/logs/demo.serial"
-[ -z "${kver:-}" ] && { printf 'integrity on hostB: '; verify "$D/b"; }
+[ -z "${kver:-}" ] && { printf 'integrity on hostB: '; "$B/ferry" -c 127.0.0.1:$PB vm verify demo; }
 
 say "and back: hostB -> hostA"
 "$B/ferry" -c 127.0.0.1:$PB move-vm --name demo --destination-host 127.0.0.1:$PA
 sleep 2; tail -n 2 "$D/a/logs/demo.serial"
-[ -z "${kver:-}" ] && { printf 'integrity on hostA: '; verify "$D/a"; }
+[ -z "${kver:-}" ] && { printf 'integrity on hostA: '; "$B/ferry" -c 127.0.0.1:$PA vm verify demo; }
 
 say "migration history on hostA and hostB"
 "$B/ferry" -c 127.0.0.1:$PA migration history

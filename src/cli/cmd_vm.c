@@ -313,6 +313,27 @@ static int vm_list(struct cli_opts *o, int argc, char **argv)
 	return CLI_OK;
 }
 
+static int vm_verify(struct cli_opts *o, int argc, char **argv)
+{
+	struct json_object *rep;
+	int rc;
+	const char *name = vm_simple_args(o, "verify", argc, argv, &rc);
+
+	if (!name)
+		return rc;
+	rep = cli_request(o, vm_req("vm.verify", name), 15000, &rc);
+	if (!rep || o->json) {
+		json_object_put(rep);
+		return rc;
+	}
+	printf("VM %s: %s (%lld pages checked, %lld never written, heartbeat %lld)\n", name,
+	       cli_str(rep, "detail"), (long long)cli_int(rep, "pages_checked", 0),
+	       (long long)cli_int(rep, "pages_never_written", 0), (long long)cli_int(rep, "heartbeat", 0));
+	rc = json_object_get_boolean(json_object_object_get(rep, "verified")) ? CLI_OK : 1;
+	json_object_put(rep);
+	return rc;
+}
+
 static int vm_status(struct cli_opts *o, int argc, char **argv)
 {
 	static const struct { const char *key, *label; } strs[] = {
@@ -507,6 +528,16 @@ static const struct vm_verb vm_verbs[] = {
 	  "\n"
 	  "Example:\n"
 	  "  ferry vm status web1\n" },
+	{ "verify", vm_verify,
+	  "usage: ferry vm verify NAME [--json]\n"
+	  "\n"
+	  "For a VM running the project's test guest: pause it for a moment and\n"
+	  "check every page of its working set against the stamp the guest wrote\n"
+	  "(stale, misplaced or torn pages are reported). Exit 0 if every page\n"
+	  "verifies. Used after a move to prove nothing was lost.\n"
+	  "\n"
+	  "Example:\n"
+	  "  ferry -c node2 vm verify demo\n" },
 	{ "console", vm_console,
 	  "usage: ferry vm console NAME\n"
 	  "\n"

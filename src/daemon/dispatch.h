@@ -69,6 +69,7 @@ enum verb_result verb_vm_start(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_stop(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_list(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_status(struct req *r, struct json_object **reply);
+enum verb_result verb_vm_verify(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_delete(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_console(struct req *r, struct json_object **reply);
 enum verb_result verb_host_set(struct req *r, struct json_object **reply);

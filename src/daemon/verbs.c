@@ -11,6 +11,7 @@ const struct verb verb_table[] = {
 	{ "vm.stop",    verb_vm_stop,    "stop a running VM" },
 	{ "vm.list",    verb_vm_list,    "list VMs" },
 	{ "vm.status",  verb_vm_status,  "one VM in detail" },
+	{ "vm.verify",  verb_vm_verify,  "check every page of a test-guest VM" },
 	{ "vm.delete",  verb_vm_delete,  "remove a VM's definition" },
 	{ "vm.console", verb_vm_console, "attach to a VM's serial console" },
 	{ "vm.move",    verb_migration_start, "live-migrate VMs to another host (= migration.start)" },

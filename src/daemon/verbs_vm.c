@@ -14,6 +14,7 @@
 #include "common/sock.h"
 #include "daemon/hostinfo.h"
 #include "daemon/migrate.h"
+#include "daemon/vmctl.h"
 
 /* A VM being moved belongs to the move until it ends. */
 static int vm_not_moving(struct req *r, struct vm *vm)
@@ -133,6 +134,26 @@ enum verb_result verb_vm_status(struct req *r, struct json_object **reply)
 	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
 		return VERB_FAIL;
 	*reply = worker_status_json(r->d, vm, true);
+	return VERB_REPLY;
+}
+
+/* The test guest's page checker, run by the VM's worker (vCPUs paused for
+ * the duration): a diagnostic, bounded so a huge VM cannot stall ferryd long. */
+enum verb_result verb_vm_verify(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "name", NULL };
+	char sock[PATH_MAX];
+	struct json_object *rep;
+	struct vm *vm;
+
+	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
+		return VERB_FAIL;
+	if (!vm->pid || vm->state != VM_RUNNING)
+		return req_fail(r, "E_VM_NOT_RUNNING", "VM %s is not running", vm->def.name);
+	if (registry_path(r->d, vm, "sock", sock, sizeof(sock), &r->err) < 0 ||
+	    !(rep = vmctl_call(sock, "verify", 10000, &r->err)))
+		return req_fail(r, "E_WORKER", "VM %s: %s", vm->def.name, r->err.msg);
+	*reply = rep;
 	return VERB_REPLY;
 }
 
