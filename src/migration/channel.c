@@ -35,6 +35,13 @@ static void channel_pace(struct mig_channel *c)
 	}
 }
 
+uint64_t channel_realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 int channel_exec(struct mig_channel *c, const struct chan_job *j)
 {
 	int rc = 0;

@@ -57,5 +57,7 @@ int channel_start_thread(struct mig_channel *c);
 void channel_stop(struct mig_channel *c);
 int channel_exec(struct mig_channel *c, const struct chan_job *j);
 uint64_t channel_now_ns(void);
+/* Wall clock: compared across hosts (downtime = destination resume - source pause). */
+uint64_t channel_realtime_ns(void);
 
 #endif

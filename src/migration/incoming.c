@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/failpoint.h"
+#include "common/jsonl.h"
 #include "common/log.h"
 #include "common/sock.h"
 #include "devices/virtio_blk.h"
@@ -300,28 +301,16 @@ static int join_channels(void *opaque, struct err *e)
 
 static void reply(struct stream *w, uint32_t type, bool ok, const char *error, const char *key, int64_t v)
 {
+	struct json_object *o = json_object_new_object();
 	struct err e;
-	char buf[1024];
-	if (ok)
-		snprintf(buf, sizeof(buf), "{\"ok\":true,\"%s\":%lld}", key ? key : "x", (long long)v);
-	else {
-		/* Errors are our own messages; quotes are the only JSON hazard in them. */
-		char clean[700];
-		size_t j = 0;
-		for (size_t i = 0; error[i] && j < sizeof(clean) - 1; i++)
-			clean[j++] = (error[i] == '"' || error[i] == '\\' || (unsigned char)error[i] < 0x20) ? '\'' : error[i];
-		clean[j] = 0;
-		snprintf(buf, sizeof(buf), "{\"ok\":false,\"error\":\"%s\"}", clean);
-	}
-	if (mig_put_reply(w, type, buf, &e) < 0)
+	jsonl_add_bool(o, "ok", ok);
+	if (ok && key)
+		jsonl_add_int(o, key, v);
+	if (!ok)
+		jsonl_add_str(o, "error", error);
+	if (mig_put_reply(w, type, jsonl_text(o), &e) < 0)
 		log_warn("reply to the source: %s", e.msg);
-}
-
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	json_object_put(o);
 }
 
 static void announce(struct machine *m)
@@ -479,7 +468,7 @@ static void *in_thread(void *arg)
 		reply(&w, MIG_REPLY_RESUMED, false, e.msg, NULL, 0);
 		goto fail;
 	}
-	reply(&w, MIG_REPLY_RESUMED, true, NULL, "resumed_ns", (int64_t)realtime_ns());
+	reply(&w, MIG_REPLY_RESUMED, true, NULL, "resumed_ns", (int64_t)channel_realtime_ns());
 	set_stage(in, IN_RUNNING);
 	notify(in, IN_EV_RUNNING);
 	pthread_mutex_lock(&in->lock);

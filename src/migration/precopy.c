@@ -86,12 +86,6 @@ static uint64_t ms_since(uint64_t t0_ns)
 	return (channel_now_ns() - t0_ns) / 1000000ULL;
 }
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 struct run {
 	struct mig_source *ms;
@@ -509,7 +503,7 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 
 	set_stage(r, MIG_STAGE_STOP_COPY);
 	throttle_stop(&r->thr); /* leaves the vCPUs running, so the pause below is the real one */
-	*pause_ns = realtime_ns();
+	*pause_ns = channel_realtime_ns();
 	pause_vm(r);
 	if (dirty_sync(&r->d, e) < 0)
 		return -1;
@@ -523,8 +517,10 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 		free(r->ch[i].st.bounce);
 		r->ch[i].st.bounce = NULL;
 	}
-	if (send_sync(r, r->gen - 1u, dirty_count(&r->d)) < 0 || pass_dirty(r, false, e) < 0)
-		return stream_check(&c->w, e) < 0 ? -1 : -1;
+	if (send_sync(r, r->gen - 1u, dirty_count(&r->d)) < 0 || pass_dirty(r, false, e) < 0) {
+		stream_check(&c->w, e); /* the main stream's error, if it is the one that broke */
+		return -1;
+	}
 	/* Extra channels end here; the destination waits for every one of
 	 * them before it applies the state that follows on the main channel. */
 	for (int i = 1; i < r->nch; i++)

@@ -140,8 +140,7 @@ int machine_boot(struct machine *m, struct err *e)
 		if (multiboot_load(&vm->mem, m->cfg.kernel, m->cfg.cmdline, &be, e) < 0)
 			return err_prefix(e, "loading multiboot kernel %s", m->cfg.kernel);
 	}
-	if (boot_prepare_memory(&vm->mem, &be, e) < 0)
-		return -1;
+	/* The loaders already wrote the boot GDT/IDT (and page tables) for their mode. */
 	if (m->blk)
 		irqs[nirq++] = (struct mptable_irq){ MACHINE_BLK_SLOT, 0, mptable_pci_slot_gsi(MACHINE_BLK_SLOT) };
 	if (m->net)
