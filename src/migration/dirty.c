@@ -110,6 +110,35 @@ int dirty_sync(struct dirty *d, struct err *e)
 	return 0;
 }
 
+int dirty_peek(struct dirty *d, uint64_t upto, uint64_t *count, struct err *e)
+{
+	struct guest_mem *gm = &d->vm->mem;
+	uint64_t n = 0;
+	/* Only a manual-protect log can be read without side effects: the
+	 * legacy GET_DIRTY_LOG re-protects (losing bits for the next sync),
+	 * and the ring's harvest is its re-arm. */
+	if (!d->manual || d->ring)
+		return err_set(e, "the dirty tracker cannot be read without resetting it");
+	for (int i = 0; i < gm->nregions; i++) {
+		const struct gmem_region *r = &gm->regions[i];
+		struct kvm_dirty_log log = { .slot = r->slot, .dirty_bitmap = d->slotbuf };
+		uint64_t first = r->offset >> 12, pages = r->size >> 12;
+		if (first >= upto)
+			break;
+		if (pages > upto - first)
+			pages = upto - first;
+		if (ioctl(d->vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+			return err_sys(e, "KVM_GET_DIRTY_LOG slot %u", r->slot);
+		for (uint64_t w = 0; w < pages / 64; w++)
+			n += (uint64_t)__builtin_popcountll(d->slotbuf[w]);
+		if (pages % 64)
+			n += (uint64_t)__builtin_popcountll(d->slotbuf[pages / 64] &
+							    ((1ULL << (pages % 64)) - 1));
+	}
+	*count = n;
+	return 0;
+}
+
 int dirty_clear(struct dirty *d, uint64_t first, uint64_t n, const uint64_t *mask, struct err *e)
 {
 	struct guest_mem *gm = &d->vm->mem;

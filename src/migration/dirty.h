@@ -52,6 +52,12 @@ int dirty_sync(struct dirty *d, struct err *e);
  * pages set in it are re-armed), or NULL for all pages in the range.
  * A no-op with the ring: its sync already re-armed what it returned. */
 int dirty_clear(struct dirty *d, uint64_t first, uint64_t n, const uint64_t *mask, struct err *e);
+/* Count the pages KVM logged as written among RAM pages [0, upto) since
+ * they were last re-armed, without disturbing the log or the VMM-write
+ * bits (which the next dirty_sync still collects). Pages not yet re-armed
+ * read as dirty (INITIALLY_SET), so callers ask only about re-armed ones.
+ * Bitmap tracker with manual protection only; else fails. */
+int dirty_peek(struct dirty *d, uint64_t upto, uint64_t *count, struct err *e);
 void dirty_stop(struct dirty *d);
 uint64_t dirty_count(const struct dirty *d);
 

@@ -311,11 +311,94 @@ static bool chunk_any(const uint64_t *bm, uint64_t first)
 	return false;
 }
 
+/* One step up the vCPU throttle. Steps grow with how far off we are: a
+ * guest dirtying at several times the link rate needs a firm hand at once
+ * rather than a whole slow pass spent on each step. */
+static int throttle_step(struct run *r, double rate, double bw, struct err *e)
+{
+	static const int steps[] = { 40, 70, 85, 95, 99 };
+	int pct, k = 0;
+	pthread_mutex_lock(&r->ms->lock);
+	pct = (int)r->ms->st.throttle_pct;
+	while (k < 4 && steps[k] <= pct)
+		k++;
+	if (rate > bw * 8 && k < 4)
+		k = 4;
+	else if (rate > bw * 4 && k < 3)
+		k = 3;
+	else if (rate > bw * 2 && k < 1)
+		k = 1;
+	if (steps[k] == pct) {
+		pthread_mutex_unlock(&r->ms->lock);
+		return 0; /* already at the deepest step */
+	}
+	pct = steps[k];
+	r->ms->st.throttle_pct = (uint32_t)pct;
+	pthread_mutex_unlock(&r->ms->lock);
+	if (!r->thr.running && throttle_start(&r->thr, &r->m->vm) < 0)
+		return err_set(e, "cannot start the vCPU throttle");
+	throttle_set(&r->thr, pct);
+	log_info("migration: not converging (%.0f MiB/s dirtied, %.0f MiB/s sent), vCPUs throttled to %d%%",
+		 rate / 1048576.0, bw / 1048576.0, pct);
+	return 0;
+}
+
+/* Pass 1 over a slow link can take seconds while the guest re-dirties
+ * what was already sent; noticing only at the end of the pass would send
+ * most of the memory twice. So every 200 ms of pass 1, read the log of the
+ * chunks already re-armed: pages written there since are a sample of the
+ * guest's dirty rate, scaled to all populated memory (as if writes were
+ * spread evenly). When nearly all of that region is dirty again, the
+ * sample is saturated: the guest is taken to be well over twice as fast
+ * as the link, which climbs one step per check. Throttling starts only if the rest of pass 1 still needs over a
+ * second: short passes are left to the end-of-pass rule. */
+struct early_check {
+	uint64_t t_last, dirty_last;
+	bool off;
+};
+
+static int pass_one_check(struct run *r, struct early_check *x, uint64_t upto, struct err *e)
+{
+	uint64_t now = channel_now_ns(), dirty, sent, total;
+	double secs, dt, bw, rate, left_s;
+	struct err pe;
+	if (x->off || now - x->t_last < 200000000ULL)
+		return 0;
+	if (dirty_peek(&r->d, upto, &dirty, &pe) < 0) {
+		x->off = true; /* this tracker cannot be sampled: the end-of-pass rule alone */
+		return 0;
+	}
+	pthread_mutex_lock(&r->ms->lock);
+	sent = r->ms->st.sent_pages;
+	total = r->ms->st.total_pages;
+	pthread_mutex_unlock(&r->ms->lock);
+	secs = (double)(now - r->pass_t0) / 1e9;
+	dt = (double)(now - x->t_last) / 1e9;
+	x->t_last = now;
+	if (!sent || secs < 0.1 || dirty < x->dirty_last) {
+		x->dirty_last = dirty;
+		return 0;
+	}
+	bw = (double)(wire_bytes(r) - r->pass_bytes0) / secs;
+	rate = (double)(dirty - x->dirty_last) * 4096.0 / dt * ((double)total / (double)sent);
+	x->dirty_last = dirty;
+	if (dirty * 10 >= sent * 9 && rate < bw * 2.5)
+		rate = bw * 2.5; /* saturated: at least this, so the steps keep climbing */
+	left_s = bw > 0 && total > sent ? (double)(total - sent) * 4096.0 / bw : 0;
+	pthread_mutex_lock(&r->ms->lock);
+	r->ms->st.dirty_rate_mibps = rate / 1048576.0;
+	pthread_mutex_unlock(&r->ms->lock);
+	if (left_s > 1.0 && rate > bw * 0.5)
+		return throttle_step(r, rate, bw, e);
+	return 0;
+}
+
 /* Pass 1: every chunk is re-armed, and sent if the guest ever touched it. */
 static int pass_one(struct run *r, struct err *e)
 {
 	struct guest_mem *gm = &r->m->vm.mem;
 	uint64_t npages = gmem_npages(gm);
+	struct early_check x = { .t_last = r->pass_t0 };
 	for (uint64_t p = 0; p < npages; p += CHUNK_PAGES) {
 		uint64_t n = npages - p < CHUNK_PAGES ? npages - p : CHUNK_PAGES;
 		off_t data;
@@ -342,6 +425,8 @@ static int pass_one(struct run *r, struct err *e)
 		pthread_mutex_unlock(&r->ms->lock);
 		if ((p / CHUNK_PAGES) % 64 == 0)
 			publish(r);
+		if (pass_one_check(r, &x, p + n, e) < 0)
+			return -1;
 	}
 	return drain_all(r, e);
 }
@@ -456,32 +541,10 @@ static int precopy(struct run *r, struct err *e)
 			return err_set(e, "cancelled");
 		/* Not converging (the guest dirties about as fast as we send, or
 		 * the rest stopped shrinking): slow the vCPUs down, a step per pass. */
-		if (rate > bw * 0.5 ||
-		    (prev_dirty_before != UINT64_MAX && dirty_pages * 10 > prev_dirty_before * 8)) {
-			/* Steps grow with how far off we are: a guest dirtying at
-			 * several times the link rate needs a firm hand at once. */
-			static const int steps[] = { 40, 70, 85, 95, 99 };
-			int pct, k = 0;
-			pthread_mutex_lock(&r->ms->lock);
-			pct = (int)r->ms->st.throttle_pct;
-			while (k < 4 && steps[k] <= pct)
-				k++;
-			/* Far off: go straight to a deep throttle rather than
-			 * spend a whole slow pass on each step. */
-			if (rate > bw * 8 && k < 4)
-				k = 4;
-			else if (rate > bw * 4 && k < 3)
-				k = 3;
-			else if (rate > bw * 2 && k < 1)
-				k = 1;
-			pct = steps[k];
-			r->ms->st.throttle_pct = (uint32_t)pct;
-			pthread_mutex_unlock(&r->ms->lock);
-			if (!r->thr.running && throttle_start(&r->thr, &r->m->vm) < 0)
-				return err_set(e, "cannot start the vCPU throttle");
-			throttle_set(&r->thr, pct);
-			log_info("migration: not converging, vCPUs throttled to %d%%", pct);
-		}
+		if ((rate > bw * 0.5 ||
+		     (prev_dirty_before != UINT64_MAX && dirty_pages * 10 > prev_dirty_before * 8)) &&
+		    throttle_step(r, rate, bw, e) < 0)
+			return -1;
 		prev_dirty_before = dirty_pages;
 		r->gen++;
 		pthread_mutex_lock(&r->ms->lock);

@@ -73,8 +73,12 @@ uint64_t ram_page_gpa(const struct guest_mem *gm, uint64_t page);
 static inline bool ram_page_is_zero(const uint8_t *p)
 {
 	const uint64_t *q = (const uint64_t *)p;
-	uint64_t acc = 0;
-	for (int i = 0; i < 512; i += 8)
+	uint64_t acc = q[0] | q[1] | q[2] | q[3] | q[4] | q[5] | q[6] | q[7];
+	/* A page in use nearly always shows it in its first cache line: only
+	 * zero-looking pages pay for the full (vectorized) scan. */
+	if (acc)
+		return false;
+	for (int i = 8; i < 512; i += 8)
 		acc |= q[i] | q[i + 1] | q[i + 2] | q[i + 3] | q[i + 4] | q[i + 5] | q[i + 6] | q[i + 7];
 	return acc == 0;
 }
