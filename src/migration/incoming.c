@@ -282,6 +282,31 @@ static void *prefault_thread(void *arg)
 	return NULL;
 }
 
+/* Memory reserved up front (--prealloc) is all populated; give back what
+ * the source never touched, before any page arrives (a page punched after
+ * the receiver wrote it would be lost), so this VM's idle memory stays free
+ * and a later move from here still skips it. Extents from the source come
+ * sorted; if they do not, memory simply stays reserved. */
+static int release_untouched(struct rx *x, struct err *e)
+{
+	struct guest_mem *gm = &x->in->m->vm.mem;
+	uint64_t at = 0;
+	for (uint32_t i = 1; i < x->next; i++)
+		if (x->ext[i][0] < x->ext[i - 1][0] + x->ext[i - 1][1]) {
+			log_warn("incoming: extents out of order; reserved memory kept");
+			return 0;
+		}
+	for (uint32_t i = 0; i <= x->next; i++) {
+		uint64_t end = i < x->next ? x->ext[i][0] : gmem_npages(gm);
+		if (end > at && gmem_punch(gm, at, end - at, e) < 0)
+			return -1;
+		if (i < x->next)
+			at = x->ext[i][0] + x->ext[i][1];
+	}
+	gm->prepopulated = false;
+	return 0;
+}
+
 static int join_channels(void *opaque, struct err *e)
 {
 	struct rx *x = opaque;
@@ -420,8 +445,12 @@ static void *in_thread(void *arg)
 		}
 		x->ch[k].running = true;
 	}
-	if (pthread_create(&x->prefault, NULL, prefault_thread, x) == 0)
+	if (in->m->vm.mem.prepopulated) {
+		if (release_untouched(x, &e) < 0)
+			goto fail;
+	} else if (pthread_create(&x->prefault, NULL, prefault_thread, x) == 0) {
 		x->prefaulting = true;
+	}
 	reply(&w, MIG_REPLY_SETUP, true, NULL, "channels", x->nch);
 	setup_replied = true;
 	set_stage(in, IN_RECEIVING);

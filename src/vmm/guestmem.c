@@ -8,6 +8,8 @@
 #include "vmm/guestmem.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -72,6 +74,73 @@ void gmem_destroy(struct guest_mem *gm)
 	gm->host = NULL;
 	gm->memfd = -1;
 	gm->vmm_dirty = NULL;
+}
+
+struct populate_part {
+	uint8_t *base;
+	uint64_t len;
+	int err;
+};
+
+static void *populate_part(void *arg)
+{
+	struct populate_part *p = arg;
+	/* 64 MiB at a time keeps one call's page-table lock hold short. */
+	for (uint64_t off = 0; off < p->len && !p->err; off += 64ULL << 20) {
+		uint64_t n = p->len - off < (64ULL << 20) ? p->len - off : 64ULL << 20;
+		if (madvise(p->base + off, n, MADV_POPULATE_WRITE) < 0)
+			p->err = errno;
+	}
+	return NULL;
+}
+
+int gmem_populate_all(struct guest_mem *gm, int threads, struct err *e)
+{
+	struct populate_part parts[8];
+	pthread_t tids[8];
+	bool started[8] = { false };
+	uint64_t chunk;
+	int err = 0;
+	if (threads < 1)
+		threads = 1;
+	if (threads > 8)
+		threads = 8;
+	chunk = (gm->ram_size / (uint64_t)threads + (2ULL << 20) - 1) & ~((2ULL << 20) - 1);
+	for (int i = 0; i < threads; i++) {
+		uint64_t off = chunk * (uint64_t)i;
+		parts[i] = (struct populate_part){ gm->host + off,
+			off >= gm->ram_size ? 0 : (gm->ram_size - off < chunk ? gm->ram_size - off : chunk), 0 };
+		/* The last part runs here; a thread that cannot start leaves its part to us. */
+		if (i + 1 < threads && pthread_create(&tids[i], NULL, populate_part, &parts[i]) == 0)
+			started[i] = true;
+		else
+			populate_part(&parts[i]);
+	}
+	for (int i = 0; i < threads; i++) {
+		if (started[i])
+			pthread_join(tids[i], NULL);
+		if (parts[i].err && !err)
+			err = parts[i].err;
+	}
+	if (err) {
+		errno = err;
+		return err_sys(e, "faulting in %llu MiB of guest memory", (unsigned long long)(gm->ram_size >> 20));
+	}
+	gm->prepopulated = true;
+	return 0;
+}
+
+int gmem_punch(struct guest_mem *gm, uint64_t first, uint64_t n, struct err *e)
+{
+	if (first >= gmem_npages(gm) || n == 0)
+		return 0;
+	if (n > gmem_npages(gm) - first)
+		n = gmem_npages(gm) - first;
+	if (fallocate(gm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(first << GMEM_PAGE_SHIFT), (off_t)(n << GMEM_PAGE_SHIFT)) < 0)
+		return err_sys(e, "releasing guest pages %llu+%llu", (unsigned long long)first,
+			       (unsigned long long)n);
+	return 0;
 }
 
 int64_t gmem_offset(const struct guest_mem *gm, uint64_t gpa)

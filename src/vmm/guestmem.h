@@ -34,12 +34,23 @@ struct guest_mem {
 	/* Pages written by the VMM itself, one bit per page of ram_size
 	 * (indexed by memfd offset / 4096). Set atomically. */
 	uint64_t *vmm_dirty;
+	/* Every page was faulted in up front (gmem_populate_all): the memfd's
+	 * data extents no longer tell what the guest touched until the pages
+	 * it never did are punched out again (gmem_punch). */
+	bool prepopulated;
 };
 
 /* Lay out and map `size` bytes of RAM. Below 3 GiB it is one region at 0;
  * above, the rest goes to 4 GiB upwards. */
 int gmem_init(struct guest_mem *gm, uint64_t size, struct err *e);
 void gmem_destroy(struct guest_mem *gm);
+/* Fault every page in now, with `threads` threads (a destination reserving
+ * its memory before a move, as QEMU's -mem-prealloc): fails early, before
+ * any migration, when the host cannot back the guest. */
+int gmem_populate_all(struct guest_mem *gm, int threads, struct err *e);
+/* Give RAM pages [first, first+n) back to the host: they read as zero and
+ * count as never touched again. */
+int gmem_punch(struct guest_mem *gm, uint64_t first, uint64_t n, struct err *e);
 
 /* Host pointer for [gpa, gpa+len) if it lies inside one region, else NULL. */
 void *gmem_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);

@@ -46,7 +46,7 @@ static int uart_dev_load(void *opaque, struct stream *r, uint32_t version, struc
 }
 
 int machine_build(struct machine *m, const struct vm_config *cfg, bool incoming,
-		  uart_sink_fn sink, void *sink_opaque, struct err *e)
+		  struct guest_mem *reserved, uart_sink_fn sink, void *sink_opaque, struct err *e)
 {
 	struct vm *vm = &m->vm;
 	struct vm_device ud = { .name = "uart", .version = UART_STATE_VERSION, .opaque = &m->uart,
@@ -59,7 +59,7 @@ int machine_build(struct machine *m, const struct vm_config *cfg, bool incoming,
 		return -1;
 	if (cpuid_parse_mask(cfg->cpu_mask, &mask, e) < 0)
 		return err_prefix(e, "--cpu-mask");
-	if (vm_create(vm, cfg->mem_size, cfg->dirty_tracker == CONFIG_TRACKER_RING, e) < 0)
+	if (vm_create(vm, cfg->mem_size, cfg->dirty_tracker == CONFIG_TRACKER_RING, reserved, e) < 0)
 		return -1;
 	m->built = true;
 	if (uart_create(vm, &m->uart, sink, sink_opaque, e) < 0 || vm_add_device(vm, &ud, e) < 0)

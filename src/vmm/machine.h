@@ -28,9 +28,10 @@ struct machine {
 
 /* Build everything. `incoming`: the state will be restored, so no kernel is
  * loaded, CPUID comes from the state, and the disk lock is not taken yet
- * (the source still holds it until the storage handoff). */
+ * (the source still holds it until the storage handoff). `reserved`: guest
+ * memory set aside beforehand, or NULL (see vm_create). */
 int machine_build(struct machine *m, const struct vm_config *cfg, bool incoming,
-		  uart_sink_fn sink, void *sink_opaque, struct err *e);
+		  struct guest_mem *reserved, uart_sink_fn sink, void *sink_opaque, struct err *e);
 /* Load the kernel and set up the boot vCPU state (fresh boot only). */
 int machine_boot(struct machine *m, struct err *e);
 void machine_destroy(struct machine *m);

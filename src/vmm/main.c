@@ -50,6 +50,9 @@ static void usage(FILE *f)
 "                        comes from the source (--name and --tap, if given, must match / apply here)\n"
 "  --host-cpu-mask LIST  incoming: refuse guests that see these CPU features (a migration\n"
 "                        baseline for this host, e.g. -avx512f,-avx2)\n"
+"  --prealloc            incoming: fault in --memory SIZE of RAM before listening (fails at once\n"
+"                        if the host cannot back it; the move never waits on a first touch;\n"
+"                        the VM must have exactly that much memory)\n"
 "  -v, --verbose         debug logging\n"
 "\n"
 "Example:\n"
@@ -61,7 +64,7 @@ int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
 	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
-	       O_TRACKER };
+	       O_TRACKER, O_PREALLOC };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -82,6 +85,7 @@ int main(int argc, char **argv)
 		{ "paused", no_argument, NULL, O_PAUSED },
 		{ "incoming", required_argument, NULL, O_INCOMING },
 		{ "host-cpu-mask", required_argument, NULL, O_HOSTMASK },
+		{ "prealloc", no_argument, NULL, O_PREALLOC },
 		{ "dirty-tracker", required_argument, NULL, O_TRACKER },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -92,6 +96,7 @@ int main(int argc, char **argv)
 	struct err e = { .code = 0 };
 	enum log_level lvl = LOG_INFO;
 	int c, rc;
+	bool memory_given = false;
 
 	memset(&cfg, 0, sizeof(cfg));
 	memset(&o, 0, sizeof(o));
@@ -106,6 +111,7 @@ int main(int argc, char **argv)
 		case O_INITRD: COPY(cfg.initrd, optarg); break;
 		case O_CMDLINE: COPY(cfg.cmdline, optarg); break;
 		case O_MEMORY:
+			memory_given = true;
 			if (config_parse_size(optarg, &cfg.mem_size, &e) < 0) {
 				fprintf(stderr, "ferry-vm: --memory: %s\n", e.msg);
 				return 2;
@@ -125,6 +131,7 @@ int main(int argc, char **argv)
 		case O_PAUSED: o.start_paused = true; break;
 		case O_INCOMING: o.incoming = optarg; break;
 		case O_HOSTMASK: o.host_cpu_mask = optarg; break;
+		case O_PREALLOC: o.prealloc = true; break;
 		case O_TRACKER:
 			if (config_parse_tracker(optarg, &cfg.dirty_tracker, &e) < 0) {
 				fprintf(stderr, "ferry-vm: --dirty-tracker: %s\n", e.msg);
@@ -153,6 +160,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ferry-vm: %s\n", e.msg);
 			return 2;
 		}
+	}
+	if (o.prealloc && (!o.incoming || !memory_given)) {
+		fprintf(stderr, "ferry-vm: --prealloc needs --incoming and the VM's --memory SIZE\n");
+		return 2;
 	}
 	if (o.incoming && o.restore_path) {
 		fprintf(stderr, "ferry-vm: --incoming and --restore exclude each other\n");

@@ -18,7 +18,8 @@
 #include "common/log.h"
 #include "migration/dirty.h"
 
-int vm_create(struct vm *vm, uint64_t mem_size, bool dirty_ring, struct err *e)
+int vm_create(struct vm *vm, uint64_t mem_size, bool dirty_ring, struct guest_mem *reserved,
+	      struct err *e)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	int api;
@@ -59,8 +60,17 @@ int vm_create(struct vm *vm, uint64_t mem_size, bool dirty_ring, struct err *e)
 	 * enable time) and before any vCPU (the ring needs that). */
 	if (dirty_vm_setup(vm, dirty_ring, e) < 0)
 		return -1;
-	if (gmem_init(&vm->mem, mem_size, e) < 0)
+	if (reserved && reserved->host) {
+		if (reserved->ram_size != mem_size)
+			return err_set(e, "this destination reserved %llu MiB of memory, the VM has %llu MiB",
+				       (unsigned long long)(reserved->ram_size >> 20),
+				       (unsigned long long)(mem_size >> 20));
+		vm->mem = *reserved; /* ownership moves to the VM */
+		memset(reserved, 0, sizeof(*reserved));
+		reserved->memfd = -1;
+	} else if (gmem_init(&vm->mem, mem_size, e) < 0) {
 		return -1;
+	}
 	if (dirty_vm_layout(vm, e) < 0)
 		return -1;
 	return vm_set_dirty_logging(vm, false, e);

@@ -70,8 +70,11 @@ enum vm_exit_reason { VM_EXIT_NONE = 0, VM_EXIT_RESET = 1, VM_EXIT_SHUTDOWN = 2,
 
 /* Create the KVM VM: TSS, irqchip, PIT, dirty tracker, memory slots. No
  * vCPUs yet. dirty_ring: track with KVM's dirty ring instead of the bitmap
- * (decided here because KVM accepts the ring only before any vCPU). */
-int vm_create(struct vm *vm, uint64_t mem_size, bool dirty_ring, struct err *e);
+ * (decided here because KVM accepts the ring only before any vCPU).
+ * reserved: guest memory set aside earlier (e.g. pre-allocated by an
+ * incoming worker), taken over if it has mem_size bytes; NULL: allocate. */
+int vm_create(struct vm *vm, uint64_t mem_size, bool dirty_ring, struct guest_mem *reserved,
+	      struct err *e);
 void vm_destroy(struct vm *vm);
 /* (Re)register the memory slots, with or without dirty logging. */
 int vm_set_dirty_logging(struct vm *vm, bool on, struct err *e);

@@ -53,6 +53,7 @@ struct worker {
 	struct mig_incoming in;     /* incoming migration */
 	bool incoming;
 	struct vm_config local;     /* host-local settings for an incoming VM */
+	struct guest_mem reserved;  /* incoming: memory faulted in before the move (--prealloc) */
 };
 
 static uint64_t now_ms(void)
@@ -472,7 +473,7 @@ static int worker_build(struct worker *w, const struct vm_config *cfg, struct er
 				snprintf(scfg.name, sizeof(scfg.name), "%s", cfg->name);
 			if (cfg->tap[0])
 				snprintf(scfg.tap, sizeof(scfg.tap), "%s", cfg->tap);
-			rc = machine_build(&w->m, &scfg, true, worker_serial_sink, w, e);
+			rc = machine_build(&w->m, &scfg, true, NULL, worker_serial_sink, w, e);
 		}
 		if (rc == 0)
 			rc = ram_recv_init(&rr, &w->m.vm.mem, e);
@@ -495,7 +496,7 @@ static int worker_build(struct worker *w, const struct vm_config *cfg, struct er
 		log_info("restored %s from %s", w->m.cfg.name, o->restore_path);
 		return 0;
 	}
-	if (machine_build(&w->m, cfg, false, worker_serial_sink, w, e) < 0)
+	if (machine_build(&w->m, cfg, false, NULL, worker_serial_sink, w, e) < 0)
 		return -1;
 	return machine_boot(&w->m, e);
 }
@@ -509,7 +510,27 @@ static int incoming_build(void *opaque, struct vm_config *cfg, struct err *e)
 			       w->local.name, cfg->name);
 	if (w->local.tap[0])
 		snprintf(cfg->tap, sizeof(cfg->tap), "%s", w->local.tap);
-	return machine_build(&w->m, cfg, true, worker_serial_sink, w, e);
+	return machine_build(&w->m, cfg, true, &w->reserved, worker_serial_sink, w, e);
+}
+
+/* --prealloc: fault the guest's memory in before listening, so a host
+ * short of memory says so before any move starts and the transfer itself
+ * never waits on a first touch. Pages the source never touched are given
+ * back when the stream's extents arrive (incoming.c), so the VM's idle
+ * memory stays free on a later move. */
+static int reserve_memory(struct worker *w, uint64_t size, struct err *e)
+{
+	uint64_t t0 = now_ms();
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (gmem_init(&w->reserved, size, e) < 0)
+		return err_prefix(e, "reserving memory for the incoming VM");
+	if (gmem_populate_all(&w->reserved, ncpu > 0 ? (int)ncpu : 1, e) < 0) {
+		gmem_destroy(&w->reserved);
+		return err_prefix(e, "reserving memory for the incoming VM");
+	}
+	log_info("reserved %llu MiB for the incoming VM in %llu ms",
+		 (unsigned long long)(size >> 20), (unsigned long long)(now_ms() - t0));
+	return 0;
 }
 
 static int incoming_start_vcpus(void *opaque, struct err *e)
@@ -531,6 +552,7 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 	w->serial_fd = w->ctl_fd = w->con_fd = w->sig_fd = -1;
 	for (int i = 0; i < WORKER_MAX_CLIENTS; i++)
 		w->clients[i].fd = -1;
+	w->reserved.memfd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &w->started);
 
 	sigemptyset(&sigs);
@@ -552,6 +574,8 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 		struct incoming_hooks h = { incoming_build, incoming_start_vcpus, w };
 		w->incoming = true;
 		w->state = WORKER_INCOMING;
+		if (o->prealloc && reserve_memory(w, cfg->mem_size, e) < 0)
+			goto out;
 		if (incoming_start(&w->in, o->incoming, o->host_cpu_mask, &w->m, &h, e) < 0)
 			goto out;
 		log_info("waiting for an incoming migration on %s", o->incoming);
@@ -691,6 +715,8 @@ out:
 		}
 		mig_source_join(&w->ms);
 	}
+	if (w->reserved.host)
+		gmem_destroy(&w->reserved);
 	if (w->m.built) {
 		vcpus_stop(&w->m.vm);
 		/* Nothing lost: flush the disk before the worker goes. */

@@ -25,6 +25,7 @@ struct worker_opts {
 	const char *incoming;       /* listen ADDR:PORT for a live migration */
 	const char *host_cpu_mask;  /* incoming: CPU features this host must be treated as lacking */
 	bool start_paused;
+	bool prealloc;              /* incoming: fault in the guest's memory (cfg mem_size) up front */
 };
 
 struct worker;

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# san: yes
+# A destination that reserves the guest's memory up front (--prealloc):
+# the move works and every page verifies; the pages the source never
+# touched are given back, so the next move from there still skips the
+# guest's idle memory; a reservation of the wrong size refuses the VM at
+# setup (the source keeps running); --prealloc without --incoming/--memory
+# is a usage error.
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/../lib/migrate.sh"
+need_kvm
+
+"$FERRY_BIN/ferry-vm" --prealloc --memory 256M --kernel "$FERRY_GUEST" 2>"$T/usage.err"
+[ $? -eq 2 ] || fail "--prealloc without --incoming is not a usage error"
+grep -q -- "--prealloc needs --incoming" "$T/usage.err" || fail "unclear usage error: $(cat "$T/usage.err")"
+
+start_src s 512M 1 "ws=32M rate=32"
+note "move to a destination with its memory reserved"
+next_port; start_dst d1 "$port" --memory 512M --prealloc
+grep -q "reserved 512 MiB for the incoming VM" "$T/d1.err" || fail "no reservation logged: $(cat "$T/d1.err")"
+migrate s "$port" || fail "migrate refused"
+res=$(wait_mig s 60) || fail "move 1 did not end"
+[ "$(field "$res" stage)" = completed ] || fail "move 1: $res"
+t1=$(field "$res" total_pages)
+verify d1
+expect_exit "$PID_s" 4
+
+note "the next move from there still skips idle memory"
+next_port; start_dst d2 "$port"
+migrate d1 "$port" || fail "migrate refused"
+res=$(wait_mig d1 60) || fail "move 2 did not end"
+[ "$(field "$res" stage)" = completed ] || fail "move 2: $res"
+t2=$(field "$res" total_pages)
+echo "populated pages: $t1 on the source, $t2 on the pre-allocated destination (of 131072)"
+# The guest touches its 32 MiB working set (8192 pages) and a little more;
+# had the reservation stayed, all 131072 pages would count.
+[ "$t2" -le 12288 ] || fail "the reserved destination sent $t2 populated pages: idle memory was not given back"
+verify d2
+
+note "a reservation of the wrong size refuses the VM"
+next_port; start_dst d3 "$port" --memory 256M --prealloc
+migrate d2 "$port" || fail "migrate refused"
+res=$(wait_mig d2 30) || fail "move 3 did not end"
+[ "$(field "$res" stage)" = failed ] || fail "move 3 should fail: $res"
+field "$res" error | grep -q "reserved 256 MiB of memory, the VM has 512 MiB" || fail "unclear error: $(field "$res" error)"
+[ "$(state_of d2)" = running ] || fail "source not running after the refusal"
+expect_exit "$PID_d3" 5
+verify d2
+vmctl "$T/d2.sock" '{"cmd":"stop"}' >/dev/null
+echo "ok"
