@@ -25,7 +25,7 @@ struct mb_mod {
 	uint32_t start, end, string, rsvd;
 };
 
-struct params params = { .ws_bytes = 64ULL << 20, .pattern = FG_PATTERN_SEQ };
+struct params params = { .ws_bytes = 64ULL << 20, .pattern = FG_PATTERN_SEQ, .data = FG_DATA_RANDOM };
 uint64_t tsc_hz;
 
 #define MAX_REGIONS 32
@@ -88,6 +88,10 @@ static void parse_param(const char *k, size_t kl, const char *v, size_t vl)
 		params.pattern = FG_PATTERN_SEQ;
 	else if (kl == 7 && !strncmp(k, "pattern", 7) && vl == 6 && !strncmp(v, "random", 6))
 		params.pattern = FG_PATTERN_RANDOM;
+	else if (kl == 4 && !strncmp(k, "data", 4) && vl == 6 && !strncmp(v, "random", 6))
+		params.data = FG_DATA_RANDOM;
+	else if (kl == 4 && !strncmp(k, "data", 4) && vl == 4 && !strncmp(v, "text", 4))
+		params.data = FG_DATA_TEXT;
 	else if (kl == 4 && !strncmp(k, "cpus", 4) && !parse_size(v, vl, &n) && n >= 1 && n <= 1024)
 		params.cpus = (uint32_t)n;
 	else if (kl == 7 && !strncmp(k, "tsc_khz", 7) && !parse_size(v, vl, &n) && n > 0)
@@ -371,8 +375,9 @@ void user_bsp_main(uint64_t arg)
 		snprintf(wsbuf, sizeof(wsbuf), "%luM", params.ws_bytes >> 20);
 	else
 		snprintf(wsbuf, sizeof(wsbuf), "%luK", params.ws_bytes >> 10);
-	gprintf("FERRY-GUEST boot cpus=%u ws=%s rate=%s pattern=%s", ncpus, wsbuf, rate,
-		params.pattern == FG_PATTERN_RANDOM ? "random" : "seq");
+	gprintf("FERRY-GUEST boot cpus=%u ws=%s rate=%s pattern=%s data=%s", ncpus, wsbuf, rate,
+		params.pattern == FG_PATTERN_RANDOM ? "random" : "seq",
+		params.data == FG_DATA_TEXT ? "text" : "random");
 
 	ncpus = start_cpus(ids, ncpus);
 	layout(ncpus);
@@ -381,6 +386,7 @@ void user_bsp_main(uint64_t arg)
 	c->tsc_hz = tsc_hz;
 	c->rate_mib = params.rate_mib;
 	c->pattern = params.pattern;
+	c->data = params.data;
 	for (unsigned i = 0; i < ncpus; i++)
 		c->vcpu[i].apic_id = ids[i];
 	gprintf("FERRY-GUEST info ctl=0x%lx ws_base=0x%lx pages=%lu gen_table=0x%lx tsc_hz=%lu (%s) timer=%s",

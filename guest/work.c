@@ -16,6 +16,7 @@ struct wstate {
 	uint64_t ws_base;
 	uint64_t cursor;	/* seq: next page, relative to first_page */
 	uint64_t rng;		/* random: xorshift state */
+	uint32_t data;		/* FG_DATA_*, read once from the control block */
 };
 
 /* The write protocol the checker relies on: announce the page as in
@@ -39,7 +40,7 @@ static void write_page(struct wstate *w)
 		g = 1;
 	v->inflight = p;
 	barrier();
-	fg_page_fill((uint64_t *)gpa, gpa, g);
+	fg_page_fill((uint64_t *)gpa, gpa, g, w->data);
 	barrier();
 	w->gen[p] = g;
 	barrier();
@@ -77,6 +78,7 @@ void work_run(unsigned cpu)
 		.gen = (volatile uint32_t *)c->gen_table,
 		.ws_base = c->ws_base,
 		.rng = fg_seed(cpu, 0x5eed),
+		.data = c->data,
 	};
 	uint64_t hz = c->tsc_hz, slice = hz / SLICES_PER_SEC;
 	uint32_t rate = c->rate_mib;

@@ -53,7 +53,10 @@ struct verdict {
 	uint32_t bad_word;
 };
 
-static struct verdict classify(const uint64_t *pg, uint64_t gpa, uint32_t gen, bool inflight)
+/* Every version the checker compares against is recomputed with the fill
+ * the guest declared (fg_ctl.data), so the same rules hold for both fills. */
+static struct verdict classify(const uint64_t *pg, uint64_t gpa, uint32_t gen, uint32_t data,
+			       bool inflight)
 {
 	uint64_t want[FG_PAGE_WORDS], alt[FG_PAGE_WORDS];
 	struct verdict v = { GUESTCHECK_OK, 0, 0 };
@@ -61,12 +64,12 @@ static struct verdict classify(const uint64_t *pg, uint64_t gpa, uint32_t gen, b
 	if (has_hdr)
 		v.page_gen = (uint32_t)(pg[0] >> 32);
 
-	fg_page_fill(want, gpa, gen);
+	fg_page_fill(want, gpa, gen, data);
 	int bad = first_outside(pg, want, NULL);
 	if (bad < 0)
 		return v;
 	v.bad_word = (uint32_t)bad;
-	fg_page_fill(alt, gpa, next_gen(gen));
+	fg_page_fill(alt, gpa, next_gen(gen), data);
 	if (inflight && first_outside(pg, want, alt) < 0)
 		return v;
 
@@ -76,7 +79,7 @@ static struct verdict classify(const uint64_t *pg, uint64_t gpa, uint32_t gen, b
 		return v;
 	}
 	if (has_hdr && v.page_gen != gen && v.page_gen != 0) {
-		fg_page_fill(alt, gpa, v.page_gen);
+		fg_page_fill(alt, gpa, v.page_gen, data);
 		if (first_outside(pg, alt, NULL) < 0)
 			/* a complete page newer than its committed generation
 			 * means the table, not the page, went missing */
@@ -93,7 +96,7 @@ static struct verdict classify(const uint64_t *pg, uint64_t gpa, uint32_t gen, b
 		return v;
 	}
 	if (gen > 0) {
-		fg_page_fill(alt, gpa, gen - 1);
+		fg_page_fill(alt, gpa, gen - 1, data);
 		if (first_outside(pg, want, alt) < 0) {
 			v.reason = GUESTCHECK_TORN;
 			return v;
@@ -129,6 +132,9 @@ static int check_ctl(const struct fg_ctl *c, guestcheck_map_fn map, void *opaque
 	if (c->version != FG_VERSION)
 		return fail(errbuf, errlen, "control block version %u, expected %u",
 			    c->version, FG_VERSION);
+	if (c->data != FG_DATA_RANDOM && c->data != FG_DATA_TEXT)
+		return fail(errbuf, errlen, "unknown page fill %u (data=random is %u, text %u)",
+			    c->data, FG_DATA_RANDOM, FG_DATA_TEXT);
 	if (c->ncpus == 0 || c->ncpus > FG_MAX_CPUS)
 		return fail(errbuf, errlen, "bad vCPU count %u (max %u)", c->ncpus, FG_MAX_CPUS);
 	if (c->ws_pages == 0 || c->ws_pages > MAX_WS_PAGES || (c->ws_base & (FG_PAGE_SIZE - 1)) ||
@@ -184,6 +190,7 @@ int guestcheck_verify_map(guestcheck_map_fn map, void *opaque,
 	out->ws_base = c.ws_base;
 	out->ws_pages = c.ws_pages;
 	out->hb = c.hb;
+	out->data = c.data;
 	for (uint32_t i = 0; i < c.ncpus; i++) {
 		out->vcpu_heartbeat[i] = c.vcpu[i].heartbeat;
 		out->vcpu_pages_written[i] = c.vcpu[i].pages_written;
@@ -204,7 +211,7 @@ int guestcheck_verify_map(guestcheck_map_fn map, void *opaque,
 		for (uint32_t i = 0; i < c.ncpus; i++)
 			inflight |= c.vcpu[i].inflight == p;
 
-		struct verdict v = classify(pg, gpa, gen, inflight);
+		struct verdict v = classify(pg, gpa, gen, c.data, inflight);
 		out->pages_checked++;
 		out->pages_inflight += inflight;
 		if (gen > out->max_gen)

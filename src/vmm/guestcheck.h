@@ -39,6 +39,7 @@ struct guestcheck_report {
 	uint32_t ncpus;
 	uint64_t ws_base, ws_pages;
 	uint64_t hb;                    /* global heartbeat counter */
+	uint32_t data;                  /* FG_DATA_*: the page fill checked against */
 	uint64_t pages_checked;
 	uint64_t pages_never_written;   /* table gen 0 and all-zero */
 	uint64_t pages_inflight;        /* checked with the in-flight rule */

@@ -155,6 +155,8 @@ static int worker_verify(struct worker *w, struct json_object *resp, struct err 
 	jsonl_add_int(resp, "pages_never_written", (int64_t)rep.pages_never_written);
 	jsonl_add_int(resp, "max_gen", rep.max_gen);
 	jsonl_add_int(resp, "heartbeat", (int64_t)rep.hb);
+	if (rc >= 0) /* the fill is known only from a valid control block */
+		jsonl_add_str(resp, "data", rep.data == FG_DATA_TEXT ? "text" : "random");
 	jsonl_add_str(resp, "detail", rc == 0 ? "every page verified" : why);
 	(void)e;
 	return 0;

@@ -3,8 +3,10 @@
  * with the control block and pages stamped by guest/protocol.h's own
  * functions, then damages it in each way migration bugs would (a flipped
  * byte, swapped pages, a stale page, torn pages) and checks each is caught
- * or, for the in-flight page's legal states, accepted. Also feeds hostile
- * control blocks, which must be rejected without reading out of bounds.
+ * or, for the in-flight page's legal states, accepted. Every such case runs
+ * twice, once per page fill (data=random and data=text), since the checker
+ * must apply the same rules to both. Also feeds hostile control blocks,
+ * which must be rejected without reading out of bounds.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +28,7 @@ struct fake {
 	uint8_t *ram;
 	struct fg_ctl *ctl;
 	uint32_t *table;
+	uint32_t data; /* FG_DATA_*: the fill this fake guest uses */
 	struct guestcheck_report rep;
 	char err[256];
 };
@@ -43,13 +46,14 @@ static uint64_t *page(struct fake *f, uint64_t p)
 /* What the guest does, minus the in-flight marker. */
 static void stamp(struct fake *f, uint64_t p, uint32_t gen)
 {
-	fg_page_fill(page(f, p), gpa_of(p), gen);
+	fg_page_fill(page(f, p), gpa_of(p), gen, f->data);
 	f->table[p] = gen;
 }
 
-static int setup(void **state)
+static int setup_fill(void **state, uint32_t data)
 {
 	struct fake *f = calloc(1, sizeof(*f));
+	f->data = data;
 	f->ram = calloc(1, RAM_SIZE);
 	f->ctl = (struct fg_ctl *)(f->ram + FG_CTL_GPA);
 	f->table = (uint32_t *)(f->ram + TABLE_GPA);
@@ -61,6 +65,7 @@ static int setup(void **state)
 	c->ws_pages = WS_PAGES;
 	c->gen_table = TABLE_GPA;
 	c->hb = 42;
+	c->data = data;
 	for (unsigned i = 0; i < 2; i++) {
 		c->vcpu[i].first_page = i * WS_PAGES / 2;
 		c->vcpu[i].npages = WS_PAGES / 2;
@@ -72,6 +77,16 @@ static int setup(void **state)
 		stamp(f, p, (uint32_t)(p % 5 + 1));
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_fill(state, FG_DATA_RANDOM);
+}
+
+static int setup_text(void **state)
+{
+	return setup_fill(state, FG_DATA_TEXT);
 }
 
 static int teardown(void **state)
@@ -109,6 +124,7 @@ static void test_clean(void **state)
 	assert_int_equal(f->rep.hb, 42);
 	assert_int_equal(f->rep.vcpu_heartbeat[1], 41);
 	assert_int_equal(f->rep.nfailures, 0);
+	assert_int_equal(f->rep.data, f->data);
 	assert_string_equal(f->err, "");
 }
 
@@ -187,8 +203,8 @@ static void test_table_lost(void **state)
 static void mix(struct fake *f, uint64_t p, uint32_t a, uint32_t b, unsigned every)
 {
 	uint64_t va[FG_PAGE_WORDS], vb[FG_PAGE_WORDS];
-	fg_page_fill(va, gpa_of(p), a);
-	fg_page_fill(vb, gpa_of(p), b);
+	fg_page_fill(va, gpa_of(p), a, f->data);
+	fg_page_fill(vb, gpa_of(p), b, f->data);
 	for (unsigned i = 0; i < FG_PAGE_WORDS; i++)
 		page(f, p)[i] = i % every == 0 ? vb[i] : va[i];
 }
@@ -210,7 +226,7 @@ static void test_inflight_legal(void **state)
 	page(f, p)[0] = fg_word0(6);
 	assert_int_equal(verify(f), 0);
 	/* fully written, table not yet updated */
-	fg_page_fill(page(f, p), gpa_of(p), 7);
+	fg_page_fill(page(f, p), gpa_of(p), 7, f->data);
 	assert_int_equal(verify(f), 0);
 	/* table updated, in-flight not yet cleared */
 	f->table[p] = 7;
@@ -284,6 +300,9 @@ static void test_bad_ctl(void **state)
 	RESET();
 	f->ctl->version = 99;
 	expect_invalid(f, "version");
+	RESET();
+	f->ctl->data = 2;
+	expect_invalid(f, "page fill");
 	RESET();
 	f->ctl->ncpus = 0;
 	expect_invalid(f, "vCPU count");
@@ -379,22 +398,30 @@ static void test_stamp_properties(void **state)
 {
 	(void)state;
 	uint64_t a[FG_PAGE_WORDS], b[FG_PAGE_WORDS];
-	fg_page_fill(a, 0x200000, 1);
-	fg_page_fill(b, 0x200000, 1);
+	fg_page_fill(a, 0x200000, 1, FG_DATA_RANDOM);
+	fg_page_fill(b, 0x200000, 1, FG_DATA_RANDOM);
 	assert_memory_equal(a, b, FG_PAGE_SIZE); /* deterministic */
 	assert_int_equal(a[0], fg_word0(1));
 	assert_int_equal(a[1], 0x200000);
-	fg_page_fill(b, 0x200000, 2);
+	/* data=random is the fill guests had before the mode existed: the raw
+	 * xorshift stream, so old and new guests and checkers agree */
+	uint64_t s = fg_seed(0x200000, 1);
+	for (unsigned i = 2; i < FG_PAGE_WORDS; i++)
+		assert_int_equal(a[i], fg_xorshift64(&s));
+	fg_page_fill(b, 0x200000, 2, FG_DATA_RANDOM);
 	unsigned same = 0;
 	for (unsigned i = 2; i < FG_PAGE_WORDS; i++)
 		same += a[i] == b[i];
 	assert_true(same < 2); /* every word depends on the generation */
-	fg_page_fill(b, 0x201000, 1);
+	fg_page_fill(b, 0x201000, 1, FG_DATA_RANDOM);
 	same = 0;
 	for (unsigned i = 2; i < FG_PAGE_WORDS; i++)
 		same += a[i] == b[i];
 	assert_true(same < 2); /* ... and on the address */
-	fg_page_fill(a, 0x200000, 0);
+	fg_page_fill(a, 0x200000, 0, FG_DATA_RANDOM);
+	for (unsigned i = 0; i < FG_PAGE_WORDS; i++)
+		assert_int_equal(a[i], 0);
+	fg_page_fill(a, 0x200000, 0, FG_DATA_TEXT);
 	for (unsigned i = 0; i < FG_PAGE_WORDS; i++)
 		assert_int_equal(a[i], 0);
 	struct fg_blk_record r;
@@ -404,26 +431,88 @@ static void test_stamp_properties(void **state)
 	assert_int_not_equal(r.sum, fg_blk_sum(&r));
 }
 
+/* Words of a page body (2..511) equal in a and b. */
+static unsigned same_words(const uint64_t *a, const uint64_t *b)
+{
+	unsigned n = 0;
+	for (unsigned i = 2; i < FG_PAGE_WORDS; i++)
+		n += a[i] == b[i];
+	return n;
+}
+
+static void test_text_stamp_properties(void **state)
+{
+	(void)state;
+	uint64_t a[FG_PAGE_WORDS], b[FG_PAGE_WORDS];
+	fg_page_fill(a, 0x200000, 1, FG_DATA_TEXT);
+	fg_page_fill(b, 0x200000, 1, FG_DATA_TEXT);
+	assert_memory_equal(a, b, FG_PAGE_SIZE); /* deterministic */
+	assert_int_equal(a[0], fg_word0(1));
+	assert_int_equal(a[1], 0x200000);
+	/* same seed, other fill: the body has nothing in common */
+	fg_page_fill(b, 0x200000, 1, FG_DATA_RANDOM);
+	assert_int_equal(memcmp(a, b, 16), 0);
+	assert_true(same_words(a, b) < 2);
+	/* a text word has few bits of its own, so some words coincide between
+	 * versions by chance; the page as a whole still tells them apart */
+	fg_page_fill(b, 0x200000, 2, FG_DATA_TEXT);
+	assert_true(same_words(a, b) < FG_PAGE_WORDS / 8);
+	fg_page_fill(b, 0x201000, 1, FG_DATA_TEXT);
+	assert_true(same_words(a, b) < FG_PAGE_WORDS / 8);
+	/* compressible: most words repeat an earlier word of the same page,
+	 * which is what gives an LZ compressor its matches */
+	unsigned repeats = 0;
+	for (unsigned i = 3; i < FG_PAGE_WORDS; i++)
+		for (unsigned j = 2; j < i; j++)
+			if (a[j] == a[i]) {
+				repeats++;
+				break;
+			}
+	assert_true(repeats > FG_PAGE_WORDS / 2);
+}
+
+static void test_fill_mismatch(void **state)
+{
+	/* text pages under a control block that says random (or the reverse)
+	 * fail: the checker really compares against the declared fill */
+	struct fake *f = *state;
+	f->ctl->data = f->data == FG_DATA_TEXT ? FG_DATA_RANDOM : FG_DATA_TEXT;
+	assert_int_equal(verify(f), 1);
+	assert_int_equal(f->rep.nfailures, 48); /* every written page, no zero page */
+	assert_int_equal(f->rep.failures[0].reason, GUESTCHECK_CORRUPT);
+	assert_int_equal(f->rep.failures[0].first_bad_word, 2);
+	f->ctl->data = f->data;
+	assert_int_equal(verify(f), 0);
+}
+
+/* The page cases, registered once per fill; the name says which. */
+#define PAGE_TEST(fill, fn, setup_fn) { fill "/" #fn, fn, setup_fn, teardown, NULL }
+#define PAGE_TESTS(fill, setup_fn)                          \
+	PAGE_TEST(fill, test_clean, setup_fn),                  \
+	PAGE_TEST(fill, test_corrupt_byte, setup_fn),           \
+	PAGE_TEST(fill, test_corrupt_never_written, setup_fn),  \
+	PAGE_TEST(fill, test_swapped_pages, setup_fn),          \
+	PAGE_TEST(fill, test_same_gen_other_address, setup_fn), \
+	PAGE_TEST(fill, test_stale, setup_fn),                  \
+	PAGE_TEST(fill, test_stale_never_sent, setup_fn),       \
+	PAGE_TEST(fill, test_table_lost, setup_fn),             \
+	PAGE_TEST(fill, test_inflight_legal, setup_fn),         \
+	PAGE_TEST(fill, test_inflight_first_write, setup_fn),   \
+	PAGE_TEST(fill, test_inflight_illegal, setup_fn),       \
+	PAGE_TEST(fill, test_torn_not_inflight, setup_fn),      \
+	PAGE_TEST(fill, test_many_failures_capped, setup_fn),   \
+	PAGE_TEST(fill, test_fill_mismatch, setup_fn)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_clean, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_byte, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_never_written, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_swapped_pages, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_same_gen_other_address, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stale, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stale_never_sent, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_table_lost, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_inflight_legal, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_inflight_first_write, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_inflight_illegal, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_torn_not_inflight, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_many_failures_capped, setup, teardown),
+		PAGE_TESTS("random", setup),
+		PAGE_TESTS("text", setup_text),
 		cmocka_unit_test_setup_teardown(test_bad_ctl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ram_too_small, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_split, setup, teardown),
 		cmocka_unit_test(test_stamp_properties),
+		cmocka_unit_test(test_text_stamp_properties),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
