@@ -192,7 +192,10 @@ static int open_channel(struct run *r, int idx, struct err *e)
 		enum ram_codec_kind k = o->codec == MIG_ENC_ZSTD ? RAM_CODEC_ZSTD :
 			o->codec == MIG_ENC_LZ4 ? RAM_CODEC_LZ4 :
 			(o->bandwidth_bps && o->bandwidth_bps <= (300ULL << 20)) ? RAM_CODEC_ZSTD : RAM_CODEC_LZ4;
-		c->codec = ram_codec_new(k, 1, e); /* zstd level 1, lz4 acceleration 1 */
+		/* An explicit codec is the operator's choice (a metered link, say):
+		 * always tried. Auto also decides per stretch whether compressing
+		 * is faster than raw at all. */
+		c->codec = ram_codec_new(k, 1, o->codec == 0, e); /* zstd level 1, lz4 acceleration 1 */
 		if (!c->codec)
 			return -1;
 	}

@@ -4,30 +4,113 @@
 #include <lz4.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zstd.h>
 
+#include "common/log.h"
 #include "migration/ram.h"
 
 #define CODEC_BUF (MIG_MAX_RECORD + 65536)
 
+/*
+ * Compression must never make a move slower than sending raw (what
+ * Hyper-V promises): a small run of compressed sends and one of raw sends
+ * are timed against each other — wall time per guest byte, so CPU
+ * contention, the link and a bandwidth cap all count — and the faster
+ * way is used for a longer stretch, then measured again. Separately, a
+ * streak of runs that do not shrink (incompressible memory) stops the
+ * attempts for a while at once.
+ */
+enum codec_phase { PH_PROBE_COMP, PH_PROBE_RAW, PH_USE_COMP, PH_USE_RAW };
+#define PROBE_RUNS 8
+#define USE_RUNS 64
+#define PROBE_MIN_BYTES (4u << 20) /* per way, before a decision */
+#define IDLE_GAP_NS 250000000ULL /* a longer gap between runs is idling, not sending */
+
 struct ram_codec {
 	enum ram_codec_kind kind;
 	int level;
-	/* Adaptive fallback (what Hyper-V does): after a streak of runs that
-	 * did not shrink, stop trying for a while and send raw; probe again
-	 * later in case the guest's memory became compressible. */
+	bool adaptive;                  /* time it against raw (else: always try) */
+	uint64_t (*now)(void);
 	unsigned misses;
-	unsigned skip;
+	enum codec_phase phase;
+	unsigned left;                  /* runs left in this phase */
+	uint64_t last_ns, last_raw;     /* the previous run: when it started, its size */
+	bool last_comp, last_valid;     /* ... and whether it went through the compressor */
+	double comp_ns, comp_bytes;     /* this round's timings */
+	double raw_ns, raw_bytes;
 	ZSTD_CCtx *zc;
 	uint8_t *buf;
 };
+
+static uint64_t codec_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Charge the time since the previous run started to the way it was sent,
+ * then say whether this run should be compressed. */
+static bool codec_choose(struct ram_codec *c, size_t raw)
+{
+	uint64_t now = c->now();
+	if (!c->adaptive)
+		return true;
+	if (c->last_valid && now - c->last_ns < IDLE_GAP_NS) {
+		if (c->last_comp) {
+			c->comp_ns += (double)(now - c->last_ns);
+			c->comp_bytes += (double)c->last_raw;
+		} else {
+			c->raw_ns += (double)(now - c->last_ns);
+			c->raw_bytes += (double)c->last_raw;
+		}
+	}
+	c->last_valid = true;
+	c->last_ns = now;
+	c->last_raw = raw;
+	if (c->left == 0) {
+		switch (c->phase) {
+		case PH_PROBE_COMP:
+			c->phase = PH_PROBE_RAW;
+			c->left = PROBE_RUNS;
+			break;
+		case PH_PROBE_RAW: {
+			/* bytes per ns of each way: a tie favours compression (same
+			 * time, fewer bytes on a link others may share) */
+			double gc = c->comp_ns > 0 ? c->comp_bytes / c->comp_ns : 0;
+			double gr = c->raw_ns > 0 ? c->raw_bytes / c->raw_ns : 0;
+			if (c->comp_bytes < PROBE_MIN_BYTES || c->raw_bytes < PROBE_MIN_BYTES) {
+				/* too little to judge (small runs): keep alternating */
+				c->phase = PH_PROBE_COMP;
+				c->left = PROBE_RUNS;
+				break;
+			}
+			c->phase = gc >= gr && gr > 0 ? PH_USE_COMP : PH_USE_RAW;
+			log_debug("compression: %.0f MiB/s of guest memory compressed, %.0f MiB/s raw: %s",
+				  gc * 1e9 / 1048576.0, gr * 1e9 / 1048576.0,
+				  c->phase == PH_USE_COMP ? "compressing" : "sending raw");
+			c->left = USE_RUNS;
+			break;
+		}
+		default:
+			c->phase = PH_PROBE_COMP;
+			c->left = PROBE_RUNS;
+			c->comp_ns = c->comp_bytes = c->raw_ns = c->raw_bytes = 0;
+			break;
+		}
+	}
+	c->left--;
+	c->last_comp = c->phase == PH_PROBE_COMP || c->phase == PH_USE_COMP;
+	return c->last_comp;
+}
 
 struct codec_dctx {
 	ZSTD_DCtx *zd;
 	uint8_t *out;   /* decompression target when some pages are stale */
 };
 
-struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, struct err *e)
+struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, bool adaptive, struct err *e)
 {
 	struct ram_codec *c = calloc(1, sizeof(*c));
 	if (!c || !(c->buf = malloc(CODEC_BUF))) {
@@ -37,6 +120,10 @@ struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, struct err 
 	}
 	c->kind = kind;
 	c->level = level;
+	c->adaptive = adaptive;
+	c->now = codec_now_ns;
+	c->phase = PH_PROBE_COMP;
+	c->left = PROBE_RUNS;
 	if (kind == RAM_CODEC_ZSTD) {
 		c->zc = ZSTD_createCCtx();
 		if (!c->zc) {
@@ -46,7 +133,20 @@ struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, struct err 
 		}
 		ZSTD_CCtx_setParameter(c->zc, ZSTD_c_compressionLevel, level);
 	}
+	/* Warm up now (the buffer's first touch, zstd's workspace), so the
+	 * first timed run measures compression, not setup. */
+	memset(c->buf, 0, CODEC_BUF);
+	if (kind == RAM_CODEC_ZSTD)
+		(void)ZSTD_compress2(c->zc, c->buf + 65536, CODEC_BUF - 65536, c->buf, 65536);
+	else
+		(void)LZ4_compress_fast((const char *)c->buf, (char *)c->buf + 65536, 65536,
+					(int)(CODEC_BUF - 65536), 1);
 	return c;
+}
+
+void ram_codec_set_clock(struct ram_codec *c, uint64_t (*now)(void))
+{
+	c->now = now;
 }
 
 void ram_codec_free(struct ram_codec *c)
@@ -62,10 +162,8 @@ int ram_codec_put(struct ram_codec *c, struct stream *w, struct mig_mem_hdr *h,
 		  const uint8_t *src, struct ram_stats *st)
 {
 	size_t raw = (size_t)h->npages * 4096, n;
-	if (c->skip) {
-		c->skip--;
+	if (!codec_choose(c, raw))
 		return -1;
-	}
 	if (c->kind == RAM_CODEC_ZSTD) {
 		n = ZSTD_compress2(c->zc, c->buf, CODEC_BUF, src, raw);
 		if (ZSTD_isError(n))
@@ -79,8 +177,10 @@ int ram_codec_put(struct ram_codec *c, struct stream *w, struct mig_mem_hdr *h,
 	}
 	if (n > raw - raw / 8) {
 		if (++c->misses >= 4) {
+			/* Incompressible: no point timing it, send raw for a while. */
 			c->misses = 0;
-			c->skip = 64;
+			c->phase = PH_USE_RAW;
+			c->left = USE_RUNS / 2;
 		}
 		return -1; /* did not pay: caller sends raw */
 	}

@@ -7,6 +7,7 @@
 #ifndef FERRY_RAM_CODEC_H
 #define FERRY_RAM_CODEC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -18,7 +19,13 @@ struct ram_recv;
 
 enum ram_codec_kind { RAM_CODEC_ZSTD = MIG_ENC_ZSTD, RAM_CODEC_LZ4 = MIG_ENC_LZ4 };
 
-struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, struct err *e);
+/* adaptive: compress only while timing shows it is at least as fast as
+ * sending raw (the default transport); else every run is tried (a codec
+ * the operator chose explicitly). Either way a run that does not shrink by
+ * 1/8 goes raw. */
+struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, bool adaptive, struct err *e);
+/* Tests: replace the monotonic clock (nanoseconds). */
+void ram_codec_set_clock(struct ram_codec *c, uint64_t (*now)(void));
 void ram_codec_free(struct ram_codec *c);
 /* Compress and send one run; returns -1 (nothing written) if it did not pay. */
 int ram_codec_put(struct ram_codec *c, struct stream *w, struct mig_mem_hdr *h,

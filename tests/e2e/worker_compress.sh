@@ -40,6 +40,9 @@ move() { # move EXTRA-JSON: the current VM to a new destination, then the checks
 	vmctl "$T/$cur.sock" '{"cmd":"stop"}' >/dev/null
 	cur=d$i
 }
-move ',"transport":"compression"'
-move ',"transport":"multichannel","channels":3,"compress":true'
+# An explicit codec is always tried; the default (auto) may send raw where
+# that is faster, e.g. over an uncapped loopback on a busy machine — that
+# choice is unit-tested with a fake clock (test_format: codec_adaptive).
+move ',"transport":"compression","codec":"zstd"'
+move ',"transport":"multichannel","channels":3,"compress":true,"codec":"lz4"'
 echo ok

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
+# san: yes
 # Every transport moves a busy guest intact: tcp, compression (lz4 and
 # zstd), multichannel, multichannel + compression. Throttling starts
 # during a long pass 1 and is undone after a move and after a cancel. A corrupted or truncated stream —
 # compressed or multichannel — ends the move with a clear error on both
 # sides, the destination never runs, the source keeps running.
-# san: yes
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm

@@ -317,7 +317,7 @@ static void test_ram_zstd(void **state)
 {
 	struct ram_stats st;
 	struct err e = { 0 };
-	struct ram_codec *c = ram_codec_new(RAM_CODEC_ZSTD, 3, &e);
+	struct ram_codec *c = ram_codec_new(RAM_CODEC_ZSTD, 3, false, &e);
 	(void)state;
 	assert_non_null(c);
 	round_trip(c, &st);
@@ -331,11 +331,66 @@ static void test_ram_lz4(void **state)
 {
 	struct ram_stats st;
 	struct err e = { 0 };
-	struct ram_codec *c = ram_codec_new(RAM_CODEC_LZ4, 1, &e);
+	struct ram_codec *c = ram_codec_new(RAM_CODEC_LZ4, 1, false, &e);
 	(void)state;
 	assert_non_null(c);
 	round_trip(c, &st);
 	assert_true(st.pages_compressed >= 800);
+	ram_codec_free(c);
+}
+
+/* The adaptive codec: fake time makes one way cost 10x the other. */
+static uint64_t fake_ns;
+static uint64_t fake_now(void) { return fake_ns; }
+
+/* Runs 1 MiB compressible runs through codec; each compressed run costs
+ * comp_ms, each raw one raw_ms. Returns how many of runs [from, to) went
+ * compressed. */
+static int adaptive_runs(struct ram_codec *c, uint64_t comp_ms, uint64_t raw_ms, int from, int to)
+{
+	static uint8_t run[MIG_MAX_RUN_PAGES * 4096];
+	struct ram_stats st = { 0 };
+	struct stream w;
+	int compressed = 0;
+	for (size_t i = 0; i < sizeof(run); i++)
+		run[i] = (uint8_t)("memory page text "[i % 17]);
+	ram_codec_set_clock(c, fake_now);
+	stream_init_mem_writer(&w);
+	for (int i = 0; i < to; i++) {
+		struct mig_mem_hdr h = { .gpa = 0, .npages = MIG_MAX_RUN_PAGES, .gen = 1 };
+		int rc = ram_codec_put(c, &w, &h, run, &st);
+		fake_ns += (rc == 0 ? comp_ms : raw_ms) * 1000000ULL;
+		if (rc == 0 && i >= from)
+			compressed++;
+	}
+	stream_destroy(&w);
+	return compressed;
+}
+
+static void test_codec_adaptive(void **state)
+{
+	struct err e = { 0 };
+	struct ram_codec *c;
+	(void)state;
+	/* After one probe of each way (8 + 8 runs), the faster way holds for
+	 * the next 64 runs. */
+	c = ram_codec_new(RAM_CODEC_LZ4, 1, true, &e);
+	assert_non_null(c);
+	assert_int_equal(adaptive_runs(c, 10, 1, 16, 80), 0);   /* compressing is slower: raw */
+	ram_codec_free(c);
+	c = ram_codec_new(RAM_CODEC_LZ4, 1, true, &e);
+	assert_non_null(c);
+	assert_int_equal(adaptive_runs(c, 1, 10, 16, 80), 64);  /* compressing is faster */
+	ram_codec_free(c);
+	/* Over many stretches, slow compression is only the probes' share. */
+	c = ram_codec_new(RAM_CODEC_ZSTD, 1, true, &e);
+	assert_non_null(c);
+	assert_true(adaptive_runs(c, 10, 1, 0, 800) <= 800 * 8 / 80 + 8);
+	ram_codec_free(c);
+	/* An explicit codec is always tried, however slow. */
+	c = ram_codec_new(RAM_CODEC_LZ4, 1, false, &e);
+	assert_non_null(c);
+	assert_int_equal(adaptive_runs(c, 10, 1, 0, 100), 100);
 	ram_codec_free(c);
 }
 
@@ -397,7 +452,7 @@ static void test_generations_raw(void **state)
 static void test_generations_zstd(void **state)
 {
 	struct err e = { 0 };
-	struct ram_codec *c = ram_codec_new(RAM_CODEC_ZSTD, 1, &e);
+	struct ram_codec *c = ram_codec_new(RAM_CODEC_ZSTD, 1, false, &e);
 	(void)state;
 	generations(c);
 	ram_codec_free(c);
@@ -441,7 +496,7 @@ static void corrupt(enum ram_codec_kind kind)
 	fake_init(&dst);
 	for (uint32_t p = 0; p < 4; p++)
 		fill(&src, p, 7, false);
-	c = ram_codec_new(kind, 1, &e);
+	c = ram_codec_new(kind, 1, false, &e);
 	assert_non_null(c);
 	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
 	stream_init_mem_writer(&w);
@@ -508,6 +563,7 @@ int main(void)
 		cmocka_unit_test(test_ram_raw),
 		cmocka_unit_test(test_ram_zstd),
 		cmocka_unit_test(test_ram_lz4),
+		cmocka_unit_test(test_codec_adaptive),
 		cmocka_unit_test(test_generations_raw),
 		cmocka_unit_test(test_generations_zstd),
 		cmocka_unit_test(test_out_of_ram),
