@@ -88,7 +88,7 @@ QEMU_ALL = ["qemu", "qemu-prealloc", "qemu-dt50", "qemu-dt50-prealloc",
             "qemu-mfd4", "qemu-mfd4-prealloc", "qemu-mfd4-zstd",
             "qemu-mfd4-zstd-prealloc", "qemu-shipped"]
 FERRY_ALL = ["ferry", "ferry-tcp", "ferry-compression", "ferry-multichannel",
-             "ferry-multichannel-compression"]
+             "ferry-multichannel-compression", "ferry-prealloc", "ferry-multichannel-prealloc"]
 FULL = {
     "idle-1g": ["qemu", "qemu-prealloc", "qemu-mfd4", "qemu-shipped", "ferry", "ferry-tcp"],
     "idle-4g": ["qemu", "qemu-prealloc", "qemu-mfd4", "qemu-shipped", "ferry", "ferry-tcp"],
@@ -97,7 +97,7 @@ FULL = {
     "ws512-r256": QEMU_ALL + FERRY_ALL,
     "ws512-r1024": QEMU_ALL + FERRY_ALL,
     "ws512-max": QEMU_ALL + FERRY_ALL,
-    "max-cap128": ["qemu", "qemu-prealloc", "qemu-mfd4-zstd-prealloc", "ferry"],
+    "max-cap128": ["qemu", "qemu-prealloc", "qemu-mfd4-zstd-prealloc", "ferry", "ferry-multichannel"],
     "ws512-r256-text": QEMU_ALL + FERRY_ALL,
     # every compressing and non-compressing transport of both systems: under
     # a cap, bytes saved are time saved
@@ -404,13 +404,17 @@ class FerrySystem:
 
     @staticmethod
     def parse(variant):
-        """ferry[-tcp|-compression|-multichannel[-compression]][-dtN]"""
-        opt = {"transport": None, "downtime_ms": None}
+        """ferry[-tcp|-compression|-multichannel[-compression]][-prealloc][-dtN]"""
+        opt = {"transport": None, "downtime_ms": None, "prealloc": False}
         toks = variant.split("-")[1:]
         tr = [t for t in toks if t in ("tcp", "compression", "multichannel")]
         for t in toks:
             if re.fullmatch(r"dt\d+", t):
                 opt["downtime_ms"] = int(t[2:])
+            elif t == "prealloc":
+                # the destination reserves the guest's memory before the
+                # move (ferry-vm --prealloc), as QEMU's -mem-prealloc
+                opt["prealloc"] = True
             elif t not in ("tcp", "compression", "multichannel"):
                 raise ValueError("unknown ferry variant option '%s' in %s" % (t, variant))
         if tr:
@@ -465,8 +469,9 @@ class FerrySystem:
             wait_warm(src_con, wl, warm)
 
             t = time.monotonic()
+            prealloc = ["--memory", "%dM" % wl.mem_mib, "--prealloc"] if opt["prealloc"] else []
             dst = procs.spawn([FERRY_VM, "--incoming", "127.0.0.1:%d" % port, "--name", name,
-                               "--serial", dst_ser, "--control", dst_ctl],
+                               "--serial", dst_ser, "--control", dst_ctl] + prealloc,
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=open(os.path.join(tmp, "dst.err"), "w"))
             dst_con = procs.Console(dst_ser, os.path.join(tmp, "dst.log"))
