@@ -394,6 +394,15 @@ static void test_callback_split(void **state)
 	assert_non_null(strstr(f->err, "not RAM"));
 }
 
+/* Words of a page body (2..511) equal in a and b. */
+static unsigned same_words(const uint64_t *a, const uint64_t *b)
+{
+	unsigned n = 0;
+	for (unsigned i = 2; i < FG_PAGE_WORDS; i++)
+		n += a[i] == b[i];
+	return n;
+}
+
 static void test_stamp_properties(void **state)
 {
 	(void)state;
@@ -409,15 +418,9 @@ static void test_stamp_properties(void **state)
 	for (unsigned i = 2; i < FG_PAGE_WORDS; i++)
 		assert_int_equal(a[i], fg_xorshift64(&s));
 	fg_page_fill(b, 0x200000, 2, FG_DATA_RANDOM);
-	unsigned same = 0;
-	for (unsigned i = 2; i < FG_PAGE_WORDS; i++)
-		same += a[i] == b[i];
-	assert_true(same < 2); /* every word depends on the generation */
+	assert_true(same_words(a, b) < 2); /* every word depends on the generation */
 	fg_page_fill(b, 0x201000, 1, FG_DATA_RANDOM);
-	same = 0;
-	for (unsigned i = 2; i < FG_PAGE_WORDS; i++)
-		same += a[i] == b[i];
-	assert_true(same < 2); /* ... and on the address */
+	assert_true(same_words(a, b) < 2); /* ... and on the address */
 	fg_page_fill(a, 0x200000, 0, FG_DATA_RANDOM);
 	for (unsigned i = 0; i < FG_PAGE_WORDS; i++)
 		assert_int_equal(a[i], 0);
@@ -429,15 +432,6 @@ static void test_stamp_properties(void **state)
 	assert_int_equal(r.sum, fg_blk_sum(&r));
 	r.fill[60] ^= 1;
 	assert_int_not_equal(r.sum, fg_blk_sum(&r));
-}
-
-/* Words of a page body (2..511) equal in a and b. */
-static unsigned same_words(const uint64_t *a, const uint64_t *b)
-{
-	unsigned n = 0;
-	for (unsigned i = 2; i < FG_PAGE_WORDS; i++)
-		n += a[i] == b[i];
-	return n;
 }
 
 static void test_text_stamp_properties(void **state)
