@@ -2,7 +2,9 @@
 #include "migration/channel.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "migration/format.h"
@@ -130,6 +132,25 @@ int channel_drain(struct mig_channel *c)
 	if (stream_ok(&c->w))
 		stream_flush(&c->w);
 	return stream_ok(&c->w) ? 0 : -1;
+}
+
+int channel_wait_sent(struct mig_channel *c, int slack, int timeout_ms)
+{
+	uint64_t t0 = channel_now_ns();
+	for (;;) {
+		int q = 0;
+		struct timespec ts = { 0, 200000 };
+		if (!stream_ok(&c->w))
+			return -1;
+		if (ioctl(c->fd, SIOCOUTQ, &q) < 0)
+			return 0; /* not a TCP socket: nothing to wait for */
+		if (q <= slack)
+			return 0;
+		if (channel_now_ns() - t0 > (uint64_t)timeout_ms * 1000000ULL)
+			return stream_fail(&c->w, "the destination stopped reading: %d bytes unsent after %d ms",
+					   q, timeout_ms);
+		nanosleep(&ts, NULL);
+	}
 }
 
 void channel_stop(struct mig_channel *c)

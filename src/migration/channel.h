@@ -53,6 +53,9 @@ struct mig_channel {
 int channel_submit(struct mig_channel *c, const struct chan_job *j);
 /* Wait until every queued job of this channel has been written. */
 int channel_drain(struct mig_channel *c);
+/* Wait until at most `slack` bytes written to the socket are still
+ * unacknowledged by the peer (the send queue is deep: see precopy.c). */
+int channel_wait_sent(struct mig_channel *c, int slack, int timeout_ms);
 int channel_start_thread(struct mig_channel *c);
 void channel_stop(struct mig_channel *c);
 int channel_exec(struct mig_channel *c, const struct chan_job *j);
