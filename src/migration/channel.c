@@ -134,21 +134,27 @@ int channel_drain(struct mig_channel *c)
 	return stream_ok(&c->w) ? 0 : -1;
 }
 
+uint64_t channel_unsent(const struct mig_channel *c)
+{
+	int q = 0;
+	if (ioctl(c->fd, SIOCOUTQ, &q) < 0 || q < 0)
+		return 0; /* not a TCP socket: nothing is queued in the kernel */
+	return (uint64_t)q;
+}
+
 int channel_wait_sent(struct mig_channel *c, int slack, int timeout_ms)
 {
 	uint64_t t0 = channel_now_ns();
 	for (;;) {
-		int q = 0;
+		uint64_t q = channel_unsent(c);
 		struct timespec ts = { 0, 200000 };
 		if (!stream_ok(&c->w))
 			return -1;
-		if (ioctl(c->fd, SIOCOUTQ, &q) < 0)
-			return 0; /* not a TCP socket: nothing to wait for */
-		if (q <= slack)
+		if (q <= (uint64_t)slack)
 			return 0;
 		if (channel_now_ns() - t0 > (uint64_t)timeout_ms * 1000000ULL)
-			return stream_fail(&c->w, "the destination stopped reading: %d bytes unsent after %d ms",
-					   q, timeout_ms);
+			return stream_fail(&c->w, "the destination stopped reading: %llu bytes unsent after %d ms",
+					   (unsigned long long)q, timeout_ms);
 		nanosleep(&ts, NULL);
 	}
 }

@@ -56,6 +56,8 @@ int channel_drain(struct mig_channel *c);
 /* Wait until at most `slack` bytes written to the socket are still
  * unacknowledged by the peer (the send queue is deep: see precopy.c). */
 int channel_wait_sent(struct mig_channel *c, int slack, int timeout_ms);
+/* Bytes written to the socket that the peer has not acknowledged yet. */
+uint64_t channel_unsent(const struct mig_channel *c);
 int channel_start_thread(struct mig_channel *c);
 void channel_stop(struct mig_channel *c);
 int channel_exec(struct mig_channel *c, const struct chan_job *j);

@@ -120,6 +120,14 @@ static uint64_t wire_bytes(struct run *r)
 	return b;
 }
 
+static uint64_t unsent_bytes(struct run *r)
+{
+	uint64_t b = 0;
+	for (int i = 0; i < r->nch; i++)
+		b += channel_unsent(&r->ch[i]);
+	return b;
+}
+
 static void publish(struct run *r)
 {
 	struct mig_status *st = &r->ms->st;
@@ -371,8 +379,10 @@ static int throttle_step(struct run *r, double rate, double bw, struct err *e)
  * guest's dirty rate, scaled to all populated memory (as if writes were
  * spread evenly). When nearly all of that region is dirty again, the
  * sample is saturated: the guest is taken to be well over twice as fast
- * as the link, which climbs one step per check. Throttling starts only if the rest of pass 1 still needs over a
- * second: short passes are left to the end-of-pass rule. */
+ * as the link, which climbs one step per check. Throttling starts only if
+ * the rest of pass 1 still needs over a second: short passes are left to
+ * the end-of-pass rule. The link rate counts delivered bytes (the send
+ * queue is deep). */
 struct early_check {
 	uint64_t t_last, dirty_last;
 	bool off;
@@ -400,7 +410,7 @@ static int pass_one_check(struct run *r, struct early_check *x, uint64_t upto, s
 		x->dirty_last = dirty;
 		return 0;
 	}
-	bw = (double)(wire_bytes(r) - r->pass_bytes0) / secs;
+	bw = (double)(wire_bytes(r) - unsent_bytes(r) - r->pass_bytes0) / secs;
 	rate = (double)(dirty - x->dirty_last) * 4096.0 / dt * ((double)total / (double)sent);
 	x->dirty_last = dirty;
 	if (dirty * 10 >= sent * 9 && rate < bw * 2.5)
