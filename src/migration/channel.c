@@ -14,23 +14,53 @@ uint64_t channel_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/* A limit lowered or raised live should take effect within this long,
+ * even while the channel sleeps off a chunk sent under the old one. */
+#define PACE_SLICE_NS 50000000ULL
+
+/* Pick up a changed limit: a new pacing window from now, so the new rate
+ * applies from here on instead of being averaged with the time before. */
+static void channel_pace_reload(struct mig_channel *c)
+{
+	uint64_t total = c->bw_total_bps ?
+		atomic_load_explicit(c->bw_total_bps, memory_order_relaxed) : 0;
+	unsigned n = c->bw_channels ? c->bw_channels : 1;
+
+	if (total == c->bw_seen)
+		return;
+	c->bw_seen = total;
+	c->bw_bps = total / n;
+	if (total && !c->bw_bps)
+		c->bw_bps = 1; /* a tiny limit is still a limit, never "none" */
+	c->t_start_ns = 0;
+}
+
 /* Bandwidth limit: sleep until the bytes sent fit the budget. */
 static void channel_pace(struct mig_channel *c)
 {
-	uint64_t sent, due_ns, now;
-	if (!c->bw_bps)
-		return;
-	if (!c->t_start_ns) {
-		c->t_start_ns = channel_now_ns();
-		c->bytes_start = c->w.bytes;
-		return;
-	}
-	sent = c->w.bytes - c->bytes_start;
-	due_ns = (uint64_t)((double)sent * 1e9 / (double)c->bw_bps);
-	now = channel_now_ns() - c->t_start_ns;
-	if (due_ns > now) {
-		uint64_t d = due_ns - now;
-		struct timespec ts = { (time_t)(d / 1000000000ULL), (long)(d % 1000000000ULL) };
+	for (;;) {
+		uint64_t sent, due_ns, now, d;
+		struct timespec ts;
+
+		channel_pace_reload(c);
+		if (!c->bw_bps)
+			return;
+		if (!c->t_start_ns) {
+			c->t_start_ns = channel_now_ns();
+			c->bytes_start = c->w.bytes;
+			return;
+		}
+		sent = c->w.bytes - c->bytes_start;
+		due_ns = (uint64_t)((double)sent * 1e9 / (double)c->bw_bps);
+		now = channel_now_ns() - c->t_start_ns;
+		if (due_ns <= now)
+			return;
+		d = due_ns - now;
+		if (d > PACE_SLICE_NS)
+			d = PACE_SLICE_NS;
+		ts.tv_sec = (time_t)(d / 1000000000ULL);
+		ts.tv_nsec = (long)(d % 1000000000ULL);
+		/* An early wake-up (signal) just goes round the loop again. */
 		nanosleep(&ts, NULL);
 	}
 }
