@@ -98,7 +98,8 @@ void cli_fmt_bytes(double b, char *buf, size_t cap);
 /* cmd_move.c: options shared by move-vm and host evacuate. */
 struct move_opts_pub {
 	const char *destination;
-	long downtime_ms, bandwidth; /* 0 / -1 = the host's setting */
+	long downtime_ms;        /* 0 = the host's setting */
+	long bandwidth;          /* the move's own limit; -1 = not given (none) */
 	const char *transport;
 	bool no_wait;
 	long max_duration_s;     /* 0 = no limit */

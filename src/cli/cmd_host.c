@@ -29,7 +29,12 @@ static void host_usage(FILE *f)
 		"  --migration-network CIDR[,CIDR...]  networks migration traffic may use\n"
 		"                            (e.g. 10.0.0.0/24); 'any' allows every network\n"
 		"  --downtime-ms N           default switch-over target (default 50)\n"
-		"  --bandwidth MiB/s         default cap on migration traffic (0 = none)\n"
+		"  --bandwidth MiB/s         limit on all moves leaving this host together\n"
+		"                            (0 = none): each running move gets an equal\n"
+		"                            share, a move with a lower own limit (move-vm\n"
+		"                            --bandwidth) keeps it and the rest is shared\n"
+		"                            by the others; shares follow as moves start\n"
+		"                            and end, and a change applies to running moves\n"
 		"  --memory-reserve MiB      memory never given to VMs (for the host itself)\n"
 		"  --migration-ports LOW-HIGH  ports incoming moves listen on (default 7460-7559)\n"
 		"evacuate  live-migrate every running VM off the host (-c) to another (-d),\n"
@@ -39,6 +44,7 @@ static void host_usage(FILE *f)
 		"Examples:\n"
 		"  ferry host info\n"
 		"  ferry -c node2 host set --max-migrations 4 --migration-network 10.10.0.0/24\n"
+		"  ferry host set --bandwidth 1000     # all outgoing moves: 1000 MiB/s together\n"
 		"  ferry host evacuate -c node1 -d node2\n");
 }
 
@@ -68,7 +74,8 @@ static void host_info_settings(struct json_object *rep)
 	snprintf(line, sizeof(line), "%lld ms", (long long)cli_int(s, "downtime_ms", 0));
 	cli_kv("Downtime target", line);
 	if (cli_int(s, "bandwidth_mibps", 0))
-		snprintf(line, sizeof(line), "%lld MiB/s", (long long)cli_int(s, "bandwidth_mibps", 0));
+		snprintf(line, sizeof(line), "%lld MiB/s, shared by the outgoing moves",
+			 (long long)cli_int(s, "bandwidth_mibps", 0));
 	else
 		snprintf(line, sizeof(line), "no cap");
 	cli_kv("Bandwidth", line);

@@ -1,7 +1,8 @@
 /*
  * `ferry migration ...`: the moves a host knows about: list (queued and in
- * flight, both directions), status (one move with its figures), cancel,
- * history (finished moves, kept across restarts).
+ * flight, both directions), status (one move with its figures), set (a
+ * move's own bandwidth limit, live), cancel, history (finished moves, kept
+ * across restarts).
  */
 #include "cli/cli.h"
 
@@ -21,7 +22,15 @@ static const char mig_usage_text[] =
 	"Live migrations on a host (start them with: ferry move-vm).\n"
 	"\n"
 	"  list                 queued and running moves, in and out, with progress\n"
-	"  status ID|VM         one move: stage, figures, error (finished ones too)\n"
+	"  status ID|VM         one move: stage, figures, bandwidth limit, error\n"
+	"                       (finished ones too)\n"
+	"  set ID|VM --bandwidth MiB/s\n"
+	"                       change an outgoing move's own bandwidth limit while\n"
+	"                       it runs (0 = none of its own). The host's limit\n"
+	"                       (ferry host set --bandwidth) is shared by all moves\n"
+	"                       leaving the host; a move runs at the lower of its\n"
+	"                       share and its own limit, and what it leaves unused\n"
+	"                       goes to the others\n"
 	"  cancel ID|VM         cancel a queued move, or a running one before its\n"
 	"                       commit point (the VM keeps running where it was)\n"
 	"  history [--name VM] [--limit N]\n"
@@ -30,6 +39,8 @@ static const char mig_usage_text[] =
 	"Examples:\n"
 	"  ferry migration list\n"
 	"  ferry -c node1 migration status web1\n"
+	"  ferry migration set web1 --bandwidth 200   # web1 at most 200 MiB/s\n"
+	"  ferry migration set web1 --bandwidth 0     # back to its share of the host's\n"
 	"  ferry migration cancel mv-1a2b3c4d\n"
 	"  ferry migration history --name web1 --limit 5\n";
 
@@ -60,10 +71,28 @@ static void mig_progress_cell(struct json_object *mv, char *buf, size_t cap)
 		snprintf(buf, cap, "-");
 }
 
+/* "120 MiB/s", or "none" for 0. */
+static void mig_fmt_limit(int64_t mibps, char *buf, size_t cap)
+{
+	if (mibps > 0)
+		snprintf(buf, cap, "%lld MiB/s", (long long)mibps);
+	else
+		snprintf(buf, cap, "none");
+}
+
+/* The limit an outgoing move runs at now; "-" when it is not sending. */
+static void mig_limit_cell(struct json_object *mv, char *buf, size_t cap)
+{
+	if (cli_int(mv, "bandwidth_effective_mibps", -1) < 0)
+		snprintf(buf, cap, "-");
+	else
+		mig_fmt_limit(cli_int(mv, "bandwidth_effective_mibps", 0), buf, cap);
+}
+
 static int mig_list(struct cli_opts *o)
 {
 	static const char *const hdr[] = { "ID", "VM", "DIRECTION", "STATE", "STAGE",
-					   "PROGRESS", "PEER" };
+					   "PROGRESS", "LIMIT", "PEER" };
 	struct json_object *req = json_object_new_object(), *rep, *moves;
 	struct cli_table *t;
 	int rc;
@@ -75,29 +104,35 @@ static int mig_list(struct cli_opts *o)
 		return rc;
 	}
 	json_object_object_get_ex(rep, "moves", &moves);
-	printf("%lld of %lld migration slots in use, %lld queued\n",
+	printf("%lld of %lld migration slots in use, %lld queued",
 	       (long long)cli_int(rep, "active", 0), (long long)cli_int(rep, "max_migrations", 0),
 	       (long long)cli_int(rep, "queued", 0));
+	if (cli_int(rep, "bandwidth_mibps", 0) > 0)
+		printf("; outgoing moves share %lld MiB/s",
+		       (long long)cli_int(rep, "bandwidth_mibps", 0));
+	printf("\n");
 	if (!moves || json_object_array_length(moves) == 0) {
 		printf("No moves in flight. History: ferry migration history\n");
 		json_object_put(rep);
 		return CLI_OK;
 	}
-	t = cli_table_new(7, hdr);
+	t = cli_table_new(8, hdr);
 	for (size_t i = 0; i < json_object_array_length(moves); i++) {
 		struct json_object *mv = json_object_array_get_idx(moves, i);
 		const char *dir = cli_str(mv, "direction");
 		bool out = dir && strcmp(dir, "outgoing") == 0;
-		char prog[64];
-		const char *cells[7];
+		char prog[64], limit[32];
+		const char *cells[8];
 		mig_progress_cell(mv, prog, sizeof(prog));
+		mig_limit_cell(mv, limit, sizeof(limit));
 		cells[0] = cli_str(mv, "id");
 		cells[1] = cli_str(mv, "name");
 		cells[2] = out ? "out" : "in";
 		cells[3] = cli_str(mv, "state");
 		cells[4] = cli_str(mv, "stage");
 		cells[5] = prog;
-		cells[6] = out ? cli_str(mv, "destination") : cli_str(mv, "source");
+		cells[6] = limit;
+		cells[7] = out ? cli_str(mv, "destination") : cli_str(mv, "source");
 		cli_table_row(t, cells);
 	}
 	cli_table_print(t);
@@ -111,6 +146,22 @@ static void mig_time(int64_t ms, char *buf, size_t cap)
 	struct tm tm;
 	if (ms <= 0 || !localtime_r(&t, &tm) || !strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm))
 		snprintf(buf, cap, "-");
+}
+
+/* "40 MiB/s now (own limit: none)": the limit in force while the move
+ * sends, and the one it asked for. */
+static void mig_bandwidth_line(struct json_object *mv, char *buf, size_t cap)
+{
+	char now[32], own[32];
+
+	mig_fmt_limit(cli_int(mv, "bandwidth_mibps", 0), own, sizeof(own));
+	if (cli_int(mv, "bandwidth_effective_mibps", -1) < 0) {
+		snprintf(buf, cap, "own limit: %s", own);
+		return;
+	}
+	mig_fmt_limit(cli_int(mv, "bandwidth_effective_mibps", 0), now, sizeof(now));
+	snprintf(buf, cap, "%s now (own limit: %s)", cli_int(mv, "bandwidth_effective_mibps", 0) ?
+		 now : "no limit", own);
 }
 
 static void mig_show(struct json_object *mv)
@@ -134,6 +185,10 @@ static void mig_show(struct json_object *mv)
 		cli_kv("Stage", cli_str(mv, "stage"));
 	if (cli_str(mv, "address"))
 		cli_kv("Address", cli_str(mv, "address"));
+	if (strcmp(cli_str(mv, "direction") ? cli_str(mv, "direction") : "", "outgoing") == 0) {
+		mig_bandwidth_line(mv, buf, sizeof(buf));
+		cli_kv("Bandwidth", buf);
+	}
 	mig_time(cli_int(mv, "started_ms", 0), buf, sizeof(buf));
 	cli_kv("Started", buf);
 	if (cli_int(mv, "ended_ms", 0)) {
@@ -181,6 +236,60 @@ static int mig_one(struct cli_opts *o, const char *cmd, const char *key)
 				       : "cancelling (the VM keeps running here)");
 		else
 			mig_show(mv);
+	}
+	json_object_put(rep);
+	return CLI_OK;
+}
+
+/* ferry migration set ID|VM --bandwidth N */
+static int mig_set(struct cli_opts *o, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "bandwidth", required_argument, NULL, 'B' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct json_object *req, *rep, *mv;
+	const char *key = NULL;
+	long bw = -1;
+	char buf[256];
+	int opt, rc;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'B':
+			if (!cli_parse_int(optarg, 0, 1 << 20, &bw)) {
+				fprintf(stderr, "ferry migration set: --bandwidth '%s': give MiB/s (0 = no limit of its own)\n",
+					optarg);
+				return CLI_USAGE;
+			}
+			break;
+		case 'j': o->json = true; break;
+		case 'h': fputs(mig_usage_text, stdout); return CLI_OK;
+		default: fputs(mig_usage_text, stderr); return CLI_USAGE;
+		}
+	}
+	if (optind < argc)
+		key = argv[optind++];
+	if (!key || optind < argc || bw < 0) {
+		fprintf(stderr, "ferry migration set: give the move's id or the VM's name and --bandwidth MiB/s\n"
+			"  e.g. ferry migration set web1 --bandwidth 200\n");
+		return CLI_USAGE;
+	}
+	req = json_object_new_object();
+	jsonl_add_str(req, "cmd", "migration.set");
+	jsonl_add_str(req, strncmp(key, "mv-", 3) == 0 ? "id" : "name", key);
+	jsonl_add_int(req, "bandwidth_mibps", bw);
+	rep = cli_request(o, req, MIG_CALL_TIMEOUT_MS, &rc);
+	if (!rep || o->json) {
+		json_object_put(rep);
+		return rc;
+	}
+	if (json_object_object_get_ex(rep, "move", &mv)) {
+		mig_bandwidth_line(mv, buf, sizeof(buf));
+		printf("move %s of VM %s: bandwidth %s\n", cli_str(mv, "id"), cli_str(mv, "name"), buf);
 	}
 	json_object_put(rep);
 	return CLI_OK;
@@ -280,6 +389,8 @@ int cmd_migration(struct cli_opts *o, int argc, char **argv)
 	}
 	if (strcmp(sub, "history") == 0)
 		return mig_history(o, argc - 1, argv + 1);
+	if (strcmp(sub, "set") == 0)
+		return mig_set(o, argc - 1, argv + 1);
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			o->json = true;

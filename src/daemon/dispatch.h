@@ -80,6 +80,7 @@ enum verb_result verb_migration_abort(struct req *r, struct json_object **reply)
 enum verb_result verb_migration_list(struct req *r, struct json_object **reply);
 enum verb_result verb_migration_status(struct req *r, struct json_object **reply);
 enum verb_result verb_migration_cancel(struct req *r, struct json_object **reply);
+enum verb_result verb_migration_set(struct req *r, struct json_object **reply);
 enum verb_result verb_migration_history(struct req *r, struct json_object **reply);
 
 #endif

@@ -118,6 +118,7 @@ struct move *migrate_move_alloc(struct ferryd *d, enum move_dir dir,
 		snprintf(m->id, sizeof(m->id), "mv-%08x", rnd);
 	}
 	m->dir = dir;
+	m->bw_applied = -1;
 	m->created_ms = ferryd_wall_ms();
 	for (tail = &d->moves; *tail; tail = &(*tail)->next)
 		;
@@ -366,6 +367,7 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	const char *addr = NULL;
 	char bind[64];
 	struct err e = { 0 };
+	int bw;
 
 	if (jsonl_get_str(rep, "address", true, &addr, &e) < 0 ||
 	    strlen(addr) >= sizeof(m->address)) {
@@ -395,8 +397,11 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 		jsonl_add_int(req, "max_duration_s", m->max_duration_s);
 		jsonl_add_bool(req, "cancel_on_timeout", m->cancel_on_timeout);
 	}
-	if (m->bandwidth_mibps > 0)
-		jsonl_add_int(req, "bandwidth_mibps", m->bandwidth_mibps);
+	/* Its share of the host's limit from the first byte; the moves
+	 * already sending are slowed to make room after this tick. */
+	bw = migrate_bw_share(d, m);
+	if (bw > 0)
+		jsonl_add_int(req, "bandwidth_mibps", bw);
 	rep = move_worker(d, vm, req, &e);
 	if (!rep) {
 		move_abort_dest(d, m);
@@ -405,6 +410,7 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	}
 	json_object_put(rep);
 	m->state = MV_MIGRATING;
+	m->bw_applied = bw;
 	m->next_ms = ferryd_now_ms() + MIGRATE_POLL_MS;
 	log_info("move %s: VM %s: migrating to %s (worker address %s)", m->id,
 		 m->vm, m->peer, m->address);
@@ -798,6 +804,7 @@ void migrate_tick(struct ferryd *d)
 		else
 			migrate_in_tick(d, m, now);
 	}
+	migrate_bw_rebalance(d);
 }
 
 int migrate_next_timeout(struct ferryd *d)
@@ -845,6 +852,8 @@ struct json_object *migrate_move_json(struct ferryd *d, struct move *m,
 		jsonl_add_str(o, "transport", m->transport);
 		jsonl_add_int(o, "downtime_target_ms", m->downtime_ms);
 		jsonl_add_int(o, "bandwidth_mibps", m->bandwidth_mibps);
+		if (m->state == MV_MIGRATING && m->bw_applied >= 0)
+			jsonl_add_int(o, "bandwidth_effective_mibps", m->bw_applied);
 	}
 	jsonl_add_int(o, "created_ms", m->created_ms);
 	if (m->started_ms)

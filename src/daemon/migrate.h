@@ -49,7 +49,10 @@ struct move {
 	uint32_t memory_mib;
 	/* Options for the worker's migrate command. */
 	char transport[16];
-	int downtime_ms, bandwidth_mibps;
+	int downtime_ms;
+	int bandwidth_mibps;  /* the move's own limit, 0 = none (host's limit still applies) */
+	int bw_applied;       /* out: limit its worker runs at now, 0 = none; -1 = not known */
+	long long bw_retry_ms; /* monotonic: a failed migrate-set is retried from then */
 	int max_duration_s;   /* 0 = none */
 	bool cancel_on_timeout;
 	long long created_ms, started_ms, ended_ms; /* wall clock */
@@ -114,6 +117,15 @@ struct move *migrate_move_alloc(struct ferryd *d, enum move_dir dir,
 void migrate_tick(struct ferryd *d);
 int migrate_next_timeout(struct ferryd *d);
 void migrate_peer_done(struct ferryd *d, struct peer_result *r);
+
+/* migrate_bw.c: the host's bandwidth limit shared by its outgoing moves. */
+/* The limit move m gets when it starts sending beside the moves that
+ * already do (MiB/s, 0 = none). */
+int migrate_bw_share(struct ferryd *d, const struct move *m);
+/* Recompute the running outgoing moves' limits and tell each worker whose
+ * limit changed (migrate-set). Runs after every tick, so a move starting
+ * or ending, host.set and migration.set take effect at once. */
+void migrate_bw_rebalance(struct ferryd *d);
 
 /* JSON of one move: summary for lists, or with the worker's figures. */
 struct json_object *migrate_move_json(struct ferryd *d, struct move *m,

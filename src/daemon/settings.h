@@ -31,7 +31,7 @@ struct host_settings {
 	int max_migrations;        /* concurrent live migrations, in + out */
 	char transport[16];        /* tcp | compression | multichannel */
 	int downtime_ms;           /* switchover target */
-	int bandwidth_mibps;       /* 0 = unlimited */
+	int bandwidth_mibps;       /* all outgoing moves together, 0 = unlimited */
 	int memory_reserve_mib;    /* never handed to VMs */
 	int port_min, port_max;    /* incoming migration listeners */
 	int nnets;                 /* 0 = any network may carry migrations */

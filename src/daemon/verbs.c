@@ -20,6 +20,7 @@ const struct verb verb_table[] = {
 	{ "migration.list",    verb_migration_list,    "queued and running moves" },
 	{ "migration.status",  verb_migration_status,  "one move with its figures" },
 	{ "migration.cancel",  verb_migration_cancel,  "cancel a queued or running move" },
+	{ "migration.set",     verb_migration_set,     "change a move's own bandwidth limit, live" },
 	{ "migration.history", verb_migration_history, "finished moves with their figures" },
 	{ "migration.prepare", verb_migration_prepare, "destination: get ready to receive a VM" },
 	{ "migration.abort",   verb_migration_abort,   "destination: drop an incoming VM" },

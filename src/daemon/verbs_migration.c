@@ -95,7 +95,9 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 		"on_timeout", NULL };
 	struct host_settings *s = &r->d->settings;
 	const char *dest = NULL, *transport = s->transport;
-	int64_t downtime = s->downtime_ms, bw = s->bandwidth_mibps, maxdur = 0;
+	/* bandwidth_mibps is the move's own limit; the host's limit is not a
+	 * default for it but a budget all moves share (migrate_bw.c). */
+	int64_t downtime = s->downtime_ms, bw = 0, maxdur = 0;
 	const char *on_timeout = "switchover";
 	struct json_object *o, *arr;
 	struct move *moves[MIGRATION_START_MAX_VMS];
@@ -324,6 +326,8 @@ enum verb_result verb_migration_list(struct req *r, struct json_object **reply)
 	jsonl_add_int(o, "max_migrations", r->d->settings.max_migrations);
 	jsonl_add_int(o, "active", migrate_active_count(r->d));
 	jsonl_add_int(o, "queued", queued);
+	/* The budget the outgoing moves' bandwidth_effective_mibps share. */
+	jsonl_add_int(o, "bandwidth_mibps", r->d->settings.bandwidth_mibps);
 	json_object_object_add(o, "moves", arr);
 	*reply = o;
 	return VERB_REPLY;
@@ -411,6 +415,57 @@ enum verb_result verb_migration_cancel(struct req *r, struct json_object **reply
 				id ? id : name);
 	if (migrate_cancel(r->d, m, &r->code, &r->err) < 0)
 		return VERB_FAIL;
+	o = reply_ok();
+	json_object_object_add(o, "move", migrate_move_json(r->d, m, false));
+	*reply = o;
+	return VERB_REPLY;
+}
+
+/* A queued or in-flight move by id, or by its VM's name. */
+static struct move *find_live(struct ferryd *d, const char *id, const char *name)
+{
+	for (struct move *x = d->moves; x; x = x->next)
+		if (strcmp(x->id, id ? id : name) == 0 || (!id && strcmp(x->vm, name) == 0))
+			return x;
+	return NULL;
+}
+
+/* migration.set: change a move's own bandwidth limit, live. */
+enum verb_result verb_migration_set(struct req *r, struct json_object **reply)
+{
+	static const char *const fields[] = { "id", "name", "bandwidth_mibps", NULL };
+	const char *id = NULL, *name = NULL;
+	int64_t bw = 0;
+	struct move *m;
+	struct json_object *o;
+
+	if (req_fields(r, fields) < 0)
+		return VERB_FAIL;
+	if (jsonl_get_str(r->args, "id", false, &id, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "name", false, &name, &r->err) < 0 ||
+	    jsonl_get_int(r->args, "bandwidth_mibps", true, 0, 1 << 20, &bw, &r->err) < 0)
+		return bad_arg(r);
+	if (!id && !name)
+		return req_fail(r, "E_BAD_ARG", "give the move's 'id' or the VM's 'name'");
+	m = find_live(r->d, id, name);
+	if (!m)
+		return req_fail(r, "E_NO_MIGRATION", "no queued or running move of '%.80s' on this host (see: ferry migration list)",
+				id ? id : name);
+	if (m->dir == MOVE_IN)
+		return req_fail(r, "E_BAD_ARG", "move %s brings VM %s here from %s: change it on the source host",
+				m->id, m->vm, m->peer);
+	if (m->state == MV_RESOLVING || m->state == MV_FINISHING)
+		return req_fail(r, "E_TOO_LATE", "the move of VM %s has sent all its memory (%s): nothing left to limit",
+				m->vm, migrate_state_name(m->state));
+	m->bandwidth_mibps = (int)bw;
+	if (bw)
+		log_info("move %s: VM %s: own bandwidth limit set to %lld MiB/s", m->id, m->vm,
+			 (long long)bw);
+	else
+		log_info("move %s: VM %s: own bandwidth limit removed", m->id, m->vm);
+	migrate_store_save(r->d);
+	/* Now, not on the next tick: the reply shows the limit in force. */
+	migrate_bw_rebalance(r->d);
 	o = reply_ok();
 	json_object_object_add(o, "move", migrate_move_json(r->d, m, false));
 	*reply = o;

@@ -17,31 +17,61 @@ uint64_t channel_now_ns(void)
 }
 
 #define PACE_BURST_NS 5000000ULL /* 5 ms */
+/* A limit lowered or raised live should take effect within this long,
+ * even while the channel sleeps off a chunk sent under the old one. */
+#define PACE_SLICE_NS 50000000ULL
+
+/* Pick up a changed limit: a new pacing window from now, so the new rate
+ * applies from here on instead of being averaged with the time before. */
+static void channel_pace_reload(struct mig_channel *c)
+{
+	uint64_t total = c->bw_total_bps ?
+		atomic_load_explicit(c->bw_total_bps, memory_order_relaxed) : 0;
+	unsigned n = c->bw_channels ? c->bw_channels : 1;
+
+	if (total == c->bw_seen)
+		return;
+	c->bw_seen = total;
+	c->bw_bps = total / n;
+	if (total && !c->bw_bps)
+		c->bw_bps = 1; /* a tiny limit is still a limit, never "none" */
+	c->t_start_ns = 0;
+}
 
 /* Bandwidth limit: sleep until the bytes sent fit the budget. */
 static void channel_pace(struct mig_channel *c)
 {
-	uint64_t sent, due_ns, now;
-	if (!c->bw_bps)
-		return;
-	if (!c->t_start_ns) {
-		c->t_start_ns = channel_now_ns();
-		c->bytes_start = c->w.bytes;
-		return;
-	}
-	sent = c->w.bytes - c->bytes_start;
-	due_ns = (uint64_t)((double)sent * 1e9 / (double)c->bw_bps);
-	now = channel_now_ns() - c->t_start_ns;
-	/* Time spent not sending (compressing, waiting for work) is not saved
-	 * up as credit beyond a short burst: the cap holds over any window,
-	 * and the compressor's raw-vs-compressed timing stays honest. */
-	if (now > due_ns + PACE_BURST_NS) {
-		c->t_start_ns += now - due_ns - PACE_BURST_NS;
-		now = due_ns + PACE_BURST_NS;
-	}
-	if (due_ns > now) {
-		uint64_t d = due_ns - now;
-		struct timespec ts = { (time_t)(d / 1000000000ULL), (long)(d % 1000000000ULL) };
+	for (;;) {
+		uint64_t sent, due_ns, now, d;
+		struct timespec ts;
+
+		channel_pace_reload(c);
+		if (!c->bw_bps)
+			return;
+		if (!c->t_start_ns) {
+			c->t_start_ns = channel_now_ns();
+			c->bytes_start = c->w.bytes;
+			return;
+		}
+		sent = c->w.bytes - c->bytes_start;
+		due_ns = (uint64_t)((double)sent * 1e9 / (double)c->bw_bps);
+		now = channel_now_ns() - c->t_start_ns;
+		/* Time spent not sending (compressing, waiting for work) is not
+		 * saved up as credit beyond a short burst: the cap holds over any
+		 * window, and the compressor's raw-vs-compressed timing stays
+		 * honest. */
+		if (now > due_ns + PACE_BURST_NS) {
+			c->t_start_ns += now - due_ns - PACE_BURST_NS;
+			now = due_ns + PACE_BURST_NS;
+		}
+		if (due_ns <= now)
+			return;
+		d = due_ns - now;
+		if (d > PACE_SLICE_NS)
+			d = PACE_SLICE_NS;
+		ts.tv_sec = (time_t)(d / 1000000000ULL);
+		ts.tv_nsec = (long)(d % 1000000000ULL);
+		/* An early wake-up (signal) just goes round the loop again. */
 		nanosleep(&ts, NULL);
 	}
 }
@@ -144,7 +174,7 @@ uint64_t channel_unsent(const struct mig_channel *c)
 
 int channel_wait_sent(struct mig_channel *c, int slack, int timeout_ms)
 {
-	uint64_t t0 = channel_now_ns();
+	uint64_t t0 = channel_now_ns(), last = UINT64_MAX;
 	for (;;) {
 		uint64_t q = channel_unsent(c);
 		struct timespec ts = { 0, 200000 };
@@ -152,9 +182,14 @@ int channel_wait_sent(struct mig_channel *c, int slack, int timeout_ms)
 			return -1;
 		if (q <= (uint64_t)slack)
 			return 0;
-		if (channel_now_ns() - t0 > (uint64_t)timeout_ms * 1000000ULL)
-			return stream_fail(&c->w, "the destination stopped reading: %llu bytes unsent after %d ms",
+		/* A slow link drains slowly; only a queue that stops shrinking fails. */
+		if (q < last) {
+			last = q;
+			t0 = channel_now_ns();
+		} else if (channel_now_ns() - t0 > (uint64_t)timeout_ms * 1000000ULL) {
+			return stream_fail(&c->w, "the destination stopped reading: %llu bytes unsent for %d ms",
 					   (unsigned long long)q, timeout_ms);
+		}
 		nanosleep(&ts, NULL);
 	}
 }

@@ -11,6 +11,7 @@
 #define FERRY_CHANNEL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -44,7 +45,13 @@ struct mig_channel {
 	bool busy;
 	struct guest_mem *gm;
 	const uint64_t *bitmap;    /* the current pass's dirty bitmap */
-	uint64_t bw_bps;           /* per-channel share of the bandwidth limit */
+	/* Pacing: the whole migration's limit (bytes/s, 0 = none) lives in the
+	 * migration and may change while it runs; each channel takes its
+	 * share of it and restarts its pacing window when it changes. */
+	const _Atomic uint64_t *bw_total_bps;
+	unsigned bw_channels;      /* channels sharing the total */
+	uint64_t bw_seen;          /* the total the current window was started with */
+	uint64_t bw_bps;           /* this channel's share of it */
 	uint64_t t_start_ns;
 	uint64_t bytes_start;
 };

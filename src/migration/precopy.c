@@ -205,7 +205,8 @@ static int open_channel(struct run *r, int idx, struct err *e)
 	c->st.bounce = malloc((size_t)MIG_MAX_RUN_PAGES * 4096);
 	if (!c->st.bounce)
 		return err_set(e, "out of memory");
-	c->bw_bps = o->bandwidth_bps / (uint64_t)r->nch;
+	c->bw_total_bps = &r->ms->bw_bps;
+	c->bw_channels = (unsigned)r->nch;
 	if (o->compress) {
 		/* lz4 costs little CPU and suits fast links; on a link capped
 		 * below ~300 MiB/s, zstd's denser output wins the time back. */
@@ -848,6 +849,7 @@ int mig_source_start(struct mig_source *ms, struct machine *m, const struct mig_
 		 o->transport == MIG_TRANSPORT_COMPRESSION ? "compression" : "multichannel",
 		 o->transport == MIG_TRANSPORT_MULTICHANNEL && o->compress ? "+compression" : "");
 	ms->cancel = false;
+	atomic_store(&ms->bw_bps, o->bandwidth_bps);
 	for (int i = 0; i < CHANNEL_MAX; i++)
 		ms->fds[i] = -1;
 	ms->st.stage = MIG_STAGE_SETUP;
@@ -862,6 +864,14 @@ void mig_source_status(struct mig_source *ms, struct mig_status *out)
 	pthread_mutex_lock(&ms->lock);
 	*out = ms->st;
 	pthread_mutex_unlock(&ms->lock);
+	out->bandwidth_bps = atomic_load(&ms->bw_bps);
+}
+
+void mig_source_set_bandwidth(struct mig_source *ms, uint64_t bps)
+{
+	/* A single word the channels poll: no lock, so a sender never waits
+	 * on a status reader to learn its new pace. */
+	atomic_store(&ms->bw_bps, bps);
 }
 
 int mig_source_cancel(struct mig_source *ms, struct err *e)

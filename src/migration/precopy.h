@@ -10,6 +10,7 @@
 #define FERRY_PRECOPY_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -53,6 +54,7 @@ struct mig_status {
 	struct ram_stats ram;
 	uint64_t elapsed_ms, setup_ms, downtime_ms, eta_ms;
 	uint32_t throttle_pct;
+	uint64_t bandwidth_bps;      /* the limit in force now, 0 = none */
 	bool committed;
 	char transport[32];
 	char error[512];
@@ -66,6 +68,9 @@ struct mig_source {
 	pthread_mutex_t lock;
 	struct mig_status st;        /* guarded by lock */
 	volatile bool cancel;
+	/* Bandwidth limit in bytes/s (0 = none): o.bandwidth_bps at the start,
+	 * changed live by mig_source_set_bandwidth; the channels read it. */
+	_Atomic uint64_t bw_bps;
 	int fds[8];                  /* open connections, so cancel can shut them down */
 	/* Called (from the migration thread) when the VM is paused/resumed by the migration. */
 	void (*on_pause)(void *opaque, bool paused);
@@ -80,6 +85,9 @@ int mig_source_start(struct mig_source *ms, struct machine *m, const struct mig_
 		     struct err *e);
 /* Snapshot of the status, safe from any thread. */
 void mig_source_status(struct mig_source *ms, struct mig_status *out);
+/* Change the limit of the running migration (bytes/s, 0 = none); every
+ * channel paces at its share of the new total from now on. */
+void mig_source_set_bandwidth(struct mig_source *ms, uint64_t bps);
 /* Ask to cancel; refused (returns -1) once the commit point has passed. */
 int mig_source_cancel(struct mig_source *ms, struct err *e);
 bool mig_source_done(struct mig_source *ms);

@@ -197,6 +197,7 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		jsonl_add_int(m, "downtime_ms", (int64_t)st.downtime_ms);
 		jsonl_add_int(m, "eta_ms", (int64_t)st.eta_ms);
 		jsonl_add_int(m, "throttle_pct", st.throttle_pct);
+		jsonl_add_int(m, "bandwidth_mibps", (int64_t)(st.bandwidth_bps >> 20));
 		jsonl_add_bool(m, "committed", st.committed);
 		if (st.error[0])
 			jsonl_add_str(m, "error", st.error);
@@ -289,6 +290,28 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct err 
 	return 0;
 }
 
+/* migrate-set: a new bandwidth limit for the outgoing migration, applied
+ * from now (ferryd re-divides the host's limit as moves come and go). */
+static int worker_migrate_set(struct worker *w, struct json_object *req, struct err *e)
+{
+	static const char *const keys[] = { "cmd", "bandwidth_mibps", NULL };
+	int64_t v;
+
+	if (!w->migrating_out)
+		return err_set(e, "no outgoing migration to change");
+	if (jsonl_only_keys(req, keys, e) < 0 ||
+	    jsonl_get_int(req, "bandwidth_mibps", true, 0, 1 << 30, &v, e) < 0)
+		return -1;
+	/* A migration that has ended takes it harmlessly: ferryd may learn of
+	 * the end only after it sent the new limit. */
+	mig_source_set_bandwidth(&w->ms, (uint64_t)v << 20);
+	if (v)
+		log_info("migration: bandwidth limit now %lld MiB/s", (long long)v);
+	else
+		log_info("migration: bandwidth limit removed");
+	return 0;
+}
+
 static int worker_resolve(struct worker *w, struct json_object *req, struct err *e)
 {
 	struct mig_status st;
@@ -345,6 +368,8 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 		rc = worker_migrate(w, req, &e);
 	} else if (strcmp(cmd, "migrate-status") == 0) {
 		status_migration(w, resp);
+	} else if (strcmp(cmd, "migrate-set") == 0) {
+		rc = worker_migrate_set(w, req, &e);
 	} else if (strcmp(cmd, "migrate-cancel") == 0) {
 		rc = w->migrating_out ? mig_source_cancel(&w->ms, &e) :
 		     err_set(&e, "no outgoing migration to cancel");
@@ -379,7 +404,7 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 		rc = worker_verify(w, resp, &e);
 	} else {
 		rc = err_set(&e, "unknown command '%s' (status, pause, resume, stop, save, verify, "
-			     "migrate, migrate-status, migrate-cancel, migrate-resolve)", cmd);
+			     "migrate, migrate-status, migrate-set, migrate-cancel, migrate-resolve)", cmd);
 	}
 	jsonl_add_bool(resp, "ok", rc == 0);
 	if (rc < 0)

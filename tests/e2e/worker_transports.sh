@@ -2,9 +2,11 @@
 # san: yes
 # Every transport moves a busy guest intact: tcp, compression (lz4 and
 # zstd), multichannel, multichannel + compression. Throttling starts
-# during a long pass 1 and is undone after a move and after a cancel. A corrupted or truncated stream —
+# during a long pass 1 and is undone after a move and after a cancel. A
+# corrupted or truncated stream —
 # compressed or multichannel — ends the move with a clear error on both
-# sides, the destination never runs, the source keeps running.
+# sides, the destination never runs, the source keeps running. migrate-set
+# changes a running move's bandwidth limit (as migrate-status reports it).
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm
@@ -12,6 +14,8 @@ proxy=$(dirname "$0")/../tools/mangle_proxy.py
 cur=s0
 start_src s0 512M 2 "ws=256M rate=128 cpus=2"
 wait_for "$T/s0.log" 'FERRY-GUEST hb n=2 ' 30 || fail "guest not heartbeating"
+vmctl "$T/s0.sock" '{"cmd":"migrate-set","bandwidth_mibps":5}' | grep -q '"ok":false' ||
+	fail "migrate-set accepted with no migration"
 i=0
 move() { # move EXTRA-JSON: one move of the current VM to a new destination
 	i=$((i + 1)); next_port; start_dst d$i "$port"
@@ -33,6 +37,16 @@ move ',"transport":"multichannel","channels":3,"compress":true'
 note "throttling is undone after a cancel"
 next_port; start_dst c1 "$port"
 migrate $cur "$port" ',"transport":"tcp","bandwidth_mibps":24,"max_passes":100' || fail "migrate refused"
+bw_now() { field "$(vmctl "$T/$cur.sock" '{"cmd":"migrate-status"}')" bandwidth_mibps; }
+[ "$(bw_now)" = 24 ] || fail "limit 24 not reported: $(bw_now)"
+vmctl "$T/$cur.sock" '{"cmd":"migrate-set","bandwidth_mibps":12}' | grep -q '"ok":true' || fail "migrate-set refused"
+[ "$(bw_now)" = 12 ] || fail "migrate-set 12 not applied: $(bw_now)"
+for bad in '"bandwidth_mibps":-1' '"bandwidth_mibps":"8"' '"bandwith_mibps":8' ''; do
+	vmctl "$T/$cur.sock" "{\"cmd\":\"migrate-set\"${bad:+,$bad}}" | grep -q '"ok":false' ||
+		fail "migrate-set accepted {$bad}"
+done
+[ "$(bw_now)" = 12 ] || fail "a refused migrate-set changed the limit: $(bw_now)"
+echo "migrate-set: limit 24 -> 12 MiB/s while moving"
 for _ in $(seq 200); do
 	st=$(vmctl "$T/$cur.sock" '{"cmd":"migrate-status"}')
 	t=$(field "$st" throttle_pct)

@@ -1,0 +1,101 @@
+#!/bin/bash
+# san: yes
+# The host's bandwidth limit is one budget for every move leaving the host.
+# Two moves at once each run at half of it — as ferryd reports it and as
+# each source worker reports it; a move's own lower limit, set live with
+# `ferry migration set`, leaves the rest to the other; a changed host
+# limit reaches running moves; when one move ends the other gets the whole
+# limit; a move's own limit works alone when the host has none; both VMs
+# arrive intact. Only the limits are checked, never times or rates.
+# Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/hosts.inc"
+need_root
+need_kvm
+
+start_host A
+start_host B
+on A host set --migration-ports 22500-22599 --max-migrations 2 --bandwidth 4 >/dev/null || fail "host set A"
+on B host set --migration-ports 22600-22699 --max-migrations 2 >/dev/null || fail "host set B"
+on A host info | grep -qE '^Bandwidth: +4 MiB/s, shared' || fail "host limit not shown as shared"
+
+note "v1 small (8 MiB working set), v2 six times larger and busier"
+new_vm A v1 64M "ws=8M rate=2"
+new_vm A v2 128M "ws=48M rate=16"
+# By the fourth heartbeat both have written their whole working set.
+wait_for "$(serial_of A v1)" 'FERRY-GUEST hb n=4 ' 30 || fail "v1 heartbeat"
+wait_for "$(serial_of A v2)" 'FERRY-GUEST hb n=4 ' 30 || fail "v2 heartbeat"
+
+# limits: the outgoing moves that are sending, as NAME=FERRYD:WORKER (the
+# limit ferryd says is in force, and the one the source worker reports).
+limits() {
+	on A --json migration list | python3 -c '
+import json, sys
+out = []
+for m in json.load(sys.stdin)["moves"]:
+    if m["direction"] == "outgoing" and m["state"] == "migrating":
+        p = m.get("progress") or {}
+        out.append("%s=%s:%s" % (m["name"], m.get("bandwidth_effective_mibps", "-"),
+                                 p.get("bandwidth_mibps", "-")))
+print(" ".join(sorted(out)))'
+}
+# expect WANT: wait until limits shows exactly WANT (workers are polled
+# every 250 ms, so the worker's figure follows ferryd's within a moment).
+expect() {
+	local now=
+	for _ in $(seq 200); do
+		now=$(limits)
+		[ "$now" = "$1" ] && { echo "limits: $now"; return 0; }
+		sleep 0.1
+	done
+	on A migration list
+	fail "expected limits '$1', have '$now'"
+}
+
+note "two moves under a 4 MiB/s host limit: 2 MiB/s each"
+on A move-vm -n v1,v2 -d "$(port_of B)" --transport tcp --no-wait >/dev/null || fail "move-vm"
+expect "v1=2:2 v2=2:2"
+on A migration list | tee "$T/list"
+grep -q "outgoing moves share 4 MiB/s" "$T/list" || fail "list does not show the shared limit"
+grep -qE "v1 .* 2 MiB/s" "$T/list" || fail "list does not show v1's limit"
+
+note "v1's own limit 1 MiB/s, set live: v2 gets the other 3"
+on A migration set v1 --bandwidth 1 | tee "$T/set"
+grep -q "bandwidth 1 MiB/s now (own limit: 1 MiB/s)" "$T/set" || fail "set reply"
+expect "v1=1:1 v2=3:3"
+on A migration status v2 | grep -E '^Bandwidth: +3 MiB/s now \(own limit: none\)' ||
+	fail "status does not show v2's limit"
+
+note "v1's own limit removed: half each again; host limit raised to 8 live"
+on A migration set v1 --bandwidth 0 >/dev/null || fail "set v1 0"
+expect "v1=2:2 v2=2:2"
+on A host set --bandwidth 8 >/dev/null || fail "raise host limit"
+expect "v1=4:4 v2=4:4"
+
+# v2 dirties 16 MiB/s, faster than it may send: it keeps moving until the
+# end of the test lifts its limit.
+note "v1 ends: v2 gets the whole 8 MiB/s"
+wait_move A v1 completed 60 || fail "v1 did not complete"
+expect "v2=8:8"
+
+note "a move's own limit alone, with no host limit"
+on A migration set v2 --bandwidth 3 >/dev/null || fail "set v2 3"
+expect "v2=3:3"
+on A host set --bandwidth 0 >/dev/null || fail "host limit off"
+on A host info | grep -qE '^Bandwidth: +no cap' || fail "host limit not off"
+expect "v2=3:3"
+on A migration set v2 --bandwidth 0 | tee "$T/set"
+grep -q "bandwidth no limit now (own limit: none)" "$T/set" || fail "set v2 0 reply"
+wait_move A v2 completed 60 || fail "v2 did not complete"
+
+note "refusals"
+on A migration set v2 --bandwidth 5 >"$T/err" 2>&1 && fail "set on a finished move accepted"
+grep -q "no queued or running move" "$T/err" || { cat "$T/err"; fail "unclear refusal"; }
+on A migration set v2 >/dev/null 2>&1; [ $? = 2 ] || fail "set without --bandwidth not a usage error"
+on A migration --help | grep -q "set ID|VM --bandwidth" || fail "help does not teach set"
+
+for v in v1 v2; do
+	[ "$(vm_state B $v)" = running ] || fail "$v not running on B"
+	verify_vm B $v || fail "$v damaged"
+done
+echo "PASS: move_bandwidth"
