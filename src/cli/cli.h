@@ -73,6 +73,7 @@ bool cli_parse_int(const char *s, long min, long max, long *out);
 /* output.c */
 const char *cli_str(struct json_object *o, const char *key);
 int64_t cli_int(struct json_object *o, const char *key, int64_t dflt);
+bool cli_bool(struct json_object *o, const char *key); /* false if absent */
 /* "1h02m", "3m04s", "12s". */
 void cli_fmt_duration(int64_t ms, char *buf, size_t cap);
 /* "512 MiB", "2 GiB". */
@@ -101,13 +102,14 @@ struct move_opts_pub {
 	long downtime_ms;        /* 0 = the host's setting */
 	long bandwidth;          /* the move's own limit; -1 = not given (none) */
 	const char *transport;
+	const char *codec;       /* NULL = auto */
 	bool no_wait;
 	long max_duration_s;     /* 0 = no limit */
 	const char *on_timeout;  /* "switchover" (default) or "cancel" */
 };
 /* Parse one of -d/--destination-host (opt 'd'), --downtime-ms ('D'),
- * --bandwidth ('B'), --transport ('T'), --no-wait ('W'), --max-duration
- * ('M'), --on-timeout ('O'); -1 on error. */
+ * --bandwidth ('B'), --transport ('T'), --codec ('C'), --no-wait ('W'),
+ * --max-duration ('M'), --on-timeout ('O'); -1 on error. */
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 			  struct move_opts_pub *mo);
 /* Send a migration.start request (consumed; options added) and follow. */

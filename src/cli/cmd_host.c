@@ -37,9 +37,14 @@ static void host_usage(FILE *f)
 		"                            and end, and a change applies to running moves\n"
 		"  --memory-reserve MiB      memory never given to VMs (for the host itself)\n"
 		"  --migration-ports LOW-HIGH  ports incoming moves listen on (default 7460-7559)\n"
+		"  --prealloc on|off         incoming VMs reserve (fault in) all their memory\n"
+		"                            before the move starts (default off): a host\n"
+		"                            short of memory refuses up front, and the\n"
+		"                            transfer never waits on a first touch; memory\n"
+		"                            the guest never touched is given back at once\n"
 		"evacuate  live-migrate every running VM off the host (-c) to another (-d),\n"
 		"          through the same queue as move-vm; takes move-vm's options\n"
-		"          (--downtime-ms, --bandwidth, --transport, --no-wait, --json).\n"
+		"          (--downtime-ms, --bandwidth, --transport, --codec, --no-wait, --json).\n"
 		"\n"
 		"Examples:\n"
 		"  ferry host info\n"
@@ -62,6 +67,7 @@ static void host_info_settings(struct json_object *rep)
 		 (long long)cli_int(mig, "queued", 0));
 	cli_kv("Migrations", line);
 	cli_kv("Transport", cli_str(s, "transport"));
+	cli_kv("Pre-allocate", cli_bool(s, "prealloc") ? "on (incoming VMs reserve their memory first)" : "off");
 	line[0] = '\0';
 	if (json_object_object_get_ex(s, "migration_networks", &nets))
 		for (size_t i = 0; i < json_object_array_length(nets) && used < sizeof(line); i++) {
@@ -94,6 +100,7 @@ static int host_set(struct cli_opts *o, int argc, char **argv)
 		{ "bandwidth", required_argument, NULL, 'B' },
 		{ "memory-reserve", required_argument, NULL, 'R' },
 		{ "migration-ports", required_argument, NULL, 'P' },
+		{ "prealloc", required_argument, NULL, 'A' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -150,6 +157,13 @@ static int host_set(struct cli_opts *o, int argc, char **argv)
 			jsonl_add_int(req, "memory_reserve_mib", mib);
 			break;
 		case 'P': jsonl_add_str(req, "migration_ports", optarg); break;
+		case 'A':
+			if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
+				fprintf(stderr, "ferry host set: --prealloc '%s': use on or off\n", optarg);
+				goto usage;
+			}
+			jsonl_add_bool(req, "prealloc", strcmp(optarg, "on") == 0);
+			break;
 		case 'j': o->json = true; nset--; break;
 		case 'h':
 			json_object_put(req);
@@ -187,6 +201,7 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 		{ "downtime-ms", required_argument, NULL, 'D' },
 		{ "bandwidth", required_argument, NULL, 'B' },
 		{ "transport", required_argument, NULL, 'T' },
+		{ "codec", required_argument, NULL, 'C' },
 		{ "no-wait", no_argument, NULL, 'W' },
 		{ "max-duration", required_argument, NULL, 'M' },
 		{ "on-timeout", required_argument, NULL, 'O' },

@@ -34,6 +34,10 @@ static const char move_usage_text[] =
 	"                         outgoing moves and applies too. Change it while the move\n"
 	"                         runs: ferry migration set VM --bandwidth N\n"
 	"  --transport T          tcp, compression or multichannel (default: host setting)\n"
+	"  --codec C              auto (default: lz4, or zstd under a cap of 300 MiB/s or\n"
+	"                         less, and only while compressing is measured to be at\n"
+	"                         least as fast as sending raw), lz4 or zstd (always tried,\n"
+	"                         e.g. on a metered link); for compression and multichannel\n"
 	"  --max-duration S       give the move at most S seconds of pre-copy, then\n"
 	"  --on-timeout A         switchover (default: stop and copy the rest, a longer\n"
 	"                         downtime) or cancel (the VM stays where it is)\n"
@@ -48,7 +52,8 @@ static const char move_usage_text[] =
 	"Examples:\n"
 	"  ferry move-vm -n web1 -d node2\n"
 	"  ferry move-vm -c node1 -n web1,web2,db1 -d node2:7450 --bandwidth 500\n"
-	"  ferry move-vm -n web1 -d node2 --no-wait && ferry migration status web1\n";
+	"  ferry move-vm -n web1 -d node2 --no-wait && ferry migration status web1\n"
+	"  ferry move-vm -n db1 -d remote-site --bandwidth 100 --codec zstd\n";
 
 /* Send migration.start and follow (or list) the moves it made. */
 int cli_start_moves(struct cli_opts *o, struct json_object *req,
@@ -69,6 +74,8 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		jsonl_add_str(req, "on_timeout", mo->on_timeout);
 	if (mo->transport)
 		jsonl_add_str(req, "transport", mo->transport);
+	if (mo->codec)
+		jsonl_add_str(req, "codec", mo->codec);
 	/* The start reply is ours to interpret; --json events come after. */
 	o->json = false;
 	rep = cli_request(o, req, 30000, &rc);
@@ -144,6 +151,13 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 		}
 		mo->transport = arg;
 		return 0;
+	case 'C':
+		if (strcmp(arg, "auto") != 0 && strcmp(arg, "lz4") != 0 && strcmp(arg, "zstd") != 0) {
+			fprintf(stderr, "ferry %s: --codec '%s': use auto, lz4 or zstd\n", cmd, arg);
+			return -1;
+		}
+		mo->codec = arg;
+		return 0;
 	case 'W':
 		mo->no_wait = true;
 		return 0;
@@ -173,6 +187,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		{ "downtime-ms", required_argument, NULL, 'D' },
 		{ "bandwidth", required_argument, NULL, 'B' },
 		{ "transport", required_argument, NULL, 'T' },
+		{ "codec", required_argument, NULL, 'C' },
 		{ "max-duration", required_argument, NULL, 'M' },
 		{ "on-timeout", required_argument, NULL, 'O' },
 		{ "no-wait", no_argument, NULL, 'W' },

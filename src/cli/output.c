@@ -33,6 +33,13 @@ int64_t cli_int(struct json_object *o, const char *key, int64_t dflt)
 	return json_object_get_int64(v);
 }
 
+bool cli_bool(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_boolean) &&
+	       json_object_get_boolean(v);
+}
+
 void cli_fmt_duration(int64_t ms, char *buf, size_t cap)
 {
 	int64_t s = ms / 1000;

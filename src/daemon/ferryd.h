@@ -29,6 +29,10 @@
 #define FERRYD_CONSOLE_BUF (64 * 1024)
 
 #define FERRYD_START_TIMEOUT_MS 10000
+/* An incoming worker that pre-allocates (host setting prealloc) may take
+ * this much longer per MiB of guest memory to come up (~0.6 ms/MiB seen
+ * on a nested 2-core host; generous). */
+#define FERRYD_PREALLOC_MS_PER_MIB 4
 #define FERRYD_STOP_GRACE_MS 10000 /* after control "stop", before SIGTERM */
 #define FERRYD_STOP_TERM_MS 5000   /* after SIGTERM, before SIGKILL */
 #define FERRYD_STOP_KILL_MS 5000   /* after SIGKILL, before giving up */

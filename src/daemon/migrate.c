@@ -286,7 +286,11 @@ static void move_out_begin(struct ferryd *d, struct move *m)
 	jsonl_add_str(req, "id", m->id);
 	jsonl_add_str(req, "source", host);
 	json_object_object_add(req, "definition", vmdef_to_json(&vm->def));
-	if (peer_call(d, m->peer, req, PEER_CALL_TIMEOUT_MS, m->id, PEER_PREPARE, &e) < 0) {
+	/* The destination may reserve the guest's memory before it answers
+	 * (its prealloc setting): allow for that on big guests. */
+	if (peer_call(d, m->peer, req,
+		      PEER_CALL_TIMEOUT_MS + (int)(m->memory_mib * FERRYD_PREALLOC_MS_PER_MIB),
+		      m->id, PEER_PREPARE, &e) < 0) {
 		move_finish(d, m, MV_FAILED, "E_UNREACHABLE", "%s", e.msg);
 		return;
 	}
@@ -390,6 +394,8 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	req = move_cmd("migrate");
 	jsonl_add_str(req, "uri", m->address);
 	jsonl_add_str(req, "transport", m->transport);
+	if (m->codec[0])
+		jsonl_add_str(req, "codec", m->codec);
 	jsonl_add_int(req, "downtime_ms", m->downtime_ms);
 	if (bind[0])
 		jsonl_add_str(req, "bind", bind);
@@ -850,6 +856,7 @@ struct json_object *migrate_move_json(struct ferryd *d, struct move *m,
 	jsonl_add_int(o, "memory_mib", m->memory_mib);
 	if (m->dir == MOVE_OUT) {
 		jsonl_add_str(o, "transport", m->transport);
+		jsonl_add_str(o, "codec", m->codec[0] ? m->codec : "auto");
 		jsonl_add_int(o, "downtime_target_ms", m->downtime_ms);
 		jsonl_add_int(o, "bandwidth_mibps", m->bandwidth_mibps);
 		if (m->state == MV_MIGRATING && m->bw_applied >= 0)

@@ -49,6 +49,7 @@ struct move {
 	uint32_t memory_mib;
 	/* Options for the worker's migrate command. */
 	char transport[16];
+	char codec[8];        /* "" = auto, "lz4", "zstd" */
 	int downtime_ms;
 	int bandwidth_mibps;  /* the move's own limit, 0 = none (host's limit still applies) */
 	int bw_applied;       /* out: limit its worker runs at now, 0 = none; -1 = not known */

@@ -40,6 +40,8 @@ void migrate_store_save(struct ferryd *d)
 		jsonl_add_str(j, "destination", m->peer);
 		jsonl_add_str(j, "state", migrate_state_name(m->state));
 		jsonl_add_str(j, "transport", m->transport);
+		if (m->codec[0])
+			jsonl_add_str(j, "codec", m->codec);
 		jsonl_add_int(j, "downtime_ms", m->downtime_ms);
 		jsonl_add_int(j, "max_duration_s", m->max_duration_s);
 		jsonl_add_bool(j, "cancel_on_timeout", m->cancel_on_timeout);
@@ -71,7 +73,7 @@ static enum move_state store_state(const char *s)
 static void store_load_one(struct ferryd *d, struct json_object *j)
 {
 	const char *id = NULL, *name = NULL, *dest = NULL, *state = NULL,
-		   *transport = NULL, *address = NULL;
+		   *transport = NULL, *address = NULL, *codec = NULL;
 	int64_t dt = 50, bw = 0, mem = 0, created = 0, started = 0, maxdur = 0;
 	bool cancel_on_timeout = false;
 	struct err e = { 0 };
@@ -83,6 +85,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	    jsonl_get_str(j, "state", true, &state, &e) < 0 ||
 	    jsonl_get_str(j, "transport", false, &transport, &e) < 0 ||
 	    jsonl_get_str(j, "address", false, &address, &e) < 0 ||
+	    jsonl_get_str(j, "codec", false, &codec, &e) < 0 ||
 	    jsonl_get_int(j, "downtime_ms", false, 1, 600000, &dt, &e) < 0 ||
 	    jsonl_get_int(j, "bandwidth_mibps", false, 0, 1 << 20, &bw, &e) < 0 ||
 	    jsonl_get_int(j, "max_duration_s", false, 0, 86400, &maxdur, &e) < 0 ||
@@ -103,6 +106,8 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	snprintf(m->transport, sizeof(m->transport), "%s", transport ? transport : "compression");
 	if (address)
 		snprintf(m->address, sizeof(m->address), "%s", address);
+	if (codec && (strcmp(codec, "lz4") == 0 || strcmp(codec, "zstd") == 0))
+		snprintf(m->codec, sizeof(m->codec), "%s", codec);
 	m->downtime_ms = (int)dt;
 	m->bandwidth_mibps = (int)bw;
 	m->max_duration_s = (int)maxdur;

@@ -33,6 +33,7 @@ struct host_settings {
 	int downtime_ms;           /* switchover target */
 	int bandwidth_mibps;       /* all outgoing moves together, 0 = unlimited */
 	int memory_reserve_mib;    /* never handed to VMs */
+	bool prealloc;             /* incoming VMs get their memory faulted in before the move */
 	int port_min, port_max;    /* incoming migration listeners */
 	int nnets;                 /* 0 = any network may carry migrations */
 	struct net_cidr nets[SETTINGS_MAX_NETS];

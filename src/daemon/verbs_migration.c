@@ -91,14 +91,14 @@ static int start_collect(struct req *r, struct vm **vms, int *n)
 enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "names", "all_running",
-		"destination", "downtime_ms", "bandwidth_mibps", "transport", "max_duration_s",
+		"destination", "downtime_ms", "bandwidth_mibps", "transport", "codec", "max_duration_s",
 		"on_timeout", NULL };
 	struct host_settings *s = &r->d->settings;
 	const char *dest = NULL, *transport = s->transport;
 	/* bandwidth_mibps is the move's own limit; the host's limit is not a
 	 * default for it but a budget all moves share (migrate_bw.c). */
 	int64_t downtime = s->downtime_ms, bw = 0, maxdur = 0;
-	const char *on_timeout = "switchover";
+	const char *on_timeout = "switchover", *codec = "auto";
 	struct json_object *o, *arr;
 	struct move *moves[MIGRATION_START_MAX_VMS];
 	struct vm *vms[MIGRATION_START_MAX_VMS];
@@ -111,6 +111,7 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	    jsonl_get_int(r->args, "downtime_ms", false, 1, 600000, &downtime, &r->err) < 0 ||
 	    jsonl_get_int(r->args, "bandwidth_mibps", false, 0, 1 << 20, &bw, &r->err) < 0 ||
 	    jsonl_get_str(r->args, "transport", false, &transport, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "codec", false, &codec, &r->err) < 0 ||
 	    jsonl_get_int(r->args, "max_duration_s", false, 0, 86400, &maxdur, &r->err) < 0 ||
 	    jsonl_get_str(r->args, "on_timeout", false, &on_timeout, &r->err) < 0)
 		return bad_arg(r);
@@ -123,6 +124,8 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	    strcmp(transport, "multichannel") != 0)
 		return req_fail(r, "E_BAD_ARG", "transport '%.32s' is not one of tcp, compression, multichannel",
 				transport);
+	if (strcmp(codec, "auto") != 0 && strcmp(codec, "lz4") != 0 && strcmp(codec, "zstd") != 0)
+		return req_fail(r, "E_BAD_ARG", "codec '%.32s' is not one of auto, lz4, zstd", codec);
 	if (start_collect(r, vms, &n) < 0)
 		return VERB_FAIL;
 	for (int i = 0; i < n; i++) {
@@ -132,6 +135,8 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 			return req_fail(r, "E_INTERNAL", "%s", r->err.msg);
 		moves[i]->max_duration_s = (int)maxdur;
 		moves[i]->cancel_on_timeout = strcmp(on_timeout, "cancel") == 0;
+		if (strcmp(codec, "auto") != 0)
+			snprintf(moves[i]->codec, sizeof(moves[i]->codec), "%s", codec);
 	}
 	migrate_store_save(r->d);
 	/* Start what fits now, so the reply says which moves wait. */

@@ -167,6 +167,12 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 		if (def->tap[0])
 			worker_arg(c, "--tap", def->tap);
 		worker_arg(c, "--control", c->sock);
+		if (d->settings.prealloc) {
+			/* The host's choice: memory reserved before the move starts
+			 * (fails here, not mid-move, if the host cannot back it). */
+			worker_arg(c, "--memory", c->mem);
+			c->argv[c->argc++] = (char *)"--prealloc";
+		}
 		c->argv[c->argc] = NULL;
 		return 0;
 	}
@@ -324,6 +330,8 @@ static int worker_spawn(struct ferryd *d, struct vm *vm, uint64_t waiter,
 	vm->state = vm->incoming ? VM_INCOMING : VM_STARTING;
 	vm->op = OP_START;
 	vm->deadline = ferryd_now_ms() + FERRYD_START_TIMEOUT_MS;
+	if (vm->incoming && d->settings.prealloc)
+		vm->deadline += (long long)vm->def.memory_mib * FERRYD_PREALLOC_MS_PER_MIB;
 	vm->waiter = waiter;
 	vm->expect_exit = false;
 	log_info("VM %s: started worker pid %d", vm->def.name, (int)pid);

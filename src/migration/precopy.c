@@ -172,6 +172,15 @@ static int tune_socket(int fd, uint32_t timeout_ms, struct err *e)
 	return 0;
 }
 
+/* lz4 costs little CPU and suits fast links; on a link capped below ~300
+ * MiB/s, zstd's denser output wins the time back. */
+static enum ram_codec_kind pick_codec(const struct mig_opts *o)
+{
+	if (o->codec == MIG_ENC_ZSTD || o->codec == MIG_ENC_LZ4)
+		return (enum ram_codec_kind)o->codec;
+	return o->bandwidth_bps && o->bandwidth_bps <= (300ULL << 20) ? RAM_CODEC_ZSTD : RAM_CODEC_LZ4;
+}
+
 static int open_channel(struct run *r, int idx, struct err *e)
 {
 	struct mig_channel *c = &r->ch[idx];
@@ -208,11 +217,7 @@ static int open_channel(struct run *r, int idx, struct err *e)
 	c->bw_total_bps = &r->ms->bw_bps;
 	c->bw_channels = (unsigned)r->nch;
 	if (o->compress) {
-		/* lz4 costs little CPU and suits fast links; on a link capped
-		 * below ~300 MiB/s, zstd's denser output wins the time back. */
-		enum ram_codec_kind k = o->codec == MIG_ENC_ZSTD ? RAM_CODEC_ZSTD :
-			o->codec == MIG_ENC_LZ4 ? RAM_CODEC_LZ4 :
-			(o->bandwidth_bps && o->bandwidth_bps <= (300ULL << 20)) ? RAM_CODEC_ZSTD : RAM_CODEC_LZ4;
+		enum ram_codec_kind k = pick_codec(o);
 		/* An explicit codec is the operator's choice (a metered link, say):
 		 * always tried. Auto also decides per stretch whether compressing
 		 * is faster than raw at all. */
@@ -848,6 +853,9 @@ int mig_source_start(struct mig_source *ms, struct machine *m, const struct mig_
 		 o->transport == MIG_TRANSPORT_TCP ? "tcp" :
 		 o->transport == MIG_TRANSPORT_COMPRESSION ? "compression" : "multichannel",
 		 o->transport == MIG_TRANSPORT_MULTICHANNEL && o->compress ? "+compression" : "");
+	if (ms->o.compress)
+		snprintf(ms->st.codec, sizeof(ms->st.codec), "%s%s",
+			 pick_codec(&ms->o) == RAM_CODEC_ZSTD ? "zstd" : "lz4", o->codec ? "" : " (auto)");
 	ms->cancel = false;
 	atomic_store(&ms->bw_bps, o->bandwidth_bps);
 	for (int i = 0; i < CHANNEL_MAX; i++)

@@ -57,6 +57,7 @@ struct mig_status {
 	uint64_t bandwidth_bps;      /* the limit in force now, 0 = none */
 	bool committed;
 	char transport[32];
+	char codec[16];              /* "lz4", "zstd" (+ " (auto)"), "" = no compression */
 	char error[512];
 };
 

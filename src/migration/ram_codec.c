@@ -17,7 +17,10 @@
  * Hyper-V promises): a small run of compressed sends and one of raw sends
  * are timed against each other — wall time per guest byte, so CPU
  * contention, the link and a bandwidth cap all count — and the faster
- * way is used for a longer stretch, then measured again. Separately, a
+ * way is used for a longer stretch, then measured again; a way that keeps
+ * winning gets longer stretches (up to 8x), so a clear case costs few
+ * probes. Compression must win by 5%: noise alone never picks the slower
+ * way for long. Separately, a
  * streak of runs that do not shrink (incompressible memory) stops the
  * attempts for a while at once.
  */
@@ -35,6 +38,8 @@ struct ram_codec {
 	unsigned misses;
 	enum codec_phase phase;
 	unsigned left;                  /* runs left in this phase */
+	enum codec_phase last_use;      /* the previous decision ... */
+	unsigned streak;                /* ... and how many times in a row (0..3) */
 	uint64_t last_ns, last_raw;     /* the previous run: when it started, its size */
 	bool last_comp, last_valid;     /* ... and whether it went through the compressor */
 	double comp_ns, comp_bytes;     /* this round's timings */
@@ -76,8 +81,7 @@ static bool codec_choose(struct ram_codec *c, size_t raw)
 			c->left = PROBE_RUNS;
 			break;
 		case PH_PROBE_RAW: {
-			/* bytes per ns of each way: a tie favours compression (same
-			 * time, fewer bytes on a link others may share) */
+			/* bytes per ns of each way */
 			double gc = c->comp_ns > 0 ? c->comp_bytes / c->comp_ns : 0;
 			double gr = c->raw_ns > 0 ? c->raw_bytes / c->raw_ns : 0;
 			if (c->comp_bytes < PROBE_MIN_BYTES || c->raw_bytes < PROBE_MIN_BYTES) {
@@ -86,11 +90,13 @@ static bool codec_choose(struct ram_codec *c, size_t raw)
 				c->left = PROBE_RUNS;
 				break;
 			}
-			c->phase = gc >= gr && gr > 0 ? PH_USE_COMP : PH_USE_RAW;
+			c->phase = gc > gr * 1.05 && gr > 0 ? PH_USE_COMP : PH_USE_RAW;
+			c->streak = c->phase == c->last_use && c->streak < 3 ? c->streak + 1 : 0;
+			c->last_use = c->phase;
 			log_debug("compression: %.0f MiB/s of guest memory compressed, %.0f MiB/s raw: %s",
 				  gc * 1e9 / 1048576.0, gr * 1e9 / 1048576.0,
 				  c->phase == PH_USE_COMP ? "compressing" : "sending raw");
-			c->left = USE_RUNS;
+			c->left = USE_RUNS << c->streak;
 			break;
 		}
 		default:
@@ -124,6 +130,7 @@ struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, bool adapti
 	c->now = codec_now_ns;
 	c->phase = PH_PROBE_COMP;
 	c->left = PROBE_RUNS;
+	c->last_use = PH_PROBE_COMP; /* no decision yet */
 	if (kind == RAM_CODEC_ZSTD) {
 		c->zc = ZSTD_createCCtx();
 		if (!c->zc) {

@@ -178,6 +178,8 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		jsonl_add_str(m, "direction", "outgoing");
 		jsonl_add_str(m, "stage", mig_stage_name(st.stage));
 		jsonl_add_str(m, "transport", st.transport);
+		if (st.codec[0])
+			jsonl_add_str(m, "codec", st.codec);
 		jsonl_add_int(m, "pass", st.pass);
 		jsonl_add_int(m, "total_pages", (int64_t)st.total_pages);
 		jsonl_add_int(m, "sent_pages", (int64_t)st.sent_pages);

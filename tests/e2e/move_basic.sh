@@ -5,7 +5,9 @@
 # then back B -> A on a pseudo-terminal (progress bar and summary). After
 # each move: the guest checker proves every page intact on the new host,
 # the heartbeat counter continues there, the definition moved, and both
-# hosts' histories record it.
+# hosts' histories record it. The first move forces the zstd codec (the
+# source worker must report it) onto a host that pre-allocates incoming
+# memory (host set --prealloc on).
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
@@ -21,13 +23,25 @@ note "start g1 on A (128 MiB, dirtying 16 MiB at 16 MiB/s)"
 new_vm A g1 128M "ws=16M rate=16"
 HB0=$(last_hb "$(serial_of A g1)")
 
-note "move g1 A -> B (JSON events)"
-on A move-vm -n g1 -d "$(port_of B)" --json >"$T/events" 2>"$T/err" ||
+note "a codec that does not exist is a usage error"
+on A move-vm -n g1 -d "$(port_of B)" --codec lzma 2>"$T/err" && fail "--codec lzma accepted"
+grep -q "use auto, lz4 or zstd" "$T/err" || fail "unclear --codec error: $(cat "$T/err")"
+
+note "B reserves incoming VMs' memory up front (host set --prealloc on)"
+on B host set --prealloc on >/dev/null || fail "host set --prealloc on"
+on B host info | grep -qE "Pre-allocate: +on" || fail "host info does not show prealloc on"
+
+note "move g1 A -> B (JSON events), zstd forced"
+on A move-vm -n g1 -d "$(port_of B)" --json --codec zstd >"$T/events" 2>"$T/err" ||
 	{ cat "$T/events" "$T/err" "$T/A.ferryd.log" "$T/B.ferryd.log"; fail "move-vm A->B"; }
 cat "$T/events"
 tail -n1 "$T/events" | grep -q '"event":"done","completed":1,"failed":0' || fail "no done event"
 grep -q '"event":"completed"' "$T/events" || fail "no completed event"
 grep -q '"stage":"precopy"\|"stage":"completed"' "$T/events" || fail "no stage in events"
+
+grep -q "reserved 128 MiB for the incoming VM" "$T/B/logs/g1.log" ||
+	fail "B's incoming worker did not reserve the memory: $(cat "$T/B/logs/g1.log")"
+on B host set --prealloc off >/dev/null || fail "host set --prealloc off"
 
 note "g1 now on B only, intact, heartbeat continuing"
 [ "$(vm_state B g1)" = running ] || fail "g1 not running on B"
@@ -50,6 +64,9 @@ grep -qE 'g1 +out +completed' "$T/histA" || fail "A's history lacks the move"
 on B migration history | grep -qE 'g1 +in +completed' || fail "B's history lacks the move"
 on A --json migration history | json_get moves.0.progress.bytes_on_wire | grep -qE '^[1-9]' ||
 	fail "no figures in the history"
+# the worker itself reports the codec it ran with (not only ferryd's record)
+[ "$(on A --json migration history | json_get moves.0.progress.codec)" = zstd ] ||
+	fail "the source worker did not run with the zstd codec asked for"
 
 note "move g1 back B -> A on a terminal (progress display)"
 if command -v script >/dev/null; then

@@ -20,7 +20,7 @@ for _ in $(seq 60); do [ "$(mib_written "$T/s0.log")" -ge 128 ] && break; sleep 
 [ "$(mib_written "$T/s0.log")" -ge 128 ] || fail "guest did not write its working set in 30 s"
 
 cur=s0 i=0
-move() { # move EXTRA-JSON: the current VM to a new destination, then the checks
+move() { # move EXTRA-JSON CODEC: the current VM to a new destination, then the checks
 	local res v total wire comp
 	i=$((i + 1)); next_port; start_dst d$i "$port"
 	migrate $cur "$port" "$1" || fail "migrate $1 refused"
@@ -31,6 +31,7 @@ move() { # move EXTRA-JSON: the current VM to a new destination, then the checks
 	[ "$(field "$v" data)" = text ] || fail "checker did not use the text fill: $v"
 	total=$(field "$res" total_pages) wire=$(field "$res" bytes_on_wire) comp=$(field "$res" pages_compressed)
 	[ "${comp:-0}" -gt 0 ] || fail "move $1: no page went compressed: $res"
+	[ "$(field "$res" codec)" = "$2" ] || fail "move $1: codec $(field "$res" codec), expected $2"
 	# generous: lz4 makes ~0.47 of these pages; re-sent dirty pages and
 	# device state come on top
 	[ $((wire * 10)) -lt $((total * 4096 * 8)) ] ||
@@ -43,6 +44,6 @@ move() { # move EXTRA-JSON: the current VM to a new destination, then the checks
 # An explicit codec is always tried; the default (auto) may send raw where
 # that is faster, e.g. over an uncapped loopback on a busy machine — that
 # choice is unit-tested with a fake clock (test_format: codec_adaptive).
-move ',"transport":"compression","codec":"zstd"'
-move ',"transport":"multichannel","channels":3,"compress":true,"codec":"lz4"'
+move ',"transport":"compression","codec":"zstd"' zstd
+move ',"transport":"multichannel","channels":3,"compress":true,"codec":"lz4"' lz4
 echo ok

@@ -378,6 +378,17 @@ static void test_codec_adaptive(void **state)
 	assert_non_null(c);
 	assert_int_equal(adaptive_runs(c, 10, 1, 16, 80), 0);   /* compressing is slower: raw */
 	ram_codec_free(c);
+	/* The same answer twice: the next stretch doubles (128 runs, no probe
+	 * after 64). */
+	c = ram_codec_new(RAM_CODEC_LZ4, 1, true, &e);
+	assert_non_null(c);
+	assert_int_equal(adaptive_runs(c, 10, 1, 96, 224), 0);
+	ram_codec_free(c);
+	/* Within 5% is noise: raw stays. */
+	c = ram_codec_new(RAM_CODEC_LZ4, 1, true, &e);
+	assert_non_null(c);
+	assert_int_equal(adaptive_runs(c, 100, 103, 16, 80), 0);
+	ram_codec_free(c);
 	c = ram_codec_new(RAM_CODEC_LZ4, 1, true, &e);
 	assert_non_null(c);
 	assert_int_equal(adaptive_runs(c, 1, 10, 16, 80), 64);  /* compressing is faster */
