@@ -16,7 +16,7 @@ done
 
 STATE=$T/state
 SOCK=$STATE/ferryd.sock
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)))
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 12000)))
 export FERRY_SOCKET=$SOCK
 ferry() { "$FERRY_BIN/ferry" "$@"; }
 

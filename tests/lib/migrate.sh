@@ -1,7 +1,9 @@
 # Helpers for worker-level migration tests (source with tests/lib/common.sh first).
 # Workers talk JSON lines on their control sockets; see docs/api.md "worker".
 
-_port=$((20000 + RANDOM % 20000))
+# Below the kernel's ephemeral range (32768+), where a client socket of this
+# or another test could already hold the port we want to listen on.
+_port=$((20000 + RANDOM % 12000))
 # next_port: sets $port to a fresh port (no subshell, so the counter advances)
 next_port() { _port=$((_port + 1)); port=$_port; }
 
