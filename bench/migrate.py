@@ -509,6 +509,7 @@ class FerrySystem:
             res["wall_ms"] = ms(t1 - t0)
             res["bytes_reported"] = m.get("bytes_on_wire")
             res["passes"] = m.get("pass")
+            res["pass1_mibps"] = m.get("pass1_mibps")
             res["src_cpu_s"] = procs.cpu_delta(cpu0[0], cpu1[0])
             res["dst_cpu_s"] = procs.cpu_delta(cpu0[1], cpu1[1])
             res["notes"].append("transport %s" % m.get("transport"))

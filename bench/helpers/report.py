@@ -16,13 +16,15 @@ FIGURES = [
     ("bytes_reported", "sent MiB", 1 / 2**20, 1),
     ("bytes_wire", "lo MiB", 1 / 2**20, 1),
     ("passes", "passes", 1, 0),
+    ("pass1_mibps", "pass-1 MiB/s", 1, 0),
     ("src_cpu_s", "src CPU s", 1, 2),
     ("dst_cpu_s", "dst CPU s", 1, 2),
     ("dst_start_ms", "dst start ms", 1, 0),
 ]
 RUN_FIELDS = ["workload", "variant", "run", "converged", "total_ms", "wall_ms", "setup_ms",
               "downtime_ms", "guest_down_ms", "host_down_ms", "bytes_reported", "bytes_wire",
-              "passes", "src_cpu_s", "dst_cpu_s", "dst_start_ms", "integrity", "notes"]
+              "passes", "pass1_mibps", "src_cpu_s", "dst_cpu_s", "dst_start_ms", "integrity",
+              "notes"]
 
 
 def _fmt(v, scale, dec):
@@ -49,7 +51,7 @@ def summarize(results, order):
         ran = [r for r in runs if r.get("converged") is not None]
         s["converged"] = "%d/%d" % (len(done), len(ran)) if ran else "-"
         for key, _, scale, dec in FIGURES:
-            pool = done if key not in ("bytes_reported", "bytes_wire", "passes",
+            pool = done if key not in ("bytes_reported", "bytes_wire", "passes", "pass1_mibps",
                                        "src_cpu_s", "dst_cpu_s", "dst_start_ms") else ran
             vals = [r[key] for r in pool if r.get(key) is not None]
             if not vals:

@@ -557,6 +557,8 @@ static int precopy(struct run *r, struct err *e)
 		pthread_mutex_lock(&r->ms->lock);
 		r->ms->st.remaining_pages = dirty_pages;
 		r->ms->st.throughput_mibps = bw / 1048576.0;
+		if (r->gen == 1)
+			r->ms->st.pass1_mibps = bw / 1048576.0;
 		r->ms->st.dirty_rate_mibps = rate / 1048576.0;
 		r->ms->st.eta_ms = bw > 0 ? (uint64_t)((double)dirty_pages * 4096.0 / bw * 1000.0) : 0;
 		pthread_mutex_unlock(&r->ms->lock);

@@ -50,6 +50,7 @@ struct mig_status {
 	uint64_t remaining_pages;    /* dirty pages left, as of the last sync */
 	double dirty_rate_mibps;
 	double throughput_mibps;
+	double pass1_mibps;          /* pass 1's rate (delivered bytes / its time): the stream's throughput */
 	uint64_t bytes_on_wire;
 	struct ram_stats ram;
 	uint64_t elapsed_ms, setup_ms, downtime_ms, eta_ms;

@@ -190,6 +190,7 @@ static void status_migration(struct worker *w, struct json_object *resp)
 			(double)st.total_pages : 0.0));
 		json_object_object_add(m, "dirty_rate_mibps", json_object_new_double(st.dirty_rate_mibps));
 		json_object_object_add(m, "throughput_mibps", json_object_new_double(st.throughput_mibps));
+		json_object_object_add(m, "pass1_mibps", json_object_new_double(st.pass1_mibps));
 		jsonl_add_int(m, "bytes_on_wire", (int64_t)st.bytes_on_wire);
 		jsonl_add_int(m, "pages_raw", (int64_t)st.ram.pages_raw);
 		jsonl_add_int(m, "pages_zero", (int64_t)st.ram.pages_zero);
