@@ -90,10 +90,10 @@ void worker_log_tail(struct ferryd *d, struct vm *vm, int lines, char *buf,
 
 static void worker_unlink_runtime(struct ferryd *d, struct vm *vm)
 {
-	static const char *const kinds[] = { "pid", "sock", "console" };
+	static const char *const kinds[] = { "pid", "sock", "console", "exit" };
 	char path[PATH_MAX];
 	struct err e;
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (registry_path(d, vm, kinds[i], path, sizeof(path), &e) == 0 &&
 		    unlink(path) < 0 && errno != ENOENT)
 			log_warn("removing %s: %s", path, strerror(errno));
@@ -130,7 +130,7 @@ struct worker_cmd {
 	char *argv[WORKER_ARGV_MAX];
 	int argc;
 	char mem[32], vcpus[16];
-	char sock[PATH_MAX], console[PATH_MAX], serial[PATH_MAX], log[PATH_MAX];
+	char sock[PATH_MAX], console[PATH_MAX], serial[PATH_MAX], log[PATH_MAX], exitf[PATH_MAX];
 };
 
 static void worker_arg(struct worker_cmd *c, const char *flag, const char *val)
@@ -150,7 +150,8 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 	if (registry_path(d, vm, "sock", c->sock, sizeof(c->sock), e) < 0 ||
 	    registry_path(d, vm, "console", c->console, sizeof(c->console), e) < 0 ||
 	    registry_path(d, vm, "serial", c->serial, sizeof(c->serial), e) < 0 ||
-	    registry_path(d, vm, "log", c->log, sizeof(c->log), e) < 0)
+	    registry_path(d, vm, "log", c->log, sizeof(c->log), e) < 0 ||
+	    registry_path(d, vm, "exit", c->exitf, sizeof(c->exitf), e) < 0)
 		return -1;
 	snprintf(c->mem, sizeof(c->mem), "%uM", def->memory_mib);
 	snprintf(c->vcpus, sizeof(c->vcpus), "%u", def->vcpus);
@@ -167,6 +168,7 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 		if (def->tap[0])
 			worker_arg(c, "--tap", def->tap);
 		worker_arg(c, "--control", c->sock);
+		worker_arg(c, "--exit-file", c->exitf);
 		if (d->settings.prealloc) {
 			/* The host's choice: memory reserved before the move starts
 			 * (fails here, not mid-move, if the host cannot back it). */
@@ -195,6 +197,7 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 	if (def->cpu_mask[0])
 		worker_arg(c, "--cpu-mask", def->cpu_mask);
 	worker_arg(c, "--control", c->sock);
+	worker_arg(c, "--exit-file", c->exitf);
 	c->argv[c->argc] = NULL;
 	return 0;
 }
@@ -413,6 +416,29 @@ static bool worker_exit_is_crash(bool known, int status)
 	return true;
 }
 
+/* A worker that is not our child (re-adopted after a ferryd restart)
+ * leaves its exit code in run/NAME.exit (--exit-file); a status word as
+ * waitpid would give, or false if there is none (e.g. it was killed). */
+static bool worker_read_exit_file(struct ferryd *d, struct vm *vm, int *status)
+{
+	char path[PATH_MAX], text[16];
+	struct err e;
+	ssize_t n;
+	int fd, code;
+	if (registry_path(d, vm, "exit", path, sizeof(path), &e) < 0 ||
+	    (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return false;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	text[n] = '\0';
+	if (sscanf(text, "%d", &code) != 1 || code < 0 || code > 255)
+		return false;
+	*status = code << 8; /* what WEXITSTATUS reads back */
+	return true;
+}
+
 void worker_reap(struct ferryd *d, struct vm *vm)
 {
 	struct json_object *rep;
@@ -434,6 +460,8 @@ void worker_reap(struct ferryd *d, struct vm *vm)
 			return;
 		}
 		known = r == vm->pid;
+	} else {
+		known = worker_read_exit_file(d, vm, &status);
 	}
 	worker_describe_exit(vm, known, status);
 	log_info("VM %s: worker pid %d %s", vm->def.name, (int)vm->pid,

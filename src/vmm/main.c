@@ -5,10 +5,13 @@
  * 3 the guest reset or shut down, 4 the VM migrated away, 5 an incoming
  * migration failed (nothing was kept).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "vmm/config.h"
@@ -50,6 +53,8 @@ static void usage(FILE *f)
 "                        comes from the source (--name and --tap, if given, must match / apply here)\n"
 "  --host-cpu-mask LIST  incoming: refuse guests that see these CPU features (a migration\n"
 "                        baseline for this host, e.g. -avx512f,-avx2)\n"
+"  --exit-file PATH      write the exit code there when the worker ends (ferryd reads it\n"
+"                        for workers it re-adopted, which are not its children)\n"
 "  --prealloc            incoming: fault in --memory SIZE of RAM before listening (fails at once\n"
 "                        if the host cannot back it; the move never waits on a first touch;\n"
 "                        the VM must have exactly that much memory)\n"
@@ -60,11 +65,31 @@ static void usage(FILE *f)
 "           --memory 256M --vcpus 2 --serial /tmp/t1.log --control /tmp/t1.sock\n");
 }
 
+/* The exit code for a supervisor that cannot wait for us (not our
+ * parent): written whole under another name, then renamed into place. */
+static void write_exit_file(const char *path, int rc)
+{
+	char tmp[4096], text[16];
+	int fd, n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return;
+	n = snprintf(text, sizeof(text), "%d\n", rc);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "ferry-vm: exit file %s: %s\n", tmp, strerror(errno));
+		return;
+	}
+	if (write(fd, text, (size_t)n) != n || close(fd) < 0 || rename(tmp, path) < 0) {
+		fprintf(stderr, "ferry-vm: exit file %s: %s\n", path, strerror(errno));
+		unlink(tmp);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
 	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
-	       O_TRACKER, O_PREALLOC };
+	       O_TRACKER, O_PREALLOC, O_EXITFILE };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -86,6 +111,7 @@ int main(int argc, char **argv)
 		{ "incoming", required_argument, NULL, O_INCOMING },
 		{ "host-cpu-mask", required_argument, NULL, O_HOSTMASK },
 		{ "prealloc", no_argument, NULL, O_PREALLOC },
+		{ "exit-file", required_argument, NULL, O_EXITFILE },
 		{ "dirty-tracker", required_argument, NULL, O_TRACKER },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -97,6 +123,7 @@ int main(int argc, char **argv)
 	enum log_level lvl = LOG_INFO;
 	int c, rc;
 	bool memory_given = false;
+	const char *exit_file = NULL;
 
 	memset(&cfg, 0, sizeof(cfg));
 	memset(&o, 0, sizeof(o));
@@ -132,6 +159,7 @@ int main(int argc, char **argv)
 		case O_INCOMING: o.incoming = optarg; break;
 		case O_HOSTMASK: o.host_cpu_mask = optarg; break;
 		case O_PREALLOC: o.prealloc = true; break;
+		case O_EXITFILE: exit_file = optarg; break;
 		case O_TRACKER:
 			if (config_parse_tracker(optarg, &cfg.dirty_tracker, &e) < 0) {
 				fprintf(stderr, "ferry-vm: --dirty-tracker: %s\n", e.msg);
@@ -172,5 +200,7 @@ int main(int argc, char **argv)
 	rc = worker_main(&cfg, &o, &e);
 	if (rc == 1 || rc == 5 || (rc != 0 && rc != 3 && rc != 4 && e.msg[0]))
 		fprintf(stderr, "ferry-vm: %s\n", e.msg[0] ? e.msg : "failed");
+	if (exit_file)
+		write_exit_file(exit_file, rc);
 	return rc;
 }

@@ -3,7 +3,8 @@
 # ferryd end to end on one host: define and start the test guest through the
 # CLI, watch it boot, list/status it locally and over TCP, kill -9 ferryd and
 # check a new ferryd re-adopts the still-running worker (same pid), attach
-# to the console, stop and delete it; then check a worker crash is recorded
+# to the console, stop it (its exit code still seen, though it is no longer
+# ferryd's child) and delete it; then check a worker crash is recorded
 # and leaves ferryd serving.
 # Env: FERRY_BIN (dir with ferryd, ferry, ferry-vm), FERRY_GUEST (testguest.elf).
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
@@ -79,7 +80,9 @@ note "console: read guest output through ferryd"
 grep -q "FERRY-GUEST" "$T/console" || { cat "$T/console"; fail "no guest output on the console"; }
 
 note "stop and delete"
-ferry vm stop g1 || fail "vm stop"
+ferry vm stop g1 | tee "$T/stop" || fail "vm stop"
+# not ferryd's child any more: its exit code comes from the worker's exit file
+grep -q "exited with code 0 (clean stop)" "$T/stop" || fail "re-adopted worker's exit code not seen: $(cat "$T/stop")"
 for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$PID" 2>/dev/null && fail "worker $PID still alive after stop"
 ferry vm list | grep -qE '^g1 +stopped' || fail "g1 not stopped"
