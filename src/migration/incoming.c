@@ -128,7 +128,7 @@ static int check_host_mask(const struct kvm_cpuid2 *guest, const char *mask, cha
 
 /* Can this host run the VM? Each refusal names the reason. */
 static int check_host(struct stream *r, const struct vm_config *cfg, const char *host_mask,
-		      struct err *e)
+		      uint64_t reserved, struct err *e)
 {
 	struct mig_rec rec;
 	struct kvm_cpuid2 *cpuid = NULL;
@@ -153,7 +153,7 @@ static int check_host(struct stream *r, const struct vm_config *cfg, const char 
 	free(cpuid);
 	if (rc < 0)
 		return err_set(e, "incompatible CPU: %s", why);
-	if (mem_available() < cfg->mem_size + (64ULL << 20))
+	if (mem_available() + reserved < cfg->mem_size + (64ULL << 20))
 		return err_set(e, "not enough memory: the VM needs %llu MiB, this host has %llu MiB available",
 			       (unsigned long long)(cfg->mem_size >> 20),
 			       (unsigned long long)(mem_available() >> 20));
@@ -386,7 +386,7 @@ static void *in_thread(void *arg)
 	stream_set_timeout(&w, (int)in->peer_timeout_ms);
 	have_streams = true;
 	set_stage(in, IN_SETUP);
-	if (snapshot_load_config(&r, &cfg, &e) < 0 || check_host(&r, &cfg, in->host_cpu_mask, &e) < 0 ||
+	if (snapshot_load_config(&r, &cfg, &e) < 0 || check_host(&r, &cfg, in->host_cpu_mask, in->hooks.reserved_bytes, &e) < 0 ||
 	    read_extents(x, &r, cfg.mem_size >> 12, &e) < 0)
 		goto fail;
 	/* Pass-0 marker: how many channels the source opened. */

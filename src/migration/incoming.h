@@ -28,6 +28,9 @@ struct incoming_hooks {
 	/* Start the vCPUs of the loaded machine. */
 	int (*start)(void *opaque, struct err *e);
 	void *opaque;
+	/* Memory already set aside for the VM (--prealloc): it counts as
+	 * available when the host's free memory is checked. */
+	uint64_t reserved_bytes;
 };
 
 struct mig_incoming {

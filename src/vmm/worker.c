@@ -601,11 +601,12 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 	}
 	w->local = *cfg;
 	if (o->incoming) {
-		struct incoming_hooks h = { incoming_build, incoming_start_vcpus, w };
+		struct incoming_hooks h = { .build = incoming_build, .start = incoming_start_vcpus, .opaque = w };
 		w->incoming = true;
 		w->state = WORKER_INCOMING;
 		if (o->prealloc && reserve_memory(w, cfg->mem_size, e) < 0)
 			goto out;
+		h.reserved_bytes = w->reserved.ram_size;
 		if (incoming_start(&w->in, o->incoming, o->host_cpu_mask, &w->m, &h, e) < 0)
 			goto out;
 		log_info("waiting for an incoming migration on %s", o->incoming);
