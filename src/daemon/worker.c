@@ -416,6 +416,21 @@ static bool worker_exit_is_crash(bool known, int status)
 	return true;
 }
 
+/* Up to cap-1 bytes of a small file, NUL-terminated; its length, or -1. */
+static ssize_t read_small_file(const char *path, char *buf, size_t cap)
+{
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, cap - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
 /* A worker that is not our child (re-adopted after a ferryd restart)
  * leaves its exit code in run/NAME.exit (--exit-file); a status word as
  * waitpid would give, or false if there is none (e.g. it was killed). */
@@ -423,16 +438,10 @@ static bool worker_read_exit_file(struct ferryd *d, struct vm *vm, int *status)
 {
 	char path[PATH_MAX], text[16];
 	struct err e;
-	ssize_t n;
-	int fd, code;
+	int code;
 	if (registry_path(d, vm, "exit", path, sizeof(path), &e) < 0 ||
-	    (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	    read_small_file(path, text, sizeof(text)) <= 0)
 		return false;
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	text[n] = '\0';
 	if (sscanf(text, "%d", &code) != 1 || code < 0 || code > 255)
 		return false;
 	*status = code << 8; /* what WEXITSTATUS reads back */
@@ -634,17 +643,11 @@ static bool worker_is_ours(pid_t pid, const char *sock)
 	const char *arg, *base, *prev = NULL;
 	bool name_ok, sock_ok = false;
 	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
+	n = read_small_file(path, buf, sizeof(buf));
 	if (n <= 0)
 		return false;
-	buf[n] = '\0';
 	base = strrchr(buf, '/');
 	base = base ? base + 1 : buf;
 	name_ok = strcmp(base, "ferry-vm") == 0;
