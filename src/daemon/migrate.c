@@ -197,8 +197,8 @@ static struct vm *move_vm(struct ferryd *d, struct move *m)
 }
 
 /* One request on the VM's worker control socket. */
-static struct json_object *move_worker(struct ferryd *d, struct vm *vm,
-				       struct json_object *req, struct err *e)
+struct json_object *migrate_worker_request(struct ferryd *d, struct vm *vm,
+					    struct json_object *req, struct err *e)
 {
 	char sock[PATH_MAX];
 	struct json_object *rep;
@@ -217,7 +217,7 @@ static struct json_object *move_worker(struct ferryd *d, struct vm *vm,
 	return rep;
 }
 
-static struct json_object *move_cmd(const char *cmd)
+struct json_object *migrate_worker_cmd(const char *cmd)
 {
 	struct json_object *o = json_object_new_object();
 	jsonl_add_str(o, "cmd", cmd);
@@ -228,7 +228,7 @@ static struct json_object *move_cmd(const char *cmd)
  * worker also gives up on its own when the source goes quiet. */
 static void move_abort_dest(struct ferryd *d, struct move *m)
 {
-	struct json_object *req = move_cmd("migration.abort");
+	struct json_object *req = migrate_worker_cmd("migration.abort");
 	struct err e = { 0 };
 
 	jsonl_add_str(req, "id", m->id);
@@ -281,7 +281,7 @@ static void move_out_begin(struct ferryd *d, struct move *m)
 	if (gethostname(host, sizeof(host)) < 0)
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = '\0';
-	req = move_cmd("migration.prepare");
+	req = migrate_worker_cmd("migration.prepare");
 	jsonl_add_str(req, "name", m->vm);
 	jsonl_add_str(req, "id", m->id);
 	jsonl_add_str(req, "source", host);
@@ -391,7 +391,7 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 		move_finish(d, m, MV_FAILED, "E_NO_MIGRATION_NETWORK", "%s", e.msg);
 		return;
 	}
-	req = move_cmd("migrate");
+	req = migrate_worker_cmd("migrate");
 	jsonl_add_str(req, "uri", m->address);
 	jsonl_add_str(req, "transport", m->transport);
 	if (m->codec[0])
@@ -408,7 +408,7 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	bw = migrate_bw_share(d, m);
 	if (bw > 0)
 		jsonl_add_int(req, "bandwidth_mibps", bw);
-	rep = move_worker(d, vm, req, &e);
+	rep = migrate_worker_request(d, vm, req, &e);
 	if (!rep) {
 		move_abort_dest(d, m);
 		move_finish(d, m, MV_FAILED, "E_MIGRATE_FAILED", "VM %s: %s", m->vm, e.msg);
@@ -437,7 +437,7 @@ static void move_out_enter_finishing(struct ferryd *d, struct move *m,
 	if (vm && vm->pid) {
 		/* The worker would linger 30 s answering status; we have its
 		 * final figures, so end it now (it exits 4, "migrated away"). */
-		rep = move_worker(d, vm, move_cmd("stop"), &e);
+		rep = migrate_worker_request(d, vm, migrate_worker_cmd("stop"), &e);
 		if (!rep)
 			log_warn("move %s: stopping the source worker: %s", m->id, e.msg);
 		json_object_put(rep);
@@ -465,11 +465,11 @@ static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 		return;
 	}
 	if ((m->recovered || m->cancel_requested) && !m->cancel_sent) {
-		rep = move_worker(d, vm, move_cmd("migrate-cancel"), &e);
+		rep = migrate_worker_request(d, vm, migrate_worker_cmd("migrate-cancel"), &e);
 		json_object_put(rep);
 		m->cancel_sent = true;
 	}
-	rep = move_worker(d, vm, move_cmd("migrate-status"), &e);
+	rep = migrate_worker_request(d, vm, migrate_worker_cmd("migrate-status"), &e);
 	if (!rep) {
 		log_warn("move %s: migrate-status: %s", m->id, e.msg);
 		return;
@@ -542,7 +542,7 @@ static void move_out_tick(struct ferryd *d, struct move *m, long long now)
 		/* Gone: ask the destination whether it runs the VM. */
 		__attribute__((fallthrough));
 	case MV_RESOLVING:
-		req = move_cmd("vm.status");
+		req = migrate_worker_cmd("vm.status");
 		jsonl_add_str(req, "name", m->vm);
 		if (peer_call(d, m->peer, req, 5000, m->id,
 			      m->state == MV_RESOLVING ? PEER_RESOLVE : PEER_CONFIRM, &e) < 0) {
@@ -607,9 +607,9 @@ static void move_out_resolved(struct ferryd *d, struct move *m,
 	    strcmp(state, "running") == 0) {
 		/* The destination runs it: this copy must never run again. */
 		if (vm && vm->pid && !m->worker_gone) {
-			req = move_cmd("migrate-resolve");
+			req = migrate_worker_cmd("migrate-resolve");
 			jsonl_add_str(req, "action", "stop");
-			json_object_put(move_worker(d, vm, req, &e));
+			json_object_put(migrate_worker_request(d, vm, req, &e));
 			vm->expect_exit = true;
 		}
 		log_info("move %s: %s runs VM %s: the move completed", m->id, m->peer, m->vm);
@@ -642,9 +642,9 @@ static void move_out_resolved(struct ferryd *d, struct move *m,
 			    m->peer, m->vm);
 		return;
 	}
-	req = move_cmd("migrate-resolve");
+	req = migrate_worker_cmd("migrate-resolve");
 	jsonl_add_str(req, "action", "resume");
-	rep = move_worker(d, vm, req, &e);
+	rep = migrate_worker_request(d, vm, req, &e);
 	if (!rep) {
 		snprintf(m->wait_reason, sizeof(m->wait_reason),
 			 "destination does not run the VM, but resuming here failed: %.120s", e.msg);
@@ -753,7 +753,7 @@ int migrate_cancel(struct ferryd *d, struct move *m, const char **code,
 		m->cancel_requested = true;
 		return 0;
 	case MV_MIGRATING:
-		rep = move_worker(d, move_vm(d, m), move_cmd("migrate-cancel"), &we);
+		rep = migrate_worker_request(d, move_vm(d, m), migrate_worker_cmd("migrate-cancel"), &we);
 		if (!rep) {
 			*code = strstr(we.msg, "too late") ? "E_TOO_LATE" : "E_INTERNAL";
 			return err_set(e, "cannot cancel the move of VM %s: %s", m->vm, we.msg);

@@ -88,6 +88,12 @@ struct move *migrate_enqueue(struct ferryd *d, struct vm *vm,
 			     const char *destination, int downtime_ms,
 			     int bandwidth_mibps, const char *transport,
 			     struct err *e);
+/* One request to the VM's worker (req is consumed); the reply, or NULL
+ * with e set. */
+struct json_object *migrate_worker_request(struct ferryd *d, struct vm *vm,
+					    struct json_object *req, struct err *e);
+/* {"cmd": cmd}, for migrate_worker_request. */
+struct json_object *migrate_worker_cmd(const char *cmd);
 /* Cancel a queued or in-flight outgoing move; code on failure. */
 int migrate_cancel(struct ferryd *d, struct move *m, const char **code,
 		   struct err *e);

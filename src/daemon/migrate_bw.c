@@ -8,14 +8,12 @@
  */
 #include "daemon/migrate.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "daemon/bwshare.h"
-#include "daemon/vmctl.h"
 
 /* The outgoing moves sharing the host's limit, their own limits and their
  * shares, in queue order. */
@@ -94,19 +92,10 @@ int migrate_bw_share(struct ferryd *d, const struct move *m)
 /* migrate-set on the move's source worker. */
 static int bw_push(struct ferryd *d, struct move *m, int mibps, struct err *e)
 {
-	struct vm *vm = registry_find(d, m->vm);
-	struct json_object *req, *rep;
-	char sock[PATH_MAX];
+	struct json_object *req = migrate_worker_cmd("migrate-set"), *rep;
 
-	if (!vm || !vm->pid)
-		return err_set(e, "the VM's worker is not running");
-	if (registry_path(d, vm, "sock", sock, sizeof(sock), e) < 0)
-		return -1;
-	req = json_object_new_object();
-	jsonl_add_str(req, "cmd", "migrate-set");
 	jsonl_add_int(req, "bandwidth_mibps", mibps);
-	rep = vmctl_request(sock, req, FERRYD_CTL_TIMEOUT_MS, e);
-	json_object_put(req);
+	rep = migrate_worker_request(d, registry_find(d, m->vm), req, e);
 	if (!rep)
 		return -1;
 	json_object_put(rep);

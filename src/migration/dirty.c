@@ -88,6 +88,15 @@ int dirty_start(struct dirty *d, struct vm *vm, struct err *e)
 	return 0;
 }
 
+/* KVM's log of one memory slot into d->slotbuf. */
+static int dirty_get_slot(struct dirty *d, const struct gmem_region *r, struct err *e)
+{
+	struct kvm_dirty_log log = { .slot = r->slot, .dirty_bitmap = d->slotbuf };
+	if (ioctl(d->vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+		return err_sys(e, "KVM_GET_DIRTY_LOG slot %u", r->slot);
+	return 0;
+}
+
 int dirty_sync(struct dirty *d, struct err *e)
 {
 	struct guest_mem *gm = &d->vm->mem;
@@ -96,10 +105,9 @@ int dirty_sync(struct dirty *d, struct err *e)
 		return -1;
 	for (int i = 0; !d->ring && i < gm->nregions; i++) {
 		const struct gmem_region *r = &gm->regions[i];
-		struct kvm_dirty_log log = { .slot = r->slot, .dirty_bitmap = d->slotbuf };
 		uint64_t first = r->offset >> 12, n = r->size >> 12;
-		if (ioctl(d->vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
-			return err_sys(e, "KVM_GET_DIRTY_LOG slot %u", r->slot);
+		if (dirty_get_slot(d, r, e) < 0)
+			return -1;
 		/* Regions start on 64-page boundaries (the 3 GiB split is aligned). */
 		memcpy(d->bitmap + first / 64, d->slotbuf, (size_t)((n + 63) / 64) * 8);
 	}
@@ -121,14 +129,13 @@ int dirty_peek(struct dirty *d, uint64_t upto, uint64_t *count, struct err *e)
 		return err_set(e, "the dirty tracker cannot be read without resetting it");
 	for (int i = 0; i < gm->nregions; i++) {
 		const struct gmem_region *r = &gm->regions[i];
-		struct kvm_dirty_log log = { .slot = r->slot, .dirty_bitmap = d->slotbuf };
 		uint64_t first = r->offset >> 12, pages = r->size >> 12;
 		if (first >= upto)
 			break;
 		if (pages > upto - first)
 			pages = upto - first;
-		if (ioctl(d->vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
-			return err_sys(e, "KVM_GET_DIRTY_LOG slot %u", r->slot);
+		if (dirty_get_slot(d, r, e) < 0)
+			return -1;
 		for (uint64_t w = 0; w < pages / 64; w++)
 			n += (uint64_t)__builtin_popcountll(d->slotbuf[w]);
 		if (pages % 64)

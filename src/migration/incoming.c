@@ -272,13 +272,9 @@ static void *prefault_thread(void *arg)
 {
 	struct rx *x = arg;
 	struct guest_mem *gm = &x->in->m->vm.mem;
-	for (uint32_t i = 0; i < x->next && !x->stop_prefault; i++) {
-		for (uint64_t p = 0; p < x->ext[i][1] && !x->stop_prefault; p += 512) {
-			uint64_t n = x->ext[i][1] - p < 512 ? x->ext[i][1] - p : 512;
-			if (madvise(gm->host + ((x->ext[i][0] + p) << 12), n << 12, MADV_POPULATE_WRITE) < 0)
-				return NULL; /* an old kernel: receiving still works, only slower */
-		}
-	}
+	for (uint32_t i = 0; i < x->next && !x->stop_prefault; i++)
+		if (gmem_populate(gm, x->ext[i][0], x->ext[i][1], &x->stop_prefault) != 0)
+			return NULL; /* an old kernel: receiving still works, only slower */
 	return NULL;
 }
 

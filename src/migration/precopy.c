@@ -101,7 +101,7 @@ struct run {
 	uint64_t t0;
 	uint16_t gen;
 	struct throttle thr;
-	uint64_t pass_t0, pass_bytes0;  /* start of the current pass, for live figures */
+	uint64_t pass_t0, pass_bytes0;  /* start of the current pass: its time and wire bytes (pass_rate) */
 };
 
 static void set_stage(struct run *r, enum mig_stage s)
@@ -128,6 +128,14 @@ static uint64_t unsent_bytes(struct run *r)
 	return b;
 }
 
+/* The current pass's rate: bytes the peer has acknowledged since the pass
+ * began (the send queue is deep, so written is not sent) over its time. */
+static double pass_rate(struct run *r)
+{
+	double secs = (double)(channel_now_ns() - r->pass_t0) / 1e9;
+	return secs > 0.001 ? (double)(wire_bytes(r) - unsent_bytes(r) - r->pass_bytes0) / secs : 0;
+}
+
 static void publish(struct run *r)
 {
 	struct mig_status *st = &r->ms->st;
@@ -145,8 +153,7 @@ static void publish(struct run *r)
 	/* During the first pass there is no dirty sync yet: show what it has
 	 * left and how fast it goes, so progress and ETA mean something. */
 	if (st->stage == MIG_STAGE_PRECOPY && st->pass == 1 && r->pass_t0) {
-		double secs = (double)(channel_now_ns() - r->pass_t0) / 1e9;
-		double bw = secs > 0.01 ? (double)(st->bytes_on_wire - r->pass_bytes0) / secs : 0;
+		double bw = pass_rate(r);
 		st->throughput_mibps = bw / 1048576.0;
 		st->remaining_pages = st->total_pages > st->sent_pages ? st->total_pages - st->sent_pages : 0;
 		st->eta_ms = bw > 0 ? (uint64_t)((double)st->remaining_pages * 4096.0 / bw * 1000.0) : 0;
@@ -416,7 +423,7 @@ static int pass_one_check(struct run *r, struct early_check *x, uint64_t upto, s
 		x->dirty_last = dirty;
 		return 0;
 	}
-	bw = (double)(wire_bytes(r) - unsent_bytes(r) - r->pass_bytes0) / secs;
+	bw = pass_rate(r);
 	rate = (double)(dirty - x->dirty_last) * 4096.0 / dt * ((double)total / (double)sent);
 	x->dirty_last = dirty;
 	if (dirty * 10 >= sent * 9 && rate < bw * 2.5)
@@ -512,7 +519,7 @@ static void resume_vm(struct run *r)
 static int precopy(struct run *r, struct err *e)
 {
 	const struct mig_opts *o = &r->ms->o;
-	uint64_t bytes0, t_pass, t_sync = channel_now_ns(), dirty_pages, prev_dirty = UINT64_MAX;
+	uint64_t t_sync = channel_now_ns(), dirty_pages, prev_dirty = UINT64_MAX;
 	uint64_t prev_dirty_before = UINT64_MAX;
 	double bw = 0, rate = 0;
 
@@ -525,18 +532,14 @@ static int precopy(struct run *r, struct err *e)
 	r->ms->st.pass = 1;
 	pthread_mutex_unlock(&r->ms->lock);
 	r->gen = 1;
-	bytes0 = wire_bytes(r);
-	t_pass = channel_now_ns();
-	r->pass_t0 = t_pass;
-	r->pass_bytes0 = bytes0;
+	r->pass_t0 = channel_now_ns();
+	r->pass_bytes0 = wire_bytes(r);
 	if (pass_one(r, e) < 0)
 		return -1;
 	for (;;) {
-		uint64_t now = channel_now_ns();
-		double secs = (double)(now - t_pass) / 1e9;
 		bool converged, forced;
-		if (secs > 0.001)
-			bw = (double)(wire_bytes(r) - bytes0) / secs;
+		if (channel_now_ns() - r->pass_t0 > 1000000ULL)
+			bw = pass_rate(r); /* the pass ended drained: all of it delivered */
 		if (dirty_sync(&r->d, e) < 0)
 			return -1;
 		dirty_pages = dirty_count(&r->d);
@@ -591,8 +594,8 @@ static int precopy(struct run *r, struct err *e)
 		pthread_mutex_unlock(&r->ms->lock);
 		if (send_sync(r, r->gen - 1u, dirty_pages) < 0)
 			return stream_check(&r->ch[0].w, e);
-		bytes0 = wire_bytes(r);
-		t_pass = channel_now_ns();
+		r->pass_bytes0 = wire_bytes(r);
+		r->pass_t0 = channel_now_ns();
 		if (pass_dirty(r, true, e) < 0)
 			return -1;
 	}

@@ -76,21 +76,33 @@ void gmem_destroy(struct guest_mem *gm)
 	gm->vmm_dirty = NULL;
 }
 
+int gmem_populate(struct guest_mem *gm, uint64_t first, uint64_t n, const volatile bool *stop)
+{
+	if (first >= gmem_npages(gm))
+		return 0;
+	if (n > gmem_npages(gm) - first)
+		n = gmem_npages(gm) - first;
+	/* 2 MiB at a time: a short page-table lock hold, and a stop request
+	 * is seen soon. */
+	for (uint64_t p = 0; p < n && !(stop && *stop); p += 512) {
+		uint64_t k = n - p < 512 ? n - p : 512;
+		if (madvise(gm->host + ((first + p) << GMEM_PAGE_SHIFT), k << GMEM_PAGE_SHIFT,
+			    MADV_POPULATE_WRITE) < 0)
+			return errno;
+	}
+	return 0;
+}
+
 struct populate_part {
-	uint8_t *base;
-	uint64_t len;
+	struct guest_mem *gm;
+	uint64_t first, n;  /* pages */
 	int err;
 };
 
 static void *populate_part(void *arg)
 {
 	struct populate_part *p = arg;
-	/* 64 MiB at a time keeps one call's page-table lock hold short. */
-	for (uint64_t off = 0; off < p->len && !p->err; off += 64ULL << 20) {
-		uint64_t n = p->len - off < (64ULL << 20) ? p->len - off : 64ULL << 20;
-		if (madvise(p->base + off, n, MADV_POPULATE_WRITE) < 0)
-			p->err = errno;
-	}
+	p->err = gmem_populate(p->gm, p->first, p->n, NULL);
 	return NULL;
 }
 
@@ -99,17 +111,15 @@ int gmem_populate_all(struct guest_mem *gm, int threads, struct err *e)
 	struct populate_part parts[8];
 	pthread_t tids[8];
 	bool started[8] = { false };
-	uint64_t chunk;
+	uint64_t chunk, npages = gmem_npages(gm);
 	int err = 0;
 	if (threads < 1)
 		threads = 1;
 	if (threads > 8)
 		threads = 8;
-	chunk = (gm->ram_size / (uint64_t)threads + (2ULL << 20) - 1) & ~((2ULL << 20) - 1);
+	chunk = (npages / (uint64_t)threads + 511) & ~511ULL; /* whole 2 MiB steps */
 	for (int i = 0; i < threads; i++) {
-		uint64_t off = chunk * (uint64_t)i;
-		parts[i] = (struct populate_part){ gm->host + off,
-			off >= gm->ram_size ? 0 : (gm->ram_size - off < chunk ? gm->ram_size - off : chunk), 0 };
+		parts[i] = (struct populate_part){ gm, chunk * (uint64_t)i, chunk, 0 };
 		/* The last part runs here; a thread that cannot start leaves its part to us. */
 		if (i + 1 < threads && pthread_create(&tids[i], NULL, populate_part, &parts[i]) == 0)
 			started[i] = true;

@@ -48,6 +48,9 @@ void gmem_destroy(struct guest_mem *gm);
  * its memory before a move, as QEMU's -mem-prealloc): fails early, before
  * any migration, when the host cannot back the guest. */
 int gmem_populate_all(struct guest_mem *gm, int threads, struct err *e);
+/* Fault in RAM pages [first, first+n) now, stopping early once *stop
+ * (may be NULL) is set; 0 or the errno of the failed madvise. */
+int gmem_populate(struct guest_mem *gm, uint64_t first, uint64_t n, const volatile bool *stop);
 /* Give RAM pages [first, first+n) back to the host: they read as zero and
  * count as never touched again. */
 int gmem_punch(struct guest_mem *gm, uint64_t first, uint64_t n, struct err *e);

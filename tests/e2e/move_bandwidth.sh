@@ -13,10 +13,7 @@
 need_root
 need_kvm
 
-start_host A
-start_host B
-on A host set --migration-ports 22500-22599 --max-migrations 2 --bandwidth 4 >/dev/null || fail "host set A"
-on B host set --migration-ports 22600-22699 --max-migrations 2 >/dev/null || fail "host set B"
+two_hosts 22500 --max-migrations 2 --bandwidth 4
 on A host info | grep -qE '^Bandwidth: +4 MiB/s, shared' || fail "host limit not shown as shared"
 
 note "v1 small (8 MiB working set), v2 six times larger and busier"

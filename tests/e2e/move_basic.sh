@@ -14,10 +14,7 @@
 need_root
 need_kvm
 
-start_host A
-start_host B
-on A host set --migration-ports 21100-21199 >/dev/null || fail "host set A"
-on B host set --migration-ports 21200-21299 >/dev/null || fail "host set B"
+two_hosts 21100
 
 note "start g1 on A (128 MiB, dirtying 16 MiB at 16 MiB/s)"
 new_vm A g1 128M "ws=16M rate=16"

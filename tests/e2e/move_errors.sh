@@ -11,10 +11,7 @@
 need_root
 need_kvm
 
-start_host A
-start_host B
-on A host set --migration-ports 21300-21399 >/dev/null || fail "host set A"
-on B host set --migration-ports 21400-21499 >/dev/null || fail "host set B"
+two_hosts 21300
 new_vm A g1 128M "ws=16M rate=16"
 
 expect_refusal() { # WHAT REGEX ferry-args...

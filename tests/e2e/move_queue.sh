@@ -11,10 +11,7 @@
 need_root
 need_kvm
 
-start_host A
-start_host B
-on A host set --migration-ports 21500-21599 --max-migrations 1 --bandwidth 8 >/dev/null || fail "host set A"
-on B host set --migration-ports 21600-21699 --max-migrations 2 >/dev/null || fail "host set B"
+two_hosts 21500 --max-migrations 1 --bandwidth 8
 on A host info | tee "$T/infoA"
 grep -qE '^Migrations: +1 at once' "$T/infoA" || fail "limit not shown"
 
