@@ -31,6 +31,23 @@ int hostinfo_memory(struct host_mem *m, struct err *e)
 	return 0;
 }
 
+uint64_t hostinfo_proc_shmem_mib(int pid)
+{
+	char path[64], line[256];
+	unsigned long long kb = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssShmem: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb / 1024;
+}
+
 int hostinfo_kvm_usable(struct err *e)
 {
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);

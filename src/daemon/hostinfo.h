@@ -18,6 +18,9 @@ struct host_mem {
 };
 
 int hostinfo_memory(struct host_mem *m, struct err *e);
+/* Shared memory process pid has mapped (RssShmem: a worker's guest RAM it
+ * has touched or reserved), in MiB; 0 if the process is gone. */
+uint64_t hostinfo_proc_shmem_mib(int pid);
 /* 0 when /dev/kvm opens read-write, else -1 with the reason. */
 int hostinfo_kvm_usable(struct err *e);
 bool hostinfo_hw_virt(void);

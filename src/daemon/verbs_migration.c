@@ -150,14 +150,23 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	return VERB_REPLY;
 }
 
-/* Memory promised to moves arriving here that have not allocated yet; we
- * count all of them, which errs on the safe side. */
+/* Memory promised to moves arriving here that is not allocated yet. What
+ * an incoming worker has already mapped (received pages, or all of it with
+ * --prealloc) is gone from MemAvailable: counting it here too would refuse
+ * a move the host can hold. */
 static uint64_t prepare_promised_mib(struct ferryd *d)
 {
 	uint64_t sum = 0;
-	for (struct move *m = d->moves; m; m = m->next)
-		if (m->dir == MOVE_IN && !migrate_state_done(m->state))
-			sum += m->memory_mib;
+	for (struct move *m = d->moves; m; m = m->next) {
+		const struct vm *vm;
+		uint64_t mapped = 0;
+		if (m->dir != MOVE_IN || migrate_state_done(m->state))
+			continue;
+		vm = registry_find(d, m->vm);
+		if (vm && vm->incoming && vm->pid > 0)
+			mapped = hostinfo_proc_shmem_mib((int)vm->pid);
+		sum += m->memory_mib > mapped ? m->memory_mib - mapped : 0;
+	}
 	return sum;
 }
 
