@@ -93,33 +93,50 @@ int gmem_populate(struct guest_mem *gm, uint64_t first, uint64_t n, const volati
 	return 0;
 }
 
+/* One thread's share: pages [skip, skip+n) of the ranges laid end to end. */
 struct populate_part {
 	struct guest_mem *gm;
-	uint64_t first, n;  /* pages */
+	const uint64_t (*ranges)[2];
+	size_t nranges;
+	uint64_t skip, n;
 	int err;
 };
 
 static void *populate_part(void *arg)
 {
 	struct populate_part *p = arg;
-	p->err = gmem_populate(p->gm, p->first, p->n, NULL);
+	uint64_t skip = p->skip, left = p->n;
+	for (size_t i = 0; i < p->nranges && left && !p->err; i++) {
+		uint64_t first = p->ranges[i][0], n = p->ranges[i][1], k;
+		if (skip >= n) {
+			skip -= n;
+			continue;
+		}
+		k = n - skip < left ? n - skip : left;
+		p->err = gmem_populate(p->gm, first + skip, k, NULL);
+		left -= k;
+		skip = 0;
+	}
 	return NULL;
 }
 
-int gmem_populate_all(struct guest_mem *gm, int threads, struct err *e)
+int gmem_populate_ranges(struct guest_mem *gm, const uint64_t (*ranges)[2], size_t nranges,
+			 int threads, struct err *e)
 {
 	struct populate_part parts[8];
 	pthread_t tids[8];
 	bool started[8] = { false };
-	uint64_t chunk, npages = gmem_npages(gm);
+	uint64_t chunk, total = 0;
 	int err = 0;
+	for (size_t i = 0; i < nranges; i++)
+		total += ranges[i][1];
 	if (threads < 1)
 		threads = 1;
 	if (threads > 8)
 		threads = 8;
-	chunk = (npages / (uint64_t)threads + 511) & ~511ULL; /* whole 2 MiB steps */
+	chunk = (total / (uint64_t)threads + 511) & ~511ULL; /* whole 2 MiB steps */
 	for (int i = 0; i < threads; i++) {
-		parts[i] = (struct populate_part){ gm, chunk * (uint64_t)i, chunk, 0 };
+		parts[i] = (struct populate_part){ gm, ranges, nranges, chunk * (uint64_t)i, chunk, 0 };
 		/* The last part runs here; a thread that cannot start leaves its part to us. */
 		if (i + 1 < threads && pthread_create(&tids[i], NULL, populate_part, &parts[i]) == 0)
 			started[i] = true;
@@ -134,10 +151,16 @@ int gmem_populate_all(struct guest_mem *gm, int threads, struct err *e)
 	}
 	if (err) {
 		errno = err;
-		return err_sys(e, "faulting in %llu MiB of guest memory", (unsigned long long)(gm->ram_size >> 20));
+		return err_sys(e, "faulting in %llu MiB of guest memory", (unsigned long long)(total >> 8));
 	}
 	gm->prepopulated = true;
 	return 0;
+}
+
+int gmem_populate_all(struct guest_mem *gm, int threads, struct err *e)
+{
+	const uint64_t all[1][2] = { { 0, gmem_npages(gm) } };
+	return gmem_populate_ranges(gm, all, 1, threads, e);
 }
 
 int gmem_punch(struct guest_mem *gm, uint64_t first, uint64_t n, struct err *e)

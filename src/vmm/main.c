@@ -46,7 +46,8 @@ static void usage(FILE *f)
 "I/O and control:\n"
 "  --serial PATH         append the serial console to this file\n"
 "  --console-socket PATH live console: connect to read/write the serial port\n"
-"  --control PATH        control socket (JSON lines: status, pause, resume, stop, save, verify)\n"
+"  --control PATH        control socket (JSON lines: status, pause, resume, stop, save, verify,\n"
+"                        extents, migrate...; see docs/api.md)\n"
 "  --restore PATH        start from a state file written by the 'save' command\n"
 "  --paused              build the VM but do not run its vCPUs until 'resume'\n"
 "  --incoming ADDR:PORT  receive a live migration: listen there; the VM's configuration\n"
@@ -58,6 +59,9 @@ static void usage(FILE *f)
 "  --prealloc            incoming: fault in --memory SIZE of RAM before listening (fails at once\n"
 "                        if the host cannot back it; the move never waits on a first touch;\n"
 "                        the VM must have exactly that much memory)\n"
+"  --prealloc-extents F  with --prealloc: fault in only these page ranges, the memory the\n"
+"                        source uses (lines 'FIRST NPAGES'; the source worker's 'extents'\n"
+"                        command lists them); the rest is faulted in as it arrives\n"
 "  -v, --verbose         debug logging\n"
 "\n"
 "Example:\n"
@@ -89,7 +93,7 @@ int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
 	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
-	       O_TRACKER, O_PREALLOC, O_EXITFILE };
+	       O_TRACKER, O_PREALLOC, O_PREALLOC_EXT, O_EXITFILE };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -111,6 +115,7 @@ int main(int argc, char **argv)
 		{ "incoming", required_argument, NULL, O_INCOMING },
 		{ "host-cpu-mask", required_argument, NULL, O_HOSTMASK },
 		{ "prealloc", no_argument, NULL, O_PREALLOC },
+		{ "prealloc-extents", required_argument, NULL, O_PREALLOC_EXT },
 		{ "exit-file", required_argument, NULL, O_EXITFILE },
 		{ "dirty-tracker", required_argument, NULL, O_TRACKER },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -159,6 +164,7 @@ int main(int argc, char **argv)
 		case O_INCOMING: o.incoming = optarg; break;
 		case O_HOSTMASK: o.host_cpu_mask = optarg; break;
 		case O_PREALLOC: o.prealloc = true; break;
+		case O_PREALLOC_EXT: o.prealloc_extents = optarg; break;
 		case O_EXITFILE: exit_file = optarg; break;
 		case O_TRACKER:
 			if (config_parse_tracker(optarg, &cfg.dirty_tracker, &e) < 0) {
@@ -191,6 +197,10 @@ int main(int argc, char **argv)
 	}
 	if (o.prealloc && (!o.incoming || !memory_given)) {
 		fprintf(stderr, "ferry-vm: --prealloc needs --incoming and the VM's --memory SIZE\n");
+		return 2;
+	}
+	if (o.prealloc_extents && !o.prealloc) {
+		fprintf(stderr, "ferry-vm: --prealloc-extents goes with --prealloc\n");
 		return 2;
 	}
 	if (o.incoming && o.restore_path) {

@@ -23,6 +23,7 @@
 #include "devices/virtio_blk.h"
 #include "migration/incoming.h"
 #include "migration/precopy.h"
+#include "migration/ram.h"
 #include "migration/snapshot.h"
 #include "vmm/guestcheck.h"
 #include "vmm/vcpu.h"
@@ -345,6 +346,37 @@ static int worker_resolve(struct worker *w, struct json_object *req, struct err 
 	return 0;
 }
 
+/* The source's populated memory as (first page, pages) pairs, merged to at
+ * most 1024 ranges, for a destination that reserves memory ahead
+ * (--prealloc-extents). */
+static int worker_extents(struct worker *w, struct json_object *resp, struct err *e)
+{
+	enum { MAX = 1024 };
+	uint64_t (*ext)[2];
+	struct json_object *arr;
+	uint64_t pages = 0;
+	size_t n;
+
+	if (!w->ready)
+		return err_set(e, "the VM is not built yet");
+	ext = calloc(MAX, sizeof(*ext));
+	if (!ext)
+		return err_set(e, "out of memory");
+	n = ram_populated_extents(&w->m.vm.mem, ext, MAX);
+	arr = json_object_new_array();
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *pair = json_object_new_array();
+		json_object_array_add(pair, json_object_new_int64((int64_t)ext[i][0]));
+		json_object_array_add(pair, json_object_new_int64((int64_t)ext[i][1]));
+		json_object_array_add(arr, pair);
+		pages += ext[i][1];
+	}
+	free(ext);
+	json_object_object_add(resp, "extents", arr);
+	jsonl_add_int(resp, "pages", (int64_t)pages);
+	return 0;
+}
+
 /* One control request -> one response line. */
 static void worker_control(struct worker *w, struct client *c, const char *line, size_t len)
 {
@@ -405,9 +437,11 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 			rc = worker_save(w, path, resp, &e);
 	} else if (strcmp(cmd, "verify") == 0) {
 		rc = worker_verify(w, resp, &e);
+	} else if (strcmp(cmd, "extents") == 0) {
+		rc = worker_extents(w, resp, &e);
 	} else {
 		rc = err_set(&e, "unknown command '%s' (status, pause, resume, stop, save, verify, "
-			     "migrate, migrate-status, migrate-set, migrate-cancel, migrate-resolve)", cmd);
+			     "extents, migrate, migrate-status, migrate-set, migrate-cancel, migrate-resolve)", cmd);
 	}
 	jsonl_add_bool(resp, "ok", rc == 0);
 	if (rc < 0)
@@ -543,23 +577,95 @@ static int incoming_build(void *opaque, struct vm_config *cfg, struct err *e)
 	return machine_build(&w->m, cfg, true, &w->reserved, worker_serial_sink, w, e);
 }
 
+/* --prealloc-extents: "FIRST NPAGES" lines, the memory the source uses
+ * (its worker's `extents` reply). Each range must lie inside RAM. */
+static int read_extents_file(const char *path, uint64_t npages, uint64_t (**out)[2], size_t *n,
+			     struct err *e)
+{
+	FILE *f = fopen(path, "re");
+	uint64_t (*r)[2] = NULL;
+	unsigned long long a, b;
+	size_t cap = 0, k = 0, line = 0;
+	char buf[128];
+	int rc = 0;
+
+	if (!f)
+		return err_sys(e, "prealloc extents %s", path);
+	while (rc == 0 && fgets(buf, sizeof(buf), f)) {
+		line++;
+		if (buf[0] == '\n' || buf[0] == '#')
+			continue;
+		if (sscanf(buf, "%llu %llu", &a, &b) != 2 || a > npages || b > npages - a) {
+			rc = err_set(e, "prealloc extents %s line %zu: not 'FIRST NPAGES' inside the VM's %llu pages",
+				     path, line, (unsigned long long)npages);
+			break;
+		}
+		if (k == cap) {
+			uint64_t (*nr)[2];
+			if (cap >= MIG_MAX_EXTENTS) {
+				rc = err_set(e, "prealloc extents %s: more than %d ranges", path, MIG_MAX_EXTENTS);
+				break;
+			}
+			cap = cap ? cap * 2 : 64;
+			nr = realloc(r, cap * sizeof(*r));
+			if (!nr) {
+				rc = err_set(e, "out of memory");
+				break;
+			}
+			r = nr;
+		}
+		r[k][0] = a;
+		r[k][1] = b;
+		k++;
+	}
+	fclose(f);
+	if (rc < 0) {
+		free(r);
+		return -1;
+	}
+	*out = r;
+	*n = k;
+	return 0;
+}
+
 /* --prealloc: fault the guest's memory in before listening, so a host
  * short of memory says so before any move starts and the transfer itself
- * never waits on a first touch. Pages the source never touched are given
- * back when the stream's extents arrive (incoming.c), so the VM's idle
- * memory stays free on a later move. */
-static int reserve_memory(struct worker *w, uint64_t size, struct err *e)
+ * never waits on a first touch. With --prealloc-extents only the memory
+ * the source uses is faulted in (an idle 16 GiB guest costs nothing here
+ * either). Pages the source never touched are given back when the
+ * stream's extents arrive (incoming.c), so the VM's idle memory stays free
+ * on a later move. */
+static int reserve_memory(struct worker *w, uint64_t size, const char *extents, struct err *e)
 {
-	uint64_t t0 = now_ms();
+	uint64_t t0 = now_ms(), pages = size >> 12;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	if (gmem_init(&w->reserved, size, e) < 0)
+	uint64_t (*ranges)[2] = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (extents && read_extents_file(extents, size >> 12, &ranges, &n, e) < 0)
+		return -1;
+	if (gmem_init(&w->reserved, size, e) < 0) {
+		free(ranges);
 		return err_prefix(e, "reserving memory for the incoming VM");
-	if (gmem_populate_all(&w->reserved, ncpu > 0 ? (int)ncpu : 1, e) < 0) {
+	}
+	if (extents) {
+		pages = 0;
+		for (size_t i = 0; i < n; i++)
+			pages += ranges[i][1];
+		rc = gmem_populate_ranges(&w->reserved, (const uint64_t (*)[2])ranges, n,
+					  ncpu > 0 ? (int)ncpu : 1, e);
+	} else {
+		rc = gmem_populate_all(&w->reserved, ncpu > 0 ? (int)ncpu : 1, e);
+	}
+	free(ranges);
+	if (rc < 0) {
 		gmem_destroy(&w->reserved);
 		return err_prefix(e, "reserving memory for the incoming VM");
 	}
-	log_info("reserved %llu MiB for the incoming VM in %llu ms",
-		 (unsigned long long)(size >> 20), (unsigned long long)(now_ms() - t0));
+	log_info("reserved %llu MiB for the incoming VM in %llu ms%s",
+		 (unsigned long long)(pages >> 8), (unsigned long long)(now_ms() - t0),
+		 extents ? " (the memory its source uses)" : "");
 	return 0;
 }
 
@@ -604,7 +710,7 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 		struct incoming_hooks h = { .build = incoming_build, .start = incoming_start_vcpus, .opaque = w };
 		w->incoming = true;
 		w->state = WORKER_INCOMING;
-		if (o->prealloc && reserve_memory(w, cfg->mem_size, e) < 0)
+		if (o->prealloc && reserve_memory(w, cfg->mem_size, o->prealloc_extents, e) < 0)
 			goto out;
 		h.reserved_bytes = w->reserved.ram_size;
 		if (incoming_start(&w->in, o->incoming, o->host_cpu_mask, &w->m, &h, e) < 0)

@@ -26,6 +26,7 @@ struct worker_opts {
 	const char *host_cpu_mask;  /* incoming: CPU features this host must be treated as lacking */
 	bool start_paused;
 	bool prealloc;              /* incoming: fault in the guest's memory (cfg mem_size) up front */
+	const char *prealloc_extents; /* with prealloc: only these page ranges (file of "FIRST N" lines) */
 };
 
 struct worker;

@@ -4,8 +4,11 @@
 # the move works and every page verifies; the pages the source never
 # touched are given back, so the next move from there still skips the
 # guest's idle memory; a reservation of the wrong size refuses the VM at
-# setup (the source keeps running); --prealloc without --incoming/--memory
-# is a usage error.
+# setup (the source keeps running); with --prealloc-extents (the source
+# worker's `extents` reply) only the memory the source uses is reserved and
+# the move still verifies; a range outside the VM is refused before
+# listening; --prealloc without --incoming/--memory, and --prealloc-extents
+# without --prealloc, are usage errors.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm
@@ -13,6 +16,9 @@ need_kvm
 "$FERRY_BIN/ferry-vm" --prealloc --memory 256M --kernel "$FERRY_GUEST" 2>"$T/usage.err"
 [ $? -eq 2 ] || fail "--prealloc without --incoming is not a usage error"
 grep -q -- "--prealloc needs --incoming" "$T/usage.err" || fail "unclear usage error: $(cat "$T/usage.err")"
+"$FERRY_BIN/ferry-vm" --incoming 127.0.0.1:1 --memory 256M --prealloc-extents /dev/null 2>"$T/usage.err"
+[ $? -eq 2 ] || fail "--prealloc-extents without --prealloc is not a usage error"
+grep -q -- "--prealloc-extents goes with --prealloc" "$T/usage.err" || fail "unclear usage error: $(cat "$T/usage.err")"
 
 start_src s 512M 1 "ws=32M rate=32"
 note "move to a destination with its memory reserved"
@@ -46,5 +52,29 @@ field "$res" error | grep -q "reserved 256 MiB of memory, the VM has 512 MiB" ||
 [ "$(state_of d2)" = running ] || fail "source not running after the refusal"
 expect_exit "$PID_d3" 5
 verify d2
-vmctl "$T/d2.sock" '{"cmd":"stop"}' >/dev/null
+
+note "reserving only the memory the source uses (--prealloc-extents)"
+vmctl "$T/d2.sock" '{"cmd":"extents"}' | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["ok"], r
+for first, n in r["extents"]:
+    print(first, n)
+print("pages", r["pages"], file=sys.stderr)' >"$T/ext" 2>"$T/ext.pages" || fail "extents: $(cat "$T/ext.pages")"
+pages=$(awk '{print $2}' "$T/ext.pages")
+echo "the source uses $pages pages in $(wc -l <"$T/ext") ranges"
+[ "$pages" -ge 8192 ] && [ "$pages" -le 12288 ] || fail "extents cover $pages pages, expected the ~8192 the guest touched"
+echo "131072 1" >"$T/bad"
+next_port
+"$FERRY_BIN/ferry-vm" --incoming "127.0.0.1:$port" --memory 512M --prealloc --prealloc-extents "$T/bad" 2>"$T/bad.err"
+[ $? -eq 1 ] || fail "a range outside the VM was accepted"
+grep -q "not 'FIRST NPAGES' inside the VM's 131072 pages" "$T/bad.err" || fail "unclear error: $(cat "$T/bad.err")"
+next_port; start_dst d4 "$port" --memory 512M --prealloc --prealloc-extents "$T/ext"
+grep -qE "reserved (3[2-9]|4[0-8]) MiB for the incoming VM .*\(the memory its source uses\)" "$T/d4.err" ||
+	fail "not a reservation of the source's memory: $(cat "$T/d4.err")"
+migrate d2 "$port" || fail "migrate refused"
+res=$(wait_mig d2 60) || fail "move 4 did not end"
+[ "$(field "$res" stage)" = completed ] || fail "move 4: $res"
+verify d4
+vmctl "$T/d4.sock" '{"cmd":"stop"}' >/dev/null
 echo "ok"
