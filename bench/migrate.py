@@ -413,7 +413,8 @@ class FerrySystem:
                 opt["downtime_ms"] = int(t[2:])
             elif t == "prealloc":
                 # the destination reserves the guest's memory before the
-                # move (ferry-vm --prealloc), as QEMU's -mem-prealloc
+                # move (ferry-vm --prealloc), as QEMU's -mem-prealloc, but
+                # only the part the guest uses (--prealloc-extents)
                 opt["prealloc"] = True
             elif t not in ("tcp", "compression", "multichannel"):
                 raise ValueError("unknown ferry variant option '%s' in %s" % (t, variant))
@@ -469,7 +470,18 @@ class FerrySystem:
             wait_warm(src_con, wl, warm)
 
             t = time.monotonic()
-            prealloc = ["--memory", "%dM" % wl.mem_mib, "--prealloc"] if opt["prealloc"] else []
+            prealloc = []
+            if opt["prealloc"]:
+                # as ferryd does (host set --prealloc on): the destination
+                # reserves the memory the source's worker says it uses
+                ext = self.ctl(src_ctl, {"cmd": "extents"})
+                if not ext.get("ok"):
+                    raise RunError("extents: %s" % ext.get("error"))
+                ext_path = os.path.join(tmp, "dst.extents")
+                with open(ext_path, "w") as f:
+                    for first, n in ext["extents"]:
+                        f.write("%d %d\n" % (first, n))
+                prealloc = ["--memory", "%dM" % wl.mem_mib, "--prealloc", "--prealloc-extents", ext_path]
             dst = procs.spawn([FERRY_VM, "--incoming", "127.0.0.1:%d" % port, "--name", name,
                                "--serial", dst_ser, "--control", dst_ctl] + prealloc,
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

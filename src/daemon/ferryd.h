@@ -78,6 +78,7 @@ struct vm {
 	bool incoming;
 	char incoming_addr[300]; /* where its worker listens ("IP:PORT") */
 	char move_id[32];        /* the move bringing it here */
+	bool prealloc_extents;   /* run/NAME.extents holds the source's used memory (prealloc) */
 
 	char last_exit[160]; /* human description of the last worker exit */
 	int last_exit_code;  /* -1 unknown, else exit code or 128+signal */

@@ -259,6 +259,23 @@ struct move *migrate_enqueue(struct ferryd *d, struct vm *vm,
 	return m;
 }
 
+/* The memory the guest uses, from its worker: a destination that reserves
+ * memory ahead (prealloc) reserves only that. Optional: without it the
+ * destination reserves all of it. */
+static void move_add_extents(struct ferryd *d, struct move *m, struct vm *vm, struct json_object *req)
+{
+	struct err e = { 0 };
+	struct json_object *rep = migrate_worker_request(d, vm, migrate_worker_cmd("extents"), &e), *ext;
+	bool ok = false;
+
+	if (rep && jsonl_get_bool(rep, "ok", true, &ok, &e) == 0 && ok &&
+	    json_object_object_get_ex(rep, "extents", &ext) && json_object_is_type(ext, json_type_array))
+		json_object_object_add(req, "extents", json_object_get(ext));
+	else
+		log_debug("move %s: no extents from the worker (%s)", m->id, e.msg[0] ? e.msg : "refused");
+	json_object_put(rep);
+}
+
 /* QUEUED -> PREPARING: ask the destination ferryd for a skeleton worker. */
 static void move_out_begin(struct ferryd *d, struct move *m)
 {
@@ -286,6 +303,7 @@ static void move_out_begin(struct ferryd *d, struct move *m)
 	jsonl_add_str(req, "id", m->id);
 	jsonl_add_str(req, "source", host);
 	json_object_object_add(req, "definition", vmdef_to_json(&vm->def));
+	move_add_extents(d, m, vm, req);
 	/* The destination may reserve the guest's memory before it answers
 	 * (its prealloc setting): allow for that on big guests. */
 	if (peer_call(d, m->peer, req,

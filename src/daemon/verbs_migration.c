@@ -6,6 +6,7 @@
  */
 #include "daemon/dispatch.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,11 +196,60 @@ static int prepare_pick_port(struct ferryd *d, const char *ip)
 	return -1;
 }
 
+/* The source's used memory, [[first_page, pages], ...]: at most 1024
+ * ranges, each inside the VM's npages. */
+static int prepare_check_extents(struct json_object *a, uint64_t npages, struct err *e)
+{
+	size_t n;
+	if (!json_object_is_type(a, json_type_array) || (n = json_object_array_length(a)) > 1024)
+		return err_set(e, "field 'extents' must be an array of at most 1024 [first_page, pages] pairs");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *p = json_object_array_get_idx(a, i);
+		int64_t first, len;
+		if (!json_object_is_type(p, json_type_array) || json_object_array_length(p) != 2 ||
+		    !json_object_is_type(json_object_array_get_idx(p, 0), json_type_int) ||
+		    !json_object_is_type(json_object_array_get_idx(p, 1), json_type_int))
+			return err_set(e, "extents[%zu] is not a [first_page, pages] pair", i);
+		first = json_object_get_int64(json_object_array_get_idx(p, 0));
+		len = json_object_get_int64(json_object_array_get_idx(p, 1));
+		if (first < 0 || len < 0 || (uint64_t)first > npages || (uint64_t)len > npages - (uint64_t)first)
+			return err_set(e, "extents[%zu] lies outside the VM's %llu pages", i,
+				       (unsigned long long)npages);
+	}
+	return 0;
+}
+
+/* run/NAME.extents for ferry-vm --prealloc-extents ("FIRST NPAGES" lines). */
+static int prepare_write_extents(struct ferryd *d, struct vm *vm, struct json_object *a)
+{
+	char path[PATH_MAX];
+	struct err e = { 0 };
+	FILE *f;
+	int ok;
+	if (registry_path(d, vm, "extents", path, sizeof(path), &e) < 0 || !(f = fopen(path, "we"))) {
+		log_warn("VM %s: cannot write its extents file (%s): reserving all its memory",
+			 vm->def.name, e.msg[0] ? e.msg : strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		struct json_object *p = json_object_array_get_idx(a, i);
+		fprintf(f, "%lld %lld\n", (long long)json_object_get_int64(json_object_array_get_idx(p, 0)),
+			(long long)json_object_get_int64(json_object_array_get_idx(p, 1)));
+	}
+	ok = !ferror(f);
+	if (fclose(f) != 0 || !ok) {
+		log_warn("VM %s: cannot write its extents file %s: reserving all its memory", vm->def.name, path);
+		unlink(path);
+		return -1;
+	}
+	return 0;
+}
+
 enum verb_result verb_migration_prepare(struct req *r, struct json_object **reply)
 {
-	static const char *const fields[] = { "name", "id", "source", "definition", NULL };
+	static const char *const fields[] = { "name", "id", "source", "definition", "extents", NULL };
 	const char *name = NULL, *id = NULL, *source = NULL;
-	struct json_object *defj, *marker;
+	struct json_object *defj, *marker, *extj = NULL;
 	struct host_settings *s = &r->d->settings;
 	char ip[128], path[PATH_MAX] = "";
 	struct host_mem mem;
@@ -226,6 +276,9 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	if (strcmp(def.name, name) != 0)
 		return req_fail(r, "E_BAD_ARG", "definition names VM %s, request names %.80s",
 				def.name, name);
+	if (json_object_object_get_ex(r->args, "extents", &extj) &&
+	    prepare_check_extents(extj, (uint64_t)def.memory_mib << 8, &r->err) < 0)
+		return bad_arg(r);
 	if (registry_find(r->d, name))
 		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists on this host", name);
 	active = migrate_active_count(r->d);
@@ -267,6 +320,9 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	vm->incoming = true;
 	vm->state = VM_INCOMING;
 	snprintf(vm->move_id, sizeof(vm->move_id), "%s", id);
+	/* Best effort: without the file the worker reserves all the memory. */
+	if (extj && s->prealloc && prepare_write_extents(r->d, vm, extj) == 0)
+		vm->prealloc_extents = true;
 	snprintf(vm->incoming_addr, sizeof(vm->incoming_addr),
 		 strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
 	/* Marker first, definition second: a restart in between finds a

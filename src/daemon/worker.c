@@ -131,6 +131,7 @@ struct worker_cmd {
 	int argc;
 	char mem[32], vcpus[16];
 	char sock[PATH_MAX], console[PATH_MAX], serial[PATH_MAX], log[PATH_MAX], exitf[PATH_MAX];
+	char extf[PATH_MAX];
 };
 
 static void worker_arg(struct worker_cmd *c, const char *flag, const char *val)
@@ -151,7 +152,8 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 	    registry_path(d, vm, "console", c->console, sizeof(c->console), e) < 0 ||
 	    registry_path(d, vm, "serial", c->serial, sizeof(c->serial), e) < 0 ||
 	    registry_path(d, vm, "log", c->log, sizeof(c->log), e) < 0 ||
-	    registry_path(d, vm, "exit", c->exitf, sizeof(c->exitf), e) < 0)
+	    registry_path(d, vm, "exit", c->exitf, sizeof(c->exitf), e) < 0 ||
+	    registry_path(d, vm, "extents", c->extf, sizeof(c->extf), e) < 0)
 		return -1;
 	snprintf(c->mem, sizeof(c->mem), "%uM", def->memory_mib);
 	snprintf(c->vcpus, sizeof(c->vcpus), "%u", def->vcpus);
@@ -174,6 +176,10 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 			 * (fails here, not mid-move, if the host cannot back it). */
 			worker_arg(c, "--memory", c->mem);
 			c->argv[c->argc++] = (char *)"--prealloc";
+			/* Only what the source uses, when it said (an idle 16 GiB
+			 * guest then reserves next to nothing). */
+			if (vm->prealloc_extents)
+				worker_arg(c, "--prealloc-extents", c->extf);
 		}
 		c->argv[c->argc] = NULL;
 		return 0;

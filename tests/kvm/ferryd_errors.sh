@@ -75,6 +75,12 @@ raw '{"cmd":42}' | tee "$T/r5"; grep -q "field 'cmd' must be a string" "$T/r5" |
 raw '{"cmd":"vm.new","name":"x","memory_mib":"lots","kernel":"/k"}' | tee "$T/r6"
 grep -q "field 'memory_mib' must be an integer" "$T/r6" || fail "memory type"
 raw '{"cmd":"vm.status","name":"a","extra":1}' | tee "$T/r7"; grep -q "unknown field 'extra'" "$T/r7" || fail "extra field"
+# A source's list of the memory it uses: every range must lie inside the VM.
+DEF='"definition":{"name":"m1","memory_mib":64,"vcpus":1,"kernel":"/k"}'
+raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"',"extents":[[16383,2]]}' | tee "$T/r10"
+grep -q "extents\[0\] lies outside the VM's 16384 pages" "$T/r10" || fail "extents beyond RAM"
+raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"',"extents":[[0,1],["a",1]]}' | tee "$T/r11"
+grep -q "extents\[1\] is not a \[first_page, pages\] pair" "$T/r11" || fail "extents pair type"
 raw '{"cmd":"vm.list"} {"cmd":"vm.list"}' | tee "$T/r8"; grep -q 'after the object' "$T/r8" || fail "two objects"
 head -c 100000 /dev/zero | tr '\0' x | socat -t5 - "UNIX-CONNECT:$SOCK" | tee "$T/r9"
 grep -q '"code":"E_TOO_LONG"' "$T/r9" || fail "oversized line"
