@@ -34,8 +34,12 @@ class QMP:
         greeting = self._read()
         if "QMP" not in greeting:
             raise QMPError("unexpected QMP greeting: %r" % greeting)
-        self.sock.settimeout(30.0)
+        # QEMU greets at once but answers only when its main loop runs:
+        # after -mem-prealloc has faulted in all guest RAM (16 GiB: over a
+        # minute here), so the first command gets the whole start deadline.
+        self.sock.settimeout(max(30.0, deadline - time.monotonic()))
         self.cmd("qmp_capabilities")
+        self.sock.settimeout(30.0)
 
     def _read(self):
         line = self.file.readline()
