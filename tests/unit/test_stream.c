@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -184,6 +186,44 @@ static void test_fd_round_trip(void **state)
 	free(big);
 }
 
+static void *read_twice(void *arg)
+{
+	int fd = *(int *)arg;
+	struct stream r;
+	uint8_t *big = pattern();
+	stream_init_fd(&r, fd, false);
+	get_fields(&r, big);
+	get_fields(&r, big);
+	stream_destroy(&r);
+	free(big);
+	return NULL;
+}
+
+/* A socket that takes a few KiB per write: the buffered header and the big
+ * payload that follows it (one writev) go out in many partial writes. */
+static void test_fd_socket_partial_writes(void **state)
+{
+	int sv[2], small = 4096;
+	struct stream w;
+	pthread_t t;
+	uint8_t *big = pattern();
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	assert_int_equal(pthread_create(&t, NULL, read_twice, &sv[1]), 0);
+	stream_init_fd(&w, sv[0], true);
+	put_fields(&w, big);
+	put_fields(&w, big);
+	assert_int_equal(stream_flush(&w), 0);
+	assert_true(w.bytes == 2 * (1 + 2 + 4 + 8 + 4 + 5 + (uint64_t)BIG + 4));
+	stream_destroy(&w);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	close(sv[0]);
+	close(sv[1]);
+	free(big);
+}
+
 static void test_fd_truncation_mid_buffer(void **state)
 {
 	int p[2];
@@ -241,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_string_limits),
 		cmocka_unit_test(test_skip),
 		cmocka_unit_test(test_fd_round_trip),
+		cmocka_unit_test(test_fd_socket_partial_writes),
 		cmocka_unit_test(test_fd_truncation_mid_buffer),
 		cmocka_unit_test(test_fd_timeout),
 	};
