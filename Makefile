@@ -45,6 +45,9 @@ $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# XXH3 for AVX2 CPUs, chosen at run time (format.c): only this file.
+$(O)/obj/src/migration/sum_avx2.o: CFLAGS += -mavx2
+
 $(O)/libferry.a: $(LIB_OBJ)
 $(O)/libferryd.a: $(D_OBJ)
 $(O)/libferrycli.a: $(CLI_OBJ)

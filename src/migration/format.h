@@ -78,6 +78,8 @@ struct mig_mem_hdr {
  * and a file can rot, and a flipped byte in a page would otherwise reach
  * the guest silently. XXH3 costs a fraction of a memcpy. */
 uint64_t mig_sum(const void *p, size_t n);
+/* The same, built for AVX2 (sum_avx2.c): only where the CPU has it. */
+uint64_t mig_sum_avx2(const void *p, size_t n);
 
 void mig_put_header(struct stream *w);
 int mig_get_header(struct stream *r, struct err *e);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <xxhash.h>
 
 #include "migration/format.h"
 #include "migration/ram.h"
@@ -27,6 +28,29 @@ static int parse_header(const void *p, size_t n, struct err *e)
 	struct stream r;
 	stream_init_mem_reader(&r, p, n);
 	return mig_get_header(&r, e);
+}
+
+/* The AVX2 build of the checksum gives the library's result for every
+ * length (a host without AVX2 must verify what one with it summed). */
+static void test_sum_builds_agree(void **state)
+{
+	enum { N = (1 << 20) + 77 };
+	uint8_t *b = malloc(N);
+	uint32_t x = 12345;
+	static const size_t lens[] = { 0, 1, 3, 16, 17, 128, 129, 240, 241, 1024, 4096, 65536, N };
+	(void)state;
+	assert_non_null(b);
+	for (size_t i = 0; i < N; i++) {
+		x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+		b[i] = (uint8_t)x;
+	}
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		assert_true(mig_sum(b, lens[i]) == XXH3_64bits(b, lens[i]));
+		if (__builtin_cpu_supports("avx2"))
+			assert_true(mig_sum_avx2(b + 1, lens[i] - (lens[i] > 0)) ==
+				    XXH3_64bits(b + 1, lens[i] - (lens[i] > 0)));
+	}
+	free(b);
 }
 
 static void test_header(void **state)
@@ -567,6 +591,7 @@ static void test_corrupt_lz4(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sum_builds_agree),
 		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_rec),
 		cmocka_unit_test(test_mem_hdr),
