@@ -404,13 +404,15 @@ class FerrySystem:
 
     @staticmethod
     def parse(variant):
-        """ferry[-tcp|-compression|-multichannel[-compression]][-prealloc][-dtN]"""
-        opt = {"transport": None, "downtime_ms": None, "prealloc": False}
+        """ferry[-tcp|-compression|-multichannel[-compression]][-chN][-prealloc][-dtN]"""
+        opt = {"transport": None, "downtime_ms": None, "prealloc": False, "channels": None}
         toks = variant.split("-")[1:]
         tr = [t for t in toks if t in ("tcp", "compression", "multichannel")]
         for t in toks:
             if re.fullmatch(r"dt\d+", t):
                 opt["downtime_ms"] = int(t[2:])
+            elif re.fullmatch(r"ch\d+", t):
+                opt["channels"] = int(t[2:])  # multichannel: this many connections
             elif t == "prealloc":
                 # the destination reserves the guest's memory before the
                 # move (ferry-vm --prealloc), as QEMU's -mem-prealloc, but
@@ -496,6 +498,8 @@ class FerrySystem:
                 req["transport"] = parts[0]
                 if parts[0] == "multichannel":
                     req["compress"] = "compression" in parts
+            if opt["channels"]:
+                req["channels"] = opt["channels"]
             if opt["downtime_ms"]:
                 req["downtime_ms"] = opt["downtime_ms"]
             if wl.bandwidth:
