@@ -278,7 +278,8 @@ static void *prefault_thread(void *arg)
 	return NULL;
 }
 
-/* Memory reserved up front (--prealloc) is all populated; give back what
+/* Memory reserved up front (--prealloc: all of it, or the ranges the source
+ * used when asked, --prealloc-extents) is populated; give back what
  * the source never touched, before any page arrives (a page punched after
  * the receiver wrote it would be lost), so this VM's idle memory stays free
  * and a later move from here still skips it. Extents from the source come

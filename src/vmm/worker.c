@@ -55,6 +55,7 @@ struct worker {
 	bool incoming;
 	struct vm_config local;     /* host-local settings for an incoming VM */
 	struct guest_mem reserved;  /* incoming: memory faulted in before the move (--prealloc) */
+	uint64_t reserved_bytes;    /* how much of it is faulted in (--prealloc-extents: part) */
 };
 
 static uint64_t now_ms(void)
@@ -663,6 +664,7 @@ static int reserve_memory(struct worker *w, uint64_t size, const char *extents, 
 		gmem_destroy(&w->reserved);
 		return err_prefix(e, "reserving memory for the incoming VM");
 	}
+	w->reserved_bytes = pages << 12;
 	log_info("reserved %llu MiB for the incoming VM in %llu ms%s",
 		 (unsigned long long)(pages >> 8), (unsigned long long)(now_ms() - t0),
 		 extents ? " (the memory its source uses)" : "");
@@ -712,7 +714,8 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 		w->state = WORKER_INCOMING;
 		if (o->prealloc && reserve_memory(w, cfg->mem_size, o->prealloc_extents, e) < 0)
 			goto out;
-		h.reserved_bytes = w->reserved.ram_size;
+		/* Only what is faulted in counts as already ours in the free-memory check. */
+		h.reserved_bytes = w->reserved_bytes;
 		if (incoming_start(&w->in, o->incoming, o->host_cpu_mask, &w->m, &h, e) < 0)
 			goto out;
 		log_info("waiting for an incoming migration on %s", o->incoming);
