@@ -303,7 +303,8 @@ static void move_out_begin(struct ferryd *d, struct move *m)
 	jsonl_add_str(req, "id", m->id);
 	jsonl_add_str(req, "source", host);
 	json_object_object_add(req, "definition", vmdef_to_json(&vm->def));
-	move_add_extents(d, m, vm, req);
+	if (!m->no_extents)
+		move_add_extents(d, m, vm, req);
 	/* The destination may reserve the guest's memory before it answers
 	 * (its prealloc setting): allow for that on big guests. */
 	if (peer_call(d, m->peer, req,
@@ -732,6 +733,18 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		code = "E_INTERNAL";
 	if (jsonl_get_str(r->reply, "error", false, &msg, &e) < 0 || !msg)
 		msg = "(no reason given)";
+	if (strcmp(code, "E_BAD_ARG") == 0 && strstr(msg, "unknown field 'extents'") &&
+	    !m->no_extents && !m->cancel_requested) {
+		/* A ferryd from before the field: ask again without it (it then
+		 * reserves all the VM's memory, if it reserves any). */
+		log_info("move %s: %s predates the extents field; preparing again without it",
+			 m->id, m->peer);
+		m->no_extents = true;
+		m->state = MV_QUEUED;
+		m->next_ms = ferryd_now_ms();
+		snprintf(m->stage, sizeof(m->stage), "queued");
+		return;
+	}
 	if (strcmp(code, "E_MIGRATION_LIMIT") == 0 && !m->cancel_requested) {
 		/* The destination is busy: wait our turn, keep our place. */
 		m->state = MV_QUEUED;

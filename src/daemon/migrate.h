@@ -63,6 +63,7 @@ struct move {
 	bool call_pending;   /* a peer call for this move is in flight */
 	bool cancel_requested, cancel_sent;
 	bool recovered;      /* in flight when ferryd restarted: cancel it */
+	bool no_extents;     /* out: the destination predates migration.prepare's extents */
 	bool worker_gone;    /* out: the source worker has exited */
 	char stage[24];      /* the source/destination worker's stage */
 	char wait_reason[1024];

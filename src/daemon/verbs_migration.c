@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "common/failpoint.h"
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "common/sock.h"
@@ -248,6 +249,9 @@ static int prepare_write_extents(struct ferryd *d, struct vm *vm, struct json_ob
 enum verb_result verb_migration_prepare(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "id", "source", "definition", "extents", NULL };
+	/* What a ferryd from before the extents field accepts: the failpoint
+	 * makes this one act as such a peer, to test the source's fallback. */
+	static const char *const fields_pre_extents[] = { "name", "id", "source", "definition", NULL };
 	const char *name = NULL, *id = NULL, *source = NULL;
 	struct json_object *defj, *marker, *extj = NULL;
 	struct host_settings *s = &r->d->settings;
@@ -258,7 +262,7 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	uint64_t promised;
 	int port, active;
 
-	if (req_fields(r, fields) < 0)
+	if (req_fields(r, failpoint("ferryd.prepare_pre_extents") < 0 ? fields_pre_extents : fields) < 0)
 		return VERB_FAIL;
 	if (jsonl_get_str(r->args, "name", true, &name, &r->err) < 0 ||
 	    jsonl_get_str(r->args, "id", true, &id, &r->err) < 0 ||

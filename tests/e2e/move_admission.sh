@@ -6,7 +6,9 @@
 # With room for exactly one more VM (memory-reserve set from the free memory
 # seen while the first move holds its reservation), a second move is
 # admitted and arrives intact; the first, cancelled, leaves B clean. Then,
-# with no room, a move is still refused with the reason.
+# with no room, a move is still refused with the reason. Last, B acts as a
+# ferryd from before the extents field (failpoint): A prepares again
+# without it, and B reserves all of the VM's memory.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
@@ -60,4 +62,15 @@ on A move-vm -n g1 -d "$(port_of B)" >"$T/g1.out" 2>&1 && fail "g1 admitted with
 grep -q "not enough memory" "$T/g1.out" || fail "unclear refusal: $(cat "$T/g1.out")"
 [ "$(vm_state A g1)" = running ] || fail "g1 not running on A after the refusal"
 on B host set --memory-reserve 0 >/dev/null || fail "memory-reserve 0"
+
+note "a destination from before the extents field: A asks again without them"
+stop_host B
+FERRY_FAILPOINTS="ferryd.prepare_pre_extents=error" start_host B
+on A move-vm -n g1 -d "$(port_of B)" --transport tcp >"$T/g1.out" 2>&1 ||
+	{ cat "$T/g1.out"; fail "g1 did not move to the older-style B"; }
+grep -q "predates the extents field; preparing again without it" "$T/A.ferryd.log" ||
+	fail "A did not log the fallback"
+grep -q "reserved 256 MiB for the incoming VM in [0-9]* ms$" "$T/B/logs/g1.log" ||
+	fail "B did not reserve the whole VM: $(grep reserved "$T/B/logs/g1.log")"
+verify_vm B g1 || fail "page check of g1 on B"
 echo "ok"
