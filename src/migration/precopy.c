@@ -108,6 +108,7 @@ struct run {
 	uint16_t gen;
 	struct throttle thr;
 	uint64_t pass_t0, pass_bytes0;  /* start of the current pass: its time and wire bytes (pass_rate) */
+	bool pass1_done;                /* pass 1's rate is final (publish stops updating it) */
 };
 
 static void set_stage(struct run *r, enum mig_stage s)
@@ -161,6 +162,8 @@ static void publish(struct run *r)
 	if (st->stage == MIG_STAGE_PRECOPY && st->pass == 1 && r->pass_t0) {
 		double bw = pass_rate(r);
 		st->throughput_mibps = bw / 1048576.0;
+		if (!r->pass1_done)
+			st->pass1_mibps = st->throughput_mibps; /* so far; final at the pass's end */
 		st->remaining_pages = st->total_pages > st->sent_pages ? st->total_pages - st->sent_pages : 0;
 		st->eta_ms = bw > 0 ? (uint64_t)((double)st->remaining_pages * 4096.0 / bw * 1000.0) : 0;
 	}
@@ -566,8 +569,10 @@ static int precopy(struct run *r, struct err *e)
 		pthread_mutex_lock(&r->ms->lock);
 		r->ms->st.remaining_pages = dirty_pages;
 		r->ms->st.throughput_mibps = bw / 1048576.0;
-		if (r->gen == 1)
+		if (r->gen == 1) {
 			r->ms->st.pass1_mibps = bw / 1048576.0;
+			r->pass1_done = true;
+		}
 		r->ms->st.dirty_rate_mibps = rate / 1048576.0;
 		r->ms->st.eta_ms = bw > 0 ? (uint64_t)((double)dirty_pages * 4096.0 / bw * 1000.0) : 0;
 		pthread_mutex_unlock(&r->ms->lock);
