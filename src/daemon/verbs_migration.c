@@ -6,7 +6,6 @@
  */
 #include "daemon/dispatch.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,30 +219,34 @@ static int prepare_check_extents(struct json_object *a, uint64_t npages, struct 
 	return 0;
 }
 
-/* run/NAME.extents for ferry-vm --prealloc-extents ("FIRST NPAGES" lines). */
+/* run/NAME.extents for ferry-vm --prealloc-extents ("FIRST NPAGES" lines),
+ * from pairs prepare_check_extents has passed. */
 static int prepare_write_extents(struct ferryd *d, struct vm *vm, struct json_object *a)
 {
-	char path[PATH_MAX];
+	size_t n = json_object_array_length(a), len = 0, cap = n * 44 + 1;
+	char path[PATH_MAX], *text = malloc(cap);
 	struct err e = { 0 };
-	FILE *f;
-	int ok;
-	if (registry_path(d, vm, "extents", path, sizeof(path), &e) < 0 || !(f = fopen(path, "we"))) {
-		log_warn("VM %s: cannot write its extents file (%s): reserving all its memory",
-			 vm->def.name, e.msg[0] ? e.msg : strerror(errno));
+	int rc = -1;
+
+	if (!text) {
+		log_warn("VM %s: out of memory for its extents: reserving all its memory", vm->def.name);
 		return -1;
 	}
-	for (size_t i = 0; i < json_object_array_length(a); i++) {
+	text[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
 		struct json_object *p = json_object_array_get_idx(a, i);
-		fprintf(f, "%lld %lld\n", (long long)json_object_get_int64(json_object_array_get_idx(p, 0)),
-			(long long)json_object_get_int64(json_object_array_get_idx(p, 1)));
+		/* two numbers of at most 20 digits, a space, a newline: 42 */
+		len += (size_t)snprintf(text + len, cap - len, "%s%lld %lld", i ? "\n" : "",
+					(long long)json_object_get_int64(json_object_array_get_idx(p, 0)),
+					(long long)json_object_get_int64(json_object_array_get_idx(p, 1)));
 	}
-	ok = !ferror(f);
-	if (fclose(f) != 0 || !ok) {
-		log_warn("VM %s: cannot write its extents file %s: reserving all its memory", vm->def.name, path);
-		unlink(path);
-		return -1;
-	}
-	return 0;
+	if (registry_path(d, vm, "extents", path, sizeof(path), &e) == 0)
+		rc = statefile_write(path, text, &e);
+	free(text);
+	if (rc < 0)
+		log_warn("VM %s: cannot write its extents file (%s): reserving all its memory",
+			 vm->def.name, e.msg);
+	return rc;
 }
 
 enum verb_result verb_migration_prepare(struct req *r, struct json_object **reply)

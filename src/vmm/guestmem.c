@@ -157,12 +157,6 @@ int gmem_populate_ranges(struct guest_mem *gm, const uint64_t (*ranges)[2], size
 	return 0;
 }
 
-int gmem_populate_all(struct guest_mem *gm, int threads, struct err *e)
-{
-	const uint64_t all[1][2] = { { 0, gmem_npages(gm) } };
-	return gmem_populate_ranges(gm, all, 1, threads, e);
-}
-
 int gmem_punch(struct guest_mem *gm, uint64_t first, uint64_t n, struct err *e)
 {
 	if (first >= gmem_npages(gm) || n == 0)

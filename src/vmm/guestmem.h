@@ -34,7 +34,7 @@ struct guest_mem {
 	/* Pages written by the VMM itself, one bit per page of ram_size
 	 * (indexed by memfd offset / 4096). Set atomically. */
 	uint64_t *vmm_dirty;
-	/* Pages were faulted in up front (gmem_populate_*): the memfd's
+	/* Pages were faulted in up front (gmem_populate_ranges): the memfd's
 	 * data extents no longer tell what the guest touched until the pages
 	 * it never did are punched out again (gmem_punch). */
 	bool prepopulated;
@@ -44,12 +44,11 @@ struct guest_mem {
  * above, the rest goes to 4 GiB upwards. */
 int gmem_init(struct guest_mem *gm, uint64_t size, struct err *e);
 void gmem_destroy(struct guest_mem *gm);
-/* Fault every page in now, with `threads` threads (a destination reserving
- * its memory before a move, as QEMU's -mem-prealloc): fails early, before
- * any migration, when the host cannot back the guest. */
-int gmem_populate_all(struct guest_mem *gm, int threads, struct err *e);
-/* The same for some page ranges only, as (first page, pages) pairs, each
- * inside RAM (the caller checks): e.g. the memory a move's source uses. */
+/* Fault in these page ranges, (first page, pages) pairs each inside RAM
+ * (the caller checks), now, with `threads` threads: a destination
+ * reserving its memory before a move (as QEMU's -mem-prealloc; all of it,
+ * or the part the source uses) fails early, before any migration, when
+ * the host cannot back the guest. */
 int gmem_populate_ranges(struct guest_mem *gm, const uint64_t (*ranges)[2], size_t nranges,
 			 int threads, struct err *e);
 /* Fault in RAM pages [first, first+n) now, stopping early once *stop

@@ -638,32 +638,29 @@ static int read_extents_file(const char *path, uint64_t npages, uint64_t (**out)
  * on a later move. */
 static int reserve_memory(struct worker *w, uint64_t size, const char *extents, struct err *e)
 {
-	uint64_t t0 = now_ms(), pages = size >> 12;
+	uint64_t t0 = now_ms(), pages = 0, all[1][2] = { { 0, size >> 12 } };
+	uint64_t (*ranges)[2] = all, (*listed)[2] = NULL;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	uint64_t (*ranges)[2] = NULL;
-	size_t n = 0;
+	size_t n = 1;
 	int rc;
 
-	if (extents && read_extents_file(extents, size >> 12, &ranges, &n, e) < 0)
-		return -1;
-	if (gmem_init(&w->reserved, size, e) < 0) {
-		free(ranges);
-		return err_prefix(e, "reserving memory for the incoming VM");
-	}
 	if (extents) {
-		pages = 0;
-		for (size_t i = 0; i < n; i++)
-			pages += ranges[i][1];
+		if (read_extents_file(extents, size >> 12, &listed, &n, e) < 0)
+			return -1;
+		ranges = listed;
+	}
+	for (size_t i = 0; i < n; i++)
+		pages += ranges[i][1];
+	rc = gmem_init(&w->reserved, size, e);
+	if (rc == 0) {
 		rc = gmem_populate_ranges(&w->reserved, (const uint64_t (*)[2])ranges, n,
 					  ncpu > 0 ? (int)ncpu : 1, e);
-	} else {
-		rc = gmem_populate_all(&w->reserved, ncpu > 0 ? (int)ncpu : 1, e);
+		if (rc < 0)
+			gmem_destroy(&w->reserved);
 	}
-	free(ranges);
-	if (rc < 0) {
-		gmem_destroy(&w->reserved);
+	free(listed);
+	if (rc < 0)
 		return err_prefix(e, "reserving memory for the incoming VM");
-	}
 	w->reserved_bytes = pages << 12;
 	log_info("reserved %llu MiB for the incoming VM in %llu ms%s",
 		 (unsigned long long)(pages >> 8), (unsigned long long)(now_ms() - t0),
