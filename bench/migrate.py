@@ -50,7 +50,7 @@ class Workload:
         self.mem_mib = mem_mib
         self.cmdline = cmdline
         self.ws_mib = ws_mib        # 0: idle, nothing to wait for
-        self.rate = rate            # MiB/s, "max" or 0
+        self.rate = rate            # MiB/s, "max", "once" or 0
         self.timeout_s = timeout_s  # migration gives up (cancel) after this
         self.bandwidth = bandwidth  # bytes/s forced on every variant, or None
         self.what = what
@@ -68,6 +68,11 @@ WORKLOADS = [
              what="512 MiB working set dirtied at 1024 MiB/s"),
     Workload("ws512-max", 1024, "ws=512M rate=max", 512, "max", 120,
              what="512 MiB working set dirtied at full speed"),
+    # Memory full of incompressible data that no longer changes: what a
+    # transport itself moves per second, with no guest taking CPU from it
+    # (the issue's "single-stream throughput of incompressible memory").
+    Workload("fill768", 1024, "ws=768M rate=once", 768, "once", 60,
+             what="768 MiB of incompressible data written once, then idle"),
     Workload("max-cap128", 1024, "ws=512M rate=max", 512, "max", 60,
              bandwidth=128 << 20,
              what="full speed under a 128 MiB/s bandwidth cap (QEMU's shipped default)"),
@@ -98,6 +103,8 @@ FULL = {
     "ws512-r1024": QEMU_ALL + FERRY_ALL,
     "ws512-max": QEMU_ALL + FERRY_ALL,
     "max-cap128": ["qemu", "qemu-prealloc", "qemu-mfd4-zstd-prealloc", "ferry", "ferry-multichannel"],
+    "fill768": ["qemu", "qemu-prealloc", "qemu-mfd4-prealloc", "ferry-tcp", "ferry-tcp-prealloc",
+                "ferry-multichannel-prealloc"],
     "ws512-r256-text": QEMU_ALL + FERRY_ALL,
     # every compressing and non-compressing transport of both systems: under
     # a cap, bytes saved are time saved
@@ -111,6 +118,7 @@ QUICK = {
                    "qemu-shipped", "ferry", "ferry-tcp", "ferry-multichannel"],
     "ws512-max": ["qemu", "qemu-prealloc", "qemu-dt50-prealloc", "ferry"],
     "max-cap128": ["qemu", "ferry"],
+    "fill768": ["qemu-prealloc", "ferry-tcp", "ferry-tcp-prealloc"],
 }
 QUICK_TIMEOUT = 30  # --quick: every migration's limit, so the run stays under ~10 min
 
@@ -149,6 +157,16 @@ def wait_warm(con, wl, timeout):
         return full[1] if len(full) > 1 else None
     if not con.wait_for(filled, timeout):
         raise RunError("guest did not fill its working set in %d s" % timeout)
+
+
+def move_rate(row):
+    """Bytes the system says it sent over the time it spent sending them
+    (total minus setup), in MiB/s: the same measure for both systems, where
+    ferry's pass-1 figure has no QEMU counterpart."""
+    total, setup, sent = row.get("total_ms"), row.get("setup_ms") or 0, row.get("bytes_reported")
+    if not row.get("converged") or not total or not sent or total <= setup:
+        return None
+    return sent / 2**20 / ((total - setup) / 1000.0)
 
 
 def guest_view(src_con, dst_con, t_start, t_end):
@@ -745,6 +763,7 @@ def main():
             except (RunError, QMPError, OSError, ValueError, KeyError) as e:
                 row.update(converged=None, integrity="run failed: %s" % e)
             row["notes"] = "; ".join(row.get("notes", []))
+            row["move_mibps"] = move_rate(row)
             results.append(row)
             print(" %s (%.0f s)" % (report.one_line(row), time.monotonic() - t), flush=True)
     except KeyboardInterrupt:

@@ -82,7 +82,9 @@ static void parse_param(const char *k, size_t kl, const char *v, size_t vl)
 		params.ws_bytes = n;
 	else if (kl == 4 && !strncmp(k, "rate", 4) && vl == 3 && !strncmp(v, "max", 3))
 		params.rate_mib = FG_RATE_MAX;
-	else if (kl == 4 && !strncmp(k, "rate", 4) && !parse_size(v, vl, &n) && n < FG_RATE_MAX)
+	else if (kl == 4 && !strncmp(k, "rate", 4) && vl == 4 && !strncmp(v, "once", 4))
+		params.rate_mib = FG_RATE_ONCE;
+	else if (kl == 4 && !strncmp(k, "rate", 4) && !parse_size(v, vl, &n) && n < FG_RATE_ONCE)
 		params.rate_mib = (uint32_t)n;
 	else if (kl == 7 && !strncmp(k, "pattern", 7) && vl == 3 && !strncmp(v, "seq", 3))
 		params.pattern = FG_PATTERN_SEQ;
@@ -364,7 +366,8 @@ void user_bsp_main(uint64_t arg)
 		ncpus = params.cpus;
 	}
 
-	const char *rate = params.rate_mib == FG_RATE_MAX ? "max" : 0;
+	const char *rate = params.rate_mib == FG_RATE_MAX ? "max"
+			 : params.rate_mib == FG_RATE_ONCE ? "once" : 0;
 	char ratebuf[16];
 	if (!rate) {
 		snprintf(ratebuf, sizeof(ratebuf), "%u", params.rate_mib);

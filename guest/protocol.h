@@ -49,6 +49,10 @@
 
 /* fg_ctl.rate_mib: MiB/s across all vCPUs; 0 = idle */
 #define FG_RATE_MAX UINT32_MAX
+/* Write every working-set page once at full speed, then idle: memory full
+ * of incompressible data that no longer changes, what a transport's own
+ * throughput is measured on. */
+#define FG_RATE_ONCE (UINT32_MAX - 1)
 
 /* One record per vCPU; 64 bytes so vCPUs never share a cache line. Page
  * indices are working-set indices (GPA = ws_base + index * 4096). */

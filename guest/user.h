@@ -12,7 +12,7 @@
 
 struct params {
 	uint64_t ws_bytes;	/* requested working set */
-	uint32_t rate_mib;	/* 0 idle, FG_RATE_MAX for "max" */
+	uint32_t rate_mib;	/* 0 idle, FG_RATE_MAX for "max", FG_RATE_ONCE for "once" */
 	uint32_t pattern;	/* FG_PATTERN_* */
 	uint32_t data;		/* FG_DATA_*: page fill */
 	uint32_t cpus;		/* 0: from the MP table */

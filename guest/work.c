@@ -83,10 +83,12 @@ void work_run(unsigned cpu)
 	uint64_t hz = c->tsc_hz, slice = hz / SLICES_PER_SEC;
 	uint32_t rate = c->rate_mib;
 	int max = rate == FG_RATE_MAX;
+	/* rate=once: a full-speed sweep that ends where it began */
+	uint64_t once_left = rate == FG_RATE_ONCE ? w.v->npages : 0;
 	/* pages per second for this vCPU: the total split evenly, remainder
 	 * to the lowest-numbered vCPUs */
 	uint64_t pps = 0;
-	if (rate && !max) {
+	if (rate && !max && !once_left) {
 		uint64_t total = (uint64_t)rate * 256;
 		pps = total / c->ncpus + (cpu < total % c->ncpus);
 	}
@@ -101,6 +103,8 @@ void work_run(unsigned cpu)
 			for (int i = 0; i < 64; i++)
 				write_page(&w);
 		}
+		for (int i = 0; i < 64 && once_left; i++, once_left--)
+			write_page(&w);
 		now = rdtsc();
 		if (now >= next_slice) {
 			/* credit is in pages * SLICES_PER_SEC so odd rates stay exact */
@@ -132,7 +136,7 @@ void work_run(unsigned cpu)
 			next_slice = now + slice;
 		if (poll_net)
 			vnet_poll();
-		if (max)
+		if (max || once_left)
 			continue;
 		uint64_t wake = next_hb;
 		if ((pps || poll_net) && next_slice < wake)

@@ -17,13 +17,14 @@ FIGURES = [
     ("bytes_wire", "lo MiB", 1 / 2**20, 1),
     ("passes", "passes", 1, 0),
     ("pass1_mibps", "pass-1 MiB/s", 1, 0),
+    ("move_mibps", "move MiB/s", 1, 0),
     ("src_cpu_s", "src CPU s", 1, 2),
     ("dst_cpu_s", "dst CPU s", 1, 2),
     ("dst_start_ms", "dst start ms", 1, 0),
 ]
 RUN_FIELDS = ["workload", "variant", "run", "converged", "total_ms", "wall_ms", "setup_ms",
               "downtime_ms", "guest_down_ms", "host_down_ms", "bytes_reported", "bytes_wire",
-              "passes", "pass1_mibps", "src_cpu_s", "dst_cpu_s", "dst_start_ms", "integrity",
+              "passes", "pass1_mibps", "move_mibps", "src_cpu_s", "dst_cpu_s", "dst_start_ms", "integrity",
               "notes"]
 
 
@@ -52,6 +53,7 @@ def summarize(results, order):
         s["converged"] = "%d/%d" % (len(done), len(ran)) if ran else "-"
         for key, _, scale, dec in FIGURES:
             pool = done if key not in ("bytes_reported", "bytes_wire", "passes", "pass1_mibps",
+                                       "move_mibps",
                                        "src_cpu_s", "dst_cpu_s", "dst_start_ms") else ran
             vals = [r[key] for r in pool if r.get(key) is not None]
             if not vals:
@@ -106,6 +108,25 @@ def machine_line(minfo):
     if "first_touch_us_per_page" in minfo:
         parts.append("first touch (host process) %.1f µs/page" % minfo["first_touch_us_per_page"])
     return ("machine, same run: " + "; ".join(parts)) if parts else ""
+
+
+def loopback_ratios(summary, minfo):
+    """Each row's best throughput figure as a share of the loopback TCP
+    ceiling measured in the same run (fill768 rows only: there the guest
+    is idle and the transport is all that runs)."""
+    lo = minfo.get("loopback_gib_s")
+    out = []
+    if not lo:
+        return out
+    for s in summary:
+        if not s["workload"].startswith("fill"):
+            continue
+        for key, what in (("pass1_mibps", "pass 1"), ("move_mibps", "move")):
+            v = s.get(key + "_med")
+            if v:
+                out.append("%s %s %s %.0f MiB/s = %.2f×" % (s["workload"], s["variant"], what,
+                                                         v, v / 1024.0 / lo))
+    return out
 
 
 def _header_lines(minfo):
@@ -166,6 +187,9 @@ def write_all(outdir, started, minfo, results, summary, what, plots=True):
         mline = machine_line(minfo)
         if mline:
             f.write("\n%s%s.\n" % (mline[0].upper(), mline[1:]))
+        ratios = loopback_ratios(summary, minfo)
+        if ratios:
+            f.write("\nAgainst the loopback ceiling: %s.\n" % "; ".join(ratios))
     paths.append(md)
 
     if plots and shutil.which("gnuplot"):
