@@ -46,6 +46,7 @@ struct walker {
 	uint8_t *out;               /* one decompressed run */
 	ZSTD_DCtx *zd;
 	union section_state *st;
+	uint8_t *torn;              /* per RAM page: last copy arrived mid-write */
 	char detail[256];           /* dump: what this record holds */
 	uint64_t printed;
 };
@@ -150,7 +151,7 @@ static const struct sec_rule {
 
 const char *streamcheck_enc_name(uint8_t enc)
 {
-	static const char *names[] = { "raw", "zero", "zstd", "lz4" };
+	static const char *names[] = { "raw", "zero", "zstd", "lz4", "raw-sums" };
 	return enc <= MIG_ENC_MAX ? names[enc] : "?";
 }
 
@@ -226,6 +227,10 @@ static int check_config(struct walker *w, const struct mig_rec *rec, struct err 
 	size = rep->cfg.mem_size;
 	w->low_ram = size < LAYOUT_MMIO_HOLE_START ? size : LAYOUT_MMIO_HOLE_START;
 	w->high_ram = size - w->low_ram;
+	free(w->torn);
+	w->torn = calloc(size >> 12 ? size >> 12 : 1, 1);
+	if (!w->torn)
+		return err_set(e, "out of memory for %" PRIu64 " MiB of pages", size >> 20);
 	snprintf(w->detail, sizeof(w->detail), "name=%s memory=%" PRIu64 " vcpus=%d", rep->cfg.name,
 		 size, rep->cfg.vcpus);
 	return 0;
@@ -265,6 +270,7 @@ static int check_mem(struct walker *w, const struct mig_rec *rec, struct err *e)
 	struct streamcheck_report *rep = w->rep;
 	struct mig_mem_hdr h;
 	uint32_t clen;
+	uint64_t first;
 	size_t raw, got;
 
 	if (mig_get_mem_hdr(w->r, rec->len, &h, e) < 0)
@@ -277,8 +283,24 @@ static int check_mem(struct walker *w, const struct mig_rec *rec, struct err *e)
 			       " MiB: 0x0-0x%" PRIx64 "%s)", h.gpa, h.npages, rep->cfg.mem_size >> 20,
 			       w->low_ram, w->high_ram ? " and from 4 GiB" : "");
 	clen = rec->len - MIG_MEM_HDR;
+	/* index of the run's first page in RAM (in_ram held: one region) */
+	first = (h.gpa < w->low_ram ? h.gpa : w->low_ram + (h.gpa - LAYOUT_HIGH_RAM_START)) >> 12;
+	memset(w->torn + first, 0, h.npages);
 	switch (h.enc) {
 	case MIG_ENC_ZERO:
+		break;
+	case MIG_ENC_RAW_SUMS:
+		if (read_payload(w, clen, e) < 0)
+			return -1;
+		if (mig_sum(w->buf, (size_t)h.npages * 8) != h.sum)
+			return err_set(e, "page sums of the run at 0x%" PRIx64 "+%u do not match", h.gpa,
+				       h.npages);
+		for (uint32_t i = 0; i < h.npages; i++)
+			if (mig_sum(w->buf + (size_t)h.npages * 8 + (size_t)i * 4096, 4096) !=
+			    le_get_u64(w->buf + (size_t)i * 8)) {
+				w->torn[first + i] = 1;
+				rep->pages_torn++;
+			}
 		break;
 	case MIG_ENC_RAW:
 		if (read_payload(w, clen, e) < 0)
@@ -409,8 +431,13 @@ static int check_complete(struct walker *w, struct err *e)
 
 static int check_state_end(struct walker *w, const struct mig_rec *rec, struct err *e)
 {
+	uint64_t npages = w->rep->cfg.mem_size >> 12, bad = 0;
 	if (rec->len != 0)
 		return err_set(e, "state-end record with a %u-byte payload", rec->len);
+	for (uint64_t p = 0; w->torn && p < npages; p++)
+		bad += w->torn[p];
+	if (bad)
+		return err_set(e, "%" PRIu64 " page(s) arrived torn and were never sent again", bad);
 	w->state_end = true;
 	return check_complete(w, e);
 }
@@ -546,6 +573,7 @@ out:
 	free(w.buf);
 	free(w.out);
 	free(w.st);
+	free(w.torn);
 	return rc;
 }
 
@@ -571,6 +599,9 @@ void streamcheck_print(FILE *f, const struct streamcheck_report *rep)
 	}
 	fprintf(f, " total=%" PRIu64 " (%" PRIu64 " MiB); compressed payload %" PRIu64 " bytes; %" PRIu64
 		" memory pass(es) ended\n", pages, pages >> 8, rep->compressed_bytes, rep->syncs);
+	if (rep->pages_torn)
+		fprintf(f, "torn: %" PRIu64 " page(s) arrived mid-write and were sent again later\n",
+			rep->pages_torn);
 	fprintf(f, "generations:");
 	for (int i = 0; i < rep->ngens; i++)
 		fprintf(f, " gen %u=%" PRIu64, rep->gens[i].gen, rep->gens[i].pages);

@@ -52,6 +52,7 @@ struct streamcheck_report {
 	uint64_t bytes_by_type[STREAMCHECK_MAX_TYPES];/* record payload bytes per type */
 	uint64_t pages[MIG_ENC_MAX + 1];             /* pages per encoding */
 	uint64_t compressed_bytes;                   /* wire bytes of compressed runs */
+	uint64_t pages_torn;                         /* raw-sums pages that failed their sum */
 	struct streamcheck_gen gens[STREAMCHECK_MAX_GENS];
 	int ngens;
 	uint64_t pages_other_gens;                   /* pages whose gen did not fit the table */

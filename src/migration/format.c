@@ -97,6 +97,9 @@ int mig_get_mem_hdr(struct stream *r, uint32_t rec_len, struct mig_mem_hdr *h, s
 	if (h->enc == MIG_ENC_RAW && payload != h->npages * 4096u)
 		return err_set(e, "corrupt stream: raw memory record carries %u bytes for %u pages", payload,
 			       h->npages);
+	if (h->enc == MIG_ENC_RAW_SUMS && payload != h->npages * (4096u + 8u))
+		return err_set(e, "corrupt stream: summed raw memory record carries %u bytes for %u pages",
+			       payload, h->npages);
 	if (h->enc == MIG_ENC_ZERO && payload != 0)
 		return err_set(e, "corrupt stream: zero-page record carries %u bytes", payload);
 	if ((h->enc == MIG_ENC_ZSTD || h->enc == MIG_ENC_LZ4) && (payload == 0 || payload > h->npages * 4096u + 4096u))

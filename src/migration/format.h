@@ -50,7 +50,14 @@ enum mig_mem_enc {
 	MIG_ENC_ZERO = 1,     /* all pages are zero: no payload */
 	MIG_ENC_ZSTD = 2,     /* zstd frame that decompresses to npages * 4096 */
 	MIG_ENC_LZ4 = 3,      /* lz4 block that decompresses to npages * 4096 */
-	MIG_ENC_MAX = 3,
+	/* npages u64 page sums, then npages * 4096 bytes read straight from
+	 * the running guest's memory (no copy first); the header's sum covers
+	 * the page sums. A page whose own sum fails was written by the guest
+	 * while it was being sent: KVM logged that write, so a later pass
+	 * sends the page again. The receiver holds it as unverified until then
+	 * and fails the load if one is left at the end. */
+	MIG_ENC_RAW_SUMS = 4,
+	MIG_ENC_MAX = 4,
 };
 
 #define MIG_REC_HDR 8

@@ -328,6 +328,10 @@ static void reply(struct stream *w, uint32_t type, bool ok, const char *error, c
 	jsonl_add_bool(o, "ok", ok);
 	if (ok && key)
 		jsonl_add_int(o, key, v);
+	/* What this receiver reads beyond the encodings every version-2
+	 * reader knows: a source sends MIG_ENC_RAW_SUMS only when told. */
+	if (ok && type == MIG_REPLY_SETUP)
+		jsonl_add_int(o, "page_sums", 1);
 	if (!ok)
 		jsonl_add_str(o, "error", error);
 	if (mig_put_reply(w, type, jsonl_text(o), &e) < 0)
@@ -454,6 +458,14 @@ static void *in_thread(void *arg)
 	t_load = channel_now_ns();
 	if (snapshot_load_state_ex(&r, in->m, &x->ch[0].rr, join_channels, x, &e) < 0)
 		goto fail;
+	{
+		uint64_t torn = 0;
+		for (int k = 0; k < x->nch; k++)
+			torn += x->ch[k].rr.st.pages_torn;
+		if (torn)
+			log_info("incoming: %llu page(s) arrived while the guest wrote them; each came again",
+				 (unsigned long long)torn);
+	}
 	x->stop_prefault = true;
 	if (x->prefaulting) {
 		pthread_join(x->prefault, NULL);

@@ -328,6 +328,11 @@ static int do_setup(struct run *r, struct err *e)
 		return err_prefix(e, "waiting for the destination's answer");
 	if (!reply_ok(reply, why, sizeof(why)))
 		return err_set(e, "the destination refused the VM: %s", why);
+	/* A destination that checks each page alone lets raw runs go straight
+	 * from guest memory; one that does not gets copies (the bounce). */
+	if (reply_int(reply, "page_sums") == 1)
+		for (int i = 0; i < r->nch; i++)
+			r->ch[i].st.live_sums = true;
 	return 0;
 }
 

@@ -19,6 +19,25 @@ uint64_t ram_page_gpa(const struct guest_mem *gm, uint64_t page)
 	return UINT64_MAX;
 }
 
+/* A raw run read straight from the running guest's memory: one sum per
+ * page, so a page the guest writes meanwhile fails alone (see
+ * MIG_ENC_RAW_SUMS). The sums are taken after KVM re-armed the pages'
+ * dirty logging, so such a write is always logged and the page sent again. */
+static void ram_put_summed(struct stream *w, struct mig_mem_hdr *h, const uint8_t *src,
+			   uint32_t n, struct ram_stats *st)
+{
+	uint8_t sums[MIG_MAX_RUN_PAGES * 8];
+	for (uint32_t i = 0; i < n; i++)
+		le_put_u64(sums + (size_t)i * 8, mig_sum(src + (size_t)i * 4096, 4096));
+	h->enc = MIG_ENC_RAW_SUMS;
+	h->sum = mig_sum(sums, (size_t)n * 8);
+	mig_put_rec(w, MIG_REC_MEM, MIG_MEM_HDR + n * (4096u + 8u));
+	mig_put_mem_hdr(w, h);
+	stream_put(w, sums, (size_t)n * 8);
+	stream_put(w, src, (size_t)n * 4096);
+	st->pages_raw += n;
+}
+
 /* One record for a run of pages that are all zero or all non-zero and do
  * not cross a region boundary. */
 static void ram_put_run(struct stream *w, struct guest_mem *gm, uint64_t first, uint32_t n,
@@ -26,6 +45,7 @@ static void ram_put_run(struct stream *w, struct guest_mem *gm, uint64_t first, 
 {
 	struct mig_mem_hdr h = { .gpa = ram_page_gpa(gm, first), .npages = n, .gen = gen };
 	const uint8_t *src = gm->host + (first << GMEM_PAGE_SHIFT);
+	bool comp;
 	st->records++;
 	if (zero) {
 		h.enc = MIG_ENC_ZERO;
@@ -34,12 +54,17 @@ static void ram_put_run(struct stream *w, struct guest_mem *gm, uint64_t first, 
 		st->pages_zero += n;
 		return;
 	}
+	comp = codec && ram_codec_wants(codec, (size_t)n * 4096);
+	if (st->bounce && st->live_sums && !comp) {
+		ram_put_summed(w, &h, src, n, st);
+		return;
+	}
 	if (st->bounce) {
 		memcpy(st->bounce, src, (size_t)n * 4096);
 		src = st->bounce;
 	}
 	h.sum = mig_sum(src, (size_t)n * 4096);
-	if (codec && ram_codec_put(codec, w, &h, src, st) == 0)
+	if (comp && ram_codec_put(codec, w, &h, src, st) == 0)
 		return;
 	h.enc = MIG_ENC_RAW;
 	mig_put_rec(w, MIG_REC_MEM, MIG_MEM_HDR + n * 4096u);
@@ -211,8 +236,12 @@ int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e)
 	memset(rr, 0, sizeof(*rr));
 	rr->gm = gm;
 	rr->gens = calloc(gmem_npages(gm), sizeof(uint16_t));
-	if (!rr->gens)
+	rr->torn = calloc(gmem_npages(gm), 1);
+	if (!rr->gens || !rr->torn) {
+		free(rr->gens);
+		free(rr->torn);
 		return err_set(e, "out of memory for the page generation table");
+	}
 	rr->owns_gens = true;
 	return 0;
 }
@@ -222,15 +251,68 @@ void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner)
 	memset(rr, 0, sizeof(*rr));
 	rr->gm = owner->gm;
 	rr->gens = owner->gens;
+	rr->torn = owner->torn;
 }
 
 void ram_recv_destroy(struct ram_recv *rr)
 {
-	if (rr->owns_gens)
+	if (rr->owns_gens) {
 		free(rr->gens);
+		free(rr->torn);
+	}
 	free(rr->scratch);
 	ram_codec_free_dctx(rr->dctx);
 	memset(rr, 0, sizeof(*rr));
+}
+
+/* Pages [first, first+n) of a run now hold generation gen (where they were
+ * not newer already). A run's pages always travel on one channel (chunks
+ * are dealt to channels by index), so no other thread writes these entries. */
+static void ram_recv_mark(struct ram_recv *rr, uint64_t first, uint32_t n, uint16_t gen)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (rr->gens[first + i] <= gen) {
+			rr->gens[first + i] = gen ? gen : 1;
+			rr->torn[first + i] = 0;
+		}
+}
+
+/* A MIG_ENC_RAW_SUMS run: its sums, then its pages into guest memory
+ * (staged in scratch when some pages here are newer), each checked alone. */
+static int ram_recv_summed(struct ram_recv *rr, struct stream *r, const struct mig_mem_hdr *h,
+			   uint8_t *dst, uint64_t first, bool stale, struct err *e)
+{
+	uint8_t sums[MIG_MAX_RUN_PAGES * 8];
+	size_t len = (size_t)h->npages * 4096;
+	const uint8_t *pages = dst;
+	stream_get(r, sums, (size_t)h->npages * 8);
+	if (stream_check(r, e) < 0)
+		return -1;
+	if (mig_sum(sums, (size_t)h->npages * 8) != h->sum)
+		return err_set(e, "corrupt stream: page sums of the run at 0x%llx+%u do not match",
+			       (unsigned long long)h->gpa, h->npages);
+	if (stale) {
+		if (!rr->scratch && !(rr->scratch = malloc(MIG_MAX_RECORD)))
+			return err_set(e, "out of memory");
+		pages = rr->scratch;
+	}
+	stream_get(r, (void *)pages, len);
+	if (stream_check(r, e) < 0)
+		return -1;
+	for (uint32_t i = 0; i < h->npages; i++) {
+		const uint8_t *pg = pages + (size_t)i * 4096;
+		bool ok = mig_sum(pg, 4096) == le_get_u64(sums + (size_t)i * 8);
+		if (rr->gens[first + i] > h->gen)
+			continue;
+		if (stale)
+			memcpy(dst + (size_t)i * 4096, pg, 4096);
+		rr->gens[first + i] = h->gen ? h->gen : 1;
+		rr->torn[first + i] = !ok;
+		if (!ok)
+			rr->st.pages_torn++;
+	}
+	rr->st.pages_raw += h->npages;
+	return 0;
 }
 
 int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, struct err *e)
@@ -265,8 +347,8 @@ int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, str
 			/* A fresh destination page is already zero: don't touch it (a first touch is costly). */
 			if (rr->gens[first + i])
 				memset(dst + (size_t)i * 4096, 0, 4096);
-			rr->gens[first + i] = h.gen ? h.gen : 1;
 		}
+		ram_recv_mark(rr, first, h.npages, h.gen);
 		rr->st.pages_zero += h.npages;
 		break;
 	case MIG_ENC_RAW:
@@ -293,10 +375,12 @@ int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, str
 				if (rr->gens[first + i] <= h.gen)
 					memcpy(dst + (size_t)i * 4096, rr->scratch + (size_t)i * 4096, 4096);
 		}
-		for (uint32_t i = 0; i < h.npages; i++)
-			if (rr->gens[first + i] <= h.gen)
-				rr->gens[first + i] = h.gen ? h.gen : 1;
+		ram_recv_mark(rr, first, h.npages, h.gen);
 		rr->st.pages_raw += h.npages;
+		break;
+	case MIG_ENC_RAW_SUMS:
+		if (ram_recv_summed(rr, r, &h, dst, first, stale, e) < 0)
+			return -1;
 		break;
 	default:
 		if (ram_codec_get(rr, r, &h, rec_len - MIG_MEM_HDR, dst, first, e) < 0)
@@ -305,5 +389,18 @@ int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, str
 		break;
 	}
 	rr->st.records++;
+	return 0;
+}
+
+int ram_recv_check_torn(const struct ram_recv *rr, struct err *e)
+{
+	uint64_t n = gmem_npages(rr->gm), bad = 0, at = 0;
+	for (uint64_t p = 0; p < n; p++)
+		if (rr->torn[p] && !bad++)
+			at = p;
+	if (bad)
+		return err_set(e, "corrupt stream: %llu page(s) arrived torn and were never sent again "
+			       "(the first at 0x%llx)", (unsigned long long)bad,
+			       (unsigned long long)ram_page_gpa(rr->gm, at));
 	return 0;
 }

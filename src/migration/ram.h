@@ -1,7 +1,8 @@
 /*
  * Guest pages on the wire. The sender walks a page set (every populated page,
  * or a dirty bitmap), folds zero pages into ZERO records and sends the rest
- * straight from guest memory (no bounce buffer). The receiver writes pages
+ * straight from guest memory (no bounce buffer; with per-page sums while
+ * the guest runs, see MIG_ENC_RAW_SUMS). The receiver writes pages
  * straight from the stream into guest memory after checking the address,
  * and keeps a per-page generation so an older copy of a page (e.g. from a
  * slower channel) never overwrites a newer one.
@@ -23,11 +24,16 @@ struct ram_stats {
 	uint64_t pages_compressed;
 	uint64_t bytes_compressed;  /* wire bytes of compressed page payloads */
 	uint64_t records;
+	uint64_t pages_torn;        /* receiver: pages that arrived mid-write (sent again later) */
 	/* While the guest runs, a run is copied here before it is summed and
 	 * sent, so the checksum and the bytes on the wire describe the same
 	 * snapshot (MIG_MAX_RUN_PAGES pages). NULL: send straight from guest
 	 * memory, right only when the vCPUs are paused. */
 	uint8_t *bounce;
+	/* The receiver reads MIG_ENC_RAW_SUMS: raw runs go straight from the
+	 * running guest's memory with a sum per page, and the bounce copy is
+	 * only for runs that are compressed. */
+	bool live_sums;
 };
 
 struct ram_codec;  /* compression context (ram_codec.c); NULL = raw */
@@ -55,6 +61,7 @@ uint64_t ram_populated_pages(struct guest_mem *gm);
 struct ram_recv {
 	struct guest_mem *gm;
 	uint16_t *gens;        /* per page: generation last written, 0 = never */
+	uint8_t *torn;         /* per page: 1 = its last copy arrived mid-write */
 	void *dctx;            /* decompression contexts, lazily created */
 	uint8_t *scratch;      /* compressed payload buffer */
 	struct ram_stats st;
@@ -67,6 +74,9 @@ void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner);
 void ram_recv_destroy(struct ram_recv *rr);
 /* Consume one MEM record's body (after its record header). */
 int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, struct err *e);
+/* At the end of a load: fails if a page's last copy arrived torn (the
+ * sender must have sent it again). Every channel must be done. */
+int ram_recv_check_torn(const struct ram_recv *rr, struct err *e);
 
 /* Page index <-> GPA. */
 uint64_t ram_page_gpa(const struct guest_mem *gm, uint64_t page);

@@ -46,6 +46,7 @@ struct ram_codec {
 	double raw_ns, raw_bytes;
 	ZSTD_CCtx *zc;
 	uint8_t *buf;
+	int decided;                    /* ram_codec_wants' choice for the next put, or -1 */
 };
 
 static uint64_t codec_now_ns(void)
@@ -131,6 +132,7 @@ struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, bool adapti
 	c->phase = PH_PROBE_COMP;
 	c->left = PROBE_RUNS;
 	c->last_use = PH_PROBE_COMP; /* no decision yet */
+	c->decided = -1;
 	if (kind == RAM_CODEC_ZSTD) {
 		c->zc = ZSTD_createCCtx();
 		if (!c->zc) {
@@ -165,11 +167,19 @@ void ram_codec_free(struct ram_codec *c)
 	free(c);
 }
 
+bool ram_codec_wants(struct ram_codec *c, size_t raw)
+{
+	c->decided = codec_choose(c, raw) ? 1 : 0;
+	return c->decided == 1;
+}
+
 int ram_codec_put(struct ram_codec *c, struct stream *w, struct mig_mem_hdr *h,
 		  const uint8_t *src, struct ram_stats *st)
 {
 	size_t raw = (size_t)h->npages * 4096, n;
-	if (!codec_choose(c, raw))
+	bool go = c->decided >= 0 ? c->decided == 1 : codec_choose(c, raw);
+	c->decided = -1;
+	if (!go)
 		return -1;
 	if (c->kind == RAM_CODEC_ZSTD) {
 		n = ZSTD_compress2(c->zc, c->buf, CODEC_BUF, src, raw);
@@ -258,6 +268,7 @@ int ram_codec_get(struct ram_recv *rr, struct stream *r, const struct mig_mem_hd
 			continue;
 		memcpy(dst + (size_t)i * 4096, d->out + (size_t)i * 4096, 4096);
 		rr->gens[first + i] = h->gen ? h->gen : 1;
+		rr->torn[first + i] = 0;
 	}
 	rr->st.bytes_compressed += clen;
 	return 0;

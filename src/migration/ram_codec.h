@@ -27,6 +27,10 @@ struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, bool adapti
 /* Tests: replace the monotonic clock (nanoseconds). */
 void ram_codec_set_clock(struct ram_codec *c, uint64_t (*now)(void));
 void ram_codec_free(struct ram_codec *c);
+/* Whether the next run of raw bytes will be compressed (the adaptive
+ * choice is made here, once per run; ram_codec_put then follows it). The
+ * sender asks first so that only runs to be compressed pay for a copy. */
+bool ram_codec_wants(struct ram_codec *c, size_t raw);
 /* Compress and send one run; returns -1 (nothing written) if it did not pay. */
 int ram_codec_put(struct ram_codec *c, struct stream *w, struct mig_mem_hdr *h,
 		  const uint8_t *src, struct ram_stats *st);

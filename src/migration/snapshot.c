@@ -90,6 +90,9 @@ int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv 
 			}
 			if (before_apply && before_apply(opaque, e) < 0)
 				goto out;
+			/* every channel is done: no page may be left torn */
+			if (ram_recv_check_torn(rr, e) < 0)
+				goto out;
 			rc = vmstate_apply(&m->vm, &ld, e);
 			goto out;
 		default:

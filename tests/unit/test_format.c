@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include <xxhash.h>
 
+#include "migration/check.h"
 #include "migration/format.h"
 #include "migration/ram.h"
 #include "migration/ram_codec.h"
@@ -493,6 +494,146 @@ static void test_generations_zstd(void **state)
 	ram_codec_free(c);
 }
 
+/* Raw runs read from a running guest: one sum per page. A page that fails
+ * its sum (the guest wrote it while it was sent) is held as torn, not an
+ * error, until a later copy replaces it; one left torn at the end fails
+ * the load. Damage to the sums themselves is an error at once. */
+static void test_ram_summed_torn(void **state)
+{
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct ram_stats st = { .live_sums = true };
+	struct err e = { 0 };
+	struct stream w;
+	uint8_t *d;
+	(void)state;
+	fake_init(&src);
+	fake_init(&dst);
+	st.bounce = malloc((size_t)MIG_MAX_RUN_PAGES * 4096);
+	for (uint32_t p = 0; p < 16; p++)
+		fill(&src, p, 4, true);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+
+	/* 1: intact, every page lands and nothing is torn. */
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 0, 16, 1, NULL, &st), 0);
+	d = (uint8_t *)stream_mem_data(&w);
+	assert_int_equal(d[MIG_REC_HDR + 14], MIG_ENC_RAW_SUMS);
+	assert_int_equal(stream_mem_len(&w), MIG_REC_HDR + MIG_MEM_HDR + 16 * (4096 + 8));
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_memory_equal(src.host, dst.host, 16 * 4096);
+	assert_int_equal(ram_recv_check_torn(&rr, &e), 0);
+
+	/* 2: page 3 changed under the sender after its sum was taken. */
+	d[MIG_REC_HDR + MIG_MEM_HDR + 16 * 8 + 3 * 4096 + 100] ^= 0x5a;
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_int_equal(rr.st.pages_torn, 1);
+	assert_int_equal(ram_recv_check_torn(&rr, &e), -1);
+	assert_non_null(strstr(e.msg, "torn"));
+	assert_non_null(strstr(e.msg, "0x3000"));
+	/* ... the next pass sends it again (newer generation): clean. */
+	stream_destroy(&w);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 3, 1, 2, NULL, &st), 0);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_int_equal(ram_recv_check_torn(&rr, &e), 0);
+	assert_memory_equal(src.host, dst.host, 16 * 4096);
+
+	/* 3: a torn copy older than what is held changes nothing. */
+	stream_destroy(&w);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 0, 16, 1, NULL, &st), 0);
+	d = (uint8_t *)stream_mem_data(&w);
+	d[MIG_REC_HDR + MIG_MEM_HDR + 16 * 8 + 3 * 4096 + 100] ^= 0x5a;
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_int_equal(ram_recv_check_torn(&rr, &e), 0);
+	assert_memory_equal(src.host, dst.host, 16 * 4096);
+
+	/* 4: damaged sums are corruption, not a torn page. */
+	d[MIG_REC_HDR + MIG_MEM_HDR + 8] ^= 1;
+	assert_int_equal(apply(&rr, &w, &e), -1);
+	assert_non_null(strstr(e.msg, "page sums"));
+
+	/* 5: a zero run over a torn page makes it whole too. */
+	stream_destroy(&w);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 8, 1, 3, NULL, &st), 0);
+	d = (uint8_t *)stream_mem_data(&w);
+	d[MIG_REC_HDR + MIG_MEM_HDR + 8 + 7] ^= 0x80;
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_int_equal(ram_recv_check_torn(&rr, &e), -1);
+	memset(src.host + 8 * 4096, 0, 4096);
+	stream_destroy(&w);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 8, 1, 4, NULL, &st), 0);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_int_equal(ram_recv_check_torn(&rr, &e), 0);
+	assert_true(ram_page_is_zero(dst.host + 8 * 4096));
+
+	/* 6: with the vCPUs paused (no bounce) runs go as plain raw. */
+	free(st.bounce);
+	st.bounce = NULL;
+	stream_destroy(&w);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 0, 4, 5, NULL, &st), 0);
+	assert_int_equal(((uint8_t *)stream_mem_data(&w))[MIG_REC_HDR + 14], MIG_ENC_RAW);
+
+	stream_destroy(&w);
+	ram_recv_destroy(&rr);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
+/* The stream checker follows torn pages as a receiver does: one still
+ * torn when the state ends makes the stream invalid. */
+static void check_torn_stream(bool resend, char *msg, size_t cap)
+{
+	struct vm_config cfg = { .name = "t", .mem_size = 16 << 20, .vcpus = 1 };
+	struct streamcheck_opts o = { 0 };
+	struct streamcheck_report *rep = calloc(1, sizeof(*rep));
+	struct ram_stats st = { .live_sums = true };
+	struct guest_mem src;
+	struct stream w, r;
+	struct err e = { 0 };
+	char *json = config_to_json(&cfg);
+	size_t at;
+	fake_init(&src);
+	st.bounce = malloc((size_t)MIG_MAX_RUN_PAGES * 4096);
+	for (uint32_t p = 0; p < 4; p++)
+		fill(&src, p, 9, true);
+	stream_init_mem_writer(&w);
+	mig_put_header(&w);
+	mig_put_rec(&w, MIG_REC_CONFIG, (uint32_t)strlen(json));
+	stream_put(&w, json, strlen(json));
+	at = stream_mem_len(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 0, 4, 1, NULL, &st), 0);
+	((uint8_t *)stream_mem_data(&w))[at + MIG_REC_HDR + MIG_MEM_HDR + 4 * 8 + 2 * 4096] ^= 1;
+	if (resend)
+		assert_int_equal(ram_send_pages(&w, &src, 2, 1, 2, NULL, &st), 0);
+	mig_put_rec(&w, MIG_REC_STATE_END, 0);
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	assert_int_equal(streamcheck_run(&r, &o, rep, &e), -1); /* no device state here */
+	assert_int_equal(rep->pages_torn, 1);
+	snprintf(msg, cap, "%s", rep->error);
+	free(json);
+	free(rep);
+	free(st.bounce);
+	stream_destroy(&w);
+	fake_free(&src);
+}
+
+static void test_check_torn(void **state)
+{
+	char msg[ERR_MSG_MAX];
+	(void)state;
+	check_torn_stream(false, msg, sizeof(msg));
+	assert_non_null(strstr(msg, "1 page(s) arrived torn"));
+	/* sent again: the torn page passes; what fails is the missing state */
+	check_torn_stream(true, msg, sizeof(msg));
+	assert_null(strstr(msg, "torn"));
+	assert_non_null(strstr(msg, "lacks section"));
+}
+
 static void test_out_of_ram(void **state)
 {
 	struct guest_mem dst;
@@ -602,6 +743,8 @@ int main(void)
 		cmocka_unit_test(test_codec_adaptive),
 		cmocka_unit_test(test_generations_raw),
 		cmocka_unit_test(test_generations_zstd),
+		cmocka_unit_test(test_ram_summed_torn),
+		cmocka_unit_test(test_check_torn),
 		cmocka_unit_test(test_out_of_ram),
 		cmocka_unit_test(test_corrupt_zstd),
 		cmocka_unit_test(test_corrupt_lz4),
