@@ -4,7 +4,7 @@
 # zstd), multichannel, multichannel + compression. Throttling starts
 # during a long pass 1 and is undone after a move and after a cancel. A
 # corrupted or truncated stream —
-# compressed or multichannel — ends the move with a clear error on both
+# compressed, multichannel, or raw with per-page sums — ends the move with a clear error on both
 # sides, the destination never runs, the source keeps running. migrate-set
 # changes a running move's bandwidth limit (as migrate-status reports it).
 . "$(dirname "$0")/../lib/common.sh"
@@ -85,8 +85,22 @@ corrupt() { # corrupt NAME EXTRA-JSON MODE OFFSET CONN REGEX
 }
 note "corrupted and truncated streams"
 corrupt flipmem ',"transport":"compression","codec":"zstd"' flip 3000000 0 "corrupt stream|does not decode|protocol error"
-corrupt flipmc ',"transport":"multichannel","channels":3,"compress":true' flip 2000000 1 "corrupt stream|does not decode|memory channel|protocol error"
 corrupt cutmc ',"transport":"multichannel","channels":3' cut 1500000 2 "truncated|memory channel"
 corrupt cutmain ',"transport":"compression"' cut 5000000 0 "truncated|closed"
 verify $cur >/dev/null
+# Raw runs from a running guest carry a sum per page, and a page failing
+# it is held as torn until its logged re-send: damage to a page the busy
+# guest writes again is repaired by that copy (a move that completes with
+# every page verified is right then). To see the damage caught, a guest
+# whose working set was written once and is now still (incompressible:
+# compression sends it raw too); the move fails when the state ends.
+busy=$cur
+start_src f0 256M 1 "ws=64M rate=once"
+wait_for "$T/f0.log" 'FERRY-GUEST hb n=[0-9]+ mib=64 ' 30 || fail "guest f0 did not fill its working set"
+cur=f0
+corrupt flipraw ',"transport":"tcp"' flip 40000000 0 "corrupt stream"
+grep -qE "torn|page sums" "$T/xflipraw.err" || fail "flipraw: the damage was not found by the page sums"
+corrupt flipmc ',"transport":"multichannel","channels":3,"compress":true' flip 10000000 1 "corrupt stream|does not decode|memory channel|protocol error"
+verify f0 >/dev/null
+cur=$busy
 echo ok
