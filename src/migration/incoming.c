@@ -329,8 +329,9 @@ static void reply(struct stream *w, uint32_t type, bool ok, const char *error, c
 	if (ok && key)
 		jsonl_add_int(o, key, v);
 	/* What this receiver reads beyond the encodings every version-2
-	 * reader knows: a source sends MIG_ENC_RAW_SUMS only when told. */
-	if (ok && type == MIG_REPLY_SETUP)
+	 * reader knows: a source sends MIG_ENC_RAW_SUMS only when told. The
+	 * failpoint makes this receiver answer as one from before them. */
+	if (ok && type == MIG_REPLY_SETUP && failpoint("dst.setup_pre_page_sums") == 0)
 		jsonl_add_int(o, "page_sums", 1);
 	if (!ok)
 		jsonl_add_str(o, "error", error);

@@ -333,6 +333,8 @@ static int do_setup(struct run *r, struct err *e)
 	if (reply_int(reply, "page_sums") == 1)
 		for (int i = 0; i < r->nch; i++)
 			r->ch[i].st.live_sums = true;
+	else
+		log_info("migrate: the destination predates per-page sums; raw runs are copied before they are sent");
 	return 0;
 }
 

@@ -33,6 +33,15 @@ move ',"transport":"compression","codec":"lz4"'
 move ',"transport":"compression","codec":"zstd"'
 move ',"transport":"multichannel","channels":4'
 move ',"transport":"multichannel","channels":3,"compress":true'
+# A destination from before per-page sums: the source copies raw runs
+# before sending them (one sum per run), and the move is as good.
+note "destination without per-page sums"
+prev=$cur
+export FERRY_FAILPOINTS="dst.setup_pre_page_sums=error"
+move ',"transport":"tcp"'
+unset FERRY_FAILPOINTS
+grep -q "predates per-page sums" "$T/$prev.err" || fail "the source did not fall back to copying runs"
+! grep -q "predates per-page sums" "$T/s0.err" || fail "a current destination was taken for an old one"
 
 note "throttling is undone after a cancel"
 next_port; start_dst c1 "$port"
