@@ -237,9 +237,11 @@ int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e)
 	rr->gm = gm;
 	rr->gens = calloc(gmem_npages(gm), sizeof(uint16_t));
 	rr->torn = calloc(gmem_npages(gm), 1);
-	if (!rr->gens || !rr->torn) {
+	rr->torn_left = calloc(1, sizeof(*rr->torn_left));
+	if (!rr->gens || !rr->torn || !rr->torn_left) {
 		free(rr->gens);
 		free(rr->torn);
+		free(rr->torn_left);
 		return err_set(e, "out of memory for the page generation table");
 	}
 	rr->owns_gens = true;
@@ -252,6 +254,7 @@ void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner)
 	rr->gm = owner->gm;
 	rr->gens = owner->gens;
 	rr->torn = owner->torn;
+	rr->torn_left = owner->torn_left;
 }
 
 void ram_recv_destroy(struct ram_recv *rr)
@@ -259,6 +262,7 @@ void ram_recv_destroy(struct ram_recv *rr)
 	if (rr->owns_gens) {
 		free(rr->gens);
 		free(rr->torn);
+		free(rr->torn_left);
 	}
 	free(rr->scratch);
 	ram_codec_free_dctx(rr->dctx);
@@ -273,7 +277,7 @@ static void ram_recv_mark(struct ram_recv *rr, uint64_t first, uint32_t n, uint1
 	for (uint32_t i = 0; i < n; i++)
 		if (rr->gens[first + i] <= gen) {
 			rr->gens[first + i] = gen ? gen : 1;
-			rr->torn[first + i] = 0;
+			ram_recv_set_torn(rr, first + i, false);
 		}
 }
 
@@ -307,7 +311,7 @@ static int ram_recv_summed(struct ram_recv *rr, struct stream *r, const struct m
 		if (stale)
 			memcpy(dst + (size_t)i * 4096, pg, 4096);
 		rr->gens[first + i] = h->gen ? h->gen : 1;
-		rr->torn[first + i] = !ok;
+		ram_recv_set_torn(rr, first + i, !ok);
 		if (!ok)
 			rr->st.pages_torn++;
 	}
@@ -395,6 +399,8 @@ int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, str
 int ram_recv_check_torn(const struct ram_recv *rr, struct err *e)
 {
 	uint64_t n = gmem_npages(rr->gm), bad = 0, at = 0;
+	if (__atomic_load_n(rr->torn_left, __ATOMIC_RELAXED) == 0)
+		return 0;
 	for (uint64_t p = 0; p < n; p++)
 		if (rr->torn[p] && !bad++)
 			at = p;

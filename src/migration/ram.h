@@ -62,6 +62,7 @@ struct ram_recv {
 	struct guest_mem *gm;
 	uint16_t *gens;        /* per page: generation last written, 0 = never */
 	uint8_t *torn;         /* per page: 1 = its last copy arrived mid-write */
+	int64_t *torn_left;    /* how many are 1 now (shared by the channels) */
 	void *dctx;            /* decompression contexts, lazily created */
 	uint8_t *scratch;      /* compressed payload buffer */
 	struct ram_stats st;
@@ -75,8 +76,19 @@ void ram_recv_destroy(struct ram_recv *rr);
 /* Consume one MEM record's body (after its record header). */
 int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, struct err *e);
 /* At the end of a load: fails if a page's last copy arrived torn (the
- * sender must have sent it again). Every channel must be done. */
+ * sender must have sent it again). Every channel must be done. It runs
+ * while the guest is paused, so it reads a count, and scans the table
+ * only to name the first page when the count is not zero. */
 int ram_recv_check_torn(const struct ram_recv *rr, struct err *e);
+/* Page p's last copy arrived torn or whole. Channels own disjoint pages
+ * (chunks are dealt by index) but share the count. */
+static inline void ram_recv_set_torn(struct ram_recv *rr, uint64_t p, bool torn)
+{
+	if (rr->torn[p] == torn)
+		return;
+	rr->torn[p] = torn;
+	__atomic_add_fetch(rr->torn_left, torn ? 1 : -1, __ATOMIC_RELAXED);
+}
 
 /* Page index <-> GPA. */
 uint64_t ram_page_gpa(const struct guest_mem *gm, uint64_t page);

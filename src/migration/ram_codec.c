@@ -268,7 +268,7 @@ int ram_codec_get(struct ram_recv *rr, struct stream *r, const struct mig_mem_hd
 			continue;
 		memcpy(dst + (size_t)i * 4096, d->out + (size_t)i * 4096, 4096);
 		rr->gens[first + i] = h->gen ? h->gen : 1;
-		rr->torn[first + i] = 0;
+		ram_recv_set_torn(rr, first + i, false);
 	}
 	rr->st.bytes_compressed += clen;
 	return 0;

@@ -528,6 +528,7 @@ static void test_ram_summed_torn(void **state)
 	d[MIG_REC_HDR + MIG_MEM_HDR + 16 * 8 + 3 * 4096 + 100] ^= 0x5a;
 	assert_int_equal(apply(&rr, &w, &e), 0);
 	assert_int_equal(rr.st.pages_torn, 1);
+	assert_int_equal(*rr.torn_left, 1);
 	assert_int_equal(ram_recv_check_torn(&rr, &e), -1);
 	assert_non_null(strstr(e.msg, "torn"));
 	assert_non_null(strstr(e.msg, "0x3000"));
@@ -536,6 +537,7 @@ static void test_ram_summed_torn(void **state)
 	stream_init_mem_writer(&w);
 	assert_int_equal(ram_send_pages(&w, &src, 3, 1, 2, NULL, &st), 0);
 	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_int_equal(*rr.torn_left, 0);
 	assert_int_equal(ram_recv_check_torn(&rr, &e), 0);
 	assert_memory_equal(src.host, dst.host, 16 * 4096);
 
