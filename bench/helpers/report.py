@@ -101,6 +101,8 @@ def machine_line(minfo):
     parts = []
     if "loopback_gib_s" in minfo:
         parts.append("loopback TCP one stream %.2f GiB/s" % minfo["loopback_gib_s"])
+    if "loopback_mem_gib_s" in minfo:
+        parts.append("the same moving 768 MiB of memory %.2f GiB/s" % minfo["loopback_mem_gib_s"])
     if "memcpy_gib_s" in minfo:
         parts.append("memcpy warm %.2f GiB/s" % minfo["memcpy_gib_s"])
     if "memcpy_fresh_gib_s" in minfo:
@@ -114,7 +116,7 @@ def loopback_ratios(summary, minfo):
     """Each row's best throughput figure as a share of the loopback TCP
     ceiling measured in the same run (fill768 rows only: there the guest
     is idle and the transport is all that runs)."""
-    lo = minfo.get("loopback_gib_s")
+    lo, lo_mem = minfo.get("loopback_gib_s"), minfo.get("loopback_mem_gib_s")
     out = []
     if not lo:
         return out
@@ -124,15 +126,17 @@ def loopback_ratios(summary, minfo):
         for key, what in (("pass1_mibps", "pass 1"), ("move_mibps", "move")):
             v = s.get(key + "_med")
             if v:
-                out.append("%s %s %s %.0f MiB/s = %.2f×" % (s["workload"], s["variant"], what,
-                                                         v, v / 1024.0 / lo))
+                out.append("%s %s %s %.0f MiB/s = %.2f×%s" % (
+                    s["workload"], s["variant"], what, v, v / 1024.0 / lo,
+                    " (%.2f× the memory-moving stream)" % (v / 1024.0 / lo_mem) if lo_mem else ""))
     return out
 
 
 def _header_lines(minfo):
     keys = ["date", "command", "uname", "cpu", "cores", "memory", "kvm", "network"]
     keys += sorted(k for k in minfo if k.startswith("version_"))
-    keys += ["loopback_gib_s", "memcpy_gib_s", "memcpy_fresh_gib_s", "first_touch_us_per_page"]
+    keys += ["loopback_gib_s", "loopback_mem_gib_s", "memcpy_gib_s", "memcpy_fresh_gib_s",
+             "first_touch_us_per_page"]
     return [(k, minfo[k]) for k in keys if k in minfo]
 
 
