@@ -269,52 +269,63 @@ void ram_recv_destroy(struct ram_recv *rr)
 	memset(rr, 0, sizeof(*rr));
 }
 
-/* Pages [first, first+n) of a run now hold generation gen (where they were
- * not newer already). A run's pages always travel on one channel (chunks
- * are dealt to channels by index), so no other thread writes these entries. */
-static void ram_recv_mark(struct ram_recv *rr, uint64_t first, uint32_t n, uint16_t gen)
+/* Page p's last copy arrived torn or whole. Channels own disjoint pages
+ * but share the count. */
+static void ram_recv_set_torn(struct ram_recv *rr, uint64_t p, bool torn)
 {
-	for (uint32_t i = 0; i < n; i++)
-		if (rr->gens[first + i] <= gen) {
-			rr->gens[first + i] = gen ? gen : 1;
-			ram_recv_set_torn(rr, first + i, false);
-		}
+	if (rr->torn[p] == torn)
+		return;
+	rr->torn[p] = torn;
+	__atomic_add_fetch(rr->torn_left, torn ? 1 : -1, __ATOMIC_RELAXED);
 }
 
-/* A MIG_ENC_RAW_SUMS run: its sums, then its pages into guest memory
- * (staged in scratch when some pages here are newer), each checked alone. */
-static int ram_recv_summed(struct ram_recv *rr, struct stream *r, const struct mig_mem_hdr *h,
-			   uint8_t *dst, uint64_t first, bool stale, struct err *e)
+void ram_recv_apply(struct ram_recv *rr, uint8_t *dst, const uint8_t *src, uint64_t first,
+		    const struct mig_mem_hdr *h, const uint8_t *sums)
+{
+	for (uint32_t i = 0; i < h->npages; i++) {
+		bool torn;
+		if (rr->gens[first + i] > h->gen)
+			continue;
+		if (src != dst)
+			memcpy(dst + (size_t)i * 4096, src + (size_t)i * 4096, 4096);
+		rr->gens[first + i] = h->gen ? h->gen : 1;
+		torn = sums && mig_sum(dst + (size_t)i * 4096, 4096) != le_get_u64(sums + (size_t)i * 8);
+		ram_recv_set_torn(rr, first + i, torn);
+		rr->st.pages_torn += torn;
+	}
+}
+
+/* A raw run (MIG_ENC_RAW, or MIG_ENC_RAW_SUMS with its page sums first):
+ * straight into guest memory, or staged in scratch when some pages here
+ * are newer. RAW is checked whole: on a mismatch the whole migration fails
+ * and this copy of the VM is discarded. RAW_SUMS is checked page by page. */
+static int ram_recv_raw(struct ram_recv *rr, struct stream *r, const struct mig_mem_hdr *h,
+			uint8_t *dst, uint64_t first, bool stale, struct err *e)
 {
 	uint8_t sums[MIG_MAX_RUN_PAGES * 8];
 	size_t len = (size_t)h->npages * 4096;
-	const uint8_t *pages = dst;
-	stream_get(r, sums, (size_t)h->npages * 8);
-	if (stream_check(r, e) < 0)
-		return -1;
-	if (mig_sum(sums, (size_t)h->npages * 8) != h->sum)
-		return err_set(e, "corrupt stream: page sums of the run at 0x%llx+%u do not match",
-			       (unsigned long long)h->gpa, h->npages);
+	bool summed = h->enc == MIG_ENC_RAW_SUMS;
+	uint8_t *pages = dst;
+	if (summed) {
+		stream_get(r, sums, (size_t)h->npages * 8);
+		if (stream_check(r, e) < 0)
+			return -1;
+		if (mig_sum(sums, (size_t)h->npages * 8) != h->sum)
+			return err_set(e, "corrupt stream: page sums of the run at 0x%llx+%u do not match",
+				       (unsigned long long)h->gpa, h->npages);
+	}
 	if (stale) {
 		if (!rr->scratch && !(rr->scratch = malloc(MIG_MAX_RECORD)))
 			return err_set(e, "out of memory");
 		pages = rr->scratch;
 	}
-	stream_get(r, (void *)pages, len);
+	stream_get(r, pages, len);
 	if (stream_check(r, e) < 0)
 		return -1;
-	for (uint32_t i = 0; i < h->npages; i++) {
-		const uint8_t *pg = pages + (size_t)i * 4096;
-		bool ok = mig_sum(pg, 4096) == le_get_u64(sums + (size_t)i * 8);
-		if (rr->gens[first + i] > h->gen)
-			continue;
-		if (stale)
-			memcpy(dst + (size_t)i * 4096, pg, 4096);
-		rr->gens[first + i] = h->gen ? h->gen : 1;
-		ram_recv_set_torn(rr, first + i, !ok);
-		if (!ok)
-			rr->st.pages_torn++;
-	}
+	if (!summed && mig_sum(pages, len) != h->sum)
+		return err_set(e, "corrupt stream: checksum mismatch in pages at 0x%llx+%u",
+			       (unsigned long long)h->gpa, h->npages);
+	ram_recv_apply(rr, dst, pages, first, h, summed ? sums : NULL);
 	rr->st.pages_raw += h->npages;
 	return 0;
 }
@@ -345,45 +356,16 @@ int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, str
 			stale = true;
 	switch (h.enc) {
 	case MIG_ENC_ZERO:
-		for (uint32_t i = 0; i < h.npages; i++) {
-			if (rr->gens[first + i] > h.gen)
-				continue;
-			/* A fresh destination page is already zero: don't touch it (a first touch is costly). */
-			if (rr->gens[first + i])
+		/* A fresh destination page is already zero: don't touch it (a first touch is costly). */
+		for (uint32_t i = 0; i < h.npages; i++)
+			if (rr->gens[first + i] && rr->gens[first + i] <= h.gen)
 				memset(dst + (size_t)i * 4096, 0, 4096);
-		}
-		ram_recv_mark(rr, first, h.npages, h.gen);
+		ram_recv_apply(rr, dst, dst, first, &h, NULL);
 		rr->st.pages_zero += h.npages;
 		break;
 	case MIG_ENC_RAW:
-		if (!stale) {
-			/* Straight into guest memory, checked there: on a mismatch the
-			 * whole migration fails and this copy of the VM is discarded. */
-			stream_get(r, dst, (size_t)h.npages * 4096);
-			if (stream_check(r, e) < 0)
-				return -1;
-			if (mig_sum(dst, (size_t)h.npages * 4096) != h.sum)
-				return err_set(e, "corrupt stream: checksum mismatch in pages at 0x%llx+%u",
-					       (unsigned long long)h.gpa, h.npages);
-		} else {
-			/* Some pages are newer here: stage the run, check it, copy the rest. */
-			if (!rr->scratch && !(rr->scratch = malloc(MIG_MAX_RECORD)))
-				return err_set(e, "out of memory");
-			stream_get(r, rr->scratch, (size_t)h.npages * 4096);
-			if (stream_check(r, e) < 0)
-				return -1;
-			if (mig_sum(rr->scratch, (size_t)h.npages * 4096) != h.sum)
-				return err_set(e, "corrupt stream: checksum mismatch in pages at 0x%llx+%u",
-					       (unsigned long long)h.gpa, h.npages);
-			for (uint32_t i = 0; i < h.npages; i++)
-				if (rr->gens[first + i] <= h.gen)
-					memcpy(dst + (size_t)i * 4096, rr->scratch + (size_t)i * 4096, 4096);
-		}
-		ram_recv_mark(rr, first, h.npages, h.gen);
-		rr->st.pages_raw += h.npages;
-		break;
 	case MIG_ENC_RAW_SUMS:
-		if (ram_recv_summed(rr, r, &h, dst, first, stale, e) < 0)
+		if (ram_recv_raw(rr, r, &h, dst, first, stale, e) < 0)
 			return -1;
 		break;
 	default:

@@ -75,20 +75,18 @@ void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner);
 void ram_recv_destroy(struct ram_recv *rr);
 /* Consume one MEM record's body (after its record header). */
 int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, struct err *e);
+/* A checked run, at src (dst itself when it was received in place), now
+ * holds the pages whose generation here is not newer than the run's; with
+ * sums (MIG_ENC_RAW_SUMS) a page failing its own is held as torn. A run's
+ * pages always travel on one channel (chunks are dealt by index), so no
+ * other thread writes these entries. */
+void ram_recv_apply(struct ram_recv *rr, uint8_t *dst, const uint8_t *src, uint64_t first,
+		    const struct mig_mem_hdr *h, const uint8_t *sums);
 /* At the end of a load: fails if a page's last copy arrived torn (the
  * sender must have sent it again). Every channel must be done. It runs
  * while the guest is paused, so it reads a count, and scans the table
  * only to name the first page when the count is not zero. */
 int ram_recv_check_torn(const struct ram_recv *rr, struct err *e);
-/* Page p's last copy arrived torn or whole. Channels own disjoint pages
- * (chunks are dealt by index) but share the count. */
-static inline void ram_recv_set_torn(struct ram_recv *rr, uint64_t p, bool torn)
-{
-	if (rr->torn[p] == torn)
-		return;
-	rr->torn[p] = torn;
-	__atomic_add_fetch(rr->torn_left, torn ? 1 : -1, __ATOMIC_RELAXED);
-}
 
 /* Page index <-> GPA. */
 uint64_t ram_page_gpa(const struct guest_mem *gm, uint64_t page);

@@ -263,13 +263,7 @@ int ram_codec_get(struct ram_recv *rr, struct stream *r, const struct mig_mem_hd
 	if (mig_sum(d->out, raw) != h->sum)
 		return err_set(e, "corrupt stream: checksum mismatch in compressed pages at 0x%llx+%u",
 			       (unsigned long long)h->gpa, h->npages);
-	for (uint32_t i = 0; i < h->npages; i++) {
-		if (rr->gens[first + i] > h->gen)
-			continue;
-		memcpy(dst + (size_t)i * 4096, d->out + (size_t)i * 4096, 4096);
-		rr->gens[first + i] = h->gen ? h->gen : 1;
-		ram_recv_set_torn(rr, first + i, false);
-	}
+	ram_recv_apply(rr, dst, d->out, first, h, NULL);
 	rr->st.bytes_compressed += clen;
 	return 0;
 }
