@@ -17,7 +17,7 @@ endif
 CFLAGS  += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
            -Wshadow -Wvla -fno-strict-aliasing $(OPT) $(SANFLAGS) -Isrc -Iguest -MMD -MP
 LDFLAGS += $(SANFLAGS) -pthread
-LDLIBS  += -ljson-c -lzstd -llz4 -lxxhash -lm
+LDLIBS  += -ljson-c -lzstd -llz4 -lxxhash -lcrypto -lm
 
 # Three libraries so a program links only what it uses (and a half-written
 # daemon change cannot stop ferry-vm from building): the core (common, vmm,

@@ -78,12 +78,14 @@ def run_ferryd(tmp, args, state):
     ferry = os.path.join(BIN, 'ferry')
     port = free_port()
     env = dict(os.environ)
+    # ferryd makes the state directory's cluster key; the CLI proves it over TCP.
+    env['FERRY_KEY_FILE'] = os.path.join(state, 'cluster.key')
     d = subprocess.Popen([os.path.join(BIN, 'ferryd'), '--state-dir', state, '--listen', f'127.0.0.1:{port}'],
                          stderr=subprocess.DEVNULL)
     try:
         c = ['-c', f'127.0.0.1:{port}']
         for _ in range(100):
-            if subprocess.run([ferry] + c + ['host', 'info'], capture_output=True).returncode == 0:
+            if subprocess.run([ferry] + c + ['host', 'info'], capture_output=True, env=env).returncode == 0:
                 break
             time.sleep(0.05)
         subprocess.run([ferry] + c + ['vm', 'new', '--name', 'boot', '--memory', f'{args.memory}M',

@@ -30,8 +30,10 @@ rows=()
 for lim in $limits; do
 	PA=$((21000 + RANDOM % 500)); PB=$((PA + 600))
 	mkdir -p "$D/$lim/a" "$D/$lim/b"
-	"$B/ferryd" --state-dir "$D/$lim/a" --listen 127.0.0.1:$PA 2>"$D/$lim/a.log" & FA=$!
-	"$B/ferryd" --state-dir "$D/$lim/b" --listen 127.0.0.1:$PB 2>"$D/$lim/b.log" & FB=$!
+	"$B/ferry" host new-key "$D/$lim/cluster.key" >/dev/null
+	export FERRY_KEY_FILE=$D/$lim/cluster.key
+	"$B/ferryd" --state-dir "$D/$lim/a" --listen 127.0.0.1:$PA --key-file "$FERRY_KEY_FILE" 2>"$D/$lim/a.log" & FA=$!
+	"$B/ferryd" --state-dir "$D/$lim/b" --listen 127.0.0.1:$PB --key-file "$FERRY_KEY_FILE" 2>"$D/$lim/b.log" & FB=$!
 	for _ in $(seq 50); do "$B/ferry" -c 127.0.0.1:$PB host info >/dev/null 2>&1 && break; sleep 0.1; done
 	A=(-c 127.0.0.1:$PA); Bh=(-c 127.0.0.1:$PB)
 	"$B/ferry" "${A[@]}" host set --max-migrations "$lim" >/dev/null

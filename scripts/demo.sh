@@ -37,8 +37,12 @@ fi
 
 say "two hosts on this machine: hostA = ferryd on 127.0.0.1:$PA, hostB = ferryd on 127.0.0.1:$PB"
 mkdir -p "$D/a" "$D/b"
-"$B/ferryd" --state-dir "$D/a" --listen 127.0.0.1:$PA 2>"$D/a.log" & FA=$!
-"$B/ferryd" --state-dir "$D/b" --listen 127.0.0.1:$PB 2>"$D/b.log" & FB=$!
+# One cluster key for both hosts (on real hosts: copy the file to each):
+# the hosts, and this script as their client, prove it on every connection.
+"$B/ferry" host new-key "$D/cluster.key"
+export FERRY_KEY_FILE=$D/cluster.key
+"$B/ferryd" --state-dir "$D/a" --listen 127.0.0.1:$PA --key-file "$D/cluster.key" 2>"$D/a.log" & FA=$!
+"$B/ferryd" --state-dir "$D/b" --listen 127.0.0.1:$PB --key-file "$D/cluster.key" 2>"$D/b.log" & FB=$!
 for _ in $(seq 50); do "$B/ferry" -c 127.0.0.1:$PA host info >/dev/null 2>&1 && "$B/ferry" -c 127.0.0.1:$PB host info >/dev/null 2>&1 && break; sleep 0.1; done
 "$B/ferry" -c 127.0.0.1:$PA host info
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what ferry needs from Debian's packages, only what is missing.
-# Build: gcc, make, json-c, zstd, lz4, cmocka. Runtime and tests: QEMU (for
+# Build: gcc, make, json-c, zstd, lz4, xxhash, cmocka, OpenSSL (HMAC for host
+# authentication). Runtime and tests: QEMU (for
 # side-by-side benchmarks), busybox-static and Debian's kernel (the Linux
 # guest path), iproute2/iptables/socat (the network test lab), gnuplot.
 set -euo pipefail
-pkgs=(gcc make binutils libc6-dev libjson-c-dev libzstd-dev liblz4-dev libxxhash-dev libcmocka-dev
+pkgs=(gcc make binutils libc6-dev libjson-c-dev libzstd-dev liblz4-dev libxxhash-dev libcmocka-dev libssl-dev
       qemu-system-x86 busybox-static linux-image-amd64 iproute2 iptables socat
       bridge-utils gnuplot-nox cpio kmod procps psmisc util-linux python3 clang)
 missing=()

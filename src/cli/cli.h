@@ -18,6 +18,7 @@
 
 #define CLI_DEFAULT_SOCKET "/var/lib/ferry/ferryd.sock"
 #define CLI_DEFAULT_PORT "7450"
+#define CLI_DEFAULT_KEY "/var/lib/ferry/cluster.key"
 
 /* Exit codes of ferry. */
 enum {
@@ -30,6 +31,7 @@ enum {
 struct cli_opts {
 	const char *computer; /* HOST[:PORT] for TCP, or NULL for local */
 	const char *socket;   /* local socket path */
+	const char *key_file; /* cluster key for TCP (NULL: the default, if readable) */
 	bool json;            /* print raw JSON replies */
 };
 

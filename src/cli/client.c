@@ -12,6 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "common/auth.h"
 #include "common/jsonl.h"
 
 #define CLI_CONNECT_TIMEOUT_MS 5000
@@ -45,6 +48,31 @@ static void cli_unreachable(const struct cli_opts *o, const char *where,
 			where);
 }
 
+/* Over TCP ferryd greets first; prove the cluster key if it asks. A key
+ * named explicitly must load; the default one is used if this user can
+ * read it. */
+static int cli_authenticate(const struct cli_opts *o, struct cli_conn *c)
+{
+	struct auth_key key = { 0 };
+	struct err e = { 0 };
+	const char *path = o->key_file ? o->key_file : CLI_DEFAULT_KEY;
+	int rc;
+
+	if (auth_key_load(&key, path, &e) < 0 && (o->key_file || e.code != ENOENT)) {
+		if (o->key_file || e.code != EACCES) {
+			fprintf(stderr, "ferry: %s\n", e.msg);
+			return -1;
+		}
+	}
+	rc = auth_api_client(c->fd, &c->rd, &key, CLI_CONNECT_TIMEOUT_MS, c->where, &e);
+	OPENSSL_cleanse(&key, sizeof(key));
+	if (rc < 0) {
+		fprintf(stderr, "ferry: %s\n", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
 struct cli_conn *cli_connect(const struct cli_opts *o)
 {
 	struct cli_conn *c = calloc(1, sizeof(*c));
@@ -74,6 +102,11 @@ struct cli_conn *cli_connect(const struct cli_opts *o)
 		return NULL;
 	}
 	sock_reader_init(&c->rd, c->fd);
+	if (o->computer && cli_authenticate(o, c) < 0) {
+		close(c->fd);
+		free(c);
+		return NULL;
+	}
 	return c;
 }
 
@@ -127,6 +160,7 @@ static const char *cli_hint(const char *code)
 		{ "E_VM_NOT_RUNNING", "start the VM first (ferry vm start NAME); a stopped VM is moved by defining it on the other host" },
 		{ "E_TOO_LATE", "the move passed its commit point; the VM runs on the destination (see: ferry migration status)" },
 		{ "E_NO_MIGRATION", "list moves with: ferry migration list, or finished ones: ferry migration history" },
+		{ "E_AUTH", "every host must hold the same cluster key: copy one host's key file (its ferryd --key-file, default /var/lib/ferry/cluster.key) to the others, restart their ferryd, and give ferry -c the same file (--key-file or FERRY_KEY_FILE)" },
 		{ "E_NO_MIGRATION_NETWORK", "check the migration networks: ferry host info; change them: ferry host set --migration-network CIDR" },
 		{ "E_BUSY", "wait for the current operation, or see: ferry migration list" },
 		{ NULL, NULL },

@@ -1,7 +1,7 @@
 /*
  * `ferry host ...`: the host a ferryd runs on: facts and settings (info),
- * changing the settings live (set), and moving every running VM off it
- * (evacuate).
+ * changing the settings live (set), moving every running VM off it
+ * (evacuate), and making a cluster key (new-key, local: no ferryd needed).
  */
 #include "cli/cli.h"
 
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/auth.h"
 #include "common/jsonl.h"
 
 static void host_usage(FILE *f)
@@ -18,6 +19,7 @@ static void host_usage(FILE *f)
 		"usage: ferry [-c HOST[:PORT]] host info [--json]\n"
 		"       ferry [-c HOST[:PORT]] host set [settings]\n"
 		"       ferry host evacuate -c HOST[:PORT] -d HOST[:PORT] [move options]\n"
+		"       ferry host new-key FILE\n"
 		"\n"
 		"info      the host's name, CPUs, memory, whether it can run VMs (KVM,\n"
 		"          hardware virtualization), its VMs, its settings and its moves.\n"
@@ -45,6 +47,11 @@ static void host_usage(FILE *f)
 		"evacuate  live-migrate every running VM off the host (-c) to another (-d),\n"
 		"          through the same queue as move-vm; takes move-vm's options\n"
 		"          (--downtime-ms, --bandwidth, --transport, --codec, --no-wait, --json).\n"
+		"  new-key  write a new random cluster key to FILE (mode 0600; an existing\n"
+		"          file is never replaced). Start every host's ferryd with a copy\n"
+		"          (ferryd --key-file FILE) and give it to remote clients (ferry\n"
+		"          --key-file FILE, or FERRY_KEY_FILE). A ferryd without --key-file\n"
+		"          makes its own, DIR/cluster.key, at first start.\n"
 		"\n"
 		"Examples:\n"
 		"  ferry host info\n"
@@ -276,6 +283,33 @@ static int host_info(const struct cli_opts *o)
 	return CLI_OK;
 }
 
+static int host_new_key(int argc, char **argv)
+{
+	struct err e = { 0 };
+	bool created = false;
+
+	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		host_usage(stdout);
+		return CLI_OK;
+	}
+	if (argc != 2 || argv[1][0] == '-') {
+		fprintf(stderr, "usage: ferry host new-key FILE\n");
+		return CLI_USAGE;
+	}
+	if (auth_key_create(argv[1], &created, &e) < 0) {
+		fprintf(stderr, "ferry host new-key: %s\n", e.msg);
+		return CLI_FAILED;
+	}
+	if (!created) {
+		fprintf(stderr, "ferry host new-key: %s exists already; not replacing a key "
+			"(remove it first if you mean to)\n", argv[1]);
+		return CLI_FAILED;
+	}
+	printf("Wrote a new cluster key to %s (mode 0600). Copy it to every ferry host "
+	       "(ferryd --key-file %s) and to remote clients.\n", argv[1], argv[1]);
+	return CLI_OK;
+}
+
 int cmd_host(struct cli_opts *o, int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -301,6 +335,8 @@ int cmd_host(struct cli_opts *o, int argc, char **argv)
 		return host_set(o, argc - 1, argv + 1);
 	if (strcmp(argv[1], "evacuate") == 0)
 		return host_evacuate(o, argc - 1, argv + 1);
+	if (strcmp(argv[1], "new-key") == 0)
+		return host_new_key(argc - 1, argv + 1);
 	fprintf(stderr, "ferry host: unknown command '%s'\n\n", argv[1]);
 	host_usage(stderr);
 	return CLI_USAGE;

@@ -13,7 +13,7 @@
 
 static const struct cli_group groups[] = {
 	{ "vm", cmd_vm, "define, start, stop, list, inspect, attach to and delete VMs" },
-	{ "host", cmd_host, "show and change host settings; evacuate a host" },
+	{ "host", cmd_host, "show and change host settings; evacuate a host; make a cluster key" },
 	{ "move-vm", cmd_move, "live-migrate running VMs to another host" },
 	{ "migration", cmd_migration, "list, follow, cancel live migrations; their history" },
 	{ NULL, NULL, NULL },
@@ -22,12 +22,15 @@ static const struct cli_group groups[] = {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: ferry [-c HOST[:PORT]] [--socket PATH] [--json] GROUP COMMAND [ARGS]\n"
+		"usage: ferry [-c HOST[:PORT]] [--key-file FILE] [--socket PATH] [--json]\n"
+		"             GROUP COMMAND [ARGS]\n"
 		"\n"
 		"Manage VMs on a ferry host (through its ferryd).\n"
 		"\n"
 		"  -c, --computer-name HOST[:PORT]  talk to ferryd on another host over TCP\n"
 		"                                   (port default 7450)\n"
+		"  --key-file FILE the cluster key that host's ferryd holds, for -c\n"
+		"                  (default $FERRY_KEY_FILE or " CLI_DEFAULT_KEY ")\n"
 		"  --socket PATH   local ferryd socket (default $FERRY_SOCKET or\n"
 		"                  " CLI_DEFAULT_SOCKET ")\n"
 		"  --json          print ferryd's JSON replies instead of tables\n"
@@ -53,21 +56,24 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "computer-name", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "key-file", required_argument, NULL, 'k' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cli_opts o = { 0 };
-	const char *env = getenv("FERRY_SOCKET");
+	const char *env = getenv("FERRY_SOCKET"), *kenv = getenv("FERRY_KEY_FILE");
 	int opt;
 
 	o.socket = env && *env ? env : CLI_DEFAULT_SOCKET;
+	o.key_file = kenv && *kenv ? kenv : NULL;
 	/* "+": stop at the group name; later options belong to the verb. */
 	while ((opt = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': o.computer = optarg; break;
 		case 's': o.socket = optarg; break;
+		case 'k': o.key_file = optarg; break;
 		case 'j': o.json = true; break;
 		case 'h': usage(stdout); return CLI_OK;
 		case 'V': printf("ferry 0.1.0\n"); return CLI_OK;

@@ -1,9 +1,11 @@
 /* Socket helpers (see sock.h). */
 #include "common/sock.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -304,6 +306,52 @@ int sock_write_all(int fd, const void *buf, size_t len, int timeout_ms,
 			continue;
 		}
 		return err_sys(e, "write");
+	}
+	return 0;
+}
+
+void sock_addr_format(const struct sockaddr_storage *ss, char *buf, size_t cap)
+{
+	char a[INET6_ADDRSTRLEN];
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &sin->sin_addr, a, sizeof(a));
+		snprintf(buf, cap, "%s:%u", a, ntohs(sin->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
+		snprintf(buf, cap, "[%s]:%u", a, ntohs(sin6->sin6_port));
+	} else {
+		snprintf(buf, cap, "local");
+	}
+}
+
+int sock_read_all(int fd, void *buf, size_t len, int timeout_ms, struct err *e)
+{
+	char *p = buf;
+	long long deadline = timeout_ms < 0 ? -1 : sock_now_ms() + timeout_ms;
+
+	while (len > 0) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+		int rc = poll(&pfd, 1, sock_left_ms(deadline));
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return err_sys(e, "poll");
+		if (rc == 0) {
+			errno = ETIMEDOUT;
+			return err_sys(e, "read");
+		}
+		n = read(fd, p, len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return err_sys(e, "read");
+		if (n == 0)
+			return err_set(e, "connection closed by the peer");
+		p += n;
+		len -= (size_t)n;
 	}
 	return 0;
 }

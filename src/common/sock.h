@@ -39,10 +39,18 @@ int sock_split_hostport(const char *s, const char *defport, char *host,
 
 int sock_set_nonblock(int fd, bool on, struct err *e);
 
+/* "1.2.3.4:5", "[v6]:5", or "local" for other families, into buf. */
+struct sockaddr_storage;
+void sock_addr_format(const struct sockaddr_storage *ss, char *buf, size_t cap);
+
 /* Write all of buf, waiting up to timeout_ms in total (works on blocking
  * and non-blocking fds). */
 int sock_write_all(int fd, const void *buf, size_t len, int timeout_ms,
 		   struct err *e);
+
+/* Read exactly len bytes, waiting up to timeout_ms in total; EOF first is
+ * an error that says so. */
+int sock_read_all(int fd, void *buf, size_t len, int timeout_ms, struct err *e);
 
 /* Buffered line reader for request/response clients. */
 struct sock_reader {

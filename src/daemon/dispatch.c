@@ -104,6 +104,44 @@ struct vm *req_vm(struct req *r)
 	return vm;
 }
 
+/* A TCP client's first line when this host has a cluster key: the answer
+ * to our greeting's nonce (auth.h). Anything else, or a wrong proof, gets
+ * E_AUTH and the connection ends, so a stranger learns nothing and runs
+ * nothing. */
+static void dispatch_auth(struct ferryd *d, struct client *c, const char *line, size_t len)
+{
+	struct err e = { 0 };
+	struct json_object *o = jsonl_parse(line, len, &e), *rep;
+	const char *cmd = NULL, *nonce = NULL, *proof = NULL, *why = NULL;
+	uint8_t cn[AUTH_NONCE_LEN], p[AUTH_PROOF_LEN];
+	char hex[AUTH_PROOF_HEX];
+
+	if (!o || jsonl_get_str(o, "cmd", false, &cmd, &e) < 0 || !cmd || strcmp(cmd, "auth") != 0)
+		why = "this ferryd requires authentication first: connect with the cluster key "
+		      "(ferry --key-file FILE)";
+	else if (jsonl_get_str(o, "nonce", true, &nonce, &e) < 0 ||
+		 jsonl_get_str(o, "proof", true, &proof, &e) < 0 ||
+		 auth_from_hex(nonce, cn, sizeof(cn)) < 0)
+		why = "malformed authentication request";
+	else if (!auth_proof_ok(&d->key, AUTH_ROLE_CLIENT, c->nonce, cn, proof))
+		why = "wrong cluster key (this host's key file is not the one the client holds)";
+	if (why) {
+		log_warn("client %s: authentication failed: %s", c->peer, why);
+		loop_send(c, reply_error("E_AUTH", why));
+		c->closing = true;
+		json_object_put(o);
+		return;
+	}
+	c->authed = true;
+	auth_proof(&d->key, AUTH_ROLE_SERVER, c->nonce, cn, p);
+	auth_to_hex(p, sizeof(p), hex);
+	rep = reply_ok();
+	jsonl_add_str(rep, "proof", hex);
+	loop_send(c, rep);
+	log_debug("client %s: authenticated", c->peer);
+	json_object_put(o);
+}
+
 void dispatch_line(struct ferryd *d, struct client *c, const char *line,
 		   size_t len)
 {
@@ -111,6 +149,11 @@ void dispatch_line(struct ferryd *d, struct client *c, const char *line,
 	struct json_object *reply = NULL;
 	const struct verb *v;
 	enum verb_result res;
+
+	if (!c->authed) {
+		dispatch_auth(d, c, line, len);
+		return;
+	}
 
 	v = dispatch_parse(line, len, &r.args, &r.code, &r.err);
 	if (!v) {

@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "common/auth.h"
 #include "common/err.h"
 #include "daemon/settings.h"
 #include "daemon/vmdef.h"
@@ -79,6 +80,7 @@ struct vm {
 	char incoming_addr[300]; /* where its worker listens ("IP:PORT") */
 	char move_id[32];        /* the move bringing it here */
 	bool prealloc_extents;   /* run/NAME.extents holds the source's used memory (prealloc) */
+	bool migration_key;      /* run/NAME.mkey holds the move's key (the worker removes it) */
 
 	char last_exit[160]; /* human description of the last worker exit */
 	int last_exit_code;  /* -1 unknown, else exit code or 128+signal */
@@ -99,6 +101,8 @@ struct client {
 	char *out;           /* bytes queued for the client */
 	size_t out_len, out_cap;
 	bool busy;           /* a deferred reply is pending: hold further lines */
+	bool authed;         /* may send requests (UNIX clients, or proved the key) */
+	uint8_t nonce[AUTH_NONCE_LEN]; /* our greeting's challenge (TCP) */
 	bool closing;        /* no more input: close once out is flushed */
 	bool dead;           /* to be freed at the end of this loop pass */
 	/* Console mode: the worker's console socket and the bytes headed to it. */
@@ -117,6 +121,8 @@ struct ferryd {
 	char socket_path[PATH_MAX];
 	char listen_addr[256]; /* "" when TCP is disabled */
 	char vmm_path[PATH_MAX];
+	struct auth_key key;   /* the cluster key (unset with --no-auth) */
+	char key_path[PATH_MAX];
 	int unix_fd, tcp_fd, sig_fd, lock_fd;
 	struct client *clients;
 	uint64_t next_client_id;

@@ -103,6 +103,30 @@ int loop_client_console(struct client *c, int con_fd, struct err *e)
 	return 0;
 }
 
+static void loop_greet(struct ferryd *d, struct client *c)
+{
+	struct json_object *g = json_object_new_object();
+	struct err e = { 0 };
+	char hex[AUTH_NONCE_HEX];
+
+	jsonl_add_str(g, "ferryd", FERRY_VERSION);
+	if (d->key.set) {
+		if (auth_random(c->nonce, sizeof(c->nonce), &e) < 0) {
+			/* No nonce, no session: never fall back to a guessable one. */
+			log_error("client %s: %s", c->peer, e.msg);
+			json_object_put(g);
+			c->closing = true;
+			return;
+		}
+		auth_to_hex(c->nonce, sizeof(c->nonce), hex);
+		jsonl_add_str(g, "auth", "hmac-sha256");
+		jsonl_add_str(g, "nonce", hex);
+	} else {
+		jsonl_add_str(g, "auth", "none");
+	}
+	loop_send(c, g);
+}
+
 static void loop_accept(struct ferryd *d, int lfd, bool tcp)
 {
 	for (;;) {
@@ -139,16 +163,8 @@ static void loop_accept(struct ferryd *d, int lfd, bool tcp)
 		c->fd = fd;
 		c->con_fd = -1;
 		c->tcp = tcp;
-		if (tcp && ss.ss_family == AF_INET) {
-			struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-			char a[INET_ADDRSTRLEN];
-			inet_ntop(AF_INET, &sin->sin_addr, a, sizeof(a));
-			snprintf(c->peer, sizeof(c->peer), "%s:%u", a, ntohs(sin->sin_port));
-		} else if (tcp && ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-			char a[INET6_ADDRSTRLEN];
-			inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
-			snprintf(c->peer, sizeof(c->peer), "[%s]:%u", a, ntohs(sin6->sin6_port));
+		if (tcp) {
+			sock_addr_format(&ss, c->peer, sizeof(c->peer));
 		} else {
 			snprintf(c->peer, sizeof(c->peer), "local#%llu",
 				 (unsigned long long)c->id);
@@ -156,6 +172,11 @@ static void loop_accept(struct ferryd *d, int lfd, bool tcp)
 		c->next = d->clients;
 		d->clients = c;
 		log_debug("client %s connected", c->peer);
+		/* UNIX clients are vouched for by the socket's permissions; TCP
+		 * clients get a greeting that says whether to prove the key. */
+		c->authed = !tcp || !d->key.set;
+		if (tcp)
+			loop_greet(d, c);
 	}
 }
 

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/auth.h"
 #include "common/log.h"
 #include "common/sock.h"
 #include "daemon/ferryd.h"
@@ -28,7 +29,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ferryd [--listen ADDR:PORT|none] [--state-dir DIR] [--socket PATH]\n"
-		"              [--vmm PATH] [--verbose]\n"
+		"              [--vmm PATH] [--key-file FILE | --no-auth] [--verbose]\n"
 		"\n"
 		"The ferry host service: keeps this host's VM definitions, starts and\n"
 		"supervises ferry-vm workers, and serves the control API (JSON lines).\n"
@@ -38,9 +39,16 @@ static void usage(FILE *f)
 		"  --state-dir DIR     definitions, runtime files and logs (default /var/lib/ferry)\n"
 		"  --socket PATH       local UNIX socket (default DIR/ferryd.sock)\n"
 		"  --vmm PATH          the ferry-vm binary (default: next to ferryd, or $FERRY_VM)\n"
+		"  --key-file FILE     the cluster key (default DIR/cluster.key, created with\n"
+		"                      mode 0600 at first start). Every host that moves VMs\n"
+		"                      with this one needs a copy of the same file; remote\n"
+		"                      clients (ferry -c) prove they hold it, and each\n"
+		"                      move's connections use a key derived from it\n"
+		"  --no-auth           accept TCP clients and migrations without a key\n"
+		"                      (a trusted, isolated network only)\n"
 		"  --verbose           debug logging\n"
 		"\n"
-		"Example:\n"
+		"Example (then copy /var/lib/ferry/cluster.key to the other hosts):\n"
 		"  ferryd --state-dir /var/lib/ferry --listen 0.0.0.0:7450\n");
 }
 
@@ -79,6 +87,33 @@ static void default_vmm(struct ferryd *d)
 		snprintf(d->vmm_path, sizeof(d->vmm_path), "ferry-vm");
 }
 
+/* The cluster key: the named file, or DIR/cluster.key made at first start
+ * (a fresh host can then be joined by copying one file). */
+static int load_key(struct ferryd *d, const char *keyfile)
+{
+	struct err e = { 0 };
+	bool created = false;
+	if (keyfile)
+		snprintf(d->key_path, sizeof(d->key_path), "%s", keyfile);
+	else if (copy_path(d->key_path, sizeof(d->key_path), d->state_dir, "cluster.key") < 0) {
+		fprintf(stderr, "ferryd: state directory path too long\n");
+		return -1;
+	}
+	if (!keyfile && auth_key_create(d->key_path, &created, &e) < 0) {
+		fprintf(stderr, "ferryd: %s\n", e.msg);
+		return -1;
+	}
+	if (auth_key_load(&d->key, d->key_path, &e) < 0) {
+		fprintf(stderr, "ferryd: %s%s\n", e.msg,
+			e.code == ENOENT ? " (make one with: ferry host new-key FILE)" : "");
+		return -1;
+	}
+	if (created)
+		log_info("created the cluster key %s: copy it to every host that moves VMs with "
+			 "this one (and give remote ferry clients --key-file)", d->key_path);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -86,13 +121,16 @@ int main(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "vmm", required_argument, NULL, 'm' },
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "no-auth", no_argument, NULL, 'N' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct ferryd d;
 	const char *listen_addr = "127.0.0.1:7450", *state = "/var/lib/ferry";
-	const char *sockpath = NULL, *vmm = NULL;
+	const char *sockpath = NULL, *vmm = NULL, *keyfile = NULL;
+	bool no_auth = false;
 	enum log_level level = LOG_INFO;
 	char lockpath[PATH_MAX];
 	struct err e = { 0 };
@@ -105,10 +143,16 @@ int main(int argc, char **argv)
 		case 'd': state = optarg; break;
 		case 's': sockpath = optarg; break;
 		case 'm': vmm = optarg; break;
+		case 'k': keyfile = optarg; break;
+		case 'N': no_auth = true; break;
 		case 'v': level = LOG_DEBUG; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
+	}
+	if (keyfile && no_auth) {
+		fprintf(stderr, "ferryd: --key-file and --no-auth contradict each other\n");
+		return 2;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "ferryd: unexpected argument '%s'\n", argv[optind]);
@@ -144,6 +188,9 @@ int main(int argc, char **argv)
 		snprintf(d.vmm_path, sizeof(d.vmm_path), "%s", vmm);
 	else
 		default_vmm(&d);
+
+	if (!no_auth && load_key(&d, keyfile) < 0)
+		return 1;
 
 	/* One ferryd per state directory: two would fight over the workers. */
 	d.lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -218,6 +265,9 @@ int main(int argc, char **argv)
 		 FERRY_VERSION, d.state_dir, d.socket_path,
 		 d.listen_addr[0] ? d.listen_addr : "off", d.vmm_path,
 		 defined, adopted);
+	if (no_auth)
+		log_warn("--no-auth: anyone who reaches %s may run every command and send VMs here",
+			 d.listen_addr[0] ? d.listen_addr : "this host's migration ports");
 
 	if (loop_run(&d, &e) < 0) {
 		log_error("%s", e.msg);

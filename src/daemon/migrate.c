@@ -22,6 +22,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "common/sock.h"
@@ -299,6 +301,18 @@ static void move_out_begin(struct ferryd *d, struct move *m)
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = '\0';
 	req = migrate_worker_cmd("migration.prepare");
+	if (d->key.set) {
+		/* Both hosts derive the move's key from the cluster key and this
+		 * salt; the salt alone is worthless to someone watching. */
+		char hex[AUTH_NONCE_HEX];
+		if (auth_random(m->key_salt, sizeof(m->key_salt), &e) < 0) {
+			json_object_put(req);
+			move_finish(d, m, MV_FAILED, "E_INTERNAL", "%s", e.msg);
+			return;
+		}
+		auth_to_hex(m->key_salt, sizeof(m->key_salt), hex);
+		jsonl_add_str(req, "key_salt", hex);
+	}
 	jsonl_add_str(req, "name", m->vm);
 	jsonl_add_str(req, "id", m->id);
 	jsonl_add_str(req, "source", host);
@@ -381,6 +395,12 @@ static int move_check_route(struct ferryd *d, struct move *m, char *bind, size_t
 		       host, srctext, nets);
 }
 
+void migrate_move_key(const struct ferryd *d, const uint8_t salt[AUTH_NONCE_LEN],
+		      struct auth_key *out)
+{
+	auth_derive(&d->key, "ferry-move-key", salt, AUTH_NONCE_LEN, out);
+}
+
 /* PREPARING -> MIGRATING: the destination listens; start the source worker. */
 static void move_out_prepared(struct ferryd *d, struct move *m,
 			      struct json_object *rep)
@@ -427,6 +447,14 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	bw = migrate_bw_share(d, m);
 	if (bw > 0)
 		jsonl_add_int(req, "bandwidth_mibps", bw);
+	if (d->key.set) {
+		struct auth_key mk;
+		char hex[AUTH_KEY_HEX];
+		migrate_move_key(d, m->key_salt, &mk);
+		auth_to_hex(mk.k, sizeof(mk.k), hex);
+		jsonl_add_str(req, "key", hex);
+		OPENSSL_cleanse(&mk, sizeof(mk));
+	}
 	rep = migrate_worker_request(d, vm, req, &e);
 	if (!rep) {
 		move_abort_dest(d, m);
@@ -718,7 +746,8 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 	if (!r->reply) {
 		if (r->reached)
 			move_abort_dest(d, m);
-		move_finish(d, m, MV_FAILED, "E_UNREACHABLE", "%s", r->err.msg);
+		move_finish(d, m, MV_FAILED, r->err.code == EACCES ? "E_AUTH" : "E_UNREACHABLE",
+			    "%s", r->err.msg);
 		return;
 	}
 	if (jsonl_get_bool(r->reply, "ok", true, &ok, &e) < 0) {

@@ -50,6 +50,7 @@ struct move {
 	/* Options for the worker's migrate command. */
 	char transport[16];
 	char codec[8];        /* "" = auto, "lz4", "zstd" */
+	uint8_t key_salt[AUTH_NONCE_LEN]; /* out: this move's key = derive(cluster key, salt) */
 	int downtime_ms;
 	int bandwidth_mibps;  /* the move's own limit, 0 = none (host's limit still applies) */
 	int bw_applied;       /* out: limit its worker runs at now, 0 = none; -1 = not known */
@@ -74,6 +75,9 @@ struct move {
 };
 
 const char *migrate_state_name(enum move_state s);
+/* The key of one move's migration connections (both hosts compute it). */
+void migrate_move_key(const struct ferryd *d, const uint8_t salt[AUTH_NONCE_LEN],
+		      struct auth_key *out);
 bool migrate_state_done(enum move_state s);
 
 /* Moves counting against this host's limit (in + out, not queued). */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/auth.h"
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "common/sock.h"
@@ -59,12 +60,20 @@ static void *peer_thread(void *arg)
 		err_prefix(&r->err, "cannot reach ferryd at %s:%s", j->host, j->port);
 		goto done;
 	}
+	sock_reader_init(rd, fd);
+	{
+		char where[300];
+		snprintf(where, sizeof(where), "%s:%s", j->host, j->port);
+		/* Mutual: this ferryd proves the key and checks the peer's proof
+		 * before any request (and later any VM) goes its way. */
+		if (auth_api_client(fd, rd, &j->d->key, j->timeout_ms, where, &r->err) < 0)
+			goto done;
+	}
 	if (sock_write_all(fd, j->line, strlen(j->line), j->timeout_ms, &r->err) < 0) {
 		err_prefix(&r->err, "sending to ferryd at %s:%s", j->host, j->port);
 		goto done;
 	}
 	r->reached = true;
-	sock_reader_init(rd, fd);
 	line = sock_reader_line(rd, j->timeout_ms, &r->err);
 	if (!line) {
 		err_prefix(&r->err, "no reply from ferryd at %s:%s", j->host, j->port);

@@ -94,7 +94,7 @@ int registry_path(const struct ferryd *d, const struct vm *vm,
 int registry_delete_files(struct ferryd *d, struct vm *vm, struct err *e)
 {
 	static const char *const kinds[] = { "pid", "sock", "console", "exit",
-					     "extents", "serial", "log" };
+					     "extents", "mkey", "serial", "log" };
 	char path[PATH_MAX];
 	int n = snprintf(path, sizeof(path), "%s/%s.json", d->vms_dir,
 			 vm->def.name);

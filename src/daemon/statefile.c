@@ -27,14 +27,17 @@ static int statefile_write_fd(int fd, const char *text, size_t len,
 	return 0;
 }
 
-int statefile_write(const char *path, const char *text, struct err *e)
+static int statefile_write_mode(const char *path, const char *text, mode_t mode, struct err *e)
 {
 	char tmp[PATH_MAX];
 	int fd, n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 
 	if (n < 0 || (size_t)n >= sizeof(tmp))
 		return err_set(e, "path too long: %s", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* A leftover temp file keeps its old mode through O_TRUNC: remove it. */
+	if (unlink(tmp) < 0 && errno != ENOENT)
+		return err_sys(e, "removing %s", tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
 		return err_sys(e, "creating %s", tmp);
 	if (statefile_write_fd(fd, text, strlen(text), tmp, e) < 0 ||
@@ -60,6 +63,16 @@ int statefile_write(const char *path, const char *text, struct err *e)
 		return -1;
 	}
 	return 0;
+}
+
+int statefile_write(const char *path, const char *text, struct err *e)
+{
+	return statefile_write_mode(path, text, 0644, e);
+}
+
+int statefile_write_secret(const char *path, const char *text, struct err *e)
+{
+	return statefile_write_mode(path, text, 0600, e);
 }
 
 int statefile_write_json(const char *path, struct json_object *o,

@@ -17,6 +17,8 @@
 #define STATEFILE_MAX (4 * 1024 * 1024)
 
 int statefile_write(const char *path, const char *text, struct err *e);
+/* The same, readable by the owner only (keys). */
+int statefile_write_secret(const char *path, const char *text, struct err *e);
 int statefile_write_json(const char *path, struct json_object *o,
 			 struct err *e);
 /* The object stored at path; NULL with *missing = true if there is none,

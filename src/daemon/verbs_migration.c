@@ -12,6 +12,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "common/failpoint.h"
 #include "common/jsonl.h"
 #include "common/log.h"
@@ -249,13 +251,37 @@ static int prepare_write_extents(struct ferryd *d, struct vm *vm, struct json_ob
 	return rc;
 }
 
+/* The move's key for the incoming worker: a 0600 file it reads and
+ * removes at start (never argv, which every user can read). */
+static int prepare_write_key(struct ferryd *d, struct vm *vm, const uint8_t salt[AUTH_NONCE_LEN],
+			     struct err *e)
+{
+	struct auth_key mk;
+	char hex[AUTH_KEY_HEX], path[PATH_MAX];
+	int rc;
+	migrate_move_key(d, salt, &mk);
+	auth_to_hex(mk.k, sizeof(mk.k), hex);
+	rc = registry_path(d, vm, "mkey", path, sizeof(path), e);
+	if (rc == 0)
+		rc = statefile_write_secret(path, hex, e);
+	OPENSSL_cleanse(&mk, sizeof(mk));
+	OPENSSL_cleanse(hex, sizeof(hex));
+	if (rc < 0)
+		return err_prefix(e, "writing the move's key for VM %s", vm->def.name);
+	vm->migration_key = true;
+	return 0;
+}
+
 enum verb_result verb_migration_prepare(struct req *r, struct json_object **reply)
 {
-	static const char *const fields[] = { "name", "id", "source", "definition", "extents", NULL };
+	static const char *const fields[] = { "name", "id", "source", "definition", "extents",
+					      "key_salt", NULL };
 	/* What a ferryd from before the extents field accepts: the failpoint
 	 * makes this one act as such a peer, to test the source's fallback. */
-	static const char *const fields_pre_extents[] = { "name", "id", "source", "definition", NULL };
-	const char *name = NULL, *id = NULL, *source = NULL;
+	static const char *const fields_pre_extents[] = { "name", "id", "source", "definition",
+							  "key_salt", NULL };
+	const char *name = NULL, *id = NULL, *source = NULL, *salt_hex = NULL;
+	uint8_t salt[AUTH_NONCE_LEN];
 	struct json_object *defj, *marker, *extj = NULL;
 	struct host_settings *s = &r->d->settings;
 	char ip[128], path[PATH_MAX] = "";
@@ -273,6 +299,12 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 		return bad_arg(r);
 	if (strlen(id) >= sizeof(vm->move_id) || strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(id))
 		return req_fail(r, "E_BAD_ARG", "field 'id' must be a move id like mv-0123abcd");
+	if (jsonl_get_str(r->args, "key_salt", r->d->key.set, &salt_hex, &r->err) < 0)
+		return req_fail(r, "E_AUTH", "this host authenticates migrations: the source must send "
+				"'key_salt' (a ferryd with the cluster key does)");
+	if (salt_hex && auth_from_hex(salt_hex, salt, sizeof(salt)) < 0)
+		return req_fail(r, "E_BAD_ARG", "field 'key_salt' must be %d hex digits",
+				AUTH_NONCE_LEN * 2);
 	if (!json_object_object_get_ex(r->args, "definition", &defj) ||
 	    !json_object_is_type(defj, json_type_object))
 		return req_fail(r, "E_BAD_ARG", "field 'definition' (the VM's definition) is required");
@@ -327,6 +359,11 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	vm->incoming = true;
 	vm->state = VM_INCOMING;
 	snprintf(vm->move_id, sizeof(vm->move_id), "%s", id);
+	if (r->d->key.set && prepare_write_key(r->d, vm, salt, &r->err) < 0) {
+		registry_remove(r->d, vm);
+		r->code = "E_INTERNAL";
+		return VERB_FAIL;
+	}
 	/* Best effort: without the file the worker reserves all the memory. */
 	if (extj && s->prealloc && prepare_write_extents(r->d, vm, extj) == 0)
 		vm->prealloc_extents = true;

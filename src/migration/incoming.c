@@ -61,18 +61,29 @@ static int accept_one(struct mig_incoming *in, uint32_t timeout_ms, struct err *
 		if (r < 0 && errno != EINTR)
 			return err_sys(e, "poll");
 		if (r > 0) {
-			int fd = accept4(in->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			int fd = accept4(in->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 			if (fd >= 0) {
 				unsigned int uto = in->peer_timeout_ms;
 				int one = 1;
+				struct err ae = { 0 };
 				if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
 				    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
 				    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)) < 0)
 					log_warn("socket options: %s", strerror(errno));
-				return fd;
-			}
-			if (errno != EAGAIN && errno != EINTR)
+				/* A stranger is turned away and the wait goes on: the
+				 * real source may still come (its time limit stands). */
+				char who[80];
+				if (!in->key.set ||
+				    auth_chan_dest(fd, &in->key, AUTH_CHAN_TIMEOUT_MS, &ae) == 0)
+					return fd;
+				sock_addr_format(&ss, who, sizeof(who));
+				log_warn("incoming migration: refused a connection from %s: %s", who, ae.msg);
+				close(fd);
+			} else if (errno != EAGAIN && errno != EINTR) {
 				return err_sys(e, "accept");
+			}
 		}
 		waited += 500;
 		if (in->cancel)
@@ -591,10 +602,13 @@ out:
 }
 
 int incoming_start(struct mig_incoming *in, const char *listen, const char *host_cpu_mask,
-		   struct machine *m, const struct incoming_hooks *h, struct err *e)
+		   const struct auth_key *key, struct machine *m, const struct incoming_hooks *h,
+		   struct err *e)
 {
 	memset(in, 0, sizeof(*in));
 	in->host_cpu_mask = host_cpu_mask;
+	if (key)
+		in->key = *key;
 	pthread_mutex_init(&in->lock, NULL);
 	snprintf(in->listen, sizeof(in->listen), "%s", listen);
 	in->m = m;

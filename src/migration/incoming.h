@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/auth.h"
 #include "common/err.h"
 #include "vmm/config.h"
 #include "vmm/machine.h"
@@ -42,6 +43,7 @@ struct mig_incoming {
 	const char *host_cpu_mask;   /* features this host refuses to offer */
 	uint32_t accept_timeout_ms;
 	uint32_t peer_timeout_ms;
+	struct auth_key key;         /* connections must prove it (unset: none) */
 	pthread_t thread;
 	bool started;
 	volatile bool cancel;
@@ -56,7 +58,8 @@ const char *incoming_stage_name(enum incoming_stage s);
 /* Listen now (so the caller learns at once if the address is bad), then
  * serve the migration on a thread. */
 int incoming_start(struct mig_incoming *in, const char *listen, const char *host_cpu_mask,
-		   struct machine *m, const struct incoming_hooks *h, struct err *e);
+		   const struct auth_key *key, struct machine *m, const struct incoming_hooks *h,
+		   struct err *e);
 void incoming_join(struct mig_incoming *in);
 
 #endif

@@ -212,6 +212,10 @@ static int open_channel(struct run *r, int idx, struct err *e)
 	pthread_mutex_unlock(&r->ms->lock);
 	if (tune_socket(c->fd, o->peer_timeout_ms, e) < 0)
 		return -1;
+	/* Before any stream byte: no VM memory goes to a peer that cannot
+	 * prove the move's key (auth.h). */
+	if (o->key.set && auth_chan_source(c->fd, &o->key, (int)o->peer_timeout_ms, e) < 0)
+		return -1;
 	{
 		/* A deep send queue rides out the scheduling hiccups of a busy
 		 * host (one stream here: ~1.1 -> ~1.5 GiB/s at 64 MiB); every pass

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/auth.h"
 #include "common/err.h"
 #include "migration/ram.h"
 #include "vmm/machine.h"
@@ -40,6 +41,7 @@ struct mig_opts {
 	uint32_t max_duration_s;     /* 0 = none */
 	bool cancel_on_timeout;      /* at max_duration: cancel instead of switching over */
 	uint32_t peer_timeout_ms;    /* a silent peer for this long fails the move */
+	struct auth_key key;         /* the move's key: every connection proves it (unset: none) */
 };
 
 struct mig_status {

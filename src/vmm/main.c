@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/auth.h"
 #include "common/log.h"
 #include "vmm/config.h"
 #include "vmm/worker.h"
@@ -54,6 +55,9 @@ static void usage(FILE *f)
 "                        comes from the source (--name and --tap, if given, must match / apply here)\n"
 "  --host-cpu-mask LIST  incoming: refuse guests that see these CPU features (a migration\n"
 "                        baseline for this host, e.g. -avx512f,-avx2)\n"
+"  --migration-key-file F incoming: every migration connection must prove this key (64 hex\n"
+"                        digits, mode 0600; ferryd writes one per move); the file is\n"
+"                        removed once read. The source's 'migrate' command takes it as \"key\"\n"
 "  --exit-file PATH      write the exit code there when the worker ends (ferryd reads it\n"
 "                        for workers it re-adopted, which are not its children)\n"
 "  --prealloc            incoming: fault in --memory SIZE of RAM before listening (fails at once\n"
@@ -93,7 +97,7 @@ int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
 	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
-	       O_TRACKER, O_PREALLOC, O_PREALLOC_EXT, O_EXITFILE };
+	       O_TRACKER, O_PREALLOC, O_PREALLOC_EXT, O_EXITFILE, O_MIGKEY };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -117,6 +121,7 @@ int main(int argc, char **argv)
 		{ "prealloc", no_argument, NULL, O_PREALLOC },
 		{ "prealloc-extents", required_argument, NULL, O_PREALLOC_EXT },
 		{ "exit-file", required_argument, NULL, O_EXITFILE },
+		{ "migration-key-file", required_argument, NULL, O_MIGKEY },
 		{ "dirty-tracker", required_argument, NULL, O_TRACKER },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -128,7 +133,7 @@ int main(int argc, char **argv)
 	enum log_level lvl = LOG_INFO;
 	int c, rc;
 	bool memory_given = false;
-	const char *exit_file = NULL;
+	const char *exit_file = NULL, *migkey = NULL;
 
 	memset(&cfg, 0, sizeof(cfg));
 	memset(&o, 0, sizeof(o));
@@ -166,6 +171,7 @@ int main(int argc, char **argv)
 		case O_PREALLOC: o.prealloc = true; break;
 		case O_PREALLOC_EXT: o.prealloc_extents = optarg; break;
 		case O_EXITFILE: exit_file = optarg; break;
+		case O_MIGKEY: migkey = optarg; break;
 		case O_TRACKER:
 			if (config_parse_tracker(optarg, &cfg.dirty_tracker, &e) < 0) {
 				fprintf(stderr, "ferry-vm: --dirty-tracker: %s\n", e.msg);
@@ -202,6 +208,19 @@ int main(int argc, char **argv)
 	if (o.prealloc_extents && !o.prealloc) {
 		fprintf(stderr, "ferry-vm: --prealloc-extents goes with --prealloc\n");
 		return 2;
+	}
+	if (migkey && !o.incoming) {
+		fprintf(stderr, "ferry-vm: --migration-key-file goes with --incoming\n");
+		return 2;
+	}
+	if (migkey) {
+		/* Read once and removed: the key lives in this process only. */
+		if (auth_key_load(&o.migration_key, migkey, &e) < 0) {
+			fprintf(stderr, "ferry-vm: --migration-key-file: %s\n", e.msg);
+			return 2;
+		}
+		if (unlink(migkey) < 0)
+			fprintf(stderr, "ferry-vm: warning: cannot remove %s: %s\n", migkey, strerror(errno));
 	}
 	if (o.incoming && o.restore_path) {
 		fprintf(stderr, "ferry-vm: --incoming and --restore exclude each other\n");

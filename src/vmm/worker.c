@@ -286,6 +286,14 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct err 
 	o.max_duration_s = (uint32_t)v;
 	if (jsonl_get_bool(req, "cancel_on_timeout", false, &o.cancel_on_timeout, e) < 0)
 		return -1;
+	{
+		const char *key = NULL;
+		if (jsonl_get_str(req, "key", false, &key, e) < 0)
+			return -1;
+		if (key && auth_from_hex(key, o.key.k, sizeof(o.key.k)) < 0)
+			return err_set(e, "key must be %d hex digits", AUTH_KEY_LEN * 2);
+		o.key.set = key != NULL;
+	}
 	w->ms.on_pause = worker_on_mig_pause;
 	w->ms.opaque = w;
 	if (mig_source_start(&w->ms, &w->m, &o, e) < 0)
@@ -713,7 +721,7 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 			goto out;
 		/* Only what is faulted in counts as already ours in the free-memory check. */
 		h.reserved_bytes = w->reserved_bytes;
-		if (incoming_start(&w->in, o->incoming, o->host_cpu_mask, &w->m, &h, e) < 0)
+		if (incoming_start(&w->in, o->incoming, o->host_cpu_mask, &o->migration_key, &w->m, &h, e) < 0)
 			goto out;
 		log_info("waiting for an incoming migration on %s", o->incoming);
 	} else {

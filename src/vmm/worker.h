@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/auth.h"
 #include "common/err.h"
 #include "vmm/machine.h"
 
@@ -27,6 +28,7 @@ struct worker_opts {
 	bool start_paused;
 	bool prealloc;              /* incoming: fault in the guest's memory (cfg mem_size) up front */
 	const char *prealloc_extents; /* with prealloc: only these page ranges (file of "FIRST N" lines) */
+	struct auth_key migration_key; /* incoming: connections must prove it (unset: none) */
 };
 
 struct worker;

@@ -59,7 +59,32 @@ grep -qE '^g1 +running' "$T/list" || fail "g1 not listed as running"
 ferry vm status g1 | tee "$T/status" || fail "vm status"
 PID=$(ferry --json vm status g1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
 [ -n "$PID" ] && kill -0 "$PID" || fail "worker pid $PID not alive"
-ferry -c "127.0.0.1:$PORT" vm list | grep -qE '^g1 +running' || fail "vm list over TCP"
+note "TCP clients must prove the cluster key ferryd made at first start"
+[ "$(stat -c %a "$STATE/cluster.key")" = 600 ] || fail "cluster key is not mode 0600"
+ferry -c "127.0.0.1:$PORT" --key-file "$STATE/cluster.key" vm list | grep -qE '^g1 +running' ||
+	fail "vm list over TCP"
+out=$(ferry -c "127.0.0.1:$PORT" --key-file /dev/null/none vm list 2>&1) && fail "a missing key file was accepted"
+echo "$out" | grep -q "cluster key /dev/null/none" || fail "missing key file not named: $out"
+out=$(FERRY_KEY_FILE= ferry -c "127.0.0.1:$PORT" vm list 2>&1) && fail "TCP without a key was served"
+# (the CLI's default key, if this machine has a ferry host of its own, is not this one's)
+echo "$out" | grep -qE "requires the cluster key|wrong cluster key" || fail "no-key error unclear: $out"
+ferry host new-key "$T/other.key" >/dev/null || fail "host new-key"
+out=$(ferry -c "127.0.0.1:$PORT" --key-file "$T/other.key" vm list 2>&1) && fail "a wrong key was served"
+echo "$out" | grep -q "wrong cluster key" || fail "wrong-key error unclear: $out"
+# A raw client that skips the handshake gets E_AUTH, then the door shuts.
+python3 - "$PORT" <<'PY' || fail "unauthenticated request was not refused"
+import json, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+f = s.makefile("rw")
+g = json.loads(f.readline())
+assert g["auth"] == "hmac-sha256" and len(g["nonce"]) == 32, g
+f.write('{"cmd":"vm.delete","name":"g1"}\n'); f.flush()
+r = json.loads(f.readline())
+assert r["ok"] is False and r["code"] == "E_AUTH", r
+assert f.readline() == "", "connection stayed open"
+PY
+grep -q "authentication failed" "$T/ferryd.log" || fail "failed logins are not logged"
+ferry vm list | grep -qE '^g1 +running' || fail "g1 gone after the refused request"
 
 note "kill -9 ferryd (pid $FERRYD); the VM must keep running"
 kill -9 "$FERRYD"

@@ -77,6 +77,12 @@ grep -q "field 'memory_mib' must be an integer" "$T/r6" || fail "memory type"
 raw '{"cmd":"vm.status","name":"a","extra":1}' | tee "$T/r7"; grep -q "unknown field 'extra'" "$T/r7" || fail "extra field"
 # A source's list of the memory it uses: every range must lie inside the VM.
 DEF='"definition":{"name":"m1","memory_mib":64,"vcpus":1,"kernel":"/k"}'
+# This host has a cluster key: a prepare must carry the move's key salt.
+raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"'}' | tee "$T/r12"
+grep -q '"code":"E_AUTH"' "$T/r12" || fail "prepare without key_salt"
+raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"',"key_salt":"xyz"}' | tee "$T/r13"
+grep -q "'key_salt' must be 32 hex digits" "$T/r13" || fail "bad key_salt"
+DEF=$DEF',"key_salt":"00112233445566778899aabbccddeeff"'
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"',"extents":[[16383,2]]}' | tee "$T/r10"
 grep -q "extents\[0\] lies outside the VM's 16384 pages" "$T/r10" || fail "extents beyond RAM"
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"',"extents":[[0,1],["a",1]]}' | tee "$T/r11"

@@ -245,6 +245,7 @@ static int fx_setup(void **state)
 	f->c.id = 1;
 	f->c.fd = -1;
 	f->c.con_fd = -1;
+	f->c.authed = true; /* a local (UNIX socket) client */
 	snprintf(f->c.peer, sizeof(f->c.peer), "unit");
 	*state = f;
 	return 0;
@@ -441,6 +442,62 @@ static void test_hostport(void **state)
 	assert_int_equal(sock_split_hostport("[::1", "7450", h, sizeof(h), p, sizeof(p), &e), -1);
 }
 
+/* A TCP client of a host with a cluster key: nothing runs until it proves
+ * the key; a wrong proof or another command gets E_AUTH and the
+ * connection is closed; the right one is answered with ferryd's own proof. */
+static void test_tcp_client_auth(void **state)
+{
+	struct fx *f = *state;
+	struct auth_key other = { .set = true };
+	uint8_t cn[AUTH_NONCE_LEN] = { 7 }, p[AUTH_PROOF_LEN];
+	char line[512], nh[AUTH_NONCE_HEX], ph[AUTH_PROOF_HEX];
+	struct json_object *r;
+
+	f->d.key.set = true;
+	memset(f->d.key.k, 0x11, sizeof(f->d.key.k));
+	memset(other.k, 0x22, sizeof(other.k));
+	f->c.tcp = true;
+	f->c.authed = false;
+	memset(f->c.nonce, 0x33, sizeof(f->c.nonce));
+	auth_to_hex(cn, sizeof(cn), nh);
+
+	expect_error(f, "{\"cmd\":\"vm.list\"}", "E_AUTH", "requires authentication first");
+	assert_true(f->c.closing);
+	assert_false(f->c.authed);
+	f->c.closing = false;
+
+	auth_proof(&other, AUTH_ROLE_CLIENT, f->c.nonce, cn, p);
+	auth_to_hex(p, sizeof(p), ph);
+	snprintf(line, sizeof(line), "{\"cmd\":\"auth\",\"nonce\":\"%s\",\"proof\":\"%s\"}", nh, ph);
+	expect_error(f, line, "E_AUTH", "wrong cluster key");
+	assert_false(f->c.authed);
+	f->c.closing = false;
+
+	/* A proof made for the server's role is not a client's. */
+	auth_proof(&f->d.key, AUTH_ROLE_SERVER, f->c.nonce, cn, p);
+	auth_to_hex(p, sizeof(p), ph);
+	snprintf(line, sizeof(line), "{\"cmd\":\"auth\",\"nonce\":\"%s\",\"proof\":\"%s\"}", nh, ph);
+	expect_error(f, line, "E_AUTH", "wrong cluster key");
+	f->c.closing = false;
+
+	expect_error(f, "{\"cmd\":\"auth\",\"nonce\":\"zz\",\"proof\":\"00\"}", "E_AUTH", "malformed");
+	f->c.closing = false;
+
+	auth_proof(&f->d.key, AUTH_ROLE_CLIENT, f->c.nonce, cn, p);
+	auth_to_hex(p, sizeof(p), ph);
+	snprintf(line, sizeof(line), "{\"cmd\":\"auth\",\"nonce\":\"%s\",\"proof\":\"%s\"}", nh, ph);
+	r = call(f, line);
+	assert_string_equal(field(r, "ok"), "true");
+	assert_true(auth_proof_ok(&f->d.key, AUTH_ROLE_SERVER, f->c.nonce, cn, field(r, "proof")));
+	assert_false(auth_proof_ok(&other, AUTH_ROLE_SERVER, f->c.nonce, cn, field(r, "proof")));
+	json_object_put(r);
+	assert_true(f->c.authed);
+	assert_false(f->c.closing);
+	r = call(f, "{\"cmd\":\"vm.list\"}");
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -455,6 +512,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vm_new_flow, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_vm_new_errors, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_host_info, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_tcp_client_auth, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_registry_load_skips_bad_files, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

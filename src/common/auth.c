@@ -1,0 +1,332 @@
+/* Host authentication with a shared cluster key (see auth.h). */
+#include "common/auth.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "common/jsonl.h"
+#include "common/sock.h"
+
+int auth_from_hex(const char *hex, uint8_t *out, size_t len)
+{
+	if (!hex || strlen(hex) != len * 2)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		unsigned v = 0;
+		for (int j = 0; j < 2; j++) {
+			char c = hex[i * 2 + (size_t)j];
+			v <<= 4;
+			if (c >= '0' && c <= '9')
+				v |= (unsigned)(c - '0');
+			else if (c >= 'a' && c <= 'f')
+				v |= (unsigned)(c - 'a' + 10);
+			else if (c >= 'A' && c <= 'F')
+				v |= (unsigned)(c - 'A' + 10);
+			else
+				return -1;
+		}
+		out[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+void auth_to_hex(const uint8_t *in, size_t len, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+	for (size_t i = 0; i < len; i++) {
+		out[i * 2] = d[in[i] >> 4];
+		out[i * 2 + 1] = d[in[i] & 15];
+	}
+	out[len * 2] = 0;
+}
+
+int auth_random(uint8_t *out, size_t len, struct err *e)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = getrandom(out + got, len - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return err_sys(e, "getrandom");
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+int auth_key_load(struct auth_key *key, const char *path, struct err *e)
+{
+	char buf[160], *p, *end;
+	struct stat st;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	key->set = false;
+	if (fd < 0)
+		return err_sys(e, "cluster key %s", path);
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return err_sys(e, "cluster key %s", path);
+	}
+	if (st.st_mode & 077) {
+		close(fd);
+		return err_set(e, "cluster key %s can be read by other users (mode %04o): "
+			       "chmod 600 %s", path, (unsigned)(st.st_mode & 07777), path);
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return err_sys(e, "reading cluster key %s", path);
+	buf[n] = 0;
+	for (p = buf; *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'; p++)
+		;
+	for (end = p; (*end >= '0' && *end <= '9') || (*end >= 'a' && *end <= 'f') ||
+		      (*end >= 'A' && *end <= 'F'); end++)
+		;
+	for (char *q = end; *q; q++)
+		if (*q != ' ' && *q != '\n' && *q != '\t' && *q != '\r')
+			return err_set(e, "cluster key %s: not 64 hex digits", path);
+	*end = 0;
+	if (auth_from_hex(p, key->k, AUTH_KEY_LEN) < 0)
+		return err_set(e, "cluster key %s: not 64 hex digits", path);
+	key->set = true;
+	return 0;
+}
+
+int auth_key_create(const char *path, bool *created, struct err *e)
+{
+	uint8_t k[AUTH_KEY_LEN];
+	char hex[AUTH_KEY_HEX + 1], tmp[4200];
+	int fd, rc;
+
+	*created = false;
+	if (access(path, F_OK) == 0)
+		return 0;
+	if (auth_random(k, sizeof(k), e) < 0)
+		return -1;
+	auth_to_hex(k, sizeof(k), hex);
+	strcat(hex, "\n");
+	if (snprintf(tmp, sizeof(tmp), "%s.new-%d", path, (int)getpid()) >= (int)sizeof(tmp))
+		return err_set(e, "cluster key path too long");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_sys(e, "creating cluster key %s", tmp);
+	rc = sock_write_all(fd, hex, strlen(hex), -1, e);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = err_sys(e, "writing cluster key %s", tmp);
+	if (close(fd) < 0 && rc == 0)
+		rc = err_sys(e, "writing cluster key %s", tmp);
+	/* link() never replaces: whoever links first wins and everyone else
+	 * reads that key, so two ferryds started together agree. */
+	if (rc == 0 && link(tmp, path) < 0) {
+		if (errno != EEXIST)
+			rc = err_sys(e, "creating cluster key %s", path);
+	} else if (rc == 0) {
+		*created = true;
+	}
+	unlink(tmp);
+	OPENSSL_cleanse(k, sizeof(k));
+	OPENSSL_cleanse(hex, sizeof(hex));
+	return rc;
+}
+
+static void auth_hmac(const struct auth_key *key, const char *label, const uint8_t *a, size_t alen,
+		      const uint8_t *b, size_t blen, uint8_t out[AUTH_PROOF_LEN])
+{
+	uint8_t msg[256];
+	size_t l = strlen(label), n = 0;
+	unsigned int outlen = AUTH_PROOF_LEN;
+	/* Callers pass constant labels and fixed-size inputs: they always fit. */
+	memcpy(msg, label, l);
+	msg[l] = 0; /* the label ends where the binary part starts */
+	n = l + 1;
+	memcpy(msg + n, a, alen);
+	n += alen;
+	if (b) {
+		memcpy(msg + n, b, blen);
+		n += blen;
+	}
+	HMAC(EVP_sha256(), key->k, AUTH_KEY_LEN, msg, n, out, &outlen);
+}
+
+void auth_proof(const struct auth_key *key, const char *role, const uint8_t a[AUTH_NONCE_LEN],
+		const uint8_t b[AUTH_NONCE_LEN], uint8_t out[AUTH_PROOF_LEN])
+{
+	auth_hmac(key, role, a, AUTH_NONCE_LEN, b, AUTH_NONCE_LEN, out);
+}
+
+bool auth_proof_ok(const struct auth_key *key, const char *role, const uint8_t a[AUTH_NONCE_LEN],
+		   const uint8_t b[AUTH_NONCE_LEN], const char *proof_hex)
+{
+	uint8_t want[AUTH_PROOF_LEN], got[AUTH_PROOF_LEN];
+	auth_proof(key, role, a, b, want);
+	if (auth_from_hex(proof_hex, got, sizeof(got)) < 0)
+		return false;
+	return CRYPTO_memcmp(want, got, sizeof(want)) == 0;
+}
+
+void auth_derive(const struct auth_key *cluster, const char *label, const uint8_t *salt,
+		 size_t salt_len, struct auth_key *out)
+{
+	if (salt_len > 128)
+		salt_len = 128;
+	auth_hmac(cluster, label, salt, salt_len, NULL, 0, out->k);
+	out->set = true;
+}
+
+/* The channel handshake's fixed-size messages (binary). */
+struct chan_hello { char magic[8]; uint8_t nonce[AUTH_NONCE_LEN]; };
+struct chan_answer { uint8_t nonce[AUTH_NONCE_LEN]; uint8_t proof[AUTH_PROOF_LEN]; };
+
+static bool chan_proof_ok(const struct auth_key *key, const char *role, const uint8_t *a,
+			  const uint8_t *b, const uint8_t *proof)
+{
+	uint8_t want[AUTH_PROOF_LEN];
+	auth_proof(key, role, a, b, want);
+	return CRYPTO_memcmp(want, proof, sizeof(want)) == 0;
+}
+
+int auth_chan_source(int fd, const struct auth_key *key, int timeout_ms, struct err *e)
+{
+	struct chan_hello h;
+	struct chan_answer a;
+	uint8_t proof[AUTH_PROOF_LEN];
+
+	memcpy(h.magic, AUTH_CHAN_MAGIC, sizeof(h.magic));
+	if (auth_random(h.nonce, sizeof(h.nonce), e) < 0 ||
+	    sock_write_all(fd, &h, sizeof(h), timeout_ms, e) < 0)
+		return err_prefix(e, "authenticating to the destination");
+	if (sock_read_all(fd, &a, sizeof(a), timeout_ms, e) < 0)
+		return err_prefix(e, "authenticating to the destination (does it expect a "
+				  "migration key? are both hosts' cluster keys the same?)");
+	if (!chan_proof_ok(key, AUTH_ROLE_DEST, h.nonce, a.nonce, a.proof))
+		return err_set(e, "the destination failed to prove the migration key: the hosts "
+			       "do not share a cluster key, or something else answered");
+	auth_proof(key, AUTH_ROLE_SOURCE, h.nonce, a.nonce, proof);
+	if (sock_write_all(fd, proof, sizeof(proof), timeout_ms, e) < 0)
+		return err_prefix(e, "authenticating to the destination");
+	return 0;
+}
+
+int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct err *e)
+{
+	struct chan_hello h;
+	struct chan_answer a;
+	uint8_t proof[AUTH_PROOF_LEN];
+
+	if (sock_read_all(fd, &h, sizeof(h), timeout_ms, e) < 0)
+		return err_prefix(e, "reading the migration handshake");
+	if (memcmp(h.magic, AUTH_CHAN_MAGIC, sizeof(h.magic)) != 0)
+		return err_set(e, "the connection did not authenticate (a source without the "
+			       "migration key, or not a ferry source)");
+	if (auth_random(a.nonce, sizeof(a.nonce), e) < 0)
+		return -1;
+	auth_proof(key, AUTH_ROLE_DEST, h.nonce, a.nonce, a.proof);
+	if (sock_write_all(fd, &a, sizeof(a), timeout_ms, e) < 0 ||
+	    sock_read_all(fd, proof, sizeof(proof), timeout_ms, e) < 0)
+		return err_prefix(e, "migration handshake");
+	if (!chan_proof_ok(key, AUTH_ROLE_SOURCE, h.nonce, a.nonce, proof))
+		return err_set(e, "the connection's proof of the migration key is wrong");
+	return 0;
+}
+
+int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, int timeout_ms,
+		    const char *where, struct err *e)
+{
+	struct json_object *g, *req, *rep = NULL;
+	const char *mode = NULL, *nonce_hex = NULL, *proof = NULL;
+	uint8_t sn[AUTH_NONCE_LEN], cn[AUTH_NONCE_LEN], p[AUTH_PROOF_LEN];
+	char hex[AUTH_PROOF_HEX];
+	char *line = sock_reader_line(rd, timeout_ms, e);
+	int rc = -1;
+
+	if (!line)
+		return err_prefix(e, "waiting for the greeting of ferryd at %s", where);
+	g = jsonl_parse(line, strlen(line), e);
+	if (!g)
+		return err_prefix(e, "greeting of ferryd at %s", where);
+	if (jsonl_get_str(g, "auth", true, &mode, e) < 0) {
+		err_prefix(e, "greeting of ferryd at %s (is that a ferryd?)", where);
+		goto out;
+	}
+	if (strcmp(mode, "none") == 0) {
+		if (key->set) {
+			err_set(e, "ferryd at %s does not authenticate (started with --no-auth): "
+				"refusing to trust it", where);
+		e->code = EACCES; /* a key problem, not the network */
+			goto out;
+		}
+		rc = 0;
+		goto out;
+	}
+	if (strcmp(mode, "hmac-sha256") != 0) {
+		err_set(e, "ferryd at %s asks for an unknown authentication '%.40s'", where, mode);
+		goto out;
+	}
+	if (!key->set) {
+		err_set(e, "ferryd at %s requires the cluster key: give it with --key-file FILE "
+			"or FERRY_KEY_FILE (a copy of that host's key file, e.g. "
+			"/var/lib/ferry/cluster.key)", where);
+		e->code = EACCES; /* a key problem, not the network */
+		goto out;
+	}
+	if (jsonl_get_str(g, "nonce", true, &nonce_hex, e) < 0 ||
+	    auth_from_hex(nonce_hex, sn, sizeof(sn)) < 0) {
+		err_set(e, "ferryd at %s sent a malformed greeting", where);
+		goto out;
+	}
+	if (auth_random(cn, sizeof(cn), e) < 0)
+		goto out;
+	req = json_object_new_object();
+	jsonl_add_str(req, "cmd", "auth");
+	auth_to_hex(cn, sizeof(cn), hex);
+	jsonl_add_str(req, "nonce", hex);
+	auth_proof(key, AUTH_ROLE_CLIENT, sn, cn, p);
+	auth_to_hex(p, sizeof(p), hex);
+	jsonl_add_str(req, "proof", hex);
+	{
+		const char *text = jsonl_text(req);
+		int w = sock_write_all(fd, text, strlen(text), timeout_ms, e) < 0 ||
+			sock_write_all(fd, "\n", 1, timeout_ms, e) < 0;
+		json_object_put(req);
+		if (w) {
+			err_prefix(e, "authenticating to ferryd at %s", where);
+			goto out;
+		}
+	}
+	line = sock_reader_line(rd, timeout_ms, e);
+	if (!line || !(rep = jsonl_parse(line, strlen(line), e))) {
+		err_prefix(e, "authenticating to ferryd at %s", where);
+		goto out;
+	}
+	if (!json_object_get_boolean(json_object_object_get(rep, "ok"))) {
+		const char *why = json_object_get_string(json_object_object_get(rep, "error"));
+		err_set(e, "ferryd at %s refused our cluster key: %s", where,
+			why ? why : "no reason given");
+		e->code = EACCES; /* a key problem, not the network */
+		goto out;
+	}
+	if (jsonl_get_str(rep, "proof", true, &proof, e) < 0 ||
+	    !auth_proof_ok(key, AUTH_ROLE_SERVER, sn, cn, proof)) {
+		err_set(e, "ferryd at %s failed to prove the cluster key: not the host it claims to be",
+			where);
+		e->code = EACCES; /* a key problem, not the network */
+		goto out;
+	}
+	rc = 0;
+out:
+	json_object_put(rep);
+	json_object_put(g);
+	return rc;
+}

@@ -1,0 +1,81 @@
+/*
+ * Host authentication: every ferry host of a cluster holds one shared
+ * secret (the cluster key, 32 random bytes kept as hex in a 0600 file).
+ * Peers prove they hold it without sending it: each side sends a fresh
+ * nonce and answers the other's with HMAC-SHA256(key, role | nonces), the
+ * role keeping a reflected proof from passing as the other side's. Both
+ * the JSON-lines API over TCP (ferryd, the CLI, peer calls) and every
+ * migration connection (with a key derived per move) authenticate this way.
+ */
+#ifndef FERRY_AUTH_H
+#define FERRY_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define AUTH_KEY_LEN 32
+#define AUTH_NONCE_LEN 16
+#define AUTH_PROOF_LEN 32
+/* Hex text of a key, nonce or proof, with its NUL. */
+#define AUTH_KEY_HEX (AUTH_KEY_LEN * 2 + 1)
+#define AUTH_NONCE_HEX (AUTH_NONCE_LEN * 2 + 1)
+#define AUTH_PROOF_HEX (AUTH_PROOF_LEN * 2 + 1)
+
+/* The roles whose proofs differ (client/server of the API; source and
+ * destination of a migration connection). */
+#define AUTH_ROLE_CLIENT "ferry-api-client"
+#define AUTH_ROLE_SERVER "ferry-api-server"
+#define AUTH_ROLE_SOURCE "ferry-migration-source"
+#define AUTH_ROLE_DEST "ferry-migration-destination"
+
+struct auth_key {
+	bool set;
+	uint8_t k[AUTH_KEY_LEN];
+};
+
+/* Read a key file: 64 hex digits (surrounding white space allowed). A file
+ * others can read is refused, as ssh refuses such a private key. */
+int auth_key_load(struct auth_key *key, const char *path, struct err *e);
+/* Create a new key file (mode 0600) unless one exists already; *created
+ * says which. Safe against another process creating the same path. */
+int auth_key_create(const char *path, bool *created, struct err *e);
+/* Parse/format hex (a key sent to a worker, a nonce, a proof). */
+int auth_from_hex(const char *hex, uint8_t *out, size_t len);
+void auth_to_hex(const uint8_t *in, size_t len, char *out);
+/* Fresh random bytes from the kernel. */
+int auth_random(uint8_t *out, size_t len, struct err *e);
+/* HMAC-SHA256(key, role | a | b). */
+void auth_proof(const struct auth_key *key, const char *role, const uint8_t a[AUTH_NONCE_LEN],
+		const uint8_t b[AUTH_NONCE_LEN], uint8_t out[AUTH_PROOF_LEN]);
+/* Does proof (hex) equal ours? Constant time. */
+bool auth_proof_ok(const struct auth_key *key, const char *role, const uint8_t a[AUTH_NONCE_LEN],
+		   const uint8_t b[AUTH_NONCE_LEN], const char *proof_hex);
+/* A key for one move's migration connections: HMAC(cluster key, label |
+ * salt), so a salt seen on the wire gives nothing without the cluster key. */
+void auth_derive(const struct auth_key *cluster, const char *label, const uint8_t *salt,
+		 size_t salt_len, struct auth_key *out);
+
+/* A migration connection's handshake, before its first stream byte (see
+ * docs/stream.md): the source sends magic + its nonce; the destination
+ * answers with its nonce and proof; the source checks it and sends its own
+ * proof. Each side fails with a message naming what went wrong. */
+#define AUTH_CHAN_MAGIC "FRYAUTH1"
+/* How long a destination waits on one connection's handshake before it
+ * turns the connection away and listens on. */
+#define AUTH_CHAN_TIMEOUT_MS 5000
+int auth_chan_source(int fd, const struct auth_key *key, int timeout_ms, struct err *e);
+int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct err *e);
+
+/* The API client's side over TCP: read ferryd's greeting line, then, if it
+ * asks, prove the key and check ferryd's proof. A client holding a key
+ * refuses a ferryd that does not authenticate (it could be anyone); one
+ * without a key is told where to get it. `where` names the server. A
+ * refusal over keys (not the network) sets e->code = EACCES. */
+struct sock_reader;
+int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, int timeout_ms,
+		    const char *where, struct err *e);
+
+#endif

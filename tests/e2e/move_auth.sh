@@ -1,0 +1,90 @@
+#!/bin/bash
+# san: yes
+# Host authentication (DESIGN stage 1): hosts prove the shared cluster key
+# before anything moves, and each move's connections prove a key derived
+# from it for that move.
+# - ferryd level: a host with another key refuses the move at setup with a
+#   clear error, the VM keeps running on the source, nothing is left on the
+#   other host; a ferryd started with --no-auth is refused by a source that
+#   holds a key; with the shared key the move completes and no key file is
+#   left behind.
+# - worker level: an incoming worker with --migration-key-file turns away a
+#   stranger's connection and a source with the wrong key, keeps listening,
+#   and then takes the real source; every page verified.
+# Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/hosts.inc"
+. "$(dirname "$0")/../lib/migrate.sh"
+need_root
+need_kvm
+
+two_hosts 21900
+"$FERRY_BIN/ferry" host new-key "$T/other.key" >/dev/null || fail "host new-key"
+HOST_KEY[C]=$T/other.key
+start_host C
+on C host set --migration-ports 22100-22199 >/dev/null || fail "host set C"
+
+note "start g1 on A (64 MiB, busy)"
+new_vm A g1 64M "ws=8M rate=16"
+
+note "a host holding another key: refused at setup, g1 stays on A"
+on A move-vm -n g1 -d "$(port_of C)" >"$T/out" 2>&1 && fail "move to a host with another key succeeded"
+cat "$T/out"
+grep -qE "refused our cluster key|wrong cluster key" "$T/out" || fail "unclear error: $(cat "$T/out")"
+grep -q "\"code\":\"E_AUTH\"" "$T/out" || fail "the refusal is not E_AUTH"
+[ "$(vm_state A g1)" = running ] || fail "g1 not running on A after the refusal"
+[ "$(vm_state C g1)" = absent ] || fail "g1 left on C"
+grep -q "authentication failed" "$T/C.ferryd.log" || fail "C did not log the failed login"
+
+note "a ferryd with --no-auth: a source holding a key will not send it a VM"
+stop_host C
+P=$(free_port)
+bg "$FERRY_BIN/ferryd" --state-dir "$T/D" --listen "127.0.0.1:$P" --no-auth \
+	--vmm "$FERRY_BIN/ferry-vm" 2>>"$T/D.ferryd.log"
+for _ in $(seq 50); do grep -q "no-auth" "$T/D.ferryd.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "anyone who reaches" "$T/D.ferryd.log" || fail "--no-auth gives no warning"
+on A move-vm -n g1 -d "127.0.0.1:$P" >"$T/out" 2>&1 && fail "move to a --no-auth host succeeded"
+cat "$T/out"
+grep -q "does not authenticate" "$T/out" || fail "unclear error: $(cat "$T/out")"
+[ "$(vm_state A g1)" = running ] || fail "g1 not running on A"
+[ -e "$T/D/cluster.key" ] && fail "--no-auth made a key"
+
+note "the shared key: the move completes, no key file left on either side"
+on A move-vm -n g1 -d "$(port_of B)" >"$T/out" 2>&1 || { cat "$T/out"; fail "move A->B"; }
+[ "$(vm_state B g1)" = running ] || fail "g1 not running on B"
+verify_vm B g1 || fail "page check on B"
+ls "$T"/A/run/*.mkey "$T"/B/run/*.mkey 2>/dev/null && fail "a move key file was left behind"
+grep -q -- "--migration-key-file" "$T/B/logs/g1.log" && fail "key path in the worker log"
+grep -q "refused a connection" "$T/B/logs/g1.log" && fail "B's worker refused the real source"
+
+note "worker level: strangers and wrong keys are turned away, the real source gets in"
+start_src s 128M 1 "ws=8M rate=16"
+KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+BAD=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+(umask 077; echo "$KEY" >"$T/mkey")
+next_port; start_dst d "$port" --migration-key-file "$T/mkey"
+[ -e "$T/mkey" ] && fail "the worker left its key file"
+# A stranger that speaks the stream without the handshake.
+python3 - "$port" <<'PY' || fail "stranger connection"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"FERRYMIG" + b"\0" * 64)
+s.settimeout(10)
+try:
+    got = s.recv(100)
+except ConnectionResetError:  # closed with our bytes unread: a reset
+    got = b""
+assert got == b"", "the destination answered a stranger"
+PY
+wait_for "$T/d.err" "refused a connection" 10 || fail "stranger not refused: $(cat "$T/d.err")"
+migrate s "$port" ",\"key\":\"$BAD\"" || fail "migrate (wrong key) refused at once"
+res=$(wait_mig s 30) || fail "wrong-key move did not end"
+[ "$(field "$res" stage)" = failed ] || fail "wrong-key move: $res"
+field "$res" error | grep -q "failed to prove the migration key" || fail "unclear: $(field "$res" error)"
+[ "$(state_of s)" = running ] || fail "source not running after the wrong key"
+[ "$(state_of d)" = incoming ] || fail "destination gave up after the wrong key: $(state_of d)"
+migrate s "$port" ",\"key\":\"$KEY\"" || fail "migrate (right key)"
+res=$(wait_mig s 60) || fail "move did not end"
+[ "$(field "$res" stage)" = completed ] || fail "move with the right key: $res"
+verify d
+echo "PASS"
