@@ -104,7 +104,10 @@ FULL = {
     "ws512-max": QEMU_ALL + FERRY_ALL,
     "max-cap128": ["qemu", "qemu-prealloc", "qemu-mfd4-zstd-prealloc", "ferry", "ferry-multichannel"],
     "fill768": ["qemu", "qemu-prealloc", "qemu-mfd4-prealloc", "ferry-tcp", "ferry-tcp-prealloc",
-                "ferry-multichannel-prealloc"],
+                "ferry-multichannel-prealloc",
+                # encrypted: QEMU's TLS beside ferry's sealed connections
+                "qemu-prealloc-tls", "qemu-mfd4-prealloc-tls", "ferry-tcp-prealloc-auth",
+                "ferry-tcp-prealloc-enc", "ferry-multichannel-prealloc-enc"],
     "ws512-r256-text": QEMU_ALL + FERRY_ALL,
     # every compressing and non-compressing transport of both systems: under
     # a cap, bytes saved are time saved
@@ -234,9 +237,9 @@ class QemuSystem:
 
     @staticmethod
     def parse(variant):
-        """qemu[-mfdN][-zstd][-prealloc][-dtN][-shipped]"""
+        """qemu[-mfdN][-zstd][-prealloc][-dtN][-shipped][-tls]"""
         opt = {"channels": 0, "zstd": False, "prealloc": False,
-               "downtime_ms": None, "bandwidth": UNLIMITED_BW}
+               "downtime_ms": None, "bandwidth": UNLIMITED_BW, "tls": False}
         for tok in variant.split("-")[1:]:
             if re.fullmatch(r"mfd\d+", tok):
                 opt["channels"] = int(tok[3:])
@@ -249,11 +252,13 @@ class QemuSystem:
                 opt["downtime_ms"] = int(tok[2:])
             elif tok == "shipped":
                 opt["bandwidth"] = None  # leave QEMU's default (128 MiB/s)
+            elif tok == "tls":
+                opt["tls"] = True  # TLS with a pre-shared key (tls-creds-psk) on every channel
             else:
                 raise ValueError("unknown QEMU variant option '%s' in %s" % (tok, variant))
         return opt
 
-    def _argv(self, wl, qmp_path, incoming=False, prealloc=False):
+    def _argv(self, wl, qmp_path, incoming=False, prealloc=False, psk_dir=None):
         argv = [QEMU, "-accel", "kvm", "-cpu", "host", "-m", str(wl.mem_mib), "-smp", "1",
                 "-kernel", GUEST, "-append", wl.cmdline, "-display", "none", "-nodefaults",
                 "-serial", "stdio", "-no-reboot",
@@ -262,6 +267,9 @@ class QemuSystem:
                 "-qmp", "unix:%s,server=on,wait=off" % qmp_path]
         if prealloc:
             argv.append("-mem-prealloc")
+        if psk_dir:
+            argv += ["-object", "tls-creds-psk,id=tls0,endpoint=%s,dir=%s%s" % (
+                "server" if incoming else "client", psk_dir, "" if incoming else ",username=qemu")]
         if incoming:
             # defer: multifd capabilities must be set before the listen
             argv += ["-incoming", "defer"]
@@ -273,8 +281,14 @@ class QemuSystem:
         port = free_port()
         src_qmp_path, dst_qmp_path = os.path.join(tmp, "src.qmp"), os.path.join(tmp, "dst.qmp")
         src = dst = src_con = dst_con = src_q = dst_q = None
+        psk_dir = None
+        if opt["tls"]:
+            psk_dir = os.path.join(tmp, "psk")
+            os.makedirs(psk_dir, exist_ok=True)
+            with open(os.open(os.path.join(psk_dir, "keys.psk"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write("qemu:%s\n" % os.urandom(32).hex())
         try:
-            src = procs.spawn(self._argv(wl, src_qmp_path), stdin=subprocess.PIPE,
+            src = procs.spawn(self._argv(wl, src_qmp_path, psk_dir=psk_dir), stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "src.err"), "w"))
             src_con = procs.Console(src.stdout, os.path.join(tmp, "src.log"))
             src_q = QMP(src_qmp_path, alive=lambda: src.poll() is None)
@@ -282,7 +296,8 @@ class QemuSystem:
             wait_warm(src_con, wl, warm)
 
             t = time.monotonic()
-            dst = procs.spawn(self._argv(wl, dst_qmp_path, incoming=True, prealloc=opt["prealloc"]),
+            dst = procs.spawn(self._argv(wl, dst_qmp_path, incoming=True, prealloc=opt["prealloc"],
+                                         psk_dir=psk_dir),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=open(os.path.join(tmp, "dst.err"), "w"))
             dst_con = procs.Console(dst.stdout, os.path.join(tmp, "dst.log"))
@@ -294,6 +309,8 @@ class QemuSystem:
             if opt["channels"]:
                 params["multifd-channels"] = opt["channels"]
                 params["multifd-compression"] = "zstd" if opt["zstd"] else "none"
+            if opt["tls"]:
+                params["tls-creds"] = "tls0"
             for q in (src_q, dst_q):
                 q.cmd("migrate-set-capabilities", capabilities=caps)
                 if params:
@@ -428,8 +445,9 @@ class FerrySystem:
 
     @staticmethod
     def parse(variant):
-        """ferry[-tcp|-compression|-multichannel[-compression]][-chN][-prealloc][-dtN]"""
-        opt = {"transport": None, "downtime_ms": None, "prealloc": False, "channels": None}
+        """ferry[-tcp|-compression|-multichannel[-compression]][-chN][-prealloc][-dtN][-auth|-enc]"""
+        opt = {"transport": None, "downtime_ms": None, "prealloc": False, "channels": None,
+               "auth": False, "encrypt": False}
         toks = variant.split("-")[1:]
         tr = [t for t in toks if t in ("tcp", "compression", "multichannel")]
         for t in toks:
@@ -442,6 +460,12 @@ class FerrySystem:
                 # move (ferry-vm --prealloc), as QEMU's -mem-prealloc, but
                 # only the part the guest uses (--prealloc-extents)
                 opt["prealloc"] = True
+            elif t == "auth":
+                # as between two ferryds: every connection proves a move key
+                opt["auth"] = True
+            elif t == "enc":
+                # ... and is encrypted (AES-256-GCM), as QEMU's -tls rows
+                opt["auth"] = opt["encrypt"] = True
             elif t not in ("tcp", "compression", "multichannel"):
                 raise ValueError("unknown ferry variant option '%s' in %s" % (t, variant))
         if tr:
@@ -508,8 +532,15 @@ class FerrySystem:
                     for first, n in ext["extents"]:
                         f.write("%d %d\n" % (first, n))
                 prealloc = ["--memory", "%dM" % wl.mem_mib, "--prealloc", "--prealloc-extents", ext_path]
+            keyargs = []
+            key = os.urandom(32).hex()
+            if opt["auth"]:
+                kpath = os.path.join(tmp, "dst.mkey")
+                with open(os.open(kpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                    f.write(key + "\n")
+                keyargs = ["--migration-key-file", kpath]
             dst = procs.spawn([FERRY_VM, "--incoming", "127.0.0.1:%d" % port, "--name", name,
-                               "--serial", dst_ser, "--control", dst_ctl] + prealloc,
+                               "--serial", dst_ser, "--control", dst_ctl] + prealloc + keyargs,
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=open(os.path.join(tmp, "dst.err"), "w"))
             dst_con = procs.Console(dst_ser, os.path.join(tmp, "dst.log"))
@@ -528,6 +559,9 @@ class FerrySystem:
                 req["downtime_ms"] = opt["downtime_ms"]
             if wl.bandwidth:
                 req["bandwidth_mibps"] = wl.bandwidth >> 20
+            if opt["auth"]:
+                req["key"] = key
+                req["encrypt"] = opt["encrypt"]
 
             cpu0 = (procs.cpu_snapshot(src.pid), procs.cpu_snapshot(dst.pid))
             lo0 = procs.lo_bytes()

@@ -108,10 +108,11 @@ struct move_opts_pub {
 	bool no_wait;
 	long max_duration_s;     /* 0 = no limit */
 	const char *on_timeout;  /* "switchover" (default) or "cancel" */
+	const char *encrypt;     /* "on"/"off"; NULL = the host's setting */
 };
 /* Parse one of -d/--destination-host (opt 'd'), --downtime-ms ('D'),
  * --bandwidth ('B'), --transport ('T'), --codec ('C'), --no-wait ('W'),
- * --max-duration ('M'), --on-timeout ('O'); -1 on error. */
+ * --max-duration ('M'), --on-timeout ('O'), --encrypt ('E'); -1 on error. */
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 			  struct move_opts_pub *mo);
 /* Send a migration.start request (consumed; options added) and follow. */

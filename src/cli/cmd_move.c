@@ -41,6 +41,9 @@ static const char move_usage_text[] =
 	"  --max-duration S       give the move at most S seconds of pre-copy, then\n"
 	"  --on-timeout A         switchover (default: stop and copy the rest, a longer\n"
 	"                         downtime) or cancel (the VM stays where it is)\n"
+	"  --encrypt on|off       encrypt this move's connections (AES-256-GCM) or not\n"
+	"                         (default: host setting, host set --encrypt). Either\n"
+	"                         way both hosts prove the cluster key first\n"
 	"  --no-wait              start the moves and return; follow with: ferry migration list\n"
 	"  --json                 one JSON event per line instead of the progress display\n"
 	"\n"
@@ -76,6 +79,8 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		jsonl_add_str(req, "transport", mo->transport);
 	if (mo->codec)
 		jsonl_add_str(req, "codec", mo->codec);
+	if (mo->encrypt)
+		jsonl_add_bool(req, "encrypt", strcmp(mo->encrypt, "on") == 0);
 	/* The start reply is ours to interpret; --json events come after. */
 	o->json = false;
 	rep = cli_request(o, req, 30000, &rc);
@@ -161,6 +166,13 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 	case 'W':
 		mo->no_wait = true;
 		return 0;
+	case 'E':
+		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
+			fprintf(stderr, "ferry %s: --encrypt '%s': use on or off\n", cmd, arg);
+			return -1;
+		}
+		mo->encrypt = arg;
+		return 0;
 	case 'M':
 		if (!cli_parse_int(arg, 0, 86400, &mo->max_duration_s)) {
 			fprintf(stderr, "ferry %s: --max-duration '%s': give seconds, 0 to 86400\n", cmd, arg);
@@ -190,6 +202,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		{ "codec", required_argument, NULL, 'C' },
 		{ "max-duration", required_argument, NULL, 'M' },
 		{ "on-timeout", required_argument, NULL, 'O' },
+		{ "encrypt", required_argument, NULL, 'E' },
 		{ "no-wait", no_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },

@@ -17,6 +17,7 @@
 
 #include "common/jsonl.h"
 #include "common/sock.h"
+#include "common/stream.h"
 
 int auth_from_hex(const char *hex, uint8_t *out, size_t len)
 {
@@ -186,58 +187,93 @@ void auth_derive(const struct auth_key *cluster, const char *label, const uint8_
 }
 
 /* The channel handshake's fixed-size messages (binary). */
-struct chan_hello { char magic[8]; uint8_t nonce[AUTH_NONCE_LEN]; };
+struct chan_hello {
+	char magic[8];
+	uint8_t nonce[AUTH_NONCE_LEN];
+	uint8_t flags[4];    /* u32 LE: AUTH_CHAN_ENCRYPT */
+	uint8_t reserved[4]; /* zero */
+};
 struct chan_answer { uint8_t nonce[AUTH_NONCE_LEN]; uint8_t proof[AUTH_PROOF_LEN]; };
 
-static bool chan_proof_ok(const struct auth_key *key, const char *role, const uint8_t *a,
-			  const uint8_t *b, const uint8_t *proof)
+/* Proofs and session keys cover the whole hello (flags included) and the
+ * destination's nonce. */
+static void chan_mac(const struct auth_key *key, const char *label, const struct chan_hello *h,
+		     const uint8_t dn[AUTH_NONCE_LEN], uint8_t out[AUTH_PROOF_LEN])
+{
+	auth_hmac(key, label, (const uint8_t *)h, sizeof(*h), dn, AUTH_NONCE_LEN, out);
+}
+
+static bool chan_proof_ok(const struct auth_key *key, const char *role, const struct chan_hello *h,
+			  const uint8_t dn[AUTH_NONCE_LEN], const uint8_t *proof)
 {
 	uint8_t want[AUTH_PROOF_LEN];
-	auth_proof(key, role, a, b, want);
+	chan_mac(key, role, h, dn, want);
 	return CRYPTO_memcmp(want, proof, sizeof(want)) == 0;
 }
 
-int auth_chan_source(int fd, const struct auth_key *key, int timeout_ms, struct err *e)
+static void chan_keys(const struct auth_key *key, const struct chan_hello *h,
+		      const uint8_t dn[AUTH_NONCE_LEN], bool source, struct auth_chan *out)
 {
-	struct chan_hello h;
+	uint8_t s2d[AUTH_KEY_LEN], d2s[AUTH_KEY_LEN];
+	out->encrypt = le_get_u32(h->flags) & AUTH_CHAN_ENCRYPT;
+	chan_mac(key, "ferry-migration-seal-source-to-destination", h, dn, s2d);
+	chan_mac(key, "ferry-migration-seal-destination-to-source", h, dn, d2s);
+	memcpy(out->key_tx, source ? s2d : d2s, AUTH_KEY_LEN);
+	memcpy(out->key_rx, source ? d2s : s2d, AUTH_KEY_LEN);
+	OPENSSL_cleanse(s2d, sizeof(s2d));
+	OPENSSL_cleanse(d2s, sizeof(d2s));
+}
+
+int auth_chan_source(int fd, const struct auth_key *key, bool encrypt, int timeout_ms,
+		     struct auth_chan *out, struct err *e)
+{
+	struct chan_hello h = { .magic = { 0 } };
 	struct chan_answer a;
 	uint8_t proof[AUTH_PROOF_LEN];
 
 	memcpy(h.magic, AUTH_CHAN_MAGIC, sizeof(h.magic));
+	le_put_u32(h.flags, encrypt ? AUTH_CHAN_ENCRYPT : 0);
 	if (auth_random(h.nonce, sizeof(h.nonce), e) < 0 ||
 	    sock_write_all(fd, &h, sizeof(h), timeout_ms, e) < 0)
 		return err_prefix(e, "authenticating to the destination");
 	if (sock_read_all(fd, &a, sizeof(a), timeout_ms, e) < 0)
 		return err_prefix(e, "authenticating to the destination (does it expect a "
 				  "migration key? are both hosts' cluster keys the same?)");
-	if (!chan_proof_ok(key, AUTH_ROLE_DEST, h.nonce, a.nonce, a.proof))
+	if (!chan_proof_ok(key, AUTH_ROLE_DEST, &h, a.nonce, a.proof))
 		return err_set(e, "the destination failed to prove the migration key: the hosts "
 			       "do not share a cluster key, or something else answered");
-	auth_proof(key, AUTH_ROLE_SOURCE, h.nonce, a.nonce, proof);
+	chan_mac(key, AUTH_ROLE_SOURCE, &h, a.nonce, proof);
 	if (sock_write_all(fd, proof, sizeof(proof), timeout_ms, e) < 0)
 		return err_prefix(e, "authenticating to the destination");
+	chan_keys(key, &h, a.nonce, true, out);
 	return 0;
 }
 
-int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct err *e)
+int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct auth_chan *out,
+		   struct err *e)
 {
 	struct chan_hello h;
 	struct chan_answer a;
 	uint8_t proof[AUTH_PROOF_LEN];
+	uint32_t flags;
 
 	if (sock_read_all(fd, &h, sizeof(h), timeout_ms, e) < 0)
 		return err_prefix(e, "reading the migration handshake");
 	if (memcmp(h.magic, AUTH_CHAN_MAGIC, sizeof(h.magic)) != 0)
 		return err_set(e, "the connection did not authenticate (a source without the "
 			       "migration key, or not a ferry source)");
+	flags = le_get_u32(h.flags);
+	if ((flags & ~AUTH_CHAN_ENCRYPT) || le_get_u32(h.reserved))
+		return err_set(e, "migration handshake with unknown flags %#x", flags);
 	if (auth_random(a.nonce, sizeof(a.nonce), e) < 0)
 		return -1;
-	auth_proof(key, AUTH_ROLE_DEST, h.nonce, a.nonce, a.proof);
+	chan_mac(key, AUTH_ROLE_DEST, &h, a.nonce, a.proof);
 	if (sock_write_all(fd, &a, sizeof(a), timeout_ms, e) < 0 ||
 	    sock_read_all(fd, proof, sizeof(proof), timeout_ms, e) < 0)
 		return err_prefix(e, "migration handshake");
-	if (!chan_proof_ok(key, AUTH_ROLE_SOURCE, h.nonce, a.nonce, proof))
+	if (!chan_proof_ok(key, AUTH_ROLE_SOURCE, &h, a.nonce, proof))
 		return err_set(e, "the connection's proof of the migration key is wrong");
+	chan_keys(key, &h, a.nonce, false, out);
 	return 0;
 }
 

@@ -59,15 +59,26 @@ void auth_derive(const struct auth_key *cluster, const char *label, const uint8_
 		 size_t salt_len, struct auth_key *out);
 
 /* A migration connection's handshake, before its first stream byte (see
- * docs/stream.md): the source sends magic + its nonce; the destination
- * answers with its nonce and proof; the source checks it and sends its own
- * proof. Each side fails with a message naming what went wrong. */
+ * docs/stream.md): the source sends magic, its nonce and flags (encrypt or
+ * not); the destination answers with its nonce and proof; the source checks
+ * it and sends its own proof. Both proofs cover the flags, so no one on the
+ * path can turn encryption off. Each side fails with a message naming what
+ * went wrong. With encryption, each direction gets its own key, derived
+ * from the move's key and both nonces, for stream_set_seal. */
 #define AUTH_CHAN_MAGIC "FRYAUTH1"
+#define AUTH_CHAN_ENCRYPT 1u /* hello flag: seal both directions */
+struct auth_chan {
+	bool encrypt;
+	uint8_t key_tx[AUTH_KEY_LEN]; /* what this side sends */
+	uint8_t key_rx[AUTH_KEY_LEN]; /* what it receives */
+};
 /* How long a destination waits on one connection's handshake before it
  * turns the connection away and listens on. */
 #define AUTH_CHAN_TIMEOUT_MS 5000
-int auth_chan_source(int fd, const struct auth_key *key, int timeout_ms, struct err *e);
-int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct err *e);
+int auth_chan_source(int fd, const struct auth_key *key, bool encrypt, int timeout_ms,
+		     struct auth_chan *out, struct err *e);
+int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct auth_chan *out,
+		   struct err *e);
 
 /* The API client's side over TCP: read ferryd's greeting line, then, if it
  * asks, prove the key and check ferryd's proof. A client holding a key

@@ -1,7 +1,9 @@
 /*
  * Stream implementation (see stream.h). The fd back end buffers in 64 KiB
  * and waits with poll() so that a timeout can end a stalled transfer; large
- * payloads bypass the buffer to avoid a copy.
+ * payloads bypass the buffer to avoid a copy. A sealed stream encrypts on
+ * the way out of fd_write_all and decrypts in fd_read_some, so everything
+ * above (buffering, records) is the same with or without it.
  */
 #include "common/stream.h"
 
@@ -12,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "common/seal.h"
 
 void stream_init_fd(struct stream *s, int fd, bool writing)
 {
@@ -46,12 +50,35 @@ void stream_set_timeout(struct stream *s, int timeout_ms)
 	s->timeout_ms = timeout_ms;
 }
 
+int stream_set_seal(struct stream *s, const uint8_t key[32], struct err *e)
+{
+	if (s->fd < 0 || s->seal)
+		return err_set(e, "only a plain fd stream can be sealed");
+	s->seal = seal_new(key, s->writing, e);
+	s->wire = malloc(SEAL_WIRE_MAX);
+	s->plain = s->writing ? NULL : malloc(SEAL_FRAME_MAX);
+	if (!s->seal || !s->wire || (!s->writing && !s->plain)) {
+		seal_free(s->seal);
+		free(s->wire);
+		free(s->plain);
+		s->seal = NULL;
+		s->wire = s->plain = NULL;
+		return e->msg[0] ? -1 : err_set(e, "out of memory");
+	}
+	return 0;
+}
+
 void stream_destroy(struct stream *s)
 {
 	if (s->owns_buf)
 		free(s->buf);
 	s->buf = NULL;
 	s->owns_buf = false;
+	seal_free(s->seal);
+	free(s->wire);
+	free(s->plain);
+	s->seal = NULL;
+	s->wire = s->plain = NULL;
 }
 
 int stream_fail(struct stream *s, const char *fmt, ...)
@@ -92,7 +119,7 @@ static int stream_wait(struct stream *s, short events)
 	return 0;
 }
 
-static void fd_write_all(struct stream *s, const uint8_t *p, size_t n)
+static void fd_write_raw(struct stream *s, const uint8_t *p, size_t n)
 {
 	while (n > 0 && !s->failed) {
 		ssize_t w;
@@ -107,6 +134,25 @@ static void fd_write_all(struct stream *s, const uint8_t *p, size_t n)
 		}
 		p += w;
 		n -= (size_t)w;
+	}
+}
+
+static void fd_write_all(struct stream *s, const uint8_t *p, size_t n)
+{
+	struct err e = { 0 };
+	if (!s->seal) {
+		fd_write_raw(s, p, n);
+		return;
+	}
+	while (n > 0 && !s->failed) {
+		size_t c = n < SEAL_FRAME_MAX ? n : SEAL_FRAME_MAX;
+		if (seal_frame(s->seal, p, c, s->wire, &e) < 0) {
+			stream_fail(s, "%s", e.msg);
+			return;
+		}
+		fd_write_raw(s, s->wire, c + SEAL_HDR_LEN + SEAL_TAG_LEN);
+		p += c;
+		n -= c;
 	}
 }
 
@@ -171,27 +217,94 @@ void stream_put_str(struct stream *s, const char *str)
 	stream_put(s, str, n);
 }
 
-/* Read exactly n bytes from the fd into p. */
-static void fd_read_all(struct stream *s, uint8_t *p, size_t n)
+/* Some bytes (1..n) from the fd; 0 once the stream has failed (end of
+ * input counts as truncation: every caller needs those bytes). */
+static size_t fd_read_raw(struct stream *s, uint8_t *p, size_t n)
 {
-	while (n > 0 && !s->failed) {
+	while (!s->failed) {
 		ssize_t r;
 		if (stream_wait(s, POLLIN) < 0)
-			return;
+			break;
 		r = read(s->fd, p, n);
 		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			stream_fail(s, "read: %s", strerror(errno));
-			return;
+			break;
 		}
 		if (r == 0) {
 			s->eof = true;
 			stream_fail(s, "stream truncated: peer closed or file ended");
-			return;
+			break;
 		}
+		return (size_t)r;
+	}
+	return 0;
+}
+
+static void fd_read_raw_all(struct stream *s, uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		size_t r = fd_read_raw(s, p, n);
+		if (!r)
+			return;
 		p += r;
-		n -= (size_t)r;
+		n -= r;
+	}
+}
+
+/* Some plaintext bytes (1..n): from the fd, or, sealed, from the frame
+ * opened last (the next whole frame is read and checked when it is used
+ * up, before any of its bytes are handed out; a caller that wants the
+ * whole frame gets it decrypted in place: page payloads skip a copy, and
+ * if the check fails the stream has failed and the bytes are not used).
+ * 0 once failed. */
+static size_t fd_read_some(struct stream *s, uint8_t *p, size_t n)
+{
+	struct err e = { 0 };
+	size_t take;
+	long len;
+	if (!s->seal)
+		return fd_read_raw(s, p, n);
+	if (s->plain_pos == s->plain_len) {
+		uint8_t *out;
+		fd_read_raw_all(s, s->wire, SEAL_HDR_LEN);
+		if (s->failed)
+			return 0;
+		len = seal_frame_len(s->wire);
+		if (len < 0) {
+			stream_fail(s, "corrupt stream: encrypted frame length %u out of range",
+				    le_get_u32(s->wire));
+			return 0;
+		}
+		fd_read_raw_all(s, s->wire + SEAL_HDR_LEN, (size_t)len + SEAL_TAG_LEN);
+		if (s->failed)
+			return 0;
+		out = (size_t)len <= n ? p : s->plain;
+		if (seal_open(s->seal, s->wire, s->wire + SEAL_HDR_LEN, (size_t)len, out, &e) < 0) {
+			stream_fail(s, "%s", e.msg);
+			return 0;
+		}
+		if (out == p)
+			return (size_t)len;
+		s->plain_len = (size_t)len;
+		s->plain_pos = 0;
+	}
+	take = s->plain_len - s->plain_pos < n ? s->plain_len - s->plain_pos : n;
+	memcpy(p, s->plain + s->plain_pos, take);
+	s->plain_pos += take;
+	return take;
+}
+
+/* Read exactly n bytes into p. */
+static void fd_read_all(struct stream *s, uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		size_t r = fd_read_some(s, p, n);
+		if (!r)
+			return;
+		p += r;
+		n -= r;
 	}
 }
 
@@ -235,23 +348,11 @@ void stream_get(struct stream *s, void *out, size_t n)
 		return;
 	}
 	s->pos = s->len = 0;
-	while (s->len < n && !s->failed) {
-		ssize_t r;
-		if (stream_wait(s, POLLIN) < 0)
+	while (s->len < n) {
+		size_t r = fd_read_some(s, s->buf + s->len, s->cap - s->len);
+		if (!r)
 			break;
-		r = read(s->fd, s->buf + s->len, s->cap - s->len);
-		if (r < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			stream_fail(s, "read: %s", strerror(errno));
-			break;
-		}
-		if (r == 0) {
-			s->eof = true;
-			stream_fail(s, "stream truncated: peer closed or file ended");
-			break;
-		}
-		s->len += (size_t)r;
+		s->len += r;
 	}
 	if (s->failed) {
 		memset(p, 0, n);

@@ -3,7 +3,8 @@
  * QEMUFile: call sites write or read a run of fields and check once at the
  * end. Back ends: a file descriptor (file, pipe, socket; buffered, with an
  * optional I/O timeout so a dead peer cannot hang a migration) or memory
- * (a growable buffer for writing, a fixed span for reading).
+ * (a growable buffer for writing, a fixed span for reading). An fd stream
+ * can be sealed (encrypted and authenticated, seal.h) below its buffer.
  * All integers are little-endian on the wire.
  */
 #ifndef FERRY_STREAM_H
@@ -29,12 +30,19 @@ struct stream {
 	size_t cap, len, pos;   /* buffer capacity, fill, read position */
 	const uint8_t *span;    /* mem reader */
 	bool owns_buf;
+	struct seal *seal;      /* fd: frames encrypted/checked (NULL = plain) */
+	uint8_t *wire;          /* sealed: one frame as on the wire */
+	uint8_t *plain;         /* sealed reader: the last frame opened */
+	size_t plain_len, plain_pos;
 };
 
 void stream_init_fd(struct stream *s, int fd, bool writing);
 void stream_init_mem_writer(struct stream *s);
 void stream_init_mem_reader(struct stream *s, const void *data, size_t len);
 void stream_set_timeout(struct stream *s, int timeout_ms);
+/* From now on, bytes on the fd are sealed frames under this key (one key
+ * per direction of a connection; see seal.h). -1 with e set on failure. */
+int stream_set_seal(struct stream *s, const uint8_t key[32], struct err *e);
 /* Frees buffers; does not close the fd. */
 void stream_destroy(struct stream *s);
 

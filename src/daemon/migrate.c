@@ -454,6 +454,8 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 		auth_to_hex(mk.k, sizeof(mk.k), hex);
 		jsonl_add_str(req, "key", hex);
 		OPENSSL_cleanse(&mk, sizeof(mk));
+		OPENSSL_cleanse(hex, sizeof(hex));
+		jsonl_add_bool(req, "encrypt", m->encrypt);
 	}
 	rep = migrate_worker_request(d, vm, req, &e);
 	if (!rep) {
@@ -917,6 +919,7 @@ struct json_object *migrate_move_json(struct ferryd *d, struct move *m,
 	if (m->dir == MOVE_OUT) {
 		jsonl_add_str(o, "transport", m->transport);
 		jsonl_add_str(o, "codec", m->codec[0] ? m->codec : "auto");
+		jsonl_add_bool(o, "encrypt", m->encrypt);
 		jsonl_add_int(o, "downtime_target_ms", m->downtime_ms);
 		jsonl_add_int(o, "bandwidth_mibps", m->bandwidth_mibps);
 		if (m->state == MV_MIGRATING && m->bw_applied >= 0)

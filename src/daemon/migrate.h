@@ -51,6 +51,7 @@ struct move {
 	char transport[16];
 	char codec[8];        /* "" = auto, "lz4", "zstd" */
 	uint8_t key_salt[AUTH_NONCE_LEN]; /* out: this move's key = derive(cluster key, salt) */
+	bool encrypt;         /* out: seal the connections */
 	int downtime_ms;
 	int bandwidth_mibps;  /* the move's own limit, 0 = none (host's limit still applies) */
 	int bw_applied;       /* out: limit its worker runs at now, 0 = none; -1 = not known */

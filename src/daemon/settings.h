@@ -34,6 +34,7 @@ struct host_settings {
 	int bandwidth_mibps;       /* all outgoing moves together, 0 = unlimited */
 	int memory_reserve_mib;    /* never handed to VMs */
 	bool prealloc;             /* incoming VMs get their memory faulted in before the move */
+	bool encrypt;              /* outgoing moves' connections are encrypted (needs a cluster key) */
 	int port_min, port_max;    /* incoming migration listeners */
 	int nnets;                 /* 0 = any network may carry migrations */
 	struct net_cidr nets[SETTINGS_MAX_NETS];

@@ -95,13 +95,14 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "names", "all_running",
 		"destination", "downtime_ms", "bandwidth_mibps", "transport", "codec", "max_duration_s",
-		"on_timeout", NULL };
+		"on_timeout", "encrypt", NULL };
 	struct host_settings *s = &r->d->settings;
 	const char *dest = NULL, *transport = s->transport;
 	/* bandwidth_mibps is the move's own limit; the host's limit is not a
 	 * default for it but a budget all moves share (migrate_bw.c). */
 	int64_t downtime = s->downtime_ms, bw = 0, maxdur = 0;
 	const char *on_timeout = "switchover", *codec = "auto";
+	bool encrypt = s->encrypt;
 	struct json_object *o, *arr;
 	struct move *moves[MIGRATION_START_MAX_VMS];
 	struct vm *vms[MIGRATION_START_MAX_VMS];
@@ -116,8 +117,12 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	    jsonl_get_str(r->args, "transport", false, &transport, &r->err) < 0 ||
 	    jsonl_get_str(r->args, "codec", false, &codec, &r->err) < 0 ||
 	    jsonl_get_int(r->args, "max_duration_s", false, 0, 86400, &maxdur, &r->err) < 0 ||
-	    jsonl_get_str(r->args, "on_timeout", false, &on_timeout, &r->err) < 0)
+	    jsonl_get_str(r->args, "on_timeout", false, &on_timeout, &r->err) < 0 ||
+	    jsonl_get_bool(r->args, "encrypt", false, &encrypt, &r->err) < 0)
 		return bad_arg(r);
+	if (encrypt && !r->d->key.set)
+		return req_fail(r, "E_BAD_ARG", "encryption needs a cluster key: this ferryd runs "
+				"--no-auth (the connections' keys derive from the cluster key)");
 	if (strcmp(on_timeout, "switchover") != 0 && strcmp(on_timeout, "cancel") != 0)
 		return req_fail(r, "E_BAD_ARG", "on_timeout '%.32s' is not switchover or cancel", on_timeout);
 	if (strlen(dest) >= sizeof(((struct move *)0)->peer) ||
@@ -138,6 +143,7 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 			return req_fail(r, "E_INTERNAL", "%s", r->err.msg);
 		moves[i]->max_duration_s = (int)maxdur;
 		moves[i]->cancel_on_timeout = strcmp(on_timeout, "cancel") == 0;
+		moves[i]->encrypt = encrypt;
 		if (strcmp(codec, "auto") != 0)
 			snprintf(moves[i]->codec, sizeof(moves[i]->codec), "%s", codec);
 	}

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/auth.h"
 #include "common/stream.h"
 #include "migration/ram.h"
 #include "migration/ram_codec.h"
@@ -32,6 +33,7 @@ struct chan_job {
 
 struct mig_channel {
 	int fd;
+	struct auth_chan ac;       /* its handshake: encrypted or not, and the keys */
 	struct stream w;
 	struct ram_codec *codec;
 	struct ram_stats st;

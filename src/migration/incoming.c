@@ -52,7 +52,10 @@ static void notify(struct mig_incoming *in, uint64_t ev)
 		log_warn("notifying the worker: %s", strerror(errno));
 }
 
-static int accept_one(struct mig_incoming *in, uint32_t timeout_ms, struct err *e)
+/* The next connection that passes the handshake (when the move has a key;
+ * *ac then says whether and how to seal its streams). */
+static int accept_one(struct mig_incoming *in, uint32_t timeout_ms, struct auth_chan *ac,
+		      struct err *e)
 {
 	uint32_t waited = 0;
 	for (;;) {
@@ -75,8 +78,9 @@ static int accept_one(struct mig_incoming *in, uint32_t timeout_ms, struct err *
 				/* A stranger is turned away and the wait goes on: the
 				 * real source may still come (its time limit stands). */
 				char who[80];
+				memset(ac, 0, sizeof(*ac));
 				if (!in->key.set ||
-				    auth_chan_dest(fd, &in->key, AUTH_CHAN_TIMEOUT_MS, &ae) == 0)
+				    auth_chan_dest(fd, &in->key, AUTH_CHAN_TIMEOUT_MS, ac, &ae) == 0)
 					return fd;
 				sock_addr_format(&ss, who, sizeof(who));
 				log_warn("incoming migration: refused a connection from %s: %s", who, ae.msg);
@@ -375,6 +379,7 @@ static void *in_thread(void *arg)
 	struct mig_incoming *in = arg;
 	struct rx *x = calloc(1, sizeof(*x));
 	struct stream r, w;
+	struct auth_chan ac;
 	struct vm_config cfg;
 	struct mig_rec rec;
 	struct err e = { .code = 0 };
@@ -389,7 +394,7 @@ static void *in_thread(void *arg)
 	}
 	x->in = in;
 	x->main_fd = -1;
-	fd = accept_one(in, in->accept_timeout_ms, &e);
+	fd = accept_one(in, in->accept_timeout_ms, &ac, &e);
 	if (fd < 0)
 		goto fail;
 	x->main_fd = fd;
@@ -398,6 +403,13 @@ static void *in_thread(void *arg)
 	stream_set_timeout(&r, (int)in->peer_timeout_ms);
 	stream_set_timeout(&w, (int)in->peer_timeout_ms);
 	have_streams = true;
+	in->encrypted = ac.encrypt;
+	if (in->key.set)
+		log_info("incoming migration: source authenticated%s",
+			 ac.encrypt ? "; its connections are encrypted (AES-256-GCM)" : "");
+	if (ac.encrypt && (stream_set_seal(&r, ac.key_rx, &e) < 0 ||
+			   stream_set_seal(&w, ac.key_tx, &e) < 0))
+		goto fail;
 	set_stage(in, IN_SETUP);
 	if (snapshot_load_config(&r, &cfg, &e) < 0 || check_host(&r, &cfg, in->host_cpu_mask, in->hooks.reserved_bytes, &e) < 0 ||
 	    read_extents(x, &r, cfg.mem_size >> 12, &e) < 0)
@@ -426,12 +438,19 @@ static void *in_thread(void *arg)
 	for (int k = 1; k < x->nch; k++) {
 		uint32_t idx, n;
 		struct stream hs;
-		int cfd = accept_one(in, 10000, &e);
+		int cfd = accept_one(in, 10000, &ac, &e);
 		if (cfd < 0)
 			goto fail;
 		stream_init_fd(&hs, cfd, false);
 		stream_set_timeout(&hs, (int)in->peer_timeout_ms);
-		if (mig_get_header(&hs, &e) < 0 || mig_get_rec(&hs, &rec, &e) < 0) {
+		/* Every channel as the main one: a plain channel into an
+		 * encrypted move is refused, not quietly accepted. */
+		if (ac.encrypt != in->encrypted)
+			stream_fail(&hs, "a memory channel %s encryption, the main connection %s",
+				    ac.encrypt ? "uses" : "lacks", in->encrypted ? "uses it" : "does not");
+		else if (ac.encrypt && stream_set_seal(&hs, ac.key_rx, &e) < 0)
+			stream_fail(&hs, "%s", e.msg);
+		if (stream_check(&hs, &e) < 0 || mig_get_header(&hs, &e) < 0 || mig_get_rec(&hs, &rec, &e) < 0) {
 			stream_destroy(&hs);
 			close(cfd);
 			goto fail;

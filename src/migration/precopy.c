@@ -212,10 +212,6 @@ static int open_channel(struct run *r, int idx, struct err *e)
 	pthread_mutex_unlock(&r->ms->lock);
 	if (tune_socket(c->fd, o->peer_timeout_ms, e) < 0)
 		return -1;
-	/* Before any stream byte: no VM memory goes to a peer that cannot
-	 * prove the move's key (auth.h). */
-	if (o->key.set && auth_chan_source(c->fd, &o->key, (int)o->peer_timeout_ms, e) < 0)
-		return -1;
 	{
 		/* A deep send queue rides out the scheduling hiccups of a busy
 		 * host (one stream here: ~1.1 -> ~1.5 GiB/s at 64 MiB); every pass
@@ -245,6 +241,24 @@ static int open_channel(struct run *r, int idx, struct err *e)
 		if (!c->codec)
 			return -1;
 	}
+	return 0;
+}
+
+/* The handshake on an open channel, before its first stream byte: no VM
+ * memory goes to a peer that cannot prove the move's key (auth.h); with
+ * encryption its stream is sealed from here on. The destination answers
+ * an extra channel's handshake only once it has read the main
+ * connection's setup, so those run after it is sent (do_setup). */
+static int secure_channel(struct run *r, int idx, struct err *e)
+{
+	struct mig_channel *c = &r->ch[idx];
+	const struct mig_opts *o = &r->ms->o;
+	if (!o->key.set)
+		return 0;
+	if (auth_chan_source(c->fd, &o->key, o->encrypt, (int)o->peer_timeout_ms, &c->ac, e) < 0)
+		return idx ? err_prefix(e, "memory channel %d", idx) : -1;
+	if (c->ac.encrypt && stream_set_seal(&c->w, c->ac.key_tx, e) < 0)
+		return -1;
 	return 0;
 }
 
@@ -314,8 +328,15 @@ static int do_setup(struct run *r, struct err *e)
 		}
 		free(ext);
 	}
+	mig_put_rec(&c->w, MIG_REC_SYNC, 12); /* pass 0 marker: announces the channel count */
+	stream_put_u32(&c->w, 0);
+	stream_put_u64(&c->w, (uint64_t)r->nch);
+	if (stream_flush(&c->w) < 0)
+		return stream_check(&c->w, e);
 	/* A hello on each extra channel ties it to this migration and gives its index. */
 	for (int i = 1; i < r->nch; i++) {
+		if (secure_channel(r, i, e) < 0)
+			return -1;
 		mig_put_header(&r->ch[i].w);
 		mig_put_rec(&r->ch[i].w, MIG_REC_HELLO, 8);
 		stream_put_u32(&r->ch[i].w, (uint32_t)i);
@@ -323,11 +344,6 @@ static int do_setup(struct run *r, struct err *e)
 		if (stream_flush(&r->ch[i].w) < 0)
 			return stream_check(&r->ch[i].w, e);
 	}
-	mig_put_rec(&c->w, MIG_REC_SYNC, 12); /* pass 0 marker: announces the channel count */
-	stream_put_u32(&c->w, 0);
-	stream_put_u64(&c->w, (uint64_t)r->nch);
-	if (stream_flush(&c->w) < 0)
-		return stream_check(&c->w, e);
 	if (mig_get_reply(&r->rd, MIG_REPLY_SETUP, reply, sizeof(reply), e) < 0)
 		return err_prefix(e, "waiting for the destination's answer");
 	if (!reply_ok(reply, why, sizeof(why)))
@@ -747,8 +763,12 @@ static void *mig_thread(void *arg)
 	for (int i = 0; i < r->nch; i++)
 		if (open_channel(r, i, &e) < 0)
 			goto fail;
+	if (secure_channel(r, 0, &e) < 0)
+		goto fail;
 	stream_init_fd(&r->rd, r->ch[0].fd, false);
 	stream_set_timeout(&r->rd, (int)ms->o.peer_timeout_ms);
+	if (r->ch[0].ac.encrypt && stream_set_seal(&r->rd, r->ch[0].ac.key_rx, &e) < 0)
+		goto fail;
 	if (do_setup(r, &e) < 0)
 		goto fail;
 	if (failpoint("src.after_setup") < 0) {

@@ -42,6 +42,7 @@ struct mig_opts {
 	bool cancel_on_timeout;      /* at max_duration: cancel instead of switching over */
 	uint32_t peer_timeout_ms;    /* a silent peer for this long fails the move */
 	struct auth_key key;         /* the move's key: every connection proves it (unset: none) */
+	bool encrypt;                /* seal every connection (needs key) */
 };
 
 struct mig_status {

@@ -180,6 +180,9 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		jsonl_add_str(m, "direction", "outgoing");
 		jsonl_add_str(m, "stage", mig_stage_name(st.stage));
 		jsonl_add_str(m, "transport", st.transport);
+		/* Fixed at the start: read without the lock. */
+		jsonl_add_bool(m, "authenticated", w->ms.o.key.set);
+		jsonl_add_bool(m, "encrypted", w->ms.o.encrypt);
 		if (st.codec[0])
 			jsonl_add_str(m, "codec", st.codec);
 		jsonl_add_int(m, "pass", st.pass);
@@ -294,6 +297,10 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct err 
 			return err_set(e, "key must be %d hex digits", AUTH_KEY_LEN * 2);
 		o.key.set = key != NULL;
 	}
+	if (jsonl_get_bool(req, "encrypt", false, &o.encrypt, e) < 0)
+		return -1;
+	if (o.encrypt && !o.key.set)
+		return err_set(e, "encrypt needs the move's key (\"key\"): the connections' keys derive from it");
 	w->ms.on_pause = worker_on_mig_pause;
 	w->ms.opaque = w;
 	if (mig_source_start(&w->ms, &w->m, &o, e) < 0)

@@ -29,5 +29,5 @@ done
 rm -f "$out/libferry-fuzz.a"
 ar rcs "$out/libferry-fuzz.a" "${objs[@]}" || exit 1
 "$CC" $flags -fsanitize=fuzzer tests/fuzz/fuzz_stream.c "$out/libferry-fuzz.a" \
-	-o "$out/fuzz_stream" -pthread -ljson-c -lzstd -llz4 -lxxhash -lm || exit 1
+	-o "$out/fuzz_stream" -pthread -ljson-c -lzstd -llz4 -lxxhash -lcrypto -lm || exit 1
 echo "built $out/fuzz_stream"

@@ -3,7 +3,9 @@
  * never replaced), per-move key derivation, proofs bound to their role and
  * nonces, and the migration connection handshake over a socket pair: the
  * right key passes both ways; a wrong key, a stranger's bytes or a silent
- * peer fail with a message, never a crash or a hang.
+ * peer fail with a message, never a crash or a hang. Sealed streams with
+ * the handshake's keys: data crosses intact in both directions; a flipped
+ * byte, a replayed or cut frame, or another key fails the reader.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +22,8 @@
 #include <unistd.h>
 
 #include "common/auth.h"
+#include "common/seal.h"
+#include "common/stream.h"
 
 static char dir[64];
 
@@ -135,6 +139,8 @@ static void test_proofs_and_derive(void **state)
 struct src_run {
 	int fd;
 	struct auth_key key;
+	bool encrypt;
+	struct auth_chan ac;
 	int rc;
 	struct err e;
 };
@@ -142,29 +148,40 @@ struct src_run {
 static void *src_thread(void *arg)
 {
 	struct src_run *s = arg;
-	s->rc = auth_chan_source(s->fd, &s->key, 2000, &s->e);
+	s->rc = auth_chan_source(s->fd, &s->key, s->encrypt, 2000, &s->ac, &s->e);
 	/* Like a failing source: it hangs up, so the destination is not left waiting. */
 	if (s->rc < 0)
 		shutdown(s->fd, SHUT_RDWR);
 	return NULL;
 }
 
-static void handshake(const struct auth_key *src_key, const struct auth_key *dst_key, int *src_rc,
-		      struct err *src_e, int *dst_rc, struct err *dst_e)
+/* Run both sides over a socket pair; the fds stay open in sv. */
+static void handshake_fds(const struct auth_key *src_key, const struct auth_key *dst_key,
+			  bool encrypt, int sv[2], int *src_rc, struct err *src_e,
+			  struct auth_chan *src_ac, int *dst_rc, struct err *dst_e,
+			  struct auth_chan *dst_ac)
 {
-	int sv[2];
 	pthread_t t;
-	struct src_run s = { .key = *src_key };
+	struct src_run s = { .key = *src_key, .encrypt = encrypt };
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	s.fd = sv[0];
 	assert_int_equal(pthread_create(&t, NULL, src_thread, &s), 0);
-	*dst_rc = auth_chan_dest(sv[1], dst_key, 2000, dst_e);
+	*dst_rc = auth_chan_dest(sv[1], dst_key, 2000, dst_ac, dst_e);
 	if (*dst_rc < 0)
 		shutdown(sv[1], SHUT_RDWR);
 	pthread_join(t, NULL);
 	*src_rc = s.rc;
 	*src_e = s.e;
+	*src_ac = s.ac;
+}
+
+static void handshake(const struct auth_key *src_key, const struct auth_key *dst_key, int *src_rc,
+		      struct err *src_e, int *dst_rc, struct err *dst_e)
+{
+	int sv[2];
+	struct auth_chan sa, da;
+	handshake_fds(src_key, dst_key, false, sv, src_rc, src_e, &sa, dst_rc, dst_e, &da);
 	close(sv[0]);
 	close(sv[1]);
 }
@@ -173,6 +190,7 @@ static void test_channel_handshake(void **state)
 {
 	struct auth_key k = { .set = true }, k2 = { .set = true };
 	struct err se = { 0 }, de = { 0 };
+	struct auth_chan sac, dac;
 	int src, dst, sv[2];
 	(void)state;
 
@@ -191,15 +209,15 @@ static void test_channel_handshake(void **state)
 
 	/* A stranger's bytes (the stream's own header, no handshake). */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	assert_int_equal(write(sv[0], "FERRYMIG\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 28), 28);
-	assert_int_equal(auth_chan_dest(sv[1], &k, 1000, &de), -1);
+	assert_int_equal(write(sv[0], "FERRYMIG\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 32), 32);
+	assert_int_equal(auth_chan_dest(sv[1], &k, 1000, &dac, &de), -1);
 	assert_non_null(strstr(de.msg, "did not authenticate"));
 	close(sv[0]);
 	close(sv[1]);
 
 	/* A silent peer: a timeout, not a hang. */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	assert_int_equal(auth_chan_dest(sv[1], &k, 200, &de), -1);
+	assert_int_equal(auth_chan_dest(sv[1], &k, 200, &dac, &de), -1);
 	assert_non_null(strstr(de.msg, "handshake"));
 	close(sv[0]);
 	close(sv[1]);
@@ -207,9 +225,155 @@ static void test_channel_handshake(void **state)
 	/* A destination that hangs up at once: the source says so. */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	close(sv[1]);
-	assert_int_equal(auth_chan_source(sv[0], &k, 1000, &se), -1);
+	assert_int_equal(auth_chan_source(sv[0], &k, false, 1000, &sac, &se), -1);
 	assert_non_null(strstr(se.msg, "authenticating to the destination"));
 	close(sv[0]);
+}
+
+/* Write buf on one sealed stream from a thread, read it on the other. */
+struct writer_run {
+	struct stream *w;
+	const uint8_t *buf;
+	size_t n;
+};
+
+static void *writer_thread(void *arg)
+{
+	struct writer_run *r = arg;
+	stream_put_u32(r->w, 0xfe11a);
+	stream_put(r->w, r->buf, r->n);
+	stream_put_u8(r->w, 7);
+	stream_flush(r->w);
+	return NULL;
+}
+
+/* A fresh sealed reader on rfd (key rk) and a fresh writer on wfd (key
+ * wk) that has just sent one 100-byte frame: both start at frame 0. */
+static void fresh_frame(struct stream *r, struct stream *w, int rfd, int wfd, const uint8_t *rk,
+			const uint8_t *wk, const uint8_t *data)
+{
+	struct err e = { 0 };
+	stream_destroy(w);
+	stream_init_fd(r, rfd, false);
+	assert_int_equal(stream_set_seal(r, rk, &e), 0);
+	stream_init_fd(w, wfd, true);
+	assert_int_equal(stream_set_seal(w, wk, &e), 0);
+	stream_put(w, data, 100);
+	assert_int_equal(stream_flush(w), 0);
+}
+
+static void test_sealed_streams(void **state)
+{
+	struct auth_key k = { .set = true };
+	struct err se = { 0 }, de = { 0 };
+	struct auth_chan sac, dac;
+	struct stream w, r, w2, r2;
+	struct writer_run wr;
+	pthread_t t;
+	size_t n = 3 * SEAL_FRAME_MAX + 12345;
+	uint8_t *buf = malloc(n), *got = malloc(n), wire[128];
+	int src, dst, sv[2];
+	ssize_t got_n;
+	(void)state;
+
+	assert_non_null(buf);
+	assert_non_null(got);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (uint8_t)(i * 131 + (i >> 9));
+	memset(k.k, 0x42, sizeof(k.k));
+	handshake_fds(&k, &k, true, sv, &src, &se, &sac, &dst, &de, &dac);
+	assert_int_equal(src, 0);
+	assert_int_equal(dst, 0);
+	assert_true(sac.encrypt && dac.encrypt);
+	assert_memory_equal(sac.key_tx, dac.key_rx, AUTH_KEY_LEN);
+	assert_memory_equal(sac.key_rx, dac.key_tx, AUTH_KEY_LEN);
+	assert_memory_not_equal(sac.key_tx, sac.key_rx, AUTH_KEY_LEN);
+
+	/* Source to destination, then a reply back. */
+	stream_init_fd(&w, sv[0], true);
+	stream_init_fd(&r, sv[1], false);
+	assert_int_equal(stream_set_seal(&w, sac.key_tx, &se), 0);
+	assert_int_equal(stream_set_seal(&r, dac.key_rx, &de), 0);
+	wr = (struct writer_run){ &w, buf, n };
+	assert_int_equal(pthread_create(&t, NULL, writer_thread, &wr), 0);
+	assert_int_equal(stream_get_u32(&r), 0xfe11a);
+	stream_get(&r, got, n);
+	assert_int_equal(stream_get_u8(&r), 7);
+	pthread_join(t, NULL);
+	assert_true(stream_ok(&w));
+	assert_true(stream_ok(&r));
+	assert_memory_equal(buf, got, n);
+	stream_init_fd(&w2, sv[1], true);
+	stream_init_fd(&r2, sv[0], false);
+	assert_int_equal(stream_set_seal(&w2, dac.key_tx, &de), 0);
+	assert_int_equal(stream_set_seal(&r2, sac.key_rx, &se), 0);
+	stream_put_u64(&w2, 0x1122334455667788ull);
+	assert_int_equal(stream_flush(&w2), 0);
+	assert_true(stream_get_u64(&r2) == 0x1122334455667788ull);
+	/* The plaintext is not on the wire: read the next frame raw. */
+	stream_put(&w, buf, 48);
+	assert_int_equal(stream_flush(&w), 0);
+	got_n = read(sv[1], wire, sizeof(wire));
+	assert_int_equal(got_n, SEAL_HDR_LEN + 48 + SEAL_TAG_LEN);
+	assert_memory_not_equal(wire + SEAL_HDR_LEN, buf, 48);
+	stream_destroy(&w2);
+	stream_destroy(&r2);
+	/* Deliver that frame, then replay it: the copy's nonce is not the
+	 * reader's next one. */
+	assert_int_equal(write(sv[0], wire, (size_t)got_n), got_n);
+	assert_int_equal(write(sv[0], wire, (size_t)got_n), got_n);
+	stream_get(&r, got, 48);
+	assert_true(stream_ok(&r));
+	assert_memory_equal(got, buf, 48);
+	stream_get(&r, got, 48);
+	assert_false(stream_ok(&r));
+	assert_non_null(strstr(stream_errmsg(&r), "failed its check"));
+	stream_destroy(&r);
+
+	/* A flipped byte in a fresh frame (taken off the wire, changed, put back). */
+	fresh_frame(&r, &w, sv[1], sv[0], dac.key_rx, sac.key_tx, buf);
+	got_n = read(sv[1], got, 4096);
+	assert_int_equal(got_n, SEAL_HDR_LEN + 100 + SEAL_TAG_LEN);
+	got[SEAL_HDR_LEN + 50] ^= 1;
+	assert_int_equal(write(sv[0], got, (size_t)got_n), got_n);
+	stream_get(&r, wire, 60);
+	assert_false(stream_ok(&r));
+	assert_non_null(strstr(stream_errmsg(&r), "corrupt stream"));
+	stream_destroy(&r);
+
+	/* Another key. */
+	fresh_frame(&r, &w, sv[1], sv[0], sac.key_rx, sac.key_tx, buf);
+	stream_get(&r, wire, 10);
+	assert_false(stream_ok(&r));
+	stream_destroy(&r);
+
+	/* A frame cut short, then the peer gone: truncation. */
+	fresh_frame(&r, &w, sv[1], sv[0], dac.key_rx, sac.key_tx, buf);
+	got_n = read(sv[1], got, 4096);
+	assert_int_equal(write(sv[0], got, 30), 30);
+	shutdown(sv[0], SHUT_WR);
+	stream_get(&r, wire, 10);
+	assert_false(stream_ok(&r));
+	assert_non_null(strstr(stream_errmsg(&r), "truncated"));
+	stream_destroy(&r);
+	stream_destroy(&w);
+
+	/* A frame header announcing too much: refused before any allocation. */
+	close(sv[0]);
+	close(sv[1]);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	stream_init_fd(&r, sv[1], false);
+	assert_int_equal(stream_set_seal(&r, dac.key_rx, &de), 0);
+	le_put_u32(wire, SEAL_FRAME_MAX + 1);
+	assert_int_equal(write(sv[0], wire, 4), 4);
+	stream_get(&r, got, 10);
+	assert_false(stream_ok(&r));
+	assert_non_null(strstr(stream_errmsg(&r), "out of range"));
+	stream_destroy(&r);
+	close(sv[0]);
+	close(sv[1]);
+	free(buf);
+	free(got);
 }
 
 int main(void)
@@ -218,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_key_files),
 		cmocka_unit_test(test_proofs_and_derive),
 		cmocka_unit_test(test_channel_handshake),
+		cmocka_unit_test(test_sealed_streams),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
