@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: two ferry hosts on this machine (two ferryd, each with its own
 # state directory and port), a busy VM on the first, moved live to the
-# second and back with the progress display, then the figures and the
-# integrity verdict (every guest page checked, heartbeat continuity).
+# second and back (the way back encrypted) with the progress display, then
+# the figures and the integrity verdict (every guest page checked,
+# heartbeat continuity). Both hosts hold one cluster key made here.
 # Where the CPU has VMX/SVM the VM is Debian's Linux kernel with the
 # project's initramfs; here (no VMX/SVM: guest kernel code would be
 # emulated) it is the project's test guest, dirtying memory at 256 MiB/s.
@@ -60,8 +61,8 @@ say "on hostB now"
 sleep 2; tail -n 2 "$D/b/logs/demo.serial"
 [ -z "${kver:-}" ] && { printf 'integrity on hostB: '; "$B/ferry" -c 127.0.0.1:$PB vm verify demo; }
 
-say "and back: hostB -> hostA"
-"$B/ferry" -c 127.0.0.1:$PB move-vm --name demo --destination-host 127.0.0.1:$PA
+say "and back: hostB -> hostA, encrypted (AES-256-GCM; both moves authenticated with the cluster key)"
+"$B/ferry" -c 127.0.0.1:$PB move-vm --name demo --destination-host 127.0.0.1:$PA --encrypt on
 sleep 2; tail -n 2 "$D/a/logs/demo.serial"
 [ -z "${kver:-}" ] && { printf 'integrity on hostA: '; "$B/ferry" -c 127.0.0.1:$PA vm verify demo; }
 
