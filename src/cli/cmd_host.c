@@ -290,6 +290,13 @@ static int host_info(const struct cli_opts *o)
 		cli_kv("KVM", kvm ? "available" : cli_str(rep, "kvm_error"));
 		cli_kv("Hardware virt", hw ? "yes (vmx/svm)" : "no (no vmx/svm in /proc/cpuinfo)");
 	}
+	if (cli_str(rep, "auth") && strcmp(cli_str(rep, "auth"), "none") == 0) {
+		cli_kv("Cluster key", "none (--no-auth: TCP clients and migrations unauthenticated)");
+	} else if (cli_str(rep, "key_file") && cli_str(rep, "key_fingerprint")) {
+		snprintf(line, sizeof(line), "%s (fingerprint %s; the same on every host)",
+			 cli_str(rep, "key_file"), cli_str(rep, "key_fingerprint"));
+		cli_kv("Cluster key", line);
+	}
 	if (json_object_object_get_ex(rep, "vms", &vms)) {
 		snprintf(line, sizeof(line), "%lld total, %lld running, %lld stopped, %lld crashed",
 			 (long long)cli_int(vms, "total", 0), (long long)cli_int(vms, "running", 0),
@@ -323,8 +330,18 @@ static int host_new_key(int argc, char **argv)
 			"(remove it first if you mean to)\n", argv[1]);
 		return CLI_FAILED;
 	}
-	printf("Wrote a new cluster key to %s (mode 0600). Copy it to every ferry host "
-	       "(ferryd --key-file %s) and to remote clients.\n", argv[1], argv[1]);
+	{
+		struct auth_key key;
+		char fp[AUTH_FINGERPRINT_HEX];
+		if (auth_key_load(&key, argv[1], &e) < 0) {
+			fprintf(stderr, "ferry host new-key: %s\n", e.msg);
+			return CLI_FAILED;
+		}
+		auth_fingerprint(&key, fp);
+		printf("Wrote a new cluster key to %s (mode 0600, fingerprint %s). Copy it to every "
+		       "ferry host (ferryd --key-file %s) and to remote clients; ferry host info "
+		       "shows each host's fingerprint.\n", argv[1], fp, argv[1]);
+	}
 	return CLI_OK;
 }
 

@@ -177,6 +177,13 @@ bool auth_proof_ok(const struct auth_key *key, const char *role, const uint8_t a
 	return CRYPTO_memcmp(want, got, sizeof(want)) == 0;
 }
 
+void auth_fingerprint(const struct auth_key *key, char out[AUTH_FINGERPRINT_HEX])
+{
+	uint8_t h[AUTH_PROOF_LEN];
+	auth_hmac(key, "ferry-key-fingerprint", (const uint8_t *)"", 0, NULL, 0, h);
+	auth_to_hex(h, 8, out);
+}
+
 void auth_derive(const struct auth_key *cluster, const char *label, const uint8_t *salt,
 		 size_t salt_len, struct auth_key *out)
 {

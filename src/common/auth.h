@@ -42,6 +42,10 @@ int auth_key_load(struct auth_key *key, const char *path, struct err *e);
 /* Create a new key file (mode 0600) unless one exists already; *created
  * says which. Safe against another process creating the same path. */
 int auth_key_create(const char *path, bool *created, struct err *e);
+/* A short name for a key that gives nothing away (16 hex digits of an
+ * HMAC under it): hosts that show the same one hold the same key. */
+#define AUTH_FINGERPRINT_HEX 17
+void auth_fingerprint(const struct auth_key *key, char out[AUTH_FINGERPRINT_HEX]);
 /* Parse/format hex (a key sent to a worker, a nonce, a proof). */
 int auth_from_hex(const char *hex, uint8_t *out, size_t len);
 void auth_to_hex(const uint8_t *in, size_t len, char *out);

@@ -43,6 +43,13 @@ enum verb_result verb_host_info(struct req *r, struct json_object **reply)
 	if (ke.msg[0])
 		jsonl_add_str(o, "kvm_error", ke.msg);
 	jsonl_add_bool(o, "hardware_virt", hostinfo_hw_virt());
+	jsonl_add_str(o, "auth", r->d->key.set ? "hmac-sha256" : "none");
+	if (r->d->key.set) {
+		char fp[AUTH_FINGERPRINT_HEX];
+		auth_fingerprint(&r->d->key, fp);
+		jsonl_add_str(o, "key_file", r->d->key_path);
+		jsonl_add_str(o, "key_fingerprint", fp);
+	}
 	for (struct vm *vm = r->d->vms; vm; vm = vm->next) {
 		if ((unsigned)vm->state < VM_NSTATES)
 			n[vm->state]++;

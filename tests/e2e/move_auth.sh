@@ -28,6 +28,14 @@ HOST_KEY[C]=$T/other.key
 start_host C
 on C host set --migration-ports 22100-22199 >/dev/null || fail "host set C"
 
+note "host info shows each host's key fingerprint: A and B alike, C not"
+fpA=$(on A --json host info | json_get key_fingerprint)
+fpB=$(on B --json host info | json_get key_fingerprint)
+fpC=$(on C --json host info | json_get key_fingerprint)
+echo "fingerprints: A $fpA, B $fpB, C $fpC"
+[ ${#fpA} -eq 16 ] && [ "$fpA" = "$fpB" ] && [ "$fpA" != "$fpC" ] || fail "fingerprints do not tell the keys apart"
+on A host info | grep -qE "Cluster key: +$T/cluster.key \(fingerprint $fpA" || fail "host info lacks the key line"
+
 note "start g1 on A (64 MiB, busy)"
 new_vm A g1 64M "ws=8M rate=16"
 
@@ -47,6 +55,8 @@ bg "$FERRY_BIN/ferryd" --state-dir "$T/D" --listen "127.0.0.1:$P" --no-auth \
 	--vmm "$FERRY_BIN/ferry-vm" 2>>"$T/D.ferryd.log"
 for _ in $(seq 50); do grep -q "no-auth" "$T/D.ferryd.log" 2>/dev/null && break; sleep 0.1; done
 grep -q "anyone who reaches" "$T/D.ferryd.log" || fail "--no-auth gives no warning"
+FERRY_KEY_FILE= "$FERRY_BIN/ferry" --socket "$T/D/ferryd.sock" host info | grep -qE "Cluster key: +none" ||
+	fail "a --no-auth host does not say so in host info"
 on A move-vm -n g1 -d "127.0.0.1:$P" >"$T/out" 2>&1 && fail "move to a --no-auth host succeeded"
 cat "$T/out"
 grep -q "does not authenticate" "$T/out" || fail "unclear error: $(cat "$T/out")"

@@ -124,6 +124,15 @@ static void test_proofs_and_derive(void **state)
 	hex[5] = 'g';
 	assert_false(auth_proof_ok(&k, AUTH_ROLE_CLIENT, a, b, hex));
 
+	{
+		char f1[AUTH_FINGERPRINT_HEX], f2[AUTH_FINGERPRINT_HEX], f3[AUTH_FINGERPRINT_HEX];
+		auth_fingerprint(&k, f1);
+		auth_fingerprint(&k, f2);
+		auth_fingerprint(&k2, f3);
+		assert_int_equal(strlen(f1), 16);
+		assert_string_equal(f1, f2);
+		assert_string_not_equal(f1, f3);
+	}
 	auth_derive(&k, "ferry-move-key", s1, sizeof(s1), &m1);
 	auth_derive(&k, "ferry-move-key", s1, sizeof(s1), &m2);
 	assert_true(m1.set);
