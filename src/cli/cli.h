@@ -23,7 +23,7 @@
 /* Exit codes of ferry. */
 enum {
 	CLI_OK = 0,
-	CLI_FAILED = 1,      /* ferryd refused or the operation failed */
+	CLI_FAILED = 1,      /* ferryd refused (also our key) or the operation failed */
 	CLI_USAGE = 2,       /* bad command line */
 	CLI_UNREACHABLE = 3, /* no ferryd to talk to */
 };
@@ -51,6 +51,9 @@ struct cli_group {
 /* client.c */
 /* Connect to ferryd; on failure prints the reason and a hint. */
 struct cli_conn *cli_connect(const struct cli_opts *o);
+/* The exit code for the last failed cli_connect: CLI_UNREACHABLE, or
+ * CLI_FAILED when ferryd answered but authentication failed. */
+int cli_connect_failure(void);
 void cli_close(struct cli_conn *c);
 /* Send req (consumed), wait up to timeout_ms for the reply line. Returns
  * the reply, or NULL after printing what went wrong. */

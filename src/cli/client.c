@@ -73,11 +73,19 @@ static int cli_authenticate(const struct cli_opts *o, struct cli_conn *c)
 	return 0;
 }
 
+static int cli_connect_rc = CLI_UNREACHABLE;
+
+int cli_connect_failure(void)
+{
+	return cli_connect_rc;
+}
+
 struct cli_conn *cli_connect(const struct cli_opts *o)
 {
 	struct cli_conn *c = calloc(1, sizeof(*c));
 	struct err e = { 0 };
 
+	cli_connect_rc = CLI_UNREACHABLE;
 	if (!c) {
 		fprintf(stderr, "ferry: out of memory\n");
 		return NULL;
@@ -103,6 +111,7 @@ struct cli_conn *cli_connect(const struct cli_opts *o)
 	}
 	sock_reader_init(&c->rd, c->fd);
 	if (o->computer && cli_authenticate(o, c) < 0) {
+		cli_connect_rc = CLI_FAILED; /* reached, but the keys disagree */
 		close(c->fd);
 		free(c);
 		return NULL;
@@ -202,7 +211,7 @@ struct json_object *cli_request(const struct cli_opts *o,
 
 	if (!c) {
 		json_object_put(req);
-		*rc = CLI_UNREACHABLE;
+		*rc = cli_connect_failure();
 		return NULL;
 	}
 	rep = cli_call(c, req, timeout_ms);

@@ -445,7 +445,7 @@ static int vm_console(struct cli_opts *o, int argc, char **argv)
 		return rc;
 	c = cli_connect(o);
 	if (!c)
-		return CLI_UNREACHABLE;
+		return cli_connect_failure();
 	rep = cli_call(c, vm_req("vm.console", name), VM_CALL_TIMEOUT_MS);
 	if (!rep) {
 		cli_close(c);

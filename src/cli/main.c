@@ -48,7 +48,9 @@ static void usage(FILE *f)
 		"  ferry -c node2 host info\n"
 		"  ferry move-vm -c node1 -n web1 -d node2\n"
 		"\n"
-		"Run 'ferry GROUP --help' or 'ferry GROUP COMMAND --help' for more.\n");
+		"Run 'ferry GROUP --help' or 'ferry GROUP COMMAND --help' for more.\n"
+		"Exit status: 0 done, 1 refused or failed (also a cluster key ferryd does not\n"
+		"accept), 2 bad command line, 3 no ferryd to talk to.\n");
 }
 
 int main(int argc, char **argv)

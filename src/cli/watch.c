@@ -175,7 +175,7 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 	c = cli_connect(o);
 	if (!c) {
 		free(seen);
-		return CLI_UNREACHABLE;
+		return cli_connect_failure();
 	}
 	for (;;) {
 		struct json_object *req = json_object_new_object(), *ids, *rep, *list;

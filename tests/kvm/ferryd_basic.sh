@@ -69,7 +69,8 @@ out=$(FERRY_KEY_FILE= ferry -c "127.0.0.1:$PORT" vm list 2>&1) && fail "TCP with
 # (the CLI's default key, if this machine has a ferry host of its own, is not this one's)
 echo "$out" | grep -qE "requires the cluster key|wrong cluster key" || fail "no-key error unclear: $out"
 ferry host new-key "$T/other.key" >/dev/null || fail "host new-key"
-out=$(ferry -c "127.0.0.1:$PORT" --key-file "$T/other.key" vm list 2>&1) && fail "a wrong key was served"
+out=$(ferry -c "127.0.0.1:$PORT" --key-file "$T/other.key" vm list 2>&1); rc=$?
+[ $rc -eq 1 ] || fail "a wrong key: exit $rc, expected 1 (refused; 3 is unreachable)"
 echo "$out" | grep -q "wrong cluster key" || fail "wrong-key error unclear: $out"
 # A raw client that skips the handshake gets E_AUTH, then the door shuts.
 python3 - "$PORT" <<'PY' || fail "unauthenticated request was not refused"
