@@ -46,3 +46,11 @@ bool cli_parse_int(const char *s, long min, long max, long *out)
 	*out = v;
 	return true;
 }
+
+bool cli_parse_onoff(const char *s, bool *on)
+{
+	if (strcmp(s, "on") != 0 && strcmp(s, "off") != 0)
+		return false;
+	*on = strcmp(s, "on") == 0;
+	return true;
+}

@@ -74,6 +74,8 @@ void cli_print_error(struct json_object *reply);
 int64_t cli_parse_mib(const char *s);
 /* Decimal integer in [min, max]; false on bad input. */
 bool cli_parse_int(const char *s, long min, long max, long *out);
+/* "on" or "off" (options such as --prealloc, --encrypt); false otherwise. */
+bool cli_parse_onoff(const char *s, bool *on);
 
 /* output.c */
 const char *cli_str(struct json_object *o, const char *key);
@@ -111,7 +113,7 @@ struct move_opts_pub {
 	bool no_wait;
 	long max_duration_s;     /* 0 = no limit */
 	const char *on_timeout;  /* "switchover" (default) or "cancel" */
-	const char *encrypt;     /* "on"/"off"; NULL = the host's setting */
+	int encrypt;             /* 1 on, 0 off, -1 = the host's setting */
 };
 /* Parse one of -d/--destination-host (opt 'd'), --downtime-ms ('D'),
  * --bandwidth ('B'), --transport ('T'), --codec ('C'), --no-wait ('W'),

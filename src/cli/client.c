@@ -132,22 +132,9 @@ struct json_object *cli_call(struct cli_conn *c, struct json_object *req,
 {
 	struct json_object *rep;
 	struct err e = { 0 };
-	const char *text = jsonl_text(req);
-	size_t len = strlen(text);
-	char *line, *buf = malloc(len + 1);
-	int rc;
+	char *line;
+	int rc = sock_write_line(c->fd, jsonl_text(req), timeout_ms, &e);
 
-	if (!buf) {
-		fprintf(stderr, "ferry: out of memory\n");
-		json_object_put(req);
-		return NULL;
-	}
-	/* One write per line: a separate newline would wait behind Nagle
-	 * for the server's delayed ACK (~40 ms per request over TCP). */
-	memcpy(buf, text, len);
-	buf[len] = '\n';
-	rc = sock_write_all(c->fd, buf, len + 1, timeout_ms, &e);
-	free(buf);
 	json_object_put(req);
 	if (rc < 0) {
 		fprintf(stderr, "ferry: sending to ferryd at %s: %s\n", c->where, e.msg);

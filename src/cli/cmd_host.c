@@ -107,11 +107,12 @@ static void host_info_settings(struct json_object *rep)
 /* An on|off setting (--prealloc, --encrypt) into the request. */
 static int host_set_onoff(struct json_object *req, const char *key, const char *arg)
 {
-	if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
+	bool on;
+	if (!cli_parse_onoff(arg, &on)) {
 		fprintf(stderr, "ferry host set: --%s '%s': use on or off\n", key, arg);
 		return -1;
 	}
-	jsonl_add_bool(req, key, strcmp(arg, "on") == 0);
+	jsonl_add_bool(req, key, on);
 	return 0;
 }
 
@@ -234,7 +235,7 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct move_opts_pub mo = { .bandwidth = -1 };
+	struct move_opts_pub mo = { .bandwidth = -1, .encrypt = -1 };
 	struct json_object *req;
 	int opt;
 

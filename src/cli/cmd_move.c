@@ -79,8 +79,8 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		jsonl_add_str(req, "transport", mo->transport);
 	if (mo->codec)
 		jsonl_add_str(req, "codec", mo->codec);
-	if (mo->encrypt)
-		jsonl_add_bool(req, "encrypt", strcmp(mo->encrypt, "on") == 0);
+	if (mo->encrypt >= 0)
+		jsonl_add_bool(req, "encrypt", mo->encrypt);
 	/* The start reply is ours to interpret; --json events come after. */
 	o->json = false;
 	rep = cli_request(o, req, 30000, &rc);
@@ -130,6 +130,8 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 			  struct move_opts_pub *mo)
 {
+	bool on;
+
 	switch (opt) {
 	case 'd':
 		mo->destination = arg;
@@ -167,11 +169,11 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 		mo->no_wait = true;
 		return 0;
 	case 'E':
-		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
+		if (!cli_parse_onoff(arg, &on)) {
 			fprintf(stderr, "ferry %s: --encrypt '%s': use on or off\n", cmd, arg);
 			return -1;
 		}
-		mo->encrypt = arg;
+		mo->encrypt = on ? 1 : 0;
 		return 0;
 	case 'M':
 		if (!cli_parse_int(arg, 0, 86400, &mo->max_duration_s)) {
@@ -208,7 +210,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct move_opts_pub mo = { .bandwidth = -1 };
+	struct move_opts_pub mo = { .bandwidth = -1, .encrypt = -1 };
 	struct json_object *names = json_object_new_array(), *req;
 	int opt;
 

@@ -339,13 +339,9 @@ int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, 
 	auth_to_hex(p, sizeof(p), hex);
 	jsonl_add_str(req, "proof", hex);
 	{
-		/* One write for the whole line: split in two, Nagle would hold
-		 * the newline for the server's delayed ACK (~40 ms). */
-		char buf[512];
-		int n = snprintf(buf, sizeof(buf), "%s\n", jsonl_text(req));
+		int w = sock_write_line(fd, jsonl_text(req), timeout_ms, e);
 		json_object_put(req);
-		if (n < 0 || (size_t)n >= sizeof(buf) ||
-		    sock_write_all(fd, buf, (size_t)n, timeout_ms, e) < 0) {
+		if (w < 0) {
 			err_prefix(e, "authenticating to ferryd at %s", where);
 			goto out;
 		}

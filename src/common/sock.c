@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -308,6 +309,20 @@ int sock_write_all(int fd, const void *buf, size_t len, int timeout_ms,
 		return err_sys(e, "write");
 	}
 	return 0;
+}
+
+int sock_write_line(int fd, const char *text, int timeout_ms, struct err *e)
+{
+	size_t len = strlen(text);
+	char *buf = malloc(len + 1);
+	int rc;
+	if (!buf)
+		return err_set(e, "out of memory");
+	memcpy(buf, text, len);
+	buf[len] = '\n';
+	rc = sock_write_all(fd, buf, len + 1, timeout_ms, e);
+	free(buf);
+	return rc;
 }
 
 void sock_addr_format(const struct sockaddr_storage *ss, char *buf, size_t cap)

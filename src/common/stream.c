@@ -50,20 +50,27 @@ void stream_set_timeout(struct stream *s, int timeout_ms)
 	s->timeout_ms = timeout_ms;
 }
 
+static void stream_drop_seal(struct stream *s)
+{
+	seal_free(s->seal);
+	free(s->wire);
+	free(s->plain);
+	s->seal = NULL;
+	s->wire = s->plain = NULL;
+}
+
 int stream_set_seal(struct stream *s, const uint8_t key[32], struct err *e)
 {
 	if (s->fd < 0 || s->seal)
 		return err_set(e, "only a plain fd stream can be sealed");
 	s->seal = seal_new(key, s->writing, e);
+	if (!s->seal)
+		return -1;
 	s->wire = malloc(SEAL_WIRE_MAX);
 	s->plain = s->writing ? NULL : malloc(SEAL_FRAME_MAX);
-	if (!s->seal || !s->wire || (!s->writing && !s->plain)) {
-		seal_free(s->seal);
-		free(s->wire);
-		free(s->plain);
-		s->seal = NULL;
-		s->wire = s->plain = NULL;
-		return e->msg[0] ? -1 : err_set(e, "out of memory");
+	if (!s->wire || (!s->writing && !s->plain)) {
+		stream_drop_seal(s);
+		return err_set(e, "out of memory");
 	}
 	return 0;
 }
@@ -74,11 +81,7 @@ void stream_destroy(struct stream *s)
 		free(s->buf);
 	s->buf = NULL;
 	s->owns_buf = false;
-	seal_free(s->seal);
-	free(s->wire);
-	free(s->plain);
-	s->seal = NULL;
-	s->wire = s->plain = NULL;
+	stream_drop_seal(s);
 }
 
 int stream_fail(struct stream *s, const char *fmt, ...)

@@ -395,10 +395,13 @@ static int move_check_route(struct ferryd *d, struct move *m, char *bind, size_t
 		       host, srctext, nets);
 }
 
-void migrate_move_key(const struct ferryd *d, const uint8_t salt[AUTH_NONCE_LEN],
-		      struct auth_key *out)
+void migrate_move_key_hex(const struct ferryd *d, const uint8_t salt[AUTH_NONCE_LEN],
+			  char hex[AUTH_KEY_HEX])
 {
-	auth_derive(&d->key, "ferry-move-key", salt, AUTH_NONCE_LEN, out);
+	struct auth_key mk;
+	auth_derive(&d->key, "ferry-move-key", salt, AUTH_NONCE_LEN, &mk);
+	auth_to_hex(mk.k, sizeof(mk.k), hex);
+	OPENSSL_cleanse(&mk, sizeof(mk));
 }
 
 /* PREPARING -> MIGRATING: the destination listens; start the source worker. */
@@ -448,12 +451,9 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	if (bw > 0)
 		jsonl_add_int(req, "bandwidth_mibps", bw);
 	if (d->key.set) {
-		struct auth_key mk;
 		char hex[AUTH_KEY_HEX];
-		migrate_move_key(d, m->key_salt, &mk);
-		auth_to_hex(mk.k, sizeof(mk.k), hex);
+		migrate_move_key_hex(d, m->key_salt, hex);
 		jsonl_add_str(req, "key", hex);
-		OPENSSL_cleanse(&mk, sizeof(mk));
 		OPENSSL_cleanse(hex, sizeof(hex));
 		jsonl_add_bool(req, "encrypt", m->encrypt);
 	}

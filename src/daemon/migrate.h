@@ -76,9 +76,10 @@ struct move {
 };
 
 const char *migrate_state_name(enum move_state s);
-/* The key of one move's migration connections (both hosts compute it). */
-void migrate_move_key(const struct ferryd *d, const uint8_t salt[AUTH_NONCE_LEN],
-		      struct auth_key *out);
+/* The key of one move's migration connections, as hex (both hosts compute
+ * it from the cluster key and the move's salt). */
+void migrate_move_key_hex(const struct ferryd *d, const uint8_t salt[AUTH_NONCE_LEN],
+			  char hex[AUTH_KEY_HEX]);
 bool migrate_state_done(enum move_state s);
 
 /* Moves counting against this host's limit (in + out, not queued). */

@@ -262,15 +262,12 @@ static int prepare_write_extents(struct ferryd *d, struct vm *vm, struct json_ob
 static int prepare_write_key(struct ferryd *d, struct vm *vm, const uint8_t salt[AUTH_NONCE_LEN],
 			     struct err *e)
 {
-	struct auth_key mk;
 	char hex[AUTH_KEY_HEX], path[PATH_MAX];
 	int rc;
-	migrate_move_key(d, salt, &mk);
-	auth_to_hex(mk.k, sizeof(mk.k), hex);
+	migrate_move_key_hex(d, salt, hex);
 	rc = registry_path(d, vm, "mkey", path, sizeof(path), e);
 	if (rc == 0)
 		rc = statefile_write_secret(path, hex, e);
-	OPENSSL_cleanse(&mk, sizeof(mk));
 	OPENSSL_cleanse(hex, sizeof(hex));
 	if (rc < 0)
 		return err_prefix(e, "writing the move's key for VM %s", vm->def.name);

@@ -380,6 +380,7 @@ static void *in_thread(void *arg)
 	struct rx *x = calloc(1, sizeof(*x));
 	struct stream r, w;
 	struct auth_chan ac;
+	bool encrypted;              /* the main connection's choice; every channel follows it */
 	struct vm_config cfg;
 	struct mig_rec rec;
 	struct err e = { .code = 0 };
@@ -403,7 +404,7 @@ static void *in_thread(void *arg)
 	stream_set_timeout(&r, (int)in->peer_timeout_ms);
 	stream_set_timeout(&w, (int)in->peer_timeout_ms);
 	have_streams = true;
-	in->encrypted = ac.encrypt;
+	encrypted = ac.encrypt;
 	if (in->key.set)
 		log_info("incoming migration: source authenticated%s",
 			 ac.encrypt ? "; its connections are encrypted (AES-256-GCM)" : "");
@@ -445,9 +446,9 @@ static void *in_thread(void *arg)
 		stream_set_timeout(&hs, (int)in->peer_timeout_ms);
 		/* Every channel as the main one: a plain channel into an
 		 * encrypted move is refused, not quietly accepted. */
-		if (ac.encrypt != in->encrypted)
+		if (ac.encrypt != encrypted)
 			stream_fail(&hs, "a memory channel %s encryption, the main connection %s",
-				    ac.encrypt ? "uses" : "lacks", in->encrypted ? "uses it" : "does not");
+				    ac.encrypt ? "uses" : "lacks", encrypted ? "uses it" : "does not");
 		else if (ac.encrypt && stream_set_seal(&hs, ac.key_rx, &e) < 0)
 			stream_fail(&hs, "%s", e.msg);
 		if (stream_check(&hs, &e) < 0 || mig_get_header(&hs, &e) < 0 || mig_get_rec(&hs, &rec, &e) < 0) {

@@ -44,7 +44,6 @@ struct mig_incoming {
 	uint32_t accept_timeout_ms;
 	uint32_t peer_timeout_ms;
 	struct auth_key key;         /* connections must prove it (unset: none) */
-	bool encrypted;              /* the source asked for sealed streams */
 	pthread_t thread;
 	bool started;
 	volatile bool cancel;
