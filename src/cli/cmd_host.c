@@ -283,6 +283,17 @@ static int host_info(const struct cli_opts *o)
 	snprintf(line, sizeof(line), "%s total, %s free", a, b);
 	cli_kv("Memory", line);
 	{
+		struct json_object *cg;
+		if (json_object_object_get_ex(rep, "memory_cgroup", &cg)) {
+			char cgl[512];
+			cli_fmt_mib(cli_int(cg, "limit_mib", 0), a, sizeof(a));
+			cli_fmt_mib(cli_int(cg, "used_mib", 0), b, sizeof(b));
+			snprintf(cgl, sizeof(cgl), "%s, %s used (cgroup %s; VMs count against it)",
+				 a, b, cli_str(cg, "path"));
+			cli_kv("Memory limit", cgl);
+		}
+	}
+	{
 		struct json_object *v;
 		bool kvm = json_object_object_get_ex(rep, "kvm_available", &v) &&
 			   json_object_get_boolean(v);

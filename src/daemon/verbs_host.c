@@ -39,6 +39,13 @@ enum verb_result verb_host_info(struct req *r, struct json_object **reply)
 	jsonl_add_int(o, "cpus", cpus > 0 ? cpus : 0);
 	jsonl_add_int(o, "memory_total_mib", (int64_t)mem.total_mib);
 	jsonl_add_int(o, "memory_free_mib", (int64_t)mem.free_mib);
+	if (mem.cg.limited) {
+		struct json_object *cg = json_object_new_object();
+		jsonl_add_str(cg, "path", mem.cg.path);
+		jsonl_add_int(cg, "limit_mib", (int64_t)mem.cg.limit_mib);
+		jsonl_add_int(cg, "used_mib", (int64_t)mem.cg.used_mib);
+		json_object_object_add(o, "memory_cgroup", cg);
+	}
 	jsonl_add_bool(o, "kvm_available", hostinfo_kvm_usable(&ke) == 0);
 	if (ke.msg[0])
 		jsonl_add_str(o, "kvm_error", ke.msg);

@@ -333,11 +333,14 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 		return VERB_FAIL;
 	}
 	promised = prepare_promised_mib(r->d);
-	if ((uint64_t)def.memory_mib + promised + (uint64_t)s->memory_reserve_mib > mem.free_mib)
+	if ((uint64_t)def.memory_mib + promised + (uint64_t)s->memory_reserve_mib > mem.free_mib) {
+		char free_text[512];
 		return req_fail(r, "E_NO_MEMORY",
-				"not enough memory for VM %s: it needs %u MiB; this host has %llu MiB free, %d MiB reserved for the host and %llu MiB promised to moves arriving now",
-				name, def.memory_mib, (unsigned long long)mem.free_mib,
+				"not enough memory for VM %s: it needs %u MiB; this host has %s, %d MiB reserved for the host and %llu MiB promised to moves arriving now",
+				name, def.memory_mib,
+				hostinfo_free_text(&mem, free_text, sizeof(free_text)),
 				s->memory_reserve_mib, (unsigned long long)promised);
+	}
 	if (hostinfo_kvm_usable(&r->err) < 0) {
 		r->code = "E_NO_KVM";
 		return VERB_FAIL;

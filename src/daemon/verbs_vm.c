@@ -50,10 +50,12 @@ enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
 		r->code = "E_INTERNAL";
 		return VERB_FAIL;
 	}
-	if (def.memory_mib > mem.free_mib)
-		return req_fail(r, "E_NO_MEMORY",
-				"not enough memory: VM needs %u MiB, host has %llu MiB free",
-				def.memory_mib, (unsigned long long)mem.free_mib);
+	if (def.memory_mib > mem.free_mib) {
+		char free_text[512];
+		return req_fail(r, "E_NO_MEMORY", "not enough memory: VM needs %u MiB, host has %s",
+				def.memory_mib,
+				hostinfo_free_text(&mem, free_text, sizeof(free_text)));
+	}
 	if (vmdef_save(r->d->vms_dir, &def, &r->err) < 0) {
 		r->code = "E_INTERNAL";
 		return VERB_FAIL;

@@ -262,9 +262,10 @@ int worker_start(struct ferryd *d, struct vm *vm, uint64_t waiter,
 	if (hostinfo_memory(&mem, e) < 0)
 		return -1;
 	if ((uint64_t)vm->def.memory_mib + (uint64_t)d->settings.memory_reserve_mib > mem.free_mib) {
+		char free_text[512];
 		*code = "E_NO_MEMORY";
-		return err_set(e, "not enough memory: VM needs %u MiB, host has %llu MiB free (%d MiB of it reserved for the host)",
-			       vm->def.memory_mib, (unsigned long long)mem.free_mib,
+		return err_set(e, "not enough memory: VM needs %u MiB, host has %s, %d MiB of it reserved for the host",
+			       vm->def.memory_mib, hostinfo_free_text(&mem, free_text, sizeof(free_text)),
 			       d->settings.memory_reserve_mib);
 	}
 	return worker_spawn(d, vm, waiter, code, e);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # What must not move, and a move called off: each refused with its reason
 # and nothing changed. VM not running; unknown destination host; name
-# already taken on the destination; too little memory there; cancel in
+# already taken on the destination; too little memory there, or in the
+# memory cgroup its ferryd (and so its VMs) runs in; cancel in
 # the middle of pre-copy (VM keeps running on A, intact; B clean); the
 # destination's worker and ferryd killed mid-move (the move fails with the
 # reason, the VM runs on A; the restarted B has no trace of it).
@@ -41,6 +42,24 @@ FREE=$(on B --json host info | json_get memory_free_mib)
 on B host set --memory-reserve "$((FREE - 64))M" >/dev/null || fail "reserve"
 expect_refusal "memory" "not enough memory" move-vm -n g1 -d "$(port_of B)"
 on B host set --memory-reserve 0 >/dev/null || fail "reserve 0"
+
+note "too little room in the memory cgroup of the destination's ferryd"
+if memcg_new "ferry-move-errors-$$"; then
+	CG=$MEMCG
+	memcg_limit "$CG" $((96 << 20))
+	echo "${HOST_PID[B]}" >"$CG/cgroup.procs" || fail "cannot move B's ferryd into $CG"
+	on B host info | tee "$T/info"
+	grep -qE "Memory limit: +96 MiB" "$T/info" || fail "host info does not show the cgroup's limit"
+	expect_refusal "cgroup" "not enough memory .*memory cgroup .* allows 96 MiB" \
+		move-vm -n g1 -d "$(port_of B)"
+	# with room, B's ferryd stays in it: the moves below start their
+	# workers there
+	memcg_limit "$CG" $((1 << 30))
+	on B --json host info | json_get memory_cgroup.limit_mib | grep -qx 1024 ||
+		fail "raised limit not seen"
+else
+	note "SKIPPED this part: $MEMCG_WHY"
+fi
 
 note "cancel in the middle of pre-copy"
 HB0=$(last_hb "$(serial_of A g1)")

@@ -5,10 +5,12 @@ FERRY_BIN=${FERRY_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build
 FERRY_GUEST=${FERRY_GUEST:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/guest/testguest.elf}
 T=$(mktemp -d /tmp/ferry-test.XXXXXX)
 _pids=()
+_memcgs=()
 
 cleanup() {
 	for p in "${_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	wait 2>/dev/null
+	for c in "${_memcgs[@]}"; do memcg_drop "$c"; done
 	[ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -47,3 +49,40 @@ last_hb() { grep -oE 'FERRY-GUEST hb n=[0-9]+' "$1" | tail -n1 | grep -oE '[0-9]
 
 # vmctl SOCK JSON: one request to a ferry-vm control socket, prints the reply
 vmctl() { printf '%s\n' "$2" | socat -t 60 - UNIX-CONNECT:"$1"; }
+
+# Memory cgroups (v1 memory controller, or v2 with memory enabled for the
+# test's own cgroup's children): memcg_new NAME sets MEMCG to a new child
+# of this shell's memory cgroup, or MEMCG_WHY to why there is none and
+# returns 1;
+# memcg_limit DIR BYTES; memcg_drop DIR moves what is left in it back to
+# the parent and removes it (also done at exit).
+memcg_new() {
+	local own dir
+	own=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3}' /proc/self/cgroup)
+	if [ -n "$own" ] && [ -d "/sys/fs/cgroup/memory$own" ]; then
+		dir=/sys/fs/cgroup/memory${own%/}/$1
+	else
+		own=$(awk -F: '$1 == "0" {print $3}' /proc/self/cgroup)
+		local v2=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
+		if [ -z "$v2" ] || ! grep -qw memory "$v2${own%/}/cgroup.subtree_control" 2>/dev/null; then
+			MEMCG_WHY="no memory cgroup to make a child of (no v1 memory hierarchy; v2 without the memory controller for $own)"
+			return 1
+		fi
+		dir=$v2${own%/}/$1
+	fi
+	mkdir -p "$dir" 2>/dev/null || { MEMCG_WHY="cannot make $dir"; return 1; }
+	_memcgs+=("$dir")
+	MEMCG=$dir
+}
+memcg_limit() {
+	if [ -e "$1/memory.limit_in_bytes" ]; then echo "$2" >"$1/memory.limit_in_bytes"
+	else echo "$2" >"$1/memory.max"; fi
+}
+memcg_drop() {
+	[ -d "$1" ] || return 0
+	local p
+	for p in $(cat "$1/cgroup.procs" 2>/dev/null); do
+		echo "$p" >"$(dirname "$1")/cgroup.procs" 2>/dev/null
+	done
+	rmdir "$1" 2>/dev/null
+}
