@@ -284,6 +284,37 @@ int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct au
 	return 0;
 }
 
+int auth_api_proto_agree(int my_min, int my_max, int peer_min, int peer_max)
+{
+	int hi = my_max < peer_max ? my_max : peer_max;
+	int lo = my_min > peer_min ? my_min : peer_min;
+	return hi >= lo ? hi : -1;
+}
+
+/* The greeting's protocol range; a ferryd from before versioning sends
+ * none (version 0). */
+static int api_check_proto(struct json_object *g, const char *where, struct err *e)
+{
+	int64_t lo = 0, hi = 0;
+	const char *ver = NULL;
+	struct err ge = { 0 };
+
+	if (jsonl_get_int(g, "proto", false, 0, INT32_MAX, &hi, &ge) < 0 ||
+	    jsonl_get_int(g, "proto_min", false, 0, hi, &lo, &ge) < 0)
+		return err_set(e, "ferryd at %s sent a malformed greeting: %s", where, ge.msg);
+	if (!json_object_object_get_ex(g, "proto_min", NULL))
+		lo = hi;
+	if (auth_api_proto_agree(FERRY_API_PROTO_MIN, FERRY_API_PROTO, (int)lo, (int)hi) >= 0)
+		return 0;
+	jsonl_get_str(g, "ferryd", false, &ver, &ge);
+	err_set(e, "ferryd at %s (version %.40s) speaks API protocol %lld..%lld, this side "
+		"speaks %d..%d: upgrade %s", where, ver ? ver : "unknown",
+		(long long)lo, (long long)hi, FERRY_API_PROTO_MIN, FERRY_API_PROTO,
+		hi < FERRY_API_PROTO_MIN ? "that ferryd" : "this side");
+	e->code = EPROTO;
+	return -1;
+}
+
 int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, int timeout_ms,
 		    const char *where, struct err *e)
 {
@@ -303,6 +334,8 @@ int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, 
 		err_prefix(e, "greeting of ferryd at %s (is that a ferryd?)", where);
 		goto out;
 	}
+	if (api_check_proto(g, where, e) < 0)
+		goto out;
 	if (strcmp(mode, "none") == 0) {
 		if (key->set) {
 			err_set(e, "ferryd at %s does not authenticate (started with --no-auth): "

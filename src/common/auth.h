@@ -84,11 +84,24 @@ int auth_chan_source(int fd, const struct auth_key *key, bool encrypt, int timeo
 int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct auth_chan *out,
 		   struct err *e);
 
-/* The API client's side over TCP: read ferryd's greeting line, then, if it
- * asks, prove the key and check ferryd's proof. A client holding a key
- * refuses a ferryd that does not authenticate (it could be anyone); one
- * without a key is told where to get it. `where` names the server. A
- * refusal over keys (not the network) sets e->code = EACCES. */
+/* The TCP API's protocol versions. ferryd's greeting says which it speaks
+ * ("proto_min".."proto"); a client or peer that shares none with it stops
+ * before its first request, naming both, rather than failing later on a
+ * field the other side reads differently. Raise FERRY_API_PROTO when a
+ * verb's fields change incompatibly, and FERRY_API_PROTO_MIN only when the
+ * old version is no longer served: during a rolling upgrade old and new
+ * hosts must still be able to move VMs between them. */
+#define FERRY_API_PROTO_MIN 1
+#define FERRY_API_PROTO 1
+/* The highest version both ranges hold, or -1 when they do not overlap. */
+int auth_api_proto_agree(int my_min, int my_max, int peer_min, int peer_max);
+
+/* The API client's side over TCP: read ferryd's greeting line, check the
+ * protocol versions, then, if it asks, prove the key and check ferryd's
+ * proof. A client holding a key refuses a ferryd that does not
+ * authenticate (it could be anyone); one without a key is told where to
+ * get it. `where` names the server. A refusal over keys (not the network)
+ * sets e->code = EACCES; over protocol versions, EPROTO. */
 struct sock_reader;
 int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, int timeout_ms,
 		    const char *where, struct err *e);

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/failpoint.h"
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "common/sock.h"
@@ -110,6 +111,15 @@ static void loop_greet(struct ferryd *d, struct client *c)
 	char hex[AUTH_NONCE_HEX];
 
 	jsonl_add_str(g, "ferryd", FERRY_VERSION);
+	/* the failpoint makes this ferryd act as a newer one its clients and
+	 * peers do not understand, to test their refusal */
+	if (failpoint("ferryd.api_proto_next") < 0) {
+		jsonl_add_int(g, "proto_min", FERRY_API_PROTO + 1);
+		jsonl_add_int(g, "proto", FERRY_API_PROTO + 1);
+	} else {
+		jsonl_add_int(g, "proto_min", FERRY_API_PROTO_MIN);
+		jsonl_add_int(g, "proto", FERRY_API_PROTO);
+	}
 	if (d->key.set) {
 		if (auth_random(c->nonce, sizeof(c->nonce), &e) < 0) {
 			/* No nonce, no session: never fall back to a guessable one. */

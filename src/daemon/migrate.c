@@ -24,11 +24,13 @@
 
 #include <openssl/crypto.h>
 
+#include "common/failpoint.h"
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "common/sock.h"
 #include "daemon/netaddr.h"
 #include "daemon/vmctl.h"
+#include "migration/format.h"
 
 const char *migrate_state_name(enum move_state s)
 {
@@ -316,6 +318,9 @@ static void move_out_begin(struct ferryd *d, struct move *m)
 	jsonl_add_str(req, "name", m->vm);
 	jsonl_add_str(req, "id", m->id);
 	jsonl_add_str(req, "source", host);
+	/* the failpoint makes this host send a stream version from the future */
+	jsonl_add_int(req, "stream_version",
+		      MIG_VERSION + (failpoint("ferryd.stream_version_next") < 0 ? 1 : 0));
 	json_object_object_add(req, "definition", vmdef_to_json(&vm->def));
 	if (!m->no_extents)
 		move_add_extents(d, m, vm, req);
@@ -748,7 +753,10 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 	if (!r->reply) {
 		if (r->reached)
 			move_abort_dest(d, m);
-		move_finish(d, m, MV_FAILED, r->err.code == EACCES ? "E_AUTH" : "E_UNREACHABLE",
+		move_finish(d, m, MV_FAILED,
+			    r->err.code == EACCES   ? "E_AUTH"
+			    : r->err.code == EPROTO ? "E_VERSION"
+						    : "E_UNREACHABLE",
 			    "%s", r->err.msg);
 		return;
 	}

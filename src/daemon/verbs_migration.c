@@ -22,6 +22,7 @@
 #include "daemon/migrate.h"
 #include "daemon/netaddr.h"
 #include "daemon/statefile.h"
+#include "migration/format.h"
 
 #define MIGRATION_HISTORY_DEFAULT 50
 #define MIGRATION_START_MAX_VMS 256
@@ -278,11 +279,11 @@ static int prepare_write_key(struct ferryd *d, struct vm *vm, const uint8_t salt
 enum verb_result verb_migration_prepare(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "id", "source", "definition", "extents",
-					      "key_salt", NULL };
+					      "key_salt", "stream_version", NULL };
 	/* What a ferryd from before the extents field accepts: the failpoint
 	 * makes this one act as such a peer, to test the source's fallback. */
 	static const char *const fields_pre_extents[] = { "name", "id", "source", "definition",
-							  "key_salt", NULL };
+							  "key_salt", "stream_version", NULL };
 	const char *name = NULL, *id = NULL, *source = NULL, *salt_hex = NULL;
 	uint8_t salt[AUTH_NONCE_LEN];
 	struct json_object *defj, *marker, *extj = NULL;
@@ -292,6 +293,7 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	struct vm_def def;
 	struct vm *vm;
 	uint64_t promised;
+	int64_t stream_version;
 	int port, active;
 
 	if (req_fields(r, failpoint("ferryd.prepare_pre_extents") < 0 ? fields_pre_extents : fields) < 0)
@@ -302,6 +304,16 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 		return bad_arg(r);
 	if (strlen(id) >= sizeof(vm->move_id) || strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(id))
 		return req_fail(r, "E_BAD_ARG", "field 'id' must be a move id like mv-0123abcd");
+	/* Both workers are built with their ferryd: a stream this host's
+	 * worker cannot read is refused now, before a worker starts. */
+	if (jsonl_get_int(r->args, "stream_version", true, 0, INT32_MAX, &stream_version,
+			  &r->err) < 0)
+		return bad_arg(r);
+	if (stream_version != MIG_VERSION)
+		return req_fail(r, "E_VERSION",
+				"the source sends migration stream version %lld; this host reads version %d only: upgrade the %s host",
+				(long long)stream_version, MIG_VERSION,
+				stream_version > MIG_VERSION ? "destination" : "source");
 	if (jsonl_get_str(r->args, "key_salt", r->d->key.set, &salt_hex, &r->err) < 0)
 		return req_fail(r, "E_AUTH", "this host authenticates migrations: the source must send "
 				"'key_salt' (a ferryd with the cluster key does)");

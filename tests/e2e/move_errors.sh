@@ -2,7 +2,8 @@
 # What must not move, and a move called off: each refused with its reason
 # and nothing changed. VM not running; unknown destination host; name
 # already taken on the destination; too little memory there, or in the
-# memory cgroup its ferryd (and so its VMs) runs in; cancel in
+# memory cgroup its ferryd (and so its VMs) runs in; a destination of an
+# API protocol this host does not speak (refused at the greeting); cancel in
 # the middle of pre-copy (VM keeps running on A, intact; B clean); the
 # destination's worker and ferryd killed mid-move (the move fails with the
 # reason, the VM runs on A; the restarted B has no trace of it).
@@ -60,6 +61,22 @@ if memcg_new "ferry-move-errors-$$"; then
 else
 	note "SKIPPED this part: $MEMCG_WHY"
 fi
+
+note "a destination that speaks another API protocol"
+# The failpoint makes C greet as a ferryd of the next protocol version.
+FERRY_FAILPOINTS="ferryd.api_proto_next=error" start_host_nowait C
+for _ in $(seq 100); do
+	on C host info >"$T/c.info" 2>&1; rc=$?
+	grep -q "API protocol" "$T/c.info" && break
+	sleep 0.1
+done
+cat "$T/c.info"
+[ "$rc" = 1 ] || fail "ferry against a newer ferryd: exit $rc, want 1 (refused)"
+grep -q "speaks API protocol 2..2, this side speaks 1..1: upgrade this side" "$T/c.info" ||
+	fail "CLI: protocol mismatch not explained"
+expect_refusal "api protocol" "speaks API protocol 2..2" move-vm -n g1 -d "$(port_of C)"
+on A --json migration status g1 | json_get move.code | grep -qx E_VERSION || fail "move code not E_VERSION"
+stop_host C
 
 note "cancel in the middle of pre-copy"
 HB0=$(last_hb "$(serial_of A g1)")

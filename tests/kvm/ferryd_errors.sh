@@ -77,6 +77,13 @@ grep -q "field 'memory_mib' must be an integer" "$T/r6" || fail "memory type"
 raw '{"cmd":"vm.status","name":"a","extra":1}' | tee "$T/r7"; grep -q "unknown field 'extra'" "$T/r7" || fail "extra field"
 # A source's list of the memory it uses: every range must lie inside the VM.
 DEF='"definition":{"name":"m1","memory_mib":64,"vcpus":1,"kernel":"/k"}'
+# A stream this host's worker cannot read is refused before anything starts.
+raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"'}' | tee "$T/r14"
+grep -q "missing field 'stream_version'" "$T/r14" || fail "prepare without stream_version"
+raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1","stream_version":99,'"$DEF"'}' | tee "$T/r15"
+grep -q '"code":"E_VERSION"' "$T/r15" && grep -q "version 99; this host reads version 2 only: upgrade the destination" "$T/r15" ||
+	fail "stream version from the future"
+DEF=$DEF',"stream_version":2'
 # This host has a cluster key: a prepare must carry the move's key salt.
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"'}' | tee "$T/r12"
 grep -q '"code":"E_AUTH"' "$T/r12" || fail "prepare without key_salt"

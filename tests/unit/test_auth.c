@@ -5,8 +5,12 @@
  * right key passes both ways; a wrong key, a stranger's bytes or a silent
  * peer fail with a message, never a crash or a hang. Sealed streams with
  * the handshake's keys: data crosses intact in both directions; a flipped
- * byte, a replayed or cut frame, or another key fails the reader.
+ * byte, a replayed or cut frame, or another key fails the reader. The API
+ * greeting's protocol versions: overlapping ranges agree on the highest
+ * common one; a ferryd with none in common (or from before versions) is
+ * refused with EPROTO, naming which side to upgrade.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +27,7 @@
 
 #include "common/auth.h"
 #include "common/seal.h"
+#include "common/sock.h"
 #include "common/stream.h"
 
 static char dir[64];
@@ -385,6 +390,55 @@ static void test_sealed_streams(void **state)
 	free(got);
 }
 
+/* One greeting through auth_api_client without a key; returns its rc. */
+static int greet(const char *line, struct err *e)
+{
+	struct auth_key none = { 0 };
+	struct sock_reader rd;
+	int sv[2], rc;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(write(sv[1], line, strlen(line)), (ssize_t)strlen(line));
+	assert_int_equal(write(sv[1], "\n", 1), 1);
+	sock_reader_init(&rd, sv[0]);
+	memset(e, 0, sizeof(*e));
+	rc = auth_api_client(sv[0], &rd, &none, 1000, "h1:7777", e);
+	close(sv[0]);
+	close(sv[1]);
+	return rc;
+}
+
+static void test_api_versions(void **state)
+{
+	struct err e;
+	(void)state;
+	assert_int_equal(auth_api_proto_agree(1, 1, 1, 1), 1);
+	assert_int_equal(auth_api_proto_agree(1, 3, 2, 5), 3);
+	assert_int_equal(auth_api_proto_agree(2, 5, 1, 3), 3);
+	assert_int_equal(auth_api_proto_agree(1, 2, 3, 4), -1);
+	assert_int_equal(auth_api_proto_agree(3, 4, 1, 2), -1);
+
+	assert_int_equal(greet("{\"ferryd\":\"0.1.0\",\"proto_min\":1,\"proto\":1,\"auth\":\"none\"}", &e), 0);
+	/* a newer ferryd that still serves our version */
+	assert_int_equal(greet("{\"ferryd\":\"0.3\",\"proto_min\":1,\"proto\":4,\"auth\":\"none\"}", &e), 0);
+	/* one that no longer does */
+	assert_int_equal(greet("{\"ferryd\":\"0.9\",\"proto_min\":3,\"proto\":4,\"auth\":\"none\"}", &e), -1);
+	assert_int_equal(e.code, EPROTO);
+	assert_non_null(strstr(e.msg, "ferryd at h1:7777 (version 0.9) speaks API protocol 3..4"));
+	assert_non_null(strstr(e.msg, "upgrade this side"));
+	/* from before protocol versions */
+	assert_int_equal(greet("{\"ferryd\":\"0.0.1\",\"auth\":\"none\"}", &e), -1);
+	assert_int_equal(e.code, EPROTO);
+	assert_non_null(strstr(e.msg, "speaks API protocol 0..0"));
+	assert_non_null(strstr(e.msg, "upgrade that ferryd"));
+	/* malformed ranges */
+	assert_int_equal(greet("{\"proto\":\"one\",\"auth\":\"none\"}", &e), -1);
+	assert_non_null(strstr(e.msg, "malformed greeting"));
+	assert_int_equal(greet("{\"proto_min\":3,\"proto\":2,\"auth\":\"none\"}", &e), -1);
+	assert_non_null(strstr(e.msg, "malformed greeting"));
+	assert_int_not_equal(e.code, EPROTO);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -392,6 +446,7 @@ int main(void)
 		cmocka_unit_test(test_proofs_and_derive),
 		cmocka_unit_test(test_channel_handshake),
 		cmocka_unit_test(test_sealed_streams),
+		cmocka_unit_test(test_api_versions),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
