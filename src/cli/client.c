@@ -112,6 +112,7 @@ struct cli_conn *cli_connect(const struct cli_opts *o)
 	sock_reader_init(&c->rd, c->fd);
 	if (o->computer && cli_authenticate(o, c) < 0) {
 		cli_connect_rc = CLI_FAILED; /* reached, but the keys disagree */
+		sock_reader_destroy(&c->rd);
 		close(c->fd);
 		free(c);
 		return NULL;
@@ -123,6 +124,7 @@ void cli_close(struct cli_conn *c)
 {
 	if (!c)
 		return;
+	sock_reader_destroy(&c->rd);
 	close(c->fd);
 	free(c);
 }
@@ -133,7 +135,7 @@ struct json_object *cli_call(struct cli_conn *c, struct json_object *req,
 	struct json_object *rep;
 	struct err e = { 0 };
 	char *line;
-	int rc = sock_write_line(c->fd, jsonl_text(req), timeout_ms, &e);
+	int rc = sock_reader_send_line(&c->rd, jsonl_text(req), timeout_ms, &e);
 
 	json_object_put(req);
 	if (rc < 0) {

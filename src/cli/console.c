@@ -62,7 +62,6 @@ static int cli_write_fd(int fd, const char *p, size_t n, struct err *e)
 int cli_console_relay(struct cli_conn *c, const char *name, struct err *e)
 {
 	const char *pending;
-	size_t npend = sock_reader_pending(&c->rd, &pending);
 	bool stdin_open = true;
 	char buf[4096];
 	int rc = 0;
@@ -70,12 +69,18 @@ int cli_console_relay(struct cli_conn *c, const char *name, struct err *e)
 	fprintf(stderr, "Connected to the console of %s. Press Ctrl-] to detach.\r\n", name);
 	if (cli_tty_make_raw(e) < 0)
 		return -1;
-	/* Console bytes that arrived together with ferryd's reply. */
-	if (npend && cli_write_fd(STDOUT_FILENO, pending, npend, e) < 0) {
-		cli_tty_restore();
-		return -1;
-	}
 	for (;;) {
+		/* Console bytes already read: with ferryd's reply, or the rest
+		 * of a sealed frame (poll() cannot see those). */
+		size_t npend = sock_reader_pending(&c->rd, &pending);
+		if (npend) {
+			ssize_t k = sock_reader_some(&c->rd, buf, sizeof(buf), e);
+			if (k <= 0 || cli_write_fd(STDOUT_FILENO, buf, (size_t)k, e) < 0) {
+				rc = -1;
+				break;
+			}
+			continue;
+		}
 		struct pollfd pfd[2] = {
 			{ .fd = c->fd, .events = POLLIN },
 			{ .fd = stdin_open ? STDIN_FILENO : -1, .events = POLLIN },
@@ -89,12 +94,10 @@ int cli_console_relay(struct cli_conn *c, const char *name, struct err *e)
 			break;
 		}
 		if (pfd[0].revents) {
-			n = read(c->fd, buf, sizeof(buf));
-			if (n < 0 && errno == EINTR)
-				continue;
+			n = sock_reader_some(&c->rd, buf, sizeof(buf), e);
 			if (n <= 0) {
 				if (n < 0)
-					rc = err_sys(e, "reading console");
+					rc = err_prefix(e, "reading console");
 				else if (stdin_open)
 					fprintf(stderr, "\r\nConsole closed by ferryd (VM stopped?).\r\n");
 				break;
@@ -120,7 +123,7 @@ int cli_console_relay(struct cli_conn *c, const char *name, struct err *e)
 			detach = memchr(buf, CLI_DETACH_KEY, (size_t)n);
 			if (detach)
 				n = detach - buf;
-			if (n > 0 && cli_write_fd(c->fd, buf, (size_t)n, e) < 0) {
+			if (n > 0 && sock_reader_send(&c->rd, buf, (size_t)n, -1, e) < 0) {
 				rc = -1;
 				break;
 			}

@@ -16,6 +16,7 @@
 #include <openssl/hmac.h>
 
 #include "common/jsonl.h"
+#include "common/seal.h"
 #include "common/sock.h"
 #include "common/stream.h"
 
@@ -284,6 +285,26 @@ int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct au
 	return 0;
 }
 
+int auth_api_seals(const struct auth_key *key, const uint8_t sn[AUTH_NONCE_LEN],
+		   const uint8_t cn[AUTH_NONCE_LEN], bool server, struct seal **tx,
+		   struct seal **rx, struct err *e)
+{
+	uint8_t c2s[AUTH_PROOF_LEN], s2c[AUTH_PROOF_LEN];
+
+	auth_proof(key, AUTH_ROLE_API_C2S, sn, cn, c2s);
+	auth_proof(key, AUTH_ROLE_API_S2C, sn, cn, s2c);
+	*tx = seal_new(server ? s2c : c2s, true, e);
+	*rx = *tx ? seal_new(server ? c2s : s2c, false, e) : NULL;
+	OPENSSL_cleanse(c2s, sizeof(c2s));
+	OPENSSL_cleanse(s2c, sizeof(s2c));
+	if (!*rx) {
+		seal_free(*tx);
+		*tx = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 int auth_api_proto_agree(int my_min, int my_max, int peer_min, int peer_max)
 {
 	int hi = my_max < peer_max ? my_max : peer_max;
@@ -362,6 +383,16 @@ int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, 
 		err_set(e, "ferryd at %s sent a malformed greeting", where);
 		goto out;
 	}
+	{
+		const char *seal = NULL;
+		if (jsonl_get_str(g, "seal", false, &seal, e) < 0 || !seal ||
+		    strcmp(seal, AUTH_API_SEAL) != 0) {
+			err_set(e, "ferryd at %s does not seal its connections with %s", where,
+				AUTH_API_SEAL);
+			e->code = EPROTO;
+			goto out;
+		}
+	}
 	if (auth_random(cn, sizeof(cn), e) < 0)
 		goto out;
 	req = json_object_new_object();
@@ -397,6 +428,14 @@ int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, 
 			where);
 		e->code = EACCES; /* a key problem, not the network */
 		goto out;
+	}
+	{
+		struct seal *tx, *rx;
+		if (auth_api_seals(key, sn, cn, false, &tx, &rx, e) < 0 ||
+		    sock_reader_seal(rd, tx, rx, e) < 0) {
+			err_prefix(e, "sealing the connection to ferryd at %s", where);
+			goto out;
+		}
 	}
 	rc = 0;
 out:

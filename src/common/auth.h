@@ -84,6 +84,20 @@ int auth_chan_source(int fd, const struct auth_key *key, bool encrypt, int timeo
 int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct auth_chan *out,
 		   struct err *e);
 
+/* Once a TCP API client and ferryd have proved the key to each other,
+ * every further byte of their connection is sealed (common/seal.h), each
+ * direction with its own key: HMAC-SHA256(cluster key, role | server nonce
+ * | client nonce). Only the two ends can derive them, so no one on the path
+ * reads requests and replies, or takes the session over after the
+ * handshake. ferryd's greeting announces it ("seal":"aes-256-gcm"). */
+#define AUTH_API_SEAL "aes-256-gcm"
+#define AUTH_ROLE_API_C2S "ferry-api-seal-client-to-server"
+#define AUTH_ROLE_API_S2C "ferry-api-seal-server-to-client"
+struct seal;
+int auth_api_seals(const struct auth_key *key, const uint8_t sn[AUTH_NONCE_LEN],
+		   const uint8_t cn[AUTH_NONCE_LEN], bool server, struct seal **tx,
+		   struct seal **rx, struct err *e);
+
 /* The TCP API's protocol versions. ferryd's greeting says which it speaks
  * ("proto_min".."proto"); a client or peer that shares none with it stops
  * before its first request, naming both, rather than failing later on a
@@ -98,10 +112,11 @@ int auth_api_proto_agree(int my_min, int my_max, int peer_min, int peer_max);
 
 /* The API client's side over TCP: read ferryd's greeting line, check the
  * protocol versions, then, if it asks, prove the key and check ferryd's
- * proof. A client holding a key refuses a ferryd that does not
- * authenticate (it could be anyone); one without a key is told where to
- * get it. `where` names the server. A refusal over keys (not the network)
- * sets e->code = EACCES; over protocol versions, EPROTO. */
+ * proof, and seal the connection (rd's seals; sock_reader_send_line and
+ * sock_reader_line use them). A client holding a key refuses a ferryd that
+ * does not authenticate (it could be anyone); one without a key is told
+ * where to get it. `where` names the server. A refusal over keys (not the
+ * network) sets e->code = EACCES; over protocol versions, EPROTO. */
 struct sock_reader;
 int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, int timeout_ms,
 		    const char *where, struct err *e);

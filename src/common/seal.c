@@ -74,6 +74,21 @@ int seal_frame(struct seal *s, const uint8_t *in, size_t n, uint8_t *out, struct
 	return 0;
 }
 
+int seal_all(struct seal *s, const uint8_t *in, size_t n, uint8_t *frame,
+	     int (*emit)(void *ctx, const uint8_t *frame, size_t len, struct err *e), void *ctx,
+	     struct err *e)
+{
+	while (n > 0) {
+		size_t c = n < SEAL_FRAME_MAX ? n : SEAL_FRAME_MAX;
+		if (seal_frame(s, in, c, frame, e) < 0 ||
+		    emit(ctx, frame, c + SEAL_HDR_LEN + SEAL_TAG_LEN, e) < 0)
+			return -1;
+		in += c;
+		n -= c;
+	}
+	return 0;
+}
+
 int seal_open(struct seal *s, const uint8_t hdr[SEAL_HDR_LEN], const uint8_t *body, size_t len,
 	      uint8_t *out, struct err *e)
 {

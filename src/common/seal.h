@@ -32,6 +32,12 @@ void seal_free(struct seal *s);
 /* Encrypt n (1..SEAL_FRAME_MAX) bytes into out (n + SEAL_HDR_LEN +
  * SEAL_TAG_LEN bytes): one whole frame. */
 int seal_frame(struct seal *s, const uint8_t *in, size_t n, uint8_t *out, struct err *e);
+/* Seal n bytes (any length) as frames of up to SEAL_FRAME_MAX, each built
+ * in frame (SEAL_WIRE_MAX bytes) and handed to emit; stops at the first
+ * failure (emit's, which sets e, or a frame's). */
+int seal_all(struct seal *s, const uint8_t *in, size_t n, uint8_t *frame,
+	     int (*emit)(void *ctx, const uint8_t *frame, size_t len, struct err *e), void *ctx,
+	     struct err *e);
 /* The payload length a frame header announces; -1 if out of range. */
 long seal_frame_len(const uint8_t hdr[SEAL_HDR_LEN]);
 /* Decrypt and check one frame (header, then len bytes and the tag in body)

@@ -1,5 +1,6 @@
 /* Socket helpers (see sock.h). */
 #include "common/sock.h"
+#include "common/seal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -311,16 +312,26 @@ int sock_write_all(int fd, const void *buf, size_t len, int timeout_ms,
 	return 0;
 }
 
-int sock_write_line(int fd, const char *text, int timeout_ms, struct err *e)
+/* text and its '\n' in one new buffer (the caller frees it), *n its size. */
+static char *sock_line(const char *text, size_t *n, struct err *e)
 {
 	size_t len = strlen(text);
 	char *buf = malloc(len + 1);
-	int rc;
-	if (!buf)
-		return err_set(e, "out of memory");
+	if (!buf) {
+		err_set(e, "out of memory");
+		return NULL;
+	}
 	memcpy(buf, text, len);
 	buf[len] = '\n';
-	rc = sock_write_all(fd, buf, len + 1, timeout_ms, e);
+	*n = len + 1;
+	return buf;
+}
+
+int sock_write_line(int fd, const char *text, int timeout_ms, struct err *e)
+{
+	size_t n;
+	char *buf = sock_line(text, &n, e);
+	int rc = buf ? sock_write_all(fd, buf, n, timeout_ms, e) : -1;
 	free(buf);
 	return rc;
 }
@@ -376,6 +387,98 @@ void sock_reader_init(struct sock_reader *r, int fd)
 	r->fd = fd;
 	r->len = 0;
 	r->start = 0;
+	r->rx = r->tx = NULL;
+	r->wire = NULL;
+}
+
+void sock_reader_destroy(struct sock_reader *r)
+{
+	seal_free(r->rx);
+	seal_free(r->tx);
+	free(r->wire);
+	r->rx = r->tx = NULL;
+	r->wire = NULL;
+}
+
+int sock_reader_seal(struct sock_reader *r, struct seal *tx, struct seal *rx, struct err *e)
+{
+	const char *why = NULL;
+
+	if (r->len > r->start)
+		why = "unexpected bytes from the peer before the connection was sealed";
+	else if (r->rx || r->tx)
+		why = "the connection is sealed already";
+	else if (!(r->wire = malloc(SEAL_WIRE_MAX)))
+		why = "out of memory";
+	if (why) {
+		seal_free(tx);
+		seal_free(rx);
+		return err_set(e, "%s", why);
+	}
+	r->tx = tx;
+	r->rx = rx;
+	return 0;
+}
+
+struct sock_frame_out {
+	int fd, timeout_ms;
+};
+
+static int sock_write_frame(void *ctx, const uint8_t *frame, size_t len, struct err *e)
+{
+	struct sock_frame_out *o = ctx;
+	return sock_write_all(o->fd, frame, len, o->timeout_ms, e);
+}
+
+int sock_reader_send(struct sock_reader *r, const void *p, size_t n, int timeout_ms,
+		     struct err *e)
+{
+	struct sock_frame_out o = { r->fd, timeout_ms };
+	uint8_t *frame;
+	int rc;
+
+	if (!r->tx)
+		return sock_write_all(r->fd, p, n, timeout_ms, e);
+	frame = malloc(SEAL_WIRE_MAX);
+	if (!frame)
+		return err_set(e, "out of memory");
+	rc = seal_all(r->tx, p, n, frame, sock_write_frame, &o, e);
+	free(frame);
+	return rc;
+}
+
+int sock_reader_send_line(struct sock_reader *r, const char *text, int timeout_ms,
+			  struct err *e)
+{
+	size_t n;
+	char *buf = sock_line(text, &n, e);
+	int rc = buf ? sock_reader_send(r, buf, n, timeout_ms, e) : -1;
+	free(buf);
+	return rc;
+}
+
+/* One sealed frame into buf + len (at most room bytes of plaintext). */
+static ssize_t sock_reader_frame(struct sock_reader *r, char *out, size_t room,
+				 int timeout_ms, struct err *e)
+{
+	long len;
+
+	if (sock_read_all(r->fd, r->wire, SEAL_HDR_LEN, timeout_ms, e) < 0)
+		return -1;
+	len = seal_frame_len(r->wire);
+	if (len < 0) {
+		err_set(e, "the peer sent a sealed frame of an impossible length");
+		return -1;
+	}
+	if ((size_t)len > room) {
+		err_set(e, "reply line longer than %d bytes", SOCK_LINE_MAX);
+		return -1;
+	}
+	if (sock_read_all(r->fd, r->wire + SEAL_HDR_LEN, (size_t)len + SEAL_TAG_LEN, timeout_ms,
+			  e) < 0 ||
+	    seal_open(r->rx, r->wire, r->wire + SEAL_HDR_LEN, (size_t)len, (uint8_t *)out, e) < 0)
+		return -1;
+	return len;
 }
 
 char *sock_reader_line(struct sock_reader *r, int timeout_ms, struct err *e)
@@ -418,7 +521,13 @@ char *sock_reader_line(struct sock_reader *r, int timeout_ms, struct err *e)
 			e->code = ETIMEDOUT;
 			return NULL;
 		}
-		n = read(r->fd, r->buf + r->len, SOCK_LINE_MAX - r->len);
+		if (r->rx)
+			n = sock_reader_frame(r, r->buf + r->len, SOCK_LINE_MAX - r->len,
+					      sock_left_ms(deadline), e);
+		else
+			n = read(r->fd, r->buf + r->len, SOCK_LINE_MAX - r->len);
+		if (n < 0 && r->rx)
+			return NULL;
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -437,4 +546,44 @@ size_t sock_reader_pending(const struct sock_reader *r, const char **data)
 {
 	*data = r->buf + r->start;
 	return r->len - r->start;
+}
+
+ssize_t sock_reader_some(struct sock_reader *r, void *buf, size_t cap, struct err *e)
+{
+	ssize_t n;
+
+	if (r->len > r->start) {
+		size_t k = r->len - r->start < cap ? r->len - r->start : cap;
+		memcpy(buf, r->buf + r->start, k);
+		r->start += k;
+		return (ssize_t)k;
+	}
+	if (!r->rx) {
+		do
+			n = read(r->fd, buf, cap);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			err_sys(e, "read");
+		return n;
+	}
+	/* A frame may hold more than cap: open it into buf's own buffer and
+	 * hand it out from there. An EOF at a frame boundary is a clean end. */
+	r->len = r->start = 0;
+	{
+		struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
+		char c;
+		if (poll(&pfd, 1, -1) < 0)
+			return err_sys(e, "poll");
+		n = recv(r->fd, &c, 1, MSG_PEEK);
+		if (n <= 0) {
+			if (n < 0)
+				err_sys(e, "read");
+			return n;
+		}
+	}
+	n = sock_reader_frame(r, r->buf, SOCK_LINE_MAX, -1, e);
+	if (n < 0)
+		return -1;
+	r->len = (size_t)n;
+	return sock_reader_some(r, buf, cap, e);
 }

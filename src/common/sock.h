@@ -2,8 +2,10 @@
  * Socket helpers shared by ferryd and the ferry CLI: UNIX and TCP
  * listeners/connections, "host:port" parsing, and a buffered line reader
  * with a timeout for the simple request/response clients (the CLI, and
- * ferryd talking to a worker's control socket). All fds are CLOEXEC so
- * workers spawned by ferryd never inherit them.
+ * ferryd talking to a worker's control socket or to another ferryd). All
+ * fds are CLOEXEC so workers spawned by ferryd never inherit them. A
+ * reader's connection can be sealed (common/seal.h): once ferryd's TCP API
+ * has authenticated both ends, every byte either way is an encrypted frame.
  */
 #ifndef FERRY_SOCK_H
 #define FERRY_SOCK_H
@@ -56,15 +58,37 @@ int sock_write_line(int fd, const char *text, int timeout_ms, struct err *e);
  * an error that says so. */
 int sock_read_all(int fd, void *buf, size_t len, int timeout_ms, struct err *e);
 
-/* Buffered line reader for request/response clients. */
+/* Buffered line reader for request/response clients, and the client's
+ * side of the connection: with seals set, lines are sent and received as
+ * sealed frames. */
+struct seal;
 struct sock_reader {
 	int fd;
-	size_t len;   /* bytes held in buf */
+	size_t len;   /* plaintext bytes held in buf */
 	size_t start; /* first byte not yet handed out */
+	struct seal *rx, *tx; /* both set once the connection is sealed */
+	unsigned char *wire;  /* one sealed frame as read (SEAL_WIRE_MAX) */
 	char buf[SOCK_LINE_MAX + 1];
 };
 
 void sock_reader_init(struct sock_reader *r, int fd);
+/* Frees the seals (the fd stays open: it is the caller's). */
+void sock_reader_destroy(struct sock_reader *r);
+/* From now on both directions are sealed with these (taken over). Fails if
+ * plaintext bytes were already read past the last line: nothing may come
+ * between the handshake and the switch. */
+int sock_reader_seal(struct sock_reader *r, struct seal *tx, struct seal *rx, struct err *e);
+/* Send text and '\n' on the reader's connection: one write, or one sealed
+ * frame per SEAL_FRAME_MAX bytes. */
+int sock_reader_send_line(struct sock_reader *r, const char *text, int timeout_ms,
+			  struct err *e);
+/* Send raw bytes on the reader's connection (sealed when it is). */
+int sock_reader_send(struct sock_reader *r, const void *p, size_t n, int timeout_ms,
+		     struct err *e);
+/* Some bytes (1..cap) from the connection once it carries a raw byte
+ * stream (the console): pending ones first, else one read or one frame.
+ * 0 at EOF, -1 on error. */
+ssize_t sock_reader_some(struct sock_reader *r, void *buf, size_t cap, struct err *e);
 /* Next '\n'-terminated line, NUL-terminated without the '\n', valid until
  * the next call. Waits up to timeout_ms (-1 = forever). Fails on EOF,
  * timeout, or a line longer than SOCK_LINE_MAX. */

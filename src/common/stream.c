@@ -140,6 +140,14 @@ static void fd_write_raw(struct stream *s, const uint8_t *p, size_t n)
 	}
 }
 
+static int fd_write_frame(void *ctx, const uint8_t *frame, size_t len, struct err *e)
+{
+	struct stream *s = ctx;
+	(void)e; /* a write failure is the stream's own sticky error */
+	fd_write_raw(s, frame, len);
+	return s->failed ? -1 : 0;
+}
+
 static void fd_write_all(struct stream *s, const uint8_t *p, size_t n)
 {
 	struct err e = { 0 };
@@ -147,16 +155,8 @@ static void fd_write_all(struct stream *s, const uint8_t *p, size_t n)
 		fd_write_raw(s, p, n);
 		return;
 	}
-	while (n > 0 && !s->failed) {
-		size_t c = n < SEAL_FRAME_MAX ? n : SEAL_FRAME_MAX;
-		if (seal_frame(s->seal, p, c, s->wire, &e) < 0) {
-			stream_fail(s, "%s", e.msg);
-			return;
-		}
-		fd_write_raw(s, s->wire, c + SEAL_HDR_LEN + SEAL_TAG_LEN);
-		p += c;
-		n -= c;
-	}
+	if (seal_all(s->seal, p, n, s->wire, fd_write_frame, s, &e) < 0 && !s->failed)
+		stream_fail(s, "%s", e.msg);
 }
 
 int stream_flush(struct stream *s)

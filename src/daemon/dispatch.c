@@ -138,6 +138,12 @@ static void dispatch_auth(struct ferryd *d, struct client *c, const char *line, 
 	rep = reply_ok();
 	jsonl_add_str(rep, "proof", hex);
 	loop_send(c, rep);
+	/* The reply above is the last plaintext either way. */
+	if (loop_client_seal(c, cn, &d->key, &e) < 0) {
+		log_error("client %s: sealing the connection: %s", c->peer, e.msg);
+		c->closing = true;
+		c->authed = false;
+	}
 	log_debug("client %s: authenticated", c->peer);
 	json_object_put(o);
 }

@@ -103,6 +103,12 @@ struct client {
 	bool busy;           /* a deferred reply is pending: hold further lines */
 	bool authed;         /* may send requests (UNIX clients, or proved the key) */
 	uint8_t nonce[AUTH_NONCE_LEN]; /* our greeting's challenge (TCP) */
+	/* Sealed (TCP, after authentication): every byte either way is a
+	 * sealed frame; wire holds what arrived of the next ones. */
+	struct seal *tx, *rx;
+	uint8_t *wire;
+	size_t wire_len;
+	bool seal_switch;    /* sealed by the line just dispatched */
 	bool closing;        /* no more input: close once out is flushed */
 	bool dead;           /* to be freed at the end of this loop pass */
 	/* Console mode: the worker's console socket and the bytes headed to it. */
@@ -161,6 +167,10 @@ void loop_send(struct client *c, struct json_object *reply);
 /* Reply to the client waiting on a deferred request, if still connected. */
 void loop_send_to(struct ferryd *d, uint64_t client_id,
 		  struct json_object *reply);
+/* Seal c from now on (its authentication reply already queued): keys from
+ * our greeting's nonce, the client's cn and the cluster key. */
+int loop_client_seal(struct client *c, const uint8_t cn[AUTH_NONCE_LEN],
+		     const struct auth_key *key, struct err *e);
 /* Switch c to console relay mode over con_fd (reply already queued). */
 int loop_client_console(struct client *c, int con_fd, struct err *e);
 

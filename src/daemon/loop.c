@@ -3,7 +3,9 @@
  * worker's pidfd and every client. Client sockets are non-blocking with
  * per-client input and output buffers, so a slow or hostile client only
  * ever stalls itself. Requests are dispatched a line at a time; console
- * clients become a raw byte relay to the VM's console socket.
+ * clients become a raw byte relay to the VM's console socket. A TCP client,
+ * once authenticated, is sealed: input is opened frame by frame into the
+ * same buffers, output is sealed as it is queued.
  */
 #include "daemon/ferryd.h"
 
@@ -21,6 +23,7 @@
 #include "common/failpoint.h"
 #include "common/jsonl.h"
 #include "common/log.h"
+#include "common/seal.h"
 #include "common/sock.h"
 #include "daemon/dispatch.h"
 #include "daemon/migrate.h"
@@ -71,12 +74,110 @@ static void loop_queue(struct client *c, const char *data, size_t len)
 	c->out_len += len;
 }
 
+static int loop_queue_frame(void *ctx, const uint8_t *frame, size_t len, struct err *e)
+{
+	struct client *c = ctx;
+	loop_queue(c, (const char *)frame, len);
+	return c->dead ? err_set(e, "output dropped") : 0;
+}
+
+/* Queue bytes for the client: as they are, or sealed in frames. */
+static void loop_out(struct client *c, const char *data, size_t len)
+{
+	/* one frame at a time; the loop is single-threaded */
+	static uint8_t frame[SEAL_WIRE_MAX];
+	struct err e = { 0 };
+
+	if (!c->tx) {
+		loop_queue(c, data, len);
+		return;
+	}
+	if (seal_all(c->tx, (const uint8_t *)data, len, frame, loop_queue_frame, c, &e) < 0 &&
+	    !c->dead) {
+		log_error("client %s: %s", c->peer, e.msg);
+		c->dead = true;
+	}
+}
+
 void loop_send(struct client *c, struct json_object *reply)
 {
 	const char *text = jsonl_text(reply);
-	loop_queue(c, text, strlen(text));
-	loop_queue(c, "\n", 1);
+	size_t n = strlen(text);
+	char *line;
+
+	if (!c->tx) {
+		loop_queue(c, text, n);
+		loop_queue(c, "\n", 1);
+	} else if ((line = malloc(n + 1))) {
+		/* one frame for the line and its newline */
+		memcpy(line, text, n);
+		line[n] = '\n';
+		loop_out(c, line, n + 1);
+		free(line);
+	} else {
+		c->dead = true;
+	}
 	json_object_put(reply);
+}
+
+int loop_client_seal(struct client *c, const uint8_t cn[AUTH_NONCE_LEN],
+		     const struct auth_key *key, struct err *e)
+{
+	c->wire = malloc(SEAL_WIRE_MAX);
+	if (!c->wire)
+		return err_set(e, "out of memory");
+	if (auth_api_seals(key, c->nonce, cn, true, &c->tx, &c->rx, e) < 0)
+		return -1;
+	c->seal_switch = true;
+	return 0;
+}
+
+/* Open the whole frames in c->wire into the request or console buffer, as
+ * far as they fit. A frame that fails its check ends the client. */
+static void loop_unseal(struct client *c)
+{
+	struct err e = { 0 };
+	size_t used = 0;
+
+	while (!c->dead && c->wire_len - used >= SEAL_HDR_LEN) {
+		uint8_t *f = c->wire + used;
+		long len = seal_frame_len(f);
+		size_t whole = (size_t)len + SEAL_HDR_LEN + SEAL_TAG_LEN;
+		char *dst;
+		size_t room;
+
+		if (len < 0) {
+			log_warn("client %s: a sealed frame of an impossible length; dropping it",
+				 c->peer);
+			c->dead = true;
+			break;
+		}
+		if (c->wire_len - used < whole)
+			break;
+		if (c->mode == CLIENT_CONSOLE) {
+			dst = c->con_buf + c->con_len;
+			room = FERRYD_CONSOLE_BUF - c->con_len;
+		} else {
+			dst = c->in + c->in_len;
+			room = SOCK_LINE_MAX - c->in_len;
+		}
+		if ((size_t)len > room)
+			break; /* opened once the buffer drains */
+		if (seal_open(c->rx, f, f + SEAL_HDR_LEN, (size_t)len, (uint8_t *)dst, &e) < 0) {
+			log_warn("client %s: %s; dropping it", c->peer, e.msg);
+			c->dead = true;
+			break;
+		}
+		if (c->mode == CLIENT_CONSOLE)
+			c->con_len += (size_t)len;
+		else
+			c->in_len += (size_t)len;
+		used += whole;
+	}
+	if (used > 0) {
+		memmove(c->wire, c->wire + used, c->wire_len - used);
+		c->wire_len -= used;
+	}
 }
 
 void loop_send_to(struct ferryd *d, uint64_t client_id,
@@ -131,6 +232,7 @@ static void loop_greet(struct ferryd *d, struct client *c)
 		auth_to_hex(c->nonce, sizeof(c->nonce), hex);
 		jsonl_add_str(g, "auth", "hmac-sha256");
 		jsonl_add_str(g, "nonce", hex);
+		jsonl_add_str(g, "seal", AUTH_API_SEAL);
 	} else {
 		jsonl_add_str(g, "auth", "none");
 	}
@@ -195,6 +297,8 @@ static void loop_client_process(struct ferryd *d, struct client *c)
 {
 	size_t used = 0;
 
+	if (c->rx)
+		loop_unseal(c);
 	while (!c->dead && !c->busy && c->mode == CLIENT_REQUESTS) {
 		char *start = c->in + used;
 		size_t avail = c->in_len - used;
@@ -214,6 +318,21 @@ static void loop_client_process(struct ferryd *d, struct client *c)
 		if (len == 0)
 			continue; /* blank lines are harmless keep-alives */
 		dispatch_line(d, c, start, len);
+		if (c->seal_switch) {
+			/* Whatever followed the authentication line was
+			 * already sealed. */
+			size_t rest = c->in_len - used;
+			c->seal_switch = false;
+			if (rest > SEAL_WIRE_MAX) {
+				c->dead = true;
+				return;
+			}
+			memcpy(c->wire, c->in + used, rest);
+			c->wire_len = rest;
+			c->in_len = 0; /* the authentication line is done */
+			loop_client_process(d, c);
+			return;
+		}
 	}
 	if (used > 0) {
 		memmove(c->in, c->in + used, c->in_len - used);
@@ -226,6 +345,10 @@ static void loop_client_process(struct ferryd *d, struct client *c)
 		c->con_len = n;
 		c->in_len = 0;
 	}
+	if (c->rx && c->mode == CLIENT_REQUESTS && !c->busy && !c->discarding &&
+	    c->wire_len >= SEAL_HDR_LEN && c->in_len > 0 &&
+	    seal_frame_len(c->wire) > (long)(SOCK_LINE_MAX - c->in_len))
+		c->in_len = SOCK_LINE_MAX; /* the next frame cannot fit: the line is too long */
 	if (c->mode == CLIENT_REQUESTS && !c->busy && !c->discarding &&
 	    c->in_len >= SOCK_LINE_MAX) {
 		char msg[96];
@@ -238,12 +361,41 @@ static void loop_client_process(struct ferryd *d, struct client *c)
 	}
 	if (c->discarding)
 		c->in_len = 0; /* keep swallowing until the newline */
+	/* Frames that waited for room: there may be room now. */
+	if (c->rx && c->wire_len >= SEAL_HDR_LEN && !c->dead && !c->busy &&
+	    c->mode == CLIENT_REQUESTS && c->in_len < SOCK_LINE_MAX) {
+		size_t before = c->wire_len;
+		loop_unseal(c);
+		if (c->wire_len != before)
+			loop_client_process(d, c);
+	}
 }
 
 static void loop_client_read(struct ferryd *d, struct client *c)
 {
 	ssize_t n;
 
+	if (c->rx) {
+		n = read(c->fd, c->wire + c->wire_len, SEAL_WIRE_MAX - c->wire_len);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				c->dead = true;
+			return;
+		}
+		if (n == 0) {
+			if (c->mode == CLIENT_CONSOLE) {
+				c->dead = true; /* console user detached */
+				return;
+			}
+			c->closing = true;
+		}
+		c->wire_len += (size_t)n;
+		if (c->mode == CLIENT_CONSOLE)
+			loop_unseal(c);
+		else
+			loop_client_process(d, c);
+		return;
+	}
 	if (c->mode == CLIENT_CONSOLE) {
 		n = read(c->fd, c->con_buf + c->con_len,
 			 FERRYD_CONSOLE_BUF - c->con_len);
@@ -294,7 +446,7 @@ static void loop_console_io(struct client *c, short revents)
 		size_t room = FERRYD_CONSOLE_BUF - c->out_len;
 		n = read(c->con_fd, buf, room < sizeof(buf) ? room : sizeof(buf));
 		if (n > 0) {
-			loop_queue(c, buf, (size_t)n);
+			loop_out(c, buf, (size_t)n);
 		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 			c->con_eof = true;
 			c->closing = true;
@@ -308,6 +460,8 @@ static void loop_console_io(struct client *c, short revents)
 		if (n > 0) {
 			memmove(c->con_buf, c->con_buf + n, c->con_len - (size_t)n);
 			c->con_len -= (size_t)n;
+			if (c->rx)
+				loop_unseal(c); /* frames that waited for room */
 		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			c->con_eof = true;
 			c->closing = true;
@@ -334,6 +488,9 @@ static void loop_free_dead(struct ferryd *d)
 		free(c->in);
 		free(c->out);
 		free(c->con_buf);
+		seal_free(c->tx);
+		seal_free(c->rx);
+		free(c->wire);
 		free(c);
 	}
 }
@@ -415,7 +572,10 @@ int loop_run(struct ferryd *d, struct err *e)
 				ADD(vm->pidfd, POLLIN, PFD_VM, vm);
 		for (struct client *c = d->clients; c; c = c->next) {
 			short ev = 0;
-			if (c->mode == CLIENT_REQUESTS) {
+			if (c->rx) {
+				if (!c->closing && c->wire_len < SEAL_WIRE_MAX)
+					ev |= POLLIN;
+			} else if (c->mode == CLIENT_REQUESTS) {
 				if (!c->closing && c->in_len < SOCK_LINE_MAX)
 					ev |= POLLIN;
 			} else if (c->con_len < FERRYD_CONSOLE_BUF) {

@@ -55,6 +55,7 @@ static void *peer_thread(void *arg)
 		err_set(&r->err, "out of memory");
 		goto done;
 	}
+	sock_reader_init(rd, -1);
 	fd = sock_tcp_connect(j->host, j->port, PEER_CONNECT_TIMEOUT_MS, &r->err);
 	if (fd < 0) {
 		err_prefix(&r->err, "cannot reach ferryd at %s:%s", j->host, j->port);
@@ -69,7 +70,7 @@ static void *peer_thread(void *arg)
 		if (auth_api_client(fd, rd, &j->d->key, j->timeout_ms, where, &r->err) < 0)
 			goto done;
 	}
-	if (sock_write_all(fd, j->line, strlen(j->line), j->timeout_ms, &r->err) < 0) {
+	if (sock_reader_send(rd, j->line, strlen(j->line), j->timeout_ms, &r->err) < 0) {
 		err_prefix(&r->err, "sending to ferryd at %s:%s", j->host, j->port);
 		goto done;
 	}
@@ -85,6 +86,8 @@ static void *peer_thread(void *arg)
 done:
 	if (fd >= 0)
 		close(fd);
+	if (rd)
+		sock_reader_destroy(rd);
 	free(rd);
 	pthread_mutex_lock(&peer_lock);
 	for (tail = &peer_done_head; *tail; tail = &(*tail)->next)

@@ -85,6 +85,32 @@ assert r["ok"] is False and r["code"] == "E_AUTH", r
 assert f.readline() == "", "connection stayed open"
 PY
 grep -q "authentication failed" "$T/ferryd.log" || fail "failed logins are not logged"
+# Once authenticated, the connection is sealed: a client that goes on in
+# plaintext (no one could forge the frames without the key) is dropped.
+python3 - "$PORT" "$STATE/cluster.key" <<'PY' || fail "plaintext after authentication was not refused"
+import hashlib, hmac, json, os, socket, sys
+key = bytes.fromhex(open(sys.argv[2]).read().strip())
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+f = s.makefile("rw")
+g = json.loads(f.readline())
+assert g["seal"] == "aes-256-gcm" and g["proto"] >= 1, g
+sn, cn = bytes.fromhex(g["nonce"]), os.urandom(16)
+proof = hmac.new(key, b"ferry-api-client\0" + sn + cn, hashlib.sha256).hexdigest()
+f.write(json.dumps({"cmd": "auth", "nonce": cn.hex(), "proof": proof}) + "\n"); f.flush()
+r = json.loads(f.readline())
+want = hmac.new(key, b"ferry-api-server\0" + sn + cn, hashlib.sha256).hexdigest()
+assert r["ok"] is True and r["proof"] == want, r
+f.write('{"cmd":"vm.delete","name":"g1","force":true}\n'); f.flush()
+assert f.readline() == "", "a plaintext request after authentication was answered"
+PY
+grep -q "impossible length; dropping it" "$T/ferryd.log" || fail "the dropped client is not logged"
+# What someone on the path sees of a session: no request, no reply.
+PROXY=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+bg python3 "$(dirname "$0")/../tools/mangle_proxy.py" "$PROXY" "$PORT" tap "$T/tap"
+for _ in $(seq 50); do ferry -c "127.0.0.1:$PROXY" --key-file "$STATE/cluster.key" vm status g1 >"$T/tapped" 2>&1 && break; sleep 0.1; done
+grep -qE '^State: +running' "$T/tapped" || { cat "$T/tapped"; fail "vm status through the tap"; }
+[ -s "$T/tap" ] || fail "the tap saw nothing"
+grep -qaE 'g1|running|vm\.status|kernel' "$T/tap" && fail "the session is readable on the wire"
 ferry vm list | grep -qE '^g1 +running' || fail "g1 gone after the refused request"
 
 note "kill -9 ferryd (pid $FERRYD); the VM must keep running"
@@ -104,6 +130,10 @@ grep -q "re-adopted running worker pid $PID" "$T/ferryd.log" || fail "no re-adop
 note "console: read guest output through ferryd"
 (sleep 3) | timeout 10 "$FERRY_BIN/ferry" vm console g1 >"$T/console" 2>&1
 grep -q "FERRY-GUEST" "$T/console" || { cat "$T/console"; fail "no guest output on the console"; }
+# and over TCP, where the console's bytes travel sealed
+(sleep 3) | timeout 10 "$FERRY_BIN/ferry" -c "127.0.0.1:$PORT" --key-file "$STATE/cluster.key" \
+	vm console g1 >"$T/console2" 2>&1
+grep -q "FERRY-GUEST hb" "$T/console2" || { cat "$T/console2"; fail "no guest output on the console over TCP"; }
 
 note "stop and delete"
 ferry vm stop g1 | tee "$T/stop" || fail "vm stop"

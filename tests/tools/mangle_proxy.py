@@ -2,14 +2,20 @@
 """A byte-mangling TCP relay for stream-corruption tests.
 
 mangle_proxy.py LISTEN_PORT TARGET_PORT MODE OFFSET [CONN]
+mangle_proxy.py LISTEN_PORT TARGET_PORT tap FILE
   MODE flip: XOR one byte at OFFSET of the client->target direction
   MODE cut:  close both sides once OFFSET bytes have passed
+  MODE tap:  change nothing; append every byte of every connection, both
+             directions, to FILE (what someone on the path would see)
   CONN: which accepted connection to mangle (0 = first, the main channel)
 Relays everything else untouched, both directions, until both ends close.
 """
 import socket, sys, threading
 
-listen_port, target_port, mode, offset = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+listen_port, target_port, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+tap = open(sys.argv[4], 'ab', buffering=0) if mode == 'tap' else None
+tap_lock = threading.Lock()
+offset = 0 if tap else int(sys.argv[4])
 conn_idx = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 
 def pump(src, dst, mangle):
@@ -19,6 +25,9 @@ def pump(src, dst, mangle):
             data = src.recv(65536)
             if not data:
                 break
+            if tap:
+                with tap_lock:
+                    tap.write(data)
             if mangle and mode == 'flip' and seen <= offset < seen + len(data):
                 b = bytearray(data)
                 b[offset - seen] ^= 0x5a

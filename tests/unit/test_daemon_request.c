@@ -17,7 +17,9 @@
 
 #include <cmocka.h>
 
+#include "common/auth.h"
 #include "common/jsonl.h"
+#include "common/seal.h"
 #include "common/sock.h"
 #include "daemon/dispatch.h"
 #include "daemon/ferryd.h"
@@ -258,6 +260,9 @@ static int fx_teardown(void **state)
 	while (f->d.vms)
 		registry_remove(&f->d, f->d.vms);
 	free(f->c.out);
+	seal_free(f->c.tx);
+	seal_free(f->c.rx);
+	free(f->c.wire);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
 	assert_int_equal(system(cmd), 0);
 	free(f);
@@ -493,9 +498,36 @@ static void test_tcp_client_auth(void **state)
 	json_object_put(r);
 	assert_true(f->c.authed);
 	assert_false(f->c.closing);
-	r = call(f, "{\"cmd\":\"vm.list\"}");
-	assert_string_equal(field(r, "ok"), "true");
-	json_object_put(r);
+	/* From here on the connection is sealed: the reply is one frame the
+	 * client opens with the key it derives from the same nonces. */
+	assert_non_null(f->c.tx);
+	assert_non_null(f->c.rx);
+	{
+		struct seal *ctx, *crx;
+		struct err e = { 0 };
+		uint8_t plain[SEAL_FRAME_MAX];
+		long n;
+
+		assert_int_equal(auth_api_seals(&f->d.key, f->c.nonce, cn, false, &ctx, &crx, &e), 0);
+		f->c.out_len = 0;
+		dispatch_line(&f->d, &f->c, "{\"cmd\":\"vm.list\"}", 17);
+		assert_true(f->c.out_len > SEAL_HDR_LEN + SEAL_TAG_LEN);
+		assert_null(memmem(f->c.out, f->c.out_len, "\"ok\"", 4)); /* not readable */
+		n = seal_frame_len((const uint8_t *)f->c.out);
+		assert_int_equal((size_t)n + SEAL_HDR_LEN + SEAL_TAG_LEN, f->c.out_len);
+		assert_int_equal(seal_open(crx, (const uint8_t *)f->c.out,
+					   (const uint8_t *)f->c.out + SEAL_HDR_LEN, (size_t)n, plain, &e), 0);
+		assert_int_equal(plain[n - 1], '\n');
+		r = jsonl_parse((const char *)plain, (size_t)n - 1, &e);
+		assert_non_null(r);
+		assert_string_equal(field(r, "ok"), "true");
+		json_object_put(r);
+		/* the same frame again is a replay: refused */
+		assert_int_equal(seal_open(crx, (const uint8_t *)f->c.out,
+					   (const uint8_t *)f->c.out + SEAL_HDR_LEN, (size_t)n, plain, &e), -1);
+		seal_free(ctx);
+		seal_free(crx);
+	}
 }
 
 int main(void)
