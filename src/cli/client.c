@@ -64,7 +64,12 @@ static int cli_authenticate(const struct cli_opts *o, struct cli_conn *c)
 			return -1;
 		}
 	}
-	rc = auth_api_client(c->fd, &c->rd, &key, CLI_CONNECT_TIMEOUT_MS, c->where, &e);
+	{
+		struct auth_keyring ring = { { &key } };
+		int used;
+		rc = auth_api_client(c->fd, &c->rd, &ring, CLI_CONNECT_TIMEOUT_MS, c->where, &used,
+				     &e);
+	}
 	OPENSSL_cleanse(&key, sizeof(key));
 	if (rc < 0) {
 		fprintf(stderr, "ferry: %s\n", e.msg);

@@ -308,6 +308,13 @@ static int host_info(const struct cli_opts *o)
 		snprintf(line, sizeof(line), "%s (fingerprint %s; the same on every host)",
 			 cli_str(rep, "key_file"), cli_str(rep, "key_fingerprint"));
 		cli_kv("Cluster key", line);
+		if (cli_str(rep, "previous_key_file") && cli_str(rep, "previous_key_fingerprint")) {
+			snprintf(line, sizeof(line),
+				 "%s (fingerprint %s; still accepted while the cluster changes keys)",
+				 cli_str(rep, "previous_key_file"),
+				 cli_str(rep, "previous_key_fingerprint"));
+			cli_kv("Previous key", line);
+		}
 	}
 	if (json_object_object_get_ex(rep, "vms", &vms)) {
 		snprintf(line, sizeof(line), "%lld total, %lld running, %lld stopped, %lld crashed",

@@ -336,15 +336,74 @@ static int api_check_proto(struct json_object *g, const char *where, struct err 
 	return -1;
 }
 
-int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, int timeout_ms,
-		    const char *where, struct err *e)
+int auth_keyring_find(const struct auth_keyring *ring, const char *fp)
+{
+	char mine[AUTH_FINGERPRINT_HEX];
+	for (int i = 0; i < AUTH_MAX_KEYS; i++) {
+		if (!ring->k[i] || !ring->k[i]->set)
+			continue;
+		auth_fingerprint(ring->k[i], mine);
+		if (strcmp(mine, fp) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/* The first key of ring the greeting's "keys" lists (a greeting without
+ * the list accepts only one key: then our first). -1 with the reason. */
+static int api_pick_key(struct json_object *g, const struct auth_keyring *ring,
+			const char *where, struct err *e)
+{
+	struct json_object *keys;
+	char theirs[128] = "", mine[128] = "";
+
+	if (!json_object_object_get_ex(g, "keys", &keys)) {
+		for (int i = 0; i < AUTH_MAX_KEYS; i++)
+			if (ring->k[i] && ring->k[i]->set)
+				return i;
+		return -1;
+	}
+	if (!json_object_is_type(keys, json_type_array))
+		return err_set(e, "ferryd at %s sent a malformed greeting", where);
+	for (int i = 0; i < AUTH_MAX_KEYS; i++) {
+		char fp[AUTH_FINGERPRINT_HEX];
+		if (!ring->k[i] || !ring->k[i]->set)
+			continue;
+		auth_fingerprint(ring->k[i], fp);
+		for (size_t j = 0; j < json_object_array_length(keys); j++) {
+			const char *t = json_object_get_string(json_object_array_get_idx(keys, j));
+			if (t && strcmp(t, fp) == 0)
+				return i;
+		}
+		snprintf(mine + strlen(mine), sizeof(mine) - strlen(mine), "%s%s", *mine ? ", " : "",
+			 fp);
+	}
+	for (size_t j = 0; j < json_object_array_length(keys) && j < 4; j++) {
+		const char *t = json_object_get_string(json_object_array_get_idx(keys, j));
+		snprintf(theirs + strlen(theirs), sizeof(theirs) - strlen(theirs), "%s%.16s",
+			 *theirs ? ", " : "", t ? t : "?");
+	}
+	err_set(e, "wrong cluster key: ferryd at %s holds the key(s) %s, this side %s (fingerprints; "
+		"see ferry host info on each)", where, theirs, mine);
+	e->code = EACCES;
+	return -1;
+}
+
+int auth_api_client(int fd, struct sock_reader *rd, const struct auth_keyring *ring,
+		    int timeout_ms, const char *where, int *used, struct err *e)
 {
 	struct json_object *g, *req, *rep = NULL;
 	const char *mode = NULL, *nonce_hex = NULL, *proof = NULL;
+	const struct auth_key *key = NULL;
 	uint8_t sn[AUTH_NONCE_LEN], cn[AUTH_NONCE_LEN], p[AUTH_PROOF_LEN];
-	char hex[AUTH_PROOF_HEX];
+	char hex[AUTH_PROOF_HEX], fp[AUTH_FINGERPRINT_HEX];
 	char *line = sock_reader_line(rd, timeout_ms, e);
-	int rc = -1;
+	int rc = -1, pick;
+	bool have_key = false;
+
+	for (int i = 0; i < AUTH_MAX_KEYS; i++)
+		have_key |= ring->k[i] && ring->k[i]->set;
+	*used = -1;
 
 	if (!line)
 		return err_prefix(e, "waiting for the greeting of ferryd at %s", where);
@@ -358,10 +417,10 @@ int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, 
 	if (api_check_proto(g, where, e) < 0)
 		goto out;
 	if (strcmp(mode, "none") == 0) {
-		if (key->set) {
+		if (have_key) {
 			err_set(e, "ferryd at %s does not authenticate (started with --no-auth): "
 				"refusing to trust it", where);
-		e->code = EACCES; /* a key problem, not the network */
+			e->code = EACCES; /* a key problem, not the network */
 			goto out;
 		}
 		rc = 0;
@@ -371,7 +430,7 @@ int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, 
 		err_set(e, "ferryd at %s asks for an unknown authentication '%.40s'", where, mode);
 		goto out;
 	}
-	if (!key->set) {
+	if (!have_key) {
 		err_set(e, "ferryd at %s requires the cluster key: give it with --key-file FILE "
 			"or FERRY_KEY_FILE (a copy of that host's key file, e.g. "
 			"/var/lib/ferry/cluster.key)", where);
@@ -393,12 +452,18 @@ int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, 
 			goto out;
 		}
 	}
+	pick = api_pick_key(g, ring, where, e);
+	if (pick < 0)
+		goto out;
+	key = ring->k[pick];
 	if (auth_random(cn, sizeof(cn), e) < 0)
 		goto out;
 	req = json_object_new_object();
 	jsonl_add_str(req, "cmd", "auth");
 	auth_to_hex(cn, sizeof(cn), hex);
 	jsonl_add_str(req, "nonce", hex);
+	auth_fingerprint(key, fp);
+	jsonl_add_str(req, "key", fp);
 	auth_proof(key, AUTH_ROLE_CLIENT, sn, cn, p);
 	auth_to_hex(p, sizeof(p), hex);
 	jsonl_add_str(req, "proof", hex);
@@ -437,6 +502,7 @@ int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, 
 			goto out;
 		}
 	}
+	*used = pick;
 	rc = 0;
 out:
 	json_object_put(rep);

@@ -110,15 +110,27 @@ int auth_api_seals(const struct auth_key *key, const uint8_t sn[AUTH_NONCE_LEN],
 /* The highest version both ranges hold, or -1 when they do not overlap. */
 int auth_api_proto_agree(int my_min, int my_max, int peer_min, int peer_max);
 
+/* The keys a side may prove: its cluster key and, while the cluster moves
+ * to a new key, the previous one. ferryd's greeting lists the fingerprints
+ * of the keys it accepts ("keys"); the client proves the first of its own
+ * that ferryd holds and names it ("key" in its auth request). */
+#define AUTH_MAX_KEYS 2
+struct auth_keyring {
+	const struct auth_key *k[AUTH_MAX_KEYS]; /* unset or NULL entries are skipped */
+};
+/* The key of ring with fingerprint fp (hex): its index, or -1. */
+int auth_keyring_find(const struct auth_keyring *ring, const char *fp);
+
 /* The API client's side over TCP: read ferryd's greeting line, check the
- * protocol versions, then, if it asks, prove the key and check ferryd's
- * proof, and seal the connection (rd's seals; sock_reader_send_line and
- * sock_reader_line use them). A client holding a key refuses a ferryd that
- * does not authenticate (it could be anyone); one without a key is told
- * where to get it. `where` names the server. A refusal over keys (not the
- * network) sets e->code = EACCES; over protocol versions, EPROTO. */
+ * protocol versions, then, if it asks, prove a key of ring that ferryd
+ * holds (*used: its index) and check ferryd's proof, and seal the
+ * connection (rd's seals; sock_reader_send_line and sock_reader_line use
+ * them). A client holding a key refuses a ferryd that does not
+ * authenticate (it could be anyone); one without a key is told where to
+ * get it. `where` names the server. A refusal over keys (not the network)
+ * sets e->code = EACCES; over protocol versions, EPROTO. */
 struct sock_reader;
-int auth_api_client(int fd, struct sock_reader *rd, const struct auth_key *key, int timeout_ms,
-		    const char *where, struct err *e);
+int auth_api_client(int fd, struct sock_reader *rd, const struct auth_keyring *ring,
+		    int timeout_ms, const char *where, int *used, struct err *e);
 
 #endif

@@ -112,19 +112,29 @@ static void dispatch_auth(struct ferryd *d, struct client *c, const char *line, 
 {
 	struct err e = { 0 };
 	struct json_object *o = jsonl_parse(line, len, &e), *rep;
-	const char *cmd = NULL, *nonce = NULL, *proof = NULL, *why = NULL;
+	const char *cmd = NULL, *nonce = NULL, *proof = NULL, *why = NULL, *fp = NULL;
+	struct auth_keyring ring = ferryd_keyring(d);
+	const struct auth_key *key = &d->key;
 	uint8_t cn[AUTH_NONCE_LEN], p[AUTH_PROOF_LEN];
 	char hex[AUTH_PROOF_HEX];
+	int k = 0;
 
 	if (!o || jsonl_get_str(o, "cmd", false, &cmd, &e) < 0 || !cmd || strcmp(cmd, "auth") != 0)
 		why = "this ferryd requires authentication first: connect with the cluster key "
 		      "(ferry --key-file FILE)";
 	else if (jsonl_get_str(o, "nonce", true, &nonce, &e) < 0 ||
 		 jsonl_get_str(o, "proof", true, &proof, &e) < 0 ||
+		 jsonl_get_str(o, "key", false, &fp, &e) < 0 ||
 		 auth_from_hex(nonce, cn, sizeof(cn)) < 0)
 		why = "malformed authentication request";
-	else if (!auth_proof_ok(&d->key, AUTH_ROLE_CLIENT, c->nonce, cn, proof))
+	/* "key" names which of our keys the client proves (a client that
+	 * does not say proves the current one) */
+	else if (fp && (k = auth_keyring_find(&ring, fp)) < 0)
+		why = "wrong cluster key (the client proves a key this host does not hold)";
+	else if (!auth_proof_ok(fp ? ring.k[k] : key, AUTH_ROLE_CLIENT, c->nonce, cn, proof))
 		why = "wrong cluster key (this host's key file is not the one the client holds)";
+	if (!why && fp)
+		key = ring.k[k];
 	if (why) {
 		log_warn("client %s: authentication failed: %s", c->peer, why);
 		loop_send(c, reply_error("E_AUTH", why));
@@ -133,13 +143,14 @@ static void dispatch_auth(struct ferryd *d, struct client *c, const char *line, 
 		return;
 	}
 	c->authed = true;
-	auth_proof(&d->key, AUTH_ROLE_SERVER, c->nonce, cn, p);
+	c->key = key;
+	auth_proof(key, AUTH_ROLE_SERVER, c->nonce, cn, p);
 	auth_to_hex(p, sizeof(p), hex);
 	rep = reply_ok();
 	jsonl_add_str(rep, "proof", hex);
 	loop_send(c, rep);
 	/* The reply above is the last plaintext either way. */
-	if (loop_client_seal(c, cn, &d->key, &e) < 0) {
+	if (loop_client_seal(c, cn, key, &e) < 0) {
 		log_error("client %s: sealing the connection: %s", c->peer, e.msg);
 		c->closing = true;
 		c->authed = false;

@@ -103,6 +103,7 @@ struct client {
 	bool busy;           /* a deferred reply is pending: hold further lines */
 	bool authed;         /* may send requests (UNIX clients, or proved the key) */
 	uint8_t nonce[AUTH_NONCE_LEN]; /* our greeting's challenge (TCP) */
+	const struct auth_key *key; /* the cluster key it proved (TCP) */
 	/* Sealed (TCP, after authentication): every byte either way is a
 	 * sealed frame; wire holds what arrived of the next ones. */
 	struct seal *tx, *rx;
@@ -129,6 +130,10 @@ struct ferryd {
 	char vmm_path[PATH_MAX];
 	struct auth_key key;   /* the cluster key (unset with --no-auth) */
 	char key_path[PATH_MAX];
+	/* While the cluster changes its key: the one before, still accepted
+	 * and still proved to hosts that hold only it (--previous-key-file). */
+	struct auth_key prev_key;
+	char prev_key_path[PATH_MAX];
 	int unix_fd, tcp_fd, sig_fd, lock_fd;
 	struct client *clients;
 	uint64_t next_client_id;
@@ -158,6 +163,13 @@ int registry_path(const struct ferryd *d, const struct vm *vm,
 		  const char *kind, char *buf, size_t cap, struct err *e);
 /* Remove a VM's definition, runtime and log files. */
 int registry_delete_files(struct ferryd *d, struct vm *vm, struct err *e);
+
+/* The keys this host proves and accepts: the cluster key, then the
+ * previous one while the cluster changes keys. */
+static inline struct auth_keyring ferryd_keyring(const struct ferryd *d)
+{
+	return (struct auth_keyring){ { &d->key, &d->prev_key } };
+}
 
 /* loop.c */
 int loop_run(struct ferryd *d, struct err *e);

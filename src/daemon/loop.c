@@ -233,6 +233,18 @@ static void loop_greet(struct ferryd *d, struct client *c)
 		jsonl_add_str(g, "auth", "hmac-sha256");
 		jsonl_add_str(g, "nonce", hex);
 		jsonl_add_str(g, "seal", AUTH_API_SEAL);
+		{
+			/* fingerprints of the keys a client may prove */
+			struct json_object *keys = json_object_new_array();
+			char fp[AUTH_FINGERPRINT_HEX];
+			auth_fingerprint(&d->key, fp);
+			json_object_array_add(keys, json_object_new_string(fp));
+			if (d->prev_key.set) {
+				auth_fingerprint(&d->prev_key, fp);
+				json_object_array_add(keys, json_object_new_string(fp));
+			}
+			json_object_object_add(g, "keys", keys);
+		}
 	} else {
 		jsonl_add_str(g, "auth", "none");
 	}

@@ -29,7 +29,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ferryd [--listen ADDR:PORT|none] [--state-dir DIR] [--socket PATH]\n"
-		"              [--vmm PATH] [--key-file FILE | --no-auth] [--verbose]\n"
+		"              [--vmm PATH] [--key-file FILE [--previous-key-file FILE] | --no-auth]\n"
+		"              [--verbose]\n"
 		"\n"
 		"The ferry host service: keeps this host's VM definitions, starts and\n"
 		"supervises ferry-vm workers, and serves the control API (JSON lines).\n"
@@ -44,12 +45,21 @@ static void usage(FILE *f)
 		"                      with this one needs a copy of the same file; remote\n"
 		"                      clients (ferry -c) prove they hold it, and each\n"
 		"                      move's connections use a key derived from it\n"
+		"  --previous-key-file FILE\n"
+		"                      while the cluster changes its key: the old key, still\n"
+		"                      accepted from clients and hosts that hold only it,\n"
+		"                      and proved to hosts that hold only it (see below)\n"
 		"  --no-auth           accept TCP clients and migrations without a key\n"
 		"                      (a trusted, isolated network only)\n"
 		"  --verbose           debug logging\n"
 		"\n"
 		"Example (then copy /var/lib/ferry/cluster.key to the other hosts):\n"
-		"  ferryd --state-dir /var/lib/ferry --listen 0.0.0.0:7450\n");
+		"  ferryd --state-dir /var/lib/ferry --listen 0.0.0.0:7450\n"
+		"\n"
+		"Changing the cluster key without stopping moves: make a new key (ferry host\n"
+		"new-key new.key) and copy it to every host; restart each ferryd with\n"
+		"--key-file new.key --previous-key-file OLD (VMs keep running across a ferryd\n"
+		"restart); once every host runs so, restart them with the new key alone.\n");
 }
 
 static int copy_path(char *dst, size_t cap, const char *a, const char *b)
@@ -89,7 +99,7 @@ static void default_vmm(struct ferryd *d)
 
 /* The cluster key: the named file, or DIR/cluster.key made at first start
  * (a fresh host can then be joined by copying one file). */
-static int load_key(struct ferryd *d, const char *keyfile)
+static int load_key(struct ferryd *d, const char *keyfile, const char *prevfile)
 {
 	struct err e = { 0 };
 	bool created = false;
@@ -111,6 +121,23 @@ static int load_key(struct ferryd *d, const char *keyfile)
 	if (created)
 		log_info("created the cluster key %s: copy it to every host that moves VMs with "
 			 "this one (and give remote ferry clients --key-file)", d->key_path);
+	if (prevfile) {
+		char a[AUTH_FINGERPRINT_HEX], b[AUTH_FINGERPRINT_HEX];
+		snprintf(d->prev_key_path, sizeof(d->prev_key_path), "%s", prevfile);
+		if (auth_key_load(&d->prev_key, prevfile, &e) < 0) {
+			fprintf(stderr, "ferryd: previous key: %s\n", e.msg);
+			return -1;
+		}
+		auth_fingerprint(&d->key, a);
+		auth_fingerprint(&d->prev_key, b);
+		if (strcmp(a, b) == 0) {
+			fprintf(stderr, "ferryd: --previous-key-file %s holds the same key as %s\n",
+				prevfile, d->key_path);
+			return -1;
+		}
+		log_info("also accepting the previous cluster key %s (fingerprint %s) until ferryd "
+			 "is restarted without it", prevfile, b);
+	}
 	return 0;
 }
 
@@ -122,6 +149,7 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "vmm", required_argument, NULL, 'm' },
 		{ "key-file", required_argument, NULL, 'k' },
+		{ "previous-key-file", required_argument, NULL, 'P' },
 		{ "no-auth", no_argument, NULL, 'N' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -129,7 +157,7 @@ int main(int argc, char **argv)
 	};
 	static struct ferryd d;
 	const char *listen_addr = "127.0.0.1:7450", *state = "/var/lib/ferry";
-	const char *sockpath = NULL, *vmm = NULL, *keyfile = NULL;
+	const char *sockpath = NULL, *vmm = NULL, *keyfile = NULL, *prevfile = NULL;
 	bool no_auth = false;
 	enum log_level level = LOG_INFO;
 	char lockpath[PATH_MAX];
@@ -144,14 +172,15 @@ int main(int argc, char **argv)
 		case 's': sockpath = optarg; break;
 		case 'm': vmm = optarg; break;
 		case 'k': keyfile = optarg; break;
+		case 'P': prevfile = optarg; break;
 		case 'N': no_auth = true; break;
 		case 'v': level = LOG_DEBUG; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (keyfile && no_auth) {
-		fprintf(stderr, "ferryd: --key-file and --no-auth contradict each other\n");
+	if ((keyfile || prevfile) && no_auth) {
+		fprintf(stderr, "ferryd: --key-file or --previous-key-file and --no-auth contradict each other\n");
 		return 2;
 	}
 	if (optind < argc) {
@@ -189,7 +218,7 @@ int main(int argc, char **argv)
 	else
 		default_vmm(&d);
 
-	if (!no_auth && load_key(&d, keyfile) < 0)
+	if (!no_auth && load_key(&d, keyfile, prevfile) < 0)
 		return 1;
 
 	/* One ferryd per state directory: two would fight over the workers. */

@@ -400,11 +400,11 @@ static int move_check_route(struct ferryd *d, struct move *m, char *bind, size_t
 		       host, srctext, nets);
 }
 
-void migrate_move_key_hex(const struct ferryd *d, const uint8_t salt[AUTH_NONCE_LEN],
+void migrate_move_key_hex(const struct auth_key *cluster, const uint8_t salt[AUTH_NONCE_LEN],
 			  char hex[AUTH_KEY_HEX])
 {
 	struct auth_key mk;
-	auth_derive(&d->key, "ferry-move-key", salt, AUTH_NONCE_LEN, &mk);
+	auth_derive(cluster, "ferry-move-key", salt, AUTH_NONCE_LEN, &mk);
 	auth_to_hex(mk.k, sizeof(mk.k), hex);
 	OPENSSL_cleanse(&mk, sizeof(mk));
 }
@@ -457,7 +457,9 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 		jsonl_add_int(req, "bandwidth_mibps", bw);
 	if (d->key.set) {
 		char hex[AUTH_KEY_HEX];
-		migrate_move_key_hex(d, m->key_salt, hex);
+		/* the key both hosts proved in migration.prepare */
+		struct auth_keyring ring = ferryd_keyring(d);
+		migrate_move_key_hex(ring.k[m->key_idx], m->key_salt, hex);
 		jsonl_add_str(req, "key", hex);
 		OPENSSL_cleanse(hex, sizeof(hex));
 		jsonl_add_bool(req, "encrypt", m->encrypt);
@@ -765,6 +767,7 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		return;
 	}
 	if (ok) {
+		m->key_idx = r->key_idx > 0 ? r->key_idx : 0;
 		move_out_prepared(d, m, r->reply);
 		return;
 	}

@@ -51,6 +51,7 @@ struct move {
 	char transport[16];
 	char codec[8];        /* "" = auto, "lz4", "zstd" */
 	uint8_t key_salt[AUTH_NONCE_LEN]; /* out: this move's key = derive(cluster key, salt) */
+	int key_idx; /* out: the key the destination's ferryd accepted (ferryd_keyring index) */
 	bool encrypt;         /* out: seal the connections */
 	int downtime_ms;
 	int bandwidth_mibps;  /* the move's own limit, 0 = none (host's limit still applies) */
@@ -78,7 +79,7 @@ struct move {
 const char *migrate_state_name(enum move_state s);
 /* The key of one move's migration connections, as hex (both hosts compute
  * it from the cluster key and the move's salt). */
-void migrate_move_key_hex(const struct ferryd *d, const uint8_t salt[AUTH_NONCE_LEN],
+void migrate_move_key_hex(const struct auth_key *cluster, const uint8_t salt[AUTH_NONCE_LEN],
 			  char hex[AUTH_KEY_HEX]);
 bool migrate_state_done(enum move_state s);
 

@@ -67,7 +67,8 @@ static void *peer_thread(void *arg)
 		snprintf(where, sizeof(where), "%s:%s", j->host, j->port);
 		/* Mutual: this ferryd proves the key and checks the peer's proof
 		 * before any request (and later any VM) goes its way. */
-		if (auth_api_client(fd, rd, &j->d->key, j->timeout_ms, where, &r->err) < 0)
+		struct auth_keyring ring = ferryd_keyring(j->d);
+		if (auth_api_client(fd, rd, &ring, j->timeout_ms, where, &r->key_idx, &r->err) < 0)
 			goto done;
 	}
 	if (sock_reader_send(rd, j->line, strlen(j->line), j->timeout_ms, &r->err) < 0) {

@@ -30,6 +30,7 @@ struct peer_result {
 	enum peer_purpose purpose;
 	struct json_object *reply; /* NULL when the call failed */
 	bool reached;              /* connected and sent (reply may still be missing) */
+	int key_idx;               /* the key proved to the peer (ferryd_keyring index), -1 none */
 	struct err err;
 	struct peer_result *next;
 };

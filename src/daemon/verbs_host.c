@@ -56,6 +56,11 @@ enum verb_result verb_host_info(struct req *r, struct json_object **reply)
 		auth_fingerprint(&r->d->key, fp);
 		jsonl_add_str(o, "key_file", r->d->key_path);
 		jsonl_add_str(o, "key_fingerprint", fp);
+		if (r->d->prev_key.set) {
+			auth_fingerprint(&r->d->prev_key, fp);
+			jsonl_add_str(o, "previous_key_file", r->d->prev_key_path);
+			jsonl_add_str(o, "previous_key_fingerprint", fp);
+		}
 	}
 	for (struct vm *vm = r->d->vms; vm; vm = vm->next) {
 		if ((unsigned)vm->state < VM_NSTATES)

@@ -260,12 +260,12 @@ static int prepare_write_extents(struct ferryd *d, struct vm *vm, struct json_ob
 
 /* The move's key for the incoming worker: a 0600 file it reads and
  * removes at start (never argv, which every user can read). */
-static int prepare_write_key(struct ferryd *d, struct vm *vm, const uint8_t salt[AUTH_NONCE_LEN],
-			     struct err *e)
+static int prepare_write_key(struct ferryd *d, const struct auth_key *cluster, struct vm *vm,
+			     const uint8_t salt[AUTH_NONCE_LEN], struct err *e)
 {
 	char hex[AUTH_KEY_HEX], path[PATH_MAX];
 	int rc;
-	migrate_move_key_hex(d, salt, hex);
+	migrate_move_key_hex(cluster, salt, hex);
 	rc = registry_path(d, vm, "mkey", path, sizeof(path), e);
 	if (rc == 0)
 		rc = statefile_write_secret(path, hex, e);
@@ -377,7 +377,11 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	vm->incoming = true;
 	vm->state = VM_INCOMING;
 	snprintf(vm->move_id, sizeof(vm->move_id), "%s", id);
-	if (r->d->key.set && prepare_write_key(r->d, vm, salt, &r->err) < 0) {
+	/* derived from the key the source proved on this connection: during
+	 * a key change that may be the previous one */
+	if (r->d->key.set &&
+	    prepare_write_key(r->d, r->c && r->c->key ? r->c->key : &r->d->key, vm, salt,
+			      &r->err) < 0) {
 		registry_remove(r->d, vm);
 		r->code = "E_INTERNAL";
 		return VERB_FAIL;

@@ -8,7 +8,9 @@
  * byte, a replayed or cut frame, or another key fails the reader. The API
  * greeting's protocol versions: overlapping ranges agree on the highest
  * common one; a ferryd with none in common (or from before versions) is
- * refused with EPROTO, naming which side to upgrade.
+ * refused with EPROTO, naming which side to upgrade. Key choice during a
+ * key change: the client proves the first of its keys the greeting lists,
+ * names it, and with none in common is refused naming both fingerprints.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -390,22 +392,51 @@ static void test_sealed_streams(void **state)
 	free(got);
 }
 
+/* A client with ring reads greeting (no reply follows it): *rc is what
+ * auth_api_client returned; the result is the auth request it sent, NULL
+ * if it sent none (the caller frees it). */
+static char *client_after(const char *greeting, const struct auth_keyring *ring, int *rc,
+			  struct err *e)
+{
+	struct sock_reader rd;
+	char buf[1024];
+	int sv[2], used;
+	ssize_t n;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(write(sv[1], greeting, strlen(greeting)), (ssize_t)strlen(greeting));
+	assert_int_equal(write(sv[1], "\n", 1), 1);
+	shutdown(sv[1], SHUT_WR); /* no reply will come: the client fails after sending */
+	sock_reader_init(&rd, sv[0]);
+	memset(e, 0, sizeof(*e));
+	*rc = auth_api_client(sv[0], &rd, ring, 1000, "h1:7777", &used, e);
+	close(sv[0]);
+	n = read(sv[1], buf, sizeof(buf) - 1);
+	close(sv[1]);
+	sock_reader_destroy(&rd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
 /* One greeting through auth_api_client without a key; returns its rc. */
 static int greet(const char *line, struct err *e)
 {
-	struct auth_key none = { 0 };
-	struct sock_reader rd;
-	int sv[2], rc;
-
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	assert_int_equal(write(sv[1], line, strlen(line)), (ssize_t)strlen(line));
-	assert_int_equal(write(sv[1], "\n", 1), 1);
-	sock_reader_init(&rd, sv[0]);
-	memset(e, 0, sizeof(*e));
-	rc = auth_api_client(sv[0], &rd, &none, 1000, "h1:7777", e);
-	close(sv[0]);
-	close(sv[1]);
+	struct auth_keyring none = { { NULL } };
+	int rc;
+	free(client_after(line, &none, &rc, e));
 	return rc;
+}
+
+/* The auth request a client with ring sends; NULL if it refuses first. */
+static char *auth_request_for(const char *greeting, const struct auth_keyring *ring,
+			      struct err *e)
+{
+	int rc;
+	char *req = client_after(greeting, ring, &rc, e);
+	assert_int_equal(rc, -1); /* no reply ever comes */
+	return req;
 }
 
 static void test_api_versions(void **state)
@@ -439,6 +470,48 @@ static void test_api_versions(void **state)
 	assert_int_not_equal(e.code, EPROTO);
 }
 
+static void test_api_key_choice(void **state)
+{
+	struct auth_key k1 = { .set = true }, k2 = { .set = true };
+	char fp1[AUTH_FINGERPRINT_HEX], fp2[AUTH_FINGERPRINT_HEX], g[512], want[64];
+	struct auth_keyring both = { { &k1, &k2 } }, only1 = { { &k1 } };
+	struct err e;
+	char *req;
+	(void)state;
+	memset(k1.k, 1, sizeof(k1.k));
+	memset(k2.k, 2, sizeof(k2.k));
+	auth_fingerprint(&k1, fp1);
+	auth_fingerprint(&k2, fp2);
+	assert_int_equal(auth_keyring_find(&both, fp2), 1);
+	assert_int_equal(auth_keyring_find(&only1, fp2), -1);
+
+	/* a host that holds only k2: a client with both proves k2; one that
+	 * holds both: the client's first key */
+	for (int c = 0; c < 2; c++) {
+		const char *proves = c == 0 ? fp2 : fp1;
+		snprintf(g, sizeof(g), "{\"proto\":1,\"auth\":\"hmac-sha256\",\"seal\":\"aes-256-gcm\","
+			 "\"nonce\":\"000102030405060708090a0b0c0d0e0f\",\"keys\":[\"%s\"%s%s%s]}",
+			 fp2, c ? ",\"" : "", c ? fp1 : "", c ? "\"" : "");
+		req = auth_request_for(g, &both, &e);
+		assert_non_null(req);
+		snprintf(want, sizeof(want), "\"key\":\"%s\"", proves);
+		assert_non_null(strstr(req, want));
+		free(req);
+	}
+	/* none in common: refused before anything is proved, both named */
+	snprintf(g, sizeof(g), "{\"proto\":1,\"auth\":\"hmac-sha256\",\"seal\":\"aes-256-gcm\","
+		 "\"nonce\":\"000102030405060708090a0b0c0d0e0f\",\"keys\":[\"%s\"]}", fp2);
+	assert_null(auth_request_for(g, &only1, &e));
+	assert_int_equal(e.code, EACCES);
+	assert_non_null(strstr(e.msg, fp1));
+	assert_non_null(strstr(e.msg, fp2));
+	assert_non_null(strstr(e.msg, "wrong cluster key"));
+	/* a greeting that does not offer sealing is refused */
+	assert_null(auth_request_for("{\"proto\":1,\"auth\":\"hmac-sha256\","
+				     "\"nonce\":\"000102030405060708090a0b0c0d0e0f\"}", &only1, &e));
+	assert_non_null(strstr(e.msg, "does not seal"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -447,6 +520,7 @@ int main(void)
 		cmocka_unit_test(test_channel_handshake),
 		cmocka_unit_test(test_sealed_streams),
 		cmocka_unit_test(test_api_versions),
+		cmocka_unit_test(test_api_key_choice),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
