@@ -412,8 +412,14 @@ static void *in_thread(void *arg)
 			   stream_set_seal(&w, ac.key_tx, &e) < 0))
 		goto fail;
 	set_stage(in, IN_SETUP);
-	if (snapshot_load_config(&r, &cfg, &e) < 0 || check_host(&r, &cfg, in->host_cpu_mask, in->hooks.reserved_bytes, &e) < 0 ||
-	    read_extents(x, &r, cfg.mem_size >> 12, &e) < 0)
+	/* Build as soon as the configuration is checked: the source sends it
+	 * ahead of the extents, which take it a while to find. */
+	if (snapshot_load_config(&r, &cfg, &e) < 0 ||
+	    check_host(&r, &cfg, in->host_cpu_mask, in->hooks.reserved_bytes, &e) < 0 ||
+	    in->hooks.build(in->hooks.opaque, &cfg, &e) < 0)
+		goto fail;
+	notify(in, IN_EV_BUILT);
+	if (read_extents(x, &r, cfg.mem_size >> 12, &e) < 0)
 		goto fail;
 	/* Pass-0 marker: how many channels the source opened. */
 	if (mig_get_rec(&r, &rec, &e) < 0)
@@ -430,9 +436,6 @@ static void *in_thread(void *arg)
 		err_set(&e, "protocol error: %d channels announced (1..%d)", x->nch, CHANNEL_MAX);
 		goto fail;
 	}
-	if (in->hooks.build(in->hooks.opaque, &cfg, &e) < 0)
-		goto fail;
-	notify(in, IN_EV_BUILT);
 	if (ram_recv_init(&x->ch[0].rr, &in->m->vm.mem, &e) < 0)
 		goto fail;
 	/* Extra channels: each must say hello with a valid, unused index. */

@@ -314,6 +314,10 @@ static int do_setup(struct run *r, struct err *e)
 	mig_put_rec(&c->w, MIG_REC_CPUID, (uint32_t)stream_mem_len(&m));
 	stream_put(&c->w, stream_mem_data(&m), stream_mem_len(&m));
 	stream_destroy(&m);
+	/* The destination checks and builds the VM from these two while the
+	 * extents below are found (walking a big guest's memfd takes ms). */
+	if (stream_flush(&c->w) < 0)
+		return stream_check(&c->w, e);
 	/* Where the guest's memory is, so the destination can fault those
 	 * pages in while the data is still on its way (a first touch costs
 	 * ~10 us on nested hosts and would otherwise sit in the receive path). */
