@@ -137,6 +137,7 @@ static void dispatch_auth(struct ferryd *d, struct client *c, const char *line, 
 		key = ring.k[k];
 	if (why) {
 		log_warn("client %s: authentication failed: %s", c->peer, why);
+		c->auth_failed = true;
 		loop_send(c, reply_error("E_AUTH", why));
 		c->closing = true;
 		json_object_put(o);

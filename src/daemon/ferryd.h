@@ -102,6 +102,7 @@ struct client {
 	size_t out_len, out_cap;
 	bool busy;           /* a deferred reply is pending: hold further lines */
 	bool authed;         /* may send requests (UNIX clients, or proved the key) */
+	bool auth_failed;    /* sent a wrong or malformed proof (logged then) */
 	uint8_t nonce[AUTH_NONCE_LEN]; /* our greeting's challenge (TCP) */
 	const struct auth_key *key; /* the cluster key it proved (TCP) */
 	/* Sealed (TCP, after authentication): every byte either way is a

@@ -493,6 +493,11 @@ static void loop_free_dead(struct ferryd *d)
 			continue;
 		}
 		*p = c->next;
+		/* A client that holds none of our keys sees so in the
+		 * greeting and leaves without trying: say so here too. */
+		if (c->tcp && d->key.set && !c->authed && !c->auth_failed)
+			log_info("client %s left without authenticating (a host or client holding "
+				 "another cluster key?)", c->peer);
 		log_debug("client %s disconnected", c->peer);
 		close(c->fd);
 		if (c->con_fd >= 0)

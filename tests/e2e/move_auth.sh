@@ -53,9 +53,10 @@ grep -q "\"code\":\"E_AUTH\"" "$T/out" || fail "the refusal is not E_AUTH"
 [ "$(vm_state A g1)" = running ] || fail "g1 not running on A after the refusal"
 [ "$(vm_state C g1)" = absent ] || fail "g1 left on C"
 # The greeting names the keys C holds: A sees it shares none and does not
-# even try; its log says so (a wrong proof sent anyway is covered by
+# even try; both logs say so (a wrong proof sent anyway is covered by
 # ferryd_basic).
 grep -q "wrong cluster key" "$T/A.ferryd.log" || fail "A did not log why the move failed"
+wait_for "$T/C.ferryd.log" "left without authenticating" 5 || fail "C did not log the visit"
 
 note "a ferryd with --no-auth: a source holding a key will not send it a VM"
 stop_host C
