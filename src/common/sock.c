@@ -312,8 +312,7 @@ int sock_write_all(int fd, const void *buf, size_t len, int timeout_ms,
 	return 0;
 }
 
-/* text and its '\n' in one new buffer (the caller frees it), *n its size. */
-static char *sock_line(const char *text, size_t *n, struct err *e)
+char *sock_line(const char *text, size_t *n, struct err *e)
 {
 	size_t len = strlen(text);
 	char *buf = malloc(len + 1);
@@ -434,17 +433,12 @@ int sock_reader_send(struct sock_reader *r, const void *p, size_t n, int timeout
 		     struct err *e)
 {
 	struct sock_frame_out o = { r->fd, timeout_ms };
-	uint8_t *frame;
-	int rc;
 
 	if (!r->tx)
 		return sock_write_all(r->fd, p, n, timeout_ms, e);
-	frame = malloc(SEAL_WIRE_MAX);
-	if (!frame)
-		return err_set(e, "out of memory");
-	rc = seal_all(r->tx, p, n, frame, sock_write_frame, &o, e);
-	free(frame);
-	return rc;
+	/* the reader's frame buffer: a connection is used by one thread, and
+	 * sending and receiving never overlap in it */
+	return seal_all(r->tx, p, n, r->wire, sock_write_frame, &o, e);
 }
 
 int sock_reader_send_line(struct sock_reader *r, const char *text, int timeout_ms,

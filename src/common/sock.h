@@ -50,6 +50,10 @@ void sock_addr_format(const struct sockaddr_storage *ss, char *buf, size_t cap);
 int sock_write_all(int fd, const void *buf, size_t len, int timeout_ms,
 		   struct err *e);
 
+/* text and its '\n' in one new buffer (the caller frees it), *n its size:
+ * one write, or one sealed frame, per line. */
+char *sock_line(const char *text, size_t *n, struct err *e);
+
 /* Write text and its '\n' in one write: split, Nagle would hold the
  * newline for the peer's delayed ACK (~40 ms per request over TCP). */
 int sock_write_line(int fd, const char *text, int timeout_ms, struct err *e);
@@ -67,7 +71,7 @@ struct sock_reader {
 	size_t len;   /* plaintext bytes held in buf */
 	size_t start; /* first byte not yet handed out */
 	struct seal *rx, *tx; /* both set once the connection is sealed */
-	unsigned char *wire;  /* one sealed frame as read (SEAL_WIRE_MAX) */
+	unsigned char *wire;  /* one sealed frame, read or being sent (SEAL_WIRE_MAX) */
 	char buf[SOCK_LINE_MAX + 1];
 };
 

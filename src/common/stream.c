@@ -245,10 +245,13 @@ static size_t fd_read_raw(struct stream *s, uint8_t *p, size_t n)
 	return 0;
 }
 
-static void fd_read_raw_all(struct stream *s, uint8_t *p, size_t n)
+/* Exactly n bytes into p, from some() (the fd itself, or the opened
+ * frames); stops short once the stream has failed. */
+static void fd_read_exact(struct stream *s, uint8_t *p, size_t n,
+			  size_t (*some)(struct stream *, uint8_t *, size_t))
 {
 	while (n > 0) {
-		size_t r = fd_read_raw(s, p, n);
+		size_t r = some(s, p, n);
 		if (!r)
 			return;
 		p += r;
@@ -271,7 +274,7 @@ static size_t fd_read_some(struct stream *s, uint8_t *p, size_t n)
 		return fd_read_raw(s, p, n);
 	if (s->plain_pos == s->plain_len) {
 		uint8_t *out;
-		fd_read_raw_all(s, s->wire, SEAL_HDR_LEN);
+		fd_read_exact(s, s->wire, SEAL_HDR_LEN, fd_read_raw);
 		if (s->failed)
 			return 0;
 		len = seal_frame_len(s->wire);
@@ -280,7 +283,7 @@ static size_t fd_read_some(struct stream *s, uint8_t *p, size_t n)
 				    le_get_u32(s->wire));
 			return 0;
 		}
-		fd_read_raw_all(s, s->wire + SEAL_HDR_LEN, (size_t)len + SEAL_TAG_LEN);
+		fd_read_exact(s, s->wire + SEAL_HDR_LEN, (size_t)len + SEAL_TAG_LEN, fd_read_raw);
 		if (s->failed)
 			return 0;
 		out = (size_t)len <= n ? p : s->plain;
@@ -299,17 +302,6 @@ static size_t fd_read_some(struct stream *s, uint8_t *p, size_t n)
 	return take;
 }
 
-/* Read exactly n bytes into p. */
-static void fd_read_all(struct stream *s, uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		size_t r = fd_read_some(s, p, n);
-		if (!r)
-			return;
-		p += r;
-		n -= r;
-	}
-}
 
 void stream_get(struct stream *s, void *out, size_t n)
 {
@@ -343,7 +335,7 @@ void stream_get(struct stream *s, void *out, size_t n)
 	if (n == 0)
 		return;
 	if (n >= s->cap / 2) {
-		fd_read_all(s, p, n);
+		fd_read_exact(s, p, n, fd_read_some);
 		if (!s->failed)
 			s->bytes += n;
 		else

@@ -101,22 +101,16 @@ static void loop_out(struct client *c, const char *data, size_t len)
 
 void loop_send(struct client *c, struct json_object *reply)
 {
-	const char *text = jsonl_text(reply);
-	size_t n = strlen(text);
-	char *line;
+	struct err e = { 0 };
+	size_t n;
+	/* the line with its newline: one frame when sealed */
+	char *line = sock_line(jsonl_text(reply), &n, &e);
 
-	if (!c->tx) {
-		loop_queue(c, text, n);
-		loop_queue(c, "\n", 1);
-	} else if ((line = malloc(n + 1))) {
-		/* one frame for the line and its newline */
-		memcpy(line, text, n);
-		line[n] = '\n';
-		loop_out(c, line, n + 1);
-		free(line);
-	} else {
+	if (line)
+		loop_out(c, line, n);
+	else
 		c->dead = true;
-	}
+	free(line);
 	json_object_put(reply);
 }
 
