@@ -22,20 +22,29 @@ uint64_t ram_page_gpa(const struct guest_mem *gm, uint64_t page)
 /* A raw run read straight from the running guest's memory: one sum per
  * page, so a page the guest writes meanwhile fails alone (see
  * MIG_ENC_RAW_SUMS). The sums are taken after KVM re-armed the pages'
- * dirty logging, so such a write is always logged and the page sent again. */
+ * dirty logging, so such a write is always logged and the page sent again.
+ * `sums` holds the run's page sums when the caller took them already. */
 static void ram_put_summed(struct stream *w, struct mig_mem_hdr *h, const uint8_t *src,
-			   uint32_t n, struct ram_stats *st)
+			   uint32_t n, const uint64_t *sums, struct ram_stats *st)
 {
-	uint8_t sums[MIG_MAX_RUN_PAGES * 8];
+	uint8_t le[MIG_MAX_RUN_PAGES * 8];
 	for (uint32_t i = 0; i < n; i++)
-		le_put_u64(sums + (size_t)i * 8, mig_sum(src + (size_t)i * 4096, 4096));
+		le_put_u64(le + (size_t)i * 8, sums ? sums[i] : mig_sum(src + (size_t)i * 4096, 4096));
 	h->enc = MIG_ENC_RAW_SUMS;
-	h->sum = mig_sum(sums, (size_t)n * 8);
+	h->sum = mig_sum(le, (size_t)n * 8);
 	mig_put_rec(w, MIG_REC_MEM, MIG_MEM_HDR + n * (4096u + 8u));
 	mig_put_mem_hdr(w, h);
-	stream_put(w, sums, (size_t)n * 8);
+	stream_put(w, le, (size_t)n * 8);
 	stream_put(w, src, (size_t)n * 4096);
 	st->pages_raw += n;
+}
+
+static void ram_put_zero(struct stream *w, struct mig_mem_hdr *h, struct ram_stats *st)
+{
+	h->enc = MIG_ENC_ZERO;
+	mig_put_rec(w, MIG_REC_MEM, MIG_MEM_HDR);
+	mig_put_mem_hdr(w, h);
+	st->pages_zero += h->npages;
 }
 
 /* One record for a run of pages that are all zero or all non-zero and do
@@ -48,15 +57,12 @@ static void ram_put_run(struct stream *w, struct guest_mem *gm, uint64_t first, 
 	bool comp;
 	st->records++;
 	if (zero) {
-		h.enc = MIG_ENC_ZERO;
-		mig_put_rec(w, MIG_REC_MEM, MIG_MEM_HDR);
-		mig_put_mem_hdr(w, &h);
-		st->pages_zero += n;
+		ram_put_zero(w, &h, st);
 		return;
 	}
 	comp = codec && ram_codec_wants(codec, (size_t)n * 4096);
 	if (st->bounce && st->live_sums && !comp) {
-		ram_put_summed(w, &h, src, n, st);
+		ram_put_summed(w, &h, src, n, NULL, st);
 		return;
 	}
 	if (st->bounce) {
@@ -85,12 +91,55 @@ static uint64_t ram_region_end(const struct guest_mem *gm, uint64_t p)
 	return p + 1;
 }
 
+/* Raw runs with page sums, no codec (the live pre-copy of `tcp` and plain
+ * `multichannel`): each page is read once, for its sum, and only a page
+ * whose sum is the zero page's is scanned to confirm it. Testing every
+ * page for zeros first cost a cache miss per page before the sum read it
+ * again: ~9% of the sender's time on one stream here. */
+static void ram_send_summed(struct stream *w, struct guest_mem *gm, uint64_t p, uint64_t end,
+			    uint16_t gen, struct ram_stats *st)
+{
+	uint64_t sums[MIG_MAX_RUN_PAGES];
+	bool zero[MIG_MAX_RUN_PAGES];
+	while (p < end && stream_ok(w)) {
+		uint64_t lim = ram_region_end(gm, p);
+		uint32_t n, i, j;
+		if (lim > end)
+			lim = end;
+		if (lim - p > MIG_MAX_RUN_PAGES)
+			lim = p + MIG_MAX_RUN_PAGES;
+		n = (uint32_t)(lim - p);
+		for (i = 0; i < n; i++) {
+			const uint8_t *pg = gm->host + ((p + i) << GMEM_PAGE_SHIFT);
+			sums[i] = mig_sum(pg, 4096);
+			zero[i] = sums[i] == RAM_ZERO_PAGE_SUM && ram_page_is_zero(pg);
+		}
+		for (i = 0; i < n && stream_ok(w); i = j) {
+			struct mig_mem_hdr h = { .gpa = ram_page_gpa(gm, p + i), .gen = gen };
+			for (j = i + 1; j < n && zero[j] == zero[i]; j++)
+				;
+			h.npages = j - i;
+			st->records++;
+			if (zero[i])
+				ram_put_zero(w, &h, st);
+			else
+				ram_put_summed(w, &h, gm->host + ((p + i) << GMEM_PAGE_SHIFT), h.npages,
+					       sums + i, st);
+		}
+		p = lim;
+	}
+}
+
 int ram_send_pages(struct stream *w, struct guest_mem *gm, uint64_t first, uint64_t n,
 		   uint16_t gen, struct ram_codec *codec, struct ram_stats *st)
 {
 	uint64_t end = first + n, p = first;
 	if (end > gmem_npages(gm))
 		return stream_fail(w, "page range beyond guest RAM");
+	if (st->bounce && st->live_sums && !codec) {
+		ram_send_summed(w, gm, p, end, gen, st);
+		return stream_ok(w) ? 0 : -1;
+	}
 	while (p < end && stream_ok(w)) {
 		bool zero = ram_page_is_zero(gm->host + (p << GMEM_PAGE_SHIFT));
 		uint64_t lim = ram_region_end(gm, p);

@@ -90,6 +90,9 @@ int ram_recv_check_torn(const struct ram_recv *rr, struct err *e);
 
 /* Page index <-> GPA. */
 uint64_t ram_page_gpa(const struct guest_mem *gm, uint64_t page);
+/* XXH3-64 of a 4 KiB page of zeros (test_format checks it against mig_sum). */
+#define RAM_ZERO_PAGE_SUM 0x93d76fe148c689baULL
+
 static inline bool ram_page_is_zero(const uint8_t *p)
 {
 	const uint64_t *q = (const uint64_t *)p;

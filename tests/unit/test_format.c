@@ -586,6 +586,66 @@ static void test_ram_summed_torn(void **state)
 	fake_free(&dst);
 }
 
+/* Live pages are summed first and only pages with the zero page's sum are
+ * scanned: zero and non-zero stretches still become their own records,
+ * split at the run limit, and land exactly. */
+static void test_ram_summed_zero_runs(void **state)
+{
+	static const uint8_t zeros[4096];
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct ram_stats st = { .live_sums = true };
+	struct err e = { 0 };
+	struct stream w, r;
+	struct mig_rec rec;
+	const uint32_t n = MIG_MAX_RUN_PAGES + 8;
+	uint8_t enc[8];
+	uint32_t npages[8], k = 0;
+	(void)state;
+	assert_int_equal(mig_sum(zeros, sizeof(zeros)), RAM_ZERO_PAGE_SUM);
+	fake_init(&src);
+	fake_init(&dst);
+	assert_true(n <= NPAGES);
+	st.bounce = malloc((size_t)MIG_MAX_RUN_PAGES * 4096);
+	for (uint32_t p = 0; p < n; p++)
+		if (p < 4 || p >= 6)
+			fill(&src, p, 7, true);
+	/* a page zero but for its last byte: its sum is not the zero page's */
+	src.host[10 * 4096 + 4095] = 1;
+	memset(src.host + 10 * 4096, 0, 4095);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 0, n, 1, NULL, &st), 0);
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	while (stream_remaining(&r) && k < 8) {
+		struct mig_mem_hdr h;
+		assert_int_equal(mig_get_rec(&r, &rec, &e), 0);
+		assert_int_equal(mig_get_mem_hdr(&r, rec.len, &h, &e), 0);
+		enc[k] = h.enc;
+		npages[k++] = h.npages;
+		stream_skip(&r, rec.len - MIG_MEM_HDR);
+	}
+	assert_int_equal(k, 4);
+	assert_int_equal(enc[0], MIG_ENC_RAW_SUMS);
+	assert_int_equal(npages[0], 4);
+	assert_int_equal(enc[1], MIG_ENC_ZERO);
+	assert_int_equal(npages[1], 2);
+	assert_int_equal(enc[2], MIG_ENC_RAW_SUMS);
+	assert_int_equal(npages[2], MIG_MAX_RUN_PAGES - 6);
+	assert_int_equal(enc[3], MIG_ENC_RAW_SUMS);
+	assert_int_equal(npages[3], 8);
+	assert_int_equal(st.pages_zero, 2);
+	assert_int_equal(st.pages_raw, n - 2);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_int_equal(ram_recv_check_torn(&rr, &e), 0);
+	assert_memory_equal(src.host, dst.host, (size_t)n * 4096);
+	stream_destroy(&w);
+	ram_recv_destroy(&rr);
+	free(st.bounce);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
 /* The stream checker follows torn pages as a receiver does: one still
  * torn when the state ends makes the stream invalid. */
 static void check_torn_stream(bool resend, char *msg, size_t cap)
@@ -746,6 +806,7 @@ int main(void)
 		cmocka_unit_test(test_generations_raw),
 		cmocka_unit_test(test_generations_zstd),
 		cmocka_unit_test(test_ram_summed_torn),
+		cmocka_unit_test(test_ram_summed_zero_runs),
 		cmocka_unit_test(test_check_torn),
 		cmocka_unit_test(test_out_of_ram),
 		cmocka_unit_test(test_corrupt_zstd),
