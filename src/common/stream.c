@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/seal.h"
@@ -140,6 +141,32 @@ static void fd_write_raw(struct stream *s, const uint8_t *p, size_t n)
 	}
 }
 
+/* The buffer, then `n` bytes from `p`, as one gathered write. */
+static void fd_write_pair(struct stream *s, const uint8_t *p, size_t n)
+{
+	struct iovec iov[2] = { { s->buf, s->len }, { (void *)p, n } };
+	int i = s->len ? 0 : 1;
+	s->len = 0;
+	while (i < 2 && !s->failed) {
+		ssize_t w;
+		if (stream_wait(s, POLLOUT) < 0)
+			return;
+		w = writev(s->fd, iov + i, 2 - i);
+		if (w < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			stream_fail(s, "write: %s", strerror(errno));
+			return;
+		}
+		for (; i < 2 && (size_t)w >= iov[i].iov_len; i++)
+			w -= (ssize_t)iov[i].iov_len;
+		if (i < 2) {
+			iov[i].iov_base = (uint8_t *)iov[i].iov_base + w;
+			iov[i].iov_len -= (size_t)w;
+		}
+	}
+}
+
 static int fd_write_frame(void *ctx, const uint8_t *frame, size_t len, struct err *e)
 {
 	struct stream *s = ctx;
@@ -196,6 +223,13 @@ void stream_put(struct stream *s, const void *p, size_t n)
 	if (s->len + n <= s->cap) {
 		memcpy(s->buf + s->len, p, n);
 		s->len += n;
+		return;
+	}
+	if (n >= s->cap / 2 && !s->seal && s->writing) {
+		/* big payload: straight from the caller, in one write with what
+		 * is buffered (a record's header), so with TCP_NODELAY the header
+		 * does not go out as a segment of its own */
+		fd_write_pair(s, p, n);
 		return;
 	}
 	if (stream_flush(s) < 0)
