@@ -240,7 +240,7 @@ static int count_extent(void *opaque, uint64_t first, uint64_t n)
 	return 0;
 }
 
-struct ext_ctx { uint64_t (*ext)[2]; size_t max, n; uint64_t npages; uint64_t gap; };
+struct ext_ctx { uint64_t (*ext)[2]; size_t max, n; uint64_t npages, gap, pages; };
 
 /* Extents closer than `gap` pages are merged: a bounded list that covers
  * every populated page and as few holes as it can. */
@@ -249,6 +249,7 @@ static int collect_extent(void *opaque, uint64_t first, uint64_t n)
 	struct ext_ctx *c = opaque;
 	if (first + n > c->npages)
 		n = c->npages - first;
+	c->pages += n;
 	if (c->n && first - (c->ext[c->n - 1][0] + c->ext[c->n - 1][1]) <= c->gap) {
 		c->ext[c->n - 1][1] = first + n - c->ext[c->n - 1][0];
 		return 0;
@@ -261,15 +262,18 @@ static int collect_extent(void *opaque, uint64_t first, uint64_t n)
 	return 0;
 }
 
-size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t max)
+size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t max, uint64_t *pages)
 {
-	struct ext_ctx c = { ext, max, 0, gmem_npages(gm), 0 };
+	struct ext_ctx c = { ext, max, 0, gmem_npages(gm), 0, 0 };
 	if (max == 0)
 		return 0;
 	while (ram_for_each_extent(gm, collect_extent, &c) < 0) {
 		c.n = 0;
+		c.pages = 0;
 		c.gap = c.gap ? c.gap * 4 : 64;
 	}
+	if (pages)
+		*pages = c.pages;
 	return c.n;
 }
 

@@ -53,8 +53,9 @@ int ram_send_bitmap(struct stream *w, struct guest_mem *gm, const uint64_t *bitm
 int ram_send_populated(struct stream *w, struct guest_mem *gm, uint16_t gen,
 		       struct ram_codec *codec, struct ram_stats *st);
 /* Up to max populated extents as (first page, pages) pairs covering every
- * populated page; when there are more, nearby ones are merged. */
-size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t max);
+ * populated page; when there are more, nearby ones are merged. *pages (if
+ * not NULL) gets the number of populated pages, holes not counted. */
+size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t max, uint64_t *pages);
 /* Count populated pages (for progress and for the destination's prefault). */
 uint64_t ram_populated_pages(struct guest_mem *gm);
 

@@ -378,7 +378,7 @@ static int worker_extents(struct worker *w, struct json_object *resp, struct err
 	ext = calloc(MAX, sizeof(*ext));
 	if (!ext)
 		return err_set(e, "out of memory");
-	n = ram_populated_extents(&w->m.vm.mem, ext, MAX);
+	n = ram_populated_extents(&w->m.vm.mem, ext, MAX, NULL);
 	arr = json_object_new_array();
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *pair = json_object_new_array();
