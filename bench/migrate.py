@@ -117,9 +117,12 @@ FULL = {
 QUICK = {
     "idle-1g": ["qemu", "qemu-prealloc", "ferry"],
     "idle-4g": ["qemu", "ferry"],
-    "ws512-r256": ["qemu", "qemu-prealloc", "qemu-mfd4", "qemu-mfd4-zstd-prealloc",
-                   "qemu-shipped", "ferry", "ferry-tcp", "ferry-multichannel"],
-    "ws512-max": ["qemu", "qemu-prealloc", "qemu-dt50-prealloc", "ferry"],
+    # QEMU's best on the working-set rows here is multifd 4 + -mem-prealloc
+    "ws512-r256": ["qemu", "qemu-prealloc", "qemu-mfd4", "qemu-mfd4-prealloc",
+                   "qemu-mfd4-zstd-prealloc", "qemu-shipped", "ferry", "ferry-tcp",
+                   "ferry-multichannel", "ferry-multichannel-prealloc"],
+    "ws512-max": ["qemu", "qemu-prealloc", "qemu-dt50-prealloc", "qemu-mfd4-prealloc", "ferry",
+                  "ferry-multichannel-prealloc"],
     "max-cap128": ["qemu", "ferry"],
     "fill768": ["qemu-prealloc", "ferry-tcp", "ferry-tcp-prealloc"],
 }
@@ -815,6 +818,8 @@ def main():
     summary = report.summarize(results, [(wl.name, v) for wl, v in rows])
     print()
     print(report.text_table(summary, minfo))
+    for line in report.best_ratios(summary):
+        print("best: " + line)
     paths = report.write_all(args.out, started, minfo, results, summary,
                              {w.name: w.what for w in WORKLOADS}, plots=not args.no_plots)
     for p in paths:
