@@ -48,19 +48,20 @@ static void ram_put_zero(struct stream *w, struct mig_mem_hdr *h, struct ram_sta
 }
 
 /* One record for a run of pages that are all zero or all non-zero and do
- * not cross a region boundary. */
+ * not cross a region boundary. `comp`: the codec already chose to
+ * compress the stretch this run is in; else it is asked for this run. */
 static void ram_put_run(struct stream *w, struct guest_mem *gm, uint64_t first, uint32_t n,
-			bool zero, uint16_t gen, struct ram_codec *codec, struct ram_stats *st)
+			bool zero, uint16_t gen, struct ram_codec *codec, bool comp,
+			struct ram_stats *st)
 {
 	struct mig_mem_hdr h = { .gpa = ram_page_gpa(gm, first), .npages = n, .gen = gen };
 	const uint8_t *src = gm->host + (first << GMEM_PAGE_SHIFT);
-	bool comp;
 	st->records++;
 	if (zero) {
 		ram_put_zero(w, &h, st);
 		return;
 	}
-	comp = codec && ram_codec_wants(codec, (size_t)n * 4096);
+	comp = codec && (comp || ram_codec_wants(codec, (size_t)n * 4096));
 	if (st->bounce && st->live_sums && !comp) {
 		ram_put_summed(w, &h, src, n, NULL, st);
 		return;
@@ -70,7 +71,7 @@ static void ram_put_run(struct stream *w, struct guest_mem *gm, uint64_t first, 
 		src = st->bounce;
 	}
 	h.sum = mig_sum(src, (size_t)n * 4096);
-	if (comp && ram_codec_put(codec, w, &h, src, st) == 0)
+	if (comp && ram_codec_put(codec, w, &h, src, true, st) == 0)
 		return;
 	h.enc = MIG_ENC_RAW;
 	mig_put_rec(w, MIG_REC_MEM, MIG_MEM_HDR + n * 4096u);
@@ -91,42 +92,49 @@ static uint64_t ram_region_end(const struct guest_mem *gm, uint64_t p)
 	return p + 1;
 }
 
-/* Raw runs with page sums, no codec (the live pre-copy of `tcp` and plain
- * `multichannel`): each page is read once, for its sum, and only a page
- * whose sum is the zero page's is scanned to confirm it. Testing every
- * page for zeros first cost a cache miss per page before the sum read it
- * again: ~9% of the sender's time on one stream here. */
-static void ram_send_summed(struct stream *w, struct guest_mem *gm, uint64_t p, uint64_t end,
+/* Pages [p, end) of one region, split into all-zero and all-non-zero
+ * runs (each scanned for zeros first), one record per run. */
+static void ram_send_runs(struct stream *w, struct guest_mem *gm, uint64_t p, uint64_t end,
+			  uint16_t gen, struct ram_codec *codec, bool comp, struct ram_stats *st)
+{
+	while (p < end && stream_ok(w)) {
+		bool zero = ram_page_is_zero(gm->host + (p << GMEM_PAGE_SHIFT));
+		uint64_t q = p + 1;
+		while (q < end && q - p < MIG_MAX_RUN_PAGES &&
+		       ram_page_is_zero(gm->host + (q << GMEM_PAGE_SHIFT)) == zero)
+			q++;
+		ram_put_run(w, gm, p, (uint32_t)(q - p), zero, gen, codec, comp, st);
+		p = q;
+	}
+}
+
+/* A window of the live pre-copy going raw, with page sums: each page is
+ * read once, for its sum, and only a page whose sum is the zero page's is
+ * scanned to confirm it. Testing every page for zeros first cost a cache
+ * miss per page before the sum read it again: ~9% of the sender's time
+ * on one stream here. */
+static void ram_send_summed(struct stream *w, struct guest_mem *gm, uint64_t p, uint32_t n,
 			    uint16_t gen, struct ram_stats *st)
 {
 	uint64_t sums[MIG_MAX_RUN_PAGES];
 	bool zero[MIG_MAX_RUN_PAGES];
-	while (p < end && stream_ok(w)) {
-		uint64_t lim = ram_region_end(gm, p);
-		uint32_t n, i, j;
-		if (lim > end)
-			lim = end;
-		if (lim - p > MIG_MAX_RUN_PAGES)
-			lim = p + MIG_MAX_RUN_PAGES;
-		n = (uint32_t)(lim - p);
-		for (i = 0; i < n; i++) {
-			const uint8_t *pg = gm->host + ((p + i) << GMEM_PAGE_SHIFT);
-			sums[i] = mig_sum(pg, 4096);
-			zero[i] = sums[i] == RAM_ZERO_PAGE_SUM && ram_page_is_zero(pg);
-		}
-		for (i = 0; i < n && stream_ok(w); i = j) {
-			struct mig_mem_hdr h = { .gpa = ram_page_gpa(gm, p + i), .gen = gen };
-			for (j = i + 1; j < n && zero[j] == zero[i]; j++)
-				;
-			h.npages = j - i;
-			st->records++;
-			if (zero[i])
-				ram_put_zero(w, &h, st);
-			else
-				ram_put_summed(w, &h, gm->host + ((p + i) << GMEM_PAGE_SHIFT), h.npages,
-					       sums + i, st);
-		}
-		p = lim;
+	uint32_t i, j;
+	for (i = 0; i < n; i++) {
+		const uint8_t *pg = gm->host + ((p + i) << GMEM_PAGE_SHIFT);
+		sums[i] = mig_sum(pg, 4096);
+		zero[i] = sums[i] == RAM_ZERO_PAGE_SUM && ram_page_is_zero(pg);
+	}
+	for (i = 0; i < n && stream_ok(w); i = j) {
+		struct mig_mem_hdr h = { .gpa = ram_page_gpa(gm, p + i), .gen = gen };
+		for (j = i + 1; j < n && zero[j] == zero[i]; j++)
+			;
+		h.npages = j - i;
+		st->records++;
+		if (zero[i])
+			ram_put_zero(w, &h, st);
+		else
+			ram_put_summed(w, &h, gm->host + ((p + i) << GMEM_PAGE_SHIFT), h.npages,
+				       sums + i, st);
 	}
 }
 
@@ -136,21 +144,26 @@ int ram_send_pages(struct stream *w, struct guest_mem *gm, uint64_t first, uint6
 	uint64_t end = first + n, p = first;
 	if (end > gmem_npages(gm))
 		return stream_fail(w, "page range beyond guest RAM");
-	if (st->bounce && st->live_sums && !codec) {
-		ram_send_summed(w, gm, p, end, gen, st);
-		return stream_ok(w) ? 0 : -1;
-	}
 	while (p < end && stream_ok(w)) {
-		bool zero = ram_page_is_zero(gm->host + (p << GMEM_PAGE_SHIFT));
 		uint64_t lim = ram_region_end(gm, p);
-		uint64_t q = p + 1;
 		if (lim > end)
 			lim = end;
-		while (q < lim && q - p < MIG_MAX_RUN_PAGES &&
-		       ram_page_is_zero(gm->host + (q << GMEM_PAGE_SHIFT)) == zero)
-			q++;
-		ram_put_run(w, gm, p, (uint32_t)(q - p), zero, gen, codec, st);
-		p = q;
+		if (!st->bounce || !st->live_sums) {
+			/* paused, or a destination without page sums: runs as they come */
+			ram_send_runs(w, gm, p, lim, gen, codec, false, st);
+			p = lim;
+			continue;
+		}
+		/* The live pre-copy goes a window (1 MiB at most) at a time: the
+		 * codec chooses once per window, and a raw window takes the
+		 * read-once path. */
+		if (lim - p > MIG_MAX_RUN_PAGES)
+			lim = p + MIG_MAX_RUN_PAGES;
+		if (codec && ram_codec_wants(codec, (size_t)(lim - p) * 4096))
+			ram_send_runs(w, gm, p, lim, gen, codec, true, st);
+		else
+			ram_send_summed(w, gm, p, (uint32_t)(lim - p), gen, st);
+		p = lim;
 	}
 	return stream_ok(w) ? 0 : -1;
 }

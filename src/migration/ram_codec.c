@@ -22,13 +22,18 @@
  * probes. Compression must win by 5%: noise alone never picks the slower
  * way for long. Separately, a
  * streak of runs that do not shrink (incompressible memory) stops the
- * attempts for a while at once.
+ * attempts for a while at once, twice as long each time it happens again
+ * without a run that shrank in between (32 up to 1024 runs): each attempt
+ * costs a copy, a sum of the copy and the compressor's pass, so on
+ * incompressible memory steady probing alone cost ~10% against `tcp`.
  */
 enum codec_phase { PH_PROBE_COMP, PH_PROBE_RAW, PH_USE_COMP, PH_USE_RAW };
 #define PROBE_RUNS 8
 #define USE_RUNS 64
 #define PROBE_MIN_BYTES (4u << 20) /* per way, before a decision */
 #define IDLE_GAP_NS 250000000ULL /* a longer gap between runs is idling, not sending */
+#define MISS_RUNS 4          /* runs in a row that do not shrink: incompressible */
+#define MISS_BACKOFF_MAX 5   /* raw stretches after misses: (USE_RUNS / 2) << 0..5 */
 
 struct ram_codec {
 	enum ram_codec_kind kind;
@@ -36,6 +41,7 @@ struct ram_codec {
 	bool adaptive;                  /* time it against raw (else: always try) */
 	uint64_t (*now)(void);
 	unsigned misses;
+	unsigned miss_backoff;          /* raw stretches after misses in a row (0..MISS_BACKOFF_MAX) */
 	enum codec_phase phase;
 	unsigned left;                  /* runs left in this phase */
 	enum codec_phase last_use;      /* the previous decision ... */
@@ -46,7 +52,6 @@ struct ram_codec {
 	double raw_ns, raw_bytes;
 	ZSTD_CCtx *zc;
 	uint8_t *buf;
-	int decided;                    /* ram_codec_wants' choice for the next put, or -1 */
 };
 
 static uint64_t codec_now_ns(void)
@@ -132,7 +137,6 @@ struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, bool adapti
 	c->phase = PH_PROBE_COMP;
 	c->left = PROBE_RUNS;
 	c->last_use = PH_PROBE_COMP; /* no decision yet */
-	c->decided = -1;
 	if (kind == RAM_CODEC_ZSTD) {
 		c->zc = ZSTD_createCCtx();
 		if (!c->zc) {
@@ -169,17 +173,14 @@ void ram_codec_free(struct ram_codec *c)
 
 bool ram_codec_wants(struct ram_codec *c, size_t raw)
 {
-	c->decided = codec_choose(c, raw) ? 1 : 0;
-	return c->decided == 1;
+	return codec_choose(c, raw);
 }
 
 int ram_codec_put(struct ram_codec *c, struct stream *w, struct mig_mem_hdr *h,
-		  const uint8_t *src, struct ram_stats *st)
+		  const uint8_t *src, bool chosen, struct ram_stats *st)
 {
 	size_t raw = (size_t)h->npages * 4096, n;
-	bool go = c->decided >= 0 ? c->decided == 1 : codec_choose(c, raw);
-	c->decided = -1;
-	if (!go)
+	if (!chosen && !codec_choose(c, raw))
 		return -1;
 	if (c->kind == RAM_CODEC_ZSTD) {
 		n = ZSTD_compress2(c->zc, c->buf, CODEC_BUF, src, raw);
@@ -193,15 +194,18 @@ int ram_codec_put(struct ram_codec *c, struct stream *w, struct mig_mem_hdr *h,
 		n = (size_t)r;
 	}
 	if (n > raw - raw / 8) {
-		if (++c->misses >= 4) {
+		if (++c->misses >= MISS_RUNS) {
 			/* Incompressible: no point timing it, send raw for a while. */
 			c->misses = 0;
 			c->phase = PH_USE_RAW;
-			c->left = USE_RUNS / 2;
+			c->left = (USE_RUNS / 2) << c->miss_backoff;
+			if (c->miss_backoff < MISS_BACKOFF_MAX)
+				c->miss_backoff++;
 		}
 		return -1; /* did not pay: caller sends raw */
 	}
 	c->misses = 0;
+	c->miss_backoff = 0;
 	h->enc = (uint8_t)c->kind;
 	mig_put_rec(w, MIG_REC_MEM, (uint32_t)(MIG_MEM_HDR + n));
 	mig_put_mem_hdr(w, h);

@@ -27,13 +27,16 @@ struct ram_codec *ram_codec_new(enum ram_codec_kind kind, int level, bool adapti
 /* Tests: replace the monotonic clock (nanoseconds). */
 void ram_codec_set_clock(struct ram_codec *c, uint64_t (*now)(void));
 void ram_codec_free(struct ram_codec *c);
-/* Whether the next run of raw bytes will be compressed (the adaptive
- * choice is made here, once per run; ram_codec_put then follows it). The
- * sender asks first so that only runs to be compressed pay for a copy. */
+/* Whether the next `raw` bytes (a run, or a window of up to 1 MiB of the
+ * live pre-copy) will be compressed: the adaptive choice, made once per
+ * stretch and timed until the next one. The sender asks first so that
+ * only what is compressed pays for a copy, and raw windows for nothing. */
 bool ram_codec_wants(struct ram_codec *c, size_t raw);
-/* Compress and send one run; returns -1 (nothing written) if it did not pay. */
+/* Compress and send one run; returns -1 (nothing written) if it did not
+ * pay or, unless `chosen` (ram_codec_wants said so), the codec chooses
+ * raw for it now. */
 int ram_codec_put(struct ram_codec *c, struct stream *w, struct mig_mem_hdr *h,
-		  const uint8_t *src, struct ram_stats *st);
+		  const uint8_t *src, bool chosen, struct ram_stats *st);
 /* Receive one compressed run of clen bytes into dst (pages first..), honouring generations. */
 int ram_codec_get(struct ram_recv *rr, struct stream *r, const struct mig_mem_hdr *h,
 		  uint32_t clen, uint8_t *dst, uint64_t first, struct err *e);

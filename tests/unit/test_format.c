@@ -383,7 +383,7 @@ static int adaptive_runs(struct ram_codec *c, uint64_t comp_ms, uint64_t raw_ms,
 	stream_init_mem_writer(&w);
 	for (int i = 0; i < to; i++) {
 		struct mig_mem_hdr h = { .gpa = 0, .npages = MIG_MAX_RUN_PAGES, .gen = 1 };
-		int rc = ram_codec_put(c, &w, &h, run, &st);
+		int rc = ram_codec_put(c, &w, &h, run, false, &st);
 		fake_ns += (rc == 0 ? comp_ms : raw_ms) * 1000000ULL;
 		if (rc == 0 && i >= from)
 			compressed++;
@@ -427,6 +427,57 @@ static void test_codec_adaptive(void **state)
 	c = ram_codec_new(RAM_CODEC_LZ4, 1, false, &e);
 	assert_non_null(c);
 	assert_int_equal(adaptive_runs(c, 10, 1, 0, 100), 100);
+	ram_codec_free(c);
+}
+
+/* Counts the runs of incompressible noise [0, to) the adaptive codec
+ * tries to compress (each try that does not shrink sends nothing). */
+static int noise_tries(struct ram_codec *c, int to)
+{
+	uint8_t *run = malloc((size_t)MIG_MAX_RUN_PAGES * 4096);
+	struct ram_stats st = { 0 };
+	struct stream w;
+	uint32_t x = 12345;
+	int tries = 0;
+	assert_non_null(run);
+	for (size_t i = 0; i < (size_t)MIG_MAX_RUN_PAGES * 4096; i++) {
+		x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+		run[i] = (uint8_t)x;
+	}
+	stream_init_mem_writer(&w);
+	for (int i = 0; i < to; i++) {
+		struct mig_mem_hdr h = { .gpa = 0, .npages = MIG_MAX_RUN_PAGES, .gen = 1 };
+		if (ram_codec_wants(c, (size_t)MIG_MAX_RUN_PAGES * 4096)) {
+			tries++;
+			assert_int_equal(ram_codec_put(c, &w, &h, run, true, &st), -1);
+		}
+	}
+	assert_int_equal(stream_mem_len(&w), 0);
+	stream_destroy(&w);
+	free(run);
+	return tries;
+}
+
+/* Incompressible memory: 4 tries, then raw for 32 runs, 64, 128 ... up to
+ * 1024 between tries; compressible memory resets the back-off. */
+static void test_codec_incompressible_backoff(void **state)
+{
+	struct err e = { 0 };
+	struct ram_codec *c = ram_codec_new(RAM_CODEC_LZ4, 1, true, &e);
+	(void)state;
+	assert_non_null(c);
+	/* 4 + 32 + 4 + 64 + 4 + 128 + 4 + 256 + 4 + 512 + 4 + 1024 + 4 = 2044 */
+	assert_int_equal(noise_tries(c, 2044), 7 * 4);
+	/* the next stretch is 1024 again: the back-off stops growing */
+	assert_int_equal(noise_tries(c, 1024), 0);
+	assert_int_equal(noise_tries(c, 4), 4);
+	/* a run that shrinks resets it: after this stretch, the probe
+	 * compresses one, and the next misses buy 32 raw runs again, then 64 */
+	assert_int_equal(noise_tries(c, 1024), 0);
+	assert_int_equal(adaptive_runs(c, 1, 1, 0, 1), 1);
+	assert_int_equal(noise_tries(c, 4 + 32), 4);
+	assert_int_equal(noise_tries(c, 4 + 64), 4);
+	assert_int_equal(noise_tries(c, 4), 4);
 	ram_codec_free(c);
 }
 
@@ -807,6 +858,7 @@ int main(void)
 		cmocka_unit_test(test_generations_zstd),
 		cmocka_unit_test(test_ram_summed_torn),
 		cmocka_unit_test(test_ram_summed_zero_runs),
+		cmocka_unit_test(test_codec_incompressible_backoff),
 		cmocka_unit_test(test_check_torn),
 		cmocka_unit_test(test_out_of_ram),
 		cmocka_unit_test(test_corrupt_zstd),
