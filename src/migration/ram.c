@@ -23,13 +23,13 @@ uint64_t ram_page_gpa(const struct guest_mem *gm, uint64_t page)
  * page, so a page the guest writes meanwhile fails alone (see
  * MIG_ENC_RAW_SUMS). The sums are taken after KVM re-armed the pages'
  * dirty logging, so such a write is always logged and the page sent again.
- * `sums` holds the run's page sums when the caller took them already. */
+ * `sums` are the run's page sums, taken by the caller. */
 static void ram_put_summed(struct stream *w, struct mig_mem_hdr *h, const uint8_t *src,
 			   uint32_t n, const uint64_t *sums, struct ram_stats *st)
 {
 	uint8_t le[MIG_MAX_RUN_PAGES * 8];
 	for (uint32_t i = 0; i < n; i++)
-		le_put_u64(le + (size_t)i * 8, sums ? sums[i] : mig_sum(src + (size_t)i * 4096, 4096));
+		le_put_u64(le + (size_t)i * 8, sums[i]);
 	h->enc = MIG_ENC_RAW_SUMS;
 	h->sum = mig_sum(le, (size_t)n * 8);
 	mig_put_rec(w, MIG_REC_MEM, MIG_MEM_HDR + n * (4096u + 8u));
@@ -62,11 +62,8 @@ static void ram_put_run(struct stream *w, struct guest_mem *gm, uint64_t first, 
 		return;
 	}
 	comp = codec && (comp || ram_codec_wants(codec, (size_t)n * 4096));
-	if (st->bounce && st->live_sums && !comp) {
-		ram_put_summed(w, &h, src, n, NULL, st);
-		return;
-	}
 	if (st->bounce) {
+		/* live: the compressor and the run's one sum must read one snapshot */
 		memcpy(st->bounce, src, (size_t)n * 4096);
 		src = st->bounce;
 	}
