@@ -108,7 +108,7 @@ struct run {
 	uint16_t gen;
 	struct throttle thr;
 	uint64_t pass_t0, pass_bytes0;  /* start of the current pass: its time and wire bytes (pass_rate) */
-	uint64_t setup_pages;           /* populated pages setup's extents walk found (0: none) */
+	struct ram_census census;       /* populated pages setup's extents walk found (pages 0: none) */
 	bool pass1_done;                /* pass 1's rate is final (publish stops updating it) */
 };
 
@@ -324,7 +324,10 @@ static int do_setup(struct run *r, struct err *e)
 	 * ~10 us on nested hosts and would otherwise sit in the receive path). */
 	{
 		uint64_t (*ext)[2] = malloc(sizeof(*ext) * 4096);
-		size_t n = ext ? ram_populated_extents(&r->m->vm.mem, ext, 4096, &r->setup_pages) : 0;
+		size_t n;
+		/* per 1 MiB chunk too, so pass 1's progress counts what it sends */
+		r->census.per_window = calloc(gmem_npages(&r->m->vm.mem) / CHUNK_PAGES + 1, sizeof(uint16_t));
+		n = ext ? ram_populated_extents(&r->m->vm.mem, ext, 4096, &r->census) : 0;
 		mig_put_rec(&c->w, MIG_REC_EXTENTS, (uint32_t)(4 + n * 16));
 		stream_put_u32(&c->w, (uint32_t)n);
 		for (size_t i = 0; i < n; i++) {
@@ -506,7 +509,10 @@ static int pass_one(struct run *r, struct err *e)
 		if (channel_submit(&r->ch[(p / CHUNK_PAGES) % (uint64_t)r->nch], &j) < 0)
 			break;
 		pthread_mutex_lock(&r->ms->lock);
-		r->ms->st.sent_pages += j.n;
+		/* the chunk's populated pages, not its range from the first one:
+		 * holes inside it would run the count past the total */
+		r->ms->st.sent_pages += r->census.pages && r->census.per_window ?
+					r->census.per_window[p / CHUNK_PAGES] : j.n;
 		pthread_mutex_unlock(&r->ms->lock);
 		if ((p / CHUNK_PAGES) % 64 == 0)
 			publish(r);
@@ -571,8 +577,8 @@ static int precopy(struct run *r, struct err *e)
 	pthread_mutex_lock(&r->ms->lock);
 	/* Progress counts what setup's walk found: walking a big guest's
 	 * memfd again here would hold up pass 1 by as long (~5 ms for 512
-	 * MiB); pages first touched since then only make sent exceed it. */
-	r->ms->st.total_pages = r->setup_pages ? r->setup_pages : ram_populated_pages(&r->m->vm.mem);
+	 * MiB). Pages first touched since then are sent but not counted. */
+	r->ms->st.total_pages = r->census.pages ? r->census.pages : ram_populated_pages(&r->m->vm.mem);
 	r->ms->st.pass = 1;
 	pthread_mutex_unlock(&r->ms->lock);
 	r->gen = 1;
@@ -877,6 +883,7 @@ out:
 			close(r->ch[i].fd);
 	}
 	stream_destroy(&r->rd);
+	free(r->census.per_window);
 	pthread_mutex_lock(&ms->lock);
 	ms->st.stage = end;
 	ms->st.elapsed_ms = ms_since(r->t0);

@@ -250,7 +250,22 @@ static int count_extent(void *opaque, uint64_t first, uint64_t n)
 	return 0;
 }
 
-struct ext_ctx { uint64_t (*ext)[2]; size_t max, n; uint64_t npages, gap, pages; };
+struct ext_ctx { uint64_t (*ext)[2]; size_t max, n; uint64_t npages, gap; struct ram_census *census; };
+
+static void census_add(struct ram_census *c, uint64_t first, uint64_t n)
+{
+	c->pages += n;
+	if (!c->per_window)
+		return;
+	while (n) {
+		uint64_t w = first / MIG_MAX_RUN_PAGES, k = (w + 1) * MIG_MAX_RUN_PAGES - first;
+		if (k > n)
+			k = n;
+		c->per_window[w] = (uint16_t)(c->per_window[w] + k);
+		first += k;
+		n -= k;
+	}
+}
 
 /* Extents closer than `gap` pages are merged: a bounded list that covers
  * every populated page and as few holes as it can. */
@@ -259,7 +274,8 @@ static int collect_extent(void *opaque, uint64_t first, uint64_t n)
 	struct ext_ctx *c = opaque;
 	if (first + n > c->npages)
 		n = c->npages - first;
-	c->pages += n;
+	if (c->census)
+		census_add(c->census, first, n);
 	if (c->n && first - (c->ext[c->n - 1][0] + c->ext[c->n - 1][1]) <= c->gap) {
 		c->ext[c->n - 1][1] = first + n - c->ext[c->n - 1][0];
 		return 0;
@@ -272,18 +288,27 @@ static int collect_extent(void *opaque, uint64_t first, uint64_t n)
 	return 0;
 }
 
-size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t max, uint64_t *pages)
+static void census_reset(struct ram_census *c, uint64_t npages)
 {
-	struct ext_ctx c = { ext, max, 0, gmem_npages(gm), 0, 0 };
+	c->pages = 0;
+	if (c->per_window)
+		memset(c->per_window, 0, sizeof(uint16_t) * ((npages + MIG_MAX_RUN_PAGES - 1) / MIG_MAX_RUN_PAGES));
+}
+
+size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t max,
+			     struct ram_census *census)
+{
+	struct ext_ctx c = { ext, max, 0, gmem_npages(gm), 0, census };
 	if (max == 0)
 		return 0;
+	if (census)
+		census_reset(census, c.npages);
 	while (ram_for_each_extent(gm, collect_extent, &c) < 0) {
 		c.n = 0;
-		c.pages = 0;
 		c.gap = c.gap ? c.gap * 4 : 64;
+		if (census)
+			census_reset(census, c.npages);
 	}
-	if (pages)
-		*pages = c.pages;
 	return c.n;
 }
 

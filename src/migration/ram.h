@@ -52,10 +52,18 @@ int ram_send_bitmap(struct stream *w, struct guest_mem *gm, const uint64_t *bitm
  * never touched are skipped entirely: they read as zero on both sides. */
 int ram_send_populated(struct stream *w, struct guest_mem *gm, uint16_t gen,
 		       struct ram_codec *codec, struct ram_stats *st);
+/* What a walk of the populated pages found: how many, and (if per_window
+ * is set: one entry per MIG_MAX_RUN_PAGES pages of guest memory, zeroed
+ * here) how many in each window; holes not counted. */
+struct ram_census {
+	uint64_t pages;
+	uint16_t *per_window;
+};
 /* Up to max populated extents as (first page, pages) pairs covering every
- * populated page; when there are more, nearby ones are merged. *pages (if
- * not NULL) gets the number of populated pages, holes not counted. */
-size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t max, uint64_t *pages);
+ * populated page; when there are more, nearby ones are merged. `census`
+ * may be NULL. */
+size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t max,
+			     struct ram_census *census);
 /* Count populated pages (for progress and for the destination's prefault). */
 uint64_t ram_populated_pages(struct guest_mem *gm);
 

@@ -2,7 +2,8 @@
 # Live migration between two workers (the engine under ferryd): a 1 GiB,
 # 2-vCPU test guest idle, dirtying 512 MiB at 256 MiB/s, and at full speed.
 # After each move every page verifies on the destination, the heartbeat
-# counter continues, the source exits "migrated away" (4).
+# counter continues, the source exits "migrated away" (4), and progress
+# ends at exactly the pages it counted.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm
@@ -18,6 +19,11 @@ for wl in "idle:ws=512M rate=0" "256:ws=512M rate=256" "max:ws=512M rate=max"; d
 	hb=$(last_hb "$T/a$name.log")   # the source's last heartbeat before the switch-over
 	echo "$res"
 	[ "$(field "$res" stage)" = completed ] || fail "move $name: $(field "$res" error)"
+	# pass 1's progress counts the populated pages it sent, holes inside a
+	# chunk not included: it ends exactly at the total, at 100%
+	[ "$(field "$res" sent_pages)" = "$(field "$res" total_pages)" ] &&
+		[ "$(field "$res" percent)" = 100.0 ] ||
+		fail "progress ended at $(field "$res" sent_pages) of $(field "$res" total_pages) pages ($(field "$res" percent)%)"
 	[ "$(state_of b$name)" = running ] || fail "destination not running"
 	verify b$name
 	# The destination's first whole heartbeat line follows the source's last:
