@@ -138,10 +138,16 @@ static uint64_t unsent_bytes(struct run *r)
 
 /* The current pass's rate: bytes the peer has acknowledged since the pass
  * began (the send queue is deep, so written is not sent) over its time. */
+/* Bytes of the current pass delivered (sent and out of the send queues). */
+static double pass_delivered(struct run *r)
+{
+	return (double)(wire_bytes(r) - unsent_bytes(r) - r->pass_bytes0);
+}
+
 static double pass_rate(struct run *r)
 {
 	double secs = (double)(channel_now_ns() - r->pass_t0) / 1e9;
-	return secs > 0.001 ? (double)(wire_bytes(r) - unsent_bytes(r) - r->pass_bytes0) / secs : 0;
+	return secs > 0.001 ? pass_delivered(r) / secs : 0;
 }
 
 static void publish(struct run *r)
@@ -587,9 +593,15 @@ static int precopy(struct run *r, struct err *e)
 	if (pass_one(r, e) < 0)
 		return -1;
 	for (;;) {
-		bool converged, forced;
-		if (channel_now_ns() - r->pass_t0 > 1000000ULL)
+		bool converged, forced, timed = channel_now_ns() - r->pass_t0 > 1000000ULL;
+		if (timed)
 			bw = pass_rate(r); /* the pass ended drained: all of it delivered */
+		else if (pass_delivered(r) > bw * 0.001)
+			/* Too short to time (a nearly idle guest): the link moved the
+			 * pass within 1 ms, so it is at least that fast. Without a
+			 * figure such a guest ran to max_passes, a dirty-log sync of
+			 * all its memory each (31 passes, 61 ms for an idle 16 GiB). */
+			bw = pass_delivered(r) / 0.001;
 		if (dirty_sync(&r->d, e) < 0)
 			return -1;
 		dirty_pages = dirty_count(&r->d);
@@ -600,7 +612,7 @@ static int precopy(struct run *r, struct err *e)
 		/* A pass that still halves the rest is worth it even inside the
 		 * target: downtime well below the target costs little total time. */
 		{
-			double est_ms = bw > 0 ? (double)dirty_pages * 4096.0 / bw * 1000.0 : 1e9;
+			double est_ms = !dirty_pages ? 0 : bw > 0 ? (double)dirty_pages * 4096.0 / bw * 1000.0 : 1e9;
 			converged = est_ms <= (double)o->downtime_ms &&
 				    (est_ms <= (double)o->downtime_ms / 5.0 || dirty_pages * 2 > prev_dirty);
 		}
@@ -611,7 +623,7 @@ static int precopy(struct run *r, struct err *e)
 		r->ms->st.remaining_pages = dirty_pages;
 		r->ms->st.throughput_mibps = bw / 1048576.0;
 		if (r->gen == 1) {
-			r->ms->st.pass1_mibps = bw / 1048576.0;
+			r->ms->st.pass1_mibps = timed ? bw / 1048576.0 : 0; /* a floor is no rate */
 			r->pass1_done = true;
 		}
 		r->ms->st.dirty_rate_mibps = rate / 1048576.0;
