@@ -136,14 +136,14 @@ static uint64_t unsent_bytes(struct run *r)
 	return b;
 }
 
-/* The current pass's rate: bytes the peer has acknowledged since the pass
- * began (the send queue is deep, so written is not sent) over its time. */
-/* Bytes of the current pass delivered (sent and out of the send queues). */
+/* Bytes the peer has acknowledged since the current pass began (the send
+ * queue is deep, so written is not sent). */
 static double pass_delivered(struct run *r)
 {
 	return (double)(wire_bytes(r) - unsent_bytes(r) - r->pass_bytes0);
 }
 
+/* The current pass's rate: its delivered bytes over its time. */
 static double pass_rate(struct run *r)
 {
 	double secs = (double)(channel_now_ns() - r->pass_t0) / 1e9;
