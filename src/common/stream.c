@@ -123,48 +123,44 @@ static int stream_wait(struct stream *s, short events)
 	return 0;
 }
 
-static void fd_write_raw(struct stream *s, const uint8_t *p, size_t n)
+/* All of iov[0..cnt) in gathered writes, resuming after partial ones. */
+static void fd_writev_all(struct stream *s, struct iovec *iov, int cnt)
 {
-	while (n > 0 && !s->failed) {
+	int i = 0;
+	while (i < cnt && !iov[i].iov_len)
+		i++;
+	while (i < cnt && !s->failed) {
 		ssize_t w;
 		if (stream_wait(s, POLLOUT) < 0)
 			return;
-		w = write(s->fd, p, n);
+		w = writev(s->fd, iov + i, cnt - i);
 		if (w < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			stream_fail(s, "write: %s", strerror(errno));
 			return;
 		}
-		p += w;
-		n -= (size_t)w;
+		for (; i < cnt && (size_t)w >= iov[i].iov_len; i++)
+			w -= (ssize_t)iov[i].iov_len;
+		if (i < cnt) {
+			iov[i].iov_base = (uint8_t *)iov[i].iov_base + w;
+			iov[i].iov_len -= (size_t)w;
+		}
 	}
+}
+
+static void fd_write_raw(struct stream *s, const uint8_t *p, size_t n)
+{
+	struct iovec iov = { (void *)p, n };
+	fd_writev_all(s, &iov, 1);
 }
 
 /* The buffer, then `n` bytes from `p`, as one gathered write. */
 static void fd_write_pair(struct stream *s, const uint8_t *p, size_t n)
 {
 	struct iovec iov[2] = { { s->buf, s->len }, { (void *)p, n } };
-	int i = s->len ? 0 : 1;
 	s->len = 0;
-	while (i < 2 && !s->failed) {
-		ssize_t w;
-		if (stream_wait(s, POLLOUT) < 0)
-			return;
-		w = writev(s->fd, iov + i, 2 - i);
-		if (w < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			stream_fail(s, "write: %s", strerror(errno));
-			return;
-		}
-		for (; i < 2 && (size_t)w >= iov[i].iov_len; i++)
-			w -= (ssize_t)iov[i].iov_len;
-		if (i < 2) {
-			iov[i].iov_base = (uint8_t *)iov[i].iov_base + w;
-			iov[i].iov_len -= (size_t)w;
-		}
-	}
+	fd_writev_all(s, iov, 2);
 }
 
 static int fd_write_frame(void *ctx, const uint8_t *frame, size_t len, struct err *e)
