@@ -166,7 +166,7 @@ static void mig_bandwidth_line(struct json_object *mv, char *buf, size_t cap)
 
 static void mig_show(struct json_object *mv)
 {
-	struct json_object *p = mig_progress(mv);
+	struct json_object *p = mig_progress(mv), *dp;
 	char buf[256], a[32], b[32];
 
 	cli_kv("Move", cli_str(mv, "id"));
@@ -207,6 +207,15 @@ static void mig_show(struct json_object *mv)
 		snprintf(buf, sizeof(buf), "total %.0f ms, setup %.0f ms, downtime %.0f ms",
 			 mig_num(p, "elapsed_ms"), mig_num(p, "setup_ms"), mig_num(p, "downtime_ms"));
 		cli_kv("Times", buf);
+		/* a finished move: where its downtime went */
+		if (json_object_object_get_ex(p, "downtime_parts", &dp)) {
+			snprintf(buf, sizeof(buf), "stop vCPUs %.1f, last pages %.1f, device state %.1f, "
+				 "destination ready %.1f (its load %.1f), commit and resume %.1f ms",
+				 mig_num(dp, "stop_vcpus_ms"), mig_num(dp, "last_pages_ms"),
+				 mig_num(dp, "device_state_ms"), mig_num(dp, "destination_ready_ms"),
+				 mig_num(dp, "destination_load_ms"), mig_num(dp, "commit_resume_ms"));
+			cli_kv("Downtime parts", buf);
+		}
 		snprintf(buf, sizeof(buf), "%s on the wire (%s); pages %.0f raw, %.0f zero, %.0f compressed",
 			 b, cli_str(p, "transport") ? cli_str(p, "transport") : "?",
 			 mig_num(p, "pages_raw"), mig_num(p, "pages_zero"),

@@ -1,6 +1,7 @@
 /* JSON-lines helpers (see jsonl.h). */
 #include "common/jsonl.h"
 
+#include <stdio.h>
 #include <string.h>
 
 struct json_object *jsonl_parse(const char *line, size_t len, struct err *e)
@@ -151,4 +152,11 @@ void jsonl_add_int(struct json_object *o, const char *key, int64_t val)
 void jsonl_add_bool(struct json_object *o, const char *key, bool val)
 {
 	json_object_object_add(o, key, json_object_new_boolean(val));
+}
+
+void jsonl_add_fixed(struct json_object *o, const char *key, double val, int decimals)
+{
+	char buf[64];
+	snprintf(buf, sizeof(buf), "%.*f", decimals, val);
+	json_object_object_add(o, key, json_object_new_double_s(val, buf));
 }

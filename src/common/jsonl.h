@@ -42,5 +42,7 @@ const char *jsonl_text(struct json_object *o);
 void jsonl_add_str(struct json_object *o, const char *key, const char *val);
 void jsonl_add_int(struct json_object *o, const char *key, int64_t val);
 void jsonl_add_bool(struct json_object *o, const char *key, bool val);
+/* A number written with `decimals` places (0.1 ms, not 17 digits). */
+void jsonl_add_fixed(struct json_object *o, const char *key, double val, int decimals);
 
 #endif

@@ -232,6 +232,7 @@ struct rx {
 	pthread_t prefault;
 	bool prefaulting;
 	volatile bool stop_prefault;
+	uint64_t t_ram_end;          /* channel_now_ns() when the last page had arrived */
 };
 
 static void abort_connections(struct rx *x)
@@ -323,6 +324,8 @@ static int join_channels(void *opaque, struct err *e)
 {
 	struct rx *x = opaque;
 	int rc = 0;
+	if (!x->t_ram_end)
+		x->t_ram_end = channel_now_ns();
 	for (int i = 1; i < x->nch; i++) {
 		if (x->ch[i].running) {
 			pthread_join(x->ch[i].thread, NULL);
@@ -512,7 +515,10 @@ static void *in_thread(void *arg)
 	}
 	loaded = true;
 	set_stage(in, IN_LOADED);
-	reply(&w, MIG_REPLY_READY, true, NULL, "load_ms", (int64_t)((channel_now_ns() - t_load) / 1000000));
+	/* load_ms: from the end of RAM (all channels in) to READY, the part of
+	 * the downtime spent here applying the state. */
+	reply(&w, MIG_REPLY_READY, true, NULL, "load_ms",
+	      (int64_t)((channel_now_ns() - (x->t_ram_end ? x->t_ram_end : t_load)) / 1000000));
 	/* Wait for the verdict. Only COMMIT lets this copy run. */
 	if (mig_get_rec(&r, &rec, &e) < 0) {
 		err_prefix(&e, "waiting for COMMIT");

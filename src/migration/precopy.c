@@ -110,6 +110,10 @@ struct run {
 	uint64_t pass_t0, pass_bytes0;  /* start of the current pass: its time and wire bytes (pass_rate) */
 	struct ram_census census;       /* populated pages setup's extents walk found (pages 0: none) */
 	bool pass1_done;                /* pass 1's rate is final (publish stops updating it) */
+	/* Where the downtime went (ns, channel_now_ns): vCPUs stopped, last
+	 * pages sent, state sent, destination READY; logged at the end. */
+	uint64_t t_pause, t_paused, t_pages, t_state, t_ready;
+	int64_t dst_load_ms;            /* the destination's own figure, from READY */
 };
 
 static void set_stage(struct run *r, enum mig_stage s)
@@ -673,7 +677,9 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 	set_stage(r, MIG_STAGE_STOP_COPY);
 	throttle_stop(&r->thr); /* leaves the vCPUs running, so the pause below is the real one */
 	*pause_ns = channel_realtime_ns();
+	r->t_pause = channel_now_ns();
 	pause_vm(r);
+	r->t_paused = channel_now_ns();
 	if (dirty_sync(&r->d, e) < 0)
 		return -1;
 	r->gen++;
@@ -699,10 +705,12 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 			return err_prefix(e, "channel %d", i);
 	if (send_sync(r, r->gen, 0) < 0)
 		return stream_check(&c->w, e);
+	r->t_pages = channel_now_ns();
 	if (vmstate_save(&r->m->vm, &c->w, e) < 0)
 		return -1;
 	if (stream_flush(&c->w) < 0)
 		return stream_check(&c->w, e);
+	r->t_state = channel_now_ns();
 	publish(r);
 	if (failpoint("src.after_state") < 0)
 		return err_set(e, "failpoint src.after_state");
@@ -710,7 +718,35 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 		return err_prefix(e, "waiting for the destination to load the state");
 	if (!reply_ok(reply, why, sizeof(why)))
 		return err_set(e, "the destination could not load the VM: %s", why);
+	r->t_ready = channel_now_ns();
+	r->dst_load_ms = reply_int(reply, "load_ms");
 	return 0;
+}
+
+/* Where the downtime went, for an administrator asking why a switch-over
+ * took longer than its target (status and one log line). */
+static void note_downtime_parts(struct run *r, double downtime_ms)
+{
+	struct mig_downtime_parts p = {
+		.set = true,
+		.stop_vcpus = (double)(r->t_paused - r->t_pause) / 1e6,
+		.last_pages = (double)(r->t_pages - r->t_paused) / 1e6,
+		.device_state = (double)(r->t_state - r->t_pages) / 1e6,
+		.dest_ready = (double)(r->t_ready - r->t_state) / 1e6,
+		.dest_load = (double)r->dst_load_ms,
+	};
+	/* The rest, up to the destination's own resume time (not to our
+	 * reading of its reply, which may wait for a CPU its guest now uses). */
+	double before = p.stop_vcpus + p.last_pages + p.device_state + p.dest_ready;
+	p.commit_resume = downtime_ms > before ? downtime_ms - before : 0;
+	pthread_mutex_lock(&r->ms->lock);
+	r->ms->st.downtime_parts = p;
+	pthread_mutex_unlock(&r->ms->lock);
+	log_info("migration: downtime %.1f ms: vCPUs stopped in %.1f ms, last pages %.1f ms, "
+		 "device state %.1f ms, destination READY %.1f ms (its load %.0f ms), "
+		 "storage handoff, commit and resume %.1f ms (the rest)",
+		 downtime_ms, p.stop_vcpus, p.last_pages, p.device_state,
+		 p.dest_ready, p.dest_load, p.commit_resume);
 }
 
 /* A destination that gives up sends its reason as a failed reply before it
@@ -855,8 +891,10 @@ static void *mig_thread(void *arg)
 	{
 		int64_t resumed = reply_int(reply, "resumed_ns");
 		pthread_mutex_lock(&ms->lock);
-		ms->st.downtime_ms = resumed > (int64_t)pause_ns ? ((uint64_t)resumed - pause_ns) / 1000000ULL : 0;
+		uint64_t dt_ns = resumed > (int64_t)pause_ns ? (uint64_t)resumed - pause_ns : 0;
+		ms->st.downtime_ms = dt_ns / 1000000ULL;
 		pthread_mutex_unlock(&ms->lock);
+		note_downtime_parts(r, (double)dt_ns / 1e6);
 	}
 	set_stage(r, MIG_STAGE_NETWORK);
 	end = MIG_STAGE_COMPLETED;

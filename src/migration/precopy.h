@@ -45,6 +45,16 @@ struct mig_opts {
 	bool encrypt;                /* seal every connection (needs key) */
 };
 
+/* Where a finished move's downtime went, step by step (ms, each from the
+ * end of the one before; commit_resume is the rest of the downtime).
+ * dest_load is the destination's own figure, within dest_ready: from its
+ * last page in to READY (loading the device state into KVM). */
+struct mig_downtime_parts {
+	bool set;
+	double stop_vcpus, last_pages, device_state, dest_ready, commit_resume;
+	double dest_load;
+};
+
 struct mig_status {
 	enum mig_stage stage;
 	uint32_t pass;
@@ -57,6 +67,7 @@ struct mig_status {
 	uint64_t bytes_on_wire;
 	struct ram_stats ram;
 	uint64_t elapsed_ms, setup_ms, downtime_ms, eta_ms;
+	struct mig_downtime_parts downtime_parts;
 	uint32_t throttle_pct;
 	uint64_t bandwidth_bps;      /* the limit in force now, 0 = none */
 	bool committed;

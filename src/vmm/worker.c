@@ -203,6 +203,17 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		jsonl_add_int(m, "elapsed_ms", (int64_t)st.elapsed_ms);
 		jsonl_add_int(m, "setup_ms", (int64_t)st.setup_ms);
 		jsonl_add_int(m, "downtime_ms", (int64_t)st.downtime_ms);
+		if (st.downtime_parts.set) {
+			const struct mig_downtime_parts *p = &st.downtime_parts;
+			struct json_object *dp = json_object_new_object();
+			jsonl_add_fixed(dp, "stop_vcpus_ms", p->stop_vcpus, 1);
+			jsonl_add_fixed(dp, "last_pages_ms", p->last_pages, 1);
+			jsonl_add_fixed(dp, "device_state_ms", p->device_state, 1);
+			jsonl_add_fixed(dp, "destination_ready_ms", p->dest_ready, 1);
+			jsonl_add_fixed(dp, "destination_load_ms", p->dest_load, 1);
+			jsonl_add_fixed(dp, "commit_resume_ms", p->commit_resume, 1);
+			json_object_object_add(m, "downtime_parts", dp);
+		}
 		jsonl_add_int(m, "eta_ms", (int64_t)st.eta_ms);
 		jsonl_add_int(m, "throttle_pct", st.throttle_pct);
 		jsonl_add_int(m, "bandwidth_mibps", (int64_t)(st.bandwidth_bps >> 20));

@@ -69,6 +69,9 @@ on A --json migration history | json_get moves.0.progress.bytes_on_wire | grep -
 # the worker itself reports the codec it ran with (not only ferryd's record)
 [ "$(on A --json migration history | json_get moves.0.progress.codec)" = zstd ] ||
 	fail "the source worker did not run with the zstd codec asked for"
+# a finished move says where its downtime went
+on A migration status "$(on A --json migration history | json_get moves.0.id)" | tee "$T/statA" |
+	grep -qE 'Downtime parts: +stop vCPUs [0-9.]+, last pages' || { cat "$T/statA"; fail "no downtime parts in the status"; }
 
 note "move g1 back B -> A on a terminal (progress display)"
 if command -v script >/dev/null; then

@@ -2,8 +2,8 @@
 # Live migration between two workers (the engine under ferryd): a 1 GiB,
 # 2-vCPU test guest idle, dirtying 512 MiB at 256 MiB/s, and at full speed.
 # After each move every page verifies on the destination, the heartbeat
-# counter continues, the source exits "migrated away" (4), and progress
-# ends at exactly the pages it counted.
+# counter continues, the source exits "migrated away" (4), progress ends at
+# exactly the pages it counted, and the downtime's parts add up to it.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm
@@ -28,6 +28,18 @@ for wl in "idle:ws=512M rate=0" "256:ws=512M rate=256" "max:ws=512M rate=max"; d
 	# at once instead of running to the pass limit
 	[ "$name" != idle ] || [ "$(field "$res" pass)" -le 3 ] ||
 		fail "idle guest took $(field "$res" pass) passes"
+	# where the downtime went: every step there, none negative; the steps
+	# up to READY, timed on the source's clock, fit in the downtime taken
+	# from its pause to the destination's resume
+	python3 - "$res" <<'PY' || fail "downtime parts do not fit the downtime"
+import json, sys
+m = json.loads(sys.argv[1]).get("migration")
+p = m["downtime_parts"]
+keys = ["stop_vcpus_ms", "last_pages_ms", "device_state_ms", "destination_ready_ms"]
+assert all(p[k] >= 0 for k in keys + ["destination_load_ms", "commit_resume_ms"]), p
+assert p["destination_load_ms"] <= p["destination_ready_ms"] + 1, p
+assert sum(p[k] for k in keys) <= m["downtime_ms"] + 1, (m["downtime_ms"], p)
+PY
 	[ "$(state_of b$name)" = running ] || fail "destination not running"
 	verify b$name
 	# The destination's first whole heartbeat line follows the source's last:
