@@ -69,5 +69,9 @@ sleep 2; tail -n 2 "$D/a/logs/demo.serial"
 say "migration history on hostA and hostB"
 "$B/ferry" -c 127.0.0.1:$PA migration history
 "$B/ferry" -c 127.0.0.1:$PB migration history
+say "the first move in full: figures, and where its downtime went"
+first=$("$B/ferry" -c 127.0.0.1:$PA --json migration history |
+	python3 -c 'import json,sys; m=[x for x in json.load(sys.stdin)["moves"] if x["direction"]=="outgoing"]; print(m[0]["id"] if m else "")')
+[ -n "$first" ] && "$B/ferry" -c 127.0.0.1:$PA migration status "$first"
 "$B/ferry" -c 127.0.0.1:$PA vm stop demo >/dev/null
 echo; echo "demo done."
