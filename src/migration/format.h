@@ -39,7 +39,7 @@ enum mig_rec_type {
  */
 enum mig_reply_type {
 	MIG_REPLY_SETUP = 101,   /* {"ok":bool,"error":str}: can this host take the VM? */
-	MIG_REPLY_READY = 102,   /* {"ok":bool,"error":str,"load_ms":n}: all state loaded (load_ms: from the end of RAM) */
+	MIG_REPLY_READY = 102,   /* {"ok":bool,"error":str,"load_ms":n}: all state loaded (load_ms: since STATE_END) */
 	MIG_REPLY_RESUMED = 103, /* {"ok":bool,"error":str,"resumed_ns":n}: running here */
 };
 #define MIG_MAX_REPLY 4096

@@ -232,7 +232,7 @@ struct rx {
 	pthread_t prefault;
 	bool prefaulting;
 	volatile bool stop_prefault;
-	uint64_t t_ram_end;          /* channel_now_ns() when the last page had arrived */
+	uint64_t t_state_end;        /* channel_now_ns() at the source's STATE_END (then the channels join) */
 };
 
 static void abort_connections(struct rx *x)
@@ -324,8 +324,7 @@ static int join_channels(void *opaque, struct err *e)
 {
 	struct rx *x = opaque;
 	int rc = 0;
-	if (!x->t_ram_end)
-		x->t_ram_end = channel_now_ns();
+	x->t_state_end = channel_now_ns();
 	for (int i = 1; i < x->nch; i++) {
 		if (x->ch[i].running) {
 			pthread_join(x->ch[i].thread, NULL);
@@ -388,7 +387,6 @@ static void *in_thread(void *arg)
 	struct mig_rec rec;
 	struct err e = { .code = 0 };
 	bool have_streams = false, setup_replied = false, loaded = false;
-	uint64_t t_load;
 	int fd = -1;
 	uint32_t pass0;
 
@@ -493,7 +491,6 @@ static void *in_thread(void *arg)
 	reply(&w, MIG_REPLY_SETUP, true, NULL, "channels", x->nch);
 	setup_replied = true;
 	set_stage(in, IN_RECEIVING);
-	t_load = channel_now_ns();
 	if (snapshot_load_state_ex(&r, in->m, &x->ch[0].rr, join_channels, x, &e) < 0)
 		goto fail;
 	{
@@ -515,10 +512,10 @@ static void *in_thread(void *arg)
 	}
 	loaded = true;
 	set_stage(in, IN_LOADED);
-	/* load_ms: from the end of RAM (all channels in) to READY, the part of
-	 * the downtime spent here applying the state. */
+	/* load_ms: from the end of the stream to READY (the extra channels'
+	 * last pages, then the device state into KVM), downtime spent here. */
 	reply(&w, MIG_REPLY_READY, true, NULL, "load_ms",
-	      (int64_t)((channel_now_ns() - (x->t_ram_end ? x->t_ram_end : t_load)) / 1000000));
+	      (int64_t)((channel_now_ns() - x->t_state_end) / 1000000));
 	/* Wait for the verdict. Only COMMIT lets this copy run. */
 	if (mig_get_rec(&r, &rec, &e) < 0) {
 		err_prefix(&e, "waiting for COMMIT");

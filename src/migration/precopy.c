@@ -598,14 +598,15 @@ static int precopy(struct run *r, struct err *e)
 		return -1;
 	for (;;) {
 		bool converged, forced, timed = channel_now_ns() - r->pass_t0 > 1000000ULL;
+		double delivered = timed ? 0 : pass_delivered(r);
 		if (timed)
 			bw = pass_rate(r); /* the pass ended drained: all of it delivered */
-		else if (pass_delivered(r) > bw * 0.001)
+		else if (delivered > bw * 0.001)
 			/* Too short to time (a nearly idle guest): the link moved the
 			 * pass within 1 ms, so it is at least that fast. Without a
 			 * figure such a guest ran to max_passes, a dirty-log sync of
 			 * all its memory each (31 passes, 61 ms for an idle 16 GiB). */
-			bw = pass_delivered(r) / 0.001;
+			bw = delivered / 0.001;
 		if (dirty_sync(&r->d, e) < 0)
 			return -1;
 		dirty_pages = dirty_count(&r->d);

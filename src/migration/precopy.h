@@ -47,8 +47,9 @@ struct mig_opts {
 
 /* Where a finished move's downtime went, step by step (ms, each from the
  * end of the one before; commit_resume is the rest of the downtime).
- * dest_load is the destination's own figure, within dest_ready: from its
- * last page in to READY (loading the device state into KVM). */
+ * dest_load is the destination's own figure, within dest_ready: from the
+ * end of the stream to READY (its channels' last pages, the device state
+ * into KVM). */
 struct mig_downtime_parts {
 	bool set;
 	double stop_vcpus, last_pages, device_state, dest_ready, commit_resume;

@@ -3,7 +3,7 @@
 # 2-vCPU test guest idle, dirtying 512 MiB at 256 MiB/s, and at full speed.
 # After each move every page verifies on the destination, the heartbeat
 # counter continues, the source exits "migrated away" (4), progress ends at
-# exactly the pages it counted, and the downtime's parts add up to it.
+# exactly the pages it counted, and the downtime's parts fit in it.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm
