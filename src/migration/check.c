@@ -398,14 +398,10 @@ static int check_section(struct walker *w, const struct mig_rec *rec, struct err
 
 static int check_sync(struct walker *w, const struct mig_rec *rec, struct err *e)
 {
-	uint32_t pass;
-	if (rec->len != 12)
-		return err_set(e, "sync record of %u bytes (expected 12)", rec->len);
-	pass = stream_get_u32(w->r);
-	(void)stream_get_u64(w->r);
-	if (stream_check(w->r, e) < 0)
+	struct mig_sync sy;
+	if (mig_get_sync(w->r, rec, &sy, e) < 0)
 		return -1;
-	snprintf(w->detail, sizeof(w->detail), "pass=%u", pass);
+	snprintf(w->detail, sizeof(w->detail), "pass=%u", sy.pass);
 	w->rep->syncs++;
 	return 0;
 }

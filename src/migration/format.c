@@ -61,6 +61,22 @@ int mig_get_rec(struct stream *r, struct mig_rec *rec, struct err *e)
 	return 0;
 }
 
+void mig_put_sync(struct stream *w, const struct mig_sync *sy)
+{
+	mig_put_rec(w, MIG_REC_SYNC, 12);
+	stream_put_u32(w, sy->pass);
+	stream_put_u64(w, sy->value);
+}
+
+int mig_get_sync(struct stream *r, const struct mig_rec *rec, struct mig_sync *sy, struct err *e)
+{
+	if (rec->len != 12)
+		return err_set(e, "corrupt stream: sync record of %u bytes (expected 12)", rec->len);
+	sy->pass = stream_get_u32(r);
+	sy->value = stream_get_u64(r);
+	return stream_check(r, e);
+}
+
 void mig_put_mem_hdr(struct stream *w, const struct mig_mem_hdr *h)
 {
 	stream_put_u64(w, h->gpa);

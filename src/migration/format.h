@@ -81,6 +81,13 @@ struct mig_mem_hdr {
 	uint64_t sum;    /* XXH3-64 of the run's uncompressed pages (0 for zero runs) */
 };
 
+/* SYNC: the end of a memory pass. value: for pass 0 the number of
+ * connections, later the pages the next pass sends; 0 in a state file. */
+struct mig_sync {
+	uint32_t pass;
+	uint64_t value;
+};
+
 /* The checksum every page run and section carries: TCP's checksum is weak
  * and a file can rot, and a flipped byte in a page would otherwise reach
  * the guest silently. XXH3 costs a fraction of a memcpy. */
@@ -108,6 +115,11 @@ void mig_put_section(struct stream *w, const char *name, uint32_t version,
  * is what follows. The caller verifies *sum with mig_sum over the payload. */
 int mig_get_section_hdr(struct stream *r, uint32_t rec_len, char name[MIG_MAX_NAME + 1],
 			uint32_t *version, uint32_t *payload_len, uint64_t *sum, struct err *e);
+
+/* A whole SYNC record (12 bytes). */
+void mig_put_sync(struct stream *w, const struct mig_sync *sy);
+/* Its payload, in a SYNC record just read (any length but 12 is corrupt). */
+int mig_get_sync(struct stream *r, const struct mig_rec *rec, struct mig_sync *sy, struct err *e);
 
 const char *mig_rec_name(uint32_t type);
 

@@ -388,7 +388,7 @@ static void *in_thread(void *arg)
 	struct err e = { .code = 0 };
 	bool have_streams = false, setup_replied = false, loaded = false;
 	int fd = -1;
-	uint32_t pass0;
+	struct mig_sync sync0;
 
 	if (!x) {
 		err_set(&e, "out of memory");
@@ -425,18 +425,19 @@ static void *in_thread(void *arg)
 	/* Pass-0 marker: how many channels the source opened. */
 	if (mig_get_rec(&r, &rec, &e) < 0)
 		goto fail;
-	if (rec.type != MIG_REC_SYNC || rec.len != 12) {
+	if (rec.type != MIG_REC_SYNC) {
 		err_set(&e, "protocol error: expected the channel count, got %s", mig_rec_name(rec.type));
 		goto fail;
 	}
-	pass0 = stream_get_u32(&r);
-	x->nch = (int)stream_get_u64(&r);
-	if (stream_check(&r, &e) < 0)
+	if (mig_get_sync(&r, &rec, &sync0, &e) < 0)
 		goto fail;
-	if (pass0 != 0 || x->nch < 1 || x->nch > CHANNEL_MAX) {
-		err_set(&e, "protocol error: %d channels announced (1..%d)", x->nch, CHANNEL_MAX);
+	/* compared as u64: a huge count must not wrap into range */
+	if (sync0.pass != 0 || sync0.value < 1 || sync0.value > CHANNEL_MAX) {
+		err_set(&e, "protocol error: %llu channels announced (1..%d)",
+			(unsigned long long)sync0.value, CHANNEL_MAX);
 		goto fail;
 	}
+	x->nch = (int)sync0.value;
 	if (ram_recv_init(&x->ch[0].rr, &in->m->vm.mem, &e) < 0)
 		goto fail;
 	/* Extra channels: each must say hello with a valid, unused index. */

@@ -346,9 +346,8 @@ static int do_setup(struct run *r, struct err *e)
 		}
 		free(ext);
 	}
-	mig_put_rec(&c->w, MIG_REC_SYNC, 12); /* pass 0 marker: announces the channel count */
-	stream_put_u32(&c->w, 0);
-	stream_put_u64(&c->w, (uint64_t)r->nch);
+	/* pass 0 marker: announces the channel count */
+	mig_put_sync(&c->w, &(struct mig_sync){ .pass = 0, .value = (uint64_t)r->nch });
 	if (stream_flush(&c->w) < 0)
 		return stream_check(&c->w, e);
 	/* A hello on each extra channel ties it to this migration and gives its index. */
@@ -379,9 +378,7 @@ static int do_setup(struct run *r, struct err *e)
 static int send_sync(struct run *r, uint32_t pass, uint64_t left)
 {
 	struct mig_channel *c = &r->ch[0];
-	mig_put_rec(&c->w, MIG_REC_SYNC, 12);
-	stream_put_u32(&c->w, pass);
-	stream_put_u64(&c->w, left);
+	mig_put_sync(&c->w, &(struct mig_sync){ .pass = pass, .value = left });
 	return stream_ok(&c->w) ? 0 : -1;
 }
 

@@ -17,9 +17,7 @@ int snapshot_save(struct machine *m, struct stream *w, struct ram_stats *st, str
 	free(cfg);
 	if (ram_send_populated(w, &m->vm.mem, 1, NULL, st) < 0)
 		return stream_check(w, e);
-	mig_put_rec(w, MIG_REC_SYNC, 12);
-	stream_put_u32(w, 1);
-	stream_put_u64(w, 0);
+	mig_put_sync(w, &(struct mig_sync){ .pass = 1 });
 	if (vmstate_save(&m->vm, w, e) < 0)
 		return -1;
 	mig_put_rec(w, MIG_REC_EOS, 0);
@@ -77,7 +75,12 @@ int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv 
 			if (vmstate_read_section(&ld, r, rec.len, e) < 0)
 				goto out;
 			break;
-		case MIG_REC_SYNC:
+		case MIG_REC_SYNC: {
+			struct mig_sync sy;
+			if (mig_get_sync(r, &rec, &sy, e) < 0)
+				goto out;
+			break;
+		}
 		case MIG_REC_DIGEST:
 			stream_skip(r, rec.len);
 			if (stream_check(r, e) < 0)
