@@ -515,11 +515,20 @@ static int pass_one(struct run *r, struct err *e)
 		j.n = p + n - j.first;
 		if (channel_submit(&r->ch[(p / CHUNK_PAGES) % (uint64_t)r->nch], &j) < 0)
 			break;
-		pthread_mutex_lock(&r->ms->lock);
 		/* the chunk's populated pages, not its range from the first one:
 		 * holes inside it would run the count past the total */
-		r->ms->st.sent_pages += r->census.pages && r->census.per_window ?
-					r->census.per_window[p / CHUNK_PAGES] : j.n;
+		uint64_t counted = j.n, first_touched = 0;
+		if (r->census.pages && r->census.per_window) {
+			counted = r->census.per_window[p / CHUNK_PAGES];
+			/* A chunk the guest first touched after setup's walk
+			 * (a guest growing while it moves): count it now, in
+			 * the total too. One lseek pair, only for such chunks. */
+			if (!counted)
+				counted = first_touched = ram_populated_in(gm, j.first, j.n);
+		}
+		pthread_mutex_lock(&r->ms->lock);
+		r->ms->st.sent_pages += counted;
+		r->ms->st.total_pages += first_touched;
 		pthread_mutex_unlock(&r->ms->lock);
 		if ((p / CHUNK_PAGES) % 64 == 0)
 			publish(r);
@@ -584,7 +593,9 @@ static int precopy(struct run *r, struct err *e)
 	pthread_mutex_lock(&r->ms->lock);
 	/* Progress counts what setup's walk found: walking a big guest's
 	 * memfd again here would hold up pass 1 by as long (~5 ms for 512
-	 * MiB). Pages first touched since then are sent but not counted. */
+	 * MiB). Pass 1 adds the chunks first touched since then as it meets
+	 * them (pages first touched inside a chunk that had some are sent
+	 * but not counted). */
 	r->ms->st.total_pages = r->census.pages ? r->census.pages : ram_populated_pages(&r->m->vm.mem);
 	r->ms->st.pass = 1;
 	pthread_mutex_unlock(&r->ms->lock);

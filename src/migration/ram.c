@@ -201,9 +201,9 @@ int ram_send_bitmap_range(struct stream *w, struct guest_mem *gm, const uint64_t
 /* Walk the memfd's data extents: SEEK_DATA/SEEK_HOLE skip what the guest never touched. */
 typedef int (*extent_fn)(void *opaque, uint64_t first, uint64_t n);
 
-static int ram_for_each_extent(struct guest_mem *gm, extent_fn fn, void *opaque)
+/* The populated extents of guest memory within bytes [pos, size). */
+static int ram_for_each_extent_in(struct guest_mem *gm, off_t pos, off_t size, extent_fn fn, void *opaque)
 {
-	off_t pos = 0, size = (off_t)gm->ram_size;
 	while (pos < size) {
 		off_t data = lseek(gm->memfd, pos, SEEK_DATA);
 		off_t hole;
@@ -214,6 +214,8 @@ static int ram_for_each_extent(struct guest_mem *gm, extent_fn fn, void *opaque)
 			return fn(opaque, (uint64_t)pos >> GMEM_PAGE_SHIFT,
 				  (uint64_t)(size - pos) >> GMEM_PAGE_SHIFT);
 		}
+		if (data >= size)
+			return 0; /* the next data is past the range */
 		hole = lseek(gm->memfd, data, SEEK_HOLE);
 		if (hole < 0 || hole > size)
 			hole = size;
@@ -224,6 +226,11 @@ static int ram_for_each_extent(struct guest_mem *gm, extent_fn fn, void *opaque)
 		pos = hole;
 	}
 	return 0;
+}
+
+static int ram_for_each_extent(struct guest_mem *gm, extent_fn fn, void *opaque)
+{
+	return ram_for_each_extent_in(gm, 0, (off_t)gm->ram_size, fn, opaque);
 }
 
 struct send_ctx { struct stream *w; struct guest_mem *gm; uint16_t gen; struct ram_codec *codec; struct ram_stats *st; };
@@ -317,6 +324,17 @@ uint64_t ram_populated_pages(struct guest_mem *gm)
 	uint64_t n = 0;
 	ram_for_each_extent(gm, count_extent, &n);
 	return n;
+}
+
+uint64_t ram_populated_in(struct guest_mem *gm, uint64_t first, uint64_t npages)
+{
+	uint64_t n = 0, end = first + npages;
+	if (end > gmem_npages(gm))
+		end = gmem_npages(gm);
+	if (first < end)
+		ram_for_each_extent_in(gm, (off_t)(first << GMEM_PAGE_SHIFT), (off_t)(end << GMEM_PAGE_SHIFT),
+				       count_extent, &n);
+	return n > end - first ? end - first : n;
 }
 
 int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e)

@@ -66,6 +66,8 @@ size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t ma
 			     struct ram_census *census);
 /* Count populated pages (for progress and for the destination's prefault). */
 uint64_t ram_populated_pages(struct guest_mem *gm);
+/* The same, within pages [first, first + npages). */
+uint64_t ram_populated_in(struct guest_mem *gm, uint64_t first, uint64_t npages);
 
 struct ram_recv {
 	struct guest_mem *gm;
