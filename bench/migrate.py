@@ -738,7 +738,21 @@ def main():
                     help="stay in the host's network namespace (lo bytes then count "
                     "everyone's loopback traffic)")
     ap.add_argument("--list", action="store_true", help="list workloads and variants")
+    ap.add_argument("--summarize", metavar="CSV",
+                    help="run nothing: summarize the per-run CSV of an earlier run (its table "
+                    "and best-of-each-system lines, figures added since included)")
     args = ap.parse_args()
+
+    if args.summarize:
+        results, minfo = report.read_runs(args.summarize)
+        order = list(dict.fromkeys((r["workload"], r["variant"]) for r in results))
+        summary = report.summarize(results, order)
+        print(report.text_table(summary, minfo))
+        for line in report.best_ratios(summary):
+            print("best: " + line)
+        for line in report.best_ratios(summary, "e2e_ms"):
+            print("best end to end: " + line)
+        return 0
 
     if args.list:
         for w in WORKLOADS:
@@ -820,6 +834,8 @@ def main():
     print(report.text_table(summary, minfo))
     for line in report.best_ratios(summary):
         print("best: " + line)
+    for line in report.best_ratios(summary, "e2e_ms"):
+        print("best end to end: " + line)
     paths = report.write_all(args.out, started, minfo, results, summary,
                              {w.name: w.what for w in WORKLOADS}, plots=not args.no_plots)
     for p in paths:

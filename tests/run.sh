@@ -38,7 +38,7 @@ for variant in build build/asan; do
 done
 
 export FERRY_GUEST=$root/build/guest/testguest.elf
-for dir in tests/kvm tests/e2e; do
+for dir in tests/bench tests/kvm tests/e2e; do
 	for t in "$dir"/*.sh; do
 		[ -f "$t" ] || continue
 		FERRY_BIN=$root/build/bin run_one "${t%.sh}" bash "$t"
