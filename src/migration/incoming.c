@@ -3,7 +3,8 @@
  * docs/migration-ops.md). The thread's steps mirror the source's stages:
  * setup checks and the SETUP reply; memory and state from every channel;
  * READY once the state is loaded into KVM; then, only on COMMIT, take the
- * disk lock, run the vCPUs, send RESUMED and announce each NIC (RARP).
+ * disk lock, run the vCPUs, announce each NIC (RARP; the first round
+ * before RESUMED, the rest after) and send RESUMED.
  */
 #include "migration/incoming.h"
 
@@ -357,23 +358,30 @@ static void reply(struct stream *w, uint32_t type, bool ok, const char *error, c
 	json_object_put(o);
 }
 
-static void announce(struct machine *m)
+/* One RARP round for the NIC (if any), so switches learn its new port. */
+static void announce_round(struct machine *m)
 {
-	/* Several rounds with growing gaps, as QEMU's announce does: one lost
-	 * frame must not leave the switch pointing at the old port. */
-	static const int gaps_ms[] = { 0, 50, 100, 150, 200 };
 	struct err e;
+	pthread_mutex_lock(&m->vm.dev_lock);
+	if (virtio_net_announce(m->net, &e) < 0)
+		log_warn("announce: %s", e.msg);
+	pthread_mutex_unlock(&m->vm.dev_lock);
+}
+
+/* The rounds after the first (which goes out before RESUMED), with growing
+ * gaps, as QEMU's announce does: one lost frame must not leave the switch
+ * pointing at the old port. */
+static void announce_rest(struct machine *m)
+{
+	static const int gaps_ms[] = { 50, 100, 150, 200 };
 	if (!m->net)
 		return;
 	for (size_t i = 0; i < sizeof(gaps_ms) / sizeof(gaps_ms[0]); i++) {
 		struct timespec ts = { 0, gaps_ms[i] * 1000000L };
 		nanosleep(&ts, NULL);
-		pthread_mutex_lock(&m->vm.dev_lock);
-		if (virtio_net_announce(m->net, &e) < 0)
-			log_warn("announce: %s", e.msg);
-		pthread_mutex_unlock(&m->vm.dev_lock);
+		announce_round(m);
 	}
-	log_info("announced the NIC's MAC (RARP, %zu rounds)", sizeof(gaps_ms) / sizeof(gaps_ms[0]));
+	log_info("announced the NIC's MAC (RARP, %zu rounds)", sizeof(gaps_ms) / sizeof(gaps_ms[0]) + 1);
 }
 
 static void *in_thread(void *arg)
@@ -545,13 +553,23 @@ static void *in_thread(void *arg)
 		reply(&w, MIG_REPLY_RESUMED, false, e.msg, NULL, 0);
 		goto fail;
 	}
-	reply(&w, MIG_REPLY_RESUMED, true, NULL, "resumed_ns", (int64_t)channel_realtime_ns());
+	{
+		int64_t resumed_ns = (int64_t)channel_realtime_ns();
+		/* The first announce goes out before RESUMED: once the source
+		 * calls the move completed, the switches have been told where
+		 * the VM is (a client's next frame must not go to the old port).
+		 * The downtime ends at resumed_ns, before it. */
+		if (in->m->net)
+			announce_round(in->m);
+		reply(&w, MIG_REPLY_RESUMED, true, NULL, "resumed_ns", resumed_ns);
+	}
 	set_stage(in, IN_RUNNING);
 	notify(in, IN_EV_RUNNING);
 	pthread_mutex_lock(&in->lock);
 	in->bytes = r.bytes;
 	pthread_mutex_unlock(&in->lock);
-	announce(in->m);
+	failpoint("dst.after_resumed"); /* tests: only the first announce round is out yet */
+	announce_rest(in->m);
 	goto out;
 fail:
 	if (x) {
