@@ -81,6 +81,13 @@ bool cli_parse_onoff(const char *s, bool *on);
 const char *cli_str(struct json_object *o, const char *key);
 int64_t cli_int(struct json_object *o, const char *key, int64_t dflt);
 bool cli_bool(struct json_object *o, const char *key); /* false if absent */
+double cli_num(struct json_object *o, const char *key); /* 0 if absent */
+/* A move's "progress" object, NULL if it has none. */
+struct json_object *cli_progress(struct json_object *mv);
+/* A finished move whose downtime went over its target: "over the 50 ms
+ * target: most of it <the largest of its downtime parts> (N ms)" into
+ * buf, and true; false if within the target (or not known). */
+bool cli_downtime_over(struct json_object *mv, char *buf, size_t cap);
 /* "1h02m", "3m04s", "12s". */
 void cli_fmt_duration(int64_t ms, char *buf, size_t cap);
 /* "512 MiB", "2 GiB". */

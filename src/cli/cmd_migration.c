@@ -44,28 +44,14 @@ static const char mig_usage_text[] =
 	"  ferry migration cancel mv-1a2b3c4d\n"
 	"  ferry migration history --name web1 --limit 5\n";
 
-static double mig_num(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return 0;
-	return json_object_get_double(v);
-}
-
-static struct json_object *mig_progress(struct json_object *mv)
-{
-	struct json_object *p;
-	return json_object_object_get_ex(mv, "progress", &p) ? p : NULL;
-}
-
 static void mig_progress_cell(struct json_object *mv, char *buf, size_t cap)
 {
 	const char *state = cli_str(mv, "state");
-	struct json_object *p = mig_progress(mv);
+	struct json_object *p = cli_progress(mv);
 	if (state && strcmp(state, "queued") == 0)
 		snprintf(buf, cap, "#%lld in queue", (long long)cli_int(mv, "position", 0));
 	else if (p)
-		snprintf(buf, cap, "%.0f%% pass %lld", mig_num(p, "percent"),
+		snprintf(buf, cap, "%.0f%% pass %lld", cli_num(p, "percent"),
 			 (long long)cli_int(p, "pass", 0));
 	else
 		snprintf(buf, cap, "-");
@@ -166,8 +152,8 @@ static void mig_bandwidth_line(struct json_object *mv, char *buf, size_t cap)
 
 static void mig_show(struct json_object *mv)
 {
-	struct json_object *p = mig_progress(mv), *dp;
-	char buf[256], a[32], b[32];
+	struct json_object *p = cli_progress(mv), *dp;
+	char buf[256], a[32], b[32], over[160];
 
 	cli_kv("Move", cli_str(mv, "id"));
 	cli_kv("VM", cli_str(mv, "name"));
@@ -196,30 +182,32 @@ static void mig_show(struct json_object *mv)
 		cli_kv("Ended", buf);
 	}
 	if (p) {
-		cli_fmt_bytes(mig_num(p, "remaining_bytes"), a, sizeof(a));
+		cli_fmt_bytes(cli_num(p, "remaining_bytes"), a, sizeof(a));
 		snprintf(buf, sizeof(buf), "%.1f%% of memory sent, pass %lld, %s left",
-			 mig_num(p, "percent"), (long long)cli_int(p, "pass", 0), a);
+			 cli_num(p, "percent"), (long long)cli_int(p, "pass", 0), a);
 		cli_kv("Progress", buf);
 		snprintf(buf, sizeof(buf), "dirty %.1f MiB/s, throughput %.1f MiB/s",
-			 mig_num(p, "dirty_rate_mibps"), mig_num(p, "throughput_mibps"));
+			 cli_num(p, "dirty_rate_mibps"), cli_num(p, "throughput_mibps"));
 		cli_kv("Rates", buf);
-		cli_fmt_bytes(mig_num(p, "bytes_on_wire"), b, sizeof(b));
+		cli_fmt_bytes(cli_num(p, "bytes_on_wire"), b, sizeof(b));
 		snprintf(buf, sizeof(buf), "total %.0f ms, setup %.0f ms, downtime %.0f ms",
-			 mig_num(p, "elapsed_ms"), mig_num(p, "setup_ms"), mig_num(p, "downtime_ms"));
+			 cli_num(p, "elapsed_ms"), cli_num(p, "setup_ms"), cli_num(p, "downtime_ms"));
 		cli_kv("Times", buf);
+		if (cli_downtime_over(mv, over, sizeof(over)))
+			cli_kv("Downtime", over);
 		/* a finished move: where its downtime went */
 		if (json_object_object_get_ex(p, "downtime_parts", &dp)) {
 			snprintf(buf, sizeof(buf), "stop vCPUs %.1f, last pages %.1f, device state %.1f, "
 				 "destination ready %.1f (its load %.1f), commit and resume %.1f ms",
-				 mig_num(dp, "stop_vcpus_ms"), mig_num(dp, "last_pages_ms"),
-				 mig_num(dp, "device_state_ms"), mig_num(dp, "destination_ready_ms"),
-				 mig_num(dp, "destination_load_ms"), mig_num(dp, "commit_resume_ms"));
+				 cli_num(dp, "stop_vcpus_ms"), cli_num(dp, "last_pages_ms"),
+				 cli_num(dp, "device_state_ms"), cli_num(dp, "destination_ready_ms"),
+				 cli_num(dp, "destination_load_ms"), cli_num(dp, "commit_resume_ms"));
 			cli_kv("Downtime parts", buf);
 		}
 		snprintf(buf, sizeof(buf), "%s on the wire (%s); pages %.0f raw, %.0f zero, %.0f compressed",
 			 b, cli_str(p, "transport") ? cli_str(p, "transport") : "?",
-			 mig_num(p, "pages_raw"), mig_num(p, "pages_zero"),
-			 mig_num(p, "pages_compressed"));
+			 cli_num(p, "pages_raw"), cli_num(p, "pages_zero"),
+			 cli_num(p, "pages_compressed"));
 		cli_kv("Data", buf);
 	}
 	if (cli_str(mv, "error"))
@@ -355,7 +343,7 @@ static int mig_history(struct cli_opts *o, int argc, char **argv)
 	t = cli_table_new(9, hdr);
 	for (size_t i = 0; i < json_object_array_length(moves); i++) {
 		struct json_object *mv = json_object_array_get_idx(moves, i);
-		struct json_object *p = mig_progress(mv);
+		struct json_object *p = cli_progress(mv);
 		const char *dir = cli_str(mv, "direction");
 		bool out = dir && strcmp(dir, "outgoing") == 0;
 		char total[32], down[32], wire[32], ended[32];
@@ -363,11 +351,11 @@ static int mig_history(struct cli_opts *o, int argc, char **argv)
 		snprintf(total, sizeof(total), "%.2f s",
 			 (double)(cli_int(mv, "ended_ms", 0) - cli_int(mv, "started_ms", 0)) / 1000.0);
 		if (p)
-			snprintf(down, sizeof(down), "%.0f ms", mig_num(p, "downtime_ms"));
+			snprintf(down, sizeof(down), "%.0f ms", cli_num(p, "downtime_ms"));
 		else
 			snprintf(down, sizeof(down), "-");
 		if (p)
-			cli_fmt_bytes(mig_num(p, "bytes_on_wire"), wire, sizeof(wire));
+			cli_fmt_bytes(cli_num(p, "bytes_on_wire"), wire, sizeof(wire));
 		else
 			snprintf(wire, sizeof(wire), "-");
 		mig_time(cli_int(mv, "ended_ms", 0), ended, sizeof(ended));

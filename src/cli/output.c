@@ -24,6 +24,49 @@ const char *cli_str(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+double cli_num(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	if (!o || !json_object_object_get_ex(o, key, &v))
+		return 0;
+	return json_object_get_double(v);
+}
+
+struct json_object *cli_progress(struct json_object *mv)
+{
+	struct json_object *p;
+	return json_object_object_get_ex(mv, "progress", &p) ? p : NULL;
+}
+
+bool cli_downtime_over(struct json_object *mv, char *buf, size_t cap)
+{
+	static const struct { const char *key, *what; } parts[] = {
+		{ "stop_vcpus_ms", "stopping the vCPUs" },
+		{ "last_pages_ms", "the last pages" },
+		{ "device_state_ms", "the device state" },
+		{ "destination_ready_ms", "the destination getting ready" },
+		{ "commit_resume_ms", "commit and resume" },
+	};
+	struct json_object *p = cli_progress(mv), *dp;
+	int64_t target = cli_int(mv, "downtime_target_ms", 0);
+	double down = cli_num(p, "downtime_ms"), most = -1;
+	const char *what = NULL;
+	if (!p || target <= 0 || down <= (double)target)
+		return false;
+	if (json_object_object_get_ex(p, "downtime_parts", &dp))
+		for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+			if (cli_num(dp, parts[i].key) > most) {
+				most = cli_num(dp, parts[i].key);
+				what = parts[i].what;
+			}
+	if (what)
+		snprintf(buf, cap, "over the %lld ms target: most of it %s (%.1f ms)", (long long)target,
+			 what, most);
+	else
+		snprintf(buf, cap, "over the %lld ms target", (long long)target);
+	return true;
+}
+
 int64_t cli_int(struct json_object *o, const char *key, int64_t dflt)
 {
 	struct json_object *v;

@@ -28,19 +28,6 @@ struct watch_seen {
 	bool done;
 };
 
-static struct json_object *watch_progress(struct json_object *mv)
-{
-	struct json_object *p;
-	return json_object_object_get_ex(mv, "progress", &p) ? p : NULL;
-}
-
-static double watch_num(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return 0;
-	return json_object_get_double(v);
-}
 
 static bool watch_done(const char *state)
 {
@@ -64,9 +51,9 @@ static void watch_line(struct json_object *mv, char *buf, size_t cap)
 {
 	const char *name = cli_str(mv, "name"), *state = cli_str(mv, "state");
 	const char *stage = cli_str(mv, "stage");
-	struct json_object *p = watch_progress(mv);
+	struct json_object *p = cli_progress(mv);
 	char bar[WATCH_BAR + 1], left[32], eta[32];
-	double pct = watch_num(p, "percent");
+	double pct = cli_num(p, "percent");
 	int fill;
 
 	if (state && strcmp(state, "queued") == 0) {
@@ -89,22 +76,22 @@ static void watch_line(struct json_object *mv, char *buf, size_t cap)
 	for (int i = 0; i < WATCH_BAR; i++)
 		bar[i] = i < fill ? '#' : '.';
 	bar[WATCH_BAR] = '\0';
-	cli_fmt_bytes(watch_num(p, "remaining_bytes"), left, sizeof(left));
-	cli_fmt_duration((int64_t)watch_num(p, "eta_ms"), eta, sizeof(eta));
+	cli_fmt_bytes(cli_num(p, "remaining_bytes"), left, sizeof(left));
+	cli_fmt_duration((int64_t)cli_num(p, "eta_ms"), eta, sizeof(eta));
 	snprintf(buf, cap,
 		 "%-12s %-15s [%s] %3.0f%%  pass %lld  dirty %.1f MiB/s  %.1f MiB/s  left %s  ETA %s",
 		 name, stage ? stage : state, bar, pct, (long long)cli_int(p, "pass", 0),
-		 watch_num(p, "dirty_rate_mibps"), watch_num(p, "throughput_mibps"), left,
-		 watch_num(p, "eta_ms") > 0 ? eta : "-");
+		 cli_num(p, "dirty_rate_mibps"), cli_num(p, "throughput_mibps"), left,
+		 cli_num(p, "eta_ms") > 0 ? eta : "-");
 }
 
 /* A JSON event line for a move whose state, stage, pass or percent moved. */
 static void watch_event(struct json_object *mv, struct watch_seen *seen)
 {
 	const char *state = cli_str(mv, "state"), *stage = cli_str(mv, "stage");
-	struct json_object *p = watch_progress(mv), *ev;
+	struct json_object *p = cli_progress(mv), *ev;
 	int64_t pass = cli_int(p, "pass", 0);
-	int pct = (int)watch_num(p, "percent");
+	int pct = (int)cli_num(p, "percent");
 
 	if (seen->done)
 		return;
@@ -129,8 +116,8 @@ static void watch_event(struct json_object *mv, struct watch_seen *seen)
 static void watch_summary(struct json_object *mv)
 {
 	const char *state = cli_str(mv, "state");
-	struct json_object *p = watch_progress(mv);
-	char total[32], wire[32];
+	struct json_object *p = cli_progress(mv);
+	char total[32], wire[32], over[160];
 	int64_t t = cli_int(mv, "ended_ms", 0) - cli_int(mv, "started_ms", 0);
 
 	if (!state || strcmp(state, "completed") != 0) {
@@ -139,16 +126,19 @@ static void watch_summary(struct json_object *mv)
 			cli_str(mv, "error") ? cli_str(mv, "error") : "(no reason given)");
 		return;
 	}
-	cli_fmt_bytes(watch_num(p, "bytes_on_wire"), wire, sizeof(wire));
+	cli_fmt_bytes(cli_num(p, "bytes_on_wire"), wire, sizeof(wire));
 	snprintf(total, sizeof(total), "%.2f s", (double)t / 1000.0);
 	printf("VM %s moved to %s (move %s)\n", cli_str(mv, "name"),
 	       cli_str(mv, "destination"), cli_str(mv, "id"));
 	printf("  total time %s, downtime %.0f ms, setup %.0f ms, %s on the wire (%s)\n",
-	       total, watch_num(p, "downtime_ms"), watch_num(p, "setup_ms"), wire,
+	       total, cli_num(p, "downtime_ms"), cli_num(p, "setup_ms"), wire,
 	       cli_str(p, "transport") ? cli_str(p, "transport") : "?");
+	if (cli_downtime_over(mv, over, sizeof(over)))
+		printf("  downtime %s; `ferry migration status %s` lists every part\n", over,
+		       cli_str(mv, "id"));
 	printf("  pages sent: %.0f raw, %.0f zero, %.0f compressed; %.0f passes\n",
-	       watch_num(p, "pages_raw"), watch_num(p, "pages_zero"),
-	       watch_num(p, "pages_compressed"), watch_num(p, "pass"));
+	       cli_num(p, "pages_raw"), cli_num(p, "pages_zero"),
+	       cli_num(p, "pages_compressed"), cli_num(p, "pass"));
 	if (cli_str(mv, "error"))
 		printf("  note: %s\n", cli_str(mv, "error"));
 }
@@ -213,7 +203,7 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 				pct_sum += 100;
 			} else {
 				queued += st && strcmp(st, "queued") == 0;
-				pct_sum += watch_num(watch_progress(mv), "percent");
+				pct_sum += cli_num(cli_progress(mv), "percent");
 			}
 			if (tty) {
 				watch_line(mv, line, sizeof(line));
