@@ -114,6 +114,12 @@ struct run {
 	 * pages sent, state sent, destination READY; logged at the end. */
 	uint64_t t_pause, t_paused, t_pages, t_state, t_ready;
 	int64_t dst_load_ms;            /* the destination's own figure, from READY */
+	/* A pass cut short at the maximum duration (policy: switch over):
+	 * what the stop-and-copy still owes (UINT64_MAX: nothing). pass1_from:
+	 * pass 1 stopped at this page, every populated page from it on is
+	 * unsent. pending_from: a later pass stopped here, so the dirty bits
+	 * of its bitmap from this page on are unsent. */
+	uint64_t pass1_from, pending_from;
 };
 
 static void set_stage(struct run *r, enum mig_stage s)
@@ -488,21 +494,45 @@ static int pass_one_check(struct run *r, struct early_check *x, uint64_t upto, s
 	return 0;
 }
 
-/* Pass 1: every chunk is re-armed, and sent if the guest ever touched it. */
-static int pass_one(struct run *r, struct err *e)
+/* The maximum duration, checked between chunks, so a long pass (a big
+ * guest on a capped link) does not run past it: 0 go on, 1 switch over
+ * now (policy), -1 cancelled (policy; e says so). */
+static int past_deadline(struct run *r, struct err *e)
+{
+	const struct mig_opts *o = &r->ms->o;
+	if (!o->max_duration_s || ms_since(r->t0) < (uint64_t)o->max_duration_s * 1000)
+		return 0;
+	if (o->cancel_on_timeout)
+		return err_set(e, "did not converge within %u s (policy: cancel)", o->max_duration_s);
+	return 1;
+}
+
+/* Every populated page from page `from` on, chunk by chunk (never-touched
+ * memory costs nothing): pass 1 (live: each chunk re-armed just before it
+ * goes, the early convergence check, the maximum duration), or with the
+ * guest stopped, what a pass 1 cut short at the maximum duration did not
+ * send. Returns 1 if cut short. */
+static int send_populated(struct run *r, uint64_t from, bool live, struct err *e)
 {
 	struct guest_mem *gm = &r->m->vm.mem;
 	uint64_t npages = gmem_npages(gm);
 	struct early_check x = { .t_last = r->pass_t0 };
-	for (uint64_t p = 0; p < npages; p += CHUNK_PAGES) {
+	for (uint64_t p = from; p < npages; p += CHUNK_PAGES) {
 		uint64_t n = npages - p < CHUNK_PAGES ? npages - p : CHUNK_PAGES;
 		off_t data;
 		struct chan_job j = { .kind = CHAN_JOB_RANGE, .first = p, .n = n, .gen = r->gen };
-		if (r->ms->cancel)
+		if (live && r->ms->cancel)
 			return err_set(e, "cancelled");
+		int late = live ? past_deadline(r, e) : 0;
+		if (late < 0)
+			return -1;
+		if (late) {
+			r->pass1_from = p; /* the rest goes in the stop-and-copy */
+			return drain_all(r, e) < 0 ? -1 : 1;
+		}
 		/* Re-arm before deciding: a write after this point is logged,
 		 * a write before it is seen by the populated check below. */
-		if (dirty_clear(&r->d, p, n, NULL, e) < 0)
+		if (live && dirty_clear(&r->d, p, n, NULL, e) < 0)
 			return -1;
 		data = lseek(gm->memfd, (off_t)(p << 12), SEEK_DATA);
 		if (data < 0 || (uint64_t)data >= (p + n) << 12) {
@@ -532,13 +562,14 @@ static int pass_one(struct run *r, struct err *e)
 		pthread_mutex_unlock(&r->ms->lock);
 		if ((p / CHUNK_PAGES) % 64 == 0)
 			publish(r);
-		if (pass_one_check(r, &x, p + n, e) < 0)
+		if (live && pass_one_check(r, &x, p + n, e) < 0)
 			return -1;
 	}
 	return drain_all(r, e);
 }
 
-/* Pass k: send the pages in the dirty bitmap, re-arming each chunk first. */
+/* Pass k: send the pages in the dirty bitmap, re-arming each chunk first
+ * (rearm: the guest runs; then the maximum duration may cut it short: 1). */
 static int pass_dirty(struct run *r, bool rearm, struct err *e)
 {
 	uint64_t npages = r->d.npages;
@@ -550,6 +581,15 @@ static int pass_dirty(struct run *r, bool rearm, struct err *e)
 		if (n < CHUNK_PAGES || chunk_any(r->d.bitmap, p)) {
 			if (r->ms->cancel && rearm)
 				return err_set(e, "cancelled");
+			if (rearm)
+				failpoint("src.dirty_chunk"); /* tests: a slow later pass */
+			int late = rearm ? past_deadline(r, e) : 0;
+			if (late < 0)
+				return -1;
+			if (late) {
+				r->pending_from = p; /* its bits from here on are still owed */
+				return drain_all(r, e) < 0 ? -1 : 1;
+			}
 			if (rearm && dirty_clear(&r->d, p, n, r->d.bitmap, e) < 0)
 				return -1;
 			if (channel_submit(&r->ch[(p / CHUNK_PAGES) % (uint64_t)r->nch], &j) < 0)
@@ -579,12 +619,20 @@ static void resume_vm(struct run *r)
 	}
 }
 
+static int deadline_switchover(struct run *r)
+{
+	log_info("migration: switching over by policy at the maximum duration (%u s), in pass %u; "
+		 "what is left goes with the guest stopped", r->ms->o.max_duration_s, r->gen);
+	return 0;
+}
+
 static int precopy(struct run *r, struct err *e)
 {
 	const struct mig_opts *o = &r->ms->o;
 	uint64_t t_sync = channel_now_ns(), dirty_pages, prev_dirty = UINT64_MAX;
 	uint64_t prev_dirty_before = UINT64_MAX;
 	double bw = 0, rate = 0;
+	int rc;
 
 	set_stage(r, MIG_STAGE_PRECOPY);
 	if (dirty_start(&r->d, &r->m->vm, e) < 0)
@@ -602,8 +650,9 @@ static int precopy(struct run *r, struct err *e)
 	r->gen = 1;
 	r->pass_t0 = channel_now_ns();
 	r->pass_bytes0 = wire_bytes(r);
-	if (pass_one(r, e) < 0)
-		return -1;
+	rc = send_populated(r, 0, true, e);
+	if (rc != 0)
+		return rc < 0 ? -1 : deadline_switchover(r);
 	for (;;) {
 		bool converged, forced, timed = channel_now_ns() - r->pass_t0 > 1000000ULL;
 		double delivered = timed ? 0 : pass_delivered(r);
@@ -630,8 +679,7 @@ static int precopy(struct run *r, struct err *e)
 				    (est_ms <= (double)o->downtime_ms / 5.0 || dirty_pages * 2 > prev_dirty);
 		}
 		prev_dirty = dirty_pages;
-		forced = (int)r->gen >= o->max_passes ||
-			 (o->max_duration_s && ms_since(r->t0) / 1000 >= o->max_duration_s);
+		forced = (int)r->gen >= o->max_passes;
 		pthread_mutex_lock(&r->ms->lock);
 		r->ms->st.remaining_pages = dirty_pages;
 		r->ms->st.throughput_mibps = bw / 1048576.0;
@@ -649,10 +697,10 @@ static int precopy(struct run *r, struct err *e)
 			 r->gen, (unsigned long long)dirty_pages, bw / 1048576.0, rate / 1048576.0);
 		if (converged)
 			return 0;
+		rc = past_deadline(r, e);
+		if (rc != 0)
+			return rc < 0 ? -1 : deadline_switchover(r);
 		if (forced) {
-			if (o->max_duration_s && o->cancel_on_timeout &&
-			    ms_since(r->t0) / 1000 >= o->max_duration_s)
-				return err_set(e, "did not converge within %u s (policy: cancel)", o->max_duration_s);
 			log_info("migration: switching over by policy after %u passes", r->gen);
 			return 0;
 		}
@@ -673,9 +721,39 @@ static int precopy(struct run *r, struct err *e)
 			return stream_check(&r->ch[0].w, e);
 		r->pass_bytes0 = wire_bytes(r);
 		r->pass_t0 = channel_now_ns();
-		if (pass_dirty(r, true, e) < 0)
-			return -1;
+		rc = pass_dirty(r, true, e);
+		if (rc != 0)
+			return rc < 0 ? -1 : deadline_switchover(r);
 	}
+}
+
+/* The last dirty sync, with what a pass cut short at the maximum duration
+ * still owes: a later pass's unsent bits are kept (a tracker that resets
+ * at sync would lose them); a pass 1 cut short leaves its rest out of the
+ * bitmap (with INITIALLY_SET every page there, holes too, reads as dirty)
+ * and stop_and_copy sends the rest's populated pages instead. */
+static int owed_sync(struct run *r, struct err *e)
+{
+	size_t words = (size_t)((r->d.npages + 63) / 64);
+	size_t from = r->pending_from < r->d.npages ? (size_t)(r->pending_from / 64) : words;
+	uint64_t *owed = NULL;
+	if (from < words) {
+		owed = malloc((words - from) * 8);
+		if (!owed)
+			return err_set(e, "out of memory for the owed dirty bits");
+		memcpy(owed, r->d.bitmap + from, (words - from) * 8);
+	}
+	if (dirty_sync(&r->d, e) < 0) {
+		free(owed);
+		return -1;
+	}
+	for (size_t w = from; owed && w < words; w++)
+		r->d.bitmap[w] |= owed[w - from];
+	free(owed);
+	/* pass1_from is a chunk start, a multiple of 64 pages */
+	for (size_t w = r->pass1_from < r->d.npages ? (size_t)(r->pass1_from / 64) : words; w < words; w++)
+		r->d.bitmap[w] = 0;
+	return 0;
 }
 
 static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
@@ -689,7 +767,7 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 	r->t_pause = channel_now_ns();
 	pause_vm(r);
 	r->t_paused = channel_now_ns();
-	if (dirty_sync(&r->d, e) < 0)
+	if (owed_sync(r, e) < 0)
 		return -1;
 	r->gen++;
 	pthread_mutex_lock(&r->ms->lock);
@@ -701,7 +779,8 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 		free(r->ch[i].st.bounce);
 		r->ch[i].st.bounce = NULL;
 	}
-	if (send_sync(r, r->gen - 1u, dirty_count(&r->d)) < 0 || pass_dirty(r, false, e) < 0) {
+	if (send_sync(r, r->gen - 1u, dirty_count(&r->d)) < 0 || pass_dirty(r, false, e) < 0 ||
+	    (r->pass1_from != UINT64_MAX && send_populated(r, r->pass1_from, false, e) < 0)) {
 		stream_check(&c->w, e); /* the main stream's error, if it is the one that broke */
 		return -1;
 	}
@@ -843,6 +922,7 @@ static void *mig_thread(void *arg)
 	r->ms = ms;
 	r->m = ms->m;
 	r->t0 = channel_now_ns();
+	r->pass1_from = r->pending_from = UINT64_MAX; /* nothing owed */
 	r->nch = ms->o.transport == MIG_TRANSPORT_MULTICHANNEL ? ms->o.channels : 1;
 	for (int i = 0; i < CHANNEL_MAX; i++)
 		r->ch[i].fd = -1;
