@@ -770,16 +770,21 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 	if (owed_sync(r, e) < 0)
 		return -1;
 	r->gen++;
+	/* with the rest of a pass 1 cut short at the maximum duration (only
+	 * then is memory walked here, in the downtime the policy accepted) */
+	uint64_t left = dirty_count(&r->d);
+	if (r->pass1_from != UINT64_MAX)
+		left += ram_populated_in(&r->m->vm.mem, r->pass1_from, r->d.npages - r->pass1_from);
 	pthread_mutex_lock(&r->ms->lock);
 	r->ms->st.pass = r->gen;
-	r->ms->st.remaining_pages = dirty_count(&r->d);
+	r->ms->st.remaining_pages = left;
 	pthread_mutex_unlock(&r->ms->lock);
 	/* The guest is stopped: pages go from its memory to the socket directly. */
 	for (int i = 0; i < r->nch; i++) {
 		free(r->ch[i].st.bounce);
 		r->ch[i].st.bounce = NULL;
 	}
-	if (send_sync(r, r->gen - 1u, dirty_count(&r->d)) < 0 || pass_dirty(r, false, e) < 0 ||
+	if (send_sync(r, r->gen - 1u, left) < 0 || pass_dirty(r, false, e) < 0 ||
 	    (r->pass1_from != UINT64_MAX && send_populated(r, r->pass1_from, false, e) < 0)) {
 		stream_check(&c->w, e); /* the main stream's error, if it is the one that broke */
 		return -1;
