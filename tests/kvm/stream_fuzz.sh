@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the stream readers (offline checker and the real receive path) for a
-# bounded time from the committed seed corpus. Any crash, sanitizer report,
+# bounded time from the committed seed corpus and the inputs earlier long
+# runs found (corpus-found.tar.gz). Any crash, sanitizer report,
 # leak or timeout fails the test. Needs clang with libFuzzer, not KVM.
 . "$(dirname "$0")/../lib/common.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,6 +14,9 @@ if [ $rc -eq 77 ]; then
 fi
 [ $rc -eq 0 ] || { cat "$T/build.log"; fail "fuzz harness does not build"; }
 mkdir -p "$T/corpus" "$T/artifacts"
+# Inputs earlier long runs found that reach new code (libFuzzer -merge over
+# ~4.5 M executions, 2026-11-27): each short run starts from there.
+tar -C "$T/corpus" -xzf "$root/tests/fuzz/corpus-found.tar.gz" || fail "cannot unpack the found corpus"
 # New inputs go to $T/corpus: the committed seeds stay as they are.
 "$root/build/fuzz/fuzz_stream" -max_total_time="$secs" -rss_limit_mb=1024 -timeout=10 \
 	-max_len=65536 -artifact_prefix="$T/artifacts/" -print_final_stats=1 \
