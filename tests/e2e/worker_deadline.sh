@@ -2,7 +2,7 @@
 # san: yes
 # The maximum duration cuts a pass short, and what the cut pass had not
 # sent still arrives: a guest rewriting 64 MiB all the time behind a
-# 64 MiB/s limit, its later passes slowed by 20 ms per 1 MiB chunk
+# 64 MiB/s limit, its later passes slowed by 40 ms per 1 MiB chunk
 # (failpoint), 2 s allowed, policy switch over. Pass 1 completes in ~1 s;
 # pass 2 is cut at the limit; the stop-and-copy must send the dirty pages
 # it still owed, and the destination verifies page by page. Then the same
@@ -13,7 +13,7 @@
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm
-export FERRY_FAILPOINTS="src.dirty_chunk=delay(20)"
+export FERRY_FAILPOINTS="src.dirty_chunk=delay(40)"
 cur=s0
 start_src s0 256M 1 "ws=64M rate=max"
 wait_for "$T/s0.log" 'FERRY-GUEST hb n=2 ' 30 || fail "guest not heartbeating"
