@@ -1,6 +1,7 @@
 /* Failpoint parsing and actions (see failpoint.h). */
 #include "common/failpoint.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,12 +11,26 @@
 
 #include "common/log.h"
 
+/* Read once: the environment is set before a process starts (nothing in
+ * ferry changes it), and some failpoints sit in per-chunk loops. */
+static const char *fp_spec;
+static pthread_once_t fp_once = PTHREAD_ONCE_INIT;
+
+static void fp_load(void)
+{
+	const char *s = getenv("FERRY_FAILPOINTS");
+	fp_spec = s && *s ? s : NULL;
+}
+
 int failpoint(const char *name)
 {
-	const char *spec = getenv("FERRY_FAILPOINTS"), *p;
-	size_t n = strlen(name);
-	if (!spec || !*spec)
+	const char *spec, *p;
+	size_t n;
+	pthread_once(&fp_once, fp_load);
+	spec = fp_spec;
+	if (!spec)
 		return 0;
+	n = strlen(name);
 	for (p = spec; (p = strstr(p, name)) != NULL; p += n) {
 		long ms;
 		if ((p != spec && p[-1] != ';') || p[n] != '=')

@@ -2,7 +2,8 @@
  * Failpoints: named places in the migration code where a test can inject a
  * delay, an error or a crash, so every stage's failure handling is tested
  * for real. Set FERRY_FAILPOINTS="name=action[;name=action...]" with action
- * one of delay(MS), error, crash. Unset (the normal case) costs one branch.
+ * one of delay(MS), error, crash, read once per process. Unset (the normal
+ * case) costs one branch.
  */
 #ifndef FERRY_FAILPOINT_H
 #define FERRY_FAILPOINT_H

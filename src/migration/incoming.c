@@ -362,6 +362,8 @@ static void reply(struct stream *w, uint32_t type, bool ok, const char *error, c
 static void announce_round(struct machine *m)
 {
 	struct err e;
+	if (!m->net)
+		return;
 	pthread_mutex_lock(&m->vm.dev_lock);
 	if (virtio_net_announce(m->net, &e) < 0)
 		log_warn("announce: %s", e.msg);
@@ -559,8 +561,7 @@ static void *in_thread(void *arg)
 		 * calls the move completed, the switches have been told where
 		 * the VM is (a client's next frame must not go to the old port).
 		 * The downtime ends at resumed_ns, before it. */
-		if (in->m->net)
-			announce_round(in->m);
+		announce_round(in->m);
 		reply(&w, MIG_REPLY_RESUMED, true, NULL, "resumed_ns", resumed_ns);
 	}
 	set_stage(in, IN_RUNNING);
