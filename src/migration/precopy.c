@@ -47,6 +47,9 @@
 #include "vmm/x86/cpuid.h"
 
 #define CHANNEL_SNDBUF (64ULL << 20) /* split across channels, 8 MiB at least each */
+#define PACE_SECONDS 0.1             /* unsent data queued: about this long at the link's rate */
+#define PACE_START (4ULL << 20)      /* ... before the rate is known (all channels together) */
+#define PACE_MIN (1ULL << 20)        /* per channel, whatever the rate */
 #define CHUNK_PAGES MIG_MAX_RUN_PAGES /* 1 MiB, a multiple of 64 as KVM's CLEAR wants */
 
 const char *mig_stage_name(enum mig_stage s)
@@ -107,7 +110,7 @@ struct run {
 	uint64_t t0;
 	uint16_t gen;
 	struct throttle thr;
-	uint64_t pass_t0, pass_bytes0;  /* start of the current pass: its time and wire bytes (pass_rate) */
+	uint64_t pass_t0, pass_bytes0;  /* start of the current pass: its time and delivered bytes (pass_rate) */
 	struct ram_census census;       /* populated pages setup's extents walk found (pages 0: none) */
 	bool pass1_done;                /* pass 1's rate is final (publish stops updating it) */
 	/* Where the downtime went (ns, channel_now_ns): vCPUs stopped, last
@@ -120,6 +123,7 @@ struct run {
 	 * unsent. pending_from: a later pass stopped here, so the dirty bits
 	 * of its bitmap from this page on are unsent. */
 	uint64_t pass1_from, pending_from;
+	int pace_lowat;                 /* TCP_NOTSENT_LOWAT now set on each channel (0: off) */
 };
 
 static void set_stage(struct run *r, enum mig_stage s)
@@ -146,11 +150,23 @@ static uint64_t unsent_bytes(struct run *r)
 	return b;
 }
 
-/* Bytes the peer has acknowledged since the current pass began (the send
- * queue is deep, so written is not sent). */
+/* Bytes the peer has acknowledged so far (the send queue is deep, so
+ * written is not sent). Not monotonic to the byte: what the stream has
+ * counted may still sit in its own buffer, outside the kernel's queue. */
+static uint64_t delivered_bytes(struct run *r)
+{
+	uint64_t w = wire_bytes(r), q = unsent_bytes(r);
+	return w > q ? w - q : 0;
+}
+
+/* ... since the current pass began. A pass starts with up to the drain's
+ * slack still queued from the one before: pass_bytes0 is what was
+ * delivered then, not what was written, or a short pass on a slow link
+ * came out negative (and, unsigned, as 10^15 MiB/s). */
 static double pass_delivered(struct run *r)
 {
-	return (double)(wire_bytes(r) - unsent_bytes(r) - r->pass_bytes0);
+	uint64_t d = delivered_bytes(r);
+	return d > r->pass_bytes0 ? (double)(d - r->pass_bytes0) : 0;
 }
 
 /* The current pass's rate: its delivered bytes over its time. */
@@ -158,6 +174,32 @@ static double pass_rate(struct run *r)
 {
 	double secs = (double)(channel_now_ns() - r->pass_t0) / 1e9;
 	return secs > 0.001 ? pass_delivered(r) / secs : 0;
+}
+
+/* Keep the unsent part of each send queue to ~100 ms of the link
+ * (TCP_NOTSENT_LOWAT: a write blocks above it). On a fast link that is
+ * more than the 64 MiB queue, and nothing changes. On a slow one, a queue
+ * that deep would hold seconds of pages: writes would return at memory
+ * speed, so the adaptive codec timed the queue instead of the link and
+ * sent raw where compressing wins several times over (a 200 Mbit/s link,
+ * compressible pages: 161 MiB on the wire for 35 MiB of guest), and pages
+ * read long before they leave are stale the sooner. Until the rate is
+ * measured the queue starts shallow (PACE_START), so the first probes of
+ * the codec already see a slow link. bw: the delivered rate (0: unknown). */
+static void pace_channels(struct run *r, double bw)
+{
+	uint64_t total = bw > 0 ? (uint64_t)(bw * PACE_SECONDS) : PACE_START;
+	uint64_t per = total / (uint64_t)r->nch;
+	int v = total >= CHANNEL_SNDBUF ? 0 : (int)(per > PACE_MIN ? per : PACE_MIN);
+	if (v == r->pace_lowat)
+		return;
+	r->pace_lowat = v;
+	for (int i = 0; i < r->nch; i++)
+		/* 0 restores the system default (no limit). A socket that is not
+		 * TCP has no such queue; the move goes on unpaced. */
+		if (setsockopt(r->ch[i].fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v)) < 0)
+			log_debug("migration: channel %d: TCP_NOTSENT_LOWAT %d: %s", i, v,
+				  strerror(errno));
 }
 
 static void publish(struct run *r)
@@ -463,10 +505,13 @@ static int pass_one_check(struct run *r, struct early_check *x, uint64_t upto, s
 	uint64_t now = channel_now_ns(), dirty, sent, total;
 	double secs, dt, bw, rate, left_s;
 	struct err pe;
-	if (x->off || now - x->t_last < 200000000ULL)
+	if (now - x->t_last < 200000000ULL)
 		return 0;
-	if (dirty_peek(&r->d, upto, &dirty, &pe) < 0) {
+	if (now - r->pass_t0 >= 100000000ULL)
+		pace_channels(r, pass_rate(r));
+	if (x->off || dirty_peek(&r->d, upto, &dirty, &pe) < 0) {
 		x->off = true; /* this tracker cannot be sampled: the end-of-pass rule alone */
+		x->t_last = now;
 		return 0;
 	}
 	pthread_mutex_lock(&r->ms->lock);
@@ -649,16 +694,20 @@ static int precopy(struct run *r, struct err *e)
 	pthread_mutex_unlock(&r->ms->lock);
 	r->gen = 1;
 	r->pass_t0 = channel_now_ns();
-	r->pass_bytes0 = wire_bytes(r);
+	r->pass_bytes0 = delivered_bytes(r);
+	pace_channels(r, 0);
 	rc = send_populated(r, 0, true, e);
 	if (rc != 0)
 		return rc < 0 ? -1 : deadline_switchover(r);
 	for (;;) {
 		bool converged, forced, timed = channel_now_ns() - r->pass_t0 > 1000000ULL;
 		double delivered = timed ? 0 : pass_delivered(r);
-		if (timed)
+		if (timed) {
 			bw = pass_rate(r); /* the pass ended drained: all of it delivered */
-		else if (delivered > bw * 0.001)
+			/* A short pass is mostly latency: its rate says little of the link. */
+			if (channel_now_ns() - r->pass_t0 >= 100000000ULL)
+				pace_channels(r, bw);
+		} else if (delivered > bw * 0.001)
 			/* Too short to time (a nearly idle guest): the link moved the
 			 * pass within 1 ms, so it is at least that fast. Without a
 			 * figure such a guest ran to max_passes, a dirty-log sync of
@@ -719,7 +768,7 @@ static int precopy(struct run *r, struct err *e)
 		pthread_mutex_unlock(&r->ms->lock);
 		if (send_sync(r, r->gen - 1u, dirty_pages) < 0)
 			return stream_check(&r->ch[0].w, e);
-		r->pass_bytes0 = wire_bytes(r);
+		r->pass_bytes0 = delivered_bytes(r);
 		r->pass_t0 = channel_now_ns();
 		rc = pass_dirty(r, true, e);
 		if (rc != 0)
