@@ -45,7 +45,7 @@ UNLIMITED_BW = 100 << 30  # "raised" bandwidth: 100 GiB/s, i.e. no cap here
 
 class Workload:
     def __init__(self, name, mem_mib, cmdline, ws_mib, rate, timeout_s,
-                 bandwidth=None, what=""):
+                 bandwidth=None, what="", link=None):
         self.name = name
         self.mem_mib = mem_mib
         self.cmdline = cmdline
@@ -54,6 +54,7 @@ class Workload:
         self.timeout_s = timeout_s  # migration gives up (cancel) after this
         self.bandwidth = bandwidth  # bytes/s forced on every variant, or None
         self.what = what
+        self.link = link            # tc rate of the link itself (lo shaped), or None
 
 
 WORKLOADS = [
@@ -83,6 +84,15 @@ WORKLOADS = [
     Workload("max-cap128-text", 1024, "ws=512M rate=max data=text", 512, "max", 60,
              bandwidth=128 << 20,
              what="full speed under a 128 MiB/s bandwidth cap, compressible pages"),
+    # A slow physical link rather than a limit either system sets itself:
+    # the namespace's lo shaped to 1 Gbit/s (tc tbf), what a migration
+    # network of many hosts still is. Each system has to measure the link.
+    Workload("ws512-r64-1gbit", 1024, "ws=512M rate=64", 512, 64, 120, link="1gbit",
+             what="512 MiB working set dirtied at 64 MiB/s over a 1 Gbit/s link"),
+    Workload("ws512-r64-text-1gbit", 1024, "ws=512M rate=64 data=text", 512, 64, 120,
+             link="1gbit",
+             what="512 MiB working set dirtied at 64 MiB/s over a 1 Gbit/s link, "
+                  "compressible pages"),
 ]
 WL = {w.name: w for w in WORKLOADS}
 
@@ -113,6 +123,11 @@ FULL = {
     # a cap, bytes saved are time saved
     "max-cap128-text": ["qemu", "qemu-prealloc", "qemu-mfd4", "qemu-mfd4-prealloc",
                         "qemu-mfd4-zstd", "qemu-mfd4-zstd-prealloc"] + FERRY_ALL,
+    # the link, not memory, is the bottleneck: no -mem-prealloc rows
+    "ws512-r64-1gbit": ["qemu", "qemu-dt50", "qemu-mfd4", "qemu-mfd4-zstd", "ferry", "ferry-tcp",
+                        "ferry-multichannel", "ferry-multichannel-compression"],
+    "ws512-r64-text-1gbit": ["qemu", "qemu-dt50", "qemu-mfd4", "qemu-mfd4-zstd", "ferry",
+                             "ferry-tcp", "ferry-multichannel", "ferry-multichannel-compression"],
 }
 QUICK = {
     "idle-1g": ["qemu", "qemu-prealloc", "ferry"],
@@ -698,6 +713,24 @@ def machine_figures():
 
 # ---------------------------------------------------------------- main
 
+_link_now = [None]
+
+
+def set_link(rate):
+    """Shape lo, the private namespace's only link, to rate (tc tbf), or
+    take the shaping off (None). Only ever called inside that namespace."""
+    if rate == _link_now[0]:
+        return
+    if _link_now[0]:
+        subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], check=True)
+        _link_now[0] = None
+    if rate:
+        # 1 MiB of burst: lo's 64 KiB segments pass whole; 50 ms of queue.
+        subprocess.run(["tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", rate,
+                        "burst", "1mb", "latency", "50ms"], check=True)
+        _link_now[0] = rate
+
+
 def plan(args):
     table = QUICK if args.quick else FULL
     wls = args.workloads.split(",") if args.workloads else list(table)
@@ -803,6 +836,18 @@ def main():
                     row.update(converged=None, integrity="not run: " + unavailable[sysname])
                     results.append(row)
                 continue
+            if wl.link and not netns:
+                if r == 0:
+                    row.update(converged=None, integrity="not run: shaping the link needs the "
+                               "private network namespace (root, not --shared-net)")
+                    results.append(row)
+                continue
+            try:
+                set_link(wl.link)
+            except (OSError, subprocess.CalledProcessError) as e:
+                row.update(converged=None, integrity="not run: cannot shape the link: %s" % e)
+                results.append(row)
+                continue
             timeout = args.timeout or (min(QUICK_TIMEOUT, wl.timeout_s) if args.quick
                                        else wl.timeout_s)
             tmp = os.path.join(tmp_root, "%s-%s-%d" % (wl.name, v, r + 1))
@@ -822,6 +867,8 @@ def main():
         print("\ninterrupted: writing what was measured", file=sys.stderr)
     finally:
         procs.kill_all()
+        if netns:
+            set_link(None)
         if args.keep_logs:
             print("guest logs kept in %s" % tmp_root)
         else:
