@@ -845,8 +845,9 @@ def main():
             try:
                 set_link(wl.link)
             except (OSError, subprocess.CalledProcessError) as e:
-                row.update(converged=None, integrity="not run: cannot shape the link: %s" % e)
-                results.append(row)
+                if r == 0:
+                    row.update(converged=None, integrity="not run: cannot shape the link: %s" % e)
+                    results.append(row)
                 continue
             timeout = args.timeout or (min(QUICK_TIMEOUT, wl.timeout_s) if args.quick
                                        else wl.timeout_s)
