@@ -498,6 +498,7 @@ static int throttle_step(struct run *r, double rate, double bw, struct err *e)
 struct early_check {
 	uint64_t t_last, dirty_last;
 	bool off;
+	bool paced;     /* the first pacing from a measured rate is done */
 };
 
 static int pass_one_check(struct run *r, struct early_check *x, uint64_t upto, struct err *e)
@@ -505,10 +506,15 @@ static int pass_one_check(struct run *r, struct early_check *x, uint64_t upto, s
 	uint64_t now = channel_now_ns(), dirty, sent, total;
 	double secs, dt, bw, rate, left_s;
 	struct err pe;
+	/* 20 ms already tell a slow link from a fast one (100x apart): the
+	 * shallow start queue lasts no longer where it is not needed. */
+	if (!x->paced && now - r->pass_t0 >= 20000000ULL) {
+		pace_channels(r, pass_rate(r));
+		x->paced = true;
+	}
 	if (now - x->t_last < 200000000ULL)
 		return 0;
-	if (now - r->pass_t0 >= 100000000ULL)
-		pace_channels(r, pass_rate(r));
+	pace_channels(r, pass_rate(r));
 	if (x->off || dirty_peek(&r->d, upto, &dirty, &pe) < 0) {
 		x->off = true; /* this tracker cannot be sampled: the end-of-pass rule alone */
 		x->t_last = now;
