@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/jsonl.h"
+#include "migration/downtime.h"
 
 #define CLI_TABLE_MAX_COLS 12
 
@@ -40,30 +41,21 @@ struct json_object *cli_progress(struct json_object *mv)
 
 bool cli_downtime_over(struct json_object *mv, char *buf, size_t cap)
 {
-	static const struct { const char *key, *what; } parts[] = {
-		{ "stop_vcpus_ms", "stopping the vCPUs" },
-		{ "last_pages_ms", "the last pages" },
-		{ "device_state_ms", "the device state" },
-		{ "destination_ready_ms", "the destination getting ready" },
-		{ "commit_resume_ms", "commit and resume" },
-	};
 	struct json_object *p = cli_progress(mv), *dp;
 	int64_t target = cli_int(mv, "downtime_target_ms", 0);
-	double down = cli_num(p, "downtime_ms"), most = -1;
-	const char *what = NULL;
+	double down = cli_num(p, "downtime_ms"), ms[MIG_DT_NPARTS];
+	int most;
 	if (!p || target <= 0 || down <= (double)target)
 		return false;
-	if (json_object_object_get_ex(p, "downtime_parts", &dp))
-		for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
-			if (cli_num(dp, parts[i].key) > most) {
-				most = cli_num(dp, parts[i].key);
-				what = parts[i].what;
-			}
-	if (what)
-		snprintf(buf, cap, "over the %lld ms target: most of it %s (%.1f ms)", (long long)target,
-			 what, most);
-	else
+	if (!json_object_object_get_ex(p, "downtime_parts", &dp)) {
 		snprintf(buf, cap, "over the %lld ms target", (long long)target);
+		return true;
+	}
+	for (int i = 0; i < MIG_DT_NPARTS; i++)
+		ms[i] = cli_num(dp, mig_downtime_names[i].key);
+	most = mig_downtime_largest(ms);
+	snprintf(buf, cap, "over the %lld ms target: most of it %s (%.1f ms)", (long long)target,
+		 mig_downtime_names[most].what, ms[most]);
 	return true;
 }
 

@@ -706,12 +706,13 @@ static int precopy(struct run *r, struct err *e)
 	if (rc != 0)
 		return rc < 0 ? -1 : deadline_switchover(r);
 	for (;;) {
-		bool converged, forced, timed = channel_now_ns() - r->pass_t0 > 1000000ULL;
+		uint64_t pass_ns = channel_now_ns() - r->pass_t0;
+		bool converged, forced, timed = pass_ns > 1000000ULL;
 		double delivered = timed ? 0 : pass_delivered(r);
 		if (timed) {
 			bw = pass_rate(r); /* the pass ended drained: all of it delivered */
 			/* A short pass is mostly latency: its rate says little of the link. */
-			if (channel_now_ns() - r->pass_t0 >= 100000000ULL)
+			if (pass_ns >= 100000000ULL)
 				pace_channels(r, bw);
 		} else if (delivered > bw * 0.001)
 			/* Too short to time (a nearly idle guest): the link moved the
@@ -877,39 +878,36 @@ static void note_downtime_parts(struct run *r, double downtime_ms)
 {
 	struct mig_downtime_parts p = {
 		.set = true,
-		.stop_vcpus = (double)(r->t_paused - r->t_pause) / 1e6,
-		.last_pages = (double)(r->t_pages - r->t_paused) / 1e6,
-		.device_state = (double)(r->t_state - r->t_pages) / 1e6,
-		.dest_ready = (double)(r->t_ready - r->t_state) / 1e6,
+		.ms = {
+			[MIG_DT_STOP_VCPUS] = (double)(r->t_paused - r->t_pause) / 1e6,
+			[MIG_DT_LAST_PAGES] = (double)(r->t_pages - r->t_paused) / 1e6,
+			[MIG_DT_DEVICE_STATE] = (double)(r->t_state - r->t_pages) / 1e6,
+			[MIG_DT_DEST_READY] = (double)(r->t_ready - r->t_state) / 1e6,
+		},
 		.dest_load = (double)r->dst_load_ms,
 	};
 	/* The rest, up to the destination's own resume time (not to our
 	 * reading of its reply, which may wait for a CPU its guest now uses). */
-	double before = p.stop_vcpus + p.last_pages + p.device_state + p.dest_ready;
-	p.commit_resume = downtime_ms > before ? downtime_ms - before : 0;
+	double before = 0;
+	for (int i = 0; i < MIG_DT_COMMIT_RESUME; i++)
+		before += p.ms[i];
+	p.ms[MIG_DT_COMMIT_RESUME] = downtime_ms > before ? downtime_ms - before : 0;
 	pthread_mutex_lock(&r->ms->lock);
 	r->ms->st.downtime_parts = p;
 	pthread_mutex_unlock(&r->ms->lock);
 	log_info("migration: downtime %.1f ms: vCPUs stopped in %.1f ms, last pages %.1f ms, "
 		 "device state %.1f ms, destination READY %.1f ms (its load %.0f ms), "
 		 "storage handoff, commit and resume %.1f ms (the rest)",
-		 downtime_ms, p.stop_vcpus, p.last_pages, p.device_state,
-		 p.dest_ready, p.dest_load, p.commit_resume);
+		 downtime_ms, p.ms[MIG_DT_STOP_VCPUS], p.ms[MIG_DT_LAST_PAGES],
+		 p.ms[MIG_DT_DEVICE_STATE], p.ms[MIG_DT_DEST_READY], p.dest_load,
+		 p.ms[MIG_DT_COMMIT_RESUME]);
 	/* The target is a switch-over rule (the rest fitted it at the
 	 * measured bandwidth), not a promise: say so when it was missed. */
 	if (r->ms->o.downtime_ms && downtime_ms > (double)r->ms->o.downtime_ms) {
-		const struct { double ms; const char *what; } part[] = {
-			{ p.stop_vcpus, "stopping the vCPUs" }, { p.last_pages, "the last pages" },
-			{ p.device_state, "the device state" },
-			{ p.dest_ready, "the destination getting ready" },
-			{ p.commit_resume, "commit and resume" },
-		};
-		size_t most = 0;
-		for (size_t i = 1; i < sizeof(part) / sizeof(part[0]); i++)
-			if (part[i].ms > part[most].ms)
-				most = i;
+		int most = mig_downtime_largest(p.ms);
 		log_warn("migration: downtime %.1f ms went over the %u ms target; most of it %s (%.1f ms)",
-			 downtime_ms, (unsigned)r->ms->o.downtime_ms, part[most].what, part[most].ms);
+			 downtime_ms, (unsigned)r->ms->o.downtime_ms, mig_downtime_names[most].what,
+			 p.ms[most]);
 	}
 }
 

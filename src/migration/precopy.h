@@ -16,6 +16,7 @@
 
 #include "common/auth.h"
 #include "common/err.h"
+#include "migration/downtime.h"
 #include "migration/ram.h"
 #include "vmm/machine.h"
 
@@ -46,13 +47,13 @@ struct mig_opts {
 };
 
 /* Where a finished move's downtime went, step by step (ms, each from the
- * end of the one before; commit_resume is the rest of the downtime).
- * dest_load is the destination's own figure, within dest_ready: from the
- * end of the stream to READY (its channels' last pages, the device state
- * into KVM). */
+ * end of the one before, indexed and named by downtime.h; commit and
+ * resume is the rest of the downtime). dest_load is the destination's own
+ * figure, within MIG_DT_DEST_READY: from the end of the stream to READY
+ * (its channels' last pages, the device state into KVM). */
 struct mig_downtime_parts {
 	bool set;
-	double stop_vcpus, last_pages, device_state, dest_ready, commit_resume;
+	double ms[MIG_DT_NPARTS];
 	double dest_load;
 };
 

@@ -206,12 +206,10 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		if (st.downtime_parts.set) {
 			const struct mig_downtime_parts *p = &st.downtime_parts;
 			struct json_object *dp = json_object_new_object();
-			jsonl_add_fixed(dp, "stop_vcpus_ms", p->stop_vcpus, 1);
-			jsonl_add_fixed(dp, "last_pages_ms", p->last_pages, 1);
-			jsonl_add_fixed(dp, "device_state_ms", p->device_state, 1);
-			jsonl_add_fixed(dp, "destination_ready_ms", p->dest_ready, 1);
+			for (int i = 0; i < MIG_DT_NPARTS; i++)
+				jsonl_add_fixed(dp, mig_downtime_names[i].key, p->ms[i], 1);
+			/* within destination_ready, not a part of the sum */
 			jsonl_add_fixed(dp, "destination_load_ms", p->dest_load, 1);
-			jsonl_add_fixed(dp, "commit_resume_ms", p->commit_resume, 1);
 			json_object_object_add(m, "downtime_parts", dp);
 		}
 		jsonl_add_int(m, "eta_ms", (int64_t)st.eta_ms);
