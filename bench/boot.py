@@ -7,7 +7,8 @@ ferry beside QEMU 7.2 in the same run, and each VMM's own memory overhead
 
 ferry is measured two ways: `ferry vm start` through ferryd (what a user
 runs) and ferry-vm started directly. QEMU: qemu-system-x86_64 -accel kvm
--cpu host -kernel <the same test guest>. Overhead is read from
+-cpu host -kernel <the same test guest> (host,-arch-capabilities where
+the host's KVM refuses that MSR: bench/helpers/qmp.py). Overhead is read from
 /proc/PID/smaps while the guest idles: total Rss minus the Rss of the guest
 RAM mapping (ferry's memfd, QEMU's pc.ram). Results: a table on stdout,
 bench/results/boot-latest.md and a CSV, with machine, command and date.
@@ -18,6 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, 'build', 'bin')
 GUEST = os.path.join(ROOT, 'build', 'guest', 'testguest.elf')
 READY = b'FERRY-GUEST ready'
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from helpers.qmp import qemu_cpu_model  # noqa: E402
 
 
 def wait_line(path, needle, timeout):
@@ -105,7 +108,7 @@ def run_ferryd(tmp, args, state):
 def run_qemu(tmp, args):
     serial = tempfile.mktemp(dir=tmp, suffix='.q.serial')
     t0 = time.monotonic()
-    p = subprocess.Popen(['qemu-system-x86_64', '-accel', 'kvm', '-cpu', 'host', '-m', str(args.memory),
+    p = subprocess.Popen(['qemu-system-x86_64', '-accel', 'kvm', '-cpu', qemu_cpu_model(), '-m', str(args.memory),
                           '-smp', str(args.vcpus), '-kernel', GUEST,
                           '-append', f'ws=16M rate=0 cpus={args.vcpus}', '-display', 'none', '-nodefaults',
                           '-serial', f'file:{serial}', '-no-reboot'],

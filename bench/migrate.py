@@ -31,7 +31,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from helpers import procs, report  # noqa: E402
-from helpers.qmp import QMP, QMPError  # noqa: E402
+from helpers.qmp import QMP, QMPError, qemu_cpu_model  # noqa: E402
 
 GUEST = os.path.join(ROOT, "build", "guest", "testguest.elf")
 FERRY_VM = os.path.join(ROOT, "build", "bin", "ferry-vm")
@@ -247,11 +247,15 @@ class QemuSystem:
     def available(self):
         if not shutil.which(QEMU):
             return "%s not installed" % QEMU
+        try:
+            qemu_cpu_model(QEMU)
+        except QMPError as e:
+            return str(e)
         return None
 
     def version(self):
         out = subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout
-        return out.splitlines()[0] if out else "?"
+        return "%s, -cpu %s" % (out.splitlines()[0] if out else "?", qemu_cpu_model(QEMU))
 
     @staticmethod
     def parse(variant):
@@ -277,7 +281,7 @@ class QemuSystem:
         return opt
 
     def _argv(self, wl, qmp_path, incoming=False, prealloc=False, psk_dir=None):
-        argv = [QEMU, "-accel", "kvm", "-cpu", "host", "-m", str(wl.mem_mib), "-smp", "1",
+        argv = [QEMU, "-accel", "kvm", "-cpu", qemu_cpu_model(QEMU), "-m", str(wl.mem_mib), "-smp", "1",
                 "-kernel", GUEST, "-append", wl.cmdline, "-display", "none", "-nodefaults",
                 "-serial", "stdio", "-no-reboot",
                 # named threads ("CPU 0/KVM") so the vCPU's CPU time can be told apart
