@@ -47,6 +47,7 @@ enum svc {
 	SVC_AP_INIT,	/* (cpu index, apic id): stage stack, copy trampoline, INIT */
 	SVC_AP_SIPI,	/* (apic id) */
 	SVC_MAP_RAM,	/* (top): extend the identity map to cover [4G, top) */
+	SVC_CPUID,	/* (leaf, subleaf, uint32_t out[4]): CPUID as the VMM set it */
 };
 
 static inline uint64_t svc(uint64_t n, uint64_t a, uint64_t b, uint64_t c)
@@ -63,6 +64,10 @@ static inline uint64_t rdtsc(void)
 	return (uint64_t)hi << 32 | lo;
 }
 
+/* The raw instruction: CPL0 only. At CPL3 a PVM host without CPUID
+ * faulting (kvm_pvm on AMD EPYC) runs it natively, so it answers with the
+ * host's CPU (its APIC ID, its hypervisor), not the VM's; user code asks
+ * the kernel (user_cpuid). */
 static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
 {
 	__asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])

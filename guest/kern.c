@@ -282,6 +282,9 @@ static uint64_t service(struct tframe *f)
 		return (uint64_t)lapic_ipi((uint32_t)f->rdi, 0x4600 | (FG_TRAMPOLINE_GPA >> 12));
 	case SVC_MAP_RAM:
 		return map_ram(f->rdi);
+	case SVC_CPUID:
+		cpuid((uint32_t)f->rdi, (uint32_t)f->rsi, (uint32_t *)f->rdx);
+		return 0;
 	}
 	return (uint64_t)-1;
 }

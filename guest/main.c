@@ -181,10 +181,10 @@ static volatile struct pvclock pvclock __attribute__((aligned(64)));
 static uint64_t kvmclock_hz(void)
 {
 	uint32_t r[4];
-	cpuid(0x40000000, 0, r);
+	user_cpuid(0x40000000, 0, r);
 	if (r[1] != 0x4b4d564b || r[2] != 0x564b4d56 || r[3] != 0x4d)
 		return 0;
-	cpuid(0x40000001, 0, r);
+	user_cpuid(0x40000001, 0, r);
 	uint32_t msr = (r[0] & (1u << 3)) ? 0x4b564d01 : (r[0] & 1) ? 0x12 : 0;
 	if (!msr)
 		return 0;
@@ -217,17 +217,17 @@ static uint64_t find_tsc_hz(const char **src)
 		*src = "kvmclock";
 		return hz;
 	}
-	cpuid(0, 0, r);
+	user_cpuid(0, 0, r);
 	uint32_t max = r[0];
 	if (max >= 0x15) {
-		cpuid(0x15, 0, r);
+		user_cpuid(0x15, 0, r);
 		if (r[0] && r[1] && r[2]) {
 			*src = "cpuid15";
 			return (uint64_t)r[2] * r[1] / r[0];
 		}
 	}
 	if (max >= 0x16) {
-		cpuid(0x16, 0, r);
+		user_cpuid(0x16, 0, r);
 		if (r[0] & 0xffff) {
 			*src = "cpuid16";
 			return (uint64_t)(r[0] & 0xffff) * 1000000;
@@ -339,7 +339,7 @@ void user_bsp_main(uint64_t arg)
 	}
 
 	uint32_t ids[FG_MAX_CPUS], r[4];
-	cpuid(1, 0, r);
+	user_cpuid(1, 0, r);
 	uint32_t bsp_id = r[1] >> 24;
 	const struct mbi *m = phys(boot_mbi);
 	unsigned found = mp_find_cpus(ids, FG_MAX_CPUS, (m->flags & 1) ? m->mem_lower : 0);

@@ -20,6 +20,13 @@ struct params {
 	int blk, net;
 };
 
+/* CPUID as the VMM configured it, whatever the host does with CPUID at
+ * CPL3 (see cpuid() in guest.h). */
+static inline void user_cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
+{
+	svc(SVC_CPUID, leaf, sub, (uint64_t)r);
+}
+
 extern struct params params;
 extern uint64_t tsc_hz;
 #define CTL ((volatile struct fg_ctl *)FG_CTL_GPA)
