@@ -202,8 +202,24 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-	while (vcpu_park_if_asked(vc)) {
+	/* KVM finishes an I/O or MMIO exit (stores the data of an IN, moves RIP
+	 * past an OUT on the fast path) only inside the next KVM_RUN, and that
+	 * pending work is in no state KVM_GET_* returns (KVM API, "KVM_RUN").
+	 * A vCPU parked straight after such an exit would be saved half-way
+	 * through an instruction: the destination would repeat an OUT or read
+	 * an IN again from its own device. So with a pause asked for, a vCPU
+	 * with an exit behind it re-enters once with immediate_exit set: KVM
+	 * completes the operation and returns EINTR without running guest code
+	 * (or reports the next exit of a string I/O, handled the same way);
+	 * only after EINTR does it park. */
+	bool unfinished = false;
+	for (;;) {
+		if (unfinished && __atomic_load_n(&vc->vm->pause_req, __ATOMIC_ACQUIRE))
+			__atomic_store_n(&vc->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		else if (!vcpu_park_if_asked(vc))
+			break;
 		int r = ioctl(vc->fd, KVM_RUN, 0);
+		unfinished = r >= 0;
 		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -267,7 +283,7 @@ void vcpus_pause(struct vm *vm)
 {
 	int started = 0;
 	pthread_mutex_lock(&vm->run_lock);
-	vm->pause_req = 1;
+	__atomic_store_n(&vm->pause_req, 1, __ATOMIC_RELEASE); /* read unlocked by vcpu_thread */
 	pthread_mutex_unlock(&vm->run_lock);
 	vcpus_kick(vm);
 	for (int i = 0; i < vm->nvcpus; i++)
@@ -299,7 +315,7 @@ void vcpus_resume(struct vm *vm)
 	for (int i = 0; i < vm->nvcpus; i++)
 		if (vm->vcpus[i])
 			vm->vcpus[i]->run->immediate_exit = 0;
-	vm->pause_req = 0;
+	__atomic_store_n(&vm->pause_req, 0, __ATOMIC_RELEASE);
 	vm->paused = false;
 	pthread_cond_broadcast(&vm->run_cond);
 	pthread_mutex_unlock(&vm->run_lock);
