@@ -190,18 +190,30 @@ def move_rate(row):
     return sent / 2**20 / ((total - setup) / 1000.0)
 
 
-def guest_view(src_con, dst_con, t_start, t_end):
-    """Downtime as the guest's heartbeats show it. The heartbeats of the
-    source (before the end of the migration) and the destination are joined
-    by counter; the largest step, minus the guest's own period (the median
-    step), is the time the guest lost:
+def guest_view(src_con, dst_con, t_start):
+    """Downtime as the guest's heartbeats show it, after a completed move.
+    The heartbeats of the source and the destination are joined by counter
+    (every source line counts, also one the console reader took in only
+    after the end was seen: the source guest stopped for good at the
+    switch-over, so all it wrote came before); the largest step, minus the
+    guest's own period, is the time the guest lost:
       - by its TSC (tsc values in the lines, in guest seconds), and
       - by arrival on the host (host monotonic clock), which also counts time
         the guest's clock did not see (a TSC restored to its pre-pause value).
     Also checks that the destination's counter continues the source's."""
     hz = src_con.tsc_hz() or dst_con.tsc_hz()
-    src = [h for h in src_con.heartbeats() if h[0] <= t_end]
+    src = src_con.heartbeats()
     dst = dst_con.heartbeats() if dst_con else []
+    # A line the guest was writing when it moved starts on the source's
+    # console and ends on the destination's: joined, it must read as one
+    # whole heartbeat (a byte lost or repeated at the switch-over breaks it).
+    split = None
+    head = src_con.partial()
+    if head and dst_con and dst_con.lines:
+        t_first, first = dst_con.lines[0]
+        split = procs.heartbeat(t_first, head + first)
+        if split and (not dst or dst[0][1] != split[1]):
+            dst = [split] + dst
     out = {"guest_down_ms": None, "host_down_ms": None, "hb_check": "no heartbeats"}
     if not src:
         return out
@@ -211,10 +223,13 @@ def guest_view(src_con, dst_con, t_start, t_end):
     last_src, first_dst = src[-1][1], dst[0][1]
     increasing = all(b[1] == a[1] + 1 for a, b in zip(dst, dst[1:]))
     if first_dst == last_src + 1 and increasing:
-        out["hb_check"] = "ok (n=%d -> %d..%d)" % (last_src, first_dst, dst[-1][1])
+        out["hb_check"] = "ok (n=%d -> %d..%d%s)" % (
+            last_src, first_dst, dst[-1][1], ", n=%d split across the move" % split[1] if split else "")
     else:
-        out["hb_check"] = "BROKEN (source last n=%d, destination n=%s)" % (
-            last_src, [h[1] for h in dst[:4]])
+        out["hb_check"] = "BROKEN (source last n=%d, destination n=%s%s)" % (
+            last_src, [h[1] for h in dst[:4]],
+            "; source ends mid-line %r, destination starts %r" % (head[-40:], dst_con.lines[0][1][:40])
+            if head and not split else "")
     # the window around the migration: heartbeats from shortly before it
     # started, through the destination's
     seq = [h for h in src if h[0] >= t_start - 3.0] + dst
@@ -389,7 +404,7 @@ class QemuSystem:
                 st = dst_q.cmd("query-status")
                 if st.get("status") != "running":
                     res["notes"].append("destination is %s" % st.get("status"))
-                res.update(guest_view(src_con, dst_con, t0, t1))
+                res.update(guest_view(src_con, dst_con, t0))
                 res["integrity"] = res.pop("hb_check")
             elif status is not None and status not in ("failed", "cancelled"):
                 # did not converge: cancel, the source must go on running
@@ -618,7 +633,7 @@ class FerrySystem:
                 res["downtime_ms"] = m.get("downtime_ms")
                 res["setup_ms"] = m.get("setup_ms")
                 dst_con.wait_for(lambda _: len(dst_con.heartbeats()) >= 2, 5)
-                res.update(guest_view(src_con, dst_con, t0, t1))
+                res.update(guest_view(src_con, dst_con, t0))
                 check = res.pop("hb_check")
                 v = self.ctl(dst_ctl, {"cmd": "verify"}, timeout=60)
                 if v.get("verified"):

@@ -141,49 +141,66 @@ HB = re.compile(r"FERRY-GUEST hb n=(\d+) mib=(\d+) gen=(\d+) tsc=(\d+)")
 TSC_HZ = re.compile(r"FERRY-GUEST info .*tsc_hz=(\d+)")
 
 
+def heartbeat(t, text):
+    """(t, n, mib, gen, tsc) if text is a heartbeat line, else None."""
+    m = HB.search(text)
+    return (t,) + tuple(int(x) for x in m.groups()) if m else None
+
+
 class Console:
     """Reads a guest's serial output line by line in a thread, stamping each
     line with the host's monotonic clock on arrival, and copies it to a log.
     src is a file object (a pipe) or a path to poll (a file the VMM appends
-    to)."""
+    to). Bytes after the last newline are kept apart (partial()): a guest
+    that moves mid-line ends its line on the destination's console."""
 
     def __init__(self, src, log_path, poll_s=0.002):
         self.lines = []  # (monotonic time, text)
+        self.tail = b""  # bytes after the last newline so far
         self.cond = threading.Condition()
         self.log = open(log_path, "w")
         self.closed = False
         self.poll_s = poll_s
-        target = self._run_pipe if hasattr(src, "readline") else self._run_path
-        self.thread = threading.Thread(target=target, args=(src,), daemon=True)
+        if hasattr(src, "fileno"):
+            target, arg = self._run_pipe, src.fileno()
+        else:
+            target, arg = self._run_path, src
+        self.thread = threading.Thread(target=target, args=(arg,), daemon=True)
         self.thread.start()
 
-    def _add(self, raw):
-        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+    def _feed(self, chunk):
+        buf = self.tail + chunk
+        stamp = time.monotonic()
+        *whole, rest = buf.split(b"\n")
         with self.cond:
-            self.lines.append((time.monotonic(), text))
+            for raw in whole:
+                self.lines.append((stamp, raw.decode("utf-8", "replace").rstrip("\r")))
+            self.tail = rest
             self.cond.notify_all()
-        self.log.write(text + "\n")
+        for raw in whole:
+            self.log.write(raw.decode("utf-8", "replace").rstrip("\r") + "\n")
         self.log.flush()
 
-    def _run_pipe(self, f):
-        for raw in iter(f.readline, b""):
-            self._add(raw)
+    def _run_pipe(self, fd):
+        # os.read, not readline: a partial line must be seen while the
+        # process still runs
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self._feed(chunk)
         self._eof()
 
     def _run_path(self, path):
         while not os.path.exists(path) and not self.closed:
             time.sleep(self.poll_s)
-        buf = b""
         with open(path, "rb") as f:
             while not self.closed:
                 chunk = f.read(65536)
                 if not chunk:
                     time.sleep(self.poll_s)
                     continue
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    self._add(line)
+                self._feed(chunk)
         self._eof()
 
     def _eof(self):
@@ -213,12 +230,12 @@ class Console:
     def heartbeats(self):
         """[(arrival time, n, mib, gen, tsc)] of every heartbeat so far."""
         with self.cond:
-            out = []
-            for t, text in self.lines:
-                m = HB.search(text)
-                if m:
-                    out.append((t,) + tuple(int(x) for x in m.groups()))
-            return out
+            return [hb for hb in (heartbeat(t, text) for t, text in self.lines) if hb]
+
+    def partial(self):
+        """The unterminated last line, as text ("" if none)."""
+        with self.cond:
+            return self.tail.decode("utf-8", "replace")
 
     def tsc_hz(self):
         with self.cond:
