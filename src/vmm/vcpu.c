@@ -211,13 +211,17 @@ static void *vcpu_thread(void *arg)
 	 * with an exit behind it re-enters once with immediate_exit set: KVM
 	 * completes the operation and returns EINTR without running guest code
 	 * (or reports the next exit of a string I/O, handled the same way);
-	 * only after EINTR does it park. */
+	 * only after EINTR does it park. Without a pause asked for, the next
+	 * KVM_RUN finishes the exit anyway, and a pause asked for meanwhile
+	 * kicks that KVM_RUN out with EINTR. */
 	bool unfinished = false;
 	for (;;) {
-		if (unfinished && __atomic_load_n(&vc->vm->pause_req, __ATOMIC_ACQUIRE))
-			__atomic_store_n(&vc->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-		else if (!vcpu_park_if_asked(vc))
+		if (unfinished) {
+			if (__atomic_load_n(&vc->vm->pause_req, __ATOMIC_ACQUIRE))
+				__atomic_store_n(&vc->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		} else if (!vcpu_park_if_asked(vc)) {
 			break;
+		}
 		int r = ioctl(vc->fd, KVM_RUN, 0);
 		unfinished = r >= 0;
 		if (r < 0) {
