@@ -6,6 +6,8 @@
 # the seam must be reported BROKEN, naming both pieces; a skipped number is
 # BROKEN; a source line the reader took in late still counts. Pipes (QEMU's
 # serial on stdio) must show an unfinished line while the process runs.
+# The same cases through tests/lib/console_seams.py, which the migration
+# tests use on their serial logs.
 . "$(dirname "$0")/../lib/common.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 command -v python3 >/dev/null || skip "python3 missing: the benchmark's heartbeat check cannot be run"
@@ -70,4 +72,19 @@ for b in bad:
     print("FAIL:", b)
 sys.exit(1 if bad else 0)
 PY
+seams=$root/tests/lib/console_seams.py
+hb() { printf 'FERRY-GUEST hb n=%d mib=0 gen=0 tsc=%d\n' "$1" "$1"; }
+{ printf 'FERRY-GUEST info x\n'; hb 1; hb 2; hb 3 | head -c 20; } >"$T/a"
+{ hb 3 | tail -c +21; hb 4; } >"$T/b"          # split inside n=3: whole when joined
+{ hb 3 | tail -c +22; hb 4; } >"$T/b-lost"     # one byte lost at the seam
+{ hb 3 | tail -c +20; hb 4; } >"$T/b-repeat"   # one byte written twice
+{ hb 4; } >"$T/b-skip"
+hb 2 >"$T/c"; hb 3 >"$T/c2"                    # three logs, two seams between lines
+python3 "$seams" "$T/a" "$T/b" || fail "console_seams: a split line was not joined"
+for bad in lost repeat skip; do
+	python3 "$seams" "$T/a" "$T/b-$bad" && fail "console_seams: missed a $bad byte or line"
+done
+{ hb 1; } >"$T/c1"
+python3 "$seams" "$T/c1" "$T/c" "$T/c2" || fail "console_seams: three logs not read end to end"
+python3 "$seams" "$T/c1" "$T/c2" && fail "console_seams: missed a skipped heartbeat between logs"
 echo "ok: split, lost, repeated and skipped heartbeats judged right"

@@ -47,6 +47,9 @@ PY
 	wait_for "$T/b$name.log" "FERRY-GUEST hb n=[0-9]+ " 10 || fail "no heartbeat on the destination"
 	first=$(grep -oE 'FERRY-GUEST hb n=[0-9]+' "$T/b$name.log" | head -n1 | grep -oE '[0-9]+$')
 	[ "$first" -ge "$hb" ] && [ "$first" -le $((hb + 2)) ] || fail "heartbeat went from $hb on the source to $first on the destination"
+	# and byte for byte: the two logs end to end are one unbroken console
+	python3 "$(dirname "$0")/../lib/console_seams.py" "$T/a$name.log" "$T/b$name.log" ||
+		fail "the console is broken at the switch-over"
 	vmctl "$T/a$name.sock" '{"cmd":"stop"}' >/dev/null
 	eval expect_exit \$PID_a$name 4
 	vmctl "$T/b$name.sock" '{"cmd":"stop"}' >/dev/null

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ping-pong: the same busy VM moves A->B->A... 20 times; every page is
-# verified after every move and the heartbeat never goes back.
+# verified after every move and the heartbeat never goes back; the 21
+# serial logs end to end are one unbroken console (tests/lib/console_seams.py).
 # san: yes
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
@@ -23,4 +24,7 @@ for i in $(seq 1 20); do
 	cur=$nxt
 done
 verify $cur
+wait_for "$T/$cur.log" 'FERRY-GUEST hb n=[0-9]+ ' 10 || fail "no heartbeat after the last move"
+python3 "$(dirname "$0")/../lib/console_seams.py" $(for i in $(seq 0 20); do echo "$T/h$i.log"; done) ||
+	fail "the console is broken at a switch-over"
 vmctl "$T/$cur.sock" '{"cmd":"stop"}' >/dev/null

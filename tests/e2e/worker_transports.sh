@@ -7,6 +7,7 @@
 # compressed, multichannel, or raw with per-page sums — ends the move with a clear error on both
 # sides, the destination never runs, the source keeps running. migrate-set
 # changes a running move's bandwidth limit (as migrate-status reports it).
+# The serial logs of the hosts the guest ran on read as one console.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm
@@ -42,6 +43,10 @@ move ',"transport":"tcp"'
 unset FERRY_FAILPOINTS
 grep -q "predates per-page sums" "$T/$prev.err" || fail "the source did not fall back to copying runs"
 ! grep -q "predates per-page sums" "$T/s0.err" || fail "a current destination was taken for an old one"
+# every transport hands the console over byte for byte
+wait_for "$T/$cur.log" 'FERRY-GUEST hb n=[0-9]+ ' 10 || fail "no heartbeat after the last move"
+python3 "$(dirname "$0")/../lib/console_seams.py" "$T/s0.log" $(for k in $(seq 1 $i); do echo "$T/d$k.log"; done) ||
+	fail "the console is broken at a switch-over"
 
 note "throttling is undone after a cancel"
 next_port; start_dst c1 "$port"
