@@ -162,8 +162,10 @@ const char *registry_state_name(enum vm_state s);
  * (under run/) or "serial", "log" (under logs/). */
 int registry_path(const struct ferryd *d, const struct vm *vm,
 		  const char *kind, char *buf, size_t cap, struct err *e);
-/* Remove a VM's definition, runtime and log files. */
-int registry_delete_files(struct ferryd *d, struct vm *vm, struct err *e);
+/* Remove a VM's definition and runtime files, and its logs (serial
+ * console, worker log) unless keep_logs: a VM that moved away leaves them
+ * behind as a record; `ferry vm delete` takes them too. */
+int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struct err *e);
 
 /* The keys this host proves and accepts: the cluster key, then the
  * previous one while the cluster changes keys. */

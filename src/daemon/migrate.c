@@ -624,7 +624,9 @@ static void move_out_drop_source(struct ferryd *d, struct move *m)
 		return;
 	if (migrate_marker_path(d, vm->def.name, marker, sizeof(marker)) == 0)
 		unlink(marker);
-	if (registry_delete_files(d, vm, &e) < 0)
+	/* The logs stay, as a record of the VM's time here (appended to if
+	 * it comes back); only `ferry vm delete` removes them. */
+	if (registry_delete_files(d, vm, true, &e) < 0)
 		log_warn("move %s: removing VM %s here: %s", m->id, m->vm, e.msg);
 	registry_remove(d, vm);
 	log_info("move %s: VM %s now lives on %s; removed here", m->id, m->vm, m->peer);

@@ -59,7 +59,8 @@ static void migrate_in_drop(struct ferryd *d, struct vm *vm)
 	if (migrate_marker_path(d, vm->def.name, marker, sizeof(marker)) == 0 &&
 	    unlink(marker) < 0 && errno != ENOENT)
 		log_warn("removing %s: %s", marker, strerror(errno));
-	if (registry_delete_files(d, vm, &e) < 0)
+	/* its worker's log says why it did not arrive: kept */
+	if (registry_delete_files(d, vm, true, &e) < 0)
 		log_warn("VM %s: %s", vm->def.name, e.msg);
 	registry_remove(d, vm);
 }

@@ -91,7 +91,7 @@ int registry_path(const struct ferryd *d, const struct vm *vm,
 	return 0;
 }
 
-int registry_delete_files(struct ferryd *d, struct vm *vm, struct err *e)
+int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struct err *e)
 {
 	static const char *const kinds[] = { "pid", "sock", "console", "exit",
 					     "extents", "mkey", "serial", "log" };
@@ -106,6 +106,9 @@ int registry_delete_files(struct ferryd *d, struct vm *vm, struct err *e)
 	if (unlink(path) < 0 && errno != ENOENT)
 		return err_sys(e, "removing %s", path);
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		bool is_log = strcmp(kinds[i], "serial") == 0 || strcmp(kinds[i], "log") == 0;
+		if (keep_logs && is_log)
+			continue;
 		if (registry_path(d, vm, kinds[i], path, sizeof(path), e) < 0)
 			return -1;
 		if (unlink(path) < 0 && errno != ENOENT)

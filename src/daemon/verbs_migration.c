@@ -410,7 +410,7 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	if (worker_start_incoming(r->d, vm, r->c->id, &r->code, &r->err) < 0) {
 		struct err de = { 0 };
 		unlink(path);
-		if (registry_delete_files(r->d, vm, &de) < 0)
+		if (registry_delete_files(r->d, vm, true, &de) < 0)
 			log_warn("VM %s: %s", name, de.msg);
 		registry_remove(r->d, vm);
 		return VERB_FAIL;

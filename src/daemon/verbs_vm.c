@@ -188,7 +188,7 @@ enum verb_result verb_vm_delete(struct req *r, struct json_object **reply)
 		vm->delete_after_stop = true;
 		return VERB_DEFER;
 	}
-	if (registry_delete_files(r->d, vm, &r->err) < 0) {
+	if (registry_delete_files(r->d, vm, false, &r->err) < 0) {
 		r->code = "E_INTERNAL";
 		return VERB_FAIL;
 	}

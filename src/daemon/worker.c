@@ -514,7 +514,7 @@ void worker_reap(struct ferryd *d, struct vm *vm)
 		jsonl_add_str(rep, "state", "stopped");
 		jsonl_add_str(rep, "exit", vm->last_exit);
 		if (vm->delete_after_stop) {
-			if (registry_delete_files(d, vm, &e) < 0) {
+			if (registry_delete_files(d, vm, false, &e) < 0) {
 				json_object_put(rep);
 				rep = reply_error("E_INTERNAL", e.msg);
 			} else {

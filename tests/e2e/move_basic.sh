@@ -59,6 +59,11 @@ sleep 2
 HB2=$(last_hb "$(serial_of B g1)")
 [ "$HB2" -gt "$HB1" ] || fail "heartbeat stopped on B at $HB1"
 echo "heartbeat: $HB0 on A before, $HB1 -> $HB2 on B"
+# A keeps the logs of the VM that left it (its worker's log and its serial
+# console); laid end to end with B's, the consoles read as one
+[ -s "$T/A/logs/g1.log" ] || fail "A removed the worker log of the VM that moved away"
+python3 "$(dirname "$0")/../lib/console_seams.py" "$(serial_of A g1)" "$(serial_of B g1)" ||
+	fail "g1's console is broken at the switch-over"
 
 note "history on both hosts"
 on A migration history | tee "$T/histA"

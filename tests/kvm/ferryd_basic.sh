@@ -145,6 +145,7 @@ ferry vm list | grep -qE '^g1 +stopped' || fail "g1 not stopped"
 ferry vm delete g1 || fail "vm delete"
 ferry vm list | grep -q '^g1 ' && fail "g1 still listed after delete"
 [ -e "$STATE/vms/g1.json" ] && fail "definition file left behind"
+[ -e "$STATE/logs/g1.serial" ] || [ -e "$STATE/logs/g1.log" ] && fail "vm delete left g1's logs behind"
 
 note "a worker crash is recorded and ferryd keeps serving"
 ferry vm new --name g2 --memory 64M --kernel "$FERRY_GUEST" --cmdline "ws=16M rate=0" || fail "vm new g2"
