@@ -97,6 +97,9 @@ sleep 1.5
 for _ in $(seq 50); do [ "$(vm_state B g1)" = absent ] && break; sleep 0.1; done
 [ "$(vm_state B g1)" = absent ] || fail "B kept g1 after the cancel"
 [ -e "$T/B/vms/g1.json" ] || [ -e "$T/B/run/g1.incoming" ] && fail "B kept files of g1"
+# ...but not its incoming worker's log, which tells what happened
+[ -s "$T/B/logs/g1.log" ] || fail "B removed the log of the aborted incoming move"
+tail -n 3 "$T/B/logs/g1.log" | sed 's/^/    B log: /'
 pgrep -f "ferry-vm --incoming .*$T/B/" >/dev/null && fail "B's incoming worker still alive"
 on B migration history | grep -qE 'g1 +in +(cancelled|failed)' || fail "B's history lacks the aborted move"
 on A migration cancel g1 2>&1 | grep -q "no queued or running move" || fail "second cancel not refused"
