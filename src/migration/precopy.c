@@ -117,11 +117,11 @@ struct run {
 	 * pages sent, state sent, destination READY; logged at the end. */
 	uint64_t t_pause, t_paused, t_pages, t_state, t_ready;
 	int64_t dst_load_ms;            /* the destination's own figure, from READY */
-	/* A pass cut short at the maximum duration (policy: switch over):
-	 * what the stop-and-copy still owes (UINT64_MAX: nothing). pass1_from:
-	 * pass 1 stopped at this page, every populated page from it on is
-	 * unsent. pending_from: a later pass stopped here, so the dirty bits
-	 * of its bitmap from this page on are unsent. */
+	/* What the stop-and-copy still owes (UINT64_MAX: nothing). pass1_from:
+	 * pass 1 stopped at this page (the maximum duration, policy: switch
+	 * over), every populated page from it on is unsent. pending_from: the
+	 * dirty bits of the bitmap from this page on are unsent — 0 from a
+	 * sync until the pass after it ends, or where that pass was cut. */
 	uint64_t pass1_from, pending_from;
 	int pace_lowat;                 /* TCP_NOTSENT_LOWAT now set on each channel (0: off) */
 };
@@ -722,6 +722,13 @@ static int precopy(struct run *r, struct err *e)
 			bw = delivered / 0.001;
 		if (dirty_sync(&r->d, e) < 0)
 			return -1;
+		/* Every bit just synced is owed until a pass sends it. The sync
+		 * at stop-and-copy reloads the bitmap from KVM's log, which keeps
+		 * the guest's own writes but not the VMM's (virtio rings, disk
+		 * reads): harvested here and then dropped, a used-ring update made
+		 * just before a switch-over never reached the destination (the
+		 * guest's virtio-net TX then waited forever; tests/e2e/netlab_announce). */
+		r->pending_from = 0;
 		dirty_pages = dirty_count(&r->d);
 		rate = (double)dirty_pages * 4096.0 / ((double)(channel_now_ns() - t_sync) / 1e9);
 		t_sync = channel_now_ns();
@@ -780,6 +787,7 @@ static int precopy(struct run *r, struct err *e)
 		rc = pass_dirty(r, true, e);
 		if (rc != 0)
 			return rc < 0 ? -1 : deadline_switchover(r);
+		r->pending_from = UINT64_MAX; /* the pass sent all of it */
 	}
 }
 
