@@ -169,16 +169,14 @@ class Console:
         self.thread.start()
 
     def _feed(self, chunk):
-        buf = self.tail + chunk
+        *whole, rest = (self.tail + chunk).split(b"\n")
         stamp = time.monotonic()
-        *whole, rest = buf.split(b"\n")
+        texts = [raw.decode("utf-8", "replace").rstrip("\r") for raw in whole]
         with self.cond:
-            for raw in whole:
-                self.lines.append((stamp, raw.decode("utf-8", "replace").rstrip("\r")))
+            self.lines.extend((stamp, text) for text in texts)
             self.tail = rest
             self.cond.notify_all()
-        for raw in whole:
-            self.log.write(raw.decode("utf-8", "replace").rstrip("\r") + "\n")
+        self.log.writelines(text + "\n" for text in texts)
         self.log.flush()
 
     def _run_pipe(self, fd):
