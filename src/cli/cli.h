@@ -121,10 +121,12 @@ struct move_opts_pub {
 	long max_duration_s;     /* 0 = no limit */
 	const char *on_timeout;  /* "switchover" (default) or "cancel" */
 	int encrypt;             /* 1 on, 0 off, -1 = the host's setting */
+	bool verify_memory;
 };
 /* Parse one of -d/--destination-host (opt 'd'), --downtime-ms ('D'),
  * --bandwidth ('B'), --transport ('T'), --codec ('C'), --no-wait ('W'),
- * --max-duration ('M'), --on-timeout ('O'), --encrypt ('E'); -1 on error. */
+ * --max-duration ('M'), --on-timeout ('O'), --encrypt ('E'), --verify-memory
+ * ('V'); -1 on error. */
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 			  struct move_opts_pub *mo);
 /* Send a migration.start request (consumed; options added) and follow. */

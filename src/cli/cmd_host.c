@@ -51,8 +51,8 @@ static void host_usage(FILE *f)
 		"                            that is CPU-bound (README, Benchmarks)\n"
 		"evacuate  live-migrate every running VM off the host (-c) to another (-d),\n"
 		"          through the same queue as move-vm; takes move-vm's options\n"
-		"          (--downtime-ms, --bandwidth, --transport, --codec, --encrypt, --no-wait,\n"
-		"          --json).\n"
+		"          (--downtime-ms, --bandwidth, --transport, --codec, --encrypt,\n"
+		"          --verify-memory, --no-wait, --json).\n"
 		"  new-key  write a new random cluster key to FILE (mode 0600; an existing\n"
 		"          file is never replaced). Start every host's ferryd with a copy\n"
 		"          (ferryd --key-file FILE) and give it to remote clients (ferry\n"
@@ -231,6 +231,7 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 		{ "max-duration", required_argument, NULL, 'M' },
 		{ "on-timeout", required_argument, NULL, 'O' },
 		{ "encrypt", required_argument, NULL, 'E' },
+		{ "verify-memory", no_argument, NULL, 'V' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },

@@ -209,6 +209,10 @@ static void mig_show(struct json_object *mv)
 			 cli_num(p, "pages_raw"), cli_num(p, "pages_zero"),
 			 cli_num(p, "pages_compressed"));
 		cli_kv("Data", buf);
+		if (cli_bool(p, "verify_memory"))
+			cli_kv("Memory check", cli_bool(p, "memory_verified") ?
+			       "verified: the destination's copy matched the source's digest" :
+			       "asked for, not (yet) passed");
 	}
 	if (cli_str(mv, "error"))
 		cli_kv("Error", cli_str(mv, "error"));

@@ -46,6 +46,11 @@ static const char move_usage_text[] =
 	"  --encrypt on|off       encrypt this move's connections (AES-256-GCM) or not\n"
 	"                         (default: host setting, host set --encrypt). Either\n"
 	"                         way both hosts prove the cluster key first\n"
+	"  --verify-memory        at the switch-over the source digests all guest memory\n"
+	"                         and the destination checks its copy against it before\n"
+	"                         the VM may run there; a difference fails the move and\n"
+	"                         the VM runs on here. Costs downtime: about 0.1 s per GiB\n"
+	"                         the guest has touched, on each side\n"
 	"  --no-wait              start the moves and return; follow with: ferry migration list\n"
 	"  --json                 one JSON event per line instead of the progress display\n"
 	"\n"
@@ -83,6 +88,8 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		jsonl_add_str(req, "codec", mo->codec);
 	if (mo->encrypt >= 0)
 		jsonl_add_bool(req, "encrypt", mo->encrypt);
+	if (mo->verify_memory)
+		jsonl_add_bool(req, "verify_memory", true);
 	/* The start reply is ours to interpret; --json events come after. */
 	o->json = false;
 	rep = cli_request(o, req, 30000, &rc);
@@ -170,6 +177,9 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 	case 'W':
 		mo->no_wait = true;
 		return 0;
+	case 'V':
+		mo->verify_memory = true;
+		return 0;
 	case 'E':
 		if (!cli_parse_onoff(arg, &on)) {
 			fprintf(stderr, "ferry %s: --encrypt '%s': use on or off\n", cmd, arg);
@@ -207,6 +217,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		{ "max-duration", required_argument, NULL, 'M' },
 		{ "on-timeout", required_argument, NULL, 'O' },
 		{ "encrypt", required_argument, NULL, 'E' },
+		{ "verify-memory", no_argument, NULL, 'V' },
 		{ "no-wait", no_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },

@@ -139,6 +139,8 @@ static void watch_summary(struct json_object *mv)
 	printf("  pages sent: %.0f raw, %.0f zero, %.0f compressed; %.0f passes\n",
 	       cli_num(p, "pages_raw"), cli_num(p, "pages_zero"),
 	       cli_num(p, "pages_compressed"), cli_num(p, "pass"));
+	if (cli_bool(p, "memory_verified"))
+		printf("  memory verified: the destination's copy matched the source's digest\n");
 	if (cli_str(mv, "error"))
 		printf("  note: %s\n", cli_str(mv, "error"));
 }

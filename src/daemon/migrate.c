@@ -450,6 +450,8 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 		jsonl_add_int(req, "max_duration_s", m->max_duration_s);
 		jsonl_add_bool(req, "cancel_on_timeout", m->cancel_on_timeout);
 	}
+	if (m->verify_memory)
+		jsonl_add_bool(req, "verify_memory", true);
 	/* Its share of the host's limit from the first byte; the moves
 	 * already sending are slowed to make room after this tick. */
 	bw = migrate_bw_share(d, m);
@@ -933,6 +935,7 @@ struct json_object *migrate_move_json(struct ferryd *d, struct move *m,
 		jsonl_add_str(o, "transport", m->transport);
 		jsonl_add_str(o, "codec", m->codec[0] ? m->codec : "auto");
 		jsonl_add_bool(o, "encrypt", m->encrypt);
+		jsonl_add_bool(o, "verify_memory", m->verify_memory);
 		jsonl_add_int(o, "downtime_target_ms", m->downtime_ms);
 		jsonl_add_int(o, "bandwidth_mibps", m->bandwidth_mibps);
 		if (m->state == MV_MIGRATING && m->bw_applied >= 0)

@@ -53,6 +53,7 @@ struct move {
 	uint8_t key_salt[AUTH_NONCE_LEN]; /* out: this move's key = derive(cluster key, salt) */
 	int key_idx; /* out: the key the destination's ferryd accepted (ferryd_keyring index) */
 	bool encrypt;         /* out: seal the connections */
+	bool verify_memory;   /* out: the destination checks all RAM against a digest at the switch-over */
 	int downtime_ms;
 	int bandwidth_mibps;  /* the move's own limit, 0 = none (host's limit still applies) */
 	int bw_applied;       /* out: limit its worker runs at now, 0 = none; -1 = not known */

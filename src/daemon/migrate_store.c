@@ -43,6 +43,7 @@ void migrate_store_save(struct ferryd *d)
 		if (m->codec[0])
 			jsonl_add_str(j, "codec", m->codec);
 		jsonl_add_bool(j, "encrypt", m->encrypt);
+		jsonl_add_bool(j, "verify_memory", m->verify_memory);
 		jsonl_add_int(j, "downtime_ms", m->downtime_ms);
 		jsonl_add_int(j, "max_duration_s", m->max_duration_s);
 		jsonl_add_bool(j, "cancel_on_timeout", m->cancel_on_timeout);
@@ -76,7 +77,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	const char *id = NULL, *name = NULL, *dest = NULL, *state = NULL,
 		   *transport = NULL, *address = NULL, *codec = NULL;
 	int64_t dt = 50, bw = 0, mem = 0, created = 0, started = 0, maxdur = 0;
-	bool cancel_on_timeout = false, encrypt = false;
+	bool cancel_on_timeout = false, encrypt = false, verify_memory = false;
 	struct err e = { 0 };
 	struct move *m;
 
@@ -92,6 +93,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	    jsonl_get_int(j, "max_duration_s", false, 0, 86400, &maxdur, &e) < 0 ||
 	    jsonl_get_bool(j, "cancel_on_timeout", false, &cancel_on_timeout, &e) < 0 ||
 	    jsonl_get_bool(j, "encrypt", false, &encrypt, &e) < 0 ||
+	    jsonl_get_bool(j, "verify_memory", false, &verify_memory, &e) < 0 ||
 	    jsonl_get_int(j, "memory_mib", false, 0, INT32_MAX, &mem, &e) < 0 ||
 	    jsonl_get_int(j, "created_ms", false, 0, INT64_MAX, &created, &e) < 0 ||
 	    jsonl_get_int(j, "started_ms", false, 0, INT64_MAX, &started, &e) < 0 ||
@@ -107,6 +109,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	snprintf(m->peer, sizeof(m->peer), "%s", dest);
 	snprintf(m->transport, sizeof(m->transport), "%s", transport ? transport : "compression");
 	m->encrypt = encrypt;
+	m->verify_memory = verify_memory;
 	if (address)
 		snprintf(m->address, sizeof(m->address), "%s", address);
 	if (codec && (strcmp(codec, "lz4") == 0 || strcmp(codec, "zstd") == 0))

@@ -96,14 +96,14 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "names", "all_running",
 		"destination", "downtime_ms", "bandwidth_mibps", "transport", "codec", "max_duration_s",
-		"on_timeout", "encrypt", NULL };
+		"on_timeout", "encrypt", "verify_memory", NULL };
 	struct host_settings *s = &r->d->settings;
 	const char *dest = NULL, *transport = s->transport;
 	/* bandwidth_mibps is the move's own limit; the host's limit is not a
 	 * default for it but a budget all moves share (migrate_bw.c). */
 	int64_t downtime = s->downtime_ms, bw = 0, maxdur = 0;
 	const char *on_timeout = "switchover", *codec = "auto";
-	bool encrypt = s->encrypt;
+	bool encrypt = s->encrypt, verify_memory = false;
 	struct json_object *o, *arr;
 	struct move *moves[MIGRATION_START_MAX_VMS];
 	struct vm *vms[MIGRATION_START_MAX_VMS];
@@ -119,7 +119,8 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	    jsonl_get_str(r->args, "codec", false, &codec, &r->err) < 0 ||
 	    jsonl_get_int(r->args, "max_duration_s", false, 0, 86400, &maxdur, &r->err) < 0 ||
 	    jsonl_get_str(r->args, "on_timeout", false, &on_timeout, &r->err) < 0 ||
-	    jsonl_get_bool(r->args, "encrypt", false, &encrypt, &r->err) < 0)
+	    jsonl_get_bool(r->args, "encrypt", false, &encrypt, &r->err) < 0 ||
+	    jsonl_get_bool(r->args, "verify_memory", false, &verify_memory, &r->err) < 0)
 		return bad_arg(r);
 	if (encrypt && !r->d->key.set)
 		return req_fail(r, "E_BAD_ARG", "encryption needs a cluster key: this ferryd runs "
@@ -145,6 +146,7 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 		moves[i]->max_duration_s = (int)maxdur;
 		moves[i]->cancel_on_timeout = strcmp(on_timeout, "cancel") == 0;
 		moves[i]->encrypt = encrypt;
+		moves[i]->verify_memory = verify_memory;
 		if (strcmp(codec, "auto") != 0)
 			snprintf(moves[i]->codec, sizeof(moves[i]->codec), "%s", codec);
 	}

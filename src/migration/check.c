@@ -18,6 +18,7 @@
 #include "devices/uart.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
+#include "migration/digest.h"
 #include "vmm/vmstate.h"
 #include "vmm/x86/cpustate.h"
 #include "vmm/x86/layout.h"
@@ -60,6 +61,7 @@ static int check_sync(struct walker *w, const struct mig_rec *rec, struct err *e
 static int check_state_end(struct walker *w, const struct mig_rec *rec, struct err *e);
 static int check_eos(struct walker *w, const struct mig_rec *rec, struct err *e);
 static int check_opaque(struct walker *w, const struct mig_rec *rec, struct err *e);
+static int check_digest(struct walker *w, const struct mig_rec *rec, struct err *e);
 
 /* One line per record type. after_end: may appear between STATE_END and EOS. */
 static const struct rec_rule {
@@ -73,7 +75,7 @@ static const struct rec_rule {
 	{ MIG_REC_SYNC, check_sync, false },
 	{ MIG_REC_STATE_END, check_state_end, false },
 	{ MIG_REC_EOS, check_eos, true },
-	{ MIG_REC_DIGEST, check_opaque, true },
+	{ MIG_REC_DIGEST, check_digest, false },
 	/* Live protocol records (precopy.c / incoming.c): framed and skipped here;
 	 * their handshake meaning is checked by the live receiver. */
 	{ MIG_REC_CPUID, check_opaque, false },
@@ -453,6 +455,24 @@ static int check_opaque(struct walker *w, const struct mig_rec *rec, struct err 
 {
 	stream_skip(w->r, rec->len);
 	return stream_check(w->r, e);
+}
+
+/* The digest's own checksum and bounds; whether RAM matches it needs the
+ * source's memory, which only a live destination has. */
+static int check_digest(struct walker *w, const struct mig_rec *rec, struct err *e)
+{
+	struct digest_rec h;
+	if (digest_get_hdr(w->r, rec->len, w->rep->cfg.mem_size >> 12, &h, e) < 0)
+		return -1;
+	snprintf(w->detail, sizeof(w->detail), "blocks %" PRIu64 "+%u of %u pages", h.first, h.count,
+		 DIGEST_BLOCK_PAGES);
+	stream_get(w->r, w->buf, (size_t)h.count * 8); /* at most 512 KiB: within buf */
+	if (stream_check(w->r, e) < 0)
+		return -1;
+	if (mig_sum(w->buf, (size_t)h.count * 8) != h.sum)
+		return err_set(e, "checksum mismatch in the memory digest (blocks %" PRIu64 "+%u)",
+			       h.first, h.count);
+	return 0;
 }
 
 static const struct rec_rule *rec_lookup(uint32_t type)

@@ -24,7 +24,7 @@ enum mig_rec_type {
 	MIG_REC_SYNC = 4,     /* end of a memory pass */
 	MIG_REC_STATE_END = 5,/* all device state sent: the destination may commit */
 	MIG_REC_EOS = 6,      /* end of stream */
-	MIG_REC_DIGEST = 7,   /* per-page digests of all RAM, for verification */
+	MIG_REC_DIGEST = 7,   /* digests of all RAM, checked by the receiver (digest.h) */
 	MIG_REC_CPUID = 8,    /* the guest's CPUID (vCPU 0), checked by the destination at setup */
 	MIG_REC_EXTENTS = 9,  /* populated RAM ranges, so the destination can fault them in early */
 	MIG_REC_COMMIT = 10,  /* the commit point: the destination now owns the VM */

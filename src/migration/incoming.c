@@ -351,6 +351,9 @@ static void reply(struct stream *w, uint32_t type, bool ok, const char *error, c
 	 * failpoint makes this receiver answer as one from before them. */
 	if (ok && type == MIG_REPLY_SETUP && failpoint("dst.setup_pre_page_sums") == 0)
 		jsonl_add_int(o, "page_sums", 1);
+	/* ...and it checks a memory digest the source sends (digest.h). */
+	if (ok && type == MIG_REPLY_SETUP)
+		jsonl_add_int(o, "digest", 1);
 	if (!ok)
 		jsonl_add_str(o, "error", error);
 	if (mig_put_reply(w, type, jsonl_text(o), &e) < 0)

@@ -44,6 +44,7 @@ struct mig_opts {
 	uint32_t peer_timeout_ms;    /* a silent peer for this long fails the move */
 	struct auth_key key;         /* the move's key: every connection proves it (unset: none) */
 	bool encrypt;                /* seal every connection (needs key) */
+	bool verify_memory;          /* send a digest of all RAM at stop-and-copy; the destination checks it */
 };
 
 /* Where a finished move's downtime went, step by step (ms, each from the
@@ -73,6 +74,7 @@ struct mig_status {
 	uint32_t throttle_pct;
 	uint64_t bandwidth_bps;      /* the limit in force now, 0 = none */
 	bool committed;
+	bool memory_verified;        /* the destination checked all RAM against our digest */
 	char transport[32];
 	char codec[16];              /* "lz4", "zstd" (+ " (auto)"), "" = no compression */
 	char error[512];

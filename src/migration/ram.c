@@ -199,7 +199,7 @@ int ram_send_bitmap_range(struct stream *w, struct guest_mem *gm, const uint64_t
 }
 
 /* Walk the memfd's data extents: SEEK_DATA/SEEK_HOLE skip what the guest never touched. */
-typedef int (*extent_fn)(void *opaque, uint64_t first, uint64_t n);
+typedef ram_extent_fn extent_fn;
 
 /* The populated extents of guest memory within bytes [pos, size). */
 static int ram_for_each_extent_in(struct guest_mem *gm, off_t pos, off_t size, extent_fn fn, void *opaque)
@@ -231,6 +231,11 @@ static int ram_for_each_extent_in(struct guest_mem *gm, off_t pos, off_t size, e
 static int ram_for_each_extent(struct guest_mem *gm, extent_fn fn, void *opaque)
 {
 	return ram_for_each_extent_in(gm, 0, (off_t)gm->ram_size, fn, opaque);
+}
+
+int ram_walk_populated(struct guest_mem *gm, ram_extent_fn fn, void *opaque)
+{
+	return ram_for_each_extent(gm, fn, opaque);
 }
 
 struct send_ctx { struct stream *w; struct guest_mem *gm; uint16_t gen; struct ram_codec *codec; struct ram_stats *st; };

@@ -183,6 +183,7 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		/* Fixed at the start: read without the lock. */
 		jsonl_add_bool(m, "authenticated", w->ms.o.key.set);
 		jsonl_add_bool(m, "encrypted", w->ms.o.encrypt);
+		jsonl_add_bool(m, "verify_memory", w->ms.o.verify_memory);
 		if (st.codec[0])
 			jsonl_add_str(m, "codec", st.codec);
 		jsonl_add_int(m, "pass", st.pass);
@@ -216,6 +217,8 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		jsonl_add_int(m, "throttle_pct", st.throttle_pct);
 		jsonl_add_int(m, "bandwidth_mibps", (int64_t)(st.bandwidth_bps >> 20));
 		jsonl_add_bool(m, "committed", st.committed);
+		if (w->ms.o.verify_memory)
+			jsonl_add_bool(m, "memory_verified", st.memory_verified);
 		if (st.error[0])
 			jsonl_add_str(m, "error", st.error);
 	} else {
@@ -307,6 +310,8 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct err 
 		o.key.set = key != NULL;
 	}
 	if (jsonl_get_bool(req, "encrypt", false, &o.encrypt, e) < 0)
+		return -1;
+	if (jsonl_get_bool(req, "verify_memory", false, &o.verify_memory, e) < 0)
 		return -1;
 	if (o.encrypt && !o.key.set)
 		return err_set(e, "encrypt needs the move's key (\"key\"): the connections' keys derive from it");

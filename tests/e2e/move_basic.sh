@@ -78,16 +78,24 @@ on A --json migration history | json_get moves.0.progress.bytes_on_wire | grep -
 on A migration status "$(on A --json migration history | json_get moves.0.id)" | tee "$T/statA" |
 	grep -qE 'Downtime parts: +stop vCPUs [0-9.]+, last pages' || { cat "$T/statA"; fail "no downtime parts in the status"; }
 
-note "move g1 back B -> A on a terminal (progress display)"
+note "move g1 back B -> A on a terminal (progress display), memory verified"
 if command -v script >/dev/null; then
-	script -qec "$FERRY_BIN/ferry -c $(port_of B) move-vm -n g1 -d $(port_of A)" "$T/tty" \
-		>/dev/null || { cat "$T/tty"; fail "move-vm B->A"; }
+	script -qec "$FERRY_BIN/ferry -c $(port_of B) move-vm -n g1 -d $(port_of A) --verify-memory" \
+		"$T/tty" >/dev/null || { cat "$T/tty"; fail "move-vm B->A"; }
 	tr -d '\r' <"$T/tty" | sed 's/\x1b\[[0-9]*[AK]//g' | tail -n 5
 	grep -q "moved to" "$T/tty" || fail "no summary on the terminal"
 	grep -q "total time" "$T/tty" || fail "no figures in the summary"
+	grep -q "memory verified" "$T/tty" || fail "no memory check in the summary"
 else
-	on B move-vm -n g1 -d "$(port_of A)" || fail "move-vm B->A"
+	on B move-vm -n g1 -d "$(port_of A)" --verify-memory || fail "move-vm B->A"
 fi
+out=$(on B --json migration history | python3 -c 'import json,sys
+print(next(m["id"] for m in json.load(sys.stdin)["moves"] if m["direction"] == "outgoing"))') ||
+	fail "no outgoing move in B's history"
+on B migration status "$out" | grep -qE "Memory check: +verified" ||
+	fail "B's status does not show the memory check: $(on B migration status "$out")"
+grep -q "memory verified against the source's digest" "$T/A/logs/g1.log" ||
+	fail "A's incoming worker did not check the digest"
 [ "$(vm_state A g1)" = running ] || fail "g1 not back on A"
 [ "$(vm_state B g1)" = absent ] || fail "g1 still on B"
 verify_vm A g1 || fail "page check on A after the round trip"

@@ -64,11 +64,13 @@ print(" ".join(x["name"] for x in sorted(m, key=lambda x: x["started_ms"])))')
 echo "started in order: $ORDER"
 [ "$ORDER" = "v1 v2 v3 v4" ] || fail "order not kept: $ORDER"
 
-note "evacuate B (four VMs) back to A"
-on B host evacuate -c "$(port_of B)" -d "$(port_of A)" --json >"$T/evac" ||
+note "evacuate B (four VMs) back to A, each one's memory verified by A"
+on B host evacuate -c "$(port_of B)" -d "$(port_of A)" --verify-memory --json >"$T/evac" ||
 	{ cat "$T/evac"; fail "evacuate"; }
 tail -n1 "$T/evac"
 tail -n1 "$T/evac" | grep -q '"completed":4,"failed":0' || fail "evacuation incomplete"
+[ "$(grep '"event":"completed"' "$T/evac" | grep -c '"memory_verified":true')" = 4 ] ||
+	fail "not every evacuated VM's memory was verified: $(grep '"event":"completed"' "$T/evac")"
 [ "$(on B --json vm list | json_get vms)" = "[]" ] || fail "B still has VMs"
 for v in v1 v2 v3 v4; do verify_vm A "$v" || fail "$v damaged after evacuation"; done
 

@@ -32,7 +32,7 @@ pid=
 
 mkdir -p "$out"
 python3 - "$T/state" "$out" <<'EOF'
-import struct, subprocess, sys
+import json, struct, subprocess, sys
 
 src, out = sys.argv[1], sys.argv[2]
 data = open(src, 'rb').read()
@@ -93,7 +93,33 @@ def section(name, version, payload):
     return rec(SECTION, struct.pack('<H', len(nb)) + nb + struct.pack('<IQ', version, mig_sum(payload)) + payload)
 
 mem_raw = b''.join(rec(MEM, m) for m in raw_mems + zero_mems)
+
+DIGEST, BLOCK = 7, 64
+def digest(mem_recs, flip=False):
+    # docs/stream.md, DIGEST: one sum per 64-page block, XXH3 of the
+    # block's page sums; a page no record brought is summed as zeros.
+    npages = json.loads(config)['memory'] // 4096
+    pages = {}
+    for m in mem_recs:
+        gpa, npages_run, gen, enc = struct.unpack_from('<QIHB', m, 0)
+        for i in range(npages_run):
+            pages[gpa // 4096 + i] = m[24 + i * 4096:24 + (i + 1) * 4096] if enc == 0 else bytes(4096)
+    zero = mig_sum(bytes(4096))
+    sums = []
+    for b in range((npages + BLOCK - 1) // BLOCK):
+        ps = [mig_sum(pages[p]) if p in pages else zero
+              for p in range(b * BLOCK, min(npages, (b + 1) * BLOCK))]
+        sums.append(mig_sum(struct.pack(f'<{len(ps)}Q', *ps)))
+    if flip:
+        sums[0] ^= 1
+    body = struct.pack(f'<{len(sums)}Q', *sums)
+    return rec(DIGEST, struct.pack('<QIIQQ', 0, len(sums), BLOCK, npages, mig_sum(body)) + body)
+
 seeds = {
+    # The destination checks its memory against the source's digest at
+    # STATE_END: one that matches, one that does not.
+    'real-digest': head + mem_raw + digest(raw_mems + zero_mems) + tail,
+    'digest-mismatch': head + mem_raw + digest(raw_mems + zero_mems, True) + tail,
     'real-raw': head + mem_raw + tail,
     'real-zstd': head + recoded(2) + b''.join(rec(MEM, m) for m in zero_mems) + tail,
     'real-lz4': head + recoded(3) + tail,
