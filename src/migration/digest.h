@@ -24,6 +24,7 @@
 
 #define DIGEST_BLOCK_PAGES 64u                      /* 256 KiB per sum */
 #define DIGEST_MAX_PER_REC 65536u                   /* sums per DIGEST record (512 KiB) */
+#define DIGEST_THREADS_MAX 4                        /* digest_compute's walkers, at most one per core */
 #define DIGEST_REC_HDR 32u                          /* first u64, count u32, block u32, npages u64, sum u64 */
 _Static_assert(DIGEST_REC_HDR + DIGEST_MAX_PER_REC * 8u <= MIG_MAX_RECORD,
 	       "a DIGEST record fits the record limit (the checker's buffer)");

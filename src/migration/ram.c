@@ -233,9 +233,14 @@ static int ram_for_each_extent(struct guest_mem *gm, extent_fn fn, void *opaque)
 	return ram_for_each_extent_in(gm, 0, (off_t)gm->ram_size, fn, opaque);
 }
 
-int ram_walk_populated(struct guest_mem *gm, ram_extent_fn fn, void *opaque)
+int ram_walk_populated(struct guest_mem *gm, uint64_t first, uint64_t npages, ram_extent_fn fn,
+		       void *opaque)
 {
-	return ram_for_each_extent(gm, fn, opaque);
+	uint64_t end = first + npages > gmem_npages(gm) ? gmem_npages(gm) : first + npages;
+	if (first >= end)
+		return 0;
+	return ram_for_each_extent_in(gm, (off_t)(first << GMEM_PAGE_SHIFT), (off_t)(end << GMEM_PAGE_SHIFT),
+				      fn, opaque);
 }
 
 struct send_ctx { struct stream *w; struct guest_mem *gm; uint16_t gen; struct ram_codec *codec; struct ram_stats *st; };

@@ -66,11 +66,12 @@ size_t ram_populated_extents(struct guest_mem *gm, uint64_t (*ext)[2], size_t ma
 			     struct ram_census *census);
 /* Count populated pages (for progress and for the destination's prefault). */
 uint64_t ram_populated_pages(struct guest_mem *gm);
-/* Calls fn for each populated extent of RAM (first page, pages), in
- * ascending order; an extent's end may reach past RAM's last page (the
- * caller clamps). fn returning -1 stops the walk, which then returns -1. */
+/* Calls fn for each populated extent of RAM pages [first, first+npages)
+ * (first page, pages), in ascending order, cut to the range. fn returning
+ * -1 stops the walk, which then returns -1. */
 typedef int (*ram_extent_fn)(void *opaque, uint64_t first, uint64_t n);
-int ram_walk_populated(struct guest_mem *gm, ram_extent_fn fn, void *opaque);
+int ram_walk_populated(struct guest_mem *gm, uint64_t first, uint64_t npages, ram_extent_fn fn,
+		       void *opaque);
 /* The same, within pages [first, first + npages). */
 uint64_t ram_populated_in(struct guest_mem *gm, uint64_t first, uint64_t npages);
 
