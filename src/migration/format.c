@@ -61,6 +61,15 @@ int mig_get_rec(struct stream *r, struct mig_rec *rec, struct err *e)
 	return 0;
 }
 
+int mig_get_abort(struct stream *r, const struct mig_rec *rec, struct err *e)
+{
+	char why[256];
+	uint32_t n = rec->len < sizeof(why) - 1 ? rec->len : (uint32_t)sizeof(why) - 1;
+	stream_get(r, why, n);
+	why[stream_ok(r) ? n : 0] = 0;
+	return err_set(e, "the source abandoned the migration: %s", why[0] ? why : "(no reason given)");
+}
+
 void mig_put_sync(struct stream *w, const struct mig_sync *sy)
 {
 	mig_put_rec(w, MIG_REC_SYNC, 12);

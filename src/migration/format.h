@@ -121,6 +121,10 @@ void mig_put_sync(struct stream *w, const struct mig_sync *sy);
 /* Its payload, in a SYNC record just read (any length but 12 is corrupt). */
 int mig_get_sync(struct stream *r, const struct mig_rec *rec, struct mig_sync *sy, struct err *e);
 
+/* An ABORT record just read: its reason (at most 255 bytes kept) into e,
+ * as "the source abandoned the migration: REASON"; always returns -1. */
+int mig_get_abort(struct stream *r, const struct mig_rec *rec, struct err *e);
+
 const char *mig_rec_name(uint32_t type);
 
 /* Send a reply: type and a JSON text. */

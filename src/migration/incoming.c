@@ -536,11 +536,7 @@ static void *in_thread(void *arg)
 		goto fail;
 	}
 	if (rec.type == MIG_REC_ABORT) {
-		char why[256];
-		uint32_t n = rec.len < sizeof(why) - 1 ? rec.len : (uint32_t)sizeof(why) - 1;
-		stream_get(&r, why, n);
-		why[stream_ok(&r) ? n : 0] = 0;
-		err_set(&e, "the source cancelled the migration: %s", why);
+		mig_get_abort(&r, &rec, &e);
 		goto fail;
 	}
 	if (rec.type != MIG_REC_COMMIT || rec.len != 0) {

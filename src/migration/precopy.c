@@ -1184,6 +1184,7 @@ int mig_source_start(struct mig_source *ms, struct machine *m, const struct mig_
 		snprintf(ms->st.codec, sizeof(ms->st.codec), "%s%s",
 			 pick_codec(&ms->o) == RAM_CODEC_ZSTD ? "zstd" : "lz4", o->codec ? "" : " (auto)");
 	ms->cancel = false;
+	ms->cancel_forced = false;
 	atomic_store(&ms->bw_bps, o->bandwidth_bps);
 	for (int i = 0; i < CHANNEL_MAX; i++)
 		ms->fds[i] = -1;
@@ -1209,7 +1210,19 @@ void mig_source_set_bandwidth(struct mig_source *ms, uint64_t bps)
 	atomic_store(&ms->bw_bps, bps);
 }
 
-int mig_source_cancel(struct mig_source *ms, struct err *e)
+/* Caller holds the lock. Wakes the thread out of any blocking send or
+ * receive; the destination then sees the stream end without a reason. */
+static void cancel_force_locked(struct mig_source *ms)
+{
+	if (ms->cancel_forced)
+		return;
+	ms->cancel_forced = true;
+	for (int i = 0; i < CHANNEL_MAX; i++)
+		if (ms->fds[i] > 0)
+			shutdown(ms->fds[i], SHUT_RDWR);
+}
+
+int mig_source_cancel(struct mig_source *ms, bool force, struct err *e)
 {
 	int rc = 0;
 	if (!ms->thread_started)
@@ -1220,14 +1233,23 @@ int mig_source_cancel(struct mig_source *ms, struct err *e)
 	else if (ms->st.stage >= MIG_STAGE_COMPLETED)
 		rc = err_set(e, "the migration has already ended (%s)", mig_stage_name(ms->st.stage));
 	else {
+		if (!ms->cancel)
+			ms->cancel_at_ns = channel_now_ns();
 		ms->cancel = true;
-		/* Wake the thread out of any blocking send or receive at once. */
-		for (int i = 0; i < CHANNEL_MAX; i++)
-			if (ms->fds[i] > 0)
-				shutdown(ms->fds[i], SHUT_RDWR);
+		if (force)
+			cancel_force_locked(ms);
 	}
 	pthread_mutex_unlock(&ms->lock);
 	return rc;
+}
+
+void mig_source_tick(struct mig_source *ms)
+{
+	pthread_mutex_lock(&ms->lock);
+	if (ms->cancel && !ms->st.committed && ms->st.stage < MIG_STAGE_COMPLETED &&
+	    channel_now_ns() - ms->cancel_at_ns >= MIG_CANCEL_GRACE_MS * 1000000ULL)
+		cancel_force_locked(ms);
+	pthread_mutex_unlock(&ms->lock);
 }
 
 bool mig_source_done(struct mig_source *ms)

@@ -92,6 +92,8 @@ struct mig_source {
 	 * changed live by mig_source_set_bandwidth; the channels read it. */
 	_Atomic uint64_t bw_bps;
 	int fds[8];                  /* open connections, so cancel can shut them down */
+	uint64_t cancel_at_ns;       /* when cancel was asked (channel_now_ns); guarded by lock */
+	bool cancel_forced;          /* the connections were shut down */
 	/* Called (from the migration thread) when the VM is paused/resumed by the migration. */
 	void (*on_pause)(void *opaque, bool paused);
 	void *opaque;
@@ -108,8 +110,16 @@ void mig_source_status(struct mig_source *ms, struct mig_status *out);
 /* Change the limit of the running migration (bytes/s, 0 = none); every
  * channel paces at its share of the new total from now on. */
 void mig_source_set_bandwidth(struct mig_source *ms, uint64_t bps);
-/* Ask to cancel; refused (returns -1) once the commit point has passed. */
-int mig_source_cancel(struct mig_source *ms, struct err *e);
+/* Ask to cancel; refused (returns -1) once the commit point has passed.
+ * The migration thread notices between 1 MiB chunks and tells the
+ * destination why (ABORT) as it rolls back. One blocked on a silent peer
+ * cannot: mig_source_tick shuts its connections down once the request is
+ * MIG_CANCEL_GRACE_MS old, and force shuts them at once (a worker going
+ * away must not wait for a peer timeout). */
+#define MIG_CANCEL_GRACE_MS 250
+int mig_source_cancel(struct mig_source *ms, bool force, struct err *e);
+/* Called from the worker's loop (at least every 200 ms) while a move runs. */
+void mig_source_tick(struct mig_source *ms);
 bool mig_source_done(struct mig_source *ms);
 void mig_source_join(struct mig_source *ms);
 

@@ -105,6 +105,10 @@ int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv 
 			if (digest_get(r, rec.len, gmem_npages(&m->vm.mem), &dg, e) < 0)
 				goto out;
 			break;
+		case MIG_REC_ABORT:
+			/* a live source that gave up (cancelled, or failed there) */
+			mig_get_abort(r, &rec, e);
+			goto out;
 		case MIG_REC_STATE_END:
 			if (rec.len != 0) {
 				err_set(e, "corrupt stream: state-end record with a payload");

@@ -436,7 +436,7 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 	} else if (strcmp(cmd, "migrate-set") == 0) {
 		rc = worker_migrate_set(w, req, &e);
 	} else if (strcmp(cmd, "migrate-cancel") == 0) {
-		rc = w->migrating_out ? mig_source_cancel(&w->ms, &e) :
+		rc = w->migrating_out ? mig_source_cancel(&w->ms, false, &e) :
 		     err_set(&e, "no outgoing migration to cancel");
 	} else if (strcmp(cmd, "migrate-resolve") == 0) {
 		rc = worker_resolve(w, req, &e);
@@ -770,6 +770,7 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 	while (!w->quit) {
 		if (w->migrating_out && w->ms.thread_started) {
 			struct mig_status st;
+			mig_source_tick(&w->ms); /* a cancel the migration thread has not seen */
 			mig_source_status(&w->ms, &st);
 			if (st.stage == MIG_STAGE_COMPLETED) {
 				struct timespec ts;
@@ -877,7 +878,7 @@ out:
 		/* Never leave the migration thread running while the VM is torn down. */
 		if (!mig_source_done(&w->ms)) {
 			struct err ce;
-			mig_source_cancel(&w->ms, &ce);
+			mig_source_cancel(&w->ms, true, &ce);
 		}
 		mig_source_join(&w->ms);
 	}

@@ -49,6 +49,9 @@ next_port; start_dst d1 "$port"
 migrate s "$port" ',"bandwidth_mibps":20' || fail "migrate refused"
 wait_stage precopy; sleep 1; cancel
 expect_end cancelled "cancel in pre-copy"; dst_gone "$PID_d1" "cancel in pre-copy"; source_ok "cancel in pre-copy"
+# the source told the destination why, rather than just closing the stream
+grep -q "the source abandoned the migration: cancelled by request" "$T/d1.err" ||
+	fail "the destination did not learn of the cancel: $(grep -i 'migration' "$T/d1.err" | tail -n2)"
 
 note "cancel during stop-and-copy"
 next_port; start_dst d2 "$port"
