@@ -482,9 +482,9 @@ class FerrySystem:
 
     @staticmethod
     def parse(variant):
-        """ferry[-tcp|-compression|-multichannel[-compression]][-chN][-prealloc][-dtN][-auth|-enc]"""
+        """ferry[-tcp|-compression|-multichannel[-compression]][-chN][-prealloc][-dtN][-auth|-enc][-ring]"""
         opt = {"transport": None, "downtime_ms": None, "prealloc": False, "channels": None,
-               "auth": False, "encrypt": False}
+               "auth": False, "encrypt": False, "ring": False}
         toks = variant.split("-")[1:]
         tr = [t for t in toks if t in ("tcp", "compression", "multichannel")]
         for t in toks:
@@ -500,6 +500,10 @@ class FerrySystem:
             elif t == "auth":
                 # as between two ferryds: every connection proves a move key
                 opt["auth"] = True
+            elif t == "ring":
+                # the source tracks dirty pages with KVM's dirty rings
+                # (ferry-vm --dirty-tracker ring) instead of the bitmap
+                opt["ring"] = True
             elif t == "enc":
                 # ... and is encrypted (AES-256-GCM), as QEMU's -tls rows
                 opt["auth"] = opt["encrypt"] = True
@@ -548,7 +552,8 @@ class FerrySystem:
         try:
             src = procs.spawn([FERRY_VM, "--name", name, "--kernel", GUEST, "--cmdline", wl.cmdline,
                                "--memory", "%dM" % wl.mem_mib, "--vcpus", "1",
-                               "--serial", src_ser, "--control", src_ctl],
+                               "--serial", src_ser, "--control", src_ctl] +
+                              (["--dirty-tracker", "ring"] if opt["ring"] else []),
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=open(os.path.join(tmp, "src.err"), "w"))
             src_con = procs.Console(src_ser, os.path.join(tmp, "src.log"))

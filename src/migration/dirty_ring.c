@@ -67,14 +67,6 @@ int dirty_ring_enable(struct dirty_ring **out, int vm_fd, uint32_t entries, stru
 	if (max == 0)
 		return err_set(e, "this host's KVM has no dirty ring (KVM_CAP_DIRTY_LOG_RING): "
 			       "use the bitmap tracker (--dirty-tracker bitmap)");
-	/* kvm_pvm offers the ring but does not log every guest write in it:
-	 * moves of the test guest lose from 1 to ~1000 pages per migration
-	 * there (with the harvest paused, kicked or not), while the bitmap on
-	 * the same host is exact. A tracker that loses pages must not be
-	 * chosen by accident; the variable exists to measure and debug it. */
-	if (access("/sys/module/kvm_pvm", F_OK) == 0 && !getenv("FERRY_UNSAFE_DIRTY_RING"))
-		return err_set(e, "the dirty ring loses guest writes on this host's KVM (kvm_pvm): "
-			       "use the bitmap tracker (--dirty-tracker bitmap)");
 	/* Shrink to what KVM allows; sizes stay powers of two. */
 	while (entries > 1 && (uint64_t)entries * sizeof(struct kvm_dirty_gfn) > max)
 		entries /= 2;
