@@ -21,11 +21,12 @@ enum config_tracker {
 	CONFIG_TRACKER_BITMAP = 0,  /* KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG */
 	CONFIG_TRACKER_RING = 1,    /* KVM's per-vCPU dirty rings */
 };
-/* The bitmap is the default: it is exact everywhere, and on the nested
- * kvm_pvm machines we measure on (1 GiB guest, 512 MiB working set, medians
- * of 3) it moved the guest faster at 256 MiB/s (592 vs 801 ms) and about as
- * fast at full speed (854 vs 815 ms); the ring's downtime was lower (1 ms vs
- * 5-7 ms) but it lost pages there, so it is refused on kvm_pvm. */
+/* The bitmap is the default: on the nested kvm_pvm machines we measure on
+ * (1 GiB guest, 512 MiB working set, medians of 3, bench/results/
+ * run-20261127e) it moves a guest dirtying 256 MiB/s faster (default
+ * transport 918 vs 1066 ms, multichannel with prealloc 319 vs 366) and
+ * the others as fast (full speed 1021 vs 1029 / 352 vs 344, idle 1 GiB
+ * 18 vs 17), with the same downtimes (2-8 ms). */
 #define CONFIG_TRACKER_DEFAULT CONFIG_TRACKER_BITMAP
 
 struct vm_config {
