@@ -4,8 +4,9 @@
 # --dirty-tracker ring; every page verifies on the destination and the
 # heartbeat goes on. The destination builds the ring too (the tracker
 # travels in the configuration): a second move from it is tracked by its
-# ring and verifies as well; each move's memory is also checked whole by
-# digest (verify_memory). A bad tracker name is refused at the start.
+# ring, over multichannel with compression, and verifies as well; each
+# move's memory is also checked whole by digest (verify_memory). A bad
+# tracker name is refused at the start.
 # (The ring once lost pages here, and was refused on kvm_pvm for it. Not
 # KVM's fault: pre-copy dropped the bits of its last sync when it switched
 # over right after it, and a ring hands out each write once; fixed in
@@ -18,18 +19,20 @@ out=$("$FERRY_BIN/ferry-vm" --kernel "$FERRY_GUEST" --dirty-tracker rings 2>&1);
 [ $rc -eq 2 ] || fail "--dirty-tracker rings: exit $rc, expected 2"
 echo "$out" | grep -q 'use bitmap or ring' || fail "--dirty-tracker rings: unclear refusal: $out"
 
-# move SRC DST: live-migrate SRC to a fresh destination DST and check it.
+# move SRC DST [JSON]: live-migrate SRC to a fresh destination DST (extra
+# migrate options in JSON) and check it.
 move() {
 	local src=$1 dst=$2 hb res
 	next_port
 	start_dst "$dst" "$port"
-	migrate "$src" "$port" ',"verify_memory":true' || fail "migrate $src refused"
+	migrate "$src" "$port" ',"verify_memory":true'"${3:-}" || fail "migrate $src refused"
 	res=$(wait_mig "$src" 120) || fail "move $src did not end: $res"
 	# the source's last heartbeat, read once it has stopped: the next two
 	# must come from the destination (read before the move, one the source
 	# printed during a long move made this fail when nothing was wrong)
 	hb=$(last_hb "$T/$src.log")
 	echo "$res"
+	MOVE_RES=$res
 	[ "$(field "$res" stage)" = completed ] || fail "move $src: $(field "$res" error)"
 	[ "$(field "$res" memory_verified)" = True ] || fail "move $src: memory not verified"
 	[ "$(state_of "$dst")" = running ] || fail "destination $dst not running"
@@ -51,8 +54,10 @@ for wl in "256:ws=512M rate=256" "max:ws=512M rate=max"; do
 	wait_for "$T/a$name.log" 'FERRY-GUEST hb n=3 ' 30 || fail "no heartbeat"
 	move a$name b$name
 	if [ "$name" = max ]; then
-		note "second move, from the destination's own ring"
-		move b$name c$name
+		note "second move, from the destination's own ring, over multichannel"
+		move b$name c$name ',"transport":"multichannel","compress":true'
+		[ "$(field "$MOVE_RES" transport)" = multichannel+compression ] ||
+			fail "the second move did not use multichannel: $(field "$MOVE_RES" transport)"
 		vmctl "$T/c$name.sock" '{"cmd":"stop"}' >/dev/null
 		eval expect_exit \$PID_c$name 0
 	else
