@@ -92,12 +92,13 @@ static int vm_new(struct cli_opts *o, int argc, char **argv)
 		{ "tap", required_argument, NULL, 't' },
 		{ "mac", required_argument, NULL, 'M' },
 		{ "cpu-mask", required_argument, NULL, 'C' },
+		{ "dirty-tracker", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *name = NULL, *kernel = NULL, *initrd = NULL, *cmdline = NULL;
-	const char *disk = NULL, *tap = NULL, *mac = NULL, *mask = NULL;
+	const char *disk = NULL, *tap = NULL, *mac = NULL, *mask = NULL, *tracker = NULL;
 	int64_t mem = 512;
 	long vcpus = 1;
 	struct json_object *req, *rep;
@@ -128,6 +129,13 @@ static int vm_new(struct cli_opts *o, int argc, char **argv)
 		case 't': tap = optarg; break;
 		case 'M': mac = optarg; break;
 		case 'C': mask = optarg; break;
+		case 'T':
+			if (strcmp(optarg, "bitmap") != 0 && strcmp(optarg, "ring") != 0) {
+				fprintf(stderr, "ferry vm new: --dirty-tracker '%s': use bitmap or ring\n", optarg);
+				return CLI_USAGE;
+			}
+			tracker = optarg;
+			break;
 		case OPT_JSON: o->json = true; break;
 		case OPT_HELP: return vm_usage("new", false);
 		default: return vm_usage("new", true);
@@ -154,6 +162,8 @@ static int vm_new(struct cli_opts *o, int argc, char **argv)
 		jsonl_add_str(req, "mac", mac);
 	if (mask)
 		jsonl_add_str(req, "cpu_mask", mask);
+	if (tracker)
+		jsonl_add_str(req, "dirty_tracker", tracker);
 	rep = cli_request(o, req, VM_CALL_TIMEOUT_MS, &rc);
 	if (rep && !o->json) {
 		cli_fmt_mib(cli_int(rep, "memory_mib", mem), membuf, sizeof(membuf));
@@ -339,7 +349,7 @@ static int vm_status(struct cli_opts *o, int argc, char **argv)
 	static const struct { const char *key, *label; } strs[] = {
 		{ "kernel", "Kernel" }, { "initrd", "Initrd" },
 		{ "cmdline", "Cmdline" }, { "disk", "Disk" }, { "tap", "Tap" },
-		{ "mac", "MAC" }, { "cpu_mask", "CPU mask" },
+		{ "mac", "MAC" }, { "cpu_mask", "CPU mask" }, { "dirty_tracker", "Dirty tracker" },
 		{ "serial_log", "Serial log" }, { "worker_log", "Worker log" },
 		{ "last_exit", "Last exit" }, { "worker_error", "Worker error" },
 	};
@@ -482,6 +492,9 @@ static const struct vm_verb vm_verbs[] = {
 	  "  --tap IFNAME       host tap interface for virtio-net\n"
 	  "  --mac MAC          the NIC's MAC address, xx:xx:xx:xx:xx:xx\n"
 	  "  --cpu-mask LIST    CPUID features to hide, e.g. \"-avx2,-avx512f\"\n"
+	  "  --dirty-tracker T  how live migration finds the pages the guest dirties:\n"
+	  "                     bitmap (default: KVM's dirty log; the faster on our\n"
+	  "                     measurements) or ring (KVM's per-vCPU dirty rings)\n"
 	  "  --json             print ferryd's JSON reply\n"
 	  "\n"
 	  "Paths are on the host that runs ferryd; relative ones are made absolute\n"

@@ -32,7 +32,7 @@ enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "memory_mib", "vcpus",
 		"kernel", "initrd", "cmdline", "disk", "tap", "mac", "cpu_mask",
-		NULL };
+		"dirty_tracker", NULL };
 	struct vm_def def;
 	struct host_mem mem;
 	struct vm *vm;

@@ -92,8 +92,15 @@ int vmdef_from_json(struct json_object *o, struct vm_def *d,
 	    vmdef_str(o, "disk", false, d->disk, sizeof(d->disk), e) < 0 ||
 	    vmdef_str(o, "tap", false, d->tap, sizeof(d->tap), e) < 0 ||
 	    vmdef_str(o, "mac", false, d->mac, sizeof(d->mac), e) < 0 ||
-	    vmdef_str(o, "cpu_mask", false, d->cpu_mask, sizeof(d->cpu_mask), e) < 0)
+	    vmdef_str(o, "cpu_mask", false, d->cpu_mask, sizeof(d->cpu_mask), e) < 0 ||
+	    vmdef_str(o, "dirty_tracker", false, d->dirty_tracker, sizeof(d->dirty_tracker), e) < 0)
 		return -1;
+	/* "bitmap" is the default, stored as nothing, so a definition without
+	 * the field reads the same on a ferryd from before it. */
+	if (strcmp(d->dirty_tracker, "bitmap") == 0)
+		d->dirty_tracker[0] = 0;
+	if (d->dirty_tracker[0] && strcmp(d->dirty_tracker, "ring") != 0)
+		return err_set(e, "dirty_tracker '%s' is not bitmap or ring", d->dirty_tracker);
 	/* Paths are handed to a worker that may run with another cwd. */
 	if (d->kernel[0] != '/')
 		return err_set(e, "kernel path must be absolute: %s", d->kernel);
@@ -157,6 +164,8 @@ struct json_object *vmdef_to_json(const struct vm_def *d)
 	jsonl_add_str(o, "tap", d->tap);
 	jsonl_add_str(o, "mac", d->mac);
 	jsonl_add_str(o, "cpu_mask", d->cpu_mask);
+	if (d->dirty_tracker[0]) /* only when set: a peer from before it refuses unknown fields */
+		jsonl_add_str(o, "dirty_tracker", d->dirty_tracker);
 	return o;
 }
 
@@ -213,7 +222,7 @@ int vmdef_load(const char *path, struct vm_def *d, struct err *e)
 {
 	static const char *const keys[] = { "name", "memory_mib", "vcpus",
 		"kernel", "initrd", "cmdline", "disk", "tap", "mac", "cpu_mask",
-		NULL };
+		"dirty_tracker", NULL };
 	struct json_object *o;
 	const char *code;
 	char *buf;

@@ -31,6 +31,7 @@ struct vm_def {
 	char tap[16];           /* IFNAMSIZ; "" = none */
 	char mac[18];           /* "xx:xx:xx:xx:xx:xx"; "" = none */
 	char cpu_mask[VMDEF_CPU_MASK_MAX];
+	char dirty_tracker[8];  /* "ring"; "" = the worker's default (the bitmap) */
 };
 
 /* [a-zA-Z0-9._-]{1,64}, and not "." or ".." (names become file names). */

@@ -205,6 +205,8 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 		worker_arg(c, "--mac", def->mac);
 	if (def->cpu_mask[0])
 		worker_arg(c, "--cpu-mask", def->cpu_mask);
+	if (def->dirty_tracker[0])
+		worker_arg(c, "--dirty-tracker", def->dirty_tracker);
 	worker_arg(c, "--control", c->sock);
 	worker_arg(c, "--exit-file", c->exitf);
 	c->argv[c->argc] = NULL;
@@ -754,6 +756,7 @@ struct json_object *worker_status_json(struct ferryd *d, struct vm *vm,
 		jsonl_add_str(o, "mac", vm->def.mac);
 	if (vm->def.cpu_mask[0])
 		jsonl_add_str(o, "cpu_mask", vm->def.cpu_mask);
+	jsonl_add_str(o, "dirty_tracker", vm->def.dirty_tracker[0] ? vm->def.dirty_tracker : "bitmap");
 	if (vm->pid) {
 		jsonl_add_int(o, "pid", vm->pid);
 		jsonl_add_bool(o, "adopted", !vm->child);

@@ -16,7 +16,14 @@ on A host info | tee "$T/infoA"
 grep -qE '^Migrations: +1 at once' "$T/infoA" || fail "limit not shown"
 
 VMS="v1 v2 v3 v4 v5"
-for v in $VMS; do new_vm A "$v" 128M "ws=8M rate=2"; done
+# v2 tracks its dirty pages with KVM's dirty ring, through its definition
+for v in $VMS; do
+	if [ "$v" = v2 ]; then new_vm A "$v" 128M "ws=8M rate=2" 1 --dirty-tracker ring
+	else new_vm A "$v" 128M "ws=8M rate=2"; fi
+done
+on A vm status v2 | grep -qE '^Dirty tracker: +ring' || fail "v2's definition lacks the ring"
+on A vm new --name bad --kernel "$FERRY_GUEST" --dirty-tracker rings 2>&1 | grep -q 'use bitmap or ring' ||
+	fail "a bad --dirty-tracker was not refused"
 
 active() { on "$1" --json migration list | json_get active; }
 
@@ -71,6 +78,12 @@ tail -n1 "$T/evac"
 tail -n1 "$T/evac" | grep -q '"completed":4,"failed":0' || fail "evacuation incomplete"
 [ "$(grep '"event":"completed"' "$T/evac" | grep -c '"memory_verified":true')" = 4 ] ||
 	fail "not every evacuated VM's memory was verified: $(grep '"event":"completed"' "$T/evac")"
+# v2 moved both ways on its ring: A's worker and B's (built from the stream) harvested it
+for h in A B; do
+	grep -q 'dirty ring: [0-9]* entries harvested' "$T/$h/logs/v2.log" ||
+		fail "v2 did not move on its dirty ring from $h: $(grep -i 'dirty\|tracker' "$T/$h/logs/v2.log" | tail -n3)"
+done
+on A vm status v2 | grep -qE '^Dirty tracker: +ring' || fail "v2 lost its tracker on the way"
 [ "$(on B --json vm list | json_get vms)" = "[]" ] || fail "B still has VMs"
 for v in v1 v2 v3 v4; do verify_vm A "$v" || fail "$v damaged after evacuation"; done
 

@@ -199,6 +199,19 @@ static void test_vmdef_validation(void **state)
 	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"mac\":\"01:00:00:00:00:01\"}", &d, &code), -1);
 	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"mac\":\"zz:00:00:00:00:01\"}", &d, &code), -1);
 	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"tap\":\"tap-name-far-too-long\"}", &d, &code), -1);
+	/* the dirty tracker: ring kept, bitmap (the default) stored as nothing,
+	 * so the definition is written as one from before the field */
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"dirty_tracker\":\"ring\"}", &d, &code), 0);
+	assert_string_equal(d.dirty_tracker, "ring");
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"dirty_tracker\":\"bitmap\"}", &d, &code), 0);
+	assert_string_equal(d.dirty_tracker, "");
+	{
+		struct json_object *o = vmdef_to_json(&d);
+		assert_false(json_object_object_get_ex(o, "dirty_tracker", NULL));
+		json_object_put(o);
+	}
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"dirty_tracker\":\"rings\"}", &d, &code), -1);
+	assert_string_equal(code, "E_BAD_ARG");
 }
 
 static void test_vmdef_long_fields(void **state)
