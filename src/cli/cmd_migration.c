@@ -197,9 +197,12 @@ static void mig_show(struct json_object *mv)
 			cli_kv("Downtime", over);
 		/* a finished move: where its downtime went */
 		if (json_object_object_get_ex(p, "downtime_parts", &dp)) {
-			snprintf(buf, sizeof(buf), "stop vCPUs %.1f, last pages %.1f, device state %.1f, "
+			char dg[48] = "";
+			if (cli_bool(p, "verify_memory"))
+				snprintf(dg, sizeof(dg), ", memory digest %.1f", cli_num(dp, "memory_digest_ms"));
+			snprintf(buf, sizeof(buf), "stop vCPUs %.1f, last pages %.1f%s, device state %.1f, "
 				 "destination ready %.1f (its load %.1f), commit and resume %.1f ms",
-				 cli_num(dp, "stop_vcpus_ms"), cli_num(dp, "last_pages_ms"),
+				 cli_num(dp, "stop_vcpus_ms"), cli_num(dp, "last_pages_ms"), dg,
 				 cli_num(dp, "device_state_ms"), cli_num(dp, "destination_ready_ms"),
 				 cli_num(dp, "destination_load_ms"), cli_num(dp, "commit_resume_ms"));
 			cli_kv("Downtime parts", buf);

@@ -13,6 +13,7 @@
 enum mig_downtime_part {
 	MIG_DT_STOP_VCPUS,
 	MIG_DT_LAST_PAGES,
+	MIG_DT_DIGEST,        /* the source's memory digest (verify_memory; else 0) */
 	MIG_DT_DEVICE_STATE,
 	MIG_DT_DEST_READY,
 	MIG_DT_COMMIT_RESUME,

@@ -116,7 +116,7 @@ struct run {
 	bool pass1_done;                /* pass 1's rate is final (publish stops updating it) */
 	/* Where the downtime went (ns, channel_now_ns): vCPUs stopped, last
 	 * pages sent, state sent, destination READY; logged at the end. */
-	uint64_t t_pause, t_paused, t_pages, t_state, t_ready;
+	uint64_t t_pause, t_paused, t_pages, t_digest, t_state, t_ready;
 	int64_t dst_load_ms;            /* the destination's own figure, from READY */
 	/* What the stop-and-copy still owes (UINT64_MAX: nothing). pass1_from:
 	 * pass 1 stopped at this page (the maximum duration, policy: switch
@@ -842,7 +842,7 @@ static int owed_sync(struct run *r, struct err *e)
 /* With every page sent and the guest stopped: what the destination must
  * now hold, for it to check before it may run the guest (downtime: ~0.1 s
  * per GiB the guest touched, on each side, so only when asked). The time
- * counts in the "last pages" part of the downtime. */
+ * is its own part of the downtime (MIG_DT_DIGEST). */
 static int send_digest(struct run *r, struct err *e)
 {
 	struct mem_digest dg;
@@ -899,9 +899,10 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 			return err_prefix(e, "channel %d", i);
 	if (send_sync(r, r->gen, 0) < 0)
 		return stream_check(&c->w, e);
+	r->t_pages = channel_now_ns();
 	if (r->ms->o.verify_memory && send_digest(r, e) < 0)
 		return -1;
-	r->t_pages = channel_now_ns();
+	r->t_digest = channel_now_ns();
 	if (vmstate_save(&r->m->vm, &c->w, e) < 0)
 		return -1;
 	if (stream_flush(&c->w) < 0)
@@ -933,7 +934,8 @@ static void note_downtime_parts(struct run *r, double downtime_ms)
 		.ms = {
 			[MIG_DT_STOP_VCPUS] = (double)(r->t_paused - r->t_pause) / 1e6,
 			[MIG_DT_LAST_PAGES] = (double)(r->t_pages - r->t_paused) / 1e6,
-			[MIG_DT_DEVICE_STATE] = (double)(r->t_state - r->t_pages) / 1e6,
+			[MIG_DT_DIGEST] = (double)(r->t_digest - r->t_pages) / 1e6,
+			[MIG_DT_DEVICE_STATE] = (double)(r->t_state - r->t_digest) / 1e6,
 			[MIG_DT_DEST_READY] = (double)(r->t_ready - r->t_state) / 1e6,
 		},
 		.dest_load = (double)r->dst_load_ms,
@@ -948,9 +950,9 @@ static void note_downtime_parts(struct run *r, double downtime_ms)
 	r->ms->st.downtime_parts = p;
 	pthread_mutex_unlock(&r->ms->lock);
 	log_info("migration: downtime %.1f ms: vCPUs stopped in %.1f ms, last pages %.1f ms, "
-		 "device state %.1f ms, destination READY %.1f ms (its load %.0f ms), "
+		 "memory digest %.1f ms, device state %.1f ms, destination READY %.1f ms (its load %.0f ms), "
 		 "storage handoff, commit and resume %.1f ms (the rest)",
-		 downtime_ms, p.ms[MIG_DT_STOP_VCPUS], p.ms[MIG_DT_LAST_PAGES],
+		 downtime_ms, p.ms[MIG_DT_STOP_VCPUS], p.ms[MIG_DT_LAST_PAGES], p.ms[MIG_DT_DIGEST],
 		 p.ms[MIG_DT_DEVICE_STATE], p.ms[MIG_DT_DEST_READY], p.dest_load,
 		 p.ms[MIG_DT_COMMIT_RESUME]);
 	/* The target is a switch-over rule (the rest fitted it at the

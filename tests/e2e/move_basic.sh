@@ -92,8 +92,10 @@ fi
 out=$(on B --json migration history | python3 -c 'import json,sys
 print(next(m["id"] for m in json.load(sys.stdin)["moves"] if m["direction"] == "outgoing"))') ||
 	fail "no outgoing move in B's history"
-on B migration status "$out" | grep -qE "Memory check: +verified" ||
-	fail "B's status does not show the memory check: $(on B migration status "$out")"
+on B migration status "$out" | tee "$T/statB" | grep -qE "Memory check: +verified" ||
+	fail "B's status does not show the memory check: $(cat "$T/statB")"
+grep -qE "Downtime parts: .*last pages [0-9.]+, memory digest [0-9.]+, device state" "$T/statB" ||
+	fail "B's status does not show the digest's part of the downtime: $(cat "$T/statB")"
 grep -q "memory verified against the source's digest" "$T/A/logs/g1.log" ||
 	fail "A's incoming worker did not check the digest"
 [ "$(vm_state A g1)" = running ] || fail "g1 not back on A"

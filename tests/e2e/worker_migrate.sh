@@ -35,7 +35,7 @@ for wl in "idle:ws=512M rate=0" "256:ws=512M rate=256" "max:ws=512M rate=max"; d
 import json, sys
 m = json.loads(sys.argv[1]).get("migration")
 p = m["downtime_parts"]
-keys = ["stop_vcpus_ms", "last_pages_ms", "device_state_ms", "destination_ready_ms"]
+keys = ["stop_vcpus_ms", "last_pages_ms", "memory_digest_ms", "device_state_ms", "destination_ready_ms"]
 assert all(p[k] >= 0 for k in keys + ["destination_load_ms", "commit_resume_ms"]), p
 assert p["destination_load_ms"] <= p["destination_ready_ms"] + 1, p
 assert sum(p[k] for k in keys) <= m["downtime_ms"] + 1, (m["downtime_ms"], p)

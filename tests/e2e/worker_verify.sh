@@ -19,6 +19,9 @@ moved() { # moved SRC DST: completed, verified by the destination, guest runs th
 	local res; res=$(wait_mig "$1" 60) || fail "$1 -> $2: move did not end"
 	[ "$(field "$res" stage)" = completed ] || fail "$1 -> $2: $(field "$res" stage): $(field "$res" error)"
 	[ "$(field "$res" memory_verified)" = True ] || fail "$1 -> $2: memory not verified: $res"
+	# the digest's cost is its own part of the downtime
+	python3 -c 'import json,sys; p=json.loads(sys.argv[1])["migration"]["downtime_parts"]
+assert p["memory_digest_ms"] > 0, p' "$res" || fail "$1 -> $2: no memory digest in the downtime parts"
 	grep -q 'memory verified against the source.s digest' "$T/$2.err" ||
 		fail "$1 -> $2: the destination did not log its check: $(tail -n3 "$T/$2.err")"
 	hb_continues "$T/$2.log" "$(last_hb "$T/$1.log")" || fail "$1 -> $2: heartbeat stopped"
