@@ -121,7 +121,7 @@ struct move_opts_pub {
 	long max_duration_s;     /* 0 = no limit */
 	const char *on_timeout;  /* "switchover" (default) or "cancel" */
 	int encrypt;             /* 1 on, 0 off, -1 = the host's setting */
-	bool verify_memory;
+	int verify_memory;       /* 1 on, 0 off, -1 = the host's setting */
 };
 /* Parse one of -d/--destination-host (opt 'd'), --downtime-ms ('D'),
  * --bandwidth ('B'), --transport ('T'), --codec ('C'), --no-wait ('W'),

@@ -46,11 +46,12 @@ static const char move_usage_text[] =
 	"  --encrypt on|off       encrypt this move's connections (AES-256-GCM) or not\n"
 	"                         (default: host setting, host set --encrypt). Either\n"
 	"                         way both hosts prove the cluster key first\n"
-	"  --verify-memory        at the switch-over the source digests all guest memory\n"
-	"                         and the destination checks its copy against it before\n"
-	"                         the VM may run there; a difference fails the move and\n"
-	"                         the VM runs on here. Costs downtime: about 0.1 s per GiB\n"
-	"                         the guest has touched, on each side\n"
+	"  --verify-memory[=on|off]  at the switch-over the source digests all guest\n"
+	"                         memory and the destination checks its copy against it\n"
+	"                         before the VM may run there; a difference fails the move\n"
+	"                         and the VM runs on here. Costs downtime: about 0.1 s per\n"
+	"                         GiB the guest has touched, on each side (default: host\n"
+	"                         setting, host set --verify-memory, itself off)\n"
 	"  --no-wait              start the moves and return; follow with: ferry migration list\n"
 	"  --json                 one JSON event per line instead of the progress display\n"
 	"\n"
@@ -88,8 +89,8 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		jsonl_add_str(req, "codec", mo->codec);
 	if (mo->encrypt >= 0)
 		jsonl_add_bool(req, "encrypt", mo->encrypt);
-	if (mo->verify_memory)
-		jsonl_add_bool(req, "verify_memory", true);
+	if (mo->verify_memory >= 0)
+		jsonl_add_bool(req, "verify_memory", mo->verify_memory);
 	/* The start reply is ours to interpret; --json events come after. */
 	o->json = false;
 	rep = cli_request(o, req, 30000, &rc);
@@ -178,7 +179,11 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 		mo->no_wait = true;
 		return 0;
 	case 'V':
-		mo->verify_memory = true;
+		if (arg && !cli_parse_onoff(arg, &on)) {
+			fprintf(stderr, "ferry %s: --verify-memory='%s': use on or off\n", cmd, arg);
+			return -1;
+		}
+		mo->verify_memory = !arg || on;
 		return 0;
 	case 'E':
 		if (!cli_parse_onoff(arg, &on)) {
@@ -217,13 +222,13 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		{ "max-duration", required_argument, NULL, 'M' },
 		{ "on-timeout", required_argument, NULL, 'O' },
 		{ "encrypt", required_argument, NULL, 'E' },
-		{ "verify-memory", no_argument, NULL, 'V' },
+		{ "verify-memory", optional_argument, NULL, 'V' },
 		{ "no-wait", no_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct move_opts_pub mo = { .bandwidth = -1, .encrypt = -1 };
+	struct move_opts_pub mo = { .bandwidth = -1, .encrypt = -1, .verify_memory = -1 };
 	struct json_object *names = json_object_new_array(), *req;
 	int opt;
 

@@ -169,7 +169,7 @@ int settings_apply_json(struct host_settings *s, struct json_object *o,
 {
 	static const char *const keys[] = { "cmd", "max_migrations", "transport",
 		"downtime_ms", "bandwidth_mibps", "memory_reserve_mib",
-		"migration_networks", "migration_ports", "prealloc", "encrypt", NULL };
+		"migration_networks", "migration_ports", "prealloc", "encrypt", "verify_memory", NULL };
 	struct host_settings n = *s;
 	const char *transport = NULL, *ports = NULL;
 	struct json_object *nets;
@@ -194,7 +194,8 @@ int settings_apply_json(struct host_settings *s, struct json_object *o,
 		return -1;
 	n.memory_reserve_mib = (int)v;
 	if (jsonl_get_bool(o, "prealloc", false, &n.prealloc, e) < 0 ||
-	    jsonl_get_bool(o, "encrypt", false, &n.encrypt, e) < 0)
+	    jsonl_get_bool(o, "encrypt", false, &n.encrypt, e) < 0 ||
+	    jsonl_get_bool(o, "verify_memory", false, &n.verify_memory, e) < 0)
 		return -1;
 	if (jsonl_get_str(o, "transport", false, &transport, e) < 0)
 		return -1;
@@ -234,6 +235,7 @@ struct json_object *settings_to_json(const struct host_settings *s)
 	jsonl_add_int(o, "memory_reserve_mib", s->memory_reserve_mib);
 	jsonl_add_bool(o, "prealloc", s->prealloc);
 	jsonl_add_bool(o, "encrypt", s->encrypt);
+	jsonl_add_bool(o, "verify_memory", s->verify_memory);
 	for (int i = 0; i < s->nnets; i++) {
 		settings_format_cidr(&s->nets[i], buf, sizeof(buf));
 		json_object_array_add(nets, json_object_new_string(buf));

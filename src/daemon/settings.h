@@ -35,6 +35,7 @@ struct host_settings {
 	int memory_reserve_mib;    /* never handed to VMs */
 	bool prealloc;             /* incoming VMs get their memory faulted in before the move */
 	bool encrypt;              /* outgoing moves' connections are encrypted (needs a cluster key) */
+	bool verify_memory;        /* outgoing moves: the destination checks all RAM against a digest */
 	int port_min, port_max;    /* incoming migration listeners */
 	int nnets;                 /* 0 = any network may carry migrations */
 	struct net_cidr nets[SETTINGS_MAX_NETS];

@@ -103,7 +103,7 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	 * default for it but a budget all moves share (migrate_bw.c). */
 	int64_t downtime = s->downtime_ms, bw = 0, maxdur = 0;
 	const char *on_timeout = "switchover", *codec = "auto";
-	bool encrypt = s->encrypt, verify_memory = false;
+	bool encrypt = s->encrypt, verify_memory = s->verify_memory;
 	struct json_object *o, *arr;
 	struct move *moves[MIGRATION_START_MAX_VMS];
 	struct vm *vms[MIGRATION_START_MAX_VMS];

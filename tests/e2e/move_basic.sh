@@ -78,17 +78,20 @@ on A --json migration history | json_get moves.0.progress.bytes_on_wire | grep -
 on A migration status "$(on A --json migration history | json_get moves.0.id)" | tee "$T/statA" |
 	grep -qE 'Downtime parts: +stop vCPUs [0-9.]+, last pages' || { cat "$T/statA"; fail "no downtime parts in the status"; }
 
-note "move g1 back B -> A on a terminal (progress display), memory verified"
+note "move g1 back B -> A on a terminal (progress display), memory verified (B's setting)"
+on B host set --verify-memory on >/dev/null || fail "host set --verify-memory on"
+on B host info | grep -qE "^Verify memory: +on" || fail "host info does not show verify-memory on"
 if command -v script >/dev/null; then
-	script -qec "$FERRY_BIN/ferry -c $(port_of B) move-vm -n g1 -d $(port_of A) --verify-memory" \
+	script -qec "$FERRY_BIN/ferry -c $(port_of B) move-vm -n g1 -d $(port_of A)" \
 		"$T/tty" >/dev/null || { cat "$T/tty"; fail "move-vm B->A"; }
 	tr -d '\r' <"$T/tty" | sed 's/\x1b\[[0-9]*[AK]//g' | tail -n 5
 	grep -q "moved to" "$T/tty" || fail "no summary on the terminal"
 	grep -q "total time" "$T/tty" || fail "no figures in the summary"
 	grep -q "memory verified" "$T/tty" || fail "no memory check in the summary"
 else
-	on B move-vm -n g1 -d "$(port_of A)" --verify-memory || fail "move-vm B->A"
+	on B move-vm -n g1 -d "$(port_of A)" || fail "move-vm B->A"
 fi
+on B host set --verify-memory off >/dev/null || fail "host set --verify-memory off"
 out=$(on B --json migration history | python3 -c 'import json,sys
 print(next(m["id"] for m in json.load(sys.stdin)["moves"] if m["direction"] == "outgoing"))') ||
 	fail "no outgoing move in B's history"

@@ -59,12 +59,31 @@ static void test_durations(void **state)
 	assert_string_equal(b, "64 MiB");
 }
 
+/* move-vm's on/off options: --verify-memory alone is on, =on / =off as
+ * said, anything else refused; untouched, the host's setting (-1). */
+static void test_move_options(void **state)
+{
+	struct move_opts_pub mo = { .bandwidth = -1, .encrypt = -1, .verify_memory = -1 };
+	(void)state;
+	assert_int_equal(mo.verify_memory, -1);
+	assert_int_equal(cli_move_parse_common('V', NULL, "move-vm", &mo), 0);
+	assert_int_equal(mo.verify_memory, 1);
+	assert_int_equal(cli_move_parse_common('V', "off", "move-vm", &mo), 0);
+	assert_int_equal(mo.verify_memory, 0);
+	assert_int_equal(cli_move_parse_common('V', "on", "move-vm", &mo), 0);
+	assert_int_equal(mo.verify_memory, 1);
+	assert_int_equal(cli_move_parse_common('V', "maybe", "move-vm", &mo), -1);
+	assert_int_equal(cli_move_parse_common('E', "off", "move-vm", &mo), 0);
+	assert_int_equal(mo.encrypt, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_ints),
 		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_move_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
