@@ -193,6 +193,17 @@ int digest_get_hdr(struct stream *r, uint32_t rec_len, uint64_t npages, struct d
 	return 0;
 }
 
+int digest_get_sums(struct stream *r, const struct digest_rec *h, uint64_t *dst, struct err *e)
+{
+	stream_get(r, dst, (size_t)h->count * 8);
+	if (stream_check(r, e) < 0)
+		return -1;
+	if (mig_sum(dst, (size_t)h->count * 8) != h->sum)
+		return err_set(e, "corrupt stream: checksum mismatch in the memory digest (blocks %llu+%u)",
+			       (unsigned long long)h->first, h->count);
+	return 0;
+}
+
 int digest_get(struct stream *r, uint32_t rec_len, uint64_t npages, struct mem_digest *d,
 	       struct err *e)
 {
@@ -205,12 +216,8 @@ int digest_get(struct stream *r, uint32_t rec_len, uint64_t npages, struct mem_d
 		if (d->have[h.first + i])
 			return err_set(e, "corrupt stream: digest block %llu sent twice",
 				       (unsigned long long)(h.first + i));
-	stream_get(r, d->sums + h.first, (size_t)h.count * 8);
-	if (stream_check(r, e) < 0)
+	if (digest_get_sums(r, &h, d->sums + h.first, e) < 0)
 		return -1;
-	if (mig_sum(d->sums + h.first, (size_t)h.count * 8) != h.sum)
-		return err_set(e, "corrupt stream: checksum mismatch in the memory digest (blocks %llu+%u)",
-			       (unsigned long long)h.first, h.count);
 	memset(d->have + h.first, 1, h.count);
 	d->received += h.count;
 	return 0;

@@ -54,6 +54,8 @@ struct digest_rec {
 };
 int digest_get_hdr(struct stream *r, uint32_t rec_len, uint64_t npages, struct digest_rec *h,
 		   struct err *e);
+/* The h->count sums that follow it, into dst, checked against h->sum. */
+int digest_get_sums(struct stream *r, const struct digest_rec *h, uint64_t *dst, struct err *e);
 
 /* Receiver: one DIGEST record's body (after its header) into d, which is
  * created for a guest of npages on the first record. Every field is

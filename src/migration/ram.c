@@ -199,10 +199,9 @@ int ram_send_bitmap_range(struct stream *w, struct guest_mem *gm, const uint64_t
 }
 
 /* Walk the memfd's data extents: SEEK_DATA/SEEK_HOLE skip what the guest never touched. */
-typedef ram_extent_fn extent_fn;
 
 /* The populated extents of guest memory within bytes [pos, size). */
-static int ram_for_each_extent_in(struct guest_mem *gm, off_t pos, off_t size, extent_fn fn, void *opaque)
+static int ram_for_each_extent_in(struct guest_mem *gm, off_t pos, off_t size, ram_extent_fn fn, void *opaque)
 {
 	while (pos < size) {
 		off_t data = lseek(gm->memfd, pos, SEEK_DATA);
@@ -228,7 +227,7 @@ static int ram_for_each_extent_in(struct guest_mem *gm, off_t pos, off_t size, e
 	return 0;
 }
 
-static int ram_for_each_extent(struct guest_mem *gm, extent_fn fn, void *opaque)
+static int ram_for_each_extent(struct guest_mem *gm, ram_extent_fn fn, void *opaque)
 {
 	return ram_for_each_extent_in(gm, 0, (off_t)gm->ram_size, fn, opaque);
 }
@@ -338,12 +337,10 @@ uint64_t ram_populated_pages(struct guest_mem *gm)
 
 uint64_t ram_populated_in(struct guest_mem *gm, uint64_t first, uint64_t npages)
 {
-	uint64_t n = 0, end = first + npages;
-	if (end > gmem_npages(gm))
-		end = gmem_npages(gm);
-	if (first < end)
-		ram_for_each_extent_in(gm, (off_t)(first << GMEM_PAGE_SHIFT), (off_t)(end << GMEM_PAGE_SHIFT),
-				       count_extent, &n);
+	uint64_t n = 0, end = first + npages > gmem_npages(gm) ? gmem_npages(gm) : first + npages;
+	if (first >= end)
+		return 0;
+	ram_walk_populated(gm, first, npages, count_extent, &n);
 	return n > end - first ? end - first : n;
 }
 
