@@ -184,7 +184,8 @@ static void mig_show(struct json_object *mv)
 	if (p) {
 		cli_fmt_bytes(cli_num(p, "remaining_bytes"), a, sizeof(a));
 		snprintf(buf, sizeof(buf), "%.1f%% of memory sent, pass %lld, %s left",
-			 cli_num(p, "percent"), (long long)cli_int(p, "pass", 0), a);
+			 cli_num(p, "percent"), (long long)cli_int(p, "pass", 0),
+			 cli_num(p, "remaining_bytes") > 0 ? a : "nothing");
 		cli_kv("Progress", buf);
 		snprintf(buf, sizeof(buf), "dirty %.1f MiB/s, throughput %.1f MiB/s",
 			 cli_num(p, "dirty_rate_mibps"), cli_num(p, "throughput_mibps"));

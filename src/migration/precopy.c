@@ -900,6 +900,11 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 	if (send_sync(r, r->gen, 0) < 0)
 		return stream_check(&c->w, e);
 	r->t_pages = channel_now_ns();
+	/* nothing is left: a finished move must not show its last pages as owed */
+	pthread_mutex_lock(&r->ms->lock);
+	r->ms->st.remaining_pages = 0;
+	r->ms->st.eta_ms = 0;
+	pthread_mutex_unlock(&r->ms->lock);
 	if (r->ms->o.verify_memory && send_digest(r, e) < 0)
 		return -1;
 	r->t_digest = channel_now_ns();

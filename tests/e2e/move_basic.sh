@@ -77,6 +77,8 @@ on A --json migration history | json_get moves.0.progress.bytes_on_wire | grep -
 # a finished move says where its downtime went
 on A migration status "$(on A --json migration history | json_get moves.0.id)" | tee "$T/statA" |
 	grep -qE 'Downtime parts: +stop vCPUs [0-9.]+, last pages' || { cat "$T/statA"; fail "no downtime parts in the status"; }
+grep -qE 'Progress: +100.0% of memory sent, pass [0-9]+, nothing left' "$T/statA" ||
+	fail "a finished move does not show all memory sent"
 
 note "move g1 back B -> A on a terminal (progress display), memory verified (B's setting)"
 on B host set --verify-memory on >/dev/null || fail "host set --verify-memory on"

@@ -24,6 +24,9 @@ for wl in "idle:ws=512M rate=0" "256:ws=512M rate=256" "max:ws=512M rate=max"; d
 	[ "$(field "$res" sent_pages)" = "$(field "$res" total_pages)" ] &&
 		[ "$(field "$res" percent)" = 100.0 ] ||
 		fail "progress ended at $(field "$res" sent_pages) of $(field "$res" total_pages) pages ($(field "$res" percent)%)"
+	# the last pages went with the guest stopped: nothing is left or due
+	[ "$(field "$res" remaining_pages)" = 0 ] && [ "$(field "$res" eta_ms)" = 0 ] ||
+		fail "a completed move shows $(field "$res" remaining_pages) pages left, ETA $(field "$res" eta_ms) ms"
 	# an idle guest's passes are too short to time: it still switches over
 	# at once instead of running to the pass limit
 	[ "$name" != idle ] || [ "$(field "$res" pass)" -le 3 ] ||
