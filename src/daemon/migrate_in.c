@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "daemon/statefile.h"
 #include "daemon/vmctl.h"
+#include "migration/format.h"
 
 int migrate_marker_path(struct ferryd *d, const char *name, char *buf,
 			size_t cap)
@@ -136,7 +137,16 @@ bool migrate_in_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
 		 last[0] ? last : "(no log)");
 	log_info("VM %s: incoming migration ended without the VM: %s", vm->def.name, msg);
 	if (m) {
-		if (m->cancel_requested)
+		/* Called off by the source either way: its worker's ABORT
+		 * reached ours first (6, the reason in its last line), or its
+		 * ferryd's migration.abort did. */
+		if (exit_code == 6) {
+			/* the source's own words follow mig_get_abort's phrase */
+			const char *why = strstr(last, MIG_ABORT_PHRASE);
+			snprintf(msg, sizeof(msg), "called off by the source host: %s",
+				 why ? why + strlen(MIG_ABORT_PHRASE) : last);
+			migrate_move_end(d, m, MV_CANCELLED, "E_CANCELLED", msg);
+		} else if (m->cancel_requested)
 			migrate_move_end(d, m, MV_CANCELLED, "E_CANCELLED",
 					 "aborted by the source host");
 		else

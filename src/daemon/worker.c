@@ -402,12 +402,13 @@ static void worker_describe_exit(struct vm *vm, bool known, int status)
 	} else if (WIFEXITED(status)) {
 		static const char *const why[] = { "clean stop", "failure",
 			"configuration error", "guest shut down or reset",
-			"migrated away", "incoming migration failed" };
+			"migrated away", "incoming migration failed",
+			"incoming migration called off by the source" };
 		int code = WEXITSTATUS(status);
 		vm->last_exit_code = code;
 		snprintf(vm->last_exit, sizeof(vm->last_exit),
 			 "exited with code %d (%s)", code,
-			 code < 6 ? why[code] : "failure");
+			 code < (int)(sizeof(why) / sizeof(why[0])) ? why[code] : "failure");
 	} else if (WIFSIGNALED(status)) {
 		vm->last_exit_code = 128 + WTERMSIG(status);
 		snprintf(vm->last_exit, sizeof(vm->last_exit),

@@ -46,7 +46,7 @@ static void channel_pace(struct mig_channel *c)
 		struct timespec ts;
 
 		channel_pace_reload(c);
-		if (!c->bw_bps)
+		if (!c->bw_bps || (c->cancel && *c->cancel))
 			return;
 		if (!c->t_start_ns) {
 			c->t_start_ns = channel_now_ns();

@@ -56,6 +56,11 @@ struct mig_channel {
 	uint64_t bw_bps;           /* this channel's share of it */
 	uint64_t t_start_ns;
 	uint64_t bytes_start;
+	/* The move's cancel request: a channel sleeping off a chunk under a
+	 * low limit (1 MiB at 2 MiB/s is half a second) stops sleeping, so
+	 * the migration thread can still tell the destination why before
+	 * its connections are shut down (MIG_CANCEL_GRACE_MS). */
+	const volatile bool *cancel;
 };
 
 /* Run a job on this channel (inline for channel 0, queued for threaded ones). */

@@ -1,6 +1,7 @@
 /* Stream framing (see format.h and docs/stream.md). */
 #include "migration/format.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include <xxhash.h>
@@ -67,7 +68,10 @@ int mig_get_abort(struct stream *r, const struct mig_rec *rec, struct err *e)
 	uint32_t n = rec->len < sizeof(why) - 1 ? rec->len : (uint32_t)sizeof(why) - 1;
 	stream_get(r, why, n);
 	why[stream_ok(r) ? n : 0] = 0;
-	return err_set(e, "the source abandoned the migration: %s", why[0] ? why : "(no reason given)");
+	err_set(e, MIG_ABORT_PHRASE "%s", why[0] ? why : "(no reason given)");
+	/* the move was called off, not broken: callers tell the two apart */
+	e->code = ECANCELED;
+	return -1;
 }
 
 void mig_put_sync(struct stream *w, const struct mig_sync *sy)

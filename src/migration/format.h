@@ -122,8 +122,10 @@ void mig_put_sync(struct stream *w, const struct mig_sync *sy);
 int mig_get_sync(struct stream *r, const struct mig_rec *rec, struct mig_sync *sy, struct err *e);
 
 /* An ABORT record just read: its reason (at most 255 bytes kept) into e,
- * as "the source abandoned the migration: REASON"; always returns -1. */
+ * as "the source abandoned the migration: REASON", with e->code ECANCELED;
+ * always returns -1. */
 int mig_get_abort(struct stream *r, const struct mig_rec *rec, struct err *e);
+#define MIG_ABORT_PHRASE "the source abandoned the migration: "
 
 const char *mig_rec_name(uint32_t type);
 

@@ -578,7 +578,9 @@ fail:
 		int none = 0;
 		__atomic_compare_exchange_n(&x->first_fail, &none, -1, false, __ATOMIC_SEQ_CST,
 					    __ATOMIC_SEQ_CST);
-		if (x->first_fail > 0) {
+		/* ...except the source's ABORT: its connections close right
+		 * after it, which an extra channel may notice first */
+		if (x->first_fail > 0 && e.code != ECANCELED) {
 			struct in_chan *c = &x->ch[x->first_fail];
 			if (c->running) {
 				pthread_join(c->thread, NULL);
@@ -588,7 +590,7 @@ fail:
 			err_prefix(&e, "memory channel %d", x->first_fail);
 		}
 	}
-	log_error("incoming migration failed: %s", e.msg);
+	log_error("incoming migration %s: %s", e.code == ECANCELED ? "called off" : "failed", e.msg);
 	if (have_streams && !setup_replied)
 		reply(&w, MIG_REPLY_SETUP, false, e.msg, NULL, 0);
 	else if (have_streams && !loaded && stream_ok(&w))
@@ -622,6 +624,7 @@ fail:
 	}
 	pthread_mutex_lock(&in->lock);
 	in->stage = IN_FAILED;
+	in->abandoned = e.code == ECANCELED;
 	snprintf(in->error, sizeof(in->error), "%s", e.msg);
 	pthread_mutex_unlock(&in->lock);
 	notify(in, IN_EV_FAILED);

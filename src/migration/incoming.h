@@ -52,6 +52,7 @@ struct mig_incoming {
 	uint64_t bytes;
 	uint64_t pages;
 	char error[512];
+	bool abandoned;              /* failed because the source sent ABORT (called the move off) */
 };
 
 const char *incoming_stage_name(enum incoming_stage s);

@@ -292,6 +292,7 @@ static int open_channel(struct run *r, int idx, struct err *e)
 		return err_set(e, "out of memory");
 	c->bw_total_bps = &r->ms->bw_bps;
 	c->bw_channels = (unsigned)r->nch;
+	c->cancel = &r->ms->cancel;
 	if (o->compress) {
 		enum ram_codec_kind k = pick_codec(o);
 		/* An explicit codec is the operator's choice (a metered link, say):

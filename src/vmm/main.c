@@ -3,7 +3,8 @@
  * and worker options and hands over to the worker loop. Exit codes:
  * 0 stopped cleanly, 1 failure, 2 usage or configuration error,
  * 3 the guest reset or shut down, 4 the VM migrated away, 5 an incoming
- * migration failed (nothing was kept).
+ * migration failed, 6 the source called an incoming migration off
+ * (cancelled or rolled back there); nothing was kept on 5 or 6.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -848,9 +848,15 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 					log_warn("incoming notify: %s", strerror(errno));
 				/* eventfd adds values up: decode the highest event seen */
 				if (v >= IN_EV_FAILED || w->in.stage == IN_FAILED) {
+					bool off;
 					w->quit = true;
-					w->exit_code = 5;
-					err_set(e, "incoming migration failed: %s", w->in.error);
+					pthread_mutex_lock(&w->in.lock);
+					off = w->in.abandoned;
+					err_set(e, "incoming migration %s: %s", off ? "called off" : "failed",
+						w->in.error);
+					pthread_mutex_unlock(&w->in.lock);
+					/* ferryd records the move as cancelled, not failed */
+					w->exit_code = off ? 6 : 5;
 				} else {
 					w->ready = true;
 					if (w->in.stage == IN_RUNNING || v >= IN_EV_RUNNING)

@@ -35,7 +35,9 @@ struct worker;
 
 /* Build (or restore) the machine and run until stopped. Returns the process
  * exit code: 0 stopped, 3 guest reset/shutdown, 4 migrated away, 5 incoming
- * migration failed (nothing kept), 1 failure (message in e). */
+ * migration failed, 6 incoming migration called off by the source (it sent
+ * ABORT: cancelled or rolled back there); nothing kept on 5 or 6; 1 failure
+ * (message in e). */
 int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct err *e);
 
 #endif

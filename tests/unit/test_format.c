@@ -7,6 +7,7 @@
  * the generation rule (an older copy never overwrites a newer page), and
  * corrupted compressed payloads, which must be rejected.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -152,6 +153,38 @@ static void test_sync(void **state)
 	stream_init_mem_reader(&r, bad, 10);
 	rec = (struct mig_rec){ MIG_REC_SYNC, 12 };
 	assert_int_equal(mig_get_sync(&r, &rec, &sy, &e), -1);
+}
+
+/* ABORT: the source's reason, capped, and marked as a move called off
+ * (ECANCELED) so the destination tells it from a broken one. */
+static void test_abort(void **state)
+{
+	char long_why[400];
+	struct stream r;
+	struct mig_rec rec;
+	struct err e = { 0 };
+	(void)state;
+	stream_init_mem_reader(&r, "cancelled by request", 20);
+	rec = (struct mig_rec){ MIG_REC_ABORT, 20 };
+	assert_int_equal(mig_get_abort(&r, &rec, &e), -1);
+	assert_string_equal(e.msg, MIG_ABORT_PHRASE "cancelled by request");
+	assert_int_equal(e.code, ECANCELED);
+	e = (struct err){ 0 };
+	stream_init_mem_reader(&r, "", 0);
+	rec = (struct mig_rec){ MIG_REC_ABORT, 0 };
+	assert_int_equal(mig_get_abort(&r, &rec, &e), -1);
+	assert_string_equal(e.msg, MIG_ABORT_PHRASE "(no reason given)");
+	assert_int_equal(e.code, ECANCELED);
+	/* a long reason is cut at 255 bytes; a truncated record gives none */
+	memset(long_why, 'x', sizeof(long_why));
+	stream_init_mem_reader(&r, long_why, sizeof(long_why));
+	rec = (struct mig_rec){ MIG_REC_ABORT, sizeof(long_why) };
+	assert_int_equal(mig_get_abort(&r, &rec, &e), -1);
+	assert_int_equal(strlen(e.msg), strlen(MIG_ABORT_PHRASE) + 255);
+	stream_init_mem_reader(&r, "short", 5);
+	rec = (struct mig_rec){ MIG_REC_ABORT, 40 };
+	assert_int_equal(mig_get_abort(&r, &rec, &e), -1);
+	assert_string_equal(e.msg, MIG_ABORT_PHRASE "(no reason given)");
 }
 
 static int parse_mem(uint32_t rec_len, uint64_t gpa, uint32_t npages, uint16_t gen, uint8_t enc, uint8_t pad,
@@ -935,6 +968,7 @@ int main(void)
 		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_rec),
 		cmocka_unit_test(test_sync),
+		cmocka_unit_test(test_abort),
 		cmocka_unit_test(test_mem_hdr),
 		cmocka_unit_test(test_section_hdr),
 		cmocka_unit_test(test_ram_raw),
