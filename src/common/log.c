@@ -16,6 +16,13 @@ void log_init(const char *progname, enum log_level level)
 	log_max = level;
 }
 
+void log_text_clean(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = *s == '\t' ? ' ' : '?';
+}
+
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	static const char *names[] = { "error", "warn", "info", "debug" };
@@ -40,6 +47,9 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 		return;
 	if ((size_t)n >= sizeof(line) - 1)
 		n = (int)sizeof(line) - 2;
+	/* Messages carry text from peers (a source's abort reason, a request's
+	 * field): one line per message, so no forged or garbled lines. */
+	log_text_clean(line);
 	line[n++] = '\n';
 	/* Best effort: a failed log write has nowhere better to be reported. */
 	if (write(STDERR_FILENO, line, (size_t)n) < 0)

@@ -11,6 +11,11 @@ void log_init(const char *progname, enum log_level level);
 void log_msg(enum log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Make text from elsewhere one printable line, in place: control
+ * characters (a newline that would forge a log line, a terminal escape)
+ * become '?', a tab a space. */
+void log_text_clean(char *s);
+
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

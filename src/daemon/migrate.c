@@ -228,17 +228,40 @@ struct json_object *migrate_worker_cmd(const char *cmd)
 	return o;
 }
 
-/* Tell the destination to drop its half of the move. Best effort: its
- * worker also gives up on its own when the source goes quiet. */
-static void move_abort_dest(struct ferryd *d, struct move *m)
+/* Tell the destination to drop its half of the move, and why: the move's
+ * error, which move_finish has set (why_text false: a destination from
+ * before the reason field, see migrate_peer_done). Best effort: its worker
+ * also gives up on its own when the source goes quiet. */
+void migrate_abort_dest(struct ferryd *d, const struct move *m, bool why_text)
 {
 	struct json_object *req = migrate_worker_cmd("migration.abort");
 	struct err e = { 0 };
 
 	jsonl_add_str(req, "id", m->id);
 	jsonl_add_str(req, "name", m->vm);
+	if (why_text && m->error[0])
+		jsonl_add_str(req, "reason", m->error);
 	if (peer_call(d, m->peer, req, PEER_CALL_TIMEOUT_MS, m->id, PEER_ABORT, &e) < 0)
 		log_warn("move %s: cannot ask %s to abort: %s", m->id, m->peer, e.msg);
+}
+
+/* A move that ends before the commit point: record it, then tell the
+ * destination, with the record's words as the reason. */
+static void move_abandon(struct ferryd *d, struct move *m, enum move_state st,
+			 const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void move_abandon(struct ferryd *d, struct move *m, enum move_state st,
+			 const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m->error, sizeof(m->error), fmt, ap);
+	va_end(ap);
+	/* m stays readable: move_finish puts it first among the recent */
+	move_finish(d, m, st, code, NULL);
+	migrate_abort_dest(d, m, true);
 }
 
 struct move *migrate_enqueue(struct ferryd *d, struct vm *vm,
@@ -422,20 +445,17 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 
 	if (jsonl_get_str(rep, "address", true, &addr, &e) < 0 ||
 	    strlen(addr) >= sizeof(m->address)) {
-		move_abort_dest(d, m);
-		move_finish(d, m, MV_FAILED, "E_INTERNAL",
-			    "destination %s gave no usable migration address", m->peer);
+		move_abandon(d, m, MV_FAILED, "E_INTERNAL",
+			     "destination %s gave no usable migration address", m->peer);
 		return;
 	}
 	snprintf(m->address, sizeof(m->address), "%s", addr);
 	if (m->cancel_requested) {
-		move_abort_dest(d, m);
-		move_finish(d, m, MV_CANCELLED, "E_CANCELLED", "cancelled during setup");
+		move_abandon(d, m, MV_CANCELLED, "E_CANCELLED", "cancelled during setup");
 		return;
 	}
 	if (move_check_route(d, m, bind, sizeof(bind), &e) < 0) {
-		move_abort_dest(d, m);
-		move_finish(d, m, MV_FAILED, "E_NO_MIGRATION_NETWORK", "%s", e.msg);
+		move_abandon(d, m, MV_FAILED, "E_NO_MIGRATION_NETWORK", "%s", e.msg);
 		return;
 	}
 	req = migrate_worker_cmd("migrate");
@@ -468,8 +488,7 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	}
 	rep = migrate_worker_request(d, vm, req, &e);
 	if (!rep) {
-		move_abort_dest(d, m);
-		move_finish(d, m, MV_FAILED, "E_MIGRATE_FAILED", "VM %s: %s", m->vm, e.msg);
+		move_abandon(d, m, MV_FAILED, "E_MIGRATE_FAILED", "VM %s: %s", m->vm, e.msg);
 		return;
 	}
 	json_object_put(rep);
@@ -555,19 +574,17 @@ static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 		migrate_store_save(d);
 	} else if (strcmp(stage, "cancelled") == 0 || strcmp(stage, "none") == 0 ||
 		   (strcmp(stage, "failed") == 0 && (m->recovered || m->cancel_sent))) {
-		move_abort_dest(d, m);
 		if (m->recovered)
-			move_finish(d, m, MV_CANCELLED, "E_CANCELLED",
-				    "ferryd restarted during the move; the move was cancelled and VM %s keeps running here",
-				    m->vm);
+			move_abandon(d, m, MV_CANCELLED, "E_CANCELLED",
+				     "ferryd restarted during the move; the move was cancelled and VM %s keeps running on the source",
+				     m->vm);
 		else
-			move_finish(d, m, MV_CANCELLED, "E_CANCELLED",
-				    "cancelled; VM %s keeps running here", m->vm);
+			move_abandon(d, m, MV_CANCELLED, "E_CANCELLED",
+				     "cancelled; VM %s keeps running on the source", m->vm);
 	} else if (strcmp(stage, "failed") == 0) {
-		move_abort_dest(d, m);
-		move_finish(d, m, MV_FAILED, "E_MIGRATE_FAILED",
-			    "%s; VM %s keeps running here", error ? error : "migration failed",
-			    m->vm);
+		move_abandon(d, m, MV_FAILED, "E_MIGRATE_FAILED",
+			     "%s; VM %s keeps running on the source",
+			     error ? error : "migration failed", m->vm);
 	}
 	json_object_put(rep);
 }
@@ -643,6 +660,17 @@ static const char *move_reply_error(struct json_object *rep)
 	return "(no reason given)";
 }
 
+/* A refusal's code (E_INTERNAL if none) and message. */
+static void move_reply_refusal(struct json_object *rep, const char **code, const char **msg)
+{
+	struct json_object *v;
+	*code = json_object_object_get_ex(rep, "code", &v) &&
+			json_object_is_type(v, json_type_string)
+		? json_object_get_string(v)
+		: "E_INTERNAL";
+	*msg = move_reply_error(rep);
+}
+
 /* The commit-point rule: the destination's answer decides. */
 static void move_out_resolved(struct ferryd *d, struct move *m,
 			      struct peer_result *r)
@@ -716,6 +744,33 @@ static void move_out_resolved(struct ferryd *d, struct move *m,
 		    m->peer, m->vm);
 }
 
+/* The destination's answer to migrate_abort_dest. One from before the
+ * reason field refuses it as unknown: ask again without. */
+static void abort_dest_done(struct ferryd *d, const struct peer_result *r)
+{
+	const char *code = NULL, *msg = NULL;
+	struct err e = { 0 };
+	bool ok = false;
+
+	if (!r->reply) {
+		log_warn("move %s: abort on the destination: %s", r->move_id, r->err.msg);
+		return;
+	}
+	if (jsonl_get_bool(r->reply, "ok", true, &ok, &e) == 0 && ok)
+		return;
+	move_reply_refusal(r->reply, &code, &msg);
+	if (strcmp(code, "E_BAD_ARG") == 0 && strstr(msg, "unknown field 'reason'")) {
+		const struct move *m = migrate_find(d, r->move_id);
+		if (m && m->dir == MOVE_OUT && strcmp(m->id, r->move_id) == 0) {
+			log_info("move %s: %s predates the abort reason; asking again without it",
+				 m->id, m->peer);
+			migrate_abort_dest(d, m, false);
+			return;
+		}
+	}
+	log_warn("move %s: the destination refused the abort: %s: %s", r->move_id, code, msg);
+}
+
 void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 {
 	struct move *m = NULL;
@@ -724,8 +779,7 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 	bool ok = false;
 
 	if (r->purpose == PEER_ABORT) {
-		if (!r->reply)
-			log_warn("move %s: abort on the destination: %s", r->move_id, r->err.msg);
+		abort_dest_done(d, r);
 		return;
 	}
 	for (struct move *x = d->moves; x; x = x->next)
@@ -757,13 +811,13 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 	}
 	/* PEER_PREPARE */
 	if (!r->reply) {
-		if (r->reached)
-			move_abort_dest(d, m);
 		move_finish(d, m, MV_FAILED,
 			    r->err.code == EACCES   ? "E_AUTH"
 			    : r->err.code == EPROTO ? "E_VERSION"
 						    : "E_UNREACHABLE",
 			    "%s", r->err.msg);
+		if (r->reached) /* it may hold a half-made VM for the move */
+			migrate_abort_dest(d, m, true);
 		return;
 	}
 	if (jsonl_get_bool(r->reply, "ok", true, &ok, &e) < 0) {
@@ -775,10 +829,7 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		move_out_prepared(d, m, r->reply);
 		return;
 	}
-	if (jsonl_get_str(r->reply, "code", false, &code, &e) < 0 || !code)
-		code = "E_INTERNAL";
-	if (jsonl_get_str(r->reply, "error", false, &msg, &e) < 0 || !msg)
-		msg = "(no reason given)";
+	move_reply_refusal(r->reply, &code, &msg);
 	if (strcmp(code, "E_BAD_ARG") == 0 && strstr(msg, "unknown field 'extents'") &&
 	    !m->no_extents && !m->cancel_requested) {
 		/* A ferryd from before the field: ask again without it (it then

@@ -23,6 +23,7 @@
 #define MIGRATE_POLL_MS 250        /* worker migrate-status poll */
 #define MIGRATE_RETRY_MS 1000      /* destination busy / unreachable during resolve */
 #define MIGRATE_RECENT_MAX 64      /* finished moves kept in memory */
+#define MIGRATE_ABORT_REASON_MAX 256 /* migration.abort's reason, with its NUL */
 #define MIGRATE_FINISH_TIMEOUT_MS 10000
 #define MIGRATE_CONFIRM_TRIES 40   /* x MIGRATE_POLL_MS: destination registration */
 
@@ -73,6 +74,7 @@ struct move {
 	char wait_reason[1024];
 	char error[ERR_MSG_MAX];
 	char code[32];       /* API error code of a failure, for hints */
+	char abort_reason[MIGRATE_ABORT_REASON_MAX]; /* in: the source's, with migration.abort */
 	struct json_object *progress; /* last worker migration figures */
 	struct move *next;
 };
@@ -110,9 +112,14 @@ int migrate_cancel(struct ferryd *d, struct move *m, const char **code,
 /* Destination: an incoming move for vm (already in the registry). */
 struct move *migrate_incoming_new(struct ferryd *d, struct vm *vm,
 				  const char *id, const char *source);
-/* Destination: kill an incoming VM's worker; cleanup follows its exit. */
-int migrate_abort_incoming(struct ferryd *d, const char *id,
-			   const char *name, const char **code, struct err *e);
+/* Source: ask the destination to drop its half of move m (migration.abort),
+ * giving m's error as the reason when why_text (false only for a
+ * destination that refused the field). */
+void migrate_abort_dest(struct ferryd *d, const struct move *m, bool why_text);
+/* Destination: kill an incoming VM's worker; cleanup follows its exit.
+ * reason (may be NULL): the source's words, kept for the move's record. */
+int migrate_abort_incoming(struct ferryd *d, const char *id, const char *name,
+			   const char *reason, const char **code, struct err *e);
 
 /* Called by worker_reap once the worker's exit is recorded. Returns true
  * when the VM was removed from the registry (moved away, or an incoming

@@ -139,16 +139,19 @@ bool migrate_in_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
 	if (m) {
 		/* Called off by the source either way: its worker's ABORT
 		 * reached ours first (6, the reason in its last line), or its
-		 * ferryd's migration.abort did. */
+		 * ferryd's migration.abort did (the reason in the request; none
+		 * from a ferryd before that field). */
 		if (exit_code == 6) {
 			/* the source's own words follow mig_get_abort's phrase */
 			const char *why = strstr(last, MIG_ABORT_PHRASE);
 			snprintf(msg, sizeof(msg), "called off by the source host: %s",
 				 why ? why + strlen(MIG_ABORT_PHRASE) : last);
 			migrate_move_end(d, m, MV_CANCELLED, "E_CANCELLED", msg);
-		} else if (m->cancel_requested)
-			migrate_move_end(d, m, MV_CANCELLED, "E_CANCELLED",
-					 "aborted by the source host");
+		} else if (m->cancel_requested) {
+			snprintf(msg, sizeof(msg), "called off by the source host%s%s",
+				 m->abort_reason[0] ? ": " : "", m->abort_reason);
+			migrate_move_end(d, m, MV_CANCELLED, "E_CANCELLED", msg);
+		}
 		else
 			migrate_move_end(d, m, MV_FAILED,
 					 exit_code == 5 ? "E_MIGRATE_FAILED" : "E_INTERNAL", msg);
@@ -157,8 +160,8 @@ bool migrate_in_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
 	return true;
 }
 
-int migrate_abort_incoming(struct ferryd *d, const char *id,
-			   const char *name, const char **code, struct err *e)
+int migrate_abort_incoming(struct ferryd *d, const char *id, const char *name,
+			   const char *reason, const char **code, struct err *e)
 {
 	struct vm *vm = name ? registry_find(d, name) : NULL;
 	struct move *m = NULL;
@@ -178,9 +181,14 @@ int migrate_abort_incoming(struct ferryd *d, const char *id,
 		return err_set(e, "VM %s is arriving through another move (%s)", vm->def.name,
 			       vm->move_id);
 	}
-	if (m)
+	if (m) {
 		m->cancel_requested = true;
-	log_info("VM %s: incoming migration aborted by the source", vm->def.name);
+		snprintf(m->abort_reason, sizeof(m->abort_reason), "%s", reason ? reason : "");
+		/* it ends up in the history, one line per move */
+		log_text_clean(m->abort_reason);
+	}
+	log_info("VM %s: incoming migration called off by the source%s%s", vm->def.name,
+		 reason ? ": " : "", reason ? reason : "");
 	if (vm->pid)
 		worker_kill(vm);
 	else

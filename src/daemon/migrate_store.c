@@ -129,7 +129,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	case MV_PREPARING:
 		/* The destination may hold a skeleton worker for it. */
 		migrate_move_end(d, m, MV_CANCELLED, "E_CANCELLED",
-				 "ferryd restarted during setup; the move was cancelled and the VM keeps running here");
+				 "ferryd restarted during setup; the move was cancelled and the VM keeps running on the source");
 		break;
 	case MV_MIGRATING:
 		m->recovered = true;
@@ -160,18 +160,9 @@ int migrate_store_load(struct ferryd *d, struct err *e)
 			store_load_one(d, json_object_array_get_idx(arr, i));
 	json_object_put(o);
 	/* Cancelled-at-restart moves must tell their destination. */
-	for (struct move *m = d->recent; m; m = m->next) {
-		struct json_object *req;
-		struct err pe = { 0 };
-		if (m->dir != MOVE_OUT || m->state != MV_CANCELLED || m->ended_ms == 0)
-			continue;
-		req = json_object_new_object();
-		jsonl_add_str(req, "cmd", "migration.abort");
-		jsonl_add_str(req, "id", m->id);
-		jsonl_add_str(req, "name", m->vm);
-		if (peer_call(d, m->peer, req, PEER_CALL_TIMEOUT_MS, m->id, PEER_ABORT, &pe) < 0)
-			log_warn("move %s: %s", m->id, pe.msg);
-	}
+	for (struct move *m = d->recent; m; m = m->next)
+		if (m->dir == MOVE_OUT && m->state == MV_CANCELLED && m->ended_ms != 0)
+			migrate_abort_dest(d, m, true);
 	migrate_store_save(d);
 	return 0;
 }

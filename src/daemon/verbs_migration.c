@@ -426,17 +426,20 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 
 enum verb_result verb_migration_abort(struct req *r, struct json_object **reply)
 {
-	static const char *const fields[] = { "name", "id", NULL };
-	const char *name = NULL, *id = NULL;
+	static const char *const fields[] = { "name", "id", "reason", NULL };
+	/* the failpoint makes this ferryd one from before the reason field */
+	static const char *const fields_pre_reason[] = { "name", "id", NULL };
+	const char *name = NULL, *id = NULL, *reason = NULL;
 
-	if (req_fields(r, fields) < 0)
+	if (req_fields(r, failpoint("ferryd.abort_pre_reason") < 0 ? fields_pre_reason : fields) < 0)
 		return VERB_FAIL;
 	if (jsonl_get_str(r->args, "name", false, &name, &r->err) < 0 ||
-	    jsonl_get_str(r->args, "id", false, &id, &r->err) < 0)
+	    jsonl_get_str(r->args, "id", false, &id, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "reason", false, &reason, &r->err) < 0)
 		return bad_arg(r);
 	if (!name && !id)
 		return req_fail(r, "E_BAD_ARG", "give the move's 'id' or the VM's 'name'");
-	if (migrate_abort_incoming(r->d, id, name, &r->code, &r->err) < 0)
+	if (migrate_abort_incoming(r->d, id, name, reason, &r->code, &r->err) < 0)
 		return VERB_FAIL;
 	return VERB_REPLY;
 }

@@ -7,8 +7,9 @@
 # seen while the first move holds its reservation), a second move is
 # admitted and arrives intact; the first, cancelled, leaves B clean. Then,
 # with no room, a move is still refused with the reason. Last, B acts as a
-# ferryd from before the extents field (failpoint): A prepares again
-# without it, and B reserves all of the VM's memory.
+# ferryd from before the extents and abort-reason fields (failpoints): a
+# cancelled move's abort is sent again without the reason, and a move is
+# prepared again without the extents, B reserving all of the VM's memory.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
@@ -27,11 +28,7 @@ wait_for "$(serial_of A g1)" 'FERRY-GUEST hb n=3 ' 30 || fail "g1 heartbeat"
 note "g1 moves slowly (1 MiB/s): B's worker reserves the ~230 MiB g1 uses and waits for pages"
 on A move-vm -n g1 -d "$(port_of B)" --transport tcp --bandwidth 1 --no-wait >/dev/null ||
 	fail "move-vm g1"
-for _ in $(seq 300); do
-	[ "$(on A --json migration status g1 | json_get move.stage)" = precopy ] && break
-	sleep 0.1
-done
-[ "$(on A --json migration status g1 | json_get move.stage)" = precopy ] || fail "g1 never reached pre-copy"
+wait_precopy A g1 30 || fail "g1 never reached pre-copy"
 grep -qE "reserved 2[2-5][0-9] MiB for the incoming VM" "$T/B/logs/g1.log" ||
 	fail "B did not reserve g1's memory: $(cat "$T/B/logs/g1.log")"
 
@@ -63,9 +60,19 @@ grep -q "not enough memory" "$T/g1.out" || fail "unclear refusal: $(cat "$T/g1.o
 [ "$(vm_state A g1)" = running ] || fail "g1 not running on A after the refusal"
 on B host set --memory-reserve 0 >/dev/null || fail "memory-reserve 0"
 
-note "a destination from before the extents field: A asks again without them"
+note "a destination from before the extents and abort-reason fields: A asks again without them"
 stop_host B
-FERRY_FAILPOINTS="ferryd.prepare_pre_extents=error" start_host B
+FERRY_FAILPOINTS="ferryd.prepare_pre_extents=error;ferryd.abort_pre_reason=error" start_host B
+# A cancelled move: B refuses the abort's reason, A asks again without it.
+on A move-vm -n g1 -d "$(port_of B)" --transport tcp --bandwidth 1 --no-wait >/dev/null ||
+	fail "move-vm g1 (to be cancelled)"
+wait_precopy A g1 30 || fail "g1 never reached pre-copy"
+on A migration cancel g1 >/dev/null || fail "cancel g1"
+wait_move A g1 cancelled 30 || fail "g1 not cancelled"
+wait_for "$T/A.ferryd.log" "predates the abort reason; asking again without it" 5 ||
+	fail "A did not ask the older-style B again without the reason"
+wait_state B g1 absent 5 || fail "g1 left on the older-style B"
+grep -q "refused the abort" "$T/A.ferryd.log" && fail "B refused the abort without the reason"
 on A move-vm -n g1 -d "$(port_of B)" --transport tcp >"$T/g1.out" 2>&1 ||
 	{ cat "$T/g1.out"; fail "g1 did not move to the older-style B"; }
 grep -q "predates the extents field; preparing again without it" "$T/A.ferryd.log" ||

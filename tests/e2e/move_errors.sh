@@ -4,8 +4,10 @@
 # already taken on the destination; too little memory there, or in the
 # memory cgroup its ferryd (and so its VMs) runs in; a destination of an
 # API protocol this host does not speak (refused at the greeting); cancel in
-# the middle of pre-copy (VM keeps running on A, intact; B clean); the
-# destination's worker and ferryd killed mid-move (the move fails with the
+# the middle of pre-copy (VM keeps running on A, intact; B clean, its
+# history saying why); B's ferryd told to drop the move, with a reason
+# (B's history and log give it, on one line; A's move fails, the VM runs
+# on A); the destination's worker and ferryd killed mid-move (the move fails with the
 # reason, the VM runs on A; the restarted B has no trace of it).
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
@@ -81,10 +83,7 @@ stop_host C
 note "cancel in the middle of pre-copy"
 HB0=$(last_hb "$(serial_of A g1)")
 on A move-vm -n g1 -d "$(port_of B)" --bandwidth 2 --no-wait || fail "move-vm --no-wait"
-for _ in $(seq 100); do
-	[ "$(on A --json migration status g1 | json_get move.stage)" = precopy ] && break
-	sleep 0.1
-done
+wait_precopy A g1 10 || fail "g1 never reached pre-copy"
 on A migration status g1
 [ "$(on B --json vm status g1 | json_get state)" = incoming ] || fail "B does not show g1 incoming"
 on A migration cancel g1 || fail "cancel"
@@ -103,21 +102,38 @@ tail -n 3 "$T/B/logs/g1.log" | sed 's/^/    B log: /'
 pgrep -f "ferry-vm --incoming .*$T/B/" >/dev/null && fail "B's incoming worker still alive"
 # called off by A, whichever reached B first: A's worker's ABORT or A's ferryd
 on B migration history | grep -qE 'g1 +in +cancelled' || fail "B's history lacks the cancelled move"
-on B --json migration history | tee "$T/histB" | grep -qE 'called off by the source host: cancelled by request|aborted by the source host' ||
+on B --json migration history | tee "$T/histB" |
+	grep -qE 'called off by the source host: (cancelled by request|cancelled; VM g1 keeps running on the source)' ||
 	{ cat "$T/histB"; fail "B's history does not say the source called the move off"; }
 on A migration cancel g1 2>&1 | grep -q "no queued or running move" || fail "second cancel not refused"
 
+note "the source's ferryd calls the move off, with its reason"
+# What A's ferryd sends when a move ends before the commit point, here by
+# hand so B hears of it from ferryd alone (no ABORT from A's worker first).
+# The reason reaches B's history and log as one line: no forged log line.
+on A move-vm -n g1 -d "$(port_of B)" --bandwidth 2 --no-wait >/dev/null || fail "move-vm"
+wait_precopy A g1 10 || fail "g1 never reached pre-copy"
+printf '%s\n' '{"cmd":"migration.abort","name":"g1","reason":"maintenance window closed\nerror: forged"}' |
+	socat -t 10 - UNIX-CONNECT:"$T/B/ferryd.sock" | grep -q '"ok":true' || fail "B refused the abort"
+wait_move A g1 failed 30 || fail "A's move did not fail when B dropped it"
+[ "$(vm_state A g1)" = running ] || fail "g1 not running on A"
+wait_state B g1 absent 5 || fail "B kept g1 after the abort"
+on B --json migration history | tee "$T/histB" |
+	grep -q 'called off by the source host: maintenance window closed?error: forged' ||
+	{ cat "$T/histB"; fail "B's history lacks the source's reason"; }
+grep -q 'called off by the source: maintenance window closed?error: forged' "$T/B.ferryd.log" ||
+	fail "B's log lacks the reason"
+grep -q '^error: forged' "$T/B.ferryd.log" && fail "the reason forged a line in B's log"
+verify_vm A g1 || fail "page check on A after B dropped the move"
+
 note "destination worker and ferryd die mid-move"
 on A move-vm -n g1 -d "$(port_of B)" --bandwidth 2 --no-wait >/dev/null || fail "move-vm"
-for _ in $(seq 100); do
-	[ "$(on A --json migration status g1 | json_get move.stage)" = precopy ] && break
-	sleep 0.1
-done
+wait_precopy A g1 10 || fail "g1 never reached pre-copy"
 kill -9 "$(cat "$T/B/run/g1.pid")" || fail "no incoming worker on B"
 kill -9 "${HOST_PID[B]}"
 wait_move A g1 failed 40 || fail "move not failed after the destination died"
 on A migration status g1 | tee "$T/dead"
-grep -q "keeps running here" "$T/dead" || fail "no reason given"
+grep -q "keeps running on the source" "$T/dead" || fail "no reason given"
 [ "$(vm_state A g1)" = running ] || fail "g1 not running on A"
 verify_vm A g1 || fail "page check on A after the destination died"
 start_host B

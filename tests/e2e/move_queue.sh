@@ -104,11 +104,7 @@ note "restart the source ferryd with one move in flight and two queued"
 on A host set --max-migrations 1 >/dev/null || fail "limit 1"
 on A move-vm -n v1 -d "$(port_of B)" --bandwidth 1 --no-wait >/dev/null || fail "move-vm v1"
 on A move-vm -n v2,v3 -d "$(port_of B)" --bandwidth 0 --no-wait >/dev/null || fail "move-vm v2,v3"
-for _ in $(seq 100); do
-	[ "$(on A --json migration status v1 | json_get move.stage)" = precopy ] && break
-	sleep 0.1
-done
-[ "$(on A --json migration status v1 | json_get move.stage)" = precopy ] || fail "v1 never reached precopy"
+wait_precopy A v1 10 || fail "v1 never reached pre-copy"
 stop_host A
 start_host A
 on A host info | grep -qE '^Migrations: +1 at once' || fail "settings lost in the restart"
