@@ -155,6 +155,7 @@ static void dispatch_auth(struct ferryd *d, struct client *c, const char *line, 
 		log_error("client %s: sealing the connection: %s", c->peer, e.msg);
 		c->closing = true;
 		c->authed = false;
+		c->auth_failed = true; /* logged: no more lines from it */
 	}
 	log_debug("client %s: authenticated", c->peer);
 	json_object_put(o);

@@ -23,6 +23,11 @@
 #define FERRY_VERSION "0.1.0"
 
 #define FERRYD_MAX_CLIENTS 256
+/* TCP connections that have not proved the cluster key yet: at most this
+ * many (a new one pushes out the oldest), each for at most this long, so
+ * strangers holding connections open cannot lock out hosts and clients. */
+#define FERRYD_MAX_UNAUTHED 32
+#define FERRYD_AUTH_TIMEOUT_MS 10000
 /* A client that stops reading its replies is dropped past this much queued
  * output rather than letting it grow ferryd's memory. */
 #define FERRYD_OUT_MAX (1024 * 1024)
@@ -103,6 +108,7 @@ struct client {
 	bool busy;           /* a deferred reply is pending: hold further lines */
 	bool authed;         /* may send requests (UNIX clients, or proved the key) */
 	bool auth_failed;    /* sent a wrong or malformed proof (logged then) */
+	long long connected_ms; /* monotonic, for FERRYD_AUTH_TIMEOUT_MS */
 	uint8_t nonce[AUTH_NONCE_LEN]; /* our greeting's challenge (TCP) */
 	const struct auth_key *key; /* the cluster key it proved (TCP) */
 	/* Sealed (TCP, after authentication): every byte either way is a

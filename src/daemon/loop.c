@@ -245,6 +245,56 @@ static void loop_greet(struct ferryd *d, struct client *c)
 	loop_send(c, g);
 }
 
+static bool loop_unauthed(const struct ferryd *d, const struct client *c)
+{
+	return c->tcp && d->key.set && !c->authed && !c->dead;
+}
+
+/* A new TCP connection is let in: if FERRYD_MAX_UNAUTHED are already
+ * waiting to authenticate, the oldest goes (a real peer authenticates in
+ * milliseconds; one that waited longest is the likeliest idle stranger). */
+static void loop_make_room_unauthed(struct ferryd *d)
+{
+	struct client *oldest = NULL;
+	int n = 0;
+
+	for (struct client *c = d->clients; c; c = c->next)
+		if (loop_unauthed(d, c)) {
+			n++;
+			if (!oldest || c->connected_ms <= oldest->connected_ms)
+				oldest = c;
+		}
+	if (n >= FERRYD_MAX_UNAUTHED && oldest) {
+		log_warn("client %s: closed unauthenticated to make room (%d connections waiting to authenticate)",
+			 oldest->peer, n);
+		oldest->auth_failed = true;
+		oldest->dead = true;
+	}
+}
+
+/* Close TCP connections that have not authenticated in time; the ms until
+ * the next such deadline, or -1 if none. */
+static int loop_expire_unauthed(struct ferryd *d)
+{
+	long long now = ferryd_now_ms(), next = -1;
+
+	for (struct client *c = d->clients; c; c = c->next) {
+		long long due;
+		if (!loop_unauthed(d, c))
+			continue;
+		due = c->connected_ms + FERRYD_AUTH_TIMEOUT_MS;
+		if (due <= now) {
+			log_info("client %s: did not authenticate within %d s: closed", c->peer,
+				 FERRYD_AUTH_TIMEOUT_MS / 1000);
+			c->auth_failed = true;
+			c->dead = true;
+		} else if (next < 0 || due - now < next) {
+			next = due - now;
+		}
+	}
+	return (int)next;
+}
+
 static void loop_accept(struct ferryd *d, int lfd, bool tcp)
 {
 	for (;;) {
@@ -260,8 +310,10 @@ static void loop_accept(struct ferryd *d, int lfd, bool tcp)
 				log_warn("accept: %s", strerror(errno));
 			return;
 		}
+		if (tcp && d->key.set)
+			loop_make_room_unauthed(d);
 		for (c = d->clients; c; c = c->next)
-			n++;
+			n += !c->dead;
 		c = n < FERRYD_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
 		if (c)
 			c->in = malloc(SOCK_LINE_MAX + 1);
@@ -278,6 +330,7 @@ static void loop_accept(struct ferryd *d, int lfd, bool tcp)
 			continue;
 		}
 		c->id = ++d->next_client_id;
+		c->connected_ms = ferryd_now_ms();
 		c->fd = fd;
 		c->con_fd = -1;
 		c->tcp = tcp;
@@ -305,7 +358,9 @@ static void loop_client_process(struct ferryd *d, struct client *c)
 
 	if (c->rx)
 		loop_unseal(c);
-	while (!c->dead && !c->busy && c->mode == CLIENT_REQUESTS) {
+	/* After a failed authentication nothing more is read: not one more
+	 * line, so a burst of them cannot flood the log. */
+	while (!c->dead && !c->busy && !c->auth_failed && c->mode == CLIENT_REQUESTS) {
 		char *start = c->in + used;
 		size_t avail = c->in_len - used;
 		char *nl = memchr(start, '\n', avail);
@@ -361,8 +416,15 @@ static void loop_client_process(struct ferryd *d, struct client *c)
 		snprintf(msg, sizeof(msg), "request line longer than %d bytes",
 			 SOCK_LINE_MAX);
 		log_warn("client %s: %s", c->peer, msg);
-		loop_send(c, reply_error("E_TOO_LONG", msg));
-		c->discarding = true;
+		if (c->tcp && !c->authed) {
+			/* an authentication line is short: this is no client */
+			loop_send(c, reply_error("E_AUTH", "authenticate first"));
+			c->auth_failed = true;
+			c->closing = true;
+		} else {
+			loop_send(c, reply_error("E_TOO_LONG", msg));
+			c->discarding = true;
+		}
 		c->in_len = 0;
 	}
 	if (c->discarding)
@@ -538,6 +600,7 @@ int loop_run(struct ferryd *d, struct err *e)
 	struct pollfd *pfds = NULL;
 	struct pfd_ref *refs = NULL;
 	size_t cap = 0;
+	int auth_next = -1; /* ms until a stranger's authentication deadline */
 
 	while (!d->quit) {
 		size_t n = 0, want = 4;
@@ -609,6 +672,8 @@ int loop_run(struct ferryd *d, struct err *e)
 		rc = migrate_next_timeout(d);
 		if (rc >= 0 && (timeout < 0 || rc < timeout))
 			timeout = rc;
+		if (auth_next >= 0 && (timeout < 0 || auth_next < timeout))
+			timeout = auth_next;
 		rc = poll(pfds, n, timeout);
 		if (rc < 0) {
 			if (errno == EINTR)
@@ -669,6 +734,8 @@ int loop_run(struct ferryd *d, struct err *e)
 			if (!c->dead && c->out_len > 0)
 				loop_flush(c);
 		}
+		/* before the free: a client closed here must not wait for poll */
+		auth_next = loop_expire_unauthed(d);
 		loop_free_dead(d);
 	}
 	free(refs);

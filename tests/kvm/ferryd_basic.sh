@@ -115,6 +115,49 @@ grep -qE '^State: +running' "$T/tapped" || { cat "$T/tapped"; fail "vm status th
 grep -qaE '"g1"|"running"|vm\.status|testguest|"kernel"' "$T/tap" && fail "the session is readable on the wire"
 ferry vm list | grep -qE '^g1 +running' || fail "g1 gone after the refused request"
 
+note "strangers on the TCP port: one flood of lines, then 40 idle connections"
+# A burst of lines after a failed authentication is one log line, not one each.
+before=$(grep -c "authentication failed" "$T/ferryd.log")
+python3 - "$PORT" <<'PY' || fail "a burst of bad lines was not cut off"
+import json, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+f = s.makefile("rwb")
+json.loads(f.readline())
+f.write(b"x\n" * 30000); f.flush()
+assert json.loads(f.readline())["code"] == "E_AUTH"
+assert f.readline() == b"", "connection stayed open"
+PY
+after=$(grep -c "authentication failed" "$T/ferryd.log")
+[ "$after" -eq $((before + 1)) ] || fail "30000 bad lines logged $((after - before)) times"
+# At most 32 wait to authenticate (the oldest make room), for at most 10 s;
+# meanwhile the local socket and clients with the key are served.
+python3 - "$PORT" "$FERRY_BIN/ferry" "$STATE/cluster.key" <<'PY' || fail "idle strangers locked clients out"
+import select, socket, subprocess, sys, time
+port, ferry, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+conns, t0 = [], time.monotonic()
+for _ in range(40):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.recv(4096)  # the greeting
+    conns.append(s)
+time.sleep(0.5)
+r, _, _ = select.select(conns, [], [], 0)
+shut = [s for s in r if s.recv(4096) == b""]
+assert shut == conns[:8], f"{len(shut)} closed, want the 8 oldest strangers pushed out"
+for args in ([ferry, "vm", "list"], [ferry, "-c", f"127.0.0.1:{port}", "--key-file", key, "vm", "list"]):
+    out = subprocess.run(args, capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and "g1" in out.stdout, (args, out.stdout, out.stderr)
+left = conns[8:]
+while left and time.monotonic() - t0 < 16:
+    r, _, _ = select.select(left, [], [], 1)
+    for s in r:
+        assert s.recv(4096) == b"", "a stranger was answered"
+        left.remove(s)
+took = time.monotonic() - t0
+assert not left and 9 <= took, f"{len(left)} strangers still open after {took:.1f} s"
+print(f"    32 strangers closed {took:.1f} s after they connected")
+PY
+grep -q "did not authenticate within 10 s: closed" "$T/ferryd.log" || fail "the timeout is not logged"
+
 note "kill -9 ferryd (pid $FERRYD); the VM must keep running"
 kill -9 "$FERRYD"
 wait "$FERRYD" 2>/dev/null
