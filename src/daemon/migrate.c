@@ -760,8 +760,10 @@ static void abort_dest_done(struct ferryd *d, const struct peer_result *r)
 		return;
 	move_reply_refusal(r->reply, &code, &msg);
 	if (strcmp(code, "E_BAD_ARG") == 0 && strstr(msg, "unknown field 'reason'")) {
-		const struct move *m = migrate_find(d, r->move_id);
-		if (m && m->dir == MOVE_OUT && strcmp(m->id, r->move_id) == 0) {
+		struct move *m = migrate_find(d, r->move_id);
+		/* once: a peer refusing the plain abort too is not asked forever */
+		if (m && m->dir == MOVE_OUT && strcmp(m->id, r->move_id) == 0 && !m->abort_plain) {
+			m->abort_plain = true;
 			log_info("move %s: %s predates the abort reason; asking again without it",
 				 m->id, m->peer);
 			migrate_abort_dest(d, m, false);
@@ -783,7 +785,7 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		return;
 	}
 	for (struct move *x = d->moves; x; x = x->next)
-		if (strcmp(x->id, r->move_id) == 0)
+		if (x->dir == MOVE_OUT && strcmp(x->id, r->move_id) == 0)
 			m = x;
 	if (!m)
 		return; /* finished meanwhile */

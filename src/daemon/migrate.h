@@ -23,6 +23,7 @@
 #define MIGRATE_POLL_MS 250        /* worker migrate-status poll */
 #define MIGRATE_RETRY_MS 1000      /* destination busy / unreachable during resolve */
 #define MIGRATE_RECENT_MAX 64      /* finished moves kept in memory */
+#define MIGRATE_STATUS_IDS_MAX 256 /* moves one migration.status asks about */
 #define MIGRATE_ABORT_REASON_MAX 256 /* migration.abort's reason, with its NUL */
 #define MIGRATE_FINISH_TIMEOUT_MS 10000
 #define MIGRATE_CONFIRM_TRIES 40   /* x MIGRATE_POLL_MS: destination registration */
@@ -69,6 +70,7 @@ struct move {
 	bool cancel_requested, cancel_sent;
 	bool recovered;      /* in flight when ferryd restarted: cancel it */
 	bool no_extents;     /* out: the destination predates migration.prepare's extents */
+	bool abort_plain;    /* out: ... and migration.abort's reason (asked again without) */
 	bool worker_gone;    /* out: the source worker has exited */
 	char stage[24];      /* the source/destination worker's stage */
 	char wait_reason[1024];
@@ -165,7 +167,11 @@ void migrate_history_append(struct ferryd *d, struct move *m);
 struct json_object *migrate_history_read(struct ferryd *d, const char *vm,
 					 int limit, struct err *e);
 /* A finished move's history entry by id, or NULL. */
-struct json_object *migrate_history_find(struct ferryd *d, const char *id);
+/* The newest history entry of each ids[i] whose found[i] is NULL, in one
+ * pass over the file (n at most MIGRATE_STATUS_IDS_MAX); those not in it
+ * stay NULL. */
+int migrate_history_find(struct ferryd *d, const char *const *ids, size_t n,
+			 struct json_object **found, struct err *e);
 /* Destination restart: turn adopted incoming VMs back into moves. */
 void migrate_recover_incoming(struct ferryd *d);
 /* Marker of an incoming VM: run/NAME.incoming. */

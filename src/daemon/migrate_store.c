@@ -217,10 +217,9 @@ static int history_each(struct ferryd *d,
 }
 
 struct history_ctx {
-	const char *vm, *id;
+	const char *vm;
 	int limit;
 	struct json_object *arr;
-	struct json_object *found;
 };
 
 static bool history_collect(struct json_object *o, void *ctx)
@@ -250,24 +249,38 @@ struct json_object *migrate_history_read(struct ferryd *d, const char *vm,
 	return h.arr;
 }
 
+struct history_find {
+	const char *const *ids;
+	struct json_object **found;
+	bool *want;
+	size_t n;
+};
+
 static bool history_match(struct json_object *o, void *ctx)
 {
-	struct history_ctx *h = ctx;
+	struct history_find *h = ctx;
 	struct json_object *id;
-	if (json_object_object_get_ex(o, "id", &id) &&
-	    strcmp(json_object_get_string(id), h->id) == 0) {
-		json_object_put(h->found);
-		h->found = json_object_get(o);
-	}
+	if (!json_object_object_get_ex(o, "id", &id))
+		return true;
+	for (size_t i = 0; i < h->n; i++)
+		if (h->want[i] && strcmp(json_object_get_string(id), h->ids[i]) == 0) {
+			json_object_put(h->found[i]); /* a later entry wins */
+			h->found[i] = json_object_get(o);
+		}
 	return true;
 }
 
-struct json_object *migrate_history_find(struct ferryd *d, const char *id)
+int migrate_history_find(struct ferryd *d, const char *const *ids, size_t n,
+			 struct json_object **found, struct err *e)
 {
-	struct history_ctx h = { .id = id };
-	struct err e = { 0 };
+	bool want[MIGRATE_STATUS_IDS_MAX];
+	struct history_find h = { .ids = ids, .found = found, .want = want, .n = n };
+	bool any = false;
 
-	if (history_each(d, history_match, &h, &e) < 0)
-		log_warn("reading the migration history: %s", e.msg);
-	return h.found;
+	if (n > MIGRATE_STATUS_IDS_MAX)
+		return err_set(e, "at most %d moves at once", MIGRATE_STATUS_IDS_MAX);
+	for (size_t i = 0; i < n; i++)
+		any |= want[i] = !found[i];
+	/* one pass over the file, however many ids: it only grows */
+	return any ? history_each(d, history_match, &h, e) : 0;
 }

@@ -2,6 +2,7 @@
 #include "daemon/settings.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,8 @@ int settings_parse_cidr(const char *text, struct net_cidr *c, struct err *e)
 		char *end;
 		*slash = '\0';
 		prefix = strtol(slash + 1, &end, 10);
-		if (end == slash + 1 || *end)
+		/* digits only: strtol would also take " -8" or "+8" */
+		if (!isdigit((unsigned char)slash[1]) || *end || end - slash > 4)
 			return err_set(e, "migration network '%s': prefix length must be a number", text);
 	}
 	memset(c, 0, sizeof(*c));
@@ -210,7 +212,9 @@ int settings_apply_json(struct host_settings *s, struct json_object *o,
 		return -1;
 	if (ports) {
 		int lo, hi, used = 0;
-		if (sscanf(ports, "%d-%d%n", &lo, &hi, &used) != 2 || ports[used] ||
+		/* widths keep a long number from overflowing into a valid one */
+		if (!isdigit((unsigned char)ports[0]) ||
+		    sscanf(ports, "%5d-%5d%n", &lo, &hi, &used) != 2 || ports[used] ||
 		    lo < 1024 || hi > 65535 || lo > hi)
 			return err_set(e, "migration_ports '%.32s' must be LOW-HIGH within 1024-65535", ports);
 		n.port_min = lo;

@@ -304,8 +304,12 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	    jsonl_get_str(r->args, "id", true, &id, &r->err) < 0 ||
 	    jsonl_get_str(r->args, "source", false, &source, &r->err) < 0)
 		return bad_arg(r);
-	if (strlen(id) >= sizeof(vm->move_id) || strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(id))
+	if (strlen(id) >= sizeof(vm->move_id) || strncmp(id, "mv-", 3) != 0 || !id[3] ||
+	    strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(id))
 		return req_fail(r, "E_BAD_ARG", "field 'id' must be a move id like mv-0123abcd");
+	for (struct move *m = r->d->moves; m; m = m->next)
+		if (strcmp(m->id, id) == 0)
+			return req_fail(r, "E_BAD_ARG", "move id %s is already in use on this host", id);
 	/* Both workers are built with their ferryd: a stream this host's
 	 * worker cannot read is refused now, before a worker starts. */
 	if (jsonl_get_int(r->args, "stream_version", true, 0, INT32_MAX, &stream_version,
@@ -474,27 +478,33 @@ enum verb_result verb_migration_list(struct req *r, struct json_object **reply)
 	return VERB_REPLY;
 }
 
-/* One move by id or VM name, live or from the history. */
-static struct json_object *status_one(struct req *r, const char *key)
+/* Moves by id or VM name, live or from the history (one read of it for
+ * all); got[] is filled, or all freed on the first one not found. */
+static int status_many(struct req *r, const char *const *keys, size_t n, struct json_object **got)
 {
-	struct move *m = migrate_find(r->d, key);
-	struct json_object *h;
-
-	if (m)
-		return migrate_move_json(r->d, m, true);
-	h = migrate_history_find(r->d, key);
-	if (h)
-		return h;
-	req_fail(r, "E_NO_MIGRATION", "no move with id or VM name '%.80s' on this host (see: ferry migration list)",
-		 key);
-	return NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct move *m = migrate_find(r->d, keys[i]);
+		got[i] = m ? migrate_move_json(r->d, m, true) : NULL;
+	}
+	if (migrate_history_find(r->d, keys, n, got, &r->err) < 0)
+		log_warn("reading the migration history: %s", r->err.msg);
+	for (size_t i = 0; i < n; i++)
+		if (!got[i]) {
+			for (size_t j = 0; j < n; j++)
+				json_object_put(got[j]);
+			return req_fail(r, "E_NO_MIGRATION",
+					"no move with id or VM name '%.80s' on this host (see: ferry migration list)",
+					keys[i]);
+		}
+	return 0;
 }
 
 enum verb_result verb_migration_status(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "id", "name", "ids", NULL };
-	const char *id = NULL, *name = NULL;
-	struct json_object *ids, *o, *one, *arr;
+	const char *id = NULL, *name = NULL, *keys[MIGRATE_STATUS_IDS_MAX];
+	struct json_object *ids, *o, *one, *arr, *got[MIGRATE_STATUS_IDS_MAX];
+	size_t n;
 
 	if (req_fields(r, fields) < 0)
 		return VERB_FAIL;
@@ -504,20 +514,21 @@ enum verb_result verb_migration_status(struct req *r, struct json_object **reply
 	if (json_object_object_get_ex(r->args, "ids", &ids)) {
 		if (!json_object_is_type(ids, json_type_array))
 			return req_fail(r, "E_BAD_ARG", "field 'ids' must be a list of move ids");
-		arr = json_object_new_array();
-		for (size_t i = 0; i < json_object_array_length(ids); i++) {
+		n = json_object_array_length(ids);
+		if (n > MIGRATE_STATUS_IDS_MAX)
+			return req_fail(r, "E_BAD_ARG", "field 'ids' lists %zu moves; at most %d at once",
+					n, MIGRATE_STATUS_IDS_MAX);
+		for (size_t i = 0; i < n; i++) {
 			struct json_object *it = json_object_array_get_idx(ids, i);
-			if (!json_object_is_type(it, json_type_string)) {
-				json_object_put(arr);
+			if (!json_object_is_type(it, json_type_string))
 				return req_fail(r, "E_BAD_ARG", "field 'ids' must be a list of move ids");
-			}
-			one = status_one(r, json_object_get_string(it));
-			if (!one) {
-				json_object_put(arr);
-				return VERB_FAIL;
-			}
-			json_object_array_add(arr, one);
+			keys[i] = json_object_get_string(it);
 		}
+		if (status_many(r, keys, n, got) < 0)
+			return VERB_FAIL;
+		arr = json_object_new_array();
+		for (size_t i = 0; i < n; i++)
+			json_object_array_add(arr, got[i]);
 		o = reply_ok();
 		json_object_object_add(o, "moves", arr);
 		*reply = o;
@@ -525,8 +536,8 @@ enum verb_result verb_migration_status(struct req *r, struct json_object **reply
 	}
 	if (!id && !name)
 		return req_fail(r, "E_BAD_ARG", "give the move's 'id' or the VM's 'name'");
-	one = status_one(r, id ? id : name);
-	if (!one)
+	keys[0] = id ? id : name;
+	if (status_many(r, keys, 1, &one) < 0)
 		return VERB_FAIL;
 	o = reply_ok();
 	json_object_object_add(o, "move", one);

@@ -19,10 +19,13 @@ bool vmdef_name_valid(const char *name)
 	size_t n = strlen(name);
 	if (n < 1 || n > VMDEF_NAME_MAX)
 		return false;
+	/* not hidden (the registry skips dot files) nor option-like */
+	if (name[0] == '.' || name[0] == '-')
+		return false;
 	if (strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 			 "0123456789._-") != n)
 		return false;
-	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+	return true;
 }
 
 static bool vmdef_mac_valid(const char *mac)

@@ -124,8 +124,13 @@ s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
 f = s.makefile("rwb")
 json.loads(f.readline())
 f.write(b"x\n" * 30000); f.flush()
-assert json.loads(f.readline())["code"] == "E_AUTH"
-assert f.readline() == b"", "connection stayed open"
+# ferryd closes with the rest unread, so the kernel may reset the
+# connection before the reply is read
+try:
+    assert json.loads(f.readline())["code"] == "E_AUTH"
+    assert f.readline() == b"", "connection stayed open"
+except ConnectionResetError:
+    pass
 PY
 after=$(grep -c "authentication failed" "$T/ferryd.log")
 [ "$after" -eq $((before + 1)) ] || fail "30000 bad lines logged $((after - before)) times"

@@ -94,6 +94,17 @@ raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"',"extents":[[163
 grep -q "extents\[0\] lies outside the VM's 16384 pages" "$T/r10" || fail "extents beyond RAM"
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"',"extents":[[0,1],["a",1]]}' | tee "$T/r11"
 grep -q "extents\[1\] is not a \[first_page, pages\] pair" "$T/r11" || fail "extents pair type"
+for id in '' mv- 'MV-1' '../x'; do
+	raw '{"cmd":"migration.prepare","name":"m1","id":"'"$id"'",'"$DEF"'}' | tee "$T/r16"
+	grep -q "field 'id' must be a move id" "$T/r16" || fail "prepare with move id '$id'"
+done
+# migration.status reads the history once for all the ids, and takes 256 at most
+raw '{"cmd":"migration.status","ids":["mv-none1","mv-none2"]}' | tee "$T/r17"
+grep -q "no move with id or VM name 'mv-none1'" "$T/r17" || fail "status of unknown moves"
+raw "{\"cmd\":\"migration.status\",\"ids\":[$(printf '"mv-%d",' $(seq 257) | sed 's/,$//')]}" >"$T/r18"
+grep -q "lists 257 moves; at most 256 at once" "$T/r18" || { cat "$T/r18"; fail "status of 257 moves"; }
+expect_fail "invalid VM name" ferry vm new --name .hidden --kernel "$KERNEL"
+expect_fail "invalid VM name" ferry vm new --name -x --kernel "$KERNEL"
 raw '{"cmd":"vm.list"} {"cmd":"vm.list"}' | tee "$T/r8"; grep -q 'after the object' "$T/r8" || fail "two objects"
 head -c 100000 /dev/zero | tr '\0' x | socat -t5 - "UNIX-CONNECT:$SOCK" | tee "$T/r9"
 grep -q '"code":"E_TOO_LONG"' "$T/r9" || fail "oversized line"

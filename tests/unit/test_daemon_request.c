@@ -162,12 +162,50 @@ static void test_vm_names(void **state)
 	assert_false(vmdef_name_valid("a/b"));
 	assert_false(vmdef_name_valid("a b"));
 	assert_false(vmdef_name_valid("ä"));
+	/* a dot file the registry would skip at the next start; an option */
+	assert_false(vmdef_name_valid(".hidden"));
+	assert_false(vmdef_name_valid("-rf"));
 	memset(long_name, 'x', 64);
 	long_name[64] = '\0';
 	assert_true(vmdef_name_valid(long_name));
 	long_name[64] = 'x';
 	long_name[65] = '\0';
 	assert_false(vmdef_name_valid(long_name));
+}
+
+/* Numbers from a client are range-checked as written, not after wrapping. */
+static void test_settings_numbers(void **state)
+{
+	static const char *const bad_ports[] = { "4294968320-5000", "1024-4294967296", " 1024-5000",
+						 "+1024-5000", "1024-5000x", "5000-1024", "80-90" };
+	static const char *const bad_nets[] = { "10.1.2.0/-8", "10.1.2.0/+8", "10.1.2.0/ 8",
+						"10.1.2.0/33", "10.1.2.0/", "10.1.2.0/0008" };
+	struct host_settings s;
+	struct net_cidr c;
+	struct err e = { 0 };
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_ports) / sizeof(bad_ports[0]); i++) {
+		struct json_object *o = json_object_new_object();
+		settings_default(&s);
+		json_object_object_add(o, "migration_ports", json_object_new_string(bad_ports[i]));
+		assert_int_equal(settings_apply_json(&s, o, &e), -1);
+		json_object_put(o);
+	}
+	for (size_t i = 0; i < sizeof(bad_nets) / sizeof(bad_nets[0]); i++)
+		assert_int_equal(settings_parse_cidr(bad_nets[i], &c, &e), -1);
+	assert_int_equal(settings_parse_cidr("10.1.2.7/24", &c, &e), 0);
+	assert_int_equal(c.prefix, 24);
+	assert_int_equal(settings_parse_cidr("fd00::/8", &c, &e), 0);
+	assert_int_equal(c.prefix, 8);
+	{
+		struct json_object *o = json_object_new_object();
+		settings_default(&s);
+		json_object_object_add(o, "migration_ports", json_object_new_string("7460-7469"));
+		assert_int_equal(settings_apply_json(&s, o, &e), 0);
+		assert_int_equal(s.port_min, 7460);
+		assert_int_equal(s.port_max, 7469);
+		json_object_put(o);
+	}
 }
 
 static void test_vmdef_validation(void **state)
@@ -551,6 +589,7 @@ int main(void)
 		cmocka_unit_test(test_every_verb_in_table),
 		cmocka_unit_test(test_jsonl_getters),
 		cmocka_unit_test(test_vm_names),
+		cmocka_unit_test(test_settings_numbers),
 		cmocka_unit_test(test_vmdef_validation),
 		cmocka_unit_test(test_vmdef_long_fields),
 		cmocka_unit_test(test_hostport),
