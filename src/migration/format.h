@@ -64,6 +64,16 @@ enum mig_mem_enc {
 #define MIG_MEM_HDR 24          /* gpa u64, npages u32, gen u16, enc u8, pad u8, sum u64 */
 #define MIG_MAX_RUN_PAGES 256   /* at most 1 MiB of pages per record */
 #define MIG_MAX_RECORD (MIG_MEM_HDR + MIG_MAX_RUN_PAGES * 4096 + 4096)
+/* Memory is dealt to the channels in chunks of 1 MiB of guest memory (page
+ * index into the memory file): chunk k travels on channel k % channels, in
+ * every pass, and no run crosses a chunk. So each page has one path, a
+ * later copy never races an older one, and one receiving thread owns each
+ * page's bookkeeping; a receiver refuses a run on another channel. */
+#define MIG_CHUNK_PAGES MIG_MAX_RUN_PAGES
+static inline uint32_t mig_chunk_channel(uint64_t page, uint32_t nch)
+{
+	return (uint32_t)((page / MIG_CHUNK_PAGES) % nch);
+}
 #define MIG_MAX_CONFIG 65536
 #define MIG_MAX_SECTION (1u << 20)
 #define MIG_MAX_NAME 64

@@ -399,7 +399,7 @@ static void *in_thread(void *arg)
 	struct vm_config cfg;
 	struct mig_rec rec;
 	struct err e = { .code = 0 };
-	bool have_streams = false, setup_replied = false, loaded = false;
+	bool have_streams = false, setup_replied = false, loaded = false, reserved;
 	int fd = -1;
 	struct mig_sync sync0;
 
@@ -453,6 +453,7 @@ static void *in_thread(void *arg)
 	x->nch = (int)sync0.value;
 	if (ram_recv_init(&x->ch[0].rr, &in->m->vm.mem, &e) < 0)
 		goto fail;
+	ram_recv_set_channel(&x->ch[0].rr, 0, (uint32_t)x->nch);
 	/* Extra channels: each must say hello with a valid, unused index. */
 	for (int k = 1; k < x->nch; k++) {
 		uint32_t idx, n;
@@ -488,7 +489,13 @@ static void *in_thread(void *arg)
 		x->ch[idx].in = in;
 		x->ch[idx].x = x;
 		ram_recv_init_shared(&x->ch[idx].rr, &x->ch[0].rr);
+		ram_recv_set_channel(&x->ch[idx].rr, idx, (uint32_t)x->nch);
 	}
+	/* Before any channel reads a page: a page written and then punched
+	 * would be lost (its generation saying it arrived). */
+	reserved = in->m->vm.mem.prepopulated;
+	if (reserved && release_untouched(x, &e) < 0)
+		goto fail;
 	for (int k = 1; k < x->nch; k++) {
 		if (pthread_create(&x->ch[k].thread, NULL, chan_thread, &x->ch[k]) != 0) {
 			err_set(&e, "cannot start channel threads");
@@ -496,12 +503,8 @@ static void *in_thread(void *arg)
 		}
 		x->ch[k].running = true;
 	}
-	if (in->m->vm.mem.prepopulated) {
-		if (release_untouched(x, &e) < 0)
-			goto fail;
-	} else if (pthread_create(&x->prefault, NULL, prefault_thread, x) == 0) {
+	if (!reserved && pthread_create(&x->prefault, NULL, prefault_thread, x) == 0)
 		x->prefaulting = true;
-	}
 	reply(&w, MIG_REPLY_SETUP, true, NULL, "channels", x->nch);
 	setup_replied = true;
 	set_stage(in, IN_RECEIVING);

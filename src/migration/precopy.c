@@ -51,7 +51,7 @@
 #define PACE_SECONDS 0.1             /* unsent data queued: about this long at the link's rate */
 #define PACE_START (4ULL << 20)      /* ... before the rate is known (all channels together) */
 #define PACE_MIN (1ULL << 20)        /* per channel, whatever the rate */
-#define CHUNK_PAGES MIG_MAX_RUN_PAGES /* 1 MiB, a multiple of 64 as KVM's CLEAR wants */
+#define CHUNK_PAGES MIG_CHUNK_PAGES /* 1 MiB, a multiple of 64 as KVM's CLEAR wants */
 
 const char *mig_stage_name(enum mig_stage s)
 {
@@ -599,7 +599,7 @@ static int send_populated(struct run *r, uint64_t from, bool live, struct err *e
 		/* Start at the first populated page; reading holes would allocate them. */
 		j.first = (uint64_t)data >> 12;
 		j.n = p + n - j.first;
-		if (channel_submit(&r->ch[(p / CHUNK_PAGES) % (uint64_t)r->nch], &j) < 0)
+		if (channel_submit(&r->ch[mig_chunk_channel(p, (uint32_t)r->nch)], &j) < 0)
 			break;
 		/* the chunk's populated pages, not its range from the first one:
 		 * holes inside it would run the count past the total */
@@ -648,7 +648,7 @@ static int pass_dirty(struct run *r, bool rearm, struct err *e)
 			}
 			if (rearm && dirty_clear(&r->d, p, n, r->d.bitmap, e) < 0)
 				return -1;
-			if (channel_submit(&r->ch[(p / CHUNK_PAGES) % (uint64_t)r->nch], &j) < 0)
+			if (channel_submit(&r->ch[mig_chunk_channel(p, (uint32_t)r->nch)], &j) < 0)
 				break;
 		}
 	}

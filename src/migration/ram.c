@@ -370,6 +370,12 @@ void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner)
 	rr->torn_left = owner->torn_left;
 }
 
+void ram_recv_set_channel(struct ram_recv *rr, uint32_t idx, uint32_t nch)
+{
+	rr->ch_idx = idx;
+	rr->nch = nch;
+}
+
 void ram_recv_destroy(struct ram_recv *rr)
 {
 	if (rr->owns_gens) {
@@ -482,6 +488,14 @@ int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, str
 		return err_set(e, "corrupt stream: pages at 0x%llx+%u are outside guest RAM",
 			       (unsigned long long)h.gpa, h.npages);
 	first = (uint64_t)off >> GMEM_PAGE_SHIFT;
+	/* A run on the wrong channel, or across two chunks, could race the
+	 * channel that owns its pages (the generation check and the copy are
+	 * not one step): refused, whoever sent it. */
+	if (rr->nch > 1 && (mig_chunk_channel(first, rr->nch) != rr->ch_idx ||
+			    first / MIG_CHUNK_PAGES != (first + h.npages - 1) / MIG_CHUNK_PAGES))
+		return err_set(e, "corrupt stream: pages at 0x%llx+%u arrived on channel %u of %u; they travel on channel %u",
+			       (unsigned long long)h.gpa, h.npages, rr->ch_idx, rr->nch,
+			       mig_chunk_channel(first, rr->nch));
 	/* Generation rule: a page older than what we hold is dropped. Runs are
 	 * sent whole in one pass, so one check for the run suffices; mixed
 	 * runs (some pages newer) are applied page by page below. */

@@ -84,11 +84,15 @@ struct ram_recv {
 	uint8_t *scratch;      /* compressed payload buffer */
 	struct ram_stats st;
 	bool owns_gens;
+	uint32_t ch_idx, nch;  /* this receiver's channel of nch (mig_chunk_channel) */
 };
 
 int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e);
 /* A receiver for another channel sharing rr's generation table. */
 void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner);
+/* Which channel of how many rr reads (default 0 of 1): it then takes only
+ * the chunks mig_chunk_channel deals to it, so no two threads share a page. */
+void ram_recv_set_channel(struct ram_recv *rr, uint32_t idx, uint32_t nch);
 void ram_recv_destroy(struct ram_recv *rr);
 /* Consume one MEM record's body (after its record header). */
 int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, struct err *e);

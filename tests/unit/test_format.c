@@ -597,6 +597,40 @@ static void generations(struct ram_codec *codec)
 	fake_free(&dst);
 }
 
+/* Each receiving channel takes only its own chunks, whole (MIG_CHUNK_PAGES,
+ * dealt by mig_chunk_channel): a page on another channel could race the
+ * owner's copy of it. */
+static void test_channel_ownership(void **state)
+{
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct err e = { 0 };
+	(void)state;
+	fake_init(&src);
+	fake_init(&dst);
+	for (uint32_t p = 0; p < NPAGES; p++)
+		fill(&src, p, 7, false);
+	assert_int_equal(mig_chunk_channel(MIG_CHUNK_PAGES * 5 + 3, 4), 1);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	ram_recv_set_channel(&rr, 1, 2);
+	assert_int_equal(send_into(&rr, &src, MIG_CHUNK_PAGES, MIG_CHUNK_PAGES, 1, NULL, &e), 0);
+	assert_memory_equal(dst.host + MIG_CHUNK_PAGES * 4096, src.host + MIG_CHUNK_PAGES * 4096,
+			    MIG_CHUNK_PAGES * 4096);
+	assert_int_equal(send_into(&rr, &src, 3, 1, 1, NULL, &e), -1);
+	assert_non_null(strstr(e.msg, "arrived on channel 1 of 2; they travel on channel 0"));
+	assert_true(ram_page_is_zero(dst.host + 3 * 4096));
+	/* channel 0's, but one run across two chunks */
+	ram_recv_set_channel(&rr, 0, 2);
+	assert_int_equal(send_into(&rr, &src, MIG_CHUNK_PAGES - 6, 11, 1, NULL, &e), -1);
+	assert_int_equal(send_into(&rr, &src, MIG_CHUNK_PAGES - 6, 6, 1, NULL, &e), 0);
+	/* one channel: every run is its own */
+	ram_recv_set_channel(&rr, 0, 1);
+	assert_int_equal(send_into(&rr, &src, MIG_CHUNK_PAGES - 6, 11, 2, NULL, &e), 0);
+	ram_recv_destroy(&rr);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
 static void test_generations_raw(void **state)
 {
 	(void)state;
@@ -976,6 +1010,7 @@ int main(void)
 		cmocka_unit_test(test_ram_lz4),
 		cmocka_unit_test(test_codec_adaptive),
 		cmocka_unit_test(test_generations_raw),
+		cmocka_unit_test(test_channel_ownership),
 		cmocka_unit_test(test_generations_zstd),
 		cmocka_unit_test(test_ram_summed_torn),
 		cmocka_unit_test(test_ram_summed_zero_runs),
