@@ -155,7 +155,7 @@ static int check_host(struct stream *r, const struct vm_config *cfg, const char 
 		return -1;
 	if (rec.type != MIG_REC_CPUID)
 		return err_set(e, "protocol error: expected the CPUID record, got %s", mig_rec_name(rec.type));
-	if (cpuid_decode(r, &cpuid, e) < 0)
+	if (cpuid_decode(r, rec.len, &cpuid, e) < 0)
 		return err_prefix(e, "CPUID record");
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0) {

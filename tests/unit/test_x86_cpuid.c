@@ -268,7 +268,7 @@ static void test_stream_roundtrip(void **state)
 	cpuid_encode(&w, g);
 	assert_true(stream_ok(&w));
 	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
-	assert_int_equal(cpuid_decode(&r, &back, &e), 0);
+	assert_int_equal(cpuid_decode(&r, (uint32_t)stream_mem_len(&w), &back, &e), 0);
 	assert_int_equal(back->nent, g->nent);
 	for (uint32_t i = 0; i < g->nent; i++) {
 		assert_int_equal(back->entries[i].function, g->entries[i].function);
@@ -284,7 +284,17 @@ static void test_stream_roundtrip(void **state)
 
 	/* truncated */
 	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w) - 3);
-	assert_int_equal(cpuid_decode(&r, &back, &e), -1);
+	assert_int_equal(cpuid_decode(&r, (uint32_t)stream_mem_len(&w), &back, &e), -1);
+	assert_null(back);
+	stream_destroy(&r);
+	/* a record length that does not fit the count: refused before the entries */
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	assert_int_equal(cpuid_decode(&r, 0, &back, &e), -1);
+	assert_non_null(strstr(e.msg, "a record of 0 bytes"));
+	stream_destroy(&r);
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	assert_int_equal(cpuid_decode(&r, (uint32_t)stream_mem_len(&w) - 28, &back, &e), -1);
+	assert_non_null(strstr(e.msg, "entries in a record of"));
 	assert_null(back);
 	stream_destroy(&r);
 	stream_destroy(&w);
@@ -303,7 +313,7 @@ static void test_stream_hostile(void **state)
 	stream_init_mem_writer(&w);
 	stream_put_u32(&w, 300);
 	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
-	assert_int_equal(cpuid_decode(&r, &out, &e), -1);
+	assert_int_equal(cpuid_decode(&r, (uint32_t)stream_mem_len(&w), &out, &e), -1);
 	assert_non_null(strstr(e.msg, "300 entries"));
 	stream_destroy(&r);
 	stream_destroy(&w);
@@ -315,7 +325,7 @@ static void test_stream_hostile(void **state)
 		for (int j = 0; j < 7; j++)
 			stream_put_u32(&w, j == 0 ? 7 : 0);
 	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
-	assert_int_equal(cpuid_decode(&r, &out, &e), -1);
+	assert_int_equal(cpuid_decode(&r, (uint32_t)stream_mem_len(&w), &out, &e), -1);
 	assert_non_null(strstr(e.msg, "duplicate"));
 	stream_destroy(&r);
 	stream_destroy(&w);
@@ -326,7 +336,7 @@ static void test_stream_hostile(void **state)
 	for (int j = 0; j < 7; j++)
 		stream_put_u32(&w, j == 2 ? 0x100 : 0);
 	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
-	assert_int_equal(cpuid_decode(&r, &out, &e), -1);
+	assert_int_equal(cpuid_decode(&r, (uint32_t)stream_mem_len(&w), &out, &e), -1);
 	assert_non_null(strstr(e.msg, "flags"));
 	stream_destroy(&r);
 	stream_destroy(&w);

@@ -81,6 +81,8 @@ int cpuid_check_host(int kvm_fd, const struct kvm_cpuid2 *guest, char *why, size
  * ecx, edx as u32. Decode validates count <= CPUID_MAX_ENTRIES, flags and
  * duplicate (function, index) pairs. */
 void cpuid_encode(struct stream *w, const struct kvm_cpuid2 *c);
-int cpuid_decode(struct stream *r, struct kvm_cpuid2 **out, struct err *e);
+/* len: the record's payload length, checked against the entry count. */
+int cpuid_decode(struct stream *r, uint32_t len, struct kvm_cpuid2 **out, struct err *e);
+#define CPUID_ENTRY_WIRE 28 /* seven u32 per entry */
 
 #endif

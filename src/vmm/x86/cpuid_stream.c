@@ -25,16 +25,24 @@ void cpuid_encode(struct stream *w, const struct kvm_cpuid2 *c)
 	}
 }
 
-int cpuid_decode(struct stream *r, struct kvm_cpuid2 **out, struct err *e)
+int cpuid_decode(struct stream *r, uint32_t len, struct kvm_cpuid2 **out, struct err *e)
 {
 	struct kvm_cpuid2 *c;
-	uint32_t n = stream_get_u32(r);
+	uint32_t n;
 
 	*out = NULL;
+	/* the record's length first: reading past it would take the next
+	 * record's bytes for entries (or wait for bytes never sent) */
+	if (len < 4)
+		return err_set(e, "cpuid: a record of %u bytes", len);
+	n = stream_get_u32(r);
 	if (stream_check(r, e) < 0)
 		return err_prefix(e, "cpuid");
 	if (n == 0 || n > CPUID_MAX_ENTRIES)
 		return err_set(e, "cpuid: %u entries (1..%d)", n, CPUID_MAX_ENTRIES);
+	if (len != 4 + n * CPUID_ENTRY_WIRE)
+		return err_set(e, "cpuid: %u entries in a record of %u bytes (expected %u)", n, len,
+			       4 + n * CPUID_ENTRY_WIRE);
 	c = cpuid_alloc(n);
 	if (!c)
 		return err_set(e, "cpuid: out of memory");
