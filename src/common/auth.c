@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -257,32 +259,70 @@ int auth_chan_source(int fd, const struct auth_key *key, bool encrypt, int timeo
 	return 0;
 }
 
+_Static_assert(sizeof(struct chan_hello) + AUTH_PROOF_LEN <= sizeof(((struct auth_chan_hs *)0)->in),
+	       "auth_chan_hs holds the hello and the proof");
+
+int auth_chan_dest_step(int fd, const struct auth_key *key, struct auth_chan_hs *hs,
+			struct auth_chan *out, struct err *e)
+{
+	size_t want = sizeof(struct chan_hello) + (hs->answered ? AUTH_PROOF_LEN : 0);
+	struct chan_hello h;
+
+	while (hs->got < want) {
+		/* MSG_DONTWAIT: never blocks, whether or not fd is non-blocking */
+		ssize_t n = recv(fd, hs->in + hs->got, want - hs->got, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n < 0)
+			return err_sys(e, "reading the migration handshake");
+		if (n == 0)
+			return err_set(e, "reading the migration handshake: connection closed by the peer");
+		hs->got += (size_t)n;
+	}
+	memcpy(&h, hs->in, sizeof(h));
+	if (!hs->answered) {
+		struct chan_answer a;
+		uint32_t flags = le_get_u32(h.flags);
+		if (memcmp(h.magic, AUTH_CHAN_MAGIC, sizeof(h.magic)) != 0)
+			return err_set(e, "the connection did not authenticate (a source without the "
+				       "migration key, or not a ferry source)");
+		if ((flags & ~AUTH_CHAN_ENCRYPT) || le_get_u32(h.reserved))
+			return err_set(e, "migration handshake with unknown flags %#x", flags);
+		if (auth_random(a.nonce, sizeof(a.nonce), e) < 0)
+			return -1;
+		memcpy(hs->dn, a.nonce, sizeof(hs->dn));
+		chan_mac(key, AUTH_ROLE_DEST, &h, a.nonce, a.proof);
+		/* 48 bytes into a fresh connection's empty send buffer */
+		if (sock_write_all(fd, &a, sizeof(a), AUTH_CHAN_TIMEOUT_MS, e) < 0)
+			return err_prefix(e, "migration handshake");
+		hs->answered = true;
+		return auth_chan_dest_step(fd, key, hs, out, e);
+	}
+	if (!chan_proof_ok(key, AUTH_ROLE_SOURCE, &h, hs->dn, hs->in + sizeof(h)))
+		return err_set(e, "the connection's proof of the migration key is wrong");
+	chan_keys(key, &h, hs->dn, false, out);
+	return 1;
+}
+
 int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct auth_chan *out,
 		   struct err *e)
 {
-	struct chan_hello h;
-	struct chan_answer a;
-	uint8_t proof[AUTH_PROOF_LEN];
-	uint32_t flags;
+	struct auth_chan_hs hs = { .got = 0 };
+	long long deadline = sock_now_ms() + timeout_ms;
+	int rc;
 
-	if (sock_read_all(fd, &h, sizeof(h), timeout_ms, e) < 0)
-		return err_prefix(e, "reading the migration handshake");
-	if (memcmp(h.magic, AUTH_CHAN_MAGIC, sizeof(h.magic)) != 0)
-		return err_set(e, "the connection did not authenticate (a source without the "
-			       "migration key, or not a ferry source)");
-	flags = le_get_u32(h.flags);
-	if ((flags & ~AUTH_CHAN_ENCRYPT) || le_get_u32(h.reserved))
-		return err_set(e, "migration handshake with unknown flags %#x", flags);
-	if (auth_random(a.nonce, sizeof(a.nonce), e) < 0)
-		return -1;
-	chan_mac(key, AUTH_ROLE_DEST, &h, a.nonce, a.proof);
-	if (sock_write_all(fd, &a, sizeof(a), timeout_ms, e) < 0 ||
-	    sock_read_all(fd, proof, sizeof(proof), timeout_ms, e) < 0)
-		return err_prefix(e, "migration handshake");
-	if (!chan_proof_ok(key, AUTH_ROLE_SOURCE, &h, a.nonce, proof))
-		return err_set(e, "the connection's proof of the migration key is wrong");
-	chan_keys(key, &h, a.nonce, false, out);
-	return 0;
+	while ((rc = auth_chan_dest_step(fd, key, &hs, out, e)) == 0) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		long long left = deadline - sock_now_ms();
+		if (left <= 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR)) {
+			OPENSSL_cleanse(&hs, sizeof(hs));
+			return err_set(e, "migration handshake: no answer within %d ms", timeout_ms);
+		}
+	}
+	OPENSSL_cleanse(&hs, sizeof(hs));
+	return rc < 0 ? -1 : 0;
 }
 
 int auth_api_seals(const struct auth_key *key, const uint8_t sn[AUTH_NONCE_LEN],

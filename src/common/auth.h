@@ -77,12 +77,25 @@ struct auth_chan {
 	uint8_t key_rx[AUTH_KEY_LEN]; /* what it receives */
 };
 /* How long a destination waits on one connection's handshake before it
- * turns the connection away and listens on. */
+ * turns the connection away. */
 #define AUTH_CHAN_TIMEOUT_MS 5000
 int auth_chan_source(int fd, const struct auth_key *key, bool encrypt, int timeout_ms,
 		     struct auth_chan *out, struct err *e);
 int auth_chan_dest(int fd, const struct auth_key *key, int timeout_ms, struct auth_chan *out,
 		   struct err *e);
+/* The destination's side one step at a time, for a caller that answers
+ * several connections at once from its own poll loop (a stranger holding
+ * one open then delays no one): reads what a non-blocking fd has, answers
+ * the hello once it is whole. 1 done (out set), 0 call again when fd is
+ * readable, -1 refused or failed. Reads nothing past the handshake. */
+struct auth_chan_hs {
+	uint8_t in[64];   /* the hello, then the source's proof */
+	size_t got;
+	uint8_t dn[AUTH_NONCE_LEN];
+	bool answered;
+};
+int auth_chan_dest_step(int fd, const struct auth_key *key, struct auth_chan_hs *hs,
+			struct auth_chan *out, struct err *e);
 
 /* Once a TCP API client and ferryd have proved the key to each other,
  * every further byte of their connection is sealed (common/seal.h), each

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static long long sock_now_ms(void)
+long long sock_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -60,6 +60,8 @@ int sock_write_line(int fd, const char *text, int timeout_ms, struct err *e);
 
 /* Read exactly len bytes, waiting up to timeout_ms in total; EOF first is
  * an error that says so. */
+/* CLOCK_MONOTONIC in ms, for the deadlines below. */
+long long sock_now_ms(void);
 int sock_read_all(int fd, void *buf, size_t len, int timeout_ms, struct err *e);
 
 /* Buffered line reader for request/response clients, and the client's

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "common/failpoint.h"
 #include "common/jsonl.h"
 #include "common/log.h"
@@ -53,47 +55,131 @@ static void notify(struct mig_incoming *in, uint64_t ev)
 		log_warn("notifying the worker: %s", strerror(errno));
 }
 
-/* The next connection that passes the handshake (when the move has a key;
- * *ac then says whether and how to seal its streams). */
-static int accept_one(struct mig_incoming *in, uint32_t timeout_ms, struct auth_chan *ac,
-		      struct err *e)
+/* Connections waiting to prove the move's key, answered side by side: a
+ * stranger that connects first and says nothing delays no one (one at a
+ * time, three such held the source past its 15 s handshake limit). */
+#define HS_PENDING_MAX 8
+
+struct hs_pending {
+	int fd;
+	long long since_ms;
+	char who[80];
+	struct auth_chan_hs hs;
+};
+
+struct hs_pool {
+	struct hs_pending p[HS_PENDING_MAX];
+	int n;
+};
+
+static void hs_drop(struct hs_pool *pool, int i, const char *why)
 {
-	uint32_t waited = 0;
+	if (why)
+		log_warn("incoming migration: refused a connection from %s: %s", pool->p[i].who, why);
+	close(pool->p[i].fd);
+	OPENSSL_cleanse(&pool->p[i].hs, sizeof(pool->p[i].hs));
+	pool->p[i] = pool->p[--pool->n];
+}
+
+static void hs_pool_close(struct hs_pool *pool)
+{
+	while (pool->n)
+		hs_drop(pool, pool->n - 1, NULL);
+}
+
+static void conn_options(int fd, uint32_t user_timeout_ms)
+{
+	unsigned int uto = user_timeout_ms;
+	int one = 1;
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)) < 0)
+		log_warn("socket options: %s", strerror(errno));
+}
+
+/* Take every waiting connection into the pool (the oldest pending one
+ * makes room); without a key the first is the one. */
+static int hs_accept(struct mig_incoming *in, struct hs_pool *pool, struct err *e)
+{
 	for (;;) {
-		struct pollfd p = { in->listen_fd, POLLIN, 0 };
-		int r = poll(&p, 1, 500);
-		if (r < 0 && errno != EINTR)
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(in->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+			    errno == ECONNABORTED)
+				return -1;
+			return err_sys(e, "accept");
+		}
+		conn_options(fd, in->peer_timeout_ms);
+		if (!in->key.set)
+			return fd;
+		if (pool->n == HS_PENDING_MAX) {
+			int old = 0;
+			for (int i = 1; i < pool->n; i++)
+				if (pool->p[i].since_ms < pool->p[old].since_ms)
+					old = i;
+			hs_drop(pool, old, "pushed out by a newer connection before it authenticated");
+		}
+		pool->p[pool->n] = (struct hs_pending){ .fd = fd, .since_ms = sock_now_ms() };
+		sock_addr_format(&ss, pool->p[pool->n].who, sizeof(pool->p[pool->n].who));
+		pool->n++;
+	}
+}
+
+/* The next connection that passes the handshake (when the move has a key;
+ * *ac then says whether and how to seal its streams). Returned blocking. */
+static int accept_one(struct mig_incoming *in, struct hs_pool *pool, uint32_t timeout_ms,
+		      struct auth_chan *ac, struct err *e)
+{
+	long long deadline = timeout_ms ? sock_now_ms() + timeout_ms : -1;
+	for (;;) {
+		struct pollfd p[1 + HS_PENDING_MAX];
+		int n = 0, fd = -1;
+		long long now;
+		p[n++] = (struct pollfd){ in->listen_fd, POLLIN, 0 };
+		for (int i = 0; i < pool->n; i++)
+			p[n++] = (struct pollfd){ pool->p[i].fd, POLLIN, 0 };
+		if (poll(p, (nfds_t)n, 250) < 0 && errno != EINTR)
 			return err_sys(e, "poll");
-		if (r > 0) {
-			struct sockaddr_storage ss;
-			socklen_t sl = sizeof(ss);
-			int fd = accept4(in->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-			if (fd >= 0) {
-				unsigned int uto = in->peer_timeout_ms;
-				int one = 1;
-				struct err ae = { 0 };
-				if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
-				    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
-				    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)) < 0)
-					log_warn("socket options: %s", strerror(errno));
-				/* A stranger is turned away and the wait goes on: the
-				 * real source may still come (its time limit stands). */
-				char who[80];
-				memset(ac, 0, sizeof(*ac));
-				if (!in->key.set ||
-				    auth_chan_dest(fd, &in->key, AUTH_CHAN_TIMEOUT_MS, ac, &ae) == 0)
-					return fd;
-				sock_addr_format(&ss, who, sizeof(who));
-				log_warn("incoming migration: refused a connection from %s: %s", who, ae.msg);
-				close(fd);
-			} else if (errno != EAGAIN && errno != EINTR) {
-				return err_sys(e, "accept");
+		if (p[0].revents) {
+			struct err ae = { 0 };
+			fd = hs_accept(in, pool, &ae);
+			if (fd < 0 && ae.msg[0])
+				return err_set(e, "%s", ae.msg);
+		}
+		/* Pending connections, newest last: a step on one that has
+		 * nothing to read just returns. */
+		for (int i = pool->n - 1; fd < 0 && i >= 0; i--) {
+			struct err ae = { 0 };
+			int rc;
+			memset(ac, 0, sizeof(*ac));
+			rc = auth_chan_dest_step(pool->p[i].fd, &in->key, &pool->p[i].hs, ac, &ae);
+			if (rc > 0) {
+				fd = pool->p[i].fd;
+				OPENSSL_cleanse(&pool->p[i].hs, sizeof(pool->p[i].hs));
+				pool->p[i] = pool->p[--pool->n];
+			} else if (rc < 0) {
+				hs_drop(pool, i, ae.msg);
 			}
 		}
-		waited += 500;
+		if (fd >= 0) {
+			int fl = fcntl(fd, F_GETFL);
+			if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+				close(fd);
+				return err_sys(e, "fcntl on a migration connection");
+			}
+			if (!in->key.set)
+				memset(ac, 0, sizeof(*ac));
+			return fd;
+		}
+		now = sock_now_ms();
+		for (int i = pool->n - 1; i >= 0; i--)
+			if (now - pool->p[i].since_ms >= AUTH_CHAN_TIMEOUT_MS)
+				hs_drop(pool, i, "it did not authenticate within 5 s");
 		if (in->cancel)
 			return err_set(e, "cancelled");
-		if (timeout_ms && waited >= timeout_ms)
+		if (deadline >= 0 && now >= deadline)
 			return err_set(e, "no migration connection arrived within %u s", timeout_ms / 1000);
 	}
 }
@@ -234,6 +320,7 @@ struct rx {
 	bool prefaulting;
 	volatile bool stop_prefault;
 	uint64_t t_state_end;        /* channel_now_ns() at the source's STATE_END (then the channels join) */
+	struct hs_pool hs;           /* connections still proving the key */
 };
 
 static void abort_connections(struct rx *x)
@@ -409,7 +496,7 @@ static void *in_thread(void *arg)
 	}
 	x->in = in;
 	x->main_fd = -1;
-	fd = accept_one(in, in->accept_timeout_ms, &ac, &e);
+	fd = accept_one(in, &x->hs, in->accept_timeout_ms, &ac, &e);
 	if (fd < 0)
 		goto fail;
 	x->main_fd = fd;
@@ -458,7 +545,7 @@ static void *in_thread(void *arg)
 	for (int k = 1; k < x->nch; k++) {
 		uint32_t idx, n;
 		struct stream hs;
-		int cfd = accept_one(in, 10000, &ac, &e);
+		int cfd = accept_one(in, &x->hs, 10000, &ac, &e);
 		if (cfd < 0)
 			goto fail;
 		stream_init_fd(&hs, cfd, false);
@@ -491,6 +578,7 @@ static void *in_thread(void *arg)
 		ram_recv_init_shared(&x->ch[idx].rr, &x->ch[0].rr);
 		ram_recv_set_channel(&x->ch[idx].rr, idx, (uint32_t)x->nch);
 	}
+	hs_pool_close(&x->hs); /* every channel is in: the rest are strangers */
 	/* Before any channel reads a page: a page written and then punched
 	 * would be lost (its generation saying it arrived). */
 	reserved = in->m->vm.mem.prepopulated;
@@ -640,6 +728,7 @@ out:
 				close(x->ch[k].fd);
 		}
 		ram_recv_destroy(&x->ch[0].rr);
+		hs_pool_close(&x->hs);
 		free(x->ext);
 		free(x);
 	}
