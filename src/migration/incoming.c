@@ -235,6 +235,7 @@ static int check_host(struct stream *r, const struct vm_config *cfg, const char 
 	struct mig_rec rec;
 	struct kvm_cpuid2 *cpuid = NULL;
 	char why[400];
+	uint64_t avail;
 	int kvm, rc;
 
 	if (mig_get_rec(r, &rec, e) < 0)
@@ -255,10 +256,11 @@ static int check_host(struct stream *r, const struct vm_config *cfg, const char 
 	free(cpuid);
 	if (rc < 0)
 		return err_set(e, "incompatible CPU: %s", why);
-	if (mem_available() + reserved < cfg->mem_size + (64ULL << 20))
+	/* UINT64_MAX: this kernel does not say; the move goes ahead */
+	avail = mem_available();
+	if (avail != UINT64_MAX && avail + reserved < cfg->mem_size + (64ULL << 20))
 		return err_set(e, "not enough memory: the VM needs %llu MiB, this host has %llu MiB available",
-			       (unsigned long long)(cfg->mem_size >> 20),
-			       (unsigned long long)(mem_available() >> 20));
+			       (unsigned long long)(cfg->mem_size >> 20), (unsigned long long)(avail >> 20));
 	if (cfg->disk[0] && access(cfg->disk, R_OK | (cfg->disk_readonly ? 0 : W_OK)) < 0)
 		return err_sys(e, "disk %s is not reachable from this host", cfg->disk);
 	if (cfg->tap[0] && access("/dev/net/tun", R_OK | W_OK) < 0)

@@ -370,6 +370,13 @@ void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner)
 	rr->torn_left = owner->torn_left;
 }
 
+int ram_recv_scratch(struct ram_recv *rr, struct err *e)
+{
+	if (!rr->scratch && !(rr->scratch = malloc(RAM_RECV_SCRATCH)))
+		return err_set(e, "out of memory for the receive buffer");
+	return 0;
+}
+
 void ram_recv_set_channel(struct ram_recv *rr, uint32_t idx, uint32_t nch)
 {
 	rr->ch_idx = idx;
@@ -455,8 +462,8 @@ static int ram_recv_raw(struct ram_recv *rr, struct stream *r, const struct mig_
 		return 0;
 	}
 	if (stale) {
-		if (!rr->scratch && !(rr->scratch = malloc(MIG_MAX_RECORD)))
-			return err_set(e, "out of memory");
+		if (ram_recv_scratch(rr, e) < 0)
+			return -1;
 		pages = rr->scratch;
 	}
 	stream_get(r, pages, len);

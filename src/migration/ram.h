@@ -81,13 +81,16 @@ struct ram_recv {
 	uint8_t *torn;         /* per page: 1 = its last copy arrived mid-write */
 	int64_t *torn_left;    /* how many are 1 now (shared by the channels) */
 	void *dctx;            /* decompression contexts, lazily created */
-	uint8_t *scratch;      /* compressed payload buffer */
+	uint8_t *scratch;      /* RAM_RECV_SCRATCH bytes: a compressed payload, or a stale raw run */
 	struct ram_stats st;
 	bool owns_gens;
 	uint32_t ch_idx, nch;  /* this receiver's channel of nch (mig_chunk_channel) */
 };
 
 int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e);
+/* The receiver's one staging buffer, for both of its users (ram_recv_scratch). */
+#define RAM_RECV_SCRATCH (MIG_MAX_RECORD + 65536)
+int ram_recv_scratch(struct ram_recv *rr, struct err *e);
 /* A receiver for another channel sharing rr's generation table. */
 void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner);
 /* Which channel of how many rr reads (default 0 of 1): it then takes only

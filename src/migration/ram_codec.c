@@ -240,9 +240,9 @@ int ram_codec_get(struct ram_recv *rr, struct stream *r, const struct mig_mem_hd
 		}
 		rr->dctx = d;
 	}
-	if (!rr->scratch && !(rr->scratch = malloc(CODEC_BUF)))
-		return err_set(e, "out of memory for the decompressor");
-	if (clen > CODEC_BUF)
+	if (ram_recv_scratch(rr, e) < 0)
+		return -1;
+	if (clen > RAM_RECV_SCRATCH)
 		return err_set(e, "corrupt stream: compressed run of %u bytes is too large", clen);
 	stream_get(r, rr->scratch, clen);
 	if (stream_check(r, e) < 0)
