@@ -7,7 +7,8 @@
  *       into a 64 MiB fake guest (a plain malloc'd buffer, so ASan sees any
  *       write outside it), vmstate_read_section collecting sections, and at
  *       STATE_END every collected section run through its device decoder
- *       (what vmstate_apply does before it touches KVM).
+ *       (what vmstate_apply does before it touches KVM); DIGEST, SYNC,
+ *       ABORT and CPUID records through their readers.
  * Neither may crash, leak, hang or touch memory it does not own; rejecting
  * the input is always fine. Build with tests/fuzz/build.sh.
  */
@@ -20,9 +21,11 @@
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
 #include "migration/check.h"
+#include "migration/digest.h"
 #include "migration/ram.h"
 #include "migration/snapshot.h"
 #include "vmm/vmstate.h"
+#include "vmm/x86/cpuid.h"
 #include "vmm/x86/cpustate.h"
 
 #define FAKE_RAM (64ULL << 20)
@@ -107,6 +110,25 @@ static void receive(const uint8_t *data, size_t size)
 			for (int i = 0; i < ld->n; i++)
 				decode_section(&ld->s[i]);
 			break;
+		} else if (rec.type == MIG_REC_DIGEST) {
+			struct mem_digest dg = { 0 };
+			int rc = digest_get(&r, rec.len, gmem_npages(&gm), &dg, &e);
+			digest_free(&dg);
+			if (rc < 0)
+				break;
+		} else if (rec.type == MIG_REC_SYNC) {
+			struct mig_sync sy;
+			if (mig_get_sync(&r, &rec, &sy, &e) < 0)
+				break;
+		} else if (rec.type == MIG_REC_ABORT) {
+			(void)mig_get_abort(&r, &rec, &e);
+			break;
+		} else if (rec.type == MIG_REC_CPUID) {
+			struct kvm_cpuid2 *c = NULL;
+			int rc = cpuid_decode(&r, rec.len, &c, &e);
+			free(c);
+			if (rc < 0)
+				break;
 		} else if (rec.type == MIG_REC_EOS || rec.type == MIG_REC_CONFIG) {
 			break;
 		} else {
