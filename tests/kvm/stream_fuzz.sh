@@ -15,7 +15,9 @@ fi
 [ $rc -eq 0 ] || { cat "$T/build.log"; fail "fuzz harness does not build"; }
 mkdir -p "$T/corpus" "$T/artifacts"
 # Inputs earlier long runs found that reach new code (libFuzzer -merge over
-# ~4.5 M executions, 2026-11-27): each short run starts from there.
+# ~4.5 M executions, 2026-11-27; merged again with a 1 M-execution run
+# after DIGEST, SYNC, ABORT and CPUID joined the harness): each short run
+# starts from there.
 tar -C "$T/corpus" -xzf "$root/tests/fuzz/corpus-found.tar.gz" || fail "cannot unpack the found corpus"
 # New inputs go to $T/corpus: the committed seeds stay as they are.
 "$root/build/fuzz/fuzz_stream" -max_total_time="$secs" -rss_limit_mb=1024 -timeout=10 \
