@@ -85,22 +85,41 @@ int sock_unix_listen(const char *path, struct err *e)
 	return fd;
 }
 
-int sock_unix_connect(const char *path, struct err *e)
+static int sock_unix_connect_as(const char *path, bool wait, struct err *e)
 {
 	struct sockaddr_un sa;
 	int fd;
 
 	if (sock_unix_addr(path, &sa, e) < 0)
 		return -1;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (wait ? 0 : SOCK_NONBLOCK), 0);
 	if (fd < 0)
 		return err_sys(e, "socket(AF_UNIX)");
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		err_sys(e, "connecting to %s", path);
+		if (errno == EAGAIN)
+			err_set(e, "connecting to %s: it accepts no connections (its queue is full)", path);
+		else
+			err_sys(e, "connecting to %s", path);
+		close(fd);
+		return -1;
+	}
+	/* connected (a UNIX connect never completes later): blocking from here */
+	if (!wait && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		err_sys(e, "fcntl on %s", path);
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+int sock_unix_connect(const char *path, struct err *e)
+{
+	return sock_unix_connect_as(path, true, e);
+}
+
+int sock_unix_connect_nowait(const char *path, struct err *e)
+{
+	return sock_unix_connect_as(path, false, e);
 }
 
 int sock_split_hostport(const char *s, const char *defport, char *host,

@@ -25,6 +25,10 @@
 int sock_unix_listen(const char *path, struct err *e);
 /* Connect to a UNIX stream socket; blocking fd, or -1. */
 int sock_unix_connect(const char *path, struct err *e);
+/* The same, but fails at once when the listener's queue is full (a server
+ * that stopped accepting) instead of waiting for room: for a caller that
+ * must not stall, like ferryd's event loop talking to a worker. */
+int sock_unix_connect_nowait(const char *path, struct err *e);
 /* Listen on "host:port" ("[v6]:port" for IPv6). Non-blocking fd, or -1. */
 int sock_tcp_listen(const char *hostport, struct err *e);
 /* Connect to host:port (blocking, up to timeout_ms for the connect). */

@@ -220,7 +220,7 @@ enum verb_result verb_vm_console(struct req *r, struct json_object **reply)
 		r->code = "E_INTERNAL";
 		return VERB_FAIL;
 	}
-	fd = sock_unix_connect(path, &r->err);
+	fd = sock_unix_connect_nowait(path, &r->err);
 	if (fd < 0) {
 		r->code = "E_NO_CONSOLE";
 		err_prefix(&r->err, "VM %s has no console", vm->def.name);

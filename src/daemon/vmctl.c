@@ -31,7 +31,7 @@ struct json_object *vmctl_request(const char *path, struct json_object *req,
 	bool ok = false;
 	int fd;
 
-	fd = sock_unix_connect(path, e);
+	fd = sock_unix_connect_nowait(path, e);
 	if (fd < 0)
 		return NULL;
 	rd = malloc(sizeof(*rd));

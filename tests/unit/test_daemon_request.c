@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -206,6 +208,33 @@ static void test_settings_numbers(void **state)
 		assert_int_equal(s.port_max, 7469);
 		json_object_put(o);
 	}
+}
+
+/* A worker that stopped accepting must not stall ferryd's loop: once its
+ * socket's queue is full, connecting fails at once, with the reason. */
+static void test_unix_connect_full_queue(void **state)
+{
+	char dir[] = "/tmp/ferry-sock.XXXXXX", path[64];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct err e = { 0 };
+	int lfd, fds[64], n = 0, fd = 0;
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s", dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 1), 0); /* and never accepts */
+	while (n < 64 && (fd = sock_unix_connect_nowait(path, &e)) >= 0)
+		fds[n++] = fd;
+	assert_true(fd < 0 && n < 64);
+	assert_non_null(strstr(e.msg, "accepts no connections"));
+	while (n)
+		close(fds[--n]);
+	close(lfd);
+	unlink(path);
+	rmdir(dir);
 }
 
 static void test_vmdef_validation(void **state)
@@ -590,6 +619,7 @@ int main(void)
 		cmocka_unit_test(test_jsonl_getters),
 		cmocka_unit_test(test_vm_names),
 		cmocka_unit_test(test_settings_numbers),
+		cmocka_unit_test(test_unix_connect_full_queue),
 		cmocka_unit_test(test_vmdef_validation),
 		cmocka_unit_test(test_vmdef_long_fields),
 		cmocka_unit_test(test_hostport),
