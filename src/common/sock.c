@@ -104,8 +104,8 @@ static int sock_unix_connect_as(const char *path, bool wait, struct err *e)
 		return -1;
 	}
 	/* connected (a UNIX connect never completes later): blocking from here */
-	if (!wait && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
-		err_sys(e, "fcntl on %s", path);
+	if (!wait && sock_set_nonblock(fd, false, e) < 0) {
+		err_prefix(e, "%s", path);
 		close(fd);
 		return -1;
 	}

@@ -62,10 +62,10 @@ char *sock_line(const char *text, size_t *n, struct err *e);
  * newline for the peer's delayed ACK (~40 ms per request over TCP). */
 int sock_write_line(int fd, const char *text, int timeout_ms, struct err *e);
 
+/* CLOCK_MONOTONIC in ms, for deadlines like those below. */
+long long sock_now_ms(void);
 /* Read exactly len bytes, waiting up to timeout_ms in total; EOF first is
  * an error that says so. */
-/* CLOCK_MONOTONIC in ms, for the deadlines below. */
-long long sock_now_ms(void);
 int sock_read_all(int fd, void *buf, size_t len, int timeout_ms, struct err *e);
 
 /* Buffered line reader for request/response clients, and the client's

@@ -166,7 +166,6 @@ void migrate_history_append(struct ferryd *d, struct move *m);
 /* Up to limit newest history entries (optionally of one VM), oldest first. */
 struct json_object *migrate_history_read(struct ferryd *d, const char *vm,
 					 int limit, struct err *e);
-/* A finished move's history entry by id, or NULL. */
 /* The newest history entry of each ids[i] whose found[i] is NULL, in one
  * pass over the file (n at most MIGRATE_STATUS_IDS_MAX); those not in it
  * stay NULL. */

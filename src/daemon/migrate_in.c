@@ -151,10 +151,10 @@ bool migrate_in_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
 			snprintf(msg, sizeof(msg), "called off by the source host%s%s",
 				 m->abort_reason[0] ? ": " : "", m->abort_reason);
 			migrate_move_end(d, m, MV_CANCELLED, "E_CANCELLED", msg);
-		}
-		else
+		} else {
 			migrate_move_end(d, m, MV_FAILED,
 					 exit_code == 5 ? "E_MIGRATE_FAILED" : "E_INTERNAL", msg);
+		}
 	}
 	migrate_in_drop(d, vm);
 	return true;

@@ -164,10 +164,9 @@ static int accept_one(struct mig_incoming *in, struct hs_pool *pool, uint32_t ti
 			}
 		}
 		if (fd >= 0) {
-			int fl = fcntl(fd, F_GETFL);
-			if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+			if (sock_set_nonblock(fd, false, e) < 0) {
 				close(fd);
-				return err_sys(e, "fcntl on a migration connection");
+				return err_prefix(e, "a migration connection");
 			}
 			if (!in->key.set)
 				memset(ac, 0, sizeof(*ac));
