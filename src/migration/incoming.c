@@ -197,36 +197,6 @@ static uint64_t mem_available(void)
 	return kb ? (uint64_t)kb << 10 : UINT64_MAX;
 }
 
-/* Features the operator declared this host must not offer (a migration
- * baseline, like an older CPU in the cluster): a guest that sees one of
- * them cannot move here. */
-static int check_host_mask(const struct kvm_cpuid2 *guest, const char *mask, char *why, size_t whylen)
-{
-	struct cpuid_mask m;
-	struct err e;
-	size_t n, used = 0;
-	const struct cpuid_feature *f = cpuid_features(&n);
-	int bad = 0;
-	if (!mask || !*mask)
-		return 0;
-	if (cpuid_parse_mask(mask, &m, &e) < 0) {
-		snprintf(why, whylen, "host CPU mask: %.300s", e.msg);
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct kvm_cpuid_entry2 *g;
-		if (!cpuid_mask_hides(&m, (int)i))
-			continue;
-		g = cpuid_find(guest, f[i].leaf, f[i].subleaf);
-		if (!g || !((*cpuid_reg_ptr(g, f[i].reg) >> f[i].bit) & 1))
-			continue;
-		used += (size_t)snprintf(why + used, used < whylen ? whylen - used : 0, "%s%s",
-					 bad ? " " : "host CPU lacks (by this host's CPU mask): ", f[i].name);
-		bad++;
-	}
-	return bad ? -1 : 0;
-}
-
 /* Can this host run the VM? Each refusal names the reason. */
 static int check_host(struct stream *r, const struct vm_config *cfg, const char *host_mask,
 		      uint64_t reserved, struct err *e)
@@ -250,7 +220,7 @@ static int check_host(struct stream *r, const struct vm_config *cfg, const char 
 	}
 	rc = cpuid_check_host(kvm, cpuid, why, sizeof(why));
 	if (rc == 0)
-		rc = check_host_mask(cpuid, host_mask, why, sizeof(why));
+		rc = cpuid_check_mask(cpuid, host_mask, why, sizeof(why));
 	close(kvm);
 	free(cpuid);
 	if (rc < 0)

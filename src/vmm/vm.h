@@ -63,6 +63,9 @@ struct vm {
 	int dirty_manual_flags;  /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 flags enabled (dirty.c) */
 	struct dirty_ring *ring; /* the dirty ring, if the VM tracks with it (dirty_ring.c) */
 	char exit_detail[256];
+	/* Features this host must be treated as lacking (--host-cpu-mask): a
+	 * CPUID loaded from a stream or a state file must not offer them. */
+	const char *host_cpu_mask;
 };
 
 /* Guest asked to end: values for vm_request_exit(). */

@@ -7,6 +7,7 @@
  * then each vCPU, then the VM-wide irqchip/PIT, and the clock last of all.
  *
  * Restore order (destination, before any KVM_RUN):
+ *   0. nothing yet: every vCPU's CPUID is checked against this host first;
  *   1. every vCPU, each in cpustate.c's order (CPUID first, events last);
  *   2. PIT, then PIC master, PIC slave, IOAPIC;
  *   3. devices, then their post_load hooks, which re-drive interrupt lines
@@ -23,7 +24,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "common/failpoint.h"
 #include "vmm/vcpu.h"
+#include "vmm/x86/cpuid.h"
 #include "vmm/x86/cpustate.h"
 
 static int put_payload(struct stream *w, const char *name, uint32_t version, struct stream *m, struct err *e)
@@ -63,6 +66,13 @@ int vmstate_save(struct vm *vm, struct stream *w, struct err *e)
 			err_prefix(e, "saving vCPU %d", i);
 			goto out;
 		}
+		/* A test's way to send a vCPU whose own table offers more than the
+		 * CPUID record (tests/e2e/worker_refuse.sh): the last vCPU's table
+		 * also shows x2apic (leaf 1, ECX bit 21). */
+		if (i == vm->nvcpus - 1 && failpoint("src.vcpu_cpuid_x2apic") < 0)
+			for (uint32_t k = 0; k < vs->ncpuid; k++)
+				if (vs->cpuid[k].function == 1)
+					vs->cpuid[k].ecx |= 1u << 21;
 		stream_init_mem_writer(&m);
 		vcpu_state_put(&m, vs);
 		snprintf(name, sizeof(name), "cpu.%d", i);
@@ -151,6 +161,27 @@ static int set_cpuid(void *opaque, const struct kvm_cpuid2 *c, struct err *e)
 	return vcpu_set_cpuid(opaque, c, e);
 }
 
+/* The stream's CPUID record (vCPU 0's table, checked at a move's setup)
+ * speaks for the guest, but each vCPU is given the table its own section
+ * carries, and a state file has no such record at all. A feature bit this
+ * host lacks would be accepted by KVM_SET_CPUID2 and fault (#UD) in the
+ * guest at its first use, long after the move or restore "succeeded". */
+static int check_vcpu_cpuid(struct vm *vm, const struct vcpu_state *vs, struct err *e)
+{
+	struct kvm_cpuid2 *c = cpuid_alloc(vs->ncpuid);
+	char why[400];
+	int rc;
+	if (!c)
+		return err_set(e, "out of memory");
+	c->nent = vs->ncpuid;
+	memcpy(c->entries, vs->cpuid, vs->ncpuid * sizeof(c->entries[0]));
+	rc = cpuid_check_host(vm->kvm_fd, c, why, sizeof(why));
+	if (rc == 0)
+		rc = cpuid_check_mask(c, vm->host_cpu_mask, why, sizeof(why));
+	free(c);
+	return rc < 0 ? err_set(e, "incompatible CPU: %s", why) : 0;
+}
+
 int vmstate_apply(struct vm *vm, struct vmstate_loaded *ld, struct err *e)
 {
 	struct vmstate_section *s;
@@ -167,23 +198,28 @@ int vmstate_apply(struct vm *vm, struct vmstate_loaded *ld, struct err *e)
 	vs = malloc(sizeof(*vs));
 	if (!vs)
 		return err_set(e, "out of memory");
-	/* 1. vCPUs */
-	for (int i = 0; i < vm->nvcpus; i++) {
-		snprintf(name, sizeof(name), "cpu.%d", i);
-		s = find(ld, name);
-		if (!s) {
-			free(vs);
-			return err_set(e, "state lacks section %s", name);
-		}
-		if (s->version != CPUSTATE_VERSION) {
-			free(vs);
-			return err_set(e, "section %s version %u unsupported", name, s->version);
-		}
-		stream_init_mem_reader(&r, s->data, s->len);
-		if (vcpu_state_get(&r, vs, e) < 0 || check_consumed(&r, name, e) < 0 ||
-		    vcpu_restore(vm->vcpus[i]->fd, vs, set_cpuid, vm->vcpus[i], e) < 0) {
-			free(vs);
-			return err_prefix(e, "restoring vCPU %d", i);
+	/* 0. every section decodes and its CPUID fits this host (decoded again
+	 * below: a few KiB each, and nothing is touched until all pass);
+	 * 1. vCPUs */
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < vm->nvcpus; i++) {
+			snprintf(name, sizeof(name), "cpu.%d", i);
+			s = find(ld, name);
+			if (!s) {
+				free(vs);
+				return err_set(e, "state lacks section %s", name);
+			}
+			if (s->version != CPUSTATE_VERSION) {
+				free(vs);
+				return err_set(e, "section %s version %u unsupported", name, s->version);
+			}
+			stream_init_mem_reader(&r, s->data, s->len);
+			if (vcpu_state_get(&r, vs, e) < 0 || check_consumed(&r, name, e) < 0 ||
+			    (pass == 0 && check_vcpu_cpuid(vm, vs, e) < 0) ||
+			    (pass == 1 && vcpu_restore(vm->vcpus[i]->fd, vs, set_cpuid, vm->vcpus[i], e) < 0)) {
+				free(vs);
+				return err_prefix(e, "restoring vCPU %d", i);
+			}
 		}
 	}
 	free(vs);

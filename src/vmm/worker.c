@@ -568,6 +568,7 @@ static int worker_build(struct worker *w, const struct vm_config *cfg, struct er
 			if (cfg->tap[0])
 				snprintf(scfg.tap, sizeof(scfg.tap), "%s", cfg->tap);
 			rc = machine_build(&w->m, &scfg, true, NULL, worker_serial_sink, w, e);
+			w->m.vm.host_cpu_mask = o->host_cpu_mask;
 		}
 		if (rc == 0)
 			rc = ram_recv_init(&rr, &w->m.vm.mem, e);
@@ -604,7 +605,10 @@ static int incoming_build(void *opaque, struct vm_config *cfg, struct err *e)
 			       w->local.name, cfg->name);
 	if (w->local.tap[0])
 		snprintf(cfg->tap, sizeof(cfg->tap), "%s", w->local.tap);
-	return machine_build(&w->m, cfg, true, &w->reserved, worker_serial_sink, w, e);
+	if (machine_build(&w->m, cfg, true, &w->reserved, worker_serial_sink, w, e) < 0)
+		return -1;
+	w->m.vm.host_cpu_mask = w->o->host_cpu_mask;
+	return 0;
 }
 
 /* --prealloc-extents: "FIRST NPAGES" lines, the memory the source uses

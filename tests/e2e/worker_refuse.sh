@@ -24,6 +24,41 @@ next_port; start_dst c1 "$port" --host-cpu-mask "-x2apic"
 migrate s "$port" || fail "migrate refused"
 refused s "cpu" "incompatible CPU.*x2apic"
 
+note "the same over keyed, encrypted channels: the destination's reason, not a channel's reset"
+KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+(umask 077; echo "$KEY" >"$T/mkey") # the worker removes it once read
+next_port; start_dst c1k "$port" --host-cpu-mask "-x2apic" --migration-key-file "$T/mkey"
+migrate s "$port" ",\"key\":\"$KEY\",\"encrypt\":true,\"transport\":\"multichannel\",\"channels\":4" ||
+	fail "migrate refused"
+refused s "cpu over 4 channels" "incompatible CPU.*x2apic"
+
+note "a vCPU whose own CPUID offers what the record does not: refused before it runs"
+# The source hides x2apic, so its CPUID record passes the destination's
+# mask; the failpoint makes the last vCPU's section show it all the same.
+FERRY_FAILPOINTS="src.vcpu_cpuid_x2apic=error" start_src v2 128M 2 "ws=8M rate=16 cpus=2" --cpu-mask -x2apic
+next_port; start_dst c4 "$port" --host-cpu-mask "-x2apic"
+migrate v2 "$port" || fail "migrate refused"
+res=$(wait_mig v2 30) || fail "vcpu cpuid: move did not end"
+[ "$(field "$res" stage)" = failed ] || fail "vcpu cpuid: a vCPU offering a masked feature was accepted: $res"
+why=$(field "$res" error)
+echo "$why" | grep -qE "vCPU 1.*incompatible CPU.*x2apic" || fail "vcpu cpuid: unclear error: $why"
+[ "$(state_of v2)" = running ] || fail "vcpu cpuid: source not running"
+echo "vcpu cpuid: $why"
+vmctl "$T/v2.sock" '{"cmd":"stop"}' >/dev/null
+
+note "a state file whose guest sees a feature this host's mask hides is not restored"
+start_src r 64M 1 "ws=4M rate=0"
+vmctl "$T/r.sock" '{"cmd":"save","path":"'"$T"'/r.state"}' | grep -q '"ok":true' || fail "save"
+vmctl "$T/r.sock" '{"cmd":"stop"}' >/dev/null
+rc=0; timeout 30 "$FERRY_BIN/ferry-vm" --restore "$T/r.state" --serial "$T/r2.log" --control "$T/r2.sock" \
+	--host-cpu-mask "-x2apic" 2>"$T/r2.err" || rc=$?
+[ "$rc" -ne 0 ] || fail "restore: a guest that sees x2apic was restored under -x2apic"
+grep -qE "vCPU 0.*incompatible CPU.*x2apic" "$T/r2.err" || fail "restore: unclear error: $(cat "$T/r2.err")"
+echo "restore: $(grep -E "incompatible" "$T/r2.err" | head -1)"
+bg "$FERRY_BIN/ferry-vm" --restore "$T/r.state" --serial "$T/r3.log" --control "$T/r3.sock" 2>"$T/r3.err"
+wait_for "$T/r3.log" "FERRY-GUEST hb" 30 || fail "restore without the mask failed: $(cat "$T/r3.err")"
+vmctl "$T/r3.sock" '{"cmd":"stop"}' >/dev/null
+
 note "not enough memory on the destination"
 start_src big 32G 1 "ws=16M rate=0"
 next_port; start_dst c2 "$port"

@@ -76,6 +76,10 @@ int cpuid_build(int kvm_fd, const struct cpuid_mask *mask, int vcpu_index, int n
 		struct kvm_cpuid2 **out, struct err *e);
 /* 0 if this host can run a guest that sees `guest`; else -1 and why. */
 int cpuid_check_host(int kvm_fd, const struct kvm_cpuid2 *guest, char *why, size_t whylen);
+/* Features the operator declared this host must not offer (--host-cpu-mask,
+ * a migration baseline like an older CPU in the cluster): 0 if guest sees
+ * none of them (or mask is NULL/empty), else -1 naming them. */
+int cpuid_check_mask(const struct kvm_cpuid2 *guest, const char *mask, char *why, size_t whylen);
 
 /* Stream form: u32 count, then per entry function, index, flags, eax, ebx,
  * ecx, edx as u32. Decode validates count <= CPUID_MAX_ENTRIES, flags and

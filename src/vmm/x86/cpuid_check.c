@@ -120,3 +120,32 @@ int cpuid_compare(const struct kvm_cpuid2 *host, const struct kvm_cpuid2 *guest,
 	}
 	return missing ? -1 : 0;
 }
+
+int cpuid_check_mask(const struct kvm_cpuid2 *guest, const char *mask, char *why, size_t whylen)
+{
+	struct cpuid_mask m;
+	struct err e;
+	size_t n, used = 0;
+	const struct cpuid_feature *f = cpuid_features(&n);
+	int bad = 0;
+	if (whylen)
+		why[0] = '\0';
+	if (!mask || !*mask)
+		return 0;
+	if (cpuid_parse_mask(mask, &m, &e) < 0) {
+		snprintf(why, whylen, "host CPU mask: %.300s", e.msg);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct kvm_cpuid_entry2 *g;
+		if (!cpuid_mask_hides(&m, (int)i))
+			continue;
+		g = cpuid_find(guest, f[i].leaf, f[i].subleaf);
+		if (!g || !((*cpuid_reg_ptr(g, f[i].reg) >> f[i].bit) & 1))
+			continue;
+		used += (size_t)snprintf(why + used, used < whylen ? whylen - used : 0, "%s%s",
+					 bad ? " " : "host CPU lacks (by this host's CPU mask): ", f[i].name);
+		bad++;
+	}
+	return bad ? -1 : 0;
+}
