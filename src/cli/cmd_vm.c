@@ -331,7 +331,9 @@ static int vm_verify(struct cli_opts *o, int argc, char **argv)
 
 	if (!name)
 		return rc;
-	rep = cli_request(o, vm_req("vm.verify", name), 15000, &rc);
+	/* ferryd bounds the check by the VM's size (10 s + 4 s per GiB); a
+	 * 64 GiB VM may take minutes */
+	rep = cli_request(o, vm_req("vm.verify", name), 600000, &rc);
 	if (!rep || o->json) {
 		json_object_put(rep);
 		return rc;

@@ -70,6 +70,9 @@ enum verb_result verb_vm_stop(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_list(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_status(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_verify(struct req *r, struct json_object **reply);
+/* A vm.verify's result from its worker call (peer.h): on to the client. */
+struct peer_result;
+void verb_vm_verify_done(struct ferryd *d, struct peer_result *res);
 enum verb_result verb_vm_delete(struct req *r, struct json_object **reply);
 enum verb_result verb_vm_console(struct req *r, struct json_object **reply);
 enum verb_result verb_host_set(struct req *r, struct json_object **reply);

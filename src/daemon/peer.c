@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +14,17 @@
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "common/sock.h"
+#include "daemon/dispatch.h"
 #include "daemon/ferryd.h"
 #include "daemon/migrate.h"
+#include "daemon/vmctl.h"
 
 struct peer_job {
 	struct ferryd *d;
 	char host[256], port[16];
 	char *line;         /* the request, newline-terminated */
+	struct json_object *req; /* a worker call's request (path set) */
+	char path[PATH_MAX];
 	int timeout_ms;
 	struct peer_result *res;
 };
@@ -27,6 +32,8 @@ struct peer_job {
 /* Finished results, shared between call threads and the loop. */
 static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct peer_result *peer_done_head;
+
+static void peer_deliver(struct peer_job *j);
 
 int peer_init(struct ferryd *d, struct err *e)
 {
@@ -45,11 +52,10 @@ int peer_wake_fd(const struct ferryd *d)
 static void *peer_thread(void *arg)
 {
 	struct peer_job *j = arg;
-	struct peer_result *r = j->res, **tail;
+	struct peer_result *r = j->res;
 	struct sock_reader *rd = malloc(sizeof(*rd));
 	char *line;
 	int fd = -1;
-	ssize_t w;
 
 	if (!rd) {
 		err_set(&r->err, "out of memory");
@@ -90,6 +96,77 @@ done:
 	if (rd)
 		sock_reader_destroy(rd);
 	free(rd);
+	peer_deliver(j);
+	return NULL;
+}
+
+static void *peer_worker_thread(void *arg)
+{
+	struct peer_job *j = arg;
+	j->res->reply = vmctl_request(j->path, j->req, j->timeout_ms, &j->res->err);
+	j->res->reached = j->res->reply != NULL;
+	peer_deliver(j);
+	return NULL;
+}
+
+/* Start fn on a detached thread; on failure the caller still owns j. */
+static int peer_start(struct peer_job *j, void *(*fn)(void *), const char *what, struct err *e)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	if (j->d->peer_pipe[1] <= 0)
+		return err_set(e, "background calls are not set up");
+	if ((rc = pthread_attr_init(&attr)) != 0)
+		goto fail;
+	if ((rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED)) == 0)
+		rc = pthread_create(&t, &attr, fn, j);
+	pthread_attr_destroy(&attr);
+	if (rc == 0)
+		return 0;
+fail:
+	errno = rc;
+	return err_sys(e, "starting a thread for the call to %s", what);
+}
+
+int peer_worker_call(struct ferryd *d, const char *path, struct json_object *req, int timeout_ms,
+		     uint64_t client_id, const char *vm, enum peer_purpose purpose, struct err *e)
+{
+	struct peer_job *j = calloc(1, sizeof(*j));
+	struct peer_result *r = calloc(1, sizeof(*r));
+
+	if (!j || !r) {
+		err_set(e, "out of memory");
+		goto fail;
+	}
+	if (snprintf(j->path, sizeof(j->path), "%s", path) >= (int)sizeof(j->path)) {
+		err_set(e, "worker socket path too long");
+		goto fail;
+	}
+	j->d = d;
+	j->req = req;
+	j->timeout_ms = timeout_ms;
+	j->res = r;
+	r->purpose = purpose;
+	r->client_id = client_id;
+	snprintf(r->vm, sizeof(r->vm), "%s", vm);
+	if (peer_start(j, peer_worker_thread, path, e) == 0)
+		return 0;
+fail:
+	json_object_put(req);
+	free(j);
+	free(r);
+	return -1;
+}
+
+/* The thread's last act: its result onto the list, the loop woken, the
+ * job (but not the result) freed. */
+static void peer_deliver(struct peer_job *j)
+{
+	struct peer_result *r = j->res, **tail;
+	ssize_t w;
+
 	pthread_mutex_lock(&peer_lock);
 	for (tail = &peer_done_head; *tail; tail = &(*tail)->next)
 		;
@@ -99,8 +176,8 @@ done:
 	w = write(j->d->peer_pipe[1], "x", 1);
 	(void)w;
 	free(j->line);
+	json_object_put(j->req);
 	free(j);
-	return NULL;
 }
 
 int peer_call(struct ferryd *d, const char *hostport, struct json_object *req,
@@ -110,16 +187,9 @@ int peer_call(struct ferryd *d, const char *hostport, struct json_object *req,
 	struct peer_job *j = calloc(1, sizeof(*j));
 	struct peer_result *r = calloc(1, sizeof(*r));
 	const char *text = jsonl_text(req);
-	pthread_attr_t attr;
-	pthread_t t;
-	int rc;
 
 	if (!j || !r)
 		goto oom;
-	if (d->peer_pipe[1] <= 0) {
-		err_set(e, "peer calls are not set up");
-		goto fail;
-	}
 	if (sock_split_hostport(hostport, "7450", j->host, sizeof(j->host), j->port,
 				sizeof(j->port), e) < 0)
 		goto fail;
@@ -132,15 +202,10 @@ int peer_call(struct ferryd *d, const char *hostport, struct json_object *req,
 	j->res = r;
 	snprintf(r->move_id, sizeof(r->move_id), "%s", move_id);
 	r->purpose = purpose;
-	if ((rc = pthread_attr_init(&attr)) != 0 ||
-	    (rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED)) != 0 ||
-	    (rc = pthread_create(&t, &attr, peer_thread, j)) != 0) {
-		errno = rc;
-		err_sys(e, "starting a thread for the call to %s", hostport);
+	if (peer_start(j, peer_thread, hostport, e) < 0) {
 		free(j->line);
 		goto fail;
 	}
-	pthread_attr_destroy(&attr);
 	json_object_put(req);
 	return 0;
 oom:
@@ -165,7 +230,10 @@ void peer_drain(struct ferryd *d)
 	pthread_mutex_unlock(&peer_lock);
 	while (list) {
 		struct peer_result *next = list->next;
-		migrate_peer_done(d, list);
+		if (list->purpose == PEER_VM_VERIFY)
+			verb_vm_verify_done(d, list);
+		else
+			migrate_peer_done(d, list);
 		json_object_put(list->reply);
 		free(list);
 		list = next;

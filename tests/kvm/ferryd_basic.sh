@@ -44,7 +44,8 @@ start_ferryd() {
 }
 
 note "start ferryd (state $STATE, tcp port $PORT)"
-start_ferryd
+# Its workers inherit this: each verify takes 2.5 s, as a big VM's would.
+FERRY_FAILPOINTS="worker.verify=delay(2500)" start_ferryd
 ferry host info || fail "host info"
 
 note "define and start the test guest"
@@ -52,6 +53,19 @@ ferry vm new --name g1 --memory 64M --vcpus 1 --kernel "$FERRY_GUEST" \
 	--cmdline "ws=16M rate=0" || fail "vm new"
 ferry vm start g1 || { cat "$STATE/logs/g1.log"; fail "vm start"; }
 wait_for "$STATE/logs/g1.serial" "FERRY-GUEST ready" 30 || fail "guest did not boot"
+
+note "a slow vm verify does not hold up ferryd: vm list answers meanwhile"
+( ferry vm verify g1 >"$T/verify" 2>&1; echo $? >"$T/verify.rc"; date +%s%N >"$T/verify.end" ) &
+VPID=$!
+sleep 0.5 # the verify is with the worker now
+ferry vm list >/dev/null || fail "vm list during a verify"
+date +%s%N >"$T/list.end"
+wait $VPID
+[ "$(cat "$T/verify.rc")" = 0 ] && grep -q "every page verified" "$T/verify" ||
+	fail "vm verify: $(cat "$T/verify")"
+[ "$(cat "$T/list.end")" -lt "$(cat "$T/verify.end")" ] ||
+	fail "vm list was answered only after the verify ended: the verify held up ferryd's loop"
+echo "verify: $(cat "$T/verify"); vm list answered $(( ($(cat "$T/verify.end") - $(cat "$T/list.end")) / 1000000 )) ms before it"
 
 note "list and status"
 ferry vm list | tee "$T/list" || fail "vm list"
