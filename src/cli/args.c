@@ -30,7 +30,8 @@ int64_t cli_parse_mib(const char *s)
 			return -1;
 	}
 	v *= mult;
-	if (v > 1e12 || v != v)
+	/* a fraction of a MiB is refused, not cut off: 15.9M is not 15M */
+	if (v > 1e12 || v != v || v != (double)(int64_t)v)
 		return -1;
 	return (int64_t)v;
 }

@@ -112,7 +112,8 @@ static int vm_new(struct cli_opts *o, int argc, char **argv)
 		case 'm':
 			mem = cli_parse_mib(optarg);
 			if (mem < 1) {
-				fprintf(stderr, "ferry vm new: --memory '%s': give a size like 512M or 2G\n", optarg);
+				fprintf(stderr, "ferry vm new: --memory '%s': give a whole number of MiB "
+					"(a multiple of 2M) like 512M or 2G\n", optarg);
 				return CLI_USAGE;
 			}
 			break;
@@ -334,14 +335,15 @@ static int vm_verify(struct cli_opts *o, int argc, char **argv)
 	/* ferryd bounds the check by the VM's size (10 s + 4 s per GiB); a
 	 * 64 GiB VM may take minutes */
 	rep = cli_request(o, vm_req("vm.verify", name), 600000, &rc);
-	if (!rep || o->json) {
-		json_object_put(rep);
+	if (!rep)
 		return rc;
-	}
-	printf("VM %s: %s (%lld pages checked, %lld never written, heartbeat %lld)\n", name,
-	       cli_str(rep, "detail"), (long long)cli_int(rep, "pages_checked", 0),
-	       (long long)cli_int(rep, "pages_never_written", 0), (long long)cli_int(rep, "heartbeat", 0));
+	/* the exit code says whether the pages verified, with --json too */
 	rc = json_object_get_boolean(json_object_object_get(rep, "verified")) ? CLI_OK : 1;
+	if (!o->json)
+		printf("VM %s: %s (%lld pages checked, %lld never written, heartbeat %lld)\n", name,
+		       cli_str(rep, "detail"), (long long)cli_int(rep, "pages_checked", 0),
+		       (long long)cli_int(rep, "pages_never_written", 0),
+		       (long long)cli_int(rep, "heartbeat", 0));
 	json_object_put(rep);
 	return rc;
 }
@@ -486,7 +488,7 @@ static const struct vm_verb vm_verbs[] = {
 	  "\n"
 	  "  --name NAME        1-64 characters from a-z A-Z 0-9 . _ -  (or give NAME alone)\n"
 	  "  --kernel PATH      guest kernel: bzImage or the multiboot test guest (required)\n"
-	  "  --memory SIZE      guest RAM, e.g. 512M, 2G (default 512M, at least 16M)\n"
+	  "  --memory SIZE      guest RAM, e.g. 512M, 2G (default 512M, at least 16M, a multiple of 2M)\n"
 	  "  --vcpus N          virtual CPUs, 1-8 (default 1)\n"
 	  "  --initrd PATH      initial ramdisk\n"
 	  "  --cmdline STR      kernel command line\n"

@@ -157,6 +157,9 @@ int sock_split_hostport(const char *s, const char *defport, char *host,
 		return err_set(e, "bad address '%s': host name too long", s);
 	if (!*p || strlen(p) >= portlen || strspn(p, "0123456789") != strlen(p))
 		return err_set(e, "bad address '%s': port must be a number", s);
+	/* getaddrinfo would take 99999 as 34463 */
+	if (strlen(p) > 5 || atoi(p) < 1 || atoi(p) > 65535)
+		return err_set(e, "bad address '%s': port must be 1-65535", s);
 	memcpy(host, h, hl);
 	host[hl] = '\0';
 	snprintf(port, portlen, "%s", p);

@@ -42,6 +42,8 @@
 #define FERRYD_STOP_GRACE_MS 10000 /* after control "stop", before SIGTERM */
 #define FERRYD_STOP_TERM_MS 5000   /* after SIGTERM, before SIGKILL */
 #define FERRYD_STOP_KILL_MS 5000   /* after SIGKILL, before giving up */
+#define FERRYD_ENCRYPT_NEEDS_KEY "encryption needs a cluster key: this ferryd runs --no-auth " \
+	"(the connections' keys derive from the cluster key)"
 #define FERRYD_CTL_TIMEOUT_MS 2000 /* one request on a worker's control socket */
 /* vm.verify reads all guest memory on the worker: 1.3 s per 2.5 GiB
  * measured here, several times that under ASan or on a loaded host. */

@@ -218,9 +218,6 @@ int main(int argc, char **argv)
 	else
 		default_vmm(&d);
 
-	if (!no_auth && load_key(&d, keyfile, prevfile) < 0)
-		return 1;
-
 	/* One ferryd per state directory: two would fight over the workers. */
 	d.lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (d.lock_fd < 0) {
@@ -264,6 +261,13 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* After the lock and the listeners: a ferryd that cannot start must
+	 * not leave a newly made cluster key behind, which a later start
+	 * would take for the cluster's. */
+	if (!no_auth && load_key(&d, keyfile, prevfile) < 0) {
+		unlink(d.socket_path);
+		return 1;
+	}
 
 	if (settings_load(d.settings_path, &d.settings, &e) < 0) {
 		fprintf(stderr, "ferryd: %s\n", e.msg);
@@ -288,8 +292,13 @@ int main(int argc, char **argv)
 	/* Adopted workers first: moves in flight and arriving VMs are
 	 * judged by what their workers say now. */
 	migrate_recover_incoming(&d);
-	if (migrate_store_load(&d, &e) < 0)
-		log_error("migration queue not restored: %s", e.msg);
+	/* Like settings.json: a queue it cannot read would be overwritten by
+	 * the next save, and with it any move past its commit point. */
+	if (migrate_store_load(&d, &e) < 0) {
+		fprintf(stderr, "ferryd: %s\n", e.msg);
+		unlink(d.socket_path);
+		return 1;
+	}
 	log_info("ferryd %s: state %s, socket %s, tcp %s, worker %s; %d VM(s) defined, %d re-adopted",
 		 FERRY_VERSION, d.state_dir, d.socket_path,
 		 d.listen_addr[0] ? d.listen_addr : "off", d.vmm_path,

@@ -637,16 +637,17 @@ static void move_out_drop_source(struct ferryd *d, struct move *m)
 {
 	struct vm *vm = move_vm(d, m);
 	struct err e = { 0 };
-	char marker[PATH_MAX];
 
 	if (!vm || vm->pid)
 		return;
-	if (migrate_marker_path(d, vm->def.name, marker, sizeof(marker)) == 0)
-		unlink(marker);
 	/* The logs stay, as a record of the VM's time here (appended to if
-	 * it comes back); only `ferry vm delete` removes them. */
+	 * it comes back); only `ferry vm delete` removes them. The marker
+	 * (if it never lost it) goes after the definition, as in
+	 * migrate_in_drop. */
 	if (registry_delete_files(d, vm, true, &e) < 0)
 		log_warn("move %s: removing VM %s here: %s", m->id, m->vm, e.msg);
+	else if (migrate_marker_clear(d, vm->def.name, &e) < 0)
+		log_warn("move %s: %s", m->id, e.msg);
 	registry_remove(d, vm);
 	log_info("move %s: VM %s now lives on %s; removed here", m->id, m->vm, m->peer);
 }

@@ -176,5 +176,7 @@ void migrate_recover_incoming(struct ferryd *d);
 /* Marker of an incoming VM: run/NAME.incoming. */
 int migrate_marker_path(struct ferryd *d, const char *name, char *buf,
 			size_t cap);
+/* Remove it for good (directory synced); no marker is no error. */
+int migrate_marker_clear(struct ferryd *d, const char *name, struct err *e);
 
 #endif

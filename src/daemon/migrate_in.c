@@ -8,12 +8,15 @@
  */
 #include "daemon/migrate.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/durable.h"
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "daemon/statefile.h"
@@ -25,6 +28,48 @@ int migrate_marker_path(struct ferryd *d, const char *name, char *buf,
 {
 	int n = snprintf(buf, cap, "%s/%s.incoming", d->run_dir, name);
 	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+int migrate_marker_clear(struct ferryd *d, const char *name, struct err *e)
+{
+	char path[PATH_MAX];
+	if (migrate_marker_path(d, name, path, sizeof(path)) < 0)
+		return err_set(e, "path too long for VM %s's marker", name);
+	if (unlink(path) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return err_sys(e, "removing %s", path);
+	}
+	/* back after a power loss, it would make the VM an arrival that failed */
+	return durable_dir_sync(path, e);
+}
+
+/* A marker whose VM has no definition is left from a prepare that died
+ * between the two writes (or a drop that died between its two removals);
+ * kept, it would claim the next VM of that name, defined later by hand,
+ * as a failed arrival and delete it at a restart. */
+static void migrate_marker_sweep(struct ferryd *d)
+{
+	DIR *dir = opendir(d->run_dir);
+	struct dirent *de;
+	size_t suffix = strlen(".incoming");
+	if (!dir)
+		return;
+	while ((de = readdir(dir))) {
+		char name[256];
+		size_t len = strlen(de->d_name);
+		struct err e = { 0 };
+		if (len <= suffix || strcmp(de->d_name + len - suffix, ".incoming") != 0 ||
+		    len - suffix >= sizeof(name))
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(len - suffix), de->d_name);
+		if (registry_find(d, name))
+			continue;
+		log_info("removing %s/%s: no VM of that name is defined here", d->run_dir, de->d_name);
+		if (migrate_marker_clear(d, name, &e) < 0)
+			log_warn("%s", e.msg);
+	}
+	closedir(dir);
 }
 
 static struct move *migrate_in_find(struct ferryd *d, struct vm *vm)
@@ -54,14 +99,15 @@ struct move *migrate_incoming_new(struct ferryd *d, struct vm *vm,
 /* Forget an incoming VM that did not arrive: files, marker, registry. */
 static void migrate_in_drop(struct ferryd *d, struct vm *vm)
 {
-	char marker[PATH_MAX];
 	struct err e = { 0 };
 
-	if (migrate_marker_path(d, vm->def.name, marker, sizeof(marker)) == 0 &&
-	    unlink(marker) < 0 && errno != ENOENT)
-		log_warn("removing %s: %s", marker, strerror(errno));
-	/* its worker's log says why it did not arrive: kept */
+	/* The definition before the marker: a crash between the two leaves a
+	 * marker alone (swept at start), never a definition alone, which
+	 * would pass for a VM of this host's while it runs on the source. Its
+	 * worker's log says why it did not arrive: kept. */
 	if (registry_delete_files(d, vm, true, &e) < 0)
+		log_warn("VM %s: %s", vm->def.name, e.msg);
+	else if (migrate_marker_clear(d, vm->def.name, &e) < 0)
 		log_warn("VM %s: %s", vm->def.name, e.msg);
 	registry_remove(d, vm);
 }
@@ -69,15 +115,14 @@ static void migrate_in_drop(struct ferryd *d, struct vm *vm)
 /* The VM runs here now: it is this host's. */
 static void migrate_in_arrived(struct ferryd *d, struct vm *vm, struct move *m)
 {
-	char marker[PATH_MAX];
+	struct err e = { 0 };
 
 	vm->incoming = false;
 	vm->state = VM_RUNNING;
 	vm->move_id[0] = '\0';
 	/* Removing the marker is the moment the definition becomes ours. */
-	if (migrate_marker_path(d, vm->def.name, marker, sizeof(marker)) == 0 &&
-	    unlink(marker) < 0 && errno != ENOENT)
-		log_warn("removing %s: %s", marker, strerror(errno));
+	if (migrate_marker_clear(d, vm->def.name, &e) < 0)
+		log_warn("VM %s: %s", vm->def.name, e.msg);
 	log_info("VM %s arrived by live migration and runs here", vm->def.name);
 	if (m)
 		migrate_move_end(d, m, MV_COMPLETED, NULL, NULL);
@@ -198,6 +243,7 @@ int migrate_abort_incoming(struct ferryd *d, const char *id, const char *name,
 
 void migrate_recover_incoming(struct ferryd *d)
 {
+	migrate_marker_sweep(d);
 	for (struct vm *vm = d->vms, *next; vm; vm = next) {
 		char marker[PATH_MAX], sock[PATH_MAX];
 		struct json_object *mk, *st;

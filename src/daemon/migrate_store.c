@@ -62,12 +62,14 @@ void migrate_store_save(struct ferryd *d)
 	json_object_put(o);
 }
 
-static enum move_state store_state(const char *s)
+/* -1 for a state this ferryd does not know: such a move is skipped, not
+ * queued (a queued move starts by itself). */
+static int store_state(const char *s)
 {
 	for (int i = MV_QUEUED; i <= MV_CANCELLED; i++)
 		if (strcmp(migrate_state_name((enum move_state)i), s) == 0)
-			return (enum move_state)i;
-	return MV_QUEUED;
+			return i;
+	return -1;
 }
 
 /* One stored move back into the list; in-flight ones are marked so the
@@ -98,8 +100,9 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	    jsonl_get_int(j, "created_ms", false, 0, INT64_MAX, &created, &e) < 0 ||
 	    jsonl_get_int(j, "started_ms", false, 0, INT64_MAX, &started, &e) < 0 ||
 	    strlen(id) >= sizeof(m->id) || !vmdef_name_valid(name) ||
-	    strlen(dest) >= sizeof(m->peer)) {
-		log_error("skipping a stored move: %s", e.msg[0] ? e.msg : "bad field");
+	    strlen(dest) >= sizeof(m->peer) || store_state(state) < 0) {
+		log_error("skipping a stored move (%.300s): %s", jsonl_text(j),
+			  e.msg[0] ? e.msg : "bad field or unknown state");
 		return;
 	}
 	m = migrate_move_alloc(d, MOVE_OUT, id);
@@ -121,7 +124,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	m->memory_mib = (uint32_t)mem;
 	m->created_ms = created;
 	m->started_ms = started;
-	m->state = store_state(state);
+	m->state = (enum move_state)store_state(state);
 	switch (m->state) {
 	case MV_QUEUED:
 		log_info("move %s: VM %s to %s still queued", m->id, m->vm, m->peer);
@@ -152,6 +155,10 @@ int migrate_store_load(struct ferryd *d, struct err *e)
 	if (store_path(d, "migrations.json", path, sizeof(path)) < 0)
 		return err_set(e, "state directory path too long");
 	o = statefile_read_json(path, &missing, e);
+	if (!o && !missing)
+		err_prefix(e, "%s records the moves in flight and cannot be read; repair it, or move "
+			   "it aside (its queued and unfinished moves are then forgotten), and start "
+			   "ferryd again", path);
 	if (!o)
 		return missing ? 0 : -1;
 	if (json_object_object_get_ex(o, "moves", &arr) &&
@@ -179,6 +186,14 @@ void migrate_history_append(struct ferryd *d, struct move *m)
 	json_object_put(o);
 }
 
+static bool history_entry_ok(struct json_object *o)
+{
+	struct json_object *v;
+	return json_object_is_type(o, json_type_object) &&
+	       json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_string) &&
+	       json_object_object_get_ex(o, "name", &v) && json_object_is_type(v, json_type_string);
+}
+
 /* Walk the history file, calling fn on each entry until it returns false. */
 static int history_each(struct ferryd *d,
 			bool (*fn)(struct json_object *o, void *ctx), void *ctx,
@@ -201,10 +216,16 @@ static int history_each(struct ferryd *d,
 			continue;
 		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 			n--;
-		/* A torn last line (crash mid-append) is skipped, not fatal. */
+		/* A torn line (crash mid-append) or one without a string id and
+		 * name (edited by hand) is skipped, not fatal: the readers below
+		 * take those two as strings. */
 		o = jsonl_parse(line, (size_t)n, &pe);
 		if (!o)
 			continue;
+		if (!history_entry_ok(o)) {
+			json_object_put(o);
+			continue;
+		}
 		if (!fn(o, ctx)) {
 			json_object_put(o);
 			break;

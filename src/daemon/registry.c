@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/durable.h"
 #include "common/log.h"
 
 long long ferryd_now_ms(void)
@@ -105,6 +106,8 @@ int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struc
 		return err_set(e, "path too long");
 	if (unlink(path) < 0 && errno != ENOENT)
 		return err_sys(e, "removing %s", path);
+	if (durable_dir_sync(path, e) < 0)
+		return -1;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		bool is_log = strcmp(kinds[i], "serial") == 0 || strcmp(kinds[i], "log") == 0;
 		if (keep_logs && is_log)

@@ -7,9 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/durable.h"
 #include "common/jsonl.h"
+#include "common/log.h"
 
 static int statefile_write_fd(int fd, const char *text, size_t len,
 			      const char *path, struct err *e)
@@ -62,7 +65,8 @@ static int statefile_write_mode(const char *path, const char *text, mode_t mode,
 		unlink(tmp);
 		return -1;
 	}
-	return 0;
+	/* the reply that follows says "saved": the rename must survive a power loss */
+	return durable_dir_sync(path, e);
 }
 
 int statefile_write(const char *path, const char *text, struct err *e)
@@ -134,22 +138,49 @@ out:
 	return o;
 }
 
+/* A crash can leave the file ending in half a line. The next line must
+ * not be glued to it (both would then be lost): it starts on a new line,
+ * and a write that fails is cut back off, never left half done. */
 int statefile_append_line(const char *path, const char *line, struct err *e)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return err_sys(e, "opening %s", path);
-	if (statefile_write_fd(fd, line, strlen(line), path, e) < 0 ||
-	    statefile_write_fd(fd, "\n", 1, path, e) < 0) {
-		close(fd);
-		return -1;
+	size_t len = strlen(line);
+	char *buf = malloc(len + 2), last = '\n';
+	struct stat st;
+	int fd = -1, rc = -1;
+
+	if (!buf)
+		return err_set(e, "out of memory");
+	fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		err_sys(e, "opening %s", path);
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		err_sys(e, "stat %s", path);
+		goto out;
+	}
+	if (st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) != 1) {
+		err_sys(e, "reading the end of %s", path);
+		goto out;
+	}
+	buf[0] = '\n';
+	memcpy(buf + 1, line, len);
+	buf[len + 1] = '\n';
+	/* one write: the line and its newline land together or not at all */
+	if (last == '\n' ? statefile_write_fd(fd, buf + 1, len + 1, path, e) < 0
+			 : statefile_write_fd(fd, buf, len + 2, path, e) < 0) {
+		if (ftruncate(fd, st.st_size) < 0)
+			log_warn("%s: cannot cut back a failed append: %s", path, strerror(errno));
+		goto out;
 	}
 	if (fsync(fd) < 0) {
 		err_sys(e, "fsync %s", path);
-		close(fd);
-		return -1;
+		goto out;
 	}
-	if (close(fd) < 0)
-		return err_sys(e, "closing %s", path);
-	return 0;
+	rc = 0;
+out:
+	if (fd >= 0 && close(fd) < 0 && rc == 0)
+		rc = err_sys(e, "closing %s", path);
+	free(buf);
+	return rc;
 }

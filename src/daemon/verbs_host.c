@@ -99,6 +99,9 @@ enum verb_result verb_host_set(struct req *r, struct json_object **reply)
 		r->code = "E_BAD_ARG";
 		return VERB_FAIL;
 	}
+	/* accepted, it would fail every move leaving this host */
+	if (s.encrypt && !r->d->key.set)
+		return req_fail(r, "E_BAD_ARG", "%s", FERRYD_ENCRYPT_NEEDS_KEY);
 	/* On disk first: a setting that would not survive a restart is not
 	 * reported as set. */
 	if (settings_save(r->d->settings_path, &s, &r->err) < 0) {

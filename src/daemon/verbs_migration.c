@@ -123,8 +123,7 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	    jsonl_get_bool(r->args, "verify_memory", false, &verify_memory, &r->err) < 0)
 		return bad_arg(r);
 	if (encrypt && !r->d->key.set)
-		return req_fail(r, "E_BAD_ARG", "encryption needs a cluster key: this ferryd runs "
-				"--no-auth (the connections' keys derive from the cluster key)");
+		return req_fail(r, "E_BAD_ARG", "%s", FERRYD_ENCRYPT_NEEDS_KEY);
 	if (strcmp(on_timeout, "switchover") != 0 && strcmp(on_timeout, "cancel") != 0)
 		return req_fail(r, "E_BAD_ARG", "on_timeout '%.32s' is not switchover or cancel", on_timeout);
 	if (strlen(dest) >= sizeof(((struct move *)0)->peer) ||
@@ -136,6 +135,14 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 				transport);
 	if (strcmp(codec, "auto") != 0 && strcmp(codec, "lz4") != 0 && strcmp(codec, "zstd") != 0)
 		return req_fail(r, "E_BAD_ARG", "codec '%.32s' is not one of auto, lz4, zstd", codec);
+	/* A chosen codec asks for compression: it overrides the host's tcp
+	 * default, but not a tcp transport asked for in the same request. */
+	if (strcmp(codec, "auto") != 0 && strcmp(transport, "tcp") == 0) {
+		if (json_object_object_get_ex(r->args, "transport", NULL))
+			return req_fail(r, "E_BAD_ARG", "codec %s compresses memory, and the tcp transport "
+					"sends it as it is: use transport compression or multichannel", codec);
+		transport = "compression";
+	}
 	if (start_collect(r, vms, &n) < 0)
 		return VERB_FAIL;
 	for (int i = 0; i < n; i++) {
@@ -398,16 +405,19 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	snprintf(vm->incoming_addr, sizeof(vm->incoming_addr),
 		 strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
 	/* Marker first, definition second: a restart in between finds a
-	 * marker without a definition, which means nothing. */
+	 * marker without a definition, which it sweeps away. */
 	marker = json_object_new_object();
 	jsonl_add_str(marker, "id", id);
 	jsonl_add_str(marker, "source", source ? source : "unknown");
 	if (migrate_marker_path(r->d, name, path, sizeof(path)) < 0 ||
 	    statefile_write_json(path, marker, &r->err) < 0 ||
 	    vmdef_save(r->d->vms_dir, &def, &r->err) < 0) {
+		struct err de = { 0 };
 		json_object_put(marker);
-		if (path[0])
-			unlink(path);
+		/* the move's key and extents files too (the logs are not written yet) */
+		if (registry_delete_files(r->d, vm, true, &de) < 0 ||
+		    migrate_marker_clear(r->d, name, &de) < 0)
+			log_warn("VM %s: %s", name, de.msg);
 		registry_remove(r->d, vm);
 		r->code = "E_INTERNAL";
 		return VERB_FAIL;
@@ -415,8 +425,8 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	json_object_put(marker);
 	if (worker_start_incoming(r->d, vm, r->c->id, &r->code, &r->err) < 0) {
 		struct err de = { 0 };
-		unlink(path);
-		if (registry_delete_files(r->d, vm, true, &de) < 0)
+		if (registry_delete_files(r->d, vm, true, &de) < 0 ||
+		    migrate_marker_clear(r->d, name, &de) < 0)
 			log_warn("VM %s: %s", name, de.msg);
 		registry_remove(r->d, vm);
 		return VERB_FAIL;

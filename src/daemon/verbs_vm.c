@@ -56,7 +56,10 @@ enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
 				def.memory_mib,
 				hostinfo_free_text(&mem, free_text, sizeof(free_text)));
 	}
-	if (vmdef_save(r->d->vms_dir, &def, &r->err) < 0) {
+	/* A marker left by an arrival that never completed would make this
+	 * new VM look like that failed arrival at the next start. */
+	if (migrate_marker_clear(r->d, def.name, &r->err) < 0 ||
+	    vmdef_save(r->d->vms_dir, &def, &r->err) < 0) {
 		r->code = "E_INTERNAL";
 		return VERB_FAIL;
 	}

@@ -81,12 +81,27 @@ int vmdef_from_json(struct json_object *o, struct vm_def *d,
 		/* A number out of range is a memory problem; a wrong type
 		 * is a malformed request. */
 		if (json_object_object_get_ex(o, "memory_mib", &m) &&
-		    json_object_is_type(m, json_type_int))
+		    json_object_is_type(m, json_type_int)) {
 			*code = "E_BAD_MEMORY";
+			/* in the words of --memory, not of the API field */
+			err_set(e, "memory must be at least %dM and at most 16T (got %lldM)",
+				VMDEF_MIN_MEMORY_MIB, (long long)json_object_get_int64(m));
+		}
 		return -1;
 	}
-	if (jsonl_get_int(o, "vcpus", false, 1, VMDEF_MAX_VCPUS, &vcpus, e) < 0)
+	/* the worker maps guest RAM in 2 MiB steps (config.c): refused here,
+	 * not at the first start */
+	if (mem % 2) {
+		*code = "E_BAD_MEMORY";
+		return err_set(e, "memory must be a multiple of 2M (got %lldM)", (long long)mem);
+	}
+	if (jsonl_get_int(o, "vcpus", false, 1, VMDEF_MAX_VCPUS, &vcpus, e) < 0) {
+		struct json_object *v;
+		if (json_object_object_get_ex(o, "vcpus", &v) && json_object_is_type(v, json_type_int))
+			err_set(e, "vcpus must be between 1 and %d (got %lld)", VMDEF_MAX_VCPUS,
+				(long long)json_object_get_int64(v));
 		return -1;
+	}
 	d->memory_mib = (uint32_t)mem;
 	d->vcpus = (uint32_t)vcpus;
 	if (vmdef_str(o, "kernel", true, d->kernel, sizeof(d->kernel), e) < 0 ||

@@ -282,6 +282,62 @@ int worker_start_incoming(struct ferryd *d, struct vm *vm, uint64_t waiter,
 	return worker_spawn(d, vm, waiter, code, e);
 }
 
+/* Up to cap-1 bytes of a small file, NUL-terminated; its length, or -1. */
+static ssize_t read_small_file(const char *path, char *buf, size_t cap)
+{
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, cap - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
+/* Does /proc/PID/cmdline say this is ferry-vm with our control socket? */
+static bool worker_is_ours(pid_t pid, const char *sock)
+{
+	char path[64], buf[8192];
+	const char *arg, *base, *prev = NULL;
+	bool name_ok, sock_ok = false;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	n = read_small_file(path, buf, sizeof(buf));
+	if (n <= 0)
+		return false;
+	base = strrchr(buf, '/');
+	base = base ? base + 1 : buf;
+	name_ok = strcmp(base, "ferry-vm") == 0;
+	for (arg = buf; arg < buf + n; arg += strlen(arg) + 1) {
+		if (prev && strcmp(prev, "--control") == 0 && strcmp(arg, sock) == 0)
+			sock_ok = true;
+		prev = arg;
+	}
+	return name_ok && sock_ok;
+}
+
+/* The pid vm's pid file names: 0 when there is none (never started, or
+ * stopped cleanly), -1 when it holds no pid. sock gets the control
+ * socket's path, which tells that process apart (worker_is_ours). */
+static int worker_pidfile_read(struct ferryd *d, struct vm *vm, char *sock, size_t cap)
+{
+	char pidpath[PATH_MAX], text[32];
+	struct err e = { 0 };
+	long pid;
+
+	if (registry_path(d, vm, "pid", pidpath, sizeof(pidpath), &e) < 0 ||
+	    registry_path(d, vm, "sock", sock, cap, &e) < 0)
+		return 0;
+	if (read_small_file(pidpath, text, sizeof(text)) < 0)
+		return 0;
+	pid = strtol(text, NULL, 10);
+	return pid <= 1 || pid > 4194304 ? -1 : (int)pid; /* the kernel's pid_max limit */
+}
+
 /* Fork and exec ferry-vm for vm; the start state machine takes over. */
 static int worker_spawn(struct ferryd *d, struct vm *vm, uint64_t waiter,
 			const char **code, struct err *e)
@@ -295,6 +351,19 @@ static int worker_spawn(struct ferryd *d, struct vm *vm, uint64_t waiter,
 		*code = "E_NO_VMM";
 		return err_sys(e, "cannot run the VM worker %s (build it, or pass ferryd --vmm PATH)",
 			       d->vmm_path);
+	}
+	{
+		/* A worker ferryd does not track (its definition was unreadable
+		 * at the last start, say) still runs this VM: a second one would
+		 * run the guest twice, and removing its files would orphan it. */
+		char sock[PATH_MAX];
+		int old = worker_pidfile_read(d, vm, sock, sizeof(sock));
+		if (old > 0 && worker_is_ours((pid_t)old, sock)) {
+			*code = "E_VM_RUNNING";
+			return err_set(e, "a worker (pid %d) already runs VM %s, though ferryd does not "
+				       "track it; stop it first (kill %d), then start the VM again",
+				       old, vm->def.name, old);
+		}
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -427,21 +496,6 @@ static bool worker_exit_is_crash(bool known, int status)
 		return code != 0 && code != 3 && code != 2 && code != 4;
 	}
 	return true;
-}
-
-/* Up to cap-1 bytes of a small file, NUL-terminated; its length, or -1. */
-static ssize_t read_small_file(const char *path, char *buf, size_t cap)
-{
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, cap - 1);
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[n] = '\0';
-	return n;
 }
 
 /* A worker that is not our child (re-adopted after a ferryd restart)
@@ -649,52 +703,20 @@ int worker_next_timeout(struct ferryd *d)
 	return (int)best;
 }
 
-/* Does /proc/PID/cmdline say this is ferry-vm with our control socket? */
-static bool worker_is_ours(pid_t pid, const char *sock)
-{
-	char path[64], buf[8192];
-	const char *arg, *base, *prev = NULL;
-	bool name_ok, sock_ok = false;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	n = read_small_file(path, buf, sizeof(buf));
-	if (n <= 0)
-		return false;
-	base = strrchr(buf, '/');
-	base = base ? base + 1 : buf;
-	name_ok = strcmp(base, "ferry-vm") == 0;
-	for (arg = buf; arg < buf + n; arg += strlen(arg) + 1) {
-		if (prev && strcmp(prev, "--control") == 0 && strcmp(arg, sock) == 0)
-			sock_ok = true;
-		prev = arg;
-	}
-	return name_ok && sock_ok;
-}
-
 void worker_adopt(struct ferryd *d, struct vm *vm)
 {
-	char pidpath[PATH_MAX], sock[PATH_MAX], text[32];
+	char sock[PATH_MAX];
 	struct json_object *st;
 	const char *name = NULL;
 	struct err e = { 0 };
 	int64_t uptime = -1;
-	long pid;
-	ssize_t n;
-	int fd, pidfd;
+	int pid = worker_pidfile_read(d, vm, sock, sizeof(sock));
+	int pidfd;
 
-	if (registry_path(d, vm, "pid", pidpath, sizeof(pidpath), &e) < 0 ||
-	    registry_path(d, vm, "sock", sock, sizeof(sock), &e) < 0)
+	if (pid == 0)
 		return;
-	fd = open(pidpath, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return; /* never started, or stopped cleanly */
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	text[n > 0 ? n : 0] = '\0';
-	pid = strtol(text, NULL, 10);
-	if (pid <= 1 || pid > 4194304) {
-		log_warn("VM %s: ignoring bad pid file %s", vm->def.name, pidpath);
+	if (pid < 0) {
+		log_warn("VM %s: ignoring a bad pid file", vm->def.name);
 		worker_unlink_runtime(d, vm);
 		return;
 	}
@@ -705,7 +727,7 @@ void worker_adopt(struct ferryd *d, struct vm *vm)
 		if (pidfd >= 0)
 			close(pidfd);
 		snprintf(vm->last_exit, sizeof(vm->last_exit),
-			 "worker pid %ld exited while ferryd was not running", pid);
+			 "worker pid %d exited while ferryd was not running", pid);
 		log_info("VM %s: %s", vm->def.name, vm->last_exit);
 		worker_unlink_runtime(d, vm);
 		return;
@@ -720,13 +742,13 @@ void worker_adopt(struct ferryd *d, struct vm *vm)
 		    uptime >= 0)
 			vm->started_ms = ferryd_wall_ms() - uptime;
 		vm->state = VM_RUNNING;
-		log_info("VM %s: re-adopted running worker pid %ld", vm->def.name, pid);
+		log_info("VM %s: re-adopted running worker pid %d", vm->def.name, pid);
 	} else {
 		/* Alive but not answering: keep watching it so `vm stop` can
 		 * still end it, but do not call it running. */
 		vm->state = VM_CRASHED;
 		snprintf(vm->last_exit, sizeof(vm->last_exit),
-			 "worker pid %ld is alive but its control socket does not answer (%.80s)",
+			 "worker pid %d is alive but its control socket does not answer (%.80s)",
 			 pid, st ? "name mismatch" : e.msg);
 		log_warn("VM %s: %s", vm->def.name, vm->last_exit);
 	}

@@ -112,6 +112,7 @@ struct run {
 	uint16_t gen;
 	struct throttle thr;
 	uint64_t pass_t0, pass_bytes0;  /* start of the current pass: its time and delivered bytes (pass_rate) */
+	uint64_t published_ns;          /* last publish() from inside a pass (publish_due) */
 	struct ram_census census;       /* populated pages setup's extents walk found (pages 0: none) */
 	bool pass1_done;                /* pass 1's rate is final (publish stops updating it) */
 	/* Where the downtime went (ns, channel_now_ns): vCPUs stopped, last
@@ -228,6 +229,18 @@ static void publish(struct run *r)
 		st->eta_ms = bw > 0 ? (uint64_t)((double)st->remaining_pages * 4096.0 / bw * 1000.0) : 0;
 	}
 	pthread_mutex_unlock(&r->ms->lock);
+}
+
+/* Inside a pass, whatever the link's speed: a capped move may take
+ * seconds per MiB, and its progress, bytes and ETA must still move. */
+#define PUBLISH_EVERY_NS 200000000ULL
+static void publish_due(struct run *r)
+{
+	uint64_t now = channel_now_ns();
+	if (now - r->published_ns >= PUBLISH_EVERY_NS) {
+		r->published_ns = now;
+		publish(r);
+	}
 }
 
 static int tune_socket(int fd, uint32_t timeout_ms, struct err *e)
@@ -616,8 +629,7 @@ static int send_populated(struct run *r, uint64_t from, bool live, struct err *e
 		r->ms->st.sent_pages += counted;
 		r->ms->st.total_pages += first_touched;
 		pthread_mutex_unlock(&r->ms->lock);
-		if ((p / CHUNK_PAGES) % 64 == 0)
-			publish(r);
+		publish_due(r);
 		if (live && pass_one_check(r, &x, p + n, e) < 0)
 			return -1;
 	}
@@ -650,6 +662,7 @@ static int pass_dirty(struct run *r, bool rearm, struct err *e)
 				return -1;
 			if (channel_submit(&r->ch[mig_chunk_channel(p, (uint32_t)r->nch)], &j) < 0)
 				break;
+			publish_due(r);
 		}
 	}
 	return drain_all(r, e);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/durable.h"
 #include "common/failpoint.h"
 #include "common/jsonl.h"
 #include "common/log.h"
@@ -108,9 +109,12 @@ static int worker_save(struct worker *w, const char *path, struct json_object *r
 	struct stream s;
 	char tmp[CONFIG_PATH_MAX + 8];
 	uint64_t t0 = now_ms();
-	int fd, rc;
+	int fd, rc, n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	/* cut short, the temporary name would be some other file, truncated
+	 * and then renamed over path */
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return err_set(e, "state file path too long (at most %d bytes)", CONFIG_PATH_MAX);
 	worker_pause(w);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -124,6 +128,8 @@ static int worker_save(struct worker *w, const char *path, struct json_object *r
 	/* Written under a temporary name and renamed: a failed save never leaves a half file behind the real name. */
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = err_sys(e, "renaming %s to %s", tmp, path);
+	else if (rc == 0)
+		rc = durable_dir_sync(path, e);
 	if (rc < 0) {
 		unlink(tmp);
 		return -1;

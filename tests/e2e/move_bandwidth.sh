@@ -52,6 +52,21 @@ expect() {
 note "two moves under a 4 MiB/s host limit: 2 MiB/s each"
 on A move-vm -n v1,v2 -d "$(port_of B)" --transport tcp --no-wait >/dev/null || fail "move-vm"
 expect "v1=2:2 v2=2:2"
+
+# v2's first pass takes ~20 s at 2 MiB/s: its progress must move meanwhile
+# (it was published every 64 MiB sent, so a capped pass showed none).
+wire() {
+	on A --json migration list | python3 -c '
+import json, sys
+for m in json.load(sys.stdin)["moves"]:
+    if m["name"] == "v2":
+        p = m.get("progress") or {}
+        print(p.get("pass", 0), p.get("bytes_on_wire", 0))'
+}
+w1=$(wire); sleep 1.5; w2=$(wire)
+echo "v2 progress (pass, bytes on the wire): $w1, then $w2"
+[ "${w1%% *}" = 1 ] && [ "${w2%% *}" = 1 ] || fail "v2 is not in its first pass: $w1 / $w2"
+[ "${w2##* }" -gt "${w1##* }" ] || fail "v2's progress did not move in 1.5 s of its first pass: $w1 / $w2"
 on A migration list | tee "$T/list"
 grep -q "outgoing moves share 4 MiB/s" "$T/list" || fail "list does not show the shared limit"
 grep -qE "v1 .* 2 MiB/s" "$T/list" || fail "list does not show v1's limit"

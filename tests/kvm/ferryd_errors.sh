@@ -57,8 +57,11 @@ TOTAL=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
 expect_fail "not enough memory: VM needs $((TOTAL * 2)) MiB, host has [0-9]+ MiB free" \
 	ferry vm new --name a --kernel "$KERNEL" --memory "$((TOTAL * 2))M"
 expect_fail "invalid VM name" ferry vm new --name 'bad/name' --kernel "$KERNEL"
-expect_fail "'vcpus' must be between 1 and 8" ferry vm new --name a --kernel "$KERNEL" --vcpus 9
-expect_fail "'memory_mib' must be between 16" ferry vm new --name a --kernel "$KERNEL" --memory 8M
+expect_fail "vcpus must be between 1 and 8 \(got 9\)" ferry vm new --name a --kernel "$KERNEL" --vcpus 9
+expect_fail "memory must be at least 16M and at most 16T \(got 8M\)" ferry vm new --name a --kernel "$KERNEL" --memory 8M
+expect_fail "memory must be at least 16M" ferry --json vm new --name a --kernel "$KERNEL" --memory 8M
+expect_fail "memory must be a multiple of 2M \(got 17M\)" ferry vm new --name a --kernel "$KERNEL" --memory 17M
+expect_fail "give a whole number of MiB" ferry vm new --name a --kernel "$KERNEL" --memory 15.9M
 expect_fail "--kernel is required" ferry vm new --name a
 ferry vm new --name a --kernel "$KERNEL" --memory 32M || fail "valid vm new"
 expect_fail "a VM named a already exists" ferry vm new --name a --kernel "$KERNEL"
@@ -141,6 +144,28 @@ else
 	echo "NOTE: /dev/kvm or ferry-vm missing: skipped the worker start-failure checks"
 fi
 ferry vm delete a || fail "delete a"
+
+note "move requests refused before anything is queued"
+expect_fail "codec zstd compresses memory, and the tcp transport sends it as it is" \
+	ferry move-vm -n a -d 127.0.0.1:9 --transport tcp --codec zstd
+ferry --json migration list | grep -q '"name":"a"' && fail "a refused move was queued"
+
+note "encryption cannot be the default of a ferryd without a cluster key"
+NA=$T/noauth
+bg "$FERRY_BIN/ferryd" --state-dir "$NA" --listen none --no-auth --vmm "$FERRY_BIN/ferry-vm" 2>>"$T/noauth.log"
+NAPID=$!
+for _ in $(seq 50); do [ -S "$NA/ferryd.sock" ] && break; sleep 0.1; done
+FERRY_SOCKET=$NA/ferryd.sock expect_fail "encryption needs a cluster key: this ferryd runs --no-auth" \
+	ferry host set --encrypt on
+FERRY_SOCKET=$NA/ferryd.sock ferry --json host info | grep -q '"encrypt":false' || fail "encrypt was stored"
+kill "$NAPID"; wait "$NAPID" 2>/dev/null
+
+note "a ferryd that cannot start leaves no cluster key behind"
+rc=0; timeout 20 "$FERRY_BIN/ferryd" --state-dir "$T/fresh" --listen 127.0.0.1:99999 \
+	--vmm "$FERRY_BIN/ferry-vm" 2>"$T/fresh.log" || rc=$?
+cat "$T/fresh.log"
+[ "$rc" -ne 0 ] || fail "ferryd started with a bad --listen"
+[ -e "$T/fresh/cluster.key" ] && fail "a ferryd that did not start created a cluster key"
 
 note "SIGTERM: ferryd exits cleanly and removes its socket"
 kill -TERM "$FERRYD"

@@ -1,0 +1,33 @@
+/* Directory fsync after a rename or unlink (see durable.h). */
+#include "common/durable.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int durable_dir_sync(const char *path, struct err *e)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int fd, rc = 0;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else if ((size_t)(slash - path) >= sizeof(dir))
+		return err_set(e, "path too long: %s", path);
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(e, "opening directory %s", dir);
+	/* EINVAL: a file system that cannot sync directories (nothing to do) */
+	if (fsync(fd) < 0 && errno != EINVAL)
+		rc = err_sys(e, "fsync directory %s", dir);
+	close(fd);
+	return rc;
+}

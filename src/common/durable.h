@@ -1,0 +1,17 @@
+/*
+ * Making a file's name durable: rename(), link and unlink change the
+ * directory, and until the directory itself is fsynced a power loss can
+ * undo them even though the file's data is on disk. Every state file
+ * ferryd and the worker replace or remove goes through here after the
+ * change, before the change is reported done.
+ */
+#ifndef FERRY_COMMON_DURABLE_H
+#define FERRY_COMMON_DURABLE_H
+
+#include "common/err.h"
+
+/* fsync the directory that holds path (its last component need not exist:
+ * the call follows an unlink as well as a rename). */
+int durable_dir_sync(const char *path, struct err *e);
+
+#endif
