@@ -66,8 +66,10 @@ struct json_object *cli_call(struct cli_conn *c, struct json_object *req,
 struct json_object *cli_request(const struct cli_opts *o,
 				struct json_object *req, int timeout_ms,
 				int *rc);
-/* Print a {"ok":false} reply as "ferry: error: ..." plus a hint. */
-void cli_print_error(struct json_object *reply);
+/* Print a {"ok":false} reply as "ferry: error: ..." plus what to do about
+ * it (cmd: the request's "cmd", for hints that depend on it; name: the VM,
+ * filled into them). */
+void cli_print_error(struct json_object *reply, const char *cmd, const char *name);
 
 /* args.c */
 /* "512M", "1G", "2048" (MiB), "1.5G" -> MiB; -1 on bad input. */

@@ -158,42 +158,56 @@ struct json_object *cli_call(struct cli_conn *c, struct json_object *req,
 	return rep;
 }
 
-/* What to do about each API error, in the user's terms. */
-static const char *cli_hint(const char *code)
+/* What to do about each API error, in the user's terms: per code, and
+ * where the command matters, per command (NULL: any); NAME becomes the
+ * request's VM name. Codes whose message already says what to do (E_NO_VM
+ * names `ferry vm list`) have none. */
+static const char *cli_hint(const char *code, const char *cmd)
 {
-	static const struct { const char *code, *hint; } hints[] = {
-		{ "E_NAME_TAKEN", "pick another --name, or remove the old VM first: ferry vm delete NAME" },
-		{ "E_NO_KERNEL", "--kernel must name a readable file on the host that runs ferryd (absolute path)" },
-		{ "E_NO_INITRD", "--initrd must name a readable file on the host that runs ferryd (absolute path)" },
-		{ "E_NO_DISK", "create the disk image first (e.g. truncate -s 1G /path/disk.img) or fix --disk" },
-		{ "E_NO_MEMORY", "use a smaller --memory, or stop other VMs (see: ferry host info)" },
-		{ "E_NO_KVM", "this host cannot run VMs: check that /dev/kvm exists and that ferryd may open it" },
-		{ "E_NO_VM", "list the VMs on this host with: ferry vm list" },
-		{ "E_NO_VMM", "install ferry-vm next to ferryd, or start ferryd with --vmm PATH" },
-		{ "E_START_FAILED", "the worker log is in the VM's status: ferry vm status NAME" },
-		{ "E_VM_NOT_RUNNING", "start the VM first (ferry vm start NAME); a stopped VM is moved by defining it on the other host" },
-		{ "E_TOO_LATE", "the move passed its commit point; the VM runs on the destination (see: ferry migration status)" },
-		{ "E_NO_MIGRATION", "list moves with: ferry migration list, or finished ones: ferry migration history" },
-		{ "E_AUTH", "every host must hold the same cluster key: copy one host's key file (its ferryd --key-file, default /var/lib/ferry/cluster.key) to the others, restart their ferryd, and give ferry -c the same file (--key-file or FERRY_KEY_FILE)" },
-		{ "E_NO_MIGRATION_NETWORK", "check the migration networks: ferry host info; change them: ferry host set --migration-network CIDR" },
-		{ "E_BUSY", "wait for the current operation, or see: ferry migration list" },
-		{ NULL, NULL },
+	static const struct { const char *code, *cmd, *hint; } hints[] = {
+		{ "E_NAME_TAKEN", NULL, "pick another --name, or remove the old VM first: ferry vm delete NAME" },
+		{ "E_NO_KERNEL", NULL, "--kernel must name a readable file on the host that runs ferryd (absolute path)" },
+		{ "E_NO_INITRD", NULL, "--initrd must name a readable file on the host that runs ferryd (absolute path)" },
+		{ "E_NO_DISK", NULL, "create the disk image first (e.g. truncate -s 1G /path/disk.img) or fix --disk" },
+		{ "E_NO_MEMORY", NULL, "use a smaller --memory, or stop other VMs (see: ferry host info)" },
+		{ "E_NO_KVM", NULL, "this host cannot run VMs: check that /dev/kvm exists and that ferryd may open it" },
+		{ "E_NO_VMM", NULL, "install ferry-vm next to ferryd, or start ferryd with --vmm PATH" },
+		{ "E_START_FAILED", NULL, "the worker's log is in the VM's status: ferry vm status NAME" },
+		{ "E_VM_NOT_RUNNING", "migration.start", "start the VM first (ferry vm start NAME); a stopped VM is moved by defining it on the other host" },
+		{ "E_VM_NOT_RUNNING", "vm.console", "start it first: ferry vm start NAME" },
+		{ "E_VM_NOT_RUNNING", "vm.verify", "start it first: ferry vm start NAME" },
+		{ "E_TOO_LATE", NULL, "the move passed its commit point; the VM runs on the destination (see: ferry migration status)" },
+		{ "E_NO_MIGRATION", NULL, "list moves with: ferry migration list, or finished ones: ferry migration history" },
+		{ "E_AUTH", NULL, "every host must hold the same cluster key: copy one host's key file (its ferryd --key-file, default /var/lib/ferry/cluster.key) to the others, restart their ferryd, and give ferry -c the same file (--key-file or FERRY_KEY_FILE)" },
+		{ "E_NO_MIGRATION_NETWORK", NULL, "check the migration networks: ferry host info; change them: ferry host set --migration-network CIDR" },
+		{ "E_BUSY", NULL, "wait for the current operation, or see: ferry migration list" },
+		{ NULL, NULL, NULL },
 	};
 	for (int i = 0; code && hints[i].code; i++)
-		if (strcmp(hints[i].code, code) == 0)
+		if (strcmp(hints[i].code, code) == 0 &&
+		    (!hints[i].cmd || (cmd && strcmp(hints[i].cmd, cmd) == 0)))
 			return hints[i].hint;
 	return NULL;
 }
 
-void cli_print_error(struct json_object *reply)
+void cli_print_error(struct json_object *reply, const char *cmd, const char *name)
 {
 	const char *msg = cli_str(reply, "error");
-	const char *code = cli_str(reply, "code");
-	const char *hint = cli_hint(code);
+	const char *hint = cli_hint(cli_str(reply, "code"), cmd);
 
 	fprintf(stderr, "ferry: error: %s\n", msg ? msg : "(no reason given)");
-	if (hint)
-		fprintf(stderr, "hint: %s\n", hint);
+	if (!hint)
+		return;
+	fputs("hint: ", stderr);
+	for (const char *p = hint; *p; p++) {
+		if (name && strncmp(p, "NAME", 4) == 0) {
+			fputs(name, stderr);
+			p += 3;
+		} else {
+			fputc(*p, stderr);
+		}
+	}
+	fputc('\n', stderr);
 }
 
 struct json_object *cli_request(const struct cli_opts *o,
@@ -202,7 +216,12 @@ struct json_object *cli_request(const struct cli_opts *o,
 {
 	struct json_object *rep, *okv;
 	struct cli_conn *c = cli_connect(o);
+	/* for the hint: the request is gone once sent */
+	char cmd[64], name[128];
+	const char *cs = cli_str(req, "cmd"), *ns = cli_str(req, "name");
 
+	snprintf(cmd, sizeof(cmd), "%s", cs ? cs : "");
+	snprintf(name, sizeof(name), "%s", ns ? ns : "");
 	if (!c) {
 		json_object_put(req);
 		*rc = cli_connect_failure();
@@ -219,7 +238,7 @@ struct json_object *cli_request(const struct cli_opts *o,
 	if (!json_object_object_get_ex(rep, "ok", &okv) ||
 	    !json_object_get_boolean(okv)) {
 		if (!o->json)
-			cli_print_error(rep);
+			cli_print_error(rep, cmd, name[0] ? name : NULL);
 		json_object_put(rep);
 		*rc = CLI_FAILED;
 		return NULL;

@@ -57,7 +57,7 @@ static void host_usage(FILE *f)
 		"          through the same queue as move-vm; takes move-vm's options\n"
 		"          (--downtime-ms, --bandwidth, --transport, --codec, --encrypt,\n"
 		"          --verify-memory, --no-wait, --json).\n"
-		"  new-key  write a new random cluster key to FILE (mode 0600; an existing\n"
+		"new-key   write a new random cluster key to FILE (mode 0600; an existing\n"
 		"          file is never replaced). Start every host's ferryd with a copy\n"
 		"          (ferryd --key-file FILE) and give it to remote clients (ferry\n"
 		"          --key-file FILE, or FERRY_KEY_FILE). A ferryd without --key-file\n"
@@ -67,7 +67,8 @@ static void host_usage(FILE *f)
 		"  ferry host info\n"
 		"  ferry -c node2 host set --max-migrations 4 --migration-network 10.10.0.0/24\n"
 		"  ferry host set --bandwidth 1000     # all outgoing moves: 1000 MiB/s together\n"
-		"  ferry host evacuate -c node1 -d node2\n");
+		"  ferry host evacuate -c node1 -d node2\n"
+		"  ferry host new-key /etc/ferry/cluster.key   # then copy it to every host\n");
 }
 
 static void host_info_settings(struct json_object *rep)

@@ -191,8 +191,18 @@ static void mig_show(struct json_object *mv)
 			 cli_num(p, "dirty_rate_mibps"), cli_num(p, "throughput_mibps"));
 		cli_kv("Rates", buf);
 		cli_fmt_bytes(cli_num(p, "bytes_on_wire"), b, sizeof(b));
-		snprintf(buf, sizeof(buf), "total %.0f ms, setup %.0f ms, downtime %.0f ms",
-			 cli_num(p, "elapsed_ms"), cli_num(p, "setup_ms"), cli_num(p, "downtime_ms"));
+		/* Two clocks: the workers' stream, and the whole move as ferryd
+		 * saw it (queue, the destination's preparation, the finish). */
+		{
+			int64_t whole = cli_int(mv, "ended_ms", 0) - cli_int(mv, "started_ms", 0);
+			int n = snprintf(buf, sizeof(buf), "worker to worker %.0f ms (setup %.0f ms), downtime %.0f ms",
+					 cli_num(p, "elapsed_ms"), cli_num(p, "setup_ms"),
+					 cli_num(p, "downtime_ms"));
+			if (cli_int(mv, "ended_ms", 0) && cli_int(mv, "started_ms", 0) && n > 0 &&
+			    (size_t)n < sizeof(buf))
+				snprintf(buf + n, sizeof(buf) - (size_t)n, "; whole move %.2f s",
+					 (double)whole / 1000.0);
+		}
 		cli_kv("Times", buf);
 		if (cli_downtime_over(mv, over, sizeof(over)))
 			cli_kv("Downtime", over);
@@ -208,8 +218,10 @@ static void mig_show(struct json_object *mv)
 				 cli_num(dp, "destination_load_ms"), cli_num(dp, "commit_resume_ms"));
 			cli_kv("Downtime parts", buf);
 		}
-		snprintf(buf, sizeof(buf), "%s on the wire (%s); pages %.0f raw, %.0f zero, %.0f compressed",
+		snprintf(buf, sizeof(buf), "%s on the wire (%s%s%s%s); pages %.0f raw, %.0f zero, %.0f compressed",
 			 b, cli_str(p, "transport") ? cli_str(p, "transport") : "?",
+			 cli_str(p, "codec") ? ", " : "", cli_str(p, "codec") ? cli_str(p, "codec") : "",
+			 cli_bool(p, "encrypted") ? ", encrypted" : "",
 			 cli_num(p, "pages_raw"), cli_num(p, "pages_zero"),
 			 cli_num(p, "pages_compressed"));
 		cli_kv("Data", buf);
@@ -344,7 +356,10 @@ static int mig_history(struct cli_opts *o, int argc, char **argv)
 	}
 	json_object_object_get_ex(rep, "moves", &moves);
 	if (!moves || json_object_array_length(moves) == 0) {
-		printf("No finished moves recorded on this host.\n");
+		if (name)
+			printf("No finished moves of VM %s recorded on this host.\n", name);
+		else
+			printf("No finished moves recorded on this host.\n");
 		json_object_put(rep);
 		return CLI_OK;
 	}

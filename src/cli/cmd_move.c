@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/jsonl.h"
 
@@ -106,10 +107,13 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		json_object_put(rep);
 		return CLI_OK;
 	}
-	if (mo->no_wait || json) {
+	/* Events whenever the moves are followed without a terminal, as the
+	 * progress after them; --no-wait alone prints lines for people. */
+	bool events = json || (!mo->no_wait && !isatty(STDOUT_FILENO));
+	if (mo->no_wait || events) {
 		for (size_t i = 0; i < json_object_array_length(moves); i++) {
 			struct json_object *mv = json_object_array_get_idx(moves, i);
-			if (json) {
+			if (events) {
 				struct json_object *ev = json_object_new_object();
 				jsonl_add_str(ev, "event", "started");
 				json_object_object_foreach(mv, k, v)

@@ -466,7 +466,7 @@ static int vm_console(struct cli_opts *o, int argc, char **argv)
 		return CLI_UNREACHABLE;
 	}
 	if (!json_object_object_get_ex(rep, "ok", &okv) || !json_object_get_boolean(okv)) {
-		cli_print_error(rep);
+		cli_print_error(rep, "vm.console", name);
 		json_object_put(rep);
 		cli_close(c);
 		return CLI_FAILED;

@@ -15,7 +15,7 @@ static const struct cli_group groups[] = {
 	{ "vm", cmd_vm, "define, start, stop, list, inspect, attach to and delete VMs" },
 	{ "host", cmd_host, "show and change host settings; evacuate a host; make a cluster key" },
 	{ "move-vm", cmd_move, "live-migrate running VMs to another host" },
-	{ "migration", cmd_migration, "list, follow, cancel live migrations; their history" },
+	{ "migration", cmd_migration, "list live migrations, show one's status, change its bandwidth, cancel it; their history" },
 	{ NULL, NULL, NULL },
 };
 

@@ -130,9 +130,11 @@ static void watch_summary(struct json_object *mv)
 	snprintf(total, sizeof(total), "%.2f s", (double)t / 1000.0);
 	printf("VM %s moved to %s (move %s)\n", cli_str(mv, "name"),
 	       cli_str(mv, "destination"), cli_str(mv, "id"));
-	printf("  total time %s, downtime %.0f ms, setup %.0f ms, %s on the wire (%s)\n",
-	       total, cli_num(p, "downtime_ms"), cli_num(p, "setup_ms"), wire,
-	       cli_str(p, "transport") ? cli_str(p, "transport") : "?");
+	printf("  total time %s (worker to worker %.0f ms), downtime %.0f ms, setup %.0f ms, %s on the "
+	       "wire (%s%s)\n",
+	       total, cli_num(p, "elapsed_ms"), cli_num(p, "downtime_ms"), cli_num(p, "setup_ms"), wire,
+	       cli_str(p, "transport") ? cli_str(p, "transport") : "?",
+	       cli_bool(p, "encrypted") ? ", encrypted" : "");
 	if (cli_downtime_over(mv, over, sizeof(over)))
 		printf("  downtime %s; `ferry migration status %s` lists every part\n", over,
 		       cli_str(mv, "id"));
@@ -187,7 +189,7 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 			break;
 		}
 		if (!json_object_object_get_ex(rep, "moves", &list)) {
-			cli_print_error(rep);
+			cli_print_error(rep, "migration.status", NULL);
 			json_object_put(rep);
 			rc = CLI_FAILED;
 			break;

@@ -578,6 +578,9 @@ static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 			move_abandon(d, m, MV_CANCELLED, "E_CANCELLED",
 				     "ferryd restarted during the move; the move was cancelled and VM %s keeps running on the source",
 				     m->vm);
+		else if (!m->cancel_sent && error) /* by its own policy: --on-timeout cancel */
+			move_abandon(d, m, MV_CANCELLED, "E_CANCELLED",
+				     "cancelled: %s; VM %s keeps running on the source", error, m->vm);
 		else
 			move_abandon(d, m, MV_CANCELLED, "E_CANCELLED",
 				     "cancelled; VM %s keeps running on the source", m->vm);

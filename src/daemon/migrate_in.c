@@ -124,8 +124,11 @@ static void migrate_in_arrived(struct ferryd *d, struct vm *vm, struct move *m)
 	if (migrate_marker_clear(d, vm->def.name, &e) < 0)
 		log_warn("VM %s: %s", vm->def.name, e.msg);
 	log_info("VM %s arrived by live migration and runs here", vm->def.name);
-	if (m)
+	if (m) {
+		/* polled every 250 ms, the last stage seen may be "listening" */
+		snprintf(m->stage, sizeof(m->stage), "running");
 		migrate_move_end(d, m, MV_COMPLETED, NULL, NULL);
+	}
 }
 
 void migrate_in_tick(struct ferryd *d, struct move *m, long long now)

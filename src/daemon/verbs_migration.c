@@ -316,7 +316,12 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 		return req_fail(r, "E_BAD_ARG", "field 'id' must be a move id like mv-0123abcd");
 	for (struct move *m = r->d->moves; m; m = m->next)
 		if (strcmp(m->id, id) == 0)
-			return req_fail(r, "E_BAD_ARG", "move id %s is already in use on this host", id);
+			/* ids are random: our own outgoing move's id means the
+			 * destination address leads back to this ferryd */
+			return m->dir == MOVE_OUT
+				? req_fail(r, "E_SAME_HOST", "the destination is this host: its address "
+					   "reaches the ferryd the VM %s already runs on", m->vm)
+				: req_fail(r, "E_BAD_ARG", "move id %s is already in use on this host", id);
 	/* Both workers are built with their ferryd: a stream this host's
 	 * worker cannot read is refused now, before a worker starts. */
 	if (jsonl_get_int(r->args, "stream_version", true, 0, INT32_MAX, &stream_version,

@@ -16,6 +16,13 @@ int tap_open(const char *ifname, char *actual_name, struct err *e)
 	if (ifname && strlen(ifname) >= IFNAMSIZ)
 		return err_set(e, "tap name '%s' is longer than %d characters",
 			       ifname, IFNAMSIZ - 1);
+	/* TUNSETIFF would make a new, unconnected tap of a mistyped name: the
+	 * VM would start with a NIC that reaches nothing. A named tap is the
+	 * administrator's, set up (bridged) before the VM uses it. */
+	if (ifname && if_nametoindex(ifname) == 0)
+		return err_set(e, "tap device '%s' does not exist on this host: create it and connect "
+			       "it to the VM network first (e.g. ip tuntap add %s mode tap; ip link set %s "
+			       "master br0 up)", ifname, ifname, ifname);
 	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return err_sys(e, "opening /dev/net/tun");

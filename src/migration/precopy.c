@@ -571,8 +571,11 @@ static int past_deadline(struct run *r, struct err *e)
 	const struct mig_opts *o = &r->ms->o;
 	if (!o->max_duration_s || ms_since(r->t0) < (uint64_t)o->max_duration_s * 1000)
 		return 0;
-	if (o->cancel_on_timeout)
-		return err_set(e, "did not converge within %u s (policy: cancel)", o->max_duration_s);
+	if (o->cancel_on_timeout) {
+		err_set(e, "did not converge within %u s (policy: cancel)", o->max_duration_s);
+		e->code = ECANCELED; /* ends as cancelled, with this reason */
+		return -1;
+	}
 	return 1;
 }
 
@@ -1139,6 +1142,8 @@ fail:
 	if (ms->cancel) {
 		end = MIG_STAGE_CANCELLED;
 		err_set(&e, "cancelled by request");
+	} else if (e.code == ECANCELED) {
+		end = MIG_STAGE_CANCELLED; /* by the move's own policy (past_deadline) */
 	} else {
 		dest_reason(r, &e);
 	}

@@ -34,6 +34,10 @@ expect_refusal "not running" "only a running VM can be live-migrated" move-vm -n
 note "unknown destination host"
 expect_refusal "unknown host" "cannot reach ferryd|resolving" move-vm -n g1 -d no-such-host.invalid
 
+note "the destination is the source itself"
+expect_refusal "self" "the destination is this host" move-vm -n g1 -d "$(port_of A)"
+[ "$(vm_state A g1)" = running ] || fail "g1 not running on A after a move to A"
+
 note "destination already has a VM of that name"
 on B vm new --name g1 --memory 64M --kernel "$FERRY_GUEST" >/dev/null || fail "vm new g1 on B"
 expect_refusal "name taken" "already exists" move-vm -n g1 -d "$(port_of B)"

@@ -21,7 +21,7 @@ cat "$T/out" | tail -n 3
 grep -q "did not converge within 2 s" "$T/out" || fail "no clear reason"
 # Pass 1 alone (64 MiB at 16 MiB/s) takes 4 s: the limit is checked within
 # a pass, so the move ends in pass 1, not at its end.
-grep '"event":"failed"' "$T/out" | python3 -c 'import json,sys; p=json.load(sys.stdin)["progress"]
+grep '"event":"cancelled"' "$T/out" | python3 -c 'import json,sys; p=json.load(sys.stdin)["progress"]
 print("cancelled in pass %d with %d of %d pages sent" % (p["pass"], p["sent_pages"], p["total_pages"]))
 sys.exit(0 if p["pass"] == 1 and p["sent_pages"] < p["total_pages"] else 1)' ||
 	fail "the cancel did not come during pass 1"

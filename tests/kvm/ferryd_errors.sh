@@ -139,6 +139,20 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ -x "$FERRY_BIN/ferry-vm" ]; then
 		expect_fail "VM g is already running" ferry vm start g
 		expect_fail "VM g is running; stop it first" ferry vm delete g
 		ferry vm delete g --force || fail "delete --force"
+
+		note "a tap that does not exist is refused, not created unconnected"
+		ferry vm new --name nt --memory 64M --kernel "$FERRY_GUEST" --cmdline "ws=4M rate=0" \
+			--tap ferrynotap0 >/dev/null || fail "vm new nt"
+		expect_fail "tap device 'ferrynotap0' does not exist on this host" ferry vm start nt
+		ip link show ferrynotap0 >/dev/null 2>&1 && fail "a tap ferrynotap0 was created"
+		ferry vm delete nt || fail "delete nt"
+
+		note "hints fit the command and name the VM"
+		ferry vm new --name h1 --memory 64M --kernel "$FERRY_GUEST" >/dev/null || fail "vm new h1"
+		expect_fail "hint: start it first: ferry vm start h1" ferry vm verify h1
+		expect_fail "VM h1 is not running" ferry vm stop h1
+		grep -q "defining it on the other host" "$T/out" && fail "vm stop got move-vm's hint"
+		ferry vm delete h1 || fail "delete h1"
 	fi
 else
 	echo "NOTE: /dev/kvm or ferry-vm missing: skipped the worker start-failure checks"
