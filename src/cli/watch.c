@@ -16,7 +16,7 @@
 
 #include "common/jsonl.h"
 
-#define WATCH_POLL_MS 300
+#define WATCH_POLL_MS 150 /* ferryd polls the workers every 100 ms */
 #define WATCH_CALL_TIMEOUT_MS 15000
 #define WATCH_BAR 20
 

@@ -20,13 +20,13 @@
 #include "daemon/ferryd.h"
 #include "daemon/peer.h"
 
-#define MIGRATE_POLL_MS 250        /* worker migrate-status poll */
+#define MIGRATE_POLL_MS 100        /* worker migrate-status poll: a move's end is seen within it */
 #define MIGRATE_RETRY_MS 1000      /* destination busy / unreachable during resolve */
 #define MIGRATE_RECENT_MAX 64      /* finished moves kept in memory */
 #define MIGRATE_STATUS_IDS_MAX 256 /* moves one migration.status asks about */
 #define MIGRATE_ABORT_REASON_MAX 256 /* migration.abort's reason, with its NUL */
 #define MIGRATE_FINISH_TIMEOUT_MS 10000
-#define MIGRATE_CONFIRM_TRIES 40   /* x MIGRATE_POLL_MS: destination registration */
+#define MIGRATE_CONFIRM_TRIES 100  /* x MIGRATE_POLL_MS (10 s): destination registration */
 
 enum move_dir { MOVE_OUT, MOVE_IN };
 

@@ -125,7 +125,7 @@ static void migrate_in_arrived(struct ferryd *d, struct vm *vm, struct move *m)
 		log_warn("VM %s: %s", vm->def.name, e.msg);
 	log_info("VM %s arrived by live migration and runs here", vm->def.name);
 	if (m) {
-		/* polled every 250 ms, the last stage seen may be "listening" */
+		/* polled every MIGRATE_POLL_MS, the last stage seen may be "listening" */
 		snprintf(m->stage, sizeof(m->stage), "running");
 		migrate_move_end(d, m, MV_COMPLETED, NULL, NULL);
 	}

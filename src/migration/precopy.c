@@ -1184,6 +1184,8 @@ out:
 	log_info("migration %s after %llu ms%s%s", mig_stage_name(end),
 		 (unsigned long long)ms->st.elapsed_ms, e.msg[0] ? ": " : "", e.msg);
 	free(r);
+	if (ms->on_end)
+		ms->on_end(ms->opaque, end);
 	return NULL;
 }
 

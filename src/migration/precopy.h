@@ -96,6 +96,8 @@ struct mig_source {
 	bool cancel_forced;          /* the connections were shut down */
 	/* Called (from the migration thread) when the VM is paused/resumed by the migration. */
 	void (*on_pause)(void *opaque, bool paused);
+	/* Called (from the migration thread) once its outcome is final. */
+	void (*on_end)(void *opaque, enum mig_stage end);
 	void *opaque;
 };
 

@@ -242,6 +242,19 @@ static void worker_on_mig_pause(void *opaque, bool paused)
 	w->state = paused ? WORKER_PAUSED : WORKER_RUNNING;
 }
 
+/* Once the move completed, this copy of guest memory is garbage (no
+ * command may use it: worker_moved_away). Given back to the host right
+ * away, on the migration thread as it ends, so the exit ferryd waits for
+ * before it calls the move done does not first free it (~0.2 s per GiB
+ * touched here). */
+static void worker_on_mig_end(void *opaque, enum mig_stage end)
+{
+	struct worker *w = opaque;
+	struct err e;
+	if (end == MIG_STAGE_COMPLETED && gmem_punch(&w->m.vm.mem, 0, gmem_npages(&w->m.vm.mem), &e) < 0)
+		log_warn("giving back the moved VM's memory: %s", e.msg);
+}
+
 static int worker_migrate(struct worker *w, struct json_object *req, struct err *e)
 {
 	struct mig_opts o;
@@ -325,6 +338,7 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct err 
 	if (o.encrypt && !o.key.set)
 		return err_set(e, "encrypt needs the move's key (\"key\"): the connections' keys derive from it");
 	w->ms.on_pause = worker_on_mig_pause;
+	w->ms.on_end = worker_on_mig_end;
 	w->ms.opaque = w;
 	if (mig_source_start(&w->ms, &w->m, &o, e) < 0)
 		return -1;
@@ -416,6 +430,20 @@ static int worker_extents(struct worker *w, struct json_object *resp, struct err
 	return 0;
 }
 
+/* The outgoing move completed: the VM runs on the destination, and this
+ * copy must never run, be saved or be moved again (that would be a second
+ * copy of the guest). Asked of the migration itself, not of the main
+ * loop's flag, which follows it by up to a poll interval. */
+static bool worker_moved_away(struct worker *w)
+{
+	struct mig_status st;
+	if (!w->migrating_out || !w->ms.thread_started)
+		return false;
+	mig_source_status(&w->ms, &st);
+	return st.stage == MIG_STAGE_COMPLETED;
+}
+
+
 /* One control request -> one response line. */
 static void worker_control(struct worker *w, struct client *c, const char *line, size_t len)
 {
@@ -438,6 +466,11 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 		jsonl_add_int(resp, "pid", getpid());
 		jsonl_add_int(resp, "uptime_ms", (now.tv_sec - w->started.tv_sec) * 1000 +
 			      (now.tv_nsec - w->started.tv_nsec) / 1000000);
+	} else if ((strcmp(cmd, "migrate") == 0 || strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 ||
+		    strcmp(cmd, "save") == 0 || strcmp(cmd, "verify") == 0 || strcmp(cmd, "extents") == 0) &&
+		   worker_moved_away(w)) {
+		rc = err_set(&e, "VM %s now runs on the destination: this worker's copy is gone",
+			     w->m.cfg.name);
 	} else if (strcmp(cmd, "migrate") == 0) {
 		rc = worker_migrate(w, req, &e);
 	} else if (strcmp(cmd, "migrate-status") == 0) {

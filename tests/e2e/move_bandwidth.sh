@@ -37,7 +37,7 @@ for m in json.load(sys.stdin)["moves"]:
 print(" ".join(sorted(out)))'
 }
 # expect WANT: wait until limits shows exactly WANT (workers are polled
-# every 250 ms, so the worker's figure follows ferryd's within a moment).
+# every 100 ms, so the worker's figure follows ferryd's within a moment).
 expect() {
 	local now=
 	for _ in $(seq 200); do

@@ -53,6 +53,14 @@ PY
 	# and byte for byte: the two logs end to end are one unbroken console
 	python3 "$(dirname "$0")/../lib/console_seams.py" "$T/a$name.log" "$T/b$name.log" ||
 		fail "the console is broken at the switch-over"
+	# The source's copy is gone: nothing may run, save or move it again
+	# (a second copy of the guest).
+	for req in '{"cmd":"resume"}' '{"cmd":"save","path":"'"$T"'/husk.state"}' \
+		'{"cmd":"migrate","uri":"127.0.0.1:1"}' '{"cmd":"verify"}'; do
+		r=$(vmctl "$T/a$name.sock" "$req")
+		echo "$r" | grep -q 'now runs on the destination' || fail "the moved-away source accepted $req: $r"
+	done
+	[ -e "$T/husk.state" ] && fail "a state file of the moved-away source was written"
 	vmctl "$T/a$name.sock" '{"cmd":"stop"}' >/dev/null
 	eval expect_exit \$PID_a$name 4
 	vmctl "$T/b$name.sock" '{"cmd":"stop"}' >/dev/null
