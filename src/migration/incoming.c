@@ -237,6 +237,42 @@ static int check_host(struct stream *r, const struct vm_config *cfg, const char 
 	return 0;
 }
 
+/* An extra channel that finished its handshake before the main
+ * connection did: its hello read, kept until the channel count is known. */
+struct early_chan {
+	int fd;
+	bool encrypt;
+	uint32_t idx, n;
+	struct stream r;
+};
+
+/* A connection that passed the handshake: its stream, sealed as it chose,
+ * and its first record. The first record tells the main connection
+ * (CONFIG) from an extra channel (HELLO), whatever order they finished
+ * their handshakes in. */
+static int conn_open(struct mig_incoming *in, int fd, const struct auth_chan *ac, struct stream *r,
+		     struct mig_rec *first, struct err *e)
+{
+	stream_init_fd(r, fd, false);
+	stream_set_timeout(r, (int)in->peer_timeout_ms);
+	if (ac->encrypt && stream_set_seal(r, ac->key_rx, e) < 0)
+		return -1;
+	if (mig_get_header(r, e) < 0 || mig_get_rec(r, first, e) < 0)
+		return -1;
+	return 0;
+}
+
+/* A HELLO just read: the channel's index and the count it was told. */
+static int hello_read(struct stream *r, const struct mig_rec *rec, uint32_t *idx, uint32_t *n,
+		      struct err *e)
+{
+	if (rec->type != MIG_REC_HELLO || rec->len != 8)
+		return err_set(e, "protocol error: a memory channel began with %s", mig_rec_name(rec->type));
+	*idx = stream_get_u32(r);
+	*n = stream_get_u32(r);
+	return stream_check(r, e);
+}
+
 struct rx;
 
 struct in_chan {
@@ -292,6 +328,8 @@ struct rx {
 	volatile bool stop_prefault;
 	uint64_t t_state_end;        /* channel_now_ns() at the source's STATE_END (then the channels join) */
 	struct hs_pool hs;           /* connections still proving the key */
+	struct early_chan early[CHANNEL_MAX]; /* channels that were in before the main connection */
+	int nearly;
 };
 
 static void abort_connections(struct rx *x)
@@ -467,26 +505,52 @@ static void *in_thread(void *arg)
 	}
 	x->in = in;
 	x->main_fd = -1;
-	fd = accept_one(in, &x->hs, in->accept_timeout_ms, &ac, &e);
-	if (fd < 0)
-		goto fail;
+	/* The main connection is the one that sends the configuration. The
+	 * pool answers handshakes side by side, and the source starts a
+	 * channel's handshake right after it sent its setup: a channel can
+	 * finish first (the destination answers its hello, and the source's
+	 * proof is back before the main connection's proof is read). */
+	for (;;) {
+		uint32_t idx, n;
+		fd = accept_one(in, &x->hs, in->accept_timeout_ms, &ac, &e);
+		if (fd < 0)
+			goto fail;
+		if (conn_open(in, fd, &ac, &r, &rec, &e) < 0) {
+			stream_destroy(&r);
+			close(fd);
+			fd = -1;
+			goto fail;
+		}
+		if (rec.type == MIG_REC_CONFIG)
+			break;
+		if (x->nearly == CHANNEL_MAX - 1 || hello_read(&r, &rec, &idx, &n, &e) < 0) {
+			if (x->nearly == CHANNEL_MAX - 1)
+				err_set(&e, "protocol error: %d memory channels before the main connection",
+					x->nearly + 1);
+			stream_destroy(&r);
+			close(fd);
+			fd = -1;
+			goto fail;
+		}
+		log_debug("incoming migration: memory channel %u was in before the main connection", idx);
+		x->early[x->nearly++] = (struct early_chan){ .fd = fd, .encrypt = ac.encrypt, .idx = idx,
+							     .n = n, .r = r }; /* buffered bytes move with it */
+		fd = -1;
+	}
 	x->main_fd = fd;
-	stream_init_fd(&r, fd, false);
 	stream_init_fd(&w, fd, true);
-	stream_set_timeout(&r, (int)in->peer_timeout_ms);
 	stream_set_timeout(&w, (int)in->peer_timeout_ms);
 	have_streams = true;
 	encrypted = ac.encrypt;
 	if (in->key.set)
 		log_info("incoming migration: source authenticated%s",
 			 ac.encrypt ? "; its connections are encrypted (AES-256-GCM)" : "");
-	if (ac.encrypt && (stream_set_seal(&r, ac.key_rx, &e) < 0 ||
-			   stream_set_seal(&w, ac.key_tx, &e) < 0))
+	if (ac.encrypt && stream_set_seal(&w, ac.key_tx, &e) < 0)
 		goto fail;
 	set_stage(in, IN_SETUP);
 	/* Build as soon as the configuration is checked: the source sends it
 	 * ahead of the extents, which take it a while to find. */
-	if (snapshot_load_config(&r, &cfg, &e) < 0 ||
+	if (snapshot_config_from_rec(&r, &rec, &cfg, &e) < 0 ||
 	    check_host(&r, &cfg, in->host_cpu_mask, in->hooks.reserved_bytes, &e) < 0 ||
 	    in->hooks.build(in->hooks.opaque, &cfg, &e) < 0)
 		goto fail;
@@ -516,28 +580,36 @@ static void *in_thread(void *arg)
 	for (int k = 1; k < x->nch; k++) {
 		uint32_t idx, n;
 		struct stream hs;
-		int cfd = accept_one(in, &x->hs, 10000, &ac, &e);
-		if (cfd < 0)
-			goto fail;
-		stream_init_fd(&hs, cfd, false);
-		stream_set_timeout(&hs, (int)in->peer_timeout_ms);
+		bool enc;
+		int cfd;
+		if (x->nearly) {
+			struct early_chan *ec = &x->early[--x->nearly];
+			cfd = ec->fd;
+			hs = ec->r;
+			enc = ec->encrypt;
+			idx = ec->idx;
+			n = ec->n;
+		} else {
+			cfd = accept_one(in, &x->hs, 10000, &ac, &e);
+			if (cfd < 0)
+				goto fail;
+			enc = ac.encrypt;
+			if (conn_open(in, cfd, &ac, &hs, &rec, &e) < 0 ||
+			    hello_read(&hs, &rec, &idx, &n, &e) < 0) {
+				stream_destroy(&hs);
+				close(cfd);
+				goto fail;
+			}
+		}
 		/* Every channel as the main one: a plain channel into an
 		 * encrypted move is refused, not quietly accepted. */
-		if (ac.encrypt != encrypted)
-			stream_fail(&hs, "a memory channel %s encryption, the main connection %s",
-				    ac.encrypt ? "uses" : "lacks", encrypted ? "uses it" : "does not");
-		else if (ac.encrypt && stream_set_seal(&hs, ac.key_rx, &e) < 0)
-			stream_fail(&hs, "%s", e.msg);
-		if (stream_check(&hs, &e) < 0 || mig_get_header(&hs, &e) < 0 || mig_get_rec(&hs, &rec, &e) < 0) {
-			stream_destroy(&hs);
-			close(cfd);
-			goto fail;
-		}
-		idx = stream_get_u32(&hs);
-		n = stream_get_u32(&hs);
-		if (rec.type != MIG_REC_HELLO || rec.len != 8 || !stream_ok(&hs) || n != (uint32_t)x->nch ||
-		    idx < 1 || idx >= (uint32_t)x->nch || x->ch[idx].fd) {
-			err_set(&e, "protocol error: bad hello on a memory channel");
+		if (enc != encrypted || n != (uint32_t)x->nch || idx < 1 || idx >= (uint32_t)x->nch ||
+		    x->ch[idx].fd) {
+			if (enc != encrypted)
+				err_set(&e, "a memory channel %s encryption, the main connection %s",
+					enc ? "uses" : "lacks", encrypted ? "uses it" : "does not");
+			else
+				err_set(&e, "protocol error: bad hello on a memory channel");
 			stream_destroy(&hs);
 			close(cfd);
 			goto fail;
@@ -699,6 +771,11 @@ out:
 				close(x->ch[k].fd);
 		}
 		ram_recv_destroy(&x->ch[0].rr);
+		while (x->nearly) {
+			struct early_chan *ec = &x->early[--x->nearly];
+			stream_destroy(&ec->r);
+			close(ec->fd);
+		}
 		hs_pool_close(&x->hs);
 		free(x->ext);
 		free(x);

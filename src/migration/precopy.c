@@ -113,6 +113,7 @@ struct run {
 	struct throttle thr;
 	uint64_t pass_t0, pass_bytes0;  /* start of the current pass: its time and delivered bytes (pass_rate) */
 	uint64_t published_ns;          /* last publish() from inside a pass (publish_due) */
+	bool channels_early;            /* extra channels said hello before the main one (failpoint) */
 	struct ram_census census;       /* populated pages setup's extents walk found (pages 0: none) */
 	bool pass1_done;                /* pass 1's rate is final (publish stops updating it) */
 	/* Where the downtime went (ns, channel_now_ns): vCPUs stopped, last
@@ -320,9 +321,9 @@ static int open_channel(struct run *r, int idx, struct err *e)
 
 /* The handshake on an open channel, before its first stream byte: no VM
  * memory goes to a peer that cannot prove the move's key (auth.h); with
- * encryption its stream is sealed from here on. The destination answers
- * an extra channel's handshake only once it has read the main
- * connection's setup, so those run after it is sent (do_setup). */
+ * encryption its stream is sealed from here on. The extra channels' run
+ * after the setup is sent (do_setup), so the destination builds the VM
+ * meanwhile; it answers them side by side with the main one's. */
 static int secure_channel(struct run *r, int idx, struct err *e)
 {
 	struct mig_channel *c = &r->ch[idx];
@@ -333,6 +334,24 @@ static int secure_channel(struct run *r, int idx, struct err *e)
 		return idx ? err_prefix(e, "memory channel %d", idx) : -1;
 	if (c->ac.encrypt && stream_set_seal(&c->w, c->ac.key_tx, e) < 0)
 		return -1;
+	return 0;
+}
+
+/* A hello on each extra channel ties it to this migration and gives its
+ * index. The destination tells the main connection by its first record,
+ * not by the order handshakes finish, so these may run at any time. */
+static int hello_channels(struct run *r, struct err *e)
+{
+	for (int i = 1; i < r->nch; i++) {
+		if (secure_channel(r, i, e) < 0)
+			return -1;
+		mig_put_header(&r->ch[i].w);
+		mig_put_rec(&r->ch[i].w, MIG_REC_HELLO, 8);
+		stream_put_u32(&r->ch[i].w, (uint32_t)i);
+		stream_put_u32(&r->ch[i].w, (uint32_t)r->nch);
+		if (stream_flush(&r->ch[i].w) < 0)
+			return stream_check(&r->ch[i].w, e);
+	}
 	return 0;
 }
 
@@ -413,17 +432,8 @@ static int do_setup(struct run *r, struct err *e)
 	mig_put_sync(&c->w, &(struct mig_sync){ .pass = 0, .value = (uint64_t)r->nch });
 	if (stream_flush(&c->w) < 0)
 		return stream_check(&c->w, e);
-	/* A hello on each extra channel ties it to this migration and gives its index. */
-	for (int i = 1; i < r->nch; i++) {
-		if (secure_channel(r, i, e) < 0)
-			return -1;
-		mig_put_header(&r->ch[i].w);
-		mig_put_rec(&r->ch[i].w, MIG_REC_HELLO, 8);
-		stream_put_u32(&r->ch[i].w, (uint32_t)i);
-		stream_put_u32(&r->ch[i].w, (uint32_t)r->nch);
-		if (stream_flush(&r->ch[i].w) < 0)
-			return stream_check(&r->ch[i].w, e);
-	}
+	if (!r->channels_early && hello_channels(r, e) < 0)
+		return -1;
 	if (mig_get_reply(&r->rd, MIG_REPLY_SETUP, reply, sizeof(reply), e) < 0)
 		return err_prefix(e, "waiting for the destination's answer");
 	if (!reply_ok(reply, why, sizeof(why)))
@@ -1064,6 +1074,12 @@ static void *mig_thread(void *arg)
 	for (int i = 0; i < r->nch; i++)
 		if (open_channel(r, i, &e) < 0)
 			goto fail;
+	/* tests: every extra channel is in before the main connection starts
+	 * its handshake (tests/e2e/move_auth.sh), an order the destination
+	 * meets now and then anyway */
+	r->channels_early = r->nch > 1 && failpoint("src.channels_first") < 0;
+	if (r->channels_early && hello_channels(r, &e) < 0)
+		goto fail;
 	if (secure_channel(r, 0, &e) < 0)
 		goto fail;
 	stream_init_fd(&r->rd, r->ch[0].fd, false);

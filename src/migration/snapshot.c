@@ -33,23 +33,29 @@ int snapshot_save(struct machine *m, struct stream *w, struct ram_stats *st, str
 int snapshot_load_config(struct stream *r, struct vm_config *cfg, struct err *e)
 {
 	struct mig_rec rec;
-	char *text;
-	int rc;
 	if (mig_get_header(r, e) < 0 || mig_get_rec(r, &rec, e) < 0)
 		return -1;
-	if (rec.type != MIG_REC_CONFIG)
+	return snapshot_config_from_rec(r, &rec, cfg, e);
+}
+
+int snapshot_config_from_rec(struct stream *r, const struct mig_rec *rec, struct vm_config *cfg,
+			     struct err *e)
+{
+	char *text;
+	int rc;
+	if (rec->type != MIG_REC_CONFIG)
 		return err_set(e, "corrupt stream: expected the configuration first, found a %s record",
-			       mig_rec_name(rec.type));
-	text = malloc(rec.len + 1);
+			       mig_rec_name(rec->type));
+	text = malloc(rec->len + 1);
 	if (!text)
 		return err_set(e, "out of memory");
-	stream_get(r, text, rec.len);
+	stream_get(r, text, rec->len);
 	if (stream_check(r, e) < 0) {
 		free(text);
 		return -1;
 	}
-	text[rec.len] = 0;
-	rc = config_from_json(text, rec.len, cfg, e);
+	text[rec->len] = 0;
+	rc = config_from_json(text, rec->len, cfg, e);
 	free(text);
 	return rc < 0 ? err_prefix(e, "stream configuration") : 0;
 }

@@ -189,6 +189,17 @@ migrate e1 "$port" ",\"key\":\"$KEY\",\"encrypt\":true,\"transport\":\"multichan
 res=$(wait_mig e1 60) || fail "encrypted multichannel move did not end"
 [ "$(field "$res" stage)" = completed ] || fail "encrypted multichannel move: $res"
 verify e2
+# Extra channels in before the main connection (the destination answers
+# handshakes side by side, so one can finish first): the destination tells
+# the main one by its first record. Before, it took the first in as main
+# and failed ("expected the configuration first, found a hello record").
+FERRY_FAILPOINTS="src.channels_first=error" start_src cf 64M 1 "ws=4M rate=8"
+enc_dst cfd
+migrate cf "$port" ",\"key\":\"$KEY\",\"encrypt\":true,\"transport\":\"multichannel\",\"channels\":4" ||
+	fail "migrate (channels first)"
+res=$(wait_mig cf 60) || fail "channels-first move did not end"
+[ "$(field "$res" stage)" = completed ] || fail "channels-first move: $(field "$res" error)"
+verify cfd
 # Encryption without a key is refused up front (the keys derive from it).
 r=$(vmctl "$T/e2.sock" '{"cmd":"migrate","uri":"127.0.0.1:1","encrypt":true}')
 echo "$r" | grep -q "encrypt needs the move's key" || fail "encrypt without key: $r"
