@@ -443,7 +443,6 @@ static bool worker_moved_away(struct worker *w)
 	return st.stage == MIG_STAGE_COMPLETED;
 }
 
-
 /* One control request -> one response line. */
 static void worker_control(struct worker *w, struct client *c, const char *line, size_t len)
 {
