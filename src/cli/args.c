@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,4 +55,13 @@ bool cli_parse_onoff(const char *s, bool *on)
 		return false;
 	*on = strcmp(s, "on") == 0;
 	return true;
+}
+
+void cli_argv0(char **argv, const char *group)
+{
+	static char name[96];
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "%s", argv[0]); /* argv[0] may be name already */
+	snprintf(name, sizeof(name), "ferry %s%s%s", group, group[0] ? " " : "", cmd);
+	argv[0] = name;
 }

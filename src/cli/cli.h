@@ -72,6 +72,9 @@ struct json_object *cli_request(const struct cli_opts *o,
 void cli_print_error(struct json_object *reply, const char *cmd, const char *name);
 
 /* args.c */
+/* getopt names the command by argv[0] in its own messages ("unrecognized
+ * option"): make that what the user typed, "ferry GROUP COMMAND". */
+void cli_argv0(char **argv, const char *group);
 /* "512M", "1G", "2048" (MiB), "1.5G" -> MiB; -1 on bad input. */
 int64_t cli_parse_mib(const char *s);
 /* Decimal integer in [min, max]; false on bad input. */

@@ -611,5 +611,6 @@ int cmd_vm(struct cli_opts *o, int argc, char **argv)
 		vm_group_usage(stderr);
 		return CLI_USAGE;
 	}
+	cli_argv0(argv + 1, "vm");
 	return v->run(o, argc - 1, argv + 1);
 }

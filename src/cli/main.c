@@ -87,8 +87,10 @@ int main(int argc, char **argv)
 		return CLI_USAGE;
 	}
 	for (const struct cli_group *g = groups; g->name; g++)
-		if (strcmp(g->name, argv[optind]) == 0)
+		if (strcmp(g->name, argv[optind]) == 0) {
+			cli_argv0(argv + optind, "");
 			return g->run(&o, argc - optind, argv + optind);
+		}
 	fprintf(stderr, "ferry: unknown command group '%s'\n\n", argv[optind]);
 	usage(stderr);
 	return CLI_USAGE;

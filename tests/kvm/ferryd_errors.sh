@@ -51,6 +51,8 @@ KERNEL=$T/kernel
 echo "not really a kernel" >"$KERNEL"
 
 note "bad vm new requests"
+expect_fail "^ferry vm new: unrecognized option '--bogus'" ferry vm new --bogus
+expect_fail "^ferry host set: option '--verify-memory' requires an argument" ferry host set --verify-memory
 expect_fail "kernel not found: /nonexistent/vmlinuz" ferry vm new --name a --kernel /nonexistent/vmlinuz
 expect_fail "disk not found: $T/missing.img" ferry vm new --name a --kernel "$KERNEL" --disk "$T/missing.img"
 TOTAL=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
