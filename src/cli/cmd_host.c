@@ -396,17 +396,17 @@ int cmd_host(struct cli_opts *o, int argc, char **argv)
 		}
 		return host_info(o);
 	}
-	if (strcmp(argv[1], "set") == 0 || strcmp(argv[1], "evacuate") == 0 ||
-	    strcmp(argv[1], "new-key") == 0) {
+	{
 		const char *sub = argv[1];
 		cli_argv0(argv + 1, "host");
 		if (strcmp(sub, "set") == 0)
 			return host_set(o, argc - 1, argv + 1);
 		if (strcmp(sub, "evacuate") == 0)
 			return host_evacuate(o, argc - 1, argv + 1);
-		return host_new_key(argc - 1, argv + 1);
+		if (strcmp(sub, "new-key") == 0)
+			return host_new_key(argc - 1, argv + 1);
+		fprintf(stderr, "ferry host: unknown command '%s'\n\n", sub);
 	}
-	fprintf(stderr, "ferry host: unknown command '%s'\n\n", argv[1]);
 	host_usage(stderr);
 	return CLI_USAGE;
 }

@@ -407,11 +407,11 @@ int cmd_migration(struct cli_opts *o, int argc, char **argv)
 		fputs(mig_usage_text, sub ? stdout : stderr);
 		return sub ? CLI_OK : CLI_USAGE;
 	}
-	if (strcmp(sub, "history") == 0 || strcmp(sub, "set") == 0) {
-		cli_argv0(argv + 1, "migration");
-		return strcmp(sub, "history") == 0 ? mig_history(o, argc - 1, argv + 1)
-						   : mig_set(o, argc - 1, argv + 1);
-	}
+	cli_argv0(argv + 1, "migration"); /* sub keeps the bare name */
+	if (strcmp(sub, "history") == 0)
+		return mig_history(o, argc - 1, argv + 1);
+	if (strcmp(sub, "set") == 0)
+		return mig_set(o, argc - 1, argv + 1);
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			o->json = true;

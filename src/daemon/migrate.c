@@ -644,13 +644,10 @@ static void move_out_drop_source(struct ferryd *d, struct move *m)
 	if (!vm || vm->pid)
 		return;
 	/* The logs stay, as a record of the VM's time here (appended to if
-	 * it comes back); only `ferry vm delete` removes them. The marker
-	 * (if it never lost it) goes after the definition, as in
-	 * migrate_in_drop. */
+	 * it comes back); only `ferry vm delete` removes them. A marker it
+	 * still has goes with the rest, after the definition. */
 	if (registry_delete_files(d, vm, true, &e) < 0)
 		log_warn("move %s: removing VM %s here: %s", m->id, m->vm, e.msg);
-	else if (migrate_marker_clear(d, vm->def.name, &e) < 0)
-		log_warn("move %s: %s", m->id, e.msg);
 	registry_remove(d, vm);
 	log_info("move %s: VM %s now lives on %s; removed here", m->id, m->vm, m->peer);
 }

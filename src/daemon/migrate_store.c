@@ -79,6 +79,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	const char *id = NULL, *name = NULL, *dest = NULL, *state = NULL,
 		   *transport = NULL, *address = NULL, *codec = NULL;
 	int64_t dt = 50, bw = 0, mem = 0, created = 0, started = 0, maxdur = 0;
+	int st = -1;
 	bool cancel_on_timeout = false, encrypt = false, verify_memory = false;
 	struct err e = { 0 };
 	struct move *m;
@@ -100,7 +101,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	    jsonl_get_int(j, "created_ms", false, 0, INT64_MAX, &created, &e) < 0 ||
 	    jsonl_get_int(j, "started_ms", false, 0, INT64_MAX, &started, &e) < 0 ||
 	    strlen(id) >= sizeof(m->id) || !vmdef_name_valid(name) ||
-	    strlen(dest) >= sizeof(m->peer) || store_state(state) < 0) {
+	    strlen(dest) >= sizeof(m->peer) || (st = store_state(state)) < 0) {
 		log_error("skipping a stored move (%.300s): %s", jsonl_text(j),
 			  e.msg[0] ? e.msg : "bad field or unknown state");
 		return;
@@ -124,7 +125,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	m->memory_mib = (uint32_t)mem;
 	m->created_ms = created;
 	m->started_ms = started;
-	m->state = (enum move_state)store_state(state);
+	m->state = (enum move_state)st;
 	switch (m->state) {
 	case MV_QUEUED:
 		log_info("move %s: VM %s to %s still queued", m->id, m->vm, m->peer);

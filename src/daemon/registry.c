@@ -94,8 +94,10 @@ int registry_path(const struct ferryd *d, const struct vm *vm,
 
 int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struct err *e)
 {
-	static const char *const kinds[] = { "pid", "sock", "console", "exit",
-					     "extents", "mkey", "serial", "log" };
+	/* "incoming": an arrival's marker (migrate.h), after the definition:
+	 * one left alone by a crash is swept at the next start */
+	static const char *const kinds[] = { "pid", "sock", "console", "exit", "extents",
+					     "mkey", "incoming", "serial", "log" };
 	char path[PATH_MAX];
 	int n = snprintf(path, sizeof(path), "%s/%s.json", d->vms_dir,
 			 vm->def.name);

@@ -419,9 +419,8 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	    vmdef_save(r->d->vms_dir, &def, &r->err) < 0) {
 		struct err de = { 0 };
 		json_object_put(marker);
-		/* the move's key and extents files too (the logs are not written yet) */
-		if (registry_delete_files(r->d, vm, true, &de) < 0 ||
-		    migrate_marker_clear(r->d, name, &de) < 0)
+		/* the marker, the move's key and extents files too (no logs yet) */
+		if (registry_delete_files(r->d, vm, true, &de) < 0)
 			log_warn("VM %s: %s", name, de.msg);
 		registry_remove(r->d, vm);
 		r->code = "E_INTERNAL";
@@ -430,8 +429,7 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	json_object_put(marker);
 	if (worker_start_incoming(r->d, vm, r->c->id, &r->code, &r->err) < 0) {
 		struct err de = { 0 };
-		if (registry_delete_files(r->d, vm, true, &de) < 0 ||
-		    migrate_marker_clear(r->d, name, &de) < 0)
+		if (registry_delete_files(r->d, vm, true, &de) < 0)
 			log_warn("VM %s: %s", name, de.msg);
 		registry_remove(r->d, vm);
 		return VERB_FAIL;

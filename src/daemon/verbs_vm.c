@@ -14,7 +14,6 @@
 #include "common/sock.h"
 #include "daemon/hostinfo.h"
 #include "daemon/migrate.h"
-#include "daemon/vmctl.h"
 
 /* A VM being moved belongs to the move until it ends. */
 static int vm_not_moving(struct req *r, struct vm *vm)

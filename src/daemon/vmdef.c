@@ -59,10 +59,23 @@ static int vmdef_str(struct json_object *o, const char *key, bool required,
 	return 0;
 }
 
+/* An integer field jsonl_get_int refused as out of range (not as
+ * missing or of the wrong type): its value, for a message in the CLI's
+ * words rather than the API field's. */
+static bool vmdef_int_given(struct json_object *o, const char *key, long long *got)
+{
+	struct json_object *v;
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+		return false;
+	*got = (long long)json_object_get_int64(v);
+	return true;
+}
+
 int vmdef_from_json(struct json_object *o, struct vm_def *d,
 		    const char **code, struct err *e)
 {
 	int64_t mem = 0, vcpus = 1;
+	long long got;
 	const char *name = NULL;
 
 	memset(d, 0, sizeof(*d));
@@ -77,15 +90,12 @@ int vmdef_from_json(struct json_object *o, struct vm_def *d,
 	memcpy(d->name, name, strlen(name) + 1);
 	if (jsonl_get_int(o, "memory_mib", true, VMDEF_MIN_MEMORY_MIB,
 			  16 * 1024 * 1024, &mem, e) < 0) {
-		struct json_object *m;
-		/* A number out of range is a memory problem; a wrong type
-		 * is a malformed request. */
-		if (json_object_object_get_ex(o, "memory_mib", &m) &&
-		    json_object_is_type(m, json_type_int)) {
+		/* A number out of range is a memory problem, said in the words
+		 * of --memory; a wrong type is a malformed request. */
+		if (vmdef_int_given(o, "memory_mib", &got)) {
 			*code = "E_BAD_MEMORY";
-			/* in the words of --memory, not of the API field */
 			err_set(e, "memory must be at least %dM and at most 16T (got %lldM)",
-				VMDEF_MIN_MEMORY_MIB, (long long)json_object_get_int64(m));
+				VMDEF_MIN_MEMORY_MIB, got);
 		}
 		return -1;
 	}
@@ -96,10 +106,8 @@ int vmdef_from_json(struct json_object *o, struct vm_def *d,
 		return err_set(e, "memory must be a multiple of 2M (got %lldM)", (long long)mem);
 	}
 	if (jsonl_get_int(o, "vcpus", false, 1, VMDEF_MAX_VCPUS, &vcpus, e) < 0) {
-		struct json_object *v;
-		if (json_object_object_get_ex(o, "vcpus", &v) && json_object_is_type(v, json_type_int))
-			err_set(e, "vcpus must be between 1 and %d (got %lld)", VMDEF_MAX_VCPUS,
-				(long long)json_object_get_int64(v));
+		if (vmdef_int_given(o, "vcpus", &got))
+			err_set(e, "vcpus must be between 1 and %d (got %lld)", VMDEF_MAX_VCPUS, got);
 		return -1;
 	}
 	d->memory_mib = (uint32_t)mem;

@@ -11,9 +11,7 @@
 . "$(dirname "$0")/../lib/common.sh"
 need_root
 need_kvm
-for b in ferryd ferry; do
-	[ -x "$FERRY_BIN/$b" ] || fail "$b not built at $FERRY_BIN"
-done
+need_ferryd
 
 STATE=$T/state
 SOCK=$STATE/ferryd.sock

@@ -7,9 +7,7 @@
 # Env: FERRY_BIN, FERRY_GUEST. Exit: 0 pass, 77 skip, else fail.
 . "$(dirname "$0")/../lib/common.sh"
 need_root
-for b in ferryd ferry; do
-	[ -x "$FERRY_BIN/$b" ] || fail "$b not built at $FERRY_BIN"
-done
+need_ferryd
 command -v socat >/dev/null || skip "socat is not installed (apt-get install socat)"
 
 STATE=$T/state

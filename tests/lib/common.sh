@@ -25,6 +25,11 @@ need_kvm() {
 	[ -x "$FERRY_BIN/ferry-vm" ] || fail "ferry-vm not built at $FERRY_BIN"
 	[ -f "$FERRY_GUEST" ] || fail "test guest not built at $FERRY_GUEST"
 }
+need_ferryd() {
+	for b in ferryd ferry; do
+		[ -x "$FERRY_BIN/$b" ] || fail "$b not built at $FERRY_BIN"
+	done
+}
 need_root() { [ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces, tap devices)"; }
 
 # bg CMD...: run in the background, remember the pid in $! and for cleanup
