@@ -49,6 +49,9 @@
  * measured here, several times that under ASan or on a loaded host. */
 #define FERRYD_VERIFY_MS 10000
 #define FERRYD_VERIFY_MS_PER_MIB 4
+/* A move's start asks the worker which memory the guest touched: ~50 ms
+ * per GiB touched here; allowed 0.25 ms per MiB of the VM on top. */
+#define FERRYD_EXTENTS_MS_PER_MIB 0.25
 
 enum vm_state {
 	VM_STOPPED,

@@ -286,40 +286,19 @@ struct move *migrate_enqueue(struct ferryd *d, struct vm *vm,
 	return m;
 }
 
-/* The memory the guest uses, from its worker: a destination that reserves
- * memory ahead (prealloc) reserves only that. Optional: without it the
- * destination reserves all of it. */
-static void move_add_extents(struct ferryd *d, struct move *m, struct vm *vm, struct json_object *req)
-{
-	struct err e = { 0 };
-	struct json_object *rep = migrate_worker_request(d, vm, migrate_worker_cmd("extents"), &e), *ext;
-	bool ok = false;
-
-	if (rep && jsonl_get_bool(rep, "ok", true, &ok, &e) == 0 && ok &&
-	    json_object_object_get_ex(rep, "extents", &ext) && json_object_is_type(ext, json_type_array))
-		json_object_object_add(req, "extents", json_object_get(ext));
-	else
-		log_debug("move %s: no extents from the worker (%s)", m->id, e.msg[0] ? e.msg : "refused");
-	json_object_put(rep);
-}
-
-/* QUEUED -> PREPARING: ask the destination ferryd for a skeleton worker. */
-static void move_out_begin(struct ferryd *d, struct move *m)
+/* QUEUED -> PREPARING, step 2: ask the destination ferryd for a skeleton
+ * worker. ext is the worker's extents reply (NULL: none). */
+static void move_out_prepare(struct ferryd *d, struct move *m, struct json_object *ext)
 {
 	struct vm *vm = move_vm(d, m);
 	struct json_object *req;
-	char host[256], addr[128];
+	char host[256];
 	struct err e = { 0 };
 
-	if (!vm || vm->state != VM_RUNNING || vm->incoming) {
+	if (!vm || vm->state != VM_RUNNING || m->worker_gone) {
 		move_finish(d, m, MV_FAILED, "E_VM_NOT_RUNNING",
-			    "VM %s is %s: only a running VM can be live-migrated",
-			    m->vm, vm ? registry_state_name(vm->state) : "gone");
-		return;
-	}
-	if (d->settings.nnets > 0 &&
-	    netaddr_local_in_nets(&d->settings, addr, sizeof(addr), &e) < 0) {
-		move_finish(d, m, MV_FAILED, "E_NO_MIGRATION_NETWORK", "%s", e.msg);
+			    "VM %s stopped during setup: only a running VM can be live-migrated",
+			    m->vm);
 		return;
 	}
 	if (gethostname(host, sizeof(host)) < 0)
@@ -345,8 +324,8 @@ static void move_out_begin(struct ferryd *d, struct move *m)
 	jsonl_add_int(req, "stream_version",
 		      MIG_VERSION + (failpoint("ferryd.stream_version_next") < 0 ? 1 : 0));
 	json_object_object_add(req, "definition", vmdef_to_json(&vm->def));
-	if (!m->no_extents)
-		move_add_extents(d, m, vm, req);
+	if (ext)
+		json_object_object_add(req, "extents", json_object_get(ext));
 	/* The destination may reserve the guest's memory before it answers
 	 * (its prealloc setting): allow for that on big guests. */
 	if (peer_call(d, m->peer, req,
@@ -356,12 +335,67 @@ static void move_out_begin(struct ferryd *d, struct move *m)
 		return;
 	}
 	m->call_pending = true;
+	log_info("move %s: VM %s: setting up with %s", m->id, m->vm, m->peer);
+}
+
+/* The worker's answer to "extents": the memory the guest uses, which a
+ * destination that reserves memory ahead (prealloc) reserves alone.
+ * Optional: without it the destination reserves all of the VM's memory. */
+static void move_out_extents_done(struct ferryd *d, struct move *m, struct peer_result *r)
+{
+	struct json_object *ext = NULL;
+
+	/* a worker that exited meanwhile also asked for a cancel: say what happened */
+	if (m->cancel_requested && !m->worker_gone) {
+		move_finish(d, m, MV_CANCELLED, "E_CANCELLED", "cancelled during setup");
+		return;
+	}
+	if (r->reply && json_object_object_get_ex(r->reply, "extents", &ext) &&
+	    !json_object_is_type(ext, json_type_array))
+		ext = NULL;
+	if (!ext)
+		log_info("move %s: no extents from the worker (%s): the destination reserves all memory",
+			 m->id, r->err.msg[0] ? r->err.msg : "none in its reply");
+	move_out_prepare(d, m, ext);
+}
+
+/* QUEUED -> PREPARING, step 1: check the move can start, then ask the
+ * worker for its extents off the loop (it walks all guest memory: ~50 ms
+ * per GiB touched, which would hold every other client of this ferryd). */
+static void move_out_begin(struct ferryd *d, struct move *m)
+{
+	struct vm *vm = move_vm(d, m);
+	char addr[128], sock[PATH_MAX];
+	struct err e = { 0 };
+
+	if (!vm || vm->state != VM_RUNNING || vm->incoming) {
+		move_finish(d, m, MV_FAILED, "E_VM_NOT_RUNNING",
+			    "VM %s is %s: only a running VM can be live-migrated",
+			    m->vm, vm ? registry_state_name(vm->state) : "gone");
+		return;
+	}
+	if (d->settings.nnets > 0 &&
+	    netaddr_local_in_nets(&d->settings, addr, sizeof(addr), &e) < 0) {
+		move_finish(d, m, MV_FAILED, "E_NO_MIGRATION_NETWORK", "%s", e.msg);
+		return;
+	}
 	m->state = MV_PREPARING;
 	m->started_ms = ferryd_wall_ms();
 	m->wait_reason[0] = '\0';
 	snprintf(m->stage, sizeof(m->stage), "setup");
-	log_info("move %s: VM %s: setting up with %s", m->id, m->vm, m->peer);
 	migrate_store_save(d);
+	if (!m->no_extents && vm->pid &&
+	    registry_path(d, vm, "sock", sock, sizeof(sock), &e) == 0 &&
+	    peer_worker_call(d, sock, migrate_worker_cmd("extents"),
+			     FERRYD_CTL_TIMEOUT_MS + (int)(m->memory_mib * FERRYD_EXTENTS_MS_PER_MIB),
+			     0, m->vm, m->id, PEER_EXTENTS, &e) == 0) {
+		m->call_pending = true;
+		return;
+	}
+	if (!m->no_extents)
+		log_info("move %s: cannot ask the worker for its extents (%s)", m->id,
+			 e.msg[0] ? e.msg : "no worker");
+	move_out_prepare(d, m, NULL);
 }
 
 /* Start queued moves in order while slots are free. */
@@ -793,6 +827,10 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 	m->call_pending = false;
 	if (r->purpose == PEER_RESOLVE) {
 		move_out_resolved(d, m, r);
+		return;
+	}
+	if (r->purpose == PEER_EXTENTS) {
+		move_out_extents_done(d, m, r);
 		return;
 	}
 	if (r->purpose == PEER_CONFIRM) {

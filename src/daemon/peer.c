@@ -131,7 +131,8 @@ fail:
 }
 
 int peer_worker_call(struct ferryd *d, const char *path, struct json_object *req, int timeout_ms,
-		     uint64_t client_id, const char *vm, enum peer_purpose purpose, struct err *e)
+		     uint64_t client_id, const char *vm, const char *move_id,
+		     enum peer_purpose purpose, struct err *e)
 {
 	struct peer_job *j = calloc(1, sizeof(*j));
 	struct peer_result *r = calloc(1, sizeof(*r));
@@ -151,6 +152,8 @@ int peer_worker_call(struct ferryd *d, const char *path, struct json_object *req
 	r->purpose = purpose;
 	r->client_id = client_id;
 	snprintf(r->vm, sizeof(r->vm), "%s", vm);
+	if (move_id)
+		snprintf(r->move_id, sizeof(r->move_id), "%s", move_id);
 	if (peer_start(j, peer_worker_thread, path, e) == 0)
 		return 0;
 fail:

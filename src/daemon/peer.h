@@ -23,9 +23,11 @@ struct ferryd;
 #define PEER_CONNECT_TIMEOUT_MS 5000
 #define PEER_CALL_TIMEOUT_MS 20000
 
-/* What the result is for: the migration purposes go to migrate_peer_done,
- * PEER_VM_VERIFY to verb_vm_verify_done. */
-enum peer_purpose { PEER_PREPARE, PEER_ABORT, PEER_CONFIRM, PEER_RESOLVE, PEER_VM_VERIFY };
+/* What the result is for: the migration purposes (PEER_EXTENTS asks the
+ * source's own worker) go to migrate_peer_done, PEER_VM_VERIFY to
+ * verb_vm_verify_done. */
+enum peer_purpose { PEER_PREPARE, PEER_ABORT, PEER_CONFIRM, PEER_RESOLVE, PEER_EXTENTS,
+		    PEER_VM_VERIFY };
 
 struct peer_result {
 	char move_id[32];
@@ -47,9 +49,11 @@ int peer_call(struct ferryd *d, const char *hostport, struct json_object *req,
 	      int timeout_ms, const char *move_id, enum peer_purpose purpose,
 	      struct err *e);
 /* Start a call to a local worker's control socket at path (vmctl.h; an
- * "ok":false reply comes back as the error); req is consumed. */
+ * "ok":false reply comes back as the error); req is consumed. The result
+ * names client_id and vm, and move_id unless it is NULL. */
 int peer_worker_call(struct ferryd *d, const char *path, struct json_object *req, int timeout_ms,
-		     uint64_t client_id, const char *vm, enum peer_purpose purpose, struct err *e);
+		     uint64_t client_id, const char *vm, const char *move_id,
+		     enum peer_purpose purpose, struct err *e);
 /* Fd the loop polls; readable when results are waiting (-1 if none). */
 int peer_wake_fd(const struct ferryd *d);
 /* Hand every finished call to the code waiting for it. */

@@ -161,7 +161,7 @@ enum verb_result verb_vm_verify(struct req *r, struct json_object **reply)
 		return req_fail(r, "E_WORKER", "VM %s: %s", vm->def.name, r->err.msg);
 	limit_ms = FERRYD_VERIFY_MS + (int)(vm->def.memory_mib * FERRYD_VERIFY_MS_PER_MIB);
 	if (peer_worker_call(r->d, sock, migrate_worker_cmd("verify"), limit_ms, r->c->id,
-			     vm->def.name, PEER_VM_VERIFY, &r->err) < 0)
+			     vm->def.name, NULL, PEER_VM_VERIFY, &r->err) < 0)
 		return req_fail(r, "E_INTERNAL", "VM %s: %s", vm->def.name, r->err.msg);
 	return VERB_DEFER;
 }

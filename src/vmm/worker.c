@@ -412,6 +412,9 @@ static int worker_extents(struct worker *w, struct json_object *resp, struct err
 
 	if (!w->ready)
 		return err_set(e, "the VM is not built yet");
+	/* a test's stand-in for a big guest's walk (tests/e2e/move_errors.sh) */
+	if (failpoint("worker.extents") < 0)
+		return err_set(e, "failpoint worker.extents");
 	ext = calloc(MAX, sizeof(*ext));
 	if (!ext)
 		return err_set(e, "out of memory");

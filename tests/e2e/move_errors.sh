@@ -8,7 +8,9 @@
 # history saying why); B's ferryd told to drop the move, with a reason
 # (B's history and log give it, on one line; A's move fails, the VM runs
 # on A); the destination's worker and ferryd killed mid-move (the move fails with the
-# reason, the VM runs on A; the restarted B has no trace of it).
+# reason, the VM runs on A; the restarted B has no trace of it); a source
+# whose worker takes 2.5 s to list the guest's memory (a big guest) goes on
+# answering meanwhile, and a cancel then ends the move before B hears of it.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
@@ -143,5 +145,30 @@ verify_vm A g1 || fail "page check on A after the destination died"
 start_host B
 [ "$(vm_state B g1)" = absent ] || fail "restarted B shows g1"
 [ -e "$T/B/vms/g1.json" ] || [ -e "$T/B/run/g1.incoming" ] && fail "restarted B kept files of g1"
+
+note "a slow start of a move (the worker lists a big guest's memory) holds up nobody"
+# D's workers take 2.5 s to answer "extents", as a guest with tens of GiB
+# touched would.
+FERRY_FAILPOINTS="worker.extents=delay(2500)" start_host D
+new_vm D g3 64M "ws=4M rate=4"
+on D move-vm -n g3 -d "$(port_of B)" --no-wait >/dev/null || fail "move-vm g3"
+sleep 0.5
+t0=$(date +%s%N)
+on D vm list >/dev/null || fail "vm list during the move's start"
+echo "vm list answered in $((($(date +%s%N) - t0) / 1000000)) ms while the move starts"
+# D logs "setting up with B" once the worker has answered
+grep -q "VM g3: setting up with" "$T/D.ferryd.log" &&
+	fail "vm list was answered only after the worker's extents: the call held up D's loop"
+[ "$(move_state D g3)" = preparing ] || fail "the move is $(move_state D g3), not preparing"
+on D migration cancel g3 || fail "cancel during the start"
+wait_move D g3 cancelled 10 || fail "move not cancelled"
+on D --json migration status g3 | json_get move.error | grep -qx "cancelled during setup" ||
+	fail "cancel reason not given"
+[ "$(vm_state D g3)" = running ] || fail "g3 not running on D after the cancel"
+[ "$(vm_state B g3)" = absent ] || fail "B heard of the cancelled move"
+on D move-vm -n g3 -d "$(port_of B)" >"$T/g3move" 2>&1 || { cat "$T/g3move"; fail "move of g3"; }
+[ "$(vm_state B g3)" = running ] || fail "g3 not running on B"
+verify_vm B g3 || fail "page check of g3 on B"
+stop_host D
 
 echo "PASS: move_errors"
