@@ -327,10 +327,10 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	if (jsonl_get_int(r->args, "stream_version", true, 0, INT32_MAX, &stream_version,
 			  &r->err) < 0)
 		return bad_arg(r);
-	if (stream_version != MIG_VERSION)
+	if (stream_version < MIG_VERSION_MIN || stream_version > MIG_VERSION)
 		return req_fail(r, "E_VERSION",
-				"the source sends migration stream version %lld; this host reads version %d only: upgrade the %s host",
-				(long long)stream_version, MIG_VERSION,
+				"the source sends migration stream version %lld; this host reads versions %d to %d: upgrade the %s host",
+				(long long)stream_version, MIG_VERSION_MIN, MIG_VERSION,
 				stream_version > MIG_VERSION ? "destination" : "source");
 	if (jsonl_get_str(r->args, "key_salt", r->d->key.set, &salt_hex, &r->err) < 0)
 		return req_fail(r, "E_AUTH", "this host authenticates migrations: the source must send "

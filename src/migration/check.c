@@ -215,15 +215,18 @@ static void print_escaped(FILE *f, const uint8_t *p, size_t n)
 static int check_config(struct walker *w, const struct mig_rec *rec, struct err *e)
 {
 	struct streamcheck_report *rep = w->rep;
+	const char *json;
+	uint32_t jlen;
 	uint64_t size;
 
 	if (rep->have_config)
 		return err_set(e, "a second configuration record");
 	/* mig_get_rec already capped rec->len at MIG_MAX_CONFIG, below the buffer size. */
-	if (read_payload(w, rec->len, e) < 0)
+	if (read_payload(w, rec->len, e) < 0 ||
+	    mig_config_text(rep->version, w->buf, rec->len, &json, &jlen, e) < 0)
 		return -1;
 	w->buf[rec->len] = 0;
-	if (config_from_json((const char *)w->buf, rec->len, &rep->cfg, e) < 0)
+	if (config_from_json(json, jlen, &rep->cfg, e) < 0)
 		return err_prefix(e, "configuration");
 	rep->have_config = true;
 	size = rep->cfg.mem_size;
@@ -557,13 +560,13 @@ int streamcheck_run(struct stream *r, const struct streamcheck_opts *o,
 		err_set(e, "out of memory for the checker");
 		goto out;
 	}
-	if (mig_get_header(r, e) < 0) {
+	if (mig_get_header(r, &rep->version, e) < 0) {
 		w.rec_off = 0;
 		err_prefix(e, "header at offset 0");
 		goto out;
 	}
 	if (o->dump && (!o->limit || w.printed < o->limit)) {
-		fprintf(o->dump, "%10d  %-9s %8d  %s version %u\n", 0, "header", 16, MIG_MAGIC, MIG_VERSION);
+		fprintf(o->dump, "%10d  %-9s %8d  %s version %u\n", 0, "header", 16, MIG_MAGIC, rep->version);
 		w.printed++;
 	}
 	while (!w.eos)
@@ -591,8 +594,8 @@ out:
 void streamcheck_print(FILE *f, const struct streamcheck_report *rep)
 {
 	uint64_t pages = 0;
-	fprintf(f, "stream: %s, %" PRIu64 " bytes read, %" PRIu64 " records\n",
-		rep->valid ? "valid" : "INVALID", rep->bytes, rep->records);
+	fprintf(f, "stream: %s, version %u, %" PRIu64 " bytes read, %" PRIu64 " records\n",
+		rep->valid ? "valid" : "INVALID", rep->version, rep->bytes, rep->records);
 	if (rep->have_config)
 		fprintf(f, "config: name=%s memory=%" PRIu64 " MiB vcpus=%d disk=%s net=%s\n", rep->cfg.name,
 			rep->cfg.mem_size >> 20, rep->cfg.vcpus, rep->cfg.disk[0] ? rep->cfg.disk : "none",

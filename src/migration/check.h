@@ -46,6 +46,7 @@ struct streamcheck_gen {
 
 struct streamcheck_report {
 	bool valid;
+	uint32_t version;                            /* the header's stream version */
 	uint64_t bytes;                              /* bytes read from the stream */
 	uint64_t records;                            /* records seen */
 	uint64_t by_type[STREAMCHECK_MAX_TYPES];     /* records per type */

@@ -21,7 +21,7 @@ void mig_put_header(struct stream *w)
 	stream_put_u32(w, 0);
 }
 
-int mig_get_header(struct stream *r, struct err *e)
+int mig_get_header(struct stream *r, uint32_t *version_out, struct err *e)
 {
 	char magic[8];
 	uint32_t version, flags;
@@ -32,11 +32,45 @@ int mig_get_header(struct stream *r, struct err *e)
 		return err_prefix(e, "reading stream header");
 	if (memcmp(magic, MIG_MAGIC, 8) != 0)
 		return err_set(e, "not a ferry stream (bad magic)");
-	if (version != MIG_VERSION)
-		return err_set(e, "stream version %u is not supported (this build reads version %u)",
-			       version, MIG_VERSION);
+	if (version < MIG_VERSION_MIN || version > MIG_VERSION)
+		return err_set(e, "stream version %u is not supported (this build reads versions %u to %u)",
+			       version, MIG_VERSION_MIN, MIG_VERSION);
 	if (flags != 0)
 		return err_set(e, "stream header flags 0x%x unknown", flags);
+	*version_out = version;
+	return 0;
+}
+
+/* The configuration decides the memory layout, the devices and the disk
+ * a restore opens: a flipped byte in it must not pass unseen, as one in
+ * a page or a section would not. */
+void mig_put_config(struct stream *w, const char *json)
+{
+	size_t n = strlen(json);
+	mig_put_rec(w, MIG_REC_CONFIG, (uint32_t)(8 + n));
+	stream_put_u64(w, mig_sum(json, n));
+	stream_put(w, json, n);
+}
+
+int mig_config_text(uint32_t version, const uint8_t *p, uint32_t len, const char **json,
+		    uint32_t *jlen, struct err *e)
+{
+	uint64_t want = 0;
+
+	if (version < MIG_VERSION_CONFIG_SUM) {
+		*json = (const char *)p;
+		*jlen = len;
+		return 0;
+	}
+	if (len < 8)
+		return err_set(e, "corrupt stream: a configuration record of %u bytes has no room for its checksum",
+			       len);
+	for (int i = 7; i >= 0; i--)
+		want = want << 8 | p[i];
+	if (mig_sum(p + 8, len - 8) != want)
+		return err_set(e, "corrupt stream: the configuration's checksum does not match");
+	*json = (const char *)p + 8;
+	*jlen = len - 8;
 	return 0;
 }
 

@@ -15,7 +15,11 @@
 #include "common/stream.h"
 
 #define MIG_MAGIC "FERRYMIG"
-#define MIG_VERSION 2
+/* Written: 3. Read: 2 as well (its CONFIG carries no checksum), so a state
+ * file an earlier ferry saved still restores; 1 had no checksums at all. */
+#define MIG_VERSION 3
+#define MIG_VERSION_MIN 2
+#define MIG_VERSION_CONFIG_SUM 3 /* first version whose CONFIG opens with its sum */
 
 enum mig_rec_type {
 	MIG_REC_CONFIG = 1,   /* JSON: the VM's configuration */
@@ -74,7 +78,7 @@ static inline uint32_t mig_chunk_channel(uint64_t page, uint32_t nch)
 {
 	return (uint32_t)((page / MIG_CHUNK_PAGES) % nch);
 }
-#define MIG_MAX_CONFIG 65536
+#define MIG_MAX_CONFIG 65536 /* the whole CONFIG payload, sum included */
 #define MIG_MAX_SECTION (1u << 20)
 #define MIG_MAX_NAME 64
 
@@ -106,7 +110,16 @@ uint64_t mig_sum(const void *p, size_t n);
 uint64_t mig_sum_avx2(const void *p, size_t n);
 
 void mig_put_header(struct stream *w);
-int mig_get_header(struct stream *r, struct err *e);
+/* Reads and checks the header; *version is the stream's (MIG_VERSION_MIN
+ * to MIG_VERSION), which decides how its CONFIG record reads. */
+int mig_get_header(struct stream *r, uint32_t *version, struct err *e);
+
+/* A whole CONFIG record: the sum of the JSON text, then the text. */
+void mig_put_config(struct stream *w, const char *json);
+/* A CONFIG payload of a stream of this version, read into memory (len
+ * bytes at p): checks its sum (version 3 on) and gives the JSON text. */
+int mig_config_text(uint32_t version, const uint8_t *p, uint32_t len, const char **json,
+		    uint32_t *jlen, struct err *e);
 
 void mig_put_rec(struct stream *w, uint32_t type, uint32_t len);
 /* Reads and validates a record header (type known, length within limits). */

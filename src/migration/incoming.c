@@ -251,13 +251,13 @@ struct early_chan {
  * (CONFIG) from an extra channel (HELLO), whatever order they finished
  * their handshakes in. */
 static int conn_open(struct mig_incoming *in, int fd, const struct auth_chan *ac, struct stream *r,
-		     struct mig_rec *first, struct err *e)
+		     uint32_t *version, struct mig_rec *first, struct err *e)
 {
 	stream_init_fd(r, fd, false);
 	stream_set_timeout(r, (int)in->peer_timeout_ms);
 	if (ac->encrypt && stream_set_seal(r, ac->key_rx, e) < 0)
 		return -1;
-	if (mig_get_header(r, e) < 0 || mig_get_rec(r, first, e) < 0)
+	if (mig_get_header(r, version, e) < 0 || mig_get_rec(r, first, e) < 0)
 		return -1;
 	return 0;
 }
@@ -494,6 +494,7 @@ static void *in_thread(void *arg)
 	bool encrypted;              /* the main connection's choice; every channel follows it */
 	struct vm_config cfg;
 	struct mig_rec rec;
+	uint32_t version = 0; /* the main connection's, the last conn_open below */
 	struct err e = { .code = 0 };
 	bool have_streams = false, setup_replied = false, loaded = false, reserved;
 	int fd = -1;
@@ -515,7 +516,7 @@ static void *in_thread(void *arg)
 		fd = accept_one(in, &x->hs, in->accept_timeout_ms, &ac, &e);
 		if (fd < 0)
 			goto fail;
-		if (conn_open(in, fd, &ac, &r, &rec, &e) < 0) {
+		if (conn_open(in, fd, &ac, &r, &version, &rec, &e) < 0) {
 			stream_destroy(&r);
 			close(fd);
 			fd = -1;
@@ -550,7 +551,7 @@ static void *in_thread(void *arg)
 	set_stage(in, IN_SETUP);
 	/* Build as soon as the configuration is checked: the source sends it
 	 * ahead of the extents, which take it a while to find. */
-	if (snapshot_config_from_rec(&r, &rec, &cfg, &e) < 0 ||
+	if (snapshot_config_from_rec(&r, version, &rec, &cfg, &e) < 0 ||
 	    check_host(&r, &cfg, in->host_cpu_mask, in->hooks.reserved_bytes, &e) < 0 ||
 	    in->hooks.build(in->hooks.opaque, &cfg, &e) < 0)
 		goto fail;
@@ -578,7 +579,7 @@ static void *in_thread(void *arg)
 	ram_recv_set_channel(&x->ch[0].rr, 0, (uint32_t)x->nch);
 	/* Extra channels: each must say hello with a valid, unused index. */
 	for (int k = 1; k < x->nch; k++) {
-		uint32_t idx, n;
+		uint32_t idx, n, chver;
 		struct stream hs;
 		bool enc;
 		int cfd;
@@ -594,7 +595,7 @@ static void *in_thread(void *arg)
 			if (cfd < 0)
 				goto fail;
 			enc = ac.encrypt;
-			if (conn_open(in, cfd, &ac, &hs, &rec, &e) < 0 ||
+			if (conn_open(in, cfd, &ac, &hs, &chver, &rec, &e) < 0 ||
 			    hello_read(&hs, &rec, &idx, &n, &e) < 0) {
 				stream_destroy(&hs);
 				close(cfd);

@@ -399,8 +399,7 @@ static int do_setup(struct run *r, struct err *e)
 	if (!cfg)
 		return err_set(e, "out of memory");
 	mig_put_header(&c->w);
-	mig_put_rec(&c->w, MIG_REC_CONFIG, (uint32_t)strlen(cfg));
-	stream_put(&c->w, cfg, strlen(cfg));
+	mig_put_config(&c->w, cfg);
 	free(cfg);
 	stream_init_mem_writer(&m);
 	cpuid_encode(&m, cpuid);

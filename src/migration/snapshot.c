@@ -16,8 +16,7 @@ int snapshot_save(struct machine *m, struct stream *w, struct ram_stats *st, str
 	if (!cfg)
 		return err_set(e, "out of memory");
 	mig_put_header(w);
-	mig_put_rec(w, MIG_REC_CONFIG, (uint32_t)strlen(cfg));
-	stream_put(w, cfg, strlen(cfg));
+	mig_put_config(w, cfg);
 	free(cfg);
 	if (ram_send_populated(w, &m->vm.mem, 1, NULL, st) < 0)
 		return stream_check(w, e);
@@ -33,31 +32,35 @@ int snapshot_save(struct machine *m, struct stream *w, struct ram_stats *st, str
 int snapshot_load_config(struct stream *r, struct vm_config *cfg, struct err *e)
 {
 	struct mig_rec rec;
-	if (mig_get_header(r, e) < 0 || mig_get_rec(r, &rec, e) < 0)
+	uint32_t version;
+	if (mig_get_header(r, &version, e) < 0 || mig_get_rec(r, &rec, e) < 0)
 		return -1;
-	return snapshot_config_from_rec(r, &rec, cfg, e);
+	return snapshot_config_from_rec(r, version, &rec, cfg, e);
 }
 
-int snapshot_config_from_rec(struct stream *r, const struct mig_rec *rec, struct vm_config *cfg,
-			     struct err *e)
+int snapshot_config_from_rec(struct stream *r, uint32_t version, const struct mig_rec *rec,
+			     struct vm_config *cfg, struct err *e)
 {
-	char *text;
-	int rc;
+	const char *json;
+	uint8_t *buf;
+	uint32_t jlen;
+	int rc = -1;
 	if (rec->type != MIG_REC_CONFIG)
 		return err_set(e, "corrupt stream: expected the configuration first, found a %s record",
 			       mig_rec_name(rec->type));
-	text = malloc(rec->len + 1);
-	if (!text)
+	/* +1: config_from_json gets NUL-terminated text */
+	buf = malloc(rec->len + 1);
+	if (!buf)
 		return err_set(e, "out of memory");
-	stream_get(r, text, rec->len);
-	if (stream_check(r, e) < 0) {
-		free(text);
-		return -1;
+	stream_get(r, buf, rec->len);
+	if (stream_check(r, e) == 0 && mig_config_text(version, buf, rec->len, &json, &jlen, e) == 0) {
+		buf[rec->len] = 0;
+		rc = config_from_json(json, jlen, cfg, e);
+		if (rc < 0)
+			err_prefix(e, "stream configuration");
 	}
-	text[rec->len] = 0;
-	rc = config_from_json(text, rec->len, cfg, e);
-	free(text);
-	return rc < 0 ? err_prefix(e, "stream configuration") : 0;
+	free(buf);
+	return rc;
 }
 
 /* Before the device state goes in: the pages are all here and nothing

@@ -17,9 +17,10 @@
 int snapshot_save(struct machine *m, struct stream *w, struct ram_stats *st, struct err *e);
 /* Header and configuration record. */
 int snapshot_load_config(struct stream *r, struct vm_config *cfg, struct err *e);
-/* The same, from a record already read (the header before it too). */
-int snapshot_config_from_rec(struct stream *r, const struct mig_rec *rec, struct vm_config *cfg,
-			     struct err *e);
+/* The same, from a record already read (the header, of this version,
+ * before it too). */
+int snapshot_config_from_rec(struct stream *r, uint32_t version, const struct mig_rec *rec,
+			     struct vm_config *cfg, struct err *e);
 /* Everything after the config, up to and including STATE_END, applied to
  * machine m (built with incoming=true). Pages are written as they arrive;
  * the device state is applied only once complete. */

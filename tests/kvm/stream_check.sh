@@ -2,7 +2,9 @@
 # ferry-stream check on a real state file, then on corrupted copies: each
 # must be rejected with a clear message, and ferry-vm --restore of each must
 # fail cleanly (non-zero, an error message, no sanitizer report), with both
-# the plain and the ASan+UBSan builds of ferry-vm.
+# the plain and the ASan+UBSan builds of ferry-vm. A byte changed in the
+# configuration is caught by its checksum; the same file in the version 2
+# layout (an earlier ferry's, no configuration checksum) still restores.
 . "$(dirname "$0")/../lib/common.sh"
 need_kvm
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -48,6 +50,10 @@ mk gpa; patch "$T/bad.gpa" x 0000000010000000 $((mem_off + 8))  # gpa 0x10000000
 mk npages; patch "$T/bad.npages" x 00100000 $((mem_off + 16))  # 4096 pages
 mk payload; patch "$T/bad.payload" x ffffffff $((cpu_off + 8 + 2 + 5 + 4))  # cpu.0 MP state
 mk secname; patch "$T/bad.secname" x 01 $((sec_off + 10))      # a control byte in the name
+# ws=4M -> ws=5M: still a valid configuration, caught only by its checksum
+ws_off=$(grep -abo 'ws=4M' "$T/state" | head -n1 | cut -d: -f1)
+[ -n "$ws_off" ] || fail "the configuration's cmdline is not in the state file"
+mk config; patch "$T/bad.config" x 35 $((ws_off + 3))
 
 for f in "$T"/bad.*; do
 	what=${f##*/bad.}
@@ -70,4 +76,25 @@ for f in "$T"/bad.*; do
 	done
 	note "$what: restore: $(tail -n1 "$T/r.out")"
 done
-echo "ok: $n corrupted files rejected by ferry-stream, and by ferry-vm --restore"
+"$fs" check "$T/bad.config" 2>&1 | grep -q "configuration's checksum does not match" ||
+	fail "a changed configuration was not caught by its checksum"
+
+note "the version 2 layout (no configuration checksum) still checks and restores"
+python3 - "$T/state" "$T/state.v2" <<'PY' || fail "cannot write the version 2 copy"
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+assert b[8:12] == struct.pack("<I", 3)
+typ, ln = struct.unpack_from("<II", b, 16)
+assert typ == 1
+# header with version 2; CONFIG without its 8-byte sum; the rest as it is
+out = b[:8] + struct.pack("<I", 2) + b[12:16] + struct.pack("<II", 1, ln - 8) + b[32:]
+open(sys.argv[2], "wb").write(out)
+PY
+"$fs" check "$T/state.v2" >"$T/v2.out" 2>&1 || { cat "$T/v2.out"; fail "check rejects a version 2 file"; }
+grep -q "valid, version 2" "$T/v2.out" || { cat "$T/v2.out"; fail "check does not name version 2"; }
+bg "$FERRY_BIN/ferry-vm" --restore "$T/state.v2" --serial "$T/v2.log" --control "$T/v2.sock"
+v2=$!
+wait_for "$T/v2.log" 'FERRY-GUEST hb n=' 60 || { cat "$T/v2.log"; fail "the version 2 file did not restore to a running guest"; }
+vmctl "$T/v2.sock" '{"cmd":"verify"}' | grep -q '"ok":true' || fail "page check after the version 2 restore"
+vmctl "$T/v2.sock" '{"cmd":"stop"}' >/dev/null; wait $v2
+echo "ok: $n corrupted files rejected by ferry-stream, and by ferry-vm --restore; version 2 restored"

@@ -205,8 +205,7 @@ static void checker_error(bool flip, char *msg, size_t cap)
 	assert_int_equal(digest_compute(&gm, &d, &e), 0);
 	stream_init_mem_writer(&w);
 	mig_put_header(&w);
-	mig_put_rec(&w, MIG_REC_CONFIG, (uint32_t)strlen(json));
-	stream_put(&w, json, strlen(json));
+	mig_put_config(&w, json);
 	digest_put(&w, &d);
 	if (flip)
 		((uint8_t *)stream_mem_data(&w))[stream_mem_len(&w) - 5] ^= 1;

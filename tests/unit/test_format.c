@@ -30,8 +30,11 @@
 static int parse_header(const void *p, size_t n, struct err *e)
 {
 	struct stream r;
+	uint32_t version = 0;
 	stream_init_mem_reader(&r, p, n);
-	return mig_get_header(&r, e);
+	if (mig_get_header(&r, &version, e) < 0)
+		return -1;
+	return (int)version;
 }
 
 /* The AVX2 build of the checksum gives the library's result for every
@@ -68,21 +71,65 @@ static void test_header(void **state)
 	assert_int_equal(stream_mem_len(&w), 16);
 	memcpy(h, stream_mem_data(&w), 16);
 	stream_destroy(&w);
-	assert_memory_equal(h, "FERRYMIG\x02\0\0\0\0\0\0\0", 16);
-	assert_int_equal(parse_header(h, 16, &e), 0);
+	assert_memory_equal(h, "FERRYMIG\x03\0\0\0\0\0\0\0", 16);
+	assert_int_equal(parse_header(h, 16, &e), 3);
 	assert_int_equal(parse_header(h, 15, &e), -1);
 	assert_non_null(strstr(e.msg, "truncated"));
 	h[0] = 'X';
 	assert_int_equal(parse_header(h, 16, &e), -1);
 	assert_non_null(strstr(e.msg, "bad magic"));
 	h[0] = 'F';
-	h[8] = 3;
-	assert_int_equal(parse_header(h, 16, &e), -1);
-	assert_non_null(strstr(e.msg, "version 3"));
+	/* version 2 (a state file of an earlier ferry) still reads; 1 and 4 do not */
 	h[8] = 2;
+	assert_int_equal(parse_header(h, 16, &e), 2);
+	h[8] = 4;
+	assert_int_equal(parse_header(h, 16, &e), -1);
+	assert_non_null(strstr(e.msg, "version 4"));
+	h[8] = 1;
+	assert_int_equal(parse_header(h, 16, &e), -1);
+	assert_non_null(strstr(e.msg, "versions 2 to 3"));
+	h[8] = 3;
 	h[12] = 1;
 	assert_int_equal(parse_header(h, 16, &e), -1);
 	assert_non_null(strstr(e.msg, "flags"));
+}
+
+/* CONFIG: its sum covers the JSON from version 3 on; every byte of it,
+ * flipped, is caught; a version 2 record (no sum) reads as plain JSON. */
+static void test_config_sum(void **state)
+{
+	static const char json[] = "{\"name\":\"t\",\"memory\":16777216,\"vcpus\":1,\"disk\":\"/d\"}";
+	const uint32_t n = sizeof(json) - 1;
+	struct stream w, r;
+	struct mig_rec rec;
+	struct err e = { 0 };
+	const char *text;
+	uint32_t tlen;
+	uint8_t *p;
+	(void)state;
+	stream_init_mem_writer(&w);
+	mig_put_config(&w, json);
+	assert_int_equal(stream_mem_len(&w), MIG_REC_HDR + 8 + n);
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	assert_int_equal(mig_get_rec(&r, &rec, &e), 0);
+	assert_int_equal(rec.type, MIG_REC_CONFIG);
+	assert_int_equal(rec.len, 8 + n);
+	p = (uint8_t *)stream_mem_data(&w) + MIG_REC_HDR;
+	assert_int_equal(mig_config_text(3, p, rec.len, &text, &tlen, &e), 0);
+	assert_int_equal(tlen, n);
+	assert_memory_equal(text, json, n);
+	for (uint32_t i = 0; i < rec.len; i++) {
+		p[i] ^= 0x04;
+		assert_int_equal(mig_config_text(3, p, rec.len, &text, &tlen, &e), -1);
+		assert_non_null(strstr(e.msg, "checksum does not match"));
+		p[i] ^= 0x04;
+	}
+	assert_int_equal(mig_config_text(3, p, 7, &text, &tlen, &e), -1);
+	assert_non_null(strstr(e.msg, "no room for its checksum"));
+	assert_int_equal(mig_config_text(2, p + 8, n, &text, &tlen, &e), 0);
+	assert_ptr_equal(text, p + 8);
+	assert_int_equal(tlen, n);
+	stream_destroy(&w);
 }
 
 static int parse_rec(uint32_t type, uint32_t len, struct mig_rec *rec, struct err *e)
@@ -869,8 +916,7 @@ static void check_torn_stream(bool resend, char *msg, size_t cap)
 		fill(&src, p, 9, true);
 	stream_init_mem_writer(&w);
 	mig_put_header(&w);
-	mig_put_rec(&w, MIG_REC_CONFIG, (uint32_t)strlen(json));
-	stream_put(&w, json, strlen(json));
+	mig_put_config(&w, json);
 	at = stream_mem_len(&w);
 	assert_int_equal(ram_send_pages(&w, &src, 0, 4, 1, NULL, &st), 0);
 	((uint8_t *)stream_mem_data(&w))[at + MIG_REC_HDR + MIG_MEM_HDR + 4 * 8 + 2 * 4096] ^= 1;
@@ -1000,6 +1046,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sum_builds_agree),
 		cmocka_unit_test(test_header),
+		cmocka_unit_test(test_config_sum),
 		cmocka_unit_test(test_rec),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_abort),
