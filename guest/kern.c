@@ -101,19 +101,54 @@ static void serial_init(void)
 	outb(COM1 + 4, 0x03);	/* DTR | RTS */
 }
 
-/* One line per call. Wait for THRE once per 16 bytes (the FIFO depth), not
- * per character: each port access is a VM exit. */
+/* One line out. Wait for THRE once per 16 bytes (the FIFO depth), not per
+ * character: each port access is a VM exit. Returns whether the line
+ * status said input is waiting (free: the same reads). */
+static int serial_put(const char *s, uint64_t len)
+{
+	int rx = 0;
+	for (uint64_t i = 0; i <= len; i++) {
+		if (i % 16 == 0) {
+			for (unsigned spin = 0; spin < 100000; spin++) {
+				uint8_t lsr = inb(COM1 + 5);
+				rx |= lsr & 1;
+				if (lsr & 0x20)
+					break;
+			}
+		}
+		outb(COM1, i < len ? (uint8_t)s[i] : '\n');
+	}
+	return rx;
+}
+
+/* Console input, seen when a line goes out (no polling of its own): up
+ * to a FIFO's worth echoed as "FERRY-GUEST rx n=N BYTES", non-printable
+ * bytes as '.', so a test can count what the host's console delivered. */
+static void serial_echo_rx(void)
+{
+	char line[96] = "FERRY-GUEST rx n=";
+	uint64_t n = 0, at = 17;
+	char bytes[64];
+	while (n < sizeof(bytes) && (inb(COM1 + 5) & 1)) {
+		uint8_t c = inb(COM1);
+		bytes[n++] = c > 0x20 && c < 0x7f ? (char)c : '.';
+	}
+	if (n >= 10)
+		line[at++] = (char)('0' + n / 10);
+	line[at++] = (char)('0' + n % 10);
+	line[at++] = ' ';
+	for (uint64_t i = 0; i < n; i++)
+		line[at++] = bytes[i];
+	serial_put(line, at);
+}
+
+/* One line per call. */
 static void serial_line(const char *s, uint64_t len)
 {
 	while (__atomic_exchange_n(&serial_lock, 1, __ATOMIC_ACQUIRE))
 		cpu_relax();
-	for (uint64_t i = 0; i <= len; i++) {
-		if (i % 16 == 0) {
-			for (unsigned spin = 0; spin < 100000 && !(inb(COM1 + 5) & 0x20); spin++)
-				;
-		}
-		outb(COM1, i < len ? (uint8_t)s[i] : '\n');
-	}
+	if (serial_put(s, len))
+		serial_echo_rx();
 	__atomic_store_n(&serial_lock, 0, __ATOMIC_RELEASE);
 }
 

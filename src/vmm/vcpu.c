@@ -311,6 +311,13 @@ void vcpus_pause(struct vm *vm)
 	}
 	vm->paused = true;
 	pthread_mutex_unlock(&vm->run_lock);
+	/* Device input (the worker's loop: a frame from the tap) runs under
+	 * dev_lock and only while !paused. A handler that began before the
+	 * flag was set may still be writing guest memory: wait it out, so
+	 * that nothing changes memory or device state once this returns
+	 * (a dirty sync after it must see every write). */
+	pthread_mutex_lock(&vm->dev_lock);
+	pthread_mutex_unlock(&vm->dev_lock);
 }
 
 void vcpus_resume(struct vm *vm)

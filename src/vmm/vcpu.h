@@ -36,7 +36,9 @@ int vcpu_set_cpuid(struct vcpu *vc, const struct kvm_cpuid2 *cpuid, struct err *
 
 /* Start a thread per vCPU. They start parked if the VM is paused. */
 int vcpus_start(struct vm *vm, struct err *e);
-/* Returns once every vCPU is out of KVM_RUN and parked. */
+/* Returns once every vCPU is out of KVM_RUN and parked, and no device
+ * input handler is running (vm->paused keeps new ones out). Never call
+ * it holding dev_lock. */
 void vcpus_pause(struct vm *vm);
 void vcpus_resume(struct vm *vm);
 /* Stop and join every vCPU thread. */

@@ -560,6 +560,22 @@ static void worker_accept(struct worker *w, int lfd, enum client_kind kind)
 	close(fd); /* full: refuse */
 }
 
+/* Typed or pasted console input into the UART's 64-byte FIFO. What does
+ * not fit waits in c->buf (the loop stops reading the client meanwhile)
+ * until the guest drains the FIFO; nothing goes in while the VM is
+ * paused, as for any device input (vcpus_pause). */
+static void worker_console_feed(struct worker *w, struct client *c)
+{
+	size_t took = 0;
+
+	pthread_mutex_lock(&w->m.vm.dev_lock);
+	if (w->ready && !w->m.vm.paused)
+		took = uart_feed(&w->m.uart, (const uint8_t *)c->buf, c->len);
+	pthread_mutex_unlock(&w->m.vm.dev_lock);
+	memmove(c->buf, c->buf + took, c->len - took);
+	c->len -= took;
+}
+
 static void worker_client_input(struct worker *w, struct client *c)
 {
 	ssize_t n = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
@@ -569,13 +585,11 @@ static void worker_client_input(struct worker *w, struct client *c)
 		client_close(c);
 		return;
 	}
+	c->len += (size_t)n;
 	if (c->kind == CLIENT_CONSOLE) {
-		pthread_mutex_lock(&w->m.vm.dev_lock);
-		uart_feed(&w->m.uart, (const uint8_t *)c->buf, (size_t)n);
-		pthread_mutex_unlock(&w->m.vm.dev_lock);
+		worker_console_feed(w, c);
 		return;
 	}
-	c->len += (size_t)n;
 	for (;;) {
 		char *nl = memchr(c->buf, '\n', c->len);
 		size_t linelen;
@@ -851,11 +865,22 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 		}
 		if (w->ctl_fd >= 0) { pfd[n] = (struct pollfd){ w->ctl_fd, POLLIN, 0 }; map[n++] = -3; }
 		if (w->con_fd >= 0) { pfd[n] = (struct pollfd){ w->con_fd, POLLIN, 0 }; map[n++] = -4; }
-		for (int i = 0; i < WORKER_MAX_CLIENTS; i++)
-			if (w->clients[i].fd >= 0) {
-				pfd[n] = (struct pollfd){ w->clients[i].fd, POLLIN, 0 };
-				map[n++] = i;
+		int wait_ms = w->migrating_out ? 200 : 1000;
+		for (int i = 0; i < WORKER_MAX_CLIENTS; i++) {
+			struct client *c = &w->clients[i];
+			if (c->fd < 0)
+				continue;
+			if (c->kind == CLIENT_CONSOLE && c->len) {
+				/* input waiting for room in the FIFO: retry soon, read no more */
+				worker_console_feed(w, c);
+				if (c->len) {
+					wait_ms = 20;
+					continue;
+				}
 			}
+			pfd[n] = (struct pollfd){ c->fd, POLLIN, 0 };
+			map[n++] = i;
+		}
 		/* Device input only while running: a paused VM's memory must not change. */
 		if (w->ready && w->state == WORKER_RUNNING && !w->m.vm.paused)
 			for (int i = 0; i < w->m.vm.ndevices; i++)
@@ -863,7 +888,7 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 					pfd[n] = (struct pollfd){ w->m.vm.devices[i].poll_fd, POLLIN, 0 };
 					map[n++] = 1000 + i;
 				}
-		if (poll(pfd, (nfds_t)n, w->migrating_out ? 200 : 1000) < 0) {
+		if (poll(pfd, (nfds_t)n, wait_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			err_sys(e, "poll");
@@ -916,8 +941,12 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 				worker_accept(w, w->con_fd, CLIENT_CONSOLE);
 			} else if (map[i] >= 1000) {
 				struct vm_device *d = &w->m.vm.devices[map[i] - 1000];
+				/* The VM may have been paused (stop-and-copy, on the
+				 * migration thread) while poll waited: then the frame
+				 * stays in the tap, as vcpus_pause promises. */
 				pthread_mutex_lock(&w->m.vm.dev_lock);
-				d->on_readable(d->opaque);
+				if (!w->m.vm.paused)
+					d->on_readable(d->opaque);
 				pthread_mutex_unlock(&w->m.vm.dev_lock);
 			} else {
 				worker_client_input(w, &w->clients[map[i]]);

@@ -3,7 +3,7 @@
 # ferryd end to end on one host: define and start the test guest through the
 # CLI, watch it boot, list/status it locally and over TCP, kill -9 ferryd and
 # check a new ferryd re-adopts the still-running worker (same pid), attach
-# to the console, stop it (its exit code still seen, though it is no longer
+# to the console (output, and input beyond the UART's FIFO), stop it (its exit code still seen, though it is no longer
 # ferryd's child) and delete it; then check a worker crash is recorded
 # and leaves ferryd serving.
 # Env: FERRY_BIN (dir with ferryd, ferry, ferry-vm), FERRY_GUEST (testguest.elf).
@@ -189,9 +189,15 @@ grep -qE '^State: +running' "$T/status2" || fail "g1 not running after re-adopti
 grep -qE "^Worker pid: +$PID \(re-adopted\)" "$T/status2" || fail "g1 not re-adopted with pid $PID"
 grep -q "re-adopted running worker pid $PID" "$T/ferryd.log" || fail "no re-adoption in ferryd log"
 
-note "console: read guest output through ferryd"
-(sleep 3) | timeout 10 "$FERRY_BIN/ferry" vm console g1 >"$T/console" 2>&1
+note "console: guest output through ferryd, and typed input, more than the UART's FIFO holds"
+# The guest echoes what it reads ("FERRY-GUEST rx n=N BYTES") at each line
+# it prints: 64 bytes a second. All 150 must arrive, in order.
+INPUT=$(python3 -c 'import string; a = string.ascii_letters + string.digits; print((a * 3)[:150])')
+(printf '%s' "$INPUT"; sleep 5) | timeout 10 "$FERRY_BIN/ferry" vm console g1 >"$T/console" 2>&1
 grep -q "FERRY-GUEST" "$T/console" || { cat "$T/console"; fail "no guest output on the console"; }
+GOT=$(grep -ao 'FERRY-GUEST rx n=[0-9]* [^[:space:]]*' "$T/console" | awk '{ printf "%s", $4 }')
+[ "$GOT" = "$INPUT" ] || { grep -a "rx n=" "$T/console"; fail "console input: the guest read '$GOT'"; }
+echo "console input: the guest read all ${#GOT} bytes in order"
 # and over TCP, where the console's bytes travel sealed
 (sleep 3) | timeout 10 "$FERRY_BIN/ferry" -c "127.0.0.1:$PORT" --key-file "$STATE/cluster.key" \
 	vm console g1 >"$T/console2" 2>&1

@@ -12,6 +12,11 @@
  * registers must show RIP just past the `in al, dx` (opcode 0xEC) and AL
  * holding the value the device returned. The guest must run on after the
  * resume. Skips (exit 77) without /dev/kvm or the guest binary.
+ *
+ * And a pause must wait out a device input handler already running (the
+ * worker's loop writing a received frame into guest memory under
+ * dev_lock): stop-and-copy's last dirty sync comes right after the pause,
+ * and a write after it would reach the destination's memory never.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +32,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
@@ -139,10 +145,55 @@ static void pause_finishes_the_in(void **state)
 	machine_destroy(&m);
 }
 
+static struct {
+	struct vm *vm;
+	int locked, done;
+} h;
+
+/* A device handler: holds dev_lock, writes "guest memory" late. */
+static void *slow_handler(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&h.vm->dev_lock);
+	__atomic_store_n(&h.locked, 1, __ATOMIC_RELEASE);
+	sleep_ms(300);
+	__atomic_store_n(&h.done, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&h.vm->dev_lock);
+	return NULL;
+}
+
+static void pause_waits_for_device_input(void **state)
+{
+	(void)state;
+	struct machine m;
+	struct vm_config cfg;
+	struct err e = { .code = 0 };
+	pthread_t th;
+
+	memset(&m, 0, sizeof(m));
+	memset(&cfg, 0, sizeof(cfg));
+	snprintf(cfg.name, sizeof(cfg.name), "pause-dev");
+	cfg.mem_size = 16ull << 20;
+	cfg.vcpus = 1;
+	snprintf(cfg.kernel, sizeof(cfg.kernel), "%s", guest_path);
+	if (machine_build(&m, &cfg, false, NULL, sink, NULL, &e) < 0)
+		fail_msg("machine: %s", e.msg);
+	h.vm = &m.vm;
+	assert_int_equal(pthread_create(&th, NULL, slow_handler, NULL), 0);
+	assert_true(wait_flag(&h.locked, 5000));
+	vcpus_pause(&m.vm);
+	assert_true(m.vm.paused);
+	assert_int_equal(__atomic_load_n(&h.done, __ATOMIC_ACQUIRE), 1);
+	pthread_join(th, NULL);
+	vcpus_resume(&m.vm);
+	machine_destroy(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(pause_finishes_the_in),
+		cmocka_unit_test(pause_waits_for_device_input),
 	};
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
