@@ -62,6 +62,11 @@ bool pci_intx_disabled(const struct pci_dev *d)
 	return le_get_u16(d->cfg + PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE;
 }
 
+bool pci_bus_master(const struct pci_dev *d)
+{
+	return le_get_u16(d->cfg + PCI_COMMAND) & PCI_COMMAND_MASTER;
+}
+
 /* Re-derive the BAR decode state after a write to COMMAND or BAR0 (or a
  * restore). The claim on the port bus cannot be removed, so a disabled or
  * invalid BAR keeps its claim and simply stops decoding. */
@@ -95,14 +100,21 @@ static int pci_update_bar(struct pci_dev *d, struct err *e)
 
 uint32_t pci_cfg_read(struct pci_dev *d, uint32_t off, uint32_t size)
 {
+	uint32_t v;
 	if (size == 0 || size > 4 || (off & 3) + size > 4 || off >= PCI_CFG_SIZE)
 		return 0xffffffffu;
-	return get_le(d->cfg + off, size);
+	v = get_le(d->cfg + off, size);
+	/* Linux's INTx masking (uio, vfio, pci_check_and_mask_intx) reads
+	 * this bit to tell whether a shared interrupt was ours. */
+	if (d->intx_pending && off <= PCI_STATUS && off + size > PCI_STATUS)
+		v |= (uint32_t)PCI_STATUS_INTERRUPT << (8 * (PCI_STATUS - off));
+	return v;
 }
 
 void pci_cfg_write(struct pci_dev *d, uint32_t off, uint32_t size, uint32_t val)
 {
 	struct err e;
+	uint16_t old_cmd = le_get_u16(d->cfg + PCI_COMMAND);
 
 	if (size == 0 || size > 4 || (off & 3) + size > 4 || off >= PCI_CFG_SIZE)
 		return;
@@ -117,6 +129,8 @@ void pci_cfg_write(struct pci_dev *d, uint32_t off, uint32_t size, uint32_t val)
 		if (pci_update_bar(d, &e) < 0)
 			log_warn("%s", e.msg);
 	}
+	if (off < PCI_COMMAND + 2 && off + size > PCI_COMMAND && d->on_command)
+		d->on_command(d, old_cmd);
 }
 
 /* Device addressed by the latched 0xcf8 value, or NULL (reads all ones). */
@@ -231,9 +245,10 @@ int pci_add_device(struct pci_bus *bus, int slot, struct pci_dev *d,
 			return err_prefix(e, "pci slot %d BAR0", slot);
 		d->claim_base = (uint16_t)base;
 		d->claimed = true;
-		/* Pre-assigned and enabled, as firmware would leave it, so a
-		 * guest without a PCI allocator can use the BAR at once. */
-		le_put_u16(d->cfg + PCI_COMMAND, PCI_COMMAND_IO);
+		/* Pre-assigned and enabled, bus mastering too, as firmware
+		 * would leave it, so a guest without a PCI allocator can use
+		 * the device at once. */
+		le_put_u16(d->cfg + PCI_COMMAND, PCI_COMMAND_IO | PCI_COMMAND_MASTER);
 		d->decode = true;
 	}
 	bus->slots[slot] = d;

@@ -39,6 +39,7 @@
 #define PCI_COMMAND_MEMORY  0x0002
 #define PCI_COMMAND_MASTER  0x0004
 #define PCI_COMMAND_INTX_DISABLE 0x0400
+#define PCI_STATUS_INTERRUPT 0x0008
 
 struct pci_dev;
 struct vm;
@@ -46,6 +47,8 @@ struct vm;
 /* Called after the BAR's port range has moved (old_base -> new_base). */
 typedef void (*pci_bar_moved_fn)(struct pci_dev *d, uint16_t old_base,
 				 uint16_t new_base);
+/* Called after the guest wrote COMMAND (old_cmd: its value before). */
+typedef void (*pci_command_fn)(struct pci_dev *d, uint16_t old_cmd);
 
 struct pci_dev {
 	uint8_t cfg[PCI_CFG_SIZE];
@@ -60,6 +63,10 @@ struct pci_dev {
 	iobus_fn bar_fn;             /* called with port = offset inside the BAR */
 	void *bar_opaque;
 	pci_bar_moved_fn on_bar_moved;
+	pci_command_fn on_command;
+	/* The device asserts INTx, masked by INTX_DISABLE or not: STATUS
+	 * bit 3 reads it (not kept in cfg, so no restore compares it). */
+	bool intx_pending;
 	struct pci_bus *bus;
 };
 
@@ -107,6 +114,8 @@ void pci_cfg_write(struct pci_dev *d, uint32_t off, uint32_t size, uint32_t val)
 /* Current BAR0 port base (0 when not decoding). */
 uint16_t pci_bar_base(const struct pci_dev *d);
 bool pci_intx_disabled(const struct pci_dev *d);
+/* Bus mastering on: the device may read and write guest memory. */
+bool pci_bus_master(const struct pci_dev *d);
 
 void pci_save(const struct pci_bus *bus, struct pci_state *st);
 /* Validate st against this bus (same devices, same read-only bits) and

@@ -114,7 +114,12 @@ static void uart_io(void *opaque, uint16_t port, bool is_write, uint8_t *data, u
 		case MCR: v = u->s.mcr; break;
 		case LSR: v = u->s.lsr | LSR_THRE | LSR_TEMT; break;
 		case MSR:
-			v = (u->s.mcr & MCR_LOOP) ? (uint8_t)((u->s.mcr & 0x0f) << 4) : u->s.msr;
+			/* loopback wiring: RTS->CTS, DTR->DSR, OUT1->RI, OUT2->DCD
+			 * (Linux's autoconfig checks for 0x90 after MCR 0x1a) */
+			v = (u->s.mcr & MCR_LOOP)
+				? (uint8_t)(((u->s.mcr & 0x02) << 3) | ((u->s.mcr & 0x01) << 5) |
+					    ((u->s.mcr & 0x0c) << 4))
+				: u->s.msr;
 			break;
 		case SCR: v = u->s.scr; break;
 		}

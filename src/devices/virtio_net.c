@@ -212,6 +212,8 @@ int virtio_net_announce(struct virtio_net *n, struct err *e)
 
 	if (n->fd < 0)
 		return 0;
+	if (n->config[0] & 1) /* set so by the guest: no switch learns it */
+		return err_set(e, "%s: not announced: the guest set a multicast MAC", n->name);
 	memset(f, 0, sizeof(f));
 	memset(f, 0xff, 6);                 /* broadcast */
 	memcpy(f + 6, n->config, 6);        /* source: our MAC */
@@ -275,8 +277,9 @@ void virtio_net_save(const struct virtio_net *n, struct virtio_net_state *st)
 int virtio_net_restore(struct virtio_net *n, const struct virtio_net_state *st,
 		       struct err *e)
 {
-	if (st->mac[0] & 1)
-		return err_set(e, "%s: saved MAC is multicast", n->name);
+	/* Any MAC goes: the guest may have written one (legacy config
+	 * writes) that we would never configure, and a move must not make
+	 * it unmovable (virtio_net_announce skips a multicast one). */
 	if (st->status & ~VIRTIO_NET_S_LINK_UP)
 		return err_set(e, "%s: bad link status 0x%x", n->name, st->status);
 	if (virtio_restore(&n->vd, &st->transport, e) < 0)

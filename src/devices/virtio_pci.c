@@ -25,6 +25,34 @@ static void virtio_set_irq(struct virtio_dev *vd, bool level)
 		(void)vm_irq_line(vd->vm, vd->pci.gsi, level);
 }
 
+/* The line follows the ISR, unless the guest masked INTx in COMMAND;
+ * STATUS bit 3 follows the ISR either way. */
+static void virtio_update_irq(struct virtio_dev *vd)
+{
+	vd->pci.intx_pending = vd->isr != 0;
+	virtio_set_irq(vd, vd->isr && !pci_intx_disabled(&vd->pci));
+}
+
+/* COMMAND written: INTx masked or unmasked; bus mastering switched. With
+ * mastering off the device touches no guest memory (Linux clears it to
+ * stop DMA across kexec): queues are not processed, the tap not read.
+ * Switched back on, queues notified meanwhile are looked at again. */
+static void virtio_command(struct pci_dev *d, uint16_t old_cmd)
+{
+	struct virtio_dev *vd = (struct virtio_dev *)d; /* pci is first */
+	bool was = old_cmd & PCI_COMMAND_MASTER, now = pci_bus_master(d);
+
+	virtio_update_irq(vd);
+	if (was == now)
+		return;
+	if (now && !virtio_is_broken(vd))
+		for (uint16_t q = 0; q < vd->nqueues; q++)
+			if (vd->vq[q].ready)
+				vd->ops->notify(vd, q);
+	if (vd->ops->status_changed)
+		vd->ops->status_changed(vd);
+}
+
 void virtio_init(struct virtio_dev *vd, struct vm *vm, struct guest_mem *gm,
 		 const char *name, uint16_t device_id, uint32_t class_code,
 		 uint16_t nqueues, const struct virtio_dev_ops *ops,
@@ -44,6 +72,7 @@ void virtio_init(struct virtio_dev *vd, struct vm *vm, struct guest_mem *gm,
 	vd->nqueues = nqueues;
 	for (int i = 0; i < nqueues; i++)
 		vd->vq[i].size = VIRTIO_QUEUE_SIZE;
+	vd->pci.on_command = virtio_command;
 }
 
 int virtio_pci_attach(struct virtio_dev *vd, struct pci_bus *bus, int slot,
@@ -60,7 +89,8 @@ bool virtio_is_broken(const struct virtio_dev *vd)
 
 bool virtio_is_live(const struct virtio_dev *vd)
 {
-	return (vd->status & VIRTIO_STATUS_DRIVER_OK) && !virtio_is_broken(vd);
+	return (vd->status & VIRTIO_STATUS_DRIVER_OK) && !virtio_is_broken(vd) &&
+	       pci_bus_master(&vd->pci);
 }
 
 void virtio_notify_queue(struct virtio_dev *vd, uint16_t q)
@@ -68,15 +98,13 @@ void virtio_notify_queue(struct virtio_dev *vd, uint16_t q)
 	if (q >= vd->nqueues || !virtq_want_interrupt(&vd->vq[q], vd->gm))
 		return;
 	vd->isr |= VIRTIO_ISR_QUEUE;
-	if (!pci_intx_disabled(&vd->pci))
-		virtio_set_irq(vd, true);
+	virtio_update_irq(vd);
 }
 
 void virtio_notify_config(struct virtio_dev *vd)
 {
 	vd->isr |= VIRTIO_ISR_CONFIG;
-	if (!pci_intx_disabled(&vd->pci))
-		virtio_set_irq(vd, true);
+	virtio_update_irq(vd);
 }
 
 void virtio_set_broken(struct virtio_dev *vd, const char *fmt, ...)
@@ -105,7 +133,7 @@ void virtio_reset(struct virtio_dev *vd)
 	vd->queue_sel = 0;
 	for (int i = 0; i < vd->nqueues; i++)
 		virtq_reset(&vd->vq[i]);
-	virtio_set_irq(vd, false);
+	virtio_update_irq(vd);
 	if (vd->ops && vd->ops->reset)
 		vd->ops->reset(vd);
 }
@@ -144,7 +172,7 @@ static void virtio_io_read(struct virtio_dev *vd, uint16_t off, uint8_t *data,
 	/* Reading the ISR acknowledges it: clear and drop the line. */
 	if (off <= VIRTIO_PCI_ISR && off + size > VIRTIO_PCI_ISR) {
 		vd->isr = 0;
-		virtio_set_irq(vd, false);
+		virtio_update_irq(vd);
 	}
 }
 
@@ -186,7 +214,8 @@ static void virtio_io_write(struct virtio_dev *vd, uint16_t off,
 					  vd->nqueues);
 			break;
 		}
-		if (vd->vq[v].ready)
+		/* without bus mastering, looked at when it is back on */
+		if (vd->vq[v].ready && pci_bus_master(&vd->pci))
 			vd->ops->notify(vd, (uint16_t)v);
 		break;
 	case VIRTIO_PCI_STATUS:
@@ -276,8 +305,7 @@ int virtio_post_load(struct virtio_dev *vd, struct err *e)
 	/* The destination's line starts low; a pending ISR means the source
 	 * had it high and the guest has not acknowledged yet. */
 	vd->irq_level = false;
-	if (vd->isr && !pci_intx_disabled(&vd->pci))
-		virtio_set_irq(vd, true);
+	virtio_update_irq(vd);
 	return 0;
 }
 

@@ -123,7 +123,7 @@ void virtio_notify_config(struct virtio_dev *vd);
 void virtio_set_broken(struct virtio_dev *vd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 bool virtio_is_broken(const struct virtio_dev *vd);
-/* DRIVER_OK set and not broken: the device may process queues. */
+/* DRIVER_OK set, not broken, bus mastering on: the device may process queues. */
 bool virtio_is_live(const struct virtio_dev *vd);
 /* Device reset as by a status write of 0. */
 void virtio_reset(struct virtio_dev *vd);

@@ -134,7 +134,8 @@ int gmem_populate_ranges(struct guest_mem *gm, const uint64_t (*ranges)[2], size
 		threads = 1;
 	if (threads > 8)
 		threads = 8;
-	chunk = (total / (uint64_t)threads + 511) & ~511ULL; /* whole 2 MiB steps */
+	/* whole 2 MiB steps, rounded up so the parts cover every page */
+	chunk = ((total + (uint64_t)threads - 1) / (uint64_t)threads + 511) & ~511ULL;
 	for (int i = 0; i < threads; i++) {
 		parts[i] = (struct populate_part){ gm, ranges, nranges, chunk * (uint64_t)i, chunk, 0 };
 		/* The last part runs here; a thread that cannot start leaves its part to us. */
