@@ -727,8 +727,13 @@ static void move_out_resolved(struct ferryd *d, struct move *m,
 	if (jsonl_get_bool(rep, "ok", true, &ok, &e) < 0)
 		return;
 	if (ok && jsonl_get_str(rep, "state", false, &state, &e) == 0 && state &&
-	    strcmp(state, "running") == 0) {
-		/* The destination runs it: this copy must never run again. */
+	    strcmp(state, "incoming") != 0) {
+		/* The destination runs it, or ran it (its worker then ended:
+		 * crashed, and to be started there): this copy is older than
+		 * what the guest did there and must never run again. */
+		if (strcmp(state, "running") != 0)
+			log_warn("move %s: VM %s ran on %s and is %s there now; it is that host's",
+				 m->id, m->vm, m->peer, state);
 		if (vm && vm->pid && !m->worker_gone) {
 			req = migrate_worker_cmd("migrate-resolve");
 			jsonl_add_str(req, "action", "stop");
@@ -839,6 +844,11 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		    jsonl_get_str(r->reply, "state", false, &state, &e) == 0 && state &&
 		    strcmp(state, "running") == 0) {
 			move_finish(d, m, MV_COMPLETED, NULL, NULL);
+		} else if (ok && state && strcmp(state, "incoming") != 0) {
+			/* it ran there, and its worker has ended since */
+			move_finish(d, m, MV_COMPLETED, NULL,
+				    "moved, but VM %s is %s on %s now (its worker there ended after "
+				    "the VM ran): start it there", m->vm, state, m->peer);
 		} else if (++m->tries >= MIGRATE_CONFIRM_TRIES) {
 			/* The worker confirmed the commit; only the registration
 			 * on the destination is unconfirmed. */

@@ -47,27 +47,47 @@ int migrate_marker_clear(struct ferryd *d, const char *name, struct err *e)
 /* A marker whose VM has no definition is left from a prepare that died
  * between the two writes (or a drop that died between its two removals);
  * kept, it would claim the next VM of that name, defined later by hand,
- * as a failed arrival and delete it at a restart. */
+ * as a failed arrival and delete it at a restart. A worker's "resumed"
+ * mark without a marker is left from an arrival that died between its
+ * two removals. */
 static void migrate_marker_sweep(struct ferryd *d)
 {
 	DIR *dir = opendir(d->run_dir);
 	struct dirent *de;
-	size_t suffix = strlen(".incoming");
 	if (!dir)
 		return;
 	while ((de = readdir(dir))) {
-		char name[256];
-		size_t len = strlen(de->d_name);
+		static const char *const suffixes[] = { ".incoming", ".resumed" };
+		char name[256], marker[PATH_MAX], path[PATH_MAX];
+		size_t len = strlen(de->d_name), sl = 0;
 		struct err e = { 0 };
-		if (len <= suffix || strcmp(de->d_name + len - suffix, ".incoming") != 0 ||
-		    len - suffix >= sizeof(name))
+		int k = -1;
+		for (int i = 0; i < 2; i++) {
+			sl = strlen(suffixes[i]);
+			if (len > sl && strcmp(de->d_name + len - sl, suffixes[i]) == 0) {
+				k = i;
+				break;
+			}
+		}
+		if (k < 0 || len - sl >= sizeof(name))
 			continue;
-		snprintf(name, sizeof(name), "%.*s", (int)(len - suffix), de->d_name);
-		if (registry_find(d, name))
+		snprintf(name, sizeof(name), "%.*s", (int)(len - sl), de->d_name);
+		if (k == 0) {
+			if (registry_find(d, name))
+				continue;
+			log_info("removing %s/%s: no VM of that name is defined here", d->run_dir,
+				 de->d_name);
+			if (migrate_marker_clear(d, name, &e) < 0)
+				log_warn("%s", e.msg);
 			continue;
-		log_info("removing %s/%s: no VM of that name is defined here", d->run_dir, de->d_name);
-		if (migrate_marker_clear(d, name, &e) < 0)
-			log_warn("%s", e.msg);
+		}
+		if (migrate_marker_path(d, name, marker, sizeof(marker)) < 0 ||
+		    access(marker, F_OK) == 0 ||
+		    snprintf(path, sizeof(path), "%s/%s", d->run_dir, de->d_name) >= (int)sizeof(path))
+			continue;
+		log_info("removing %s: no arrival of VM %s is under way", path, name);
+		if (unlink(path) < 0)
+			log_warn("removing %s: %s", path, strerror(errno));
 	}
 	closedir(dir);
 }
@@ -111,22 +131,47 @@ static void migrate_in_drop(struct ferryd *d, struct vm *vm)
 	registry_remove(d, vm);
 }
 
-/* The VM runs here now: it is this host's. */
-static void migrate_in_arrived(struct ferryd *d, struct vm *vm, struct move *m)
+/* Did the incoming worker run the VM here? It creates run/NAME.resumed
+ * (--resumed-file) before the vCPUs first run, so a worker that dies
+ * before ferryd has seen it running still leaves the answer behind. */
+static bool migrate_in_resumed(struct ferryd *d, struct vm *vm)
 {
+	char path[PATH_MAX];
+	struct err e = { 0 };
+	return registry_path(d, vm, "resumed", path, sizeof(path), &e) == 0 &&
+	       access(path, F_OK) == 0;
+}
+
+/* The VM ran here: it is this host's, running or not (gone is a worker
+ * that exited after it ran the VM: the VM then crashed here, and must be
+ * started here again, never on the source, whose copy is older). */
+static void migrate_in_arrived(struct ferryd *d, struct vm *vm, struct move *m, const char *gone)
+{
+	char path[PATH_MAX];
 	struct err e = { 0 };
 
 	vm->incoming = false;
-	vm->state = VM_RUNNING;
+	if (!gone)
+		vm->state = VM_RUNNING;
 	vm->move_id[0] = '\0';
-	/* Removing the marker is the moment the definition becomes ours. */
+	/* Removing the marker is the moment the definition becomes ours;
+	 * the worker's mark has said so meanwhile, and goes after it. */
 	if (migrate_marker_clear(d, vm->def.name, &e) < 0)
 		log_warn("VM %s: %s", vm->def.name, e.msg);
-	log_info("VM %s arrived by live migration and runs here", vm->def.name);
+	if (registry_path(d, vm, "resumed", path, sizeof(path), &e) == 0 && unlink(path) < 0 &&
+	    errno != ENOENT)
+		log_warn("removing %s: %s", path, strerror(errno));
+	if (gone)
+		log_warn("VM %s arrived by live migration and ran here, then its worker %s: "
+			 "it is this host's; start it again here", vm->def.name, gone);
+	else
+		log_info("VM %s arrived by live migration and runs here", vm->def.name);
 	if (m) {
+		char msg[sizeof(vm->last_exit) + 96];
 		/* polled every MIGRATE_POLL_MS, the last stage seen may be "listening" */
 		snprintf(m->stage, sizeof(m->stage), "running");
-		migrate_move_end(d, m, MV_COMPLETED, NULL, NULL);
+		snprintf(msg, sizeof(msg), "arrived and ran here, then its worker %s", gone ? gone : "");
+		migrate_move_end(d, m, MV_COMPLETED, NULL, gone ? msg : NULL);
 	}
 }
 
@@ -155,7 +200,7 @@ void migrate_in_tick(struct ferryd *d, struct move *m, long long now)
 	if (jsonl_get_str(st, "state", false, &state, &e) == 0 && state &&
 	    strcmp(state, "running") == 0) {
 		json_object_put(st);
-		migrate_in_arrived(d, vm, m);
+		migrate_in_arrived(d, vm, m, NULL);
 		return;
 	}
 	if (json_object_object_get_ex(st, "migration", &mig) &&
@@ -171,6 +216,12 @@ bool migrate_in_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
 	struct move *m = migrate_in_find(d, vm);
 	char tail[1024], msg[2048], *last;
 
+	if (migrate_in_resumed(d, vm)) {
+		/* Past the point of no return before ferryd saw it running:
+		 * the VM is ours, and crashed (the caller records the exit). */
+		migrate_in_arrived(d, vm, m, vm->last_exit);
+		return false;
+	}
 	worker_log_tail(d, vm, 3, tail, sizeof(tail));
 	/* The worker's last line carries its reason. */
 	last = strrchr(tail, '\n');
@@ -243,6 +294,16 @@ int migrate_abort_incoming(struct ferryd *d, const char *id, const char *name,
 	return 0;
 }
 
+/* At start: an arrival that ended while ferryd was down, into the
+ * history with the rest. */
+static void migrate_in_recovered(struct ferryd *d, struct vm *vm, const char *id,
+				 const char *source, const char *gone)
+{
+	struct move *m = migrate_incoming_new(d, vm, id ? id : "mv-unknown",
+					      source ? source : "unknown");
+	migrate_in_arrived(d, vm, m, gone);
+}
+
 void migrate_recover_incoming(struct ferryd *d)
 {
 	migrate_marker_sweep(d);
@@ -270,7 +331,19 @@ void migrate_recover_incoming(struct ferryd *d)
 			st = vmctl_call(sock, "status", FERRYD_CTL_TIMEOUT_MS, &e);
 		if (st && jsonl_get_str(st, "state", false, &state, &e) == 0 && state &&
 		    strcmp(state, "running") == 0) {
-			migrate_in_arrived(d, vm, NULL);
+			migrate_in_recovered(d, vm, id, source, NULL);
+		} else if (migrate_in_resumed(d, vm) && vm->pid) {
+			/* ran here; its worker is alive but does not answer
+			 * (worker_adopt's verdict stands: watched, not running) */
+			enum vm_state adopted = vm->state;
+			migrate_in_recovered(d, vm, id, source, NULL);
+			vm->state = adopted;
+		} else if (migrate_in_resumed(d, vm)) {
+			/* ran here, then its worker ended while ferryd was down */
+			vm->state = VM_CRASHED;
+			snprintf(vm->last_exit, sizeof(vm->last_exit),
+				 "exited while ferryd was not running");
+			migrate_in_recovered(d, vm, id, source, vm->last_exit);
 		} else if (st && state && strcmp(state, "incoming") == 0) {
 			struct move *m;
 			vm->incoming = true;
@@ -283,8 +356,14 @@ void migrate_recover_incoming(struct ferryd *d)
 			log_info("VM %s: still arriving (move %s); following it again",
 				 vm->def.name, id ? id : "?");
 		} else {
+			struct move *m = migrate_incoming_new(d, vm, id ? id : "mv-unknown",
+							      source ? source : "unknown");
 			log_info("VM %s: its incoming migration ended while ferryd was down; removing it",
 				 vm->def.name);
+			if (m)
+				migrate_move_end(d, m, MV_FAILED, "E_MIGRATE_FAILED",
+						 "the incoming worker ended while ferryd was not running, "
+						 "before the VM ran here");
 			if (vm->pid)
 				worker_kill(vm);
 			vm->pid = 0;

@@ -95,9 +95,10 @@ int registry_path(const struct ferryd *d, const struct vm *vm,
 int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struct err *e)
 {
 	/* "incoming": an arrival's marker (migrate.h), after the definition:
-	 * one left alone by a crash is swept at the next start */
+	 * one left alone by a crash is swept at the next start, and then
+	 * "resumed", its worker's mark, swept with it */
 	static const char *const kinds[] = { "pid", "sock", "console", "exit", "extents",
-					     "mkey", "incoming", "serial", "log" };
+					     "mkey", "incoming", "resumed", "serial", "log" };
 	char path[PATH_MAX];
 	int n = snprintf(path, sizeof(path), "%s/%s.json", d->vms_dir,
 			 vm->def.name);

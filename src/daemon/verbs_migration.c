@@ -6,6 +6,7 @@
  */
 #include "daemon/dispatch.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,6 +410,16 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 		vm->prealloc_extents = true;
 	snprintf(vm->incoming_addr, sizeof(vm->incoming_addr),
 		 strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
+	/* A worker's mark left by an earlier arrival of this name (ferryd
+	 * died between the two removals) would call this one arrived. */
+	if (registry_path(r->d, vm, "resumed", path, sizeof(path), &r->err) < 0 ||
+	    (unlink(path) < 0 && errno != ENOENT)) {
+		if (!r->err.msg[0])
+			err_sys(&r->err, "removing a stale %s", path);
+		registry_remove(r->d, vm);
+		r->code = "E_INTERNAL";
+		return VERB_FAIL;
+	}
 	/* Marker first, definition second: a restart in between finds a
 	 * marker without a definition, which it sweeps away. */
 	marker = json_object_new_object();

@@ -131,7 +131,7 @@ struct worker_cmd {
 	int argc;
 	char mem[32], vcpus[16];
 	char sock[PATH_MAX], console[PATH_MAX], serial[PATH_MAX], log[PATH_MAX], exitf[PATH_MAX];
-	char extf[PATH_MAX], mkey[PATH_MAX];
+	char extf[PATH_MAX], mkey[PATH_MAX], resumed[PATH_MAX];
 };
 
 static void worker_arg(struct worker_cmd *c, const char *flag, const char *val)
@@ -154,7 +154,8 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 	    registry_path(d, vm, "log", c->log, sizeof(c->log), e) < 0 ||
 	    registry_path(d, vm, "exit", c->exitf, sizeof(c->exitf), e) < 0 ||
 	    registry_path(d, vm, "extents", c->extf, sizeof(c->extf), e) < 0 ||
-	    registry_path(d, vm, "mkey", c->mkey, sizeof(c->mkey), e) < 0)
+	    registry_path(d, vm, "mkey", c->mkey, sizeof(c->mkey), e) < 0 ||
+	    registry_path(d, vm, "resumed", c->resumed, sizeof(c->resumed), e) < 0)
 		return -1;
 	snprintf(c->mem, sizeof(c->mem), "%uM", def->memory_mib);
 	snprintf(c->vcpus, sizeof(c->vcpus), "%u", def->vcpus);
@@ -172,6 +173,8 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 			worker_arg(c, "--tap", def->tap);
 		worker_arg(c, "--control", c->sock);
 		worker_arg(c, "--exit-file", c->exitf);
+		/* the worker's word that the VM ran here (migrate_in.c) */
+		worker_arg(c, "--resumed-file", c->resumed);
 		if (vm->migration_key)
 			worker_arg(c, "--migration-key-file", c->mkey);
 		if (d->settings.prealloc) {

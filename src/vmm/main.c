@@ -62,6 +62,9 @@ static void usage(FILE *f)
 "                        removed once read. The source's 'migrate' command takes it as \"key\"\n"
 "  --exit-file PATH      write the exit code there when the worker ends (ferryd reads it\n"
 "                        for workers it re-adopted, which are not its children)\n"
+"  --resumed-file PATH   incoming: create this file just before the VM first runs here\n"
+"                        (synced before the source is told): from then on the VM is this\n"
+"                        host's, even if this process dies (ferryd keeps it, crashed)\n"
 "  --prealloc            incoming: fault in --memory SIZE of RAM before listening (fails at once\n"
 "                        if the host cannot back it; the move never waits on a first touch;\n"
 "                        the VM must have exactly that much memory)\n"
@@ -99,7 +102,7 @@ int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
 	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
-	       O_TRACKER, O_PREALLOC, O_PREALLOC_EXT, O_EXITFILE, O_MIGKEY };
+	       O_TRACKER, O_PREALLOC, O_PREALLOC_EXT, O_EXITFILE, O_MIGKEY, O_RESUMED };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -124,6 +127,7 @@ int main(int argc, char **argv)
 		{ "prealloc-extents", required_argument, NULL, O_PREALLOC_EXT },
 		{ "exit-file", required_argument, NULL, O_EXITFILE },
 		{ "migration-key-file", required_argument, NULL, O_MIGKEY },
+		{ "resumed-file", required_argument, NULL, O_RESUMED },
 		{ "dirty-tracker", required_argument, NULL, O_TRACKER },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -174,6 +178,7 @@ int main(int argc, char **argv)
 		case O_PREALLOC_EXT: o.prealloc_extents = optarg; break;
 		case O_EXITFILE: exit_file = optarg; break;
 		case O_MIGKEY: migkey = optarg; break;
+		case O_RESUMED: o.resumed_file = optarg; break;
 		case O_TRACKER:
 			if (config_parse_tracker(optarg, &cfg.dirty_tracker, &e) < 0) {
 				fprintf(stderr, "ferry-vm: --dirty-tracker: %s\n", e.msg);
@@ -209,6 +214,10 @@ int main(int argc, char **argv)
 	}
 	if (o.prealloc_extents && !o.prealloc) {
 		fprintf(stderr, "ferry-vm: --prealloc-extents goes with --prealloc\n");
+		return 2;
+	}
+	if (o.resumed_file && !o.incoming) {
+		fprintf(stderr, "ferry-vm: --resumed-file goes with --incoming\n");
 		return 2;
 	}
 	if (migkey && !o.incoming) {

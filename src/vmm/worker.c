@@ -759,10 +759,40 @@ static int reserve_memory(struct worker *w, uint64_t size, const char *extents, 
 	return 0;
 }
 
+/* Past COMMIT: the VM runs here from now on. The mark goes down before
+ * the vCPUs start (a guest that ran here, even briefly, may have written
+ * its disk: the source's paused copy must never run after it), and is
+ * synced before the source hears RESUMED and lets its copy go (a power
+ * loss here must not lose the VM either); the sync is not downtime. */
 static int incoming_start_vcpus(void *opaque, struct err *e)
 {
 	struct worker *w = opaque;
-	return vcpus_start(&w->m.vm, e);
+	int fd = -1;
+
+	if (w->o->resumed_file) {
+		fd = open(w->o->resumed_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || write(fd, "resumed\n", 8) != 8) {
+			err_sys(e, "recording the arrival in %s", w->o->resumed_file);
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+	}
+	if (vcpus_start(&w->m.vm, e) < 0) {
+		if (fd >= 0) {
+			close(fd);
+			unlink(w->o->resumed_file); /* it never ran here */
+		}
+		return -1;
+	}
+	if (fd >= 0) {
+		struct err se = { 0 };
+		if (fsync(fd) < 0 || close(fd) < 0)
+			log_warn("syncing %s: %s", w->o->resumed_file, strerror(errno));
+		else if (durable_dir_sync(w->o->resumed_file, &se) < 0)
+			log_warn("%s", se.msg);
+	}
+	return 0;
 }
 
 int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct err *e)

@@ -29,6 +29,10 @@ struct worker_opts {
 	bool prealloc;              /* incoming: fault in the guest's memory (cfg mem_size) up front */
 	const char *prealloc_extents; /* with prealloc: only these page ranges (file of "FIRST N" lines) */
 	struct auth_key migration_key; /* incoming: connections must prove it (unset: none) */
+	/* incoming: created just before the VM's vCPUs first run here (made
+	 * durable before the source hears RESUMED): from then on this host
+	 * owns the VM, whatever becomes of this process */
+	const char *resumed_file;
 };
 
 struct worker;

@@ -5,7 +5,10 @@
 # asks the destination ferryd, learns the VM is not there, and resumes it
 # on the source (the disk lock proves no other copy writes its disk). At no
 # moment do two copies run; afterwards the VM runs on A, intact, and a new
-# move to a healthy B succeeds.
+# move to a healthy B succeeds. Then the other side of the rule: a
+# destination worker that dies once the VM has run there (right after it
+# confirmed) leaves the VM that host's, crashed, to be started there — not
+# lost on both hosts, and never run again from the source's older copy.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
 need_root
@@ -40,4 +43,30 @@ on A move-vm -n c1 -d "$(port_of B2)" >/dev/null || fail "second move failed"
 [ "$(vm_state B2 c1)" = running ] || fail "c1 not running on B2"
 [ "$(vm_state A c1)" = absent ] || fail "c1 still on A"
 verify_vm B2 c1 || fail "pages on B2"
+
+note "the destination's worker dies after the VM ran there"
+FERRY_FAILPOINTS="dst.after_resumed=crash" start_host C
+on B2 move-vm -n c1 -d "$(port_of C)" >"$T/move3" 2>&1 || { cat "$T/move3"; fail "the move to C failed"; }
+wait_state C c1 crashed 10 || fail "c1 is $(vm_state C c1) on C, expected crashed"
+[ "$(vm_state B2 c1)" = absent ] || fail "c1 is $(vm_state B2 c1) on B2: the source kept its copy"
+on B2 --json migration status c1 | json_get move.error | tee "$T/err3"
+grep -q "crashed on .* start it there" "$T/err3" || fail "the source does not say where the VM is"
+on C migration history | grep -qE 'c1 +in +completed' || fail "C's history lacks the arrival"
+ls "$T/C/run" | grep -q 'c1\.\(incoming\|resumed\)' && fail "C kept the arrival's marker files"
+stop_host C
+start_host C # a restart keeps it too (as any VM whose worker is gone: stopped)
+[ "$(vm_state C c1)" = stopped ] || fail "c1 is $(vm_state C c1) on C after a restart"
+on C vm start c1 >/dev/null || fail "c1 does not start again on C"
+wait_for "$(serial_of C c1)" "FERRY-GUEST blk wrote n=1\$" 30 || fail "c1 does not boot and write its disk on C"
+
+note "the VM arrives while the destination's ferryd is down, and its worker ends before it is back"
+on C move-vm -n c1 -d "$(port_of B2)" --bandwidth 4 --no-wait >/dev/null || fail "move-vm to B2"
+wait_precopy C c1 10 || fail "c1 never reached pre-copy"
+kill -9 "${HOST_PID[B2]}"
+wait_move C c1 completed 60 || fail "the move to B2 did not complete without B2's ferryd"
+kill -9 "$(cat "$T/B2/run/c1.pid")" || fail "no worker of c1 on B2"
+start_host B2
+[ "$(vm_state B2 c1)" = crashed ] || fail "c1 is $(vm_state B2 c1) on B2, expected crashed (it ran there)"
+on B2 migration history | grep -qE 'c1 +in +completed' || fail "B2's history lacks the arrival"
+on B2 vm start c1 >/dev/null || fail "c1 does not start again on B2"
 echo ok
