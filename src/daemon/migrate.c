@@ -626,6 +626,8 @@ static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 	json_object_put(rep);
 }
 
+static void move_out_drop_source(struct ferryd *d, struct move *m);
+
 static void move_out_tick(struct ferryd *d, struct move *m, long long now)
 {
 	struct json_object *req;
@@ -640,9 +642,18 @@ static void move_out_tick(struct ferryd *d, struct move *m, long long now)
 		move_out_poll(d, m, now);
 		break;
 	case MV_FINISHING:
+		vm = move_vm(d, m);
+		if (!m->worker_gone && (!vm || !vm->pid || vm->incoming)) {
+			/* Gone without this ferryd seeing it exit (it was down
+			 * then): the destination has the VM, the copy here goes.
+			 * An incoming VM of that name is another move's. */
+			m->worker_gone = true;
+			if (vm && !vm->incoming)
+				move_out_drop_source(d, m);
+			migrate_store_save(d);
+		}
 		if (!m->worker_gone) {
-			vm = move_vm(d, m);
-			if (now >= m->deadline && vm && vm->pid) {
+			if (now >= m->deadline && vm->pid) {
 				log_warn("move %s: source worker did not exit after the move; killing it",
 					 m->id);
 				worker_kill(vm);

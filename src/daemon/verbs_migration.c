@@ -354,6 +354,16 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 		return bad_arg(r);
 	if (registry_find(r->d, name))
 		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists on this host", name);
+	{
+		/* Its move away from here is still finishing (the source's
+		 * ferryd waits for its destination's word): the two would
+		 * share a name, and that move's end act on this VM. */
+		struct move *out = migrate_find_active(r->d, name);
+		if (out)
+			return req_fail(r, "E_BUSY", "VM %s's move away from this host (%s) has not "
+					"finished yet (%s): try again when it has",
+					name, out->id, migrate_state_name(out->state));
+	}
 	active = migrate_active_count(r->d);
 	if (active >= s->max_migrations)
 		return req_fail(r, "E_MIGRATION_LIMIT",

@@ -8,7 +8,10 @@
 # move to a healthy B succeeds. Then the other side of the rule: a
 # destination worker that dies once the VM has run there (right after it
 # confirmed) leaves the VM that host's, crashed, to be started there — not
-# lost on both hosts, and never run again from the source's older copy.
+# lost on both hosts, and never run again from the source's older copy;
+# also when the destination's ferryd is down as it happens; and a source
+# ferryd restarted while its move waits for the destination's word
+# finishes the move.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
 need_root
@@ -69,4 +72,19 @@ start_host B2
 [ "$(vm_state B2 c1)" = crashed ] || fail "c1 is $(vm_state B2 c1) on B2, expected crashed (it ran there)"
 on B2 migration history | grep -qE 'c1 +in +completed' || fail "B2's history lacks the arrival"
 on B2 vm start c1 >/dev/null || fail "c1 does not start again on B2"
+wait_for "$(serial_of B2 c1)" "FERRY-GUEST blk wrote n=1\$" 30 || fail "c1 does not boot on B2"
+
+note "the source's ferryd restarts while its move waits for the destination's word"
+on B2 move-vm -n c1 -d "$(port_of C)" --bandwidth 4 --no-wait >/dev/null || fail "move-vm to C"
+wait_precopy B2 c1 10 || fail "c1 never reached pre-copy"
+kill -9 "${HOST_PID[C]}"
+for _ in $(seq 100); do [ "$(move_state B2 c1)" = finishing ] && break; sleep 0.2; done
+[ "$(move_state B2 c1)" = finishing ] || fail "B2's move is $(move_state B2 c1), expected finishing"
+kill -9 "${HOST_PID[B2]}" # its worker hands over and exits meanwhile
+sleep 0.5
+start_host B2
+start_host C
+wait_move B2 c1 completed 30 || fail "B2's move is $(move_state B2 c1) after the restarts, not completed"
+[ "$(vm_state B2 c1)" = absent ] || fail "B2 still has c1 ($(vm_state B2 c1))"
+[ "$(vm_state C c1)" = running ] || fail "c1 is $(vm_state C c1) on C"
 echo ok
