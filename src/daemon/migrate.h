@@ -27,6 +27,10 @@
 #define MIGRATE_ABORT_REASON_MAX 256 /* migration.abort's reason, with its NUL */
 #define MIGRATE_FINISH_TIMEOUT_MS 10000
 #define MIGRATE_CONFIRM_TRIES 100  /* x MIGRATE_POLL_MS (10 s): destination registration */
+/* An arrival re-adopted at a restart with no source connected: a source
+ * connects within milliseconds of the prepare answer, so one this late
+ * lost its prepare (and its abort) with the old ferryd. */
+#define MIGRATE_ORPHAN_LISTEN_MS 15000
 
 enum move_dir { MOVE_OUT, MOVE_IN };
 
@@ -64,11 +68,13 @@ struct move {
 	bool cancel_on_timeout;
 	long long created_ms, started_ms, ended_ms; /* wall clock */
 	long long next_ms;   /* monotonic: next tick action for this move */
-	long long deadline;  /* monotonic: FINISHING gives up waiting */
+	long long deadline;  /* monotonic: FINISHING gives up waiting; in: an
+			      * arrival re-adopted still listening is dropped then */
 	int tries;           /* FINISHING confirmations / resolve attempts */
 	bool call_pending;   /* a peer call for this move is in flight */
 	bool cancel_requested, cancel_sent;
 	bool recovered;      /* in flight when ferryd restarted: cancel it */
+	bool orphan;         /* in: re-adopted, no source came (MIGRATE_ORPHAN_LISTEN_MS) */
 	bool no_extents;     /* out: the destination predates migration.prepare's extents */
 	bool abort_plain;    /* out: ... and migration.abort's reason (asked again without) */
 	bool worker_gone;    /* out: the source worker has exited */

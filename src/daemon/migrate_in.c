@@ -208,6 +208,19 @@ void migrate_in_tick(struct ferryd *d, struct move *m, long long now)
 		snprintf(m->stage, sizeof(m->stage), "%s", stage);
 	m->state = MV_MIGRATING;
 	json_object_put(st);
+	if (m->deadline && now >= m->deadline && strcmp(m->stage, "listening") == 0 &&
+	    !m->cancel_requested) {
+		/* Re-adopted at a restart with no source connected since: the
+		 * prepare died with this ferryd, and the source's abort with it.
+		 * Held, it would keep the name (refusing the next try) and the
+		 * memory until the worker's own 120 s limit. */
+		m->cancel_requested = m->orphan = true;
+		snprintf(m->abort_reason, sizeof(m->abort_reason),
+			 "no source connected within %d s of this ferryd's restart",
+			 MIGRATE_ORPHAN_LISTEN_MS / 1000);
+		log_info("VM %s: %s; removing it", vm->def.name, m->abort_reason);
+		worker_kill(vm);
+	}
 }
 
 bool migrate_in_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
@@ -246,7 +259,8 @@ bool migrate_in_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
 				 why ? why + strlen(MIG_ABORT_PHRASE) : last);
 			migrate_move_end(d, m, MV_CANCELLED, "E_CANCELLED", msg);
 		} else if (m->cancel_requested) {
-			snprintf(msg, sizeof(msg), "called off by the source host%s%s",
+			snprintf(msg, sizeof(msg), "%s%s%s",
+				 m->orphan ? "given up here" : "called off by the source host",
 				 m->abort_reason[0] ? ": " : "", m->abort_reason);
 			migrate_move_end(d, m, MV_CANCELLED, "E_CANCELLED", msg);
 		} else {
@@ -345,14 +359,22 @@ void migrate_recover_incoming(struct ferryd *d)
 				 "exited while ferryd was not running");
 			migrate_in_recovered(d, vm, id, source, vm->last_exit);
 		} else if (st && state && strcmp(state, "incoming") == 0) {
+			struct json_object *mig;
+			const char *stage = NULL;
 			struct move *m;
 			vm->incoming = true;
 			vm->state = VM_INCOMING;
 			snprintf(vm->move_id, sizeof(vm->move_id), "%s", id ? id : "");
 			m = migrate_incoming_new(d, vm, id ? id : "mv-unknown",
 						 source ? source : "unknown");
-			if (m)
+			if (m) {
 				m->state = MV_MIGRATING;
+				/* no source yet: one is due at once after a prepare */
+				if (json_object_object_get_ex(st, "migration", &mig) &&
+				    jsonl_get_str(mig, "stage", false, &stage, &e) == 0 && stage &&
+				    strcmp(stage, "listening") == 0)
+					m->deadline = ferryd_now_ms() + MIGRATE_ORPHAN_LISTEN_MS;
+			}
 			log_info("VM %s: still arriving (move %s); following it again",
 				 vm->def.name, id ? id : "?");
 		} else {

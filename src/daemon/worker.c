@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/failpoint.h"
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "daemon/hostinfo.h"
@@ -612,6 +613,9 @@ static void worker_tick_start(struct ferryd *d, struct vm *vm, long long now)
 			vm->state = VM_INCOMING;
 			log_info("VM %s: incoming worker pid %d listens on %s", vm->def.name,
 				 (int)vm->pid, vm->incoming_addr);
+			/* a test's window to kill this ferryd before the source
+			 * hears where (tests/e2e/move_errors.sh) */
+			failpoint("ferryd.prepare_reply");
 			rep = reply_ok();
 			jsonl_add_str(rep, "name", vm->def.name);
 			jsonl_add_str(rep, "id", vm->move_id);

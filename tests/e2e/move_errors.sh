@@ -8,7 +8,9 @@
 # history saying why); B's ferryd told to drop the move, with a reason
 # (B's history and log give it, on one line; A's move fails, the VM runs
 # on A); the destination's worker and ferryd killed mid-move (the move fails with the
-# reason, the VM runs on A; the restarted B has no trace of it); a source
+# reason, the VM runs on A; the restarted B has no trace of it); the
+# destination's ferryd killed before it answers the prepare (the restarted
+# host gives up the skeleton no source comes to, after 15 s); a source
 # whose worker takes 2.5 s to list the guest's memory (a big guest) goes on
 # answering meanwhile, and a cancel then ends the move before B hears of it.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
@@ -145,6 +147,25 @@ verify_vm A g1 || fail "page check on A after the destination died"
 start_host B
 [ "$(vm_state B g1)" = absent ] || fail "restarted B shows g1"
 [ -e "$T/B/vms/g1.json" ] || [ -e "$T/B/run/g1.incoming" ] && fail "restarted B kept files of g1"
+
+note "the destination's ferryd dies before it answers the prepare"
+# B2 holds its answer 3 s once the skeleton worker listens: killed then,
+# the source's move fails and its abort finds nobody; the restarted B2
+# re-adopts the skeleton, and gives it up when no source comes.
+FERRY_FAILPOINTS="ferryd.prepare_reply=delay(3000)" start_host B2
+on A move-vm -n g1 -d "$(port_of B2)" --no-wait >/dev/null || fail "move-vm to B2"
+wait_for "$T/B2.ferryd.log" "VM g1: incoming worker pid .* listens" 10 || fail "B2 never started the skeleton"
+kill -9 "${HOST_PID[B2]}"
+wait_move A g1 failed 20 || fail "A's move did not fail with B2 gone"
+[ "$(vm_state A g1)" = running ] || fail "g1 not running on A"
+start_host B2
+[ "$(vm_state B2 g1)" = incoming ] || fail "B2 did not re-adopt the skeleton ($(vm_state B2 g1))"
+wait_state B2 g1 absent 25 || fail "B2 kept the orphan skeleton"
+on B2 --json migration history | grep -q "given up here: no source connected within 15 s" ||
+	fail "B2's history does not say why it gave the arrival up"
+on A move-vm -n g1 -d "$(port_of B2)" >/dev/null || fail "the move to B2 after the orphan went failed"
+[ "$(vm_state B2 g1)" = running ] || fail "g1 not running on B2"
+on B2 move-vm -n g1 -d "$(port_of A)" >/dev/null || fail "the move back to A failed"
 
 note "a slow start of a move (the worker lists a big guest's memory) holds up nobody"
 # D's workers take 2.5 s to answer "extents", as a guest with tens of GiB
