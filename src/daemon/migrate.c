@@ -558,6 +558,16 @@ static void move_out_enter_finishing(struct ferryd *d, struct move *m,
 	}
 }
 
+/* A worker's migration stage that no cancel can change any more. */
+static bool migrate_worker_stage_final(const char *stage)
+{
+	static const char *const final[] = { "completed", "failed", "cancelled", "unknown", "none" };
+	for (size_t i = 0; i < sizeof(final) / sizeof(final[0]); i++)
+		if (strcmp(stage, final[i]) == 0)
+			return true;
+	return false;
+}
+
 static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 {
 	struct vm *vm = move_vm(d, m);
@@ -575,11 +585,6 @@ static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 			 "source worker gone: asking %s whether it runs the VM", m->peer);
 		return;
 	}
-	if ((m->recovered || m->cancel_requested) && !m->cancel_sent) {
-		rep = migrate_worker_request(d, vm, migrate_worker_cmd("migrate-cancel"), &e);
-		json_object_put(rep);
-		m->cancel_sent = true;
-	}
 	rep = migrate_worker_request(d, vm, migrate_worker_cmd("migrate-status"), &e);
 	if (!rep) {
 		log_warn("move %s: migrate-status: %s", m->id, e.msg);
@@ -592,6 +597,15 @@ static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 	}
 	if (jsonl_get_str(mig, "error", false, &error, &e) < 0)
 		error = NULL;
+	if ((m->recovered || m->cancel_requested) && !m->cancel_sent &&
+	    !migrate_worker_stage_final(stage)) {
+		/* Asked only of a move still going: one that ended while this
+		 * ferryd was down keeps its own outcome (and its reason). */
+		json_object_put(migrate_worker_request(d, vm, migrate_worker_cmd("migrate-cancel"), &e));
+		m->cancel_sent = true;
+		json_object_put(rep);
+		return;
+	}
 	json_object_put(m->progress);
 	m->progress = json_object_get(mig);
 	snprintf(m->stage, sizeof(m->stage), "%s", stage);
@@ -607,7 +621,7 @@ static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 			 m->id, m->vm, m->peer);
 		migrate_store_save(d);
 	} else if (strcmp(stage, "cancelled") == 0 || strcmp(stage, "none") == 0 ||
-		   (strcmp(stage, "failed") == 0 && (m->recovered || m->cancel_sent))) {
+		   (strcmp(stage, "failed") == 0 && m->cancel_sent)) {
 		if (m->recovered)
 			move_abandon(d, m, MV_CANCELLED, "E_CANCELLED",
 				     "ferryd restarted during the move; the move was cancelled and VM %s keeps running on the source",
@@ -620,8 +634,9 @@ static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 				     "cancelled; VM %s keeps running on the source", m->vm);
 	} else if (strcmp(stage, "failed") == 0) {
 		move_abandon(d, m, MV_FAILED, "E_MIGRATE_FAILED",
-			     "%s; VM %s keeps running on the source",
-			     error ? error : "migration failed", m->vm);
+			     "%s%s; VM %s keeps running on the source",
+			     error ? error : "migration failed",
+			     m->recovered ? " (while ferryd was not running)" : "", m->vm);
 	}
 	json_object_put(rep);
 }
