@@ -133,6 +133,13 @@ static int accept_one(struct mig_incoming *in, struct hs_pool *pool, uint32_t ti
 		      struct auth_chan *ac, struct err *e)
 {
 	long long deadline = timeout_ms ? sock_now_ms() + timeout_ms : -1;
+	/* The 5 s a handshake gets count from here for those waiting: the
+	 * source opens every connection at once, and their handshakes sat
+	 * unserved while the setup (the VM built here, a big guest's extents
+	 * walked there) took its time. */
+	for (int i = 0; i < pool->n; i++)
+		if (pool->p[i].since_ms < sock_now_ms())
+			pool->p[i].since_ms = sock_now_ms();
 	for (;;) {
 		struct pollfd p[1 + HS_PENDING_MAX];
 		int n = 0, fd = -1;

@@ -413,6 +413,7 @@ static int do_setup(struct run *r, struct err *e)
 	/* Where the guest's memory is, so the destination can fault those
 	 * pages in while the data is still on its way (a first touch costs
 	 * ~10 us on nested hosts and would otherwise sit in the receive path). */
+	failpoint("src.before_extents"); /* tests: a huge guest's walk (move_auth.sh) */
 	{
 		uint64_t (*ext)[2] = malloc(sizeof(*ext) * 4096);
 		size_t n;

@@ -200,6 +200,17 @@ migrate cf "$port" ",\"key\":\"$KEY\",\"encrypt\":true,\"transport\":\"multichan
 res=$(wait_mig cf 60) || fail "channels-first move did not end"
 [ "$(field "$res" stage)" = completed ] || fail "channels-first move: $(field "$res" error)"
 verify cfd
+# A setup that takes longer than a handshake may (a huge guest's extents
+# walked for 6 s): the extra channels, connected at the start, still get
+# their 5 s once the destination turns to them. Before, they were dropped
+# as they said hello ("did not authenticate within 5 s").
+FERRY_FAILPOINTS="src.before_extents=delay(6000)" start_src sx 64M 1 "ws=4M rate=8"
+enc_dst sxd
+migrate sx "$port" ",\"key\":\"$KEY\",\"encrypt\":true,\"transport\":\"multichannel\",\"channels\":3" ||
+	fail "migrate (slow setup)"
+res=$(wait_mig sx 60) || fail "slow-setup move did not end"
+[ "$(field "$res" stage)" = completed ] || fail "slow-setup move: $(field "$res" error)"
+verify sxd
 # Encryption without a key is refused up front (the keys derive from it).
 r=$(vmctl "$T/e2.sock" '{"cmd":"migrate","uri":"127.0.0.1:1","encrypt":true}')
 echo "$r" | grep -q "encrypt needs the move's key" || fail "encrypt without key: $r"
