@@ -195,12 +195,20 @@ int vmstate_apply(struct vm *vm, struct vmstate_loaded *ld, struct err *e)
 	if (ld->n != expected)
 		return err_set(e, "state has %d sections, this VM needs %d (%d vCPUs, kvm, %d devices)",
 			       ld->n, expected, vm->nvcpus, vm->ndevices);
+	/* 0. the kvm section and every vCPU section decode, and each vCPU's
+	 * CPUID fits this host, before anything is set (the vCPUs decoded
+	 * again below: a few KiB each). A device section that fails later
+	 * fails the whole restore, whose VM is then discarded, never run. */
+	s = find(ld, "kvm");
+	if (!s || s->version != VMSTATE_KVM_VERSION)
+		return err_set(e, "state lacks a usable kvm section");
+	stream_init_mem_reader(&r, s->data, s->len);
+	if (kvm_vm_state_get(&r, &ks, e) < 0 || check_consumed(&r, "kvm", e) < 0)
+		return err_prefix(e, "restoring interrupt controllers");
 	vs = malloc(sizeof(*vs));
 	if (!vs)
 		return err_set(e, "out of memory");
-	/* 0. every section decodes and its CPUID fits this host (decoded again
-	 * below: a few KiB each, and nothing is touched until all pass);
-	 * 1. vCPUs */
+	/* 1. vCPUs */
 	for (int pass = 0; pass < 2; pass++) {
 		for (int i = 0; i < vm->nvcpus; i++) {
 			snprintf(name, sizeof(name), "cpu.%d", i);
@@ -224,12 +232,7 @@ int vmstate_apply(struct vm *vm, struct vmstate_loaded *ld, struct err *e)
 	}
 	free(vs);
 	/* 2. irqchip and PIT */
-	s = find(ld, "kvm");
-	if (!s || s->version != VMSTATE_KVM_VERSION)
-		return err_set(e, "state lacks a usable kvm section");
-	stream_init_mem_reader(&r, s->data, s->len);
-	if (kvm_vm_state_get(&r, &ks, e) < 0 || check_consumed(&r, "kvm", e) < 0 ||
-	    kvm_vm_restore_irq(vm->vm_fd, &ks, e) < 0)
+	if (kvm_vm_restore_irq(vm->vm_fd, &ks, e) < 0)
 		return err_prefix(e, "restoring interrupt controllers");
 	/* 3. devices, in registration order, then post-load */
 	for (int i = 0; i < vm->ndevices; i++) {

@@ -638,6 +638,16 @@ static int worker_build(struct worker *w, const struct vm_config *cfg, struct er
 			 * just after the state must not pass for a whole one. */
 			if (rc == 0 && (mig_get_rec(&s, &end, e) < 0 || end.type != MIG_REC_EOS))
 				rc = e->msg[0] ? -1 : err_set(e, "state file has no end record (truncated?)");
+			/* ...and the end record is empty and last, as ferry-stream
+			 * check requires: what it rejects must not restore */
+			if (rc == 0 && end.len != 0)
+				rc = err_set(e, "corrupt stream: the end record carries %u bytes", end.len);
+			if (rc == 0) {
+				uint8_t extra;
+				stream_get(&s, &extra, 1);
+				if (stream_ok(&s))
+					rc = err_set(e, "corrupt stream: bytes follow the end record");
+			}
 		}
 		stream_destroy(&s);
 		close(fd);

@@ -54,6 +54,8 @@ mk secname; patch "$T/bad.secname" x 01 $((sec_off + 10))      # a control byte 
 ws_off=$(grep -abo 'ws=4M' "$T/state" | head -n1 | cut -d: -f1)
 [ -n "$ws_off" ] || fail "the configuration's cmdline is not in the state file"
 mk config; patch "$T/bad.config" x 35 $((ws_off + 3))
+mk trailing; printf 'junk' >>"$T/bad.trailing"                   # bytes after the end record
+mk eos-payload; patch "$T/bad.eos-payload" x 0600000004000000 $((size - 8)); printf 'abcd' >>"$T/bad.eos-payload"
 
 for f in "$T"/bad.*; do
 	what=${f##*/bad.}
