@@ -48,6 +48,10 @@ struct walker {
 	ZSTD_DCtx *zd;
 	union section_state *st;
 	uint8_t *torn;              /* per RAM page: last copy arrived mid-write */
+	uint16_t *gen;              /* per RAM page: generation held (the receiver's rule) */
+	uint8_t stale[MIG_MAX_RUN_PAGES]; /* the run's pages a newer copy already holds */
+	uint8_t *digest_seen;       /* per digest block: sent (each at most once) */
+	uint64_t digest_blocks, digest_got;
 	char detail[256];           /* dump: what this record holds */
 	uint64_t printed;
 };
@@ -233,8 +237,10 @@ static int check_config(struct walker *w, const struct mig_rec *rec, struct err 
 	w->low_ram = size < LAYOUT_MMIO_HOLE_START ? size : LAYOUT_MMIO_HOLE_START;
 	w->high_ram = size - w->low_ram;
 	free(w->torn);
+	free(w->gen);
 	w->torn = calloc(size >> 12 ? size >> 12 : 1, 1);
-	if (!w->torn)
+	w->gen = calloc(size >> 12 ? size >> 12 : 1, sizeof(*w->gen));
+	if (!w->torn || !w->gen)
 		return err_set(e, "out of memory for %" PRIu64 " MiB of pages", size >> 20);
 	snprintf(w->detail, sizeof(w->detail), "name=%s memory=%" PRIu64 " vcpus=%d", rep->cfg.name,
 		 size, rep->cfg.vcpus);
@@ -290,7 +296,17 @@ static int check_mem(struct walker *w, const struct mig_rec *rec, struct err *e)
 	clen = rec->len - MIG_MEM_HDR;
 	/* index of the run's first page in RAM (in_ram held: one region) */
 	first = (h.gpa < w->low_ram ? h.gpa : w->low_ram + (h.gpa - LAYOUT_HIGH_RAM_START)) >> 12;
-	memset(w->torn + first, 0, h.npages);
+	/* As a receiver keeps them: an older copy of a page changes nothing,
+	 * its torn mark included */
+	for (uint32_t i = 0; i < h.npages; i++) {
+		if (w->gen[first + i] > mig_gen_eff(h.gen)) {
+			w->stale[i] = 1;
+			continue;
+		}
+		w->stale[i] = 0;
+		w->gen[first + i] = mig_gen_eff(h.gen);
+		w->torn[first + i] = 0;
+	}
 	switch (h.enc) {
 	case MIG_ENC_ZERO:
 		break;
@@ -302,7 +318,7 @@ static int check_mem(struct walker *w, const struct mig_rec *rec, struct err *e)
 				       h.npages);
 		for (uint32_t i = 0; i < h.npages; i++)
 			if (mig_sum(w->buf + (size_t)h.npages * 8 + (size_t)i * 4096, 4096) !=
-			    le_get_u64(w->buf + (size_t)i * 8)) {
+			    le_get_u64(w->buf + (size_t)i * 8) && !w->stale[i]) {
 				w->torn[first + i] = 1;
 				rep->pages_torn++;
 			}
@@ -439,6 +455,9 @@ static int check_state_end(struct walker *w, const struct mig_rec *rec, struct e
 		bad += w->torn[p];
 	if (bad)
 		return err_set(e, "%" PRIu64 " page(s) arrived torn and were never sent again", bad);
+	if (w->digest_seen && w->digest_got != w->digest_blocks)
+		return err_set(e, "digest is incomplete: %" PRIu64 " of %" PRIu64 " blocks", w->digest_got,
+			       w->digest_blocks);
 	w->state_end = true;
 	return check_complete(w, e);
 }
@@ -470,7 +489,22 @@ static int check_digest(struct walker *w, const struct mig_rec *rec, struct err 
 	snprintf(w->detail, sizeof(w->detail), "blocks %" PRIu64 "+%u of %u pages", h.first, h.count,
 		 DIGEST_BLOCK_PAGES);
 	/* at most 512 KiB, within buf (digest.h asserts it); buf is malloc'd, so aligned */
-	return digest_get_sums(w->r, &h, (uint64_t *)(void *)w->buf, e);
+	if (digest_get_sums(w->r, &h, (uint64_t *)(void *)w->buf, e) < 0)
+		return -1;
+	/* A receiver takes each block once and needs them all (at STATE_END) */
+	if (!w->digest_seen) {
+		w->digest_blocks = ((w->rep->cfg.mem_size >> 12) + DIGEST_BLOCK_PAGES - 1) / DIGEST_BLOCK_PAGES;
+		w->digest_seen = calloc(w->digest_blocks ? w->digest_blocks : 1, 1);
+		if (!w->digest_seen)
+			return err_set(e, "out of memory for the digest's blocks");
+	}
+	for (uint64_t b = h.first; b < h.first + h.count; b++) {
+		if (w->digest_seen[b])
+			return err_set(e, "digest block %" PRIu64 " sent twice", b);
+		w->digest_seen[b] = 1;
+		w->digest_got++;
+	}
+	return 0;
 }
 
 static const struct rec_rule *rec_lookup(uint32_t type)
@@ -588,6 +622,8 @@ out:
 	free(w.out);
 	free(w.st);
 	free(w.torn);
+	free(w.gen);
+	free(w.digest_seen);
 	return rc;
 }
 

@@ -78,6 +78,12 @@ static inline uint32_t mig_chunk_channel(uint64_t page, uint32_t nch)
 {
 	return (uint32_t)((page / MIG_CHUNK_PAGES) % nch);
 }
+/* A run's generation as a page keeps it: 0 counts as 1 (docs/stream.md,
+ * "Generations"), so a run of generation 0 sent again still applies. */
+static inline uint16_t mig_gen_eff(uint16_t gen)
+{
+	return gen ? gen : 1;
+}
 #define MIG_MAX_CONFIG 65536 /* the whole CONFIG payload, sum included */
 #define MIG_MAX_SECTION (1u << 20)
 #define MIG_MAX_NAME 64

@@ -408,13 +408,14 @@ static void ram_recv_set_torn(struct ram_recv *rr, uint64_t p, bool torn)
 void ram_recv_apply(struct ram_recv *rr, uint8_t *dst, const uint8_t *src, uint64_t first,
 		    const struct mig_mem_hdr *h, const uint8_t *sums)
 {
+	const uint16_t g = mig_gen_eff(h->gen);
 	for (uint32_t i = 0; i < h->npages; i++) {
 		bool torn;
-		if (rr->gens[first + i] > h->gen)
+		if (rr->gens[first + i] > g)
 			continue;
 		if (src != dst)
 			memcpy(dst + (size_t)i * 4096, src + (size_t)i * 4096, 4096);
-		rr->gens[first + i] = h->gen ? h->gen : 1;
+		rr->gens[first + i] = g;
 		torn = sums && mig_sum(dst + (size_t)i * 4096, 4096) != le_get_u64(sums + (size_t)i * 8);
 		ram_recv_set_torn(rr, first + i, torn);
 		rr->st.pages_torn += torn;
@@ -507,13 +508,13 @@ int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, str
 	 * sent whole in one pass, so one check for the run suffices; mixed
 	 * runs (some pages newer) are applied page by page below. */
 	for (uint32_t i = 0; i < h.npages; i++)
-		if (rr->gens[first + i] > h.gen)
+		if (rr->gens[first + i] > mig_gen_eff(h.gen))
 			stale = true;
 	switch (h.enc) {
 	case MIG_ENC_ZERO:
 		/* A fresh destination page is already zero: don't touch it (a first touch is costly). */
 		for (uint32_t i = 0; i < h.npages; i++)
-			if (rr->gens[first + i] && rr->gens[first + i] <= h.gen)
+			if (rr->gens[first + i] && rr->gens[first + i] <= mig_gen_eff(h.gen))
 				memset(dst + (size_t)i * 4096, 0, 4096);
 		ram_recv_apply(rr, dst, dst, first, &h, NULL);
 		rr->st.pages_zero += h.npages;

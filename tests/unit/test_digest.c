@@ -188,8 +188,12 @@ static void test_hostile_records(void **state)
 }
 
 /* The stream checker reads a digest's bounds and checksum (it has no
- * memory to compare): a flipped sum byte is found, a good digest passes. */
-static void checker_error(bool flip, char *msg, size_t cap)
+ * memory to compare) and holds it to a receiver's rules: a flipped sum
+ * byte is found, a block sent twice or one missing too; a good digest
+ * passes. */
+enum digest_damage { DG_NONE, DG_FLIP, DG_TWICE, DG_SHORT };
+
+static void checker_error(enum digest_damage how, char *msg, size_t cap)
 {
 	struct vm_config cfg = { .name = "t", .mem_size = PAGES * GMEM_PAGE_SIZE, .vcpus = 1 };
 	struct streamcheck_opts o = { 0 };
@@ -206,8 +210,14 @@ static void checker_error(bool flip, char *msg, size_t cap)
 	stream_init_mem_writer(&w);
 	mig_put_header(&w);
 	mig_put_config(&w, json);
+	if (how == DG_SHORT)
+		d.nblocks--; /* the record covers all but the last block */
 	digest_put(&w, &d);
-	if (flip)
+	if (how == DG_TWICE)
+		digest_put(&w, &d);
+	if (how == DG_SHORT)
+		d.nblocks++;
+	if (how == DG_FLIP)
 		((uint8_t *)stream_mem_data(&w))[stream_mem_len(&w) - 5] ^= 1;
 	mig_put_rec(&w, MIG_REC_STATE_END, 0);
 	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
@@ -224,9 +234,13 @@ static void test_checker(void **state)
 {
 	char msg[ERR_MSG_MAX];
 	(void)state;
-	checker_error(true, msg, sizeof(msg));
+	checker_error(DG_FLIP, msg, sizeof(msg));
 	assert_non_null(strstr(msg, "checksum mismatch in the memory digest"));
-	checker_error(false, msg, sizeof(msg));
+	checker_error(DG_TWICE, msg, sizeof(msg));
+	assert_non_null(strstr(msg, "digest block 0 sent twice"));
+	checker_error(DG_SHORT, msg, sizeof(msg));
+	assert_non_null(strstr(msg, "digest is incomplete"));
+	checker_error(DG_NONE, msg, sizeof(msg));
 	assert_null(strstr(msg, "digest"));
 }
 

@@ -899,7 +899,7 @@ static void test_ram_census(void **state)
 
 /* The stream checker follows torn pages as a receiver does: one still
  * torn when the state ends makes the stream invalid. */
-static void check_torn_stream(bool resend, char *msg, size_t cap)
+static void check_torn_stream(uint16_t torn_gen, uint16_t resend_gen, char *msg, size_t cap)
 {
 	struct vm_config cfg = { .name = "t", .mem_size = 16 << 20, .vcpus = 1 };
 	struct streamcheck_opts o = { 0 };
@@ -918,10 +918,10 @@ static void check_torn_stream(bool resend, char *msg, size_t cap)
 	mig_put_header(&w);
 	mig_put_config(&w, json);
 	at = stream_mem_len(&w);
-	assert_int_equal(ram_send_pages(&w, &src, 0, 4, 1, NULL, &st), 0);
+	assert_int_equal(ram_send_pages(&w, &src, 0, 4, torn_gen, NULL, &st), 0);
 	((uint8_t *)stream_mem_data(&w))[at + MIG_REC_HDR + MIG_MEM_HDR + 4 * 8 + 2 * 4096] ^= 1;
-	if (resend)
-		assert_int_equal(ram_send_pages(&w, &src, 2, 1, 2, NULL, &st), 0);
+	if (resend_gen)
+		assert_int_equal(ram_send_pages(&w, &src, 2, 1, resend_gen, NULL, &st), 0);
 	mig_put_rec(&w, MIG_REC_STATE_END, 0);
 	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
 	assert_int_equal(streamcheck_run(&r, &o, rep, &e), -1); /* no device state here */
@@ -938,12 +938,20 @@ static void test_check_torn(void **state)
 {
 	char msg[ERR_MSG_MAX];
 	(void)state;
-	check_torn_stream(false, msg, sizeof(msg));
+	check_torn_stream(1, 0, msg, sizeof(msg));
 	assert_non_null(strstr(msg, "1 page(s) arrived torn"));
 	/* sent again: the torn page passes; what fails is the missing state */
-	check_torn_stream(true, msg, sizeof(msg));
+	check_torn_stream(1, 2, msg, sizeof(msg));
 	assert_null(strstr(msg, "torn"));
 	assert_non_null(strstr(msg, "lacks section"));
+	/* ...but not by an older copy, which a receiver drops (gen 2, then 1) */
+	check_torn_stream(2, 1, msg, sizeof(msg));
+	assert_non_null(strstr(msg, "1 page(s) arrived torn"));
+	/* a copy of the same generation replaces it, generation 0 (kept as 1) too */
+	check_torn_stream(0, 1, msg, sizeof(msg));
+	assert_null(strstr(msg, "torn"));
+	check_torn_stream(1, 1, msg, sizeof(msg));
+	assert_null(strstr(msg, "torn"));
 }
 
 static void test_out_of_ram(void **state)
