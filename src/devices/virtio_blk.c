@@ -90,8 +90,10 @@ static int pread_full(int fd, uint8_t *p, size_t len, uint64_t off)
 		ssize_t n = pread(fd, p, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n == 0)
+			errno = ENODATA; /* the image shrank under us */
 		if (n <= 0)
-			return -1; /* error, or the image shrank under us */
+			return -1;
 		p += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
@@ -132,9 +134,12 @@ static int blk_read_into(struct virtio_blk *b, const struct virtq_chain *c,
 		if (!vb->write)
 			continue;
 		n = vb->len < len ? vb->len : len;
-		if (pread_full(b->fd, vb->host, n, pos) < 0)
-			return -1;
+		/* dirty even when the read fails part-way: what it copied in
+		 * changed guest memory, and a move must carry the page */
+		int rc = pread_full(b->fd, vb->host, n, pos);
 		gmem_mark_dirty(b->vd.gm, vb->gpa, n);
+		if (rc < 0)
+			return -1;
 		pos += n;
 		len -= n;
 	}

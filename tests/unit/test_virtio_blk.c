@@ -189,6 +189,30 @@ static bool page_dirty(struct vm *vm, uint64_t gpa)
 	return vm->mem.vmm_dirty[p / 64] & (1ULL << (p % 64));
 }
 
+/* A read that fails part-way (the image shrank under us) has already
+ * put disk bytes into guest memory: IOERR to the guest, and the page
+ * marked dirty all the same, or a move would leave it behind. */
+static void test_partial_read_marks_dirty(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t pattern[512];
+	int fd, st;
+
+	for (unsigned i = 0; i < sizeof(pattern); i++)
+		pattern[i] = (uint8_t)(i * 7 + 3);
+	fd = open(f->path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, pattern, sizeof(pattern), 3 * 512), sizeof(pattern));
+	assert_int_equal(ftruncate(fd, 4 * 512), 0); /* ends after sector 3; capacity says more */
+	close(fd);
+	memset(ram(f->vm, DATA_GPA), 0, 1024);
+	memset(f->vm->mem.vmm_dirty, 0, (RAM_SIZE / GMEM_PAGE_SIZE / 64 + 1) * 8);
+	st = request(f->vm, &f->avail_idx, VIRTIO_BLK_T_IN, 3, 1024, true);
+	assert_int_equal(st, VIRTIO_BLK_S_IOERR);
+	assert_memory_equal(ram(f->vm, DATA_GPA), pattern, sizeof(pattern));
+	assert_true(page_dirty(f->vm, DATA_GPA));
+}
+
 static void test_config(void **state)
 {
 	struct fixture *f = *state;
@@ -508,6 +532,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_broken_guest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partial_read_marks_dirty, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
