@@ -877,10 +877,19 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 				    "the VM ran): start it there", m->vm, state, m->peer);
 		} else if (++m->tries >= MIGRATE_CONFIRM_TRIES) {
 			/* The worker confirmed the commit; only the registration
-			 * on the destination is unconfirmed. */
+			 * on the destination is unconfirmed. Its own "no such
+			 * VM" is worth saying apart from silence: the VM runs
+			 * there (its worker said so) but that ferryd knows no
+			 * definition for it. */
+			const char *why = NULL;
+			bool no_vm = r->reply && !ok &&
+				     jsonl_get_str(r->reply, "code", false, &why, &e) == 0 && why &&
+				     strcmp(why, "E_NO_VM") == 0;
 			move_finish(d, m, MV_COMPLETED, NULL,
-				    "moved, but %s did not confirm it registered VM %s",
-				    m->peer, m->vm);
+				    no_vm ? "moved (its worker there confirmed it runs VM %s), but %s "
+					    "answers it has no such VM: check that host"
+					  : "moved, but %s did not confirm it registered VM %s",
+				    no_vm ? m->vm : m->peer, no_vm ? m->peer : m->vm);
 		} else {
 			m->next_ms = ferryd_now_ms() + MIGRATE_POLL_MS;
 		}
