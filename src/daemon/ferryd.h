@@ -112,6 +112,8 @@ struct client {
 	char *in;            /* request bytes not yet dispatched */
 	size_t in_len;
 	bool discarding;     /* skipping the rest of an oversized line */
+	bool more;           /* complete request lines wait: served one per loop pass */
+	uint64_t served_pass; /* the loop pass that served its last line */
 	char *out;           /* bytes queued for the client */
 	size_t out_len, out_cap;
 	bool busy;           /* a deferred reply is pending: hold further lines */
@@ -153,6 +155,7 @@ struct ferryd {
 	int unix_fd, tcp_fd, sig_fd, lock_fd;
 	struct client *clients;
 	uint64_t next_client_id;
+	uint64_t loop_pass;          /* counts the event loop's passes */
 	struct vm *vms;
 	/* Host settings and the live migrations (migrate.c). */
 	struct host_settings settings;

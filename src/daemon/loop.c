@@ -351,13 +351,18 @@ static void loop_accept(struct ferryd *d, int lfd, bool tcp)
 	}
 }
 
-/* Dispatch every complete line in c->in (unless a reply is pending). */
+/* Dispatch the next complete line in c->in (unless a reply is pending).
+ * One per call, and so per loop pass: a client that sends a burst of
+ * requests at once (some wait on a worker, up to 2 s each) must not keep
+ * every other client waiting until its whole burst is served. */
 static void loop_client_process(struct ferryd *d, struct client *c)
 {
 	size_t used = 0;
+	bool served = false;
 
 	if (c->rx)
 		loop_unseal(c);
+	c->more = false;
 	/* After a failed authentication nothing more is read: not one more
 	 * line, so a burst of them cannot flood the log. */
 	while (!c->dead && !c->busy && !c->auth_failed && c->mode == CLIENT_REQUESTS) {
@@ -368,6 +373,10 @@ static void loop_client_process(struct ferryd *d, struct client *c)
 
 		if (!nl)
 			break;
+		if (served || c->served_pass == d->loop_pass) {
+			c->more = true;
+			break;
+		}
 		len = (size_t)(nl - start);
 		used += len + 1;
 		if (c->discarding) {
@@ -379,6 +388,8 @@ static void loop_client_process(struct ferryd *d, struct client *c)
 		if (len == 0)
 			continue; /* blank lines are harmless keep-alives */
 		dispatch_line(d, c, start, len);
+		served = true;
+		c->served_pass = d->loop_pass;
 		if (c->seal_switch) {
 			/* Whatever followed the authentication line was
 			 * already sealed. */
@@ -581,6 +592,12 @@ static void loop_signal(struct ferryd *d)
 		log_info("signal %u: exiting; VM workers keep running", si.ssi_signo);
 		d->quit = true;
 		break;
+	case SIGHUP:
+	case SIGUSR1:
+	case SIGUSR2:
+		log_info("signal %u (from pid %u) ignored: SIGTERM stops ferryd", si.ssi_signo,
+			 si.ssi_pid);
+		break;
 	case SIGCHLD:
 		/* Children are normally noticed through their pidfds; this
 		 * covers a worker whose pidfd_open failed. */
@@ -674,7 +691,11 @@ int loop_run(struct ferryd *d, struct err *e)
 			timeout = rc;
 		if (auth_next >= 0 && (timeout < 0 || auth_next < timeout))
 			timeout = auth_next;
+		for (struct client *c = d->clients; c; c = c->next)
+			if (c->more && !c->busy && !c->dead)
+				timeout = 0; /* lines wait: look, then serve the next */
 		rc = poll(pfds, n, timeout);
+		d->loop_pass++;
 		if (rc < 0) {
 			if (errno == EINTR)
 				continue;

@@ -234,6 +234,11 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
+	/* their default action would end ferryd unlogged (a closed terminal,
+	 * a stray kill): read and logged instead; workers get a clear mask */
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
 		perror("ferryd: sigprocmask");
 		return 1;

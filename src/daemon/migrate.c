@@ -148,8 +148,6 @@ static void move_finish(struct ferryd *d, struct move *m, enum move_state st,
 static void move_finish(struct ferryd *d, struct move *m, enum move_state st,
 			const char *code, const char *fmt, ...)
 {
-	struct move **p;
-	int n = 0;
 	va_list ap;
 
 	m->state = st;
@@ -171,22 +169,27 @@ static void move_finish(struct ferryd *d, struct move *m, enum move_state st,
 	migrate_history_append(d, m);
 	m->next = d->recent;
 	d->recent = m;
-	/* Keep the newest few for status; the history file has them all. */
-	for (p = &d->recent; *p; p = &(*p)->next) {
-		if (++n > MIGRATE_RECENT_MAX) {
-			struct move *old = *p;
-			*p = NULL;
-			while (old) {
-				struct move *next = old->next;
-				json_object_put(old->progress);
-				free(old);
-				old = next;
-			}
-			break;
-		}
-	}
+	migrate_trim_recent(d);
 	if (m->dir == MOVE_OUT)
 		migrate_store_save(d);
+}
+
+/* Keep the newest few for status; the history file has them all. A
+ * pinned one is kept past the limit (a reply in the making points at
+ * it: migration.start ends many moves in one tick). */
+void migrate_trim_recent(struct ferryd *d)
+{
+	int n = 0;
+	for (struct move **p = &d->recent; *p;) {
+		struct move *x = *p;
+		if (++n <= MIGRATE_RECENT_MAX || x->pinned) {
+			p = &x->next;
+			continue;
+		}
+		*p = x->next;
+		json_object_put(x->progress);
+		free(x);
+	}
 }
 
 void migrate_move_end(struct ferryd *d, struct move *m, enum move_state st,

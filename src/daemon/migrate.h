@@ -75,6 +75,7 @@ struct move {
 	bool cancel_requested, cancel_sent;
 	bool recovered;      /* in flight when ferryd restarted: cancel it */
 	bool orphan;         /* in: re-adopted, no source came (MIGRATE_ORPHAN_LISTEN_MS) */
+	bool pinned;         /* a reply is being built from it: kept in the recent list */
 	bool no_extents;     /* out: the destination predates migration.prepare's extents */
 	bool abort_plain;    /* out: ... and migration.abort's reason (asked again without) */
 	bool worker_gone;    /* out: the source worker has exited */
@@ -98,6 +99,10 @@ bool migrate_state_done(enum move_state s);
 int migrate_active_count(struct ferryd *d);
 /* Queued or in-flight move of VM name, or NULL. */
 struct move *migrate_find_active(struct ferryd *d, const char *name);
+/* Trim the finished moves kept in memory to MIGRATE_RECENT_MAX, pinned
+ * ones aside (move_finish does it; a caller that pinned moves calls it
+ * once it has unpinned them). */
+void migrate_trim_recent(struct ferryd *d);
 /* A move by id, or the newest one of VM name (in flight or recent). */
 struct move *migrate_find(struct ferryd *d, const char *id_or_name);
 

@@ -159,12 +159,18 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 			snprintf(moves[i]->codec, sizeof(moves[i]->codec), "%s", codec);
 	}
 	migrate_store_save(r->d);
-	/* Start what fits now, so the reply says which moves wait. */
+	/* Start what fits now, so the reply says which moves wait. Those
+	 * that end at once must outlive the tick for the reply. */
+	for (int i = 0; i < n; i++)
+		moves[i]->pinned = true;
 	migrate_tick(r->d);
 	o = reply_ok();
 	arr = json_object_new_array();
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		json_object_array_add(arr, migrate_move_json(r->d, moves[i], false));
+		moves[i]->pinned = false;
+	}
+	migrate_trim_recent(r->d);
 	json_object_object_add(o, "moves", arr);
 	*reply = o;
 	return VERB_REPLY;

@@ -203,6 +203,36 @@ echo "console input: the guest read all ${#GOT} bytes in order"
 	vm console g1 >"$T/console2" 2>&1
 grep -q "FERRY-GUEST hb" "$T/console2" || { cat "$T/console2"; fail "no guest output on the console over TCP"; }
 
+note "a burst of requests from one client does not hold up the others"
+# g1's worker stopped (SIGSTOP): each vm.status waits 2 s for it. One
+# client sends three at once; another's vm list must be answered before
+# the third of them, not after the whole burst.
+kill -STOP "$PID"
+python3 - "$SOCK" <<'PY' || { kill -CONT "$PID"; fail "a burst held up ferryd"; }
+import socket, sys, time, threading
+a = socket.socket(socket.AF_UNIX); a.connect(sys.argv[1])
+a.sendall(b'{"cmd":"vm.status","name":"g1"}\n' * 3)
+time.sleep(0.3)
+got = {}
+def lister():
+    b = socket.socket(socket.AF_UNIX); b.connect(sys.argv[1])
+    b.sendall(b'{"cmd":"vm.list"}\n'); b.makefile().readline(); got["list"] = time.time()
+t = threading.Thread(target=lister); t.start()
+f = a.makefile()
+for i in range(3):
+    f.readline()
+got["burst"] = time.time()
+t.join()
+print("vm list answered %.1f s before the burst's last reply" % (got["burst"] - got["list"]))
+sys.exit(0 if got["list"] < got["burst"] else 1)
+PY
+kill -CONT "$PID"
+note "SIGHUP is logged, not fatal"
+kill -HUP "$FERRYD"
+sleep 0.3
+ferry vm list >/dev/null || fail "ferryd did not survive SIGHUP"
+grep -q "signal 1 .* ignored" "$T/ferryd.log" || fail "SIGHUP not logged"
+
 note "stop and delete"
 ferry vm stop g1 | tee "$T/stop" || fail "vm stop"
 # not ferryd's child any more: its exit code comes from the worker's exit file

@@ -242,6 +242,22 @@ static void test_host_check(void **state)
 	cpuid_find(small, 0xd, 0)->eax |= B(2);
 	assert_int_equal(cpuid_compare(small, g, true, why, sizeof(why)), 0);
 
+	/* MOVDIRI (7.0 ECX bit 27) is a feature like any other: a guest that
+	 * sees it needs a host that has it; OSPKE (bit 4) mirrors CR4 and
+	 * is not compared */
+	{
+		struct kvm_cpuid2 *h2 = host_table(), *g2;
+		cpuid_find(h2, 7, 0)->ecx |= B(27) | B(4);
+		g2 = norm(h2, "", 1, 2);
+		cpuid_find(g2, 7, 0)->ecx |= B(27) | B(4);
+		cpuid_find(h2, 7, 0)->ecx &= ~B(4);
+		assert_int_equal(cpuid_compare(h2, g2, true, why, sizeof(why)), 0);
+		cpuid_find(h2, 7, 0)->ecx &= ~B(27);
+		assert_int_equal(cpuid_compare(h2, g2, true, why, sizeof(why)), -1);
+		free(g2);
+		free(h2);
+	}
+
 	/* a short buffer truncates the message but still fails */
 	cpuid_find(small, 7, 0)->ebx &= ~B(9);
 	assert_int_equal(cpuid_compare(small, g, true, why, 8), -1);

@@ -22,7 +22,7 @@ static const struct feat_reg checked[] = {
 	{ 0x1, 0, CPUID_ECX, (1u << 24) | (1u << 27) | (1u << 31) },
 	{ 0x1, 0, CPUID_EDX, 1u << 28 },
 	{ 0x7, 0, CPUID_EBX, 0 },
-	{ 0x7, 0, CPUID_ECX, 1u << 27 /* OSPKE mirrors CR4 */ },
+	{ 0x7, 0, CPUID_ECX, 1u << 4 /* OSPKE mirrors CR4 (bit 27 is MOVDIRI, a real feature) */ },
 	{ 0x7, 0, CPUID_EDX, 0 },
 	{ 0x7, 1, CPUID_EAX, 0 },
 	{ 0xd, 0, CPUID_EAX, 0 },   /* XCR0 components, low half */
