@@ -10,6 +10,7 @@
 #include <linux/kvm.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -17,6 +18,41 @@
 
 #include "common/log.h"
 #include "migration/dirty.h"
+#include "vmm/x86/mptable.h"
+
+/* The interrupt routing of a PC: ISA IRQ n reaches the PICs and IOAPIC
+ * pin n, except IRQ0 (the PIT), which firmware wires to IOAPIC pin 2 and
+ * our MP table says so (mptable.h). KVM's default sends GSI 0 to pin 0:
+ * Linux without "noapic" would find no timer on pin 2 ("MP-BIOS bug:
+ * 8254 timer not connected"). The whole table is replaced, as QEMU's
+ * kvm_pc_setup_irq_routing does. Both ends of a move set the same. */
+static int vm_set_gsi_routing(struct vm *vm, struct err *e)
+{
+	enum { MAX = 40 };
+	struct kvm_irq_routing *r = calloc(1, sizeof(*r) + MAX * sizeof(r->entries[0]));
+	uint32_t n = 0;
+	int rc;
+
+	if (!r)
+		return err_set(e, "out of memory");
+#define ROUTE(g, chip, p) r->entries[n++] = (struct kvm_irq_routing_entry){ \
+		.gsi = (g), .type = KVM_IRQ_ROUTING_IRQCHIP, .u.irqchip = { .irqchip = (chip), .pin = (p) } }
+	for (uint32_t i = 0; i < 8; i++)
+		if (i != 2)
+			ROUTE(i, KVM_IRQCHIP_PIC_MASTER, i);
+	for (uint32_t i = 8; i < 16; i++)
+		ROUTE(i, KVM_IRQCHIP_PIC_SLAVE, i - 8);
+	for (uint32_t i = 0; i < 24; i++)
+		if (i == 0)
+			ROUTE(0, KVM_IRQCHIP_IOAPIC, MPTABLE_PIT_PIN);
+		else if (i != 2)
+			ROUTE(i, KVM_IRQCHIP_IOAPIC, i);
+#undef ROUTE
+	r->nr = n;
+	rc = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r);
+	free(r);
+	return rc < 0 ? err_sys(e, "KVM_SET_GSI_ROUTING") : 0;
+}
 
 int vm_create(struct vm *vm, uint64_t mem_size, bool dirty_ring, struct guest_mem *reserved,
 	      struct err *e)
@@ -54,6 +90,8 @@ int vm_create(struct vm *vm, uint64_t mem_size, bool dirty_ring, struct guest_me
 		return err_sys(e, "KVM_SET_TSS_ADDR");
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return err_sys(e, "KVM_CREATE_IRQCHIP");
+	if (vm_set_gsi_routing(vm, e) < 0)
+		return -1;
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return err_sys(e, "KVM_CREATE_PIT2");
 	/* Before any slot has dirty logging (the protect mode is fixed at

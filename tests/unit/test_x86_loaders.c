@@ -317,6 +317,17 @@ static void test_bzimage_good(void **state)
 	assert_true(le_get_u64(gmem_ptr(gm, LAYOUT_PD + 3 * 4096 + 8 * 511, 8)) ==
 		    ((2047ULL << 21) | 0x83));
 	assert_true(le_get_u64(gmem_ptr(gm, LAYOUT_BOOT_GDT + 8, 8)) == 0x00af9b000000ffffULL);
+	/* ...and never inside the buffer the kernel decompresses in: from
+	 * pref_address (16 MiB) for init_size (8 MiB) here, so an initrd of
+	 * 40 MiB still fits above 24 MiB, one of 41 MiB does not */
+	{
+		uint8_t *big = calloc(1, 41 * MiB);
+		assert_int_equal(bzimage_load_image(gm, k, BZ_LEN, big, 40 * MiB, "", &be, &e), 0);
+		assert_true(le_get_u32(zp + BZ_RAMDISK_IMAGE) >= 24 * MiB);
+		assert_int_equal(bzimage_load_image(gm, k, BZ_LEN, big, 41 * MiB, "", &be, &e), -1);
+		assert_non_null(strstr(e.msg, "does not fit between the kernel (ends 0x1800000)"));
+		free(big);
+	}
 	free(k);
 }
 
@@ -352,6 +363,13 @@ static void test_bzimage_bad(void **state)
 	le_put_u32(k + BZ_INIT_SIZE, 0xf0000000u); /* wants more RAM than exists */
 	expect_bz_fail(gm, k, BZ_LEN, "needs RAM");
 	le_put_u32(k + BZ_INIT_SIZE, BZ_INIT);
+	/* it decompresses at pref_address, not at the 1 MiB it is loaded at:
+	 * 60 MiB + 8 MiB does not fit 64 MiB (at 1 MiB it would) */
+	le_put_u64(k + BZ_PREF_ADDRESS, 60 * MiB);
+	expect_bz_fail(gm, k, BZ_LEN, "needs RAM up to 0x4400000");
+	le_put_u64(k + BZ_PREF_ADDRESS, 1ULL << 40);
+	expect_bz_fail(gm, k, BZ_LEN, "pref_address");
+	le_put_u64(k + BZ_PREF_ADDRESS, 0x1000000);
 	le_put_u32(k + BZ_CMDLINE_SIZE, 4);
 	{
 		struct boot_entry be;

@@ -59,6 +59,23 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage_info *bi, struc
 	bi->init_size = le_get_u32(img + BZ_INIT_SIZE);
 	if (bi->init_size == 0)
 		return err_set(e, "bzImage: init_size is 0");
+	{
+		/* The decompressor runs in [max(load address aligned up to
+		 * kernel_alignment, pref_address), + init_size): from 16 MiB
+		 * for Debian's kernels, whatever the load address (it copies
+		 * the compressed kernel to that buffer's end before it looks
+		 * at the initrd). */
+		uint32_t align = le_get_u32(img + BZ_KERNEL_ALIGNMENT);
+		uint64_t pref = le_get_u64(img + BZ_PREF_ADDRESS), at = LAYOUT_HIMEM_START;
+		if (align > 1 && (align & (align - 1)) == 0)
+			at = (at + align - 1) & ~((uint64_t)align - 1);
+		if (pref >= (1ULL << 32))
+			return err_set(e, "bzImage: pref_address 0x%llx is implausible",
+				       (unsigned long long)pref);
+		if (pref > at)
+			at = pref;
+		bi->decompress_at = at;
+	}
 	return 0;
 }
 
@@ -176,9 +193,12 @@ int bzimage_load_image(struct guest_mem *gm, const uint8_t *kernel, size_t kerne
 	memset(&lb, 0, sizeof(lb));
 	lb.hdr = kernel + BZ_SETUP_SECTS;
 	lb.hdr_len = bi.hdr_end - BZ_SETUP_SECTS;
-	/* The kernel decompresses in place: it owns init_size bytes from its
-	 * load address, or the payload if that is larger. */
-	lb.kernel_end = LAYOUT_HIMEM_START + (payload > bi.init_size ? payload : bi.init_size);
+	/* The kernel owns its payload where we load it, and init_size bytes
+	 * from where it decompresses itself (bzimage_parse), whichever ends
+	 * later: nothing of ours (the initrd) may sit there. */
+	lb.kernel_end = LAYOUT_HIMEM_START + payload;
+	if (bi.decompress_at + bi.init_size > lb.kernel_end)
+		lb.kernel_end = bi.decompress_at + bi.init_size;
 	lb.entry = LAYOUT_HIMEM_START + BZ_ENTRY64_OFFSET;
 	lb.initrd_addr_max = bi.initrd_addr_max;
 	lb.cmdline_size = bi.cmdline_size;

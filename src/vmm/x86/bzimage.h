@@ -58,6 +58,7 @@ struct bzimage_info {
 	uint32_t cmdline_size;
 	uint32_t init_size;
 	uint16_t xloadflags;
+	uint64_t decompress_at;   /* where the kernel decompresses itself (below) */
 };
 
 /* Validate the header of a bzImage held in img (untrusted). */

@@ -15,8 +15,8 @@
 #include "vmm/x86/layout.h"
 
 /* The table routes ISA IRQ0 (the PIT) to IOAPIC pin 2, as PC firmware does.
- * KVM's default routing sends GSI 0 to pin 0, so the VMM must install a
- * GSI routing table with GSI 0 -> IOAPIC pin 2 (QEMU does the same in
+ * KVM's default routing sends GSI 0 to pin 0, so vm_create installs a GSI
+ * routing table with GSI 0 -> IOAPIC pin 2 (vm_set_gsi_routing, as QEMU's
  * kvm_pc_setup_irq_routing) for the IOAPIC timer path to work. */
 #define MPTABLE_PIT_PIN 2
 
