@@ -323,9 +323,17 @@ void vcpus_pause(struct vm *vm)
 void vcpus_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->run_lock);
-	for (int i = 0; i < vm->nvcpus; i++)
-		if (vm->vcpus[i])
-			vm->vcpus[i]->run->immediate_exit = 0;
+	for (int i = 0; i < vm->nvcpus; i++) {
+		if (!vm->vcpus[i])
+			continue;
+		/* Tell the guest's kvmclock it was stopped (while it still is):
+		 * a Linux guest paused for long (pause, a move that fell back
+		 * to the source) would otherwise report soft lockups. EINVAL:
+		 * the guest never enabled kvmclock. */
+		if (vm->paused && ioctl(vm->vcpus[i]->fd, KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL)
+			log_debug("vCPU %d: KVM_KVMCLOCK_CTRL: %s", i, strerror(errno));
+		vm->vcpus[i]->run->immediate_exit = 0;
+	}
 	__atomic_store_n(&vm->pause_req, 0, __ATOMIC_RELEASE);
 	vm->paused = false;
 	pthread_cond_broadcast(&vm->run_cond);
