@@ -141,7 +141,6 @@ static void pause_finishes_the_in(void **state)
 	for (int i = 0; i < 20000 && __atomic_load_n(&t.out_bytes, __ATOMIC_RELAXED) == before; i++)
 		sleep_ms(1);
 	assert_true(__atomic_load_n(&t.out_bytes, __ATOMIC_RELAXED) > before);
-
 	vcpus_stop(&m.vm);
 	machine_destroy(&m);
 }
