@@ -571,11 +571,13 @@ static bool migrate_worker_stage_final(const char *stage)
 	return false;
 }
 
+/* Ask the source worker how the move goes, off the loop (PEER_POLL): a
+ * worker that hangs must not hold every client of this ferryd for the
+ * 2 s a call may take, ten times a second. */
 static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 {
 	struct vm *vm = move_vm(d, m);
-	struct json_object *rep, *mig;
-	const char *stage = NULL, *error = NULL;
+	char sock[PATH_MAX];
 	struct err e = { 0 };
 
 	if (!vm || !vm->pid) {
@@ -588,11 +590,32 @@ static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 			 "source worker gone: asking %s whether it runs the VM", m->peer);
 		return;
 	}
-	rep = migrate_worker_request(d, vm, migrate_worker_cmd("migrate-status"), &e);
-	if (!rep) {
+	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) < 0 ||
+	    peer_worker_call(d, sock, migrate_worker_cmd("migrate-status"), FERRYD_CTL_TIMEOUT_MS, 0,
+			     m->vm, m->id, PEER_POLL, &e) < 0) {
 		log_warn("move %s: migrate-status: %s", m->id, e.msg);
 		return;
 	}
+	m->call_pending = true;
+}
+
+/* The source worker's migrate-status answer (NULL: none within the limit). */
+static void move_out_polled(struct ferryd *d, struct move *m, struct peer_result *r)
+{
+	struct vm *vm = move_vm(d, m);
+	struct json_object *rep = r->reply, *mig;
+	const char *stage = NULL, *error = NULL;
+	long long now = ferryd_now_ms();
+	struct err e = { 0 };
+
+	/* the worker may have exited meanwhile: its exit decides */
+	if (m->state != MV_MIGRATING || !vm || !vm->pid)
+		return;
+	if (!rep) {
+		log_warn("move %s: migrate-status: %s", m->id, r->err.msg);
+		return;
+	}
+	json_object_get(rep); /* the result's, freed by peer_drain */
 	if (!json_object_object_get_ex(rep, "migration", &mig) ||
 	    jsonl_get_str(mig, "stage", true, &stage, &e) < 0) {
 		json_object_put(rep);
@@ -853,6 +876,14 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		abort_dest_done(d, r);
 		return;
 	}
+	if (r->purpose == PEER_IN_POLL) {
+		for (struct move *x = d->moves; x; x = x->next)
+			if (x->dir == MOVE_IN && strcmp(x->id, r->move_id) == 0) {
+				migrate_in_polled(d, x, r);
+				break;
+			}
+		return;
+	}
 	for (struct move *x = d->moves; x; x = x->next)
 		if (x->dir == MOVE_OUT && strcmp(x->id, r->move_id) == 0)
 			m = x;
@@ -861,6 +892,10 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 	m->call_pending = false;
 	if (r->purpose == PEER_RESOLVE) {
 		move_out_resolved(d, m, r);
+		return;
+	}
+	if (r->purpose == PEER_POLL) {
+		move_out_polled(d, m, r);
 		return;
 	}
 	if (r->purpose == PEER_EXTENTS) {

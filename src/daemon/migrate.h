@@ -144,6 +144,8 @@ bool migrate_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
 bool migrate_in_worker_exited(struct ferryd *d, struct vm *vm, int exit_code,
 			      uint64_t start_waiter);
 void migrate_in_tick(struct ferryd *d, struct move *m, long long now);
+/* An incoming worker's status answer, for the move (PEER_IN_POLL). */
+void migrate_in_polled(struct ferryd *d, struct move *m, struct peer_result *r);
 /* Unlink m from the in-flight list and record its end (both directions). */
 void migrate_move_end(struct ferryd *d, struct move *m, enum move_state st,
 		      const char *code, const char *msg);

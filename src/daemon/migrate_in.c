@@ -175,15 +175,15 @@ static void migrate_in_arrived(struct ferryd *d, struct vm *vm, struct move *m, 
 	}
 }
 
+/* Ask the incoming worker how it goes, off the loop (PEER_IN_POLL): a
+ * worker that hangs must not hold every client of this ferryd. */
 void migrate_in_tick(struct ferryd *d, struct move *m, long long now)
 {
 	struct vm *vm = registry_find(d, m->vm);
-	struct json_object *st, *mig;
-	const char *state = NULL, *stage = NULL;
 	char sock[PATH_MAX];
 	struct err e = { 0 };
 
-	if (now < m->next_ms)
+	if (m->call_pending || now < m->next_ms)
 		return;
 	m->next_ms = now + MIGRATE_POLL_MS;
 	if (!vm || !vm->incoming) {
@@ -192,14 +192,27 @@ void migrate_in_tick(struct ferryd *d, struct move *m, long long now)
 	}
 	if (vm->op != OP_NONE || !vm->pid)
 		return; /* still starting, or its exit is being handled */
-	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) < 0)
+	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) < 0 ||
+	    peer_worker_call(d, sock, migrate_worker_cmd("status"), FERRYD_CTL_TIMEOUT_MS, 0, m->vm,
+			     m->id, PEER_IN_POLL, &e) < 0)
 		return;
-	st = vmctl_call(sock, "status", FERRYD_CTL_TIMEOUT_MS, &e);
-	if (!st)
+	m->call_pending = true;
+}
+
+void migrate_in_polled(struct ferryd *d, struct move *m, struct peer_result *r)
+{
+	struct vm *vm = registry_find(d, m->vm);
+	struct json_object *st = r->reply, *mig;
+	const char *state = NULL, *stage = NULL;
+	long long now = ferryd_now_ms();
+	struct err e = { 0 };
+
+	m->call_pending = false;
+	/* its exit, if it came meanwhile, has decided already */
+	if (!st || !vm || !vm->incoming || !vm->pid || vm->op != OP_NONE)
 		return;
 	if (jsonl_get_str(st, "state", false, &state, &e) == 0 && state &&
 	    strcmp(state, "running") == 0) {
-		json_object_put(st);
 		migrate_in_arrived(d, vm, m, NULL);
 		return;
 	}
@@ -207,7 +220,6 @@ void migrate_in_tick(struct ferryd *d, struct move *m, long long now)
 	    jsonl_get_str(mig, "stage", false, &stage, &e) == 0 && stage)
 		snprintf(m->stage, sizeof(m->stage), "%s", stage);
 	m->state = MV_MIGRATING;
-	json_object_put(st);
 	if (m->deadline && now >= m->deadline && strcmp(m->stage, "listening") == 0 &&
 	    !m->cancel_requested) {
 		/* Re-adopted at a restart with no source connected since: the

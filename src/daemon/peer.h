@@ -23,11 +23,11 @@ struct ferryd;
 #define PEER_CONNECT_TIMEOUT_MS 5000
 #define PEER_CALL_TIMEOUT_MS 20000
 
-/* What the result is for: the migration purposes (PEER_EXTENTS asks the
- * source's own worker) go to migrate_peer_done, PEER_VM_VERIFY to
- * verb_vm_verify_done. */
+/* What the result is for: the migration purposes (PEER_EXTENTS and
+ * PEER_POLL ask the source's own worker, PEER_IN_POLL an arriving VM's)
+ * go to migrate_peer_done, PEER_VM_VERIFY to verb_vm_verify_done. */
 enum peer_purpose { PEER_PREPARE, PEER_ABORT, PEER_CONFIRM, PEER_RESOLVE, PEER_EXTENTS,
-		    PEER_VM_VERIFY };
+		    PEER_POLL, PEER_IN_POLL, PEER_VM_VERIFY };
 
 struct peer_result {
 	char move_id[32];

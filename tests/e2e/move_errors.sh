@@ -94,6 +94,20 @@ on A move-vm -n g1 -d "$(port_of B)" --bandwidth 2 --no-wait || fail "move-vm --
 wait_precopy A g1 10 || fail "g1 never reached pre-copy"
 on A migration status g1
 [ "$(on B --json vm status g1 | json_get state)" = incoming ] || fail "B does not show g1 incoming"
+# Both workers hung (SIGSTOP): their ferryds poll them off the loop, so
+# each still answers at once (a poll waits 2 s for a hung worker; on the
+# loop, ten times a second, it held every client of that host).
+WA=$(cat "$T/A/run/g1.pid") WB=$(cat "$T/B/run/g1.pid")
+kill -STOP "$WA" "$WB"
+sleep 0.5
+for h in A B; do
+	t0=$(date +%s%N)
+	on "$h" vm list >/dev/null || { kill -CONT "$WA" "$WB"; fail "vm list on $h"; }
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	echo "$h answered vm list in $ms ms with its worker hung"
+	[ "$ms" -lt 1500 ] || { kill -CONT "$WA" "$WB"; fail "$h took $ms ms: a hung worker held its loop"; }
+done
+kill -CONT "$WA" "$WB"
 on A migration cancel g1 || fail "cancel"
 wait_move A g1 cancelled 30 || fail "move not cancelled"
 on A migration status g1
