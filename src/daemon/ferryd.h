@@ -94,6 +94,7 @@ struct vm {
 	char incoming_addr[300]; /* where its worker listens ("IP:PORT") */
 	char move_id[32];        /* the move bringing it here */
 	bool prealloc_extents;   /* run/NAME.extents holds the source's used memory (prealloc) */
+	bool verifying;          /* a vm.verify is with its worker (one at a time) */
 	bool migration_key;      /* run/NAME.mkey holds the move's key (the worker removes it) */
 
 	char last_exit[160]; /* human description of the last worker exit */

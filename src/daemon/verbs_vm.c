@@ -157,18 +157,29 @@ enum verb_result verb_vm_verify(struct req *r, struct json_object **reply)
 		return VERB_FAIL;
 	if (!vm->pid || vm->state != VM_RUNNING)
 		return req_fail(r, "E_VM_NOT_RUNNING", "VM %s is not running", vm->def.name);
+	/* One at a time: each pauses the guest to read all its memory, and
+	 * a pile of them filled the worker's backlog ("queue is full"), so
+	 * that a move of the VM failed at once. */
+	if (vm->verifying)
+		return req_fail(r, "E_BUSY", "VM %s is being checked already; try again when that "
+				"check is done", vm->def.name);
 	if (registry_path(r->d, vm, "sock", sock, sizeof(sock), &r->err) < 0)
 		return req_fail(r, "E_WORKER", "VM %s: %s", vm->def.name, r->err.msg);
 	limit_ms = FERRYD_VERIFY_MS + (int)(vm->def.memory_mib * FERRYD_VERIFY_MS_PER_MIB);
 	if (peer_worker_call(r->d, sock, migrate_worker_cmd("verify"), limit_ms, r->c->id,
 			     vm->def.name, NULL, PEER_VM_VERIFY, &r->err) < 0)
 		return req_fail(r, "E_INTERNAL", "VM %s: %s", vm->def.name, r->err.msg);
+	vm->verifying = true;
 	return VERB_DEFER;
 }
 
 void verb_vm_verify_done(struct ferryd *d, struct peer_result *res)
 {
 	struct json_object *rep = res->reply;
+	struct vm *vm = registry_find(d, res->vm);
+
+	if (vm)
+		vm->verifying = false;
 	if (!rep) {
 		char msg[sizeof(res->err.msg) + 96];
 		snprintf(msg, sizeof(msg), "VM %s: %s", res->vm, res->err.msg);

@@ -58,6 +58,9 @@ VPID=$!
 sleep 0.5 # the verify is with the worker now
 ferry vm list >/dev/null || fail "vm list during a verify"
 date +%s%N >"$T/list.end"
+# one check at a time: a second is refused while the first runs
+out=$(ferry vm verify g1 2>&1) && fail "a second verify ran beside the first"
+echo "$out" | grep -q "is being checked already" || fail "second verify: $out"
 wait $VPID
 [ "$(cat "$T/verify.rc")" = 0 ] && grep -q "every page verified" "$T/verify" ||
 	fail "vm verify: $(cat "$T/verify")"
