@@ -21,13 +21,12 @@
 
 #include <cmocka.h>
 
+#include "kvm_test.h"
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
 #include "vmm/x86/mptable.h"
 
-static const char *guest_path;
-
-static void sink(void *opaque, const uint8_t *buf, size_t n)
+static void kvm_test_sink(void *opaque, const uint8_t *buf, size_t n)
 {
 	(void)opaque;
 	(void)buf;
@@ -55,22 +54,13 @@ static void pulse(int vm_fd, uint32_t gsi)
 static void pit_reaches_pin2(void **state)
 {
 	struct machine m;
-	struct vm_config cfg;
-	struct err e = { .code = 0 };
 	struct kvm_lapic_state la;
 	struct kvm_irqchip io = { .chip_id = KVM_IRQCHIP_IOAPIC };
 	uint32_t svr = 0x1ff; /* APIC software-enabled */
 	int fd;
 	(void)state;
 
-	memset(&m, 0, sizeof(m));
-	memset(&cfg, 0, sizeof(cfg));
-	snprintf(cfg.name, sizeof(cfg.name), "irq");
-	cfg.mem_size = 16ull << 20;
-	cfg.vcpus = 1;
-	snprintf(cfg.kernel, sizeof(cfg.kernel), "%s", guest_path);
-	if (machine_build(&m, &cfg, false, NULL, sink, NULL, &e) < 0)
-		fail_msg("machine: %s", e.msg);
+	kvm_test_build(&m, "irq", 16ull << 20);
 	fd = m.vm.vcpus[0]->fd;
 	assert_int_equal(ioctl(fd, KVM_GET_LAPIC, &la), 0);
 	memcpy(la.regs + 0xf0, &svr, 4);
@@ -94,18 +84,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(pit_reaches_pin2),
 	};
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		printf("SKIP: /dev/kvm: %s (this test builds a VM)\n", strerror(errno));
-		return 77;
-	}
-	close(fd);
-	guest_path = getenv("FERRY_GUEST");
-	if (!guest_path)
-		guest_path = "build/guest/testguest.elf";
-	if (access(guest_path, R_OK) != 0) {
-		printf("SKIP: test guest %s: %s (build it with make)\n", guest_path, strerror(errno));
-		return 77;
-	}
+	int skip = kvm_test_skip("builds a VM");
+	if (skip)
+		return skip;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

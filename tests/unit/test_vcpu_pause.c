@@ -34,13 +34,12 @@
 #include <cmocka.h>
 #include <pthread.h>
 
+#include "kvm_test.h"
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
 #include "vmm/x86/layout.h"
 
 #define LSR_PORT (LAYOUT_COM1_PORT + 5)
-
-static const char *guest_path;
 
 static struct {
 	iobus_fn uart_fn;
@@ -58,7 +57,7 @@ static void sleep_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-static void sink(void *opaque, const uint8_t *buf, size_t n)
+static void kvm_test_sink(void *opaque, const uint8_t *buf, size_t n)
 {
 	(void)opaque;
 	(void)buf;
@@ -102,16 +101,10 @@ static void pause_finishes_the_in(void **state)
 {
 	(void)state;
 	struct machine m;
-	struct vm_config cfg;
 	struct err e = { .code = 0 };
 
-	memset(&m, 0, sizeof(m));
-	memset(&cfg, 0, sizeof(cfg));
-	snprintf(cfg.name, sizeof(cfg.name), "pause-io");
-	cfg.mem_size = 64ull << 20;
-	cfg.vcpus = 1;
-	snprintf(cfg.kernel, sizeof(cfg.kernel), "%s", guest_path);
-	if (machine_build(&m, &cfg, false, NULL, sink, NULL, &e) < 0 || machine_boot(&m, &e) < 0)
+	kvm_test_build(&m, "pause-io", 64ull << 20);
+	if (machine_boot(&m, &e) < 0)
 		fail_msg("machine: %s", e.msg);
 	t.vm = &m.vm;
 	wrap_uart(&m.vm);
@@ -166,18 +159,9 @@ static void pause_waits_for_device_input(void **state)
 {
 	(void)state;
 	struct machine m;
-	struct vm_config cfg;
-	struct err e = { .code = 0 };
 	pthread_t th;
 
-	memset(&m, 0, sizeof(m));
-	memset(&cfg, 0, sizeof(cfg));
-	snprintf(cfg.name, sizeof(cfg.name), "pause-dev");
-	cfg.mem_size = 16ull << 20;
-	cfg.vcpus = 1;
-	snprintf(cfg.kernel, sizeof(cfg.kernel), "%s", guest_path);
-	if (machine_build(&m, &cfg, false, NULL, sink, NULL, &e) < 0)
-		fail_msg("machine: %s", e.msg);
+	kvm_test_build(&m, "pause-dev", 16ull << 20);
 	h.vm = &m.vm;
 	assert_int_equal(pthread_create(&th, NULL, slow_handler, NULL), 0);
 	assert_true(wait_flag(&h.locked, 5000));
@@ -195,18 +179,8 @@ int main(void)
 		cmocka_unit_test(pause_finishes_the_in),
 		cmocka_unit_test(pause_waits_for_device_input),
 	};
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		printf("SKIP: /dev/kvm: %s (this test runs a guest)\n", strerror(errno));
-		return 77;
-	}
-	close(fd);
-	guest_path = getenv("FERRY_GUEST");
-	if (!guest_path)
-		guest_path = "build/guest/testguest.elf";
-	if (access(guest_path, R_OK) != 0) {
-		printf("SKIP: test guest %s: %s (build it with make)\n", guest_path, strerror(errno));
-		return 77;
-	}
+	int skip = kvm_test_skip("runs a guest");
+	if (skip)
+		return skip;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
