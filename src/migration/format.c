@@ -55,8 +55,6 @@ void mig_put_config(struct stream *w, const char *json)
 int mig_config_text(uint32_t version, const uint8_t *p, uint32_t len, const char **json,
 		    uint32_t *jlen, struct err *e)
 {
-	uint64_t want = 0;
-
 	if (version < MIG_VERSION_CONFIG_SUM) {
 		*json = (const char *)p;
 		*jlen = len;
@@ -65,9 +63,7 @@ int mig_config_text(uint32_t version, const uint8_t *p, uint32_t len, const char
 	if (len < 8)
 		return err_set(e, "corrupt stream: a configuration record of %u bytes has no room for its checksum",
 			       len);
-	for (int i = 7; i >= 0; i--)
-		want = want << 8 | p[i];
-	if (mig_sum(p + 8, len - 8) != want)
+	if (mig_sum(p + 8, len - 8) != le_get_u64(p))
 		return err_set(e, "corrupt stream: the configuration's checksum does not match");
 	*json = (const char *)p + 8;
 	*jlen = len - 8;
