@@ -115,6 +115,7 @@ struct cli_conn *cli_connect(const struct cli_opts *o)
 		return NULL;
 	}
 	sock_reader_init(&c->rd, c->fd);
+	sock_reader_set_line_max(&c->rd, SOCK_REPLY_MAX);
 	if (o->computer && cli_authenticate(o, c) < 0) {
 		cli_connect_rc = CLI_FAILED; /* reached, but the keys disagree */
 		sock_reader_destroy(&c->rd);

@@ -410,6 +410,14 @@ void sock_reader_init(struct sock_reader *r, int fd)
 	r->start = 0;
 	r->rx = r->tx = NULL;
 	r->wire = NULL;
+	r->buf = NULL;
+	r->cap = 0;
+	r->line_max = SOCK_LINE_MAX;
+}
+
+void sock_reader_set_line_max(struct sock_reader *r, size_t max)
+{
+	r->line_max = max;
 }
 
 void sock_reader_destroy(struct sock_reader *r)
@@ -417,8 +425,38 @@ void sock_reader_destroy(struct sock_reader *r)
 	seal_free(r->rx);
 	seal_free(r->tx);
 	free(r->wire);
+	free(r->buf);
 	r->rx = r->tx = NULL;
 	r->wire = NULL;
+	r->buf = NULL;
+	r->cap = r->len = r->start = 0;
+}
+
+/* Room for more bytes after the held ones: a sealed frame's worth (or all
+ * that line_max still allows), so a frame never has to be split. Returns
+ * how much there is, 0 when the line is at its limit, -1 out of memory. */
+static ssize_t sock_reader_room(struct sock_reader *r, struct err *e)
+{
+	size_t limit = r->line_max + 1, want = r->len + SEAL_FRAME_MAX + 1, cap;
+	char *grown;
+
+	if (want > limit)
+		want = limit;
+	if (r->cap < want) {
+		cap = r->cap ? r->cap : 4096;
+		while (cap < want)
+			cap *= 2;
+		if (cap > limit)
+			cap = limit;
+		grown = realloc(r->buf, cap);
+		if (!grown) {
+			err_set(e, "out of memory for a reply line");
+			return -1;
+		}
+		r->buf = grown;
+		r->cap = cap;
+	}
+	return (ssize_t)(r->cap - 1 - r->len);
 }
 
 int sock_reader_seal(struct sock_reader *r, struct seal *tx, struct seal *rx, struct err *e)
@@ -487,7 +525,7 @@ static ssize_t sock_reader_frame(struct sock_reader *r, char *out, size_t room,
 		return -1;
 	}
 	if ((size_t)len > room) {
-		err_set(e, "reply line longer than %d bytes", SOCK_LINE_MAX);
+		err_set(e, "reply line longer than %zu bytes", r->line_max);
 		return -1;
 	}
 	if (sock_read_all(r->fd, r->wire + SEAL_HDR_LEN, (size_t)len + SEAL_TAG_LEN, timeout_ms,
@@ -501,6 +539,7 @@ char *sock_reader_line(struct sock_reader *r, int timeout_ms, struct err *e)
 {
 	long long deadline = timeout_ms < 0 ? -1 : sock_now_ms() + timeout_ms;
 	size_t scanned = 0;
+	ssize_t room;
 
 	/* Drop the line handed out last time. */
 	if (r->start > 0) {
@@ -509,7 +548,8 @@ char *sock_reader_line(struct sock_reader *r, int timeout_ms, struct err *e)
 		r->start = 0;
 	}
 	for (;;) {
-		char *nl = memchr(r->buf + scanned, '\n', r->len - scanned);
+		char *nl = r->len > scanned ? memchr(r->buf + scanned, '\n', r->len - scanned)
+					    : NULL;
 		struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
 		ssize_t n;
 		int rc;
@@ -520,8 +560,11 @@ char *sock_reader_line(struct sock_reader *r, int timeout_ms, struct err *e)
 			return r->buf;
 		}
 		scanned = r->len;
-		if (r->len >= SOCK_LINE_MAX) {
-			err_set(e, "reply line longer than %d bytes", SOCK_LINE_MAX);
+		room = sock_reader_room(r, e);
+		if (room < 0)
+			return NULL;
+		if (room == 0) {
+			err_set(e, "reply line longer than %zu bytes", r->line_max);
 			return NULL;
 		}
 		rc = poll(&pfd, 1, sock_left_ms(deadline));
@@ -538,10 +581,10 @@ char *sock_reader_line(struct sock_reader *r, int timeout_ms, struct err *e)
 			return NULL;
 		}
 		if (r->rx)
-			n = sock_reader_frame(r, r->buf + r->len, SOCK_LINE_MAX - r->len,
+			n = sock_reader_frame(r, r->buf + r->len, (size_t)room,
 					      sock_left_ms(deadline), e);
 		else
-			n = read(r->fd, r->buf + r->len, SOCK_LINE_MAX - r->len);
+			n = read(r->fd, r->buf + r->len, (size_t)room);
 		if (n < 0 && r->rx)
 			return NULL;
 		if (n < 0) {
@@ -560,6 +603,10 @@ char *sock_reader_line(struct sock_reader *r, int timeout_ms, struct err *e)
 
 size_t sock_reader_pending(const struct sock_reader *r, const char **data)
 {
+	if (!r->buf) {
+		*data = "";
+		return 0;
+	}
 	*data = r->buf + r->start;
 	return r->len - r->start;
 }
@@ -597,7 +644,9 @@ ssize_t sock_reader_some(struct sock_reader *r, void *buf, size_t cap, struct er
 			return n;
 		}
 	}
-	n = sock_reader_frame(r, r->buf, SOCK_LINE_MAX, -1, e);
+	n = sock_reader_room(r, e);
+	if (n >= 0)
+		n = sock_reader_frame(r, r->buf, (size_t)n, -1, e);
 	if (n < 0)
 		return -1;
 	r->len = (size_t)n;

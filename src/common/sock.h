@@ -18,6 +18,8 @@
 
 /* Longest line any ferry JSON-lines endpoint accepts (request or reply). */
 #define SOCK_LINE_MAX (64 * 1024)
+/* A reply may be far longer than a request: a history of 10000 moves. */
+#define SOCK_REPLY_MAX (64 * 1024 * 1024)
 
 /* Bind and listen on a UNIX stream socket at path (an existing socket file
  * is replaced: callers hold a lock that proves no one else serves it).
@@ -78,11 +80,16 @@ struct sock_reader {
 	size_t start; /* first byte not yet handed out */
 	struct seal *rx, *tx; /* both set once the connection is sealed */
 	unsigned char *wire;  /* one sealed frame, read or being sent (SEAL_WIRE_MAX) */
-	char buf[SOCK_LINE_MAX + 1];
+	char *buf;            /* grows as a line needs, up to line_max + 1 */
+	size_t cap;
+	size_t line_max;      /* SOCK_LINE_MAX unless set */
 };
 
 void sock_reader_init(struct sock_reader *r, int fd);
-/* Frees the seals (the fd stays open: it is the caller's). */
+/* A reader of replies that may be long (ferryd's history: ~1 KiB a move)
+ * takes lines of up to max bytes; requests stay at SOCK_LINE_MAX. */
+void sock_reader_set_line_max(struct sock_reader *r, size_t max);
+/* Frees the buffer and the seals (the fd stays open: it is the caller's). */
 void sock_reader_destroy(struct sock_reader *r);
 /* From now on both directions are sealed with these (taken over). Fails if
  * plaintext bytes were already read past the last line: nothing may come
@@ -101,7 +108,7 @@ int sock_reader_send(struct sock_reader *r, const void *p, size_t n, int timeout
 ssize_t sock_reader_some(struct sock_reader *r, void *buf, size_t cap, struct err *e);
 /* Next '\n'-terminated line, NUL-terminated without the '\n', valid until
  * the next call. Waits up to timeout_ms (-1 = forever). Fails on EOF,
- * timeout, or a line longer than SOCK_LINE_MAX. */
+ * timeout, or a line longer than the reader's line_max. */
 char *sock_reader_line(struct sock_reader *r, int timeout_ms, struct err *e);
 /* Bytes already read past the last line (e.g. after a connection switches
  * to a raw byte stream). */

@@ -17,6 +17,7 @@
 
 #include "common/auth.h"
 #include "common/err.h"
+#include "common/sock.h"
 #include "daemon/settings.h"
 #include "daemon/vmdef.h"
 
@@ -28,11 +29,20 @@
  * strangers holding connections open cannot lock out hosts and clients. */
 #define FERRYD_MAX_UNAUTHED 32
 #define FERRYD_AUTH_TIMEOUT_MS 10000
-/* A client that stops reading its replies is dropped past this much queued
- * output rather than letting it grow ferryd's memory. */
+/* A client that stops reading its replies is dropped when a reply finds
+ * this much of its output still queued, rather than letting it grow
+ * ferryd's memory; one reply may be bigger (a long history), up to
+ * FERRYD_REPLY_MAX. */
 #define FERRYD_OUT_MAX (1024 * 1024)
+#define FERRYD_REPLY_MAX SOCK_REPLY_MAX
 /* Console relay buffer, per direction. */
 #define FERRYD_CONSOLE_BUF (64 * 1024)
+/* Out of file descriptors, the listening sockets stay readable with the
+ * connection nobody can take: they are left out of poll for this long
+ * rather than spinning on accept. */
+#define FERRYD_ACCEPT_PAUSE_MS 250
+/* Open files ferryd asks for at start (at most the hard limit). */
+#define FERRYD_NOFILE_WANT 65536
 
 #define FERRYD_START_TIMEOUT_MS 10000
 /* An incoming worker that pre-allocates (host setting prealloc) may take
@@ -157,6 +167,7 @@ struct ferryd {
 	struct client *clients;
 	uint64_t next_client_id;
 	uint64_t loop_pass;          /* counts the event loop's passes */
+	long long accept_resume_ms;  /* out of fds: accept nothing before this */
 	struct vm *vms;
 	/* Host settings and the live migrations (migrate.c). */
 	struct host_settings settings;

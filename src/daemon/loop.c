@@ -45,7 +45,9 @@ struct client *loop_client_by_id(struct ferryd *d, uint64_t id)
 }
 
 /* Append raw bytes to a client's output; a client that lets it grow past
- * the cap is not reading and is dropped. */
+ * the cap is not reading and is dropped. The cap is on what is still
+ * unread, not on this reply: a history of 10000 moves (~15 MiB) is one
+ * line a reading client takes in whole. */
 static void loop_queue(struct client *c, const char *data, size_t len)
 {
 	size_t need = c->out_len + len;
@@ -53,7 +55,7 @@ static void loop_queue(struct client *c, const char *data, size_t len)
 
 	if (c->dead)
 		return;
-	if (need > FERRYD_OUT_MAX) {
+	if (c->out_len > FERRYD_OUT_MAX || need > FERRYD_REPLY_MAX) {
 		log_warn("client %s: not reading its replies; dropping it", c->peer);
 		c->dead = true;
 		return;
@@ -295,6 +297,14 @@ static int loop_expire_unauthed(struct ferryd *d)
 	return (int)next;
 }
 
+static int loop_count_clients(const struct ferryd *d)
+{
+	int n = 0;
+	for (const struct client *c = d->clients; c; c = c->next)
+		n += !c->dead;
+	return n;
+}
+
 static void loop_accept(struct ferryd *d, int lfd, bool tcp)
 {
 	for (;;) {
@@ -306,14 +316,21 @@ static void loop_accept(struct ferryd *d, int lfd, bool tcp)
 		int n = 0;
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* the pending connection waits in the backlog */
+				log_warn("accept: %s: taking no new clients for %d ms (%d connected)",
+					 strerror(errno), FERRYD_ACCEPT_PAUSE_MS,
+					 loop_count_clients(d));
+				d->accept_resume_ms = ferryd_now_ms() + FERRYD_ACCEPT_PAUSE_MS;
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 				log_warn("accept: %s", strerror(errno));
+			}
 			return;
 		}
 		if (tcp && d->key.set)
 			loop_make_room_unauthed(d);
-		for (c = d->clients; c; c = c->next)
-			n += !c->dead;
+		n = loop_count_clients(d);
 		c = n < FERRYD_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
 		if (c)
 			c->in = malloc(SOCK_LINE_MAX + 1);
@@ -621,6 +638,7 @@ int loop_run(struct ferryd *d, struct err *e)
 
 	while (!d->quit) {
 		size_t n = 0, want = 4;
+		long long accept_wait;
 		int timeout, rc;
 
 		for (struct vm *vm = d->vms; vm; vm = vm->next)
@@ -651,9 +669,10 @@ int loop_run(struct ferryd *d, struct err *e)
 		refs[n] = (struct pfd_ref){ (kind_), (ptr_) };           \
 		n++;                                                    \
 	} while (0)
-		if (d->unix_fd >= 0)
+		accept_wait = d->accept_resume_ms - ferryd_now_ms();
+		if (d->unix_fd >= 0 && accept_wait <= 0)
 			ADD(d->unix_fd, POLLIN, PFD_UNIX, NULL);
-		if (d->tcp_fd >= 0)
+		if (d->tcp_fd >= 0 && accept_wait <= 0)
 			ADD(d->tcp_fd, POLLIN, PFD_TCP, NULL);
 		ADD(d->sig_fd, POLLIN, PFD_SIG, NULL);
 		if (peer_wake_fd(d) >= 0)
@@ -691,6 +710,8 @@ int loop_run(struct ferryd *d, struct err *e)
 			timeout = rc;
 		if (auth_next >= 0 && (timeout < 0 || auth_next < timeout))
 			timeout = auth_next;
+		if (accept_wait > 0 && (timeout < 0 || accept_wait < timeout))
+			timeout = (int)accept_wait;
 		for (struct client *c = d->clients; c; c = c->next)
 			if (c->more && !c->busy && !c->dead)
 				timeout = 0; /* lines wait: look, then serve the next */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -141,6 +142,25 @@ static int load_key(struct ferryd *d, const char *keyfile, const char *prevfile)
 	return 0;
 }
 
+/* The default soft limit of 1024 descriptors is reached by a busy host's
+ * clients, consoles, workers' pidfds and calls to other hosts; the hard
+ * limit is what the administrator allows. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		return;
+	}
+	if (rl.rlim_cur >= FERRYD_NOFILE_WANT || rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max < FERRYD_NOFILE_WANT ? rl.rlim_max : FERRYD_NOFILE_WANT;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warn("raising the open file limit to %llu: %s",
+			 (unsigned long long)rl.rlim_cur, strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -189,6 +209,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_init("ferryd", level);
+	raise_fd_limit();
 
 	/* Paths handed to workers must not depend on ferryd's cwd. */
 	if (!realpath(state, d.state_dir)) {

@@ -17,6 +17,10 @@
 #include "daemon/statefile.h"
 
 #define HISTORY_LINE_MAX (64 * 1024)
+/* The history keeps the last several thousand moves (an entry is 0.5 to
+ * 2 KiB): past 16 MiB it is cut to its newest 8 MiB. */
+#define HISTORY_MAX_BYTES (16u << 20)
+#define HISTORY_KEEP_BYTES (8u << 20)
 
 static int store_path(struct ferryd *d, const char *file, char *buf, size_t cap)
 {
@@ -184,6 +188,8 @@ void migrate_history_append(struct ferryd *d, struct move *m)
 	if (store_path(d, "migration-history.jsonl", path, sizeof(path)) < 0 ||
 	    statefile_append_line(path, jsonl_text(o), &e) < 0)
 		log_error("recording move %s in the history: %s", m->id, e.msg);
+	else if (statefile_trim_lines(path, HISTORY_MAX_BYTES, HISTORY_KEEP_BYTES, &e) < 0)
+		log_warn("trimming the migration history: %s", e.msg);
 	json_object_put(o);
 }
 
@@ -195,47 +201,44 @@ static bool history_entry_ok(struct json_object *o)
 	       json_object_object_get_ex(o, "name", &v) && json_object_is_type(v, json_type_string);
 }
 
-/* Walk the history file, calling fn on each entry until it returns false. */
+struct history_walk {
+	bool (*fn)(struct json_object *o, void *ctx);
+	void *ctx;
+};
+
+static bool history_line(char *line, size_t n, void *ctx)
+{
+	struct history_walk *w = ctx;
+	struct json_object *o;
+	struct err pe;
+	bool more;
+
+	while (n > 0 && line[n - 1] == '\r')
+		n--;
+	/* A torn line (crash mid-append) or one without a string id and
+	 * name (edited by hand) is skipped, not fatal: the readers below
+	 * take those two as strings. */
+	o = jsonl_parse(line, n, &pe);
+	if (!o)
+		return true;
+	more = !history_entry_ok(o) || w->fn(o, w->ctx);
+	json_object_put(o);
+	return more;
+}
+
+/* Walk the history file, newest entry first, calling fn on each until it
+ * returns false: the usual questions (the last few moves, a move that
+ * just ended) are answered from the end without parsing all of it. */
 static int history_each(struct ferryd *d,
 			bool (*fn)(struct json_object *o, void *ctx), void *ctx,
 			struct err *e)
 {
-	char path[PATH_MAX], *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	FILE *f;
+	struct history_walk w = { .fn = fn, .ctx = ctx };
+	char path[PATH_MAX];
 
 	if (store_path(d, "migration-history.jsonl", path, sizeof(path)) < 0)
 		return err_set(e, "state directory path too long");
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT ? 0 : err_sys(e, "opening %s", path);
-	while ((n = getline(&line, &cap, f)) > 0) {
-		struct json_object *o;
-		struct err pe;
-		if (n > HISTORY_LINE_MAX)
-			continue;
-		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-			n--;
-		/* A torn line (crash mid-append) or one without a string id and
-		 * name (edited by hand) is skipped, not fatal: the readers below
-		 * take those two as strings. */
-		o = jsonl_parse(line, (size_t)n, &pe);
-		if (!o)
-			continue;
-		if (!history_entry_ok(o)) {
-			json_object_put(o);
-			continue;
-		}
-		if (!fn(o, ctx)) {
-			json_object_put(o);
-			break;
-		}
-		json_object_put(o);
-	}
-	free(line);
-	fclose(f);
-	return 0;
+	return statefile_lines_newest_first(path, HISTORY_LINE_MAX, history_line, &w, e);
 }
 
 struct history_ctx {
@@ -252,10 +255,7 @@ static bool history_collect(struct json_object *o, void *ctx)
 		      strcmp(json_object_get_string(name), h->vm) != 0))
 		return true;
 	json_object_array_add(h->arr, json_object_get(o));
-	/* Keep only the newest `limit` entries. */
-	if ((int)json_object_array_length(h->arr) > h->limit)
-		json_object_array_del_idx(h->arr, 0, 1);
-	return true;
+	return (int)json_object_array_length(h->arr) < h->limit;
 }
 
 struct json_object *migrate_history_read(struct ferryd *d, const char *vm,
@@ -263,12 +263,22 @@ struct json_object *migrate_history_read(struct ferryd *d, const char *vm,
 {
 	struct history_ctx h = { .vm = vm, .limit = limit };
 
+	struct json_object *oldest_first;
+	size_t n;
+
 	h.arr = json_object_new_array();
 	if (history_each(d, history_collect, &h, e) < 0) {
 		json_object_put(h.arr);
 		return NULL;
 	}
-	return h.arr;
+	/* the reply lists them in the order they ended, as the file does */
+	n = json_object_array_length(h.arr);
+	oldest_first = json_object_new_array_ext((int)n);
+	for (size_t i = n; i-- > 0;)
+		json_object_array_add(oldest_first,
+				      json_object_get(json_object_array_get_idx(h.arr, i)));
+	json_object_put(h.arr);
+	return oldest_first;
 }
 
 struct history_find {
@@ -284,12 +294,17 @@ static bool history_match(struct json_object *o, void *ctx)
 	struct json_object *id;
 	if (!json_object_object_get_ex(o, "id", &id))
 		return true;
-	for (size_t i = 0; i < h->n; i++)
+	bool more = false;
+
+	for (size_t i = 0; i < h->n; i++) {
+		/* newest first: the first entry of an id is its latest word */
 		if (h->want[i] && strcmp(json_object_get_string(id), h->ids[i]) == 0) {
-			json_object_put(h->found[i]); /* a later entry wins */
 			h->found[i] = json_object_get(o);
+			h->want[i] = false;
 		}
-	return true;
+		more |= h->want[i];
+	}
+	return more;
 }
 
 int migrate_history_find(struct ferryd *d, const char *const *ids, size_t n,
@@ -303,6 +318,6 @@ int migrate_history_find(struct ferryd *d, const char *const *ids, size_t n,
 		return err_set(e, "at most %d moves at once", MIGRATE_STATUS_IDS_MAX);
 	for (size_t i = 0; i < n; i++)
 		any |= want[i] = !found[i];
-	/* one pass over the file, however many ids: it only grows */
+	/* one pass over the file, however many ids */
 	return any ? history_each(d, history_match, &h, e) : 0;
 }

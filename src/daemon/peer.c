@@ -68,6 +68,7 @@ static void *peer_thread(void *arg)
 		goto done;
 	}
 	sock_reader_init(rd, fd);
+	sock_reader_set_line_max(rd, SOCK_REPLY_MAX);
 	{
 		char where[300];
 		snprintf(where, sizeof(where), "%s:%s", j->host, j->port);

@@ -184,3 +184,123 @@ out:
 	free(buf);
 	return rc;
 }
+
+/* len bytes at off, all of them: the file was seen that long */
+static int statefile_pread_all(int fd, char *buf, size_t len, off_t off, const char *path,
+			       struct err *e)
+{
+	for (size_t got = 0; got < len;) {
+		ssize_t n = pread(fd, buf + got, len - got, off + (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(e, "reading %s", path);
+		if (n == 0)
+			return err_set(e, "%s shrank while being read", path);
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* A line log grows by one line per event for as long as the host lives;
+ * past max_bytes only its newest whole lines, keep_bytes at most, stay
+ * (written atomically, so a crash keeps the old file or the new). */
+int statefile_trim_lines(const char *path, size_t max_bytes, size_t keep_bytes, struct err *e)
+{
+	struct stat st;
+	char *buf = NULL, *from;
+	size_t len = 0;
+	int fd, rc = -1;
+
+	if (stat(path, &st) < 0)
+		return errno == ENOENT ? 0 : err_sys(e, "stat %s", path);
+	if ((size_t)st.st_size <= max_bytes || keep_bytes >= (size_t)st.st_size)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(e, "opening %s", path);
+	buf = malloc(keep_bytes + 1);
+	if (!buf) {
+		err_set(e, "out of memory");
+		goto out;
+	}
+	len = keep_bytes;
+	if (statefile_pread_all(fd, buf, len, st.st_size - (off_t)keep_bytes, path, e) < 0)
+		goto out;
+	buf[len] = '\0';
+	/* the first line is cut in the middle unless it starts right here */
+	from = memchr(buf, '\n', len);
+	from = from ? from + 1 : buf + len;
+	while (len > 0 && buf[len - 1] == '\n')
+		buf[--len] = '\0';
+	rc = statefile_write(path, from < buf + len ? from : "", e);
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+/* Back from the end a chunk at a time: the newest lines of a long log are
+ * read without reading all of it. */
+int statefile_lines_newest_first(const char *path, size_t max_line,
+				 bool (*fn)(char *line, size_t len, void *ctx), void *ctx,
+				 struct err *e)
+{
+	size_t cap = max_line * 2 + 1;
+	char *buf;
+	struct stat st;
+	off_t end;
+	bool skipping = false, more = true;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : err_sys(e, "opening %s", path);
+	buf = malloc(cap + 1);
+	if (!buf || fstat(fd, &st) < 0) {
+		if (buf)
+			err_sys(e, "stat %s", path);
+		else
+			err_set(e, "out of memory");
+		free(buf);
+		close(fd);
+		return -1;
+	}
+	end = st.st_size;
+	while (more && end > 0) {
+		off_t start = end > (off_t)cap ? end - (off_t)cap : 0;
+		size_t len = (size_t)(end - start), line_end = len;
+		if (statefile_pread_all(fd, buf, len, start, path, e) < 0) {
+			free(buf);
+			close(fd);
+			return -1;
+		}
+		for (size_t i = len; i-- > 0 && more;) {
+			if (buf[i] != '\n')
+				continue;
+			/* a line longer than max_line was cut off: not handed on */
+			if (!skipping && line_end - (i + 1) <= max_line) {
+				buf[line_end] = '\0';
+				more = fn(buf + i + 1, line_end - (i + 1), ctx);
+			}
+			skipping = false;
+			line_end = i;
+		}
+		if (!more)
+			break;
+		if (start == 0) {
+			if (!skipping && line_end <= max_line) {
+				buf[line_end] = '\0';
+				fn(buf, line_end, ctx);
+			}
+			break;
+		}
+		/* what is left before the first newline continues in the
+		 * previous chunk; a whole chunk without one is too long a line */
+		if (line_end == len)
+			skipping = true;
+		end = line_end == len ? start : start + (off_t)line_end;
+	}
+	free(buf);
+	close(fd);
+	return 0;
+}

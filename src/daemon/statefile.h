@@ -27,5 +27,14 @@ struct json_object *statefile_read_json(const char *path, bool *missing,
 					struct err *e);
 /* Append one line (O_APPEND, fsync); for logs such as migration history. */
 int statefile_append_line(const char *path, const char *line, struct err *e);
+/* Past max_bytes, cut such a log down to its newest whole lines within
+ * keep_bytes. */
+int statefile_trim_lines(const char *path, size_t max_bytes, size_t keep_bytes, struct err *e);
+/* Call fn on each line of such a log (without its newline, NUL-terminated,
+ * writable), the newest first, until fn returns false; lines longer than
+ * max_line are skipped. A missing file has no lines. */
+int statefile_lines_newest_first(const char *path, size_t max_line,
+				 bool (*fn)(char *line, size_t len, void *ctx), void *ctx,
+				 struct err *e);
 
 #endif

@@ -40,13 +40,13 @@ struct json_object *vmctl_request(const char *path, struct json_object *req,
 		err_set(e, "out of memory");
 		return NULL;
 	}
+	sock_reader_init(rd, fd);
 	if (jsonl_get_str(req, "cmd", false, &cmd, e) < 0 || !cmd)
 		cmd = "request";
 	text = jsonl_text(req);
 	if (sock_write_all(fd, text, strlen(text), timeout_ms, e) < 0 ||
 	    sock_write_all(fd, "\n", 1, timeout_ms, e) < 0)
 		goto out;
-	sock_reader_init(rd, fd);
 	line = sock_reader_line(rd, timeout_ms, e);
 	if (!line)
 		goto out;
@@ -70,6 +70,7 @@ fail:
 	json_object_put(rep);
 	rep = NULL;
 out:
+	sock_reader_destroy(rd);
 	free(rd);
 	close(fd);
 	return rep;

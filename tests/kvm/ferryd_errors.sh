@@ -185,6 +185,42 @@ cat "$T/fresh.log"
 [ "$rc" -ne 0 ] || fail "ferryd started with a bad --listen"
 [ -e "$T/fresh/cluster.key" ] && fail "a ferryd that did not start created a cluster key"
 
+note "out of file descriptors: no busy loop, and clients are served again after"
+LF=$T/lowfd
+mkdir -p "$LF"
+bg prlimit --nofile=48:48 "$FERRY_BIN/ferryd" --state-dir "$LF" --listen none --no-auth \
+	--vmm "$FERRY_BIN/ferry-vm" 2>>"$T/lowfd.log"
+LFPID=$!
+for _ in $(seq 50); do [ -S "$LF/ferryd.sock" ] && break; sleep 0.1; done
+python3 - "$LF/ferryd.sock" "$LFPID" <<'EOF' || fail "ferryd out of file descriptors"
+import os, socket, sys, time
+path, pid = sys.argv[1], int(sys.argv[2])
+def cpu():
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+conns = []
+for _ in range(80):  # more than its 48 fds: the rest wait in the backlog
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    conns.append(s)
+time.sleep(0.5)
+c0 = cpu()
+time.sleep(2)
+used = cpu() - c0
+print("ferryd CPU while out of fds: %.2f s in 2 s" % used)
+# a loop retrying accept at once burns a whole core: ~2 s
+assert used < 1.0, "ferryd spins on accept"
+for s in conns:
+    s.close()
+EOF
+grep -q "taking no new clients" "$T/lowfd.log" || fail "running out of fds was not logged"
+for _ in $(seq 50); do
+	FERRY_SOCKET=$LF/ferryd.sock ferry host info >/dev/null 2>&1 && break
+	sleep 0.1
+done
+FERRY_SOCKET=$LF/ferryd.sock ferry host info >/dev/null || fail "no client served after the fds came back"
+kill "$LFPID"; wait "$LFPID" 2>/dev/null
+
 note "SIGTERM: ferryd exits cleanly and removes its socket"
 kill -TERM "$FERRYD"
 wait "$FERRYD"

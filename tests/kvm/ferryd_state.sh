@@ -8,6 +8,8 @@
 # - a history line torn by a crash costs only itself: the next move's record
 #   starts on its own line and is found;
 # - a history line with null where a string belongs is skipped, not a crash;
+# - a history grown past 16 MiB is cut to its newest 8 MiB, and a reply of
+#   thousands of its moves reaches the client whole;
 # - an unreadable migrations.json stops ferryd with the file named and the
 #   remedy (it used to be overwritten, losing moves in flight); a stored move
 #   in a state this ferryd does not know is skipped, not queued;
@@ -89,6 +91,37 @@ ferry --json migration status mv-9 >"$T/mv9" 2>&1 && fail "mv-9 found"
 grep -q E_NO_MIGRATION "$T/mv9" || fail "mv-9: $(cat "$T/mv9")"
 ferry migration history --name g1 >/dev/null || fail "history with a null line"
 kill -0 "$FERRYD" 2>/dev/null || fail "ferryd died on a null history entry"
+
+note "a long history is cut to its newest moves and read back whole"
+stop_ferryd
+python3 - "$STATE/migration-history.jsonl" <<'EOF'
+import json, sys
+with open(sys.argv[1], "a") as f:
+    for i in range(17000):
+        f.write(json.dumps({"id": "mv-h%05d" % i, "name": "old", "state": "completed",
+                            "pad": "x" * 1000}) + "\n")
+EOF
+# the move cancelled at the next start is the append that trims
+cat >"$STATE/migrations.json" <<'EOF'
+{"moves":[{"id":"mv-6","name":"g1","destination":"127.0.0.1:9","state":"preparing"}]}
+EOF
+start_ferryd
+size=$(stat -c %s "$STATE/migration-history.jsonl")
+[ "$size" -le $((8 << 20)) ] || fail "the history was not cut: $size bytes"
+grep -q '"mv-h00000"' "$STATE/migration-history.jsonl" && fail "the oldest entry was kept"
+# ~7800 entries, a reply of ~8 MiB: once beyond what a client could read
+ferry --json migration history --limit 10000 >"$T/hist" 2>&1 ||
+	fail "a history of thousands of moves: $(tail -c 300 "$T/hist")"
+python3 - "$T/hist" <<'EOF' || fail "the long history reply"
+import json, sys
+moves = json.load(open(sys.argv[1]))["moves"]
+ids = [m["id"] for m in moves]
+assert len(ids) > 7000, len(ids)
+assert ids[-1] == "mv-6" and ids[-2] == "mv-h16999", ids[-3:]
+assert ids[:-1] == sorted(ids[:-1]), "not in the order they ended"
+print("history: %d moves in one reply" % len(ids))
+EOF
+ferry --json migration status mv-h16990 | grep -q '"completed"' || fail "a move from the history's end"
 
 note "an unreadable migrations.json stops ferryd, naming it"
 stop_ferryd
