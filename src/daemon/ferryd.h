@@ -55,6 +55,7 @@
 #define FERRYD_ENCRYPT_NEEDS_KEY "encryption needs a cluster key: this ferryd runs --no-auth " \
 	"(the connections' keys derive from the cluster key)"
 #define FERRYD_CTL_TIMEOUT_MS 2000 /* one request on a worker's control socket */
+#define FERRYD_CTL_PROBE_MS 1000   /* a silent worker is asked again this often */
 /* vm.verify reads all guest memory on the worker: 1.3 s per 2.5 GiB
  * measured here, several times that under ASan or on a loaded host. */
 #define FERRYD_VERIFY_MS 10000
@@ -106,6 +107,14 @@ struct vm {
 	bool prealloc_extents;   /* run/NAME.extents holds the source's used memory (prealloc) */
 	bool verifying;          /* a vm.verify is with its worker (one at a time) */
 	bool migration_key;      /* run/NAME.mkey holds the move's key (the worker removes it) */
+
+	/* A worker whose control socket stopped answering (hung, or stopped
+	 * with SIGSTOP) would hold the loop FERRYD_CTL_TIMEOUT_MS at every
+	 * call: after one such timeout the calls on the loop fail at once,
+	 * and a status call on a thread asks again until it answers. */
+	long long ctl_silent_ms; /* monotonic ms of the timeout; 0 = answers */
+	long long ctl_probe_ms;  /* when to ask again */
+	bool ctl_probing;        /* that call is out */
 
 	char last_exit[160]; /* human description of the last worker exit */
 	int last_exit_code;  /* -1 unknown, else exit code or 128+signal */
@@ -245,6 +254,13 @@ void worker_adopt(struct ferryd *d, struct vm *vm);
 /* Last lines of the worker's stderr log (NAME.log), for error messages. */
 void worker_log_tail(struct ferryd *d, struct vm *vm, int lines, char *buf,
 		     size_t cap);
+/* One request (not consumed) on the VM's worker control socket, on the
+ * loop: at once an error (e->code ETIMEDOUT) while the worker is silent. */
+struct json_object *worker_request(struct ferryd *d, struct vm *vm, struct json_object *req,
+				   struct err *e);
+/* A call to the worker made off the loop came back: reply or error. */
+struct peer_result;
+void worker_call_done(struct ferryd *d, const struct peer_result *res);
 /* Live state, pid, uptime etc. from the worker's control socket. */
 struct json_object *worker_status_json(struct ferryd *d, struct vm *vm,
 				       bool live);

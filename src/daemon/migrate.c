@@ -207,7 +207,6 @@ static struct vm *move_vm(struct ferryd *d, struct move *m)
 struct json_object *migrate_worker_request(struct ferryd *d, struct vm *vm,
 					    struct json_object *req, struct err *e)
 {
-	char sock[PATH_MAX];
 	struct json_object *rep;
 
 	if (!vm || !vm->pid) {
@@ -215,11 +214,7 @@ struct json_object *migrate_worker_request(struct ferryd *d, struct vm *vm,
 		err_set(e, "the VM's worker is not running");
 		return NULL;
 	}
-	if (registry_path(d, vm, "sock", sock, sizeof(sock), e) < 0) {
-		json_object_put(req);
-		return NULL;
-	}
-	rep = vmctl_request(sock, req, FERRYD_CTL_TIMEOUT_MS, e);
+	rep = worker_request(d, vm, req, e);
 	json_object_put(req);
 	return rep;
 }

@@ -151,6 +151,7 @@ int peer_worker_call(struct ferryd *d, const char *path, struct json_object *req
 	j->timeout_ms = timeout_ms;
 	j->res = r;
 	r->purpose = purpose;
+	r->worker = true;
 	r->client_id = client_id;
 	snprintf(r->vm, sizeof(r->vm), "%s", vm);
 	if (move_id)
@@ -234,9 +235,11 @@ void peer_drain(struct ferryd *d)
 	pthread_mutex_unlock(&peer_lock);
 	while (list) {
 		struct peer_result *next = list->next;
+		if (list->worker)
+			worker_call_done(d, list);
 		if (list->purpose == PEER_VM_VERIFY)
 			verb_vm_verify_done(d, list);
-		else
+		else if (list->purpose != PEER_CTL_PROBE)
 			migrate_peer_done(d, list);
 		json_object_put(list->reply);
 		free(list);

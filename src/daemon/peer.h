@@ -25,9 +25,11 @@ struct ferryd;
 
 /* What the result is for: the migration purposes (PEER_EXTENTS and
  * PEER_POLL ask the source's own worker, PEER_IN_POLL an arriving VM's)
- * go to migrate_peer_done, PEER_VM_VERIFY to verb_vm_verify_done. */
+ * go to migrate_peer_done, PEER_VM_VERIFY to verb_vm_verify_done,
+ * PEER_CTL_PROBE (a silent worker asked again) only to worker_call_done,
+ * which sees every worker call's result first. */
 enum peer_purpose { PEER_PREPARE, PEER_ABORT, PEER_CONFIRM, PEER_RESOLVE, PEER_EXTENTS,
-		    PEER_POLL, PEER_IN_POLL, PEER_VM_VERIFY };
+		    PEER_POLL, PEER_IN_POLL, PEER_VM_VERIFY, PEER_CTL_PROBE };
 
 struct peer_result {
 	char move_id[32];
@@ -36,6 +38,7 @@ struct peer_result {
 	char vm[64];               /* worker calls: the VM's name */
 	struct json_object *reply; /* NULL when the call failed */
 	bool reached;              /* connected and sent (reply may still be missing) */
+	bool worker;               /* a call to a local worker (peer_worker_call) */
 	int key_idx;               /* the key proved to the peer (ferryd_keyring index), -1 none */
 	struct err err;
 	struct peer_result *next;

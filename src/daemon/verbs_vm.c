@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/failpoint.h"
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "common/sock.h"
@@ -137,6 +138,9 @@ enum verb_result verb_vm_status(struct req *r, struct json_object **reply)
 
 	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
 		return VERB_FAIL;
+	/* a slow request on demand, for the test of one client's burst
+	 * against another's request (tests/kvm/ferryd_basic.sh) */
+	failpoint("ferryd.vm_status");
 	*reply = worker_status_json(r->d, vm, true);
 	return VERB_REPLY;
 }

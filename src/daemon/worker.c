@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "daemon/hostinfo.h"
 #include "daemon/migrate.h"
+#include "daemon/peer.h"
 #include "daemon/vmctl.h"
 
 /* How often a starting worker's control socket is probed. */
@@ -430,10 +431,91 @@ fail:
 	return -1;
 }
 
+static void worker_ctl_silent(struct vm *vm, const char *why)
+{
+	if (vm->ctl_silent_ms || !vm->pid)
+		return;
+	vm->ctl_silent_ms = ferryd_now_ms();
+	vm->ctl_probe_ms = vm->ctl_silent_ms + FERRYD_CTL_PROBE_MS;
+	log_warn("VM %s: worker pid %d does not answer on its control socket (%s); "
+		 "ferryd asks again every %d s, and fails calls to it meanwhile",
+		 vm->def.name, (int)vm->pid, why, FERRYD_CTL_PROBE_MS / 1000);
+}
+
+struct json_object *worker_request(struct ferryd *d, struct vm *vm, struct json_object *req,
+				   struct err *e)
+{
+	char sock[PATH_MAX];
+	struct json_object *rep;
+
+	if (vm->ctl_silent_ms) {
+		err_set(e, "its worker (pid %d) has not answered on its control socket for %lld s "
+			"(hung, or stopped with SIGSTOP?); ferryd asks again every %d s",
+			(int)vm->pid, (ferryd_now_ms() - vm->ctl_silent_ms) / 1000,
+			FERRYD_CTL_PROBE_MS / 1000);
+		e->code = ETIMEDOUT;
+		return NULL;
+	}
+	if (registry_path(d, vm, "sock", sock, sizeof(sock), e) < 0)
+		return NULL;
+	rep = vmctl_request(sock, req, FERRYD_CTL_TIMEOUT_MS, e);
+	if (!rep && e->code == ETIMEDOUT)
+		worker_ctl_silent(vm, e->msg);
+	return rep;
+}
+
+/* {"cmd":cmd} through worker_request */
+static struct json_object *worker_call(struct ferryd *d, struct vm *vm, const char *cmd,
+				       struct err *e)
+{
+	struct json_object *req = migrate_worker_cmd(cmd), *rep;
+
+	rep = worker_request(d, vm, req, e);
+	json_object_put(req);
+	return rep;
+}
+
+void worker_call_done(struct ferryd *d, const struct peer_result *res)
+{
+	struct vm *vm = registry_find(d, res->vm);
+
+	if (!vm)
+		return;
+	if (res->purpose == PEER_CTL_PROBE) {
+		vm->ctl_probing = false;
+		vm->ctl_probe_ms = ferryd_now_ms() + FERRYD_CTL_PROBE_MS;
+	}
+	/* Any reply means it answers. A call off the loop that timed out
+	 * does not make it silent: those include long ones (extents, verify)
+	 * a busy worker is merely slow at, and they hold up nobody. */
+	if (res->reply && vm->ctl_silent_ms) {
+		log_info("VM %s: its worker answers again, after %lld s", vm->def.name,
+			 (ferryd_now_ms() - vm->ctl_silent_ms) / 1000);
+		vm->ctl_silent_ms = 0;
+	}
+}
+
+/* A silent worker is asked again off the loop (peer.h), one call at a time. */
+static void worker_ctl_probe(struct ferryd *d, struct vm *vm, long long now)
+{
+	char sock[PATH_MAX];
+	struct err e = { 0 };
+
+	if (!vm->ctl_silent_ms || vm->ctl_probing || now < vm->ctl_probe_ms)
+		return;
+	vm->ctl_probe_ms = now + FERRYD_CTL_PROBE_MS;
+	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) < 0 ||
+	    peer_worker_call(d, sock, migrate_worker_cmd("status"), FERRYD_CTL_TIMEOUT_MS, 0,
+			     vm->def.name, NULL, PEER_CTL_PROBE, &e) < 0) {
+		log_warn("VM %s: cannot ask its worker again: %s", vm->def.name, e.msg);
+		return;
+	}
+	vm->ctl_probing = true;
+}
+
 int worker_stop(struct ferryd *d, struct vm *vm, uint64_t waiter,
 		int grace_ms, const char **code, struct err *e)
 {
-	char sock[PATH_MAX];
 	struct json_object *rep;
 	struct err ce = { 0 };
 
@@ -448,8 +530,8 @@ int worker_stop(struct ferryd *d, struct vm *vm, uint64_t waiter,
 	}
 	vm->state = VM_STOPPING;
 	vm->waiter = waiter;
-	if (registry_path(d, vm, "sock", sock, sizeof(sock), &ce) == 0 &&
-	    (rep = vmctl_call(sock, "stop", FERRYD_CTL_TIMEOUT_MS, &ce))) {
+	rep = worker_call(d, vm, "stop", &ce);
+	if (rep) {
 		json_object_put(rep);
 		vm->op = OP_STOP_CTL;
 		vm->deadline = ferryd_now_ms() + grace_ms;
@@ -553,6 +635,7 @@ void worker_reap(struct ferryd *d, struct vm *vm)
 	vm->started_ms = 0;
 	vm->op = OP_NONE;
 	vm->waiter = 0;
+	vm->ctl_silent_ms = 0; /* the next worker starts with a clean slate */
 	worker_unlink_runtime(d, vm);
 
 	/* Live migration decides first: a source worker that handed its VM
@@ -601,11 +684,10 @@ void worker_reap(struct ferryd *d, struct vm *vm)
 static void worker_tick_start(struct ferryd *d, struct vm *vm, long long now)
 {
 	struct json_object *st, *rep;
-	char sock[PATH_MAX], tail[1024], msg[2048];
+	char tail[1024], msg[2048];
 	struct err e = { 0 };
 
-	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) == 0 &&
-	    (st = vmctl_call(sock, "status", FERRYD_CTL_TIMEOUT_MS, &e))) {
+	if ((st = worker_call(d, vm, "status", &e))) {
 		json_object_put(st);
 		vm->op = OP_NONE;
 		if (vm->incoming) {
@@ -654,6 +736,7 @@ void worker_tick(struct ferryd *d)
 	char msg[256];
 
 	for (struct vm *vm = d->vms; vm; vm = vm->next) {
+		worker_ctl_probe(d, vm, now);
 		switch (vm->op) {
 		case OP_NONE:
 			break;
@@ -699,6 +782,13 @@ int worker_next_timeout(struct ferryd *d)
 	long long now = ferryd_now_ms(), best = -1;
 	for (struct vm *vm = d->vms; vm; vm = vm->next) {
 		long long t;
+		if (vm->ctl_silent_ms && !vm->ctl_probing) {
+			t = vm->ctl_probe_ms - now;
+			if (t < 0)
+				t = 0;
+			if (best < 0 || t < best)
+				best = t;
+		}
 		if (vm->op == OP_NONE)
 			continue;
 		t = vm->op == OP_START ? WORKER_PROBE_MS : vm->deadline - now;
@@ -743,6 +833,8 @@ void worker_adopt(struct ferryd *d, struct vm *vm)
 	vm->pidfd = pidfd;
 	vm->child = false;
 	st = vmctl_call(sock, "status", FERRYD_CTL_TIMEOUT_MS, &e);
+	if (!st && e.code == ETIMEDOUT)
+		worker_ctl_silent(vm, e.msg);
 	if (st && jsonl_get_str(st, "name", false, &name, &e) == 0 &&
 	    (!name || strcmp(name, vm->def.name) == 0)) {
 		if (jsonl_get_int(st, "uptime_ms", false, 0, INT64_MAX, &uptime, &e) == 0 &&
@@ -815,9 +907,8 @@ struct json_object *worker_status_json(struct ferryd *d, struct vm *vm,
 		worker_log_tail(d, vm, 10, tail, sizeof(tail));
 		jsonl_add_str(o, "log_tail", tail);
 	}
-	if (live && (vm->state == VM_RUNNING || vm->state == VM_INCOMING) &&
-	    registry_path(d, vm, "sock", path, sizeof(path), &e) == 0) {
-		st = vmctl_call(path, "status", FERRYD_CTL_TIMEOUT_MS, &e);
+	if (live && (vm->state == VM_RUNNING || vm->state == VM_INCOMING) && vm->pid) {
+		st = worker_call(d, vm, "status", &e);
 		if (st && jsonl_get_str(st, "state", false, &gstate, &e) == 0 && gstate)
 			jsonl_add_str(o, "worker_state", gstate);
 		else if (!st)

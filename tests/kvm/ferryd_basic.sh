@@ -206,12 +206,37 @@ echo "console input: the guest read all ${#GOT} bytes in order"
 	vm console g1 >"$T/console2" 2>&1
 grep -q "FERRY-GUEST hb" "$T/console2" || { cat "$T/console2"; fail "no guest output on the console over TCP"; }
 
+note "a worker that does not answer holds ferryd up once, not at every call"
+# g1's worker stopped (SIGSTOP): the first call waits out the 2 s timeout,
+# later ones are told at once while ferryd asks again in the background.
+kill -STOP "$PID"
+python3 - "$SOCK" <<'PY' || { kill -CONT "$PID"; fail "calls to a stopped worker"; }
+import json, socket, sys, time
+a = socket.socket(socket.AF_UNIX); a.connect(sys.argv[1]); f = a.makefile()
+t0 = time.time()
+a.sendall(b'{"cmd":"vm.status","name":"g1"}\n' * 3)
+errs = [json.loads(f.readline()).get("worker_error", "") for _ in range(3)]
+print("three vm status of a stopped worker in %.1f s (each 2 s before): %s" % (time.time() - t0, errs[2]))
+assert all(errs), errs
+assert all("has not answered on its control socket" in e for e in errs[1:]), errs
+PY
+kill -CONT "$PID"
+# asked again in the background, once a second: it answers again
+for _ in $(seq 50); do
+	ferry --json vm status g1 | grep -q '"worker_state"' && break
+	sleep 0.2
+done
+ferry --json vm status g1 | grep -q '"worker_state"' ||
+	fail "g1's worker runs again, but ferryd still takes it for silent"
+grep -q "g1: its worker answers again" "$T/ferryd.log" || fail "the worker's return was not logged"
+
 note "a burst of requests from one client does not hold up the others"
-# g1's worker stopped (SIGSTOP): each vm.status waits 2 s for it. One
+# Each vm.status made slow (a failpoint in ferryd, restarted with it): one
 # client sends three at once; another's vm list must be answered before
 # the third of them, not after the whole burst.
-kill -STOP "$PID"
-python3 - "$SOCK" <<'PY' || { kill -CONT "$PID"; fail "a burst held up ferryd"; }
+kill "$FERRYD"; wait "$FERRYD" 2>/dev/null
+FERRY_FAILPOINTS="ferryd.vm_status=delay(2000)" start_ferryd
+python3 - "$SOCK" <<'PY' || fail "a burst held up ferryd"
 import socket, sys, time, threading
 a = socket.socket(socket.AF_UNIX); a.connect(sys.argv[1])
 a.sendall(b'{"cmd":"vm.status","name":"g1"}\n' * 3)
@@ -229,7 +254,8 @@ t.join()
 print("vm list answered %.1f s before the burst's last reply" % (got["burst"] - got["list"]))
 sys.exit(0 if got["list"] < got["burst"] else 1)
 PY
-kill -CONT "$PID"
+kill "$FERRYD"; wait "$FERRYD" 2>/dev/null
+start_ferryd
 note "SIGHUP is logged, not fatal"
 kill -HUP "$FERRYD"
 sleep 0.3
