@@ -83,7 +83,7 @@ int registry_path(const struct ferryd *d, const struct vm *vm,
 {
 	const char *dir = d->run_dir;
 	int n;
-	if (strcmp(kind, "serial") == 0 || strcmp(kind, "log") == 0)
+	if (strncmp(kind, "serial", 6) == 0 || strcmp(kind, "log") == 0)
 		dir = d->logs_dir;
 	n = snprintf(buf, cap, "%s/%s.%s", dir, vm->def.name, kind);
 	if (n < 0 || (size_t)n >= cap)
@@ -98,7 +98,8 @@ int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struc
 	 * one left alone by a crash is swept at the next start, and then
 	 * "resumed", its worker's mark, swept with it */
 	static const char *const kinds[] = { "pid", "sock", "console", "exit", "extents",
-					     "mkey", "incoming", "resumed", "serial", "log" };
+					     "mkey", "incoming", "resumed", "serial", "serial.1",
+					     "log" };
 	char path[PATH_MAX];
 	int n = snprintf(path, sizeof(path), "%s/%s.json", d->vms_dir,
 			 vm->def.name);
@@ -112,7 +113,7 @@ int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struc
 	if (durable_dir_sync(path, e) < 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		bool is_log = strcmp(kinds[i], "serial") == 0 || strcmp(kinds[i], "log") == 0;
+		bool is_log = strncmp(kinds[i], "serial", 6) == 0 || strcmp(kinds[i], "log") == 0;
 		if (keep_logs && is_log)
 			continue;
 		if (registry_path(d, vm, kinds[i], path, sizeof(path), e) < 0)

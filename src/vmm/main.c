@@ -17,6 +17,7 @@
 #include "common/auth.h"
 #include "common/log.h"
 #include "vmm/config.h"
+#include "vmm/serial_log.h"
 #include "vmm/worker.h"
 
 static void usage(FILE *f)
@@ -47,6 +48,8 @@ static void usage(FILE *f)
 "\n"
 "I/O and control:\n"
 "  --serial PATH         append the serial console to this file\n"
+"  --serial-max SIZE     past SIZE the file becomes PATH.1 (replacing the previous one)\n"
+"                        and a new PATH starts (default 16M; 0: never)\n"
 "  --console-socket PATH live console: connect to read/write the serial port\n"
 "  --control PATH        control socket (JSON lines: status, pause, resume, stop, save, verify,\n"
 "                        extents, migrate...; see docs/api.md)\n"
@@ -101,7 +104,7 @@ static void write_exit_file(const char *path, int rc)
 int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
-	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
+	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_SERIALMAX, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
 	       O_TRACKER, O_PREALLOC, O_PREALLOC_EXT, O_EXITFILE, O_MIGKEY, O_RESUMED };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
@@ -117,6 +120,7 @@ int main(int argc, char **argv)
 		{ "tap", required_argument, NULL, O_TAP },
 		{ "mac", required_argument, NULL, O_MAC },
 		{ "serial", required_argument, NULL, O_SERIAL },
+		{ "serial-max", required_argument, NULL, O_SERIALMAX },
 		{ "console-socket", required_argument, NULL, O_CONSOLE },
 		{ "control", required_argument, NULL, O_CONTROL },
 		{ "restore", required_argument, NULL, O_RESTORE },
@@ -143,6 +147,7 @@ int main(int argc, char **argv)
 
 	memset(&cfg, 0, sizeof(cfg));
 	memset(&o, 0, sizeof(o));
+	o.serial_max = SERIAL_LOG_MAX_DEFAULT;
 	cfg.mem_size = 256ULL << 20;
 	cfg.vcpus = 1;
 	cfg.dirty_tracker = CONFIG_TRACKER_DEFAULT;
@@ -168,6 +173,14 @@ int main(int argc, char **argv)
 		case O_TAP: COPY(cfg.tap, optarg); cfg.net = true; break;
 		case O_MAC: COPY(cfg.mac, optarg); cfg.net = true; break;
 		case O_SERIAL: o.serial_path = optarg; break;
+		case O_SERIALMAX:
+			if (strcmp(optarg, "0") == 0) {
+				o.serial_max = 0;
+			} else if (config_parse_size(optarg, &o.serial_max, &e) < 0) {
+				fprintf(stderr, "ferry-vm: --serial-max: %s\n", e.msg);
+				return 2;
+			}
+			break;
 		case O_CONSOLE: o.console_path = optarg; break;
 		case O_CONTROL: o.control_path = optarg; break;
 		case O_RESTORE: o.restore_path = optarg; break;

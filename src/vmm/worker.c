@@ -28,6 +28,7 @@
 #include "migration/ram.h"
 #include "migration/snapshot.h"
 #include "vmm/guestcheck.h"
+#include "vmm/serial_log.h"
 #include "vmm/vcpu.h"
 
 enum client_kind { CLIENT_CONTROL, CLIENT_CONSOLE };
@@ -43,7 +44,7 @@ struct worker {
 	struct machine m;
 	const struct worker_opts *o;
 	enum worker_state state;
-	int serial_fd;
+	struct serial_log serial;
 	int ctl_fd, con_fd, sig_fd;
 	struct client clients[WORKER_MAX_CLIENTS];
 	struct timespec started;
@@ -71,8 +72,7 @@ static uint64_t now_ms(void)
 static void worker_serial_sink(void *opaque, const uint8_t *buf, size_t n)
 {
 	struct worker *w = opaque;
-	if (w->serial_fd >= 0 && write(w->serial_fd, buf, n) < 0)
-		log_warn("serial log write: %s", strerror(errno));
+	serial_log_write(&w->serial, buf, n);
 	for (int i = 0; i < WORKER_MAX_CLIENTS; i++) {
 		struct client *c = &w->clients[i];
 		/* A slow console loses output rather than stalling the guest. */
@@ -815,7 +815,7 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 
 	memset(w, 0, sizeof(*w));
 	w->o = o;
-	w->serial_fd = w->ctl_fd = w->con_fd = w->sig_fd = -1;
+	w->serial.fd = w->ctl_fd = w->con_fd = w->sig_fd = -1;
 	for (int i = 0; i < WORKER_MAX_CLIENTS; i++)
 		w->clients[i].fd = -1;
 	w->reserved.memfd = -1;
@@ -831,9 +831,8 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 		return err_sys(e, "signalfd");
 
 	if (o->serial_path) {
-		w->serial_fd = open(o->serial_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (w->serial_fd < 0)
-			return err_sys(e, "serial log %s", o->serial_path);
+		if (serial_log_open(&w->serial, o->serial_path, o->serial_max, e) < 0)
+			return -1;
 	}
 	w->local = *cfg;
 	if (o->incoming) {
@@ -1024,8 +1023,7 @@ out:
 		close(w->con_fd);
 		unlink(o->console_path);
 	}
-	if (w->serial_fd >= 0)
-		close(w->serial_fd);
+	serial_log_close(&w->serial);
 	if (w->sig_fd >= 0)
 		close(w->sig_fd);
 	return rc;

@@ -22,6 +22,7 @@ struct worker_opts {
 	const char *control_path;
 	const char *console_path;
 	const char *serial_path;
+	uint64_t serial_max;        /* serial log size limit (serial_log.h), 0: none */
 	const char *restore_path;   /* start from a state file */
 	const char *incoming;       /* listen ADDR:PORT for a live migration */
 	const char *host_cpu_mask;  /* incoming: CPU features this host must be treated as lacking */
