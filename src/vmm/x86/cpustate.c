@@ -21,28 +21,62 @@
 static uint32_t *msr_cache;
 static uint32_t msr_cache_n;
 
-int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, struct err *e)
+/* One of KVM's MSR lists (req: KVM_GET_MSR_INDEX_LIST or
+ * KVM_GET_MSR_FEATURE_INDEX_LIST, both on the /dev/kvm fd); the caller frees it. */
+static struct kvm_msr_list *msr_list_get(int kvm_fd, unsigned long req, const char *what,
+					 struct err *e)
 {
 	struct kvm_msr_list probe = { .nmsrs = 0 };
 	struct kvm_msr_list *list;
+
+	if (ioctl(kvm_fd, req, &probe) < 0 && errno != E2BIG) {
+		err_sys(e, "%s", what);
+		return NULL;
+	}
+	/* Old kernels could write past nmsrs: leave slack, as QEMU does. */
+	list = calloc(1, sizeof(*list) + (probe.nmsrs + 64) * sizeof(uint32_t));
+	if (!list) {
+		err_set(e, "out of memory");
+		return NULL;
+	}
+	list->nmsrs = probe.nmsrs;
+	if (ioctl(kvm_fd, req, list) < 0) {
+		free(list);
+		err_sys(e, "%s", what);
+		return NULL;
+	}
+	return list;
+}
+
+/* One MSR through KVM_GET_MSRS on fd (a vCPU, or /dev/kvm for a feature
+ * MSR's supported value); false when KVM refuses it. */
+static bool msr_read1(int fd, uint32_t index, uint64_t *data)
+{
+	struct { struct kvm_msrs h; struct kvm_msr_entry ent; } one;
+
+	memset(&one, 0, sizeof(one));
+	one.h.nmsrs = 1;
+	one.ent.index = index;
+	if (ioctl(fd, KVM_GET_MSRS, &one) != 1)
+		return false;
+	*data = one.ent.data;
+	return true;
+}
+
+int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, struct err *e)
+{
+	struct kvm_msr_list *list;
 	uint32_t keep = 0;
+	uint64_t ignored;
 
 	if (msr_cache) {
 		*out = msr_cache;
 		*n = msr_cache_n;
 		return 0;
 	}
-	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
-		return err_sys(e, "KVM_GET_MSR_INDEX_LIST");
-	/* Old kernels could write past nmsrs: leave slack, as QEMU does. */
-	list = calloc(1, sizeof(*list) + (probe.nmsrs + 64) * sizeof(uint32_t));
+	list = msr_list_get(kvm_fd, KVM_GET_MSR_INDEX_LIST, "KVM_GET_MSR_INDEX_LIST", e);
 	if (!list)
-		return err_set(e, "out of memory");
-	list->nmsrs = probe.nmsrs;
-	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
-		free(list);
-		return err_sys(e, "KVM_GET_MSR_INDEX_LIST");
-	}
+		return -1;
 	msr_cache = calloc(list->nmsrs ? list->nmsrs : 1, sizeof(uint32_t));
 	if (!msr_cache) {
 		free(list);
@@ -50,15 +84,19 @@ int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, stru
 	}
 	/* Keep only MSRs this vCPU model lets us read (PMU or VMX ones are refused
 	 * when hidden by CPUID); probing one at a time tells exactly which. */
-	for (uint32_t i = 0; i < list->nmsrs && keep < CPUSTATE_MAX_MSRS; i++) {
-		struct { struct kvm_msrs h; struct kvm_msr_entry ent; } one;
-		memset(&one, 0, sizeof(one));
-		one.h.nmsrs = 1;
-		one.ent.index = list->indices[i];
-		if (ioctl(vcpu_fd, KVM_GET_MSRS, &one) == 1)
+	for (uint32_t i = 0; i < list->nmsrs; i++)
+		if (msr_read1(vcpu_fd, list->indices[i], &ignored))
 			msr_cache[keep++] = list->indices[i];
-	}
 	free(list);
+	/* Dropping the excess would migrate a guest with some of its MSRs
+	 * silently reset: refuse to save instead, naming the figures. */
+	if (keep > CPUSTATE_MAX_MSRS) {
+		free(msr_cache);
+		msr_cache = NULL;
+		return err_set(e, "KVM lists %u readable MSRs, more than the %d a vCPU state holds "
+			       "(CPUSTATE_MAX_MSRS): saving would drop %u of them",
+			       keep, CPUSTATE_MAX_MSRS, keep - CPUSTATE_MAX_MSRS);
+	}
 	msr_cache_n = keep;
 	*out = msr_cache;
 	*n = keep;
@@ -92,6 +130,38 @@ static int msrs_xfer(int vcpu_fd, bool set, struct cpu_msr *m, uint32_t n, struc
 				m[at + i].data = buf.ent[i].data;
 	}
 	return 0;
+}
+
+/* Which restore step writes a saved MSR (the steps are vcpu_restore's). */
+enum msr_step { MSR_STEP_MAIN, MSR_STEP_DEADLINE };
+
+static enum msr_step msr_step_of(uint32_t index)
+{
+	return index == MSR_IA32_TSC_DEADLINE ? MSR_STEP_DEADLINE : MSR_STEP_MAIN;
+}
+
+/* Writes the saved MSRs that belong to one restore step, in saved order. */
+static int msrs_put_step(int vcpu_fd, const struct vcpu_state *st, enum msr_step step,
+			 struct err *e)
+{
+	struct cpu_msr *m = malloc((st->nmsrs ? st->nmsrs : 1) * sizeof(*m));
+	uint32_t n = 0;
+	int rc;
+
+	if (!m)
+		return err_set(e, "out of memory");
+	for (uint32_t i = 0; i < st->nmsrs; i++) {
+		if (msr_step_of(st->msrs[i].index) != step)
+			continue;
+		/* A deadline of 0 means disarmed; writing it would be harmless but
+		 * Firecracker found a 0 can strand the timer, so only armed deadlines are written. */
+		if (step == MSR_STEP_DEADLINE && !st->msrs[i].data)
+			continue;
+		m[n++] = st->msrs[i];
+	}
+	rc = msrs_xfer(vcpu_fd, true, m, n, e);
+	free(m);
+	return rc;
 }
 
 /* ---------- vCPU ---------- */
@@ -155,10 +225,6 @@ int vcpu_restore(int vcpu_fd, const struct vcpu_state *st,
 		 void *opaque, struct err *e)
 {
 	struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 ent[CPUSTATE_MAX_CPUID]; } cpuid;
-	struct cpu_msr msrs[CPUSTATE_MAX_MSRS];
-	uint32_t n = 0;
-	uint64_t deadline = 0;
-	bool have_deadline = false;
 
 	/* 1. CPUID before anything: other SETs (MP state, MSRs) depend on the
 	 *    vCPU model, and KVM freezes CPUID after the first KVM_RUN. */
@@ -187,23 +253,9 @@ int vcpu_restore(int vcpu_fd, const struct vcpu_state *st,
 	if (ioctl(vcpu_fd, KVM_SET_LAPIC, &st->lapic) < 0)
 		return err_sys(e, "KVM_SET_LAPIC");
 	/* 9. MSRs, except TSC_DEADLINE, which must follow IA32_TSC or its timer is lost. */
-	for (uint32_t i = 0; i < st->nmsrs; i++) {
-		if (st->msrs[i].index == MSR_IA32_TSC_DEADLINE) {
-			deadline = st->msrs[i].data;
-			have_deadline = true;
-			continue;
-		}
-		msrs[n++] = st->msrs[i];
-	}
-	if (msrs_xfer(vcpu_fd, true, msrs, n, e) < 0)
+	if (msrs_put_step(vcpu_fd, st, MSR_STEP_MAIN, e) < 0 ||
+	    msrs_put_step(vcpu_fd, st, MSR_STEP_DEADLINE, e) < 0)
 		return -1;
-	/* A deadline of 0 means disarmed; writing it would be harmless but
-	 * Firecracker found a 0 can strand the timer, so only armed deadlines are written. */
-	if (have_deadline && deadline) {
-		struct cpu_msr d = { MSR_IA32_TSC_DEADLINE, deadline };
-		if (msrs_xfer(vcpu_fd, true, &d, 1, e) < 0)
-			return -1;
-	}
 	/* 10. Events last: pending exception/interrupt/NMI survive only after REGS/SREGS. */
 	if (ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &st->events) < 0)
 		return err_sys(e, "KVM_SET_VCPU_EVENTS");
