@@ -16,6 +16,10 @@
 #define MSR_IA32_TSC 0x10
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 
+/* QEMU's and Firecracker's tolerance: closer rates than this count as equal
+ * (hosts of one CPU model differ by a few ppm in what KVM measured). */
+#define TSC_KHZ_TOL_PPM 250
+
 /* ---------- MSR list ---------- */
 
 static uint32_t *msr_cache;
@@ -164,6 +168,43 @@ static int msrs_put_step(int vcpu_fd, const struct vcpu_state *st, enum msr_step
 	return rc;
 }
 
+/* ---------- checks against this host ---------- */
+
+static bool tsc_khz_close(uint32_t want, uint32_t have)
+{
+	uint64_t diff = want > have ? want - have : have - want;
+	return diff * 1000000 <= (uint64_t)want * TSC_KHZ_TOL_PPM;
+}
+
+/* The guest calibrated its TSC rate once, at boot: it must keep ticking at
+ * that rate here, by KVM's scaling when this host's own rate differs.
+ * apply = false only says whether that is possible. */
+static int tsc_khz_match(int kvm_fd, int vcpu_fd, uint32_t want, bool apply, struct err *e)
+{
+	int have;
+
+	if (!want)
+		return 0; /* the source could not read its rate: nothing to hold to */
+	have = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+	if (have < 0)
+		return err_sys(e, "KVM_GET_TSC_KHZ (the guest's TSC runs at %u kHz)", want);
+	if (have > 0 && tsc_khz_close(want, (uint32_t)have))
+		return 0;
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) <= 0)
+		return err_set(e, "the guest's TSC runs at %u kHz, this host's at %d kHz (more than "
+			       "%d ppm apart) and this KVM cannot scale it (no KVM_CAP_TSC_CONTROL)",
+			       want, have, TSC_KHZ_TOL_PPM);
+	if (apply && ioctl(vcpu_fd, KVM_SET_TSC_KHZ, (unsigned long)want) < 0)
+		return err_sys(e, "KVM_SET_TSC_KHZ to the guest's %u kHz (this host's TSC runs at %d kHz)",
+			       want, have);
+	return 0;
+}
+
+int vcpu_check_host(int kvm_fd, int vcpu_fd, const struct vcpu_state *st, struct err *e)
+{
+	return tsc_khz_match(kvm_fd, vcpu_fd, st->tsc_khz, false, e);
+}
+
 /* ---------- vCPU ---------- */
 
 int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
@@ -220,18 +261,27 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
 	return 0;
 }
 
-int vcpu_restore(int vcpu_fd, const struct vcpu_state *st,
+int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
 		 int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
 		 void *opaque, struct err *e)
 {
 	struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 ent[CPUSTATE_MAX_CPUID]; } cpuid;
 
+	/* 0. Nothing is set on a host that cannot run the guest as it was. */
+	if (vcpu_check_host(kvm_fd, vcpu_fd, st, e) < 0)
+		return -1;
 	/* 1. CPUID before anything: other SETs (MP state, MSRs) depend on the
 	 *    vCPU model, and KVM freezes CPUID after the first KVM_RUN. */
 	memset(&cpuid, 0, sizeof(cpuid));
 	cpuid.h.nent = st->ncpuid;
 	memcpy(cpuid.ent, st->cpuid, st->ncpuid * sizeof(cpuid.ent[0]));
 	if (set_cpuid(opaque, &cpuid.h, e) < 0)
+		return -1;
+	/* 1b. TSC rate before any TSC write (IA32_TSC in step 9, the kvmclock
+	 *     after all vCPUs): KVM converts a written TSC value at the rate in
+	 *     force, so a later rate change would skew it. QEMU and Firecracker
+	 *     set the rate at vCPU creation for the same reason. */
+	if (tsc_khz_match(kvm_fd, vcpu_fd, st->tsc_khz, true, e) < 0)
 		return -1;
 	/* 2. MP state. */
 	if (ioctl(vcpu_fd, KVM_SET_MP_STATE, &st->mp) < 0)

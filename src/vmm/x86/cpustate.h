@@ -51,8 +51,11 @@ int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, stru
 /* cpuid: the table this vCPU was given (saved as is: see vcpu.h). */
 int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
 	      struct err *e);
+/* Whether this host can take the vCPU as saved: the TSC rate (equal within
+ * 250 ppm, or KVM can scale it). Sets nothing; vcpu_restore checks it too. */
+int vcpu_check_host(int kvm_fd, int vcpu_fd, const struct vcpu_state *st, struct err *e);
 /* Restores everything; CPUID is set through set_cpuid so the caller keeps a copy. */
-int vcpu_restore(int vcpu_fd, const struct vcpu_state *st,
+int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
 		 int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
 		 void *opaque, struct err *e);
 void vcpu_state_put(struct stream *w, const struct vcpu_state *st);
