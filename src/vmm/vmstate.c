@@ -8,7 +8,7 @@
  *
  * Restore order (destination, before any KVM_RUN):
  *   0. nothing yet: every vCPU's CPUID, and what vcpu_check_host checks
- *      (TSC rate), against this host first;
+ *      (TSC rate, feature MSRs), against this host first;
  *   1. every vCPU, each in cpustate.c's order (CPUID first, events last);
  *   2. PIT, then PIC master, PIC slave, IOAPIC;
  *   3. devices, then their post_load hooks, which re-drive interrupt lines

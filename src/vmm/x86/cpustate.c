@@ -14,6 +14,9 @@
 #include <sys/ioctl.h>
 
 #define MSR_IA32_TSC 0x10
+#define MSR_IA32_UCODE_REV 0x8b
+#define MSR_IA32_ARCH_CAPABILITIES 0x10a
+#define MSR_IA32_PERF_CAPABILITIES 0x345
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 
 /* QEMU's and Firecracker's tolerance: closer rates than this count as equal
@@ -52,9 +55,7 @@ static struct kvm_msr_list *msr_list_get(int kvm_fd, unsigned long req, const ch
 	return list;
 }
 
-/* One MSR through KVM_GET_MSRS on fd (a vCPU, or /dev/kvm for a feature
- * MSR's supported value); false when KVM refuses it. */
-static bool msr_read1(int fd, uint32_t index, uint64_t *data)
+bool cpustate_msr_get(int fd, uint32_t index, uint64_t *data)
 {
 	struct { struct kvm_msrs h; struct kvm_msr_entry ent; } one;
 
@@ -65,6 +66,90 @@ static bool msr_read1(int fd, uint32_t index, uint64_t *data)
 		return false;
 	*data = one.ent.data;
 	return true;
+}
+
+/* This host's feature MSRs (KVM_GET_MSR_FEATURE_INDEX_LIST): an empty
+ * list where KVM has no such list. The caller frees it. */
+static struct kvm_msr_list *feature_list_get(int kvm_fd, struct err *e)
+{
+	struct kvm_msr_list *none;
+
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GET_MSR_FEATURES) > 0)
+		return msr_list_get(kvm_fd, KVM_GET_MSR_FEATURE_INDEX_LIST,
+				    "KVM_GET_MSR_FEATURE_INDEX_LIST", e);
+	none = calloc(1, sizeof(*none));
+	if (!none)
+		err_set(e, "out of memory");
+	return none;
+}
+
+static bool in_list(const struct kvm_msr_list *l, uint32_t index)
+{
+	for (uint32_t i = 0; i < l->nmsrs; i++)
+		if (l->indices[i] == index)
+			return true;
+	return false;
+}
+
+/* A feature MSR describes the CPU the guest was shown, as CPUID does, not
+ * state the guest wrote: a value this host cannot honour must stop the
+ * restore. ARCH_CAPABILITIES matters most: KVM takes any value the VMM
+ * writes, and a guest told "not vulnerable" (MDS_NO, RDCL_NO...) drops
+ * mitigations this host needs. The two named ones count even where KVM
+ * lists no features, so an old host cannot take them unchecked. */
+static bool is_feature_msr(const struct kvm_msr_list *features, uint32_t index)
+{
+	/* A revision, not capabilities: the guest keeps the one it booted
+	 * with (KVM takes any value), like QEMU's fixed ucode-rev. */
+	if (index == MSR_IA32_UCODE_REV)
+		return false;
+	return index == MSR_IA32_ARCH_CAPABILITIES || index == MSR_IA32_PERF_CAPABILITIES ||
+	       in_list(features, index);
+}
+
+static const char *feature_msr_name(uint32_t index)
+{
+	switch (index) {
+	case MSR_IA32_ARCH_CAPABILITIES: return "IA32_ARCH_CAPABILITIES";
+	case MSR_IA32_PERF_CAPABILITIES: return "IA32_PERF_CAPABILITIES";
+	default: return "feature MSR";
+	}
+}
+
+/* QEMU's rule for a CPU model (its "enforce"): every bit the guest was
+ * given must be one KVM says it supports here (system KVM_GET_MSRS). */
+static int feature_msr_check(int kvm_fd, const struct kvm_msr_list *features,
+			     const struct cpu_msr *m, struct err *e)
+{
+	uint64_t supported;
+
+	if (!in_list(features, m->index) || !cpustate_msr_get(kvm_fd, m->index, &supported)) {
+		if (!m->data)
+			return 0;
+		return err_set(e, "incompatible host: the guest's %s (MSR 0x%x) is 0x%llx and this "
+			       "host's KVM cannot say which values it supports",
+			       feature_msr_name(m->index), m->index, (unsigned long long)m->data);
+	}
+	if (m->data & ~supported)
+		return err_set(e, "incompatible host: the guest's %s (MSR 0x%x) is 0x%llx, this host "
+			       "supports only 0x%llx (lacks 0x%llx)", feature_msr_name(m->index),
+			       m->index, (unsigned long long)m->data, (unsigned long long)supported,
+			       (unsigned long long)(m->data & ~supported));
+	return 0;
+}
+
+static int feature_msrs_check(int kvm_fd, const struct vcpu_state *st, struct err *e)
+{
+	struct kvm_msr_list *features = feature_list_get(kvm_fd, e);
+	int rc = 0;
+
+	if (!features)
+		return -1;
+	for (uint32_t i = 0; i < st->nmsrs && rc == 0; i++)
+		if (is_feature_msr(features, st->msrs[i].index))
+			rc = feature_msr_check(kvm_fd, features, &st->msrs[i], e);
+	free(features);
+	return rc;
 }
 
 int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, struct err *e)
@@ -89,7 +174,7 @@ int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, stru
 	/* Keep only MSRs this vCPU model lets us read (PMU or VMX ones are refused
 	 * when hidden by CPUID); probing one at a time tells exactly which. */
 	for (uint32_t i = 0; i < list->nmsrs; i++)
-		if (msr_read1(vcpu_fd, list->indices[i], &ignored))
+		if (cpustate_msr_get(vcpu_fd, list->indices[i], &ignored))
 			msr_cache[keep++] = list->indices[i];
 	free(list);
 	/* Dropping the excess would migrate a guest with some of its MSRs
@@ -137,16 +222,18 @@ static int msrs_xfer(int vcpu_fd, bool set, struct cpu_msr *m, uint32_t n, struc
 }
 
 /* Which restore step writes a saved MSR (the steps are vcpu_restore's). */
-enum msr_step { MSR_STEP_MAIN, MSR_STEP_DEADLINE };
+enum msr_step { MSR_STEP_FEATURE, MSR_STEP_MAIN, MSR_STEP_DEADLINE };
 
-static enum msr_step msr_step_of(uint32_t index)
+static enum msr_step msr_step_of(const struct kvm_msr_list *features, uint32_t index)
 {
+	if (is_feature_msr(features, index))
+		return MSR_STEP_FEATURE;
 	return index == MSR_IA32_TSC_DEADLINE ? MSR_STEP_DEADLINE : MSR_STEP_MAIN;
 }
 
 /* Writes the saved MSRs that belong to one restore step, in saved order. */
-static int msrs_put_step(int vcpu_fd, const struct vcpu_state *st, enum msr_step step,
-			 struct err *e)
+static int msrs_put_step(int vcpu_fd, const struct vcpu_state *st,
+			 const struct kvm_msr_list *features, enum msr_step step, struct err *e)
 {
 	struct cpu_msr *m = malloc((st->nmsrs ? st->nmsrs : 1) * sizeof(*m));
 	uint32_t n = 0;
@@ -155,7 +242,7 @@ static int msrs_put_step(int vcpu_fd, const struct vcpu_state *st, enum msr_step
 	if (!m)
 		return err_set(e, "out of memory");
 	for (uint32_t i = 0; i < st->nmsrs; i++) {
-		if (msr_step_of(st->msrs[i].index) != step)
+		if (msr_step_of(features, st->msrs[i].index) != step)
 			continue;
 		/* A deadline of 0 means disarmed; writing it would be harmless but
 		 * Firecracker found a 0 can strand the timer, so only armed deadlines are written. */
@@ -202,7 +289,9 @@ static int tsc_khz_match(int kvm_fd, int vcpu_fd, uint32_t want, bool apply, str
 
 int vcpu_check_host(int kvm_fd, int vcpu_fd, const struct vcpu_state *st, struct err *e)
 {
-	return tsc_khz_match(kvm_fd, vcpu_fd, st->tsc_khz, false, e);
+	if (tsc_khz_match(kvm_fd, vcpu_fd, st->tsc_khz, false, e) < 0)
+		return -1;
+	return feature_msrs_check(kvm_fd, st, e);
 }
 
 /* ---------- vCPU ---------- */
@@ -261,15 +350,13 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
 	return 0;
 }
 
-int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
-		 int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
-		 void *opaque, struct err *e)
+static int vcpu_put_all(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
+			const struct kvm_msr_list *features,
+			int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
+			void *opaque, struct err *e)
 {
 	struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 ent[CPUSTATE_MAX_CPUID]; } cpuid;
 
-	/* 0. Nothing is set on a host that cannot run the guest as it was. */
-	if (vcpu_check_host(kvm_fd, vcpu_fd, st, e) < 0)
-		return -1;
 	/* 1. CPUID before anything: other SETs (MP state, MSRs) depend on the
 	 *    vCPU model, and KVM freezes CPUID after the first KVM_RUN. */
 	memset(&cpuid, 0, sizeof(cpuid));
@@ -282,6 +369,12 @@ int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
 	 *     force, so a later rate change would skew it. QEMU and Firecracker
 	 *     set the rate at vCPU creation for the same reason. */
 	if (tsc_khz_match(kvm_fd, vcpu_fd, st->tsc_khz, true, e) < 0)
+		return -1;
+	/* 1c. Feature MSRs, right after CPUID as QEMU sets them at vCPU
+	 *     creation, and before every other MSR: they decide which others
+	 *     exist (IA32_TSX_CTRL only with ARCH_CAPABILITIES.TSX_CTRL_MSR,
+	 *     PMU MSRs by PERF_CAPABILITIES). */
+	if (msrs_put_step(vcpu_fd, st, features, MSR_STEP_FEATURE, e) < 0)
 		return -1;
 	/* 2. MP state. */
 	if (ioctl(vcpu_fd, KVM_SET_MP_STATE, &st->mp) < 0)
@@ -303,13 +396,31 @@ int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
 	if (ioctl(vcpu_fd, KVM_SET_LAPIC, &st->lapic) < 0)
 		return err_sys(e, "KVM_SET_LAPIC");
 	/* 9. MSRs, except TSC_DEADLINE, which must follow IA32_TSC or its timer is lost. */
-	if (msrs_put_step(vcpu_fd, st, MSR_STEP_MAIN, e) < 0 ||
-	    msrs_put_step(vcpu_fd, st, MSR_STEP_DEADLINE, e) < 0)
+	if (msrs_put_step(vcpu_fd, st, features, MSR_STEP_MAIN, e) < 0 ||
+	    msrs_put_step(vcpu_fd, st, features, MSR_STEP_DEADLINE, e) < 0)
 		return -1;
 	/* 10. Events last: pending exception/interrupt/NMI survive only after REGS/SREGS. */
 	if (ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &st->events) < 0)
 		return err_sys(e, "KVM_SET_VCPU_EVENTS");
 	return 0;
+}
+
+int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
+		 int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
+		 void *opaque, struct err *e)
+{
+	struct kvm_msr_list *features;
+	int rc;
+
+	/* Nothing is set on a host that cannot run the guest as it was. */
+	if (vcpu_check_host(kvm_fd, vcpu_fd, st, e) < 0)
+		return -1;
+	features = feature_list_get(kvm_fd, e);
+	if (!features)
+		return -1;
+	rc = vcpu_put_all(kvm_fd, vcpu_fd, st, features, set_cpuid, opaque, e);
+	free(features);
+	return rc;
 }
 
 static void put_seg(struct stream *w, const struct kvm_segment *s)

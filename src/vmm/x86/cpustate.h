@@ -8,6 +8,7 @@
 #define FERRY_CPUSTATE_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -48,11 +49,16 @@ struct kvm_vm_state {
  * KVM_GET_MSRS accepts on a real vCPU. Computed once per process. */
 int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, struct err *e);
 
+/* One MSR through KVM_GET_MSRS on fd (a vCPU, or /dev/kvm for a feature
+ * MSR's supported value); false when KVM refuses it. */
+bool cpustate_msr_get(int fd, uint32_t index, uint64_t *data);
+
 /* cpuid: the table this vCPU was given (saved as is: see vcpu.h). */
 int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
 	      struct err *e);
 /* Whether this host can take the vCPU as saved: the TSC rate (equal within
- * 250 ppm, or KVM can scale it). Sets nothing; vcpu_restore checks it too. */
+ * 250 ppm, or KVM can scale it) and each feature MSR's value (within what
+ * this host's KVM supports). Sets nothing; vcpu_restore checks it too. */
 int vcpu_check_host(int kvm_fd, int vcpu_fd, const struct vcpu_state *st, struct err *e);
 /* Restores everything; CPUID is set through set_cpuid so the caller keeps a copy. */
 int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
