@@ -2,7 +2,8 @@
  * vCPU state on real KVM (src/vmm/x86/cpustate.c): what a restore demands
  * of the destination host (the TSC rate, feature MSRs), checked on this
  * host's KVM with a saved state edited the way another host's would
- * differ, and a vCPU restored into another VM. Skips (exit 77) without
+ * differ; the MSRs KVM's list lacks (MTRRs) saved; a vCPU restored into
+ * another VM. Skips (exit 77) without
  * /dev/kvm or the guest binary (machines are built, never run).
  */
 #include <errno.h>
@@ -32,22 +33,51 @@ static void kvm_test_sink(void *opaque, const uint8_t *buf, size_t n)
 	(void)n;
 }
 
-/* A fresh 1-vCPU machine, saved. */
-static struct vcpu_state *saved_vcpu(struct machine *m, const char *name)
+/* MSRs a guest would have written, as KVM_SET_MSRS of one vCPU. */
+static void msrs_set(int vcpu_fd, const struct cpu_msr *m, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct { struct kvm_msrs h; struct kvm_msr_entry ent; } one;
+		memset(&one, 0, sizeof(one));
+		one.h.nmsrs = 1;
+		one.ent.index = m[i].index;
+		one.ent.data = m[i].data;
+		if (ioctl(vcpu_fd, KVM_SET_MSRS, &one) != 1)
+			fail_msg("KVM refuses MSR 0x%x = 0x%llx", m[i].index, (unsigned long long)m[i].data);
+	}
+}
+
+/* A fresh 1-vCPU machine given the MSRs in preset, saved. */
+static struct vcpu_state *saved_vcpu_with(struct machine *m, const char *name,
+					  const struct cpu_msr *preset, uint32_t npreset)
 {
 	struct vcpu_state *st = malloc(sizeof(*st));
 	struct err e = { .code = 0 };
 
 	assert_non_null(st);
 	kvm_test_build(m, name, 16ull << 20);
+	msrs_set(m->vm.vcpus[0]->fd, preset, npreset);
 	if (vcpu_save(m->vm.kvm_fd, m->vm.vcpus[0]->fd, m->vm.vcpus[0]->cpuid, st, &e) < 0)
 		fail_msg("vcpu_save: %s", e.msg);
 	return st;
 }
 
+static struct vcpu_state *saved_vcpu(struct machine *m, const char *name)
+{
+	return saved_vcpu_with(m, name, NULL, 0);
+}
+
 static bool has_cap(int kvm_fd, int cap)
 {
 	return ioctl(kvm_fd, KVM_CHECK_EXTENSION, cap) > 0;
+}
+
+static bool has_msr(const struct vcpu_state *st, uint32_t index)
+{
+	for (uint32_t i = 0; i < st->nmsrs; i++)
+		if (st->msrs[i].index == index)
+			return true;
+	return false;
 }
 
 /* The saved entry for index, added (value 0) if the state lacks it. */
@@ -147,6 +177,46 @@ static void feature_msrs_checked(void **state)
 	machine_destroy(&m);
 }
 
+/* Firmware-like MTRRs: memory write-back by default, the first 64 KiB
+ * write-back, the last 4 KiB below 1 MiB write-protected, 2 GiB at 2 GiB
+ * write-back through variable pair 0 (a 36-bit mask fits every CPU). */
+static const struct cpu_msr guest_mtrrs[] = {
+	{ 0x2ff, 0xc06 }, { 0x250, 0x0606060606060606ull }, { 0x26f, 0x0505050505050505ull },
+	{ 0x200, 0x80000006ull }, { 0x201, 0xf80000800ull },
+};
+
+/* KVM's MSR list lacks the MTRRs: a vCPU whose CPUID shows them saves the
+ * default type, the fixed ranges and each variable pair MTRRcap counts. */
+static void mtrrs_saved(void **state)
+{
+	struct machine m;
+	struct vcpu_state *st;
+	uint64_t cap = 0;
+	uint32_t nvar;
+	(void)state;
+
+	st = saved_vcpu(&m, "mtrr");
+	if (!cpustate_msr_get(m.vm.vcpus[0]->fd, 0xfe, &cap))
+		fail_msg("this KVM does not read MTRRcap though the vCPU's CPUID shows MTRRs");
+	nvar = cap & 0xff;
+	printf("this KVM: MTRRcap 0x%llx (%u variable pairs), %u MSRs saved\n",
+	       (unsigned long long)cap, nvar, st->nmsrs);
+	assert_true(nvar >= 1 && nvar <= 8);
+	assert_true(has_msr(st, 0x2ff));
+	for (uint32_t i = 0; i < 2 * nvar; i++)
+		assert_true(has_msr(st, 0x200 + i));
+	assert_false(has_msr(st, 0x200 + 2 * nvar));
+	if (cap & 0x100) {
+		assert_true(has_msr(st, 0x250) && has_msr(st, 0x258) && has_msr(st, 0x259));
+		for (uint32_t i = 0x268; i <= 0x26f; i++)
+			assert_true(has_msr(st, i));
+	}
+	/* MTRRcap is read-only: not state. */
+	assert_false(has_msr(st, 0xfe));
+	free(st);
+	machine_destroy(&m);
+}
+
 /* A saved vCPU restored into another VM's vCPU carries its MSRs there:
  * saved again, every MSR reads back as it was written. */
 static void restores_into_another_vm(void **state)
@@ -156,7 +226,9 @@ static void restores_into_another_vm(void **state)
 	struct err e = { .code = 0 };
 	(void)state;
 
-	src = saved_vcpu(&a, "src");
+	src = saved_vcpu_with(&a, "src", guest_mtrrs, sizeof(guest_mtrrs) / sizeof(guest_mtrrs[0]));
+	for (size_t i = 0; i < sizeof(guest_mtrrs) / sizeof(guest_mtrrs[0]); i++)
+		assert_true(msr_in(src, guest_mtrrs[i].index)->data == guest_mtrrs[i].data);
 	dst = malloc(sizeof(*dst));
 	assert_non_null(dst);
 	/* On VMX/SVM KVM starts a vCPU with the host's ARCH_CAPABILITIES, so
@@ -192,6 +264,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(tsc_rate_checked),
 		cmocka_unit_test(feature_msrs_checked),
+		cmocka_unit_test(mtrrs_saved),
 		cmocka_unit_test(restores_into_another_vm),
 	};
 	int skip = kvm_test_skip("saves and restores vCPUs");

@@ -13,11 +13,26 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "common/log.h"
+#include "vmm/x86/cpuid.h"
+
 #define MSR_IA32_TSC 0x10
 #define MSR_IA32_UCODE_REV 0x8b
 #define MSR_IA32_ARCH_CAPABILITIES 0x10a
 #define MSR_IA32_PERF_CAPABILITIES 0x345
 #define MSR_IA32_TSC_DEADLINE 0x6e0
+#define MSR_MTRRCAP 0xfe
+#define MSR_MTRR_PHYSBASE0 0x200      /* PHYSBASEn 0x200 + 2n, PHYSMASKn 0x201 + 2n */
+#define MSR_MTRR_FIX64K_00000 0x250
+#define MSR_MTRR_FIX16K_80000 0x258   /* and 0x259 */
+#define MSR_MTRR_FIX4K_C0000 0x268    /* to 0x26f */
+#define MSR_MTRR_DEF_TYPE 0x2ff
+
+#define CPUID1_EDX_MTRR (1u << 12)
+#define MTRRCAP_VCNT 0xffu
+#define MTRRCAP_FIX (1u << 8)
+/* KVM_NR_VAR_MTRR: what every KVM emulates. */
+#define MTRR_MAX_VAR 8
 
 /* QEMU's and Firecracker's tolerance: closer rates than this count as equal
  * (hosts of one CPU model differ by a few ppm in what KVM measured). */
@@ -192,6 +207,65 @@ int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, stru
 	return 0;
 }
 
+/* ---------- MSRs implied by CPUID ---------- */
+
+static uint32_t cpuid1_edx(const struct kvm_cpuid2 *cpuid)
+{
+	const struct kvm_cpuid_entry2 *l1 = cpuid_find(cpuid, 1, 0);
+	return l1 ? l1->edx : 0;
+}
+
+/* Adds index to the MSRs to save, once. Past the bound it refuses: an MSR
+ * left out would come back reset on the destination, unnoticed. */
+static int msr_add(struct vcpu_state *st, uint32_t index, struct err *e)
+{
+	for (uint32_t i = 0; i < st->nmsrs; i++)
+		if (st->msrs[i].index == index)
+			return 0;
+	if (st->nmsrs >= CPUSTATE_MAX_MSRS)
+		return err_set(e, "more than %d MSRs to save (at MSR 0x%x): CPUSTATE_MAX_MSRS is too small",
+			       CPUSTATE_MAX_MSRS, index);
+	st->msrs[st->nmsrs++] = (struct cpu_msr){ index, 0 };
+	return 0;
+}
+
+static int msr_add_run(struct vcpu_state *st, uint32_t first, uint32_t count, struct err *e)
+{
+	for (uint32_t i = 0; i < count; i++)
+		if (msr_add(st, first + i, e) < 0)
+			return -1;
+	return 0;
+}
+
+/* KVM emulates the MTRRs but leaves them out of its MSR list (QEMU and
+ * Firecracker add them by CPUID too): unsaved, the guest would come back
+ * with MTRRs off, all memory uncached by its own account. */
+static int mtrr_msrs_add(int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
+			 struct err *e)
+{
+	uint64_t cap;
+	uint32_t nvar;
+
+	if (!(cpuid1_edx(cpuid) & CPUID1_EDX_MTRR))
+		return 0;
+	if (!cpustate_msr_get(vcpu_fd, MSR_MTRRCAP, &cap))
+		return err_set(e, "the vCPU's CPUID shows MTRRs but KVM refuses to read MTRRcap (MSR 0x%x)",
+			       MSR_MTRRCAP);
+	nvar = cap & MTRRCAP_VCNT;
+	if (nvar > MTRR_MAX_VAR) {
+		log_warn("MTRRcap 0x%llx counts %u variable MTRRs: saving the first %d, as many as KVM emulates",
+			 (unsigned long long)cap, nvar, MTRR_MAX_VAR);
+		nvar = MTRR_MAX_VAR;
+	}
+	if (msr_add(st, MSR_MTRR_DEF_TYPE, e) < 0)
+		return -1;
+	if ((cap & MTRRCAP_FIX) && (msr_add(st, MSR_MTRR_FIX64K_00000, e) < 0 ||
+				    msr_add_run(st, MSR_MTRR_FIX16K_80000, 2, e) < 0 ||
+				    msr_add_run(st, MSR_MTRR_FIX4K_C0000, 8, e) < 0))
+		return -1;
+	return msr_add_run(st, MSR_MTRR_PHYSBASE0, 2 * nvar, e);
+}
+
 /* Read or write MSRs in chunks; KVM stops at the first MSR it refuses, so the
  * count it returns is checked against what was asked. */
 static int msrs_xfer(int vcpu_fd, bool set, struct cpu_msr *m, uint32_t n, struct err *e)
@@ -342,7 +416,9 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
 	st->nmsrs = n;
 	for (uint32_t i = 0; i < n; i++)
 		st->msrs[i].index = idx[i];
-	if (msrs_xfer(vcpu_fd, false, st->msrs, n, e) < 0)
+	if (mtrr_msrs_add(vcpu_fd, cpuid, st, e) < 0)
+		return -1;
+	if (msrs_xfer(vcpu_fd, false, st->msrs, st->nmsrs, e) < 0)
 		return -1;
 	/* Last: the GETs above may have changed what is pending. */
 	if (ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &st->events) < 0)

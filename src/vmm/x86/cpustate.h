@@ -53,7 +53,9 @@ int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, stru
  * MSR's supported value); false when KVM refuses it. */
 bool cpustate_msr_get(int fd, uint32_t index, uint64_t *data);
 
-/* cpuid: the table this vCPU was given (saved as is: see vcpu.h). */
+/* cpuid: the table this vCPU was given (saved as is: see vcpu.h). The MSRs
+ * saved are cpustate_msr_list's plus those KVM's list leaves out and the
+ * CPUID implies: the MTRRs. */
 int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
 	      struct err *e);
 /* Whether this host can take the vCPU as saved: the TSC rate (equal within
