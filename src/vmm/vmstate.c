@@ -8,7 +8,8 @@
  *
  * Restore order (destination, before any KVM_RUN):
  *   0. nothing yet: every vCPU's CPUID, and what vcpu_check_host checks
- *      (TSC rate, feature MSRs), against this host first;
+ *      (TSC rate, machine-check setup, feature MSRs), against this host
+ *      first;
  *   1. every vCPU, each in cpustate.c's order (CPUID first, events last);
  *   2. PIT, then PIC master, PIC slave, IOAPIC;
  *   3. devices, then their post_load hooks, which re-drive interrupt lines
@@ -218,12 +219,8 @@ int vmstate_apply(struct vm *vm, struct vmstate_loaded *ld, struct err *e)
 				free(vs);
 				return err_set(e, "state lacks section %s", name);
 			}
-			if (s->version != CPUSTATE_VERSION) {
-				free(vs);
-				return err_set(e, "section %s version %u unsupported", name, s->version);
-			}
 			stream_init_mem_reader(&r, s->data, s->len);
-			if (vcpu_state_get(&r, vs, e) < 0 || check_consumed(&r, name, e) < 0 ||
+			if (vcpu_state_get(&r, s->version, vs, e) < 0 || check_consumed(&r, name, e) < 0 ||
 			    (pass == 0 && check_vcpu_cpuid(vm, vs, e) < 0) ||
 			    (pass == 0 && vcpu_check_host(vm->kvm_fd, vm->vcpus[i]->fd, vs, e) < 0) ||
 			    (pass == 1 && vcpu_restore(vm->kvm_fd, vm->vcpus[i]->fd, vs, set_cpuid,

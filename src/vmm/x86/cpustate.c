@@ -22,17 +22,31 @@
 #define MSR_IA32_PERF_CAPABILITIES 0x345
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 #define MSR_MTRRCAP 0xfe
+#define MSR_MCG_CAP 0x179
+#define MSR_MCG_STATUS 0x17a
+#define MSR_MCG_CTL 0x17b
+#define MSR_MC0_CTL 0x400             /* bank n: CTL, STATUS, ADDR, MISC at 0x400 + 4n */
 #define MSR_MTRR_PHYSBASE0 0x200      /* PHYSBASEn 0x200 + 2n, PHYSMASKn 0x201 + 2n */
 #define MSR_MTRR_FIX64K_00000 0x250
 #define MSR_MTRR_FIX16K_80000 0x258   /* and 0x259 */
 #define MSR_MTRR_FIX4K_C0000 0x268    /* to 0x26f */
 #define MSR_MTRR_DEF_TYPE 0x2ff
 
+#define CPUID1_EDX_MCE (1u << 7)
 #define CPUID1_EDX_MTRR (1u << 12)
+#define CPUID1_EDX_MCA (1u << 14)
 #define MTRRCAP_VCNT 0xffu
 #define MTRRCAP_FIX (1u << 8)
 /* KVM_NR_VAR_MTRR: what every KVM emulates. */
 #define MTRR_MAX_VAR 8
+
+#define MCG_BANKS_MASK 0xffu
+#define MCG_CTL_P (1ull << 8)
+#define MCG_EXT_CNT_MASK 0xff0000ull
+#define MCG_SER_P (1ull << 24)
+/* KVM_MAX_MCE_BANKS; a boot gets QEMU's default of 10. */
+#define MCE_MAX_BANKS 32
+#define MCE_BOOT_BANKS 10
 
 /* QEMU's and Firecracker's tolerance: closer rates than this count as equal
  * (hosts of one CPU model differ by a few ppm in what KVM measured). */
@@ -266,6 +280,56 @@ static int mtrr_msrs_add(int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcp
 	return msr_add_run(st, MSR_MTRR_PHYSBASE0, 2 * nvar, e);
 }
 
+static bool mce_in_cpuid(const struct kvm_cpuid2 *cpuid)
+{
+	uint32_t need = CPUID1_EDX_MCE | CPUID1_EDX_MCA;
+	return (cpuid1_edx(cpuid) & need) == need;
+}
+
+/* The machine-check registers, by the vCPU's MCG_CAP (KVM lists only the
+ * global ones): unsaved, banks the guest enabled come back disabled. */
+static int mce_msrs_add(int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
+			struct err *e)
+{
+	uint32_t banks;
+
+	if (!mce_in_cpuid(cpuid))
+		return 0; /* the guest cannot use the banks: KVM's default stays on both sides */
+	if (!cpustate_msr_get(vcpu_fd, MSR_MCG_CAP, &st->mcg_cap))
+		return err_set(e, "the vCPU's CPUID shows MCE but KVM refuses to read MCG_CAP (MSR 0x%x)",
+			       MSR_MCG_CAP);
+	banks = st->mcg_cap & MCG_BANKS_MASK;
+	if (banks > MCE_MAX_BANKS)
+		return err_set(e, "MCG_CAP 0x%llx counts %u machine-check banks, more than KVM's %d",
+			       (unsigned long long)st->mcg_cap, banks, MCE_MAX_BANKS);
+	if (msr_add(st, MSR_MCG_STATUS, e) < 0 ||
+	    ((st->mcg_cap & MCG_CTL_P) && msr_add(st, MSR_MCG_CTL, e) < 0))
+		return -1;
+	return msr_add_run(st, MSR_MC0_CTL, 4 * banks, e);
+}
+
+static int mce_setup(int vcpu_fd, uint64_t mcg_cap, struct err *e)
+{
+	if (ioctl(vcpu_fd, KVM_X86_SETUP_MCE, &mcg_cap) < 0)
+		return err_sys(e, "KVM_X86_SETUP_MCE 0x%llx", (unsigned long long)mcg_cap);
+	return 0;
+}
+
+int vcpu_setup_mce(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct err *e)
+{
+	int max_banks = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
+	uint64_t supported = 0, cap;
+
+	if (!mce_in_cpuid(cpuid) || max_banks <= 0)
+		return 0;
+	if (ioctl(kvm_fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &supported) < 0)
+		return err_sys(e, "KVM_X86_GET_MCE_CAP_SUPPORTED");
+	/* QEMU's default: MCG_CTL and software recovery where KVM has them. */
+	cap = (supported & (MCG_CTL_P | MCG_SER_P)) |
+	      (uint64_t)(max_banks < MCE_BOOT_BANKS ? max_banks : MCE_BOOT_BANKS);
+	return mce_setup(vcpu_fd, cap, e);
+}
+
 /* Read or write MSRs in chunks; KVM stops at the first MSR it refuses, so the
  * count it returns is checked against what was asked. */
 static int msrs_xfer(int vcpu_fd, bool set, struct cpu_msr *m, uint32_t n, struct err *e)
@@ -361,9 +425,35 @@ static int tsc_khz_match(int kvm_fd, int vcpu_fd, uint32_t want, bool apply, str
 	return 0;
 }
 
+/* KVM_X86_SETUP_MCE with the source's MCG_CAP must succeed here. */
+static int mce_check(int kvm_fd, uint64_t mcg_cap, struct err *e)
+{
+	int max_banks;
+	uint64_t supported = 0, lacking;
+
+	if (!mcg_cap)
+		return 0;
+	max_banks = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
+	if (max_banks <= 0)
+		return err_set(e, "the guest's vCPU has machine-check banks (MCG_CAP 0x%llx) and this "
+			       "host's KVM has none (no KVM_CAP_MCE)", (unsigned long long)mcg_cap);
+	if ((mcg_cap & MCG_BANKS_MASK) > (uint64_t)max_banks)
+		return err_set(e, "the guest's vCPU has %u machine-check banks, this host's KVM at most %d",
+			       (unsigned)(mcg_cap & MCG_BANKS_MASK), max_banks);
+	if (ioctl(kvm_fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &supported) < 0)
+		return err_sys(e, "KVM_X86_GET_MCE_CAP_SUPPORTED");
+	/* The counts are not capabilities: KVM's own check leaves them out too. */
+	lacking = mcg_cap & ~(supported | MCG_BANKS_MASK | MCG_EXT_CNT_MASK);
+	if (lacking)
+		return err_set(e, "incompatible host: the guest's MCG_CAP is 0x%llx, this host's KVM "
+			       "lacks 0x%llx", (unsigned long long)mcg_cap, (unsigned long long)lacking);
+	return 0;
+}
+
 int vcpu_check_host(int kvm_fd, int vcpu_fd, const struct vcpu_state *st, struct err *e)
 {
-	if (tsc_khz_match(kvm_fd, vcpu_fd, st->tsc_khz, false, e) < 0)
+	if (tsc_khz_match(kvm_fd, vcpu_fd, st->tsc_khz, false, e) < 0 ||
+	    mce_check(kvm_fd, st->mcg_cap, e) < 0)
 		return -1;
 	return feature_msrs_check(kvm_fd, st, e);
 }
@@ -416,7 +506,7 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
 	st->nmsrs = n;
 	for (uint32_t i = 0; i < n; i++)
 		st->msrs[i].index = idx[i];
-	if (mtrr_msrs_add(vcpu_fd, cpuid, st, e) < 0)
+	if (mtrr_msrs_add(vcpu_fd, cpuid, st, e) < 0 || mce_msrs_add(vcpu_fd, cpuid, st, e) < 0)
 		return -1;
 	if (msrs_xfer(vcpu_fd, false, st->msrs, st->nmsrs, e) < 0)
 		return -1;
@@ -446,7 +536,14 @@ static int vcpu_put_all(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
 	 *     set the rate at vCPU creation for the same reason. */
 	if (tsc_khz_match(kvm_fd, vcpu_fd, st->tsc_khz, true, e) < 0)
 		return -1;
-	/* 1c. Feature MSRs, right after CPUID as QEMU sets them at vCPU
+	/* 1c. Machine checks set up as on the source (both sides, or neither
+	 *     for a version 1 state, whose source kept KVM's default), before
+	 *     any MSR: this fixes the bank count the bank MSRs are checked
+	 *     against, and resets MCG_CTL and every MCi_CTL, which step 9 then
+	 *     overwrites with the saved values. */
+	if (st->mcg_cap && mce_setup(vcpu_fd, st->mcg_cap, e) < 0)
+		return -1;
+	/* 1d. Feature MSRs, right after CPUID as QEMU sets them at vCPU
 	 *     creation, and before every other MSR: they decide which others
 	 *     exist (IA32_TSX_CTRL only with ARCH_CAPABILITIES.TSX_CTRL_MSR,
 	 *     PMU MSRs by PERF_CAPABILITIES). */
@@ -538,6 +635,18 @@ static void get_blob(struct stream *r, void *p, uint32_t len, const char *what)
 	stream_get(r, p, len);
 }
 
+/* 0: no machine-check setup to repeat; else KVM_X86_SETUP_MCE would take it. */
+static void get_mcg_cap(struct stream *r, struct vcpu_state *st)
+{
+	uint32_t banks;
+
+	st->mcg_cap = stream_get_u64(r);
+	banks = st->mcg_cap & MCG_BANKS_MASK;
+	if (stream_ok(r) && st->mcg_cap && (banks == 0 || banks > MCE_MAX_BANKS))
+		stream_fail(r, "vCPU state: MCG_CAP 0x%llx counts %u machine-check banks (1 to %d)",
+			    (unsigned long long)st->mcg_cap, banks, MCE_MAX_BANKS);
+}
+
 void vcpu_state_put(struct stream *w, const struct vcpu_state *st)
 {
 	const struct kvm_regs *g = &st->regs;
@@ -576,9 +685,11 @@ void vcpu_state_put(struct stream *w, const struct vcpu_state *st)
 		stream_put_u32(w, c->flags); stream_put_u32(w, c->eax);
 		stream_put_u32(w, c->ebx); stream_put_u32(w, c->ecx); stream_put_u32(w, c->edx);
 	}
+	/* Version 2 on. */
+	stream_put_u64(w, st->mcg_cap);
 }
 
-int vcpu_state_get(struct stream *r, struct vcpu_state *st, struct err *e)
+int vcpu_state_get(struct stream *r, uint32_t version, struct vcpu_state *st, struct err *e)
 {
 	struct kvm_regs *g = &st->regs;
 	__u64 *regs[] = { &g->rax, &g->rbx, &g->rcx, &g->rdx, &g->rsi, &g->rdi, &g->rsp, &g->rbp,
@@ -586,6 +697,9 @@ int vcpu_state_get(struct stream *r, struct vcpu_state *st, struct err *e)
 			     &g->rip, &g->rflags };
 	struct kvm_sregs *s = &st->sregs;
 
+	if (version < 1 || version > CPUSTATE_VERSION)
+		return err_set(e, "vCPU state version %u unsupported (this build reads 1 to %d)", version,
+			       CPUSTATE_VERSION);
 	memset(st, 0, sizeof(*st));
 	st->mp.mp_state = stream_get_u32(r);
 	if (st->mp.mp_state > KVM_MP_STATE_AP_RESET_HOLD)
@@ -628,6 +742,8 @@ int vcpu_state_get(struct stream *r, struct vcpu_state *st, struct err *e)
 		c->flags = stream_get_u32(r); c->eax = stream_get_u32(r);
 		c->ebx = stream_get_u32(r); c->ecx = stream_get_u32(r); c->edx = stream_get_u32(r);
 	}
+	if (version >= 2)
+		get_mcg_cap(r, st);
 	return stream_check(r, e);
 }
 
