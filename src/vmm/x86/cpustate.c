@@ -516,10 +516,11 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
 	return 0;
 }
 
-static int vcpu_put_all(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
-			const struct kvm_msr_list *features,
-			int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
-			void *opaque, struct err *e)
+/* Steps 1-1d: the vCPU model, what the source set at vCPU creation. */
+static int vcpu_put_model(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
+			  const struct kvm_msr_list *features,
+			  int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
+			  void *opaque, struct err *e)
 {
 	struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 ent[CPUSTATE_MAX_CPUID]; } cpuid;
 
@@ -547,8 +548,13 @@ static int vcpu_put_all(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
 	 *     creation, and before every other MSR: they decide which others
 	 *     exist (IA32_TSX_CTRL only with ARCH_CAPABILITIES.TSX_CTRL_MSR,
 	 *     PMU MSRs by PERF_CAPABILITIES). */
-	if (msrs_put_step(vcpu_fd, st, features, MSR_STEP_FEATURE, e) < 0)
-		return -1;
+	return msrs_put_step(vcpu_fd, st, features, MSR_STEP_FEATURE, e);
+}
+
+/* Steps 2-10: what the guest changed since. */
+static int vcpu_put_registers(int vcpu_fd, const struct vcpu_state *st,
+			      const struct kvm_msr_list *features, struct err *e)
+{
 	/* 2. MP state. */
 	if (ioctl(vcpu_fd, KVM_SET_MP_STATE, &st->mp) < 0)
 		return err_sys(e, "KVM_SET_MP_STATE");
@@ -591,7 +597,9 @@ int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
 	features = feature_list_get(kvm_fd, e);
 	if (!features)
 		return -1;
-	rc = vcpu_put_all(kvm_fd, vcpu_fd, st, features, set_cpuid, opaque, e);
+	rc = vcpu_put_model(kvm_fd, vcpu_fd, st, features, set_cpuid, opaque, e);
+	if (rc == 0)
+		rc = vcpu_put_registers(vcpu_fd, st, features, e);
 	free(features);
 	return rc;
 }
