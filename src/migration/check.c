@@ -95,10 +95,7 @@ typedef int (*sec_decode_fn)(struct walker *w, struct stream *p, uint32_t versio
 
 static int dec_cpu(struct walker *w, struct stream *p, uint32_t version, struct err *e)
 {
-	if (version != CPUSTATE_VERSION)
-		return err_set(e, "vCPU state version %u unsupported (this build reads %u)", version,
-			       CPUSTATE_VERSION);
-	return vcpu_state_get(p, &w->st->vcpu, e);
+	return vcpu_state_get(p, version, &w->st->vcpu, e);
 }
 
 static int dec_kvm(struct walker *w, struct stream *p, uint32_t version, struct err *e)

@@ -20,6 +20,7 @@
 #include "vmm/x86/boot.h"
 #include "vmm/x86/bzimage.h"
 #include "vmm/x86/cpuid.h"
+#include "vmm/x86/cpustate.h"
 #include "vmm/x86/mptable.h"
 #include "vmm/x86/multiboot.h"
 #include "vmm/x86/vmlinux.h"
@@ -94,6 +95,9 @@ int machine_build(struct machine *m, const struct vm_config *cfg, bool incoming,
 			return err_prefix(e, "CPUID for vCPU %d", i);
 		/* CPUID first: MSR and LAPIC setup depend on it, and KVM freezes it at the first run. */
 		r = vcpu_set_cpuid(vm->vcpus[i], cpuid, e);
+		/* Machine checks next, as QEMU does: the setup follows the CPUID. */
+		if (r == 0 && vcpu_setup_mce(vm->kvm_fd, vm->vcpus[i]->fd, cpuid, e) < 0)
+			r = err_prefix(e, "vCPU %d", i);
 		free(cpuid);
 		if (r < 0)
 			return -1;

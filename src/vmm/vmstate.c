@@ -7,7 +7,9 @@
  * then each vCPU, then the VM-wide irqchip/PIT, and the clock last of all.
  *
  * Restore order (destination, before any KVM_RUN):
- *   0. nothing yet: every vCPU's CPUID is checked against this host first;
+ *   0. nothing yet: every vCPU's CPUID, and what vcpu_check_host checks
+ *      (TSC rate, machine-check setup, feature MSRs), against this host
+ *      first;
  *   1. every vCPU, each in cpustate.c's order (CPUID first, events last);
  *   2. PIT, then PIC master, PIC slave, IOAPIC;
  *   3. devices, then their post_load hooks, which re-drive interrupt lines
@@ -217,14 +219,12 @@ int vmstate_apply(struct vm *vm, struct vmstate_loaded *ld, struct err *e)
 				free(vs);
 				return err_set(e, "state lacks section %s", name);
 			}
-			if (s->version != CPUSTATE_VERSION) {
-				free(vs);
-				return err_set(e, "section %s version %u unsupported", name, s->version);
-			}
 			stream_init_mem_reader(&r, s->data, s->len);
-			if (vcpu_state_get(&r, vs, e) < 0 || check_consumed(&r, name, e) < 0 ||
+			if (vcpu_state_get(&r, s->version, vs, e) < 0 || check_consumed(&r, name, e) < 0 ||
 			    (pass == 0 && check_vcpu_cpuid(vm, vs, e) < 0) ||
-			    (pass == 1 && vcpu_restore(vm->vcpus[i]->fd, vs, set_cpuid, vm->vcpus[i], e) < 0)) {
+			    (pass == 0 && vcpu_check_host(vm->kvm_fd, vm->vcpus[i]->fd, vs, e) < 0) ||
+			    (pass == 1 && vcpu_restore(vm->kvm_fd, vm->vcpus[i]->fd, vs, set_cpuid,
+						       vm->vcpus[i], e) < 0)) {
 				free(vs);
 				return err_prefix(e, "restoring vCPU %d", i);
 			}

@@ -65,7 +65,7 @@ static void decode_section(const struct vmstate_section *s)
 	int rc = -1;
 	stream_init_mem_reader(&r, s->data, s->len);
 	if (!strncmp(s->name, "cpu.", 4))
-		rc = vcpu_state_get(&r, &dec->vcpu, &e);
+		rc = vcpu_state_get(&r, s->version, &dec->vcpu, &e);
 	else if (!strcmp(s->name, "kvm"))
 		rc = kvm_vm_state_get(&r, &dec->kvm, &e);
 	else if (!strcmp(s->name, "uart"))

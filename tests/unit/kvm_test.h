@@ -38,9 +38,10 @@ static int kvm_test_skip(const char *what)
 
 static void kvm_test_sink(void *opaque, const uint8_t *buf, size_t n);
 
-/* A 1-vCPU machine of mem bytes running the test guest; serial output to
- * kvm_test_sink, which the test defines. */
-static void kvm_test_build(struct machine *m, const char *name, uint64_t mem)
+/* A 1-vCPU machine of mem bytes for the test guest; serial output to
+ * kvm_test_sink, which the test defines. incoming: as a destination's,
+ * its vCPU left bare (no CPUID) for a restore. */
+static void kvm_test_build_as(struct machine *m, const char *name, uint64_t mem, bool incoming)
 {
 	struct vm_config cfg;
 	struct err e = { .code = 0 };
@@ -51,8 +52,13 @@ static void kvm_test_build(struct machine *m, const char *name, uint64_t mem)
 	cfg.mem_size = mem;
 	cfg.vcpus = 1;
 	snprintf(cfg.kernel, sizeof(cfg.kernel), "%s", kvm_test_guest);
-	if (machine_build(m, &cfg, false, NULL, kvm_test_sink, NULL, &e) < 0)
+	if (machine_build(m, &cfg, incoming, NULL, kvm_test_sink, NULL, &e) < 0)
 		fail_msg("machine: %s", e.msg);
+}
+
+static void kvm_test_build(struct machine *m, const char *name, uint64_t mem)
+{
+	kvm_test_build_as(m, name, mem, false);
 }
 
 #endif

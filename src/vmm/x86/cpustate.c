@@ -13,36 +13,188 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "common/log.h"
+#include "vmm/x86/cpuid.h"
+
 #define MSR_IA32_TSC 0x10
+#define MSR_IA32_UCODE_REV 0x8b
+#define MSR_IA32_ARCH_CAPABILITIES 0x10a
+#define MSR_IA32_PERF_CAPABILITIES 0x345
 #define MSR_IA32_TSC_DEADLINE 0x6e0
+#define MSR_MTRRCAP 0xfe
+#define MSR_MCG_CAP 0x179
+#define MSR_MCG_STATUS 0x17a
+#define MSR_MCG_CTL 0x17b
+#define MSR_MC0_CTL 0x400             /* bank n: CTL, STATUS, ADDR, MISC at 0x400 + 4n */
+#define MSR_MTRR_PHYSBASE0 0x200      /* PHYSBASEn 0x200 + 2n, PHYSMASKn 0x201 + 2n */
+#define MSR_MTRR_FIX64K_00000 0x250
+#define MSR_MTRR_FIX16K_80000 0x258   /* and 0x259 */
+#define MSR_MTRR_FIX4K_C0000 0x268    /* to 0x26f */
+#define MSR_MTRR_DEF_TYPE 0x2ff
+
+#define CPUID1_EDX_MCE (1u << 7)
+#define CPUID1_EDX_MTRR (1u << 12)
+#define CPUID1_EDX_MCA (1u << 14)
+#define MTRRCAP_VCNT 0xffu
+#define MTRRCAP_FIX (1u << 8)
+/* KVM_NR_VAR_MTRR: what every KVM emulates. */
+#define MTRR_MAX_VAR 8
+
+#define MCG_BANKS_MASK 0xffu
+#define MCG_CTL_P (1ull << 8)
+#define MCG_EXT_CNT_MASK 0xff0000ull
+#define MCG_SER_P (1ull << 24)
+/* KVM_MAX_MCE_BANKS; a boot gets QEMU's default of 10. */
+#define MCE_MAX_BANKS 32
+#define MCE_BOOT_BANKS 10
+
+/* QEMU's and Firecracker's tolerance: closer rates than this count as equal
+ * (hosts of one CPU model differ by a few ppm in what KVM measured). */
+#define TSC_KHZ_TOL_PPM 250
 
 /* ---------- MSR list ---------- */
 
 static uint32_t *msr_cache;
 static uint32_t msr_cache_n;
 
-int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, struct err *e)
+/* One of KVM's MSR lists (req: KVM_GET_MSR_INDEX_LIST or
+ * KVM_GET_MSR_FEATURE_INDEX_LIST, both on the /dev/kvm fd); the caller frees it. */
+static struct kvm_msr_list *msr_list_get(int kvm_fd, unsigned long req, const char *what,
+					 struct err *e)
 {
 	struct kvm_msr_list probe = { .nmsrs = 0 };
 	struct kvm_msr_list *list;
+
+	if (ioctl(kvm_fd, req, &probe) < 0 && errno != E2BIG) {
+		err_sys(e, "%s", what);
+		return NULL;
+	}
+	/* Old kernels could write past nmsrs: leave slack, as QEMU does. */
+	list = calloc(1, sizeof(*list) + (probe.nmsrs + 64) * sizeof(uint32_t));
+	if (!list) {
+		err_set(e, "out of memory");
+		return NULL;
+	}
+	list->nmsrs = probe.nmsrs;
+	if (ioctl(kvm_fd, req, list) < 0) {
+		free(list);
+		err_sys(e, "%s", what);
+		return NULL;
+	}
+	return list;
+}
+
+bool cpustate_msr_get(int fd, uint32_t index, uint64_t *data)
+{
+	struct { struct kvm_msrs h; struct kvm_msr_entry ent; } one;
+
+	memset(&one, 0, sizeof(one));
+	one.h.nmsrs = 1;
+	one.ent.index = index;
+	if (ioctl(fd, KVM_GET_MSRS, &one) != 1)
+		return false;
+	*data = one.ent.data;
+	return true;
+}
+
+/* This host's feature MSRs (KVM_GET_MSR_FEATURE_INDEX_LIST): an empty
+ * list where KVM has no such list. The caller frees it. */
+static struct kvm_msr_list *feature_list_get(int kvm_fd, struct err *e)
+{
+	struct kvm_msr_list *none;
+
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GET_MSR_FEATURES) > 0)
+		return msr_list_get(kvm_fd, KVM_GET_MSR_FEATURE_INDEX_LIST,
+				    "KVM_GET_MSR_FEATURE_INDEX_LIST", e);
+	none = calloc(1, sizeof(*none));
+	if (!none)
+		err_set(e, "out of memory");
+	return none;
+}
+
+static bool in_list(const struct kvm_msr_list *l, uint32_t index)
+{
+	for (uint32_t i = 0; i < l->nmsrs; i++)
+		if (l->indices[i] == index)
+			return true;
+	return false;
+}
+
+/* A feature MSR describes the CPU the guest was shown, as CPUID does, not
+ * state the guest wrote: a value this host cannot honour must stop the
+ * restore. ARCH_CAPABILITIES matters most: KVM takes any value the VMM
+ * writes, and a guest told "not vulnerable" (MDS_NO, RDCL_NO...) drops
+ * mitigations this host needs. The two named ones count even where KVM
+ * lists no features, so an old host cannot take them unchecked. */
+static bool is_feature_msr(const struct kvm_msr_list *features, uint32_t index)
+{
+	/* A revision, not capabilities: the guest keeps the one it booted
+	 * with (KVM takes any value), like QEMU's fixed ucode-rev. */
+	if (index == MSR_IA32_UCODE_REV)
+		return false;
+	return index == MSR_IA32_ARCH_CAPABILITIES || index == MSR_IA32_PERF_CAPABILITIES ||
+	       in_list(features, index);
+}
+
+static const char *feature_msr_name(uint32_t index)
+{
+	switch (index) {
+	case MSR_IA32_ARCH_CAPABILITIES: return "IA32_ARCH_CAPABILITIES";
+	case MSR_IA32_PERF_CAPABILITIES: return "IA32_PERF_CAPABILITIES";
+	default: return "feature MSR";
+	}
+}
+
+/* QEMU's rule for a CPU model (its "enforce"): every bit the guest was
+ * given must be one KVM says it supports here (system KVM_GET_MSRS). */
+static int feature_msr_check(int kvm_fd, const struct kvm_msr_list *features,
+			     const struct cpu_msr *m, struct err *e)
+{
+	uint64_t supported;
+
+	if (!in_list(features, m->index) || !cpustate_msr_get(kvm_fd, m->index, &supported)) {
+		if (!m->data)
+			return 0;
+		return err_set(e, "incompatible host: the guest's %s (MSR 0x%x) is 0x%llx and this "
+			       "host's KVM cannot say which values it supports",
+			       feature_msr_name(m->index), m->index, (unsigned long long)m->data);
+	}
+	if (m->data & ~supported)
+		return err_set(e, "incompatible host: the guest's %s (MSR 0x%x) is 0x%llx, this host "
+			       "supports only 0x%llx (lacks 0x%llx)", feature_msr_name(m->index),
+			       m->index, (unsigned long long)m->data, (unsigned long long)supported,
+			       (unsigned long long)(m->data & ~supported));
+	return 0;
+}
+
+static int feature_msrs_check(int kvm_fd, const struct vcpu_state *st, struct err *e)
+{
+	struct kvm_msr_list *features = feature_list_get(kvm_fd, e);
+	int rc = 0;
+
+	if (!features)
+		return -1;
+	for (uint32_t i = 0; i < st->nmsrs && rc == 0; i++)
+		if (is_feature_msr(features, st->msrs[i].index))
+			rc = feature_msr_check(kvm_fd, features, &st->msrs[i], e);
+	free(features);
+	return rc;
+}
+
+int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, struct err *e)
+{
+	struct kvm_msr_list *list;
 	uint32_t keep = 0;
+	uint64_t ignored;
 
 	if (msr_cache) {
 		*out = msr_cache;
 		*n = msr_cache_n;
 		return 0;
 	}
-	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
-		return err_sys(e, "KVM_GET_MSR_INDEX_LIST");
-	/* Old kernels could write past nmsrs: leave slack, as QEMU does. */
-	list = calloc(1, sizeof(*list) + (probe.nmsrs + 64) * sizeof(uint32_t));
+	list = msr_list_get(kvm_fd, KVM_GET_MSR_INDEX_LIST, "KVM_GET_MSR_INDEX_LIST", e);
 	if (!list)
-		return err_set(e, "out of memory");
-	list->nmsrs = probe.nmsrs;
-	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
-		free(list);
-		return err_sys(e, "KVM_GET_MSR_INDEX_LIST");
-	}
+		return -1;
 	msr_cache = calloc(list->nmsrs ? list->nmsrs : 1, sizeof(uint32_t));
 	if (!msr_cache) {
 		free(list);
@@ -50,19 +202,132 @@ int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, stru
 	}
 	/* Keep only MSRs this vCPU model lets us read (PMU or VMX ones are refused
 	 * when hidden by CPUID); probing one at a time tells exactly which. */
-	for (uint32_t i = 0; i < list->nmsrs && keep < CPUSTATE_MAX_MSRS; i++) {
-		struct { struct kvm_msrs h; struct kvm_msr_entry ent; } one;
-		memset(&one, 0, sizeof(one));
-		one.h.nmsrs = 1;
-		one.ent.index = list->indices[i];
-		if (ioctl(vcpu_fd, KVM_GET_MSRS, &one) == 1)
+	for (uint32_t i = 0; i < list->nmsrs; i++)
+		if (cpustate_msr_get(vcpu_fd, list->indices[i], &ignored))
 			msr_cache[keep++] = list->indices[i];
-	}
 	free(list);
+	/* Dropping the excess would migrate a guest with some of its MSRs
+	 * silently reset: refuse to save instead, naming the figures. */
+	if (keep > CPUSTATE_MAX_MSRS) {
+		free(msr_cache);
+		msr_cache = NULL;
+		return err_set(e, "KVM lists %u readable MSRs, more than the %d a vCPU state holds "
+			       "(CPUSTATE_MAX_MSRS): saving would drop %u of them",
+			       keep, CPUSTATE_MAX_MSRS, keep - CPUSTATE_MAX_MSRS);
+	}
 	msr_cache_n = keep;
 	*out = msr_cache;
 	*n = keep;
 	return 0;
+}
+
+/* ---------- MSRs implied by CPUID ---------- */
+
+static uint32_t cpuid1_edx(const struct kvm_cpuid2 *cpuid)
+{
+	const struct kvm_cpuid_entry2 *l1 = cpuid_find(cpuid, 1, 0);
+	return l1 ? l1->edx : 0;
+}
+
+/* Adds index to the MSRs to save, once. Past the bound it refuses: an MSR
+ * left out would come back reset on the destination, unnoticed. */
+static int msr_add(struct vcpu_state *st, uint32_t index, struct err *e)
+{
+	for (uint32_t i = 0; i < st->nmsrs; i++)
+		if (st->msrs[i].index == index)
+			return 0;
+	if (st->nmsrs >= CPUSTATE_MAX_MSRS)
+		return err_set(e, "more than %d MSRs to save (at MSR 0x%x): CPUSTATE_MAX_MSRS is too small",
+			       CPUSTATE_MAX_MSRS, index);
+	st->msrs[st->nmsrs++] = (struct cpu_msr){ index, 0 };
+	return 0;
+}
+
+static int msr_add_run(struct vcpu_state *st, uint32_t first, uint32_t count, struct err *e)
+{
+	for (uint32_t i = 0; i < count; i++)
+		if (msr_add(st, first + i, e) < 0)
+			return -1;
+	return 0;
+}
+
+/* KVM emulates the MTRRs but leaves them out of its MSR list (QEMU and
+ * Firecracker add them by CPUID too): unsaved, the guest would come back
+ * with MTRRs off, all memory uncached by its own account. */
+static int mtrr_msrs_add(int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
+			 struct err *e)
+{
+	uint64_t cap;
+	uint32_t nvar;
+
+	if (!(cpuid1_edx(cpuid) & CPUID1_EDX_MTRR))
+		return 0;
+	if (!cpustate_msr_get(vcpu_fd, MSR_MTRRCAP, &cap))
+		return err_set(e, "the vCPU's CPUID shows MTRRs but KVM refuses to read MTRRcap (MSR 0x%x)",
+			       MSR_MTRRCAP);
+	nvar = cap & MTRRCAP_VCNT;
+	if (nvar > MTRR_MAX_VAR) {
+		log_warn("MTRRcap 0x%llx counts %u variable MTRRs: saving the first %d, as many as KVM emulates",
+			 (unsigned long long)cap, nvar, MTRR_MAX_VAR);
+		nvar = MTRR_MAX_VAR;
+	}
+	if (msr_add(st, MSR_MTRR_DEF_TYPE, e) < 0)
+		return -1;
+	if ((cap & MTRRCAP_FIX) && (msr_add(st, MSR_MTRR_FIX64K_00000, e) < 0 ||
+				    msr_add_run(st, MSR_MTRR_FIX16K_80000, 2, e) < 0 ||
+				    msr_add_run(st, MSR_MTRR_FIX4K_C0000, 8, e) < 0))
+		return -1;
+	return msr_add_run(st, MSR_MTRR_PHYSBASE0, 2 * nvar, e);
+}
+
+static bool mce_in_cpuid(const struct kvm_cpuid2 *cpuid)
+{
+	uint32_t need = CPUID1_EDX_MCE | CPUID1_EDX_MCA;
+	return (cpuid1_edx(cpuid) & need) == need;
+}
+
+/* The machine-check registers, by the vCPU's MCG_CAP (KVM lists only the
+ * global ones): unsaved, banks the guest enabled come back disabled. */
+static int mce_msrs_add(int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
+			struct err *e)
+{
+	uint32_t banks;
+
+	if (!mce_in_cpuid(cpuid))
+		return 0; /* the guest cannot use the banks: KVM's default stays on both sides */
+	if (!cpustate_msr_get(vcpu_fd, MSR_MCG_CAP, &st->mcg_cap))
+		return err_set(e, "the vCPU's CPUID shows MCE but KVM refuses to read MCG_CAP (MSR 0x%x)",
+			       MSR_MCG_CAP);
+	banks = st->mcg_cap & MCG_BANKS_MASK;
+	if (banks > MCE_MAX_BANKS)
+		return err_set(e, "MCG_CAP 0x%llx counts %u machine-check banks, more than KVM's %d",
+			       (unsigned long long)st->mcg_cap, banks, MCE_MAX_BANKS);
+	if (msr_add(st, MSR_MCG_STATUS, e) < 0 ||
+	    ((st->mcg_cap & MCG_CTL_P) && msr_add(st, MSR_MCG_CTL, e) < 0))
+		return -1;
+	return msr_add_run(st, MSR_MC0_CTL, 4 * banks, e);
+}
+
+static int mce_setup(int vcpu_fd, uint64_t mcg_cap, struct err *e)
+{
+	if (ioctl(vcpu_fd, KVM_X86_SETUP_MCE, &mcg_cap) < 0)
+		return err_sys(e, "KVM_X86_SETUP_MCE 0x%llx", (unsigned long long)mcg_cap);
+	return 0;
+}
+
+int vcpu_setup_mce(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct err *e)
+{
+	int max_banks = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
+	uint64_t supported = 0, cap;
+
+	if (!mce_in_cpuid(cpuid) || max_banks <= 0)
+		return 0;
+	if (ioctl(kvm_fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &supported) < 0)
+		return err_sys(e, "KVM_X86_GET_MCE_CAP_SUPPORTED");
+	/* QEMU's default: MCG_CTL and software recovery where KVM has them. */
+	cap = (supported & (MCG_CTL_P | MCG_SER_P)) |
+	      (uint64_t)(max_banks < MCE_BOOT_BANKS ? max_banks : MCE_BOOT_BANKS);
+	return mce_setup(vcpu_fd, cap, e);
 }
 
 /* Read or write MSRs in chunks; KVM stops at the first MSR it refuses, so the
@@ -92,6 +357,105 @@ static int msrs_xfer(int vcpu_fd, bool set, struct cpu_msr *m, uint32_t n, struc
 				m[at + i].data = buf.ent[i].data;
 	}
 	return 0;
+}
+
+/* Which restore step writes a saved MSR (the steps are vcpu_restore's). */
+enum msr_step { MSR_STEP_FEATURE, MSR_STEP_MAIN, MSR_STEP_DEADLINE };
+
+static enum msr_step msr_step_of(const struct kvm_msr_list *features, uint32_t index)
+{
+	if (is_feature_msr(features, index))
+		return MSR_STEP_FEATURE;
+	return index == MSR_IA32_TSC_DEADLINE ? MSR_STEP_DEADLINE : MSR_STEP_MAIN;
+}
+
+/* Writes the saved MSRs that belong to one restore step, in saved order. */
+static int msrs_put_step(int vcpu_fd, const struct vcpu_state *st,
+			 const struct kvm_msr_list *features, enum msr_step step, struct err *e)
+{
+	struct cpu_msr *m = malloc((st->nmsrs ? st->nmsrs : 1) * sizeof(*m));
+	uint32_t n = 0;
+	int rc;
+
+	if (!m)
+		return err_set(e, "out of memory");
+	for (uint32_t i = 0; i < st->nmsrs; i++) {
+		if (msr_step_of(features, st->msrs[i].index) != step)
+			continue;
+		/* A deadline of 0 means disarmed; writing it would be harmless but
+		 * Firecracker found a 0 can strand the timer, so only armed deadlines are written. */
+		if (step == MSR_STEP_DEADLINE && !st->msrs[i].data)
+			continue;
+		m[n++] = st->msrs[i];
+	}
+	rc = msrs_xfer(vcpu_fd, true, m, n, e);
+	free(m);
+	return rc;
+}
+
+/* ---------- checks against this host ---------- */
+
+static bool tsc_khz_close(uint32_t want, uint32_t have)
+{
+	uint64_t diff = want > have ? want - have : have - want;
+	return diff * 1000000 <= (uint64_t)want * TSC_KHZ_TOL_PPM;
+}
+
+/* The guest calibrated its TSC rate once, at boot: it must keep ticking at
+ * that rate here, by KVM's scaling when this host's own rate differs.
+ * apply = false only says whether that is possible. */
+static int tsc_khz_match(int kvm_fd, int vcpu_fd, uint32_t want, bool apply, struct err *e)
+{
+	int have;
+
+	if (!want)
+		return 0; /* the source could not read its rate: nothing to hold to */
+	have = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+	if (have < 0)
+		return err_sys(e, "KVM_GET_TSC_KHZ (the guest's TSC runs at %u kHz)", want);
+	if (have > 0 && tsc_khz_close(want, (uint32_t)have))
+		return 0;
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) <= 0)
+		return err_set(e, "the guest's TSC runs at %u kHz, this host's at %d kHz (more than "
+			       "%d ppm apart) and this KVM cannot scale it (no KVM_CAP_TSC_CONTROL)",
+			       want, have, TSC_KHZ_TOL_PPM);
+	if (apply && ioctl(vcpu_fd, KVM_SET_TSC_KHZ, (unsigned long)want) < 0)
+		return err_sys(e, "KVM_SET_TSC_KHZ to the guest's %u kHz (this host's TSC runs at %d kHz)",
+			       want, have);
+	return 0;
+}
+
+/* KVM_X86_SETUP_MCE with the source's MCG_CAP must succeed here. */
+static int mce_check(int kvm_fd, uint64_t mcg_cap, struct err *e)
+{
+	int max_banks;
+	uint64_t supported = 0, lacking;
+
+	if (!mcg_cap)
+		return 0;
+	max_banks = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
+	if (max_banks <= 0)
+		return err_set(e, "the guest's vCPU has machine-check banks (MCG_CAP 0x%llx) and this "
+			       "host's KVM has none (no KVM_CAP_MCE)", (unsigned long long)mcg_cap);
+	if ((mcg_cap & MCG_BANKS_MASK) > (uint64_t)max_banks)
+		return err_set(e, "the guest's vCPU has %u machine-check banks, this host's KVM at most %d",
+			       (unsigned)(mcg_cap & MCG_BANKS_MASK), max_banks);
+	if (ioctl(kvm_fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &supported) < 0)
+		return err_sys(e, "KVM_X86_GET_MCE_CAP_SUPPORTED");
+	/* The counts are not capabilities: KVM's own check leaves them out too. */
+	lacking = mcg_cap & ~(supported | MCG_BANKS_MASK | MCG_EXT_CNT_MASK);
+	if (lacking)
+		return err_set(e, "incompatible host: the guest's MCG_CAP is 0x%llx, this host's KVM "
+			       "lacks 0x%llx", (unsigned long long)mcg_cap, (unsigned long long)lacking);
+	return 0;
+}
+
+int vcpu_check_host(int kvm_fd, int vcpu_fd, const struct vcpu_state *st, struct err *e)
+{
+	if (tsc_khz_match(kvm_fd, vcpu_fd, st->tsc_khz, false, e) < 0 ||
+	    mce_check(kvm_fd, st->mcg_cap, e) < 0)
+		return -1;
+	return feature_msrs_check(kvm_fd, st, e);
 }
 
 /* ---------- vCPU ---------- */
@@ -142,7 +506,9 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
 	st->nmsrs = n;
 	for (uint32_t i = 0; i < n; i++)
 		st->msrs[i].index = idx[i];
-	if (msrs_xfer(vcpu_fd, false, st->msrs, n, e) < 0)
+	if (mtrr_msrs_add(vcpu_fd, cpuid, st, e) < 0 || mce_msrs_add(vcpu_fd, cpuid, st, e) < 0)
+		return -1;
+	if (msrs_xfer(vcpu_fd, false, st->msrs, st->nmsrs, e) < 0)
 		return -1;
 	/* Last: the GETs above may have changed what is pending. */
 	if (ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &st->events) < 0)
@@ -150,15 +516,13 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
 	return 0;
 }
 
-int vcpu_restore(int vcpu_fd, const struct vcpu_state *st,
-		 int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
-		 void *opaque, struct err *e)
+/* Steps 1-1d: the vCPU model, what the source set at vCPU creation. */
+static int vcpu_put_model(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
+			  const struct kvm_msr_list *features,
+			  int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
+			  void *opaque, struct err *e)
 {
 	struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 ent[CPUSTATE_MAX_CPUID]; } cpuid;
-	struct cpu_msr msrs[CPUSTATE_MAX_MSRS];
-	uint32_t n = 0;
-	uint64_t deadline = 0;
-	bool have_deadline = false;
 
 	/* 1. CPUID before anything: other SETs (MP state, MSRs) depend on the
 	 *    vCPU model, and KVM freezes CPUID after the first KVM_RUN. */
@@ -167,6 +531,30 @@ int vcpu_restore(int vcpu_fd, const struct vcpu_state *st,
 	memcpy(cpuid.ent, st->cpuid, st->ncpuid * sizeof(cpuid.ent[0]));
 	if (set_cpuid(opaque, &cpuid.h, e) < 0)
 		return -1;
+	/* 1b. TSC rate before any TSC write (IA32_TSC in step 9, the kvmclock
+	 *     after all vCPUs): KVM converts a written TSC value at the rate in
+	 *     force, so a later rate change would skew it. QEMU and Firecracker
+	 *     set the rate at vCPU creation for the same reason. */
+	if (tsc_khz_match(kvm_fd, vcpu_fd, st->tsc_khz, true, e) < 0)
+		return -1;
+	/* 1c. Machine checks set up as on the source (both sides, or neither
+	 *     for a version 1 state, whose source kept KVM's default), before
+	 *     any MSR: this fixes the bank count the bank MSRs are checked
+	 *     against, and resets MCG_CTL and every MCi_CTL, which step 9 then
+	 *     overwrites with the saved values. */
+	if (st->mcg_cap && mce_setup(vcpu_fd, st->mcg_cap, e) < 0)
+		return -1;
+	/* 1d. Feature MSRs, right after CPUID as QEMU sets them at vCPU
+	 *     creation, and before every other MSR: they decide which others
+	 *     exist (IA32_TSX_CTRL only with ARCH_CAPABILITIES.TSX_CTRL_MSR,
+	 *     PMU MSRs by PERF_CAPABILITIES). */
+	return msrs_put_step(vcpu_fd, st, features, MSR_STEP_FEATURE, e);
+}
+
+/* Steps 2-10: what the guest changed since. */
+static int vcpu_put_registers(int vcpu_fd, const struct vcpu_state *st,
+			      const struct kvm_msr_list *features, struct err *e)
+{
 	/* 2. MP state. */
 	if (ioctl(vcpu_fd, KVM_SET_MP_STATE, &st->mp) < 0)
 		return err_sys(e, "KVM_SET_MP_STATE");
@@ -187,27 +575,33 @@ int vcpu_restore(int vcpu_fd, const struct vcpu_state *st,
 	if (ioctl(vcpu_fd, KVM_SET_LAPIC, &st->lapic) < 0)
 		return err_sys(e, "KVM_SET_LAPIC");
 	/* 9. MSRs, except TSC_DEADLINE, which must follow IA32_TSC or its timer is lost. */
-	for (uint32_t i = 0; i < st->nmsrs; i++) {
-		if (st->msrs[i].index == MSR_IA32_TSC_DEADLINE) {
-			deadline = st->msrs[i].data;
-			have_deadline = true;
-			continue;
-		}
-		msrs[n++] = st->msrs[i];
-	}
-	if (msrs_xfer(vcpu_fd, true, msrs, n, e) < 0)
+	if (msrs_put_step(vcpu_fd, st, features, MSR_STEP_MAIN, e) < 0 ||
+	    msrs_put_step(vcpu_fd, st, features, MSR_STEP_DEADLINE, e) < 0)
 		return -1;
-	/* A deadline of 0 means disarmed; writing it would be harmless but
-	 * Firecracker found a 0 can strand the timer, so only armed deadlines are written. */
-	if (have_deadline && deadline) {
-		struct cpu_msr d = { MSR_IA32_TSC_DEADLINE, deadline };
-		if (msrs_xfer(vcpu_fd, true, &d, 1, e) < 0)
-			return -1;
-	}
 	/* 10. Events last: pending exception/interrupt/NMI survive only after REGS/SREGS. */
 	if (ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &st->events) < 0)
 		return err_sys(e, "KVM_SET_VCPU_EVENTS");
 	return 0;
+}
+
+int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
+		 int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
+		 void *opaque, struct err *e)
+{
+	struct kvm_msr_list *features;
+	int rc;
+
+	/* Nothing is set on a host that cannot run the guest as it was. */
+	if (vcpu_check_host(kvm_fd, vcpu_fd, st, e) < 0)
+		return -1;
+	features = feature_list_get(kvm_fd, e);
+	if (!features)
+		return -1;
+	rc = vcpu_put_model(kvm_fd, vcpu_fd, st, features, set_cpuid, opaque, e);
+	if (rc == 0)
+		rc = vcpu_put_registers(vcpu_fd, st, features, e);
+	free(features);
+	return rc;
 }
 
 static void put_seg(struct stream *w, const struct kvm_segment *s)
@@ -249,6 +643,18 @@ static void get_blob(struct stream *r, void *p, uint32_t len, const char *what)
 	stream_get(r, p, len);
 }
 
+/* 0: no machine-check setup to repeat; else KVM_X86_SETUP_MCE would take it. */
+static void get_mcg_cap(struct stream *r, struct vcpu_state *st)
+{
+	uint32_t banks;
+
+	st->mcg_cap = stream_get_u64(r);
+	banks = st->mcg_cap & MCG_BANKS_MASK;
+	if (stream_ok(r) && st->mcg_cap && (banks == 0 || banks > MCE_MAX_BANKS))
+		stream_fail(r, "vCPU state: MCG_CAP 0x%llx counts %u machine-check banks (1 to %d)",
+			    (unsigned long long)st->mcg_cap, banks, MCE_MAX_BANKS);
+}
+
 void vcpu_state_put(struct stream *w, const struct vcpu_state *st)
 {
 	const struct kvm_regs *g = &st->regs;
@@ -287,9 +693,11 @@ void vcpu_state_put(struct stream *w, const struct vcpu_state *st)
 		stream_put_u32(w, c->flags); stream_put_u32(w, c->eax);
 		stream_put_u32(w, c->ebx); stream_put_u32(w, c->ecx); stream_put_u32(w, c->edx);
 	}
+	/* Version 2 on. */
+	stream_put_u64(w, st->mcg_cap);
 }
 
-int vcpu_state_get(struct stream *r, struct vcpu_state *st, struct err *e)
+int vcpu_state_get(struct stream *r, uint32_t version, struct vcpu_state *st, struct err *e)
 {
 	struct kvm_regs *g = &st->regs;
 	__u64 *regs[] = { &g->rax, &g->rbx, &g->rcx, &g->rdx, &g->rsi, &g->rdi, &g->rsp, &g->rbp,
@@ -297,6 +705,9 @@ int vcpu_state_get(struct stream *r, struct vcpu_state *st, struct err *e)
 			     &g->rip, &g->rflags };
 	struct kvm_sregs *s = &st->sregs;
 
+	if (version < 1 || version > CPUSTATE_VERSION)
+		return err_set(e, "vCPU state version %u unsupported (this build reads 1 to %d)", version,
+			       CPUSTATE_VERSION);
 	memset(st, 0, sizeof(*st));
 	st->mp.mp_state = stream_get_u32(r);
 	if (st->mp.mp_state > KVM_MP_STATE_AP_RESET_HOLD)
@@ -339,6 +750,8 @@ int vcpu_state_get(struct stream *r, struct vcpu_state *st, struct err *e)
 		c->flags = stream_get_u32(r); c->eax = stream_get_u32(r);
 		c->ebx = stream_get_u32(r); c->ecx = stream_get_u32(r); c->edx = stream_get_u32(r);
 	}
+	if (version >= 2)
+		get_mcg_cap(r, st);
 	return stream_check(r, e);
 }
 

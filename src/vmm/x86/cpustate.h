@@ -8,14 +8,16 @@
 #define FERRY_CPUSTATE_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/err.h"
 #include "common/stream.h"
 
-#define CPUSTATE_VERSION 1
+/* 2 adds mcg_cap (and with it the machine-check bank MSRs); 1 is still read. */
+#define CPUSTATE_VERSION 2
 #define VMSTATE_KVM_VERSION 1
-#define CPUSTATE_MAX_MSRS 256
+#define CPUSTATE_MAX_MSRS 1024
 #define CPUSTATE_MAX_CPUID 256
 #define CPUSTATE_XSAVE_MAX 16384
 
@@ -36,6 +38,9 @@ struct vcpu_state {
 	uint32_t ncpuid;
 	struct kvm_cpuid_entry2 cpuid[CPUSTATE_MAX_CPUID];
 	uint32_t tsc_khz;
+	/* What KVM_X86_SETUP_MCE must be given before the MSRs are written;
+	 * 0 = leave KVM's default (CPUID without MCE, or a version 1 state). */
+	uint64_t mcg_cap;
 };
 
 struct kvm_vm_state {
@@ -48,15 +53,32 @@ struct kvm_vm_state {
  * KVM_GET_MSRS accepts on a real vCPU. Computed once per process. */
 int cpustate_msr_list(int kvm_fd, int vcpu_fd, uint32_t **out, uint32_t *n, struct err *e);
 
-/* cpuid: the table this vCPU was given (saved as is: see vcpu.h). */
+/* One MSR through KVM_GET_MSRS on fd (a vCPU, or /dev/kvm for a feature
+ * MSR's supported value); false when KVM refuses it. */
+bool cpustate_msr_get(int fd, uint32_t index, uint64_t *data);
+
+/* cpuid: the table this vCPU was given (saved as is: see vcpu.h). The MSRs
+ * saved are cpustate_msr_list's plus those KVM's list leaves out and the
+ * CPUID implies: the MTRRs, and the machine-check banks MCG_CAP counts. */
 int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
 	      struct err *e);
+/* At vCPU creation for a boot, after CPUID: QEMU's machine-check setup
+ * (MCG_CTL, software recovery, 10 banks, as far as KVM offers), when the
+ * CPUID shows MCE and MCA. Stated rather than left to KVM's default, which
+ * can differ between kernels: the destination repeats it from mcg_cap. */
+int vcpu_setup_mce(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct err *e);
+/* Whether this host can take the vCPU as saved: the TSC rate (equal within
+ * 250 ppm, or KVM can scale it), the machine-check setup, and each feature
+ * MSR's value (within what this host's KVM supports). Sets nothing;
+ * vcpu_restore checks it too. */
+int vcpu_check_host(int kvm_fd, int vcpu_fd, const struct vcpu_state *st, struct err *e);
 /* Restores everything; CPUID is set through set_cpuid so the caller keeps a copy. */
-int vcpu_restore(int vcpu_fd, const struct vcpu_state *st,
+int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
 		 int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
 		 void *opaque, struct err *e);
+/* Encodes CPUSTATE_VERSION; decodes that and every earlier version. */
 void vcpu_state_put(struct stream *w, const struct vcpu_state *st);
-int vcpu_state_get(struct stream *r, struct vcpu_state *st, struct err *e);
+int vcpu_state_get(struct stream *r, uint32_t version, struct vcpu_state *st, struct err *e);
 
 int kvm_vm_save(int vm_fd, struct kvm_vm_state *st, struct err *e);
 /* Everything but the clock; the clock goes last, see vmstate.c. */

@@ -1,0 +1,473 @@
+/*
+ * vCPU state on real KVM (src/vmm/x86/cpustate.c): what a restore demands
+ * of the destination host (the TSC rate, feature MSRs), checked on this
+ * host's KVM with a saved state edited the way another host's would
+ * differ; the MSRs KVM's list lacks (MTRRs, machine-check banks) saved;
+ * the encoding in both versions; a vCPU restored into another VM. Skips (exit 77) without
+ * /dev/kvm or the guest binary (machines are built, never run).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kvm_test.h"
+#include "vmm/machine.h"
+#include "vmm/vcpu.h"
+#include "vmm/x86/cpustate.h"
+
+static void kvm_test_sink(void *opaque, const uint8_t *buf, size_t n)
+{
+	(void)opaque;
+	(void)buf;
+	(void)n;
+}
+
+/* MSRs a guest would have written, as KVM_SET_MSRS of one vCPU. */
+static void msrs_set(int vcpu_fd, const struct cpu_msr *m, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct { struct kvm_msrs h; struct kvm_msr_entry ent; } one;
+		memset(&one, 0, sizeof(one));
+		one.h.nmsrs = 1;
+		one.ent.index = m[i].index;
+		one.ent.data = m[i].data;
+		if (ioctl(vcpu_fd, KVM_SET_MSRS, &one) != 1)
+			fail_msg("KVM refuses MSR 0x%x = 0x%llx", m[i].index, (unsigned long long)m[i].data);
+	}
+}
+
+/* A fresh 1-vCPU machine given the MSRs in preset, saved. */
+static struct vcpu_state *saved_vcpu_with(struct machine *m, const char *name,
+					  const struct cpu_msr *preset, uint32_t npreset)
+{
+	struct vcpu_state *st = malloc(sizeof(*st));
+	struct err e = { .code = 0 };
+
+	assert_non_null(st);
+	kvm_test_build(m, name, 16ull << 20);
+	msrs_set(m->vm.vcpus[0]->fd, preset, npreset);
+	if (vcpu_save(m->vm.kvm_fd, m->vm.vcpus[0]->fd, m->vm.vcpus[0]->cpuid, st, &e) < 0)
+		fail_msg("vcpu_save: %s", e.msg);
+	return st;
+}
+
+static struct vcpu_state *saved_vcpu(struct machine *m, const char *name)
+{
+	return saved_vcpu_with(m, name, NULL, 0);
+}
+
+static bool has_cap(int kvm_fd, int cap)
+{
+	return ioctl(kvm_fd, KVM_CHECK_EXTENSION, cap) > 0;
+}
+
+static bool has_msr(const struct vcpu_state *st, uint32_t index)
+{
+	for (uint32_t i = 0; i < st->nmsrs; i++)
+		if (st->msrs[i].index == index)
+			return true;
+	return false;
+}
+
+/* The saved entry for index, added (value 0) if the state lacks it. */
+static struct cpu_msr *msr_in(struct vcpu_state *st, uint32_t index)
+{
+	for (uint32_t i = 0; i < st->nmsrs; i++)
+		if (st->msrs[i].index == index)
+			return &st->msrs[i];
+	assert_true(st->nmsrs < CPUSTATE_MAX_MSRS);
+	st->msrs[st->nmsrs] = (struct cpu_msr){ index, 0 };
+	return &st->msrs[st->nmsrs++];
+}
+
+static int set_cpuid(void *opaque, const struct kvm_cpuid2 *c, struct err *e)
+{
+	return vcpu_set_cpuid(opaque, c, e);
+}
+
+/* A source host whose TSC ran 100 ppm off is taken as is; 1% off only where
+ * KVM can scale the TSC, else refused with both rates named. */
+static void tsc_rate_checked(void **state)
+{
+	struct machine m;
+	struct vcpu_state *st;
+	struct err e = { .code = 0 };
+	char want[80];
+	uint32_t here;
+	int kvm_fd, fd;
+	(void)state;
+
+	st = saved_vcpu(&m, "tsc");
+	kvm_fd = m.vm.kvm_fd;
+	fd = m.vm.vcpus[0]->fd;
+	here = st->tsc_khz;
+	printf("this host: TSC %u kHz, KVM_CAP_TSC_CONTROL %d\n", here,
+	       ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL));
+	assert_true(here > 0);
+	assert_int_equal(vcpu_check_host(kvm_fd, fd, st, &e), 0);
+	st->tsc_khz = here + here / 10000;
+	assert_int_equal(vcpu_check_host(kvm_fd, fd, st, &e), 0);
+	st->tsc_khz = here + here / 100;
+	if (has_cap(kvm_fd, KVM_CAP_TSC_CONTROL)) {
+		assert_int_equal(vcpu_check_host(kvm_fd, fd, st, &e), 0);
+	} else {
+		assert_int_equal(vcpu_check_host(kvm_fd, fd, st, &e), -1);
+		printf("refused: %s\n", e.msg);
+		snprintf(want, sizeof(want), "%u kHz, this host's at %u kHz", st->tsc_khz, here);
+		assert_non_null(strstr(e.msg, want));
+		assert_non_null(strstr(e.msg, "KVM_CAP_TSC_CONTROL"));
+	}
+	/* 0: a source that could not read its rate holds the guest to none. */
+	st->tsc_khz = 0;
+	assert_int_equal(vcpu_check_host(kvm_fd, fd, st, &e), 0);
+	free(st);
+	machine_destroy(&m);
+}
+
+/* ARCH_CAPABILITIES is the CPU the guest was shown: a bit this host's KVM
+ * does not support refuses the restore, naming the MSR; the microcode
+ * revision is a value, not capabilities, and is never refused. */
+static void feature_msrs_checked(void **state)
+{
+	struct machine m;
+	struct vcpu_state *st;
+	struct err e = { .code = 0 };
+	uint64_t supported = 0, extra;
+	struct cpu_msr *arch;
+	int kvm_fd, fd;
+	char want[120];
+	(void)state;
+
+	st = saved_vcpu(&m, "features");
+	kvm_fd = m.vm.kvm_fd;
+	fd = m.vm.vcpus[0]->fd;
+	if (!has_cap(kvm_fd, KVM_CAP_GET_MSR_FEATURES) ||
+	    !cpustate_msr_get(kvm_fd, 0x10a, &supported))
+		printf("this KVM reports no supported ARCH_CAPABILITIES: any bit is refused\n");
+	printf("this host: ARCH_CAPABILITIES supported 0x%llx\n", (unsigned long long)supported);
+	arch = msr_in(st, 0x10a);
+	arch->data = supported;
+	if (vcpu_check_host(kvm_fd, fd, st, &e) < 0)
+		fail_msg("the host's own value refused: %s", e.msg);
+	extra = ~supported & (supported + 1); /* lowest bit this host lacks */
+	assert_true(extra != 0);
+	arch->data = supported | extra;
+	assert_int_equal(vcpu_check_host(kvm_fd, fd, st, &e), -1);
+	printf("refused: %s\n", e.msg);
+	assert_non_null(strstr(e.msg, "IA32_ARCH_CAPABILITIES (MSR 0x10a)"));
+	snprintf(want, sizeof(want), "lacks 0x%llx", (unsigned long long)extra);
+	if (supported || has_cap(kvm_fd, KVM_CAP_GET_MSR_FEATURES))
+		assert_non_null(strstr(e.msg, want));
+	arch->data = supported;
+	msr_in(st, 0x8b)->data = ~0ull;
+	if (vcpu_check_host(kvm_fd, fd, st, &e) < 0)
+		fail_msg("a microcode revision refused: %s", e.msg);
+	free(st);
+	machine_destroy(&m);
+}
+
+/* Firmware-like MTRRs: memory write-back by default, the first 64 KiB
+ * write-back, the last 4 KiB below 1 MiB write-protected, 2 GiB at 2 GiB
+ * write-back through variable pair 0 (a 36-bit mask fits every CPU). */
+static const struct cpu_msr guest_mtrrs[] = {
+	{ 0x2ff, 0xc06 }, { 0x250, 0x0606060606060606ull }, { 0x26f, 0x0505050505050505ull },
+	{ 0x200, 0x80000006ull }, { 0x201, 0xf80000800ull },
+};
+
+/* KVM's MSR list lacks the MTRRs: a vCPU whose CPUID shows them saves the
+ * default type, the fixed ranges and each variable pair MTRRcap counts. */
+static void mtrrs_saved(void **state)
+{
+	struct machine m;
+	struct vcpu_state *st;
+	uint64_t cap = 0;
+	uint32_t nvar;
+	(void)state;
+
+	st = saved_vcpu(&m, "mtrr");
+	if (!cpustate_msr_get(m.vm.vcpus[0]->fd, 0xfe, &cap))
+		fail_msg("this KVM does not read MTRRcap though the vCPU's CPUID shows MTRRs");
+	nvar = cap & 0xff;
+	printf("this KVM: MTRRcap 0x%llx (%u variable pairs), %u MSRs saved\n",
+	       (unsigned long long)cap, nvar, st->nmsrs);
+	assert_true(nvar >= 1 && nvar <= 8);
+	assert_true(has_msr(st, 0x2ff));
+	for (uint32_t i = 0; i < 2 * nvar; i++)
+		assert_true(has_msr(st, 0x200 + i));
+	assert_false(has_msr(st, 0x200 + 2 * nvar));
+	if (cap & 0x100) {
+		assert_true(has_msr(st, 0x250) && has_msr(st, 0x258) && has_msr(st, 0x259));
+		for (uint32_t i = 0x268; i <= 0x26f; i++)
+			assert_true(has_msr(st, i));
+	}
+	/* MTRRcap is read-only: not state. */
+	assert_false(has_msr(st, 0xfe));
+	free(st);
+	machine_destroy(&m);
+}
+
+/* What KVM_X86_SETUP_MCE is given at boot here (vcpu_setup_mce), or 0 for
+ * none: QEMU's MCG_CTL_P | MCG_SER_P where supported, 10 banks at most. */
+static uint64_t boot_mcg_cap(int kvm_fd)
+{
+	int banks = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
+	uint64_t supported = 0;
+
+	if (banks <= 0)
+		return 0;
+	assert_int_equal(ioctl(kvm_fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &supported), 0);
+	return (supported & ((1ull << 8) | (1ull << 24))) | (uint64_t)(banks < 10 ? banks : 10);
+}
+
+/* A booted vCPU has QEMU's machine-check setup, and its save carries the
+ * MCG_CAP and every bank's four MSRs. */
+static void mce_set_up_and_saved(void **state)
+{
+	struct machine m;
+	struct vcpu_state *st;
+	struct err e = { .code = 0 };
+	uint64_t want, cap = 0;
+	uint32_t banks;
+	(void)state;
+
+	st = saved_vcpu(&m, "mce");
+	want = boot_mcg_cap(m.vm.kvm_fd);
+	assert_true(cpustate_msr_get(m.vm.vcpus[0]->fd, 0x179, &cap));
+	printf("this KVM: KVM_CAP_MCE %d, MCG_CAP after boot setup 0x%llx (expected 0x%llx)\n",
+	       ioctl(m.vm.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE), (unsigned long long)cap,
+	       (unsigned long long)want);
+	if (!want)
+		skip();
+	assert_true(cap == want);
+	assert_true(st->mcg_cap == want);
+	banks = want & 0xff;
+	assert_true(has_msr(st, 0x17a));
+	assert_true(has_msr(st, 0x17b) == ((want & (1ull << 8)) != 0));
+	for (uint32_t i = 0; i < 4 * banks; i++)
+		assert_true(has_msr(st, 0x400 + i));
+	assert_false(has_msr(st, 0x400 + 4 * banks));
+	/* A host that cannot repeat the setup refuses, naming what it lacks. */
+	st->mcg_cap = want | (1ull << 27);
+	if (vcpu_check_host(m.vm.kvm_fd, m.vm.vcpus[0]->fd, st, &e) == 0) {
+		printf("this KVM supports LMCE: not checked\n");
+	} else {
+		printf("refused: %s\n", e.msg);
+		assert_non_null(strstr(e.msg, "lacks 0x8000000"));
+	}
+	st->mcg_cap = (want & ~0xffull) | 33;
+	assert_int_equal(vcpu_check_host(m.vm.kvm_fd, m.vm.vcpus[0]->fd, st, &e), -1);
+	printf("refused: %s\n", e.msg);
+	assert_non_null(strstr(e.msg, "33 machine-check banks"));
+	free(st);
+	machine_destroy(&m);
+}
+
+/* A guest's own machine-check state: bank 2 disabled, an error logged in
+ * bank 1 (status and address). */
+static const struct cpu_msr guest_mce[] = {
+	{ 0x408, 0 }, { 0x405, 0x8c00004000010090ull }, { 0x406, 0x1234000ull },
+};
+
+/* Restores st into b's bare vCPU, saves it again and compares every MSR
+ * st has (a version 1 state has fewer than a save here finds). */
+static void restore_and_compare(struct machine *b, struct vcpu_state *st)
+{
+	struct vcpu_state *dst = malloc(sizeof(*dst));
+	struct err e = { .code = 0 };
+
+	assert_non_null(dst);
+	if (vcpu_restore(b->vm.kvm_fd, b->vm.vcpus[0]->fd, st, set_cpuid, b->vm.vcpus[0], &e) < 0)
+		fail_msg("vcpu_restore: %s", e.msg);
+	if (vcpu_save(b->vm.kvm_fd, b->vm.vcpus[0]->fd, b->vm.vcpus[0]->cpuid, dst, &e) < 0)
+		fail_msg("vcpu_save after restore: %s", e.msg);
+	assert_true(dst->nmsrs >= st->nmsrs);
+	assert_true(!st->mcg_cap || dst->mcg_cap == st->mcg_cap);
+	for (uint32_t i = 0; i < st->nmsrs; i++) {
+		uint32_t idx = st->msrs[i].index;
+		/* The TSC ran on between the two reads. */
+		if (idx == 0x10)
+			continue;
+		if (msr_in(dst, idx)->data != st->msrs[i].data)
+			fail_msg("MSR 0x%x: 0x%llx saved, 0x%llx after restore", idx,
+				 (unsigned long long)st->msrs[i].data,
+				 (unsigned long long)msr_in(dst, idx)->data);
+	}
+	free(dst);
+}
+
+/* A saved vCPU restored into another VM's bare vCPU (a destination's)
+ * carries its MSRs there, MTRRs and machine-check banks included: saved
+ * again, every MSR reads back as it was written. */
+static void restores_into_another_vm(void **state)
+{
+	struct machine a, b;
+	struct vcpu_state *src;
+	struct cpu_msr preset[16];
+	uint32_t n = 0;
+	uint64_t cap = 0;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(guest_mtrrs) / sizeof(guest_mtrrs[0]); i++)
+		preset[n++] = guest_mtrrs[i];
+	kvm_test_build(&a, "probe", 16ull << 20);
+	if ((boot_mcg_cap(a.vm.kvm_fd) & 0xff) >= 3)
+		for (size_t i = 0; i < sizeof(guest_mce) / sizeof(guest_mce[0]); i++)
+			preset[n++] = guest_mce[i];
+	machine_destroy(&a);
+	src = saved_vcpu_with(&a, "src", preset, n);
+	for (uint32_t i = 0; i < n; i++)
+		assert_true(msr_in(src, preset[i].index)->data == preset[i].data);
+	/* On VMX/SVM KVM starts a vCPU with the host's ARCH_CAPABILITIES, so
+	 * the feature step is checked below; kvm_pvm keeps it 0 (it takes
+	 * no other value). */
+	printf("source vCPU: ARCH_CAPABILITIES 0x%llx\n",
+	       (unsigned long long)msr_in(src, 0x10a)->data);
+	kvm_test_build_as(&b, "dst", 16ull << 20, true);
+	restore_and_compare(&b, src);
+	assert_true(src->mcg_cap == boot_mcg_cap(b.vm.kvm_fd));
+	assert_true(cpustate_msr_get(b.vm.vcpus[0]->fd, 0x179, &cap));
+	assert_true(cap == src->mcg_cap || !src->mcg_cap);
+	printf("%u MSRs restored into another VM, MCG_CAP 0x%llx\n", src->nmsrs,
+	       (unsigned long long)cap);
+	free(src);
+	machine_destroy(&a);
+	machine_destroy(&b);
+}
+
+/* st encoded, then decoded as version; the bytes are cut by cut first
+ * (a version 1 section is a version 2 one without its last 8 bytes). */
+static int decode(const struct vcpu_state *st, size_t cut, uint32_t version,
+		  struct vcpu_state *out, size_t *left, struct err *e)
+{
+	struct stream w, r;
+	int rc;
+
+	stream_init_mem_writer(&w);
+	vcpu_state_put(&w, st);
+	assert_int_equal(stream_check(&w, e), 0);
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w) - cut);
+	rc = vcpu_state_get(&r, version, out, e);
+	*left = stream_remaining(&r);
+	stream_destroy(&w);
+	return rc;
+}
+
+static void same_state(const struct vcpu_state *a, const struct vcpu_state *b)
+{
+	assert_int_equal(a->nmsrs, b->nmsrs);
+	assert_memory_equal(a->msrs, b->msrs, a->nmsrs * sizeof(a->msrs[0]));
+	assert_int_equal(a->ncpuid, b->ncpuid);
+	assert_memory_equal(a->cpuid, b->cpuid, a->ncpuid * sizeof(a->cpuid[0]));
+	assert_memory_equal(&a->regs, &b->regs, sizeof(a->regs));
+	assert_memory_equal(&a->lapic, &b->lapic, sizeof(a->lapic));
+	assert_int_equal(a->tsc_khz, b->tsc_khz);
+}
+
+/* The encoding round-trips in version 2; version 1 (the previous build's,
+ * no MCG_CAP) still decodes, to mcg_cap 0; a section too short for its
+ * version, an unknown version and an impossible bank count are refused. */
+static void encoding_versions(void **state)
+{
+	struct machine m;
+	struct vcpu_state *st, *out = malloc(sizeof(*out));
+	struct err e = { .code = 0 };
+	size_t left;
+	(void)state;
+
+	assert_non_null(out);
+	st = saved_vcpu(&m, "enc");
+	assert_int_equal(decode(st, 0, CPUSTATE_VERSION, out, &left, &e), 0);
+	assert_int_equal(left, 0);
+	same_state(st, out);
+	assert_true(out->mcg_cap == st->mcg_cap);
+	assert_int_equal(decode(st, 8, 1, out, &left, &e), 0);
+	assert_int_equal(left, 0);
+	same_state(st, out);
+	assert_true(out->mcg_cap == 0);
+	assert_int_equal(decode(st, 8, 2, out, &left, &e), -1);
+	printf("version 2 cut short: %s\n", e.msg);
+	assert_int_equal(decode(st, 0, 1, out, &left, &e), 0);
+	assert_int_equal(left, 8); /* vmstate_apply refuses trailing bytes */
+	for (uint32_t v = 0; v < 4; v += 3) {
+		assert_int_equal(decode(st, 0, v, out, &left, &e), -1);
+		printf("version %u: %s\n", v, e.msg);
+		assert_non_null(strstr(e.msg, "unsupported"));
+	}
+	st->mcg_cap = (1ull << 8) | 33;
+	assert_int_equal(decode(st, 0, 2, out, &left, &e), -1);
+	printf("33 banks: %s\n", e.msg);
+	assert_non_null(strstr(e.msg, "33 machine-check banks"));
+	free(st);
+	free(out);
+	machine_destroy(&m);
+}
+
+/* What the previous build saved (version 1: KVM's list only, no MTRRs,
+ * no banks, no MCG_CAP) restores into a bare vCPU, which keeps KVM's
+ * machine-check default as that build's source did. */
+static void version1_state_restores(void **state)
+{
+	struct machine a, b, c;
+	struct vcpu_state *st = malloc(sizeof(*st)), *v1 = malloc(sizeof(*v1));
+	struct err e = { .code = 0 };
+	uint32_t keep = 0;
+	uint64_t cap = 0;
+	size_t left;
+	(void)state;
+
+	assert_non_null(st);
+	assert_non_null(v1);
+	/* The previous build's source vCPU: its CPUID, no machine-check setup. */
+	kvm_test_build(&c, "cpuid", 16ull << 20);
+	kvm_test_build_as(&a, "v1src", 16ull << 20, true);
+	if (vcpu_set_cpuid(a.vm.vcpus[0], c.vm.vcpus[0]->cpuid, &e) < 0 ||
+	    vcpu_save(a.vm.kvm_fd, a.vm.vcpus[0]->fd, a.vm.vcpus[0]->cpuid, st, &e) < 0)
+		fail_msg("the version 1 source: %s", e.msg);
+	machine_destroy(&c);
+	for (uint32_t i = 0; i < st->nmsrs; i++) {
+		uint32_t idx = st->msrs[i].index;
+		if ((idx >= 0x200 && idx <= 0x2ff && idx != 0x277) || (idx >= 0x400 && idx < 0x480))
+			continue;
+		st->msrs[keep++] = st->msrs[i];
+	}
+	printf("version 1 state: %u of %u MSRs\n", keep, st->nmsrs);
+	st->nmsrs = keep;
+	assert_int_equal(decode(st, 8, 1, v1, &left, &e), 0);
+	assert_int_equal(left, 0);
+	kvm_test_build_as(&b, "v1dst", 16ull << 20, true);
+	restore_and_compare(&b, v1);
+	assert_true(cpustate_msr_get(b.vm.vcpus[0]->fd, 0x179, &cap));
+	printf("restored; MCG_CAP left at KVM's default 0x%llx\n", (unsigned long long)cap);
+	free(st);
+	free(v1);
+	machine_destroy(&a);
+	machine_destroy(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(tsc_rate_checked),
+		cmocka_unit_test(feature_msrs_checked),
+		cmocka_unit_test(mtrrs_saved),
+		cmocka_unit_test(mce_set_up_and_saved),
+		cmocka_unit_test(encoding_versions),
+		cmocka_unit_test(version1_state_restores),
+		cmocka_unit_test(restores_into_another_vm),
+	};
+	int skip = kvm_test_skip("saves and restores vCPUs");
+	if (skip)
+		return skip;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
