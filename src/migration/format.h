@@ -15,9 +15,13 @@
 #include "common/stream.h"
 
 #define MIG_MAGIC "FERRYMIG"
-/* Written: 3. Read: 2 as well (its CONFIG carries no checksum), so a state
- * file an earlier ferry saved still restores; 1 had no checksums at all. */
-#define MIG_VERSION 3
+/* Written: 4. Read: 2 and 3 as well, so a state file an earlier ferry
+ * saved still restores; 1 had no checksums at all. 3 and 4 share their
+ * framing: 4 says the vCPU sections may be of their version 2 (machine
+ * checks), which an earlier destination would refuse only when it applied
+ * the state, after all memory had moved; with the header's version it
+ * refuses at migration.prepare, before anything moves. */
+#define MIG_VERSION 4
 #define MIG_VERSION_MIN 2
 #define MIG_VERSION_CONFIG_SUM 3 /* first version whose CONFIG opens with its sum */
 
