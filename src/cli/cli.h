@@ -131,9 +131,10 @@ struct move_opts_pub {
 /* Parse one of -d/--destination-host (opt 'd'), --downtime-ms ('D'),
  * --bandwidth ('B'), --transport ('T'), --codec ('C'), --no-wait ('W'),
  * --max-duration ('M'), --on-timeout ('O'), --encrypt ('E'), --verify-memory
- * ('V'); -1 on error. */
+ * ('V', whose on|off may also be the next word: getopt's optind moves
+ * past it); -1 on error. */
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
-			  struct move_opts_pub *mo);
+			  struct move_opts_pub *mo, int argc, char **argv);
 /* Send a migration.start request (consumed; options added) and follow. */
 int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		    const struct move_opts_pub *mo);

@@ -18,7 +18,7 @@ static void host_usage(FILE *f)
 	fprintf(f,
 		"usage: ferry [-c HOST[:PORT]] host info [--json]\n"
 		"       ferry [-c HOST[:PORT]] host set [settings]\n"
-		"       ferry host evacuate -c HOST[:PORT] -d HOST[:PORT] [move options]\n"
+		"       ferry [-c HOST[:PORT]] host evacuate -d HOST[:PORT] [move options]\n"
 		"       ferry host new-key FILE\n"
 		"\n"
 		"info      the host's name, CPUs, memory, whether it can run VMs (KVM,\n"
@@ -53,10 +53,15 @@ static void host_usage(FILE *f)
 		"                            all guest memory against the source's digest\n"
 		"                            before the VM runs there (default off; costs\n"
 		"                            downtime: about 0.1 s per GiB the guest touched)\n"
-		"evacuate  live-migrate every running VM off the host (-c) to another (-d),\n"
-		"          through the same queue as move-vm; takes move-vm's options\n"
-		"          (--downtime-ms, --bandwidth, --transport, --codec, --encrypt,\n"
-		"          --verify-memory, --no-wait, --json).\n"
+		"  --cpu-baseline LIST       CPU features this host must be taken to lack for\n"
+		"                            incoming VMs (e.g. -avx512f,-avx2; '' clears):\n"
+		"                            a move whose guest sees one is refused at setup,\n"
+		"                            so VMs that run here can move on to older hosts\n"
+		"evacuate  live-migrate every running VM off the host (-c, default this\n"
+		"          one) to another (-d), through the same queue as move-vm; takes\n"
+		"          move-vm's options (--downtime-ms, --bandwidth, --transport,\n"
+		"          --codec, --encrypt, --verify-memory, --max-duration,\n"
+		"          --on-timeout, --no-wait, --json).\n"
 		"new-key   write a new random cluster key to FILE (mode 0600; an existing\n"
 		"          file is never replaced). Start every host's ferryd with a copy\n"
 		"          (ferryd --key-file FILE) and give it to remote clients (ferry\n"
@@ -67,6 +72,7 @@ static void host_usage(FILE *f)
 		"  ferry host info\n"
 		"  ferry -c node2 host set --max-migrations 4 --migration-network 10.10.0.0/24\n"
 		"  ferry host set --bandwidth 1000     # all outgoing moves: 1000 MiB/s together\n"
+		"  ferry host set --cpu-baseline -avx512f   # VMs that run here can move to hosts without it\n"
 		"  ferry host evacuate -c node1 -d node2\n"
 		"  ferry host new-key /etc/ferry/cluster.key   # then copy it to every host\n");
 }
@@ -109,6 +115,8 @@ static void host_info_settings(struct json_object *rep)
 	cli_fmt_mib(cli_int(s, "memory_reserve_mib", 0), buf, sizeof(buf));
 	cli_kv("Memory reserve", buf);
 	cli_kv("Migration ports", cli_str(s, "migration_ports"));
+	cli_kv("CPU baseline", cli_str(s, "cpu_baseline") ? cli_str(s, "cpu_baseline")
+							  : "none (incoming VMs may see every feature here)");
 }
 
 /* An on|off setting (--prealloc, --encrypt, --verify-memory) into the request. */
@@ -136,6 +144,7 @@ static int host_set(struct cli_opts *o, int argc, char **argv)
 		{ "prealloc", required_argument, NULL, 'A' },
 		{ "encrypt", required_argument, NULL, 'E' },
 		{ "verify-memory", required_argument, NULL, 'V' },
+		{ "cpu-baseline", required_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -163,9 +172,19 @@ static int host_set(struct cli_opts *o, int argc, char **argv)
 			if (!nets)
 				nets = json_object_new_array();
 			for (tok = copy ? strtok_r(copy, ",", &save) : NULL; tok;
-			     tok = strtok_r(NULL, ",", &save))
-				if (strcmp(tok, "any") != 0 && strcmp(tok, "none") != 0)
+			     tok = strtok_r(NULL, ",", &save)) {
+				/* an empty list means every network: "none" would
+				 * read as the opposite of what it does */
+				if (strcmp(tok, "none") == 0) {
+					fprintf(stderr, "ferry host set: --migration-network none: there is no "
+						"such setting (an empty list means any network); give CIDRs, "
+						"e.g. 10.0.0.0/24, or 'any'\n");
+					free(copy);
+					goto usage;
+				}
+				if (strcmp(tok, "any") != 0)
 					json_object_array_add(nets, json_object_new_string(tok));
+			}
 			free(copy);
 			break;
 		}
@@ -199,6 +218,7 @@ static int host_set(struct cli_opts *o, int argc, char **argv)
 					   optarg) < 0)
 				goto usage;
 			break;
+		case 'b': jsonl_add_str(req, "cpu_baseline", optarg); break;
 		case 'j': o->json = true; nset--; break;
 		case 'h':
 			json_object_put(req);
@@ -257,7 +277,7 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 		case 'j': o->json = true; break;
 		case 'h': host_usage(stdout); return CLI_OK;
 		default:
-			if (opt != '?' && cli_move_parse_common(opt, optarg, "host evacuate", &mo) == 0)
+			if (opt != '?' && cli_move_parse_common(opt, optarg, "host evacuate", &mo, argc, argv) == 0)
 				break;
 			return CLI_USAGE;
 		}

@@ -38,7 +38,8 @@ static const char move_usage_text[] =
 	"  --codec C              auto (default: lz4, or zstd under a cap of 300 MiB/s or\n"
 	"                         less, and only while compressing is measured to be at\n"
 	"                         least as fast as sending raw), lz4 or zstd (always tried,\n"
-	"                         e.g. on a metered link); for compression and multichannel\n"
+	"                         e.g. on a metered link); for compression, and for\n"
+	"                         multichannel, which compresses only with lz4 or zstd given\n"
 	"  --max-duration S       give the move at most S seconds of pre-copy (checked\n"
 	"                         between chunks, so a long pass does not run past it), then\n"
 	"  --on-timeout A         switchover (default: stop and copy the rest, a longer\n"
@@ -47,7 +48,7 @@ static const char move_usage_text[] =
 	"  --encrypt on|off       encrypt this move's connections (AES-256-GCM) or not\n"
 	"                         (default: host setting, host set --encrypt). Either\n"
 	"                         way both hosts prove the cluster key first\n"
-	"  --verify-memory[=on|off]  at the switch-over the source digests all guest\n"
+	"  --verify-memory [on|off]  at the switch-over the source digests all guest\n"
 	"                         memory and the destination checks its copy against it\n"
 	"                         before the VM may run there; a difference fails the move\n"
 	"                         and the VM runs on here. Costs downtime: about 0.1 s per\n"
@@ -142,7 +143,7 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 }
 
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
-			  struct move_opts_pub *mo)
+			  struct move_opts_pub *mo, int argc, char **argv)
 {
 	bool on;
 
@@ -183,6 +184,10 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 		mo->no_wait = true;
 		return 0;
 	case 'V':
+		/* --verify-memory off, as host set and --encrypt take it (an
+		 * optional argument is otherwise only --verify-memory=off) */
+		if (!arg && optind < argc && cli_parse_onoff(argv[optind], &on))
+			arg = argv[optind++];
 		if (arg && !cli_parse_onoff(arg, &on)) {
 			fprintf(stderr, "ferry %s: --verify-memory='%s': use on or off\n", cmd, arg);
 			return -1;
@@ -256,7 +261,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 			json_object_put(names);
 			return CLI_OK;
 		default:
-			if (opt != '?' && cli_move_parse_common(opt, optarg, "move-vm", &mo) == 0)
+			if (opt != '?' && cli_move_parse_common(opt, optarg, "move-vm", &mo, argc, argv) == 0)
 				break;
 			if (opt == '?')
 				fputs(move_usage_text, stderr);

@@ -32,6 +32,21 @@ const struct verb *dispatch_find(const char *name)
 	return NULL;
 }
 
+/* The verbs' names for an error message, from the table itself so the
+ * list never falls behind it. */
+static const char *dispatch_known(void)
+{
+	static char buf[512];
+	size_t used = 0;
+
+	if (buf[0])
+		return buf;
+	for (const struct verb *v = verb_table; v->name && used < sizeof(buf); v++)
+		used += (size_t)snprintf(buf + used, sizeof(buf) - used, "%s%s",
+					 v == verb_table ? "" : ", ", v->name);
+	return buf;
+}
+
 const struct verb *dispatch_parse(const char *line, size_t len,
 				  struct json_object **args,
 				  const char **code, struct err *e)
@@ -54,8 +69,7 @@ const struct verb *dispatch_parse(const char *line, size_t len,
 	v = dispatch_find(cmd);
 	if (!v) {
 		*code = "E_UNKNOWN_VERB";
-		err_set(e, "unknown command '%.64s' (known: host.info, host.set, vm.new, vm.start, vm.stop, vm.list, vm.status, vm.delete, vm.console, vm.move, migration.start|list|status|cancel|history|prepare|abort)",
-			cmd);
+		err_set(e, "unknown command '%.64s' (known: %s)", cmd, dispatch_known());
 		json_object_put(o);
 		return NULL;
 	}

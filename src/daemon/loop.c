@@ -570,7 +570,9 @@ static void loop_free_dead(struct ferryd *d)
 	struct client **p = &d->clients;
 	while (*p) {
 		struct client *c = *p;
-		if (!c->dead && c->closing && c->out_len == 0 && !c->busy)
+		/* a half-closed client's lines are all answered first (one a
+		 * pass: lines may still wait) */
+		if (!c->dead && c->closing && c->out_len == 0 && !c->busy && !c->more)
 			c->dead = true;
 		if (!c->dead) {
 			p = &c->next;

@@ -493,8 +493,13 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	req = migrate_worker_cmd("migrate");
 	jsonl_add_str(req, "uri", m->address);
 	jsonl_add_str(req, "transport", m->transport);
-	if (m->codec[0])
+	if (m->codec[0]) {
 		jsonl_add_str(req, "codec", m->codec);
+		/* a chosen codec asks for compression: multichannel compresses
+		 * only when asked (the compression transport always does) */
+		if (strcmp(m->transport, "multichannel") == 0)
+			jsonl_add_bool(req, "compress", true);
+	}
 	jsonl_add_int(req, "downtime_ms", m->downtime_ms);
 	if (bind[0])
 		jsonl_add_str(req, "bind", bind);

@@ -10,6 +10,7 @@
 
 #include "common/jsonl.h"
 #include "daemon/statefile.h"
+#include "vmm/x86/cpuid.h"
 
 void settings_default(struct host_settings *s)
 {
@@ -171,9 +172,10 @@ int settings_apply_json(struct host_settings *s, struct json_object *o,
 {
 	static const char *const keys[] = { "cmd", "max_migrations", "transport",
 		"downtime_ms", "bandwidth_mibps", "memory_reserve_mib",
-		"migration_networks", "migration_ports", "prealloc", "encrypt", "verify_memory", NULL };
+		"migration_networks", "migration_ports", "prealloc", "encrypt", "verify_memory",
+		"cpu_baseline", NULL };
 	struct host_settings n = *s;
-	const char *transport = NULL, *ports = NULL;
+	const char *transport = NULL, *ports = NULL, *baseline = NULL;
 	struct json_object *nets;
 	int64_t v;
 
@@ -208,6 +210,18 @@ int settings_apply_json(struct host_settings *s, struct json_object *o,
 				       transport);
 		snprintf(n.transport, sizeof(n.transport), "%s", transport);
 	}
+	if (jsonl_get_str(o, "cpu_baseline", false, &baseline, e) < 0)
+		return -1;
+	if (baseline) {
+		struct cpuid_mask mask;
+		if (strlen(baseline) >= sizeof(n.cpu_baseline))
+			return err_set(e, "cpu_baseline is longer than %zu characters",
+				       sizeof(n.cpu_baseline) - 1);
+		/* checked here, where it is set, not when a move arrives */
+		if (baseline[0] && cpuid_parse_mask(baseline, &mask, e) < 0)
+			return err_prefix(e, "cpu_baseline");
+		snprintf(n.cpu_baseline, sizeof(n.cpu_baseline), "%s", baseline);
+	}
 	if (jsonl_get_str(o, "migration_ports", false, &ports, e) < 0)
 		return -1;
 	if (ports) {
@@ -240,6 +254,9 @@ struct json_object *settings_to_json(const struct host_settings *s)
 	jsonl_add_bool(o, "prealloc", s->prealloc);
 	jsonl_add_bool(o, "encrypt", s->encrypt);
 	jsonl_add_bool(o, "verify_memory", s->verify_memory);
+	/* only when set: the file stays readable by a ferryd from before it */
+	if (s->cpu_baseline[0])
+		jsonl_add_str(o, "cpu_baseline", s->cpu_baseline);
 	for (int i = 0; i < s->nnets; i++) {
 		settings_format_cidr(&s->nets[i], buf, sizeof(buf));
 		json_object_array_add(nets, json_object_new_string(buf));

@@ -37,6 +37,10 @@ struct host_settings {
 	bool encrypt;              /* outgoing moves' connections are encrypted (needs a cluster key) */
 	bool verify_memory;        /* outgoing moves: the destination checks all RAM against a digest */
 	int port_min, port_max;    /* incoming migration listeners */
+	/* Incoming VMs must not see these CPU features ("-avx512f,-avx2",
+	 * ferry-vm --host-cpu-mask): a migration baseline for this host, ""
+	 * none. */
+	char cpu_baseline[256];
 	int nnets;                 /* 0 = any network may carry migrations */
 	struct net_cidr nets[SETTINGS_MAX_NETS];
 };

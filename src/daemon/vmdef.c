@@ -84,8 +84,8 @@ int vmdef_from_json(struct json_object *o, struct vm_def *d,
 		return -1;
 	if (!vmdef_name_valid(name)) {
 		*code = "E_BAD_NAME";
-		return err_set(e, "invalid VM name '%.80s': use 1-64 characters from a-z A-Z 0-9 . _ -",
-			       name);
+		return err_set(e, "invalid VM name '%.80s': use 1-64 characters from a-z A-Z 0-9 . _ -, "
+			       "not starting with . or -", name);
 	}
 	memcpy(d->name, name, strlen(name) + 1);
 	if (jsonl_get_int(o, "memory_mib", true, VMDEF_MIN_MEMORY_MIB,

@@ -173,6 +173,9 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 		worker_arg(c, "--console-socket", c->console);
 		if (def->tap[0])
 			worker_arg(c, "--tap", def->tap);
+		/* the host's migration baseline (host set --cpu-baseline) */
+		if (d->settings.cpu_baseline[0])
+			worker_arg(c, "--host-cpu-mask", d->settings.cpu_baseline);
 		worker_arg(c, "--control", c->sock);
 		worker_arg(c, "--exit-file", c->exitf);
 		/* the worker's word that the VM ran here (migrate_in.c) */

@@ -23,7 +23,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: ferry-vm --name NAME --kernel PATH --memory SIZE [options]\n"
+"usage: ferry-vm --kernel PATH [--name NAME] [--memory SIZE] [options]\n"
 "       ferry-vm --restore STATEFILE [--control PATH] [options]\n"
 "\n"
 "Runs one virtual machine on KVM. Usually started by ferryd; can run alone.\n"

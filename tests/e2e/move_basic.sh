@@ -7,7 +7,9 @@
 # the heartbeat counter continues there, the definition moved, and both
 # hosts' histories record it. The first move forces the zstd codec (the
 # source worker must report it) onto a host that pre-allocates incoming
-# memory (host set --prealloc on): only the memory the guest uses.
+# memory (host set --prealloc on): only the memory the guest uses. A third
+# move, multichannel with a codec given, must compress, once B's CPU
+# baseline refused it and was cleared.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
@@ -106,5 +108,26 @@ grep -q "memory verified against the source's digest" "$T/A/logs/g1.log" ||
 [ "$(vm_state A g1)" = running ] || fail "g1 not back on A"
 [ "$(vm_state B g1)" = absent ] || fail "g1 still on B"
 verify_vm A g1 || fail "page check on A after the round trip"
+
+note "a host's CPU baseline (host set --cpu-baseline) refuses a guest that sees more"
+on B host set --cpu-baseline -x2apic >/dev/null || fail "host set --cpu-baseline"
+on B host info | grep -qE "^CPU baseline: +-x2apic" || fail "host info does not show the baseline"
+on A move-vm -n g1 -d "$(port_of B)" >"$T/base" 2>&1 && fail "a guest seeing x2apic moved to a -x2apic host"
+grep -q "incompatible CPU.*x2apic" "$T/base" || fail "unclear refusal: $(cat "$T/base")"
+[ "$(vm_state A g1)" = running ] || fail "g1 not running on A after the refusal"
+on B host set --cpu-baseline '' >/dev/null || fail "host set --cpu-baseline ''"
+on B host info | grep -qE "^CPU baseline: +none" || fail "the baseline was not cleared"
+on B host set --cpu-baseline -nosuchfeature >"$T/base" 2>&1 && fail "an unknown feature was accepted"
+cat "$T/base"
+
+note "multichannel with a codec given compresses (it sends raw otherwise)"
+on A move-vm -n g1 -d "$(port_of B)" --json --transport multichannel --codec zstd >"$T/events3" 2>&1 ||
+	{ cat "$T/events3"; fail "move-vm A->B multichannel"; }
+on A --json migration status g1 >"$T/st3" || fail "no status of the multichannel move"
+pc=$(json_get move.progress.pages_compressed <"$T/st3")
+[ "$(json_get move.progress.codec <"$T/st3")" = zstd ] && [ "${pc:-0}" -gt 0 ] ||
+	fail "multichannel --codec zstd compressed nothing: $(cat "$T/st3")"
+echo "multichannel + zstd: $pc pages compressed"
+verify_vm B g1 || fail "page check on B after the multichannel move"
 
 echo "PASS: move_basic"

@@ -98,7 +98,9 @@ DIGEST, BLOCK = 7, 64
 def digest(mem_recs, flip=False):
     # docs/stream.md, DIGEST: one sum per 64-page block, XXH3 of the
     # block's page sums; a page no record brought is summed as zeros.
-    npages = json.loads(config)['memory'] // 4096
+    # from version 3 the CONFIG payload opens with the u64 sum of its JSON
+    version = struct.unpack_from('<I', hdr, 8)[0]
+    npages = json.loads(config[8:] if version >= 3 else config)['memory'] // 4096
     pages = {}
     for m in mem_recs:
         gpa, npages_run, gen, enc = struct.unpack_from('<QIHB', m, 0)

@@ -48,6 +48,10 @@ ferry host info >/dev/null || fail "ferryd did not come up"
 KERNEL=$T/kernel
 echo "not really a kernel" >"$KERNEL"
 
+note "pipelined requests, then EOF: every one is answered, in order"
+n=$(printf '{"cmd":"vm.list"}\n%.0s' 1 2 3 4 5 | socat -t5 - "UNIX-CONNECT:$SOCK" | grep -c '"ok":true')
+[ "$n" = 5 ] || fail "5 requests, then a half-close: $n replies"
+
 note "bad vm new requests"
 expect_fail "^ferry vm new: unrecognized option '--bogus'" ferry vm new --bogus
 expect_fail "^ferry host set: option '--verify-memory' requires an argument" ferry host set --verify-memory

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <getopt.h>
 
 #include "cli/cli.h"
 
@@ -59,21 +60,35 @@ static void test_durations(void **state)
 	assert_string_equal(b, "64 MiB");
 }
 
-/* move-vm's on/off options: --verify-memory alone is on, =on / =off as
- * said, anything else refused; untouched, the host's setting (-1). */
+/* move-vm's on/off options: --verify-memory alone is on, =on / =off or
+ * the next word on / off as said, anything else refused; untouched, the
+ * host's setting (-1). */
 static void test_move_options(void **state)
 {
 	struct move_opts_pub mo = { .bandwidth = -1, .encrypt = -1, .verify_memory = -1 };
+	char *none[] = { "move-vm", NULL };
+	char *next_off[] = { "move-vm", "--verify-memory", "off", "-n", "g1", NULL };
+	char *next_name[] = { "move-vm", "--verify-memory", "-n", "g1", NULL };
 	(void)state;
 	assert_int_equal(mo.verify_memory, -1);
-	assert_int_equal(cli_move_parse_common('V', NULL, "move-vm", &mo), 0);
+	optind = 1;
+	assert_int_equal(cli_move_parse_common('V', NULL, "move-vm", &mo, 1, none), 0);
 	assert_int_equal(mo.verify_memory, 1);
-	assert_int_equal(cli_move_parse_common('V', "off", "move-vm", &mo), 0);
+	assert_int_equal(cli_move_parse_common('V', "off", "move-vm", &mo, 1, none), 0);
 	assert_int_equal(mo.verify_memory, 0);
-	assert_int_equal(cli_move_parse_common('V', "on", "move-vm", &mo), 0);
+	assert_int_equal(cli_move_parse_common('V', "on", "move-vm", &mo, 1, none), 0);
 	assert_int_equal(mo.verify_memory, 1);
-	assert_int_equal(cli_move_parse_common('V', "maybe", "move-vm", &mo), -1);
-	assert_int_equal(cli_move_parse_common('E', "off", "move-vm", &mo), 0);
+	assert_int_equal(cli_move_parse_common('V', "maybe", "move-vm", &mo, 1, none), -1);
+	/* getopt has just returned --verify-memory: optind is at the next word */
+	optind = 2;
+	assert_int_equal(cli_move_parse_common('V', NULL, "move-vm", &mo, 5, next_off), 0);
+	assert_int_equal(mo.verify_memory, 0);
+	assert_int_equal(optind, 3);
+	optind = 2;
+	assert_int_equal(cli_move_parse_common('V', NULL, "move-vm", &mo, 4, next_name), 0);
+	assert_int_equal(mo.verify_memory, 1);
+	assert_int_equal(optind, 2);
+	assert_int_equal(cli_move_parse_common('E', "off", "move-vm", &mo, 1, none), 0);
 	assert_int_equal(mo.encrypt, 0);
 }
 
