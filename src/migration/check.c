@@ -66,6 +66,7 @@ static int check_state_end(struct walker *w, const struct mig_rec *rec, struct e
 static int check_eos(struct walker *w, const struct mig_rec *rec, struct err *e);
 static int check_opaque(struct walker *w, const struct mig_rec *rec, struct err *e);
 static int check_digest(struct walker *w, const struct mig_rec *rec, struct err *e);
+static int check_cpu_model(struct walker *w, const struct mig_rec *rec, struct err *e);
 
 /* One line per record type. after_end: may appear between STATE_END and EOS. */
 static const struct rec_rule {
@@ -87,6 +88,8 @@ static const struct rec_rule {
 	{ MIG_REC_HELLO, check_opaque, false },
 	{ MIG_REC_COMMIT, check_opaque, true },
 	{ MIG_REC_ABORT, check_opaque, true },
+	/* ...but the vCPU model, decoded as the destination does at setup */
+	{ MIG_REC_CPU_MODEL, check_cpu_model, false },
 	/* Types mig_get_rec accepts but this table lacks (new live-protocol
 	 * records) are framing-checked and skipped anywhere; --strict rejects them. */
 };
@@ -474,6 +477,22 @@ static int check_opaque(struct walker *w, const struct mig_rec *rec, struct err 
 {
 	stream_skip(w->r, rec->len);
 	return stream_check(w->r, e);
+}
+
+/* Its fields and bounds; whether a host can run that model needs the host. */
+static int check_cpu_model(struct walker *w, const struct mig_rec *rec, struct err *e)
+{
+	struct cpu_model cm;
+	int n;
+
+	if (cpu_model_get(w->r, rec->len, &cm, e) < 0)
+		return -1;
+	n = snprintf(w->detail, sizeof(w->detail), "tsc_khz=%u mcg_cap=0x%" PRIx64 " msrs=%u",
+		     cm.tsc_khz, cm.mcg_cap, cm.nmsrs);
+	for (uint32_t i = 0; i < cm.nmsrs && n > 0 && (size_t)n < sizeof(w->detail); i++)
+		n += snprintf(w->detail + n, sizeof(w->detail) - (size_t)n, " 0x%x=0x%" PRIx64,
+			      cm.msrs[i].index, cm.msrs[i].data);
+	return 0;
 }
 
 /* The digest's own checksum and bounds; whether RAM matches it needs the

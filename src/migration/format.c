@@ -205,7 +205,9 @@ int mig_get_section_hdr(struct stream *r, uint32_t rec_len, char name[MIG_MAX_NA
 const char *mig_rec_name(uint32_t type)
 {
 	static const char *names[] = { "?", "config", "memory", "section", "sync", "state-end", "end",
-				       "digest", "cpuid", "extents", "commit", "abort", "hello" };
+				       "digest", "cpuid", "extents", "commit", "abort", "hello",
+				       "cpu-model" };
+	_Static_assert(sizeof(names) / sizeof(names[0]) == MIG_REC_MAX + 1, "a name per record type");
 	return type <= MIG_REC_MAX ? names[type] : "?";
 }
 

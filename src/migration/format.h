@@ -24,6 +24,7 @@
 #define MIG_VERSION 4
 #define MIG_VERSION_MIN 2
 #define MIG_VERSION_CONFIG_SUM 3 /* first version whose CONFIG opens with its sum */
+#define MIG_VERSION_CPU_MODEL 4  /* first version whose live streams carry CPU_MODEL */
 
 enum mig_rec_type {
 	MIG_REC_CONFIG = 1,   /* JSON: the VM's configuration */
@@ -38,7 +39,11 @@ enum mig_rec_type {
 	MIG_REC_COMMIT = 10,  /* the commit point: the destination now owns the VM */
 	MIG_REC_ABORT = 11,   /* the source gave up: the destination discards everything */
 	MIG_REC_HELLO = 12,   /* first record of an extra memory channel */
-	MIG_REC_MAX = 12,
+	/* vCPU 0's model beyond CPUID (TSC rate, machine checks, feature MSRs;
+	 * cpustate.h): right after CPUID in a live stream of version 4 on,
+	 * checked by the destination at setup */
+	MIG_REC_CPU_MODEL = 13,
+	MIG_REC_MAX = 13,
 };
 
 /*

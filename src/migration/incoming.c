@@ -1,7 +1,8 @@
 /*
  * Destination side of a live migration (see incoming.h and
  * docs/migration-ops.md). The thread's steps mirror the source's stages:
- * setup checks and the SETUP reply; memory and state from every channel;
+ * setup checks (CPUID, the vCPU model on the skeleton's vCPU 0, memory,
+ * disk) and the SETUP reply; memory and state from every channel;
  * READY once the state is loaded into KVM; then, only on COMMIT, take the
  * disk lock, run the vCPUs, announce each NIC (RARP; the first round
  * before RESUMED, the rest after) and send RESUMED.
@@ -33,7 +34,9 @@
 #include "migration/channel.h"
 #include "migration/format.h"
 #include "migration/snapshot.h"
+#include "vmm/vcpu.h"
 #include "vmm/x86/cpuid.h"
+#include "vmm/x86/cpustate.h"
 
 const char *incoming_stage_name(enum incoming_stage s)
 {
@@ -242,6 +245,39 @@ static int check_host(struct stream *r, const struct vm_config *cfg, const char 
 	if (cfg->tap[0] && access("/dev/net/tun", R_OK | W_OK) < 0)
 		return err_sys(e, "the VM's NIC needs /dev/net/tun");
 	return 0;
+}
+
+/* From version 4 the CPU_MODEL record follows CPUID; an earlier source
+ * sends none, and its vCPUs are held to the model only when the state is
+ * applied, after all memory has moved. */
+static int read_model(struct stream *r, uint32_t version, struct cpu_model *cm, bool *have,
+		      struct err *e)
+{
+	struct mig_rec rec;
+
+	*have = false;
+	if (version < MIG_VERSION_CPU_MODEL)
+		return 0;
+	if (mig_get_rec(r, &rec, e) < 0)
+		return -1;
+	if (rec.type != MIG_REC_CPU_MODEL)
+		return err_set(e, "protocol error: expected the vCPU model record, got %s",
+			       mig_rec_name(rec.type));
+	if (cpu_model_get(r, rec.len, cm, e) < 0)
+		return err_prefix(e, "vCPU model record");
+	*have = true;
+	log_info("incoming migration: the guest's vCPU model: TSC %u kHz, MCG_CAP 0x%llx, %u feature MSRs",
+		 cm->tsc_khz, (unsigned long long)cm->mcg_cap, cm->nmsrs);
+	return 0;
+}
+
+/* The vCPU model against this host, with the rules the restore applies to
+ * each vCPU (vcpu_check_host), but before the source is told to send
+ * memory. They need a vCPU of this host's KVM (its TSC rate is the
+ * vCPU's), so they wait for the skeleton: vCPU 0, still bare. */
+static int check_model(struct machine *m, const struct cpu_model *cm, struct err *e)
+{
+	return cpu_model_check_host(m->vm.kvm_fd, m->vm.vcpus[0]->fd, cm, e);
 }
 
 /* An extra channel that finished its handshake before the main
@@ -506,6 +542,8 @@ static void *in_thread(void *arg)
 	bool have_streams = false, setup_replied = false, loaded = false, reserved;
 	int fd = -1;
 	struct mig_sync sync0;
+	struct cpu_model model = { 0 };
+	bool have_model = false;
 
 	if (!x) {
 		err_set(&e, "out of memory");
@@ -560,7 +598,9 @@ static void *in_thread(void *arg)
 	 * ahead of the extents, which take it a while to find. */
 	if (snapshot_config_from_rec(&r, version, &rec, &cfg, &e) < 0 ||
 	    check_host(&r, &cfg, in->host_cpu_mask, in->hooks.reserved_bytes, &e) < 0 ||
-	    in->hooks.build(in->hooks.opaque, &cfg, &e) < 0)
+	    read_model(&r, version, &model, &have_model, &e) < 0 ||
+	    in->hooks.build(in->hooks.opaque, &cfg, &e) < 0 ||
+	    (have_model && check_model(in->m, &model, &e) < 0))
 		goto fail;
 	notify(in, IN_EV_BUILT);
 	if (read_extents(x, &r, cfg.mem_size >> 12, &e) < 0)

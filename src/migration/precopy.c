@@ -1,8 +1,9 @@
 /*
  * Source side of a live migration (see precopy.h and docs/migration-ops.md).
  *
- *   SETUP       connect, send config + CPUID + populated extents; the
- *               destination checks it can host the VM and answers.
+ *   SETUP       connect, send config + CPUID + vCPU model + populated
+ *               extents; the destination checks it can host the VM and
+ *               answers.
  *   PRE-COPY    pass 1 sends every populated page; later passes send what
  *               the dirty log reports, each chunk re-armed just before it
  *               is read. Switch over when the rest fits the downtime target
@@ -384,17 +385,34 @@ static int64_t reply_int(const char *text, const char *key)
 	return x;
 }
 
-/* Setup: configuration, CPUID and the populated extents go first; the
- * destination answers whether it can host this VM. */
+/* A record whose payload was encoded into m (which it frees). */
+static void put_encoded(struct stream *w, uint32_t type, struct stream *m)
+{
+	mig_put_rec(w, type, (uint32_t)stream_mem_len(m));
+	stream_put(w, stream_mem_data(m), stream_mem_len(m));
+	stream_destroy(m);
+}
+
+/* Setup: configuration, CPUID, the rest of the vCPU model and the
+ * populated extents go first; the destination answers whether it can
+ * host this VM. */
 static int do_setup(struct run *r, struct err *e)
 {
 	struct mig_channel *c = &r->ch[0];
 	const struct kvm_cpuid2 *cpuid = r->m->vm.vcpus[0]->cpuid;
+	struct cpu_model model = r->m->vm.cpu_model; /* kept since the vCPUs were set up: vm.h */
 	struct stream m;
 	char *cfg, reply[MIG_MAX_REPLY + 1], why[512];
 
 	if (!cpuid)
 		return err_set(e, "vCPU 0 has no CPUID recorded");
+	if (!r->m->vm.cpu_model_known)
+		return err_set(e, "vCPU 0's model was never read");
+	/* A test's way to describe a guest whose TSC runs 1% faster than
+	 * this host's, which a destination without TSC scaling refuses
+	 * (tests/e2e/worker_refuse_model.sh). */
+	if (failpoint("src.model_tsc_fast") < 0)
+		model.tsc_khz += model.tsc_khz / 100;
 	cfg = config_to_json(&r->m->cfg);
 	if (!cfg)
 		return err_set(e, "out of memory");
@@ -403,10 +421,11 @@ static int do_setup(struct run *r, struct err *e)
 	free(cfg);
 	stream_init_mem_writer(&m);
 	cpuid_encode(&m, cpuid);
-	mig_put_rec(&c->w, MIG_REC_CPUID, (uint32_t)stream_mem_len(&m));
-	stream_put(&c->w, stream_mem_data(&m), stream_mem_len(&m));
-	stream_destroy(&m);
-	/* The destination checks and builds the VM from these two while the
+	put_encoded(&c->w, MIG_REC_CPUID, &m);
+	stream_init_mem_writer(&m);
+	cpu_model_put(&m, &model);
+	put_encoded(&c->w, MIG_REC_CPU_MODEL, &m);
+	/* The destination checks and builds the VM from these while the
 	 * extents below are found (walking a big guest's memfd takes ms). */
 	if (stream_flush(&c->w) < 0)
 		return stream_check(&c->w, e);

@@ -102,7 +102,9 @@ int machine_build(struct machine *m, const struct vm_config *cfg, bool incoming,
 		if (r < 0)
 			return -1;
 	}
-	return 0;
+	/* Nothing the boot sets later (registers, LAPIC, boot MSRs) is part
+	 * of the model, so it is complete here. */
+	return vm_capture_cpu_model(vm, e);
 }
 
 static bool is_bzimage(const char *path)

@@ -73,6 +73,18 @@ int vcpu_set_cpuid(struct vcpu *vc, const struct kvm_cpuid2 *cpuid, struct err *
 	return 0;
 }
 
+int vm_capture_cpu_model(struct vm *vm, struct err *e)
+{
+	struct vcpu *vc = vm->vcpus[0];
+
+	if (!vc)
+		return err_set(e, "the VM has no vCPU 0 to take its model from");
+	if (cpu_model_read(vm->kvm_fd, vc->fd, vc->cpuid, &vm->cpu_model, e) < 0)
+		return err_prefix(e, "reading vCPU 0's model");
+	vm->cpu_model_known = true;
+	return 0;
+}
+
 void vcpu_destroy(struct vcpu *vc)
 {
 	if (!vc)

@@ -34,6 +34,10 @@ void vcpu_destroy(struct vcpu *vc);
 /* KVM_SET_CPUID2 and remember the table (copied). */
 int vcpu_set_cpuid(struct vcpu *vc, const struct kvm_cpuid2 *cpuid, struct err *e);
 
+/* vm->cpu_model from vCPU 0, once its model is set (CPUID given, or the
+ * state restored) and before any vCPU thread runs (see vm.h). */
+int vm_capture_cpu_model(struct vm *vm, struct err *e);
+
 /* Start a thread per vCPU. They start parked if the VM is paused. */
 int vcpus_start(struct vm *vm, struct err *e);
 /* Returns once every vCPU is out of KVM_RUN and parked, and no device

@@ -16,6 +16,7 @@
 #include "common/stream.h"
 #include "vmm/guestmem.h"
 #include "vmm/iobus.h"
+#include "vmm/x86/cpustate.h"
 #include "vmm/x86/layout.h"
 
 #define VM_MAX_DEVICES 16
@@ -66,6 +67,15 @@ struct vm {
 	/* Features this host must be treated as lacking (--host-cpu-mask): a
 	 * CPUID loaded from a stream or a state file must not offer them. */
 	const char *host_cpu_mask;
+	/* vCPU 0's model (TSC rate, machine-check setup, feature MSRs), sent
+	 * ahead of memory so a destination can refuse at a move's setup.
+	 * Captured once, when the vCPUs are set up and before they first run
+	 * (machine_build for a boot, vmstate_apply for a restore), not read by
+	 * the migration thread at move time: a vCPU ioctl from another thread
+	 * waits until that vCPU leaves KVM_RUN, which a busy guest may not do
+	 * for long. None of it changes while the guest runs. */
+	struct cpu_model cpu_model;
+	bool cpu_model_known;
 };
 
 /* Guest asked to end: values for vm_request_exit(). */

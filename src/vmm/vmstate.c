@@ -10,7 +10,8 @@
  *   0. nothing yet: every vCPU's CPUID, and what vcpu_check_host checks
  *      (TSC rate, machine-check setup, feature MSRs), against this host
  *      first;
- *   1. every vCPU, each in cpustate.c's order (CPUID first, events last);
+ *   1. every vCPU, each in cpustate.c's order (CPUID first, events last),
+ *      then vCPU 0's model kept for a later move (vm.h);
  *   2. PIT, then PIC master, PIC slave, IOAPIC;
  *   3. devices, then their post_load hooks, which re-drive interrupt lines
  *      on top of the restored irqchip (doing it earlier would be overwritten);
@@ -231,6 +232,11 @@ int vmstate_apply(struct vm *vm, struct vmstate_loaded *ld, struct err *e)
 		}
 	}
 	free(vs);
+	/* The restored vCPU 0 is what a move from here sends as its model
+	 * (not the saved section's values: its TSC rate is this host's when
+	 * that was close enough to keep). */
+	if (vm_capture_cpu_model(vm, e) < 0)
+		return -1;
 	/* 2. irqchip and PIT */
 	if (kvm_vm_restore_irq(vm->vm_fd, &ks, e) < 0)
 		return err_prefix(e, "restoring interrupt controllers");

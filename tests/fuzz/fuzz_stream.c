@@ -8,7 +8,7 @@
  *       write outside it), vmstate_read_section collecting sections, and at
  *       STATE_END every collected section run through its device decoder
  *       (what vmstate_apply does before it touches KVM); DIGEST, SYNC,
- *       ABORT and CPUID records through their readers.
+ *       ABORT, CPUID and CPU_MODEL records through their readers.
  * Neither may crash, leak, hang or touch memory it does not own; rejecting
  * the input is always fine. Build with tests/fuzz/build.sh.
  */
@@ -128,6 +128,10 @@ static void receive(const uint8_t *data, size_t size)
 			int rc = cpuid_decode(&r, rec.len, &c, &e);
 			free(c);
 			if (rc < 0)
+				break;
+		} else if (rec.type == MIG_REC_CPU_MODEL) {
+			struct cpu_model cm;
+			if (cpu_model_get(&r, rec.len, &cm, &e) < 0)
 				break;
 		} else if (rec.type == MIG_REC_EOS || rec.type == MIG_REC_CONFIG) {
 			break;

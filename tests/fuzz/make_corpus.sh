@@ -42,6 +42,7 @@ while pos < len(data):
     recs.append((t, data[pos + 8:pos + 8 + n]))
     pos += 8 + n
 CONFIG, MEM, SECTION, SYNC, STATE_END, EOS = 1, 2, 3, 4, 5, 6
+CPU_MODEL = 13
 
 def rec(t, body):
     return struct.pack('<II', t, len(body)) + body
@@ -126,6 +127,12 @@ seeds = {
     'real-zstd': head + recoded(2) + b''.join(rec(MEM, m) for m in zero_mems) + tail,
     'real-lz4': head + recoded(3) + tail,
     'real-no-memory': head + tail,
+    # The live stream's vCPU model (version 1: TSC kHz, MCG_CAP, feature
+    # MSRs), as a source sends it after CPUID; and one whose count overruns it.
+    'cpu-model': head + rec(CPU_MODEL, struct.pack('<IIQI', 1, 2994374, 0x100010a, 2) +
+                            struct.pack('<IQ', 0x10a, 0x20000c0eb) + struct.pack('<IQ', 0x345, 0x4f3)) + tail,
+    'cpu-model-overrun': head + rec(CPU_MODEL, struct.pack('<IIQI', 1, 2994374, 0, 200) +
+                                   struct.pack('<IQ', 0x10a, 1)) + tail,
     # Generations: a newer copy of a page, then an older one that must lose.
     'real-generations': head + b''.join(rec(MEM, memhdr(*struct.unpack_from('<QIH', m, 0)[:2], 3, 0, m[24:]) + m[24:])
                                         for m in raw_mems) + mem_raw + tail,

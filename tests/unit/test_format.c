@@ -1,8 +1,8 @@
 /*
  * Unit tests for stream framing (src/migration/format.c) and the page path
  * on top of it: every validation in mig_get_header / mig_get_rec /
- * mig_get_mem_hdr / mig_get_section_hdr is hit with a minimal hostile
- * input, then ram_send_pages -> ram_recv_record round-trips pages between
+ * mig_get_mem_hdr / mig_get_section_hdr / cpu_model_get is hit with a
+ * minimal hostile input, then ram_send_pages -> ram_recv_record round-trips pages between
  * two fake guests (plain buffers, no KVM): raw, zero, zstd and lz4 runs,
  * the generation rule (an older copy never overwrites a newer page), and
  * corrupted compressed payloads, which must be rejected.
@@ -24,6 +24,7 @@
 #include "migration/format.h"
 #include "migration/ram.h"
 #include "migration/ram_codec.h"
+#include "vmm/x86/cpustate.h"
 
 /* ---------- framing ---------- */
 
@@ -234,6 +235,169 @@ static void test_abort(void **state)
 	rec = (struct mig_rec){ MIG_REC_ABORT, 40 };
 	assert_int_equal(mig_get_abort(&r, &rec, &e), -1);
 	assert_string_equal(e.msg, MIG_ABORT_PHRASE "(no reason given)");
+}
+
+/* ---------- CPU_MODEL ---------- */
+
+static struct cpu_model sample_model(void)
+{
+	struct cpu_model cm = { .tsc_khz = 2994374, .mcg_cap = 0x100010a, .nmsrs = 3 };
+	cm.msrs[0] = (struct cpu_msr){ 0x10a, 0x20000c0ebull };
+	cm.msrs[1] = (struct cpu_msr){ 0x345, 0x4f3 };
+	cm.msrs[2] = (struct cpu_msr){ 0x480, 0xda040000000012ull };
+	return cm;
+}
+
+/* Decodes b (n bytes) as a CPU_MODEL record of rec_len bytes. */
+static int parse_model(const uint8_t *b, size_t n, uint32_t rec_len, struct cpu_model *cm,
+		       struct err *e)
+{
+	struct stream r;
+	stream_init_mem_reader(&r, b, n);
+	return cpu_model_get(&r, rec_len, cm, e);
+}
+
+static void test_cpu_model(void **state)
+{
+	struct cpu_model cm = sample_model(), got;
+	struct err e = { 0 };
+	struct stream w;
+	uint8_t b[CPU_MODEL_WIRE_MIN + (CPU_MODEL_MAX_MSRS + 1) * CPU_MODEL_WIRE_MSR];
+	size_t n;
+	(void)state;
+
+	/* Round trip, and the layout docs/stream.md gives. */
+	stream_init_mem_writer(&w);
+	cpu_model_put(&w, &cm);
+	n = stream_mem_len(&w);
+	assert_int_equal(n, CPU_MODEL_WIRE_MIN + 3 * CPU_MODEL_WIRE_MSR);
+	memcpy(b, stream_mem_data(&w), n);
+	stream_destroy(&w);
+	assert_int_equal(le_get_u32(b), CPU_MODEL_VERSION);
+	assert_int_equal(le_get_u32(b + 4), 2994374);
+	assert_true(le_get_u64(b + 8) == 0x100010aull);
+	assert_int_equal(le_get_u32(b + 16), 3);
+	assert_int_equal(le_get_u32(b + 20), 0x10a);
+	assert_true(le_get_u64(b + 24) == 0x20000c0ebull);
+	assert_int_equal(parse_model(b, n, (uint32_t)n, &got, &e), 0);
+	assert_int_equal(got.tsc_khz, cm.tsc_khz);
+	assert_true(got.mcg_cap == cm.mcg_cap);
+	assert_int_equal(got.nmsrs, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(got.msrs[i].index, cm.msrs[i].index);
+		assert_true(got.msrs[i].data == cm.msrs[i].data);
+	}
+
+	/* None of the optional parts: no rate, no machine checks, no MSRs. */
+	memset(&cm, 0, sizeof(cm));
+	stream_init_mem_writer(&w);
+	cpu_model_put(&w, &cm);
+	assert_int_equal(stream_mem_len(&w), CPU_MODEL_WIRE_MIN);
+	assert_int_equal(parse_model(stream_mem_data(&w), CPU_MODEL_WIRE_MIN, CPU_MODEL_WIRE_MIN, &got, &e), 0);
+	assert_int_equal(got.nmsrs, 0);
+	stream_destroy(&w);
+
+	/* The most MSRs the format holds, and one more. */
+	cm = sample_model();
+	cm.nmsrs = CPU_MODEL_MAX_MSRS;
+	for (uint32_t i = 0; i < CPU_MODEL_MAX_MSRS; i++)
+		cm.msrs[i] = (struct cpu_msr){ 0x480 + i, i };
+	stream_init_mem_writer(&w);
+	cpu_model_put(&w, &cm);
+	n = stream_mem_len(&w);
+	memcpy(b, stream_mem_data(&w), n);
+	stream_destroy(&w);
+	assert_int_equal(parse_model(b, n, (uint32_t)n, &got, &e), 0);
+	assert_int_equal(got.nmsrs, CPU_MODEL_MAX_MSRS);
+	le_put_u32(b + 16, CPU_MODEL_MAX_MSRS + 1);
+	le_put_u32(b + n, 0x4ff);
+	le_put_u64(b + n + 4, 0);
+	assert_int_equal(parse_model(b, n + CPU_MODEL_WIRE_MSR, (uint32_t)n + CPU_MODEL_WIRE_MSR, &got, &e), -1);
+	assert_non_null(strstr(e.msg, "33 feature MSRs exceeds 32"));
+	le_put_u32(b + 16, CPU_MODEL_MAX_MSRS);
+
+	/* Hostile lengths and fields, each refused by name. */
+	cm = sample_model();
+	stream_init_mem_writer(&w);
+	cpu_model_put(&w, &cm);
+	n = stream_mem_len(&w);
+	memcpy(b, stream_mem_data(&w), n);
+	stream_destroy(&w);
+	assert_int_equal(parse_model(b, n, 19, &got, &e), -1);
+	assert_non_null(strstr(e.msg, "a record of 19 bytes"));
+	assert_int_equal(parse_model(b, n, (uint32_t)n - 1, &got, &e), -1);
+	assert_non_null(strstr(e.msg, "3 MSRs in a record of 55 bytes (expected 56)"));
+	assert_int_equal(parse_model(b, n, (uint32_t)n + 12, &got, &e), -1);
+	assert_non_null(strstr(e.msg, "expected 56"));
+	/* the record says more than the stream holds: refused, nothing read past it */
+	assert_int_equal(parse_model(b, n - 5, (uint32_t)n, &got, &e), -1);
+	le_put_u32(b, 2);
+	assert_int_equal(parse_model(b, n, (uint32_t)n, &got, &e), -1);
+	assert_non_null(strstr(e.msg, "vCPU model version 2 unsupported"));
+	le_put_u32(b, CPU_MODEL_VERSION);
+	le_put_u32(b + 16, 0xffffffffu); /* a count that would wrap the length sum */
+	assert_int_equal(parse_model(b, n, (uint32_t)n, &got, &e), -1);
+	assert_non_null(strstr(e.msg, "exceeds"));
+	le_put_u32(b + 16, 3);
+	le_put_u64(b + 8, 0x100); /* MCG_CTL_P but no banks */
+	assert_int_equal(parse_model(b, n, (uint32_t)n, &got, &e), -1);
+	assert_non_null(strstr(e.msg, "counts 0 machine-check banks"));
+	le_put_u64(b + 8, 33);
+	assert_int_equal(parse_model(b, n, (uint32_t)n, &got, &e), -1);
+	assert_non_null(strstr(e.msg, "counts 33 machine-check banks"));
+	le_put_u64(b + 8, 0x100010a);
+	le_put_u32(b + 20 + 2 * CPU_MODEL_WIRE_MSR, 0x10a); /* the third MSR repeats the first */
+	assert_int_equal(parse_model(b, n, (uint32_t)n, &got, &e), -1);
+	assert_non_null(strstr(e.msg, "MSR 0x10a appears twice"));
+}
+
+/* The checker decodes CPU_MODEL as the destination does and dumps it;
+ * a bad one makes the stream invalid, with its offset. */
+static void test_check_cpu_model(void **state)
+{
+	struct vm_config cfg = { .name = "t", .mem_size = 16 << 20, .vcpus = 1 };
+	struct streamcheck_report *rep = calloc(1, sizeof(*rep));
+	struct cpu_model cm = sample_model();
+	struct stream w, r, m;
+	struct err e = { 0 };
+	char *json = config_to_json(&cfg), *dump = NULL;
+	size_t dump_len = 0, at;
+	FILE *f = open_memstream(&dump, &dump_len);
+	struct streamcheck_opts o = { .dump = f };
+	(void)state;
+
+	assert_non_null(rep);
+	assert_non_null(f);
+	stream_init_mem_writer(&w);
+	mig_put_header(&w);
+	mig_put_config(&w, json);
+	at = stream_mem_len(&w);
+	stream_init_mem_writer(&m);
+	cpu_model_put(&m, &cm);
+	mig_put_rec(&w, MIG_REC_CPU_MODEL, (uint32_t)stream_mem_len(&m));
+	stream_put(&w, stream_mem_data(&m), stream_mem_len(&m));
+	stream_destroy(&m);
+	mig_put_rec(&w, MIG_REC_STATE_END, 0);
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	assert_int_equal(streamcheck_run(&r, &o, rep, &e), -1); /* no device state here */
+	assert_non_null(strstr(rep->error, "lacks section")); /* past the model */
+	assert_int_equal(rep->by_type[MIG_REC_CPU_MODEL], 1);
+	fflush(f);
+	assert_non_null(strstr(dump, "cpu-model"));
+	assert_non_null(strstr(dump, "tsc_khz=2994374 mcg_cap=0x100010a msrs=3 0x10a=0x20000c0eb"));
+	/* version 9: refused at the record */
+	((uint8_t *)stream_mem_data(&w))[at + MIG_REC_HDR] = 9;
+	o.dump = NULL;
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	assert_int_equal(streamcheck_run(&r, &o, rep, &e), -1);
+	assert_non_null(strstr(rep->error, "cpu-model record at offset"));
+	assert_non_null(strstr(rep->error, "version 9 unsupported"));
+	assert_int_equal(rep->err_offset, at);
+	fclose(f);
+	free(dump);
+	free(json);
+	free(rep);
+	stream_destroy(&w);
 }
 
 static int parse_mem(uint32_t rec_len, uint64_t gpa, uint32_t npages, uint16_t gen, uint8_t enc, uint8_t pad,
@@ -1060,6 +1224,8 @@ int main(void)
 		cmocka_unit_test(test_rec),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_abort),
+		cmocka_unit_test(test_cpu_model),
+		cmocka_unit_test(test_check_cpu_model),
 		cmocka_unit_test(test_mem_hdr),
 		cmocka_unit_test(test_section_hdr),
 		cmocka_unit_test(test_ram_raw),

@@ -455,6 +455,62 @@ static void version1_state_restores(void **state)
 	machine_destroy(&b);
 }
 
+/* The model a move sends at setup, read once when the machine was built,
+ * is what a save of that vCPU finds; and the setup check refuses what the
+ * restore's check refuses, in the same words (one set of rules). */
+static void model_read_at_build(void **state)
+{
+	struct machine m;
+	struct vcpu_state *st;
+	struct cpu_model cm;
+	struct err e1 = { .code = 0 }, e2 = { .code = 0 };
+	int kvm_fd, fd, rc1, rc2;
+	(void)state;
+
+	st = saved_vcpu(&m, "model");
+	kvm_fd = m.vm.kvm_fd;
+	fd = m.vm.vcpus[0]->fd;
+	assert_true(m.vm.cpu_model_known);
+	cm = m.vm.cpu_model;
+	printf("model: TSC %u kHz, MCG_CAP 0x%llx, %u feature MSRs:", cm.tsc_khz,
+	       (unsigned long long)cm.mcg_cap, cm.nmsrs);
+	for (uint32_t i = 0; i < cm.nmsrs; i++)
+		printf(" 0x%x=0x%llx", cm.msrs[i].index, (unsigned long long)cm.msrs[i].data);
+	printf("\n");
+	assert_int_equal(cm.tsc_khz, st->tsc_khz);
+	assert_true(cm.mcg_cap == st->mcg_cap);
+	for (uint32_t i = 0; i < cm.nmsrs; i++) {
+		struct cpu_msr *saved = NULL;
+		for (uint32_t k = 0; k < st->nmsrs; k++)
+			if (st->msrs[k].index == cm.msrs[i].index)
+				saved = &st->msrs[k];
+		assert_non_null(saved);
+		assert_true(saved->data == cm.msrs[i].data);
+	}
+	if (cpu_model_check_host(kvm_fd, fd, &cm, &e1) < 0)
+		fail_msg("this host refuses its own vCPU model: %s", e1.msg);
+	/* 1% faster: both checks agree (refused here without TSC scaling) */
+	cm.tsc_khz += cm.tsc_khz / 100;
+	st->tsc_khz = cm.tsc_khz;
+	rc1 = cpu_model_check_host(kvm_fd, fd, &cm, &e1);
+	rc2 = vcpu_check_host(kvm_fd, fd, st, &e2);
+	assert_int_equal(rc1, rc2);
+	assert_int_equal(rc1, has_cap(kvm_fd, KVM_CAP_TSC_CONTROL) ? 0 : -1);
+	if (rc1 < 0) {
+		printf("refused: %s\n", e1.msg);
+		assert_string_equal(e1.msg, e2.msg);
+		assert_non_null(strstr(e1.msg, "incompatible host: the guest's TSC runs at"));
+	}
+	/* a machine-check setup this KVM cannot repeat */
+	cm.tsc_khz = st->tsc_khz = 0;
+	cm.mcg_cap = st->mcg_cap = 33;
+	assert_int_equal(cpu_model_check_host(kvm_fd, fd, &cm, &e1), -1);
+	assert_int_equal(vcpu_check_host(kvm_fd, fd, st, &e2), -1);
+	assert_string_equal(e1.msg, e2.msg);
+	free(st);
+	machine_destroy(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -465,6 +521,7 @@ int main(void)
 		cmocka_unit_test(encoding_versions),
 		cmocka_unit_test(version1_state_restores),
 		cmocka_unit_test(restores_into_another_vm),
+		cmocka_unit_test(model_read_at_build),
 	};
 	int skip = kvm_test_skip("saves and restores vCPUs");
 	if (skip)

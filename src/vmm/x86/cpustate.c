@@ -167,16 +167,18 @@ static int feature_msr_check(int kvm_fd, const struct kvm_msr_list *features,
 	return 0;
 }
 
-static int feature_msrs_check(int kvm_fd, const struct vcpu_state *st, struct err *e)
+/* Which of msrs are feature MSRs is this host's call, as at the restore:
+ * a model record and a saved vCPU are held to the same ones. */
+static int feature_msrs_check(int kvm_fd, const struct cpu_msr *msrs, uint32_t n, struct err *e)
 {
 	struct kvm_msr_list *features = feature_list_get(kvm_fd, e);
 	int rc = 0;
 
 	if (!features)
 		return -1;
-	for (uint32_t i = 0; i < st->nmsrs && rc == 0; i++)
-		if (is_feature_msr(features, st->msrs[i].index))
-			rc = feature_msr_check(kvm_fd, features, &st->msrs[i], e);
+	for (uint32_t i = 0; i < n && rc == 0; i++)
+		if (is_feature_msr(features, msrs[i].index))
+			rc = feature_msr_check(kvm_fd, features, &msrs[i], e);
 	free(features);
 	return rc;
 }
@@ -286,6 +288,21 @@ static bool mce_in_cpuid(const struct kvm_cpuid2 *cpuid)
 	return (cpuid1_edx(cpuid) & need) == need;
 }
 
+/* The MCG_CAP of a vCPU whose CPUID shows MCE and MCA. */
+static int mcg_cap_read(int vcpu_fd, uint64_t *cap, struct err *e)
+{
+	uint32_t banks;
+
+	if (!cpustate_msr_get(vcpu_fd, MSR_MCG_CAP, cap))
+		return err_set(e, "the vCPU's CPUID shows MCE but KVM refuses to read MCG_CAP (MSR 0x%x)",
+			       MSR_MCG_CAP);
+	banks = *cap & MCG_BANKS_MASK;
+	if (banks > MCE_MAX_BANKS)
+		return err_set(e, "MCG_CAP 0x%llx counts %u machine-check banks, more than KVM's %d",
+			       (unsigned long long)*cap, banks, MCE_MAX_BANKS);
+	return 0;
+}
+
 /* The machine-check registers, by the vCPU's MCG_CAP (KVM lists only the
  * global ones): unsaved, banks the guest enabled come back disabled. */
 static int mce_msrs_add(int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu_state *st,
@@ -295,13 +312,9 @@ static int mce_msrs_add(int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vcpu
 
 	if (!mce_in_cpuid(cpuid))
 		return 0; /* the guest cannot use the banks: KVM's default stays on both sides */
-	if (!cpustate_msr_get(vcpu_fd, MSR_MCG_CAP, &st->mcg_cap))
-		return err_set(e, "the vCPU's CPUID shows MCE but KVM refuses to read MCG_CAP (MSR 0x%x)",
-			       MSR_MCG_CAP);
+	if (mcg_cap_read(vcpu_fd, &st->mcg_cap, e) < 0)
+		return -1;
 	banks = st->mcg_cap & MCG_BANKS_MASK;
-	if (banks > MCE_MAX_BANKS)
-		return err_set(e, "MCG_CAP 0x%llx counts %u machine-check banks, more than KVM's %d",
-			       (unsigned long long)st->mcg_cap, banks, MCE_MAX_BANKS);
 	if (msr_add(st, MSR_MCG_STATUS, e) < 0 ||
 	    ((st->mcg_cap & MCG_CTL_P) && msr_add(st, MSR_MCG_CTL, e) < 0))
 		return -1;
@@ -416,8 +429,9 @@ static int tsc_khz_match(int kvm_fd, int vcpu_fd, uint32_t want, bool apply, str
 	if (have > 0 && tsc_khz_close(want, (uint32_t)have))
 		return 0;
 	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) <= 0)
-		return err_set(e, "the guest's TSC runs at %u kHz, this host's at %d kHz (more than "
-			       "%d ppm apart) and this KVM cannot scale it (no KVM_CAP_TSC_CONTROL)",
+		return err_set(e, "incompatible host: the guest's TSC runs at %u kHz, this host's at "
+			       "%d kHz (more than %d ppm apart) and this KVM cannot scale it (no "
+			       "KVM_CAP_TSC_CONTROL)",
 			       want, have, TSC_KHZ_TOL_PPM);
 	if (apply && ioctl(vcpu_fd, KVM_SET_TSC_KHZ, (unsigned long)want) < 0)
 		return err_sys(e, "KVM_SET_TSC_KHZ to the guest's %u kHz (this host's TSC runs at %d kHz)",
@@ -435,10 +449,12 @@ static int mce_check(int kvm_fd, uint64_t mcg_cap, struct err *e)
 		return 0;
 	max_banks = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
 	if (max_banks <= 0)
-		return err_set(e, "the guest's vCPU has machine-check banks (MCG_CAP 0x%llx) and this "
-			       "host's KVM has none (no KVM_CAP_MCE)", (unsigned long long)mcg_cap);
+		return err_set(e, "incompatible host: the guest's vCPU has machine-check banks (MCG_CAP "
+			       "0x%llx) and this host's KVM has none (no KVM_CAP_MCE)",
+			       (unsigned long long)mcg_cap);
 	if ((mcg_cap & MCG_BANKS_MASK) > (uint64_t)max_banks)
-		return err_set(e, "the guest's vCPU has %u machine-check banks, this host's KVM at most %d",
+		return err_set(e, "incompatible host: the guest's vCPU has %u machine-check banks, this "
+			       "host's KVM at most %d",
 			       (unsigned)(mcg_cap & MCG_BANKS_MASK), max_banks);
 	if (ioctl(kvm_fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &supported) < 0)
 		return err_sys(e, "KVM_X86_GET_MCE_CAP_SUPPORTED");
@@ -450,12 +466,30 @@ static int mce_check(int kvm_fd, uint64_t mcg_cap, struct err *e)
 	return 0;
 }
 
+/* Everything of the vCPU model this host must honour, but CPUID (cpuid.c). */
+static int model_check(int kvm_fd, int vcpu_fd, uint32_t tsc_khz, uint64_t mcg_cap,
+		       const struct cpu_msr *msrs, uint32_t nmsrs, struct err *e)
+{
+	if (tsc_khz_match(kvm_fd, vcpu_fd, tsc_khz, false, e) < 0 || mce_check(kvm_fd, mcg_cap, e) < 0)
+		return -1;
+	return feature_msrs_check(kvm_fd, msrs, nmsrs, e);
+}
+
 int vcpu_check_host(int kvm_fd, int vcpu_fd, const struct vcpu_state *st, struct err *e)
 {
-	if (tsc_khz_match(kvm_fd, vcpu_fd, st->tsc_khz, false, e) < 0 ||
-	    mce_check(kvm_fd, st->mcg_cap, e) < 0)
-		return -1;
-	return feature_msrs_check(kvm_fd, st, e);
+	return model_check(kvm_fd, vcpu_fd, st->tsc_khz, st->mcg_cap, st->msrs, st->nmsrs, e);
+}
+
+int cpu_model_check_host(int kvm_fd, int vcpu_fd, const struct cpu_model *cm, struct err *e)
+{
+	return model_check(kvm_fd, vcpu_fd, cm->tsc_khz, cm->mcg_cap, cm->msrs, cm->nmsrs, e);
+}
+
+/* 0 where KVM cannot say: nothing to hold the destination to. */
+static uint32_t vcpu_tsc_khz(int vcpu_fd)
+{
+	int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+	return khz > 0 ? (uint32_t)khz : 0;
 }
 
 /* ---------- vCPU ---------- */
@@ -493,10 +527,7 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
 		return err_sys(e, "KVM_GET_DEBUGREGS");
 	if (ioctl(vcpu_fd, KVM_GET_LAPIC, &st->lapic) < 0)
 		return err_sys(e, "KVM_GET_LAPIC");
-	{
-		int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
-		st->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
-	}
+	st->tsc_khz = vcpu_tsc_khz(vcpu_fd);
 	if (!cpuid || cpuid->nent > CPUSTATE_MAX_CPUID)
 		return err_set(e, "vCPU has no recorded CPUID");
 	st->ncpuid = cpuid->nent;
@@ -514,6 +545,44 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
 	if (ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &st->events) < 0)
 		return err_sys(e, "KVM_GET_VCPU_EVENTS");
 	return 0;
+}
+
+/* What vcpu_save would send of the model: the same reads, the feature
+ * MSRs picked from the same list by this host's KVM. */
+int cpu_model_read(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct cpu_model *cm,
+		   struct err *e)
+{
+	struct kvm_msr_list *features;
+	uint32_t *idx, n;
+	int rc = 0;
+
+	memset(cm, 0, sizeof(*cm));
+	if (!cpuid)
+		return err_set(e, "vCPU has no recorded CPUID");
+	cm->tsc_khz = vcpu_tsc_khz(vcpu_fd);
+	if (mce_in_cpuid(cpuid) && mcg_cap_read(vcpu_fd, &cm->mcg_cap, e) < 0)
+		return -1;
+	if (cpustate_msr_list(kvm_fd, vcpu_fd, &idx, &n, e) < 0)
+		return -1;
+	features = feature_list_get(kvm_fd, e);
+	if (!features)
+		return -1;
+	for (uint32_t i = 0; i < n && rc == 0; i++) {
+		struct cpu_msr m = { idx[i], 0 };
+		if (!is_feature_msr(features, idx[i]))
+			continue;
+		/* Left out, a feature MSR would go unchecked until the state is
+		 * applied: refuse to describe the vCPU instead. */
+		if (cm->nmsrs == CPU_MODEL_MAX_MSRS)
+			rc = err_set(e, "more than %d feature MSRs (at MSR 0x%x): CPU_MODEL_MAX_MSRS is "
+				     "too small", CPU_MODEL_MAX_MSRS, idx[i]);
+		else if (msrs_xfer(vcpu_fd, false, &m, 1, e) < 0)
+			rc = -1;
+		else
+			cm->msrs[cm->nmsrs++] = m;
+	}
+	free(features);
+	return rc;
 }
 
 /* Steps 1-1d: the vCPU model, what the source set at vCPU creation. */
@@ -644,15 +713,15 @@ static void get_blob(struct stream *r, void *p, uint32_t len, const char *what)
 }
 
 /* 0: no machine-check setup to repeat; else KVM_X86_SETUP_MCE would take it. */
-static void get_mcg_cap(struct stream *r, struct vcpu_state *st)
+static void get_mcg_cap(struct stream *r, const char *what, uint64_t *mcg_cap)
 {
 	uint32_t banks;
 
-	st->mcg_cap = stream_get_u64(r);
-	banks = st->mcg_cap & MCG_BANKS_MASK;
-	if (stream_ok(r) && st->mcg_cap && (banks == 0 || banks > MCE_MAX_BANKS))
-		stream_fail(r, "vCPU state: MCG_CAP 0x%llx counts %u machine-check banks (1 to %d)",
-			    (unsigned long long)st->mcg_cap, banks, MCE_MAX_BANKS);
+	*mcg_cap = stream_get_u64(r);
+	banks = *mcg_cap & MCG_BANKS_MASK;
+	if (stream_ok(r) && *mcg_cap && (banks == 0 || banks > MCE_MAX_BANKS))
+		stream_fail(r, "%s: MCG_CAP 0x%llx counts %u machine-check banks (1 to %d)", what,
+			    (unsigned long long)*mcg_cap, banks, MCE_MAX_BANKS);
 }
 
 void vcpu_state_put(struct stream *w, const struct vcpu_state *st)
@@ -751,8 +820,59 @@ int vcpu_state_get(struct stream *r, uint32_t version, struct vcpu_state *st, st
 		c->ebx = stream_get_u32(r); c->ecx = stream_get_u32(r); c->edx = stream_get_u32(r);
 	}
 	if (version >= 2)
-		get_mcg_cap(r, st);
+		get_mcg_cap(r, "vCPU state", &st->mcg_cap);
 	return stream_check(r, e);
+}
+
+void cpu_model_put(struct stream *w, const struct cpu_model *cm)
+{
+	stream_put_u32(w, CPU_MODEL_VERSION);
+	stream_put_u32(w, cm->tsc_khz);
+	stream_put_u64(w, cm->mcg_cap);
+	stream_put_u32(w, cm->nmsrs);
+	for (uint32_t i = 0; i < cm->nmsrs; i++) {
+		stream_put_u32(w, cm->msrs[i].index);
+		stream_put_u64(w, cm->msrs[i].data);
+	}
+}
+
+int cpu_model_get(struct stream *r, uint32_t len, struct cpu_model *cm, struct err *e)
+{
+	uint32_t version;
+
+	memset(cm, 0, sizeof(*cm));
+	/* The record's length first: reading past it would take the next
+	 * record's bytes for fields (or wait for bytes never sent). */
+	if (len < CPU_MODEL_WIRE_MIN)
+		return err_set(e, "vCPU model: a record of %u bytes (at least %d)", len, CPU_MODEL_WIRE_MIN);
+	version = stream_get_u32(r);
+	if (stream_check(r, e) < 0)
+		return err_prefix(e, "vCPU model");
+	if (version != CPU_MODEL_VERSION)
+		return err_set(e, "vCPU model version %u unsupported (this build reads %d)", version,
+			       CPU_MODEL_VERSION);
+	cm->tsc_khz = stream_get_u32(r);
+	get_mcg_cap(r, "vCPU model", &cm->mcg_cap);
+	cm->nmsrs = stream_get_u32(r);
+	if (stream_check(r, e) < 0)
+		return -1;
+	if (cm->nmsrs > CPU_MODEL_MAX_MSRS)
+		return err_set(e, "vCPU model: %u feature MSRs exceeds %d", cm->nmsrs, CPU_MODEL_MAX_MSRS);
+	if (len != CPU_MODEL_WIRE_MIN + cm->nmsrs * CPU_MODEL_WIRE_MSR)
+		return err_set(e, "vCPU model: %u MSRs in a record of %u bytes (expected %u)", cm->nmsrs,
+			       len, CPU_MODEL_WIRE_MIN + cm->nmsrs * CPU_MODEL_WIRE_MSR);
+	for (uint32_t i = 0; i < cm->nmsrs; i++) {
+		cm->msrs[i].index = stream_get_u32(r);
+		cm->msrs[i].data = stream_get_u64(r);
+		if (stream_check(r, e) < 0)
+			return err_prefix(e, "vCPU model MSR %u", i);
+		/* The source lists each MSR once: a repeat is corruption, and
+		 * which of two values to check would be a guess. */
+		for (uint32_t j = 0; j < i; j++)
+			if (cm->msrs[j].index == cm->msrs[i].index)
+				return err_set(e, "vCPU model: MSR 0x%x appears twice", cm->msrs[i].index);
+	}
+	return 0;
 }
 
 /* ---------- VM-wide ---------- */

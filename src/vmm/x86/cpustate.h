@@ -43,6 +43,28 @@ struct vcpu_state {
 	uint64_t mcg_cap;
 };
 
+/*
+ * The vCPU model a destination must be able to run, apart from CPUID: what
+ * vcpu_check_host checks of a saved vCPU, sent ahead of memory in a move's
+ * CPU_MODEL record (docs/stream.md) so a host that cannot take the guest
+ * refuses at setup, not after all memory has moved. None of it changes
+ * while the guest runs (KVM fixes the TSC rate and the machine-check setup
+ * before the first KVM_RUN; feature MSRs are read-only to the guest).
+ */
+#define CPU_MODEL_VERSION 1
+/* Feature MSRs KVM can report: 19 VMX capability MSRs, ARCH_CAPABILITIES,
+ * PERF_CAPABILITIES, AMD's DE_CFG; room to spare for a newer kernel. */
+#define CPU_MODEL_MAX_MSRS 32
+#define CPU_MODEL_WIRE_MIN 20     /* version, tsc_khz, mcg_cap, nmsrs */
+#define CPU_MODEL_WIRE_MSR 12     /* index, data */
+
+struct cpu_model {
+	uint32_t tsc_khz;            /* 0: the source could not read its rate */
+	uint64_t mcg_cap;            /* 0: no machine-check setup (as vcpu_state's) */
+	uint32_t nmsrs;
+	struct cpu_msr msrs[CPU_MODEL_MAX_MSRS]; /* the feature MSRs, as the source classifies them */
+};
+
 struct kvm_vm_state {
 	struct kvm_pit_state2 pit;
 	struct kvm_clock_data clock;
@@ -72,6 +94,17 @@ int vcpu_setup_mce(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, stru
  * MSR's value (within what this host's KVM supports). Sets nothing;
  * vcpu_restore checks it too. */
 int vcpu_check_host(int kvm_fd, int vcpu_fd, const struct vcpu_state *st, struct err *e);
+/* The same checks for a model (the CPU_MODEL record): one set of rules. */
+int cpu_model_check_host(int kvm_fd, int vcpu_fd, const struct cpu_model *cm, struct err *e);
+/* Reads a vCPU's model, as vcpu_save would find it (cpuid: the table the
+ * vCPU was given). Only on a vCPU that is not running: a vCPU ioctl waits
+ * for the vCPU's thread to leave KVM_RUN. */
+int cpu_model_read(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct cpu_model *cm,
+		   struct err *e);
+/* The CPU_MODEL record's payload, CPU_MODEL_VERSION; the decoder takes the
+ * record's length and checks every field and count against it. */
+void cpu_model_put(struct stream *w, const struct cpu_model *cm);
+int cpu_model_get(struct stream *r, uint32_t len, struct cpu_model *cm, struct err *e);
 /* Restores everything; CPUID is set through set_cpuid so the caller keeps a copy. */
 int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
 		 int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
