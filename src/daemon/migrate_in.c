@@ -20,7 +20,6 @@
 #include "common/jsonl.h"
 #include "common/log.h"
 #include "daemon/statefile.h"
-#include "daemon/vmctl.h"
 #include "migration/format.h"
 
 int migrate_marker_path(struct ferryd *d, const char *name, char *buf,
@@ -334,7 +333,7 @@ void migrate_recover_incoming(struct ferryd *d)
 {
 	migrate_marker_sweep(d);
 	for (struct vm *vm = d->vms, *next; vm; vm = next) {
-		char marker[PATH_MAX], sock[PATH_MAX];
+		char marker[PATH_MAX];
 		struct json_object *mk, *st;
 		const char *id = NULL, *source = NULL, *state = NULL;
 		struct err e = { 0 };
@@ -352,9 +351,8 @@ void migrate_recover_incoming(struct ferryd *d)
 			if (jsonl_get_str(mk, "source", false, &source, &e) < 0)
 				source = NULL;
 		}
-		st = NULL;
-		if (vm->pid && registry_path(d, vm, "sock", sock, sizeof(sock), &e) == 0)
-			st = vmctl_call(sock, "status", FERRYD_CTL_TIMEOUT_MS, &e);
+		/* a worker worker_adopt found silent is not waited on again */
+		st = vm->pid ? migrate_worker_request(d, vm, migrate_worker_cmd("status"), &e) : NULL;
 		if (st && jsonl_get_str(st, "state", false, &state, &e) == 0 && state &&
 		    strcmp(state, "running") == 0) {
 			migrate_in_recovered(d, vm, id, source, NULL);

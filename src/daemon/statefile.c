@@ -255,15 +255,15 @@ int statefile_lines_newest_first(const char *path, size_t max_line,
 
 	if (fd < 0)
 		return errno == ENOENT ? 0 : err_sys(e, "opening %s", path);
-	buf = malloc(cap + 1);
-	if (!buf || fstat(fd, &st) < 0) {
-		if (buf)
-			err_sys(e, "stat %s", path);
-		else
-			err_set(e, "out of memory");
-		free(buf);
+	if (fstat(fd, &st) < 0) {
+		err_sys(e, "stat %s", path);
 		close(fd);
 		return -1;
+	}
+	buf = malloc(cap + 1);
+	if (!buf) {
+		close(fd);
+		return err_set(e, "out of memory");
 	}
 	end = st.st_size;
 	while (more && end > 0) {

@@ -835,9 +835,7 @@ void worker_adopt(struct ferryd *d, struct vm *vm)
 	vm->pid = (pid_t)pid;
 	vm->pidfd = pidfd;
 	vm->child = false;
-	st = vmctl_call(sock, "status", FERRYD_CTL_TIMEOUT_MS, &e);
-	if (!st && e.code == ETIMEDOUT)
-		worker_ctl_silent(vm, e.msg);
+	st = worker_call(d, vm, "status", &e);
 	if (st && jsonl_get_str(st, "name", false, &name, &e) == 0 &&
 	    (!name || strcmp(name, vm->def.name) == 0)) {
 		if (jsonl_get_int(st, "uptime_ms", false, 0, INT64_MAX, &uptime, &e) == 0 &&

@@ -97,19 +97,21 @@ bool cpustate_msr_get(int fd, uint32_t index, uint64_t *data)
 	return true;
 }
 
-/* This host's feature MSRs (KVM_GET_MSR_FEATURE_INDEX_LIST): an empty
- * list where KVM has no such list. The caller frees it. */
-static struct kvm_msr_list *feature_list_get(int kvm_fd, struct err *e)
-{
-	struct kvm_msr_list *none;
+static struct kvm_msr_list *feature_cache;
 
+/* This host's feature MSRs (KVM_GET_MSR_FEATURE_INDEX_LIST): an empty
+ * list where KVM has no such list. Asked once per process, as the MSR
+ * list is: a restore checks and sets each vCPU within the downtime. */
+static const struct kvm_msr_list *feature_list_get(int kvm_fd, struct err *e)
+{
+	if (feature_cache)
+		return feature_cache;
 	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GET_MSR_FEATURES) > 0)
-		return msr_list_get(kvm_fd, KVM_GET_MSR_FEATURE_INDEX_LIST,
-				    "KVM_GET_MSR_FEATURE_INDEX_LIST", e);
-	none = calloc(1, sizeof(*none));
-	if (!none)
+		feature_cache = msr_list_get(kvm_fd, KVM_GET_MSR_FEATURE_INDEX_LIST,
+					     "KVM_GET_MSR_FEATURE_INDEX_LIST", e);
+	else if (!(feature_cache = calloc(1, sizeof(*feature_cache))))
 		err_set(e, "out of memory");
-	return none;
+	return feature_cache;
 }
 
 static bool in_list(const struct kvm_msr_list *l, uint32_t index)
@@ -171,7 +173,7 @@ static int feature_msr_check(int kvm_fd, const struct kvm_msr_list *features,
  * a model record and a saved vCPU are held to the same ones. */
 static int feature_msrs_check(int kvm_fd, const struct cpu_msr *msrs, uint32_t n, struct err *e)
 {
-	struct kvm_msr_list *features = feature_list_get(kvm_fd, e);
+	const struct kvm_msr_list *features = feature_list_get(kvm_fd, e);
 	int rc = 0;
 
 	if (!features)
@@ -179,7 +181,6 @@ static int feature_msrs_check(int kvm_fd, const struct cpu_msr *msrs, uint32_t n
 	for (uint32_t i = 0; i < n && rc == 0; i++)
 		if (is_feature_msr(features, msrs[i].index))
 			rc = feature_msr_check(kvm_fd, features, &msrs[i], e);
-	free(features);
 	return rc;
 }
 
@@ -552,7 +553,7 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
 int cpu_model_read(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct cpu_model *cm,
 		   struct err *e)
 {
-	struct kvm_msr_list *features;
+	const struct kvm_msr_list *features;
 	uint32_t *idx, n;
 	int rc = 0;
 
@@ -581,7 +582,6 @@ int cpu_model_read(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, stru
 		else
 			cm->msrs[cm->nmsrs++] = m;
 	}
-	free(features);
 	return rc;
 }
 
@@ -657,7 +657,7 @@ int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
 		 int (*set_cpuid)(void *opaque, const struct kvm_cpuid2 *c, struct err *e),
 		 void *opaque, struct err *e)
 {
-	struct kvm_msr_list *features;
+	const struct kvm_msr_list *features;
 	int rc;
 
 	/* Nothing is set on a host that cannot run the guest as it was. */
@@ -669,7 +669,6 @@ int vcpu_restore(int kvm_fd, int vcpu_fd, const struct vcpu_state *st,
 	rc = vcpu_put_model(kvm_fd, vcpu_fd, st, features, set_cpuid, opaque, e);
 	if (rc == 0)
 		rc = vcpu_put_registers(vcpu_fd, st, features, e);
-	free(features);
 	return rc;
 }
 
