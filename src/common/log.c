@@ -1,5 +1,9 @@
-/* stderr logger (see log.h). One write() per line so lines from threads do not interleave. */
+/* stderr logger (see log.h). One write() per line so lines from threads do
+ * not interleave; with a log file, a lock so that a rotation does not race
+ * a write or another rotation. */
 #include "common/log.h"
+
+#include <pthread.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,13 +11,53 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/caplog.h"
+
 static const char *log_prog = "ferry";
 static enum log_level log_max = LOG_INFO;
+static struct caplog log_file = { .fd = -1 };
+static pthread_mutex_t log_file_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void log_init(const char *progname, enum log_level level)
 {
 	log_prog = progname;
 	log_max = level;
+}
+
+int log_to_file(const char *path, uint64_t max, struct err *e)
+{
+	int rc;
+
+	pthread_mutex_lock(&log_file_lock);
+	rc = caplog_open_stderr(&log_file, path, max, e);
+	pthread_mutex_unlock(&log_file_lock);
+	return rc;
+}
+
+/* The line goes to stderr either way; through the capped file when there
+ * is one. Best effort: a failed log write has nowhere better to go, but a
+ * failed rotation is said once, in the file that goes on growing. */
+static void log_emit(const char *line, size_t n)
+{
+	char note[512];
+	int rc, len;
+
+	/* log_to_file runs at start-up, before there are threads */
+	if (log_file.fd < 0) {
+		ssize_t w = write(STDERR_FILENO, line, n);
+		(void)w;
+		return;
+	}
+	pthread_mutex_lock(&log_file_lock);
+	rc = caplog_write(&log_file, line, n);
+	if (rc < 0) {
+		len = snprintf(note, sizeof(note), "%s[%d] warn: log %s: %s: %s; it grows on past its limit\n",
+			       log_prog, (int)getpid(), log_file.path, log_file.fail_what,
+			       strerror(log_file.fail_errno));
+		if (len > 0)
+			(void)caplog_write(&log_file, note, strnlen(note, sizeof(note)));
+	}
+	pthread_mutex_unlock(&log_file_lock);
 }
 
 void log_text_clean(char *s)
@@ -51,7 +95,5 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	 * field): one line per message, so no forged or garbled lines. */
 	log_text_clean(line);
 	line[n++] = '\n';
-	/* Best effort: a failed log write has nowhere better to be reported. */
-	if (write(STDERR_FILENO, line, (size_t)n) < 0)
-		return;
+	log_emit(line, (size_t)n);
 }

@@ -7,7 +7,15 @@
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
+#include <stdint.h>
+
+#include "common/err.h"
+
 void log_init(const char *progname, enum log_level level);
+/* From now on log into path, which also becomes stderr, kept under max
+ * bytes (common/caplog.h; 0: no limit). For a process that runs for months
+ * with no one reading its output but a file. */
+int log_to_file(const char *path, uint64_t max, struct err *e);
 void log_msg(enum log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -78,12 +78,20 @@ void registry_remove(struct ferryd *d, struct vm *vm)
 	}
 }
 
+/* The console's and the worker's logs (and their rotated halves) live in
+ * the logs directory and may outlive the VM's removal. */
+static bool registry_kind_is_log(const char *kind)
+{
+	return strcmp(kind, "serial") == 0 || strcmp(kind, "serial.1") == 0 ||
+	       strcmp(kind, "log") == 0 || strcmp(kind, "log.1") == 0;
+}
+
 int registry_path(const struct ferryd *d, const struct vm *vm,
 		  const char *kind, char *buf, size_t cap, struct err *e)
 {
 	const char *dir = d->run_dir;
 	int n;
-	if (strncmp(kind, "serial", 6) == 0 || strcmp(kind, "log") == 0)
+	if (registry_kind_is_log(kind))
 		dir = d->logs_dir;
 	n = snprintf(buf, cap, "%s/%s.%s", dir, vm->def.name, kind);
 	if (n < 0 || (size_t)n >= cap)
@@ -99,7 +107,7 @@ int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struc
 	 * "resumed", its worker's mark, swept with it */
 	static const char *const kinds[] = { "pid", "sock", "console", "exit", "extents",
 					     "mkey", "incoming", "resumed", "serial", "serial.1",
-					     "log" };
+					     "log", "log.1" };
 	char path[PATH_MAX];
 	int n = snprintf(path, sizeof(path), "%s/%s.json", d->vms_dir,
 			 vm->def.name);
@@ -113,8 +121,7 @@ int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struc
 	if (durable_dir_sync(path, e) < 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		bool is_log = strncmp(kinds[i], "serial", 6) == 0 || strcmp(kinds[i], "log") == 0;
-		if (keep_logs && is_log)
+		if (keep_logs && registry_kind_is_log(kinds[i]))
 			continue;
 		if (registry_path(d, vm, kinds[i], path, sizeof(path), e) < 0)
 			return -1;

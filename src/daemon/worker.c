@@ -170,6 +170,7 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 		worker_arg(c, "--incoming", vm->incoming_addr);
 		worker_arg(c, "--name", def->name);
 		worker_arg(c, "--serial", c->serial);
+		worker_arg(c, "--log", c->log);
 		worker_arg(c, "--console-socket", c->console);
 		if (def->tap[0])
 			worker_arg(c, "--tap", def->tap);
@@ -204,6 +205,9 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 	worker_arg(c, "--memory", c->mem);
 	worker_arg(c, "--vcpus", c->vcpus);
 	worker_arg(c, "--serial", c->serial);
+	/* the worker keeps its own log under a size limit (it holds the
+	 * file for months; we only open it for the exec) */
+	worker_arg(c, "--log", c->log);
 	worker_arg(c, "--console-socket", c->console);
 	if (def->disk[0])
 		worker_arg(c, "--disk", def->disk);

@@ -17,7 +17,7 @@
 #include "common/auth.h"
 #include "common/log.h"
 #include "vmm/config.h"
-#include "vmm/serial_log.h"
+#include "common/caplog.h"
 #include "vmm/worker.h"
 
 static void usage(FILE *f)
@@ -74,6 +74,9 @@ static void usage(FILE *f)
 "  --prealloc-extents F  with --prealloc: fault in only these page ranges, the memory the\n"
 "                        source uses (lines 'FIRST NPAGES'; the source worker's 'extents'\n"
 "                        command lists them); the rest is faulted in as it arrives\n"
+"  --log PATH            write this process's log (its stderr) to PATH, kept like the\n"
+"                        console's: past --log-max SIZE (default 16M; 0: never) it\n"
+"                        becomes PATH.1 and a new PATH starts (ferryd: NAME.log)\n"
 "  -v, --verbose         debug logging\n"
 "\n"
 "Example:\n"
@@ -101,11 +104,27 @@ static void write_exit_file(const char *path, int rc)
 	}
 }
 
+/* A log size: 0 (never rotate) or a size with a unit. */
+static int parse_log_max(const char *arg, uint64_t *out, const char *flag)
+{
+	struct err e = { .code = 0 };
+
+	if (strcmp(arg, "0") == 0) {
+		*out = 0;
+		return 0;
+	}
+	if (config_parse_size(arg, out, &e) < 0) {
+		fprintf(stderr, "ferry-vm: %s: %s\n", flag, e.msg);
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
 	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_SERIALMAX, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
-	       O_TRACKER, O_PREALLOC, O_PREALLOC_EXT, O_EXITFILE, O_MIGKEY, O_RESUMED };
+	       O_TRACKER, O_PREALLOC, O_PREALLOC_EXT, O_EXITFILE, O_MIGKEY, O_RESUMED, O_LOG, O_LOGMAX };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -133,6 +152,8 @@ int main(int argc, char **argv)
 		{ "migration-key-file", required_argument, NULL, O_MIGKEY },
 		{ "resumed-file", required_argument, NULL, O_RESUMED },
 		{ "dirty-tracker", required_argument, NULL, O_TRACKER },
+		{ "log", required_argument, NULL, O_LOG },
+		{ "log-max", required_argument, NULL, O_LOGMAX },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -147,7 +168,8 @@ int main(int argc, char **argv)
 
 	memset(&cfg, 0, sizeof(cfg));
 	memset(&o, 0, sizeof(o));
-	o.serial_max = SERIAL_LOG_MAX_DEFAULT;
+	o.serial_max = CAPLOG_MAX_DEFAULT;
+	o.log_max = CAPLOG_MAX_DEFAULT;
 	cfg.mem_size = 256ULL << 20;
 	cfg.vcpus = 1;
 	cfg.dirty_tracker = CONFIG_TRACKER_DEFAULT;
@@ -174,13 +196,12 @@ int main(int argc, char **argv)
 		case O_MAC: COPY(cfg.mac, optarg); cfg.net = true; break;
 		case O_SERIAL: o.serial_path = optarg; break;
 		case O_SERIALMAX:
-			if (strcmp(optarg, "0") == 0) {
-				o.serial_max = 0;
-			} else if (config_parse_size(optarg, &o.serial_max, &e) < 0) {
-				fprintf(stderr, "ferry-vm: --serial-max: %s\n", e.msg);
+		case O_LOGMAX:
+			if (parse_log_max(optarg, c == O_LOGMAX ? &o.log_max : &o.serial_max,
+					  c == O_LOGMAX ? "--log-max" : "--serial-max") < 0)
 				return 2;
-			}
 			break;
+		case O_LOG: o.log_path = optarg; break;
 		case O_CONSOLE: o.console_path = optarg; break;
 		case O_CONTROL: o.control_path = optarg; break;
 		case O_RESTORE: o.restore_path = optarg; break;
@@ -209,6 +230,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_init("ferry-vm", lvl);
+	if (o.log_path && log_to_file(o.log_path, o.log_max, &e) < 0) {
+		fprintf(stderr, "ferry-vm: --log: %s\n", e.msg);
+		return 1;
+	}
 	if (!o.restore_path && !o.incoming) {
 		if (!cfg.name[0])
 			snprintf(cfg.name, sizeof(cfg.name), "vm");

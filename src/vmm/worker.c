@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/caplog.h"
 #include "common/durable.h"
 #include "common/failpoint.h"
 #include "common/jsonl.h"
@@ -28,7 +29,6 @@
 #include "migration/ram.h"
 #include "migration/snapshot.h"
 #include "vmm/guestcheck.h"
-#include "vmm/serial_log.h"
 #include "vmm/vcpu.h"
 
 enum client_kind { CLIENT_CONTROL, CLIENT_CONSOLE };
@@ -44,7 +44,7 @@ struct worker {
 	struct machine m;
 	const struct worker_opts *o;
 	enum worker_state state;
-	struct serial_log serial;
+	struct caplog serial;
 	int ctl_fd, con_fd, sig_fd;
 	struct client clients[WORKER_MAX_CLIENTS];
 	struct timespec started;
@@ -72,7 +72,9 @@ static uint64_t now_ms(void)
 static void worker_serial_sink(void *opaque, const uint8_t *buf, size_t n)
 {
 	struct worker *w = opaque;
-	serial_log_write(&w->serial, buf, n);
+	if (caplog_write(&w->serial, buf, n) < 0)
+		log_warn("serial log %s: %s: %s (reported once)", w->serial.path,
+			 w->serial.fail_what, strerror(w->serial.fail_errno));
 	for (int i = 0; i < WORKER_MAX_CLIENTS; i++) {
 		struct client *c = &w->clients[i];
 		/* A slow console loses output rather than stalling the guest. */
@@ -831,7 +833,7 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 		return err_sys(e, "signalfd");
 
 	if (o->serial_path) {
-		if (serial_log_open(&w->serial, o->serial_path, o->serial_max, e) < 0)
+		if (caplog_open(&w->serial, o->serial_path, o->serial_max, e) < 0)
 			return -1;
 	}
 	w->local = *cfg;
@@ -1023,7 +1025,7 @@ out:
 		close(w->con_fd);
 		unlink(o->console_path);
 	}
-	serial_log_close(&w->serial);
+	caplog_close(&w->serial);
 	if (w->sig_fd >= 0)
 		close(w->sig_fd);
 	return rc;

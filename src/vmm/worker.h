@@ -22,7 +22,9 @@ struct worker_opts {
 	const char *control_path;
 	const char *console_path;
 	const char *serial_path;
-	uint64_t serial_max;        /* serial log size limit (serial_log.h), 0: none */
+	uint64_t serial_max;        /* serial log size limit (common/caplog.h), 0: none */
+	const char *log_path;       /* this process's stderr, size-capped like the console */
+	uint64_t log_max;
 	const char *restore_path;   /* start from a state file */
 	const char *incoming;       /* listen ADDR:PORT for a live migration */
 	const char *host_cpu_mask;  /* incoming: CPU features this host must be treated as lacking */

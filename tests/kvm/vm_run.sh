@@ -18,13 +18,17 @@ for n in 1 4; do
 	[ $rc -eq 0 ] || fail "ferry-vm exited $rc after stop"
 done
 
-note "the console log is cut at its size limit, nothing lost at the cut"
+note "the console log and the worker's own log are cut at their size limits, nothing lost at the cut"
 bg "$FERRY_BIN/ferry-vm" --name tl --kernel "$FERRY_GUEST" --memory 64M \
-	--cmdline "ws=4M rate=0" --serial "$T/sl.log" --serial-max 256 --control "$T/cl.sock"
+	--cmdline "ws=4M rate=0" --serial "$T/sl.log" --serial-max 256 --control "$T/cl.sock" \
+	--log "$T/wl.log" --log-max 100
 pid=$!
 wait_for "$T/sl.log" 'FERRY-GUEST hb n=3 ' 60 || fail "no heartbeats with a small log limit"
-vmctl "$T/cl.sock" '{"cmd":"stop"}' >/dev/null
+# a signal makes the worker log a second line: past 100 bytes, a new file
+kill -TERM $pid
 wait $pid
+grep -q 'VM tl running' "$T/wl.log.1" && grep -q 'signal 15: stopping' "$T/wl.log" ||
+	fail "worker log not cut at its limit: $(head -c 600 "$T"/wl.log*)"
 [ -f "$T/sl.log.1" ] || fail "no sl.log.1 after more than 256 bytes"
 [ "$(stat -c %s "$T/sl.log")" -le 256 ] && [ "$(stat -c %s "$T/sl.log.1")" -le 256 ] ||
 	fail "a log file grew past the limit: $(stat -c '%n %s' "$T"/sl.log*)"
@@ -32,5 +36,5 @@ wait $pid
 cat "$T/sl.log.1" "$T/sl.log" | grep -ao 'hb n=[0-9]*' | awk -F= '
 	NR > 1 && $2 != prev + 1 { print "gap after hb " prev; bad = 1 } { prev = $2 }
 	END { exit bad }' || fail "a line was lost at the cut"
-echo "console log: $(stat -c '%n %s bytes' "$T"/sl.log*)"
+echo "console log: $(stat -c '%n %s bytes' "$T"/sl.log*); worker log: $(stat -c '%n %s bytes' "$T"/wl.log*)"
 echo "ok"
