@@ -33,14 +33,21 @@ grep -qE "reserved 2[2-5][0-9] MiB for the incoming VM" "$T/B/logs/g1.log" ||
 	fail "B did not reserve g1's memory: $(cat "$T/B/logs/g1.log")"
 
 # Room for g2 plus 128 MiB: counting the ~230 MiB g1 holds again as
-# promised would leave ~100 MiB too little.
-FREE=$(on B --json host info | json_get memory_free_mib)
-on B host set --memory-reserve "$((FREE - 256 - 128))M" >/dev/null || fail "memory-reserve"
-note "B has $FREE MiB free; reserve set to $((FREE - 384)) MiB"
-
+# promised would leave ~100 MiB too little. The host's free memory moves
+# under other load, so a refusal that promised only g1's unreserved rest
+# (not the double count) is the host's doing: measured again, up to 3 times.
 note "g2 is admitted while g1 is in flight, and arrives intact"
-on A move-vm -n g2 -d "$(port_of B)" --transport tcp >"$T/g2.out" 2>&1 ||
-	{ cat "$T/g2.out"; fail "g2 refused though B has room for it"; }
+for try in 1 2 3; do
+	FREE=$(on B --json host info | json_get memory_free_mib)
+	on B host set --memory-reserve "$((FREE - 256 - 128))M" >/dev/null || fail "memory-reserve"
+	note "B has $FREE MiB free; reserve set to $((FREE - 384)) MiB"
+	on A move-vm -n g2 -d "$(port_of B)" --transport tcp >"$T/g2.out" 2>&1 && break
+	cat "$T/g2.out"
+	promised=$(grep -o '[0-9]* MiB promised' "$T/g2.out" | cut -d' ' -f1)
+	[ -n "$promised" ] && [ "$promised" -lt 128 ] && [ $try -lt 3 ] ||
+		fail "g2 refused though B has room for it (promised: ${promised:-?} MiB)"
+	note "refused with $promised MiB promised: B's free memory fell meanwhile; again"
+done
 [ "$(vm_state B g2)" = running ] || fail "g2 not running on B"
 verify_vm B g2 || fail "page check of g2 on B"
 
