@@ -90,6 +90,7 @@ static int vm_new(struct cli_opts *o, int argc, char **argv)
 		{ "cmdline", required_argument, NULL, 'a' },
 		{ "disk", required_argument, NULL, 'd' },
 		{ "tap", required_argument, NULL, 't' },
+		{ "bridge", required_argument, NULL, 'B' },
 		{ "mac", required_argument, NULL, 'M' },
 		{ "cpu-mask", required_argument, NULL, 'C' },
 		{ "dirty-tracker", required_argument, NULL, 'T' },
@@ -98,7 +99,7 @@ static int vm_new(struct cli_opts *o, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *name = NULL, *kernel = NULL, *initrd = NULL, *cmdline = NULL;
-	const char *disk = NULL, *tap = NULL, *mac = NULL, *mask = NULL, *tracker = NULL;
+	const char *disk = NULL, *tap = NULL, *bridge = NULL, *mac = NULL, *mask = NULL, *tracker = NULL;
 	int64_t mem = 512;
 	long vcpus = 1;
 	struct json_object *req, *rep;
@@ -128,6 +129,7 @@ static int vm_new(struct cli_opts *o, int argc, char **argv)
 		case 'a': cmdline = optarg; break;
 		case 'd': disk = optarg; break;
 		case 't': tap = optarg; break;
+		case 'B': bridge = optarg; break;
 		case 'M': mac = optarg; break;
 		case 'C': mask = optarg; break;
 		case 'T':
@@ -149,6 +151,11 @@ static int vm_new(struct cli_opts *o, int argc, char **argv)
 		fprintf(stderr, "ferry vm new: --kernel is required (the guest kernel or test guest image)\n");
 		return CLI_USAGE;
 	}
+	if (tap && bridge) {
+		fprintf(stderr, "ferry vm new: --tap and --bridge exclude each other: the NIC uses a tap "
+			"you made, or a bridge the VM makes its own tap on\n");
+		return CLI_USAGE;
+	}
 	req = vm_req("vm.new", name);
 	jsonl_add_int(req, "memory_mib", mem);
 	jsonl_add_int(req, "vcpus", vcpus);
@@ -159,6 +166,8 @@ static int vm_new(struct cli_opts *o, int argc, char **argv)
 		jsonl_add_str(req, "cmdline", cmdline);
 	if (tap)
 		jsonl_add_str(req, "tap", tap);
+	if (bridge)
+		jsonl_add_str(req, "bridge", bridge);
 	if (mac)
 		jsonl_add_str(req, "mac", mac);
 	if (mask)
@@ -353,6 +362,7 @@ static int vm_status(struct cli_opts *o, int argc, char **argv)
 	static const struct { const char *key, *label; } strs[] = {
 		{ "kernel", "Kernel" }, { "initrd", "Initrd" },
 		{ "cmdline", "Cmdline" }, { "disk", "Disk" }, { "tap", "Tap" },
+		{ "bridge", "Bridge" }, { "nic_tap", "NIC tap" },
 		{ "mac", "MAC" }, { "cpu_mask", "CPU mask" }, { "dirty_tracker", "Dirty tracker" },
 		{ "serial_log", "Serial log" }, { "worker_log", "Worker log" },
 		{ "last_exit", "Last exit" }, { "worker_error", "Worker error" },
@@ -495,8 +505,13 @@ static const struct vm_verb vm_verbs[] = {
 	  "  --initrd PATH      initial ramdisk\n"
 	  "  --cmdline STR      kernel command line\n"
 	  "  --disk PATH        raw disk image (virtio-blk); must exist\n"
-	  "  --tap IFNAME       host tap interface for virtio-net\n"
-	  "  --mac MAC          the NIC's MAC address, xx:xx:xx:xx:xx:xx\n"
+	  "  --bridge BR        a virtio-net NIC on host bridge BR: the VM's worker makes\n"
+	  "                     its own tap on it wherever the VM runs (each host it may\n"
+	  "                     move to needs a bridge of that name, checked at the move)\n"
+	  "  --tap IFNAME       or: a host tap interface you made and bridged (the same\n"
+	  "                     name must exist, unused, on every host the VM moves to)\n"
+	  "  --mac MAC          the NIC's MAC address, xx:xx:xx:xx:xx:xx (default with\n"
+	  "                     --bridge: 52:54:00 and a hash of the VM's name)\n"
 	  "  --cpu-mask LIST    CPUID features to hide, e.g. \"-avx2,-avx512f\"\n"
 	  "  --dirty-tracker T  how live migration finds the pages the guest dirties:\n"
 	  "                     bitmap (default: KVM's dirty log; the faster on our\n"

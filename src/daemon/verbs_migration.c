@@ -348,6 +348,12 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	if (!json_object_object_get_ex(r->args, "definition", &defj) ||
 	    !json_object_is_type(defj, json_type_object))
 		return req_fail(r, "E_BAD_ARG", "field 'definition' (the VM's definition) is required");
+	if (vmdef_only_known_keys(defj, &r->err) < 0) {
+		/* a field of a later build's definition that this one would drop */
+		r->code = "E_VERSION";
+		err_prefix(&r->err, "VM definition (the source is of a later build: upgrade this host)");
+		return VERB_FAIL;
+	}
 	if (vmdef_from_json(defj, &def, &r->code, &r->err) < 0) {
 		err_prefix(&r->err, "VM definition");
 		return VERB_FAIL;
@@ -392,6 +398,9 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 		r->code = "E_NO_KVM";
 		return VERB_FAIL;
 	}
+	/* refused here, before a worker starts or a byte moves */
+	if (vmdef_check_nic(&def, &r->code, &r->err) < 0)
+		return VERB_FAIL;
 	if (s->nnets > 0) {
 		if (netaddr_local_in_nets(s, ip, sizeof(ip), &r->err) < 0) {
 			r->code = "E_NO_MIGRATION_NETWORK";

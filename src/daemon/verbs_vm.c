@@ -31,7 +31,7 @@ static int vm_not_moving(struct req *r, struct vm *vm)
 enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "memory_mib", "vcpus",
-		"kernel", "initrd", "cmdline", "disk", "tap", "mac", "cpu_mask",
+		"kernel", "initrd", "cmdline", "disk", "tap", "bridge", "mac", "cpu_mask",
 		"dirty_tracker", NULL };
 	struct vm_def def;
 	struct host_mem mem;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/jsonl.h"
+#include "devices/tap.h"
 
 /* Definitions on disk are never larger than this; a bigger file is not ours. */
 #define VMDEF_FILE_MAX (64 * 1024)
@@ -117,6 +119,7 @@ int vmdef_from_json(struct json_object *o, struct vm_def *d,
 	    vmdef_str(o, "cmdline", false, d->cmdline, sizeof(d->cmdline), e) < 0 ||
 	    vmdef_str(o, "disk", false, d->disk, sizeof(d->disk), e) < 0 ||
 	    vmdef_str(o, "tap", false, d->tap, sizeof(d->tap), e) < 0 ||
+	    vmdef_str(o, "bridge", false, d->bridge, sizeof(d->bridge), e) < 0 ||
 	    vmdef_str(o, "mac", false, d->mac, sizeof(d->mac), e) < 0 ||
 	    vmdef_str(o, "cpu_mask", false, d->cpu_mask, sizeof(d->cpu_mask), e) < 0 ||
 	    vmdef_str(o, "dirty_tracker", false, d->dirty_tracker, sizeof(d->dirty_tracker), e) < 0)
@@ -139,6 +142,10 @@ int vmdef_from_json(struct json_object *o, struct vm_def *d,
 			       d->mac);
 	if (d->tap[0] && strpbrk(d->tap, "/ \t"))
 		return err_set(e, "invalid tap interface name '%s'", d->tap);
+	if (d->bridge[0] && strpbrk(d->bridge, "/ \t:"))
+		return err_set(e, "invalid bridge name '%s'", d->bridge);
+	if (d->tap[0] && d->bridge[0])
+		return err_set(e, "give the NIC a tap (%s) or a bridge (%s), not both", d->tap, d->bridge);
 	return 0;
 }
 
@@ -177,6 +184,18 @@ int vmdef_check_files(const struct vm_def *d, const char **code, struct err *e)
 	return 0;
 }
 
+int vmdef_check_nic(const struct vm_def *d, const char **code, struct err *e)
+{
+	*code = "E_NO_NETWORK";
+	if (d->bridge[0])
+		return tap_bridge_check(d->bridge, e);
+	if (d->tap[0] && if_nametoindex(d->tap) == 0)
+		return err_set(e, "tap device '%s' does not exist on this host: create it and connect it "
+			       "to the VM network first, or give the VM a bridge (ferry vm new --bridge)",
+			       d->tap);
+	return 0;
+}
+
 struct json_object *vmdef_to_json(const struct vm_def *d)
 {
 	struct json_object *o = json_object_new_object();
@@ -188,6 +207,8 @@ struct json_object *vmdef_to_json(const struct vm_def *d)
 	jsonl_add_str(o, "cmdline", d->cmdline);
 	jsonl_add_str(o, "disk", d->disk);
 	jsonl_add_str(o, "tap", d->tap);
+	if (d->bridge[0]) /* only when set, as dirty_tracker: a peer from before it refuses the move */
+		jsonl_add_str(o, "bridge", d->bridge);
 	jsonl_add_str(o, "mac", d->mac);
 	jsonl_add_str(o, "cpu_mask", d->cpu_mask);
 	if (d->dirty_tracker[0]) /* only when set: a peer from before it refuses unknown fields */
@@ -244,11 +265,16 @@ out:
 	return rc;
 }
 
-int vmdef_load(const char *path, struct vm_def *d, struct err *e)
+int vmdef_only_known_keys(struct json_object *o, struct err *e)
 {
 	static const char *const keys[] = { "name", "memory_mib", "vcpus",
-		"kernel", "initrd", "cmdline", "disk", "tap", "mac", "cpu_mask",
+		"kernel", "initrd", "cmdline", "disk", "tap", "bridge", "mac", "cpu_mask",
 		"dirty_tracker", NULL };
+	return jsonl_only_keys(o, keys, e);
+}
+
+int vmdef_load(const char *path, struct vm_def *d, struct err *e)
+{
 	struct json_object *o;
 	const char *code;
 	char *buf;
@@ -283,7 +309,7 @@ int vmdef_load(const char *path, struct vm_def *d, struct err *e)
 	free(buf);
 	if (!o)
 		return err_prefix(e, "%s", path);
-	rc = jsonl_only_keys(o, keys, e);
+	rc = vmdef_only_known_keys(o, e);
 	if (rc == 0)
 		rc = vmdef_from_json(o, d, &code, e);
 	json_object_put(o);

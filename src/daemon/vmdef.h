@@ -29,6 +29,7 @@ struct vm_def {
 	char cmdline[VMDEF_CMDLINE_MAX];
 	char disk[PATH_MAX];    /* "" = none */
 	char tap[16];           /* IFNAMSIZ; "" = none */
+	char bridge[16];        /* or a host bridge the worker puts its own tap on; "" = none */
 	char mac[18];           /* "xx:xx:xx:xx:xx:xx"; "" = none */
 	char cpu_mask[VMDEF_CPU_MASK_MAX];
 	char dirty_tracker[8];  /* "ring"; "" = the worker's default (the bitmap) */
@@ -46,7 +47,15 @@ int vmdef_from_json(struct json_object *o, struct vm_def *d,
 int vmdef_check_files(const struct vm_def *d, const char **code,
 		      struct err *e);
 
+/* Host-dependent, where the VM is to run (a start, a move's prepare), not
+ * where it is defined (the network may come later): its tap or bridge is
+ * here (E_NO_NETWORK). */
+int vmdef_check_nic(const struct vm_def *d, const char **code, struct err *e);
+
 struct json_object *vmdef_to_json(const struct vm_def *d);
+/* A definition from a file or a peer names only fields this build knows:
+ * one it would drop (a newer host's) must not pass silently. */
+int vmdef_only_known_keys(struct json_object *o, struct err *e);
 
 /* DIR/vms/NAME.json, atomically. */
 int vmdef_save(const char *vms_dir, const struct vm_def *d, struct err *e);

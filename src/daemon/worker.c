@@ -174,6 +174,8 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 		worker_arg(c, "--console-socket", c->console);
 		if (def->tap[0])
 			worker_arg(c, "--tap", def->tap);
+		if (def->bridge[0])
+			worker_arg(c, "--bridge", def->bridge);
 		/* the host's migration baseline (host set --cpu-baseline) */
 		if (d->settings.cpu_baseline[0])
 			worker_arg(c, "--host-cpu-mask", d->settings.cpu_baseline);
@@ -213,6 +215,8 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 		worker_arg(c, "--disk", def->disk);
 	if (def->tap[0])
 		worker_arg(c, "--tap", def->tap);
+	if (def->bridge[0])
+		worker_arg(c, "--bridge", def->bridge);
 	if (def->mac[0])
 		worker_arg(c, "--mac", def->mac);
 	if (def->cpu_mask[0])
@@ -270,7 +274,7 @@ int worker_start(struct ferryd *d, struct vm *vm, uint64_t waiter,
 	*code = "E_NO_KVM";
 	if (hostinfo_kvm_usable(e) < 0)
 		return -1;
-	if (vmdef_check_files(&vm->def, code, e) < 0)
+	if (vmdef_check_files(&vm->def, code, e) < 0 || vmdef_check_nic(&vm->def, code, e) < 0)
 		return -1;
 	*code = "E_INTERNAL";
 	if (hostinfo_memory(&mem, e) < 0)
@@ -879,6 +883,8 @@ struct json_object *worker_status_json(struct ferryd *d, struct vm *vm,
 		jsonl_add_str(o, "disk", vm->def.disk);
 	if (vm->def.tap[0])
 		jsonl_add_str(o, "tap", vm->def.tap);
+	if (vm->def.bridge[0])
+		jsonl_add_str(o, "bridge", vm->def.bridge);
 	if (vm->def.mac[0])
 		jsonl_add_str(o, "mac", vm->def.mac);
 	if (vm->def.cpu_mask[0])
@@ -914,10 +920,12 @@ struct json_object *worker_status_json(struct ferryd *d, struct vm *vm,
 	}
 	if (live && (vm->state == VM_RUNNING || vm->state == VM_INCOMING) && vm->pid) {
 		st = worker_call(d, vm, "status", &e);
+		if (!st)
+			jsonl_add_str(o, "worker_error", e.msg);
 		if (st && jsonl_get_str(st, "state", false, &gstate, &e) == 0 && gstate)
 			jsonl_add_str(o, "worker_state", gstate);
-		else if (!st)
-			jsonl_add_str(o, "worker_error", e.msg);
+		if (st && jsonl_get_str(st, "nic_tap", false, &gstate, &e) == 0 && gstate)
+			jsonl_add_str(o, "nic_tap", gstate);
 		json_object_put(st);
 	}
 	return o;

@@ -250,14 +250,12 @@ int virtio_net_parse_mac(const char *s, uint8_t mac[6], struct err *e)
 	return 0;
 }
 
-/* A stable MAC for a NIC without one configured: 52:54:00 (the prefix
- * QEMU/KVM users know) plus an FNV-1a hash of tap name and slot, so the
- * same configuration gives the same MAC on every host. */
-static void net_derive_mac(const char *ifname, int slot, uint8_t mac[6])
+/* 52:54:00 is the prefix QEMU/KVM users know; the rest an FNV-1a hash. */
+void virtio_net_derive_mac(const char *seed, int slot, uint8_t mac[6])
 {
 	uint32_t h = 2166136261u;
 
-	for (const char *p = ifname; *p; p++)
+	for (const char *p = seed; *p; p++)
 		h = (h ^ (uint8_t)*p) * 16777619u;
 	h = (h ^ (uint8_t)slot) * 16777619u;
 	mac[0] = 0x52; mac[1] = 0x54; mac[2] = 0x00;
@@ -424,7 +422,7 @@ int virtio_net_create_fd(struct vm *vm, int slot, int fd, const char *ifname,
 	if (mac)
 		memcpy(n->config, mac, 6);
 	else
-		net_derive_mac(n->ifname, slot, n->config);
+		virtio_net_derive_mac(n->ifname, slot, n->config);
 	le_put_u16(n->config + 6, VIRTIO_NET_S_LINK_UP);
 
 	virtio_init(&n->vd, vm, &vm->mem, n->name, VIRTIO_ID_NET, 0x020000, 2,
@@ -449,14 +447,14 @@ fail:
 	return -1;
 }
 
-int virtio_net_create(struct vm *vm, int slot, const char *tap,
+int virtio_net_create(struct vm *vm, int slot, const char *tap, const char *bridge,
 		      const uint8_t *mac, struct err *e)
 {
 	char actual[TAP_NAME_MAX] = "";
 	int fd = -1;
 
-	if (tap) {
-		fd = tap_open(tap, actual, e);
+	if (tap || bridge) {
+		fd = tap ? tap_open(tap, actual, e) : tap_open_on_bridge(bridge, actual, e);
 		if (fd < 0)
 			return -1;
 	}

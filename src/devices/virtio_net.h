@@ -26,13 +26,17 @@ struct virtio_net;
 #define VIRTIO_NET_RXQ       0
 #define VIRTIO_NET_TXQ       1
 
-/* tap: interface name to attach (created if missing), or NULL for a NIC
- * with no backend (transmitted frames are dropped, nothing is received).
- * mac: 6 bytes, or NULL to derive a stable locally administered one from
- * the tap name and slot. Registered as "virtio-net.<n>"; the vm_device's
- * poll_fd is an epoll fd that is readable when a frame can be delivered. */
-int virtio_net_create(struct vm *vm, int slot, const char *tap,
+/* tap: an existing tap interface to attach; bridge: a host bridge to put
+ * a tap of our own on (tap.h); both NULL: a NIC with no backend
+ * (transmitted frames are dropped, nothing is received). mac: 6 bytes, or
+ * NULL to derive one from the tap name and slot (virtio_net_derive_mac).
+ * Registered as "virtio-net.<n>"; the vm_device's poll_fd is an epoll fd
+ * that is readable when a frame can be delivered. */
+int virtio_net_create(struct vm *vm, int slot, const char *tap, const char *bridge,
 		      const uint8_t *mac, struct err *e);
+/* A stable MAC from a name and the slot: 52:54:00 plus a hash, so the same
+ * configuration gives the same MAC on every host. */
+void virtio_net_derive_mac(const char *seed, int slot, uint8_t mac[6]);
 /* Same with an already open backend fd (ownership passes to the device):
  * anything that reads and writes whole frames, e.g. a datagram socket in
  * tests. fd -1 = no backend. */

@@ -242,7 +242,7 @@ static int check_host(struct stream *r, const struct vm_config *cfg, const char 
 			       (unsigned long long)(cfg->mem_size >> 20), (unsigned long long)(avail >> 20));
 	if (cfg->disk[0] && access(cfg->disk, R_OK | (cfg->disk_readonly ? 0 : W_OK)) < 0)
 		return err_sys(e, "disk %s is not reachable from this host", cfg->disk);
-	if (cfg->tap[0] && access("/dev/net/tun", R_OK | W_OK) < 0)
+	if ((cfg->tap[0] || cfg->bridge[0]) && access("/dev/net/tun", R_OK | W_OK) < 0)
 		return err_sys(e, "the VM's NIC needs /dev/net/tun");
 	return 0;
 }

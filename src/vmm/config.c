@@ -90,7 +90,17 @@ int config_validate(const struct vm_config *c, struct err *e)
 		return -1;
 	if (c->dirty_tracker != CONFIG_TRACKER_BITMAP && c->dirty_tracker != CONFIG_TRACKER_RING)
 		return err_set(e, "dirty tracker %d is out of range", (int)c->dirty_tracker);
+	if (c->tap[0] && c->bridge[0])
+		return err_set(e, "a NIC has a tap (%s) or a bridge (%s), not both", c->tap, c->bridge);
 	return 0;
+}
+
+void config_place_nic(struct vm_config *c, const struct vm_config *local)
+{
+	if (!local->tap[0] && !local->bridge[0])
+		return;
+	snprintf(c->tap, sizeof(c->tap), "%s", local->tap);
+	snprintf(c->bridge, sizeof(c->bridge), "%s", local->bridge);
 }
 
 char *config_to_json(const struct vm_config *c)
@@ -107,6 +117,10 @@ char *config_to_json(const struct vm_config *c)
 	json_object_object_add(o, "disk_readonly", json_object_new_boolean(c->disk_readonly));
 	json_object_object_add(o, "net", json_object_new_boolean(c->net));
 	json_object_object_add(o, "tap", json_object_new_string(c->tap));
+	/* only when set: a destination from before bridges ignores unknown
+	 * fields, and ferryd refuses such a move at prepare (vmdef) */
+	if (c->bridge[0])
+		json_object_object_add(o, "bridge", json_object_new_string(c->bridge));
 	json_object_object_add(o, "mac", json_object_new_string(c->mac));
 	json_object_object_add(o, "cpu_mask", json_object_new_string(c->cpu_mask));
 	json_object_object_add(o, "dirty_tracker", json_object_new_string(config_tracker_name(c->dirty_tracker)));
@@ -154,6 +168,7 @@ int config_from_json(const char *text, size_t len, struct vm_config *c, struct e
 	    get_str(o, "cmdline", c->cmdline, sizeof(c->cmdline), e) < 0 ||
 	    get_str(o, "disk", c->disk, sizeof(c->disk), e) < 0 ||
 	    get_str(o, "tap", c->tap, sizeof(c->tap), e) < 0 ||
+	    get_str(o, "bridge", c->bridge, sizeof(c->bridge), e) < 0 ||
 	    get_str(o, "mac", c->mac, sizeof(c->mac), e) < 0 ||
 	    get_str(o, "cpu_mask", c->cpu_mask, sizeof(c->cpu_mask), e) < 0 ||
 	    get_str(o, "dirty_tracker", tracker, sizeof(tracker), e) < 0)

@@ -39,7 +39,8 @@ struct vm_config {
 	char disk[CONFIG_PATH_MAX];
 	bool disk_readonly;
 	bool net;                 /* a virtio-net NIC exists */
-	char tap[16];             /* host tap device ("" = NIC without backend) */
+	char tap[16];             /* host tap device ("" = none) */
+	char bridge[16];          /* or a host bridge to put a tap of our own on ("" = none) */
 	char mac[18];             /* aa:bb:cc:dd:ee:ff */
 	char cpu_mask[256];
 	enum config_tracker dirty_tracker;
@@ -49,6 +50,9 @@ struct vm_config {
 int config_parse_size(const char *s, uint64_t *out, struct err *e);
 int config_parse_mac(const char *s, uint8_t mac[6], struct err *e);
 int config_validate(const struct vm_config *c, struct err *e);
+/* Where the NIC's backend is host-local (a restore, an incoming move):
+ * a tap or bridge given on this host replaces the one the state names. */
+void config_place_nic(struct vm_config *c, const struct vm_config *local);
 /* "bitmap" or "ring". */
 int config_parse_tracker(const char *s, enum config_tracker *out, struct err *e);
 const char *config_tracker_name(enum config_tracker t);

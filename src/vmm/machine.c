@@ -76,10 +76,17 @@ int machine_build(struct machine *m, const struct vm_config *cfg, bool incoming,
 	}
 	if (cfg->net) {
 		uint8_t mac[6];
-		if (cfg->mac[0] && config_parse_mac(cfg->mac, mac, e) < 0)
+		bool have_mac = cfg->mac[0] != 0;
+		if (have_mac && config_parse_mac(cfg->mac, mac, e) < 0)
 			return -1;
+		/* A tap of our own is named by the kernel, differently on each
+		 * host: the VM's name keeps its MAC the same everywhere. */
+		if (!have_mac && cfg->bridge[0]) {
+			virtio_net_derive_mac(cfg->name, MACHINE_NET_SLOT, mac);
+			have_mac = true;
+		}
 		if (virtio_net_create(vm, MACHINE_NET_SLOT, cfg->tap[0] ? cfg->tap : NULL,
-				      cfg->mac[0] ? mac : NULL, e) < 0)
+				      cfg->bridge[0] ? cfg->bridge : NULL, have_mac ? mac : NULL, e) < 0)
 			return err_prefix(e, "network interface");
 		m->net = virtio_net_find(vm, 0);
 	}

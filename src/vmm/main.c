@@ -39,7 +39,10 @@ static void usage(FILE *f)
 "  --disk PATH           raw disk image for virtio-blk (locked while in use)\n"
 "  --disk-readonly       attach the disk read-only\n"
 "  --net                 add a virtio-net NIC (implied by --tap/--mac)\n"
-"  --tap IFNAME          host tap device backing the NIC\n"
+"  --tap IFNAME          host tap device backing the NIC (one that exists, set up and bridged)\n"
+"  --bridge BR           or: put the NIC on host bridge BR through a tap of its own (fyN,\n"
+"                        made at start, gone at exit); with --incoming or --restore the\n"
+"                        bridge (or tap) of this host, the same name by default\n"
 "  --mac MAC             NIC address (aa:bb:cc:dd:ee:ff)\n"
 "  --dirty-tracker KIND  how live migration finds dirty pages: bitmap (default:\n"
 "                        KVM's dirty log, re-armed chunk by chunk; the faster on\n"
@@ -56,7 +59,7 @@ static void usage(FILE *f)
 "  --restore PATH        start from a state file written by the 'save' command\n"
 "  --paused              build the VM but do not run its vCPUs until 'resume'\n"
 "  --incoming ADDR:PORT  receive a live migration: listen there; the VM's configuration\n"
-"                        comes from the source (--name and --tap, if given, must match / apply here)\n"
+"                        comes from the source (--name, if given, must match; --tap or --bridge apply here)\n"
 "  --host-cpu-mask LIST  incoming and --restore: refuse guests that see these CPU features\n"
 "                        (a migration baseline for this host, e.g. -avx512f,-avx2); every\n"
 "                        vCPU's CPUID is checked, against the host's KVM as well\n"
@@ -123,7 +126,7 @@ static int parse_log_max(const char *arg, uint64_t *out, const char *flag)
 int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
-	       O_DISKRO, O_NET, O_TAP, O_MAC, O_SERIAL, O_SERIALMAX, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
+	       O_DISKRO, O_NET, O_TAP, O_BRIDGE, O_MAC, O_SERIAL, O_SERIALMAX, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
 	       O_TRACKER, O_PREALLOC, O_PREALLOC_EXT, O_EXITFILE, O_MIGKEY, O_RESUMED, O_LOG, O_LOGMAX };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
@@ -137,6 +140,7 @@ int main(int argc, char **argv)
 		{ "disk-readonly", no_argument, NULL, O_DISKRO },
 		{ "net", no_argument, NULL, O_NET },
 		{ "tap", required_argument, NULL, O_TAP },
+		{ "bridge", required_argument, NULL, O_BRIDGE },
 		{ "mac", required_argument, NULL, O_MAC },
 		{ "serial", required_argument, NULL, O_SERIAL },
 		{ "serial-max", required_argument, NULL, O_SERIALMAX },
@@ -193,6 +197,7 @@ int main(int argc, char **argv)
 		case O_DISKRO: cfg.disk_readonly = true; break;
 		case O_NET: cfg.net = true; break;
 		case O_TAP: COPY(cfg.tap, optarg); cfg.net = true; break;
+		case O_BRIDGE: COPY(cfg.bridge, optarg); cfg.net = true; break;
 		case O_MAC: COPY(cfg.mac, optarg); cfg.net = true; break;
 		case O_SERIAL: o.serial_path = optarg; break;
 		case O_SERIALMAX:
@@ -245,6 +250,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ferry-vm: %s\n", e.msg);
 			return 2;
 		}
+	}
+	if (cfg.tap[0] && cfg.bridge[0]) {
+		fprintf(stderr, "ferry-vm: --tap and --bridge exclude each other: the NIC uses one or the other\n");
+		return 2;
 	}
 	if (o.prealloc && (!o.incoming || !memory_given)) {
 		fprintf(stderr, "ferry-vm: --prealloc needs --incoming and the VM's --memory SIZE\n");

@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "devices/virtio_blk.h"
+#include "devices/virtio_net.h"
 #include "migration/incoming.h"
 #include "migration/precopy.h"
 #include "migration/ram.h"
@@ -468,6 +469,9 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 		jsonl_add_int(resp, "vcpus", w->ready ? w->m.cfg.vcpus : 0);
 		jsonl_add_int(resp, "memory_mib", w->ready ? (int64_t)(w->m.cfg.mem_size >> 20) : 0);
 		jsonl_add_int(resp, "pid", getpid());
+		/* the host interface the NIC uses (a bridged NIC's fyN differs per host) */
+		if (w->ready && w->m.net && virtio_net_ifname(w->m.net)[0])
+			jsonl_add_str(resp, "nic_tap", virtio_net_ifname(w->m.net));
 		jsonl_add_int(resp, "uptime_ms", (now.tv_sec - w->started.tv_sec) * 1000 +
 			      (now.tv_nsec - w->started.tv_nsec) / 1000000);
 	} else if ((strcmp(cmd, "migrate") == 0 || strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 ||
@@ -625,8 +629,7 @@ static int worker_build(struct worker *w, const struct vm_config *cfg, struct er
 			/* The saved configuration wins, except where the operator placed things on this host. */
 			if (cfg->name[0])
 				snprintf(scfg.name, sizeof(scfg.name), "%s", cfg->name);
-			if (cfg->tap[0])
-				snprintf(scfg.tap, sizeof(scfg.tap), "%s", cfg->tap);
+			config_place_nic(&scfg, cfg);
 			rc = machine_build(&w->m, &scfg, true, NULL, worker_serial_sink, w, e);
 			w->m.vm.host_cpu_mask = o->host_cpu_mask;
 		}
@@ -673,8 +676,7 @@ static int incoming_build(void *opaque, struct vm_config *cfg, struct err *e)
 	if (w->local.name[0] && strcmp(w->local.name, cfg->name) != 0)
 		return err_set(e, "this destination was prepared for VM '%s', the stream carries '%s'",
 			       w->local.name, cfg->name);
-	if (w->local.tap[0])
-		snprintf(cfg->tap, sizeof(cfg->tap), "%s", w->local.tap);
+	config_place_nic(cfg, &w->local);
 	if (machine_build(&w->m, cfg, true, &w->reserved, worker_serial_sink, w, e) < 0)
 		return -1;
 	w->m.vm.host_cpu_mask = w->o->host_cpu_mask;

@@ -11,35 +11,12 @@
 . "$(dirname "$0")/../lib/netlab.sh"
 need_kvm
 need_root
-command -v ip >/dev/null && command -v bridge >/dev/null || skip "iproute2 (ip, bridge) is missing"
-command -v tcpdump >/dev/null || skip "tcpdump is missing"
-ip netns add ferry-probe-$$ 2>/dev/null || skip "cannot create network namespaces here"
-ip netns del ferry-probe-$$
+need_netlab bridge tcpdump
 P=fl$$
 lab_up $P
 trap 'cleanup; lab_down' EXIT
 MAC=52:54:00:12:34:56
 
-# ping_guest: the client sends one 0x88b5 frame to the VM's MAC and waits for the echo
-cat >"$T/ping.py" <<'PY'
-import socket, sys, time
-ifname, mac, wait = sys.argv[1], bytes.fromhex(sys.argv[2].replace(':', '')), float(sys.argv[3])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
-s.bind((ifname, 0x88b5))
-me = s.getsockname()[4]
-payload = b'lab-ping-%d' % int(time.time() * 1000)
-t0 = time.time()
-s.send(mac + me + b'\x88\xb5' + payload + b'\0' * 20)
-s.settimeout(0.05)
-while time.time() - t0 < wait:
-    try:
-        f = s.recv(2048)
-    except socket.timeout:
-        continue
-    if f[6:12] == mac and payload in f:
-        print('echo after %.0f ms' % ((time.time() - t0) * 1000)); sys.exit(0)
-print('no echo within %.1f s' % wait); sys.exit(1)
-PY
 
 note "VM on host a, NIC on tap0 behind a's bridge"
 ip netns exec ${P}a "$FERRY_BIN/ferry-vm" --name net1 --kernel "$FERRY_GUEST" --memory 128M \
@@ -47,7 +24,7 @@ ip netns exec ${P}a "$FERRY_BIN/ferry-vm" --name net1 --kernel "$FERRY_GUEST" --
 	2>"$T/a.err" & PID_a=$!; _pids+=($PID_a)
 wait_for "$T/a.log" 'FERRY-GUEST ready' 60 || fail "guest not ready"
 wait_for "$T/a.log" 'FERRY-GUEST hb n=2 ' 30 || fail "no heartbeat"
-out=$(ip netns exec ${P}c python3 "$T/ping.py" ${P}uc $MAC 3) || fail "client frame did not come back from the guest on a: $out"
+out=$(ip netns exec ${P}c python3 "$LAB_PING" ${P}uc $MAC 3) || fail "client frame did not come back from the guest on a: $out"
 echo "on a: $out"
 [ "$(fdb_port $MAC)" = ${P}pa ] || fail "switch has the VM's MAC on '$(fdb_port $MAC)', expected ${P}pa"
 
@@ -66,7 +43,7 @@ r=$(vmctl "$T/a.sock" '{"cmd":"migrate","uri":"10.77.0.2:'$port'"}')
 echo "$r" | grep -q '"ok":true' || fail "migrate: $r"
 res=$(wait_mig a 60); [ "$(field "$res" stage)" = completed ] || fail "move: $res"
 # Right away: the client reaches the guest at b before the guest sends anything.
-out=$(ip netns exec ${P}c python3 "$T/ping.py" ${P}uc $MAC 2) || fail "client frame lost after the move: $out"
+out=$(ip netns exec ${P}c python3 "$LAB_PING" ${P}uc $MAC 2) || fail "client frame lost after the move: $out"
 echo "after the move: $out"
 for _ in $(seq 30); do kill -0 $TD 2>/dev/null || break; sleep 0.1; done
 grep -q "Reverse ARP" "$T/rarp.txt" || fail "no RARP from the VM's MAC on b's switch port: $(cat "$T/rarp.txt")"

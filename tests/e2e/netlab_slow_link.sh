@@ -20,9 +20,7 @@
 . "$(dirname "$0")/../lib/netlab.sh"
 need_kvm
 need_root
-command -v ip >/dev/null && command -v tc >/dev/null || skip "iproute2 (ip, tc) is missing"
-ip netns add ferry-probe-$$ 2>/dev/null || skip "cannot create network namespaces here"
-ip netns del ferry-probe-$$
+need_netlab tc
 P=fs$$
 lab_up $P
 trap 'cleanup; lab_down' EXIT

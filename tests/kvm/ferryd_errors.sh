@@ -88,10 +88,10 @@ DEF='"definition":{"name":"m1","memory_mib":64,"vcpus":1,"kernel":"/k"}'
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"'}' | tee "$T/r14"
 grep -q "missing field 'stream_version'" "$T/r14" || fail "prepare without stream_version"
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1","stream_version":99,'"$DEF"'}' | tee "$T/r15"
-grep -q '"code":"E_VERSION"' "$T/r15" && grep -q "version 99; this host reads versions 2 to 4: upgrade the destination" "$T/r15" ||
+grep -q '"code":"E_VERSION"' "$T/r15" && grep -q "version 99; this host reads versions 2 to 5: upgrade the destination" "$T/r15" ||
 	fail "stream version from the future"
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1","stream_version":1,'"$DEF"'}' | tee "$T/r15"
-grep -q "version 1; this host reads versions 2 to 4: upgrade the source" "$T/r15" ||
+grep -q "version 1; this host reads versions 2 to 5: upgrade the source" "$T/r15" ||
 	fail "stream version from the past"
 # version 2 (an earlier ferry's source) passes this check; the key salt is next
 DEF=$DEF',"stream_version":2'
@@ -101,6 +101,11 @@ grep -q '"code":"E_AUTH"' "$T/r12" || fail "prepare without key_salt"
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"',"key_salt":"xyz"}' | tee "$T/r13"
 grep -q "'key_salt' must be 32 hex digits" "$T/r13" || fail "bad key_salt"
 DEF=$DEF',"key_salt":"00112233445566778899aabbccddeeff"'
+# a definition with a field this build does not know (a later source's):
+# dropping it would run the VM otherwise than defined
+raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"${DEF/\"vcpus\":1/\"vcpus\":1,\"nic_queues\":4}"'}' | tee "$T/r16"
+grep -q '"code":"E_VERSION"' "$T/r16" && grep -q "unknown field 'nic_queues'" "$T/r16" ||
+	fail "a definition field from a later build was not refused"
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"',"extents":[[16383,2]]}' | tee "$T/r10"
 grep -q "extents\[0\] lies outside the VM's 16384 pages" "$T/r10" || fail "extents beyond RAM"
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"',"extents":[[0,1],["a",1]]}' | tee "$T/r11"

@@ -4,6 +4,20 @@
 # switch learns the VM's MAC on the port of whichever host runs it.
 #   lab_up PREFIX: creates ${P}sw (bridge br0, ports pa pb pc), ${P}a, ${P}b, ${P}c
 #   hosts a/b get 10.77.0.1/.2 on their bridge "vbr"; client c gets 10.77.0.3
+# the client's frame-echo check (python3 "$LAB_PING" IFNAME MAC WAIT_S)
+LAB_PING=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/netlab_ping.py
+
+# need_netlab TOOL...: skip (loudly) unless network namespaces can be made
+# here and these tools are installed
+need_netlab() {
+	local t
+	for t in ip "$@"; do
+		command -v "$t" >/dev/null || skip "$t is missing (the network lab needs it)"
+	done
+	ip netns add ferry-probe-$$ 2>/dev/null || skip "cannot create network namespaces here"
+	ip netns del ferry-probe-$$
+}
+
 lab_up() {
 	P=$1
 	ip netns add ${P}sw; ip netns add ${P}a; ip netns add ${P}b; ip netns add ${P}c

@@ -279,6 +279,23 @@ static void test_vmdef_validation(void **state)
 	}
 	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"dirty_tracker\":\"rings\"}", &d, &code), -1);
 	assert_string_equal(code, "E_BAD_ARG");
+	/* a bridge: kept, written only when set, never beside a tap */
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"bridge\":\"br0\"}", &d, &code), 0);
+	assert_string_equal(d.bridge, "br0");
+	{
+		struct json_object *o = vmdef_to_json(&d), *v;
+		struct err e = { 0 };
+		assert_true(json_object_object_get_ex(o, "bridge", &v));
+		assert_string_equal(json_object_get_string(v), "br0");
+		assert_int_equal(vmdef_only_known_keys(o, &e), 0);
+		json_object_object_add(o, "nic_queues", json_object_new_int(4));
+		assert_int_equal(vmdef_only_known_keys(o, &e), -1);
+		assert_non_null(strstr(e.msg, "unknown field 'nic_queues'"));
+		json_object_put(o);
+	}
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"bridge\":\"br0\",\"tap\":\"tap0\"}", &d, &code), -1);
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"bridge\":\"a/b\"}", &d, &code), -1);
+	assert_int_equal(def_from("{\"name\":\"a\",\"memory_mib\":64,\"kernel\":\"/k\",\"bridge\":\"bridge-name-too-long\"}", &d, &code), -1);
 }
 
 static void test_vmdef_long_fields(void **state)
@@ -458,6 +475,10 @@ static void test_vm_new_errors(void **state)
 	expect_error(f, "{\"cmd\":\"vm.start\",\"name\":\"ghost\"}", "E_NO_VM", NULL);
 	expect_error(f, "{\"cmd\":\"vm.stop\",\"name\":\"ghost\",\"timeout_s\":-1}", "E_BAD_ARG", NULL);
 	expect_error(f, "{\"cmd\":\"host.info\",\"x\":1}", "E_BAD_ARG", "unknown field 'x'");
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"a\",\"memory_mib\":32,\"kernel\":\"%s\",\"tap\":\"t0\",\"bridge\":\"b0\"}",
+		 f->kernel);
+	expect_error(f, line, "E_BAD_ARG", "a tap (t0) or a bridge (b0), not both");
 	assert_null(f->d.vms);
 }
 

@@ -300,7 +300,7 @@ static void test_no_backend(void **state)
 	struct fixture *f = *state;
 	struct err e;
 
-	assert_int_equal(virtio_net_create(f->vm, 2, NULL, NULL, &e), 0);
+	assert_int_equal(virtio_net_create(f->vm, 2, NULL, NULL, NULL, &e), 0);
 	struct virtio_net *n2 = virtio_net_find(f->vm, 1);
 	assert_non_null(n2);
 	assert_int_equal(f->vm->devices[2].poll_fd, -1);
