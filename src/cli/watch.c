@@ -16,7 +16,7 @@
 
 #include "common/jsonl.h"
 
-#define WATCH_POLL_MS 150 /* ferryd polls the workers every 100 ms */
+#define WATCH_POLL_MS 50 /* ferryd hears of a move's end at once (its worker answers a held status) */
 #define WATCH_CALL_TIMEOUT_MS 15000
 #define WATCH_BAR 20
 

@@ -531,7 +531,9 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	json_object_put(rep);
 	m->state = MV_MIGRATING;
 	m->bw_applied = bw;
-	m->next_ms = ferryd_now_ms() + MIGRATE_POLL_MS;
+	/* asked at once: the worker holds the answer until the move ends or
+	 * a poll interval passes (move_out_poll) */
+	m->next_ms = ferryd_now_ms();
 	log_info("move %s: VM %s: migrating to %s (worker address %s)", m->id,
 		 m->vm, m->peer, m->address);
 	migrate_store_save(d);
@@ -577,6 +579,7 @@ static bool migrate_worker_stage_final(const char *stage)
 static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 {
 	struct vm *vm = move_vm(d, m);
+	struct json_object *req;
 	char sock[PATH_MAX];
 	struct err e = { 0 };
 
@@ -590,13 +593,21 @@ static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 			 "source worker gone: asking %s whether it runs the VM", m->peer);
 		return;
 	}
-	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) < 0 ||
-	    peer_worker_call(d, sock, migrate_worker_cmd("migrate-status"), FERRYD_CTL_TIMEOUT_MS, 0,
-			     m->vm, m->id, PEER_POLL, &e) < 0) {
-		log_warn("move %s: migrate-status: %s", m->id, e.msg);
-		return;
+	/* The worker holds the answer up to a poll interval, and gives it at
+	 * once when the move ends: the end is seen now, not up to 100 ms
+	 * later. The next ask goes when this one is answered (move_out_tick:
+	 * next_ms passed), so one is always out; a worker from before
+	 * wait_ms answers at once, and is then asked a poll interval on. */
+	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) == 0) {
+		req = migrate_worker_cmd("migrate-status");
+		jsonl_add_int(req, "wait_ms", MIGRATE_POLL_MS);
+		if (peer_worker_call(d, sock, req, FERRYD_CTL_TIMEOUT_MS, 0, m->vm, m->id,
+				     PEER_POLL, &e) == 0) {
+			m->call_pending = true;
+			return;
+		}
 	}
-	m->call_pending = true;
+	log_warn("move %s: migrate-status: %s", m->id, e.msg);
 }
 
 /* The source worker's migrate-status answer (NULL: none within the limit). */

@@ -167,7 +167,7 @@ static void migrate_in_arrived(struct ferryd *d, struct vm *vm, struct move *m, 
 		log_info("VM %s arrived by live migration and runs here", vm->def.name);
 	if (m) {
 		char msg[sizeof(vm->last_exit) + 96];
-		/* polled every MIGRATE_POLL_MS, the last stage seen may be "listening" */
+		/* the last stage a poll saw may be "listening" */
 		snprintf(m->stage, sizeof(m->stage), "running");
 		snprintf(msg, sizeof(msg), "arrived and ran here, then its worker %s", gone ? gone : "");
 		migrate_move_end(d, m, MV_COMPLETED, NULL, gone ? msg : NULL);
@@ -175,10 +175,13 @@ static void migrate_in_arrived(struct ferryd *d, struct vm *vm, struct move *m, 
 }
 
 /* Ask the incoming worker how it goes, off the loop (PEER_IN_POLL): a
- * worker that hangs must not hold every client of this ferryd. */
+ * worker that hangs must not hold every client of this ferryd. It holds
+ * the answer up to a poll interval, and gives it as soon as the VM runs
+ * here: the source, asking us whether it does, hears it at once. */
 void migrate_in_tick(struct ferryd *d, struct move *m, long long now)
 {
 	struct vm *vm = registry_find(d, m->vm);
+	struct json_object *req;
 	char sock[PATH_MAX];
 	struct err e = { 0 };
 
@@ -189,11 +192,19 @@ void migrate_in_tick(struct ferryd *d, struct move *m, long long now)
 		migrate_move_end(d, m, MV_FAILED, "E_INTERNAL", "the incoming VM vanished");
 		return;
 	}
-	if (vm->op != OP_NONE || !vm->pid)
-		return; /* still starting, or its exit is being handled */
-	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) < 0 ||
-	    peer_worker_call(d, sock, migrate_worker_cmd("status"), FERRYD_CTL_TIMEOUT_MS, 0, m->vm,
-			     m->id, PEER_IN_POLL, &e) < 0)
+	if (vm->op != OP_NONE || !vm->pid) {
+		/* still starting, or its exit is being handled: the first ask
+		 * goes soon after the start, so that it is held when the VM
+		 * begins to run here */
+		m->next_ms = now + MIGRATE_IN_RETRY_MS;
+		return;
+	}
+	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) < 0)
+		return;
+	req = migrate_worker_cmd("status");
+	jsonl_add_int(req, "wait_ms", MIGRATE_POLL_MS);
+	if (peer_worker_call(d, sock, req, FERRYD_CTL_TIMEOUT_MS, 0, m->vm, m->id, PEER_IN_POLL,
+			     &e) < 0)
 		return;
 	m->call_pending = true;
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -34,11 +35,19 @@
 
 enum client_kind { CLIENT_CONTROL, CLIENT_CONSOLE };
 
+/* status and migrate-status may wait this long for a move to end (ferryd
+ * asks with its poll interval): the end is then told at once, not a poll
+ * later. */
+#define WORKER_STATUS_WAIT_MAX_MS 5000
+
 struct client {
 	int fd;
 	enum client_kind kind;
 	size_t len;
 	char buf[8192];
+	uint64_t wait_until_ms;     /* a status request held until then (0: none) */
+	bool wait_migration;        /* it is migrate-status (else status) */
+	bool half_closed;           /* sent all it will (EOF) while one was held */
 };
 
 struct worker {
@@ -47,6 +56,7 @@ struct worker {
 	enum worker_state state;
 	struct caplog serial;
 	int ctl_fd, con_fd, sig_fd;
+	int mig_end_fd;             /* eventfd: the outgoing migration ended */
 	struct client clients[WORKER_MAX_CLIENTS];
 	struct timespec started;
 	bool quit;
@@ -253,7 +263,11 @@ static void worker_on_mig_pause(void *opaque, bool paused)
 static void worker_on_mig_end(void *opaque, enum mig_stage end)
 {
 	struct worker *w = opaque;
+	uint64_t one = 1;
 	struct err e;
+	/* first, so that a held migrate-status answers now */
+	if (write(w->mig_end_fd, &one, sizeof(one)) < 0)
+		log_warn("migration end notify: %s", strerror(errno));
 	if (end == MIG_STAGE_COMPLETED && gmem_punch(&w->m.vm.mem, 0, gmem_npages(&w->m.vm.mem), &e) < 0)
 		log_warn("giving back the moved VM's memory: %s", e.msg);
 }
@@ -449,7 +463,58 @@ static bool worker_moved_away(struct worker *w)
 	return st.stage == MIG_STAGE_COMPLETED;
 }
 
-/* One control request -> one response line. */
+/* The status command's fields; migrate-status: the migration's alone. */
+static void worker_status_reply(struct worker *w, bool migration_only, struct json_object *resp)
+{
+	struct timespec now;
+
+	if (migration_only) {
+		status_migration(w, resp);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	jsonl_add_str(resp, "name", w->ready ? w->m.cfg.name : w->local.name);
+	status_migration(w, resp);
+	jsonl_add_str(resp, "state", state_name(w->state));
+	jsonl_add_int(resp, "vcpus", w->ready ? w->m.cfg.vcpus : 0);
+	jsonl_add_int(resp, "memory_mib", w->ready ? (int64_t)(w->m.cfg.mem_size >> 20) : 0);
+	jsonl_add_int(resp, "pid", getpid());
+	/* the host interface the NIC uses (a bridged NIC's fyN differs per host) */
+	if (w->ready && w->m.net && virtio_net_ifname(w->m.net)[0])
+		jsonl_add_str(resp, "nic_tap", virtio_net_ifname(w->m.net));
+	jsonl_add_int(resp, "uptime_ms", (now.tv_sec - w->started.tv_sec) * 1000 +
+		      (now.tv_nsec - w->started.tv_nsec) / 1000000);
+}
+
+/* Nothing a held status waits for can change any more: an outgoing move
+ * has ended (migrate-status), an incoming VM runs here or its move is off
+ * (status). Then it is answered at once. */
+static bool worker_status_final(struct worker *w, bool migration)
+{
+	if (migration)
+		return !w->migrating_out || mig_source_done(&w->ms);
+	return w->state != WORKER_INCOMING || w->quit;
+}
+
+static void worker_reply(struct client *c, struct json_object *resp)
+{
+	const char *text = jsonl_text(resp);
+	struct err we;
+	char *out = malloc(strlen(text) + 2);
+
+	if (!out)
+		return;
+	sprintf(out, "%s\n", text);
+	if (sock_write_all(c->fd, out, strlen(out), 2000, &we) < 0)
+		log_warn("control reply: %s", we.msg);
+	free(out);
+}
+
+static void worker_client_lines(struct worker *w, struct client *c);
+static void client_close(struct client *c);
+
+/* One control request -> one response line (a status or migrate-status
+ * with wait_ms while a move goes on: later, from worker_answer_waiters). */
 static void worker_control(struct worker *w, struct client *c, const char *line, size_t len)
 {
 	struct json_object *req, *resp = json_object_new_object();
@@ -460,20 +525,17 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 	req = jsonl_parse(line, len, &e);
 	if (!req || jsonl_get_str(req, "cmd", true, &cmd, &e) < 0) {
 		rc = -1;
-	} else if (strcmp(cmd, "status") == 0) {
-		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		jsonl_add_str(resp, "name", w->ready ? w->m.cfg.name : w->local.name);
-		status_migration(w, resp);
-		jsonl_add_str(resp, "state", state_name(w->state));
-		jsonl_add_int(resp, "vcpus", w->ready ? w->m.cfg.vcpus : 0);
-		jsonl_add_int(resp, "memory_mib", w->ready ? (int64_t)(w->m.cfg.mem_size >> 20) : 0);
-		jsonl_add_int(resp, "pid", getpid());
-		/* the host interface the NIC uses (a bridged NIC's fyN differs per host) */
-		if (w->ready && w->m.net && virtio_net_ifname(w->m.net)[0])
-			jsonl_add_str(resp, "nic_tap", virtio_net_ifname(w->m.net));
-		jsonl_add_int(resp, "uptime_ms", (now.tv_sec - w->started.tv_sec) * 1000 +
-			      (now.tv_nsec - w->started.tv_nsec) / 1000000);
+	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "migrate-status") == 0) {
+		bool mig = strcmp(cmd, "migrate-status") == 0;
+		int64_t wait = 0;
+		if (jsonl_get_int(req, "wait_ms", false, 0, WORKER_STATUS_WAIT_MAX_MS, &wait, &e) < 0) {
+			rc = -1;
+		} else if (wait > 0 && !worker_status_final(w, mig)) {
+			c->wait_until_ms = now_ms() + (uint64_t)wait;
+			c->wait_migration = mig;
+		} else {
+			worker_status_reply(w, mig, resp);
+		}
 	} else if ((strcmp(cmd, "migrate") == 0 || strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 ||
 		    strcmp(cmd, "save") == 0 || strcmp(cmd, "verify") == 0 || strcmp(cmd, "extents") == 0) &&
 		   worker_moved_away(w)) {
@@ -481,8 +543,6 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 			     w->m.cfg.name);
 	} else if (strcmp(cmd, "migrate") == 0) {
 		rc = worker_migrate(w, req, &e);
-	} else if (strcmp(cmd, "migrate-status") == 0) {
-		status_migration(w, resp);
 	} else if (strcmp(cmd, "migrate-set") == 0) {
 		rc = worker_migrate_set(w, req, &e);
 	} else if (strcmp(cmd, "migrate-cancel") == 0) {
@@ -526,20 +586,35 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 	jsonl_add_bool(resp, "ok", rc == 0);
 	if (rc < 0)
 		jsonl_add_str(resp, "error", e.msg);
-	{
-		const char *text = jsonl_text(resp);
-		struct err we;
-		char *out = malloc(strlen(text) + 2);
-		if (out) {
-			sprintf(out, "%s\n", text);
-			if (sock_write_all(c->fd, out, strlen(out), 2000, &we) < 0)
-				log_warn("control reply: %s", we.msg);
-			free(out);
-		}
-	}
+	if (!c->wait_until_ms)
+		worker_reply(c, resp);
 	if (req)
 		json_object_put(req);
 	json_object_put(resp);
+}
+
+/* Held status requests with news, or whose wait is over. */
+static void worker_answer_waiters(struct worker *w)
+{
+	uint64_t now = now_ms();
+
+	for (int i = 0; i < WORKER_MAX_CLIENTS; i++) {
+		struct client *c = &w->clients[i];
+		struct json_object *resp;
+		if (c->fd < 0 || !c->wait_until_ms ||
+		    (now < c->wait_until_ms && !worker_status_final(w, c->wait_migration)))
+			continue;
+		c->wait_until_ms = 0;
+		resp = json_object_new_object();
+		worker_status_reply(w, c->wait_migration, resp);
+		jsonl_add_bool(resp, "ok", true);
+		worker_reply(c, resp);
+		json_object_put(resp);
+		if (c->half_closed)
+			client_close(c);
+		else
+			worker_client_lines(w, c); /* what the client sent meanwhile */
+	}
 }
 
 static void client_close(struct client *c)
@@ -548,6 +623,8 @@ static void client_close(struct client *c)
 		close(c->fd);
 	c->fd = -1;
 	c->len = 0;
+	c->wait_until_ms = 0;
+	c->half_closed = false;
 }
 
 static void worker_accept(struct worker *w, int lfd, enum client_kind kind)
@@ -588,6 +665,12 @@ static void worker_client_input(struct worker *w, struct client *c)
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
+		if (n == 0 && c->wait_until_ms) {
+			/* a client that wrote its request and shut its side
+			 * (socat) still gets the held answer */
+			c->half_closed = true;
+			return;
+		}
 		client_close(c);
 		return;
 	}
@@ -596,7 +679,13 @@ static void worker_client_input(struct worker *w, struct client *c)
 		worker_console_feed(w, c);
 		return;
 	}
-	for (;;) {
+	worker_client_lines(w, c);
+}
+
+/* Requests in order, one answer each: none past a held one. */
+static void worker_client_lines(struct worker *w, struct client *c)
+{
+	while (c->fd >= 0 && !c->wait_until_ms) {
 		char *nl = memchr(c->buf, '\n', c->len);
 		size_t linelen;
 		if (!nl) {
@@ -819,7 +908,7 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 
 	memset(w, 0, sizeof(*w));
 	w->o = o;
-	w->serial.fd = w->ctl_fd = w->con_fd = w->sig_fd = -1;
+	w->serial.fd = w->ctl_fd = w->con_fd = w->sig_fd = w->mig_end_fd = -1;
 	for (int i = 0; i < WORKER_MAX_CLIENTS; i++)
 		w->clients[i].fd = -1;
 	w->reserved.memfd = -1;
@@ -833,6 +922,9 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 	w->sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (w->sig_fd < 0)
 		return err_sys(e, "signalfd");
+	w->mig_end_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->mig_end_fd < 0)
+		return err_sys(e, "eventfd");
 
 	if (o->serial_path) {
 		if (caplog_open(&w->serial, o->serial_path, o->serial_max, e) < 0)
@@ -906,13 +998,24 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 			pfd[n] = (struct pollfd){ w->in.notify_fd, POLLIN, 0 };
 			map[n++] = -5;
 		}
+		if (w->migrating_out) {
+			pfd[n] = (struct pollfd){ w->mig_end_fd, POLLIN, 0 };
+			map[n++] = -6;
+		}
 		if (w->ctl_fd >= 0) { pfd[n] = (struct pollfd){ w->ctl_fd, POLLIN, 0 }; map[n++] = -3; }
 		if (w->con_fd >= 0) { pfd[n] = (struct pollfd){ w->con_fd, POLLIN, 0 }; map[n++] = -4; }
 		int wait_ms = w->migrating_out ? 200 : 1000;
+		uint64_t now = now_ms();
 		for (int i = 0; i < WORKER_MAX_CLIENTS; i++) {
 			struct client *c = &w->clients[i];
 			if (c->fd < 0)
 				continue;
+			if (c->wait_until_ms)
+				wait_ms = c->wait_until_ms <= now ? 0
+					  : (int)(c->wait_until_ms - now) < wait_ms ? (int)(c->wait_until_ms - now)
+					  : wait_ms;
+			if (c->half_closed)
+				continue; /* its EOF would wake poll for nothing */
 			if (c->kind == CLIENT_CONSOLE && c->len) {
 				/* input waiting for room in the FIFO: retry soon, read no more */
 				worker_console_feed(w, c);
@@ -978,6 +1081,10 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 					if (w->in.stage == IN_RUNNING || v >= IN_EV_RUNNING)
 						w->state = WORKER_RUNNING;
 				}
+			} else if (map[i] == -6) {
+				uint64_t v;
+				if (read(w->mig_end_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					log_warn("migration end notify: %s", strerror(errno));
 			} else if (map[i] == -3) {
 				worker_accept(w, w->ctl_fd, CLIENT_CONTROL);
 			} else if (map[i] == -4) {
@@ -995,6 +1102,7 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 				worker_client_input(w, &w->clients[map[i]]);
 			}
 		}
+		worker_answer_waiters(w);
 	}
 	rc = w->exit_code;
 out:
@@ -1030,5 +1138,7 @@ out:
 	caplog_close(&w->serial);
 	if (w->sig_fd >= 0)
 		close(w->sig_fd);
+	if (w->mig_end_fd >= 0)
+		close(w->mig_end_fd);
 	return rc;
 }

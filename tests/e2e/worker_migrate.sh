@@ -3,7 +3,9 @@
 # 2-vCPU test guest idle, dirtying 512 MiB at 256 MiB/s, and at full speed.
 # After each move every page verifies on the destination, the heartbeat
 # counter continues, the source exits "migrated away" (4), progress ends at
-# exactly the pages it counted, and the downtime's parts fit in it.
+# exactly the pages it counted, and the downtime's parts fit in it. The
+# idle move is also followed the way ferryd follows it: a status held by
+# each worker (wait_ms) is answered when the move ends, not at its limit.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm
@@ -14,7 +16,24 @@ for wl in "idle:ws=512M rate=0" "256:ws=512M rate=256" "max:ws=512M rate=max"; d
 	wait_for "$T/a$name.log" 'FERRY-GUEST hb n=3 ' 30 || fail "no heartbeat"
 	next_port
 	start_dst b$name "$port"
+	if [ $name = idle ]; then
+		r=$(vmctl "$T/a$name.sock" '{"cmd":"migrate-status","wait_ms":99999}')
+		echo "$r" | grep -q "wait_ms" || fail "a wait past the limit was not refused: $r"
+		# held: the destination's until the VM runs there, the source's until the move ends
+		( SECONDS=0; vmctl "$T/b$name.sock" '{"cmd":"status","wait_ms":5000}' >"$T/held_b"
+		  echo "$SECONDS" >>"$T/held_b" ) & held=$!
+		sleep 0.2
+	fi
 	migrate a$name "$port" || fail "migrate refused"
+	if [ $name = idle ]; then
+		SECONDS=0
+		r=$(vmctl "$T/a$name.sock" '{"cmd":"migrate-status","wait_ms":5000}')
+		[ "$(field "$r" stage)" = completed ] && [ $SECONDS -lt 4 ] ||
+			fail "the held migrate-status answered after ${SECONDS}s with: $r"
+		wait $held
+		grep -q '"state":"running"' "$T/held_b" && [ "$(tail -n1 "$T/held_b")" -lt 4 ] ||
+			fail "the destination's held status: $(cat "$T/held_b")"
+	fi
 	res=$(wait_mig a$name 120) || fail "move did not end: $res"
 	hb=$(last_hb "$T/a$name.log")   # the source's last heartbeat before the switch-over
 	echo "$res"
