@@ -61,6 +61,24 @@ static struct {
 	size_t plain_len;
 } out;
 
+/* The request lines the client sent, as ferryd must see them (off once
+ * raw bytes went to a sealed connection): the longest so far, so that
+ * E_TOO_LONG for a stream of shorter lines is caught. */
+static struct {
+	bool on;
+	size_t line, longest;
+} sent;
+
+static void fx_sent(const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	for (size_t i = 0; i < n; i++) {
+		sent.line = p[i] == '\n' ? 0 : sent.line + 1;
+		if (sent.line > sent.longest)
+			sent.longest = sent.line;
+	}
+}
+
 static void fx_die(const char *what)
 {
 	fprintf(stderr, "fuzz_request: %s\n", what);
@@ -89,6 +107,10 @@ static void fx_check_reply(const char *line, size_t len, bool greeting)
 	if (!greeting && (!json_object_object_get_ex(o, "ok", &ok) ||
 			  !json_object_is_type(ok, json_type_boolean)))
 		fx_die("ferryd sent a reply without a boolean \"ok\"");
+	if (sent.on && sent.longest < SOCK_LINE_MAX &&
+	    json_object_object_get_ex(o, "code", &ok) &&
+	    strcmp(json_object_get_string(ok), "E_TOO_LONG") == 0)
+		fx_die("E_TOO_LONG, though no line the client sent is that long");
 	json_object_put(o);
 }
 
@@ -312,7 +334,7 @@ static void fx_conn_open(struct fx_conn *x, bool tcp)
 
 	if (!c || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 		fx_die("socketpair");
-	c->in = malloc(SOCK_LINE_MAX + 1);
+	c->in = malloc(loop_in_cap(&fxd, tcp) + 1);
 	if (!c->in)
 		fx_die("out of memory");
 	/* as loop_accept sets up a client */
@@ -431,6 +453,7 @@ static void fx_finish(struct fx_conn *x)
 
 static void fx_out_reset(int plain_lines)
 {
+	sent.line = sent.longest = 0;
 	out.len = out.plain_len = 0;
 	out.plain_lines = plain_lines;
 	seal_free(out.rx);
@@ -443,6 +466,8 @@ static void fx_plain_client(const uint8_t *data, size_t size, bool tcp)
 
 	fx_out_reset(-1);
 	fx_conn_open(&x, tcp);
+	sent.on = !tcp;
+	fx_sent(data, size);
 	fx_send(&x, data, size);
 	fx_finish(&x);
 	fx_conn_close(&x);
@@ -471,6 +496,8 @@ static void fx_sealed_client(const uint8_t *data, size_t size, const struct auth
 		 nh, ph, name_key ? ",\"key\":\"" : "", name_key ? fp : "", name_key ? "\"" : "");
 	if (auth_api_seals(k, x.c->nonce, cn, false, &tx, &out.rx, &e) < 0)
 		fx_die(e.msg);
+	sent.on = true;
+	fx_sent(line, strlen(line));
 	fx_send(&x, line, strlen(line));
 	if (!pipelined)
 		fx_drain(&x);
@@ -481,10 +508,12 @@ static void fx_sealed_client(const uint8_t *data, size_t size, const struct auth
 		if (n > size - pos)
 			n = size - pos;
 		if (op & 1) {
+			sent.on = false;
 			fx_send(&x, data + pos, n);
 		} else if (n > 0) {
 			if (seal_frame(tx, data + pos, n, frame, &e) < 0)
 				fx_die(e.msg);
+			fx_sent(data + pos, n);
 			fx_send(&x, frame, n + SEAL_HDR_LEN + SEAL_TAG_LEN);
 		}
 		pos += n;
