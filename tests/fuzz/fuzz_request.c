@@ -30,7 +30,13 @@
  * connection's later bytes (sealed or not) go the console's way.
  * Each input starts from the same state: VMs, moves, settings and the
  * state directory's files are rebuilt (only the process's json-c and
- * OpenSSL internals carry over). Build with tests/fuzz/build.sh.
+ * OpenSSL internals carry over). Build with tests/fuzz/build.sh;
+ * FUZZ_REQUEST_TRACE=1 prints the replies an input gets.
+ * Not covered: one connection per input (never two clients at once); a
+ * peer's greeting with a key is fuzzed only up to its proof, which covers
+ * this side's random nonce; replies that come later (a worker starting or
+ * stopping) never come; what workers and the state directory hold at a
+ * restart is read by other code (tests/kvm/ferryd_state.sh).
  */
 #include "daemon/loop.c"
 
