@@ -17,8 +17,11 @@
  *           greeting, the authentication answer, the reply line), or what
  *           a worker answers, handed to the move waiting for it as
  *           peer.c's call thread and worker calls would (byte 1 chooses).
- * Other bits of byte 0: the host's keys (current, previous) and the state
- * of the fixture's outgoing move.
+ * Other bits of byte 0: the host's keys (current, previous), the state
+ * of the fixture's outgoing move, and (bit 7) whether run1's console
+ * reads what it is sent (then it must get, in order, every byte the
+ * client sent behind its console request); in mode 2 bit 7 also names the
+ * key the client proves.
  * Nothing may crash, leak, hang or touch memory it does not own, and every
  * byte ferryd queues for a client must be a whole JSON reply (sealed ones
  * opening under the client's key): the harness aborts otherwise.
@@ -54,7 +57,14 @@ enum fx_mode { FX_LOCAL, FX_TCP_RAW, FX_TCP_SEALED, FX_PEER };
 
 static struct ferryd fxd;
 static char fx_dir[64];
-static int fx_console = -1; /* run1's console socket: a worker that never reads */
+static int fx_console = -1; /* run1's console socket */
+/* The worker's end of a console connection, when the input has it read. */
+static struct {
+	bool reads;
+	int fd;
+	char *got;
+	size_t len;
+} con = { .fd = -1 };
 
 /* What the client side of the connection has received so far. */
 static struct {
@@ -73,11 +83,19 @@ static struct {
 static struct {
 	bool on;
 	size_t line, longest;
+	char *all; /* every byte, for the console's check */
+	size_t len;
 } sent;
+
+static void *fx_grow(void *p, size_t n);
 
 static void fx_sent(const void *data, size_t n)
 {
 	const uint8_t *p = data;
+
+	sent.all = fx_grow(sent.all, sent.len + n);
+	memcpy(sent.all + sent.len, data, n);
+	sent.len += n;
 	for (size_t i = 0; i < n; i++) {
 		sent.line = p[i] == '\n' ? 0 : sent.line + 1;
 		if (sent.line > sent.longest)
@@ -246,6 +264,15 @@ static void fx_forget(void)
 	if (fx_console >= 0)
 		close(fx_console);
 	fx_console = -1;
+	if (con.fd >= 0)
+		close(con.fd);
+	con.fd = -1;
+	free(con.got);
+	con.got = NULL;
+	con.len = 0;
+	free(sent.all);
+	sent.all = NULL;
+	sent.len = 0;
 	seal_free(out.rx);
 	out.rx = NULL;
 	free(out.buf);
@@ -390,8 +417,10 @@ static bool fx_pass(struct fx_conn *x)
 	fxd.loop_pass++;
 	if (c->dead)
 		return false;
+	/* as loop_run asks poll */
 	if (c->rx ? !c->closing && c->wire_len < SEAL_WIRE_MAX
-		  : c->mode == CLIENT_REQUESTS && !c->closing && c->in_len < SOCK_LINE_MAX)
+	    : c->mode == CLIENT_REQUESTS ? !c->closing && c->in_len < SOCK_LINE_MAX
+					 : c->con_len < FERRYD_CONSOLE_BUF)
 		p.events = POLLIN;
 	if (p.events && poll(&p, 1, 0) > 0 && p.revents) {
 		loop_client_read(&fxd, c);
@@ -405,6 +434,18 @@ static bool fx_pass(struct fx_conn *x)
 			q.events |= POLLOUT;
 		if (q.events && poll(&q, 1, 0) > 0 && q.revents) {
 			loop_console_io(c, q.revents);
+			progress = true;
+		}
+	}
+	if (con.reads && con.fd < 0 && c->mode == CLIENT_CONSOLE)
+		con.fd = accept4(fx_console, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (con.fd >= 0) {
+		char buf[16384];
+		ssize_t n;
+		while ((n = read(con.fd, buf, sizeof(buf))) > 0) {
+			con.got = fx_grow(con.got, con.len + (size_t)n);
+			memcpy(con.got + con.len, buf, (size_t)n);
+			con.len += (size_t)n;
 			progress = true;
 		}
 	}
@@ -448,9 +489,22 @@ static void fx_send(struct fx_conn *x, const void *data, size_t n)
 	}
 }
 
+/* What the console got is the end of what the client sent, from just
+ * behind a request line's newline: nothing lost, repeated or reordered. */
+static void fx_check_console(void)
+{
+	if (!sent.on || !con.reads || con.fd < 0)
+		return;
+	if (con.len > sent.len || memcmp(con.got, sent.all + sent.len - con.len, con.len) != 0 ||
+	    (sent.len > con.len && sent.all[sent.len - con.len - 1] != '\n'))
+		fx_die("the console did not get the bytes sent behind its request, in order");
+}
+
 static void fx_finish(struct fx_conn *x)
 {
 	fx_drain(x);
+	if (!x->c->dead)
+		fx_check_console();
 	shutdown(x->peer_fd, SHUT_WR);
 	fx_drain(x);
 	if (out.plain_lines <= 0 && out.plain_len && !x->c->dead)
@@ -640,6 +694,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 	fx_reset();
+	con.reads = cfg & 128;
 	fxd.key.set = (cfg & 4) || (cfg & 3) == FX_TCP_RAW || (cfg & 3) == FX_TCP_SEALED;
 	fxd.prev_key.set = fxd.key.set && (cfg & 8);
 	m = fx_populate((cfg >> 4) % 8);

@@ -121,8 +121,10 @@ con = line("vm.console", {"name": "run1"})
 seed("local-console", LOCAL, con + b"ls -l\r" + b"k" * 70000)
 seed("sealed-console", SEALED, sealed(con + b"echo hi\r", b"\x1d" * 60000, b"q" * 30000))
 # more keystrokes behind the request than the console's buffer holds, in
-# the frames opened with it
-seed("sealed-console-burst", SEALED, sealed(con + b"a" * 30000, b"b" * 60000, drain=False) + sealed(b"c" * 1000))
+# the frames opened while a request before it is served
+seed("sealed-console-burst", SEALED | 0x80,
+     sealed(line("vm.list", {}) + con + b"a" * 30000, b"b" * 60000, drain=False) + sealed(b"c" * 1000))
+seed("local-console-read", LOCAL | 0x80, con + b"ls -l\r" + b"k" * 70000)
 
 # TCP before authentication: no auth, a wrong proof, a malformed one, a long line
 seed("tcp-noauth", TCP_RAW, line("vm.list", {}))
