@@ -140,6 +140,10 @@ int loop_client_seal(struct client *c, const uint8_t cn[AUTH_NONCE_LEN],
 	return 0;
 }
 
+/* A plain client's request buffer always fits the console's at once:
+ * reads go straight to the console's buffer, so nothing may wait behind. */
+_Static_assert(FERRYD_CONSOLE_BUF >= SOCK_LINE_MAX, "a plain client's keystrokes fit the console");
+
 /* Bytes that followed a console request in the request buffer go to the
  * console first, as its buffer has room (a sealed client's can hold more
  * than the console's). */
