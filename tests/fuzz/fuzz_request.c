@@ -389,19 +389,9 @@ static void fx_conn_open(struct fx_conn *x, bool tcp)
 
 static void fx_conn_close(struct fx_conn *x)
 {
-	struct client *c = x->c;
-	fxd.clients = NULL;
 	close(x->peer_fd);
-	close(c->fd);
-	if (c->con_fd >= 0)
-		close(c->con_fd);
-	free(c->in);
-	free(c->out);
-	free(c->con_buf);
-	seal_free(c->tx);
-	seal_free(c->rx);
-	free(c->wire);
-	free(c);
+	x->c->dead = true;
+	loop_free_dead(&fxd); /* ferryd's own cleanup, which a leak check then covers */
 }
 
 /* One pass of the event loop for this client, as loop_run makes it: read
