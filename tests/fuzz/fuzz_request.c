@@ -17,8 +17,8 @@
  *           greeting, the authentication answer, the reply line), or what
  *           a worker answers, handed to the move waiting for it as
  *           peer.c's call thread and worker calls would (byte 1 chooses).
- * Other bits of byte 0: the host's keys (current, previous), the state
- * of the fixture's outgoing move, and (bit 7) whether run1's console
+ * Other bits of byte 0: the host's keys (2: current, 3: previous), the
+ * state of the fixture's outgoing move (4-6), and (7) whether run1's console
  * reads what it is sent (then it must get, in order, every byte the
  * client sent behind its console request); in mode 2 bit 7 also names the
  * key the client proves.
@@ -29,8 +29,8 @@
  * workers whose pid no process has, so a verb that would spawn, connect to
  * another host or signal fails where the real one would when that fails,
  * after all the parsing and validation before it. One running VM (run1)
- * has a console socket that never reads, so vm.console attaches and the
- * connection's later bytes (sealed or not) go the console's way.
+ * has a console socket, so vm.console attaches and the connection's later
+ * bytes (sealed or not) go the console's way.
  * Each input starts from the same state: VMs, moves, settings and the
  * state directory's files are rebuilt (only the process's json-c and
  * OpenSSL internals carry over). Build with tests/fuzz/build.sh;
@@ -87,7 +87,19 @@ static struct {
 	size_t len;
 } sent;
 
-static void *fx_grow(void *p, size_t n);
+static void fx_die(const char *what)
+{
+	fprintf(stderr, "fuzz_request: %s\n", what);
+	abort();
+}
+
+static void *fx_grow(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		fx_die("out of memory");
+	return q;
+}
 
 static void fx_sent(const void *data, size_t n)
 {
@@ -101,20 +113,6 @@ static void fx_sent(const void *data, size_t n)
 		if (sent.line > sent.longest)
 			sent.longest = sent.line;
 	}
-}
-
-static void fx_die(const char *what)
-{
-	fprintf(stderr, "fuzz_request: %s\n", what);
-	abort();
-}
-
-static void *fx_grow(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-	if (!q)
-		fx_die("out of memory");
-	return q;
 }
 
 /* A reply line: one JSON object saying whether it worked. */
@@ -216,6 +214,21 @@ static void fx_clear_dir(const char *dir)
 	closedir(dp);
 }
 
+static void fx_forget(void);
+
+/* At exit: the state directory goes. */
+static void fx_cleanup(void)
+{
+	fx_forget();
+	fx_clear_dir(fxd.vms_dir);
+	fx_clear_dir(fxd.run_dir);
+	fx_clear_dir(fxd.logs_dir);
+	fx_clear_dir(fxd.state_dir);
+	if (rmdir(fxd.vms_dir) < 0 || rmdir(fxd.run_dir) < 0 || rmdir(fxd.logs_dir) < 0 ||
+	    rmdir(fxd.state_dir) < 0)
+		fprintf(stderr, "fuzz_request: cannot remove %s: %s\n", fx_dir, strerror(errno));
+}
+
 static void fx_init(void)
 {
 	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -240,6 +253,7 @@ static void fx_init(void)
 	memset(fxd.prev_key.k, 0x22, sizeof(fxd.prev_key.k));
 	log_init("fuzz_request", LOG_ERROR);
 	signal(SIGPIPE, SIG_IGN);
+	atexit(fx_cleanup);
 }
 
 static void fx_free_moves(struct move *m)
@@ -327,7 +341,7 @@ static struct move *fx_populate(int move_state)
 	char path[PATH_MAX];
 
 	fx_vm("vm1", VM_STOPPED);
-	/* run1 has a console to attach to: its keystrokes pile up unread */
+	/* run1 has a console to attach to (read when the input says, bit 7) */
 	if (registry_path(&fxd, fx_vm("run1", VM_RUNNING), "console", path, sizeof(path), &e) < 0 ||
 	    (fx_console = sock_unix_listen(path, &e)) < 0)
 		fx_die(e.msg);
