@@ -31,6 +31,18 @@
 
 enum pfd_kind { PFD_UNIX, PFD_TCP, PFD_SIG, PFD_PEER, PFD_VM, PFD_CLIENT, PFD_CONSOLE };
 
+/* A sealed client's request buffer: an unfinished line shorter than the
+ * limit plus one whole frame, which can only be opened whole. Frames end
+ * anywhere in a line, so with less room a frame behind pipelined requests
+ * or a line's first part would not fit, and the line would look too long. */
+#define LOOP_IN_SEALED (SOCK_LINE_MAX + SEAL_FRAME_MAX)
+
+/* The request buffer's size for a new client (one byte more is allocated). */
+static size_t loop_in_cap(const struct ferryd *d, bool tcp)
+{
+	return tcp && d->key.set ? LOOP_IN_SEALED : SOCK_LINE_MAX;
+}
+
 struct pfd_ref {
 	enum pfd_kind kind;
 	void *ptr;
@@ -128,6 +140,24 @@ int loop_client_seal(struct client *c, const uint8_t cn[AUTH_NONCE_LEN],
 	return 0;
 }
 
+/* A plain client's request buffer always fits the console's at once:
+ * reads go straight to the console's buffer, so nothing may wait behind. */
+_Static_assert(FERRYD_CONSOLE_BUF >= SOCK_LINE_MAX, "a plain client's keystrokes fit the console");
+
+/* Bytes that followed a console request in the request buffer go to the
+ * console first, as its buffer has room (a sealed client's can hold more
+ * than the console's). */
+static void loop_console_take(struct client *c)
+{
+	size_t room = FERRYD_CONSOLE_BUF - c->con_len;
+	size_t n = c->in_len < room ? c->in_len : room;
+
+	memcpy(c->con_buf + c->con_len, c->in, n);
+	c->con_len += n;
+	memmove(c->in, c->in + n, c->in_len - n);
+	c->in_len -= n;
+}
+
 /* Open the whole frames in c->wire into the request or console buffer, as
  * far as they fit. A frame that fails its check ends the client. */
 static void loop_unseal(struct client *c)
@@ -135,6 +165,11 @@ static void loop_unseal(struct client *c)
 	struct err e = { 0 };
 	size_t used = 0;
 
+	if (c->mode == CLIENT_CONSOLE && c->in_len > 0) {
+		loop_console_take(c);
+		if (c->in_len > 0)
+			return; /* those first, in order */
+	}
 	while (!c->dead && c->wire_len - used >= SEAL_HDR_LEN) {
 		uint8_t *f = c->wire + used;
 		long len = seal_frame_len(f);
@@ -155,7 +190,7 @@ static void loop_unseal(struct client *c)
 			room = FERRYD_CONSOLE_BUF - c->con_len;
 		} else {
 			dst = c->in + c->in_len;
-			room = SOCK_LINE_MAX - c->in_len;
+			room = LOOP_IN_SEALED - c->in_len;
 		}
 		if ((size_t)len > room)
 			break; /* opened once the buffer drains */
@@ -333,7 +368,7 @@ static void loop_accept(struct ferryd *d, int lfd, bool tcp)
 		n = loop_count_clients(d);
 		c = n < FERRYD_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
 		if (c)
-			c->in = malloc(SOCK_LINE_MAX + 1);
+			c->in = malloc(loop_in_cap(d, tcp) + 1);
 		if (!c || !c->in) {
 			static const char busy[] =
 				"{\"ok\":false,\"error\":\"ferryd has too many clients\",\"code\":\"E_BUSY\"}\n";
@@ -427,19 +462,12 @@ static void loop_client_process(struct ferryd *d, struct client *c)
 		memmove(c->in, c->in + used, c->in_len - used);
 		c->in_len -= used;
 	}
-	if (c->mode == CLIENT_CONSOLE && c->in_len > 0) {
-		/* Keystrokes sent right behind the console request. */
-		size_t n = c->in_len < FERRYD_CONSOLE_BUF ? c->in_len : FERRYD_CONSOLE_BUF;
-		memcpy(c->con_buf, c->in, n);
-		c->con_len = n;
-		c->in_len = 0;
-	}
-	if (c->rx && c->mode == CLIENT_REQUESTS && !c->busy && !c->discarding &&
-	    c->wire_len >= SEAL_HDR_LEN && c->in_len > 0 &&
-	    seal_frame_len(c->wire) > (long)(SOCK_LINE_MAX - c->in_len))
-		c->in_len = SOCK_LINE_MAX; /* the next frame cannot fit: the line is too long */
+	if (c->mode == CLIENT_CONSOLE && c->in_len > 0)
+		loop_console_take(c); /* keystrokes sent right behind the console request */
+	/* Too long: an unfinished line at the limit. Whole lines waiting to be
+	 * served never are, however full the buffer (a sealed one holds more). */
 	if (c->mode == CLIENT_REQUESTS && !c->busy && !c->discarding &&
-	    c->in_len >= SOCK_LINE_MAX) {
+	    c->in_len >= SOCK_LINE_MAX && !memchr(c->in, '\n', c->in_len)) {
 		char msg[96];
 		snprintf(msg, sizeof(msg), "request line longer than %d bytes",
 			 SOCK_LINE_MAX);
@@ -459,7 +487,7 @@ static void loop_client_process(struct ferryd *d, struct client *c)
 		c->in_len = 0; /* keep swallowing until the newline */
 	/* Frames that waited for room: there may be room now. */
 	if (c->rx && c->wire_len >= SEAL_HDR_LEN && !c->dead && !c->busy &&
-	    c->mode == CLIENT_REQUESTS && c->in_len < SOCK_LINE_MAX) {
+	    c->mode == CLIENT_REQUESTS && c->in_len < LOOP_IN_SEALED) {
 		size_t before = c->wire_len;
 		loop_unseal(c);
 		if (c->wire_len != before)

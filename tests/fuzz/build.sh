@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Build the stream fuzz harness with clang's libFuzzer + ASan + UBSan into
-# build/fuzz/. Library sources are compiled straight from src/ with
-# coverage instrumentation and archived, so the link pulls in only the
-# objects the harness needs. Exit 77 if clang or libFuzzer is missing.
+# Build the fuzz harnesses with clang's libFuzzer + ASan + UBSan into
+# build/fuzz/: fuzz_stream (the migration stream's readers) and
+# fuzz_request (what ferryd reads from clients and peers). Library sources
+# are compiled straight from src/ with coverage instrumentation and
+# archived, so each link pulls in only the objects its harness needs
+# (fuzz_request includes daemon/loop.c itself for its static reader, so
+# the archive's loop.o is never pulled). Exit 77 if clang or libFuzzer is
+# missing.
 set -u
 cd "$(dirname "$0")/../.."
 CC=${FUZZ_CC:-clang}
@@ -28,6 +32,8 @@ for src in $(find src -name '*.c' ! -name main.c | sort); do
 done
 rm -f "$out/libferry-fuzz.a"
 ar rcs "$out/libferry-fuzz.a" "${objs[@]}" || exit 1
-"$CC" $flags -fsanitize=fuzzer tests/fuzz/fuzz_stream.c "$out/libferry-fuzz.a" \
-	-o "$out/fuzz_stream" -pthread -ljson-c -lzstd -llz4 -lxxhash -lcrypto -lm || exit 1
-echo "built $out/fuzz_stream"
+for h in fuzz_stream fuzz_request; do
+	"$CC" $flags -fsanitize=fuzzer "tests/fuzz/$h.c" "$out/libferry-fuzz.a" \
+		-o "$out/$h" -pthread -ljson-c -lzstd -llz4 -lxxhash -lcrypto -lm || exit 1
+	echo "built $out/$h"
+done

@@ -12,9 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -631,6 +636,85 @@ static void test_tcp_client_auth(void **state)
 	}
 }
 
+/* Requests pipelined on a sealed TCP connection, in the 64 KiB frames the
+ * client cuts them into, through ferryd's real loop: every one is
+ * answered. A frame that did not fit beside the requests still waiting, or
+ * beside the first part of a line the frame before ended in, once made
+ * ferryd answer E_TOO_LONG and drop them (found by
+ * tests/fuzz/fuzz_request.c). */
+static void test_sealed_pipelined(void **state)
+{
+	enum { N = 470 }; /* 280 bytes each: frames of 64, 64 and 0.5 KiB */
+	struct fx *f = *state;
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	struct err e = { 0 };
+	int sig[2], status;
+	pid_t pid;
+
+	f->d.key.set = true;
+	memset(f->d.key.k, 0x11, sizeof(f->d.key.k));
+	/* ferryd's TCP listener, on a port the kernel picks */
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	f->d.tcp_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	assert_true(f->d.tcp_fd >= 0);
+	assert_int_equal(bind(f->d.tcp_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(f->d.tcp_fd, 4), 0);
+	assert_int_equal(getsockname(f->d.tcp_fd, (struct sockaddr *)&sa, &sl), 0);
+	/* a pipe for ferryd's signalfd: the client says SIGTERM through it */
+	assert_int_equal(pipe(sig), 0);
+	f->d.sig_fd = sig[0];
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct auth_keyring ring = { { &f->d.key, NULL } };
+		struct signalfd_siginfo term = { .ssi_signo = SIGTERM };
+		struct sock_reader rd;
+		char port[16], *burst, *line;
+		size_t len = 0;
+		int fd, used, ok = 0;
+
+		snprintf(port, sizeof(port), "%d", ntohs(sa.sin_port));
+		fd = sock_tcp_connect("127.0.0.1", port, 5000, &e);
+		sock_reader_init(&rd, fd);
+		burst = malloc((size_t)N * 300);
+		/* in one write: the first frame ends mid-line, and the second
+		 * cannot fit beside that line's start */
+		for (int i = 0; burst && i < N; i++)
+			len += (size_t)sprintf(burst + len, "{\"cmd\":\"vm.status\",\"name\":\"%0250d\"}\n", i);
+		if (fd >= 0 && burst && auth_api_client(fd, &rd, &ring, 5000, "unit", &used, &e) == 0 &&
+		    sock_reader_send(&rd, burst, len, 5000, &e) == 0)
+			while (ok < N && (line = sock_reader_line(&rd, 5000, &e)) &&
+			       strstr(line, "\"code\":\"E_NO_VM\""))
+				ok++;
+		if (ok < N)
+			fprintf(stderr, "%d of %d requests answered as sent: %s\n", ok, N, e.msg);
+		if (write(sig[1], &term, sizeof(term)) != (ssize_t)sizeof(term))
+			_exit(2);
+		_exit(ok == N ? 0 : 1);
+	}
+	assert_int_equal(loop_run(&f->d, &e), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	while (f->d.clients) {
+		struct client *c = f->d.clients;
+		f->d.clients = c->next;
+		close(c->fd);
+		free(c->in);
+		free(c->out);
+		seal_free(c->tx);
+		seal_free(c->rx);
+		free(c->wire);
+		free(c);
+	}
+	close(f->d.tcp_fd);
+	close(sig[0]);
+	close(sig[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -648,6 +732,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vm_new_errors, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_host_info, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_client_auth, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_sealed_pipelined, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_registry_load_skips_bad_files, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
