@@ -57,9 +57,14 @@ int netaddr_route_source(const char *host, struct sockaddr_storage *src,
 	int fd, rc;
 
 	hints.ai_socktype = SOCK_DGRAM;
+	/* host is the worker address a destination sent (always an IP):
+	 * a name would be looked up on ferryd's loop, and a peer could
+	 * stall it with one whose lookup hangs */
+	hints.ai_flags = AI_NUMERICHOST;
 	rc = getaddrinfo(host, "9", &hints, &res);
 	if (rc != 0)
-		return err_set(e, "resolving %s: %s", host, gai_strerror(rc));
+		return err_set(e, "destination worker address %s is not an IP address: %s", host,
+			       gai_strerror(rc));
 	/* A connected UDP socket sends nothing but makes the kernel choose
 	 * the route and source address, which is all we want to know. */
 	fd = socket(res->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);

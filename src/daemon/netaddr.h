@@ -20,7 +20,8 @@ void netaddr_text(const struct sockaddr_storage *sa, char *buf, size_t cap);
 /* First address of a local interface in one of s's migration networks. */
 int netaddr_local_in_nets(const struct host_settings *s, char *buf,
 			  size_t cap, struct err *e);
-/* The source address the kernel picks to reach host (numeric or name). */
+/* The source address the kernel picks to reach host (an IP address: no
+ * name lookups on the loop). */
 int netaddr_route_source(const char *host, struct sockaddr_storage *src,
 			 struct err *e);
 /* Local address of a connected socket. */
