@@ -31,3 +31,7 @@ ar rcs "$out/libferry-fuzz.a" "${objs[@]}" || exit 1
 "$CC" $flags -fsanitize=fuzzer tests/fuzz/fuzz_stream.c "$out/libferry-fuzz.a" \
 	-o "$out/fuzz_stream" -pthread -ljson-c -lzstd -llz4 -lxxhash -lcrypto -lm || exit 1
 echo "built $out/fuzz_stream"
+# The device models as a guest drives them (tests/kvm/devices_fuzz.sh).
+"$CC" $flags -Wall -Wextra -Werror -fsanitize=fuzzer tests/fuzz/fuzz_devices.c "$out/libferry-fuzz.a" \
+	-o "$out/fuzz_devices" -pthread -ljson-c -lzstd -llz4 -lxxhash -lcrypto -lm || exit 1
+echo "built $out/fuzz_devices"
