@@ -92,6 +92,22 @@ def replace(section, data, flip=0):
     """Migration whose section number `section` is replaced by `data`."""
     return migrate(3, u8(section) + u16(len(data)) + data + u8(flip))
 
+def self_feeding():
+    """Chain A writes the used index to sector 5, chain B reads it back over
+    the avail index; the avail ring alternates A, B (see
+    test_virtio_blk.c, self_feeding_ring)."""
+    ring = 0x1000
+    used_idx, avail_idx = ring + 0x2000 + 2, ring + 16 * 256 + 2
+    s = poke(used_idx, u16(4)) + poke(HDR, u32(1) + u32(0) + u64(5)) + \
+        poke(HDR + 0x100, u32(0) + u32(0) + u64(5))
+    s += desc(BLK_Q, 10, HDR, 16, NEXT, 11) + desc(BLK_Q, 11, used_idx, 2, NEXT, 12) + \
+        desc(BLK_Q, 12, STATUS, 1, WRITE) + desc(BLK_Q, 13, HDR + 0x100, 16, NEXT, 14) + \
+        desc(BLK_Q, 14, avail_idx, 2, NEXT | WRITE, 15) + desc(BLK_Q, 15, STATUS + 1, 1, WRITE)
+    ring_entries = b''.join(u16(13 if i % 2 else 10) for i in range(256))
+    for off in range(0, 512, 128):
+        s += poke(avail_idx + 2 + off, ring_entries[off:off + 128])
+    return s + u8(AVAIL_IDX) + u8(BLK_Q) + u16(0) + u16(2)
+
 SEEDS = {
     'blk-read': u8(DRIVER_UP) + blk_req(0, 2, 1024) + inp(P_BLK, VIRTIO_ISR, 1),
     'blk-write': u8(DRIVER_UP) + blk_req(1, 3, 512, b'\xab' * 64),
@@ -109,6 +125,11 @@ SEEDS = {
     'blk-outside-ram': u8(DRIVER_UP) + desc(BLK_Q, 0, 0x1fff0, 0x100, 0) +
                        desc(BLK_Q, 1, 0x1_0000_7ff0, 0x20, WRITE) + avail(BLK_Q, 0) +
                        avail(BLK_Q, 1) + kick(BLK_Q),
+    'blk-self-feeding': u8(DRIVER_UP) + self_feeding() + kick(BLK_Q),
+    'restore-blk-self-feeding': u8(DRIVER_UP) + self_feeding() +
+                                replace(2, virtio_section(0x244, 0x244, 7, 0, 0,
+                                                          [(256, 1, 0, 100)]) + u64(64)) +
+                                kick(BLK_Q),
     'blk-handoff': u8(DRIVER_UP) + blk_req(1, 1, 512, b'\x33' * 16) + u8(DISK) + u8(0) +
                    blk_req(0, 1, 512, head=3) + u8(DISK) + u8(2),
     'driver-high-ram': u8(0) + u8(DRIVER_INIT) + u8(0) + u32(0) + u8(0xf0) + u8(0) +
