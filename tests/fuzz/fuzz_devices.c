@@ -261,17 +261,23 @@ static uint64_t take_gpa(struct input *in)
 /* Queue rings before a driver set them: where DRIVER_INIT puts them by default. */
 static const uint32_t default_pfn[3] = { 1, 4, 7 };
 
-static void take_queue(struct rig *r, struct input *in, int *which, uint16_t *q)
+/* The queue an operation names: blk, net RX or net TX. */
+static void take_queue(struct input *in, int *which, uint16_t *q)
 {
 	uint8_t b = in_u8(in) % 3;
 	*which = b ? 1 : 0;
 	*q = b == 2 ? 1 : 0;
-	(void)r;
 }
 
-static uint64_t queue_base(struct rig *r, int which, uint16_t q)
+/* Where the named queue's rings are (its descriptor table). */
+static uint64_t take_ring(struct rig *r, struct input *in)
 {
-	const struct virtq *vq = &vdev(r, which)->vq[q];
+	int which;
+	uint16_t q;
+	const struct virtq *vq;
+
+	take_queue(in, &which, &q);
+	vq = &vdev(r, which)->vq[q];
 	return vq->ready ? vq->desc_gpa : (uint64_t)default_pfn[which + q] << 12;
 }
 
@@ -550,11 +556,9 @@ static bool run_op(struct rig **cur, uint8_t setup, uint8_t op, struct input *in
 		break;
 	}
 	case OP_DESC: {
-		int which;
-		uint16_t q;
 		uint8_t d[16];
-		take_queue(r, in, &which, &q);
-		uint64_t at = queue_base(r, which, q) + 16ULL * in_u8(in);
+		uint64_t at = take_ring(r, in);
+		at += 16ULL * in_u8(in);
 		le_put_u64(d, take_gpa(in));
 		le_put_u32(d + 8, (in_u8(in) & 1) ? in_u32(in) : in_u16(in));
 		le_put_u16(d + 12, in_u8(in));
@@ -563,10 +567,7 @@ static bool run_op(struct rig **cur, uint8_t setup, uint8_t op, struct input *in
 		break;
 	}
 	case OP_AVAIL: {
-		int which;
-		uint16_t q;
-		take_queue(r, in, &which, &q);
-		uint64_t avail = queue_base(r, which, q) + 16ULL * VIRTQ_MAX_SIZE;
+		uint64_t avail = take_ring(r, in) + 16ULL * VIRTQ_MAX_SIZE;
 		const uint8_t *idxp = gmem_ptr(&gm, avail + 2, 2);
 		uint16_t idx;
 		if (!idxp)
@@ -577,10 +578,7 @@ static bool run_op(struct rig **cur, uint8_t setup, uint8_t op, struct input *in
 		break;
 	}
 	case OP_AVAIL_IDX: {
-		int which;
-		uint16_t q;
-		take_queue(r, in, &which, &q);
-		uint64_t avail = queue_base(r, which, q) + 16ULL * VIRTQ_MAX_SIZE;
+		uint64_t avail = take_ring(r, in) + 16ULL * VIRTQ_MAX_SIZE;
 		guest_write_u16(avail, in_u16(in));
 		guest_write_u16(avail + 2, in_u16(in));
 		break;
@@ -588,7 +586,7 @@ static bool run_op(struct rig **cur, uint8_t setup, uint8_t op, struct input *in
 	case OP_KICK: {
 		int which;
 		uint16_t q;
-		take_queue(r, in, &which, &q);
+		take_queue(in, &which, &q);
 		outv(r, bar(r, which) + VIRTIO_PCI_QUEUE_NOTIFY, 2, q);
 		break;
 	}
