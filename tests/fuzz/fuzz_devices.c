@@ -94,14 +94,24 @@ static size_t in_take(struct input *in, const uint8_t **p, size_t want)
 	return n;
 }
 
+/* stderr as it was before -close_fd_mask=2 silenced the devices' logs. */
+static int report_fd = 2;
+
 static __attribute__((noreturn, format(printf, 1, 2))) void fatal(const char *fmt, ...)
 {
+	char msg[600];
 	va_list ap;
+	int n;
+
 	va_start(ap, fmt);
-	fprintf(stderr, "fuzz_devices: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
+	n = vsnprintf(msg, sizeof(msg) - 1, fmt, ap);
 	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(msg) - 2)
+		n = (int)sizeof(msg) - 2;
+	msg[n++] = '\n';
+	dprintf(report_fd, "fuzz_devices: %.*s", n, msg);
 	abort();
 }
 
@@ -688,6 +698,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc;
 	(void)argv;
+	/* libFuzzer closes fd 2 only after this returns */
+	report_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+	if (report_fd < 0)
+		report_fd = 2;
 	/* Every message's formatting runs; run with -close_fd_mask=2 for quiet. */
 	log_init("fuzz_devices", LOG_DEBUG);
 	snprintf(tmpl, sizeof(tmpl), "%s/ferry-fuzz-disk-XXXXXX", dir ? dir : "/tmp");
