@@ -96,6 +96,8 @@ static size_t in_take(struct input *in, const uint8_t **p, size_t want)
 
 /* stderr as it was before -close_fd_mask=2 silenced the devices' logs. */
 static int report_fd = 2;
+/* The operation under way, named in a failure report. */
+static int op_index = -1, op_code = -1;
 
 static __attribute__((noreturn, format(printf, 1, 2))) void fatal(const char *fmt, ...)
 {
@@ -111,7 +113,7 @@ static __attribute__((noreturn, format(printf, 1, 2))) void fatal(const char *fm
 	if ((size_t)n > sizeof(msg) - 2)
 		n = (int)sizeof(msg) - 2;
 	msg[n++] = '\n';
-	dprintf(report_fd, "fuzz_devices: %.*s", n, msg);
+	dprintf(report_fd, "fuzz_devices: operation %d (code %d): %.*s", op_index, op_code, n, msg);
 	abort();
 }
 
@@ -131,7 +133,10 @@ static char disk_path[64];
 static size_t disk_len;
 static uint8_t disk_init[DISK_MAX], disk_now[DISK_MAX];
 static struct rig rigs[2];
-static bool cfg_port_written;    /* this operation wrote 0xcf8..0xcff */
+/* During this operation: a device could write guest memory at some
+ * point (sampled before each access that may let it), or the guest wrote
+ * PCI config, where setting COMMAND.MASTER serves queues at once. */
+static bool dma_seen, cfg_port_written;
 
 /* Setup byte. */
 #define SET_READONLY   0x01
@@ -199,12 +204,16 @@ static void rig_build(struct rig *r, uint8_t setup, bool take_lock)
 
 /* ---- guest side ---- */
 
+static bool may_dma(struct rig *r);
+
 static void port_io(struct rig *r, uint16_t port, bool is_write, uint8_t *data,
 		    uint32_t size, uint32_t count)
 {
 	/* rep outs/ins arrive as count elements, as vcpu_handle_io passes them */
-	for (uint32_t i = 0; i < count; i++)
+	for (uint32_t i = 0; i < count; i++) {
+		dma_seen |= may_dma(r);
 		iobus_dispatch(&r->vm->pio, port, is_write, data + i * size, size);
+	}
 	if (is_write && port >= LAYOUT_PCI_CONF_PORT && port < LAYOUT_PCI_CONF_PORT + 8)
 		cfg_port_written = true;
 }
@@ -366,13 +375,13 @@ static bool may_dma(struct rig *r)
 /* After a device operation: each page that changed must be marked dirty
  * (or a move would leave it behind), and none may change if no device
  * could write. */
-static void check_memory(bool dma_before, bool dma_after)
+static void check_memory(void)
 {
 	for (uint32_t pg = 0; pg < RAM_PAGES; pg++) {
 		uint8_t *now = gm.host + (uint64_t)pg * 4096, *was = shadow + (uint64_t)pg * 4096;
 		if (!memcmp(now, was, 4096))
 			continue;
-		if (!dma_before && !dma_after && !cfg_port_written)
+		if (!dma_seen && !cfg_port_written)
 			fatal("guest page %u changed while no device could write memory", pg);
 		if (!(gm.vmm_dirty[pg / 64] & (1ULL << (pg % 64))))
 			fatal("guest page %u changed by a device but not marked dirty", pg);
@@ -389,8 +398,10 @@ static void main_loop_step(struct rig *r)
 		struct epoll_event ev;
 		if (d->poll_fd < 0 || !d->on_readable)
 			continue;
-		if (epoll_wait(d->poll_fd, &ev, 1, 0) > 0)
+		if (epoll_wait(d->poll_fd, &ev, 1, 0) > 0) {
+			dma_seen |= may_dma(r);
 			d->on_readable(d->opaque);
+		}
 	}
 }
 
@@ -639,6 +650,7 @@ static bool run_op(struct rig **cur, uint8_t setup, uint8_t op, struct input *in
 	case OP_RX:
 		/* on_readable with nothing to read, or after poll said so:
 		 * the main loop can race with the guest */
+		dma_seen |= may_dma(r);
 		virtio_net_rx(r->net);
 		break;
 	case OP_FEED: {
@@ -736,6 +748,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool readonly = setup & SET_READONLY, disk_owned = false;
 	struct rig *r = &rigs[0];
 
+	op_index = op_code = -1;
+	dma_seen = cfg_port_written = false;
 	memset(gm.host, 0, RAM_BYTES);
 	memset(shadow, 0, RAM_BYTES);
 	memset(gm.vmm_dirty, 0, (RAM_PAGES + 63) / 64 * sizeof(uint64_t));
@@ -744,19 +758,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (setup & SET_DRIVER_UP) {
 		driver_init(r, 0, &in, false);
 		driver_init(r, 1, &in, false);
-		check_memory(true, true);
+		check_memory();
 	}
 	for (int n = 0; n < MAX_OPS && in.n; n++) {
 		uint8_t op = in_u8(&in) % OP_COUNT;
-		bool guest = is_guest_memory_op(op), dma_before = may_dma(r), alive;
+		bool guest = is_guest_memory_op(op), alive;
 
+		op_index = n;
+		op_code = op;
+		dma_seen = may_dma(r);
 		cfg_port_written = false;
 		disk_owned |= virtio_blk_locked(r->blk);
 		alive = run_op(&r, setup, op, &in);
 		if (alive && !guest)
 			main_loop_step(r);
 		if (!guest)
-			check_memory(dma_before, alive && may_dma(r));
+			check_memory();
 		if (!alive)
 			break;
 	}
