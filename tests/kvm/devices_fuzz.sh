@@ -17,6 +17,9 @@ if [ $rc -eq 77 ]; then
 fi
 [ $rc -eq 0 ] || { cat "$T/build.log"; fail "fuzz harness does not build"; }
 mkdir -p "$T/corpus" "$T/artifacts"
+# Inputs earlier runs found that reach new code (libFuzzer -merge over
+# ~1.5 M executions, 2026-11-28): each short run starts from there.
+tar -C "$T/corpus" -xzf "$root/tests/fuzz/corpus-devices-found.tar.gz" || fail "cannot unpack the found corpus"
 # New inputs go to $T/corpus: the committed seeds stay as they are. The
 # devices log every guest error; -close_fd_mask=2 keeps that out of the
 # log while libFuzzer's and the sanitizers' reports still reach it.
