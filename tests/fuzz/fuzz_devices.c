@@ -398,7 +398,10 @@ static void main_loop_step(struct rig *r)
 		struct epoll_event ev;
 		if (d->poll_fd < 0 || !d->on_readable)
 			continue;
-		if (epoll_wait(d->poll_fd, &ev, 1, 0) > 0) {
+		int ready = epoll_wait(d->poll_fd, &ev, 1, 0);
+		if (ready < 0 && errno != EINTR)
+			fatal("polling %s: %s", d->name, strerror(errno));
+		if (ready > 0) {
 			dma_seen |= may_dma(r);
 			d->on_readable(d->opaque);
 		}
@@ -722,7 +725,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fatal("creating the disk image %s: %s", tmpl, strerror(errno));
 	/* Unlinked at once, so no run leaves it behind; the devices open it
 	 * again by its /proc name, as they would a path. */
-	unlink(tmpl);
+	if (unlink(tmpl) < 0)
+		fatal("removing %s: %s", tmpl, strerror(errno));
 	snprintf(disk_path, sizeof(disk_path), "/proc/self/fd/%d", disk_fd);
 	for (size_t i = 0; i < sizeof(disk_init); i++)
 		disk_init[i] = (uint8_t)(i % 512 ? i * 7 + 3 : i / 512);
