@@ -191,3 +191,21 @@ int uart_state_get(struct stream *r, struct uart_state *st, struct err *e)
 	stream_get(r, st->rx, st->rx_len);
 	return stream_check(r, e);
 }
+
+int uart_vm_save(void *opaque, struct stream *w, struct err *e)
+{
+	struct uart_state st;
+	uart_save(opaque, &st);
+	uart_state_put(w, &st);
+	return stream_check(w, e);
+}
+
+int uart_vm_load(void *opaque, struct stream *r, uint32_t version, struct err *e)
+{
+	struct uart_state st;
+	if (version != UART_STATE_VERSION)
+		return err_set(e, "uart state version %u unsupported", version);
+	if (uart_state_get(r, &st, e) < 0)
+		return -1;
+	return uart_restore(opaque, &st, e);
+}

@@ -235,7 +235,11 @@ static void blk_notify(struct virtio_dev *vd, uint16_t q)
 	struct err e;
 	bool done_any = false;
 
-	for (;;) {
+	/* At most a queue's worth per kick: a request may write the rings
+	 * themselves (a read from disk over the avail index), so "until the
+	 * ring is empty" need never come. A driver kicks after every chain
+	 * it adds, so what is left is taken at the next kick. */
+	for (unsigned n = 0; n < vq->size; n++) {
 		int rc = virtq_pop(vq, vd->gm, &b->chain, &e);
 		int status;
 		uint8_t sb;

@@ -129,7 +129,8 @@ static void net_tx(struct virtio_net *n)
 	bool done_any = false;
 	struct err e;
 
-	for (;;) {
+	/* A queue's worth per kick, as virtio-blk (the next kick goes on). */
+	for (unsigned k = 0; k < txq->size; k++) {
 		int rc = virtq_pop(txq, n->vd.gm, &n->chain, &e);
 		uint64_t flen;
 

@@ -283,9 +283,17 @@ int virtio_restore(struct virtio_dev *vd, const struct virtio_state *st,
 		return err_set(e, "%s: saved %u queues, this device has %u",
 			       vd->name, st->nqueues, vd->nqueues);
 	for (int i = 0; i < vd->nqueues; i++) {
+		uint16_t taken = (uint16_t)(st->q[i].last_avail_idx - st->q[i].used_idx);
 		if (st->q[i].size != vd->vq[i].size)
 			return err_set(e, "%s: queue %d size %u, here %u", vd->name,
 				       i, st->q[i].size, vd->vq[i].size);
+		/* Every chain is returned before the kick that took it ends,
+		 * but for the one that broke the device. Other indices would
+		 * let the guest's rings run the device on without end. */
+		if (taken > 1 || (taken == 1 && !(st->status & VIRTIO_STATUS_NEEDS_RESET)))
+			return err_set(e, "%s: queue %d used index %u does not follow "
+				       "avail index %u", vd->name, i, st->q[i].used_idx,
+				       st->q[i].last_avail_idx);
 		tmp[i] = vd->vq[i];
 		if (virtq_set_pfn(&tmp[i], vd->gm, st->q[i].pfn, e) < 0)
 			return err_prefix(e, "%s: queue %d", vd->name, i);

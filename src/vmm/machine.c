@@ -28,30 +28,12 @@
 #define MACHINE_BLK_SLOT 1
 #define MACHINE_NET_SLOT 2
 
-static int uart_dev_save(void *opaque, struct stream *w, struct err *e)
-{
-	struct uart_state st;
-	uart_save(opaque, &st);
-	uart_state_put(w, &st);
-	return stream_check(w, e);
-}
-
-static int uart_dev_load(void *opaque, struct stream *r, uint32_t version, struct err *e)
-{
-	struct uart_state st;
-	if (version != UART_STATE_VERSION)
-		return err_set(e, "uart state version %u unsupported", version);
-	if (uart_state_get(r, &st, e) < 0)
-		return -1;
-	return uart_restore(opaque, &st, e);
-}
-
 int machine_build(struct machine *m, const struct vm_config *cfg, bool incoming,
 		  struct guest_mem *reserved, uart_sink_fn sink, void *sink_opaque, struct err *e)
 {
 	struct vm *vm = &m->vm;
 	struct vm_device ud = { .name = "uart", .version = UART_STATE_VERSION, .opaque = &m->uart,
-				.save = uart_dev_save, .load = uart_dev_load, .poll_fd = -1 };
+				.save = uart_vm_save, .load = uart_vm_load, .poll_fd = -1 };
 	struct cpuid_mask mask;
 
 	memset(m, 0, sizeof(*m));

@@ -32,7 +32,7 @@ for src in $(find src -name '*.c' ! -name main.c | sort); do
 done
 rm -f "$out/libferry-fuzz.a"
 ar rcs "$out/libferry-fuzz.a" "${objs[@]}" || exit 1
-for h in fuzz_stream fuzz_request; do
+for h in fuzz_stream fuzz_request fuzz_devices; do
 	"$CC" $flags -fsanitize=fuzzer "tests/fuzz/$h.c" "$out/libferry-fuzz.a" \
 		-o "$out/$h" -pthread -ljson-c -lzstd -llz4 -lxxhash -lcrypto -lm || exit 1
 	echo "built $out/$h"

@@ -17,13 +17,14 @@ fuzz_build() {
 # fuzz_run HARNESS MAX_LEN CORPUS...: FUZZ_SECONDS (60) of build/fuzz/HARNESS
 # from $T/corpus (where new inputs go: the committed seeds stay as they
 # are) and the CORPUS dirs; any crash, sanitizer report, leak or timeout
-# fails, its reproducers copied to build/fuzz/crashes/.
+# fails, its reproducers copied to build/fuzz/crashes/. FUZZ_FLAGS: more
+# libFuzzer options (word-split).
 fuzz_run() {
 	local h=$1 max=$2 rc
 	shift 2
 	mkdir -p "$T/corpus" "$T/artifacts"
 	"$root/build/fuzz/$h" -max_total_time="${FUZZ_SECONDS:-60}" -rss_limit_mb=1024 -timeout=10 \
-		-max_len="$max" -artifact_prefix="$T/artifacts/" -print_final_stats=1 \
+		-max_len="$max" -artifact_prefix="$T/artifacts/" -print_final_stats=1 ${FUZZ_FLAGS:-} \
 		"$T/corpus" "$@" >"$T/fuzz.log" 2>&1
 	rc=$?
 	grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$T/fuzz.log"

@@ -418,6 +418,88 @@ static void test_broken_guest(void **state)
 	assert_true(vd->status & VIRTIO_STATUS_NEEDS_RESET);
 }
 
+/* A ring that feeds itself: chain A writes the device's used index (in
+ * the used ring) to sector 5, chain B reads sector 5 back over the avail
+ * index, and the avail ring alternates A, B. With the used index 100
+ * ahead of the avail one, every B leaves the guest's index 98 ahead of
+ * the device's, so a device that works until the ring is empty never
+ * returns (and holds the device lock: no pause, save or stop).
+ * The used index starts at 4 in RAM so the first B moves the index on. */
+static void self_feeding_ring(struct fixture *f)
+{
+	uint64_t ring = (uint64_t)RING_PFN << 12;
+	uint8_t *a = ram(f->vm, ring + 16 * 256);
+
+	le_put_u16(ram(f->vm, ring + 0x2000 + 2), 4);
+	le_put_u32(ram(f->vm, HDR_GPA), VIRTIO_BLK_T_OUT);
+	le_put_u64(ram(f->vm, HDR_GPA + 8), 5);
+	le_put_u32(ram(f->vm, HDR_GPA + 0x100), VIRTIO_BLK_T_IN);
+	le_put_u64(ram(f->vm, HDR_GPA + 0x108), 5);
+	set_desc(f->vm, 10, HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 11);
+	set_desc(f->vm, 11, ring + 0x2000 + 2, 2, VIRTQ_DESC_F_NEXT, 12);
+	set_desc(f->vm, 12, STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0);
+	set_desc(f->vm, 13, HDR_GPA + 0x100, 16, VIRTQ_DESC_F_NEXT, 14);
+	set_desc(f->vm, 14, ring + 16 * 256 + 2, 2, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 15);
+	set_desc(f->vm, 15, STATUS_GPA + 1, 1, VIRTQ_DESC_F_WRITE, 0);
+	for (int i = 0; i < 256; i++)
+		le_put_u16(a + 4 + 2 * i, i % 2 ? 13 : 10);
+	le_put_u16(a + 2, 2);
+}
+
+/* A state whose used index is not where its avail index says is refused:
+ * requests complete before a kick returns, so a saved queue has returned
+ * every chain it took, but for the one that broke the device. */
+static void test_restore_refuses_inconsistent_indices(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_dev *vd = virtio_blk_dev(f->blk);
+	struct virtio_blk_state st;
+	struct err e;
+
+	virtio_blk_save(f->blk, &st);
+	st.transport.q[0].last_avail_idx = 107;
+	st.transport.q[0].used_idx = 107;
+	assert_int_equal(virtio_blk_restore(f->blk, &st, &e), 0);
+	st.transport.q[0].used_idx = 7; /* 100 chains never returned */
+	assert_int_equal(virtio_blk_restore(f->blk, &st, &e), -1);
+	assert_non_null(strstr(e.msg, "used index"));
+	st.transport.q[0].used_idx = 108; /* more returned than taken */
+	assert_int_equal(virtio_blk_restore(f->blk, &st, &e), -1);
+	/* one taken and not returned: only by a device the guest broke */
+	st.transport.q[0].used_idx = 106;
+	assert_int_equal(virtio_blk_restore(f->blk, &st, &e), -1);
+	st.transport.status |= VIRTIO_STATUS_NEEDS_RESET;
+	assert_int_equal(virtio_blk_restore(f->blk, &st, &e), 0);
+	assert_int_equal(vd->vq[0].used_idx, 106);
+
+	/* The feedback ring from such a state is refused before it runs. */
+	virtio_blk_save(f->blk, &st);
+	st.transport.status = 0x07;
+	st.transport.q[0].last_avail_idx = 0;
+	st.transport.q[0].used_idx = 100;
+	self_feeding_ring(f);
+	assert_int_equal(virtio_blk_restore(f->blk, &st, &e), -1);
+}
+
+/* However the indices got there, one kick takes at most a queue's worth
+ * of chains: every chain a driver makes available is followed by a kick,
+ * so what is left is taken at the next one. */
+static void test_kick_does_bounded_work(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_dev *vd = virtio_blk_dev(f->blk);
+
+	self_feeding_ring(f);
+	vd->vq[0].used_idx = 100;
+	out(f->vm, IO + VIRTIO_PCI_QUEUE_NOTIFY, 2, 0);
+	assert_int_equal(vd->vq[0].last_avail_idx, 256);
+	assert_int_equal(vd->vq[0].used_idx, 356);
+	assert_false(vd->status & VIRTIO_STATUS_NEEDS_RESET);
+	/* the guest's index is still ahead: the next kick goes on */
+	out(f->vm, IO + VIRTIO_PCI_QUEUE_NOTIFY, 2, 0);
+	assert_int_equal(vd->vq[0].last_avail_idx, 512);
+}
+
 static void test_state_round_trip(void **state)
 {
 	struct fixture *f = *state;
@@ -533,6 +615,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_broken_guest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_partial_read_marks_dirty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_refuses_inconsistent_indices, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kick_does_bounded_work, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
