@@ -1035,8 +1035,11 @@ static void dest_reason(struct run *r, struct err *e)
 	if (!stream_ok(rd))
 		return;
 	buf[len] = 0;
+	/* a SETUP refusal reads the same whether or not our writes raced the
+	 * destination closing the connection after it */
 	if (!reply_ok(buf, why, sizeof(why)))
-		err_set(e, "the destination failed: %s", why);
+		err_set(e, type == MIG_REPLY_SETUP ? "the destination refused the VM: %s"
+						    : "the destination failed: %s", why);
 }
 
 /* Undo everything: the VM goes on running here as if nothing happened. */
