@@ -333,6 +333,16 @@ static int host_info(const struct cli_opts *o)
 		cli_kv("KVM", kvm ? "available" : cli_str(rep, "kvm_error"));
 		cli_kv("Hardware virt", hw ? "yes (vmx/svm)" : "no (no vmx/svm in /proc/cpuinfo)");
 	}
+	{
+		struct json_object *br;
+		size_t len = 0;
+		line[0] = '\0';
+		if (json_object_object_get_ex(rep, "bridges", &br) && json_object_is_type(br, json_type_array))
+			for (size_t i = 0; i < json_object_array_length(br) && len < sizeof(line); i++)
+				len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s", i ? ", " : "",
+							json_object_get_string(json_object_array_get_idx(br, i)));
+		cli_kv("Bridges", line[0] ? line : "none (VMs with --bridge cannot run here)");
+	}
 	if (cli_str(rep, "auth") && strcmp(cli_str(rep, "auth"), "none") == 0) {
 		cli_kv("Cluster key", "none (--no-auth: TCP clients and migrations unauthenticated)");
 	} else if (cli_str(rep, "key_file") && cli_str(rep, "key_fingerprint")) {

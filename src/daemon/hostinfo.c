@@ -3,12 +3,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 int hostinfo_memory(struct host_mem *m, struct err *e)
 {
@@ -273,4 +277,37 @@ bool hostinfo_hw_virt(void)
 				hostinfo_has_flag(line, "svm");
 	fclose(f);
 	return found;
+}
+
+static int hostinfo_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+struct json_object *hostinfo_bridges(void)
+{
+	struct json_object *arr = json_object_new_array();
+	char *names[256], path[PATH_MAX];
+	size_t n = 0;
+	struct dirent *de;
+	struct stat st;
+	DIR *d = opendir("/sys/class/net");
+
+	if (!d)
+		return arr;
+	while ((de = readdir(d)) && n < sizeof(names) / sizeof(names[0])) {
+		if (de->d_name[0] == '.')
+			continue;
+		/* the kernel's mark of a bridge, as tap_bridge_check reads it */
+		snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", de->d_name);
+		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (names[n] = strdup(de->d_name)))
+			n++;
+	}
+	closedir(d);
+	qsort(names, n, sizeof(names[0]), hostinfo_name_cmp);
+	for (size_t i = 0; i < n; i++) {
+		json_object_array_add(arr, json_object_new_string(names[i]));
+		free(names[i]);
+	}
+	return arr;
 }

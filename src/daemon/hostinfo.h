@@ -49,5 +49,9 @@ uint64_t hostinfo_proc_shmem_mib(int pid);
 /* 0 when /dev/kvm opens read-write, else -1 with the reason. */
 int hostinfo_kvm_usable(struct err *e);
 bool hostinfo_hw_virt(void);
+/* The host's network bridges (what a VM's --bridge may name), sorted, as
+ * a JSON array of names; an empty array where /sys/class/net cannot be
+ * read. */
+struct json_object *hostinfo_bridges(void);
 
 #endif

@@ -50,6 +50,7 @@ enum verb_result verb_host_info(struct req *r, struct json_object **reply)
 	if (ke.msg[0])
 		jsonl_add_str(o, "kvm_error", ke.msg);
 	jsonl_add_bool(o, "hardware_virt", hostinfo_hw_virt());
+	json_object_object_add(o, "bridges", hostinfo_bridges());
 	jsonl_add_str(o, "auth", r->d->key.set ? "hmac-sha256" : "none");
 	if (r->d->key.set) {
 		char fp[AUTH_FINGERPRINT_HEX];

@@ -50,6 +50,11 @@ echo "on A: $TAP_A, mac $MAC, $out"
 
 note "n2 on a bridge B lacks: its move is refused at prepare, it runs on"
 ip -n ${P}a link add vbr2 type bridge && ip -n ${P}a link set vbr2 up || fail "making vbr2 on A"
+# what each host offers, as `host info` lists it
+[ "$(on A --json host info | json_get bridges)" = '["vbr", "vbr2"]' ] &&
+	[ "$(on B --json host info | json_get bridges)" = '["vbr"]' ] ||
+	fail "host info bridges: A $(on A --json host info | json_get bridges), B $(on B --json host info | json_get bridges)"
+on B host info | grep -qE "^Bridges: +vbr$" || fail "host info table: $(on B host info)"
 new_vm A n2 64M "ws=4M rate=4" 1 --bridge vbr2
 on A move-vm -n n2 -d "$(port_of B)" >"$T/n2.out" 2>&1 && fail "n2 moved to a host without its bridge"
 grep -q "bridge 'vbr2' does not exist on this host" "$T/n2.out" ||
