@@ -122,6 +122,7 @@ static int worker_save(struct worker *w, const char *path, struct json_object *r
 	struct stream s;
 	char tmp[CONFIG_PATH_MAX + 8];
 	uint64_t t0 = now_ms();
+	bool was_running = w->state == WORKER_RUNNING;
 	int fd, rc, n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 
 	/* cut short, the temporary name would be some other file, truncated
@@ -130,28 +131,40 @@ static int worker_save(struct worker *w, const char *path, struct json_object *r
 		return err_set(e, "state file path too long (at most %d bytes)", CONFIG_PATH_MAX);
 	worker_pause(w);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return err_sys(e, "creating %s", tmp);
+	if (fd < 0) {
+		rc = err_sys(e, "creating %s", tmp);
+		goto failed;
+	}
 	stream_init_fd(&s, fd, true);
 	rc = snapshot_save(&w->m, &s, &st, e);
+	if (rc < 0)
+		err_prefix(e, "writing %s", tmp); /* the stream's error names no file */
 	if (rc == 0 && fsync(fd) < 0)
 		rc = err_sys(e, "fsync %s", tmp);
 	stream_destroy(&s);
-	close(fd);
+	if (close(fd) < 0 && rc == 0)
+		rc = err_sys(e, "closing %s", tmp);
 	/* Written under a temporary name and renamed: a failed save never leaves a half file behind the real name. */
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = err_sys(e, "renaming %s to %s", tmp, path);
 	else if (rc == 0)
 		rc = durable_dir_sync(path, e);
 	if (rc < 0) {
-		unlink(tmp);
-		return -1;
+		if (unlink(tmp) < 0 && errno != ENOENT)
+			log_warn("removing %s: %s", tmp, strerror(errno));
+		goto failed;
 	}
 	jsonl_add_int(resp, "pages_raw", (int64_t)st.pages_raw);
 	jsonl_add_int(resp, "pages_zero", (int64_t)st.pages_zero);
 	jsonl_add_int(resp, "bytes", (int64_t)s.bytes);
 	jsonl_add_int(resp, "ms", (int64_t)(now_ms() - t0));
 	return 0;
+failed:
+	/* nothing was saved: the guest goes on as before the request (a
+	 * full disk must not also stop the VM) */
+	if (was_running)
+		worker_resume(w);
+	return -1;
 }
 
 static const uint8_t *worker_map_gpa(void *opaque, uint64_t gpa, uint64_t len)
