@@ -104,10 +104,11 @@ int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struc
 {
 	/* "incoming": an arrival's marker (migrate.h), after the definition:
 	 * one left alone by a crash is swept at the next start, and then
-	 * "resumed", its worker's mark, swept with it */
+	 * "resumed", its worker's mark, swept with it ("resumed.tmp": the
+	 * mark written ahead by a worker killed before it ran the VM) */
 	static const char *const kinds[] = { "pid", "sock", "console", "exit", "extents",
-					     "mkey", "incoming", "resumed", "serial", "serial.1",
-					     "log", "log.1" };
+					     "mkey", "incoming", "resumed", "resumed.tmp", "serial",
+					     "serial.1", "log", "log.1" };
 	char path[PATH_MAX];
 	int n = snprintf(path, sizeof(path), "%s/%s.json", d->vms_dir,
 			 vm->def.name);

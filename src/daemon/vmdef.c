@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/durable.h"
 #include "common/jsonl.h"
 #include "devices/tap.h"
 
@@ -216,6 +217,26 @@ struct json_object *vmdef_to_json(const struct vm_def *d)
 	return o;
 }
 
+/* A short write is how a nearly full disk answers first: it is retried,
+ * so the error reported is the disk's (ENOSPC), not a stale errno. */
+static int vmdef_write_all(int fd, const char *text, const char *path, struct err *e)
+{
+	size_t len = strlen(text);
+
+	while (len > 0) {
+		ssize_t n = write(fd, text, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(e, "writing %s", path);
+		if (n == 0)
+			return err_set(e, "writing %s: no progress", path);
+		text += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int vmdef_save(const char *vms_dir, const struct vm_def *d, struct err *e)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
@@ -236,9 +257,7 @@ int vmdef_save(const char *vms_dir, const struct vm_def *d, struct err *e)
 	}
 	/* write + fsync + rename: readers see the old file or the whole new
 	 * one, even across a power loss. */
-	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) ||
-	    write(fd, "\n", 1) != 1) {
-		err_sys(e, "writing %s", tmp);
+	if (vmdef_write_all(fd, text, tmp, e) < 0 || vmdef_write_all(fd, "\n", tmp, e) < 0) {
 		close(fd);
 		unlink(tmp);
 		goto out;
@@ -259,7 +278,8 @@ int vmdef_save(const char *vms_dir, const struct vm_def *d, struct err *e)
 		unlink(tmp);
 		goto out;
 	}
-	rc = 0;
+	/* the reply that follows says "defined": the rename must survive a power loss */
+	rc = durable_dir_sync(path, e);
 out:
 	json_object_put(o);
 	return rc;

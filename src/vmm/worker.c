@@ -70,6 +70,7 @@ struct worker {
 	struct vm_config local;     /* host-local settings for an incoming VM */
 	struct guest_mem reserved;  /* incoming: memory faulted in before the move (--prealloc) */
 	uint64_t reserved_bytes;    /* how much of it is faulted in (--prealloc-extents: part) */
+	char mark_tmp[CONFIG_PATH_MAX + 8]; /* incoming: the arrival mark, written ahead ("" none) */
 };
 
 static uint64_t now_ms(void)
@@ -122,6 +123,7 @@ static int worker_save(struct worker *w, const char *path, struct json_object *r
 	struct stream s;
 	char tmp[CONFIG_PATH_MAX + 8];
 	uint64_t t0 = now_ms();
+	bool was_running = w->state == WORKER_RUNNING;
 	int fd, rc, n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 
 	/* cut short, the temporary name would be some other file, truncated
@@ -130,28 +132,40 @@ static int worker_save(struct worker *w, const char *path, struct json_object *r
 		return err_set(e, "state file path too long (at most %d bytes)", CONFIG_PATH_MAX);
 	worker_pause(w);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return err_sys(e, "creating %s", tmp);
+	if (fd < 0) {
+		rc = err_sys(e, "creating %s", tmp);
+		goto failed;
+	}
 	stream_init_fd(&s, fd, true);
 	rc = snapshot_save(&w->m, &s, &st, e);
+	if (rc < 0)
+		err_prefix(e, "writing %s", tmp); /* the stream's error names no file */
 	if (rc == 0 && fsync(fd) < 0)
 		rc = err_sys(e, "fsync %s", tmp);
 	stream_destroy(&s);
-	close(fd);
+	if (close(fd) < 0 && rc == 0)
+		rc = err_sys(e, "closing %s", tmp);
 	/* Written under a temporary name and renamed: a failed save never leaves a half file behind the real name. */
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = err_sys(e, "renaming %s to %s", tmp, path);
 	else if (rc == 0)
 		rc = durable_dir_sync(path, e);
 	if (rc < 0) {
-		unlink(tmp);
-		return -1;
+		if (unlink(tmp) < 0 && errno != ENOENT)
+			log_warn("removing %s: %s", tmp, strerror(errno));
+		goto failed;
 	}
 	jsonl_add_int(resp, "pages_raw", (int64_t)st.pages_raw);
 	jsonl_add_int(resp, "pages_zero", (int64_t)st.pages_zero);
 	jsonl_add_int(resp, "bytes", (int64_t)s.bytes);
 	jsonl_add_int(resp, "ms", (int64_t)(now_ms() - t0));
 	return 0;
+failed:
+	/* nothing was saved: the guest goes on as before the request (a
+	 * full disk must not also stop the VM) */
+	if (was_running)
+		worker_resume(w);
+	return -1;
 }
 
 static const uint8_t *worker_map_gpa(void *opaque, uint64_t gpa, uint64_t len)
@@ -758,6 +772,56 @@ static int worker_build(struct worker *w, const struct vm_config *cfg, struct er
 	return machine_boot(&w->m, e);
 }
 
+/* The arrival mark is written here, at setup, under a temporary name, and
+ * only renamed at the start: a host whose disk is full refuses the move
+ * now, while the source still runs the VM, instead of failing after the
+ * commit point (both copies stopped until someone resolves the move).
+ * The rename needs no new data block; its sync is not downtime. */
+static int incoming_mark_ahead(struct worker *w, struct err *e)
+{
+	const char *path = w->o->resumed_file;
+	int fd, n;
+
+	if (!path)
+		return 0;
+	n = snprintf(w->mark_tmp, sizeof(w->mark_tmp), "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof(w->mark_tmp)) {
+		w->mark_tmp[0] = '\0';
+		return err_set(e, "arrival mark path too long: %s", path);
+	}
+	fd = open(w->mark_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		err_sys(e, "creating the arrival mark %s", w->mark_tmp);
+		goto failed;
+	}
+	for (const char *p = "resumed\n"; *p;) {
+		ssize_t k = write(fd, p, strlen(p));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			err_sys(e, "writing the arrival mark %s", w->mark_tmp);
+			close(fd);
+			goto failed;
+		}
+		p += k;
+	}
+	if (fsync(fd) < 0) {
+		err_sys(e, "fsync %s", w->mark_tmp);
+		close(fd);
+		goto failed;
+	}
+	if (close(fd) < 0) {
+		err_sys(e, "closing %s", w->mark_tmp);
+		goto failed;
+	}
+	return 0;
+failed:
+	if (unlink(w->mark_tmp) < 0 && errno != ENOENT)
+		log_warn("removing %s: %s", w->mark_tmp, strerror(errno));
+	w->mark_tmp[0] = '\0';
+	return -1;
+}
+
 static int incoming_build(void *opaque, struct vm_config *cfg, struct err *e)
 {
 	struct worker *w = opaque;
@@ -769,7 +833,7 @@ static int incoming_build(void *opaque, struct vm_config *cfg, struct err *e)
 	if (machine_build(&w->m, cfg, true, &w->reserved, worker_serial_sink, w, e) < 0)
 		return -1;
 	w->m.vm.host_cpu_mask = w->o->host_cpu_mask;
-	return 0;
+	return incoming_mark_ahead(w, e);
 }
 
 /* --prealloc-extents: "FIRST NPAGES" lines, the memory the source uses
@@ -870,29 +934,18 @@ static int reserve_memory(struct worker *w, uint64_t size, const char *extents, 
 static int incoming_start_vcpus(void *opaque, struct err *e)
 {
 	struct worker *w = opaque;
-	int fd = -1;
+	const char *path = w->o->resumed_file;
 
-	if (w->o->resumed_file) {
-		fd = open(w->o->resumed_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd < 0 || write(fd, "resumed\n", 8) != 8) {
-			err_sys(e, "recording the arrival in %s", w->o->resumed_file);
-			if (fd >= 0)
-				close(fd);
-			return -1;
-		}
-	}
+	if (path && rename(w->mark_tmp, path) < 0)
+		return err_sys(e, "recording the arrival: renaming %s to %s", w->mark_tmp, path);
 	if (vcpus_start(&w->m.vm, e) < 0) {
-		if (fd >= 0) {
-			close(fd);
-			unlink(w->o->resumed_file); /* it never ran here */
-		}
+		if (path && unlink(path) < 0) /* it never ran here */
+			log_warn("removing %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (fd >= 0) {
+	if (path) {
 		struct err se = { 0 };
-		if (fsync(fd) < 0 || close(fd) < 0)
-			log_warn("syncing %s: %s", w->o->resumed_file, strerror(errno));
-		else if (durable_dir_sync(w->o->resumed_file, &se) < 0)
+		if (durable_dir_sync(path, &se) < 0)
 			log_warn("%s", se.msg);
 	}
 	return 0;
@@ -1116,6 +1169,10 @@ out:
 		}
 		mig_source_join(&w->ms);
 	}
+	/* an arrival that never started: its mark written ahead goes (once
+	 * renamed, the name is free and this finds nothing) */
+	if (w->mark_tmp[0] && unlink(w->mark_tmp) < 0 && errno != ENOENT)
+		log_warn("removing %s: %s", w->mark_tmp, strerror(errno));
 	if (w->reserved.host)
 		gmem_destroy(&w->reserved);
 	if (w->m.built) {
