@@ -1,4 +1,4 @@
-/* Directory fsync after a rename or unlink (see durable.h). */
+/* Directory fsync after a rename or unlink, and whole writes (see durable.h). */
 #include "common/durable.h"
 
 #include <errno.h>
@@ -30,4 +30,22 @@ int durable_dir_sync(const char *path, struct err *e)
 		rc = err_sys(e, "fsync directory %s", dir);
 	close(fd);
 	return rc;
+}
+
+int durable_write_all(int fd, const void *buf, size_t len, const char *path, struct err *e)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(e, "writing %s", path);
+		if (n == 0)
+			return err_set(e, "writing %s: no progress", path);
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }

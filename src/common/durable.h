@@ -8,10 +8,16 @@
 #ifndef FERRY_COMMON_DURABLE_H
 #define FERRY_COMMON_DURABLE_H
 
+#include <stddef.h>
+
 #include "common/err.h"
 
 /* fsync the directory that holds path (its last component need not exist:
  * the call follows an unlink as well as a rename). */
 int durable_dir_sync(const char *path, struct err *e);
+/* All of buf to fd (a file being written whole, named path in errors):
+ * short writes and EINTR retried, as a nearly full disk answers with a
+ * short write first — the error reported is then the disk's (ENOSPC). */
+int durable_write_all(int fd, const void *buf, size_t len, const char *path, struct err *e);
 
 #endif

@@ -14,22 +14,6 @@
 #include "common/jsonl.h"
 #include "common/log.h"
 
-static int statefile_write_fd(int fd, const char *text, size_t len,
-			      const char *path, struct err *e)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, text, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return err_sys(e, "writing %s", path);
-		}
-		text += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int statefile_write_mode(const char *path, const char *text, mode_t mode, struct err *e)
 {
 	char tmp[PATH_MAX];
@@ -43,8 +27,8 @@ static int statefile_write_mode(const char *path, const char *text, mode_t mode,
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
 		return err_sys(e, "creating %s", tmp);
-	if (statefile_write_fd(fd, text, strlen(text), tmp, e) < 0 ||
-	    statefile_write_fd(fd, "\n", 1, tmp, e) < 0) {
+	if (durable_write_all(fd, text, strlen(text), tmp, e) < 0 ||
+	    durable_write_all(fd, "\n", 1, tmp, e) < 0) {
 		close(fd);
 		unlink(tmp);
 		return -1;
@@ -167,8 +151,8 @@ int statefile_append_line(const char *path, const char *line, struct err *e)
 	memcpy(buf + 1, line, len);
 	buf[len + 1] = '\n';
 	/* one write: the line and its newline land together or not at all */
-	if (last == '\n' ? statefile_write_fd(fd, buf + 1, len + 1, path, e) < 0
-			 : statefile_write_fd(fd, buf, len + 2, path, e) < 0) {
+	if (last == '\n' ? durable_write_all(fd, buf + 1, len + 1, path, e) < 0
+			 : durable_write_all(fd, buf, len + 2, path, e) < 0) {
 		if (ftruncate(fd, st.st_size) < 0)
 			log_warn("%s: cannot cut back a failed append: %s", path, strerror(errno));
 		goto out;

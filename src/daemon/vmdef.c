@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/durable.h"
 #include "common/jsonl.h"
+#include "daemon/statefile.h"
 #include "devices/tap.h"
 
 /* Definitions on disk are never larger than this; a bigger file is not ours. */
@@ -217,70 +217,19 @@ struct json_object *vmdef_to_json(const struct vm_def *d)
 	return o;
 }
 
-/* A short write is how a nearly full disk answers first: it is retried,
- * so the error reported is the disk's (ENOSPC), not a stale errno. */
-static int vmdef_write_all(int fd, const char *text, const char *path, struct err *e)
-{
-	size_t len = strlen(text);
-
-	while (len > 0) {
-		ssize_t n = write(fd, text, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_sys(e, "writing %s", path);
-		if (n == 0)
-			return err_set(e, "writing %s: no progress", path);
-		text += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int vmdef_save(const char *vms_dir, const struct vm_def *d, struct err *e)
 {
-	char path[PATH_MAX], tmp[PATH_MAX];
+	char path[PATH_MAX];
 	struct json_object *o;
-	const char *text;
-	int fd, rc = -1;
+	int rc;
 
-	if (snprintf(path, sizeof(path), "%s/%s.json", vms_dir, d->name) >= (int)sizeof(path) ||
-	    snprintf(tmp, sizeof(tmp), "%s/.%s.json.tmp", vms_dir, d->name) >= (int)sizeof(tmp))
+	if (snprintf(path, sizeof(path), "%s/%s.json", vms_dir, d->name) >= (int)sizeof(path))
 		return err_set(e, "state directory path too long");
+	/* temp file, fsync, rename, directory sync: readers see the old file
+	 * or the whole new one, even across a power loss, and the reply that
+	 * follows ("defined") holds after one */
 	o = vmdef_to_json(d);
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-					      JSON_C_TO_STRING_NOSLASHESCAPE);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		err_sys(e, "creating %s", tmp);
-		goto out;
-	}
-	/* write + fsync + rename: readers see the old file or the whole new
-	 * one, even across a power loss. */
-	if (vmdef_write_all(fd, text, tmp, e) < 0 || vmdef_write_all(fd, "\n", tmp, e) < 0) {
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	if (fsync(fd) < 0) {
-		err_sys(e, "fsync %s", tmp);
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	if (close(fd) < 0) {
-		err_sys(e, "closing %s", tmp);
-		unlink(tmp);
-		goto out;
-	}
-	if (rename(tmp, path) < 0) {
-		err_sys(e, "renaming %s to %s", tmp, path);
-		unlink(tmp);
-		goto out;
-	}
-	/* the reply that follows says "defined": the rename must survive a power loss */
-	rc = durable_dir_sync(path, e);
-out:
+	rc = statefile_write_json(path, o, e);
 	json_object_put(o);
 	return rc;
 }

@@ -794,16 +794,10 @@ static int incoming_mark_ahead(struct worker *w, struct err *e)
 		err_sys(e, "creating the arrival mark %s", w->mark_tmp);
 		goto failed;
 	}
-	for (const char *p = "resumed\n"; *p;) {
-		ssize_t k = write(fd, p, strlen(p));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			err_sys(e, "writing the arrival mark %s", w->mark_tmp);
-			close(fd);
-			goto failed;
-		}
-		p += k;
+	if (durable_write_all(fd, "resumed\n", 8, w->mark_tmp, e) < 0) {
+		err_prefix(e, "the arrival mark");
+		close(fd);
+		goto failed;
 	}
 	if (fsync(fd) < 0) {
 		err_sys(e, "fsync %s", w->mark_tmp);
