@@ -14,6 +14,8 @@
 
 #include <json-c/json.h>
 
+#include "devices/tap.h"
+
 int hostinfo_memory(struct host_mem *m, struct err *e)
 {
 	char line[256];
@@ -287,10 +289,9 @@ static int hostinfo_name_cmp(const void *a, const void *b)
 struct json_object *hostinfo_bridges(void)
 {
 	struct json_object *arr = json_object_new_array();
-	char *names[256], path[PATH_MAX];
+	char *names[256];
 	size_t n = 0;
 	struct dirent *de;
-	struct stat st;
 	DIR *d = opendir("/sys/class/net");
 
 	if (!d)
@@ -298,9 +299,7 @@ struct json_object *hostinfo_bridges(void)
 	while ((de = readdir(d)) && n < sizeof(names) / sizeof(names[0])) {
 		if (de->d_name[0] == '.')
 			continue;
-		/* the kernel's mark of a bridge, as tap_bridge_check reads it */
-		snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", de->d_name);
-		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (names[n] = strdup(de->d_name)))
+		if (tap_is_bridge(de->d_name) && (names[n] = strdup(de->d_name)))
 			n++;
 	}
 	closedir(d);

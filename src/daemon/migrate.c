@@ -226,6 +226,13 @@ struct json_object *migrate_worker_cmd(const char *cmd)
 	return o;
 }
 
+struct json_object *migrate_worker_poll_cmd(const char *cmd)
+{
+	struct json_object *o = migrate_worker_cmd(cmd);
+	jsonl_add_int(o, "wait_ms", MIGRATE_POLL_MS);
+	return o;
+}
+
 /* Tell the destination to drop its half of the move, and why: the move's
  * error, which move_finish has set (why_text false: a destination from
  * before the reason field, see migrate_peer_done). Best effort: its worker
@@ -599,8 +606,7 @@ static void move_out_poll(struct ferryd *d, struct move *m, long long now)
 	 * next_ms passed), so one is always out; a worker from before
 	 * wait_ms answers at once, and is then asked a poll interval on. */
 	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) == 0) {
-		req = migrate_worker_cmd("migrate-status");
-		jsonl_add_int(req, "wait_ms", MIGRATE_POLL_MS);
+		req = migrate_worker_poll_cmd("migrate-status");
 		if (peer_worker_call(d, sock, req, FERRYD_CTL_TIMEOUT_MS, 0, m->vm, m->id,
 				     PEER_POLL, &e) == 0) {
 			m->call_pending = true;

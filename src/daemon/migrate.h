@@ -119,6 +119,9 @@ struct json_object *migrate_worker_request(struct ferryd *d, struct vm *vm,
 					    struct json_object *req, struct err *e);
 /* {"cmd": cmd}, for migrate_worker_request. */
 struct json_object *migrate_worker_cmd(const char *cmd);
+/* The same for status / migrate-status, held by the worker up to a poll
+ * interval and answered at once when its move ends or the VM runs. */
+struct json_object *migrate_worker_poll_cmd(const char *cmd);
 /* Cancel a queued or in-flight outgoing move; code on failure. */
 int migrate_cancel(struct ferryd *d, struct move *m, const char **code,
 		   struct err *e);

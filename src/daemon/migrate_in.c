@@ -201,8 +201,7 @@ void migrate_in_tick(struct ferryd *d, struct move *m, long long now)
 	}
 	if (registry_path(d, vm, "sock", sock, sizeof(sock), &e) < 0)
 		return;
-	req = migrate_worker_cmd("status");
-	jsonl_add_int(req, "wait_ms", MIGRATE_POLL_MS);
+	req = migrate_worker_poll_cmd("status");
 	if (peer_worker_call(d, sock, req, FERRYD_CTL_TIMEOUT_MS, 0, m->vm, m->id, PEER_IN_POLL,
 			     &e) < 0)
 		return;

@@ -145,6 +145,15 @@ static void worker_arg(struct worker_cmd *c, const char *flag, const char *val)
 	c->argv[c->argc++] = (char *)val;
 }
 
+/* The NIC's backend is this host's to give, started or arriving alike. */
+static void worker_nic_args(struct worker_cmd *c, const struct vm_def *def)
+{
+	if (def->tap[0])
+		worker_arg(c, "--tap", def->tap);
+	if (def->bridge[0])
+		worker_arg(c, "--bridge", def->bridge);
+}
+
 static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 			    struct worker_cmd *c, struct err *e)
 {
@@ -172,10 +181,7 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 		worker_arg(c, "--serial", c->serial);
 		worker_arg(c, "--log", c->log);
 		worker_arg(c, "--console-socket", c->console);
-		if (def->tap[0])
-			worker_arg(c, "--tap", def->tap);
-		if (def->bridge[0])
-			worker_arg(c, "--bridge", def->bridge);
+		worker_nic_args(c, def);
 		/* the host's migration baseline (host set --cpu-baseline) */
 		if (d->settings.cpu_baseline[0])
 			worker_arg(c, "--host-cpu-mask", d->settings.cpu_baseline);
@@ -213,10 +219,7 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 	worker_arg(c, "--console-socket", c->console);
 	if (def->disk[0])
 		worker_arg(c, "--disk", def->disk);
-	if (def->tap[0])
-		worker_arg(c, "--tap", def->tap);
-	if (def->bridge[0])
-		worker_arg(c, "--bridge", def->bridge);
+	worker_nic_args(c, def);
 	if (def->mac[0])
 		worker_arg(c, "--mac", def->mac);
 	if (def->cpu_mask[0])

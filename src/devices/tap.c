@@ -2,6 +2,7 @@
 #include "devices/tap.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <stdio.h>
@@ -43,10 +44,18 @@ int tap_open(const char *ifname, char *actual_name, struct err *e)
 	return fd;
 }
 
+bool tap_is_bridge(const char *name)
+{
+	char path[64 + NAME_MAX];
+	struct stat st;
+
+	if (snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", name) >= (int)sizeof(path))
+		return false;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int tap_bridge_check(const char *bridge, struct err *e)
 {
-	char path[64 + IFNAMSIZ];
-	struct stat st;
 
 	if (!bridge[0] || strlen(bridge) >= IFNAMSIZ || strchr(bridge, '/'))
 		return err_set(e, "bridge name '%s' is not an interface name (1-%d characters, no '/')",
@@ -55,10 +64,9 @@ int tap_bridge_check(const char *bridge, struct err *e)
 		return err_set(e, "bridge '%s' does not exist on this host: create it and connect it to "
 			       "the VM network first (e.g. ip link add %s type bridge; ip link set eth0 "
 			       "master %s; ip link set %s up)", bridge, bridge, bridge, bridge);
-	/* the kernel's mark of a bridge: a tap joined to anything else would
-	 * fail at SIOCBRADDIF with a less helpful EINVAL */
-	snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", bridge);
-	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+	/* a tap joined to anything else would fail at SIOCBRADDIF with a
+	 * less helpful EINVAL */
+	if (!tap_is_bridge(bridge))
 		return err_set(e, "interface '%s' on this host is not a bridge", bridge);
 	return 0;
 }

@@ -24,6 +24,8 @@ int tap_open(const char *ifname, char *actual_name, struct err *e);
 /* The NIC on a host bridge (the "virtual switch" a VM names, the same on
  * every host it may run on): is bridge here, and is it a bridge? */
 int tap_bridge_check(const char *bridge, struct err *e);
+/* The kernel's mark of a bridge: /sys/class/net/NAME/bridge. */
+bool tap_is_bridge(const char *name);
 /* A new tap of the worker's own (the kernel names it fyN), joined to
  * bridge and up. It lives as long as the fd: when the worker exits, or
  * the VM moves away, it is gone from the bridge with nothing to clean. */
