@@ -16,7 +16,10 @@
 
 #include "common/jsonl.h"
 
-#define WATCH_POLL_MS 50 /* ferryd hears of a move's end at once (its worker answers a held status) */
+/* ferryd holds the status until a move changes state, at most this long:
+ * a move's end shows at once, progress is redrawn this often. */
+#define WATCH_HOLD_MS 250
+#define WATCH_POLL_MS 50 /* a ferryd without held status (an earlier build) is asked this often */
 #define WATCH_CALL_TIMEOUT_MS 15000
 #define WATCH_BAR 20
 
@@ -147,6 +150,13 @@ static void watch_summary(struct json_object *mv)
 		printf("  note: %s\n", cli_str(mv, "error"));
 }
 
+/* An earlier ferryd refuses the field it does not know: then it is polled. */
+static bool watch_hold_refused(struct json_object *rep)
+{
+	const char *code = cli_str(rep, "code"), *msg = cli_str(rep, "error");
+	return code && strcmp(code, "E_BAD_ARG") == 0 && msg && strstr(msg, "'wait_ms'");
+}
+
 static void watch_sleep(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -161,6 +171,7 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 	struct json_object *last = NULL;
 	struct cli_conn *c;
 	int drawn = 0, rc = CLI_OK;
+	bool hold = true;
 
 	if (!seen) {
 		fprintf(stderr, "ferry: out of memory\n");
@@ -182,11 +193,18 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 			json_object_array_add(ids, json_object_new_string(
 						      cli_str(json_object_array_get_idx(moves, i), "id")));
 		json_object_object_add(req, "ids", ids);
+		if (hold)
+			jsonl_add_int(req, "wait_ms", WATCH_HOLD_MS);
 		rep = cli_call(c, req, WATCH_CALL_TIMEOUT_MS);
 		if (!rep) {
 			fprintf(stderr, "ferry: lost contact with ferryd; the moves go on: see ferry migration list\n");
 			rc = CLI_UNREACHABLE;
 			break;
+		}
+		if (hold && watch_hold_refused(rep)) {
+			hold = false;
+			json_object_put(rep);
+			continue;
 		}
 		if (!json_object_object_get_ex(rep, "moves", &list)) {
 			cli_print_error(rep, "migration.status", NULL);
@@ -230,7 +248,8 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 				rc = CLI_FAILED;
 			break;
 		}
-		watch_sleep(WATCH_POLL_MS);
+		if (!hold)
+			watch_sleep(WATCH_POLL_MS);
 	}
 	if (last && rc != CLI_UNREACHABLE) {
 		struct json_object *list;

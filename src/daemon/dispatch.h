@@ -82,6 +82,10 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 enum verb_result verb_migration_abort(struct req *r, struct json_object **reply);
 enum verb_result verb_migration_list(struct req *r, struct json_object **reply);
 enum verb_result verb_migration_status(struct req *r, struct json_object **reply);
+/* migration.status's answer for keys (a "moves" list when many, else
+ * "move"); NULL with *code and e set when one is not found. */
+struct json_object *verb_migration_status_reply(struct ferryd *d, const char *const *keys, size_t n,
+						bool many, const char **code, struct err *e);
 enum verb_result verb_migration_cancel(struct req *r, struct json_object **reply);
 enum verb_result verb_migration_set(struct req *r, struct json_object **reply);
 enum verb_result verb_migration_history(struct req *r, struct json_object **reply);

@@ -184,6 +184,7 @@ struct ferryd {
 	int peer_pipe[2];      /* peer.c: call threads wake the loop */
 	struct move *moves;    /* queued and in-flight moves, in order */
 	struct move *recent;   /* finished moves, newest first */
+	struct status_hold *status_holds; /* held migration.status requests (status_hold.c) */
 	bool quit;
 };
 

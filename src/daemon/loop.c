@@ -28,6 +28,7 @@
 #include "daemon/dispatch.h"
 #include "daemon/migrate.h"
 #include "daemon/peer.h"
+#include "daemon/status_hold.h"
 
 enum pfd_kind { PFD_UNIX, PFD_TCP, PFD_SIG, PFD_PEER, PFD_VM, PFD_CLIENT, PFD_CONSOLE };
 
@@ -738,6 +739,9 @@ int loop_run(struct ferryd *d, struct err *e)
 		rc = migrate_next_timeout(d);
 		if (rc >= 0 && (timeout < 0 || rc < timeout))
 			timeout = rc;
+		rc = status_hold_next_timeout(d);
+		if (rc >= 0 && (timeout < 0 || rc < timeout))
+			timeout = rc;
 		if (auth_next >= 0 && (timeout < 0 || auth_next < timeout))
 			timeout = auth_next;
 		if (accept_wait > 0 && (timeout < 0 || accept_wait < timeout))
@@ -799,6 +803,7 @@ int loop_run(struct ferryd *d, struct err *e)
 		}
 		worker_tick(d);
 		migrate_tick(d);
+		status_hold_tick(d); /* after every change this pass made */
 		/* Replies produced by ticks, reaps or unblocked clients. */
 		for (struct client *c = d->clients; c; c = c->next) {
 			if (!c->dead && !c->busy && c->mode == CLIENT_REQUESTS)
@@ -810,6 +815,7 @@ int loop_run(struct ferryd *d, struct err *e)
 		auth_next = loop_expire_unauthed(d);
 		loop_free_dead(d);
 	}
+	status_hold_free_all(d);
 	free(refs);
 	free(pfds);
 	return 0;

@@ -23,6 +23,7 @@
 #include "daemon/migrate.h"
 #include "daemon/netaddr.h"
 #include "daemon/statefile.h"
+#include "daemon/status_hold.h"
 #include "migration/format.h"
 
 #define MIGRATION_HISTORY_DEFAULT 50
@@ -529,36 +530,72 @@ enum verb_result verb_migration_list(struct req *r, struct json_object **reply)
 
 /* Moves by id or VM name, live or from the history (one read of it for
  * all); got[] is filled, or all freed on the first one not found. */
-static int status_many(struct req *r, const char *const *keys, size_t n, struct json_object **got)
+static int status_many(struct ferryd *d, const char *const *keys, size_t n, struct json_object **got,
+		       const char **code, struct err *e)
 {
 	for (size_t i = 0; i < n; i++) {
-		struct move *m = migrate_find(r->d, keys[i]);
-		got[i] = m ? migrate_move_json(r->d, m, true) : NULL;
+		struct move *m = migrate_find(d, keys[i]);
+		got[i] = m ? migrate_move_json(d, m, true) : NULL;
 	}
-	if (migrate_history_find(r->d, keys, n, got, &r->err) < 0)
-		log_warn("reading the migration history: %s", r->err.msg);
+	if (migrate_history_find(d, keys, n, got, e) < 0)
+		log_warn("reading the migration history: %s", e->msg);
 	for (size_t i = 0; i < n; i++)
 		if (!got[i]) {
 			for (size_t j = 0; j < n; j++)
 				json_object_put(got[j]);
-			return req_fail(r, "E_NO_MIGRATION",
-					"no move with id or VM name '%.80s' on this host (see: ferry migration list)",
-					keys[i]);
+			*code = "E_NO_MIGRATION";
+			err_set(e, "no move with id or VM name '%.80s' on this host (see: ferry migration list)",
+				keys[i]);
+			return -1;
 		}
 	return 0;
 }
 
+struct json_object *verb_migration_status_reply(struct ferryd *d, const char *const *keys, size_t n,
+						bool many, const char **code, struct err *e)
+{
+	struct json_object *got[MIGRATE_STATUS_IDS_MAX], *o, *arr;
+
+	if (n > MIGRATE_STATUS_IDS_MAX || status_many(d, keys, n, got, code, e) < 0)
+		return NULL;
+	o = reply_ok();
+	if (!many) {
+		json_object_object_add(o, "move", got[0]);
+		return o;
+	}
+	arr = json_object_new_array();
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(arr, got[i]);
+	json_object_object_add(o, "moves", arr);
+	return o;
+}
+
+/* A held request is answered at once when none of its moves can change:
+ * all ended, or known only to the history. */
+static bool status_all_done(struct ferryd *d, const char *const *keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct move *m = migrate_find(d, keys[i]);
+		if (m && !migrate_state_done(m->state))
+			return false;
+	}
+	return true;
+}
+
 enum verb_result verb_migration_status(struct req *r, struct json_object **reply)
 {
-	static const char *const fields[] = { "id", "name", "ids", NULL };
+	static const char *const fields[] = { "id", "name", "ids", "wait_ms", NULL };
 	const char *id = NULL, *name = NULL, *keys[MIGRATE_STATUS_IDS_MAX];
-	struct json_object *ids, *o, *one, *arr, *got[MIGRATE_STATUS_IDS_MAX];
-	size_t n;
+	struct json_object *ids;
+	int64_t wait_ms = 0;
+	bool many = false;
+	size_t n = 1;
 
 	if (req_fields(r, fields) < 0)
 		return VERB_FAIL;
 	if (jsonl_get_str(r->args, "id", false, &id, &r->err) < 0 ||
-	    jsonl_get_str(r->args, "name", false, &name, &r->err) < 0)
+	    jsonl_get_str(r->args, "name", false, &name, &r->err) < 0 ||
+	    jsonl_get_int(r->args, "wait_ms", false, 0, STATUS_HOLD_MAX_MS, &wait_ms, &r->err) < 0)
 		return bad_arg(r);
 	if (json_object_object_get_ex(r->args, "ids", &ids)) {
 		if (!json_object_is_type(ids, json_type_array))
@@ -573,25 +610,25 @@ enum verb_result verb_migration_status(struct req *r, struct json_object **reply
 				return req_fail(r, "E_BAD_ARG", "field 'ids' must be a list of move ids");
 			keys[i] = json_object_get_string(it);
 		}
-		if (status_many(r, keys, n, got) < 0)
-			return VERB_FAIL;
-		arr = json_object_new_array();
-		for (size_t i = 0; i < n; i++)
-			json_object_array_add(arr, got[i]);
-		o = reply_ok();
-		json_object_object_add(o, "moves", arr);
-		*reply = o;
-		return VERB_REPLY;
+		many = true;
+	} else {
+		if (!id && !name)
+			return req_fail(r, "E_BAD_ARG", "give the move's 'id' or the VM's 'name'");
+		keys[0] = id ? id : name;
 	}
-	if (!id && !name)
-		return req_fail(r, "E_BAD_ARG", "give the move's 'id' or the VM's 'name'");
-	keys[0] = id ? id : name;
-	if (status_many(r, keys, 1, &one) < 0)
+	*reply = verb_migration_status_reply(r->d, keys, n, many, &r->code, &r->err);
+	if (!*reply)
 		return VERB_FAIL;
-	o = reply_ok();
-	json_object_object_add(o, "move", one);
-	*reply = o;
-	return VERB_REPLY;
+	if (wait_ms <= 0 || status_all_done(r->d, keys, n))
+		return VERB_REPLY;
+	/* Known moves, some still going: the answer waits for a change. */
+	json_object_put(*reply);
+	*reply = NULL;
+	if (status_hold_add(r->d, r->c->id, keys, n, many, (int)wait_ms, &r->err) < 0) {
+		r->code = "E_INTERNAL";
+		return VERB_FAIL;
+	}
+	return VERB_DEFER;
 }
 
 enum verb_result verb_migration_cancel(struct req *r, struct json_object **reply)

@@ -96,9 +96,43 @@ expect "v2=3:3"
 on A host set --bandwidth 0 >/dev/null || fail "host limit off"
 on A host info | grep -qE '^Bandwidth: +no cap' || fail "host limit not off"
 expect "v2=3:3"
+# held WAIT_MS [FIELD]: v2's migration.status held at most WAIT_MS, as
+# "STATE MS" (its state in the answer, the ms the answer took), or the
+# error code; on A's local socket, so no key is needed.
+held() {
+	python3 - "$T/A/ferryd.sock" "$1" <<'EOF'
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+t0 = time.monotonic()
+s.sendall(json.dumps({"cmd": "migration.status", "name": "v2", "wait_ms": int(sys.argv[2])}).encode() + b"\n")
+buf = b""
+while not buf.endswith(b"\n"):
+    b = s.recv(65536)
+    if not b:
+        break
+    buf += b
+r = json.loads(buf)
+print(r["move"]["state"] if r.get("ok") else r["code"], int((time.monotonic() - t0) * 1000))
+EOF
+}
+note "a held migration.status: answered when the move changes state, else after wait_ms"
+h=$(held 400); echo "held 400 ms, v2 unchanged: $h"
+# v2 cannot converge at 3 MiB/s: nothing changes, so ferryd holds the whole wait
+[ "${h%% *}" = migrating ] && [ "${h##* }" -ge 390 ] || fail "a held status was not held: $h"
+case "$(held 5001)" in E_BAD_ARG*) ;; *) fail "wait_ms 5001 accepted" ;; esac
+held 5000 >"$T/held" &
+HELD=$!
+sleep 0.3 # the request is in and held before the limit goes
 on A migration set v2 --bandwidth 0 | tee "$T/set"
 grep -q "bandwidth no limit now (own limit: none)" "$T/set" || fail "set v2 0 reply"
+wait "$HELD" || fail "the held status failed"
+echo "held 5000 ms while v2's limit was lifted: $(cat "$T/held")"
+# answered at v2's next state (it ends), not at the wait's end with v2 still moving
+case "$(cat "$T/held")" in migrating*) fail "the held status missed v2's end: $(cat "$T/held")" ;; esac
 wait_move A v2 completed 60 || fail "v2 did not complete"
+h=$(held 5000); echo "held 5000 ms after v2 ended: $h"
+[ "${h%% *}" = completed ] && [ "${h##* }" -lt 2500 ] || fail "a finished move's status was held: $h"
 
 note "refusals"
 on A migration set v2 --bandwidth 5 >"$T/err" 2>&1 && fail "set on a finished move accepted"

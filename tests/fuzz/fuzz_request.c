@@ -273,6 +273,7 @@ static void fx_forget(void)
 	fx_free_moves(fxd.moves);
 	fx_free_moves(fxd.recent);
 	fxd.moves = fxd.recent = NULL;
+	status_hold_free_all(&fxd);
 	while (fxd.vms)
 		registry_remove(&fxd, fxd.vms);
 	if (fx_console >= 0)
@@ -455,6 +456,7 @@ static bool fx_pass(struct fx_conn *x)
 	}
 	worker_tick(&fxd);
 	migrate_tick(&fxd);
+	status_hold_tick(&fxd);
 	if (c->busy) {
 		c->busy = false;
 		progress = true;

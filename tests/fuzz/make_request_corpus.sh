@@ -55,7 +55,7 @@ requests = {
                         {"all_running": True, "destination": "192.0.2.7"}],
     "migration.list": [{"all": True}],
     "migration.status": [{"id": "mv-0000aaaa"}, {"name": "run2"},
-                         {"ids": ["mv-0000aaaa", "mv-0000bbbb"]}],
+                         {"ids": ["mv-0000aaaa", "mv-0000bbbb"]}, {"name": "run2", "wait_ms": 250}],
     "migration.cancel": [{"id": "mv-0000aaaa"}, {"name": "run2"}],
     "migration.set": [{"name": "run2", "bandwidth_mibps": 200}],
     "migration.history": [{"name": "run2", "limit": 10}],
