@@ -7,6 +7,7 @@
 
 #include "common/jsonl.h"
 #include "common/log.h"
+#include "daemon/migrate.h"
 
 struct json_object *reply_ok(void)
 {
@@ -105,17 +106,49 @@ int req_fail(struct req *r, const char *code, const char *fmt, ...)
 struct vm *req_vm(struct req *r)
 {
 	const char *name = NULL;
-	struct vm *vm;
 
 	if (jsonl_get_str(r->args, "name", true, &name, &r->err) < 0) {
 		r->code = "E_BAD_ARG";
 		return NULL;
 	}
-	vm = registry_find(r->d, name);
+	return req_vm_named(r, name);
+}
+
+struct vm *req_vm_named(struct req *r, const char *name)
+{
+	struct vm *vm = registry_find(r->d, name);
+
+	if (vm && vm->departed) {
+		req_fail(r, "E_NO_VM", "no VM named '%.80s' on this host: it moved away (the copy it "
+			 "left here is ending)", name);
+		return NULL;
+	}
 	if (!vm)
 		req_fail(r, "E_NO_VM", "no VM named '%.80s' on this host (see: ferry vm list)",
 			 name);
 	return vm;
+}
+
+int req_name_free(struct req *r, const char *name)
+{
+	struct vm *vm = registry_find(r->d, name);
+	struct move *out = migrate_find_active(r->d, name);
+
+	/* Both clear up by themselves within moments: the move's source
+	 * ferryd queues the move again and retries, a user is told to. */
+	if (vm && vm->departed)
+		return req_fail(r, "E_VM_LEAVING", "VM %s moved away from this host and the copy it "
+				"left here is still ending: try again in a moment", name);
+	if (vm)
+		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists on this host", name);
+	/* Its move away from here is still finishing (the source's ferryd
+	 * waits for its destination's word): the two would share a name,
+	 * and that move's end act on this VM. */
+	if (out && out->dir == MOVE_OUT)
+		return req_fail(r, "E_VM_LEAVING", "VM %s's move away from this host (%s) has not "
+				"finished yet (%s): try again when it has",
+				name, out->id, migrate_state_name(out->state));
+	return 0;
 }
 
 /* A TCP client's first line when this host has a cluster key: the answer

@@ -61,6 +61,11 @@ int req_fail(struct req *r, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* The "name" field, looked up in the registry (E_NO_VM if absent). */
 struct vm *req_vm(struct req *r);
+/* VM name in this host's registry; E_NO_VM if absent or departed. */
+struct vm *req_vm_named(struct req *r, const char *name);
+/* -1 (E_NAME_TAKEN, or the retryable E_VM_LEAVING) unless name is free for
+ * a new VM or an arriving one. */
+int req_name_free(struct req *r, const char *name);
 
 /* Handlers, one per verb (verbs_host.c, verbs_vm.c). */
 enum verb_result verb_host_info(struct req *r, struct json_object **reply);

@@ -107,6 +107,11 @@ struct vm {
 	bool prealloc_extents;   /* run/NAME.extents holds the source's used memory (prealloc) */
 	bool verifying;          /* a vm.verify is with its worker (one at a time) */
 	bool migration_key;      /* run/NAME.mkey holds the move's key (the worker removes it) */
+	/* Moved away, the move completed, and its worker is still ending
+	 * (giving the guest's memory back). Its files are gone; the entry
+	 * holds the name until worker_reap removes it. Not this host's VM:
+	 * not listed, not found by name (req_vm_named). */
+	bool departed;
 
 	/* A worker whose control socket stopped answering (hung, or stopped
 	 * with SIGSTOP) would hold the loop FERRYD_CTL_TIMEOUT_MS at every

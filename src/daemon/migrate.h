@@ -23,6 +23,7 @@
 #define MIGRATE_POLL_MS 100        /* worker migrate-status poll: a move's end is seen within it */
 #define MIGRATE_RETRY_MS 1000      /* destination busy / unreachable during resolve */
 #define MIGRATE_IN_RETRY_MS 10     /* an incoming worker still starting: ask again */
+#define MIGRATE_LEAVING_RETRY_MS 20 /* the destination's old copy of the VM still ending */
 #define MIGRATE_RECENT_MAX 64      /* finished moves kept in memory */
 #define MIGRATE_STATUS_IDS_MAX 256 /* moves one migration.status asks about */
 #define MIGRATE_ABORT_REASON_MAX 256 /* migration.abort's reason, with its NUL */

@@ -64,6 +64,8 @@ enum verb_result verb_host_info(struct req *r, struct json_object **reply)
 		}
 	}
 	for (struct vm *vm = r->d->vms; vm; vm = vm->next) {
+		if (vm->departed)
+			continue; /* another host's VM now */
 		if ((unsigned)vm->state < VM_NSTATES)
 			n[vm->state]++;
 		total++;

@@ -76,9 +76,9 @@ static int start_collect(struct req *r, struct vm **vms, int *n)
 		if (*n >= MIGRATION_START_MAX_VMS)
 			return req_fail(r, "E_BAD_ARG", "at most %d VMs per request",
 					MIGRATION_START_MAX_VMS);
-		vm = registry_find(r->d, nm);
+		vm = req_vm_named(r, nm);
 		if (!vm)
-			return req_fail(r, "E_NO_VM", "no VM named '%.80s' on this host (see: ferry vm list)", nm);
+			return -1;
 		for (int j = 0; j < *n; j++)
 			if (vms[j] == vm)
 				return req_fail(r, "E_BAD_ARG", "VM %s is named twice", nm);
@@ -365,18 +365,8 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	if (json_object_object_get_ex(r->args, "extents", &extj) &&
 	    prepare_check_extents(extj, (uint64_t)def.memory_mib << 8, &r->err) < 0)
 		return bad_arg(r);
-	if (registry_find(r->d, name))
-		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists on this host", name);
-	{
-		/* Its move away from here is still finishing (the source's
-		 * ferryd waits for its destination's word): the two would
-		 * share a name, and that move's end act on this VM. */
-		struct move *out = migrate_find_active(r->d, name);
-		if (out)
-			return req_fail(r, "E_BUSY", "VM %s's move away from this host (%s) has not "
-					"finished yet (%s): try again when it has",
-					name, out->id, migrate_state_name(out->state));
-	}
+	if (req_name_free(r, name) < 0)
+		return VERB_FAIL;
 	active = migrate_active_count(r->d);
 	if (active >= s->max_migrations)
 		return req_fail(r, "E_MIGRATION_LIMIT",

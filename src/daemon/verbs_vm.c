@@ -41,9 +41,8 @@ enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
 		return VERB_FAIL;
 	if (vmdef_from_json(r->args, &def, &r->code, &r->err) < 0)
 		return VERB_FAIL;
-	if (registry_find(r->d, def.name))
-		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists",
-				def.name);
+	if (req_name_free(r, def.name) < 0)
+		return VERB_FAIL;
 	if (vmdef_check_files(&def, &r->code, &r->err) < 0)
 		return VERB_FAIL;
 	if (hostinfo_memory(&mem, &r->err) < 0) {
@@ -115,6 +114,8 @@ enum verb_result verb_vm_list(struct req *r, struct json_object **reply)
 		return VERB_FAIL;
 	arr = json_object_new_array();
 	for (struct vm *vm = r->d->vms; vm; vm = vm->next) {
+		if (vm->departed)
+			continue; /* another host's VM now */
 		e = json_object_new_object();
 		jsonl_add_str(e, "name", vm->def.name);
 		jsonl_add_str(e, "state", registry_state_name(vm->state));

@@ -652,6 +652,15 @@ void worker_reap(struct ferryd *d, struct vm *vm)
 	vm->ctl_silent_ms = 0; /* the next worker starts with a clean slate */
 	worker_unlink_runtime(d, vm);
 
+	if (vm->departed) {
+		/* The copy of a VM whose move completed meanwhile: its files
+		 * went then, but for what the exit wrote (logs stay). */
+		if (registry_delete_files(d, vm, true, &e) < 0)
+			log_warn("VM %s: %s", vm->def.name, e.msg);
+		log_info("VM %s: the copy it left here has ended", vm->def.name);
+		registry_remove(d, vm);
+		return;
+	}
 	/* Live migration decides first: a source worker that handed its VM
 	 * over, or an incoming worker that never got one. */
 	if (migrate_worker_exited(d, vm, vm->last_exit_code,

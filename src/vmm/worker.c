@@ -282,6 +282,9 @@ static void worker_on_mig_end(void *opaque, enum mig_stage end)
 	/* first, so that a held migrate-status answers now */
 	if (write(w->mig_end_fd, &one, sizeof(one)) < 0)
 		log_warn("migration end notify: %s", strerror(errno));
+	/* a test's stand-in for a slow release (tests/e2e/move_leaving.sh) */
+	if (end == MIG_STAGE_COMPLETED)
+		failpoint("worker.release_memory");
 	if (end == MIG_STAGE_COMPLETED && gmem_punch(&w->m.vm.mem, 0, gmem_npages(&w->m.vm.mem), &e) < 0)
 		log_warn("giving back the moved VM's memory: %s", e.msg);
 }
