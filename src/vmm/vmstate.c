@@ -8,8 +8,8 @@
  *
  * Restore order (destination, before any KVM_RUN):
  *   0. nothing yet: every vCPU's CPUID, and what vcpu_check_host checks
- *      (TSC rate, machine-check setup, feature MSRs), against this host
- *      first;
+ *      (TSC rate, machine-check setup, feature MSRs, KVM_CAP_SREGS2 for a
+ *      vCPU saved with PDPTRs), against this host first;
  *   1. every vCPU, each in cpustate.c's order (CPUID first, events last),
  *      then vCPU 0's model kept for a later move (vm.h);
  *   2. PIT, then PIC master, PIC slave, IOAPIC;

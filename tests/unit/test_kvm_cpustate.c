@@ -3,8 +3,9 @@
  * of the destination host (the TSC rate, feature MSRs), checked on this
  * host's KVM with a saved state edited the way another host's would
  * differ; the MSRs KVM's list lacks (MTRRs, machine-check banks) saved;
- * the encoding in both versions; a vCPU restored into another VM. Skips (exit 77) without
- * /dev/kvm or the guest binary (machines are built, never run).
+ * the encoding in every version; a vCPU restored into another VM, and one
+ * in 32-bit PAE paging with its PDPTRs (KVM_GET/SET_SREGS2). Skips (exit
+ * 77) without /dev/kvm or the guest binary (machines are built, never run).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -345,8 +346,13 @@ static void restores_into_another_vm(void **state)
 	machine_destroy(&b);
 }
 
-/* st encoded, then decoded as version; the bytes are cut by cut first
- * (a version 1 section is a version 2 one without its last 8 bytes). */
+/* What each version appends: version 2 MCG_CAP; 3 the SREGS2 flags and
+ * the four PDPTRs. An earlier version's section is a later one without
+ * its last bytes. */
+#define V2_TAIL 8
+#define V3_TAIL (4 + 4 * 8)
+
+/* st encoded, then decoded as version; the bytes are cut by cut first. */
 static int decode(const struct vcpu_state *st, size_t cut, uint32_t version,
 		  struct vcpu_state *out, size_t *left, struct err *e)
 {
@@ -363,6 +369,21 @@ static int decode(const struct vcpu_state *st, size_t cut, uint32_t version,
 	return rc;
 }
 
+/* st's whole encoding, decoded as version, is refused with want named. */
+static void decode_refused(const struct vcpu_state *st, uint32_t version, const char *want)
+{
+	struct vcpu_state *out = malloc(sizeof(*out));
+	struct err e = { .code = 0 };
+	size_t left;
+
+	assert_non_null(out);
+	assert_int_equal(decode(st, 0, version, out, &left, &e), -1);
+	printf("refused as version %u: %s\n", version, e.msg);
+	if (!strstr(e.msg, want))
+		fail_msg("expected \"%s\" in the refusal", want);
+	free(out);
+}
+
 static void same_state(const struct vcpu_state *a, const struct vcpu_state *b)
 {
 	assert_int_equal(a->nmsrs, b->nmsrs);
@@ -374,11 +395,13 @@ static void same_state(const struct vcpu_state *a, const struct vcpu_state *b)
 	assert_int_equal(a->tsc_khz, b->tsc_khz);
 }
 
-/* The encoding round-trips in version 2; version 1 (the previous build's,
- * no MCG_CAP) still decodes, to mcg_cap 0; a section too short for its
- * version, an unknown version and an impossible bank count are refused. */
+/* The encoding round-trips in version 3; versions 2 (no PDPTRs) and 1
+ * (no MCG_CAP either) still decode, to PDPTRs not valid and mcg_cap 0; a
+ * section too short for its version, an unknown version and an impossible
+ * bank count are refused. */
 static void encoding_versions(void **state)
 {
+	const uint32_t bad_versions[] = { 0, CPUSTATE_VERSION + 1 };
 	struct machine m;
 	struct vcpu_state *st, *out = malloc(sizeof(*out));
 	struct err e = { .code = 0 };
@@ -387,30 +410,255 @@ static void encoding_versions(void **state)
 
 	assert_non_null(out);
 	st = saved_vcpu(&m, "enc");
+	assert_int_equal(CPUSTATE_VERSION, 3);
 	assert_int_equal(decode(st, 0, CPUSTATE_VERSION, out, &left, &e), 0);
 	assert_int_equal(left, 0);
 	same_state(st, out);
 	assert_true(out->mcg_cap == st->mcg_cap);
-	assert_int_equal(decode(st, 8, 1, out, &left, &e), 0);
+	assert_int_equal(decode(st, V3_TAIL, 2, out, &left, &e), 0);
+	assert_int_equal(left, 0);
+	same_state(st, out);
+	assert_true(out->mcg_cap == st->mcg_cap);
+	assert_int_equal(out->sregs2_flags, 0);
+	assert_int_equal(decode(st, V3_TAIL + V2_TAIL, 1, out, &left, &e), 0);
 	assert_int_equal(left, 0);
 	same_state(st, out);
 	assert_true(out->mcg_cap == 0);
-	assert_int_equal(decode(st, 8, 2, out, &left, &e), -1);
+	assert_int_equal(decode(st, V3_TAIL + V2_TAIL, 2, out, &left, &e), -1);
 	printf("version 2 cut short: %s\n", e.msg);
+	assert_int_equal(decode(st, V3_TAIL, 3, out, &left, &e), -1);
+	printf("version 3 cut short: %s\n", e.msg);
+	/* vmstate_apply refuses trailing bytes */
 	assert_int_equal(decode(st, 0, 1, out, &left, &e), 0);
-	assert_int_equal(left, 8); /* vmstate_apply refuses trailing bytes */
-	for (uint32_t v = 0; v < 4; v += 3) {
-		assert_int_equal(decode(st, 0, v, out, &left, &e), -1);
-		printf("version %u: %s\n", v, e.msg);
-		assert_non_null(strstr(e.msg, "unsupported"));
-	}
+	assert_int_equal(left, V3_TAIL + V2_TAIL);
+	assert_int_equal(decode(st, 0, 2, out, &left, &e), 0);
+	assert_int_equal(left, V3_TAIL);
+	for (size_t i = 0; i < sizeof(bad_versions) / sizeof(bad_versions[0]); i++)
+		decode_refused(st, bad_versions[i], "unsupported");
 	st->mcg_cap = (1ull << 8) | 33;
-	assert_int_equal(decode(st, 0, 2, out, &left, &e), -1);
-	printf("33 banks: %s\n", e.msg);
-	assert_non_null(strstr(e.msg, "33 machine-check banks"));
+	decode_refused(st, 2, "33 machine-check banks");
 	free(st);
 	free(out);
 	machine_destroy(&m);
+}
+
+/* Special registers of 32-bit protected mode with PAE paging (CR0.PG,
+ * CR4.PAE, EFER.LMA clear), flat 4 GiB segments, CR3 at cr3. */
+static void pae_sregs(struct kvm_sregs *s, uint64_t cr3)
+{
+	struct kvm_segment code = { .base = 0, .limit = 0xffffffff, .selector = 0x8, .type = 0xb,
+				    .present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1 };
+	struct kvm_segment data = code;
+
+	data.selector = 0x10;
+	data.type = 0x3;
+	s->cs = code;
+	s->ds = s->es = s->fs = s->gs = s->ss = data;
+	s->cr0 = (1ull << 31) | (1ull << 4) | 1; /* PG, ET, PE */
+	s->cr4 = 1ull << 5;                       /* PAE */
+	s->efer = 0;
+	s->cr3 = cr3;
+}
+
+/* A version 3 section carries the SREGS2 flags and the PDPTRs: they
+ * round-trip, a version 2 reading of the same bytes has none, and flags
+ * this build does not know, PDPTRs for a vCPU outside PAE paging and a
+ * section cut anywhere inside the new fields are refused. */
+static void pdptrs_encoding(void **state)
+{
+	static const uint64_t pdptrs[4] = { 0x101001, 0x102001, 0x103001, 0x7ff00000104001ull };
+	struct machine m;
+	struct vcpu_state *st, *out = malloc(sizeof(*out));
+	struct err e = { .code = 0 };
+	struct kvm_sregs longmode;
+	size_t left;
+	(void)state;
+
+	assert_non_null(out);
+	st = saved_vcpu(&m, "pdptrs");
+	/* the test guest's vCPU starts in long mode: no PDPTRs */
+	assert_int_equal(st->sregs2_flags, 0);
+	longmode = st->sregs;
+	pae_sregs(&st->sregs, 0x3000);
+	st->sregs2_flags = KVM_SREGS2_FLAGS_PDPTRS_VALID;
+	memcpy(st->pdptrs, pdptrs, sizeof(pdptrs));
+	assert_int_equal(decode(st, 0, 3, out, &left, &e), 0);
+	assert_int_equal(left, 0);
+	same_state(st, out);
+	assert_memory_equal(&out->sregs, &st->sregs, sizeof(st->sregs));
+	assert_int_equal(out->sregs2_flags, KVM_SREGS2_FLAGS_PDPTRS_VALID);
+	assert_memory_equal(out->pdptrs, pdptrs, sizeof(pdptrs));
+	/* the same bytes as a version 2 section, without its tail */
+	assert_int_equal(decode(st, V3_TAIL, 2, out, &left, &e), 0);
+	assert_int_equal(left, 0);
+	assert_int_equal(out->sregs2_flags, 0);
+	for (size_t cut = 1; cut <= V3_TAIL; cut++) {
+		e.msg[0] = 0;
+		if (decode(st, cut, 3, out, &left, &e) != -1)
+			fail_msg("a version 3 section %zu bytes short decoded", cut);
+		assert_non_null(strstr(e.msg, "truncated"));
+	}
+	printf("cut inside the PDPTRs: %s\n", e.msg);
+	st->sregs2_flags = KVM_SREGS2_FLAGS_PDPTRS_VALID | 2;
+	decode_refused(st, 3, "unknown SREGS2 flags 0x3");
+	st->sregs2_flags = 1u << 31;
+	decode_refused(st, 3, "unknown SREGS2 flags 0x80000000");
+	st->sregs2_flags = KVM_SREGS2_FLAGS_PDPTRS_VALID;
+	st->sregs = longmode;
+	decode_refused(st, 3, "not in PAE paging");
+	free(st);
+	free(out);
+	machine_destroy(&m);
+}
+
+/* The PDPT of the PAE tests: four present entries (page directories at
+ * 1 MiB up; one above 4 GiB, which PAE allows). */
+#define PDPT_GPA 0x3000
+static const uint64_t guest_pdpt[4] = { 0x100001, 0x101001, 0x102001, 0x1fff00001ull };
+
+static void print_sregs2(const char *what, const struct kvm_sregs2 *s)
+{
+	printf("%s: CR0 0x%llx CR3 0x%llx CR4 0x%llx EFER 0x%llx, SREGS2 flags 0x%llx, PDPTRs 0x%llx "
+	       "0x%llx 0x%llx 0x%llx\n", what, (unsigned long long)s->cr0, (unsigned long long)s->cr3,
+	       (unsigned long long)s->cr4, (unsigned long long)s->efer, (unsigned long long)s->flags,
+	       (unsigned long long)s->pdptrs[0], (unsigned long long)s->pdptrs[1],
+	       (unsigned long long)s->pdptrs[2], (unsigned long long)s->pdptrs[3]);
+}
+
+static void sregs2_read(int vcpu_fd, struct kvm_sregs2 *s)
+{
+	memset(s, 0, sizeof(*s));
+	if (ioctl(vcpu_fd, KVM_GET_SREGS2, s) < 0)
+		fail_msg("KVM_GET_SREGS2: %s", strerror(errno));
+}
+
+/* The vCPU's PDPTRs as KVM holds them equal guest_pdpt, in PAE paging. */
+static void holds_guest_pdptrs(int vcpu_fd, const struct kvm_sregs *want)
+{
+	struct kvm_sregs2 back;
+
+	sregs2_read(vcpu_fd, &back);
+	print_sregs2("restored", &back);
+	assert_true(back.flags == KVM_SREGS2_FLAGS_PDPTRS_VALID);
+	assert_memory_equal(back.pdptrs, guest_pdpt, sizeof(guest_pdpt));
+	assert_true(back.cr0 == want->cr0 && back.cr3 == want->cr3 && back.cr4 == want->cr4 &&
+		    back.efer == want->efer);
+}
+
+/* Whether this KVM keeps a vCPU in 32-bit PAE paging: kvm_pvm runs only
+ * long-mode guests and drops CR0.PG from any other mode without an error.
+ * The vCPU is left in that mode (CR3 at PDPT_GPA) where KVM keeps it. */
+static bool enters_pae_paging(int vcpu_fd)
+{
+	struct kvm_sregs s;
+	uint64_t want;
+
+	assert_int_equal(ioctl(vcpu_fd, KVM_GET_SREGS, &s), 0);
+	pae_sregs(&s, PDPT_GPA);
+	want = s.cr0;
+	if (ioctl(vcpu_fd, KVM_SET_SREGS, &s) < 0)
+		fail_msg("KVM_SET_SREGS into 32-bit PAE paging: %s", strerror(errno));
+	assert_int_equal(ioctl(vcpu_fd, KVM_GET_SREGS, &s), 0);
+	if (s.cr0 == want)
+		return true;
+	printf("SKIP: this KVM drops 32-bit PAE paging (CR0 0x%llx set, 0x%llx read back; kvm_pvm "
+	       "runs only long-mode guests): no PDPTRs to carry here\n", (unsigned long long)want,
+	       (unsigned long long)s.cr0);
+	return false;
+}
+
+/* A guest in 32-bit PAE paging whose PDPT changed in memory after it
+ * loaded CR3: the save carries the PDPTRs the vCPU loaded, not what
+ * memory holds, and the restore puts those into a vCPU of a VM whose
+ * memory at CR3 is zero (through KVM_SET_SREGS it would load zeros). Runs
+ * where KVM keeps the mode (VMX/SVM); skipped on kvm_pvm. */
+static void pae_pdptrs_migrate(void **state)
+{
+	struct machine a, b;
+	struct vcpu_state *st;
+	struct err e = { .code = 0 };
+	uint64_t *pdpt;
+	int fd;
+	(void)state;
+
+	kvm_test_build(&a, "pae", 16ull << 20);
+	fd = a.vm.vcpus[0]->fd;
+	pdpt = (uint64_t *)(a.vm.mem.host + PDPT_GPA);
+	memcpy(pdpt, guest_pdpt, sizeof(guest_pdpt));
+	if (!has_cap(a.vm.kvm_fd, KVM_CAP_SREGS2)) {
+		printf("SKIP: this KVM has no KVM_CAP_SREGS2\n");
+		machine_destroy(&a);
+		skip();
+	}
+	if (!enters_pae_paging(fd)) {
+		machine_destroy(&a);
+		skip();
+	}
+	/* the guest rewrites its PDPT without reloading CR3 */
+	memset(pdpt, 0, sizeof(guest_pdpt));
+	pdpt[0] = 0x200001;
+	st = malloc(sizeof(*st));
+	assert_non_null(st);
+	if (vcpu_save(a.vm.kvm_fd, fd, a.vm.vcpus[0]->cpuid, st, &e) < 0)
+		fail_msg("vcpu_save: %s", e.msg);
+	printf("saved: SREGS2 flags 0x%x, PDPTRs 0x%llx 0x%llx 0x%llx 0x%llx\n", st->sregs2_flags,
+	       (unsigned long long)st->pdptrs[0], (unsigned long long)st->pdptrs[1],
+	       (unsigned long long)st->pdptrs[2], (unsigned long long)st->pdptrs[3]);
+	assert_int_equal(st->sregs2_flags, KVM_SREGS2_FLAGS_PDPTRS_VALID);
+	assert_memory_equal(st->pdptrs, guest_pdpt, sizeof(guest_pdpt));
+
+	kvm_test_build_as(&b, "paedst", 16ull << 20, true);
+	assert_true(((uint64_t *)(b.vm.mem.host + PDPT_GPA))[0] == 0);
+	restore_and_compare(&b, st);
+	holds_guest_pdptrs(b.vm.vcpus[0]->fd, &st->sregs);
+	free(st);
+	machine_destroy(&a);
+	machine_destroy(&b);
+}
+
+/* What runs on kvm_pvm too: a state with PDPTRs, as a VMX/SVM source in
+ * PAE paging saves it, goes in through KVM_SET_SREGS2 and KVM takes it
+ * (and, where it keeps the mode, holds those PDPTRs, not the zeros at CR3
+ * here). The proof that SET_SREGS2 was used: KVM refuses PDPTRs for a
+ * vCPU in long mode, which SET_SREGS has no way to be given. */
+static void pdptrs_put_with_sregs2(void **state)
+{
+	struct machine a, b, c;
+	struct vcpu_state *st;
+	struct kvm_sregs2 back;
+	struct kvm_sregs longmode;
+	struct err e = { .code = 0 };
+	(void)state;
+
+	st = saved_vcpu(&a, "pdptrsrc");
+	if (!has_cap(a.vm.kvm_fd, KVM_CAP_SREGS2)) {
+		printf("SKIP: this KVM has no KVM_CAP_SREGS2\n");
+		free(st);
+		machine_destroy(&a);
+		skip();
+	}
+	longmode = st->sregs;
+	pae_sregs(&st->sregs, PDPT_GPA);
+	st->sregs2_flags = KVM_SREGS2_FLAGS_PDPTRS_VALID;
+	memcpy(st->pdptrs, guest_pdpt, sizeof(guest_pdpt));
+	kvm_test_build_as(&b, "pdptrdst", 16ull << 20, true);
+	restore_and_compare(&b, st);
+	sregs2_read(b.vm.vcpus[0]->fd, &back);
+	if (back.cr0 & (1ull << 31))
+		holds_guest_pdptrs(b.vm.vcpus[0]->fd, &st->sregs);
+	else
+		print_sregs2("restored (this KVM dropped PAE paging: PDPTRs not comparable)", &back);
+
+	st->sregs = longmode;
+	kvm_test_build_as(&c, "pdptrlm", 16ull << 20, true);
+	assert_int_equal(vcpu_restore(c.vm.kvm_fd, c.vm.vcpus[0]->fd, st, set_cpuid, c.vm.vcpus[0],
+				      &e), -1);
+	printf("PDPTRs in long mode: %s\n", e.msg);
+	assert_non_null(strstr(e.msg, "KVM_SET_SREGS2"));
+	free(st);
+	machine_destroy(&a);
+	machine_destroy(&b);
+	machine_destroy(&c);
 }
 
 /* What the previous build saved (version 1: KVM's list only, no MTRRs,
@@ -443,7 +691,7 @@ static void version1_state_restores(void **state)
 	}
 	printf("version 1 state: %u of %u MSRs\n", keep, st->nmsrs);
 	st->nmsrs = keep;
-	assert_int_equal(decode(st, 8, 1, v1, &left, &e), 0);
+	assert_int_equal(decode(st, V3_TAIL + V2_TAIL, 1, v1, &left, &e), 0);
 	assert_int_equal(left, 0);
 	kvm_test_build_as(&b, "v1dst", 16ull << 20, true);
 	restore_and_compare(&b, v1);
@@ -519,6 +767,9 @@ int main(void)
 		cmocka_unit_test(mtrrs_saved),
 		cmocka_unit_test(mce_set_up_and_saved),
 		cmocka_unit_test(encoding_versions),
+		cmocka_unit_test(pdptrs_encoding),
+		cmocka_unit_test(pae_pdptrs_migrate),
+		cmocka_unit_test(pdptrs_put_with_sregs2),
 		cmocka_unit_test(version1_state_restores),
 		cmocka_unit_test(restores_into_another_vm),
 		cmocka_unit_test(model_read_at_build),

@@ -48,6 +48,10 @@
 #define MCE_MAX_BANKS 32
 #define MCE_BOOT_BANKS 10
 
+#define CR0_PG (1ull << 31)
+#define CR4_PAE (1ull << 5)
+#define EFER_LMA (1ull << 10)
+
 /* QEMU's and Firecracker's tolerance: closer rates than this count as equal
  * (hosts of one CPU model differ by a few ppm in what KVM measured). */
 #define TSC_KHZ_TOL_PPM 250
@@ -407,6 +411,91 @@ static int msrs_put_step(int vcpu_fd, const struct vcpu_state *st,
 	return rc;
 }
 
+/* ---------- PDPTRs (KVM_GET/SET_SREGS2) ---------- */
+
+static int sregs2_cap = -1;
+
+/* KVM_CAP_SREGS2 (Linux 5.14), asked once per process as the MSR lists are:
+ * a save and a restore ask for every vCPU, within the downtime. */
+static bool sregs2_supported(int kvm_fd)
+{
+	if (sregs2_cap < 0)
+		sregs2_cap = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SREGS2) > 0;
+	return sregs2_cap > 0;
+}
+
+/* KVM's own test (is_pae_paging) for when it keeps PDPTRs. */
+static bool pae_paging(const struct kvm_sregs *s)
+{
+	return (s->cr0 & CR0_PG) && (s->cr4 & CR4_PAE) && !(s->efer & EFER_LMA);
+}
+
+/* In PAE paging the CPU loads the four PDPTRs from the PDPT at CR3 when
+ * CR3 is written and translates through them until the next write, so
+ * the PDPT in memory may since hold something else: KVM_GET_SREGS leaves
+ * them out, KVM_GET_SREGS2 has them. */
+static int pdptrs_read(int vcpu_fd, struct vcpu_state *st, struct err *e)
+{
+	struct kvm_sregs2 s2;
+
+	memset(&s2, 0, sizeof(s2));
+	if (ioctl(vcpu_fd, KVM_GET_SREGS2, &s2) < 0)
+		return err_sys(e, "KVM_GET_SREGS2");
+	/* Only the flag this build can put back, as QEMU keeps only it: KVM
+	 * defines no other, and refusing to save on a later kernel that did
+	 * would stop every move from that host. */
+	if (!(s2.flags & KVM_SREGS2_FLAGS_PDPTRS_VALID))
+		return 0;
+	st->sregs2_flags = KVM_SREGS2_FLAGS_PDPTRS_VALID;
+	memcpy(st->pdptrs, s2.pdptrs, sizeof(st->pdptrs));
+	return 0;
+}
+
+/* Without SET_SREGS2 the restore could only have KVM reload the PDPTRs
+ * from the PDPT in memory (what SET_SREGS does), which the guest may have
+ * rewritten since it loaded CR3: it would run on with translations it
+ * never set up. */
+static int pdptrs_check(int kvm_fd, const struct vcpu_state *st, struct err *e)
+{
+	if (!(st->sregs2_flags & KVM_SREGS2_FLAGS_PDPTRS_VALID) || sregs2_supported(kvm_fd))
+		return 0;
+	return err_set(e, "incompatible host: the guest uses 32-bit PAE paging and its vCPU's PDPTRs "
+		       "can only be restored with KVM_SET_SREGS2, which this host's KVM lacks (no "
+		       "KVM_CAP_SREGS2; Linux 5.14 and later have it)");
+}
+
+/* Restore step 4 (vcpu_put_registers): SET_SREGS2 where the state has
+ * PDPTRs, so KVM takes them as saved instead of reading the PDPT at CR3
+ * in this host's copy of memory; else SET_SREGS, as a state without them
+ * was always put. */
+static int sregs_put(int vcpu_fd, const struct vcpu_state *st, struct err *e)
+{
+	const struct kvm_sregs *s = &st->sregs;
+	struct kvm_sregs2 s2;
+
+	if (!(st->sregs2_flags & KVM_SREGS2_FLAGS_PDPTRS_VALID)) {
+		if (ioctl(vcpu_fd, KVM_SET_SREGS, s) < 0)
+			return err_sys(e, "KVM_SET_SREGS");
+		return 0;
+	}
+	/* SREGS2 has no interrupt_bitmap, through which SET_SREGS queues the
+	 * external interrupt KVM was injecting. Nothing is lost: that is the
+	 * interrupt VCPU_EVENTS carries (interrupt.injected, .nr), read from
+	 * the same place in KVM, and step 10 puts it after this one. */
+	memset(&s2, 0, sizeof(s2));
+	s2.cs = s->cs; s2.ds = s->ds; s2.es = s->es; s2.fs = s->fs;
+	s2.gs = s->gs; s2.ss = s->ss; s2.tr = s->tr; s2.ldt = s->ldt;
+	s2.gdt = s->gdt; s2.idt = s->idt;
+	s2.cr0 = s->cr0; s2.cr2 = s->cr2; s2.cr3 = s->cr3; s2.cr4 = s->cr4; s2.cr8 = s->cr8;
+	s2.efer = s->efer;
+	s2.apic_base = s->apic_base;
+	s2.flags = KVM_SREGS2_FLAGS_PDPTRS_VALID;
+	memcpy(s2.pdptrs, st->pdptrs, sizeof(s2.pdptrs));
+	if (ioctl(vcpu_fd, KVM_SET_SREGS2, &s2) < 0)
+		return err_sys(e, "KVM_SET_SREGS2");
+	return 0;
+}
+
 /* ---------- checks against this host ---------- */
 
 static bool tsc_khz_close(uint32_t want, uint32_t have)
@@ -478,7 +567,9 @@ static int model_check(int kvm_fd, int vcpu_fd, uint32_t tsc_khz, uint64_t mcg_c
 
 int vcpu_check_host(int kvm_fd, int vcpu_fd, const struct vcpu_state *st, struct err *e)
 {
-	return model_check(kvm_fd, vcpu_fd, st->tsc_khz, st->mcg_cap, st->msrs, st->nmsrs, e);
+	if (model_check(kvm_fd, vcpu_fd, st->tsc_khz, st->mcg_cap, st->msrs, st->nmsrs, e) < 0)
+		return -1;
+	return pdptrs_check(kvm_fd, st, e);
 }
 
 int cpu_model_check_host(int kvm_fd, int vcpu_fd, const struct cpu_model *cm, struct err *e)
@@ -510,6 +601,10 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
 		return err_sys(e, "KVM_GET_REGS");
 	if (ioctl(vcpu_fd, KVM_GET_SREGS, &st->sregs) < 0)
 		return err_sys(e, "KVM_GET_SREGS");
+	/* Besides GET_SREGS, not instead: the rest is the same registers, and
+	 * a save where KVM has no SREGS2 stays what it always was. */
+	if (sregs2_supported(kvm_fd) && pdptrs_read(vcpu_fd, st, e) < 0)
+		return -1;
 	xsave_size = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
 	if (xsave_size > (int)sizeof(struct kvm_xsave)) {
 		if (xsave_size > CPUSTATE_XSAVE_MAX)
@@ -630,9 +725,11 @@ static int vcpu_put_registers(int vcpu_fd, const struct vcpu_state *st,
 	/* 3. REGS: clears pending exceptions, so it must precede VCPU_EVENTS. */
 	if (ioctl(vcpu_fd, KVM_SET_REGS, &st->regs) < 0)
 		return err_sys(e, "KVM_SET_REGS");
-	/* 4. SREGS: restores the APIC base, which SET_LAPIC depends on. */
-	if (ioctl(vcpu_fd, KVM_SET_SREGS, &st->sregs) < 0)
-		return err_sys(e, "KVM_SET_SREGS");
+	/* 4. SREGS2 or SREGS (sregs_put): restores the APIC base, which
+	 *    SET_LAPIC depends on. SREGS2 drops SREGS's pending-interrupt
+	 *    bitmap, which step 10 makes good. */
+	if (sregs_put(vcpu_fd, st, e) < 0)
+		return -1;
 	/* 5-7. FPU/extended state, XCR0, debug registers. KVM_SET_XSAVE takes the larger XSAVE2 buffer. */
 	if (ioctl(vcpu_fd, KVM_SET_XSAVE, st->xsave) < 0)
 		return err_sys(e, "KVM_SET_XSAVE");
@@ -647,7 +744,8 @@ static int vcpu_put_registers(int vcpu_fd, const struct vcpu_state *st,
 	if (msrs_put_step(vcpu_fd, st, features, MSR_STEP_MAIN, e) < 0 ||
 	    msrs_put_step(vcpu_fd, st, features, MSR_STEP_DEADLINE, e) < 0)
 		return -1;
-	/* 10. Events last: pending exception/interrupt/NMI survive only after REGS/SREGS. */
+	/* 10. Events last: pending exception/interrupt/NMI survive only after
+	 *     REGS/SREGS; this also puts the interrupt SREGS2 has no field for. */
 	if (ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &st->events) < 0)
 		return err_sys(e, "KVM_SET_VCPU_EVENTS");
 	return 0;
@@ -723,6 +821,27 @@ static void get_mcg_cap(struct stream *r, const char *what, uint64_t *mcg_cap)
 			    (unsigned long long)*mcg_cap, banks, MCE_MAX_BANKS);
 }
 
+/* The flags decide how the restore puts the special registers: one it
+ * does not know, or PDPTRs for a mode that has none (KVM_SET_SREGS2 would
+ * refuse them only once the restore had begun), is refused here. */
+static void get_pdptrs(struct stream *r, struct vcpu_state *st)
+{
+	const struct kvm_sregs *s = &st->sregs;
+
+	st->sregs2_flags = stream_get_u32(r);
+	for (int i = 0; i < 4; i++)
+		st->pdptrs[i] = stream_get_u64(r);
+	if (!stream_ok(r))
+		return;
+	if (st->sregs2_flags & ~(uint32_t)KVM_SREGS2_FLAGS_PDPTRS_VALID)
+		stream_fail(r, "vCPU state: unknown SREGS2 flags 0x%x (this build knows 0x%x, PDPTRs "
+			    "valid)", st->sregs2_flags, KVM_SREGS2_FLAGS_PDPTRS_VALID);
+	else if (st->sregs2_flags && !pae_paging(s))
+		stream_fail(r, "vCPU state: PDPTRs marked valid for a vCPU not in PAE paging (CR0 "
+			    "0x%llx, CR4 0x%llx, EFER 0x%llx)", (unsigned long long)s->cr0,
+			    (unsigned long long)s->cr4, (unsigned long long)s->efer);
+}
+
 void vcpu_state_put(struct stream *w, const struct vcpu_state *st)
 {
 	const struct kvm_regs *g = &st->regs;
@@ -763,6 +882,11 @@ void vcpu_state_put(struct stream *w, const struct vcpu_state *st)
 	}
 	/* Version 2 on. */
 	stream_put_u64(w, st->mcg_cap);
+	/* Version 3 on: the PDPTRs go as they are even when not valid (zero),
+	 * so the section's length never depends on the guest's paging mode. */
+	stream_put_u32(w, st->sregs2_flags);
+	for (int i = 0; i < 4; i++)
+		stream_put_u64(w, st->pdptrs[i]);
 }
 
 int vcpu_state_get(struct stream *r, uint32_t version, struct vcpu_state *st, struct err *e)
@@ -820,6 +944,8 @@ int vcpu_state_get(struct stream *r, uint32_t version, struct vcpu_state *st, st
 	}
 	if (version >= 2)
 		get_mcg_cap(r, "vCPU state", &st->mcg_cap);
+	if (version >= 3)
+		get_pdptrs(r, st);
 	return stream_check(r, e);
 }
 

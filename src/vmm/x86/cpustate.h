@@ -14,8 +14,9 @@
 #include "common/err.h"
 #include "common/stream.h"
 
-/* 2 adds mcg_cap (and with it the machine-check bank MSRs); 1 is still read. */
-#define CPUSTATE_VERSION 2
+/* 3 adds the PDPTRs (KVM_GET_SREGS2); 2 adds mcg_cap (and with it the
+ * machine-check bank MSRs); 1 and 2 are still read. */
+#define CPUSTATE_VERSION 3
 #define VMSTATE_KVM_VERSION 1
 #define CPUSTATE_MAX_MSRS 1024
 #define CPUSTATE_MAX_CPUID 256
@@ -41,6 +42,12 @@ struct vcpu_state {
 	/* What KVM_X86_SETUP_MCE must be given before the MSRs are written;
 	 * 0 = leave KVM's default (CPUID without MCE, or a version 1 state). */
 	uint64_t mcg_cap;
+	/* KVM_SREGS2_FLAGS_PDPTRS_VALID when the guest is in PAE paging (CR0.PG,
+	 * CR4.PAE, not long mode) and this host's KVM read the four PDPTRs the
+	 * CPU loaded with CR3 (KVM_GET_SREGS2); else 0, pdptrs unused (a host
+	 * without KVM_CAP_SREGS2, another paging mode, a version 1 or 2 state). */
+	uint32_t sregs2_flags;
+	uint64_t pdptrs[4];
 };
 
 /*
@@ -50,6 +57,10 @@ struct vcpu_state {
  * refuses at setup, not after all memory has moved. None of it changes
  * while the guest runs (KVM fixes the TSC rate and the machine-check setup
  * before the first KVM_RUN; feature MSRs are read-only to the guest).
+ * vcpu_check_host's PDPTR rule is left out for that reason: whether the
+ * guest has PDPTRs to carry depends on the paging mode it is in when it
+ * stops, so a host without KVM_CAP_SREGS2 refuses only such a guest's
+ * state, before anything is set, while the source can still resume.
  */
 #define CPU_MODEL_VERSION 1
 /* Feature MSRs KVM can report: 19 VMX capability MSRs, ARCH_CAPABILITIES,
@@ -90,9 +101,10 @@ int vcpu_save(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct vc
  * can differ between kernels: the destination repeats it from mcg_cap. */
 int vcpu_setup_mce(int kvm_fd, int vcpu_fd, const struct kvm_cpuid2 *cpuid, struct err *e);
 /* Whether this host can take the vCPU as saved: the TSC rate (equal within
- * 250 ppm, or KVM can scale it), the machine-check setup, and each feature
- * MSR's value (within what this host's KVM supports). Sets nothing;
- * vcpu_restore checks it too. */
+ * 250 ppm, or KVM can scale it), the machine-check setup, each feature
+ * MSR's value (within what this host's KVM supports), and, for a guest
+ * saved with its PDPTRs, KVM_CAP_SREGS2. Sets nothing; vcpu_restore checks
+ * it too. */
 int vcpu_check_host(int kvm_fd, int vcpu_fd, const struct vcpu_state *st, struct err *e);
 /* The same checks for a model (the CPU_MODEL record): one set of rules. */
 int cpu_model_check_host(int kvm_fd, int vcpu_fd, const struct cpu_model *cm, struct err *e);
