@@ -504,7 +504,7 @@ static bool chunk_any(const uint64_t *bm, uint64_t first)
  * rather than a whole slow pass spent on each step. */
 static int throttle_step(struct run *r, double rate, double bw, struct err *e)
 {
-	static const int steps[] = { 40, 70, 85, 95, 99 };
+	static const int steps[] = { 40, 70, 85, 95, THROTTLE_MAX_PCT };
 	int pct, k = 0;
 	pthread_mutex_lock(&r->ms->lock);
 	pct = (int)r->ms->st.throttle_pct;
@@ -746,8 +746,11 @@ static int precopy(struct run *r, struct err *e)
 	const struct mig_opts *o = &r->ms->o;
 	uint64_t t_sync = channel_now_ns(), dirty_pages, prev_dirty = UINT64_MAX;
 	uint64_t prev_dirty_before = UINT64_MAX;
+	struct throttle_watch watch;
 	double bw = 0, rate = 0;
 	int rc;
+
+	throttle_watch_init(&watch);
 
 	set_stage(r, MIG_STAGE_PRECOPY);
 	if (dirty_start(&r->d, &r->m->vm, e) < 0)
@@ -771,7 +774,7 @@ static int precopy(struct run *r, struct err *e)
 		return rc < 0 ? -1 : deadline_switchover(r);
 	for (;;) {
 		uint64_t pass_ns = channel_now_ns() - r->pass_t0;
-		bool converged, forced, timed = pass_ns > 1000000ULL;
+		bool converged, forced, futile, timed = pass_ns > 1000000ULL;
 		double delivered = timed ? 0 : pass_delivered(r);
 		if (timed) {
 			bw = pass_rate(r); /* the pass ended drained: all of it delivered */
@@ -809,6 +812,7 @@ static int precopy(struct run *r, struct err *e)
 		prev_dirty = dirty_pages;
 		forced = (int)r->gen >= o->max_passes;
 		pthread_mutex_lock(&r->ms->lock);
+		futile = throttle_watch_pass(&watch, (int)r->ms->st.throttle_pct, dirty_pages);
 		r->ms->st.remaining_pages = dirty_pages;
 		r->ms->st.throughput_mibps = bw / 1048576.0;
 		if (r->gen == 1) {
@@ -830,6 +834,17 @@ static int precopy(struct run *r, struct err *e)
 			return rc < 0 ? -1 : deadline_switchover(r);
 		if (forced) {
 			log_info("migration: switching over by policy after %u passes", r->gen);
+			return 0;
+		}
+		if (futile) {
+			/* The same downtime max_passes would end with, minutes sooner
+			 * on a slow link (each pass resends the working set). */
+			log_info("migration: switching over by policy after %u passes: with the vCPUs "
+				 "throttled to %d%% the guest still dirties %.0f MiB/s against %.0f MiB/s "
+				 "sent, %d passes without headway; what is left goes with the guest "
+				 "stopped (~%.0f ms)", r->gen, THROTTLE_MAX_PCT, rate / 1048576.0,
+				 bw / 1048576.0, THROTTLE_FUTILE_PASSES,
+				 bw > 0 ? (double)dirty_pages * 4096.0 / bw * 1000.0 : 0.0);
 			return 0;
 		}
 		if (r->ms->cancel)

@@ -70,3 +70,26 @@ void throttle_stop(struct throttle *t)
 	pthread_join(t->thread, NULL);
 	t->running = false;
 }
+
+void throttle_watch_init(struct throttle_watch *w)
+{
+	w->least = UINT64_MAX;
+	w->stale = 0;
+}
+
+bool throttle_watch_pass(struct throttle_watch *w, int pct, uint64_t dirty)
+{
+	if (pct < THROTTLE_MAX_PCT) {
+		/* still climbing: the steps below the last one get their pass */
+		throttle_watch_init(w);
+		return false;
+	}
+	if (w->least == UINT64_MAX || dirty * 10 < w->least * 9) {
+		w->least = dirty;
+		w->stale = 0;
+		return false;
+	}
+	if (dirty < w->least)
+		w->least = dirty;
+	return ++w->stale >= THROTTLE_FUTILE_PASSES;
+}

@@ -11,8 +11,23 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "vmm/vm.h"
+
+#define THROTTLE_MAX_PCT 99
+/* Passes at the deepest step without the rest shrinking below 90% of the
+ * least seen there, after which more passes only repeat the same work: a
+ * guest whose writes are paced by time (a request rate, a timer) makes up
+ * at each wake-up what the throttle held back, so 1% of the CPU can be
+ * enough for it to dirty as fast as the link drains. */
+#define THROTTLE_FUTILE_PASSES 4
+
+/* Follows the passes at the deepest step (throttle_watch_pass). */
+struct throttle_watch {
+	uint64_t least; /* fewest dirty pages a pass left at the deepest step */
+	int stale;      /* passes since that did not beat it by 10% */
+};
 
 struct throttle {
 	struct vm *vm;
@@ -28,5 +43,10 @@ int throttle_start(struct throttle *t, struct vm *vm);
 void throttle_set(struct throttle *t, int pct);
 /* Undo: pct 0, thread joined, vCPUs left running. */
 void throttle_stop(struct throttle *t);
+
+void throttle_watch_init(struct throttle_watch *w);
+/* A pass ended leaving dirty pages with the vCPUs throttled to pct: true
+ * once THROTTLE_FUTILE_PASSES passes at THROTTLE_MAX_PCT made no headway. */
+bool throttle_watch_pass(struct throttle_watch *w, int pct, uint64_t dirty);
 
 #endif
