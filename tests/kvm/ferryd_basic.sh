@@ -72,6 +72,8 @@ note "list and status"
 ferry vm list | tee "$T/list" || fail "vm list"
 grep -qE '^g1 +running' "$T/list" || fail "g1 not listed as running"
 ferry vm status g1 | tee "$T/status" || fail "vm status"
+# g1 has no NIC: no "NIC tap" line (it once showed the worker's state there)
+grep -q '^NIC tap:' "$T/status" && fail "vm status shows a NIC tap for a VM without a NIC"
 PID=$(ferry --json vm status g1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
 [ -n "$PID" ] && kill -0 "$PID" || fail "worker pid $PID not alive"
 note "TCP clients must prove the cluster key ferryd made at first start"
