@@ -15,6 +15,7 @@
 #include "common/sock.h"
 #include "daemon/hostinfo.h"
 #include "daemon/migrate.h"
+#include "vmm/x86/cpuid.h"
 
 /* A VM being moved belongs to the move until it ends. */
 static int vm_not_moving(struct req *r, struct vm *vm)
@@ -41,6 +42,16 @@ enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
 		return VERB_FAIL;
 	if (vmdef_from_json(r->args, &def, &r->code, &r->err) < 0)
 		return VERB_FAIL;
+	/* checked where it is given, not at the first start (as host set
+	 * --cpu-baseline is) */
+	if (def.cpu_mask[0]) {
+		struct cpuid_mask mask;
+		if (cpuid_parse_mask(def.cpu_mask, &mask, &r->err) < 0) {
+			r->code = "E_BAD_ARG";
+			err_prefix(&r->err, "--cpu-mask");
+			return VERB_FAIL;
+		}
+	}
 	if (registry_find(r->d, def.name))
 		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists",
 				def.name);

@@ -67,6 +67,10 @@ expect_fail "memory must be at least 16M" ferry --json vm new --name a --kernel 
 expect_fail "memory must be a multiple of 2M \(got 17M\)" ferry vm new --name a --kernel "$KERNEL" --memory 17M
 expect_fail "give a whole number of MiB" ferry vm new --name a --kernel "$KERNEL" --memory 15.9M
 expect_fail "--kernel is required" ferry vm new --name a
+# a CPU mask is checked when the VM is defined, not at its first start
+expect_fail '--cpu-mask: CPU feature mask: unknown feature "nosuch"' \
+	ferry vm new --name cm --kernel "$KERNEL" --cpu-mask -nosuch
+ferry vm list | grep -q '^cm ' && fail "a VM with a bad --cpu-mask was defined"
 ferry vm new --name a --kernel "$KERNEL" --memory 32M || fail "valid vm new"
 expect_fail "a VM named a already exists" ferry vm new --name a --kernel "$KERNEL"
 expect_fail "no VM named 'zz'" ferry vm start zz
