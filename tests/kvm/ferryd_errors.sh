@@ -198,6 +198,18 @@ cat "$T/fresh.log"
 [ "$rc" -ne 0 ] || fail "ferryd started with a bad --listen"
 [ -e "$T/fresh/cluster.key" ] && fail "a ferryd that did not start created a cluster key"
 
+note "a --listen port another program holds: ferryd says so and what to do"
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True); sys.stdout.close(); time.sleep(30)' >"$T/busyport" &
+BUSY=$!
+for _ in $(seq 50); do [ -s "$T/busyport" ] && break; sleep 0.1; done
+BPORT=$(cat "$T/busyport")
+expect_fail "another program \(another ferryd\?\) listens on 127.0.0.1:$BPORT: stop it, or give this ferryd another --listen" \
+	timeout 20 "$FERRY_BIN/ferryd" --state-dir "$T/busy" --listen "127.0.0.1:$BPORT" --vmm "$FERRY_BIN/ferry-vm"
+[ -e "$T/busy/ferryd.sock" ] && fail "a ferryd that did not start left its socket"
+kill "$BUSY" 2>/dev/null; wait "$BUSY" 2>/dev/null
+
 note "out of file descriptors: no busy loop, and clients are served again after"
 LF=$T/lowfd
 mkdir -p "$LF"
