@@ -51,8 +51,9 @@ struct cli_group {
 /* client.c */
 /* Connect to ferryd; on failure prints the reason and a hint. */
 struct cli_conn *cli_connect(const struct cli_opts *o);
-/* The exit code for the last failed cli_connect: CLI_UNREACHABLE, or
- * CLI_FAILED when ferryd answered but authentication failed. */
+/* The exit code for the last failed cli_connect: CLI_UNREACHABLE,
+ * CLI_FAILED when ferryd answered but authentication failed, or CLI_USAGE
+ * when --computer-name is not HOST[:PORT]. */
 int cli_connect_failure(void);
 void cli_close(struct cli_conn *c);
 /* Send req (consumed), wait up to timeout_ms for the reply line. Returns

@@ -100,6 +100,7 @@ struct cli_conn *cli_connect(const struct cli_opts *o)
 		if (sock_split_hostport(o->computer, CLI_DEFAULT_PORT, host,
 					sizeof(host), port, sizeof(port), &e) < 0) {
 			fprintf(stderr, "ferry: --computer-name: %s\n", e.msg);
+			cli_connect_rc = CLI_USAGE; /* a typo, not a host that is down */
 			free(c);
 			return NULL;
 		}

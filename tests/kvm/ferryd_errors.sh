@@ -40,6 +40,10 @@ note "daemon not running"
 expect_fail "cannot reach ferryd at $SOCK: no such socket .*start it with: ferryd --state-dir $STATE" \
 	ferry vm list
 expect_fail "cannot reach ferryd at 127.0.0.1:1: connection refused" ferry -c 127.0.0.1:1 host info
+# a malformed -c is a bad command line (exit 2), not a host that is down (3)
+expect_fail "bad address '127.0.0.1:99999': port must be 1-65535" ferry -c 127.0.0.1:99999 host info
+rc=0; ferry -c 127.0.0.1:99999 host info 2>/dev/null || rc=$?
+[ "$rc" -eq 2 ] || fail "a malformed -c address exited $rc, not 2"
 
 bg "$FERRY_BIN/ferryd" --state-dir "$STATE" --listen none --vmm "$FERRY_BIN/ferry-vm" 2>>"$T/ferryd.log"
 FERRYD=$!
