@@ -80,6 +80,10 @@ expect_fail "a VM named a already exists" ferry vm new --name a --kernel "$KERNE
 expect_fail "no VM named 'zz'" ferry vm start zz
 expect_fail "VM a is not running" ferry vm stop a
 expect_fail "VM a is stopped; start it first" ferry vm console a
+grep -q '^hint:' "$T/out" && fail "the console's hint repeats its message"
+note "host new-key names the file it was given, not a temporary one"
+expect_fail "creating cluster key $T/nodir/k: No such file or directory" ferry host new-key "$T/nodir/k"
+grep -q '\.new-' "$T/out" && fail "new-key named its temporary file"
 
 note "raw hostile input on the socket"
 raw 'this is not json' | tee "$T/r1"; grep -q '"code":"E_BAD_JSON"' "$T/r1" || fail "garbage"
@@ -152,6 +156,10 @@ echo "    ok: ferryd alive and answering"
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ -x "$FERRY_BIN/ferry-vm" ]; then
 	note "worker that fails at start: error carries its log"
 	expect_fail "VM a failed to start: ferry-vm exited with code [0-9]+" ferry vm start a
+	# the hint points where the whole log is: status names its file
+	grep -q "^hint: the worker's whole log is the file on the 'Worker log:' line of: ferry vm status a" \
+		"$T/out" || fail "start failure hint"
+	ferry vm status a | grep -q "^Worker log: *$STATE/logs/a.log" || fail "status names no worker log"
 	ferry vm list | grep -qE '^a +(stopped|crashed)' || fail "state after failed start"
 	if [ -f "$FERRY_GUEST" ]; then
 		note "running VM cannot be deleted without --force"
