@@ -163,8 +163,8 @@ struct json_object *cli_call(struct cli_conn *c, struct json_object *req,
 /* What to do about each API error, in the user's terms: per code, and
  * where the command matters, per command (NULL: any); NAME becomes the
  * request's VM name. Codes whose message already says what to do (E_NO_VM
- * names `ferry vm list`, E_NO_VMM `--vmm`, E_VM_NOT_RUNNING of a console or
- * a move says to start it) have none: the hint would repeat it. */
+ * names `ferry vm list`, E_NO_VMM `--vmm`, E_VM_NOT_RUNNING says what to do in
+ * the VM's state) have none: the hint would repeat it. */
 static const char *cli_hint(const char *code, const char *cmd)
 {
 	static const struct { const char *code, *cmd, *hint; } hints[] = {
@@ -175,7 +175,6 @@ static const char *cli_hint(const char *code, const char *cmd)
 		{ "E_NO_MEMORY", NULL, "use a smaller --memory, or stop other VMs (see: ferry host info)" },
 		{ "E_NO_KVM", NULL, "this host cannot run VMs: check that /dev/kvm exists and that ferryd may open it" },
 		{ "E_START_FAILED", NULL, "the worker's whole log is the file on the 'Worker log:' line of: ferry vm status NAME" },
-		{ "E_VM_NOT_RUNNING", "vm.verify", "start it first: ferry vm start NAME" },
 		{ "E_TOO_LATE", NULL, "the move passed its commit point; the VM runs on the destination (see: ferry migration status)" },
 		{ "E_NO_MIGRATION", NULL, "list moves with: ferry migration list, or finished ones: ferry migration history" },
 		{ "E_AUTH", NULL, "every host must hold the same cluster key: copy one host's key file (its ferryd --key-file, default /var/lib/ferry/cluster.key) to the others, restart their ferryd, and give ferry -c the same file (--key-file or FERRY_KEY_FILE)" },

@@ -94,6 +94,18 @@ on A move-vm -n g1 -d "$(port_of B)" --bandwidth 2 --no-wait || fail "move-vm --
 wait_precopy A g1 10 || fail "g1 never reached pre-copy"
 on A migration status g1
 [ "$(on B --json vm status g1 | json_get state)" = incoming ] || fail "B does not show g1 incoming"
+# what a VM in a move refuses, and the advice: the VM's own name, and no
+# "start it" for one that is arriving
+on A vm stop g1 >"$T/out" 2>&1 && fail "vm stop of a moving VM"
+cat "$T/out"
+grep -q "cancel it first: ferry migration cancel g1$" "$T/out" || fail "vm stop during a move: advice"
+for verb in console verify; do
+	on B vm "$verb" g1 >"$T/out" 2>&1 </dev/null && fail "vm $verb of an incoming VM"
+	cat "$T/out"
+	grep -q "VM g1 is being live-migrated (move mv-.*); it is not this host's until it arrives" \
+		"$T/out" || fail "vm $verb of an incoming VM: reason"
+	grep -q "start it" "$T/out" && fail "vm $verb of an incoming VM says to start it"
+done
 # Both workers hung (SIGSTOP): their ferryds poll them off the loop, so
 # each still answers at once (a poll waits 2 s for a hung worker; on the
 # loop, ten times a second, it held every client of that host).

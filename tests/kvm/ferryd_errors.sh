@@ -178,7 +178,8 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ -x "$FERRY_BIN/ferry-vm" ]; then
 
 		note "hints fit the command and name the VM"
 		ferry vm new --name h1 --memory 64M --kernel "$FERRY_GUEST" >/dev/null || fail "vm new h1"
-		expect_fail "hint: start it first: ferry vm start h1" ferry vm verify h1
+		expect_fail "VM h1 is stopped; start it first \(ferry vm start h1\)" ferry vm verify h1
+		grep -q '^hint:' "$T/out" && fail "vm verify's hint repeats its message"
 		expect_fail "VM h1 is not running" ferry vm stop h1
 		grep -q "defining it on the other host" "$T/out" && fail "vm stop got move-vm's hint"
 		ferry vm delete h1 || fail "delete h1"
