@@ -1,7 +1,8 @@
 #!/bin/bash
 # What must not move, and a move called off: each refused with its reason
-# and nothing changed. VM not running; unknown destination host; name
-# already taken on the destination; too little memory there, or in the
+# and nothing changed. VM not running; unknown destination host; no
+# migration network (refused before it starts: no total in its history
+# line); name already taken on the destination; too little memory there, or in the
 # memory cgroup its ferryd (and so its VMs) runs in; a destination of an
 # API protocol this host does not speak (refused at the greeting); cancel in
 # the middle of pre-copy (VM keeps running on A, intact; B clean, its
@@ -41,6 +42,17 @@ expect_refusal "unknown host" "cannot reach ferryd|resolving" move-vm -n g1 -d n
 note "the destination is the source itself"
 expect_refusal "self" "the destination is this host" move-vm -n g1 -d "$(port_of A)"
 [ "$(vm_state A g1)" = running ] || fail "g1 not running on A after a move to A"
+
+note "a move refused before it starts: its history line has no total"
+on A host set --migration-network 10.99.0.0/24 >/dev/null || fail "set networks A"
+expect_refusal "no network" "no address of this host is in its migration networks" \
+	move-vm -n g1 -d "$(port_of B)"
+on A host set --migration-network any >/dev/null || fail "reset networks A"
+on A migration history --name g1 --limit 1 | tee "$T/hist"
+# it has no start: once its TOTAL was its end's time since 1970
+grep -qE '^mv-[0-9a-f]+ +g1 +out +failed +- ' "$T/hist" || fail "history: a total for a move that never started"
+on A migration history g1 >"$T/out" 2>&1 && fail "history took a bare VM name and showed every move"
+grep -q "unexpected argument 'g1' (one VM's moves: --name g1)" "$T/out" || { cat "$T/out"; fail "history g1: reason"; }
 
 note "destination already has a VM of that name"
 on B vm new --name g1 --memory 64M --kernel "$FERRY_GUEST" >/dev/null || fail "vm new g1 on B"
