@@ -96,6 +96,8 @@ struct json_object *cli_progress(struct json_object *mv);
 bool cli_downtime_over(struct json_object *mv, char *buf, size_t cap);
 /* "1h02m", "3m04s", "12s". */
 void cli_fmt_duration(int64_t ms, char *buf, size_t cap);
+/* A time still to go, rounded up to the second; "-" when none is known. */
+void cli_fmt_eta(int64_t ms, char *buf, size_t cap);
 /* "512 MiB", "2 GiB". */
 void cli_fmt_mib(int64_t mib, char *buf, size_t cap);
 /* A table: header row then rows; columns padded to their widest cell.

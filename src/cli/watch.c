@@ -77,12 +77,11 @@ static void watch_line(struct json_object *mv, char *buf, size_t cap)
 		bar[i] = i < fill ? '#' : '.';
 	bar[WATCH_BAR] = '\0';
 	cli_fmt_bytes(cli_num(p, "remaining_bytes"), left, sizeof(left));
-	cli_fmt_duration((int64_t)cli_num(p, "eta_ms"), eta, sizeof(eta));
+	cli_fmt_eta((int64_t)cli_num(p, "eta_ms"), eta, sizeof(eta));
 	snprintf(buf, cap,
 		 "%-12s %-15s [%s] %3.0f%%  pass %lld  dirty %.1f MiB/s  %.1f MiB/s  left %s  ETA %s",
 		 name, stage ? stage : state, bar, pct, (long long)cli_int(p, "pass", 0),
-		 cli_num(p, "dirty_rate_mibps"), cli_num(p, "throughput_mibps"), left,
-		 cli_num(p, "eta_ms") > 0 ? eta : "-");
+		 cli_num(p, "dirty_rate_mibps"), cli_num(p, "throughput_mibps"), left, eta);
 }
 
 /* A JSON event line for a move whose state, stage, pass or percent moved. */

@@ -54,6 +54,15 @@ static void test_durations(void **state)
 	assert_string_equal(b, "1h02m");
 	cli_fmt_duration(-1, b, sizeof(b));
 	assert_string_equal(b, "-");
+	/* a move's ETA is rounded up: "0s" while it still runs misleads */
+	static const struct { int64_t ms; const char *want; } etas[] = {
+		{ 900, "1s" }, { 1930, "2s" }, { 2000, "2s" }, { 59500, "1m00s" },
+		{ 0, "-" }, { -5, "-" },
+	};
+	for (size_t i = 0; i < sizeof(etas) / sizeof(etas[0]); i++) {
+		cli_fmt_eta(etas[i].ms, b, sizeof(b));
+		assert_string_equal(b, etas[i].want);
+	}
 	cli_fmt_mib(2048, b, sizeof(b));
 	assert_string_equal(b, "2 GiB");
 	cli_fmt_mib(64, b, sizeof(b));
