@@ -347,7 +347,7 @@ static int host_info(const struct cli_opts *o)
 	if (cli_str(rep, "auth") && strcmp(cli_str(rep, "auth"), "none") == 0) {
 		cli_kv("Cluster key", "none (--no-auth: TCP clients and migrations unauthenticated)");
 	} else if (cli_str(rep, "key_file") && cli_str(rep, "key_fingerprint")) {
-		snprintf(line, sizeof(line), "%s (fingerprint %s; the same on every host)",
+		snprintf(line, sizeof(line), "%s (fingerprint %s: must match on every host it moves VMs with)",
 			 cli_str(rep, "key_file"), cli_str(rep, "key_fingerprint"));
 		cli_kv("Cluster key", line);
 		if (cli_str(rep, "previous_key_file") && cli_str(rep, "previous_key_fingerprint")) {

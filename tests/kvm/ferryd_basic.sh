@@ -44,7 +44,10 @@ start_ferryd() {
 note "start ferryd (state $STATE, tcp port $PORT)"
 # Its workers inherit this: each verify takes 2.5 s, as a big VM's would.
 FERRY_FAILPOINTS="worker.verify=delay(2500)" start_ferryd
-ferry host info || fail "host info"
+ferry host info | tee "$T/info" || fail "host info"
+# the fingerprint is one that must match, not one that does
+grep -qE "^Cluster key: +$STATE/cluster.key \(fingerprint [0-9a-f]{16}: must match on every host it moves VMs with\)" \
+	"$T/info" || fail "host info: the cluster key line"
 
 note "define and start the test guest"
 ferry vm new --name g1 --memory 64M --vcpus 1 --kernel "$FERRY_GUEST" \
