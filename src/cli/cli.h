@@ -90,6 +90,8 @@ bool cli_bool(struct json_object *o, const char *key); /* false if absent */
 double cli_num(struct json_object *o, const char *key); /* 0 if absent */
 /* A move's "progress" object, NULL if it has none. */
 struct json_object *cli_progress(struct json_object *mv);
+/* move-vm's progress line for one move (a migration.status "move"). */
+void cli_watch_line(struct json_object *mv, char *buf, size_t cap);
 /* A finished move whose downtime went over its target: "over the 50 ms
  * target: most of it <the largest of its downtime parts> (N ms)" into
  * buf, and true; false if within the target (or not known). */

@@ -47,7 +47,7 @@ void cli_fmt_bytes(double b, char *buf, size_t cap)
 }
 
 /* One progress line for a move, without a newline. */
-static void watch_line(struct json_object *mv, char *buf, size_t cap)
+void cli_watch_line(struct json_object *mv, char *buf, size_t cap)
 {
 	const char *name = cli_str(mv, "name"), *state = cli_str(mv, "state");
 	const char *stage = cli_str(mv, "stage");
@@ -76,7 +76,11 @@ static void watch_line(struct json_object *mv, char *buf, size_t cap)
 	for (int i = 0; i < WATCH_BAR; i++)
 		bar[i] = i < fill ? '#' : '.';
 	bar[WATCH_BAR] = '\0';
-	cli_fmt_bytes(cli_num(p, "remaining_bytes"), left, sizeof(left));
+	/* before pass 1 (setup) nothing is counted yet: not "left 0 KiB" */
+	if (cli_int(p, "pass", 0) > 0)
+		cli_fmt_bytes(cli_num(p, "remaining_bytes"), left, sizeof(left));
+	else
+		snprintf(left, sizeof(left), "-");
 	cli_fmt_eta((int64_t)cli_num(p, "eta_ms"), eta, sizeof(eta));
 	snprintf(buf, cap,
 		 "%-12s %-15s [%s] %3.0f%%  pass %lld  dirty %.1f MiB/s  %.1f MiB/s  left %s  ETA %s",
@@ -209,7 +213,7 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 				pct_sum += cli_num(cli_progress(mv), "percent");
 			}
 			if (tty) {
-				watch_line(mv, line, sizeof(line));
+				cli_watch_line(mv, line, sizeof(line));
 				printf("\r\033[K%s\n", line);
 				drawn++;
 			} else {

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 #include <getopt.h>
@@ -101,6 +102,29 @@ static void test_move_options(void **state)
 	assert_int_equal(mo.encrypt, 0);
 }
 
+/* move-vm's progress line: nothing "left" before pass 1 is counted */
+static void test_watch_line(void **state)
+{
+	static const struct { const char *json, *want; } cases[] = {
+		{ "{\"name\":\"g1\",\"state\":\"preparing\",\"stage\":\"setup\","
+		  "\"progress\":{\"pass\":0,\"remaining_bytes\":0,\"eta_ms\":0}}",
+		  "left -  ETA -" },
+		{ "{\"name\":\"g1\",\"state\":\"migrating\",\"stage\":\"precopy\","
+		  "\"progress\":{\"pass\":1,\"percent\":10,\"remaining_bytes\":70254592,"
+		  "\"eta_ms\":900}}",
+		  "left 67.0 MiB  ETA 1s" },
+	};
+	char line[512];
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_object *mv = json_tokener_parse(cases[i].json);
+		assert_non_null(mv);
+		cli_watch_line(mv, line, sizeof(line));
+		assert_non_null(strstr(line, cases[i].want));
+		json_object_put(mv);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -108,6 +132,7 @@ int main(void)
 		cmocka_unit_test(test_ints),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_move_options),
+		cmocka_unit_test(test_watch_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
