@@ -82,6 +82,9 @@ int64_t cli_parse_mib(const char *s);
 bool cli_parse_int(const char *s, long min, long max, long *out);
 /* "on" or "off" (options such as --prealloc, --encrypt); false otherwise. */
 bool cli_parse_onoff(const char *s, bool *on);
+/* Report argv[at], a word no option took: "unexpected argument 'X'TAIL",
+ * or, after --verify-memory, that it takes on or off. */
+void cli_unexpected_arg(const char *cmd, int argc, char **argv, int at, const char *tail);
 
 /* output.c */
 const char *cli_str(struct json_object *o, const char *key);

@@ -233,8 +233,10 @@ static int host_set(struct cli_opts *o, int argc, char **argv)
 	if (nets)
 		json_object_object_add(req, "migration_networks", nets);
 	if (optind < argc || nset == 0) {
-		fprintf(stderr, "ferry host set: %s\n", optind < argc ? "unexpected argument" :
-			"nothing to set (see: ferry host set --help)");
+		if (optind < argc)
+			cli_unexpected_arg("host set", argc, argv, optind, " (see: ferry host set --help)");
+		else
+			fprintf(stderr, "ferry host set: nothing to set (see: ferry host set --help)\n");
 		json_object_put(req);
 		return CLI_USAGE;
 	}
@@ -283,9 +285,12 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 			return CLI_USAGE;
 		}
 	}
-	if (!mo.destination || optind < argc) {
-		fprintf(stderr, "ferry host evacuate: %s (see: ferry host --help)\n",
-			optind < argc ? "unexpected argument" : "--destination-host is required");
+	if (optind < argc) {
+		cli_unexpected_arg("host evacuate", argc, argv, optind, " (see: ferry host --help)");
+		return CLI_USAGE;
+	}
+	if (!mo.destination) {
+		fprintf(stderr, "ferry host evacuate: --destination-host is required (see: ferry host --help)\n");
 		return CLI_USAGE;
 	}
 	req = json_object_new_object();

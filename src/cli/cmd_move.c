@@ -271,8 +271,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "ferry move-vm: unexpected argument '%s' (name VMs with -n)\n",
-			argv[optind]);
+		cli_unexpected_arg("move-vm", argc, argv, optind, " (name VMs with -n)");
 		json_object_put(names);
 		return CLI_USAGE;
 	}

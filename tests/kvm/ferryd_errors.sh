@@ -56,6 +56,12 @@ note "pipelined requests, then EOF: every one is answered, in order"
 n=$(printf '{"cmd":"vm.list"}\n%.0s' 1 2 3 4 5 | socat -t5 - "UNIX-CONNECT:$SOCK" | grep -c '"ok":true')
 [ "$n" = 5 ] || fail "5 requests, then a half-close: $n replies"
 
+note "a stray word is named; after --verify-memory it is its value"
+expect_fail "^ferry move-vm: --verify-memory 'maybe': use on or off" ferry move-vm -n a -d x --verify-memory maybe
+expect_fail "^ferry host evacuate: --verify-memory 'maybe': use on or off" ferry host evacuate -d x --verify-memory maybe
+expect_fail "^ferry move-vm: unexpected argument 'extra' \(name VMs with -n\)" ferry move-vm -n a -d x extra
+expect_fail "^ferry host set: unexpected argument 'extra'" ferry host set --prealloc on extra
+
 note "bad vm new requests"
 expect_fail "^ferry vm new: unrecognized option '--bogus'" ferry vm new --bogus
 expect_fail "^ferry host set: option '--verify-memory' requires an argument" ferry host set --verify-memory
