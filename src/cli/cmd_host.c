@@ -205,8 +205,9 @@ static int host_set(struct cli_opts *o, int argc, char **argv)
 			break;
 		case 'R':
 			mib = cli_parse_mib(optarg);
-			if (mib < 0) {
-				fprintf(stderr, "ferry host set: --memory-reserve '%s': give a size like 2G\n", optarg);
+			if (mib < 0 || mib > 16LL * 1024 * 1024) {
+				fprintf(stderr, "ferry host set: --memory-reserve '%s': give a size like 2G, at most 16T\n",
+					optarg);
 				goto usage;
 			}
 			jsonl_add_int(req, "memory_reserve_mib", mib);

@@ -188,6 +188,14 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ -x "$FERRY_BIN/ferry-vm" ]; then
 		grep -q '^hint:' "$T/out" && fail "vm verify's hint repeats its message"
 		expect_fail "VM h1 is not running" ferry vm stop h1
 		grep -q "defining it on the other host" "$T/out" && fail "vm stop got move-vm's hint"
+		# vm start has no --memory to make smaller: its hint is the reserve
+		ferry host set --memory-reserve 16T >/dev/null || fail "reserve 16T"
+		expect_fail "hint: stop other VMs, or lower the host's reserve \(ferry host set --memory-reserve" \
+			ferry vm start h1
+		grep -q "use a smaller --memory" "$T/out" && fail "vm start's hint names --memory"
+		ferry host set --memory-reserve 0 >/dev/null || fail "reserve 0"
+		expect_fail "^ferry host set: --memory-reserve '17T': give a size like 2G, at most 16T" \
+			ferry host set --memory-reserve 17T
 		ferry vm delete h1 || fail "delete h1"
 	fi
 else
