@@ -81,6 +81,9 @@ expect_fail "--kernel is required" ferry vm new --name a
 expect_fail '--cpu-mask: CPU feature mask: unknown feature "nosuch"' \
 	ferry vm new --name cm --kernel "$KERNEL" --cpu-mask -nosuch
 ferry vm list | grep -q '^cm ' && fail "a VM with a bad --cpu-mask was defined"
+note "bad host set values, in words rather than API field names"
+expect_fail "migration ports '100-50' must be LOW-HIGH within 1024-65535" ferry host set --migration-ports 100-50
+expect_fail 'CPU baseline: CPU feature mask: unknown feature "nosuch"' ferry host set --cpu-baseline -nosuch
 ferry vm new --name a --kernel "$KERNEL" --memory 32M || fail "valid vm new"
 expect_fail "a VM named a already exists" ferry vm new --name a --kernel "$KERNEL"
 expect_fail "no VM named 'zz'" ferry vm start zz
