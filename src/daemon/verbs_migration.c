@@ -366,6 +366,11 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 		return bad_arg(r);
 	if (registry_find(r->d, name))
 		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists on this host", name);
+	/* at setup, before anything moves, not when the worker binds */
+	if (registry_name_fits(r->d, name, &r->err) < 0) {
+		r->code = "E_BAD_NAME";
+		return VERB_FAIL;
+	}
 	{
 		/* Its move away from here is still finishing (the source's
 		 * ferryd waits for its destination's word): the two would

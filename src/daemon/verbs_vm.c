@@ -80,6 +80,11 @@ enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
 	if (registry_find(r->d, def.name))
 		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists",
 				def.name);
+	/* refused here, not at every start */
+	if (registry_name_fits(r->d, def.name, &r->err) < 0) {
+		r->code = "E_BAD_NAME";
+		return VERB_FAIL;
+	}
 	if (vmdef_check_files(&def, &r->code, &r->err) < 0)
 		return VERB_FAIL;
 	if (hostinfo_memory(&mem, &r->err) < 0) {

@@ -240,6 +240,18 @@ expect_fail "another program \(another ferryd\?\) listens on 127.0.0.1:$BPORT: s
 [ -e "$T/busy/ferryd.sock" ] && fail "a ferryd that did not start left its socket"
 kill "$BUSY" 2>/dev/null; wait "$BUSY" 2>/dev/null
 
+note "a name too long for this host's socket paths is refused when defined"
+LS=$T/$(printf 'd%.0s' $(seq 40))
+mkdir -p "$LS"
+bg "$FERRY_BIN/ferryd" --state-dir "$LS" --listen none --no-auth --vmm "$FERRY_BIN/ferry-vm" 2>>"$T/long.log"
+LSPID=$!
+for _ in $(seq 50); do [ -S "$LS/ferryd.sock" ] && break; sleep 0.1; done
+LONG=$(printf 'n%.0s' $(seq 64))
+FERRY_SOCKET=$LS/ferryd.sock expect_fail "VM name '$LONG' is too long for this host: its console socket .* use a name of at most [0-9]+ characters here" \
+	ferry vm new --name "$LONG" --kernel "$KERNEL"
+FERRY_SOCKET=$LS/ferryd.sock ferry vm list | grep -q "^$LONG" && fail "a VM that could never start was defined"
+kill "$LSPID"; wait "$LSPID" 2>/dev/null
+
 note "out of file descriptors: no busy loop, and clients are served again after"
 LF=$T/lowfd
 mkdir -p "$LF"
