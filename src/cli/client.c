@@ -165,13 +165,21 @@ struct json_object *cli_call(struct cli_conn *c, struct json_object *req,
  * request's VM name. Codes whose message already says what to do (E_NO_VM
  * names `ferry vm list`, E_NO_VMM `--vmm`, E_VM_NOT_RUNNING says what to do in
  * the VM's state) have none: the hint would repeat it. */
+#define VM_FILE_GONE_HINT \
+	"the VM's definition names that file: put it back, or define the VM again " \
+	"(ferry vm delete NAME, then ferry vm new)"
+
 static const char *cli_hint(const char *code, const char *cmd)
 {
 	static const struct { const char *code, *cmd, *hint; } hints[] = {
 		{ "E_NAME_TAKEN", NULL, "pick another --name, or remove the old VM first: ferry vm delete NAME" },
-		{ "E_NO_KERNEL", NULL, "--kernel must name a readable file on the host that runs ferryd (absolute path)" },
-		{ "E_NO_INITRD", NULL, "--initrd must name a readable file on the host that runs ferryd (absolute path)" },
-		{ "E_NO_DISK", NULL, "create the disk image first (e.g. truncate -s 1G /path/disk.img) or fix --disk" },
+		{ "E_NO_KERNEL", "vm.new", "--kernel must name a readable file on the host that runs ferryd (absolute path)" },
+		{ "E_NO_INITRD", "vm.new", "--initrd must name a readable file on the host that runs ferryd (absolute path)" },
+		{ "E_NO_DISK", "vm.new", "create the disk image first (e.g. truncate -s 1G /path/disk.img) or fix --disk" },
+		/* at a start the file is the definition's: there is no option to fix */
+		{ "E_NO_KERNEL", "vm.start", VM_FILE_GONE_HINT },
+		{ "E_NO_INITRD", "vm.start", VM_FILE_GONE_HINT },
+		{ "E_NO_DISK", "vm.start", VM_FILE_GONE_HINT },
 		{ "E_NO_MEMORY", "vm.new", "use a smaller --memory, or stop other VMs (see: ferry host info)" },
 		{ "E_NO_MEMORY", "vm.start", "stop other VMs, or lower the host's reserve (ferry host set --memory-reserve SIZE; see: ferry host info)" },
 		{ "E_NO_KVM", NULL, "this host cannot run VMs: check that /dev/kvm exists and that ferryd may open it" },

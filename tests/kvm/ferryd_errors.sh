@@ -191,6 +191,14 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ -x "$FERRY_BIN/ferry-vm" ]; then
 		grep -q '^hint:' "$T/out" && fail "vm verify's hint repeats its message"
 		expect_fail "VM h1 is not running" ferry vm stop h1
 		grep -q "defining it on the other host" "$T/out" && fail "vm stop got move-vm's hint"
+		# a file the definition names, gone at the start: no --disk to fix there
+		truncate -s 1M "$T/h2.img"
+		ferry vm new --name h2 --memory 64M --kernel "$FERRY_GUEST" --disk "$T/h2.img" >/dev/null ||
+			fail "vm new h2"
+		rm "$T/h2.img"
+		expect_fail "hint: the VM's definition names that file: put it back, or define the VM again \(ferry vm delete h2" \
+			ferry vm start h2
+		ferry vm delete h2 || fail "delete h2"
 		# vm start has no --memory to make smaller: its hint is the reserve
 		ferry host set --memory-reserve 16T >/dev/null || fail "reserve 16T"
 		expect_fail "hint: stop other VMs, or lower the host's reserve \(ferry host set --memory-reserve" \
