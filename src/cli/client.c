@@ -61,6 +61,10 @@ static int cli_authenticate(const struct cli_opts *o, struct cli_conn *c)
 	if (auth_key_load(&key, path, &e) < 0 && (o->key_file || e.code != ENOENT)) {
 		if (o->key_file || e.code != EACCES) {
 			fprintf(stderr, "ferry: %s\n", e.msg);
+			if (e.code == ENOENT)
+				fprintf(stderr, "hint: give ferry a copy of the key file the ferryd at %s "
+					"uses (its --key-file, or STATE/cluster.key): --key-file FILE or "
+					"FERRY_KEY_FILE\n", c->where);
 			return -1;
 		}
 	}

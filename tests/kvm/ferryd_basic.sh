@@ -85,6 +85,9 @@ ferry -c "127.0.0.1:$PORT" --key-file "$STATE/cluster.key" vm list | grep -qE '^
 	fail "vm list over TCP"
 out=$(ferry -c "127.0.0.1:$PORT" --key-file /dev/null/none vm list 2>&1) && fail "a missing key file was accepted"
 echo "$out" | grep -q "cluster key /dev/null/none" || fail "missing key file not named: $out"
+out=$(ferry -c "127.0.0.1:$PORT" --key-file "$T/no.key" vm list 2>&1) && fail "a missing key file was accepted"
+echo "$out" | grep -q "^hint: give ferry a copy of the key file the ferryd at 127.0.0.1:$PORT uses" ||
+	fail "a missing key file: no hint of which file to give: $out"
 out=$(FERRY_KEY_FILE= ferry -c "127.0.0.1:$PORT" vm list 2>&1) && fail "TCP without a key was served"
 # (the CLI's default key, if this machine has a ferry host of its own, is not this one's)
 echo "$out" | grep -qE "requires the cluster key|wrong cluster key" || fail "no-key error unclear: $out"
