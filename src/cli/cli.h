@@ -26,6 +26,7 @@ enum {
 	CLI_FAILED = 1,      /* ferryd refused (also our key) or the operation failed */
 	CLI_USAGE = 2,       /* bad command line */
 	CLI_UNREACHABLE = 3, /* no ferryd to talk to */
+	CLI_INTERRUPTED = 130, /* Ctrl-C while watching moves (they go on) */
 };
 
 struct cli_opts {

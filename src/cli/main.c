@@ -50,7 +50,8 @@ static void usage(FILE *f)
 		"\n"
 		"Run 'ferry GROUP --help' or 'ferry GROUP COMMAND --help' for more.\n"
 		"Exit status: 0 done, 1 refused or failed (also a cluster key ferryd does not\n"
-		"accept), 2 bad command line, 3 no ferryd to talk to.\n");
+		"accept), 2 bad command line, 3 no ferryd to talk to, 130 move-vm or host\n"
+		"evacuate stopped watching at Ctrl-C (the moves go on).\n");
 }
 
 int main(int argc, char **argv)

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,16 @@ static void watch_summary(struct json_object *mv)
 		printf("  note: %s\n", cli_str(mv, "error"));
 }
 
+/* Ctrl-C while watching: the moves are ferryd's and go on; only the
+ * watching stops, and says so (a user could take it for a cancel). */
+static volatile sig_atomic_t watch_interrupted;
+
+static void watch_on_sigint(int sig)
+{
+	(void)sig;
+	watch_interrupted = 1;
+}
+
 static void watch_sleep(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -174,10 +185,31 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 		free(seen);
 		return cli_connect_failure();
 	}
+	/* not SA_RESTART: a wait on ferryd ends at once; a SIGINT ignored
+	 * by whoever started us stays ignored */
+	{
+		struct sigaction sa = { .sa_handler = watch_on_sigint }, prev;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGINT, NULL, &prev) == 0 && prev.sa_handler != SIG_IGN)
+			sigaction(SIGINT, &sa, NULL);
+	}
 	for (;;) {
-		struct json_object *req = json_object_new_object(), *ids, *rep, *list;
+		struct json_object *req, *ids, *rep, *list;
 		size_t done = 0, failed = 0, queued = 0;
 		double pct_sum = 0;
+
+		if (watch_interrupted) {
+			char at[300] = "";
+			if (o->computer)
+				snprintf(at, sizeof(at), "-c %s ", o->computer);
+			fprintf(stderr, "\nferry: stopped watching; the move%s go%s on: follow with "
+				"ferry %smigration list, or stop %s with ferry %smigration cancel %s\n",
+				n > 1 ? "s" : "", n > 1 ? "" : "es", at, n > 1 ? "one" : "it", at,
+				n > 1 ? "VM" : cli_str(json_object_array_get_idx(moves, 0), "name"));
+			rc = CLI_INTERRUPTED;
+			break;
+		}
+		req = json_object_new_object();
 
 		jsonl_add_str(req, "cmd", "migration.status");
 		ids = json_object_new_array();
@@ -186,6 +218,8 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 						      cli_str(json_object_array_get_idx(moves, i), "id")));
 		json_object_object_add(req, "ids", ids);
 		rep = cli_call(c, req, WATCH_CALL_TIMEOUT_MS);
+		if (!rep && watch_interrupted)
+			continue; /* the call was cut short by Ctrl-C: say so above */
 		if (!rep) {
 			fprintf(stderr, "ferry: lost contact with ferryd; the moves go on: see ferry migration list\n");
 			rc = CLI_UNREACHABLE;
@@ -235,7 +269,7 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 		}
 		watch_sleep(WATCH_POLL_MS);
 	}
-	if (last && rc != CLI_UNREACHABLE) {
+	if (last && rc != CLI_UNREACHABLE && rc != CLI_INTERRUPTED) {
 		struct json_object *list;
 		if (json_object_object_get_ex(last, "moves", &list)) {
 			if (tty) {

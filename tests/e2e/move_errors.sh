@@ -6,7 +6,7 @@
 # memory cgroup its ferryd (and so its VMs) runs in; a destination of an
 # API protocol this host does not speak (refused at the greeting); cancel in
 # the middle of pre-copy (VM keeps running on A, intact; B clean, its
-# history saying why); B's ferryd told to drop the move, with a reason
+# history saying why); Ctrl-C on move-vm (the move goes on, and it says so); B's ferryd told to drop the move, with a reason
 # (B's history and log give it, on one line; A's move fails, the VM runs
 # on A); the destination's worker and ferryd killed mid-move (the move fails with the
 # reason, the VM runs on A; the restarted B has no trace of it); the
@@ -152,6 +152,26 @@ on B --json migration history | tee "$T/histB" |
 	grep -qE 'called off by the source host: (cancelled by request|cancelled; VM g1 keeps running on the source)' ||
 	{ cat "$T/histB"; fail "B's history does not say the source called the move off"; }
 on A migration cancel g1 2>&1 | grep -q "no queued or running move" || fail "second cancel not refused"
+
+note "Ctrl-C on move-vm stops the watching, not the move, and says so"
+# a background job ignores SIGINT; the wrapper gives ferry the default back
+FERRY_KEY_FILE=${HOST_KEY[A]:-$T/cluster.key} python3 -c \
+	'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+	"$FERRY_BIN/ferry" -c "$(port_of A)" move-vm -n g1 -d "$(port_of B)" --bandwidth 2 \
+	>/dev/null 2>"$T/intr.err" &
+INTR=$!
+wait_precopy A g1 10 || fail "g1 never reached pre-copy"
+kill -INT "$INTR"
+rc=0; wait "$INTR" || rc=$?
+cat "$T/intr.err"
+[ "$rc" -eq 130 ] || fail "move-vm at Ctrl-C exited $rc, not 130"
+grep -q "stopped watching; the move goes on: follow with ferry -c $(port_of A) migration list, or stop it with ferry -c $(port_of A) migration cancel g1" \
+	"$T/intr.err" || fail "move-vm at Ctrl-C: what happens to the move"
+[ "$(move_state A g1)" = migrating ] || fail "Ctrl-C on move-vm ended the move ($(move_state A g1))"
+on A migration cancel g1 >/dev/null || fail "cancel after Ctrl-C"
+wait_move A g1 cancelled 30 || fail "move not cancelled after Ctrl-C"
+for _ in $(seq 50); do [ "$(vm_state B g1)" = absent ] && break; sleep 0.1; done
+[ "$(vm_state B g1)" = absent ] || fail "B kept g1 after the cancel"
 
 note "the source's ferryd calls the move off, with its reason"
 # What A's ferryd sends when a move ends before the commit point, here by
