@@ -150,9 +150,18 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 	bool on;
 
 	switch (opt) {
-	case 'd':
+	case 'd': {
+		/* checked here as -c is: a typo is a bad command line (2) */
+		char host[256], port[16];
+		struct err e = { 0 };
+		if (sock_split_hostport(arg, CLI_DEFAULT_PORT, host, sizeof(host), port,
+					sizeof(port), &e) < 0) {
+			fprintf(stderr, "ferry %s: --destination-host: %s\n", cmd, e.msg);
+			return -1;
+		}
 		mo->destination = arg;
 		return 0;
+	}
 	case 'D':
 		if (!cli_parse_int(arg, 1, 600000, &mo->downtime_ms)) {
 			fprintf(stderr, "ferry %s: --downtime-ms '%s': give milliseconds, 1 to 600000\n",

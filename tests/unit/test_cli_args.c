@@ -100,6 +100,13 @@ static void test_move_options(void **state)
 	assert_int_equal(optind, 2);
 	assert_int_equal(cli_move_parse_common('E', "off", "move-vm", &mo, 1, none), 0);
 	assert_int_equal(mo.encrypt, 0);
+	/* -d is checked as -c is: a malformed address is a bad command line */
+	assert_int_equal(cli_move_parse_common('d', "node2", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('d', "[fd00::2]:7450", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('d', "node2:99999", "move-vm", &mo, 1, none), -1);
+	assert_int_equal(cli_move_parse_common('d', ":7450", "move-vm", &mo, 1, none), -1);
+	assert_int_equal(cli_move_parse_common('d', "node2:", "move-vm", &mo, 1, none), -1);
+	assert_string_equal(mo.destination, "[fd00::2]:7450");
 }
 
 /* move-vm's progress line: nothing "left" before pass 1 is counted */
