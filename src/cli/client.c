@@ -168,7 +168,8 @@ struct json_object *cli_call(struct cli_conn *c, struct json_object *req,
  * where the command matters, per command (NULL: any); NAME becomes the
  * request's VM name. Codes whose message already says what to do (E_NO_VM
  * names `ferry vm list`, E_NO_VMM `--vmm`, E_VM_NOT_RUNNING says what to do in
- * the VM's state) have none: the hint would repeat it. */
+ * the VM's state, each E_BUSY what it waits for) have none: the hint would
+ * repeat it, or contradict it. */
 #define VM_FILE_GONE_HINT \
 	"the VM's definition names that file: put it back, or define the VM again " \
 	"(ferry vm delete NAME, then ferry vm new)"
@@ -192,7 +193,6 @@ static const char *cli_hint(const char *code, const char *cmd)
 		{ "E_NO_MIGRATION", NULL, "list moves with: ferry migration list, or finished ones: ferry migration history" },
 		{ "E_AUTH", NULL, "every host must hold the same cluster key: copy one host's key file (its ferryd --key-file, default /var/lib/ferry/cluster.key) to the others, restart their ferryd, and give ferry -c the same file (--key-file or FERRY_KEY_FILE)" },
 		{ "E_NO_MIGRATION_NETWORK", NULL, "check the migration networks: ferry host info; change them: ferry host set --migration-network CIDR" },
-		{ "E_BUSY", NULL, "wait for the current operation, or see: ferry migration list" },
 		{ NULL, NULL, NULL },
 	};
 	for (int i = 0; code && hints[i].code; i++)

@@ -111,6 +111,8 @@ on A migration status g1
 on A vm stop g1 >"$T/out" 2>&1 && fail "vm stop of a moving VM"
 cat "$T/out"
 grep -q "cancel it first: ferry migration cancel g1$" "$T/out" || fail "vm stop during a move: advice"
+# no hint after it: "wait for the current operation" said the opposite
+grep -q '^hint:' "$T/out" && fail "vm stop during a move: a hint beside the advice"
 for verb in console verify; do
 	on B vm "$verb" g1 >"$T/out" 2>&1 </dev/null && fail "vm $verb of an incoming VM"
 	cat "$T/out"
