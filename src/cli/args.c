@@ -65,3 +65,16 @@ void cli_argv0(char **argv, const char *group)
 	snprintf(name, sizeof(name), "ferry %s%s%s", group, group[0] ? " " : "", cmd);
 	argv[0] = name;
 }
+
+void cli_unexpected_arg(const char *cmd, int argc, char **argv, int at, const char *tail)
+{
+	if (at >= argc)
+		return;
+	/* --verify-memory's value is optional, so getopt leaves a word it
+	 * does not take (not on or off) as a stray argument: say so */
+	if (at > 0 && strcmp(argv[at - 1], "--verify-memory") == 0)
+		fprintf(stderr, "ferry %s: --verify-memory '%s': use on or off (or --verify-memory alone)\n",
+			cmd, argv[at]);
+	else
+		fprintf(stderr, "ferry %s: unexpected argument '%s'%s\n", cmd, argv[at], tail);
+}

@@ -26,6 +26,7 @@ enum {
 	CLI_FAILED = 1,      /* ferryd refused (also our key) or the operation failed */
 	CLI_USAGE = 2,       /* bad command line */
 	CLI_UNREACHABLE = 3, /* no ferryd to talk to */
+	CLI_INTERRUPTED = 130, /* Ctrl-C while watching moves (they go on) */
 };
 
 struct cli_opts {
@@ -51,8 +52,9 @@ struct cli_group {
 /* client.c */
 /* Connect to ferryd; on failure prints the reason and a hint. */
 struct cli_conn *cli_connect(const struct cli_opts *o);
-/* The exit code for the last failed cli_connect: CLI_UNREACHABLE, or
- * CLI_FAILED when ferryd answered but authentication failed. */
+/* The exit code for the last failed cli_connect: CLI_UNREACHABLE,
+ * CLI_FAILED when ferryd answered but authentication failed, or CLI_USAGE
+ * when --computer-name is not HOST[:PORT]. */
 int cli_connect_failure(void);
 void cli_close(struct cli_conn *c);
 /* Send req (consumed), wait up to timeout_ms for the reply line. Returns
@@ -81,6 +83,9 @@ int64_t cli_parse_mib(const char *s);
 bool cli_parse_int(const char *s, long min, long max, long *out);
 /* "on" or "off" (options such as --prealloc, --encrypt); false otherwise. */
 bool cli_parse_onoff(const char *s, bool *on);
+/* Report argv[at], a word no option took: "unexpected argument 'X'TAIL",
+ * or, after --verify-memory, that it takes on or off. */
+void cli_unexpected_arg(const char *cmd, int argc, char **argv, int at, const char *tail);
 
 /* output.c */
 const char *cli_str(struct json_object *o, const char *key);
@@ -89,12 +94,16 @@ bool cli_bool(struct json_object *o, const char *key); /* false if absent */
 double cli_num(struct json_object *o, const char *key); /* 0 if absent */
 /* A move's "progress" object, NULL if it has none. */
 struct json_object *cli_progress(struct json_object *mv);
+/* move-vm's progress line for one move (a migration.status "move"). */
+void cli_watch_line(struct json_object *mv, char *buf, size_t cap);
 /* A finished move whose downtime went over its target: "over the 50 ms
  * target: most of it <the largest of its downtime parts> (N ms)" into
  * buf, and true; false if within the target (or not known). */
 bool cli_downtime_over(struct json_object *mv, char *buf, size_t cap);
 /* "1h02m", "3m04s", "12s". */
 void cli_fmt_duration(int64_t ms, char *buf, size_t cap);
+/* A time still to go, rounded up to the second; "-" when none is known. */
+void cli_fmt_eta(int64_t ms, char *buf, size_t cap);
 /* "512 MiB", "2 GiB". */
 void cli_fmt_mib(int64_t mib, char *buf, size_t cap);
 /* A table: header row then rows; columns padded to their widest cell.

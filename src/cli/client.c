@@ -61,6 +61,10 @@ static int cli_authenticate(const struct cli_opts *o, struct cli_conn *c)
 	if (auth_key_load(&key, path, &e) < 0 && (o->key_file || e.code != ENOENT)) {
 		if (o->key_file || e.code != EACCES) {
 			fprintf(stderr, "ferry: %s\n", e.msg);
+			if (e.code == ENOENT)
+				fprintf(stderr, "hint: give ferry a copy of the key file the ferryd at %s "
+					"uses (its --key-file, or STATE/cluster.key): --key-file FILE or "
+					"FERRY_KEY_FILE\n", c->where);
 			return -1;
 		}
 	}
@@ -100,6 +104,7 @@ struct cli_conn *cli_connect(const struct cli_opts *o)
 		if (sock_split_hostport(o->computer, CLI_DEFAULT_PORT, host,
 					sizeof(host), port, sizeof(port), &e) < 0) {
 			fprintf(stderr, "ferry: --computer-name: %s\n", e.msg);
+			cli_connect_rc = CLI_USAGE; /* a typo, not a host that is down */
 			free(c);
 			return NULL;
 		}
@@ -162,26 +167,32 @@ struct json_object *cli_call(struct cli_conn *c, struct json_object *req,
 /* What to do about each API error, in the user's terms: per code, and
  * where the command matters, per command (NULL: any); NAME becomes the
  * request's VM name. Codes whose message already says what to do (E_NO_VM
- * names `ferry vm list`) have none. */
+ * names `ferry vm list`, E_NO_VMM `--vmm`, E_VM_NOT_RUNNING says what to do in
+ * the VM's state, each E_BUSY what it waits for) have none: the hint would
+ * repeat it, or contradict it. */
+#define VM_FILE_GONE_HINT \
+	"the VM's definition names that file: put it back, or define the VM again " \
+	"(ferry vm delete NAME, then ferry vm new)"
+
 static const char *cli_hint(const char *code, const char *cmd)
 {
 	static const struct { const char *code, *cmd, *hint; } hints[] = {
 		{ "E_NAME_TAKEN", NULL, "pick another --name, or remove the old VM first: ferry vm delete NAME" },
-		{ "E_NO_KERNEL", NULL, "--kernel must name a readable file on the host that runs ferryd (absolute path)" },
-		{ "E_NO_INITRD", NULL, "--initrd must name a readable file on the host that runs ferryd (absolute path)" },
-		{ "E_NO_DISK", NULL, "create the disk image first (e.g. truncate -s 1G /path/disk.img) or fix --disk" },
-		{ "E_NO_MEMORY", NULL, "use a smaller --memory, or stop other VMs (see: ferry host info)" },
+		{ "E_NO_KERNEL", "vm.new", "--kernel must name a readable file on the host that runs ferryd (absolute path)" },
+		{ "E_NO_INITRD", "vm.new", "--initrd must name a readable file on the host that runs ferryd (absolute path)" },
+		{ "E_NO_DISK", "vm.new", "create the disk image first (e.g. truncate -s 1G /path/disk.img) or fix --disk" },
+		/* at a start the file is the definition's: there is no option to fix */
+		{ "E_NO_KERNEL", "vm.start", VM_FILE_GONE_HINT },
+		{ "E_NO_INITRD", "vm.start", VM_FILE_GONE_HINT },
+		{ "E_NO_DISK", "vm.start", VM_FILE_GONE_HINT },
+		{ "E_NO_MEMORY", "vm.new", "use a smaller --memory, or stop other VMs (see: ferry host info)" },
+		{ "E_NO_MEMORY", "vm.start", "stop other VMs, or lower the host's reserve (ferry host set --memory-reserve SIZE; see: ferry host info)" },
 		{ "E_NO_KVM", NULL, "this host cannot run VMs: check that /dev/kvm exists and that ferryd may open it" },
-		{ "E_NO_VMM", NULL, "install ferry-vm next to ferryd, or start ferryd with --vmm PATH" },
-		{ "E_START_FAILED", NULL, "the worker's log is in the VM's status: ferry vm status NAME" },
-		{ "E_VM_NOT_RUNNING", "migration.start", "start the VM first (ferry vm start NAME); a stopped VM is moved by defining it on the other host" },
-		{ "E_VM_NOT_RUNNING", "vm.console", "start it first: ferry vm start NAME" },
-		{ "E_VM_NOT_RUNNING", "vm.verify", "start it first: ferry vm start NAME" },
+		{ "E_START_FAILED", NULL, "the worker's whole log is the file on the 'Worker log:' line of: ferry vm status NAME" },
 		{ "E_TOO_LATE", NULL, "the move passed its commit point; the VM runs on the destination (see: ferry migration status)" },
 		{ "E_NO_MIGRATION", NULL, "list moves with: ferry migration list, or finished ones: ferry migration history" },
 		{ "E_AUTH", NULL, "every host must hold the same cluster key: copy one host's key file (its ferryd --key-file, default /var/lib/ferry/cluster.key) to the others, restart their ferryd, and give ferry -c the same file (--key-file or FERRY_KEY_FILE)" },
 		{ "E_NO_MIGRATION_NETWORK", NULL, "check the migration networks: ferry host info; change them: ferry host set --migration-network CIDR" },
-		{ "E_BUSY", NULL, "wait for the current operation, or see: ferry migration list" },
 		{ NULL, NULL, NULL },
 	};
 	for (int i = 0; code && hints[i].code; i++)

@@ -37,7 +37,8 @@ static void host_usage(FILE *f)
 		"                            --bandwidth) keeps it and the rest is shared\n"
 		"                            by the others; shares follow as moves start\n"
 		"                            and end, and a change applies to running moves\n"
-		"  --memory-reserve MiB      memory never given to VMs (for the host itself)\n"
+		"  --memory-reserve SIZE     memory never given to VMs (for the host itself),\n"
+		"                            e.g. 2G (a bare number is MiB)\n"
 		"  --migration-ports LOW-HIGH  ports incoming moves listen on (default 7460-7559)\n"
 		"  --prealloc on|off         incoming VMs reserve (fault in) the memory their\n"
 		"                            guest uses, as the source lists it, before the\n"
@@ -204,8 +205,9 @@ static int host_set(struct cli_opts *o, int argc, char **argv)
 			break;
 		case 'R':
 			mib = cli_parse_mib(optarg);
-			if (mib < 0) {
-				fprintf(stderr, "ferry host set: --memory-reserve '%s': give a size like 2G\n", optarg);
+			if (mib < 0 || mib > 16LL * 1024 * 1024) {
+				fprintf(stderr, "ferry host set: --memory-reserve '%s': give a size like 2G, at most 16T\n",
+					optarg);
 				goto usage;
 			}
 			jsonl_add_int(req, "memory_reserve_mib", mib);
@@ -232,8 +234,10 @@ static int host_set(struct cli_opts *o, int argc, char **argv)
 	if (nets)
 		json_object_object_add(req, "migration_networks", nets);
 	if (optind < argc || nset == 0) {
-		fprintf(stderr, "ferry host set: %s\n", optind < argc ? "unexpected argument" :
-			"nothing to set (see: ferry host set --help)");
+		if (optind < argc)
+			cli_unexpected_arg("host set", argc, argv, optind, " (see: ferry host set --help)");
+		else
+			fprintf(stderr, "ferry host set: nothing to set (see: ferry host set --help)\n");
 		json_object_put(req);
 		return CLI_USAGE;
 	}
@@ -282,9 +286,12 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 			return CLI_USAGE;
 		}
 	}
-	if (!mo.destination || optind < argc) {
-		fprintf(stderr, "ferry host evacuate: %s (see: ferry host --help)\n",
-			optind < argc ? "unexpected argument" : "--destination-host is required");
+	if (optind < argc) {
+		cli_unexpected_arg("host evacuate", argc, argv, optind, " (see: ferry host --help)");
+		return CLI_USAGE;
+	}
+	if (!mo.destination) {
+		fprintf(stderr, "ferry host evacuate: --destination-host is required (see: ferry host --help)\n");
 		return CLI_USAGE;
 	}
 	req = json_object_new_object();
@@ -346,7 +353,7 @@ static int host_info(const struct cli_opts *o)
 	if (cli_str(rep, "auth") && strcmp(cli_str(rep, "auth"), "none") == 0) {
 		cli_kv("Cluster key", "none (--no-auth: TCP clients and migrations unauthenticated)");
 	} else if (cli_str(rep, "key_file") && cli_str(rep, "key_fingerprint")) {
-		snprintf(line, sizeof(line), "%s (fingerprint %s; the same on every host)",
+		snprintf(line, sizeof(line), "%s (fingerprint %s: must match on every host it moves VMs with)",
 			 cli_str(rep, "key_file"), cli_str(rep, "key_fingerprint"));
 		cli_kv("Cluster key", line);
 		if (cli_str(rep, "previous_key_file") && cli_str(rep, "previous_key_fingerprint")) {

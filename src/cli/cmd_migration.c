@@ -344,6 +344,12 @@ static int mig_history(struct cli_opts *o, int argc, char **argv)
 		default: fputs(mig_usage_text, stderr); return CLI_USAGE;
 		}
 	}
+	if (optind < argc) {
+		/* not taken for a VM name: that is --name */
+		fprintf(stderr, "ferry migration history: unexpected argument '%s' "
+			"(one VM's moves: --name %s)\n", argv[optind], argv[optind]);
+		return CLI_USAGE;
+	}
 	req = json_object_new_object();
 	jsonl_add_str(req, "cmd", "migration.history");
 	jsonl_add_int(req, "limit", limit);
@@ -371,8 +377,15 @@ static int mig_history(struct cli_opts *o, int argc, char **argv)
 		bool out = dir && strcmp(dir, "outgoing") == 0;
 		char total[32], down[32], wire[32], ended[32];
 		const char *cells[9];
-		snprintf(total, sizeof(total), "%.2f s",
-			 (double)(cli_int(mv, "ended_ms", 0) - cli_int(mv, "started_ms", 0)) / 1000.0);
+		/* a move refused before it started (no migration network, or
+		 * cancelled while queued) has no start: no total, not the
+		 * end's own time since 1970 */
+		if (cli_int(mv, "started_ms", 0) && cli_int(mv, "ended_ms", 0))
+			snprintf(total, sizeof(total), "%.2f s",
+				 (double)(cli_int(mv, "ended_ms", 0) - cli_int(mv, "started_ms", 0)) /
+					 1000.0);
+		else
+			snprintf(total, sizeof(total), "-");
 		if (p)
 			snprintf(down, sizeof(down), "%.0f ms", cli_num(p, "downtime_ms"));
 		else

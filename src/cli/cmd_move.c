@@ -40,8 +40,9 @@ static const char move_usage_text[] =
 	"                         least as fast as sending raw), lz4 or zstd (always tried,\n"
 	"                         e.g. on a metered link); for compression, and for\n"
 	"                         multichannel, which compresses only with lz4 or zstd given\n"
-	"  --max-duration S       give the move at most S seconds of pre-copy (checked\n"
-	"                         between chunks, so a long pass does not run past it), then\n"
+	"  --max-duration S       give the move at most S seconds of pre-copy (default 0: no\n"
+	"                         limit; checked between chunks, so a long pass does not run\n"
+	"                         past it), then\n"
 	"  --on-timeout A         switchover (default: stop and copy the rest, a longer\n"
 	"                         downtime: what is left / the bandwidth) or cancel (the VM\n"
 	"                         stays where it is)\n"
@@ -60,7 +61,8 @@ static const char move_usage_text[] =
 	"On a terminal each VM gets a progress line (stage, percent of memory sent, pass,\n"
 	"dirty rate, throughput, data left, ETA) and the end shows total time,\n"
 	"downtime, setup time, bytes on the wire and pages sent by kind. The exit\n"
-	"status is 0 only if every move completed.\n"
+	"status is 0 only if every move completed. Ctrl-C stops the watching, not the\n"
+	"moves (exit 130): cancel one with ferry migration cancel VM.\n"
 	"\n"
 	"Examples:\n"
 	"  ferry move-vm -n web1 -d node2\n"
@@ -148,9 +150,18 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 	bool on;
 
 	switch (opt) {
-	case 'd':
+	case 'd': {
+		/* checked here as -c is: a typo is a bad command line (2) */
+		char host[256], port[16];
+		struct err e = { 0 };
+		if (sock_split_hostport(arg, CLI_DEFAULT_PORT, host, sizeof(host), port,
+					sizeof(port), &e) < 0) {
+			fprintf(stderr, "ferry %s: --destination-host: %s\n", cmd, e.msg);
+			return -1;
+		}
 		mo->destination = arg;
 		return 0;
+	}
 	case 'D':
 		if (!cli_parse_int(arg, 1, 600000, &mo->downtime_ms)) {
 			fprintf(stderr, "ferry %s: --downtime-ms '%s': give milliseconds, 1 to 600000\n",
@@ -270,8 +281,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "ferry move-vm: unexpected argument '%s' (name VMs with -n)\n",
-			argv[optind]);
+		cli_unexpected_arg("move-vm", argc, argv, optind, " (name VMs with -n)");
 		json_object_put(names);
 		return CLI_USAGE;
 	}

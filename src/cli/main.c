@@ -15,7 +15,7 @@ static const struct cli_group groups[] = {
 	{ "vm", cmd_vm, "define, start, stop, list, inspect, attach to and delete VMs" },
 	{ "host", cmd_host, "show and change host settings; evacuate a host; make a cluster key" },
 	{ "move-vm", cmd_move, "live-migrate running VMs to another host" },
-	{ "migration", cmd_migration, "list live migrations, show one's status, change its bandwidth, cancel it; their history" },
+	{ "migration", cmd_migration, "live migrations in flight and done: status, bandwidth, cancel, history" },
 	{ NULL, NULL, NULL },
 };
 
@@ -38,7 +38,7 @@ static void usage(FILE *f)
 		"\n"
 		"groups:\n");
 	for (const struct cli_group *g = groups; g->name; g++)
-		fprintf(f, "  %-9s %s\n", g->name, g->summary);
+		fprintf(f, "  %-10s %s\n", g->name, g->summary);
 	fprintf(f,
 		"\n"
 		"Examples:\n"
@@ -50,7 +50,8 @@ static void usage(FILE *f)
 		"\n"
 		"Run 'ferry GROUP --help' or 'ferry GROUP COMMAND --help' for more.\n"
 		"Exit status: 0 done, 1 refused or failed (also a cluster key ferryd does not\n"
-		"accept), 2 bad command line, 3 no ferryd to talk to.\n");
+		"accept), 2 bad command line, 3 no ferryd to talk to, 130 move-vm or host\n"
+		"evacuate stopped watching at Ctrl-C (the moves go on).\n");
 }
 
 int main(int argc, char **argv)

@@ -90,6 +90,15 @@ void cli_fmt_duration(int64_t ms, char *buf, size_t cap)
 		snprintf(buf, cap, "%" PRId64 "d%02" PRId64 "h", s / 86400, s % 86400 / 3600);
 }
 
+void cli_fmt_eta(int64_t ms, char *buf, size_t cap)
+{
+	/* rounded up: 0.9 s left is "1s", not "0s" while the move goes on */
+	if (ms <= 0)
+		snprintf(buf, cap, "-");
+	else
+		cli_fmt_duration((ms + 999) / 1000 * 1000, buf, cap);
+}
+
 void cli_fmt_mib(int64_t mib, char *buf, size_t cap)
 {
 	if (mib >= 1024 && mib % 1024 == 0)

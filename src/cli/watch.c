@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,7 @@ void cli_fmt_bytes(double b, char *buf, size_t cap)
 }
 
 /* One progress line for a move, without a newline. */
-static void watch_line(struct json_object *mv, char *buf, size_t cap)
+void cli_watch_line(struct json_object *mv, char *buf, size_t cap)
 {
 	const char *name = cli_str(mv, "name"), *state = cli_str(mv, "state");
 	const char *stage = cli_str(mv, "stage");
@@ -79,13 +80,16 @@ static void watch_line(struct json_object *mv, char *buf, size_t cap)
 	for (int i = 0; i < WATCH_BAR; i++)
 		bar[i] = i < fill ? '#' : '.';
 	bar[WATCH_BAR] = '\0';
-	cli_fmt_bytes(cli_num(p, "remaining_bytes"), left, sizeof(left));
-	cli_fmt_duration((int64_t)cli_num(p, "eta_ms"), eta, sizeof(eta));
+	/* before pass 1 (setup) nothing is counted yet: not "left 0 KiB" */
+	if (cli_int(p, "pass", 0) > 0)
+		cli_fmt_bytes(cli_num(p, "remaining_bytes"), left, sizeof(left));
+	else
+		snprintf(left, sizeof(left), "-");
+	cli_fmt_eta((int64_t)cli_num(p, "eta_ms"), eta, sizeof(eta));
 	snprintf(buf, cap,
 		 "%-12s %-15s [%s] %3.0f%%  pass %lld  dirty %.1f MiB/s  %.1f MiB/s  left %s  ETA %s",
 		 name, stage ? stage : state, bar, pct, (long long)cli_int(p, "pass", 0),
-		 cli_num(p, "dirty_rate_mibps"), cli_num(p, "throughput_mibps"), left,
-		 cli_num(p, "eta_ms") > 0 ? eta : "-");
+		 cli_num(p, "dirty_rate_mibps"), cli_num(p, "throughput_mibps"), left, eta);
 }
 
 /* A JSON event line for a move whose state, stage, pass or percent moved. */
@@ -157,6 +161,16 @@ static bool watch_hold_refused(struct json_object *rep)
 	return code && strcmp(code, "E_BAD_ARG") == 0 && msg && strstr(msg, "'wait_ms'");
 }
 
+/* Ctrl-C while watching: the moves are ferryd's and go on; only the
+ * watching stops, and says so (a user could take it for a cancel). */
+static volatile sig_atomic_t watch_interrupted;
+
+static void watch_on_sigint(int sig)
+{
+	(void)sig;
+	watch_interrupted = 1;
+}
+
 static void watch_sleep(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -182,10 +196,31 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 		free(seen);
 		return cli_connect_failure();
 	}
+	/* not SA_RESTART: a wait on ferryd ends at once; a SIGINT ignored
+	 * by whoever started us stays ignored */
+	{
+		struct sigaction sa = { .sa_handler = watch_on_sigint }, prev;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGINT, NULL, &prev) == 0 && prev.sa_handler != SIG_IGN)
+			sigaction(SIGINT, &sa, NULL);
+	}
 	for (;;) {
-		struct json_object *req = json_object_new_object(), *ids, *rep, *list;
+		struct json_object *req, *ids, *rep, *list;
 		size_t done = 0, failed = 0, queued = 0;
 		double pct_sum = 0;
+
+		if (watch_interrupted) {
+			char at[300] = "";
+			if (o->computer)
+				snprintf(at, sizeof(at), "-c %s ", o->computer);
+			fprintf(stderr, "\nferry: stopped watching; the move%s go%s on: follow with "
+				"ferry %smigration list, or stop %s with ferry %smigration cancel %s\n",
+				n > 1 ? "s" : "", n > 1 ? "" : "es", at, n > 1 ? "one" : "it", at,
+				n > 1 ? "VM" : cli_str(json_object_array_get_idx(moves, 0), "name"));
+			rc = CLI_INTERRUPTED;
+			break;
+		}
+		req = json_object_new_object();
 
 		jsonl_add_str(req, "cmd", "migration.status");
 		ids = json_object_new_array();
@@ -196,6 +231,8 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 		if (hold)
 			jsonl_add_int(req, "wait_ms", WATCH_HOLD_MS);
 		rep = cli_call(c, req, WATCH_CALL_TIMEOUT_MS);
+		if (!rep && watch_interrupted)
+			continue; /* the call was cut short by Ctrl-C: say so above */
 		if (!rep) {
 			fprintf(stderr, "ferry: lost contact with ferryd; the moves go on: see ferry migration list\n");
 			rc = CLI_UNREACHABLE;
@@ -228,7 +265,7 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 				pct_sum += cli_num(cli_progress(mv), "percent");
 			}
 			if (tty) {
-				watch_line(mv, line, sizeof(line));
+				cli_watch_line(mv, line, sizeof(line));
 				printf("\r\033[K%s\n", line);
 				drawn++;
 			} else {
@@ -251,7 +288,7 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 		if (!hold)
 			watch_sleep(WATCH_POLL_MS);
 	}
-	if (last && rc != CLI_UNREACHABLE) {
+	if (last && rc != CLI_UNREACHABLE && rc != CLI_INTERRUPTED) {
 		struct json_object *list;
 		if (json_object_object_get_ex(last, "moves", &list)) {
 			if (tty) {

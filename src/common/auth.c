@@ -124,8 +124,8 @@ int auth_key_create(const char *path, bool *created, struct err *e)
 	if (snprintf(tmp, sizeof(tmp), "%s.new-%d", path, (int)getpid()) >= (int)sizeof(tmp))
 		return err_set(e, "cluster key path too long");
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return err_sys(e, "creating cluster key %s", tmp);
+	if (fd < 0) /* named as the user gave it: the temporary name means nothing to them */
+		return err_sys(e, "creating cluster key %s", path);
 	rc = sock_write_all(fd, hex, strlen(hex), -1, e);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = err_sys(e, "writing cluster key %s", tmp);

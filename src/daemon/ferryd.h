@@ -207,6 +207,10 @@ const char *registry_state_name(enum vm_state s);
  * (under run/) or "serial", "log" (under logs/). */
 int registry_path(const struct ferryd *d, const struct vm *vm,
 		  const char *kind, char *buf, size_t cap, struct err *e);
+/* Whether a VM of this name can run here: its worker's sockets under
+ * run/ must fit a UNIX socket path (E_BAD_NAME, with the longest name that
+ * does, when not). */
+int registry_name_fits(const struct ferryd *d, const char *name, struct err *e);
 /* Remove a VM's definition and runtime files, and its logs (serial
  * console, worker log) unless keep_logs: a VM that moved away leaves them
  * behind as a record; `ferry vm delete` takes them too. */

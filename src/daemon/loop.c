@@ -372,7 +372,7 @@ static void loop_accept(struct ferryd *d, int lfd, bool tcp)
 			c->in = malloc(loop_in_cap(d, tcp) + 1);
 		if (!c || !c->in) {
 			static const char busy[] =
-				"{\"ok\":false,\"error\":\"ferryd has too many clients\",\"code\":\"E_BUSY\"}\n";
+				"{\"ok\":false,\"error\":\"ferryd has too many clients; try again in a moment\",\"code\":\"E_BUSY\"}\n";
 			/* Best effort; the socket is fresh so this rarely blocks. */
 			if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL) < 0)
 				log_debug("rejecting client: %s", strerror(errno));

@@ -284,6 +284,12 @@ int main(int argc, char **argv)
 		d.tcp_fd = sock_tcp_listen(listen_addr, &e);
 		if (d.tcp_fd < 0) {
 			fprintf(stderr, "ferryd: %s\n", e.msg);
+			/* the usual cause on a host with two ferryd (or another
+			 * service on 7450): say what to do */
+			if (e.code == EADDRINUSE)
+				fprintf(stderr, "ferryd: another program (another ferryd?) listens on %s: "
+					"stop it, or give this ferryd another --listen ADDR:PORT "
+					"(or --listen none: local clients only)\n", listen_addr);
 			unlink(d.socket_path);
 			return 1;
 		}

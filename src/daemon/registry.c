@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,6 +99,22 @@ int registry_path(const struct ferryd *d, const struct vm *vm,
 		return err_set(e, "path for %s of VM %s too long", kind,
 			       vm->def.name);
 	return 0;
+}
+
+int registry_name_fits(const struct ferryd *d, const char *name, struct err *e)
+{
+	/* the longest socket a worker binds: run/NAME.console */
+	static const char longest[] = ".console";
+	struct sockaddr_un sa;
+	size_t fixed = strlen(d->run_dir) + 1 + sizeof(longest) - 1;
+	size_t max = sizeof(sa.sun_path) - 1;
+
+	if (fixed + strlen(name) <= max)
+		return 0;
+	return err_set(e, "VM name '%.80s' is too long for this host: its console socket "
+		       "%s/%s%s would be longer than a UNIX socket path can be (%zu bytes); "
+		       "use a name of at most %zu characters here",
+		       name, d->run_dir, name, longest, max, fixed < max ? max - fixed : 0);
 }
 
 int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struct err *e)

@@ -219,7 +219,7 @@ int settings_apply_json(struct host_settings *s, struct json_object *o,
 				       sizeof(n.cpu_baseline) - 1);
 		/* checked here, where it is set, not when a move arrives */
 		if (baseline[0] && cpuid_parse_mask(baseline, &mask, e) < 0)
-			return err_prefix(e, "cpu_baseline");
+			return err_prefix(e, "CPU baseline");
 		snprintf(n.cpu_baseline, sizeof(n.cpu_baseline), "%s", baseline);
 	}
 	if (jsonl_get_str(o, "migration_ports", false, &ports, e) < 0)
@@ -230,7 +230,8 @@ int settings_apply_json(struct host_settings *s, struct json_object *o,
 		if (!isdigit((unsigned char)ports[0]) ||
 		    sscanf(ports, "%5d-%5d%n", &lo, &hi, &used) != 2 || ports[used] ||
 		    lo < 1024 || hi > 65535 || lo > hi)
-			return err_set(e, "migration_ports '%.32s' must be LOW-HIGH within 1024-65535", ports);
+			return err_set(e, "migration ports '%.32s' must be LOW-HIGH within 1024-65535, LOW <= HIGH (e.g. 7460-7559)",
+				       ports);
 		n.port_min = lo;
 		n.port_max = hi;
 	}

@@ -367,6 +367,11 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 		return bad_arg(r);
 	if (req_name_free(r, name) < 0)
 		return VERB_FAIL;
+	/* at setup, before anything moves, not when the worker binds */
+	if (registry_name_fits(r->d, name, &r->err) < 0) {
+		r->code = "E_BAD_NAME";
+		return VERB_FAIL;
+	}
 	active = migrate_active_count(r->d);
 	if (active >= s->max_migrations)
 		return req_fail(r, "E_MIGRATION_LIMIT",

@@ -15,6 +15,7 @@
 #include "common/sock.h"
 #include "daemon/hostinfo.h"
 #include "daemon/migrate.h"
+#include "vmm/x86/cpuid.h"
 
 /* A VM being moved belongs to the move until it ends. */
 static int vm_not_moving(struct req *r, struct vm *vm)
@@ -22,10 +23,35 @@ static int vm_not_moving(struct req *r, struct vm *vm)
 	struct move *m = migrate_find_active(r->d, vm->def.name);
 	if (!m)
 		return 0;
-	return req_fail(r, "E_BUSY", "VM %s is being live-migrated (move %s, %s); %s",
-			vm->def.name, m->id, migrate_state_name(m->state),
-			m->dir == MOVE_OUT ? "cancel it first: ferry migration cancel NAME"
-					   : "it is not this host's until it arrives");
+	if (m->dir == MOVE_OUT)
+		return req_fail(r, "E_BUSY", "VM %s is being live-migrated (move %s, %s); "
+				"cancel it first: ferry migration cancel %s",
+				vm->def.name, m->id, migrate_state_name(m->state), vm->def.name);
+	return req_fail(r, "E_BUSY", "VM %s is being live-migrated (move %s, %s); "
+			"it is not this host's until it arrives",
+			vm->def.name, m->id, migrate_state_name(m->state));
+}
+
+/* For a verb that needs the VM running (console, verify): why it is not,
+ * and what to do, which depends on the state — "start it" is no advice
+ * for a VM that is arriving or already starting. */
+static enum verb_result vm_not_running(struct req *r, struct vm *vm)
+{
+	switch (vm->state) {
+	case VM_INCOMING:
+		if (vm_not_moving(r, vm) < 0)
+			return VERB_FAIL;
+		return req_fail(r, "E_VM_NOT_RUNNING",
+				"VM %s is arriving by a live migration; try again once it runs here",
+				vm->def.name);
+	case VM_STARTING:
+	case VM_STOPPING:
+		return req_fail(r, "E_VM_NOT_RUNNING", "VM %s is %s; try again once it is running",
+				vm->def.name, registry_state_name(vm->state));
+	default:
+		return req_fail(r, "E_VM_NOT_RUNNING", "VM %s is %s; start it first (ferry vm start %s)",
+				vm->def.name, registry_state_name(vm->state), vm->def.name);
+	}
 }
 
 enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
@@ -41,8 +67,23 @@ enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
 		return VERB_FAIL;
 	if (vmdef_from_json(r->args, &def, &r->code, &r->err) < 0)
 		return VERB_FAIL;
+	/* checked where it is given, not at the first start (as host set
+	 * --cpu-baseline is) */
+	if (def.cpu_mask[0]) {
+		struct cpuid_mask mask;
+		if (cpuid_parse_mask(def.cpu_mask, &mask, &r->err) < 0) {
+			r->code = "E_BAD_ARG";
+			err_prefix(&r->err, "--cpu-mask");
+			return VERB_FAIL;
+		}
+	}
 	if (req_name_free(r, def.name) < 0)
 		return VERB_FAIL;
+	/* refused here, not at every start */
+	if (registry_name_fits(r->d, def.name, &r->err) < 0) {
+		r->code = "E_BAD_NAME";
+		return VERB_FAIL;
+	}
 	if (vmdef_check_files(&def, &r->code, &r->err) < 0)
 		return VERB_FAIL;
 	if (hostinfo_memory(&mem, &r->err) < 0) {
@@ -161,7 +202,7 @@ enum verb_result verb_vm_verify(struct req *r, struct json_object **reply)
 	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
 		return VERB_FAIL;
 	if (!vm->pid || vm->state != VM_RUNNING)
-		return req_fail(r, "E_VM_NOT_RUNNING", "VM %s is not running", vm->def.name);
+		return vm_not_running(r, vm);
 	/* One at a time: each pauses the guest to read all its memory, and
 	 * a pile of them filled the worker's backlog ("queue is full"), so
 	 * that a move of the VM failed at once. */
@@ -248,10 +289,7 @@ enum verb_result verb_vm_console(struct req *r, struct json_object **reply)
 	if (req_fields(r, fields) < 0 || !(vm = req_vm(r)))
 		return VERB_FAIL;
 	if (vm->state != VM_RUNNING)
-		return req_fail(r, "E_VM_NOT_RUNNING",
-				"VM %s is %s; start it first (ferry vm start %s)",
-				vm->def.name, registry_state_name(vm->state),
-				vm->def.name);
+		return vm_not_running(r, vm);
 	if (registry_path(r->d, vm, "console", path, sizeof(path), &r->err) < 0) {
 		r->code = "E_INTERNAL";
 		return VERB_FAIL;

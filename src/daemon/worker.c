@@ -936,6 +936,8 @@ struct json_object *worker_status_json(struct ferryd *d, struct vm *vm,
 			jsonl_add_str(o, "worker_error", e.msg);
 		if (st && jsonl_get_str(st, "state", false, &gstate, &e) == 0 && gstate)
 			jsonl_add_str(o, "worker_state", gstate);
+		/* absent for a VM without a NIC: gstate must not keep "state" */
+		gstate = NULL;
 		if (st && jsonl_get_str(st, "nic_tap", false, &gstate, &e) == 0 && gstate)
 			jsonl_add_str(o, "nic_tap", gstate);
 		json_object_put(st);

@@ -538,9 +538,20 @@ static void dump_line(struct walker *w, const struct mig_rec *rec, bool config)
 		return;
 	w->printed++;
 	fprintf(f, "%10" PRIu64 "  %-9s %8u  ", w->rec_off, mig_rec_name(rec->type), rec->len);
-	if (config && w->rep->have_config)
-		print_escaped(f, w->buf, rec->len);
-	else
+	if (config && w->rep->have_config) {
+		/* the JSON, after the checksum that leads it from version 3
+		 * on (printed as such, not as escaped bytes of the text) */
+		const char *json;
+		uint32_t jlen;
+		struct err e2;
+		if (mig_config_text(w->rep->version, w->buf, rec->len, &json, &jlen, &e2) < 0) {
+			json = (const char *)w->buf;
+			jlen = rec->len;
+		}
+		if (jlen < rec->len)
+			fprintf(f, "sum=%016" PRIx64 " ", le_get_u64(w->buf));
+		print_escaped(f, (const uint8_t *)json, jlen);
+	} else
 		fputs(w->detail, f);
 	fputc('\n', f);
 }

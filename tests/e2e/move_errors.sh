@@ -1,11 +1,12 @@
 #!/bin/bash
 # What must not move, and a move called off: each refused with its reason
-# and nothing changed. VM not running; unknown destination host; name
-# already taken on the destination; too little memory there, or in the
+# and nothing changed. VM not running; unknown destination host; no
+# migration network (refused before it starts: no total in its history
+# line); name already taken on the destination; too little memory there, or in the
 # memory cgroup its ferryd (and so its VMs) runs in; a destination of an
 # API protocol this host does not speak (refused at the greeting); cancel in
 # the middle of pre-copy (VM keeps running on A, intact; B clean, its
-# history saying why); B's ferryd told to drop the move, with a reason
+# history saying why); Ctrl-C on move-vm (the move goes on, and it says so); B's ferryd told to drop the move, with a reason
 # (B's history and log give it, on one line; A's move fails, the VM runs
 # on A); the destination's worker and ferryd killed mid-move (the move fails with the
 # reason, the VM runs on A; the restarted B has no trace of it); the
@@ -41,6 +42,17 @@ expect_refusal "unknown host" "cannot reach ferryd|resolving" move-vm -n g1 -d n
 note "the destination is the source itself"
 expect_refusal "self" "the destination is this host" move-vm -n g1 -d "$(port_of A)"
 [ "$(vm_state A g1)" = running ] || fail "g1 not running on A after a move to A"
+
+note "a move refused before it starts: its history line has no total"
+on A host set --migration-network 10.99.0.0/24 >/dev/null || fail "set networks A"
+expect_refusal "no network" "no address of this host is in its migration networks" \
+	move-vm -n g1 -d "$(port_of B)"
+on A host set --migration-network any >/dev/null || fail "reset networks A"
+on A migration history --name g1 --limit 1 | tee "$T/hist"
+# it has no start: once its TOTAL was its end's time since 1970
+grep -qE '^mv-[0-9a-f]+ +g1 +out +failed +- ' "$T/hist" || fail "history: a total for a move that never started"
+on A migration history g1 >"$T/out" 2>&1 && fail "history took a bare VM name and showed every move"
+grep -q "unexpected argument 'g1' (one VM's moves: --name g1)" "$T/out" || { cat "$T/out"; fail "history g1: reason"; }
 
 note "destination already has a VM of that name"
 on B vm new --name g1 --memory 64M --kernel "$FERRY_GUEST" >/dev/null || fail "vm new g1 on B"
@@ -94,6 +106,20 @@ on A move-vm -n g1 -d "$(port_of B)" --bandwidth 2 --no-wait || fail "move-vm --
 wait_precopy A g1 10 || fail "g1 never reached pre-copy"
 on A migration status g1
 [ "$(on B --json vm status g1 | json_get state)" = incoming ] || fail "B does not show g1 incoming"
+# what a VM in a move refuses, and the advice: the VM's own name, and no
+# "start it" for one that is arriving
+on A vm stop g1 >"$T/out" 2>&1 && fail "vm stop of a moving VM"
+cat "$T/out"
+grep -q "cancel it first: ferry migration cancel g1$" "$T/out" || fail "vm stop during a move: advice"
+# no hint after it: "wait for the current operation" said the opposite
+grep -q '^hint:' "$T/out" && fail "vm stop during a move: a hint beside the advice"
+for verb in console verify; do
+	on B vm "$verb" g1 >"$T/out" 2>&1 </dev/null && fail "vm $verb of an incoming VM"
+	cat "$T/out"
+	grep -q "VM g1 is being live-migrated (move mv-.*); it is not this host's until it arrives" \
+		"$T/out" || fail "vm $verb of an incoming VM: reason"
+	grep -q "start it" "$T/out" && fail "vm $verb of an incoming VM says to start it"
+done
 # Both workers hung (SIGSTOP): their ferryds poll them off the loop, so
 # each still answers at once (a poll waits 2 s for a hung worker; on the
 # loop, ten times a second, it held every client of that host).
@@ -128,6 +154,26 @@ on B --json migration history | tee "$T/histB" |
 	grep -qE 'called off by the source host: (cancelled by request|cancelled; VM g1 keeps running on the source)' ||
 	{ cat "$T/histB"; fail "B's history does not say the source called the move off"; }
 on A migration cancel g1 2>&1 | grep -q "no queued or running move" || fail "second cancel not refused"
+
+note "Ctrl-C on move-vm stops the watching, not the move, and says so"
+# a background job ignores SIGINT; the wrapper gives ferry the default back
+FERRY_KEY_FILE=${HOST_KEY[A]:-$T/cluster.key} python3 -c \
+	'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+	"$FERRY_BIN/ferry" -c "$(port_of A)" move-vm -n g1 -d "$(port_of B)" --bandwidth 2 \
+	>/dev/null 2>"$T/intr.err" &
+INTR=$!
+wait_precopy A g1 10 || fail "g1 never reached pre-copy"
+kill -INT "$INTR"
+rc=0; wait "$INTR" || rc=$?
+cat "$T/intr.err"
+[ "$rc" -eq 130 ] || fail "move-vm at Ctrl-C exited $rc, not 130"
+grep -q "stopped watching; the move goes on: follow with ferry -c $(port_of A) migration list, or stop it with ferry -c $(port_of A) migration cancel g1" \
+	"$T/intr.err" || fail "move-vm at Ctrl-C: what happens to the move"
+[ "$(move_state A g1)" = migrating ] || fail "Ctrl-C on move-vm ended the move ($(move_state A g1))"
+on A migration cancel g1 >/dev/null || fail "cancel after Ctrl-C"
+wait_move A g1 cancelled 30 || fail "move not cancelled after Ctrl-C"
+for _ in $(seq 50); do [ "$(vm_state B g1)" = absent ] && break; sleep 0.1; done
+[ "$(vm_state B g1)" = absent ] || fail "B kept g1 after the cancel"
 
 note "the source's ferryd calls the move off, with its reason"
 # What A's ferryd sends when a move ends before the commit point, here by

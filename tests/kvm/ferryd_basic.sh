@@ -44,7 +44,10 @@ start_ferryd() {
 note "start ferryd (state $STATE, tcp port $PORT)"
 # Its workers inherit this: each verify takes 2.5 s, as a big VM's would.
 FERRY_FAILPOINTS="worker.verify=delay(2500)" start_ferryd
-ferry host info || fail "host info"
+ferry host info | tee "$T/info" || fail "host info"
+# the fingerprint is one that must match, not one that does
+grep -qE "^Cluster key: +$STATE/cluster.key \(fingerprint [0-9a-f]{16}: must match on every host it moves VMs with\)" \
+	"$T/info" || fail "host info: the cluster key line"
 
 note "define and start the test guest"
 ferry vm new --name g1 --memory 64M --vcpus 1 --kernel "$FERRY_GUEST" \
@@ -72,6 +75,8 @@ note "list and status"
 ferry vm list | tee "$T/list" || fail "vm list"
 grep -qE '^g1 +running' "$T/list" || fail "g1 not listed as running"
 ferry vm status g1 | tee "$T/status" || fail "vm status"
+# g1 has no NIC: no "NIC tap" line (it once showed the worker's state there)
+grep -q '^NIC tap:' "$T/status" && fail "vm status shows a NIC tap for a VM without a NIC"
 PID=$(ferry --json vm status g1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
 [ -n "$PID" ] && kill -0 "$PID" || fail "worker pid $PID not alive"
 note "TCP clients must prove the cluster key ferryd made at first start"
@@ -80,6 +85,9 @@ ferry -c "127.0.0.1:$PORT" --key-file "$STATE/cluster.key" vm list | grep -qE '^
 	fail "vm list over TCP"
 out=$(ferry -c "127.0.0.1:$PORT" --key-file /dev/null/none vm list 2>&1) && fail "a missing key file was accepted"
 echo "$out" | grep -q "cluster key /dev/null/none" || fail "missing key file not named: $out"
+out=$(ferry -c "127.0.0.1:$PORT" --key-file "$T/no.key" vm list 2>&1) && fail "a missing key file was accepted"
+echo "$out" | grep -q "^hint: give ferry a copy of the key file the ferryd at 127.0.0.1:$PORT uses" ||
+	fail "a missing key file: no hint of which file to give: $out"
 out=$(FERRY_KEY_FILE= ferry -c "127.0.0.1:$PORT" vm list 2>&1) && fail "TCP without a key was served"
 # (the CLI's default key, if this machine has a ferry host of its own, is not this one's)
 echo "$out" | grep -qE "requires the cluster key|wrong cluster key" || fail "no-key error unclear: $out"

@@ -40,6 +40,10 @@ note "daemon not running"
 expect_fail "cannot reach ferryd at $SOCK: no such socket .*start it with: ferryd --state-dir $STATE" \
 	ferry vm list
 expect_fail "cannot reach ferryd at 127.0.0.1:1: connection refused" ferry -c 127.0.0.1:1 host info
+# a malformed -c is a bad command line (exit 2), not a host that is down (3)
+expect_fail "bad address '127.0.0.1:99999': port must be 1-65535" ferry -c 127.0.0.1:99999 host info
+rc=0; ferry -c 127.0.0.1:99999 host info 2>/dev/null || rc=$?
+[ "$rc" -eq 2 ] || fail "a malformed -c address exited $rc, not 2"
 
 bg "$FERRY_BIN/ferryd" --state-dir "$STATE" --listen none --vmm "$FERRY_BIN/ferry-vm" 2>>"$T/ferryd.log"
 FERRYD=$!
@@ -51,6 +55,12 @@ echo "not really a kernel" >"$KERNEL"
 note "pipelined requests, then EOF: every one is answered, in order"
 n=$(printf '{"cmd":"vm.list"}\n%.0s' 1 2 3 4 5 | socat -t5 - "UNIX-CONNECT:$SOCK" | grep -c '"ok":true')
 [ "$n" = 5 ] || fail "5 requests, then a half-close: $n replies"
+
+note "a stray word is named; after --verify-memory it is its value"
+expect_fail "^ferry move-vm: --verify-memory 'maybe': use on or off" ferry move-vm -n a -d x --verify-memory maybe
+expect_fail "^ferry host evacuate: --verify-memory 'maybe': use on or off" ferry host evacuate -d x --verify-memory maybe
+expect_fail "^ferry move-vm: unexpected argument 'extra' \(name VMs with -n\)" ferry move-vm -n a -d x extra
+expect_fail "^ferry host set: unexpected argument 'extra'" ferry host set --prealloc on extra
 
 note "bad vm new requests"
 expect_fail "^ferry vm new: unrecognized option '--bogus'" ferry vm new --bogus
@@ -67,11 +77,22 @@ expect_fail "memory must be at least 16M" ferry --json vm new --name a --kernel 
 expect_fail "memory must be a multiple of 2M \(got 17M\)" ferry vm new --name a --kernel "$KERNEL" --memory 17M
 expect_fail "give a whole number of MiB" ferry vm new --name a --kernel "$KERNEL" --memory 15.9M
 expect_fail "--kernel is required" ferry vm new --name a
+# a CPU mask is checked when the VM is defined, not at its first start
+expect_fail '--cpu-mask: CPU feature mask: unknown feature "nosuch"' \
+	ferry vm new --name cm --kernel "$KERNEL" --cpu-mask -nosuch
+ferry vm list | grep -q '^cm ' && fail "a VM with a bad --cpu-mask was defined"
+note "bad host set values, in words rather than API field names"
+expect_fail "migration ports '100-50' must be LOW-HIGH within 1024-65535" ferry host set --migration-ports 100-50
+expect_fail 'CPU baseline: CPU feature mask: unknown feature "nosuch"' ferry host set --cpu-baseline -nosuch
 ferry vm new --name a --kernel "$KERNEL" --memory 32M || fail "valid vm new"
 expect_fail "a VM named a already exists" ferry vm new --name a --kernel "$KERNEL"
 expect_fail "no VM named 'zz'" ferry vm start zz
 expect_fail "VM a is not running" ferry vm stop a
 expect_fail "VM a is stopped; start it first" ferry vm console a
+grep -q '^hint:' "$T/out" && fail "the console's hint repeats its message"
+note "host new-key names the file it was given, not a temporary one"
+expect_fail "creating cluster key $T/nodir/k: No such file or directory" ferry host new-key "$T/nodir/k"
+grep -q '\.new-' "$T/out" && fail "new-key named its temporary file"
 
 note "raw hostile input on the socket"
 raw 'this is not json' | tee "$T/r1"; grep -q '"code":"E_BAD_JSON"' "$T/r1" || fail "garbage"
@@ -144,6 +165,10 @@ echo "    ok: ferryd alive and answering"
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ -x "$FERRY_BIN/ferry-vm" ]; then
 	note "worker that fails at start: error carries its log"
 	expect_fail "VM a failed to start: ferry-vm exited with code [0-9]+" ferry vm start a
+	# the hint points where the whole log is: status names its file
+	grep -q "^hint: the worker's whole log is the file on the 'Worker log:' line of: ferry vm status a" \
+		"$T/out" || fail "start failure hint"
+	ferry vm status a | grep -q "^Worker log: *$STATE/logs/a.log" || fail "status names no worker log"
 	ferry vm list | grep -qE '^a +(stopped|crashed)' || fail "state after failed start"
 	if [ -f "$FERRY_GUEST" ]; then
 		note "running VM cannot be deleted without --force"
@@ -162,9 +187,26 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ -x "$FERRY_BIN/ferry-vm" ]; then
 
 		note "hints fit the command and name the VM"
 		ferry vm new --name h1 --memory 64M --kernel "$FERRY_GUEST" >/dev/null || fail "vm new h1"
-		expect_fail "hint: start it first: ferry vm start h1" ferry vm verify h1
+		expect_fail "VM h1 is stopped; start it first \(ferry vm start h1\)" ferry vm verify h1
+		grep -q '^hint:' "$T/out" && fail "vm verify's hint repeats its message"
 		expect_fail "VM h1 is not running" ferry vm stop h1
 		grep -q "defining it on the other host" "$T/out" && fail "vm stop got move-vm's hint"
+		# a file the definition names, gone at the start: no --disk to fix there
+		truncate -s 1M "$T/h2.img"
+		ferry vm new --name h2 --memory 64M --kernel "$FERRY_GUEST" --disk "$T/h2.img" >/dev/null ||
+			fail "vm new h2"
+		rm "$T/h2.img"
+		expect_fail "hint: the VM's definition names that file: put it back, or define the VM again \(ferry vm delete h2" \
+			ferry vm start h2
+		ferry vm delete h2 || fail "delete h2"
+		# vm start has no --memory to make smaller: its hint is the reserve
+		ferry host set --memory-reserve 16T >/dev/null || fail "reserve 16T"
+		expect_fail "hint: stop other VMs, or lower the host's reserve \(ferry host set --memory-reserve" \
+			ferry vm start h1
+		grep -q "use a smaller --memory" "$T/out" && fail "vm start's hint names --memory"
+		ferry host set --memory-reserve 0 >/dev/null || fail "reserve 0"
+		expect_fail "^ferry host set: --memory-reserve '17T': give a size like 2G, at most 16T" \
+			ferry host set --memory-reserve 17T
 		ferry vm delete h1 || fail "delete h1"
 	fi
 else
@@ -193,6 +235,30 @@ rc=0; timeout 20 "$FERRY_BIN/ferryd" --state-dir "$T/fresh" --listen 127.0.0.1:9
 cat "$T/fresh.log"
 [ "$rc" -ne 0 ] || fail "ferryd started with a bad --listen"
 [ -e "$T/fresh/cluster.key" ] && fail "a ferryd that did not start created a cluster key"
+
+note "a --listen port another program holds: ferryd says so and what to do"
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True); sys.stdout.close(); time.sleep(30)' >"$T/busyport" &
+BUSY=$!
+for _ in $(seq 50); do [ -s "$T/busyport" ] && break; sleep 0.1; done
+BPORT=$(cat "$T/busyport")
+expect_fail "another program \(another ferryd\?\) listens on 127.0.0.1:$BPORT: stop it, or give this ferryd another --listen" \
+	timeout 20 "$FERRY_BIN/ferryd" --state-dir "$T/busy" --listen "127.0.0.1:$BPORT" --vmm "$FERRY_BIN/ferry-vm"
+[ -e "$T/busy/ferryd.sock" ] && fail "a ferryd that did not start left its socket"
+kill "$BUSY" 2>/dev/null; wait "$BUSY" 2>/dev/null
+
+note "a name too long for this host's socket paths is refused when defined"
+LS=$T/$(printf 'd%.0s' $(seq 40))
+mkdir -p "$LS"
+bg "$FERRY_BIN/ferryd" --state-dir "$LS" --listen none --no-auth --vmm "$FERRY_BIN/ferry-vm" 2>>"$T/long.log"
+LSPID=$!
+for _ in $(seq 50); do [ -S "$LS/ferryd.sock" ] && break; sleep 0.1; done
+LONG=$(printf 'n%.0s' $(seq 64))
+FERRY_SOCKET=$LS/ferryd.sock expect_fail "VM name '$LONG' is too long for this host: its console socket .* use a name of at most [0-9]+ characters here" \
+	ferry vm new --name "$LONG" --kernel "$KERNEL"
+FERRY_SOCKET=$LS/ferryd.sock ferry vm list | grep -q "^$LONG" && fail "a VM that could never start was defined"
+kill "$LSPID"; wait "$LSPID" 2>/dev/null
 
 note "out of file descriptors: no busy loop, and clients are served again after"
 LF=$T/lowfd

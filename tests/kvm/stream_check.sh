@@ -23,6 +23,10 @@ vmctl "$T/a.sock" '{"cmd":"stop"}' >/dev/null; wait $a
 cat "$T/check.out"
 "$fs" dump --limit 5 "$T/state" >"$T/dump.out" || fail "dump failed"
 grep -q ' config ' "$T/dump.out" || fail "dump lacks the config line"
+# the configuration's checksum shown as one, then the JSON (it was printed
+# as escaped bytes in front of the text)
+grep -qE ' config +[0-9]+  sum=[0-9a-f]{16} \{"name":"sc",' "$T/dump.out" ||
+	{ cat "$T/dump.out"; fail "dump's config line: checksum, then the JSON"; }
 "$fs" check - <"$T/state" >/dev/null || fail "check from stdin fails"
 
 # Offsets of interest from the dump: first memory record, first section.
@@ -94,6 +98,8 @@ open(sys.argv[2], "wb").write(out)
 PY
 "$fs" check "$T/state.v2" >"$T/v2.out" 2>&1 || { cat "$T/v2.out"; fail "check rejects a version 2 file"; }
 grep -q "valid, version 2" "$T/v2.out" || { cat "$T/v2.out"; fail "check does not name version 2"; }
+"$fs" dump --limit 2 "$T/state.v2" | grep -qE ' config +[0-9]+  \{"name":"sc",' ||
+	fail "dump of a version 2 file: the config line is not the JSON alone"
 bg "$FERRY_BIN/ferry-vm" --restore "$T/state.v2" --serial "$T/v2.log" --control "$T/v2.sock"
 v2=$!
 wait_for "$T/v2.log" 'FERRY-GUEST hb n=' 60 || { cat "$T/v2.log"; fail "the version 2 file did not restore to a running guest"; }

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 #include <getopt.h>
@@ -54,6 +55,15 @@ static void test_durations(void **state)
 	assert_string_equal(b, "1h02m");
 	cli_fmt_duration(-1, b, sizeof(b));
 	assert_string_equal(b, "-");
+	/* a move's ETA is rounded up: "0s" while it still runs misleads */
+	static const struct { int64_t ms; const char *want; } etas[] = {
+		{ 900, "1s" }, { 1930, "2s" }, { 2000, "2s" }, { 59500, "1m00s" },
+		{ 0, "-" }, { -5, "-" },
+	};
+	for (size_t i = 0; i < sizeof(etas) / sizeof(etas[0]); i++) {
+		cli_fmt_eta(etas[i].ms, b, sizeof(b));
+		assert_string_equal(b, etas[i].want);
+	}
 	cli_fmt_mib(2048, b, sizeof(b));
 	assert_string_equal(b, "2 GiB");
 	cli_fmt_mib(64, b, sizeof(b));
@@ -90,6 +100,36 @@ static void test_move_options(void **state)
 	assert_int_equal(optind, 2);
 	assert_int_equal(cli_move_parse_common('E', "off", "move-vm", &mo, 1, none), 0);
 	assert_int_equal(mo.encrypt, 0);
+	/* -d is checked as -c is: a malformed address is a bad command line */
+	assert_int_equal(cli_move_parse_common('d', "node2", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('d', "[fd00::2]:7450", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('d', "node2:99999", "move-vm", &mo, 1, none), -1);
+	assert_int_equal(cli_move_parse_common('d', ":7450", "move-vm", &mo, 1, none), -1);
+	assert_int_equal(cli_move_parse_common('d', "node2:", "move-vm", &mo, 1, none), -1);
+	assert_string_equal(mo.destination, "[fd00::2]:7450");
+}
+
+/* move-vm's progress line: nothing "left" before pass 1 is counted */
+static void test_watch_line(void **state)
+{
+	static const struct { const char *json, *want; } cases[] = {
+		{ "{\"name\":\"g1\",\"state\":\"preparing\",\"stage\":\"setup\","
+		  "\"progress\":{\"pass\":0,\"remaining_bytes\":0,\"eta_ms\":0}}",
+		  "left -  ETA -" },
+		{ "{\"name\":\"g1\",\"state\":\"migrating\",\"stage\":\"precopy\","
+		  "\"progress\":{\"pass\":1,\"percent\":10,\"remaining_bytes\":70254592,"
+		  "\"eta_ms\":900}}",
+		  "left 67.0 MiB  ETA 1s" },
+	};
+	char line[512];
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_object *mv = json_tokener_parse(cases[i].json);
+		assert_non_null(mv);
+		cli_watch_line(mv, line, sizeof(line));
+		assert_non_null(strstr(line, cases[i].want));
+		json_object_put(mv);
+	}
 }
 
 int main(void)
@@ -99,6 +139,7 @@ int main(void)
 		cmocka_unit_test(test_ints),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_move_options),
+		cmocka_unit_test(test_watch_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
