@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,6 +315,12 @@ static int host_info(const struct cli_opts *o)
 	}
 	cli_kv("Hostname", cli_str(rep, "hostname"));
 	cli_kv("ferry version", cli_str(rep, "version"));
+	if (cli_str(rep, "listen")) { /* an earlier ferryd does not say */
+		char where[PATH_MAX + 300];
+		snprintf(where, sizeof(where), "listening on %s, state in %s", cli_str(rep, "listen"),
+			 cli_str(rep, "state_dir") ? cli_str(rep, "state_dir") : "?");
+		cli_kv("ferryd", where);
+	}
 	snprintf(line, sizeof(line), "%lld", (long long)cli_int(rep, "cpus", 0));
 	cli_kv("CPUs", line);
 	cli_fmt_mib(cli_int(rep, "memory_total_mib", 0), a, sizeof(a));

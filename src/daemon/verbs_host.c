@@ -36,6 +36,9 @@ enum verb_result verb_host_info(struct req *r, struct json_object **reply)
 	o = reply_ok();
 	jsonl_add_str(o, "hostname", host);
 	jsonl_add_str(o, "version", FERRY_VERSION);
+	/* which ferryd this is, where a machine runs more than one */
+	jsonl_add_str(o, "state_dir", r->d->state_dir);
+	jsonl_add_str(o, "listen", r->d->listen_addr[0] ? r->d->listen_addr : "none");
 	jsonl_add_int(o, "cpus", cpus > 0 ? cpus : 0);
 	jsonl_add_int(o, "memory_total_mib", (int64_t)mem.total_mib);
 	jsonl_add_int(o, "memory_free_mib", (int64_t)mem.free_mib);

@@ -79,6 +79,10 @@ enum verb_result verb_vm_new(struct req *r, struct json_object **reply)
 	}
 	if (req_name_free(r, def.name) < 0)
 		return VERB_FAIL;
+	/* Only for new VMs: a definition from before this check still loads. */
+	if (def.mac[0] && !def.tap[0] && !def.bridge[0])
+		return req_fail(r, "E_BAD_ARG", "--mac %s names the address of a NIC, and VM %s has "
+				"none: give it one with --bridge BR or --tap IFNAME", def.mac, def.name);
 	/* refused here, not at every start */
 	if (registry_name_fits(r->d, def.name, &r->err) < 0) {
 		r->code = "E_BAD_NAME";

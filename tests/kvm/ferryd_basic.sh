@@ -48,6 +48,8 @@ ferry host info | tee "$T/info" || fail "host info"
 # the fingerprint is one that must match, not one that does
 grep -qE "^Cluster key: +$STATE/cluster.key \(fingerprint [0-9a-f]{16}: must match on every host it moves VMs with\)" \
 	"$T/info" || fail "host info: the cluster key line"
+grep -qE "^ferryd: +listening on 127.0.0.1:$PORT, state in $STATE\$" "$T/info" ||
+	fail "host info does not say which ferryd it is"
 
 note "define and start the test guest"
 ferry vm new --name g1 --memory 64M --vcpus 1 --kernel "$FERRY_GUEST" \

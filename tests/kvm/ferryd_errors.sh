@@ -77,6 +77,8 @@ expect_fail "memory must be at least 16M" ferry --json vm new --name a --kernel 
 expect_fail "memory must be a multiple of 2M \(got 17M\)" ferry vm new --name a --kernel "$KERNEL" --memory 17M
 expect_fail "give a whole number of MiB" ferry vm new --name a --kernel "$KERNEL" --memory 15.9M
 expect_fail "--kernel is required" ferry vm new --name a
+expect_fail "VM a has none: give it one with --bridge BR or --tap IFNAME" \
+	ferry vm new --name a --kernel "$KERNEL" --mac 52:54:00:12:34:56
 # a CPU mask is checked when the VM is defined, not at its first start
 expect_fail '--cpu-mask: CPU feature mask: unknown feature "nosuch"' \
 	ferry vm new --name cm --kernel "$KERNEL" --cpu-mask -nosuch
