@@ -225,6 +225,11 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		jsonl_add_int(m, "pass", st.pass);
 		jsonl_add_int(m, "total_pages", (int64_t)st.total_pages);
 		jsonl_add_int(m, "sent_pages", (int64_t)st.sent_pages);
+		/* In pass 1 what is left is what the pass has not sent: from the
+		 * same snapshot as percent, not the pass's last publish (200 ms
+		 * old, so "left" lagged behind the percent beside it). */
+		if (st.stage == MIG_STAGE_PRECOPY && st.pass == 1)
+			st.remaining_pages = st.total_pages > st.sent_pages ? st.total_pages - st.sent_pages : 0;
 		jsonl_add_int(m, "remaining_pages", (int64_t)st.remaining_pages);
 		jsonl_add_int(m, "remaining_bytes", (int64_t)st.remaining_pages * 4096);
 		json_object_object_add(m, "percent", json_object_new_double(

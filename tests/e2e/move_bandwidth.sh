@@ -61,7 +61,10 @@ import json, sys
 for m in json.load(sys.stdin)["moves"]:
     if m["name"] == "v2":
         p = m.get("progress") or {}
-        print(p.get("pass", 0), p.get("bytes_on_wire", 0))'
+        # in pass 1 what is left is what it has not sent, in the same answer
+        left_ok = p.get("remaining_pages") == p.get("total_pages", 0) - p.get("sent_pages", 0)
+        print(p.get("pass", 0), p.get("bytes_on_wire", 0) if left_ok else "left-%s-of-%s-sent-%s" % (
+            p.get("remaining_pages"), p.get("total_pages"), p.get("sent_pages")))'
 }
 w1=$(wire); sleep 1.5; w2=$(wire)
 echo "v2 progress (pass, bytes on the wire): $w1, then $w2"
