@@ -41,9 +41,13 @@ static const char *vm_name_arg(const char *verb, const char *flag_name,
 			       int argc, char **argv)
 {
 	if (optind < argc) {
-		if (flag_name || optind + 1 < argc) {
-			fprintf(stderr, "ferry vm %s: unexpected argument '%s'\n", verb,
-				argv[flag_name ? optind : optind + 1]);
+		if (flag_name) {
+			fprintf(stderr, "ferry vm %s: two names, '%s' and --name %s: give the VM's name "
+				"once\n", verb, argv[optind], flag_name);
+			return NULL;
+		}
+		if (optind + 1 < argc) {
+			fprintf(stderr, "ferry vm %s: unexpected argument '%s'\n", verb, argv[optind + 1]);
 			return NULL;
 		}
 		return argv[optind];

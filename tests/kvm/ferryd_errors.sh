@@ -61,6 +61,8 @@ expect_fail "^ferry move-vm: --verify-memory 'maybe': use on or off" ferry move-
 expect_fail "^ferry host evacuate: --verify-memory 'maybe': use on or off" ferry host evacuate -d x --verify-memory maybe
 expect_fail "^ferry move-vm: unexpected argument 'extra' \(name VMs with -n\)" ferry move-vm -n a -d x extra
 expect_fail "^ferry host set: unexpected argument 'extra'" ferry host set --prealloc on extra
+expect_fail "^ferry vm new: two names, 'a1' and --name b2: give the VM's name once" \
+	ferry vm new a1 --name b2 --kernel "$KERNEL"
 
 note "bad vm new requests"
 expect_fail "^ferry vm new: unrecognized option '--bogus'" ferry vm new --bogus
