@@ -7,6 +7,7 @@
  */
 #include "daemon/ferryd.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -873,6 +874,74 @@ void worker_adopt(struct ferryd *d, struct vm *vm)
 		log_warn("VM %s: %s", vm->def.name, vm->last_exit);
 	}
 	json_object_put(st);
+}
+
+/* One run/NAME.pid with no VM of that name: the worker of a VM that moved
+ * away (move_out_release_source keeps its pid file, nothing else) if it
+ * still runs and the definition is gone, else a leftover. */
+static void worker_adopt_departed_one(struct ferryd *d, const char *name)
+{
+	struct vm_def def = { 0 };
+	char sock[PATH_MAX], path[PATH_MAX];
+	struct vm *vm;
+	int pid, pidfd = -1, n;
+
+	n = snprintf(path, sizeof(path), "%s/%s.json", d->vms_dir, name);
+	/* A definition this ferryd could not read: not ours to judge. */
+	if (n < 0 || (size_t)n >= sizeof(path) || access(path, F_OK) == 0)
+		return;
+	snprintf(def.name, sizeof(def.name), "%s", name);
+	vm = registry_add(d, &def);
+	if (!vm) {
+		log_error("VM %s: out of memory adopting the worker it left here", name);
+		return;
+	}
+	vm->departed = true;
+	pid = worker_pidfile_read(d, vm, sock, sizeof(sock));
+	if (pid > 0)
+		pidfd = worker_pidfd_open((pid_t)pid);
+	if (pidfd < 0 || !worker_is_ours((pid_t)pid, sock)) {
+		/* Ended while ferryd was down (its exit file, if any, goes too). */
+		if (pidfd >= 0)
+			close(pidfd);
+		worker_unlink_runtime(d, vm);
+		registry_remove(d, vm);
+		return;
+	}
+	/* It was told to stop before the restart; the usual escalation ends
+	 * it if it hangs, and worker_reap removes the entry at its exit. */
+	vm->pid = (pid_t)pid;
+	vm->pidfd = pidfd;
+	vm->child = false;
+	vm->expect_exit = true;
+	vm->state = VM_STOPPING;
+	vm->op = OP_STOP_CTL;
+	vm->deadline = ferryd_now_ms() + MIGRATE_FINISH_TIMEOUT_MS;
+	log_info("VM %s: re-adopted the worker (pid %d) it left here when it moved away; "
+		 "the name is free once it ends", name, pid);
+}
+
+void worker_adopt_departed(struct ferryd *d)
+{
+	DIR *dir = opendir(d->run_dir);
+	struct dirent *de;
+
+	if (!dir) {
+		log_warn("opening %s: %s", d->run_dir, strerror(errno));
+		return;
+	}
+	while ((de = readdir(dir))) {
+		char name[VMDEF_NAME_MAX + 1];
+		size_t len = strlen(de->d_name);
+
+		if (len <= 4 || len - 4 > VMDEF_NAME_MAX || de->d_name[0] == '.' ||
+		    strcmp(de->d_name + len - 4, ".pid") != 0)
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(len - 4), de->d_name);
+		if (!registry_find(d, name))
+			worker_adopt_departed_one(d, name);
+	}
+	closedir(dir);
 }
 
 struct json_object *worker_status_json(struct ferryd *d, struct vm *vm,
