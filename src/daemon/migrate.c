@@ -759,9 +759,10 @@ static void move_out_release_source(struct ferryd *d, struct move *m)
 	 * nothing (a ferryd restart included) starts it here; the entry
 	 * keeps the name until the exit, and its stop is seen through as
 	 * any other (SIGTERM, then SIGKILL, if it hangs). */
-	vm->departed = true; /* first: its pid file stays (registry_delete_files) */
+	worker_mark_departed(d, vm); /* first: a restart from here on takes the worker back */
 	if (registry_delete_files(d, vm, true, &e) < 0)
 		log_warn("move %s: removing VM %s here: %s", m->id, m->vm, e.msg);
+	vm->departed = true;
 	vm->expect_exit = true;
 	vm->state = VM_STOPPING;
 	if (vm->op == OP_NONE) {

@@ -141,11 +141,6 @@ int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struc
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		if (keep_logs && registry_kind_is_log(kinds[i]))
 			continue;
-		/* A departed VM's worker still runs: its pid file is how a
-		 * restarted ferryd finds it again (worker_adopt_departed);
-		 * worker_reap removes it at the exit. */
-		if (vm->departed && vm->pid && strcmp(kinds[i], "pid") == 0)
-			continue;
 		if (registry_path(d, vm, kinds[i], path, sizeof(path), e) < 0)
 			return -1;
 		if (unlink(path) < 0 && errno != ENOENT)

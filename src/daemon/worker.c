@@ -93,7 +93,8 @@ void worker_log_tail(struct ferryd *d, struct vm *vm, int lines, char *buf,
 
 static void worker_unlink_runtime(struct ferryd *d, struct vm *vm)
 {
-	static const char *const kinds[] = { "pid", "sock", "console", "exit" };
+	/* "departed": the pid file of a VM that moved away, its worker ending */
+	static const char *const kinds[] = { "pid", "sock", "console", "exit", "departed" };
 	char path[PATH_MAX];
 	struct err e;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
@@ -340,16 +341,18 @@ static bool worker_is_ours(pid_t pid, const char *sock)
 	return name_ok && sock_ok;
 }
 
-/* The pid vm's pid file names: 0 when there is none (never started, or
- * stopped cleanly), -1 when it holds no pid. sock gets the control
- * socket's path, which tells that process apart (worker_is_ours). */
-static int worker_pidfile_read(struct ferryd *d, struct vm *vm, char *sock, size_t cap)
+/* The pid vm's pid file (kind "pid", or "departed") names: 0 when there
+ * is none (never started, or stopped cleanly), -1 when it holds no pid.
+ * sock gets the control socket's path, which tells that process apart
+ * (worker_is_ours). */
+static int worker_pidfile_read(struct ferryd *d, struct vm *vm, const char *kind, char *sock,
+			       size_t cap)
 {
 	char pidpath[PATH_MAX], text[32];
 	struct err e = { 0 };
 	long pid;
 
-	if (registry_path(d, vm, "pid", pidpath, sizeof(pidpath), &e) < 0 ||
+	if (registry_path(d, vm, kind, pidpath, sizeof(pidpath), &e) < 0 ||
 	    registry_path(d, vm, "sock", sock, cap, &e) < 0)
 		return 0;
 	if (read_small_file(pidpath, text, sizeof(text)) < 0)
@@ -377,7 +380,7 @@ static int worker_spawn(struct ferryd *d, struct vm *vm, uint64_t waiter,
 		 * at the last start, say) still runs this VM: a second one would
 		 * run the guest twice, and removing its files would orphan it. */
 		char sock[PATH_MAX];
-		int old = worker_pidfile_read(d, vm, sock, sizeof(sock));
+		int old = worker_pidfile_read(d, vm, "pid", sock, sizeof(sock));
 		if (old > 0 && worker_is_ours((pid_t)old, sock)) {
 			*code = "E_VM_RUNNING";
 			return err_set(e, "a worker (pid %d) already runs VM %s, though ferryd does not "
@@ -831,7 +834,7 @@ void worker_adopt(struct ferryd *d, struct vm *vm)
 	const char *name = NULL;
 	struct err e = { 0 };
 	int64_t uptime = -1;
-	int pid = worker_pidfile_read(d, vm, sock, sizeof(sock));
+	int pid = worker_pidfile_read(d, vm, "pid", sock, sizeof(sock));
 	int pidfd;
 
 	if (pid == 0)
@@ -876,20 +879,28 @@ void worker_adopt(struct ferryd *d, struct vm *vm)
 	json_object_put(st);
 }
 
-/* One run/NAME.pid with no VM of that name: the worker of a VM that moved
- * away (move_out_release_source keeps its pid file, nothing else) if it
- * still runs and the definition is gone, else a leftover. */
+void worker_mark_departed(struct ferryd *d, struct vm *vm)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	struct err e = { 0 };
+
+	if (registry_path(d, vm, "pid", from, sizeof(from), &e) < 0 ||
+	    registry_path(d, vm, "departed", to, sizeof(to), &e) < 0)
+		log_warn("VM %s: %s", vm->def.name, e.msg);
+	else if (rename(from, to) < 0)
+		log_warn("VM %s: renaming %s to %s: %s (a ferryd restart before its worker "
+			 "ends will not know that worker)", vm->def.name, from, to, strerror(errno));
+}
+
+/* One run/NAME.departed with no VM of that name: the worker it names still
+ * ending is taken back, else the file (and what the exit left) goes. */
 static void worker_adopt_departed_one(struct ferryd *d, const char *name)
 {
 	struct vm_def def = { 0 };
-	char sock[PATH_MAX], path[PATH_MAX];
+	char sock[PATH_MAX];
 	struct vm *vm;
-	int pid, pidfd = -1, n;
+	int pid, pidfd = -1;
 
-	n = snprintf(path, sizeof(path), "%s/%s.json", d->vms_dir, name);
-	/* A definition this ferryd could not read: not ours to judge. */
-	if (n < 0 || (size_t)n >= sizeof(path) || access(path, F_OK) == 0)
-		return;
 	snprintf(def.name, sizeof(def.name), "%s", name);
 	vm = registry_add(d, &def);
 	if (!vm) {
@@ -897,11 +908,11 @@ static void worker_adopt_departed_one(struct ferryd *d, const char *name)
 		return;
 	}
 	vm->departed = true;
-	pid = worker_pidfile_read(d, vm, sock, sizeof(sock));
+	pid = worker_pidfile_read(d, vm, "departed", sock, sizeof(sock));
 	if (pid > 0)
 		pidfd = worker_pidfd_open((pid_t)pid);
 	if (pidfd < 0 || !worker_is_ours((pid_t)pid, sock)) {
-		/* Ended while ferryd was down (its exit file, if any, goes too). */
+		/* ended while ferryd was down */
 		if (pidfd >= 0)
 			close(pidfd);
 		worker_unlink_runtime(d, vm);
@@ -923,6 +934,8 @@ static void worker_adopt_departed_one(struct ferryd *d, const char *name)
 
 void worker_adopt_departed(struct ferryd *d)
 {
+	static const char suffix[] = ".departed";
+	const size_t sl = sizeof(suffix) - 1;
 	DIR *dir = opendir(d->run_dir);
 	struct dirent *de;
 
@@ -934,10 +947,12 @@ void worker_adopt_departed(struct ferryd *d)
 		char name[VMDEF_NAME_MAX + 1];
 		size_t len = strlen(de->d_name);
 
-		if (len <= 4 || len - 4 > VMDEF_NAME_MAX || de->d_name[0] == '.' ||
-		    strcmp(de->d_name + len - 4, ".pid") != 0)
+		if (len <= sl || len - sl > VMDEF_NAME_MAX || de->d_name[0] == '.' ||
+		    strcmp(de->d_name + len - sl, suffix) != 0)
 			continue;
-		snprintf(name, sizeof(name), "%.*s", (int)(len - 4), de->d_name);
+		snprintf(name, sizeof(name), "%.*s", (int)(len - sl), de->d_name);
+		/* A VM of that name defined here again: the file is stale
+		 * (a crash between the move's steps), swept at its next start. */
 		if (!registry_find(d, name))
 			worker_adopt_departed_one(d, name);
 	}

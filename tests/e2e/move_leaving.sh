@@ -8,9 +8,10 @@
 # refused as still leaving, and a move back waits in the queue, saying
 # why, until the old copy has ended, then completes with every page
 # intact; nothing of the old copy is left behind. A's ferryd is killed and
-# started again meanwhile: it takes the old worker back (by the pid file
-# that alone stays), so the name stays held until that worker ends, which
-# would otherwise remove the sockets of the VM that comes back.
+# started again meanwhile: it takes the old worker back (by its pid file,
+# renamed run/g1.departed, the one file left), so the name stays held
+# until that worker ends, whose exit would otherwise remove the sockets
+# of the VM that has come back.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
@@ -35,7 +36,7 @@ note "move A -> B: completed while A's old worker still ends"
 on A move-vm -n g1 -d "$(port_of B)" --json >"$T/out" 2>&1 || { cat "$T/out"; fail "move-vm A->B"; }
 alive "$old" ||
 	fail "A's old worker had ended before the move completed (the failpoint did not hold it)"
-[ "$(ls "$T/A/run")" = g1.pid ] || fail "A's run directory holds more than the old worker's pid file: $(ls "$T/A/run")"
+[ "$(ls "$T/A/run")" = g1.departed ] || fail "A's run directory holds more than the old worker's g1.departed: $(ls "$T/A/run")"
 
 note "A's ferryd killed and started again: it takes the old worker back"
 kill -9 "${HOST_PID[A]}"
