@@ -261,6 +261,13 @@ void worker_tick(struct ferryd *d);
 int worker_next_timeout(struct ferryd *d);
 /* On startup: re-adopt a worker left running by a previous ferryd. */
 void worker_adopt(struct ferryd *d, struct vm *vm);
+/* A VM that moved away, its worker still ending: run/NAME.pid becomes
+ * run/NAME.departed, by which a restarted ferryd knows that worker. */
+void worker_mark_departed(struct ferryd *d, struct vm *vm);
+/* On startup, after the definitions: the workers of VMs that moved away
+ * and were still ending (run/NAME.departed) hold their names again until
+ * they exit; the files of those that ended meanwhile go. */
+void worker_adopt_departed(struct ferryd *d);
 /* Last lines of the worker's stderr log (NAME.log), for error messages. */
 void worker_log_tail(struct ferryd *d, struct vm *vm, int lines, char *buf,
 		     size_t cap);

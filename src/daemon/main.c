@@ -322,6 +322,7 @@ int main(int argc, char **argv)
 		adopted += vm->pid != 0;
 		defined++;
 	}
+	worker_adopt_departed(&d);
 	/* Adopted workers first: moves in flight and arriving VMs are
 	 * judged by what their workers say now. */
 	migrate_recover_incoming(&d);

@@ -759,6 +759,7 @@ static void move_out_release_source(struct ferryd *d, struct move *m)
 	 * nothing (a ferryd restart included) starts it here; the entry
 	 * keeps the name until the exit, and its stop is seen through as
 	 * any other (SIGTERM, then SIGKILL, if it hangs). */
+	worker_mark_departed(d, vm); /* first: a restart from here on takes the worker back */
 	if (registry_delete_files(d, vm, true, &e) < 0)
 		log_warn("move %s: removing VM %s here: %s", m->id, m->vm, e.msg);
 	vm->departed = true;
@@ -987,6 +988,7 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		return;
 	}
 	/* PEER_PREPARE */
+	m->leaving_retry = false; /* set again below if the name is still leaving */
 	if (!r->reply) {
 		move_finish(d, m, MV_FAILED,
 			    r->err.code == EACCES   ? "E_AUTH"
@@ -1023,6 +1025,7 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		/* The VM's last move away from there is still ending (its
 		 * worker exiting, or its outcome being settled): moments. */
 		m->state = MV_QUEUED;
+		m->leaving_retry = true;
 		m->next_ms = ferryd_now_ms() + MIGRATE_LEAVING_RETRY_MS;
 		snprintf(m->stage, sizeof(m->stage), "queued");
 		snprintf(m->wait_reason, sizeof(m->wait_reason), "destination %.60s: %.160s", m->peer,

@@ -81,6 +81,9 @@ struct move {
 	bool no_extents;     /* out: the destination predates migration.prepare's extents */
 	bool abort_plain;    /* out: ... and migration.abort's reason (asked again without) */
 	bool worker_gone;    /* out: the source worker has exited */
+	/* out: queued again on E_VM_LEAVING; its prepare, retried every
+	 * MIGRATE_LEAVING_RETRY_MS, is no news to a held status */
+	bool leaving_retry;
 	char stage[24];      /* the source/destination worker's stage */
 	char wait_reason[1024];
 	char error[ERR_MSG_MAX];

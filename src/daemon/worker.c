@@ -7,6 +7,7 @@
  */
 #include "daemon/ferryd.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -92,7 +93,8 @@ void worker_log_tail(struct ferryd *d, struct vm *vm, int lines, char *buf,
 
 static void worker_unlink_runtime(struct ferryd *d, struct vm *vm)
 {
-	static const char *const kinds[] = { "pid", "sock", "console", "exit" };
+	/* "departed": the pid file of a VM that moved away, its worker ending */
+	static const char *const kinds[] = { "pid", "sock", "console", "exit", "departed" };
 	char path[PATH_MAX];
 	struct err e;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
@@ -339,16 +341,18 @@ static bool worker_is_ours(pid_t pid, const char *sock)
 	return name_ok && sock_ok;
 }
 
-/* The pid vm's pid file names: 0 when there is none (never started, or
- * stopped cleanly), -1 when it holds no pid. sock gets the control
- * socket's path, which tells that process apart (worker_is_ours). */
-static int worker_pidfile_read(struct ferryd *d, struct vm *vm, char *sock, size_t cap)
+/* The pid vm's pid file (kind "pid", or "departed") names: 0 when there
+ * is none (never started, or stopped cleanly), -1 when it holds no pid.
+ * sock gets the control socket's path, which tells that process apart
+ * (worker_is_ours). */
+static int worker_pidfile_read(struct ferryd *d, struct vm *vm, const char *kind, char *sock,
+			       size_t cap)
 {
 	char pidpath[PATH_MAX], text[32];
 	struct err e = { 0 };
 	long pid;
 
-	if (registry_path(d, vm, "pid", pidpath, sizeof(pidpath), &e) < 0 ||
+	if (registry_path(d, vm, kind, pidpath, sizeof(pidpath), &e) < 0 ||
 	    registry_path(d, vm, "sock", sock, cap, &e) < 0)
 		return 0;
 	if (read_small_file(pidpath, text, sizeof(text)) < 0)
@@ -376,7 +380,7 @@ static int worker_spawn(struct ferryd *d, struct vm *vm, uint64_t waiter,
 		 * at the last start, say) still runs this VM: a second one would
 		 * run the guest twice, and removing its files would orphan it. */
 		char sock[PATH_MAX];
-		int old = worker_pidfile_read(d, vm, sock, sizeof(sock));
+		int old = worker_pidfile_read(d, vm, "pid", sock, sizeof(sock));
 		if (old > 0 && worker_is_ours((pid_t)old, sock)) {
 			*code = "E_VM_RUNNING";
 			return err_set(e, "a worker (pid %d) already runs VM %s, though ferryd does not "
@@ -830,7 +834,7 @@ void worker_adopt(struct ferryd *d, struct vm *vm)
 	const char *name = NULL;
 	struct err e = { 0 };
 	int64_t uptime = -1;
-	int pid = worker_pidfile_read(d, vm, sock, sizeof(sock));
+	int pid = worker_pidfile_read(d, vm, "pid", sock, sizeof(sock));
 	int pidfd;
 
 	if (pid == 0)
@@ -873,6 +877,86 @@ void worker_adopt(struct ferryd *d, struct vm *vm)
 		log_warn("VM %s: %s", vm->def.name, vm->last_exit);
 	}
 	json_object_put(st);
+}
+
+void worker_mark_departed(struct ferryd *d, struct vm *vm)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	struct err e = { 0 };
+
+	if (registry_path(d, vm, "pid", from, sizeof(from), &e) < 0 ||
+	    registry_path(d, vm, "departed", to, sizeof(to), &e) < 0)
+		log_warn("VM %s: %s", vm->def.name, e.msg);
+	else if (rename(from, to) < 0)
+		log_warn("VM %s: renaming %s to %s: %s (a ferryd restart before its worker "
+			 "ends will not know that worker)", vm->def.name, from, to, strerror(errno));
+}
+
+/* One run/NAME.departed with no VM of that name: the worker it names still
+ * ending is taken back, else the file (and what the exit left) goes. */
+static void worker_adopt_departed_one(struct ferryd *d, const char *name)
+{
+	struct vm_def def = { 0 };
+	char sock[PATH_MAX];
+	struct vm *vm;
+	int pid, pidfd = -1;
+
+	snprintf(def.name, sizeof(def.name), "%s", name);
+	vm = registry_add(d, &def);
+	if (!vm) {
+		log_error("VM %s: out of memory adopting the worker it left here", name);
+		return;
+	}
+	vm->departed = true;
+	pid = worker_pidfile_read(d, vm, "departed", sock, sizeof(sock));
+	if (pid > 0)
+		pidfd = worker_pidfd_open((pid_t)pid);
+	if (pidfd < 0 || !worker_is_ours((pid_t)pid, sock)) {
+		/* ended while ferryd was down */
+		if (pidfd >= 0)
+			close(pidfd);
+		worker_unlink_runtime(d, vm);
+		registry_remove(d, vm);
+		return;
+	}
+	/* It was told to stop before the restart; the usual escalation ends
+	 * it if it hangs, and worker_reap removes the entry at its exit. */
+	vm->pid = (pid_t)pid;
+	vm->pidfd = pidfd;
+	vm->child = false;
+	vm->expect_exit = true;
+	vm->state = VM_STOPPING;
+	vm->op = OP_STOP_CTL;
+	vm->deadline = ferryd_now_ms() + MIGRATE_FINISH_TIMEOUT_MS;
+	log_info("VM %s: re-adopted the worker (pid %d) it left here when it moved away; "
+		 "the name is free once it ends", name, pid);
+}
+
+void worker_adopt_departed(struct ferryd *d)
+{
+	static const char suffix[] = ".departed";
+	const size_t sl = sizeof(suffix) - 1;
+	DIR *dir = opendir(d->run_dir);
+	struct dirent *de;
+
+	if (!dir) {
+		log_warn("opening %s: %s", d->run_dir, strerror(errno));
+		return;
+	}
+	while ((de = readdir(dir))) {
+		char name[VMDEF_NAME_MAX + 1];
+		size_t len = strlen(de->d_name);
+
+		if (len <= sl || len - sl > VMDEF_NAME_MAX || de->d_name[0] == '.' ||
+		    strcmp(de->d_name + len - sl, suffix) != 0)
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(len - sl), de->d_name);
+		/* A VM of that name defined here again: the file is stale
+		 * (a crash between the move's steps), swept at its next start. */
+		if (!registry_find(d, name))
+			worker_adopt_departed_one(d, name);
+	}
+	closedir(dir);
 }
 
 struct json_object *worker_status_json(struct ferryd *d, struct vm *vm,

@@ -16,8 +16,9 @@
 #include "vmm/vm.h"
 
 #define THROTTLE_MAX_PCT 99
-/* Passes at the deepest step without the rest shrinking below 90% of the
- * least seen there, after which more passes only repeat the same work: a
+/* Passes at the deepest step without the rest shrinking below 90% of
+ * what it was at the last headway (the first pass there, or the last to
+ * get below that), after which more passes only repeat the same work: a
  * guest whose writes are paced by time (a request rate, a timer) makes up
  * at each wake-up what the throttle held back, so 1% of the CPU can be
  * enough for it to dirty as fast as the link drains. */
@@ -25,8 +26,8 @@
 
 /* Follows the passes at the deepest step (throttle_watch_pass). */
 struct throttle_watch {
-	uint64_t least; /* fewest dirty pages a pass left at the deepest step */
-	int stale;      /* passes since that did not beat it by 10% */
+	uint64_t mark;  /* dirty pages the last pass that made headway left */
+	int stale;      /* passes since, none of which beat it by 10% */
 };
 
 struct throttle {
