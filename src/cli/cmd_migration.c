@@ -44,11 +44,23 @@ static const char mig_usage_text[] =
 	"  ferry migration cancel mv-1a2b3c4d\n"
 	"  ferry migration history --name web1 --limit 5\n";
 
+/* An incoming move's progress is what has arrived (its destination
+ * cannot know how much will); else NULL. */
+static struct json_object *mig_incoming_progress(struct json_object *mv)
+{
+	const char *dir = cli_str(mv, "direction");
+	return dir && strcmp(dir, "incoming") == 0 ? cli_progress(mv) : NULL;
+}
+
 static void mig_progress_cell(struct json_object *mv, char *buf, size_t cap)
 {
 	const char *state = cli_str(mv, "state");
-	struct json_object *p = cli_progress(mv);
-	if (state && strcmp(state, "queued") == 0)
+	struct json_object *p = cli_progress(mv), *in = mig_incoming_progress(mv);
+	char got[32];
+	if (in) {
+		cli_fmt_bytes(cli_num(in, "bytes_received"), got, sizeof(got));
+		snprintf(buf, cap, "%s in", got);
+	} else if (state && strcmp(state, "queued") == 0)
 		snprintf(buf, cap, "#%lld in queue", (long long)cli_int(mv, "position", 0));
 	else if (p)
 		snprintf(buf, cap, "%.0f%% pass %lld", cli_num(p, "percent"),
@@ -152,7 +164,7 @@ static void mig_bandwidth_line(struct json_object *mv, char *buf, size_t cap)
 
 static void mig_show(struct json_object *mv)
 {
-	struct json_object *p = cli_progress(mv), *dp;
+	struct json_object *in = mig_incoming_progress(mv), *p = in ? NULL : cli_progress(mv), *dp;
 	char buf[256], a[32], b[32], over[160];
 
 	cli_kv("Move", cli_str(mv, "id"));
@@ -180,6 +192,11 @@ static void mig_show(struct json_object *mv)
 	if (cli_int(mv, "ended_ms", 0)) {
 		mig_time(cli_int(mv, "ended_ms", 0), buf, sizeof(buf));
 		cli_kv("Ended", buf);
+	}
+	if (in) {
+		cli_fmt_bytes(cli_num(in, "bytes_received"), a, sizeof(a));
+		snprintf(buf, sizeof(buf), "%s of memory records received", a);
+		cli_kv("Progress", buf);
 	}
 	if (p) {
 		cli_fmt_bytes(cli_num(p, "remaining_bytes"), a, sizeof(a));
@@ -372,9 +389,9 @@ static int mig_history(struct cli_opts *o, int argc, char **argv)
 	t = cli_table_new(9, hdr);
 	for (size_t i = 0; i < json_object_array_length(moves); i++) {
 		struct json_object *mv = json_object_array_get_idx(moves, i);
-		struct json_object *p = cli_progress(mv);
 		const char *dir = cli_str(mv, "direction");
 		bool out = dir && strcmp(dir, "outgoing") == 0;
+		struct json_object *in = mig_incoming_progress(mv), *p = in ? NULL : cli_progress(mv);
 		char total[32], down[32], wire[32], ended[32];
 		const char *cells[9];
 		/* a move refused before it started (no migration network, or
@@ -392,6 +409,8 @@ static int mig_history(struct cli_opts *o, int argc, char **argv)
 			snprintf(down, sizeof(down), "-");
 		if (p)
 			cli_fmt_bytes(cli_num(p, "bytes_on_wire"), wire, sizeof(wire));
+		else if (in) /* what arrived: the same bytes, seen from here */
+			cli_fmt_bytes(cli_num(in, "bytes_received"), wire, sizeof(wire));
 		else
 			snprintf(wire, sizeof(wire), "-");
 		mig_time(cli_int(mv, "ended_ms", 0), ended, sizeof(ended));

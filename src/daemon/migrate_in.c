@@ -220,13 +220,18 @@ void migrate_in_polled(struct ferryd *d, struct move *m, struct peer_result *r)
 	/* its exit, if it came meanwhile, has decided already */
 	if (!st || !vm || !vm->incoming || !vm->pid || vm->op != OP_NONE)
 		return;
+	if (json_object_object_get_ex(st, "migration", &mig) &&
+	    jsonl_get_str(mig, "stage", false, &stage, &e) == 0 && stage) {
+		/* what has arrived, for migration list/status/history here */
+		json_object_put(m->progress);
+		m->progress = json_object_get(mig);
+	}
 	if (jsonl_get_str(st, "state", false, &state, &e) == 0 && state &&
 	    strcmp(state, "running") == 0) {
 		migrate_in_arrived(d, vm, m, NULL);
 		return;
 	}
-	if (json_object_object_get_ex(st, "migration", &mig) &&
-	    jsonl_get_str(mig, "stage", false, &stage, &e) == 0 && stage)
+	if (stage)
 		snprintf(m->stage, sizeof(m->stage), "%s", stage);
 	m->state = MV_MIGRATING;
 	if (m->deadline && now >= m->deadline && strcmp(m->stage, "listening") == 0 &&

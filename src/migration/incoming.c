@@ -624,6 +624,7 @@ static void *in_thread(void *arg)
 	if (ram_recv_init(&x->ch[0].rr, &in->m->vm.mem, &e) < 0)
 		goto fail;
 	ram_recv_set_channel(&x->ch[0].rr, 0, (uint32_t)x->nch);
+	x->ch[0].rr.rx_bytes = &in->rx_bytes; /* the other channels' share it (init_shared) */
 	/* Extra channels: each must say hello with a valid, unused index. */
 	for (int k = 1; k < x->nch; k++) {
 		uint32_t idx, n, chver;

@@ -51,6 +51,7 @@ struct mig_incoming {
 	enum incoming_stage stage;   /* guarded by lock */
 	uint64_t bytes;
 	uint64_t pages;
+	uint64_t rx_bytes;           /* memory bytes received so far (atomic: every channel adds) */
 	char error[512];
 	bool abandoned;              /* failed because the source sent ABORT (called the move off) */
 };

@@ -368,6 +368,7 @@ void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner)
 	rr->gens = owner->gens;
 	rr->torn = owner->torn;
 	rr->torn_left = owner->torn_left;
+	rr->rx_bytes = owner->rx_bytes;
 }
 
 int ram_recv_scratch(struct ram_recv *rr, struct err *e)
@@ -489,6 +490,8 @@ int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, str
 
 	if (mig_get_mem_hdr(r, rec_len, &h, e) < 0)
 		return -1;
+	if (rr->rx_bytes)
+		__atomic_fetch_add(rr->rx_bytes, rec_len, __ATOMIC_RELAXED);
 	/* The whole run must be guest RAM inside one region. */
 	dst = gmem_ptr(gm, h.gpa, (uint64_t)h.npages * 4096);
 	off = gmem_offset(gm, h.gpa);

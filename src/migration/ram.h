@@ -85,6 +85,9 @@ struct ram_recv {
 	struct ram_stats st;
 	bool owns_gens;
 	uint32_t ch_idx, nch;  /* this receiver's channel of nch (mig_chunk_channel) */
+	/* memory records' bytes, added up across the channels as they come,
+	 * for the destination's progress (NULL: not counted) */
+	uint64_t *rx_bytes;
 };
 
 int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e);

@@ -207,6 +207,8 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		pthread_mutex_lock(&w->in.lock);
 		jsonl_add_str(m, "direction", "incoming");
 		jsonl_add_str(m, "stage", incoming_stage_name(w->in.stage));
+		jsonl_add_int(m, "bytes_received",
+			      (int64_t)__atomic_load_n(&w->in.rx_bytes, __ATOMIC_RELAXED));
 		if (w->in.error[0])
 			jsonl_add_str(m, "error", w->in.error);
 		pthread_mutex_unlock(&w->in.lock);
@@ -263,7 +265,12 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		if (st.error[0])
 			jsonl_add_str(m, "error", st.error);
 	} else {
+		/* "none" even for a VM that arrived: a source ferryd that asks
+		 * before its own move began must not read an outcome here */
 		jsonl_add_str(m, "stage", "none");
+		if (w->incoming) /* what came, for the destination's record */
+			jsonl_add_int(m, "bytes_received",
+				      (int64_t)__atomic_load_n(&w->in.rx_bytes, __ATOMIC_RELAXED));
 	}
 	json_object_object_add(resp, "migration", m);
 }

@@ -70,6 +70,18 @@ w1=$(wire); sleep 1.5; w2=$(wire)
 echo "v2 progress (pass, bytes on the wire): $w1, then $w2"
 [ "${w1%% *}" = 1 ] && [ "${w2%% *}" = 1 ] || fail "v2 is not in its first pass: $w1 / $w2"
 [ "${w2##* }" -gt "${w1##* }" ] || fail "v2's progress did not move in 1.5 s of its first pass: $w1 / $w2"
+# the destination shows what has arrived of it, growing
+got() {
+	on B --json migration list | python3 -c '
+import json, sys
+for m in json.load(sys.stdin)["moves"]:
+    if m["name"] == "v2" and m["direction"] == "incoming":
+        print((m.get("progress") or {}).get("bytes_received", -1))'
+}
+g1=$(got); sleep 1; g2=$(got)
+echo "v2 on B: $g1, then $g2 bytes received"
+[ "${g1:--1}" -gt 0 ] && [ "${g2:--1}" -gt "$g1" ] || fail "B does not show v2's bytes arriving: $g1 / $g2"
+on B migration list | grep -qE "v2 .* [0-9.]+ [KMG]iB in" || { on B migration list; fail "B's list shows no progress"; }
 on A migration list | tee "$T/list"
 grep -q "outgoing moves share 4 MiB/s" "$T/list" || fail "list does not show the shared limit"
 grep -qE "v1 .* 2 MiB/s" "$T/list" || fail "list does not show v1's limit"
@@ -136,6 +148,12 @@ case "$(cat "$T/held")" in migrating*) fail "the held status missed v2's end: $(
 wait_move A v2 completed 60 || fail "v2 did not complete"
 h=$(held 5000); echo "held 5000 ms after v2 ended: $h"
 [ "${h%% *}" = completed ] && [ "${h##* }" -lt 2500 ] || fail "a finished move's status was held: $h"
+# B's record of the arrival says what came, as much as A says it sent
+# (columns: ID VM DIR RESULT TOTAL(2) DOWNTIME(2, or "-" on the destination) ON-WIRE(2) ...)
+ins=$(on B migration history | awk '$2 == "v2" && $3 == "in" {print $8, $9}')
+outs=$(on A migration history | awk '$2 == "v2" && $3 == "out" {print $9, $10}')
+echo "v2 on the wire: A sent $outs, B received $ins"
+case "$ins" in [0-9]*" MiB") ;; *) on B migration history; fail "B's history has no size for v2's arrival" ;; esac
 
 note "refusals"
 on A migration set v2 --bandwidth 5 >"$T/err" 2>&1 && fail "set on a finished move accepted"
