@@ -184,7 +184,7 @@ int main(int argc, char **argv)
 	char lockpath[PATH_MAX];
 	struct err e = { 0 };
 	sigset_t set;
-	int opt, defined = 0, adopted = 0, running = 0;
+	int opt, defined = 0, adopted = 0, running = 0, ending = 0;
 
 	while ((opt = getopt_long(argc, argv, "l:d:s:m:vh", opts, NULL)) != -1) {
 		switch (opt) {
@@ -346,9 +346,15 @@ int main(int argc, char **argv)
 		unlink(d.socket_path);
 		return 1;
 	}
-	for (struct vm *vm = d.vms; vm; vm = vm->next)
-		running += vm->pid != 0;
+	for (struct vm *vm = d.vms; vm; vm = vm->next) {
+		running += vm->pid != 0 && !vm->departed;
+		ending += vm->pid != 0 && vm->departed;
+	}
 	unlink(d.socket_path);
-	log_info("stopped; %d VM worker(s) left running", running);
+	if (ending) /* the next ferryd takes them back (run/NAME.departed) */
+		log_info("stopped; %d VM worker(s) left running, %d of VMs that moved away still ending",
+			 running, ending);
+	else
+		log_info("stopped; %d VM worker(s) left running", running);
 	return 0;
 }
