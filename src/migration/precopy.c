@@ -836,7 +836,9 @@ static int precopy(struct run *r, struct err *e)
 			log_info("migration: switching over by policy after %u passes", r->gen);
 			return 0;
 		}
-		if (futile) {
+		/* Not when the user chose to cancel at a maximum duration rather
+		 * than stop the guest for long: that limit decides instead. */
+		if (futile && !(o->max_duration_s && o->cancel_on_timeout)) {
 			/* The same downtime max_passes would end with, minutes sooner
 			 * on a slow link (each pass resends the working set). */
 			log_info("migration: switching over by policy after %u passes: with the vCPUs "
