@@ -973,9 +973,12 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 	r->t_digest = channel_now_ns();
 	if (vmstate_save(&r->m->vm, &c->w, e) < 0)
 		return -1;
+	/* Stamped before the flush: the destination's load, which starts when
+	 * the last bytes arrive, then falls inside our wait for READY even if
+	 * this thread loses its CPU between the write and a later stamp. */
+	r->t_state = channel_now_ns();
 	if (stream_flush(&c->w) < 0)
 		return stream_check(&c->w, e);
-	r->t_state = channel_now_ns();
 	publish(r);
 	if (failpoint("src.after_state") < 0)
 		return err_set(e, "failpoint src.after_state");
