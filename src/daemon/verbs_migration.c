@@ -449,21 +449,15 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	if (migrate_marker_path(r->d, name, path, sizeof(path)) < 0 ||
 	    statefile_write_json(path, marker, &r->err) < 0 ||
 	    vmdef_save(r->d->vms_dir, &def, &r->err) < 0) {
-		struct err de = { 0 };
 		json_object_put(marker);
 		/* the marker, the move's key and extents files too (no logs yet) */
-		if (registry_delete_files(r->d, vm, true, &de) < 0)
-			log_warn("VM %s: %s", name, de.msg);
-		registry_remove(r->d, vm);
+		registry_forget(r->d, vm);
 		r->code = "E_INTERNAL";
 		return VERB_FAIL;
 	}
 	json_object_put(marker);
 	if (worker_start_incoming(r->d, vm, r->c->id, &r->code, &r->err) < 0) {
-		struct err de = { 0 };
-		if (registry_delete_files(r->d, vm, true, &de) < 0)
-			log_warn("VM %s: %s", name, de.msg);
-		registry_remove(r->d, vm);
+		registry_forget(r->d, vm);
 		return VERB_FAIL;
 	}
 	if (!migrate_incoming_new(r->d, vm, id, source ? source : r->c->peer))
@@ -566,15 +560,21 @@ struct json_object *verb_migration_status_reply(struct ferryd *d, const char *co
 }
 
 /* A held request is answered at once when none of its moves can change:
- * all ended, or known only to the history. */
-static bool status_all_done(struct ferryd *d, const char *const *keys, size_t n)
+ * all ended, or known only to the history. *all_live: every key is a move
+ * in memory, so the request is valid without reading the history. */
+static bool status_all_done(struct ferryd *d, const char *const *keys, size_t n, bool *all_live)
 {
+	bool done = true;
+
+	*all_live = true;
 	for (size_t i = 0; i < n; i++) {
 		struct move *m = migrate_find(d, keys[i]);
-		if (m && !migrate_state_done(m->state))
-			return false;
+		if (!m)
+			*all_live = false;
+		else if (!migrate_state_done(m->state))
+			done = false;
 	}
-	return true;
+	return done;
 }
 
 enum verb_result verb_migration_status(struct req *r, struct json_object **reply)
@@ -611,14 +611,20 @@ enum verb_result verb_migration_status(struct req *r, struct json_object **reply
 			return req_fail(r, "E_BAD_ARG", "give the move's 'id' or the VM's 'name'");
 		keys[0] = id ? id : name;
 	}
-	*reply = verb_migration_status_reply(r->d, keys, n, many, &r->code, &r->err);
-	if (!*reply)
-		return VERB_FAIL;
-	if (wait_ms <= 0 || status_all_done(r->d, keys, n))
-		return VERB_REPLY;
+	bool all_live = true;
+	bool hold = wait_ms > 0 && !status_all_done(r->d, keys, n, &all_live);
+	/* Built now when it is the answer, or when a key not in memory must
+	 * be found in the history or refused at once; a hold builds its own. */
+	if (!hold || !all_live) {
+		*reply = verb_migration_status_reply(r->d, keys, n, many, &r->code, &r->err);
+		if (!*reply)
+			return VERB_FAIL;
+		if (!hold)
+			return VERB_REPLY;
+		json_object_put(*reply);
+		*reply = NULL;
+	}
 	/* Known moves, some still going: the answer waits for a change. */
-	json_object_put(*reply);
-	*reply = NULL;
 	if (status_hold_add(r->d, r->c->id, keys, n, many, (int)wait_ms, &r->err) < 0) {
 		r->code = "E_INTERNAL";
 		return VERB_FAIL;
