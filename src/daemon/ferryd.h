@@ -215,6 +215,10 @@ int registry_name_fits(const struct ferryd *d, const char *name, struct err *e);
  * console, worker log) unless keep_logs: a VM that moved away leaves them
  * behind as a record; `ferry vm delete` takes them too. */
 int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struct err *e);
+/* A VM that is not (or no longer) this host's: its files go but for its
+ * logs, a failure only logged (nothing is left to undo), and it leaves the
+ * registry — vm is freed. */
+void registry_forget(struct ferryd *d, struct vm *vm);
 
 /* The keys this host proves and accepts: the cluster key, then the
  * previous one while the cluster changes keys. */

@@ -776,16 +776,13 @@ static void move_out_release_source(struct ferryd *d, struct move *m)
 static void move_out_drop_source(struct ferryd *d, struct move *m)
 {
 	struct vm *vm = move_vm(d, m);
-	struct err e = { 0 };
 
 	if (!vm || vm->pid)
 		return;
 	/* The logs stay, as a record of the VM's time here (appended to if
 	 * it comes back); only `ferry vm delete` removes them. A marker it
 	 * still has goes with the rest, after the definition. */
-	if (registry_delete_files(d, vm, true, &e) < 0)
-		log_warn("move %s: removing VM %s here: %s", m->id, m->vm, e.msg);
-	registry_remove(d, vm);
+	registry_forget(d, vm);
 	log_info("move %s: VM %s now lives on %s; removed here", m->id, m->vm, m->peer);
 }
 

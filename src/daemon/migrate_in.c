@@ -118,16 +118,12 @@ struct move *migrate_incoming_new(struct ferryd *d, struct vm *vm,
 /* Forget an incoming VM that did not arrive: files, marker, registry. */
 static void migrate_in_drop(struct ferryd *d, struct vm *vm)
 {
-	struct err e = { 0 };
-
 	/* registry_delete_files takes the definition before the marker: a
 	 * crash between the two leaves a marker alone (swept at start), never
 	 * a definition alone, which would pass for a VM of this host's while
 	 * it runs on the source. Its worker's log says why it did not arrive:
 	 * kept. */
-	if (registry_delete_files(d, vm, true, &e) < 0)
-		log_warn("VM %s: %s", vm->def.name, e.msg);
-	registry_remove(d, vm);
+	registry_forget(d, vm);
 }
 
 /* Did the incoming worker run the VM here? It creates run/NAME.resumed

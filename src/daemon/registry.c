@@ -149,6 +149,15 @@ int registry_delete_files(struct ferryd *d, struct vm *vm, bool keep_logs, struc
 	return 0;
 }
 
+void registry_forget(struct ferryd *d, struct vm *vm)
+{
+	struct err e = { 0 };
+
+	if (registry_delete_files(d, vm, true, &e) < 0)
+		log_warn("VM %s: %s", vm->def.name, e.msg);
+	registry_remove(d, vm);
+}
+
 static int registry_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);

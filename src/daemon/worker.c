@@ -659,10 +659,8 @@ void worker_reap(struct ferryd *d, struct vm *vm)
 	if (vm->departed) {
 		/* The copy of a VM whose move completed meanwhile: its files
 		 * went then, but for what the exit wrote (logs stay). */
-		if (registry_delete_files(d, vm, true, &e) < 0)
-			log_warn("VM %s: %s", vm->def.name, e.msg);
 		log_info("VM %s: the copy it left here has ended", vm->def.name);
-		registry_remove(d, vm);
+		registry_forget(d, vm);
 		return;
 	}
 	/* Live migration decides first: a source worker that handed its VM
