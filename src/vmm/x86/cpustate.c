@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "vmm/x86/cpuid.h"
 
@@ -416,11 +417,13 @@ static int msrs_put_step(int vcpu_fd, const struct vcpu_state *st,
 static int sregs2_cap = -1;
 
 /* KVM_CAP_SREGS2 (Linux 5.14), asked once per process as the MSR lists are:
- * a save and a restore ask for every vCPU, within the downtime. */
+ * a save and a restore ask for every vCPU, within the downtime. The
+ * failpoint "kvm.no_sregs2" plays a host from before it. */
 static bool sregs2_supported(int kvm_fd)
 {
 	if (sregs2_cap < 0)
-		sregs2_cap = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SREGS2) > 0;
+		sregs2_cap = failpoint("kvm.no_sregs2") == 0 &&
+			     ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SREGS2) > 0;
 	return sregs2_cap > 0;
 }
 
