@@ -340,7 +340,8 @@ static void move_out_prepare(struct ferryd *d, struct move *m, struct json_objec
 		return;
 	}
 	m->call_pending = true;
-	log_info("move %s: VM %s: setting up with %s", m->id, m->vm, m->peer);
+	if (!m->leaving_retry) /* its first ask was logged, and its waiting */
+		log_info("move %s: VM %s: setting up with %s", m->id, m->vm, m->peer);
 }
 
 /* The worker's answer to "extents": the memory the guest uses, which a
@@ -1021,9 +1022,16 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 	if (strcmp(code, "E_VM_LEAVING") == 0 && !m->cancel_requested) {
 		/* The VM's last move away from there is still ending (its
 		 * worker exiting, or its outcome being settled): moments. */
+		if (m->leaving_tries == 0)
+			log_info("move %s: %s: %s; asking again", m->id, m->peer, msg);
+		else if (m->leaving_tries == MIGRATE_LEAVING_FAST_TRIES)
+			log_info("move %s: VM %s is still ending on %s; asking every %d ms", m->id,
+				 m->vm, m->peer, MIGRATE_LEAVING_RETRY_SLOW_MS);
 		m->state = MV_QUEUED;
 		m->leaving_retry = true;
-		m->next_ms = ferryd_now_ms() + MIGRATE_LEAVING_RETRY_MS;
+		m->next_ms = ferryd_now_ms() + (m->leaving_tries++ < MIGRATE_LEAVING_FAST_TRIES
+							? MIGRATE_LEAVING_RETRY_MS
+							: MIGRATE_LEAVING_RETRY_SLOW_MS);
 		snprintf(m->stage, sizeof(m->stage), "queued");
 		snprintf(m->wait_reason, sizeof(m->wait_reason), "destination %.60s: %.160s", m->peer,
 			 msg);

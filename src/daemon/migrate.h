@@ -23,7 +23,13 @@
 #define MIGRATE_POLL_MS 100        /* worker migrate-status poll: a move's end is seen within it */
 #define MIGRATE_RETRY_MS 1000      /* destination busy / unreachable during resolve */
 #define MIGRATE_IN_RETRY_MS 10     /* an incoming worker still starting: ask again */
-#define MIGRATE_LEAVING_RETRY_MS 20 /* the destination's old copy of the VM still ending */
+/* The destination's old copy of the VM still ending: asked again every
+ * 20 ms for the first half second (it ends within moments, and a move back
+ * at once should not wait longer than it must), then every second (one
+ * that hangs is not asked 50 times a second until someone looks). */
+#define MIGRATE_LEAVING_RETRY_MS 20
+#define MIGRATE_LEAVING_FAST_TRIES 25
+#define MIGRATE_LEAVING_RETRY_SLOW_MS 1000
 #define MIGRATE_RECENT_MAX 64      /* finished moves kept in memory */
 #define MIGRATE_STATUS_IDS_MAX 256 /* moves one migration.status asks about */
 #define MIGRATE_ABORT_REASON_MAX 256 /* migration.abort's reason, with its NUL */
@@ -81,9 +87,10 @@ struct move {
 	bool no_extents;     /* out: the destination predates migration.prepare's extents */
 	bool abort_plain;    /* out: ... and migration.abort's reason (asked again without) */
 	bool worker_gone;    /* out: the source worker has exited */
-	/* out: queued again on E_VM_LEAVING; its prepare, retried every
-	 * MIGRATE_LEAVING_RETRY_MS, is no news to a held status */
+	/* out: queued again on E_VM_LEAVING (leaving_tries times so far);
+	 * its prepare, retried, is no news to a held status */
 	bool leaving_retry;
+	unsigned leaving_tries;
 	char stage[24];      /* the source/destination worker's stage */
 	char wait_reason[1024];
 	char error[ERR_MSG_MAX];

@@ -25,8 +25,8 @@ struct status_hold {
 
 /* A move's state as a hold compares it; -1 for a move only the history
  * holds, which no longer changes. A move that waits for its VM's old copy
- * to end at the destination stays queued while it asks again: its ~50
- * trips a second through preparing would answer a held status each time,
+ * to end at the destination stays queued while it asks again: its trips
+ * through preparing (up to 50 a second) would answer a held status each time,
  * and its watcher would ask as fast. */
 static int hold_state(struct ferryd *d, const char *key)
 {

@@ -6,7 +6,8 @@
 # completes while it still runs; meanwhile the name is no VM of the source
 # host's (list, status, no definition on disk), a new VM of that name is
 # refused as still leaving, and a move back waits in the queue, saying
-# why (its watch not woken by each retry), until the old copy has ended,
+# why (its watch not woken by each retry; asked every second after the
+# first half second), until the old copy has ended,
 # then completes with every page intact; nothing of the old copy is left
 # behind. A's ferryd is killed and started again meanwhile: it takes the
 # old worker back (by its pid file, renamed run/g1.departed, the one file
@@ -62,6 +63,9 @@ grep -q '"state":"queued".*still ending' "$T/back" ||
 n=$(grep -c '"event"' "$T/back")
 echo "$n events while the move back waited"
 [ "$n" -lt 40 ] || fail "the watch of the waiting move was answered at each retry ($n events)"
+# past the first half second it asks every second, not 50 times
+grep -q "VM g1 is still ending on .*; asking every 1000 ms" "$T/B.ferryd.log" ||
+	fail "B did not slow its asking: $(grep g1 "$T/B.ferryd.log" | tail -3)"
 alive "$old" && fail "A's old worker still runs after the move back"
 grep -q "VM g1: the copy it left here has ended" "$T/A.ferryd.log" || fail "A did not log the old copy's end"
 [ "$(vm_state A g1)" = running ] || fail "g1 not running on A"
