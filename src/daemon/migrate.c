@@ -293,11 +293,36 @@ struct move *migrate_enqueue(struct ferryd *d, struct vm *vm,
 
 /* QUEUED -> PREPARING, step 2: ask the destination ferryd for a skeleton
  * worker. ext is the worker's extents reply (NULL: none). */
+/* This host as a move's other end names it: the address its ferryd
+ * listens on, as an outgoing move names its destination (so that the two
+ * ends of a move read alike, and two ferryds on one machine apart), with
+ * the host's name for a wildcard address; the name alone without one. */
+static void migrate_self_name(const struct ferryd *d, char *buf, size_t cap)
+{
+	char name[256], host[256], port[32];
+	struct err e = { 0 };
+
+	if (gethostname(name, sizeof(name)) < 0)
+		snprintf(name, sizeof(name), "unknown");
+	name[sizeof(name) - 1] = '\0';
+	if (!d->listen_addr[0] ||
+	    sock_split_hostport(d->listen_addr, "7450", host, sizeof(host), port, sizeof(port), &e) < 0) {
+		snprintf(buf, cap, "%s", name);
+		return;
+	}
+	if (!host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+		snprintf(buf, cap, "%s:%s", name, port);
+	else if (strchr(host, ':'))
+		snprintf(buf, cap, "[%s]:%s", host, port);
+	else
+		snprintf(buf, cap, "%s:%s", host, port);
+}
+
 static void move_out_prepare(struct ferryd *d, struct move *m, struct json_object *ext)
 {
 	struct vm *vm = move_vm(d, m);
 	struct json_object *req;
-	char host[256];
+	char host[300];
 	struct err e = { 0 };
 
 	if (!vm || vm->state != VM_RUNNING || m->worker_gone) {
@@ -306,9 +331,7 @@ static void move_out_prepare(struct ferryd *d, struct move *m, struct json_objec
 			    m->vm);
 		return;
 	}
-	if (gethostname(host, sizeof(host)) < 0)
-		snprintf(host, sizeof(host), "unknown");
-	host[sizeof(host) - 1] = '\0';
+	migrate_self_name(d, host, sizeof(host));
 	req = migrate_worker_cmd("migration.prepare");
 	if (d->key.set) {
 		/* Both hosts derive the move's key from the cluster key and this
@@ -1157,11 +1180,9 @@ struct json_object *migrate_move_json(struct ferryd *d, struct move *m,
 				      bool full)
 {
 	struct json_object *o = json_object_new_object();
-	char host[256];
+	char host[300];
 
-	if (gethostname(host, sizeof(host)) < 0)
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
+	migrate_self_name(d, host, sizeof(host));
 	jsonl_add_str(o, "id", m->id);
 	jsonl_add_str(o, "name", m->vm);
 	jsonl_add_str(o, "direction", m->dir == MOVE_OUT ? "outgoing" : "incoming");

@@ -70,7 +70,14 @@ python3 "$(dirname "$0")/../lib/console_seams.py" "$(serial_of A g1)" "$(serial_
 note "history on both hosts"
 on A migration history | tee "$T/histA"
 grep -qE 'g1 +out +completed' "$T/histA" || fail "A's history lacks the move"
-on B migration history | grep -qE 'g1 +in +completed' || fail "B's history lacks the move"
+on B migration history | tee "$T/histB" | grep -qE 'g1 +in +completed' || fail "B's history lacks the move"
+# both ends name a move's hosts alike, by their ferryds' addresses (two
+# ferryds on one machine share its host name)
+grep -qE "g1 +out +completed .* $(port_of B) " "$T/histA" || fail "A's history does not name B by its address"
+grep -qE "g1 +in +completed .* $(port_of A) " "$T/histB" || fail "B's history does not name A by its address"
+[ "$(on B --json migration history | json_get moves.0.source)" = "$(port_of A)" ] &&
+	[ "$(on B --json migration history | json_get moves.0.destination)" = "$(port_of B)" ] ||
+	fail "B's record of the move: $(on B --json migration history | json_get moves.0)"
 on A --json migration history | json_get moves.0.progress.bytes_on_wire | grep -qE '^[1-9]' ||
 	fail "no figures in the history"
 # the worker itself reports the codec it ran with (not only ferryd's record)
