@@ -270,7 +270,8 @@ void worker_adopt(struct ferryd *d, struct vm *vm);
 void worker_mark_departed(struct ferryd *d, struct vm *vm);
 /* On startup, after the definitions: the workers of VMs that moved away
  * and were still ending (run/NAME.departed) hold their names again until
- * they exit; the files of those that ended meanwhile go. */
+ * they exit (a definition a crash left beside one, with no worker of its
+ * own, goes); the files of those that ended meanwhile go. */
 void worker_adopt_departed(struct ferryd *d);
 /* Last lines of the worker's stderr log (NAME.log), for error messages. */
 void worker_log_tail(struct ferryd *d, struct vm *vm, int lines, char *buf,

@@ -784,6 +784,8 @@ static void move_out_release_source(struct ferryd *d, struct move *m)
 	 * keeps the name until the exit, and its stop is seen through as
 	 * any other (SIGTERM, then SIGKILL, if it hangs). */
 	worker_mark_departed(d, vm); /* first: a restart from here on takes the worker back */
+	/* a test's window to kill this ferryd between the two (tests/e2e/move_departed_crash.sh) */
+	failpoint("ferryd.departed");
 	if (registry_delete_files(d, vm, true, &e) < 0)
 		log_warn("move %s: removing VM %s here: %s", m->id, m->vm, e.msg);
 	vm->departed = true;

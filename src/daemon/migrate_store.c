@@ -145,7 +145,11 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 			 m->id, m->vm);
 		break;
 	default:
-		/* RESOLVING / FINISHING go on where they were. */
+		/* RESOLVING / FINISHING go on where they were; a source
+		 * worker still ending gets its time again (FINISHING kills
+		 * it past the deadline: from 0, at once, logged as one
+		 * that would not exit). */
+		m->deadline = ferryd_now_ms() + MIGRATE_FINISH_TIMEOUT_MS;
 		log_info("move %s: VM %s: resuming '%s'", m->id, m->vm, state);
 		break;
 	}

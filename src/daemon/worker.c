@@ -890,33 +890,54 @@ void worker_mark_departed(struct ferryd *d, struct vm *vm)
 			 "ends will not know that worker)", vm->def.name, from, to, strerror(errno));
 }
 
-/* One run/NAME.departed with no VM of that name: the worker it names still
- * ending is taken back, else the file (and what the exit left) goes. */
-static void worker_adopt_departed_one(struct ferryd *d, const char *name)
+/* One run/NAME.departed: the worker it names still ending is taken back,
+ * else the file (and what the exit left) goes. defined: the VM of that
+ * name defined here, with no worker, or NULL. */
+static void worker_adopt_departed_one(struct ferryd *d, const char *name, struct vm *defined)
 {
 	struct vm_def def = { 0 };
 	char sock[PATH_MAX];
-	struct vm *vm;
+	struct vm *vm = defined;
+	struct err e = { 0 };
 	int pid, pidfd = -1;
 
-	snprintf(def.name, sizeof(def.name), "%s", name);
-	vm = registry_add(d, &def);
 	if (!vm) {
-		log_error("VM %s: out of memory adopting the worker it left here", name);
-		return;
+		snprintf(def.name, sizeof(def.name), "%s", name);
+		vm = registry_add(d, &def);
+		if (!vm) {
+			log_error("VM %s: out of memory adopting the worker it left here", name);
+			return;
+		}
 	}
-	vm->departed = true;
 	pid = worker_pidfile_read(d, vm, "departed", sock, sizeof(sock));
 	if (pid > 0)
 		pidfd = worker_pidfd_open((pid_t)pid);
 	if (pidfd < 0 || !worker_is_ours((pid_t)pid, sock)) {
-		/* ended while ferryd was down */
+		/* ended while ferryd was down; a VM defined here again sweeps
+		 * the file at its next start */
 		if (pidfd >= 0)
 			close(pidfd);
-		worker_unlink_runtime(d, vm);
-		registry_remove(d, vm);
+		if (!defined) {
+			worker_unlink_runtime(d, vm);
+			registry_remove(d, vm);
+		}
 		return;
 	}
+	if (defined) {
+		/* The previous ferryd stopped between the move's two steps
+		 * (move_out_release_source): the pid file renamed, the
+		 * definition not yet removed. The file is renamed only once
+		 * the destination runs the VM, so this definition is the copy
+		 * that moved away; kept, the name would be free at once, and
+		 * the old worker's exit would remove the sockets of a VM of
+		 * that name started or arrived meanwhile. */
+		if (registry_delete_files(d, vm, true, &e) < 0)
+			log_warn("VM %s: removing the definition of the copy that moved away: %s",
+				 name, e.msg);
+		log_info("VM %s: moved away before the last ferryd stopped (its worker here still "
+			 "ends): its definition here is removed", name);
+	}
+	vm->departed = true;
 	/* It was told to stop before the restart; the usual escalation ends
 	 * it if it hangs, and worker_reap removes the entry at its exit. */
 	vm->pid = (pid_t)pid;
@@ -944,15 +965,17 @@ void worker_adopt_departed(struct ferryd *d)
 	while ((de = readdir(dir))) {
 		char name[VMDEF_NAME_MAX + 1];
 		size_t len = strlen(de->d_name);
+		struct vm *vm;
 
 		if (len <= sl || len - sl > VMDEF_NAME_MAX || de->d_name[0] == '.' ||
 		    strcmp(de->d_name + len - sl, suffix) != 0)
 			continue;
 		snprintf(name, sizeof(name), "%.*s", (int)(len - sl), de->d_name);
-		/* A VM of that name defined here again: the file is stale
-		 * (a crash between the move's steps), swept at its next start. */
-		if (!registry_find(d, name))
-			worker_adopt_departed_one(d, name);
+		/* A VM of that name defined here whose own worker runs: the
+		 * file is stale, swept at that VM's next start. */
+		vm = registry_find(d, name);
+		if (!vm || (!vm->pid && !vm->incoming))
+			worker_adopt_departed_one(d, name, vm);
 	}
 	closedir(dir);
 }
