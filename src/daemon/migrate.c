@@ -1060,6 +1060,10 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		snprintf(m->stage, sizeof(m->stage), "queued");
 		snprintf(m->wait_reason, sizeof(m->wait_reason), "destination %.60s: %.160s", m->peer,
 			 msg);
+		/* queued on disk too: each ask saved it 'preparing', which a
+		 * restart cancels (a skeleton may wait there), and a refusal
+		 * made none */
+		migrate_store_save(d);
 		return;
 	}
 	if (strcmp(code, "E_MIGRATION_LIMIT") == 0 && !m->cancel_requested) {
