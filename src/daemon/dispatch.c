@@ -139,15 +139,19 @@ int req_name_free(struct req *r, const char *name)
 	if (vm && vm->departed)
 		return req_fail(r, "E_VM_LEAVING", "VM %s moved away from this host and the copy it "
 				"left here is still ending: try again in a moment", name);
-	if (vm)
-		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists on this host", name);
 	/* Its move away from here is still finishing (the source's ferryd
 	 * waits for its destination's word): the two would share a name,
-	 * and that move's end act on this VM. */
-	if (out && out->dir == MOVE_OUT)
+	 * and that move's end act on this VM. Past the commit point
+	 * (resolving, finishing) its entry is still here while its worker
+	 * ends or the outcome is settled: not a name taken for good (which
+	 * the source of a move back would give up on), one still leaving. */
+	if (out && out->dir == MOVE_OUT &&
+	    (!vm || out->state == MV_RESOLVING || out->state == MV_FINISHING))
 		return req_fail(r, "E_VM_LEAVING", "VM %s's move away from this host (%s) has not "
 				"finished yet (%s): try again when it has",
 				name, out->id, migrate_state_name(out->state));
+	if (vm)
+		return req_fail(r, "E_NAME_TAKEN", "a VM named %s already exists on this host", name);
 	return 0;
 }
 
