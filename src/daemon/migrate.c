@@ -939,6 +939,21 @@ static void abort_dest_done(struct ferryd *d, const struct peer_result *r)
 	log_warn("move %s: the destination refused the abort: %s: %s", r->move_id, code, msg);
 }
 
+/* A move the destination refused for now (why: its reason, or NULL to
+ * keep the last) back in the queue, asked again after delay_ms. Queued on
+ * disk too: its ask saved it 'preparing', which a restart cancels (a
+ * skeleton may wait there), and a refusal leaves no skeleton. */
+static void move_out_requeue(struct ferryd *d, struct move *m, long long delay_ms, const char *why)
+{
+	m->state = MV_QUEUED;
+	m->next_ms = ferryd_now_ms() + delay_ms;
+	snprintf(m->stage, sizeof(m->stage), "queued");
+	if (why)
+		snprintf(m->wait_reason, sizeof(m->wait_reason), "destination %.60s: %.160s", m->peer,
+			 why);
+	migrate_store_save(d);
+}
+
 void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 {
 	struct move *m = NULL;
@@ -1039,9 +1054,7 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		log_info("move %s: %s predates the extents field; preparing again without it",
 			 m->id, m->peer);
 		m->no_extents = true;
-		m->state = MV_QUEUED;
-		m->next_ms = ferryd_now_ms();
-		snprintf(m->stage, sizeof(m->stage), "queued");
+		move_out_requeue(d, m, 0, NULL);
 		return;
 	}
 	if (strcmp(code, "E_VM_LEAVING") == 0 && !m->cancel_requested) {
@@ -1052,27 +1065,16 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		else if (m->leaving_tries == MIGRATE_LEAVING_FAST_TRIES)
 			log_info("move %s: VM %s is still ending on %s; asking every %d ms", m->id,
 				 m->vm, m->peer, MIGRATE_LEAVING_RETRY_SLOW_MS);
-		m->state = MV_QUEUED;
 		m->leaving_retry = true;
-		m->next_ms = ferryd_now_ms() + (m->leaving_tries++ < MIGRATE_LEAVING_FAST_TRIES
-							? MIGRATE_LEAVING_RETRY_MS
-							: MIGRATE_LEAVING_RETRY_SLOW_MS);
-		snprintf(m->stage, sizeof(m->stage), "queued");
-		snprintf(m->wait_reason, sizeof(m->wait_reason), "destination %.60s: %.160s", m->peer,
-			 msg);
-		/* queued on disk too: each ask saved it 'preparing', which a
-		 * restart cancels (a skeleton may wait there), and a refusal
-		 * made none */
-		migrate_store_save(d);
+		move_out_requeue(d, m,
+				 m->leaving_tries++ < MIGRATE_LEAVING_FAST_TRIES ? MIGRATE_LEAVING_RETRY_MS
+										 : MIGRATE_LEAVING_RETRY_SLOW_MS,
+				 msg);
 		return;
 	}
 	if (strcmp(code, "E_MIGRATION_LIMIT") == 0 && !m->cancel_requested) {
 		/* The destination is busy: wait our turn, keep our place. */
-		m->state = MV_QUEUED;
-		m->next_ms = ferryd_now_ms() + MIGRATE_RETRY_MS / 3;
-		snprintf(m->stage, sizeof(m->stage), "queued");
-		snprintf(m->wait_reason, sizeof(m->wait_reason), "destination %.60s: %.120s",
-			 m->peer, msg);
+		move_out_requeue(d, m, MIGRATE_RETRY_MS / 3, msg);
 		return;
 	}
 	if (m->cancel_requested)
