@@ -525,6 +525,20 @@ static void test_section_hdr(void **state)
 	/* Truncated inside the name. */
 	stream_init_mem_reader(&r, "\x04\0ua", 4);
 	assert_int_equal(mig_get_section_hdr(&r, 10, name, &version, &plen, &sum, &e), -1);
+	/* A record too short for the name's length (1 byte, then the next
+	 * record's header): refused as such, nothing read past it. Reading on
+	 * took 0x0505 from the next record as the length, or waited out the
+	 * peer's timeout when nothing followed. */
+	{
+		static const uint8_t next[] = { 0x05, 0x05, 0, 0, 0, 0, 0, 0, 0 };
+		stream_init_mem_reader(&r, next, sizeof(next));
+		assert_int_equal(mig_get_section_hdr(&r, 1, name, &version, &plen, &sum, &e), -1);
+		assert_non_null(strstr(e.msg, "corrupt stream: section record of 1 bytes"));
+		assert_int_equal(stream_remaining(&r), sizeof(next));
+		stream_init_mem_reader(&r, next, 0);
+		assert_int_equal(mig_get_section_hdr(&r, 0, name, &version, &plen, &sum, &e), -1);
+		assert_non_null(strstr(e.msg, "corrupt stream: section record of 0 bytes"));
+	}
 }
 
 /* ---------- pages ---------- */
