@@ -140,6 +140,10 @@ static int get_str(struct json_object *o, const char *key, char *dst, size_t cap
 	if (!json_object_is_type(v, json_type_string))
 		return err_set(e, "configuration field '%s' must be a string", key);
 	s = json_object_get_string(v);
+	/* The fields are paths, names and argv words: an embedded NUL (JSON's
+	 * \u0000) would silently cut one, as jsonl_get_str refuses for ferryd. */
+	if (strlen(s) != (size_t)json_object_get_string_len(v))
+		return err_set(e, "configuration field '%s' contains a NUL byte", key);
 	if (strlen(s) >= cap)
 		return err_set(e, "configuration field '%s' is too long", key);
 	strcpy(dst, s);

@@ -24,6 +24,7 @@
 #include "migration/format.h"
 #include "migration/ram.h"
 #include "migration/ram_codec.h"
+#include "vmm/config.h"
 #include "vmm/x86/cpustate.h"
 
 /* ---------- framing ---------- */
@@ -133,6 +134,24 @@ static void test_config_sum(void **state)
 	assert_ptr_equal(text, p + 8);
 	assert_int_equal(tlen, n);
 	stream_destroy(&w);
+}
+
+/* The configuration's strings are paths and names: one with a NUL inside
+ * (JSON \u0000) is refused, not cut at it. */
+static void test_config_nul(void **state)
+{
+	static const char ok[] = "{\"name\":\"t\",\"memory\":16777216,\"vcpus\":1,\"disk\":\"/d\"}";
+	static const char disk[] = "{\"name\":\"t\",\"memory\":16777216,\"vcpus\":1,\"disk\":\"/d\\u0000x\"}";
+	static const char name[] = "{\"name\":\"t\\u0000x\",\"memory\":16777216,\"vcpus\":1}";
+	struct vm_config c;
+	struct err e = { 0 };
+	(void)state;
+	assert_int_equal(config_from_json(ok, sizeof(ok) - 1, &c, &e), 0);
+	assert_string_equal(c.disk, "/d");
+	assert_int_equal(config_from_json(disk, sizeof(disk) - 1, &c, &e), -1);
+	assert_non_null(strstr(e.msg, "'disk' contains a NUL byte"));
+	assert_int_equal(config_from_json(name, sizeof(name) - 1, &c, &e), -1);
+	assert_non_null(strstr(e.msg, "'name' contains a NUL byte"));
 }
 
 static int parse_rec(uint32_t type, uint32_t len, struct mig_rec *rec, struct err *e)
@@ -1235,6 +1254,7 @@ int main(void)
 		cmocka_unit_test(test_sum_builds_agree),
 		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_config_sum),
+		cmocka_unit_test(test_config_nul),
 		cmocka_unit_test(test_rec),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_abort),
