@@ -154,6 +154,24 @@ static void test_config_nul(void **state)
 	assert_non_null(strstr(e.msg, "'name' contains a NUL byte"));
 }
 
+/* Its booleans are booleans: json-c would read "false" (a non-empty
+ * string) as true and give the VM a NIC, or a read-only disk. */
+static void test_config_bools(void **state)
+{
+	static const char ok[] = "{\"name\":\"t\",\"memory\":16777216,\"vcpus\":1,\"net\":true,\"disk_readonly\":false}";
+	static const char net[] = "{\"name\":\"t\",\"memory\":16777216,\"vcpus\":1,\"net\":\"false\"}";
+	static const char ro[] = "{\"name\":\"t\",\"memory\":16777216,\"vcpus\":1,\"disk_readonly\":1}";
+	struct vm_config c;
+	struct err e = { 0 };
+	(void)state;
+	assert_int_equal(config_from_json(ok, sizeof(ok) - 1, &c, &e), 0);
+	assert_true(c.net && !c.disk_readonly);
+	assert_int_equal(config_from_json(net, sizeof(net) - 1, &c, &e), -1);
+	assert_non_null(strstr(e.msg, "'net' must be true or false"));
+	assert_int_equal(config_from_json(ro, sizeof(ro) - 1, &c, &e), -1);
+	assert_non_null(strstr(e.msg, "'disk_readonly' must be true or false"));
+}
+
 static int parse_rec(uint32_t type, uint32_t len, struct mig_rec *rec, struct err *e)
 {
 	uint8_t b[8];
@@ -1255,6 +1273,7 @@ int main(void)
 		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_config_sum),
 		cmocka_unit_test(test_config_nul),
+		cmocka_unit_test(test_config_bools),
 		cmocka_unit_test(test_rec),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_abort),
