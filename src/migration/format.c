@@ -181,7 +181,14 @@ void mig_put_section(struct stream *w, const char *name, uint32_t version,
 int mig_get_section_hdr(struct stream *r, uint32_t rec_len, char name[MIG_MAX_NAME + 1],
 			uint32_t *version, uint32_t *payload_len, uint64_t *sum, struct err *e)
 {
-	uint16_t n = stream_get_u16(r);
+	uint16_t n;
+	/* The name's length is the record's first field: a record too short
+	 * for it must not have it read from the next record's bytes (or wait
+	 * for bytes the sender never meant to send). */
+	if (rec_len < 2)
+		return err_set(e, "corrupt stream: section record of %u bytes is shorter than its header",
+			       rec_len);
+	n = stream_get_u16(r);
 	if (stream_check(r, e) < 0)
 		return -1;
 	if (n == 0 || n > MIG_MAX_NAME || 2u + n + 4u + 8u > rec_len)

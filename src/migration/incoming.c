@@ -404,6 +404,11 @@ static int read_extents(struct rx *x, struct stream *r, uint64_t npages, struct 
 		return -1;
 	if (rec.type != MIG_REC_EXTENTS)
 		return err_set(e, "protocol error: expected extents, got %s", mig_rec_name(rec.type));
+	/* the count is inside the record: one too short for it would have it
+	 * read from the next record (or wait out the peer timeout) */
+	if (rec.len < 4)
+		return err_set(e, "corrupt stream: an extents record of %u bytes has no room for its count",
+			       rec.len);
 	n = stream_get_u32(r);
 	if (stream_check(r, e) < 0)
 		return -1;

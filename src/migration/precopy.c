@@ -364,9 +364,12 @@ static int reply_ok(const char *text, char *why, size_t whylen)
 		snprintf(why, whylen, "unreadable reply from the destination");
 		return 0;
 	}
-	if (json_object_object_get_ex(o, "ok", &v))
+	/* The destination's word, typed as it sends them: json-c calls any
+	 * non-empty string true ("ok":"no" would pass for a yes, and a READY
+	 * so read lets COMMIT go), and gives no string for a null "error". */
+	if (json_object_object_get_ex(o, "ok", &v) && json_object_is_type(v, json_type_boolean))
 		ok = json_object_get_boolean(v);
-	if (!ok && json_object_object_get_ex(o, "error", &v))
+	if (!ok && json_object_object_get_ex(o, "error", &v) && json_object_is_type(v, json_type_string))
 		snprintf(why, whylen, "%s", json_object_get_string(v));
 	else if (!ok)
 		snprintf(why, whylen, "the destination refused without a reason");

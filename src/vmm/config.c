@@ -140,9 +140,26 @@ static int get_str(struct json_object *o, const char *key, char *dst, size_t cap
 	if (!json_object_is_type(v, json_type_string))
 		return err_set(e, "configuration field '%s' must be a string", key);
 	s = json_object_get_string(v);
+	/* The fields are paths, names and argv words: an embedded NUL (JSON's
+	 * \u0000) would silently cut one, as jsonl_get_str refuses for ferryd. */
+	if (strlen(s) != (size_t)json_object_get_string_len(v))
+		return err_set(e, "configuration field '%s' contains a NUL byte", key);
 	if (strlen(s) >= cap)
 		return err_set(e, "configuration field '%s' is too long", key);
 	strcpy(dst, s);
+	return 0;
+}
+
+/* json-c reads any non-empty string, or a non-zero number, as true:
+ * "net":"false" would give the VM a NIC. Absent is false. */
+static int get_bool(struct json_object *o, const char *key, bool *dst, struct err *e)
+{
+	struct json_object *v;
+	if (!json_object_object_get_ex(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean))
+		return err_set(e, "configuration field '%s' must be true or false", key);
+	*dst = json_object_get_boolean(v);
 	return 0;
 }
 
@@ -189,10 +206,8 @@ int config_from_json(const char *text, size_t len, struct vm_config *c, struct e
 		goto out;
 	}
 	c->vcpus = json_object_get_int(v);
-	if (json_object_object_get_ex(o, "disk_readonly", &v))
-		c->disk_readonly = json_object_get_boolean(v);
-	if (json_object_object_get_ex(o, "net", &v))
-		c->net = json_object_get_boolean(v);
+	if (get_bool(o, "disk_readonly", &c->disk_readonly, e) < 0 || get_bool(o, "net", &c->net, e) < 0)
+		goto out;
 	rc = config_validate(c, e);
 out:
 	if (o)

@@ -24,6 +24,7 @@
 #include "migration/format.h"
 #include "migration/ram.h"
 #include "migration/ram_codec.h"
+#include "vmm/config.h"
 #include "vmm/x86/cpustate.h"
 
 /* ---------- framing ---------- */
@@ -133,6 +134,42 @@ static void test_config_sum(void **state)
 	assert_ptr_equal(text, p + 8);
 	assert_int_equal(tlen, n);
 	stream_destroy(&w);
+}
+
+/* The configuration's strings are paths and names: one with a NUL inside
+ * (JSON \u0000) is refused, not cut at it. */
+static void test_config_nul(void **state)
+{
+	static const char ok[] = "{\"name\":\"t\",\"memory\":16777216,\"vcpus\":1,\"disk\":\"/d\"}";
+	static const char disk[] = "{\"name\":\"t\",\"memory\":16777216,\"vcpus\":1,\"disk\":\"/d\\u0000x\"}";
+	static const char name[] = "{\"name\":\"t\\u0000x\",\"memory\":16777216,\"vcpus\":1}";
+	struct vm_config c;
+	struct err e = { 0 };
+	(void)state;
+	assert_int_equal(config_from_json(ok, sizeof(ok) - 1, &c, &e), 0);
+	assert_string_equal(c.disk, "/d");
+	assert_int_equal(config_from_json(disk, sizeof(disk) - 1, &c, &e), -1);
+	assert_non_null(strstr(e.msg, "'disk' contains a NUL byte"));
+	assert_int_equal(config_from_json(name, sizeof(name) - 1, &c, &e), -1);
+	assert_non_null(strstr(e.msg, "'name' contains a NUL byte"));
+}
+
+/* Its booleans are booleans: json-c would read "false" (a non-empty
+ * string) as true and give the VM a NIC, or a read-only disk. */
+static void test_config_bools(void **state)
+{
+	static const char ok[] = "{\"name\":\"t\",\"memory\":16777216,\"vcpus\":1,\"net\":true,\"disk_readonly\":false}";
+	static const char net[] = "{\"name\":\"t\",\"memory\":16777216,\"vcpus\":1,\"net\":\"false\"}";
+	static const char ro[] = "{\"name\":\"t\",\"memory\":16777216,\"vcpus\":1,\"disk_readonly\":1}";
+	struct vm_config c;
+	struct err e = { 0 };
+	(void)state;
+	assert_int_equal(config_from_json(ok, sizeof(ok) - 1, &c, &e), 0);
+	assert_true(c.net && !c.disk_readonly);
+	assert_int_equal(config_from_json(net, sizeof(net) - 1, &c, &e), -1);
+	assert_non_null(strstr(e.msg, "'net' must be true or false"));
+	assert_int_equal(config_from_json(ro, sizeof(ro) - 1, &c, &e), -1);
+	assert_non_null(strstr(e.msg, "'disk_readonly' must be true or false"));
 }
 
 static int parse_rec(uint32_t type, uint32_t len, struct mig_rec *rec, struct err *e)
@@ -525,6 +562,20 @@ static void test_section_hdr(void **state)
 	/* Truncated inside the name. */
 	stream_init_mem_reader(&r, "\x04\0ua", 4);
 	assert_int_equal(mig_get_section_hdr(&r, 10, name, &version, &plen, &sum, &e), -1);
+	/* A record too short for the name's length (1 byte, then the next
+	 * record's header): refused as such, nothing read past it. Reading on
+	 * took 0x0505 from the next record as the length, or waited out the
+	 * peer's timeout when nothing followed. */
+	{
+		static const uint8_t next[] = { 0x05, 0x05, 0, 0, 0, 0, 0, 0, 0 };
+		stream_init_mem_reader(&r, next, sizeof(next));
+		assert_int_equal(mig_get_section_hdr(&r, 1, name, &version, &plen, &sum, &e), -1);
+		assert_non_null(strstr(e.msg, "corrupt stream: section record of 1 bytes"));
+		assert_int_equal(stream_remaining(&r), sizeof(next));
+		stream_init_mem_reader(&r, next, 0);
+		assert_int_equal(mig_get_section_hdr(&r, 0, name, &version, &plen, &sum, &e), -1);
+		assert_non_null(strstr(e.msg, "corrupt stream: section record of 0 bytes"));
+	}
 }
 
 /* ---------- pages ---------- */
@@ -1221,6 +1272,8 @@ int main(void)
 		cmocka_unit_test(test_sum_builds_agree),
 		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_config_sum),
+		cmocka_unit_test(test_config_nul),
+		cmocka_unit_test(test_config_bools),
 		cmocka_unit_test(test_rec),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_abort),
