@@ -159,6 +159,8 @@ static void move_finish(struct ferryd *d, struct move *m, enum move_state st,
 	}
 	snprintf(m->code, sizeof(m->code), "%s", code ? code : "");
 	m->wait_reason[0] = '\0';
+	json_object_put(m->extents);
+	m->extents = NULL;
 	if (st == MV_COMPLETED)
 		log_info("move %s: VM %s %s %s: completed", m->id, m->vm,
 			 m->dir == MOVE_OUT ? "to" : "from", m->peer);
@@ -187,9 +189,15 @@ void migrate_trim_recent(struct ferryd *d)
 			continue;
 		}
 		*p = x->next;
-		json_object_put(x->progress);
-		free(x);
+		migrate_move_free(x);
 	}
+}
+
+void migrate_move_free(struct move *m)
+{
+	json_object_put(m->progress);
+	json_object_put(m->extents);
+	free(m);
 }
 
 void migrate_move_end(struct ferryd *d, struct move *m, enum move_state st,
@@ -385,6 +393,8 @@ static void move_out_extents_done(struct ferryd *d, struct move *m, struct peer_
 	if (!ext)
 		log_info("move %s: no extents from the worker (%s): the destination reserves all memory",
 			 m->id, r->err.msg[0] ? r->err.msg : "none in its reply");
+	json_object_put(m->extents);
+	m->extents = json_object_get(ext);
 	move_out_prepare(d, m, ext);
 }
 
@@ -409,10 +419,15 @@ static void move_out_begin(struct ferryd *d, struct move *m)
 		return;
 	}
 	m->state = MV_PREPARING;
-	m->started_ms = ferryd_wall_ms();
+	if (!m->leaving_retry) /* a retry goes on from the first ask */
+		m->started_ms = ferryd_wall_ms();
 	m->wait_reason[0] = '\0';
 	snprintf(m->stage, sizeof(m->stage), "setup");
 	migrate_store_save(d);
+	if (m->leaving_retry && m->extents) {
+		move_out_prepare(d, m, m->extents);
+		return;
+	}
 	if (!m->no_extents && vm->pid &&
 	    registry_path(d, vm, "sock", sock, sizeof(sock), &e) == 0 &&
 	    peer_worker_call(d, sock, migrate_worker_cmd("extents"),

@@ -91,6 +91,10 @@ struct move {
 	 * its prepare, retried, is no news to a held status */
 	bool leaving_retry;
 	unsigned leaving_tries;
+	/* out: the worker's extents, kept for those asks (reading them walks
+	 * all guest memory, ~50 ms per GiB touched); a reservation from
+	 * moments before still fits, pages beyond it are placed anyway */
+	struct json_object *extents;
 	char stage[24];      /* the source/destination worker's stage */
 	char wait_reason[1024];
 	char error[ERR_MSG_MAX];
@@ -166,6 +170,8 @@ void migrate_move_end(struct ferryd *d, struct move *m, enum move_state st,
 		      const char *code, const char *msg);
 struct move *migrate_move_alloc(struct ferryd *d, enum move_dir dir,
 				const char *id);
+/* A move no list holds any more, with what it owns. */
+void migrate_move_free(struct move *m);
 
 void migrate_tick(struct ferryd *d);
 int migrate_next_timeout(struct ferryd *d);

@@ -66,6 +66,9 @@ echo "$n events while the move back waited"
 # past the first half second it asks every second, not 50 times
 grep -q "VM g1 is still ending on .*; asking every 1000 ms" "$T/B.ferryd.log" ||
 	fail "B did not slow its asking: $(grep g1 "$T/B.ferryd.log" | tail -3)"
+# and its worker walked the guest's memory for the extents once, not at each ask
+n=$(grep -c "extents: .* MiB in use" "$T/B/logs/g1.log")
+[ "$n" = 1 ] || fail "B's worker was asked for its extents $n times for one move"
 alive "$old" && fail "A's old worker still runs after the move back"
 grep -q "VM g1: the copy it left here has ended" "$T/A.ferryd.log" || fail "A did not log the old copy's end"
 [ "$(vm_state A g1)" = running ] || fail "g1 not running on A"

@@ -260,8 +260,7 @@ static void fx_free_moves(struct move *m)
 {
 	while (m) {
 		struct move *next = m->next;
-		json_object_put(m->progress);
-		free(m);
+		migrate_move_free(m);
 		m = next;
 	}
 }
