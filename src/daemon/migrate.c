@@ -442,11 +442,23 @@ static void move_out_begin(struct ferryd *d, struct move *m)
 	move_out_prepare(d, m, NULL);
 }
 
+/* A move queued before m to its destination, refused there for now: m
+ * stays behind it. */
+static const struct move *move_out_behind(const struct ferryd *d, const struct move *m, long long now)
+{
+	for (const struct move *x = d->moves; x && x != m; x = x->next)
+		if (x->dir == MOVE_OUT && x->state == MV_QUEUED && x->next_ms > now &&
+		    strcmp(x->peer, m->peer) == 0)
+			return x;
+	return NULL;
+}
+
 /* Start queued moves in order while slots are free. */
 static void migrate_schedule(struct ferryd *d, long long now)
 {
 	int active = migrate_active_count(d), max = d->settings.max_migrations;
 	bool blocked = false;
+	const struct move *ahead;
 
 	if (max < 1)
 		max = 1;
@@ -454,8 +466,19 @@ static void migrate_schedule(struct ferryd *d, long long now)
 		next = m->next;
 		if (m->dir != MOVE_OUT || m->state != MV_QUEUED)
 			continue;
-		/* Strict order: once one move must wait, later ones wait too. */
-		if (!blocked && active < max && m->next_ms <= now) {
+		/* Refused for now by its destination (busy, or the VM's old
+		 * copy still ending there): it keeps its place ahead of later
+		 * moves to that host, and holds up none to another (one
+		 * destination's stuck worker must not stall an evacuation). */
+		if (m->next_ms > now)
+			continue;
+		if ((ahead = move_out_behind(d, m, now))) {
+			snprintf(m->wait_reason, sizeof(m->wait_reason),
+				 "waiting for move %s, queued before it to %.200s", ahead->id, m->peer);
+			continue;
+		}
+		/* Strict order: once one move must wait for a slot, later ones wait too. */
+		if (!blocked && active < max) {
 			move_out_begin(d, m);
 			if (!migrate_state_done(m->state))
 				active++;

@@ -9,7 +9,8 @@
 # why (its watch not woken by each retry; asked every second after the
 # first half second), until the old copy has ended,
 # then completes with every page intact; nothing of the old copy is left
-# behind. A's ferryd is killed and started again meanwhile: it takes the
+# behind. A move to another host (C) queued after the waiting one goes
+# past it. A's ferryd is killed and started again meanwhile: it takes the
 # old worker back (by its pid file, renamed run/g1.departed, the one file
 # left), so the name stays held until that worker ends, whose exit would
 # otherwise remove the sockets of the VM that has come back.
@@ -23,13 +24,16 @@ need_kvm
 # to a parent that does not reap it has ended)
 alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
 
-FERRY_FAILPOINTS="worker.release_memory=delay(3000)" start_host A
+FERRY_FAILPOINTS="worker.release_memory=delay(5000)" start_host A
 start_host B
+start_host C
 on A host set --migration-ports 22700-22799 >/dev/null || fail "host set A"
 on B host set --migration-ports 22800-22899 >/dev/null || fail "host set B"
+on C host set --migration-ports 22900-22999 >/dev/null || fail "host set C"
 
-note "g1 on A (64 MiB, dirtying 8 MiB at 8 MiB/s)"
+note "g1 on A (64 MiB, dirtying 8 MiB at 8 MiB/s), g2 on B (32 MiB, idle)"
 new_vm A g1 64M "ws=8M rate=8"
+new_vm B g2 32M "ws=1M rate=0"
 wait_for "$(serial_of A g1)" "FERRY-GUEST hb" 10 || fail "no heartbeat on A"
 old=$(cat "$T/A/run/g1.pid")
 
@@ -55,7 +59,17 @@ on A vm new --name g1 --memory 64M --kernel "$FERRY_GUEST" >"$T/new" 2>&1 && fai
 grep -q "still ending: try again in a moment" "$T/new" || fail "unclear refusal: $(cat "$T/new")"
 
 note "move back B -> A at once: it waits for A's old copy to end"
-on B move-vm -n g1 -d "$(port_of A)" --json >"$T/back" 2>&1 || { cat "$T/back"; fail "move-vm B->A"; }
+on B move-vm -n g1 -d "$(port_of A)" --json >"$T/back" 2>&1 &
+back=$!
+# past the first half second it asks every second, not 50 times
+wait_for "$T/B.ferryd.log" "VM g1 is still ending on .*; asking every 1000 ms" 10 ||
+	fail "B did not slow its asking: $(grep g1 "$T/B.ferryd.log" | tail -3)"
+note "meanwhile B -> C of g2, queued after it, is not held up by it"
+on B move-vm -n g2 -d "$(port_of C)" --json >"$T/g2" 2>&1 || { cat "$T/g2"; fail "move-vm g2 B->C"; }
+alive "$old" || fail "A's old worker had ended before g2 moved (no proof g2 did not wait behind g1)"
+grep "queued before it" "$T/g2" && fail "g2 waited behind g1's move to another host"
+[ "$(vm_state C g2)" = running ] || fail "g2 not running on C"
+wait $back || { cat "$T/back"; fail "move-vm B->A"; }
 grep -q '"state":"queued".*still ending' "$T/back" ||
 	fail "the move back did not wait for the old copy: $(grep -m3 event "$T/back")"
 # Its retries (every 20 ms) are no news to the watch's held status: it
@@ -63,10 +77,7 @@ grep -q '"state":"queued".*still ending' "$T/back" ||
 n=$(grep -c '"event"' "$T/back")
 echo "$n events while the move back waited"
 [ "$n" -lt 40 ] || fail "the watch of the waiting move was answered at each retry ($n events)"
-# past the first half second it asks every second, not 50 times
-grep -q "VM g1 is still ending on .*; asking every 1000 ms" "$T/B.ferryd.log" ||
-	fail "B did not slow its asking: $(grep g1 "$T/B.ferryd.log" | tail -3)"
-# and its worker walked the guest's memory for the extents once, not at each ask
+# its worker walked the guest's memory for the extents once, not at each ask
 n=$(grep -c "extents: .* MiB in use" "$T/B/logs/g1.log")
 [ "$n" = 1 ] || fail "B's worker was asked for its extents $n times for one move"
 alive "$old" && fail "A's old worker still runs after the move back"
