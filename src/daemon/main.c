@@ -184,7 +184,7 @@ int main(int argc, char **argv)
 	char lockpath[PATH_MAX];
 	struct err e = { 0 };
 	sigset_t set;
-	int opt, defined = 0, adopted = 0, running = 0, ending = 0;
+	int opt, defined = 0, adopted = 0, departed = 0, running = 0, ending = 0;
 
 	while ((opt = getopt_long(argc, argv, "l:d:s:m:vh", opts, NULL)) != -1) {
 		switch (opt) {
@@ -317,12 +317,19 @@ int main(int argc, char **argv)
 		unlink(d.socket_path);
 		return 1;
 	}
-	for (struct vm *vm = d.vms; vm; vm = vm->next) {
+	for (struct vm *vm = d.vms; vm; vm = vm->next)
 		worker_adopt(&d, vm);
+	worker_adopt_departed(&d);
+	/* counted after: a definition a crash left beside a departed worker
+	 * is gone by now, and that worker is no VM of this host's */
+	for (struct vm *vm = d.vms; vm; vm = vm->next) {
+		if (vm->departed) {
+			departed++;
+			continue;
+		}
 		adopted += vm->pid != 0;
 		defined++;
 	}
-	worker_adopt_departed(&d);
 	/* Adopted workers first: moves in flight and arriving VMs are
 	 * judged by what their workers say now. */
 	migrate_recover_incoming(&d);
@@ -333,10 +340,15 @@ int main(int argc, char **argv)
 		unlink(d.socket_path);
 		return 1;
 	}
-	log_info("ferryd %s: state %s, socket %s, tcp %s, worker %s; %d VM(s) defined, %d re-adopted",
-		 FERRY_VERSION, d.state_dir, d.socket_path,
-		 d.listen_addr[0] ? d.listen_addr : "off", d.vmm_path,
-		 defined, adopted);
+	{
+		char gone[96] = "";
+		if (departed)
+			snprintf(gone, sizeof(gone), "; %d worker(s) of VMs that moved away, still ending",
+				 departed);
+		log_info("ferryd %s: state %s, socket %s, tcp %s, worker %s; %d VM(s) defined, %d re-adopted%s",
+			 FERRY_VERSION, d.state_dir, d.socket_path,
+			 d.listen_addr[0] ? d.listen_addr : "off", d.vmm_path, defined, adopted, gone);
+	}
 	if (no_auth)
 		log_warn("--no-auth: anyone who reaches %s may run every command and send VMs here",
 			 d.listen_addr[0] ? d.listen_addr : "this host's migration ports");

@@ -39,6 +39,9 @@ start_host A
 grep -q "VM g1: re-adopted the worker (pid $old) it left here" "$T/A.ferryd.log" ||
 	fail "A's restarted ferryd did not take the old worker back: $(grep g1 "$T/A.ferryd.log" | tail -3)"
 [ -e "$T/A/vms/g1.json" ] && fail "g1's definition is still on A"
+# its start line counts it as such, not as a VM of A's
+grep -q "0 VM(s) defined, 0 re-adopted; 1 worker(s) of VMs that moved away, still ending" "$T/A.ferryd.log" ||
+	fail "A's start line: $(grep 'VM(s) defined' "$T/A.ferryd.log" | tail -1)"
 [ "$(vm_state A g1)" = absent ] || fail "A still has g1: $(vm_state A g1)"
 wait_move A g1 completed 10 || fail "the move did not complete on A"
 [ "$(vm_state B g1)" = running ] || fail "g1 not running on B"
