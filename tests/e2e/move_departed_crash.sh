@@ -15,12 +15,10 @@
 need_root
 need_kvm
 
-alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
-
 FERRY_FAILPOINTS="worker.release_memory=delay(4000);ferryd.departed=crash" start_host A
 start_host B
-on A host set --migration-ports 24500-24549 >/dev/null || fail "host set A"
-on B host set --migration-ports 24550-24599 >/dev/null || fail "host set B"
+on A host set --migration-ports 23800-23899 >/dev/null || fail "host set A"
+on B host set --migration-ports 23900-23999 >/dev/null || fail "host set B"
 
 note "g1 on A (64 MiB)"
 new_vm A g1 64M "ws=8M rate=8"

@@ -20,16 +20,12 @@
 need_root
 need_kvm
 
-# alive PID: runs (the old worker's parent is killed below; a zombie left
-# to a parent that does not reap it has ended)
-alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
-
 FERRY_FAILPOINTS="worker.release_memory=delay(5000)" start_host A
 start_host B
 start_host C
-on A host set --migration-ports 22700-22799 >/dev/null || fail "host set A"
-on B host set --migration-ports 22800-22899 >/dev/null || fail "host set B"
-on C host set --migration-ports 22900-22999 >/dev/null || fail "host set C"
+on A host set --migration-ports 23500-23599 >/dev/null || fail "host set A"
+on B host set --migration-ports 23600-23699 >/dev/null || fail "host set B"
+on C host set --migration-ports 23700-23799 >/dev/null || fail "host set C"
 
 note "g1 on A (64 MiB, dirtying 8 MiB at 8 MiB/s), g2 on B (32 MiB, idle)"
 new_vm A g1 64M "ws=8M rate=8"

@@ -14,8 +14,8 @@ need_kvm
 
 FERRY_FAILPOINTS="worker.release_memory=delay(6000)" start_host A
 start_host B
-on A host set --migration-ports 24500-24549 >/dev/null || fail "host set A"
-on B host set --migration-ports 24550-24599 >/dev/null || fail "host set B"
+on A host set --migration-ports 24000-24099 >/dev/null || fail "host set A"
+on B host set --migration-ports 24100-24199 >/dev/null || fail "host set B"
 
 note "g1 on A, moved to B: A's old worker still ends for 6 s"
 new_vm A g1 64M "ws=8M rate=8"

@@ -16,8 +16,8 @@ need_kvm
 
 FERRY_FAILPOINTS="worker.release_memory=delay(5000)" start_host A
 FERRY_FAILPOINTS="ferryd.vm_status=delay(3000)" start_host B
-on A host set --migration-ports 24500-24549 >/dev/null || fail "host set A"
-on B host set --migration-ports 24550-24599 >/dev/null || fail "host set B"
+on A host set --migration-ports 24200-24299 >/dev/null || fail "host set A"
+on B host set --migration-ports 24300-24399 >/dev/null || fail "host set B"
 
 note "g1 on A, moved to B; B's answer to A's confirmation held 3 s"
 new_vm A g1 64M "ws=8M rate=8"
