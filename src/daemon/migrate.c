@@ -299,8 +299,6 @@ struct move *migrate_enqueue(struct ferryd *d, struct vm *vm,
 	return m;
 }
 
-/* QUEUED -> PREPARING, step 2: ask the destination ferryd for a skeleton
- * worker. ext is the worker's extents reply (NULL: none). */
 /* This host as a move's other end names it: the address its ferryd
  * listens on, as an outgoing move names its destination (so that the two
  * ends of a move read alike, and two ferryds on one machine apart), with
@@ -326,6 +324,8 @@ static void migrate_self_name(const struct ferryd *d, char *buf, size_t cap)
 		snprintf(buf, cap, "%s:%s", host, port);
 }
 
+/* QUEUED -> PREPARING, step 2: ask the destination ferryd for a skeleton
+ * worker. ext is the worker's extents reply (NULL: none). */
 static void move_out_prepare(struct ferryd *d, struct move *m, struct json_object *ext)
 {
 	struct vm *vm = move_vm(d, m);
