@@ -176,10 +176,13 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 	c->argv[c->argc++] = d->vmm_path;
 	if (vm->incoming) {
 		/* The machine's configuration comes from the source in the
-		 * stream; only this host's paths, the name it must carry and
-		 * the host-local tap are ours to give. */
+		 * stream; only this host's paths, the name and size it must
+		 * carry (what this host admitted) and the host-local tap are
+		 * ours to give. */
 		worker_arg(c, "--incoming", vm->incoming_addr);
 		worker_arg(c, "--name", def->name);
+		worker_arg(c, "--memory", c->mem);
+		worker_arg(c, "--vcpus", c->vcpus);
 		worker_arg(c, "--serial", c->serial);
 		worker_arg(c, "--log", c->log);
 		worker_arg(c, "--console-socket", c->console);
@@ -196,7 +199,6 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 		if (d->settings.prealloc) {
 			/* The host's choice: memory reserved before the move starts
 			 * (fails here, not mid-move, if the host cannot back it). */
-			worker_arg(c, "--memory", c->mem);
 			c->argv[c->argc++] = (char *)"--prealloc";
 			/* Only what the source uses, when it said (an idle 16 GiB
 			 * guest then reserves next to nothing). */

@@ -59,7 +59,8 @@ static void usage(FILE *f)
 "  --restore PATH        start from a state file written by the 'save' command\n"
 "  --paused              build the VM but do not run its vCPUs until 'resume'\n"
 "  --incoming ADDR:PORT  receive a live migration: listen there; the VM's configuration\n"
-"                        comes from the source (--name, if given, must match; --tap or --bridge apply here)\n"
+"                        comes from the source (--name, --memory, --vcpus, if given, must match;\n"
+"                        --tap or --bridge apply here)\n"
 "  --host-cpu-mask LIST  incoming and --restore: refuse guests that see these CPU features\n"
 "                        (a migration baseline for this host, e.g. -avx512f,-avx2); every\n"
 "                        vCPU's CPUID is checked, against the host's KVM as well\n"
@@ -191,7 +192,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case O_VCPUS: cfg.vcpus = atoi(optarg); break;
+		case O_VCPUS: cfg.vcpus = atoi(optarg); o.vcpus_given = true; break;
 		case O_CPUMASK: COPY(cfg.cpu_mask, optarg); break;
 		case O_DISK: COPY(cfg.disk, optarg); break;
 		case O_DISKRO: cfg.disk_readonly = true; break;
@@ -255,6 +256,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ferry-vm: --tap and --bridge exclude each other: the NIC uses one or the other\n");
 		return 2;
 	}
+	o.memory_given = memory_given;
 	if (o.prealloc && (!o.incoming || !memory_given)) {
 		fprintf(stderr, "ferry-vm: --prealloc needs --incoming and the VM's --memory SIZE\n");
 		return 2;

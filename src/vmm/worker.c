@@ -841,6 +841,13 @@ static int incoming_build(void *opaque, struct vm_config *cfg, struct err *e)
 	if (w->local.name[0] && strcmp(w->local.name, cfg->name) != 0)
 		return err_set(e, "this destination was prepared for VM '%s', the stream carries '%s'",
 			       w->local.name, cfg->name);
+	/* the size this host admitted (its ferryd counted that memory) */
+	if ((w->o->memory_given && cfg->mem_size != w->local.mem_size) ||
+	    (w->o->vcpus_given && cfg->vcpus != w->local.vcpus))
+		return err_set(e, "this destination was prepared for a VM of %llu MiB and %u vCPU(s), "
+			       "the stream carries %llu MiB and %u vCPU(s)",
+			       (unsigned long long)(w->local.mem_size >> 20), (unsigned)w->local.vcpus,
+			       (unsigned long long)(cfg->mem_size >> 20), (unsigned)cfg->vcpus);
 	config_place_nic(cfg, &w->local);
 	if (machine_build(&w->m, cfg, true, &w->reserved, worker_serial_sink, w, e) < 0)
 		return -1;

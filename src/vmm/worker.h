@@ -30,6 +30,9 @@ struct worker_opts {
 	const char *host_cpu_mask;  /* incoming: CPU features this host must be treated as lacking */
 	bool start_paused;
 	bool prealloc;              /* incoming: fault in the guest's memory (cfg mem_size) up front */
+	/* incoming: --memory / --vcpus were given, the VM this host admitted:
+	 * a stream carrying another size is refused */
+	bool memory_given, vcpus_given;
 	const char *prealloc_extents; /* with prealloc: only these page ranges (file of "FIRST N" lines) */
 	struct auth_key migration_key; /* incoming: connections must prove it (unset: none) */
 	/* incoming: created just before the VM's vCPUs first run here (made

@@ -2,8 +2,8 @@
 # A destination that cannot host the VM refuses at setup, before any memory
 # moves, with the specific reason; the source keeps running. Cases: CPU
 # feature the destination lacks (host CPU mask), not enough memory, disk not
-# reachable from the destination, unreachable destination, and a VM that is
-# not running.
+# reachable from the destination, a destination prepared for another
+# size, unreachable destination, and a VM that is not running.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm
@@ -58,6 +58,11 @@ echo "restore: $(grep -E "incompatible" "$T/r2.err" | head -1)"
 bg "$FERRY_BIN/ferry-vm" --restore "$T/r.state" --serial "$T/r3.log" --control "$T/r3.sock" 2>"$T/r3.err"
 wait_for "$T/r3.log" "FERRY-GUEST hb" 30 || fail "restore without the mask failed: $(cat "$T/r3.err")"
 vmctl "$T/r3.sock" '{"cmd":"stop"}' >/dev/null
+
+note "a destination admitted for another size (its ferryd counted that memory)"
+next_port; start_dst c5 "$port" --memory 128M --vcpus 1
+migrate s "$port" || fail "migrate refused"
+refused s "size" "prepared for a VM of 128 MiB and 1 vCPU\(s\), the stream carries 256 MiB and 1 vCPU"
 
 note "not enough memory on the destination"
 start_src big 32G 1 "ws=16M rate=0"
