@@ -43,12 +43,13 @@ echo "populated pages: $t1 on the source, $t2 on the pre-allocated destination (
 [ "$t2" -le 12288 ] || fail "the reserved destination sent $t2 populated pages: idle memory was not given back"
 verify d2
 
-note "a reservation of the wrong size refuses the VM"
+note "a reservation of the wrong size refuses the VM (the size it was prepared for)"
 next_port; start_dst d3 "$port" --memory 256M --prealloc
 migrate d2 "$port" || fail "migrate refused"
 res=$(wait_mig d2 30) || fail "move 3 did not end"
 [ "$(field "$res" stage)" = failed ] || fail "move 3 should fail: $res"
-field "$res" error | grep -q "reserved 256 MiB of memory, the VM has 512 MiB" || fail "unclear error: $(field "$res" error)"
+field "$res" error | grep -q "prepared for a VM of 256 MiB and 1 vCPU(s), the stream carries 512 MiB" ||
+	fail "unclear error: $(field "$res" error)"
 [ "$(state_of d2)" = running ] || fail "source not running after the refusal"
 expect_exit "$PID_d3" 5
 verify d2
