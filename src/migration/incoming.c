@@ -599,6 +599,10 @@ static void *in_thread(void *arg)
 	if (ac.encrypt && stream_set_seal(&w, ac.key_tx, &e) < 0)
 		goto fail;
 	set_stage(in, IN_SETUP);
+	/* An earlier source's version is worth a line: a rolling upgrade's
+	 * moves, and what to suspect first if one of them fails. */
+	log_info("incoming migration: stream version %u%s", version,
+		 version < MIG_VERSION ? " (from an earlier ferry)" : "");
 	/* Build as soon as the configuration is checked: the source sends it
 	 * ahead of the extents, which take it a while to find. */
 	if (snapshot_config_from_rec(&r, version, &rec, &cfg, &e) < 0 ||

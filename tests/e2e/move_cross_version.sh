@@ -1,0 +1,89 @@
+#!/bin/bash
+# san: yes
+# Moves between hosts of different ferry builds, as during a rolling
+# upgrade. Two earlier builds are built from this repository's history:
+# the last that wrote stream version 2 (the oldest this build still reads)
+# and the last that wrote version 5 (the one before this build's 6). For
+# each, a busy VM started on a host of that build moves live to a host of
+# this build, through both ferryds, and arrives with every page intact,
+# its heartbeat going on. The way back, this build's stream to a host of
+# the earlier build, is refused before anything moves (E_VERSION, naming
+# the upgrade to make) and the VM runs on where it was, unharmed, with
+# nothing of it left on the earlier host: what the README promises
+# ("upgrade destinations first").
+# Needs the repository's git history (skips loudly in a shallow clone).
+# Exit: 0 pass, 77 skip (no /dev/kvm, not root, no history), else fail.
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/hosts.inc"
+need_root
+need_kvm
+need_ferryd
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+# name, commit (the last commit whose stream had that version), stream version
+OLD=("v2 6fc3d53120456af7d82f009ef9dccca062759bdd 2"
+     "v5 aec8eefac2c159cd7f9cf5935620f4c9f09e3cf3 5")
+
+command -v git >/dev/null || skip "git is not installed: cannot build the earlier ferry builds"
+for o in "${OLD[@]}"; do
+	set -- $o
+	git -C "$root" cat-file -e "$2^{commit}" 2>/dev/null ||
+		skip "commit $2 (ferry with stream version $3) is not in this clone's history (a shallow clone?): cannot build it"
+done
+
+build_old() { # NAME COMMIT: its programs under $T/NAME/build/bin
+	mkdir -p "$T/$1" || fail "mkdir $T/$1"
+	git -C "$root" archive "$2" | tar -x -C "$T/$1" || fail "cannot unpack commit $2"
+	make -C "$T/$1" -s -j2 build/bin/ferryd build/bin/ferry build/bin/ferry-vm \
+		>"$T/$1.build.log" 2>&1 || { tail -20 "$T/$1.build.log"; fail "cannot build commit $2"; }
+}
+
+hb_goes_on() { # VM: N's serial log shows a later heartbeat within 10 s
+	local f n i
+	f=$(serial_of N "$1")
+	n=$(last_hb "$f")
+	for i in $(seq 100); do
+		[ "$(last_hb "$f")" -gt "${n:-0}" ] 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "no heartbeat after n=${n:-none} in $f"
+	return 1
+}
+
+HOST_PORT[N]=$(free_port)
+start_host N
+on N host set --migration-ports 24400-24499 >/dev/null || fail "host set N"
+base=24500
+for o in "${OLD[@]}"; do
+	set -- $o
+	name=$1 commit=$2 ver=$3 h=O$1 vm=g$1
+	note "ferry at ${commit:0:7} (stream version $ver): building"
+	build_old "$name" "$commit"
+	HOST_BIN[$h]=$T/$name/build/bin
+	start_host "$h"
+	on "$h" host set --migration-ports "$base-$((base + 99))" >/dev/null || fail "host set $h"
+	base=$((base + 100))
+
+	note "$vm on the ${commit:0:7} host (64 MiB, dirtying 8 MiB at 16 MiB/s) moves to this build's host"
+	new_vm "$h" "$vm" 64M "ws=8M rate=16"
+	on "$h" move-vm -n "$vm" -d "$(port_of N)" --json >"$T/$vm.out" 2>&1 ||
+		{ cat "$T/$vm.out"; tail -5 "$T/$h/logs/$vm.log" "$T/N/logs/$vm.log"; fail "move $h -> N of $vm"; }
+	wait_state N "$vm" running 10 || fail "$vm does not run on this build's host"
+	[ "$(vm_state "$h" "$vm")" = absent ] || fail "the ${commit:0:7} host still has $vm"
+	grep -q "incoming migration: stream version $ver (from an earlier ferry)" "$T/N/logs/$vm.log" ||
+		fail "N's worker did not read a version $ver stream: $(grep -m1 'stream version' "$T/N/logs/$vm.log")"
+	verify_vm N "$vm" || fail "pages of $vm after the move from stream version $ver"
+	hb_goes_on "$vm" || fail "$vm's heartbeat stopped on N"
+
+	note "and back: refused by the ${commit:0:7} host before anything moves"
+	on N move-vm -n "$vm" -d "$(port_of "$h")" >"$T/$vm.back" 2>&1 &&
+		{ cat "$T/$vm.back"; fail "this build's stream was sent to a host of stream version $ver"; }
+	cat "$T/$vm.back"
+	grep -q "E_VERSION" "$T/$vm.back" && grep -q "upgrade the destination" "$T/$vm.back" ||
+		fail "the refusal does not say to upgrade the destination"
+	[ "$(vm_state N "$vm")" = running ] || fail "$vm does not run on N after the refused move"
+	[ "$(vm_state "$h" "$vm")" = absent ] || fail "the refused move left $vm on the ${commit:0:7} host"
+	verify_vm N "$vm" || fail "pages of $vm after the refused move"
+	hb_goes_on "$vm" || fail "$vm's heartbeat stopped on N"
+done
+echo "PASS: move_cross_version"
