@@ -10,7 +10,8 @@
 # the earlier build, is refused before anything moves (E_VERSION, naming
 # the upgrade to make) and the VM runs on where it was, unharmed, with
 # nothing of it left on the earlier host: what the README promises
-# ("upgrade destinations first").
+# ("upgrade destinations first"). A state file the earlier build saved
+# checks with this build's ferry-stream and restores with its ferry-vm.
 # Needs the repository's git history (skips loudly in a shallow clone).
 # Exit: 0 pass, 77 skip (no /dev/kvm, not root, no history), else fail.
 . "$(dirname "$0")/../lib/common.sh"
@@ -66,8 +67,12 @@ for o in "${OLD[@]}"; do
 
 	note "$vm on the ${commit:0:7} host (64 MiB, dirtying 8 MiB at 16 MiB/s) moves to this build's host"
 	new_vm "$h" "$vm" 64M "ws=8M rate=16"
+	# a state file of the earlier build, for this build's --restore below
+	vmctl "$(vm_sock "$h" "$vm")" '{"cmd":"save","path":"'"$T/$vm.state"'"}' | grep -q '"ok":true' ||
+		fail "the ${commit:0:7} worker did not save $vm"
+	vmctl "$(vm_sock "$h" "$vm")" '{"cmd":"resume"}' | grep -q '"ok":true' || fail "resume of $vm after its save"
 	on "$h" move-vm -n "$vm" -d "$(port_of N)" --json >"$T/$vm.out" 2>&1 ||
-		{ cat "$T/$vm.out"; tail -5 "$T/$h/logs/$vm.log" "$T/N/logs/$vm.log"; fail "move $h -> N of $vm"; }
+		{ cat "$T/$vm.out"; tail -n 5 "$T/$h/logs/$vm.log" "$T/N/logs/$vm.log"; fail "move $h -> N of $vm"; }
 	wait_state N "$vm" running 10 || fail "$vm does not run on this build's host"
 	[ "$(vm_state "$h" "$vm")" = absent ] || fail "the ${commit:0:7} host still has $vm"
 	grep -q "incoming migration: stream version $ver (from an earlier ferry)" "$T/N/logs/$vm.log" ||
@@ -85,5 +90,16 @@ for o in "${OLD[@]}"; do
 	[ "$(vm_state "$h" "$vm")" = absent ] || fail "the refused move left $vm on the ${commit:0:7} host"
 	verify_vm N "$vm" || fail "pages of $vm after the refused move"
 	hb_goes_on "$vm" || fail "$vm's heartbeat stopped on N"
+
+	note "its state file, saved by the ${commit:0:7} worker, checked and restored by this build"
+	"$FERRY_BIN/ferry-stream" check "$T/$vm.state" >"$T/$vm.check" 2>&1 ||
+		{ cat "$T/$vm.check"; fail "ferry-stream check rejects a version $ver state file"; }
+	grep -q "valid, version $ver" "$T/$vm.check" || fail "check does not name version $ver: $(cat "$T/$vm.check")"
+	bg "$FERRY_BIN/ferry-vm" --restore "$T/$vm.state" --serial "$T/$vm.restored" \
+		--control "$T/$vm.sock" --paused
+	for i in $(seq 50); do [ -S "$T/$vm.sock" ] && break; sleep 0.1; done
+	vmctl "$T/$vm.sock" '{"cmd":"verify"}' | grep -q '"verified":true' ||
+		fail "pages of $vm restored from a version $ver state file"
+	vmctl "$T/$vm.sock" '{"cmd":"stop"}' >/dev/null
 done
 echo "PASS: move_cross_version"
