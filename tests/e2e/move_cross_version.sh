@@ -10,7 +10,10 @@
 # the earlier build, is refused before anything moves (E_VERSION, naming
 # the upgrade to make) and the VM runs on where it was, unharmed, with
 # nothing of it left on the earlier host: what the README promises
-# ("upgrade destinations first"). A state file the earlier build saved
+# ("upgrade destinations first"). A host of the earlier build upgraded in
+# place (its ferryd restarted on this build, its VMs' workers running on,
+# as a package upgrade leaves them) takes its worker back and moves that
+# VM away with it. A state file the earlier build saved
 # checks with this build's ferry-stream and restores with its ferry-vm.
 # Needs the repository's git history (skips loudly in a shallow clone).
 # Exit: 0 pass, 77 skip (no /dev/kvm, not root, no history), else fail.
@@ -90,6 +93,19 @@ for o in "${OLD[@]}"; do
 	[ "$(vm_state "$h" "$vm")" = absent ] || fail "the refused move left $vm on the ${commit:0:7} host"
 	verify_vm N "$vm" || fail "pages of $vm after the refused move"
 	hb_goes_on "$vm" || fail "$vm's heartbeat stopped on N"
+
+	note "the ${commit:0:7} host upgraded in place: its ferryd restarted on this build, its VM's worker running on"
+	new_vm "$h" "u$vm" 64M "ws=8M rate=16"
+	stop_host "$h"
+	unset "HOST_BIN[$h]"
+	start_host "$h"
+	[ "$(vm_state "$h" "u$vm")" = running ] || fail "the upgraded ferryd did not take u$vm's worker back"
+	on "$h" move-vm -n "u$vm" -d "$(port_of N)" --json >"$T/u$vm.out" 2>&1 ||
+		{ grep -v progress "$T/u$vm.out"; tail -n 5 "$T/$h/logs/u$vm.log" "$T/N/logs/u$vm.log"; fail "move of u$vm after the upgrade"; }
+	wait_state N "u$vm" running 10 || fail "u$vm does not run on N"
+	grep -q "incoming migration: stream version $ver (from an earlier ferry)" "$T/N/logs/u$vm.log" ||
+		fail "u$vm's stream was not the earlier worker's"
+	verify_vm N "u$vm" || fail "pages of u$vm after its move from the upgraded host"
 
 	note "its state file, saved by the ${commit:0:7} worker, checked and restored by this build"
 	"$FERRY_BIN/ferry-stream" check "$T/$vm.state" >"$T/$vm.check" 2>&1 ||
