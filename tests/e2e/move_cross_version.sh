@@ -15,6 +15,7 @@
 # as a package upgrade leaves them) takes its worker back and moves that
 # VM away with it. A state file the earlier build saved
 # checks with this build's ferry-stream and restores with its ferry-vm.
+# This build's CLI lists VMs and host info on an earlier host.
 # Needs the repository's git history (skips loudly in a shallow clone).
 # Exit: 0 pass, 77 skip (no /dev/kvm, not root, no history), else fail.
 . "$(dirname "$0")/../lib/common.sh"
@@ -70,6 +71,11 @@ for o in "${OLD[@]}"; do
 
 	note "$vm on the ${commit:0:7} host (64 MiB, dirtying 8 MiB at 16 MiB/s) moves to this build's host"
 	new_vm "$h" "$vm" 64M "ws=8M rate=16"
+	# this build's CLI speaks to the earlier ferryd
+	FERRY_KEY_FILE=$T/cluster.key "$FERRY_BIN/ferry" -c "$(port_of "$h")" vm list >"$T/$vm.list" 2>&1 &&
+		grep -q "^$vm *running" "$T/$vm.list" || { cat "$T/$vm.list"; fail "this build's vm list on the ${commit:0:7} host"; }
+	FERRY_KEY_FILE=$T/cluster.key "$FERRY_BIN/ferry" -c "$(port_of "$h")" host info >"$T/$vm.info" 2>&1 ||
+		{ cat "$T/$vm.info"; fail "this build's host info on the ${commit:0:7} host"; }
 	# a state file of the earlier build, for this build's --restore below
 	vmctl "$(vm_sock "$h" "$vm")" '{"cmd":"save","path":"'"$T/$vm.state"'"}' | grep -q '"ok":true' ||
 		fail "the ${commit:0:7} worker did not save $vm"
