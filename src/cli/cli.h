@@ -144,6 +144,9 @@ struct move_opts_pub {
  * past it); -1 on error. */
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 			  struct move_opts_pub *mo, int argc, char **argv);
+/* The options as migration.start's fields, added to req: those not given
+ * are left out, so that the host's settings apply. */
+void cli_move_request_options(struct json_object *req, const struct move_opts_pub *mo);
 /* Send a migration.start request (consumed; options added) and follow. */
 int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		    const struct move_opts_pub *mo);

@@ -70,14 +70,8 @@ static const char move_usage_text[] =
 	"  ferry move-vm -n web1 -d node2 --no-wait && ferry migration status web1\n"
 	"  ferry move-vm -n db1 -d remote-site --bandwidth 100 --codec zstd\n";
 
-/* Send migration.start and follow (or list) the moves it made. */
-int cli_start_moves(struct cli_opts *o, struct json_object *req,
-		    const struct move_opts_pub *mo)
+void cli_move_request_options(struct json_object *req, const struct move_opts_pub *mo)
 {
-	struct json_object *rep, *moves;
-	int rc;
-	bool json = o->json;
-
 	jsonl_add_str(req, "destination", mo->destination);
 	if (mo->downtime_ms > 0)
 		jsonl_add_int(req, "downtime_ms", mo->downtime_ms);
@@ -95,6 +89,17 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		jsonl_add_bool(req, "encrypt", mo->encrypt);
 	if (mo->verify_memory >= 0)
 		jsonl_add_bool(req, "verify_memory", mo->verify_memory);
+}
+
+/* Send migration.start and follow (or list) the moves it made. */
+int cli_start_moves(struct cli_opts *o, struct json_object *req,
+		    const struct move_opts_pub *mo)
+{
+	struct json_object *rep, *moves;
+	int rc;
+	bool json = o->json;
+
+	cli_move_request_options(req, mo);
 	/* The start reply is ours to interpret; --json events come after. */
 	o->json = false;
 	rep = cli_request(o, req, 30000, &rc);

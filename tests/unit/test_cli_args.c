@@ -9,6 +9,7 @@
 #include <getopt.h>
 
 #include "cli/cli.h"
+#include "common/jsonl.h"
 
 static void test_sizes(void **state)
 {
@@ -109,6 +110,44 @@ static void test_move_options(void **state)
 	assert_string_equal(mo.destination, "[fd00::2]:7450");
 }
 
+/* move-vm's options reach migration.start as the fields ferryd reads,
+ * each in its own; options not given are left out (the host's settings
+ * apply), while off is said as off (it overrides a host setting on). */
+static void test_move_request(void **state)
+{
+	struct move_opts_pub mo = { .bandwidth = -1, .encrypt = -1, .verify_memory = -1 };
+	char *none[] = { "move-vm", NULL };
+	struct json_object *req = json_object_new_object();
+	(void)state;
+	cli_move_request_options(req, &(struct move_opts_pub){ .destination = "n2", .bandwidth = -1,
+							      .encrypt = -1, .verify_memory = -1 });
+	assert_string_equal(jsonl_text(req), "{\"destination\":\"n2\"}");
+	json_object_put(req);
+
+	assert_int_equal(cli_move_parse_common('d', "node2:7451", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('D', "120", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('B', "33", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('T', "multichannel", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('C', "zstd", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('M', "45", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('O', "cancel", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('E', "off", "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('V', "off", "move-vm", &mo, 1, none), 0);
+	req = json_object_new_object();
+	cli_move_request_options(req, &mo);
+	assert_string_equal(jsonl_text(req),
+			    "{\"destination\":\"node2:7451\",\"downtime_ms\":120,\"bandwidth_mibps\":33,"
+			    "\"max_duration_s\":45,\"on_timeout\":\"cancel\",\"transport\":\"multichannel\","
+			    "\"codec\":\"zstd\",\"encrypt\":false,\"verify_memory\":false}");
+	json_object_put(req);
+	/* the ranges ferryd takes: a downtime of 0 ms is refused here, not
+	 * dropped for the host's default */
+	assert_int_equal(cli_move_parse_common('D', "0", "move-vm", &mo, 1, none), -1);
+	assert_int_equal(cli_move_parse_common('D', "600001", "move-vm", &mo, 1, none), -1);
+	assert_int_equal(cli_move_parse_common('M', "86401", "move-vm", &mo, 1, none), -1);
+	assert_int_equal(cli_move_parse_common('B', "-1", "move-vm", &mo, 1, none), -1);
+}
+
 /* move-vm's progress line: nothing "left" before pass 1 is counted */
 static void test_watch_line(void **state)
 {
@@ -139,6 +178,7 @@ int main(void)
 		cmocka_unit_test(test_ints),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_move_options),
+		cmocka_unit_test(test_move_request),
 		cmocka_unit_test(test_watch_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
