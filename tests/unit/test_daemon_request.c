@@ -2,7 +2,12 @@
  * ferryd request validation without KVM or sockets: the envelope parser
  * (malformed JSON, wrong types, unknown verbs), VM definition checks, the
  * atomic definition store, and whole requests through dispatch_line
- * against a ferryd context in a temporary state directory.
+ * against a ferryd context in a temporary state directory. Live
+ * migrations' bookkeeping the same way: moves put in the context's lists
+ * by hand, and their peers' and workers' answers handed to migrate.c as
+ * peer_drain would (a forked stand-in answers where a worker's control
+ * socket is asked at once), so the rules that keep one copy of a VM are
+ * checked in milliseconds.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,7 +35,11 @@
 #include "common/sock.h"
 #include "daemon/dispatch.h"
 #include "daemon/ferryd.h"
+#include "daemon/hostinfo.h"
+#include "daemon/migrate.h"
+#include "daemon/statefile.h"
 #include "daemon/vmdef.h"
+#include "migration/format.h"
 
 /* ---- envelope ---- */
 
@@ -358,9 +367,17 @@ static int fx_setup(void **state)
 static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
+	struct move **lists[] = { &f->d.moves, &f->d.recent };
 	char cmd[128];
 	while (f->d.vms)
 		registry_remove(&f->d, f->d.vms);
+	/* the moves a test made, in flight or ended */
+	for (size_t i = 0; i < 2; i++)
+		while (*lists[i]) {
+			struct move *m = *lists[i];
+			*lists[i] = m->next;
+			migrate_move_free(m);
+		}
 	free(f->c.out);
 	seal_free(f->c.tx);
 	seal_free(f->c.rx);
@@ -485,6 +502,91 @@ static void test_vm_new_errors(void **state)
 		 f->kernel);
 	expect_error(f, line, "E_BAD_ARG", "a tap (t0) or a bridge (b0), not both");
 	assert_null(f->d.vms);
+}
+
+/* ---- moves: admission, queue, outcomes (no worker, no peer) ---- */
+
+/* A move in the fixture's lists, as migrate.c keeps one. */
+static struct move *fx_move(struct fx *f, enum move_dir dir, const char *id, const char *vm,
+			    enum move_state st, uint32_t mib)
+{
+	struct move *m = migrate_move_alloc(&f->d, dir, id);
+	assert_non_null(m);
+	snprintf(m->vm, sizeof(m->vm), "%s", vm);
+	snprintf(m->peer, sizeof(m->peer), "127.0.0.1:1");
+	snprintf(m->transport, sizeof(m->transport), "tcp");
+	m->downtime_ms = 50;
+	m->state = st;
+	m->memory_mib = mib;
+	return m;
+}
+
+/* migration.prepare of VM g9 (mib MiB) with a tap no host has: a request
+ * admitted by every check before the NIC's gets E_NO_NETWORK, and so
+ * never starts a worker here. */
+static void prepare_expect(struct fx *f, const char *id, unsigned mib, const char *code,
+			   const char *msg_part)
+{
+	char line[1024];
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"migration.prepare\",\"name\":\"g9\",\"id\":\"%s\",\"stream_version\":%d,"
+		 "\"definition\":{\"name\":\"g9\",\"memory_mib\":%u,\"kernel\":\"%s\",\"tap\":\"ferryunit9\"}}",
+		 id, MIG_VERSION, mib, f->kernel);
+	expect_error(f, line, code, msg_part);
+}
+
+/* The destination's limit of moves in flight counts moves preparing,
+ * migrating and resolving, in and out, not finishing ones; memory
+ * promised to arrivals and the host's reserve count against a new one;
+ * a move id of this host's own outgoing move means the destination is
+ * this host. */
+static void test_prepare_admission(void **state)
+{
+	struct fx *f = *state;
+	struct host_mem mem;
+	struct err e = { 0 };
+	struct move *in, *out;
+
+	if (hostinfo_kvm_usable(&e) < 0)
+		skip(); /* E_NO_KVM comes before the NIC's check */
+	settings_default(&f->d.settings);
+	f->d.settings.max_migrations = 2;
+	prepare_expect(f, "mv-0000000a", 64, "E_NO_NETWORK", "ferryunit9");
+
+	in = fx_move(f, MOVE_IN, "mv-00000001", "a1", MV_PREPARING, 16);
+	out = fx_move(f, MOVE_OUT, "mv-00000002", "a2", MV_MIGRATING, 16);
+	prepare_expect(f, "mv-0000000a", 64, "E_MIGRATION_LIMIT", "2 of 2 live migrations");
+	out->state = MV_RESOLVING;
+	prepare_expect(f, "mv-0000000a", 64, "E_MIGRATION_LIMIT", "2 of 2 live migrations");
+	/* all memory and state sent: its slot is free again */
+	out->state = MV_FINISHING;
+	prepare_expect(f, "mv-0000000a", 64, "E_NO_NETWORK", "ferryunit9");
+	in->state = MV_MIGRATING;
+	out->state = MV_QUEUED;
+	prepare_expect(f, "mv-0000000a", 64, "E_NO_NETWORK", "ferryunit9");
+	f->d.settings.max_migrations = 1;
+	prepare_expect(f, "mv-0000000a", 64, "E_MIGRATION_LIMIT", "1 of 1 live migrations");
+	f->d.settings.max_migrations = 8;
+
+	/* ids are random: one of our own moves out means a loop back here */
+	prepare_expect(f, "mv-00000002", 64, "E_SAME_HOST", "the destination is this host");
+	prepare_expect(f, "mv-00000001", 64, "E_BAD_ARG", "already in use");
+
+	/* Memory: 1 GiB fits this host (skip the rest where it does not)
+	 * until an arrival not yet mapped (no worker: nothing of it is) is
+	 * promised all but 512 MiB of what is free, or the host keeps that
+	 * much for itself. The margins outlast other tests' churn. */
+	assert_int_equal(hostinfo_memory(&mem, &e), 0);
+	if (mem.free_mib < 4096)
+		skip();
+	prepare_expect(f, "mv-0000000a", 1024, "E_NO_NETWORK", "ferryunit9");
+	in->memory_mib = (uint32_t)(mem.free_mib - 512);
+	prepare_expect(f, "mv-0000000a", 1024, "E_NO_MEMORY", "MiB promised to moves arriving now");
+	/* an ended arrival promises nothing */
+	in->state = MV_FAILED;
+	prepare_expect(f, "mv-0000000a", 1024, "E_NO_NETWORK", "ferryunit9");
+	f->d.settings.memory_reserve_mib = (int)(mem.free_mib - 512);
+	prepare_expect(f, "mv-0000000a", 1024, "E_NO_MEMORY", "MiB reserved for the host");
 }
 
 static void test_host_info(void **state)
@@ -731,6 +833,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vm_new_flow, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_vm_new_errors, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_host_info, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_prepare_admission, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_client_auth, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_sealed_pipelined, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_registry_load_skips_bad_files, fx_setup, fx_teardown),
