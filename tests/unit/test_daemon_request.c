@@ -589,6 +589,164 @@ static void test_prepare_admission(void **state)
 	prepare_expect(f, "mv-0000000a", 1024, "E_NO_MEMORY", "MiB reserved for the host");
 }
 
+/* STATE_DIR/migrations.json's moves, as names "NAME:STATE ..." */
+static void stored_moves(struct fx *f, char *buf, size_t cap)
+{
+	char path[PATH_MAX + 32];
+	struct json_object *o, *arr;
+	struct err e = { 0 };
+	bool missing = false;
+	size_t len = 0;
+
+	buf[0] = '\0';
+	snprintf(path, sizeof(path), "%s/migrations.json", f->dir);
+	o = statefile_read_json(path, &missing, &e);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "moves", &arr));
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		struct json_object *j = json_object_array_get_idx(arr, i);
+		len += (size_t)snprintf(buf + len, cap - len, "%s%s:%s", i ? " " : "",
+					field(j, "name"), field(j, "state"));
+	}
+	json_object_put(o);
+}
+
+/* A queued move cancelled: recorded as cancelled (reply, history) and
+ * gone from the queue on disk, so a restart does not start it again.
+ * The queue read back at a restart keeps each move's own options; one
+ * that was sending is cancelled (recovered), one still queued waits. */
+static void test_move_queue_on_disk(void **state)
+{
+	struct fx *f = *state;
+	struct ferryd d2 = { 0 };
+	struct json_object *r, *h;
+	struct move *m;
+	struct err e = { 0 };
+	char got[256];
+
+	settings_default(&f->d.settings);
+	m = fx_move(f, MOVE_OUT, "mv-000000b1", "q1", MV_QUEUED, 64);
+	m->bandwidth_mibps = 7;
+	m->downtime_ms = 123;
+	m->max_duration_s = 9;
+	m->cancel_on_timeout = true;
+	m->verify_memory = true;
+	snprintf(m->transport, sizeof(m->transport), "multichannel");
+	snprintf(m->codec, sizeof(m->codec), "zstd");
+	fx_move(f, MOVE_OUT, "mv-000000b2", "q2", MV_QUEUED, 64);
+	fx_move(f, MOVE_OUT, "mv-000000b3", "q3", MV_MIGRATING, 64);
+	fx_move(f, MOVE_IN, "mv-000000b4", "q4", MV_MIGRATING, 64);
+	migrate_store_save(&f->d);
+	stored_moves(f, got, sizeof(got));
+	assert_string_equal(got, "q1:queued q2:queued q3:migrating");
+
+	/* read back as a restarted ferryd does */
+	snprintf(d2.state_dir, sizeof(d2.state_dir), "%s", f->dir);
+	assert_int_equal(migrate_store_load(&d2, &e), 0);
+	m = d2.moves;
+	assert_non_null(m);
+	assert_string_equal(m->id, "mv-000000b1");
+	assert_int_equal(m->state, MV_QUEUED);
+	assert_int_equal(m->bandwidth_mibps, 7);
+	assert_int_equal(m->downtime_ms, 123);
+	assert_int_equal(m->max_duration_s, 9);
+	assert_true(m->cancel_on_timeout);
+	assert_true(m->verify_memory);
+	assert_string_equal(m->transport, "multichannel");
+	assert_string_equal(m->codec, "zstd");
+	assert_int_equal(m->memory_mib, 64);
+	assert_false(m->recovered);
+	assert_non_null(m->next);
+	m = m->next->next;
+	assert_non_null(m);
+	assert_string_equal(m->vm, "q3");
+	assert_true(m->recovered); /* cancelled on the next tick */
+	assert_null(m->next);
+	for (struct move *x = d2.moves, *n; x; x = n) {
+		n = x->next;
+		migrate_move_free(x);
+	}
+
+	r = call(f, "{\"cmd\":\"migration.cancel\",\"name\":\"q1\"}");
+	assert_string_equal(field(r, "ok"), "true");
+	assert_true(json_object_object_get_ex(r, "move", &h));
+	assert_string_equal(field(h, "state"), "cancelled");
+	assert_string_equal(field(h, "code"), "E_CANCELLED");
+	json_object_put(r);
+	stored_moves(f, got, sizeof(got));
+	assert_string_equal(got, "q2:queued q3:migrating");
+	h = migrate_history_read(&f->d, "q1", 10, &e);
+	assert_non_null(h);
+	assert_int_equal(json_object_array_length(h), 1);
+	assert_string_equal(field(json_object_array_get_idx(h, 0), "state"), "cancelled");
+	json_object_put(h);
+	/* twice: it has ended */
+	expect_error(f, "{\"cmd\":\"migration.cancel\",\"id\":\"mv-000000b1\"}", "E_NO_MIGRATION", NULL);
+}
+
+/* The source's queue: at most max_migrations moves start, in queue order;
+ * a move its destination refused for now keeps its place ahead of later
+ * moves to that destination, and holds up none to another. (Queued VMs
+ * here have no worker: a move that starts fails at once, "gone", which
+ * is how a test without KVM sees it start.) */
+static void test_schedule(void **state)
+{
+	struct fx *f = *state;
+	struct move *a, *b, *c, *d1, *d2, *d3;
+
+	settings_default(&f->d.settings);
+	f->d.settings.max_migrations = 1;
+	a = fx_move(f, MOVE_OUT, "mv-000000e1", "s1", MV_MIGRATING, 64);
+	a->call_pending = true; /* its worker's answer is on its way */
+	b = fx_move(f, MOVE_OUT, "mv-000000e2", "s2", MV_QUEUED, 64);
+	c = fx_move(f, MOVE_OUT, "mv-000000e3", "s3", MV_QUEUED, 64);
+	migrate_tick(&f->d);
+	assert_int_equal(b->state, MV_QUEUED);
+	assert_non_null(strstr(b->wait_reason, "waiting for a migration slot (1 of 1 in use"));
+	assert_int_equal(migrate_queue_position(&f->d, b), 1);
+	assert_int_equal(c->state, MV_QUEUED);
+	assert_non_null(strstr(c->wait_reason, "waiting for the moves queued before it"));
+	f->d.settings.max_migrations = 2;
+	migrate_tick(&f->d);
+	assert_int_equal(b->state, MV_FAILED);
+	assert_string_equal(b->code, "E_VM_NOT_RUNNING");
+	assert_int_equal(c->state, MV_FAILED);
+
+	/* d1 was refused for now by its destination: d2, to the same one,
+	 * waits behind it; d3, to another, goes */
+	d1 = fx_move(f, MOVE_OUT, "mv-000000e4", "s4", MV_QUEUED, 64);
+	d1->next_ms = ferryd_now_ms() + 60000;
+	d2 = fx_move(f, MOVE_OUT, "mv-000000e5", "s5", MV_QUEUED, 64);
+	d3 = fx_move(f, MOVE_OUT, "mv-000000e6", "s6", MV_QUEUED, 64);
+	snprintf(d3->peer, sizeof(d3->peer), "127.0.0.2:1");
+	migrate_tick(&f->d);
+	assert_int_equal(d1->state, MV_QUEUED);
+	assert_int_equal(d2->state, MV_QUEUED);
+	assert_non_null(strstr(d2->wait_reason, "waiting for move mv-000000e4"));
+	assert_int_equal(d3->state, MV_FAILED);
+}
+
+/* A move about to send gets its share of the host's limit beside the
+ * moves already sending, from its first byte: never unlimited (0) while
+ * the host has a limit, nor the whole limit while another move sends. */
+static void test_bw_share_joining(void **state)
+{
+	struct fx *f = *state;
+	struct move *a, *b;
+
+	settings_default(&f->d.settings);
+	f->d.settings.bandwidth_mibps = 16;
+	a = fx_move(f, MOVE_OUT, "mv-00000101", "b1", MV_PREPARING, 64);
+	assert_int_equal(migrate_bw_share(&f->d, a), 16);
+	a->state = MV_MIGRATING;
+	b = fx_move(f, MOVE_OUT, "mv-00000102", "b2", MV_PREPARING, 64);
+	assert_int_equal(migrate_bw_share(&f->d, b), 8);
+	b->bandwidth_mibps = 3;
+	assert_int_equal(migrate_bw_share(&f->d, b), 3);
+	f->d.settings.bandwidth_mibps = 0;
+	assert_int_equal(migrate_bw_share(&f->d, b), 3);
+}
+
 static void test_host_info(void **state)
 {
 	struct fx *f = *state;
@@ -834,6 +992,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vm_new_errors, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_host_info, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_admission, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_move_queue_on_disk, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_schedule, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_bw_share_joining, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_client_auth, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_sealed_pipelined, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_registry_load_skips_bad_files, fx_setup, fx_teardown),
