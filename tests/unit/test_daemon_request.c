@@ -684,6 +684,102 @@ static void test_move_queue_on_disk(void **state)
 	expect_error(f, "{\"cmd\":\"migration.cancel\",\"id\":\"mv-000000b1\"}", "E_NO_MIGRATION", NULL);
 }
 
+/* One answer to a move's peer call, as peer_drain hands it over. */
+static void peer_answer(struct fx *f, struct move *m, enum peer_purpose purpose, const char *reply)
+{
+	struct peer_result r = { .purpose = purpose, .key_idx = -1 };
+	struct err e = { 0 };
+
+	snprintf(r.move_id, sizeof(r.move_id), "%s", m->id);
+	if (reply) {
+		r.reply = jsonl_parse(reply, strlen(reply), &e);
+		assert_non_null(r.reply);
+	} else {
+		err_set(&r.err, "connection refused");
+	}
+	m->call_pending = true;
+	migrate_peer_done(&f->d, &r);
+	json_object_put(r.reply);
+}
+
+/* What the source does with its destination's answers. Setup: a busy
+ * destination or a name still leaving there keeps the move queued (it is
+ * asked again), any other refusal fails it with the destination's code, a
+ * cancel during setup wins over a retry, and an unreachable or refusing
+ * host is told apart. Past the commit point (the source worker gone, the
+ * outcome unknown) only the destination's "no such VM" fails the move
+ * back to the source: "still arriving", an error or silence keep it
+ * resolving, since the VM may run there; "running" completes it. */
+static void test_move_outcomes(void **state)
+{
+	struct fx *f = *state;
+	struct move *m;
+	struct json_object *r;
+
+	settings_default(&f->d.settings);
+	m = fx_move(f, MOVE_OUT, "mv-000000d1", "o1", MV_PREPARING, 64);
+	peer_answer(f, m, PEER_PREPARE,
+		    "{\"ok\":false,\"code\":\"E_MIGRATION_LIMIT\",\"error\":\"2 of 2 in flight\"}");
+	assert_int_equal(m->state, MV_QUEUED);
+	assert_true(m->next_ms > ferryd_now_ms());
+	assert_non_null(strstr(m->wait_reason, "2 of 2 in flight"));
+	m->state = MV_PREPARING;
+	peer_answer(f, m, PEER_PREPARE,
+		    "{\"ok\":false,\"code\":\"E_VM_LEAVING\",\"error\":\"still ending\"}");
+	assert_int_equal(m->state, MV_QUEUED);
+	assert_true(m->leaving_retry);
+	m->state = MV_PREPARING;
+	/* cancelled while the destination decides: no retry after a refusal */
+	r = call(f, "{\"cmd\":\"migration.cancel\",\"name\":\"o1\"}");
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	assert_int_equal(m->state, MV_PREPARING);
+	peer_answer(f, m, PEER_PREPARE,
+		    "{\"ok\":false,\"code\":\"E_MIGRATION_LIMIT\",\"error\":\"2 of 2 in flight\"}");
+	assert_int_equal(m->state, MV_CANCELLED);
+	assert_string_equal(m->code, "E_CANCELLED");
+
+	m = fx_move(f, MOVE_OUT, "mv-000000d2", "o2", MV_PREPARING, 64);
+	peer_answer(f, m, PEER_PREPARE, "{\"ok\":false,\"code\":\"E_NO_MEMORY\",\"error\":\"full\"}");
+	assert_int_equal(m->state, MV_FAILED);
+	assert_string_equal(m->code, "E_NO_MEMORY");
+	assert_non_null(strstr(m->error, "refused: full"));
+	m = fx_move(f, MOVE_OUT, "mv-000000d3", "o3", MV_PREPARING, 64);
+	peer_answer(f, m, PEER_PREPARE, NULL);
+	assert_int_equal(m->state, MV_FAILED);
+	assert_string_equal(m->code, "E_UNREACHABLE");
+
+	/* the commit rule */
+	m = fx_move(f, MOVE_OUT, "mv-000000d4", "o4", MV_RESOLVING, 64);
+	m->worker_gone = true;
+	peer_answer(f, m, PEER_RESOLVE, "{\"ok\":true,\"name\":\"o4\",\"state\":\"incoming\"}");
+	assert_int_equal(m->state, MV_RESOLVING);
+	assert_non_null(strstr(m->wait_reason, "still deciding"));
+	peer_answer(f, m, PEER_RESOLVE, "{\"ok\":false,\"code\":\"E_INTERNAL\",\"error\":\"disk full\"}");
+	assert_int_equal(m->state, MV_RESOLVING);
+	assert_non_null(strstr(m->wait_reason, "disk full"));
+	peer_answer(f, m, PEER_RESOLVE, "{\"ok\":false,\"error\":\"no code\"}");
+	assert_int_equal(m->state, MV_RESOLVING);
+	peer_answer(f, m, PEER_RESOLVE, NULL);
+	assert_int_equal(m->state, MV_RESOLVING);
+	assert_non_null(strstr(m->wait_reason, "does not answer"));
+	peer_answer(f, m, PEER_RESOLVE, "{\"ok\":false,\"code\":\"E_NO_VM\",\"error\":\"no VM\"}");
+	assert_int_equal(m->state, MV_FAILED);
+	assert_string_equal(m->code, "E_MIGRATE_FAILED");
+	assert_non_null(strstr(m->error, "start it again here"));
+
+	m = fx_move(f, MOVE_OUT, "mv-000000d5", "o5", MV_RESOLVING, 64);
+	m->worker_gone = true;
+	peer_answer(f, m, PEER_RESOLVE, "{\"ok\":true,\"name\":\"o5\",\"state\":\"running\"}");
+	assert_int_equal(m->state, MV_FINISHING);
+	peer_answer(f, m, PEER_CONFIRM, "{\"ok\":true,\"name\":\"o5\",\"state\":\"incoming\"}");
+	assert_int_equal(m->state, MV_FINISHING);
+	assert_int_equal(m->tries, 1);
+	peer_answer(f, m, PEER_CONFIRM, "{\"ok\":true,\"name\":\"o5\",\"state\":\"running\"}");
+	assert_int_equal(m->state, MV_COMPLETED);
+	assert_string_equal(m->code, "");
+}
+
 /* The source's queue: at most max_migrations moves start, in queue order;
  * a move its destination refused for now keeps its place ahead of later
  * moves to that destination, and holds up none to another. (Queued VMs
@@ -726,6 +822,94 @@ static void test_schedule(void **state)
 	assert_int_equal(d3->state, MV_FAILED);
 }
 
+/* A stand-in for vm's worker: its control socket answers one
+ * request with reply; the child exits 0 if that request was cmd. */
+static pid_t fake_worker(struct fx *f, struct vm *vm, const char *cmd, const char *reply)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char want[64], path[PATH_MAX];
+	struct err e = { 0 };
+	pid_t pid;
+	int fd;
+
+	assert_int_equal(registry_path(&f->d, vm, "sock", path, sizeof(path), &e), 0);
+	assert_true(strlen(path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	unlink(sa.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	snprintf(want, sizeof(want), "\"cmd\":\"%s\"", cmd);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char buf[4096];
+		size_t len = 0;
+		ssize_t n;
+		int c = accept(fd, NULL, NULL);
+		while (c >= 0 && len < sizeof(buf) - 1 && !memchr(buf, '\n', len) &&
+		       (n = read(c, buf + len, sizeof(buf) - 1 - len)) > 0)
+			len += (size_t)n;
+		buf[len] = '\0';
+		if (c < 0 || write(c, reply, strlen(reply)) < 0 || write(c, "\n", 1) < 0)
+			_exit(2);
+		_exit(strstr(buf, want) ? 0 : 1);
+	}
+	close(fd);
+	return pid;
+}
+
+static void fake_worker_done(pid_t pid)
+{
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* A cancel of a move whose worker is sending reaches that worker
+ * (migrate-cancel); one the worker refuses as too late (it has committed
+ * the VM to the destination) says E_TOO_LATE, and the move goes on. */
+static void test_cancel_reaches_worker(void **state)
+{
+	struct fx *f = *state;
+	char line[512];
+	struct json_object *r;
+	struct move *m;
+	struct vm *vm;
+	pid_t pid;
+
+	settings_default(&f->d.settings);
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"w1\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
+	r = call(f, line);
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	vm = registry_find(&f->d, "w1");
+	vm->state = VM_RUNNING;
+	m = fx_move(f, MOVE_OUT, "mv-000000f1", "w1", MV_MIGRATING, 32);
+
+	pid = fake_worker(f, vm, "migrate-cancel",
+			  "{\"ok\":false,\"error\":\"too late to cancel: the VM has been committed to the destination\"}");
+	vm->pid = pid;
+	expect_error(f, "{\"cmd\":\"migration.cancel\",\"name\":\"w1\"}", "E_TOO_LATE", "too late");
+	fake_worker_done(pid);
+	assert_int_equal(m->state, MV_MIGRATING);
+	assert_false(m->cancel_sent);
+
+	pid = fake_worker(f, vm, "migrate-cancel", "{\"ok\":true}");
+	vm->pid = pid;
+	r = call(f, "{\"cmd\":\"migration.cancel\",\"name\":\"w1\"}");
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	fake_worker_done(pid);
+	assert_true(m->cancel_sent);
+	/* its end comes from the worker's next status (cancelled) */
+	assert_int_equal(m->state, MV_MIGRATING);
+	vm->pid = 0;
+}
+
 /* A move about to send gets its share of the host's limit beside the
  * moves already sending, from its first byte: never unlimited (0) while
  * the host has a limit, nor the whole limit while another move sends. */
@@ -745,6 +929,40 @@ static void test_bw_share_joining(void **state)
 	assert_int_equal(migrate_bw_share(&f->d, b), 3);
 	f->d.settings.bandwidth_mibps = 0;
 	assert_int_equal(migrate_bw_share(&f->d, b), 3);
+}
+
+/* The source worker's migrate-status, read: still going keeps the move
+ * migrating; "unknown" (commit sent, not confirmed) sends it to ask the
+ * destination, the VM paused here meanwhile; "completed" finishes it. */
+static void test_source_worker_stages(void **state)
+{
+	struct fx *f = *state;
+	char line[512];
+	struct json_object *r;
+	struct move *m;
+	struct vm *vm;
+
+	settings_default(&f->d.settings);
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"p1\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
+	r = call(f, line);
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	vm = registry_find(&f->d, "p1");
+	vm->state = VM_RUNNING;
+	vm->pid = 1; /* no control socket: the stop asked at the end fails, logged */
+	m = fx_move(f, MOVE_OUT, "mv-00000301", "p1", MV_MIGRATING, 32);
+	peer_answer(f, m, PEER_POLL, "{\"ok\":true,\"migration\":{\"stage\":\"precopy\",\"pass\":1}}");
+	assert_int_equal(m->state, MV_MIGRATING);
+	assert_string_equal(m->stage, "precopy");
+	peer_answer(f, m, PEER_POLL, "{\"ok\":true,\"migration\":{\"stage\":\"unknown\"}}");
+	assert_int_equal(m->state, MV_RESOLVING);
+	assert_non_null(strstr(m->wait_reason, "commit sent but not confirmed"));
+	m->state = MV_MIGRATING;
+	peer_answer(f, m, PEER_POLL, "{\"ok\":true,\"migration\":{\"stage\":\"completed\"}}");
+	assert_int_equal(m->state, MV_FINISHING);
+	assert_true(vm->expect_exit);
+	vm->pid = 0;
 }
 
 static void test_host_info(void **state)
@@ -993,8 +1211,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_host_info, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_admission, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_move_queue_on_disk, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_move_outcomes, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_schedule, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_reaches_worker, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_bw_share_joining, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_source_worker_stages, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_client_auth, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_sealed_pipelined, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_registry_load_skips_bad_files, fx_setup, fx_teardown),
