@@ -684,6 +684,46 @@ static void test_move_queue_on_disk(void **state)
 	expect_error(f, "{\"cmd\":\"migration.cancel\",\"id\":\"mv-000000b1\"}", "E_NO_MIGRATION", NULL);
 }
 
+/* migration.abort takes back only an arrival, and only its own: a VM that
+ * runs here (arrived, or never moved) is never removed by it, nor is an
+ * arrival of that name through another move (a late abort of an earlier
+ * one). An arrival without a worker yet is removed at once. */
+static void test_abort_only_its_arrival(void **state)
+{
+	struct fx *f = *state;
+	char line[512], path[PATH_MAX + 16];
+	struct vm *vm;
+	struct json_object *r;
+
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"g1\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
+	r = call(f, line);
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	snprintf(path, sizeof(path), "%s/g1.json", f->d.vms_dir);
+
+	r = call(f, "{\"cmd\":\"migration.abort\",\"name\":\"g1\",\"id\":\"mv-000000c1\",\"reason\":\"late\"}");
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	assert_non_null(registry_find(&f->d, "g1"));
+	assert_int_equal(access(path, F_OK), 0);
+
+	vm = registry_find(&f->d, "g1");
+	vm->incoming = true;
+	vm->state = VM_INCOMING;
+	snprintf(vm->move_id, sizeof(vm->move_id), "mv-000000c2");
+	expect_error(f, "{\"cmd\":\"migration.abort\",\"name\":\"g1\",\"id\":\"mv-000000c1\"}",
+		     "E_NO_MIGRATION", "arriving through another move (mv-000000c2)");
+	assert_non_null(registry_find(&f->d, "g1"));
+	assert_int_equal(access(path, F_OK), 0);
+
+	r = call(f, "{\"cmd\":\"migration.abort\",\"name\":\"g1\",\"id\":\"mv-000000c2\"}");
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	assert_null(registry_find(&f->d, "g1"));
+	assert_int_equal(access(path, F_OK), -1);
+}
+
 /* One answer to a move's peer call, as peer_drain hands it over. */
 static void peer_answer(struct fx *f, struct move *m, enum peer_purpose purpose, const char *reply)
 {
@@ -910,6 +950,45 @@ static void test_cancel_reaches_worker(void **state)
 	vm->pid = 0;
 }
 
+/* A name whose VM has just moved away is "leaving" (E_VM_LEAVING: the
+ * source of a move back queues it and asks again), not taken (a final
+ * refusal), while its move settles past the commit point or its old
+ * worker ends; before that point the VM is still this host's. */
+static void test_name_leaving(void **state)
+{
+	struct fx *f = *state;
+	char line[512], move_back[512];
+	struct json_object *r;
+	struct move *m;
+	struct vm *vm;
+
+	settings_default(&f->d.settings);
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"l1\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
+	snprintf(move_back, sizeof(move_back),
+		 "{\"cmd\":\"migration.prepare\",\"name\":\"l1\",\"id\":\"mv-000000aa\",\"stream_version\":%d,"
+		 "\"definition\":{\"name\":\"l1\",\"memory_mib\":32,\"kernel\":\"%s\"}}",
+		 MIG_VERSION, f->kernel);
+	r = call(f, line);
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	m = fx_move(f, MOVE_OUT, "mv-000000a1", "l1", MV_MIGRATING, 32);
+	expect_error(f, line, "E_NAME_TAKEN", "already exists");
+	expect_error(f, move_back, "E_NAME_TAKEN", "already exists");
+	m->state = MV_RESOLVING;
+	expect_error(f, line, "E_VM_LEAVING", "has not finished yet (resolving)");
+	m->state = MV_FINISHING;
+	expect_error(f, line, "E_VM_LEAVING", "has not finished yet (finishing)");
+	expect_error(f, move_back, "E_VM_LEAVING", "has not finished yet (finishing)");
+	/* completed: its old worker still ends */
+	m->state = MV_COMPLETED;
+	vm = registry_find(&f->d, "l1");
+	vm->departed = true;
+	expect_error(f, line, "E_VM_LEAVING", "still ending");
+	expect_error(f, move_back, "E_VM_LEAVING", "still ending");
+	vm->departed = false;
+}
+
 /* A move about to send gets its share of the host's limit beside the
  * moves already sending, from its first byte: never unlimited (0) while
  * the host has a limit, nor the whole limit while another move sends. */
@@ -929,6 +1008,97 @@ static void test_bw_share_joining(void **state)
 	assert_int_equal(migrate_bw_share(&f->d, b), 3);
 	f->d.settings.bandwidth_mibps = 0;
 	assert_int_equal(migrate_bw_share(&f->d, b), 3);
+}
+
+/* An arrival being followed here: VM name defined, marked incoming
+ * (run/NAME.incoming) through move id, its worker "pid 1". */
+static struct move *fx_arrival(struct fx *f, const char *name, const char *id)
+{
+	char line[512], path[PATH_MAX];
+	struct json_object *r;
+	struct err e = { 0 };
+	struct vm *vm;
+
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"%s\",\"memory_mib\":32,\"kernel\":\"%s\"}", name,
+		 f->kernel);
+	r = call(f, line);
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	vm = registry_find(&f->d, name);
+	vm->incoming = true;
+	vm->state = VM_INCOMING;
+	vm->pid = 1;
+	snprintf(vm->move_id, sizeof(vm->move_id), "%s", id);
+	assert_int_equal(migrate_marker_path(&f->d, name, path, sizeof(path)), 0);
+	assert_int_equal(statefile_write(path, "{}", &e), 0);
+	return migrate_incoming_new(&f->d, vm, id, "127.0.0.1:1");
+}
+
+static bool fx_marked(struct fx *f, const char *name)
+{
+	char path[PATH_MAX];
+	assert_int_equal(migrate_marker_path(&f->d, name, path, sizeof(path)), 0);
+	return access(path, F_OK) == 0;
+}
+
+/* The destination's end of a move: a VM its worker runs becomes this
+ * host's (marker gone, so a restart does not take it for a failed
+ * arrival and delete it); a worker that ran it and then died leaves it
+ * this host's too (its "resumed" mark), never removed; one that exits
+ * before is removed, failed (5) or called off by the source (6). */
+static void test_arrival_ends(void **state)
+{
+	struct fx *f = *state;
+	struct peer_result r = { .purpose = PEER_IN_POLL, .key_idx = -1 };
+	char path[PATH_MAX];
+	struct err e = { 0 };
+	struct move *m;
+	struct vm *vm;
+
+	settings_default(&f->d.settings);
+	m = fx_arrival(f, "i1", "mv-00000201");
+	snprintf(r.move_id, sizeof(r.move_id), "%s", m->id);
+	r.reply = jsonl_parse("{\"ok\":true,\"state\":\"running\"}", 29, &e);
+	assert_non_null(r.reply);
+	m->call_pending = true;
+	migrate_peer_done(&f->d, &r);
+	json_object_put(r.reply);
+	vm = registry_find(&f->d, "i1");
+	assert_non_null(vm);
+	assert_false(vm->incoming);
+	assert_int_equal(vm->state, VM_RUNNING);
+	assert_false(fx_marked(f, "i1"));
+	assert_int_equal(m->state, MV_COMPLETED);
+	vm->pid = 0;
+
+	m = fx_arrival(f, "i2", "mv-00000202");
+	vm = registry_find(&f->d, "i2");
+	assert_int_equal(registry_path(&f->d, vm, "resumed", path, sizeof(path), &e), 0);
+	assert_int_equal(statefile_write(path, "", &e), 0);
+	vm->pid = 0;
+	snprintf(vm->last_exit, sizeof(vm->last_exit), "exited with code 1 (failure)");
+	assert_false(migrate_worker_exited(&f->d, vm, 1, 0));
+	assert_ptr_equal(registry_find(&f->d, "i2"), vm);
+	assert_false(vm->incoming);
+	assert_false(fx_marked(f, "i2"));
+	assert_int_equal(m->state, MV_COMPLETED);
+
+	m = fx_arrival(f, "i3", "mv-00000203");
+	vm = registry_find(&f->d, "i3");
+	vm->pid = 0;
+	assert_true(migrate_worker_exited(&f->d, vm, 5, 0));
+	assert_null(registry_find(&f->d, "i3"));
+	assert_false(fx_marked(f, "i3"));
+	assert_int_equal(m->state, MV_FAILED);
+	assert_string_equal(m->code, "E_MIGRATE_FAILED");
+	m = fx_arrival(f, "i4", "mv-00000204");
+	vm = registry_find(&f->d, "i4");
+	vm->pid = 0;
+	assert_true(migrate_worker_exited(&f->d, vm, 6, 0));
+	assert_null(registry_find(&f->d, "i4"));
+	assert_int_equal(m->state, MV_CANCELLED);
+	assert_non_null(strstr(m->error, "called off by the source host"));
 }
 
 /* The source worker's migrate-status, read: still going keeps the move
@@ -1211,10 +1381,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_host_info, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_admission, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_move_queue_on_disk, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_abort_only_its_arrival, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_move_outcomes, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_schedule, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_reaches_worker, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_name_leaving, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_bw_share_joining, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_arrival_ends, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_source_worker_stages, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_client_auth, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_sealed_pipelined, fx_setup, fx_teardown),
