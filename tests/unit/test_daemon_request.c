@@ -1135,6 +1135,36 @@ static void test_source_worker_stages(void **state)
 	vm->pid = 0;
 }
 
+/* The longest VM name this host takes is one whose worker can bind its
+ * console socket (run/NAME.console, with its NUL in a sockaddr_un); one
+ * character more is refused (E_BAD_NAME at vm.new and migration.prepare). */
+static void test_name_fits_socket(void **state)
+{
+	struct fx *f = *state;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char name[sizeof(sa.sun_path)], path[sizeof(f->d.run_dir) + sizeof(name) + 16];
+	size_t n = sizeof(sa.sun_path) - 1 - strlen(f->d.run_dir) - strlen("/.console");
+	struct err e = { 0 };
+	int fd;
+
+	assert_true(n > 0 && n < sizeof(name) - 1);
+	memset(name, 'n', n);
+	name[n] = '\0';
+	assert_int_equal(registry_name_fits(&f->d, name, &e), 0);
+	snprintf(path, sizeof(path), "%s/%s.console", f->d.run_dir, name);
+	assert_true(strlen(path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	unlink(path);
+	name[n] = 'n';
+	name[n + 1] = '\0';
+	assert_int_equal(registry_name_fits(&f->d, name, &e), -1);
+	assert_non_null(strstr(e.msg, "is too long for this host"));
+}
+
 static void test_host_info(void **state)
 {
 	struct fx *f = *state;
@@ -1379,6 +1409,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vm_new_flow, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_vm_new_errors, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_host_info, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_name_fits_socket, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_admission, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_move_queue_on_disk, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_abort_only_its_arrival, fx_setup, fx_teardown),
