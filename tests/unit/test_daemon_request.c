@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -37,6 +38,7 @@
 #include "daemon/ferryd.h"
 #include "daemon/hostinfo.h"
 #include "daemon/migrate.h"
+#include "daemon/peer.h"
 #include "daemon/statefile.h"
 #include "daemon/vmdef.h"
 #include "migration/format.h"
@@ -1165,6 +1167,85 @@ static void test_name_fits_socket(void **state)
 	assert_non_null(strstr(e.msg, "is too long for this host"));
 }
 
+/* A stand-in for another host's ferryd (no cluster key): greets, reads one
+ * request and answers {"ok":true}; the child exits 0 if the request held
+ * every string of want (NULL-terminated), 1 if not, by SIGALRM if none
+ * came within 5 s. *port: where it listens on 127.0.0.1. */
+static pid_t fake_ferryd(const char *const *want, int *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	pid_t pid;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 4), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	*port = ntohs(sa.sin_port);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		static const char greeting[] =
+			"{\"ferryd\":\"0.1.0\",\"proto_min\":1,\"proto\":1,\"auth\":\"none\"}\n";
+		char buf[4096];
+		size_t len = 0;
+		ssize_t n;
+		int c;
+		alarm(5);
+		c = accept(fd, NULL, NULL);
+		if (c < 0 || write(c, greeting, strlen(greeting)) < 0)
+			_exit(2);
+		while (len < sizeof(buf) - 1 && !memchr(buf, '\n', len) &&
+		       (n = read(c, buf + len, sizeof(buf) - 1 - len)) > 0)
+			len += (size_t)n;
+		buf[len] = '\0';
+		if (write(c, "{\"ok\":true}\n", 12) < 0)
+			_exit(2);
+		for (; *want; want++)
+			if (!strstr(buf, *want))
+				_exit(1);
+		_exit(0);
+	}
+	close(fd);
+	return pid;
+}
+
+/* A move given up before the commit point tells its destination, which
+ * may hold a VM waiting for it (its name, its memory promised), to drop
+ * it, with the reason: here a cancel during setup, seen when the
+ * destination's yes comes. */
+static void test_abandon_tells_destination(void **state)
+{
+	static const char *const want[] = { "\"cmd\":\"migration.abort\"", "\"id\":\"mv-00000401\"",
+					    "\"name\":\"t1\"", "cancelled during setup", NULL };
+	struct fx *f = *state;
+	struct pollfd pfd;
+	struct err e = { 0 };
+	struct json_object *r;
+	struct move *m;
+	int port;
+	pid_t pid;
+
+	settings_default(&f->d.settings);
+	assert_int_equal(peer_init(&f->d, &e), 0);
+	pid = fake_ferryd(want, &port);
+	m = fx_move(f, MOVE_OUT, "mv-00000401", "t1", MV_PREPARING, 32);
+	snprintf(m->peer, sizeof(m->peer), "127.0.0.1:%d", port);
+	r = call(f, "{\"cmd\":\"migration.cancel\",\"name\":\"t1\"}");
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	peer_answer(f, m, PEER_PREPARE, "{\"ok\":true,\"address\":\"127.0.0.1:7999\"}");
+	assert_int_equal(m->state, MV_CANCELLED);
+	fake_worker_done(pid);
+	/* the call's result, taken as the loop would */
+	pfd = (struct pollfd){ .fd = peer_wake_fd(&f->d), .events = POLLIN };
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	peer_drain(&f->d);
+	close(f->d.peer_pipe[0]);
+	close(f->d.peer_pipe[1]);
+}
+
 static void test_host_info(void **state)
 {
 	struct fx *f = *state;
@@ -1420,6 +1501,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bw_share_joining, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_arrival_ends, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_source_worker_stages, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_abandon_tells_destination, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_client_auth, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_sealed_pipelined, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_registry_load_skips_bad_files, fx_setup, fx_teardown),
