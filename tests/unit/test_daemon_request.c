@@ -826,11 +826,14 @@ static void test_move_outcomes(void **state)
  * a move its destination refused for now keeps its place ahead of later
  * moves to that destination, and holds up none to another. (Queued VMs
  * here have no worker: a move that starts fails at once, "gone", which
- * is how a test without KVM sees it start.) */
+ * is how a test without KVM sees it start.) A VM stopped while its move
+ * waited is not moved. */
 static void test_schedule(void **state)
 {
 	struct fx *f = *state;
 	struct move *a, *b, *c, *d1, *d2, *d3;
+	struct json_object *r;
+	char line[512];
 
 	settings_default(&f->d.settings);
 	f->d.settings.max_migrations = 1;
@@ -862,6 +865,19 @@ static void test_schedule(void **state)
 	assert_int_equal(d2->state, MV_QUEUED);
 	assert_non_null(strstr(d2->wait_reason, "waiting for move mv-000000e4"));
 	assert_int_equal(d3->state, MV_FAILED);
+
+	/* a VM stopped while its move waited is not moved */
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"s7\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
+	r = call(f, line);
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	c = fx_move(f, MOVE_OUT, "mv-000000e7", "s7", MV_QUEUED, 32);
+	snprintf(c->peer, sizeof(c->peer), "127.0.0.3:1"); /* not behind d1 */
+	migrate_tick(&f->d);
+	assert_int_equal(c->state, MV_FAILED);
+	assert_string_equal(c->code, "E_VM_NOT_RUNNING");
+	assert_non_null(strstr(c->error, "VM s7 is stopped"));
 }
 
 /* A stand-in for vm's worker: its control socket answers one
