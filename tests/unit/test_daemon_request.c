@@ -1262,6 +1262,54 @@ static void test_abandon_tells_destination(void **state)
 	close(f->d.peer_pipe[1]);
 }
 
+/* A worker's exit nobody asked for, as worker_reap reads it: a clean
+ * stop (0), a configuration error (2), the guest shutting down or
+ * resetting (3) and a VM that migrated away (4) leave the VM stopped;
+ * a failure (1) or a signal is a crash. */
+static void test_worker_exit_codes(void **state)
+{
+	static const struct { int code; enum vm_state want; const char *why; } cases[] = {
+		{ 0, VM_STOPPED, "clean stop" },
+		{ 1, VM_CRASHED, "failure" },
+		{ 2, VM_STOPPED, "configuration error" },
+		{ 3, VM_STOPPED, "guest shut down or reset" },
+		{ 4, VM_STOPPED, "migrated away" },
+		{ -SIGKILL, VM_CRASHED, "killed by signal 9" },
+	};
+	struct fx *f = *state;
+	char line[512];
+	struct json_object *r;
+	struct vm *vm;
+
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"x1\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
+	r = call(f, line);
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	vm = registry_find(&f->d, "x1");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		pid_t pid = fork();
+		siginfo_t si;
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			if (cases[i].code < 0)
+				raise(-cases[i].code);
+			_exit(cases[i].code);
+		}
+		/* reaped by worker_reap, not here: only wait until it has exited */
+		assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+		vm->pid = pid;
+		vm->child = true;
+		vm->state = VM_RUNNING;
+		worker_reap(&f->d, vm);
+		assert_ptr_equal(registry_find(&f->d, "x1"), vm);
+		assert_int_equal(vm->pid, 0);
+		if (vm->state != cases[i].want || !strstr(vm->last_exit, cases[i].why))
+			fail_msg("exit %d: state %d (want %d), '%s'", cases[i].code, vm->state,
+				 cases[i].want, vm->last_exit);
+	}
+}
+
 static void test_host_info(void **state)
 {
 	struct fx *f = *state;
@@ -1505,6 +1553,7 @@ int main(void)
 		cmocka_unit_test(test_hostport),
 		cmocka_unit_test_setup_teardown(test_vm_new_flow, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_vm_new_errors, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_worker_exit_codes, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_host_info, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_name_fits_socket, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_admission, fx_setup, fx_teardown),
