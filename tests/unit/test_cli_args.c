@@ -1,9 +1,16 @@
-/* ferry CLI value parsing: memory sizes and counts as users type them. */
+/* ferry CLI value parsing: memory sizes and counts as users type them;
+ * move-vm's options as the request ferryd reads, and its exit status as
+ * its moves end (against a stand-in ferryd). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <getopt.h>
@@ -171,6 +178,71 @@ static void test_watch_line(void **state)
 	}
 }
 
+/* A stand-in ferryd on a UNIX socket that answers every request line with
+ * reply, until the client leaves. */
+static pid_t fake_ferryd(const char *path, const char *reply)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	pid_t pid;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0 && strlen(path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	unlink(path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char buf[4096];
+		ssize_t n;
+		int c;
+		alarm(10);
+		c = accept(fd, NULL, NULL);
+		while (c >= 0 && (n = read(c, buf, sizeof(buf))) > 0)
+			for (ssize_t i = 0; i < n; i++)
+				if (buf[i] == '\n' && (write(c, reply, strlen(reply)) < 0 ||
+						       write(c, "\n", 1) < 0))
+					_exit(1);
+		_exit(0);
+	}
+	close(fd);
+	return pid;
+}
+
+/* move-vm's exit status once its moves end: 0 only if every one
+ * completed; a failed or cancelled one makes it 1. */
+static void test_watch_exit_status(void **state)
+{
+	static const struct { const char *states[2]; int rc; } cases[] = {
+		{ { "completed", "completed" }, CLI_OK },
+		{ { "completed", "failed" }, CLI_FAILED },
+		{ { "cancelled", "completed" }, CLI_FAILED },
+	};
+	char dir[] = "/tmp/ferry-cli-unit.XXXXXX", path[64], reply[512];
+	struct cli_opts o = { .socket = path, .json = true };
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/ferryd.sock", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_object *moves = json_tokener_parse(
+			"[{\"id\":\"mv-00000001\",\"name\":\"g1\"},{\"id\":\"mv-00000002\",\"name\":\"g2\"}]");
+		int status;
+		pid_t pid;
+		snprintf(reply, sizeof(reply),
+			 "{\"ok\":true,\"moves\":[{\"id\":\"mv-00000001\",\"name\":\"g1\",\"state\":\"%s\"},"
+			 "{\"id\":\"mv-00000002\",\"name\":\"g2\",\"state\":\"%s\"}]}",
+			 cases[i].states[0], cases[i].states[1]);
+		pid = fake_ferryd(path, reply);
+		assert_int_equal(cli_watch_moves(&o, moves), cases[i].rc);
+		json_object_put(moves);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -180,6 +252,7 @@ int main(void)
 		cmocka_unit_test(test_move_options),
 		cmocka_unit_test(test_move_request),
 		cmocka_unit_test(test_watch_line),
+		cmocka_unit_test(test_watch_exit_status),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
