@@ -1310,6 +1310,40 @@ static void test_worker_exit_codes(void **state)
 	}
 }
 
+/* migration.start never gives a VM a second move: one already queued or
+ * moving is refused by name (E_BUSY) and skipped by all_running, and a
+ * name given twice is refused, so no VM is ever sent to two hosts. */
+static void test_start_one_move_per_vm(void **state)
+{
+	struct fx *f = *state;
+	static const char *const names[] = { "r1", "r2" };
+	struct json_object *r, *moves;
+	char line[512];
+
+	settings_default(&f->d.settings);
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(line, sizeof(line),
+			 "{\"cmd\":\"vm.new\",\"name\":\"%s\",\"memory_mib\":32,\"kernel\":\"%s\"}",
+			 names[i], f->kernel);
+		r = call(f, line);
+		assert_string_equal(field(r, "ok"), "true");
+		json_object_put(r);
+		registry_find(&f->d, names[i])->state = VM_RUNNING;
+	}
+	fx_move(f, MOVE_OUT, "mv-00000501", "r1", MV_QUEUED, 32)->next_ms = ferryd_now_ms() + 60000;
+	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"r1\",\"destination\":\"127.0.0.2\"}",
+		     "E_BUSY", "VM r1 is already being moved");
+	expect_error(f, "{\"cmd\":\"migration.start\",\"names\":[\"r2\",\"r2\"],\"destination\":\"127.0.0.2\"}",
+		     "E_BAD_ARG", "VM r2 is named twice");
+	/* r2 alone: its move starts and, with no peer here, fails at once */
+	r = call(f, "{\"cmd\":\"migration.start\",\"all_running\":true,\"destination\":\"127.0.0.2\"}");
+	assert_string_equal(field(r, "ok"), "true");
+	assert_true(json_object_object_get_ex(r, "moves", &moves));
+	assert_int_equal(json_object_array_length(moves), 1);
+	assert_string_equal(field(json_object_array_get_idx(moves, 0), "name"), "r2");
+	json_object_put(r);
+}
+
 static void test_host_info(void **state)
 {
 	struct fx *f = *state;
@@ -1561,6 +1595,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_abort_only_its_arrival, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_move_outcomes, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_schedule, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_start_one_move_per_vm, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_reaches_worker, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_name_leaving, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_bw_share_joining, fx_setup, fx_teardown),
