@@ -198,6 +198,10 @@ static void test_settings_numbers(void **state)
 						 "+1024-5000", "1024-5000x", "5000-1024", "80-90" };
 	static const char *const bad_nets[] = { "10.1.2.0/-8", "10.1.2.0/+8", "10.1.2.0/ 8",
 						"10.1.2.0/33", "10.1.2.0/", "10.1.2.0/0008" };
+	static const struct { const char *key; long long v; } bad_numbers[] = {
+		{ "max_migrations", 0 }, { "max_migrations", SETTINGS_MAX_MIGRATIONS + 1 },
+		{ "downtime_ms", 0 }, { "bandwidth_mibps", -1 }, { "memory_reserve_mib", -1 },
+	};
 	struct host_settings s;
 	struct net_cidr c;
 	struct err e = { 0 };
@@ -211,6 +215,17 @@ static void test_settings_numbers(void **state)
 	}
 	for (size_t i = 0; i < sizeof(bad_nets) / sizeof(bad_nets[0]); i++)
 		assert_int_equal(settings_parse_cidr(bad_nets[i], &c, &e), -1);
+	/* host.set's numbers out of range (the CLI checks them too, but the
+	 * API is open to any client): a limit of 0 moves would refuse every
+	 * arrival for good */
+	for (size_t i = 0; i < sizeof(bad_numbers) / sizeof(bad_numbers[0]); i++) {
+		struct json_object *o = json_object_new_object();
+		settings_default(&s);
+		json_object_object_add(o, bad_numbers[i].key, json_object_new_int64(bad_numbers[i].v));
+		if (settings_apply_json(&s, o, &e) != -1)
+			fail_msg("%s %lld accepted", bad_numbers[i].key, (long long)bad_numbers[i].v);
+		json_object_put(o);
+	}
 	assert_int_equal(settings_parse_cidr("10.1.2.7/24", &c, &e), 0);
 	assert_int_equal(c.prefix, 24);
 	assert_int_equal(settings_parse_cidr("fd00::/8", &c, &e), 0);
