@@ -1359,6 +1359,54 @@ static void test_start_one_move_per_vm(void **state)
 	json_object_put(r);
 }
 
+/* A restarted destination with no worker left for its arrivals: one
+ * whose worker ran the VM (its "resumed" mark) keeps it, crashed, to be
+ * started here; one that never ran it is removed; a VM without a marker
+ * is this host's and untouched; a marker without a VM is swept. */
+static void test_recover_incoming(void **state)
+{
+	struct fx *f = *state;
+	char path[PATH_MAX];
+	struct err e = { 0 };
+	struct vm *vm;
+
+	settings_default(&f->d.settings);
+	fx_arrival(f, "k1", "mv-00000601");
+	fx_arrival(f, "k2", "mv-00000602");
+	fx_arrival(f, "k3", "mv-00000603");
+	/* as registry_load finds them after a restart: no worker, no move */
+	for (struct vm *v = f->d.vms; v; v = v->next) {
+		v->pid = 0;
+		v->incoming = false;
+		v->state = VM_STOPPED;
+		v->move_id[0] = '\0';
+	}
+	while (f->d.moves) {
+		struct move *m = f->d.moves;
+		f->d.moves = m->next;
+		migrate_move_free(m);
+	}
+	vm = registry_find(&f->d, "k1");
+	assert_int_equal(registry_path(&f->d, vm, "resumed", path, sizeof(path), &e), 0);
+	assert_int_equal(statefile_write(path, "", &e), 0);
+	assert_int_equal(migrate_marker_path(&f->d, "k3", path, sizeof(path)), 0);
+	assert_int_equal(unlink(path), 0); /* k3 arrived before the restart */
+	assert_int_equal(migrate_marker_path(&f->d, "k4", path, sizeof(path)), 0);
+	assert_int_equal(statefile_write(path, "{}", &e), 0);
+
+	migrate_recover_incoming(&f->d);
+	vm = registry_find(&f->d, "k1");
+	assert_non_null(vm);
+	assert_int_equal(vm->state, VM_CRASHED);
+	assert_false(vm->incoming);
+	assert_false(fx_marked(f, "k1"));
+	assert_null(registry_find(&f->d, "k2"));
+	assert_false(fx_marked(f, "k2"));
+	assert_non_null(registry_find(&f->d, "k3"));
+	assert_int_equal(registry_find(&f->d, "k3")->state, VM_STOPPED);
+	assert_false(fx_marked(f, "k4"));
+}
+
 static void test_host_info(void **state)
 {
 	struct fx *f = *state;
@@ -1615,6 +1663,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_name_leaving, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_bw_share_joining, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_arrival_ends, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_recover_incoming, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_source_worker_stages, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_abandon_tells_destination, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_client_auth, fx_setup, fx_teardown),
