@@ -1407,6 +1407,43 @@ static void test_recover_incoming(void **state)
 	assert_false(fx_marked(f, "k4"));
 }
 
+/* A VM being moved is not started, stopped or deleted here: not the
+ * source's copy mid-move (cancel the move first), nor an arrival (not
+ * this host's yet), even with force. */
+static void test_moving_vm_busy(void **state)
+{
+	static const char *const verbs[] = {
+		"{\"cmd\":\"vm.start\",\"name\":\"%s\"}",
+		"{\"cmd\":\"vm.stop\",\"name\":\"%s\"}",
+		"{\"cmd\":\"vm.delete\",\"name\":\"%s\"}",
+		"{\"cmd\":\"vm.delete\",\"name\":\"%s\",\"force\":true}",
+	};
+	struct fx *f = *state;
+	char line[512], path[PATH_MAX + 16];
+	struct json_object *r;
+
+	settings_default(&f->d.settings);
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"u1\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
+	r = call(f, line);
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	registry_find(&f->d, "u1")->state = VM_RUNNING;
+	fx_move(f, MOVE_OUT, "mv-00000701", "u1", MV_MIGRATING, 32);
+	fx_arrival(f, "u2", "mv-00000702")->state = MV_MIGRATING;
+	registry_find(&f->d, "u2")->pid = 0;
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		snprintf(line, sizeof(line), verbs[i], "u1");
+		expect_error(f, line, "E_BUSY", "cancel it first: ferry migration cancel u1");
+		snprintf(line, sizeof(line), verbs[i], "u2");
+		expect_error(f, line, "E_BUSY", "it is not this host's until it arrives");
+	}
+	snprintf(path, sizeof(path), "%s/u1.json", f->d.vms_dir);
+	assert_int_equal(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/u2.json", f->d.vms_dir);
+	assert_int_equal(access(path, F_OK), 0);
+}
+
 static void test_host_info(void **state)
 {
 	struct fx *f = *state;
@@ -1664,6 +1701,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bw_share_joining, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_arrival_ends, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_recover_incoming, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_moving_vm_busy, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_source_worker_stages, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_abandon_tells_destination, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_client_auth, fx_setup, fx_teardown),
