@@ -430,6 +430,21 @@ static const char *field(struct json_object *o, const char *k)
 	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL;
 }
 
+/* vm.new of a 32 MiB VM of the test guest, which must succeed. */
+static struct vm *define_vm(struct fx *f, const char *name)
+{
+	char line[512];
+	struct json_object *r;
+
+	snprintf(line, sizeof(line),
+		 "{\"cmd\":\"vm.new\",\"name\":\"%s\",\"memory_mib\":32,\"kernel\":\"%s\"}", name,
+		 f->kernel);
+	r = call(f, line);
+	assert_string_equal(field(r, "ok"), "true");
+	json_object_put(r);
+	return registry_find(&f->d, name);
+}
+
 static void expect_error(struct fx *f, const char *line, const char *code,
 			 const char *msg_part)
 {
@@ -708,15 +723,11 @@ static void test_move_queue_on_disk(void **state)
 static void test_abort_only_its_arrival(void **state)
 {
 	struct fx *f = *state;
-	char line[512], path[PATH_MAX + 16];
+	char path[PATH_MAX + 16];
 	struct vm *vm;
 	struct json_object *r;
 
-	snprintf(line, sizeof(line),
-		 "{\"cmd\":\"vm.new\",\"name\":\"g1\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
-	r = call(f, line);
-	assert_string_equal(field(r, "ok"), "true");
-	json_object_put(r);
+	define_vm(f, "g1");
 	snprintf(path, sizeof(path), "%s/g1.json", f->d.vms_dir);
 
 	r = call(f, "{\"cmd\":\"migration.abort\",\"name\":\"g1\",\"id\":\"mv-000000c1\",\"reason\":\"late\"}");
@@ -847,8 +858,6 @@ static void test_schedule(void **state)
 {
 	struct fx *f = *state;
 	struct move *a, *b, *c, *d1, *d2, *d3;
-	struct json_object *r;
-	char line[512];
 
 	settings_default(&f->d.settings);
 	f->d.settings.max_migrations = 1;
@@ -882,11 +891,7 @@ static void test_schedule(void **state)
 	assert_int_equal(d3->state, MV_FAILED);
 
 	/* a VM stopped while its move waited is not moved */
-	snprintf(line, sizeof(line),
-		 "{\"cmd\":\"vm.new\",\"name\":\"s7\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
-	r = call(f, line);
-	assert_string_equal(field(r, "ok"), "true");
-	json_object_put(r);
+	define_vm(f, "s7");
 	c = fx_move(f, MOVE_OUT, "mv-000000e7", "s7", MV_QUEUED, 32);
 	snprintf(c->peer, sizeof(c->peer), "127.0.0.3:1"); /* not behind d1 */
 	migrate_tick(&f->d);
@@ -947,19 +952,13 @@ static void fake_worker_done(pid_t pid)
 static void test_cancel_reaches_worker(void **state)
 {
 	struct fx *f = *state;
-	char line[512];
 	struct json_object *r;
 	struct move *m;
 	struct vm *vm;
 	pid_t pid;
 
 	settings_default(&f->d.settings);
-	snprintf(line, sizeof(line),
-		 "{\"cmd\":\"vm.new\",\"name\":\"w1\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
-	r = call(f, line);
-	assert_string_equal(field(r, "ok"), "true");
-	json_object_put(r);
-	vm = registry_find(&f->d, "w1");
+	vm = define_vm(f, "w1");
 	vm->state = VM_RUNNING;
 	m = fx_move(f, MOVE_OUT, "mv-000000f1", "w1", MV_MIGRATING, 32);
 
@@ -1047,18 +1046,11 @@ static void test_bw_share_joining(void **state)
  * (run/NAME.incoming) through move id, its worker "pid 1". */
 static struct move *fx_arrival(struct fx *f, const char *name, const char *id)
 {
-	char line[512], path[PATH_MAX];
-	struct json_object *r;
+	char path[PATH_MAX];
 	struct err e = { 0 };
 	struct vm *vm;
 
-	snprintf(line, sizeof(line),
-		 "{\"cmd\":\"vm.new\",\"name\":\"%s\",\"memory_mib\":32,\"kernel\":\"%s\"}", name,
-		 f->kernel);
-	r = call(f, line);
-	assert_string_equal(field(r, "ok"), "true");
-	json_object_put(r);
-	vm = registry_find(&f->d, name);
+	vm = define_vm(f, name);
 	vm->incoming = true;
 	vm->state = VM_INCOMING;
 	vm->pid = 1;
@@ -1140,18 +1132,11 @@ static void test_arrival_ends(void **state)
 static void test_source_worker_stages(void **state)
 {
 	struct fx *f = *state;
-	char line[512];
-	struct json_object *r;
 	struct move *m;
 	struct vm *vm;
 
 	settings_default(&f->d.settings);
-	snprintf(line, sizeof(line),
-		 "{\"cmd\":\"vm.new\",\"name\":\"p1\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
-	r = call(f, line);
-	assert_string_equal(field(r, "ok"), "true");
-	json_object_put(r);
-	vm = registry_find(&f->d, "p1");
+	vm = define_vm(f, "p1");
 	vm->state = VM_RUNNING;
 	vm->pid = 1; /* no control socket: the stop asked at the end fails, logged */
 	m = fx_move(f, MOVE_OUT, "mv-00000301", "p1", MV_MIGRATING, 32);
@@ -1292,16 +1277,9 @@ static void test_worker_exit_codes(void **state)
 		{ -SIGKILL, VM_CRASHED, "killed by signal 9" },
 	};
 	struct fx *f = *state;
-	char line[512];
-	struct json_object *r;
 	struct vm *vm;
 
-	snprintf(line, sizeof(line),
-		 "{\"cmd\":\"vm.new\",\"name\":\"x1\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
-	r = call(f, line);
-	assert_string_equal(field(r, "ok"), "true");
-	json_object_put(r);
-	vm = registry_find(&f->d, "x1");
+	vm = define_vm(f, "x1");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		pid_t pid = fork();
 		siginfo_t si;
@@ -1333,17 +1311,10 @@ static void test_start_one_move_per_vm(void **state)
 	struct fx *f = *state;
 	static const char *const names[] = { "r1", "r2" };
 	struct json_object *r, *moves;
-	char line[512];
 
 	settings_default(&f->d.settings);
 	for (size_t i = 0; i < 2; i++) {
-		snprintf(line, sizeof(line),
-			 "{\"cmd\":\"vm.new\",\"name\":\"%s\",\"memory_mib\":32,\"kernel\":\"%s\"}",
-			 names[i], f->kernel);
-		r = call(f, line);
-		assert_string_equal(field(r, "ok"), "true");
-		json_object_put(r);
-		registry_find(&f->d, names[i])->state = VM_RUNNING;
+		define_vm(f, names[i])->state = VM_RUNNING;
 	}
 	fx_move(f, MOVE_OUT, "mv-00000501", "r1", MV_QUEUED, 32)->next_ms = ferryd_now_ms() + 60000;
 	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"r1\",\"destination\":\"127.0.0.2\"}",
@@ -1420,15 +1391,9 @@ static void test_moving_vm_busy(void **state)
 	};
 	struct fx *f = *state;
 	char line[512], path[PATH_MAX + 16];
-	struct json_object *r;
 
 	settings_default(&f->d.settings);
-	snprintf(line, sizeof(line),
-		 "{\"cmd\":\"vm.new\",\"name\":\"u1\",\"memory_mib\":32,\"kernel\":\"%s\"}", f->kernel);
-	r = call(f, line);
-	assert_string_equal(field(r, "ok"), "true");
-	json_object_put(r);
-	registry_find(&f->d, "u1")->state = VM_RUNNING;
+	define_vm(f, "u1")->state = VM_RUNNING;
 	fx_move(f, MOVE_OUT, "mv-00000701", "u1", MV_MIGRATING, 32);
 	fx_arrival(f, "u2", "mv-00000702")->state = MV_MIGRATING;
 	registry_find(&f->d, "u2")->pid = 0;
