@@ -4,10 +4,12 @@
 # print why), anything else = fail. Scripts whose first lines contain
 # "san: yes" run a second time against the sanitizer build.
 # Usage: tests/run.sh [PATTERN]   (PATTERN filters test names)
+# TEST_TIMEOUT=S: a test still running after S seconds (default 600) fails.
 set -u
 cd "$(dirname "$0")/.."
 root=$PWD
 pattern=${1:-}
+TEST_TIMEOUT=${TEST_TIMEOUT:-600} # seconds per test; the longest takes ~2 min
 pass=0 fail=0 skip=0
 failed=()
 logdir=$root/build/test-logs
@@ -17,15 +19,23 @@ run_one() { # name cmd...
 	local name=$1; shift
 	[ -n "$pattern" ] && [[ "$name" != *$pattern* ]] && return
 	local log="$logdir/${name//\//_}.log" t0=$SECONDS rc
-	"$@" >"$log" 2>&1
+	# A hang is a failure, not the end of CI's time: the test's whole
+	# process group gets SIGTERM (its EXIT trap cleans up), SIGKILL 30 s on.
+	timeout -k 30 "$TEST_TIMEOUT" "$@" >"$log" 2>&1
 	rc=$?
 	local dt=$((SECONDS - t0))
+	[ $rc -eq 124 ] && echo "tests/run.sh: timed out after $TEST_TIMEOUT s" >>"$log"
 	if [ $rc -eq 0 ]; then
 		pass=$((pass + 1)); printf 'PASS  %-50s %4ds\n' "$name" "$dt"
 	elif [ $rc -eq 77 ]; then
 		skip=$((skip + 1)); printf 'SKIP  %-50s %s\n' "$name" "$(grep -m1 -i 'skip' "$log" | cut -c1-100)"
 	else
-		fail=$((fail + 1)); failed+=("$name"); printf 'FAIL  %-50s %4ds (rc %d)\n' "$name" "$dt" "$rc"
+		fail=$((fail + 1)); failed+=("$name")
+		if [ $rc -eq 124 ]; then
+			printf 'FAIL  %-50s %4ds (timed out)\n' "$name" "$dt"
+		else
+			printf 'FAIL  %-50s %4ds (rc %d)\n' "$name" "$dt" "$rc"
+		fi
 		tail -n 25 "$log" | sed 's/^/      | /'
 	fi
 }
