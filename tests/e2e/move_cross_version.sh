@@ -36,11 +36,16 @@ for o in "${OLD[@]}"; do
 		skip "commit $2 (ferry with stream version $3) is not in this clone's history (a shallow clone?): cannot build it"
 done
 
-build_old() { # NAME COMMIT: its programs under $T/NAME/build/bin
-	mkdir -p "$T/$1" || fail "mkdir $T/$1"
-	git -C "$root" archive "$2" | tar -x -C "$T/$1" || fail "cannot unpack commit $2"
-	make -C "$T/$1" -s -j2 build/bin/ferryd build/bin/ferry build/bin/ferry-vm \
-		>"$T/$1.build.log" 2>&1 || { tail -20 "$T/$1.build.log"; fail "cannot build commit $2"; }
+# build_old COMMIT: its programs under $OLD_BIN, built once (a commit's
+# build never changes: the ASan run and later runs reuse it)
+build_old() {
+	local dir=$root/build/cross/$1
+	OLD_BIN=$dir/build/bin
+	[ -x "$OLD_BIN/ferryd" ] && [ -x "$OLD_BIN/ferry" ] && [ -x "$OLD_BIN/ferry-vm" ] && return 0
+	rm -rf "$dir" && mkdir -p "$dir" || fail "cannot make $dir"
+	git -C "$root" archive "$1" | tar -x -C "$dir" || fail "cannot unpack commit $1"
+	make -C "$dir" -s -j2 build/bin/ferryd build/bin/ferry build/bin/ferry-vm \
+		>"$T/${1:0:7}.build.log" 2>&1 || { tail -20 "$T/${1:0:7}.build.log"; fail "cannot build commit $1"; }
 }
 
 hb_goes_on() { # VM: N's serial log shows a later heartbeat within 10 s
@@ -62,9 +67,9 @@ base=24500
 for o in "${OLD[@]}"; do
 	set -- $o
 	name=$1 commit=$2 ver=$3 h=O$1 vm=g$1
-	note "ferry at ${commit:0:7} (stream version $ver): building"
-	build_old "$name" "$commit"
-	HOST_BIN[$h]=$T/$name/build/bin
+	note "ferry at ${commit:0:7} (stream version $ver)"
+	build_old "$commit"
+	HOST_BIN[$h]=$OLD_BIN
 	start_host "$h"
 	on "$h" host set --migration-ports "$base-$((base + 99))" >/dev/null || fail "host set $h"
 	base=$((base + 100))
