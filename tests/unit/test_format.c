@@ -5,7 +5,8 @@
  * minimal hostile input, then ram_send_pages -> ram_recv_record round-trips pages between
  * two fake guests (plain buffers, no KVM): raw, zero, zstd and lz4 runs,
  * the generation rule (an older copy never overwrites a newer page), and
- * corrupted compressed payloads, which must be rejected.
+ * corrupted raw and compressed payloads (a damaged sum included), which
+ * must be rejected; a torn page in a partly stale summed run is held torn.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -1242,14 +1243,97 @@ static void corrupt(enum ram_codec_kind kind)
 		assert_int_equal(mig_get_rec(&r, &rec, &e), 0);
 		assert_int_equal(ram_recv_record(&rr, &r, rec.len, &e), -1);
 	}
-	/* Intact, it still decodes: the failures above were the damage. */
+	/* 5: a payload that decodes whole, to other bytes than the sender
+	 * summed (here: the sum changed instead): only the sum can tell. */
 	le_put_u32(d + 4, (uint32_t)(MIG_MEM_HDR + clen));
+	d[MIG_REC_HDR + 16] ^= 1;
+	assert_int_equal(apply(&rr, &w, &e), -1);
+	assert_non_null(strstr(e.msg, "checksum mismatch in compressed pages at 0x0+4"));
+	d[MIG_REC_HDR + 16] ^= 1;
+	/* Intact, it still decodes: the failures above were the damage. */
 	assert_int_equal(apply(&rr, &w, &e), 0);
 	assert_memory_equal(src.host, dst.host, 4 * 4096);
 	free(saved);
 	stream_destroy(&w);
 	ram_recv_destroy(&rr);
 	ram_codec_free(c);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
+/* A plain raw run (a paused source's, or a state file's) is checked by
+ * its one sum: a flipped byte anywhere in it fails the load, it does not
+ * land in the guest as if it were the source's. */
+static void test_corrupt_raw(void **state)
+{
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct ram_stats st = { 0 };
+	struct err e = { 0 };
+	struct stream w;
+	uint8_t *d;
+	(void)state;
+	fake_init(&src);
+	fake_init(&dst);
+	for (uint32_t p = 0; p < 4; p++)
+		fill(&src, p, 5, true);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 0, 4, 1, NULL, &st), 0);
+	d = (uint8_t *)stream_mem_data(&w);
+	assert_int_equal(d[MIG_REC_HDR + 14], MIG_ENC_RAW);
+	d[MIG_REC_HDR + MIG_MEM_HDR + 2 * 4096 + 77] ^= 0x10;
+	assert_int_equal(apply(&rr, &w, &e), -1);
+	assert_non_null(strstr(e.msg, "checksum mismatch in pages at 0x0+4"));
+	/* ... a fresh receiver takes the intact run */
+	d[MIG_REC_HDR + MIG_MEM_HDR + 2 * 4096 + 77] ^= 0x10;
+	ram_recv_destroy(&rr);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_memory_equal(src.host, dst.host, 4 * 4096);
+	stream_destroy(&w);
+	ram_recv_destroy(&rr);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
+/* A summed run that is partly older than what the receiver holds goes
+ * through scratch, page by page: its pages that do land are still held to
+ * their own sums (a torn one among them must be sent again, not taken). */
+static void test_ram_summed_stale_torn(void **state)
+{
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct ram_stats st = { .live_sums = true };
+	struct err e = { 0 };
+	struct stream w;
+	uint8_t *d;
+	(void)state;
+	fake_init(&src);
+	fake_init(&dst);
+	st.bounce = malloc((size_t)MIG_MAX_RUN_PAGES * 4096);
+	assert_non_null(st.bounce);
+	for (uint32_t p = 0; p < 16; p++)
+		fill(&src, p, 6, true);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	/* page 5 already holds generation 3 */
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 5, 1, 3, NULL, &st), 0);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	stream_destroy(&w);
+	/* pages 0..15 at generation 2, page 9 changed after its sum */
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 0, 16, 2, NULL, &st), 0);
+	d = (uint8_t *)stream_mem_data(&w);
+	assert_int_equal(d[MIG_REC_HDR + 14], MIG_ENC_RAW_SUMS);
+	d[MIG_REC_HDR + MIG_MEM_HDR + 16 * 8 + 9 * 4096 + 300] ^= 0x5a;
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_int_equal(rr.st.pages_torn, 1);
+	assert_int_equal(ram_recv_check_torn(&rr, &e), -1);
+	assert_non_null(strstr(e.msg, "0x9000"));
+	stream_destroy(&w);
+	free(st.bounce);
+	ram_recv_destroy(&rr);
 	fake_free(&src);
 	fake_free(&dst);
 }
@@ -1296,6 +1380,8 @@ int main(void)
 		cmocka_unit_test(test_out_of_ram),
 		cmocka_unit_test(test_corrupt_zstd),
 		cmocka_unit_test(test_corrupt_lz4),
+		cmocka_unit_test(test_corrupt_raw),
+		cmocka_unit_test(test_ram_summed_stale_torn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
