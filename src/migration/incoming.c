@@ -410,6 +410,22 @@ static int hello_fits(const struct rx *x, bool enc, bool encrypted, uint32_t idx
 	return 0;
 }
 
+/* The source's verdict after READY: only an empty COMMIT lets this copy
+ * run; ABORT calls the move off (e->code ECANCELED); anything else is a
+ * protocol error, never taken for a yes (the source may be running the
+ * guest itself). */
+static int read_verdict(struct stream *r, struct err *e)
+{
+	struct mig_rec rec;
+	if (mig_get_rec(r, &rec, e) < 0)
+		return err_prefix(e, "waiting for COMMIT");
+	if (rec.type == MIG_REC_ABORT)
+		return mig_get_abort(r, &rec, e);
+	if (rec.type != MIG_REC_COMMIT || rec.len != 0)
+		return err_set(e, "protocol error: expected COMMIT, got %s", mig_rec_name(rec.type));
+	return 0;
+}
+
 static void abort_connections(struct rx *x)
 {
 	/* Under the lock: the main thread may be closing main_fd right now. */
@@ -730,19 +746,8 @@ static void *in_thread(void *arg)
 	 * last pages, then the device state into KVM), downtime spent here. */
 	reply(&w, MIG_REPLY_READY, true, NULL, "load_ms",
 	      (int64_t)((channel_now_ns() - x->t_state_end) / 1000000));
-	/* Wait for the verdict. Only COMMIT lets this copy run. */
-	if (mig_get_rec(&r, &rec, &e) < 0) {
-		err_prefix(&e, "waiting for COMMIT");
+	if (read_verdict(&r, &e) < 0)
 		goto fail;
-	}
-	if (rec.type == MIG_REC_ABORT) {
-		mig_get_abort(&r, &rec, &e);
-		goto fail;
-	}
-	if (rec.type != MIG_REC_COMMIT || rec.len != 0) {
-		err_set(&e, "protocol error: expected COMMIT, got %s", mig_rec_name(rec.type));
-		goto fail;
-	}
 	/* Past the commit point: this copy is the VM now. */
 	failpoint("dst.after_commit");
 	if (in->m->blk && virtio_blk_take_lock(in->m->blk, &e) < 0) {

@@ -6,8 +6,9 @@
  * wait for bytes the source never sends) and never accept a range outside
  * guest RAM. The channel count and each extra channel's hello are held to
  * the move (an index out of range or taken, a count past CHANNEL_MAX, a
- * channel sealed otherwise than the main one). No KVM: the readers only
- * need a stream.
+ * channel sealed otherwise than the main one), and only an empty COMMIT
+ * after READY lets the guest run here. No KVM: the readers only need a
+ * stream.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -222,6 +223,55 @@ static void test_hello_fits(void **state)
 	assert_non_null(strstr(e.msg, "uses encryption"));
 }
 
+/* The verdict after READY, read from a stream holding what the writer put. */
+static int verdict(void (*put)(struct stream *w), struct err *e)
+{
+	struct stream w, r;
+	int rc;
+	stream_init_mem_writer(&w);
+	put(&w);
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	memset(e, 0, sizeof(*e));
+	rc = read_verdict(&r, e);
+	stream_destroy(&w);
+	return rc;
+}
+
+static void put_commit(struct stream *w) { mig_put_rec(w, MIG_REC_COMMIT, 0); }
+static void put_commit_payload(struct stream *w)
+{
+	mig_put_rec(w, MIG_REC_COMMIT, 4);
+	stream_put_u32(w, 0);
+}
+static void put_sync(struct stream *w) { mig_put_sync(w, &(struct mig_sync){ .pass = 9 }); }
+static void put_eos(struct stream *w) { mig_put_rec(w, MIG_REC_EOS, 0); }
+static void put_abort(struct stream *w)
+{
+	mig_put_rec(w, MIG_REC_ABORT, 9);
+	stream_put(w, "cancelled", 9);
+}
+static void put_nothing(struct stream *w) { (void)w; }
+
+/* Only an empty COMMIT lets the destination run the guest: any other
+ * record (the source may be running it) is refused, ABORT says the move
+ * was called off, and a stream that ends is no COMMIT either. */
+static void test_verdict(void **state)
+{
+	struct err e;
+	(void)state;
+	assert_int_equal(verdict(put_commit, &e), 0);
+	assert_int_equal(verdict(put_commit_payload, &e), -1);
+	assert_non_null(strstr(e.msg, "expected COMMIT"));
+	assert_int_equal(verdict(put_sync, &e), -1);
+	assert_non_null(strstr(e.msg, "expected COMMIT, got sync"));
+	assert_int_equal(verdict(put_eos, &e), -1);
+	assert_int_equal(verdict(put_abort, &e), -1);
+	assert_int_equal(e.code, ECANCELED);
+	assert_non_null(strstr(e.msg, MIG_ABORT_PHRASE "cancelled"));
+	assert_int_equal(verdict(put_nothing, &e), -1);
+	assert_non_null(strstr(e.msg, "waiting for COMMIT"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_hello),
 		cmocka_unit_test(test_channel_count),
 		cmocka_unit_test(test_hello_fits),
+		cmocka_unit_test(test_verdict),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
