@@ -1229,6 +1229,63 @@ static void test_runs_split_at_regions(void **state)
 	fake_free(&dst);
 }
 
+/* A later pass sends exactly the pages its bitmap names: runs that end
+ * inside a 64-page word, a word whose rest is clear followed by bits at the
+ * low end of the next, a run at the limit, a range that starts and ends
+ * inside words. A page left out keeps the destination's old copy. */
+static void test_send_bitmap(void **state)
+{
+	/* ... 192 ends a run at page 193 with the rest of its word clear, and
+	 * the next word's first page, 256, is dirty */
+	static const uint32_t dirty[] = { 3, 4, 5, 40, 63, 64, 65, 127, 128, 130, 190, 191, 192, 256, 700 };
+	uint64_t bm[NPAGES / 64] = { 0 };
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct ram_stats st = { 0 };
+	struct err e = { 0 };
+	struct stream w;
+	bool want[NPAGES] = { false };
+	(void)state;
+	fake_init(&src);
+	fake_init(&dst);
+	for (uint32_t p = 0; p < NPAGES; p++)
+		fill(&src, p, 11, true);
+	for (size_t i = 0; i < sizeof(dirty) / sizeof(dirty[0]); i++) {
+		bm[dirty[i] / 64] |= 1ULL << (dirty[i] % 64);
+		want[dirty[i]] = true;
+	}
+	for (uint32_t p = 300; p < 300 + MIG_MAX_RUN_PAGES + 5; p++) { /* past the run limit */
+		bm[p / 64] |= 1ULL << (p % 64);
+		want[p] = true;
+	}
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_bitmap(&w, &src, bm, 1, NULL, &st), 0);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	for (uint32_t p = 0; p < NPAGES; p++) {
+		bool same = memcmp(dst.host + (size_t)p * 4096, src.host + (size_t)p * 4096, 4096) == 0;
+		if (same != want[p])
+			fail_msg("page %u: %s", p, want[p] ? "dirty, not sent" : "clean, sent");
+	}
+	stream_destroy(&w);
+	/* a range inside the bitmap, pages 4..62: only its own dirty pages (4, 5 and 40) */
+	ram_recv_destroy(&rr);
+	memset(dst.host, 0, (size_t)NPAGES * 4096);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_bitmap_range(&w, &src, bm, 4, 59, 2, NULL, &st), 0);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	for (uint32_t p = 0; p < 200; p++) {
+		bool sent = !ram_page_is_zero(dst.host + (size_t)p * 4096);
+		if (sent != (p == 4 || p == 5 || p == 40))
+			fail_msg("range 4+59: page %u %s", p, sent ? "sent" : "not sent");
+	}
+	stream_destroy(&w);
+	ram_recv_destroy(&rr);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
 /* Compress pages 0..3 with codec, damage the payload, expect rejection. */
 static void corrupt(enum ram_codec_kind kind)
 {
@@ -1416,6 +1473,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt_raw),
 		cmocka_unit_test(test_ram_summed_stale_torn),
 		cmocka_unit_test(test_runs_split_at_regions),
+		cmocka_unit_test(test_send_bitmap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
