@@ -2,10 +2,11 @@
  * The VM-wide interrupt state through a whole save and restore (needs
  * /dev/kvm and the test guest, else skipped): a state file of one machine
  * restored into another (vmstate_save, snapshot_load_state, vmstate_apply)
- * carries the IOAPIC's redirection table and the PIC's mask. The test guest
- * polls its devices and runs on the LAPIC timer, so no guest-level test sees
- * an irqchip left at its power-on state: a Linux guest would lose its
- * device interrupts after a move.
+ * carries the IOAPIC's redirection table, the PIC's mask and the kvmclock.
+ * The test guest polls its devices and runs on the LAPIC timer and the TSC,
+ * so no guest-level test sees an irqchip or a kvmclock left at its
+ * power-on state: a Linux guest would lose its device interrupts, and its
+ * clock would jump back to the moment the destination's VM was created.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -60,6 +61,12 @@ static void test_irqchip_restored(void **state)
 	get_chip(&a, &pic, KVM_IRQCHIP_PIC_MASTER);
 	pic.chip.pic.imr = 0xfb;
 	set_chip(&a, &pic);
+	/* a guest up for 1000 s: a fresh VM's kvmclock starts near 0 */
+	{
+		struct kvm_clock_data c = { .clock = 1000ULL * 1000000000ULL };
+		if (ioctl(a.vm.vm_fd, KVM_SET_CLOCK, &c) < 0)
+			fail_msg("KVM_SET_CLOCK: %s", strerror(errno));
+	}
 
 	stream_init_mem_writer(&w);
 	if (snapshot_save(&a, &w, &st, &e) < 0)
@@ -74,6 +81,14 @@ static void test_irqchip_restored(void **state)
 	assert_true(io.chip.ioapic.redirtbl[9].bits == redir);
 	get_chip(&b, &pic, KVM_IRQCHIP_PIC_MASTER);
 	assert_int_equal(pic.chip.pic.imr, 0xfb);
+	{
+		struct kvm_clock_data c = { 0 };
+		if (ioctl(b.vm.vm_fd, KVM_GET_CLOCK, &c) < 0)
+			fail_msg("KVM_GET_CLOCK: %s", strerror(errno));
+		if (c.clock < 1000ULL * 1000000000ULL)
+			fail_msg("kvmclock after the restore: %llu ns, the source's was past 1000 s",
+				 (unsigned long long)c.clock);
+	}
 
 	ram_recv_destroy(&rr);
 	stream_destroy(&w);
