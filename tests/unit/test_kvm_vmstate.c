@@ -7,7 +7,8 @@
  * so no guest-level test sees an irqchip or a kvmclock left at its
  * power-on state: a Linux guest would lose its device interrupts, and its
  * clock would jump back to the moment the destination's VM was created.
- * A section with bytes the restore does not read is refused.
+ * A section with bytes the restore does not read, or one the VM has no
+ * place for, is refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -99,8 +100,10 @@ static void test_irqchip_restored(void **state)
 }
 
 /* A copy of the state file w with 4 zero bytes added to section `name`
- * (its record length and checksum made to fit). */
-static void pad_section(const struct stream *w, const char *name, struct stream *out)
+ * (its record length and checksum made to fit), or, with `copy_as`, that
+ * section kept and a copy of it added under the name copy_as. */
+static void edit_section(const struct stream *w, const char *name, const char *copy_as,
+			 struct stream *out)
 {
 	const uint8_t *d = stream_mem_data(w);
 	size_t n = stream_mem_len(w), at = 16; /* after the stream header */
@@ -116,7 +119,12 @@ static void pad_section(const struct stream *w, const char *name, struct stream 
 			uint8_t *pay = calloc(1, plen + 4);
 			assert_non_null(pay);
 			memcpy(pay, p + 2 + nl + 4 + 8, plen);
-			mig_put_section(out, name, le_get_u32(p + 2 + nl), pay, plen + 4);
+			if (copy_as) {
+				stream_put(out, d + at, 8 + (size_t)len);
+				mig_put_section(out, copy_as, le_get_u32(p + 2 + nl), pay, plen);
+			} else {
+				mig_put_section(out, name, le_get_u32(p + 2 + nl), pay, plen + 4);
+			}
 			free(pay);
 			done = true;
 		} else {
@@ -128,7 +136,8 @@ static void pad_section(const struct stream *w, const char *name, struct stream 
 }
 
 /* A section the restore does not read to its end is refused, not applied
- * with the rest ignored (a layout this build does not know). */
+ * with the rest ignored (a layout this build does not know); so is a
+ * section the VM has no place for. */
 static void test_trailing_bytes_refused(void **state)
 {
 	static struct machine a, b;
@@ -142,13 +151,22 @@ static void test_trailing_bytes_refused(void **state)
 	stream_init_mem_writer(&w);
 	if (snapshot_save(&a, &w, &st, &e) < 0)
 		fail_msg("save: %s", e.msg);
-	pad_section(&w, "kvm", &bad);
+	edit_section(&w, "kvm", NULL, &bad);
 	kvm_test_build_as(&b, "trlb", 32ULL << 20, true);
 	stream_init_mem_reader(&r, stream_mem_data(&bad), stream_mem_len(&bad));
 	assert_int_equal(snapshot_load_config(&r, &cfg, &e), 0);
 	assert_int_equal(ram_recv_init(&rr, &b.vm.mem, &e), 0);
 	assert_int_equal(snapshot_load_state(&r, &b, &rr, &e), -1);
 	assert_non_null(strstr(e.msg, "section kvm has 4 unexpected trailing bytes"));
+	ram_recv_destroy(&rr);
+	stream_destroy(&bad);
+	/* a section this VM has no use for (vCPU 1's, in a 1-vCPU VM) */
+	edit_section(&w, "cpu.0", "cpu.1", &bad);
+	stream_init_mem_reader(&r, stream_mem_data(&bad), stream_mem_len(&bad));
+	assert_int_equal(snapshot_load_config(&r, &cfg, &e), 0);
+	assert_int_equal(ram_recv_init(&rr, &b.vm.mem, &e), 0);
+	assert_int_equal(snapshot_load_state(&r, &b, &rr, &e), -1);
+	assert_non_null(strstr(e.msg, "sections, this VM needs"));
 	ram_recv_destroy(&rr);
 	stream_destroy(&bad);
 	stream_destroy(&w);
