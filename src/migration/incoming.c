@@ -375,6 +375,57 @@ struct rx {
 	int nearly;
 };
 
+/* The pass-0 marker after the extents: how many channels the source
+ * opened. It sizes x->ch's use, so it is held to 1..CHANNEL_MAX. */
+static int read_channel_count(struct stream *r, int *nch, struct err *e)
+{
+	struct mig_rec rec;
+	struct mig_sync sync0;
+	if (mig_get_rec(r, &rec, e) < 0)
+		return -1;
+	if (rec.type != MIG_REC_SYNC)
+		return err_set(e, "protocol error: expected the channel count, got %s", mig_rec_name(rec.type));
+	if (mig_get_sync(r, &rec, &sync0, e) < 0)
+		return -1;
+	/* compared as u64: a huge count must not wrap into range */
+	if (sync0.pass != 0 || sync0.value < 1 || sync0.value > CHANNEL_MAX)
+		return err_set(e, "protocol error: %llu channels announced (1..%d)",
+			       (unsigned long long)sync0.value, CHANNEL_MAX);
+	*nch = (int)sync0.value;
+	return 0;
+}
+
+/* An extra channel's hello against the move: its index one of the extra
+ * channels' (1..nch-1) and not taken yet (each owns its chunks), the count
+ * the main connection announced, and sealed as the main connection is (a
+ * plain channel into an encrypted move is refused, not quietly accepted). */
+static int hello_fits(const struct rx *x, bool enc, bool encrypted, uint32_t idx, uint32_t n,
+		      struct err *e)
+{
+	if (enc != encrypted)
+		return err_set(e, "a memory channel %s encryption, the main connection %s",
+			       enc ? "uses" : "lacks", encrypted ? "uses it" : "does not");
+	if (n != (uint32_t)x->nch || idx < 1 || idx >= (uint32_t)x->nch || x->ch[idx].fd)
+		return err_set(e, "protocol error: bad hello on a memory channel");
+	return 0;
+}
+
+/* The source's verdict after READY: only an empty COMMIT lets this copy
+ * run; ABORT calls the move off (e->code ECANCELED); anything else is a
+ * protocol error, never taken for a yes (the source may be running the
+ * guest itself). */
+static int read_verdict(struct stream *r, struct err *e)
+{
+	struct mig_rec rec;
+	if (mig_get_rec(r, &rec, e) < 0)
+		return err_prefix(e, "waiting for COMMIT");
+	if (rec.type == MIG_REC_ABORT)
+		return mig_get_abort(r, &rec, e);
+	if (rec.type != MIG_REC_COMMIT || rec.len != 0)
+		return err_set(e, "protocol error: expected COMMIT, got %s", mig_rec_name(rec.type));
+	return 0;
+}
+
 static void abort_connections(struct rx *x)
 {
 	/* Under the lock: the main thread may be closing main_fd right now. */
@@ -546,7 +597,6 @@ static void *in_thread(void *arg)
 	struct err e = { .code = 0 };
 	bool have_streams = false, setup_replied = false, loaded = false, reserved;
 	int fd = -1;
-	struct mig_sync sync0;
 	struct cpu_model model = { 0 };
 	bool have_model = false;
 
@@ -614,22 +664,8 @@ static void *in_thread(void *arg)
 	notify(in, IN_EV_BUILT);
 	if (read_extents(x, &r, cfg.mem_size >> 12, &e) < 0)
 		goto fail;
-	/* Pass-0 marker: how many channels the source opened. */
-	if (mig_get_rec(&r, &rec, &e) < 0)
+	if (read_channel_count(&r, &x->nch, &e) < 0)
 		goto fail;
-	if (rec.type != MIG_REC_SYNC) {
-		err_set(&e, "protocol error: expected the channel count, got %s", mig_rec_name(rec.type));
-		goto fail;
-	}
-	if (mig_get_sync(&r, &rec, &sync0, &e) < 0)
-		goto fail;
-	/* compared as u64: a huge count must not wrap into range */
-	if (sync0.pass != 0 || sync0.value < 1 || sync0.value > CHANNEL_MAX) {
-		err_set(&e, "protocol error: %llu channels announced (1..%d)",
-			(unsigned long long)sync0.value, CHANNEL_MAX);
-		goto fail;
-	}
-	x->nch = (int)sync0.value;
 	if (ram_recv_init(&x->ch[0].rr, &in->m->vm.mem, &e) < 0)
 		goto fail;
 	ram_recv_set_channel(&x->ch[0].rr, 0, (uint32_t)x->nch);
@@ -659,15 +695,7 @@ static void *in_thread(void *arg)
 				goto fail;
 			}
 		}
-		/* Every channel as the main one: a plain channel into an
-		 * encrypted move is refused, not quietly accepted. */
-		if (enc != encrypted || n != (uint32_t)x->nch || idx < 1 || idx >= (uint32_t)x->nch ||
-		    x->ch[idx].fd) {
-			if (enc != encrypted)
-				err_set(&e, "a memory channel %s encryption, the main connection %s",
-					enc ? "uses" : "lacks", encrypted ? "uses it" : "does not");
-			else
-				err_set(&e, "protocol error: bad hello on a memory channel");
+		if (hello_fits(x, enc, encrypted, idx, n, &e) < 0) {
 			stream_destroy(&hs);
 			close(cfd);
 			goto fail;
@@ -722,19 +750,8 @@ static void *in_thread(void *arg)
 	 * last pages, then the device state into KVM), downtime spent here. */
 	reply(&w, MIG_REPLY_READY, true, NULL, "load_ms",
 	      (int64_t)((channel_now_ns() - x->t_state_end) / 1000000));
-	/* Wait for the verdict. Only COMMIT lets this copy run. */
-	if (mig_get_rec(&r, &rec, &e) < 0) {
-		err_prefix(&e, "waiting for COMMIT");
+	if (read_verdict(&r, &e) < 0)
 		goto fail;
-	}
-	if (rec.type == MIG_REC_ABORT) {
-		mig_get_abort(&r, &rec, &e);
-		goto fail;
-	}
-	if (rec.type != MIG_REC_COMMIT || rec.len != 0) {
-		err_set(&e, "protocol error: expected COMMIT, got %s", mig_rec_name(rec.type));
-		goto fail;
-	}
 	/* Past the commit point: this copy is the VM now. */
 	failpoint("dst.after_commit");
 	if (in->m->blk && virtio_blk_take_lock(in->m->blk, &e) < 0) {

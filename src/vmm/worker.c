@@ -194,8 +194,15 @@ static int worker_verify(struct worker *w, struct json_object *resp, struct err 
 	jsonl_add_int(resp, "pages_never_written", (int64_t)rep.pages_never_written);
 	jsonl_add_int(resp, "max_gen", rep.max_gen);
 	jsonl_add_int(resp, "heartbeat", (int64_t)rep.hb);
-	if (rc >= 0) /* the fill is known only from a valid control block */
+	if (rc >= 0) { /* the fill and the vCPUs are known only from a valid control block */
+		struct json_object *beats = json_object_new_array();
 		jsonl_add_str(resp, "data", rep.data == FG_DATA_TEXT ? "text" : "random");
+		/* each vCPU's own once-a-second counter: a vCPU a restore left
+		 * dead stops it while vCPU 0's heartbeat goes on */
+		for (uint32_t i = 0; i < rep.ncpus && i < FG_MAX_CPUS; i++)
+			json_object_array_add(beats, json_object_new_int64((int64_t)rep.vcpu_heartbeat[i]));
+		json_object_object_add(resp, "vcpu_heartbeats", beats);
+	}
 	jsonl_add_str(resp, "detail", rc == 0 ? "every page verified" : why);
 	return 0;
 }

@@ -7,6 +7,10 @@
 # compressed, multichannel, or raw with per-page sums — ends the move with a clear error on both
 # sides, the destination never runs, the source keeps running. migrate-set
 # changes a running move's bandwidth limit (as migrate-status reports it).
+# A move that switches over while the throttle holds the vCPUs lands
+# intact: the throttle stops before the real pause (left running, it
+# resumed the guest in the middle of the stop-and-copy). A bandwidth limit
+# holds for a multichannel move's channels together.
 # The serial logs of the hosts the guest ran on read as one console.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
@@ -117,4 +121,34 @@ grep -qE "torn|page sums" "$T/xflipraw.err" || fail "flipraw: the damage was not
 corrupt flipmc ',"transport":"multichannel","channels":3,"compress":true' flip 10000000 1 "corrupt stream|does not decode|memory channel|protocol error"
 verify f0 >/dev/null
 cur=$busy
+
+note "a throttled move switches over and lands intact"
+vmctl "$T/f0.sock" '{"cmd":"stop"}' >/dev/null
+start_src t0 128M 1 "ws=32M rate=max"
+wait_for "$T/t0.log" 'FERRY-GUEST hb n=2 ' 30 || fail "guest t0 not heartbeating"
+next_port; start_dst t1 "$port"
+# 32 MiB rewritten all the time behind 32 MiB/s: throttled from pass 1 on,
+# switched over after pass 3 with the throttle still on
+migrate t0 "$port" ',"transport":"tcp","bandwidth_mibps":32,"max_passes":3,"verify_memory":true' ||
+	fail "migrate refused"
+res=$(wait_mig t0 60) || fail "throttled move did not end"
+grep -q 'vCPUs throttled to' "$T/t0.err" || fail "the move never throttled t0"
+[ "$(field "$res" stage)" = completed ] || fail "throttled move: $(field "$res" stage): $(field "$res" error)"
+[ "$(field "$res" memory_verified)" = True ] || fail "throttled move: memory not verified"
+verify t1
+echo "throttled move: $(grep -o 'vCPUs throttled to [0-9]*%' "$T/t0.err" | tail -n1), $(field "$res" elapsed_ms) ms, $(field "$res" downtime_ms) ms down"
+
+note "a bandwidth limit holds for all channels together"
+# the limit is the move's, shared by its 4 channels (each taking the whole
+# of it sent 4 times as fast)
+next_port; start_dst t2 "$port"
+migrate t1 "$port" ',"transport":"multichannel","channels":4,"bandwidth_mibps":24,"max_passes":2' ||
+	fail "migrate refused"
+res=$(wait_mig t1 60) || fail "capped multichannel move did not end"
+[ "$(field "$res" stage)" = completed ] || fail "capped multichannel move: $res"
+r1=$(field "$res" pass1_mibps)
+python3 -c 'import sys; r = float(sys.argv[1]); sys.exit(not 0 < r <= 30)' "$r1" ||
+	fail "pass 1 ran at $r1 MiB/s under a 24 MiB/s limit over 4 channels"
+verify t2
+echo "capped multichannel move: pass 1 at $r1 MiB/s (limit 24)"
 echo ok

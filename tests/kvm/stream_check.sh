@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ferry-stream check on a real state file, then on corrupted copies: each
-# must be rejected with a clear message, and ferry-vm --restore of each must
+# (a flipped bit in a guest page among them) must be rejected with a clear
+# message, and ferry-vm --restore of each must
 # fail cleanly (non-zero, an error message, no sanitizer report), with both
 # the plain and the ASan+UBSan builds of ferry-vm. A byte changed in the
 # configuration is caught by its checksum; the same file in the version 2
@@ -35,7 +36,9 @@ mem_off=$(awk '$2 == "memory" { print $1; exit }' "$T/full.dump")
 sec_off=$(awk '$2 == "section" { print $1; exit }' "$T/full.dump")
 cpu_off=$(awk '$2 == "section" && $4 ~ /name=cpu.0/ { print $1; exit }' "$T/full.dump")
 size=$(stat -c %s "$T/state")
-[ -n "$mem_off" ] && [ -n "$sec_off" ] && [ -n "$cpu_off" ] || fail "could not find records in the dump"
+raw_off=$(awk '$2 == "memory" && / enc=raw$/ { print $1; exit }' "$T/full.dump")
+[ -n "$mem_off" ] && [ -n "$sec_off" ] && [ -n "$cpu_off" ] && [ -n "$raw_off" ] ||
+	fail "could not find records in the dump"
 
 patch() { # FILE x HEXBYTES OFFSET: overwrite bytes in place
 	printf "$(echo "$3" | sed "s/../\\\\x&/g")" | dd of="$1" bs=1 seek="$4" conv=notrunc status=none
@@ -54,6 +57,10 @@ mk gpa; patch "$T/bad.gpa" x 0000000010000000 $((mem_off + 8))  # gpa 0x10000000
 mk npages; patch "$T/bad.npages" x 00100000 $((mem_off + 16))  # 4096 pages
 mk payload; patch "$T/bad.payload" x ffffffff $((cpu_off + 8 + 2 + 5 + 4))  # cpu.0 MP state
 mk secname; patch "$T/bad.secname" x 01 $((sec_off + 10))      # a control byte in the name
+# one bit of a guest page: only the run's checksum can tell
+mk page; python3 -c 'import sys
+f = open(sys.argv[1], "r+b"); o = int(sys.argv[2]); f.seek(o); b = f.read(1)[0]
+f.seek(o); f.write(bytes([b ^ 0x20]))' "$T/bad.page" $((raw_off + 8 + 24 + 100))
 # ws=4M -> ws=5M: still a valid configuration, caught only by its checksum
 ws_off=$(grep -abo 'ws=4M' "$T/state" | head -n1 | cut -d: -f1)
 [ -n "$ws_off" ] || fail "the configuration's cmdline is not in the state file"

@@ -5,7 +5,8 @@
  * minimal hostile input, then ram_send_pages -> ram_recv_record round-trips pages between
  * two fake guests (plain buffers, no KVM): raw, zero, zstd and lz4 runs,
  * the generation rule (an older copy never overwrites a newer page), and
- * corrupted compressed payloads, which must be rejected.
+ * corrupted raw and compressed payloads (a damaged sum included), which
+ * must be rejected; a torn page in a partly stale summed run is held torn.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -1195,6 +1196,96 @@ static void test_out_of_ram(void **state)
 	fake_free(&dst);
 }
 
+/* Above 3 GiB of RAM the memfd goes on where the low region ends but the
+ * guest's addresses jump to 4 GiB: a run never spans the two regions (the
+ * receiver takes a run as one address range and refuses such a one). A
+ * state file's extent may well span it. Here a fake guest of two 1 MiB
+ * regions (the second at 4 GiB) stands in. */
+static void two_regions(struct guest_mem *gm)
+{
+	fake_init(gm);
+	gm->nregions = 2;
+	gm->regions[0] = (struct gmem_region){ .gpa = 0, .size = 256 * 4096, .offset = 0 };
+	gm->regions[1] = (struct gmem_region){ .gpa = 4ULL << 30, .size = (NPAGES - 256) * 4096ULL,
+					       .offset = 256 * 4096, .slot = 1 };
+}
+
+static void test_runs_split_at_regions(void **state)
+{
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct err e = { 0 };
+	(void)state;
+	two_regions(&src);
+	two_regions(&dst);
+	for (uint32_t p = 200; p < 300; p++)
+		fill(&src, p, 9, true);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	assert_int_equal(send_into(&rr, &src, 200, 100, 1, NULL, &e), 0);
+	assert_memory_equal(dst.host + 200 * 4096, src.host + 200 * 4096, 100 * 4096);
+	assert_int_equal(ram_page_gpa(&src, 256), 4ULL << 30);
+	ram_recv_destroy(&rr);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
+/* A later pass sends exactly the pages its bitmap names: runs that end
+ * inside a 64-page word, a word whose rest is clear followed by bits at the
+ * low end of the next, a run at the limit, a range that starts and ends
+ * inside words. A page left out keeps the destination's old copy. */
+static void test_send_bitmap(void **state)
+{
+	/* ... 192 ends a run at page 193 with the rest of its word clear, and
+	 * the next word's first page, 256, is dirty */
+	static const uint32_t dirty[] = { 3, 4, 5, 40, 63, 64, 65, 127, 128, 130, 190, 191, 192, 256, 700 };
+	uint64_t bm[NPAGES / 64] = { 0 };
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct ram_stats st = { 0 };
+	struct err e = { 0 };
+	struct stream w;
+	bool want[NPAGES] = { false };
+	(void)state;
+	fake_init(&src);
+	fake_init(&dst);
+	for (uint32_t p = 0; p < NPAGES; p++)
+		fill(&src, p, 11, true);
+	for (size_t i = 0; i < sizeof(dirty) / sizeof(dirty[0]); i++) {
+		bm[dirty[i] / 64] |= 1ULL << (dirty[i] % 64);
+		want[dirty[i]] = true;
+	}
+	for (uint32_t p = 300; p < 300 + MIG_MAX_RUN_PAGES + 5; p++) { /* past the run limit */
+		bm[p / 64] |= 1ULL << (p % 64);
+		want[p] = true;
+	}
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_bitmap(&w, &src, bm, 1, NULL, &st), 0);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	for (uint32_t p = 0; p < NPAGES; p++) {
+		bool same = memcmp(dst.host + (size_t)p * 4096, src.host + (size_t)p * 4096, 4096) == 0;
+		if (same != want[p])
+			fail_msg("page %u: %s", p, want[p] ? "dirty, not sent" : "clean, sent");
+	}
+	stream_destroy(&w);
+	/* a range inside the bitmap, pages 4..62: only its own dirty pages (4, 5 and 40) */
+	ram_recv_destroy(&rr);
+	memset(dst.host, 0, (size_t)NPAGES * 4096);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_bitmap_range(&w, &src, bm, 4, 59, 2, NULL, &st), 0);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	for (uint32_t p = 0; p < 200; p++) {
+		bool sent = !ram_page_is_zero(dst.host + (size_t)p * 4096);
+		if (sent != (p == 4 || p == 5 || p == 40))
+			fail_msg("range 4+59: page %u %s", p, sent ? "sent" : "not sent");
+	}
+	stream_destroy(&w);
+	ram_recv_destroy(&rr);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
 /* Compress pages 0..3 with codec, damage the payload, expect rejection. */
 static void corrupt(enum ram_codec_kind kind)
 {
@@ -1242,14 +1333,97 @@ static void corrupt(enum ram_codec_kind kind)
 		assert_int_equal(mig_get_rec(&r, &rec, &e), 0);
 		assert_int_equal(ram_recv_record(&rr, &r, rec.len, &e), -1);
 	}
-	/* Intact, it still decodes: the failures above were the damage. */
+	/* 5: a payload that decodes whole, to other bytes than the sender
+	 * summed (here: the sum changed instead): only the sum can tell. */
 	le_put_u32(d + 4, (uint32_t)(MIG_MEM_HDR + clen));
+	d[MIG_REC_HDR + 16] ^= 1;
+	assert_int_equal(apply(&rr, &w, &e), -1);
+	assert_non_null(strstr(e.msg, "checksum mismatch in compressed pages at 0x0+4"));
+	d[MIG_REC_HDR + 16] ^= 1;
+	/* Intact, it still decodes: the failures above were the damage. */
 	assert_int_equal(apply(&rr, &w, &e), 0);
 	assert_memory_equal(src.host, dst.host, 4 * 4096);
 	free(saved);
 	stream_destroy(&w);
 	ram_recv_destroy(&rr);
 	ram_codec_free(c);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
+/* A plain raw run (a paused source's, or a state file's) is checked by
+ * its one sum: a flipped byte anywhere in it fails the load, it does not
+ * land in the guest as if it were the source's. */
+static void test_corrupt_raw(void **state)
+{
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct ram_stats st = { 0 };
+	struct err e = { 0 };
+	struct stream w;
+	uint8_t *d;
+	(void)state;
+	fake_init(&src);
+	fake_init(&dst);
+	for (uint32_t p = 0; p < 4; p++)
+		fill(&src, p, 5, true);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 0, 4, 1, NULL, &st), 0);
+	d = (uint8_t *)stream_mem_data(&w);
+	assert_int_equal(d[MIG_REC_HDR + 14], MIG_ENC_RAW);
+	d[MIG_REC_HDR + MIG_MEM_HDR + 2 * 4096 + 77] ^= 0x10;
+	assert_int_equal(apply(&rr, &w, &e), -1);
+	assert_non_null(strstr(e.msg, "checksum mismatch in pages at 0x0+4"));
+	/* ... a fresh receiver takes the intact run */
+	d[MIG_REC_HDR + MIG_MEM_HDR + 2 * 4096 + 77] ^= 0x10;
+	ram_recv_destroy(&rr);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_memory_equal(src.host, dst.host, 4 * 4096);
+	stream_destroy(&w);
+	ram_recv_destroy(&rr);
+	fake_free(&src);
+	fake_free(&dst);
+}
+
+/* A summed run that is partly older than what the receiver holds goes
+ * through scratch, page by page: its pages that do land are still held to
+ * their own sums (a torn one among them must be sent again, not taken). */
+static void test_ram_summed_stale_torn(void **state)
+{
+	struct guest_mem src, dst;
+	struct ram_recv rr;
+	struct ram_stats st = { .live_sums = true };
+	struct err e = { 0 };
+	struct stream w;
+	uint8_t *d;
+	(void)state;
+	fake_init(&src);
+	fake_init(&dst);
+	st.bounce = malloc((size_t)MIG_MAX_RUN_PAGES * 4096);
+	assert_non_null(st.bounce);
+	for (uint32_t p = 0; p < 16; p++)
+		fill(&src, p, 6, true);
+	assert_int_equal(ram_recv_init(&rr, &dst, &e), 0);
+	/* page 5 already holds generation 3 */
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 5, 1, 3, NULL, &st), 0);
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	stream_destroy(&w);
+	/* pages 0..15 at generation 2, page 9 changed after its sum */
+	stream_init_mem_writer(&w);
+	assert_int_equal(ram_send_pages(&w, &src, 0, 16, 2, NULL, &st), 0);
+	d = (uint8_t *)stream_mem_data(&w);
+	assert_int_equal(d[MIG_REC_HDR + 14], MIG_ENC_RAW_SUMS);
+	d[MIG_REC_HDR + MIG_MEM_HDR + 16 * 8 + 9 * 4096 + 300] ^= 0x5a;
+	assert_int_equal(apply(&rr, &w, &e), 0);
+	assert_int_equal(rr.st.pages_torn, 1);
+	assert_int_equal(ram_recv_check_torn(&rr, &e), -1);
+	assert_non_null(strstr(e.msg, "0x9000"));
+	stream_destroy(&w);
+	free(st.bounce);
+	ram_recv_destroy(&rr);
 	fake_free(&src);
 	fake_free(&dst);
 }
@@ -1296,6 +1470,10 @@ int main(void)
 		cmocka_unit_test(test_out_of_ram),
 		cmocka_unit_test(test_corrupt_zstd),
 		cmocka_unit_test(test_corrupt_lz4),
+		cmocka_unit_test(test_corrupt_raw),
+		cmocka_unit_test(test_ram_summed_stale_torn),
+		cmocka_unit_test(test_runs_split_at_regions),
+		cmocka_unit_test(test_send_bitmap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
