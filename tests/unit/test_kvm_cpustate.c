@@ -437,6 +437,41 @@ static void encoding_versions(void **state)
 		decode_refused(st, bad_versions[i], "unsupported");
 	st->mcg_cap = (1ull << 8) | 33;
 	decode_refused(st, 2, "33 machine-check banks");
+	st->mcg_cap = 0;
+	/* Counts past the arrays they fill are refused before a write: one
+	 * over the limit, with all its bytes present, not only wild values. */
+	st->xcrs.nr_xcrs = KVM_MAX_XCRS + 1;
+	decode_refused(st, 3, "XCRs");
+	st->xcrs.nr_xcrs = 0;
+	{
+		/* The encoder cannot write MAX+1 MSRs from the array, so the
+		 * section is spliced: MAX MSRs encoded, the count bumped and one
+		 * more MSR's bytes inserted after them. */
+		const size_t tail = 4 + (size_t)st->ncpuid * 28 + V2_TAIL + V3_TAIL;
+		const size_t msr_bytes = (size_t)CPUSTATE_MAX_MSRS * 12;
+		struct stream w, r;
+		uint8_t *buf;
+		size_t len, at;
+
+		st->nmsrs = CPUSTATE_MAX_MSRS;
+		stream_init_mem_writer(&w);
+		vcpu_state_put(&w, st);
+		len = stream_mem_len(&w);
+		at = len - tail - msr_bytes - 4; /* the MSR count */
+		buf = calloc(1, len + 12);
+		assert_non_null(buf);
+		memcpy(buf, stream_mem_data(&w), at + 4 + msr_bytes);
+		memcpy(buf + at + 4 + msr_bytes + 12, (const uint8_t *)stream_mem_data(&w) + at + 4 +
+		       msr_bytes, tail);
+		stream_init_mem_reader(&r, stream_mem_data(&w), len);
+		assert_int_equal(vcpu_state_get(&r, CPUSTATE_VERSION, out, &e), 0); /* MAX is fine */
+		le_put_u32(buf + at, CPUSTATE_MAX_MSRS + 1);
+		stream_init_mem_reader(&r, buf, len + 12);
+		assert_int_equal(vcpu_state_get(&r, CPUSTATE_VERSION, out, &e), -1);
+		assert_non_null(strstr(e.msg, "MSRs exceeds"));
+		free(buf);
+		stream_destroy(&w);
+	}
 	free(st);
 	free(out);
 	machine_destroy(&m);
