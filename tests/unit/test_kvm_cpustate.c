@@ -294,6 +294,8 @@ static void restore_and_compare(struct machine *b, struct vcpu_state *st)
 		fail_msg("vcpu_save after restore: %s", e.msg);
 	assert_true(dst->nmsrs >= st->nmsrs);
 	assert_true(!st->mcg_cap || dst->mcg_cap == st->mcg_cap);
+	/* A guest's debugger loses its breakpoint addresses otherwise. */
+	assert_memory_equal(dst->dregs.db, st->dregs.db, sizeof(st->dregs.db));
 	for (uint32_t i = 0; i < st->nmsrs; i++) {
 		uint32_t idx = st->msrs[i].index;
 		/* The TSC ran on between the two reads. */
@@ -335,6 +337,10 @@ static void restores_into_another_vm(void **state)
 	printf("source vCPU: ARCH_CAPABILITIES 0x%llx\n",
 	       (unsigned long long)msr_in(src, 0x10a)->data);
 	kvm_test_build_as(&b, "dst", 16ull << 20, true);
+	/* Values a fresh vCPU does not have, so a restore that left the debug
+	 * registers out shows. */
+	for (int i = 0; i < 4; i++)
+		src->dregs.db[i] = 0x1000ull * (uint64_t)(i + 1);
 	restore_and_compare(&b, src);
 	assert_true(src->mcg_cap == boot_mcg_cap(b.vm.kvm_fd));
 	assert_true(cpustate_msr_get(b.vm.vcpus[0]->fd, 0x179, &cap));
