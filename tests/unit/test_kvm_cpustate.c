@@ -23,6 +23,8 @@
 #include <cmocka.h>
 
 #include "kvm_test.h"
+#include "migration/format.h"
+#include "vmm/vmstate.h"
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
 #include "vmm/x86/cpustate.h"
@@ -800,6 +802,51 @@ static void model_read_at_build(void **state)
 	machine_destroy(&m);
 }
 
+/* A whole VM's state applied to another VM: one device section with a
+ * byte more than its decoder reads means the two sides disagree on its
+ * layout, and is refused rather than applied half-understood. */
+static void section_trailing_bytes_refused(void **state)
+{
+	struct machine a, b;
+	struct vmstate_loaded *ld = calloc(1, sizeof(*ld));
+	struct stream w, r;
+	struct mig_rec rec;
+	struct err e = { .code = 0 };
+	int uart = -1;
+	(void)state;
+
+	assert_non_null(ld);
+	kvm_test_build(&a, "vms-src", 16ull << 20);
+	stream_init_mem_writer(&w);
+	if (vmstate_save(&a.vm, &w, &e) < 0)
+		fail_msg("vmstate_save: %s", e.msg);
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	for (;;) {
+		assert_int_equal(mig_get_rec(&r, &rec, &e), 0);
+		if (rec.type == MIG_REC_STATE_END)
+			break;
+		assert_int_equal(rec.type, MIG_REC_SECTION);
+		if (vmstate_read_section(ld, &r, rec.len, &e) < 0)
+			fail_msg("read section: %s", e.msg);
+	}
+	for (int i = 0; i < ld->n; i++)
+		if (strcmp(ld->s[i].name, "uart") == 0)
+			uart = i;
+	assert_true(uart >= 0);
+	ld->s[uart].data = realloc(ld->s[uart].data, ld->s[uart].len + 1);
+	assert_non_null(ld->s[uart].data);
+	ld->s[uart].data[ld->s[uart].len++] = 0;
+	kvm_test_build_as(&b, "vms-dst", 16ull << 20, true);
+	assert_int_equal(vmstate_apply(&b.vm, ld, &e), -1);
+	printf("refused: %s\n", e.msg);
+	assert_non_null(strstr(e.msg, "trailing"));
+	vmstate_loaded_free(ld);
+	free(ld);
+	stream_destroy(&w);
+	machine_destroy(&a);
+	machine_destroy(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -814,6 +861,7 @@ int main(void)
 		cmocka_unit_test(version1_state_restores),
 		cmocka_unit_test(restores_into_another_vm),
 		cmocka_unit_test(model_read_at_build),
+		cmocka_unit_test(section_trailing_bytes_refused),
 	};
 	int skip = kvm_test_skip("saves and restores vCPUs");
 	if (skip)
