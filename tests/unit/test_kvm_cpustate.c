@@ -23,6 +23,8 @@
 #include <cmocka.h>
 
 #include "kvm_test.h"
+#include "migration/format.h"
+#include "vmm/vmstate.h"
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
 #include "vmm/x86/cpustate.h"
@@ -294,6 +296,8 @@ static void restore_and_compare(struct machine *b, struct vcpu_state *st)
 		fail_msg("vcpu_save after restore: %s", e.msg);
 	assert_true(dst->nmsrs >= st->nmsrs);
 	assert_true(!st->mcg_cap || dst->mcg_cap == st->mcg_cap);
+	/* A guest's debugger loses its breakpoint addresses otherwise. */
+	assert_memory_equal(dst->dregs.db, st->dregs.db, sizeof(st->dregs.db));
 	for (uint32_t i = 0; i < st->nmsrs; i++) {
 		uint32_t idx = st->msrs[i].index;
 		/* The TSC ran on between the two reads. */
@@ -335,6 +339,10 @@ static void restores_into_another_vm(void **state)
 	printf("source vCPU: ARCH_CAPABILITIES 0x%llx\n",
 	       (unsigned long long)msr_in(src, 0x10a)->data);
 	kvm_test_build_as(&b, "dst", 16ull << 20, true);
+	/* Values a fresh vCPU does not have, so a restore that left the debug
+	 * registers out shows. */
+	for (int i = 0; i < 4; i++)
+		src->dregs.db[i] = 0x1000ull * (uint64_t)(i + 1);
 	restore_and_compare(&b, src);
 	assert_true(src->mcg_cap == boot_mcg_cap(b.vm.kvm_fd));
 	assert_true(cpustate_msr_get(b.vm.vcpus[0]->fd, 0x179, &cap));
@@ -437,6 +445,41 @@ static void encoding_versions(void **state)
 		decode_refused(st, bad_versions[i], "unsupported");
 	st->mcg_cap = (1ull << 8) | 33;
 	decode_refused(st, 2, "33 machine-check banks");
+	st->mcg_cap = 0;
+	/* Counts past the arrays they fill are refused before a write: one
+	 * over the limit, with all its bytes present, not only wild values. */
+	st->xcrs.nr_xcrs = KVM_MAX_XCRS + 1;
+	decode_refused(st, 3, "XCRs");
+	st->xcrs.nr_xcrs = 0;
+	{
+		/* The encoder cannot write MAX+1 MSRs from the array, so the
+		 * section is spliced: MAX MSRs encoded, the count bumped and one
+		 * more MSR's bytes inserted after them. */
+		const size_t tail = 4 + (size_t)st->ncpuid * 28 + V2_TAIL + V3_TAIL;
+		const size_t msr_bytes = (size_t)CPUSTATE_MAX_MSRS * 12;
+		struct stream w, r;
+		uint8_t *buf;
+		size_t len, at;
+
+		st->nmsrs = CPUSTATE_MAX_MSRS;
+		stream_init_mem_writer(&w);
+		vcpu_state_put(&w, st);
+		len = stream_mem_len(&w);
+		at = len - tail - msr_bytes - 4; /* the MSR count */
+		buf = calloc(1, len + 12);
+		assert_non_null(buf);
+		memcpy(buf, stream_mem_data(&w), at + 4 + msr_bytes);
+		memcpy(buf + at + 4 + msr_bytes + 12, (const uint8_t *)stream_mem_data(&w) + at + 4 +
+		       msr_bytes, tail);
+		stream_init_mem_reader(&r, stream_mem_data(&w), len);
+		assert_int_equal(vcpu_state_get(&r, CPUSTATE_VERSION, out, &e), 0); /* MAX is fine */
+		le_put_u32(buf + at, CPUSTATE_MAX_MSRS + 1);
+		stream_init_mem_reader(&r, buf, len + 12);
+		assert_int_equal(vcpu_state_get(&r, CPUSTATE_VERSION, out, &e), -1);
+		assert_non_null(strstr(e.msg, "MSRs exceeds"));
+		free(buf);
+		stream_destroy(&w);
+	}
 	free(st);
 	free(out);
 	machine_destroy(&m);
@@ -759,6 +802,51 @@ static void model_read_at_build(void **state)
 	machine_destroy(&m);
 }
 
+/* A whole VM's state applied to another VM: one device section with a
+ * byte more than its decoder reads means the two sides disagree on its
+ * layout, and is refused rather than applied half-understood. */
+static void section_trailing_bytes_refused(void **state)
+{
+	struct machine a, b;
+	struct vmstate_loaded *ld = calloc(1, sizeof(*ld));
+	struct stream w, r;
+	struct mig_rec rec;
+	struct err e = { .code = 0 };
+	int uart = -1;
+	(void)state;
+
+	assert_non_null(ld);
+	kvm_test_build(&a, "vms-src", 16ull << 20);
+	stream_init_mem_writer(&w);
+	if (vmstate_save(&a.vm, &w, &e) < 0)
+		fail_msg("vmstate_save: %s", e.msg);
+	stream_init_mem_reader(&r, stream_mem_data(&w), stream_mem_len(&w));
+	for (;;) {
+		assert_int_equal(mig_get_rec(&r, &rec, &e), 0);
+		if (rec.type == MIG_REC_STATE_END)
+			break;
+		assert_int_equal(rec.type, MIG_REC_SECTION);
+		if (vmstate_read_section(ld, &r, rec.len, &e) < 0)
+			fail_msg("read section: %s", e.msg);
+	}
+	for (int i = 0; i < ld->n; i++)
+		if (strcmp(ld->s[i].name, "uart") == 0)
+			uart = i;
+	assert_true(uart >= 0);
+	ld->s[uart].data = realloc(ld->s[uart].data, ld->s[uart].len + 1);
+	assert_non_null(ld->s[uart].data);
+	ld->s[uart].data[ld->s[uart].len++] = 0;
+	kvm_test_build_as(&b, "vms-dst", 16ull << 20, true);
+	assert_int_equal(vmstate_apply(&b.vm, ld, &e), -1);
+	printf("refused: %s\n", e.msg);
+	assert_non_null(strstr(e.msg, "trailing"));
+	vmstate_loaded_free(ld);
+	free(ld);
+	stream_destroy(&w);
+	machine_destroy(&a);
+	machine_destroy(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -773,6 +861,7 @@ int main(void)
 		cmocka_unit_test(version1_state_restores),
 		cmocka_unit_test(restores_into_another_vm),
 		cmocka_unit_test(model_read_at_build),
+		cmocka_unit_test(section_trailing_bytes_refused),
 	};
 	int skip = kvm_test_skip("saves and restores vCPUs");
 	if (skip)

@@ -268,6 +268,19 @@ static void test_state_round_trip(void **state)
 	memcpy(st2, st, sizeof(*st));
 	st2->present[2] = 1;
 	assert_int_equal(pci_restore(&g->bus, st2, &e), -1);
+	/* The other way round: a device here the source never had would
+	 * take the saved slot's zeros as its config space. */
+	memcpy(st2, st, sizeof(*st));
+	st2->present[1] = 0;
+	assert_int_equal(pci_restore(&g->bus, st2, &e), -1);
+	/* Every read-only byte counts, not only the IDs: a different
+	 * subsystem (0x2e) or class (0x0b) is another device to the guest. */
+	memcpy(st2, st, sizeof(*st));
+	st2->cfg[1][0x2e] ^= 1;
+	assert_int_equal(pci_restore(&g->bus, st2, &e), -1);
+	memcpy(st2, st, sizeof(*st));
+	st2->cfg[1][0x0b] ^= 1;
+	assert_int_equal(pci_restore(&g->bus, st2, &e), -1);
 
 	stream_destroy(&w);
 	free(st);

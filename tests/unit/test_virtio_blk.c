@@ -471,6 +471,9 @@ static void test_restore_refuses_inconsistent_indices(void **state)
 	st.transport.status |= VIRTIO_STATUS_NEEDS_RESET;
 	assert_int_equal(virtio_blk_restore(f->blk, &st, &e), 0);
 	assert_int_equal(vd->vq[0].used_idx, 106);
+	/* Two taken and not returned: not even a broken device leaves that. */
+	st.transport.q[0].used_idx = 105;
+	assert_int_equal(virtio_blk_restore(f->blk, &st, &e), -1);
 
 	/* The feedback ring from such a state is refused before it runs. */
 	virtio_blk_save(f->blk, &st);
@@ -593,6 +596,17 @@ static void test_state_round_trip(void **state)
 		bad.transport.nqueues = 200;
 		stream_init_mem_writer(&w3);
 		virtio_state_encode(&w3, &bad.transport);
+		stream_init_mem_reader(&r3, stream_mem_data(&w3), stream_mem_len(&w3));
+		assert_int_equal(virtio_blk_state_decode(&r3, VIRTIO_BLK_STATE_VERSION,
+							 &st2, &e), -1);
+		stream_destroy(&w3);
+		/* One queue too many, with its bytes all there: the limit itself
+		 * must hold, or the decoder writes past q[]. */
+		bad.transport.nqueues = VIRTIO_MAX_QUEUES + 1;
+		stream_init_mem_writer(&w3);
+		virtio_state_encode(&w3, &bad.transport);
+		for (int i = 0; i < 5; i++)
+			stream_put_u16(&w3, 0);
 		stream_init_mem_reader(&r3, stream_mem_data(&w3), stream_mem_len(&w3));
 		assert_int_equal(virtio_blk_state_decode(&r3, VIRTIO_BLK_STATE_VERSION,
 							 &st2, &e), -1);

@@ -342,6 +342,11 @@ static void test_state_round_trip(void **state)
 	assert_int_equal(virtio_net_announce(f->net, &e), -1);
 	assert_non_null(strstr(e.msg, "multicast"));
 	assert_int_equal(recv(f->peer, mac, sizeof(mac), MSG_DONTWAIT), -1);
+	/* A link status bit this device never reports is corruption: the
+	 * guest would read it from config space as a state it cannot be in. */
+	st2.status = 0x8001;
+	assert_int_equal(virtio_net_restore(f->net, &st2, &e), -1);
+	assert_non_null(strstr(e.msg, "link status"));
 	stream_destroy(&w);
 }
 

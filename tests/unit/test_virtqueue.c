@@ -167,6 +167,10 @@ static void test_next_out_of_range(void **state)
 	make_avail(f, 1);
 	assert_int_equal(virtq_pop(&f->vq, &f->gm, &f->chain, &e), -1);
 	assert_non_null(strstr(e.msg, "next 65535 out of range"));
+	/* The first index past the table, not only a wild one. */
+	set_desc(f, 1, BUF_BASE, 16, VIRTQ_DESC_F_NEXT, QSIZE);
+	assert_int_equal(virtq_pop(&f->vq, &f->gm, &f->chain, &e), -1);
+	assert_non_null(strstr(e.msg, "out of range"));
 }
 
 static void test_loop(void **state)

@@ -258,6 +258,16 @@ static void test_host_check(void **state)
 		free(h2);
 	}
 
+	/* a host whose KVM does not report leaf 7 at all has none of its
+	 * features: the guest's leaf-7 bits are missing, not unknown */
+	{
+		struct kvm_cpuid2 *h3 = host_table();
+		cpuid_find(h3, 7, 0)->function = 0x3ffffff0; /* a leaf nobody compares */
+		assert_int_equal(cpuid_compare(h3, g, true, why, sizeof(why)), -1);
+		assert_non_null(strstr(why, "avx2"));
+		free(h3);
+	}
+
 	/* a short buffer truncates the message but still fails */
 	cpuid_find(small, 7, 0)->ebx &= ~B(9);
 	assert_int_equal(cpuid_compare(small, g, true, why, 8), -1);
