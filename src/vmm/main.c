@@ -168,7 +168,6 @@ int main(int argc, char **argv)
 	struct err e = { .code = 0 };
 	enum log_level lvl = LOG_INFO;
 	int c, rc;
-	bool memory_given = false;
 	const char *exit_file = NULL, *migkey = NULL;
 
 	memset(&cfg, 0, sizeof(cfg));
@@ -186,7 +185,7 @@ int main(int argc, char **argv)
 		case O_INITRD: COPY(cfg.initrd, optarg); break;
 		case O_CMDLINE: COPY(cfg.cmdline, optarg); break;
 		case O_MEMORY:
-			memory_given = true;
+			o.memory_given = true;
 			if (config_parse_size(optarg, &cfg.mem_size, &e) < 0) {
 				fprintf(stderr, "ferry-vm: --memory: %s\n", e.msg);
 				return 2;
@@ -256,8 +255,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ferry-vm: --tap and --bridge exclude each other: the NIC uses one or the other\n");
 		return 2;
 	}
-	o.memory_given = memory_given;
-	if (o.prealloc && (!o.incoming || !memory_given)) {
+	if (o.prealloc && (!o.incoming || !o.memory_given)) {
 		fprintf(stderr, "ferry-vm: --prealloc needs --incoming and the VM's --memory SIZE\n");
 		return 2;
 	}

@@ -138,17 +138,33 @@ static void edit_section(const struct stream *w, const char *name, const char *c
 	assert_true(done);
 }
 
+/* The edited state in bad (consumed) is refused by a restore into b,
+ * with an error naming why. */
+static void expect_load_refused(struct stream *bad, struct machine *b, const char *why)
+{
+	struct vm_config cfg;
+	struct ram_recv rr;
+	struct stream r;
+	struct err e = { .code = 0 };
+
+	stream_init_mem_reader(&r, stream_mem_data(bad), stream_mem_len(bad));
+	assert_int_equal(snapshot_load_config(&r, &cfg, &e), 0);
+	assert_int_equal(ram_recv_init(&rr, &b->vm.mem, &e), 0);
+	assert_int_equal(snapshot_load_state(&r, b, &rr, &e), -1);
+	assert_non_null(strstr(e.msg, why));
+	ram_recv_destroy(&rr);
+	stream_destroy(bad);
+}
+
 /* A section the restore does not read to its end is refused, not applied
  * with the rest ignored (a layout this build does not know); so is a
  * section the VM has no place for. */
 static void test_trailing_bytes_refused(void **state)
 {
 	static struct machine a, b;
-	struct vm_config cfg;
 	struct ram_stats st = { 0 };
-	struct ram_recv rr;
 	struct err e = { .code = 0 };
-	struct stream w, bad, r;
+	struct stream w, bad;
 	(void)state;
 	kvm_test_build(&a, "trla", 32ULL << 20);
 	stream_init_mem_writer(&w);
@@ -156,22 +172,10 @@ static void test_trailing_bytes_refused(void **state)
 		fail_msg("save: %s", e.msg);
 	edit_section(&w, "kvm", NULL, &bad);
 	kvm_test_build_as(&b, "trlb", 32ULL << 20, true);
-	stream_init_mem_reader(&r, stream_mem_data(&bad), stream_mem_len(&bad));
-	assert_int_equal(snapshot_load_config(&r, &cfg, &e), 0);
-	assert_int_equal(ram_recv_init(&rr, &b.vm.mem, &e), 0);
-	assert_int_equal(snapshot_load_state(&r, &b, &rr, &e), -1);
-	assert_non_null(strstr(e.msg, "section kvm has 4 unexpected trailing bytes"));
-	ram_recv_destroy(&rr);
-	stream_destroy(&bad);
+	expect_load_refused(&bad, &b, "section kvm has 4 unexpected trailing bytes");
 	/* a section this VM has no use for (vCPU 1's, in a 1-vCPU VM) */
 	edit_section(&w, "cpu.0", "cpu.1", &bad);
-	stream_init_mem_reader(&r, stream_mem_data(&bad), stream_mem_len(&bad));
-	assert_int_equal(snapshot_load_config(&r, &cfg, &e), 0);
-	assert_int_equal(ram_recv_init(&rr, &b.vm.mem, &e), 0);
-	assert_int_equal(snapshot_load_state(&r, &b, &rr, &e), -1);
-	assert_non_null(strstr(e.msg, "sections, this VM needs"));
-	ram_recv_destroy(&rr);
-	stream_destroy(&bad);
+	expect_load_refused(&bad, &b, "sections, this VM needs");
 	stream_destroy(&w);
 	machine_destroy(&a);
 	machine_destroy(&b);
