@@ -100,6 +100,9 @@ void cli_watch_line(struct json_object *mv, char *buf, size_t cap);
  * target: most of it <the largest of its downtime parts> (N ms)" into
  * buf, and true; false if within the target (or not known). */
 bool cli_downtime_over(struct json_object *mv, char *buf, size_t cap);
+/* A move that copies the disk: "to PATH: N MiB sent of a M MiB image, K MiB
+ * written since and owed" into buf, and true; false without a copy. */
+bool cli_disk_copy_text(struct json_object *mv, char *buf, size_t cap);
 /* "1h02m", "3m04s", "12s". */
 void cli_fmt_duration(int64_t ms, char *buf, size_t cap);
 /* A time still to go, rounded up to the second; "-" when none is known. */
@@ -136,6 +139,8 @@ struct move_opts_pub {
 	const char *on_timeout;  /* "switchover" (default) or "cancel" */
 	int encrypt;             /* 1 on, 0 off, -1 = the host's setting */
 	int verify_memory;       /* 1 on, 0 off, -1 = the host's setting */
+	bool copy_disk;          /* copy the disk image (hosts that share no storage) */
+	const char *disk_path;   /* where the copy goes there; NULL = the disk's own path */
 };
 /* Parse one of -d/--destination-host (opt 'd'), --downtime-ms ('D'),
  * --bandwidth ('B'), --transport ('T'), --codec ('C'), --no-wait ('W'),

@@ -242,6 +242,8 @@ static void mig_show(struct json_object *mv)
 			 cli_num(p, "pages_raw"), cli_num(p, "pages_zero"),
 			 cli_num(p, "pages_compressed"));
 		cli_kv("Data", buf);
+		if (cli_disk_copy_text(mv, buf, sizeof(buf)))
+			cli_kv("Disk copy", buf);
 		if (cli_bool(p, "verify_memory"))
 			cli_kv("Memory check", cli_bool(p, "memory_verified") ?
 			       "verified: the destination's copy matched the source's digest" :

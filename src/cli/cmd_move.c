@@ -55,6 +55,11 @@ static const char move_usage_text[] =
 	"                         and the VM runs on here. Costs downtime: about 0.1 s per\n"
 	"                         GiB the guest has touched, on each side (default: host\n"
 	"                         setting, host set --verify-memory, itself off)\n"
+	"  --copy-disk            for hosts that share no storage: copy the VM's disk image\n"
+	"                         with its memory (the guest's writes meanwhile too), to the\n"
+	"                         same path on the destination, which must not exist there;\n"
+	"                         the image here stays as it was at the switch-over\n"
+	"  --disk-path PATH       with --copy-disk and one VM: the copy's path there instead\n"
 	"  --no-wait              start the moves and return; follow with: ferry migration list\n"
 	"  --json                 one JSON event per line instead of the progress display\n"
 	"\n"
@@ -68,7 +73,8 @@ static const char move_usage_text[] =
 	"  ferry move-vm -n web1 -d node2\n"
 	"  ferry move-vm -c node1 -n web1,web2,db1 -d node2:7450 --bandwidth 500\n"
 	"  ferry move-vm -n web1 -d node2 --no-wait && ferry migration status web1\n"
-	"  ferry move-vm -n db1 -d remote-site --bandwidth 100 --codec zstd\n";
+	"  ferry move-vm -n db1 -d remote-site --bandwidth 100 --codec zstd\n"
+	"  ferry move-vm -n web1 -d node3 --copy-disk --disk-path /srv/images/web1.img\n";
 
 void cli_move_request_options(struct json_object *req, const struct move_opts_pub *mo)
 {
@@ -89,6 +95,10 @@ void cli_move_request_options(struct json_object *req, const struct move_opts_pu
 		jsonl_add_bool(req, "encrypt", mo->encrypt);
 	if (mo->verify_memory >= 0)
 		jsonl_add_bool(req, "verify_memory", mo->verify_memory);
+	if (mo->copy_disk)
+		jsonl_add_bool(req, "copy_disk", true);
+	if (mo->disk_path)
+		jsonl_add_str(req, "disk_path", mo->disk_path);
 }
 
 /* Send migration.start and follow (or list) the moves it made. */
@@ -248,6 +258,8 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		{ "on-timeout", required_argument, NULL, 'O' },
 		{ "encrypt", required_argument, NULL, 'E' },
 		{ "verify-memory", optional_argument, NULL, 'V' },
+		{ "copy-disk", no_argument, NULL, 'K' },
+		{ "disk-path", required_argument, NULL, 'P' },
 		{ "no-wait", no_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -272,6 +284,16 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 			break;
 		}
 		case 'j': o->json = true; break;
+		case 'K': mo.copy_disk = true; break;
+		case 'P':
+			if (optarg[0] != '/') {
+				fprintf(stderr, "ferry move-vm: --disk-path '%s': give the copy's absolute path "
+					"on the destination\n", optarg);
+				json_object_put(names);
+				return CLI_USAGE;
+			}
+			mo.disk_path = optarg;
+			break;
 		case 'h':
 			fputs(move_usage_text, stdout);
 			json_object_put(names);
@@ -294,6 +316,16 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		fprintf(stderr, "ferry move-vm: %s is required (see: ferry move-vm --help)\n",
 			!mo.destination && json_object_array_length(names) ? "--destination-host"
 									    : "--name");
+		json_object_put(names);
+		return CLI_USAGE;
+	}
+	if (mo.disk_path && !mo.copy_disk) {
+		fprintf(stderr, "ferry move-vm: --disk-path is where the disk's copy goes: give --copy-disk too\n");
+		json_object_put(names);
+		return CLI_USAGE;
+	}
+	if (mo.disk_path && json_object_array_length(names) > 1) {
+		fprintf(stderr, "ferry move-vm: --disk-path names one file: move one VM with it\n");
 		json_object_put(names);
 		return CLI_USAGE;
 	}

@@ -59,6 +59,22 @@ bool cli_downtime_over(struct json_object *mv, char *buf, size_t cap)
 	return true;
 }
 
+bool cli_disk_copy_text(struct json_object *mv, char *buf, size_t cap)
+{
+	struct json_object *dc;
+	char sent[32], size[32], owed[32];
+	if (!json_object_object_get_ex(cli_progress(mv), "disk_copy", &dc))
+		return false;
+	cli_fmt_bytes(cli_num(dc, "sent_bytes"), sent, sizeof(sent));
+	cli_fmt_bytes(cli_num(dc, "bytes"), size, sizeof(size));
+	cli_fmt_bytes(cli_num(dc, "dirty_bytes"), owed, sizeof(owed));
+	snprintf(buf, cap, "to %s: %s sent of a %s image%s%s%s", cli_str(dc, "path") ? cli_str(dc, "path") : "?",
+		 sent, size, cli_num(dc, "dirty_bytes") > 0 ? ", " : "",
+		 cli_num(dc, "dirty_bytes") > 0 ? owed : "",
+		 cli_num(dc, "dirty_bytes") > 0 ? " written since and owed" : "");
+	return true;
+}
+
 int64_t cli_int(struct json_object *o, const char *key, int64_t dflt)
 {
 	struct json_object *v;

@@ -9,6 +9,7 @@
 
 #include <inttypes.h>
 #include <signal.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,11 @@ static void watch_summary(struct json_object *mv)
 	       cli_num(p, "pages_compressed"), cli_num(p, "pass"));
 	if (cli_bool(p, "memory_verified"))
 		printf("  memory verified: the destination's copy matched the source's digest\n");
+	{
+		char dc[PATH_MAX + 160];
+		if (cli_disk_copy_text(mv, dc, sizeof(dc)))
+			printf("  disk copied %s; the image here stays as it was at the switch-over\n", dc);
+	}
 	if (cli_str(mv, "error"))
 		printf("  note: %s\n", cli_str(mv, "error"));
 }

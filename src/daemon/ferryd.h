@@ -107,6 +107,9 @@ struct vm {
 	bool prealloc_extents;   /* run/NAME.extents holds the source's used memory (prealloc) */
 	bool verifying;          /* a vm.verify is with its worker (one at a time) */
 	bool migration_key;      /* run/NAME.mkey holds the move's key (the worker removes it) */
+	/* the move copies the VM's disk here, to def.disk, which did not exist
+	 * before it: removed if the VM does not arrive */
+	bool disk_copy;
 	/* Moved away, the move completed, and its worker is still ending
 	 * (giving the guest's memory back). Its files are gone; the entry
 	 * holds the name until worker_reap removes it. Not this host's VM:

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -164,6 +165,10 @@ static void move_finish(struct ferryd *d, struct move *m, enum move_state st,
 	if (st == MV_COMPLETED)
 		log_info("move %s: VM %s %s %s: completed", m->id, m->vm,
 			 m->dir == MOVE_OUT ? "to" : "from", m->peer);
+	if (st == MV_COMPLETED && m->dir == MOVE_OUT && m->copy_disk)
+		log_info("move %s: VM %s runs on its copy of the disk, %s on %s; its image on this "
+			 "host stays as it was at the switch-over: remove it when no longer needed",
+			 m->id, m->vm, m->disk_path, m->peer);
 	else
 		log_warn("move %s: VM %s %s: %s", m->id, m->vm,
 			 migrate_state_name(st), m->error);
@@ -359,7 +364,27 @@ static void move_out_prepare(struct ferryd *d, struct move *m, struct json_objec
 	/* the failpoint makes this host send a stream version from the future */
 	jsonl_add_int(req, "stream_version",
 		      MIG_VERSION + (failpoint("ferryd.stream_version_next") < 0 ? 1 : 0));
-	json_object_object_add(req, "definition", vmdef_to_json(&vm->def));
+	if (m->copy_disk) {
+		/* The destination's definition names its copy; it creates that
+		 * file (never over one) with room for what the image holds. */
+		struct vm_def def = vm->def;
+		struct json_object *dc = json_object_new_object();
+		struct stat st;
+		if (stat(vm->def.disk, &st) < 0) {
+			json_object_put(dc);
+			json_object_put(req);
+			move_finish(d, m, MV_FAILED, "E_DISK", "cannot copy VM %s's disk image %s: %s",
+				    m->vm, vm->def.disk, strerror(errno));
+			return;
+		}
+		snprintf(def.disk, sizeof(def.disk), "%s", m->disk_path);
+		json_object_object_add(req, "definition", vmdef_to_json(&def));
+		jsonl_add_int(dc, "bytes", (int64_t)(st.st_size / 512 * 512));
+		jsonl_add_int(dc, "allocated", (int64_t)st.st_blocks * 512);
+		json_object_object_add(req, "disk_copy", dc);
+	} else {
+		json_object_object_add(req, "definition", vmdef_to_json(&vm->def));
+	}
 	if (ext)
 		json_object_object_add(req, "extents", json_object_get(ext));
 	/* The destination may reserve the guest's memory before it answers
@@ -578,6 +603,8 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	}
 	if (m->verify_memory)
 		jsonl_add_bool(req, "verify_memory", true);
+	if (m->copy_disk)
+		jsonl_add_str(req, "disk_copy_path", m->disk_path);
 	/* Its share of the host's limit from the first byte; the moves
 	 * already sending are slowed to make room after this tick. */
 	bw = migrate_bw_share(d, m);
@@ -603,8 +630,9 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	/* asked at once: the worker holds the answer until the move ends or
 	 * a poll interval passes (move_out_poll) */
 	m->next_ms = ferryd_now_ms();
-	log_info("move %s: VM %s: migrating to %s (worker address %s)", m->id,
-		 m->vm, m->peer, m->address);
+	log_info("move %s: VM %s: migrating to %s (worker address %s)%s%s", m->id,
+		 m->vm, m->peer, m->address, m->copy_disk ? ", copying its disk to " : "",
+		 m->copy_disk ? m->disk_path : "");
 	migrate_store_save(d);
 }
 
@@ -1095,6 +1123,13 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		move_out_requeue(d, m, 0, NULL);
 		return;
 	}
+	if (strcmp(code, "E_BAD_ARG") == 0 && strstr(msg, "unknown field 'disk_copy'")) {
+		move_finish(d, m, MV_FAILED, "E_VERSION",
+			    "destination %s cannot take a copy of the disk (its ferryd predates disk "
+			    "copies): upgrade it, or move without --copy-disk if both hosts share the "
+			    "disk's storage", m->peer);
+		return;
+	}
 	if (strcmp(code, "E_VM_LEAVING") == 0 && !m->cancel_requested) {
 		/* The VM's last move away from there is still ending (its
 		 * worker exiting, or its outcome being settled): moments. */
@@ -1249,6 +1284,8 @@ struct json_object *migrate_move_json(struct ferryd *d, struct move *m,
 		jsonl_add_str(o, "codec", m->codec[0] ? m->codec : "auto");
 		jsonl_add_bool(o, "encrypt", m->encrypt);
 		jsonl_add_bool(o, "verify_memory", m->verify_memory);
+		if (m->copy_disk)
+			jsonl_add_str(o, "disk_copy_path", m->disk_path);
 		jsonl_add_int(o, "downtime_target_ms", m->downtime_ms);
 		jsonl_add_int(o, "bandwidth_mibps", m->bandwidth_mibps);
 		if (m->state == MV_MIGRATING && m->bw_applied >= 0)

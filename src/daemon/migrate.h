@@ -68,6 +68,10 @@ struct move {
 	int key_idx; /* out: the key the destination's ferryd accepted (ferryd_keyring index) */
 	bool encrypt;         /* out: seal the connections */
 	bool verify_memory;   /* out: the destination checks all RAM against a digest at the switch-over */
+	/* out: copy the disk image to disk_path on the destination (hosts that
+	 * share no storage) instead of handing it over */
+	bool copy_disk;
+	char disk_path[PATH_MAX];
 	int downtime_ms;
 	int bandwidth_mibps;  /* the move's own limit, 0 = none (host's limit still applies) */
 	int bw_applied;       /* out: limit its worker runs at now, 0 = none; -1 = not known */

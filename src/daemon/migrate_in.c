@@ -118,6 +118,20 @@ struct move *migrate_incoming_new(struct ferryd *d, struct vm *vm,
 /* Forget an incoming VM that did not arrive: files, marker, registry. */
 static void migrate_in_drop(struct ferryd *d, struct vm *vm)
 {
+	/* The copy of its disk this move made (prepare saw no file there),
+	 * in case its worker could not remove it: the guest never ran on it. */
+	if (vm->disk_copy && vm->def.disk[0]) {
+		struct err e = { 0 };
+		if (unlink(vm->def.disk) == 0) {
+			log_info("VM %s did not arrive: removed the copy of its disk, %s", vm->def.name,
+				 vm->def.disk);
+			if (durable_dir_sync(vm->def.disk, &e) < 0)
+				log_warn("%s", e.msg);
+		} else if (errno != ENOENT) {
+			log_warn("VM %s did not arrive: removing the copy of its disk, %s: %s",
+				 vm->def.name, vm->def.disk, strerror(errno));
+		}
+	}
 	/* registry_delete_files takes the definition before the marker: a
 	 * crash between the two leaves a marker alone (swept at start), never
 	 * a definition alone, which would pass for a VM of this host's while
@@ -361,6 +375,8 @@ void migrate_recover_incoming(struct ferryd *d)
 				id = NULL;
 			if (jsonl_get_str(mk, "source", false, &source, &e) < 0)
 				source = NULL;
+			if (jsonl_get_bool(mk, "disk_copy", false, &vm->disk_copy, &e) < 0)
+				vm->disk_copy = false;
 		}
 		/* a worker worker_adopt found silent is not waited on again */
 		st = vm->pid ? migrate_worker_request(d, vm, migrate_worker_cmd("status"), &e) : NULL;

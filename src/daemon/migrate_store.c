@@ -48,6 +48,8 @@ void migrate_store_save(struct ferryd *d)
 			jsonl_add_str(j, "codec", m->codec);
 		jsonl_add_bool(j, "encrypt", m->encrypt);
 		jsonl_add_bool(j, "verify_memory", m->verify_memory);
+		if (m->copy_disk)
+			jsonl_add_str(j, "disk_copy_path", m->disk_path);
 		jsonl_add_int(j, "downtime_ms", m->downtime_ms);
 		jsonl_add_int(j, "max_duration_s", m->max_duration_s);
 		jsonl_add_bool(j, "cancel_on_timeout", m->cancel_on_timeout);
@@ -81,7 +83,7 @@ static int store_state(const char *s)
 static void store_load_one(struct ferryd *d, struct json_object *j)
 {
 	const char *id = NULL, *name = NULL, *dest = NULL, *state = NULL,
-		   *transport = NULL, *address = NULL, *codec = NULL;
+		   *transport = NULL, *address = NULL, *codec = NULL, *disk_copy = NULL;
 	int64_t dt = 50, bw = 0, mem = 0, created = 0, started = 0, maxdur = 0;
 	int st = -1;
 	bool cancel_on_timeout = false, encrypt = false, verify_memory = false;
@@ -95,6 +97,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	    jsonl_get_str(j, "transport", false, &transport, &e) < 0 ||
 	    jsonl_get_str(j, "address", false, &address, &e) < 0 ||
 	    jsonl_get_str(j, "codec", false, &codec, &e) < 0 ||
+	    jsonl_get_str(j, "disk_copy_path", false, &disk_copy, &e) < 0 ||
 	    jsonl_get_int(j, "downtime_ms", false, 1, 600000, &dt, &e) < 0 ||
 	    jsonl_get_int(j, "bandwidth_mibps", false, 0, 1 << 20, &bw, &e) < 0 ||
 	    jsonl_get_int(j, "max_duration_s", false, 0, 86400, &maxdur, &e) < 0 ||
@@ -105,7 +108,8 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	    jsonl_get_int(j, "created_ms", false, 0, INT64_MAX, &created, &e) < 0 ||
 	    jsonl_get_int(j, "started_ms", false, 0, INT64_MAX, &started, &e) < 0 ||
 	    strlen(id) >= sizeof(m->id) || !vmdef_name_valid(name) ||
-	    strlen(dest) >= sizeof(m->peer) || (st = store_state(state)) < 0) {
+	    strlen(dest) >= sizeof(m->peer) || (st = store_state(state)) < 0 ||
+	    (disk_copy && (disk_copy[0] != '/' || strlen(disk_copy) >= sizeof(m->disk_path)))) {
 		log_error("skipping a stored move (%.300s): %s", jsonl_text(j),
 			  e.msg[0] ? e.msg : "bad field or unknown state");
 		return;
@@ -118,6 +122,11 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	snprintf(m->transport, sizeof(m->transport), "%s", transport ? transport : "compression");
 	m->encrypt = encrypt;
 	m->verify_memory = verify_memory;
+	/* a queued copy must stay a copy: started as a handover it would run
+	 * the VM on a disk the destination does not have */
+	m->copy_disk = disk_copy != NULL;
+	if (disk_copy)
+		snprintf(m->disk_path, sizeof(m->disk_path), "%s", disk_copy);
 	if (address)
 		snprintf(m->address, sizeof(m->address), "%s", address);
 	if (codec && (strcmp(codec, "lz4") == 0 || strcmp(codec, "zstd") == 0))

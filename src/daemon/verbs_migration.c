@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -24,6 +25,7 @@
 #include "daemon/netaddr.h"
 #include "daemon/statefile.h"
 #include "daemon/status_hold.h"
+#include "migration/diskcopy.h"
 #include "migration/format.h"
 
 #define MIGRATION_HISTORY_DEFAULT 50
@@ -98,14 +100,14 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "names", "all_running",
 		"destination", "downtime_ms", "bandwidth_mibps", "transport", "codec", "max_duration_s",
-		"on_timeout", "encrypt", "verify_memory", NULL };
+		"on_timeout", "encrypt", "verify_memory", "copy_disk", "disk_path", NULL };
 	struct host_settings *s = &r->d->settings;
 	const char *dest = NULL, *transport = s->transport;
 	/* bandwidth_mibps is the move's own limit; the host's limit is not a
 	 * default for it but a budget all moves share (migrate_bw.c). */
 	int64_t downtime = s->downtime_ms, bw = 0, maxdur = 0;
-	const char *on_timeout = "switchover", *codec = "auto";
-	bool encrypt = s->encrypt, verify_memory = s->verify_memory;
+	const char *on_timeout = "switchover", *codec = "auto", *disk_path = NULL;
+	bool encrypt = s->encrypt, verify_memory = s->verify_memory, copy_disk = false;
 	struct json_object *o, *arr;
 	struct move *moves[MIGRATION_START_MAX_VMS];
 	struct vm *vms[MIGRATION_START_MAX_VMS];
@@ -122,8 +124,15 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	    jsonl_get_int(r->args, "max_duration_s", false, 0, 86400, &maxdur, &r->err) < 0 ||
 	    jsonl_get_str(r->args, "on_timeout", false, &on_timeout, &r->err) < 0 ||
 	    jsonl_get_bool(r->args, "encrypt", false, &encrypt, &r->err) < 0 ||
-	    jsonl_get_bool(r->args, "verify_memory", false, &verify_memory, &r->err) < 0)
+	    jsonl_get_bool(r->args, "verify_memory", false, &verify_memory, &r->err) < 0 ||
+	    jsonl_get_bool(r->args, "copy_disk", false, &copy_disk, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "disk_path", false, &disk_path, &r->err) < 0)
 		return bad_arg(r);
+	if (disk_path && !copy_disk)
+		return req_fail(r, "E_BAD_ARG", "disk_path is where the disk's copy goes: it needs copy_disk");
+	if (disk_path && (disk_path[0] != '/' || strlen(disk_path) >= sizeof(((struct move *)0)->disk_path)))
+		return req_fail(r, "E_BAD_ARG", "disk_path must be an absolute path of at most %zu bytes",
+				sizeof(((struct move *)0)->disk_path) - 1);
 	if (encrypt && !r->d->key.set)
 		return req_fail(r, "E_BAD_ARG", "%s", FERRYD_ENCRYPT_NEEDS_KEY);
 	if (strcmp(on_timeout, "switchover") != 0 && strcmp(on_timeout, "cancel") != 0)
@@ -147,6 +156,12 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	}
 	if (start_collect(r, vms, &n) < 0)
 		return VERB_FAIL;
+	if (disk_path && n > 1)
+		return req_fail(r, "E_BAD_ARG", "disk_path names one file: give it for one VM at a time "
+				"(without it each copy goes to its disk's own path)");
+	for (int i = 0; copy_disk && i < n; i++)
+		if (!vms[i]->def.disk[0])
+			return req_fail(r, "E_BAD_ARG", "VM %s has no disk to copy", vms[i]->def.name);
 	for (int i = 0; i < n; i++) {
 		moves[i] = migrate_enqueue(r->d, vms[i], dest, (int)downtime, (int)bw,
 					   transport, &r->err);
@@ -156,6 +171,10 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 		moves[i]->cancel_on_timeout = strcmp(on_timeout, "cancel") == 0;
 		moves[i]->encrypt = encrypt;
 		moves[i]->verify_memory = verify_memory;
+		moves[i]->copy_disk = copy_disk;
+		if (copy_disk)
+			snprintf(moves[i]->disk_path, sizeof(moves[i]->disk_path), "%s",
+				 disk_path ? disk_path : vms[i]->def.disk);
 		if (strcmp(codec, "auto") != 0)
 			snprintf(moves[i]->codec, sizeof(moves[i]->codec), "%s", codec);
 	}
@@ -293,17 +312,56 @@ static int prepare_write_key(struct ferryd *d, const struct auth_key *cluster, s
 	return 0;
 }
 
+/* A move that copies the disk: its definition names the copy, which must
+ * not exist here yet and must fit (what the source's image holds). The
+ * worker checks again when it creates it. */
+static int prepare_check_disk_copy(struct req *r, struct json_object *dcj, const struct vm_def *def)
+{
+	struct vm_config c;
+	int64_t bytes = 0, allocated = 0;
+	struct stat st;
+
+	memset(&c, 0, sizeof(c));
+	if (!json_object_is_type(dcj, json_type_object) ||
+	    jsonl_get_int(dcj, "bytes", true, 512, INT64_MAX, &bytes, &r->err) < 0 ||
+	    jsonl_get_int(dcj, "allocated", true, 0, INT64_MAX, &allocated, &r->err) < 0) {
+		if (!r->err.msg[0])
+			err_set(&r->err, "field 'disk_copy' must be an object");
+		err_prefix(&r->err, "disk_copy");
+		bad_arg(r);
+		return -1;
+	}
+	if (def->disk[0] != '/' || strlen(def->disk) >= sizeof(c.disk)) {
+		req_fail(r, "E_BAD_ARG", "a disk copy needs the copy's absolute path in the definition");
+		return -1;
+	}
+	if (lstat(def->disk, &st) == 0) {
+		req_fail(r, "E_DISK_EXISTS", "disk image %s already exists on this host: a copy never "
+			 "overwrites a file (give the copy another path with --disk-path, or move "
+			 "without --copy-disk if both hosts share this storage)", def->disk);
+		return -1;
+	}
+	memcpy(c.disk, def->disk, strlen(def->disk) + 1); /* its length was checked above */
+	c.disk_copy_bytes = (uint64_t)bytes / 512 * 512;
+	c.disk_copy_allocated = (uint64_t)allocated;
+	if (diskcopy_check_target(&c, &r->err) < 0) {
+		r->code = "E_DISK_COPY";
+		return -1;
+	}
+	return 0;
+}
+
 enum verb_result verb_migration_prepare(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "id", "source", "definition", "extents",
-					      "key_salt", "stream_version", NULL };
+					      "key_salt", "stream_version", "disk_copy", NULL };
 	/* What a ferryd from before the extents field accepts: the failpoint
 	 * makes this one act as such a peer, to test the source's fallback. */
 	static const char *const fields_pre_extents[] = { "name", "id", "source", "definition",
 							  "key_salt", "stream_version", NULL };
 	const char *name = NULL, *id = NULL, *source = NULL, *salt_hex = NULL;
 	uint8_t salt[AUTH_NONCE_LEN];
-	struct json_object *defj, *marker, *extj = NULL;
+	struct json_object *defj, *marker, *extj = NULL, *dcj = NULL;
 	struct host_settings *s = &r->d->settings;
 	char ip[128], path[PATH_MAX] = "";
 	struct host_mem mem;
@@ -365,6 +423,8 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	if (json_object_object_get_ex(r->args, "extents", &extj) &&
 	    prepare_check_extents(extj, (uint64_t)def.memory_mib << 8, &r->err) < 0)
 		return bad_arg(r);
+	if (json_object_object_get_ex(r->args, "disk_copy", &dcj) && prepare_check_disk_copy(r, dcj, &def) < 0)
+		return VERB_FAIL;
 	if (req_name_free(r, name) < 0)
 		return VERB_FAIL;
 	/* at setup, before anything moves, not when the worker binds */
@@ -416,6 +476,7 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 		return req_fail(r, "E_INTERNAL", "out of memory");
 	vm->incoming = true;
 	vm->state = VM_INCOMING;
+	vm->disk_copy = dcj != NULL;
 	snprintf(vm->move_id, sizeof(vm->move_id), "%s", id);
 	/* derived from the key the source proved on this connection: during
 	 * a key change that may be the previous one */
@@ -446,6 +507,8 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 	marker = json_object_new_object();
 	jsonl_add_str(marker, "id", id);
 	jsonl_add_str(marker, "source", source ? source : "unknown");
+	if (vm->disk_copy) /* a restart must still know the copy is this move's */
+		jsonl_add_bool(marker, "disk_copy", true);
 	if (migrate_marker_path(r->d, name, path, sizeof(path)) < 0 ||
 	    statefile_write_json(path, marker, &r->err) < 0 ||
 	    vmdef_save(r->d->vms_dir, &def, &r->err) < 0) {

@@ -187,6 +187,9 @@ static int worker_build_cmd(struct ferryd *d, struct vm *vm,
 		worker_arg(c, "--log", c->log);
 		worker_arg(c, "--console-socket", c->console);
 		worker_nic_args(c, def);
+		/* the copy of the disk this move makes, where prepare checked */
+		if (vm->disk_copy)
+			worker_arg(c, "--disk-copy", def->disk);
 		/* the host's migration baseline (host set --cpu-baseline) */
 		if (d->settings.cpu_baseline[0])
 			worker_arg(c, "--host-cpu-mask", d->settings.cpu_baseline);

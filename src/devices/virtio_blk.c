@@ -33,6 +33,11 @@ struct virtio_blk {
 	uint8_t config[BLK_CFG_SIZE];
 	char serial[VIRTIO_BLK_ID_BYTES];
 	struct virtq_chain chain;    /* scratch; large, so not on the stack */
+	/* While the disk is copied to another host (migration/diskcopy.c): a
+	 * bit per VIRTIO_BLK_TRACK_BLOCK bytes the guest wrote. Set and
+	 * replaced under dev_lock; the copier clears bits atomically. */
+	uint64_t *dirty;
+	uint64_t dirty_blocks;
 };
 
 static int blk_lock_op(struct virtio_blk *b, short type)
@@ -146,6 +151,17 @@ static int blk_read_into(struct virtio_blk *b, const struct virtq_chain *c,
 	return 0;
 }
 
+/* [pos, pos+n) written: after the write, so a copier that cleared the
+ * bit before it read the block sees the bit again (diskcopy.c). */
+static void blk_mark_dirty(struct virtio_blk *b, uint64_t pos, uint64_t n)
+{
+	if (!b->dirty || !n)
+		return;
+	uint64_t first = pos / VIRTIO_BLK_TRACK_BLOCK, last = (pos + n - 1) / VIRTIO_BLK_TRACK_BLOCK;
+	for (uint64_t k = first; k <= last && k < b->dirty_blocks; k++)
+		__atomic_fetch_or(&b->dirty[k / 64], 1ULL << (k % 64), __ATOMIC_RELEASE);
+}
+
 /* Device-readable bytes after the header -> disk. */
 static int blk_write_from(struct virtio_blk *b, const struct virtq_chain *c,
 			  uint64_t pos)
@@ -162,7 +178,10 @@ static int blk_write_from(struct virtio_blk *b, const struct virtq_chain *c,
 			continue;
 		}
 		n = vb->len - skip;
-		if (pwrite_full(b->fd, vb->host + skip, n, pos) < 0)
+		/* dirty even when the write fails part-way: some of it may be on disk */
+		int rc = pwrite_full(b->fd, vb->host + skip, n, pos);
+		blk_mark_dirty(b, pos, n);
+		if (rc < 0)
 			return -1;
 		pos += n;
 		skip = 0;
@@ -347,7 +366,57 @@ static void blk_free(struct virtio_blk *b)
 {
 	if (b->fd >= 0)
 		close(b->fd); /* also drops the OFD lock */
+	free(b->dirty);
 	free(b);
+}
+
+int virtio_blk_track_start(struct virtio_blk *b, struct err *e)
+{
+	uint64_t blocks = (b->capacity * VIRTIO_BLK_SECTOR + VIRTIO_BLK_TRACK_BLOCK - 1) /
+			  VIRTIO_BLK_TRACK_BLOCK;
+	uint64_t *map = calloc((size_t)(blocks / 64 + 1), sizeof(*map));
+	if (!map)
+		return err_set(e, "%s: out of memory for the write log of %llu blocks", b->name,
+			       (unsigned long long)blocks);
+	free(b->dirty);
+	b->dirty = map;
+	b->dirty_blocks = blocks;
+	return 0;
+}
+
+void virtio_blk_track_stop(struct virtio_blk *b)
+{
+	free(b->dirty);
+	b->dirty = NULL;
+	b->dirty_blocks = 0;
+}
+
+uint64_t *virtio_blk_track_map(struct virtio_blk *b, uint64_t *blocks)
+{
+	*blocks = b->dirty_blocks;
+	return b->dirty;
+}
+
+int virtio_blk_image_fd(const struct virtio_blk *b)
+{
+	return b->fd;
+}
+
+int virtio_blk_image_write(struct virtio_blk *b, uint64_t off, const void *p, size_t len,
+			   struct err *e)
+{
+	if (pwrite_full(b->fd, p, len, off) < 0)
+		return err_sys(e, "writing %zu bytes at %llu of disk image %s", len,
+			       (unsigned long long)off, b->path);
+	return 0;
+}
+
+int virtio_blk_image_read(struct virtio_blk *b, uint64_t off, void *p, size_t len, struct err *e)
+{
+	if (pread_full(b->fd, p, len, off) < 0)
+		return err_sys(e, "reading %zu bytes at %llu of disk image %s", len,
+			       (unsigned long long)off, b->path);
+	return 0;
 }
 
 static void blk_vm_destroy(void *opaque)

@@ -61,6 +61,21 @@ bool virtio_blk_readonly(const struct virtio_blk *b);
 uint64_t virtio_blk_capacity(const struct virtio_blk *b); /* sectors */
 struct virtio_dev *virtio_blk_dev(struct virtio_blk *b);
 
+/* Write log for copying the disk to another host while the guest runs
+ * (migration/diskcopy.c). Start and stop under the VM's dev_lock (the
+ * requests run under it); the map has a bit per VIRTIO_BLK_TRACK_BLOCK
+ * bytes, set after each guest write, which the copier clears atomically
+ * before it reads the block. */
+#define VIRTIO_BLK_TRACK_BLOCK (64u << 10)
+int virtio_blk_track_start(struct virtio_blk *b, struct err *e);
+void virtio_blk_track_stop(struct virtio_blk *b);
+uint64_t *virtio_blk_track_map(struct virtio_blk *b, uint64_t *blocks);
+/* The image itself, for the copier on each side. */
+int virtio_blk_image_fd(const struct virtio_blk *b);
+int virtio_blk_image_read(struct virtio_blk *b, uint64_t off, void *p, size_t len, struct err *e);
+int virtio_blk_image_write(struct virtio_blk *b, uint64_t off, const void *p, size_t len,
+			   struct err *e);
+
 #define VIRTIO_BLK_STATE_VERSION 1
 struct virtio_blk_state {
 	struct virtio_state transport;

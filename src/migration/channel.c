@@ -39,7 +39,7 @@ static void channel_pace_reload(struct mig_channel *c)
 }
 
 /* Bandwidth limit: sleep until the bytes sent fit the budget. */
-static void channel_pace(struct mig_channel *c)
+void channel_pace(struct mig_channel *c)
 {
 	for (;;) {
 		uint64_t sent, due_ns, now, d;

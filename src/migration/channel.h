@@ -75,6 +75,10 @@ uint64_t channel_unsent(const struct mig_channel *c);
 int channel_start_thread(struct mig_channel *c);
 void channel_stop(struct mig_channel *c);
 int channel_exec(struct mig_channel *c, const struct chan_job *j);
+/* Sleep until what this channel has written fits its share of the
+ * bandwidth limit: after each job, and after each record the migration
+ * thread writes itself on channel 0 (a disk copy's runs). */
+void channel_pace(struct mig_channel *c);
 uint64_t channel_now_ns(void);
 /* Wall clock: compared across hosts (downtime = destination resume - source pause). */
 uint64_t channel_realtime_ns(void);

@@ -19,6 +19,7 @@
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
 #include "migration/digest.h"
+#include "migration/diskcopy.h"
 #include "vmm/vmstate.h"
 #include "vmm/x86/cpustate.h"
 #include "vmm/x86/layout.h"
@@ -67,6 +68,7 @@ static int check_eos(struct walker *w, const struct mig_rec *rec, struct err *e)
 static int check_opaque(struct walker *w, const struct mig_rec *rec, struct err *e);
 static int check_digest(struct walker *w, const struct mig_rec *rec, struct err *e);
 static int check_cpu_model(struct walker *w, const struct mig_rec *rec, struct err *e);
+static int check_disk(struct walker *w, const struct mig_rec *rec, struct err *e);
 
 /* One line per record type. after_end: may appear between STATE_END and EOS. */
 static const struct rec_rule {
@@ -90,6 +92,8 @@ static const struct rec_rule {
 	{ MIG_REC_ABORT, check_opaque, true },
 	/* ...but the vCPU model, decoded as the destination does at setup */
 	{ MIG_REC_CPU_MODEL, check_cpu_model, false },
+	/* a disk copy's runs: inside the disk CONFIG describes, each sum right */
+	{ MIG_REC_DISK, check_disk, false },
 	/* Types mig_get_rec accepts but this table lacks (new live-protocol
 	 * records) are framing-checked and skipped anywhere; --strict rejects them. */
 };
@@ -520,6 +524,20 @@ static int check_digest(struct walker *w, const struct mig_rec *rec, struct err 
 		w->digest_seen[b] = 1;
 		w->digest_got++;
 	}
+	return 0;
+}
+
+static int check_disk(struct walker *w, const struct mig_rec *rec, struct err *e)
+{
+	struct diskcopy_hdr h;
+	if (!w->rep->cfg.disk_copy_bytes)
+		return err_set(e, "a disk record, but the configuration asks for no copy of the disk");
+	if (diskcopy_get_hdr(w->r, rec->len, w->rep->cfg.disk_copy_bytes, &h, e) < 0 ||
+	    read_payload(w, h.length, e) < 0)
+		return -1;
+	if (mig_sum(w->buf, h.length) != h.sum)
+		return err_set(e, "disk run at %" PRIu64 " (%u bytes) fails its checksum", h.offset, h.length);
+	snprintf(w->detail, sizeof(w->detail), "disk bytes %" PRIu64 "+%u", h.offset, h.length);
 	return 0;
 }
 

@@ -15,21 +15,24 @@
 #include "common/stream.h"
 
 #define MIG_MAGIC "FERRYMIG"
-/* Written: 6. Read: 2 to 5 as well, so a state file an earlier ferry
- * saved still restores; 1 had no checksums at all. 3 to 6 share their
+/* Written: 7. Read: 2 to 6 as well, so a state file an earlier ferry
+ * saved still restores; 1 had no checksums at all. 3 to 7 share their
  * framing: 4 says the vCPU sections may be of their version 2 (machine
  * checks) and 6 of their version 3 (PDPTRs), which an earlier destination
  * would refuse only when it applied the state, after all memory had
  * moved; 5 that CONFIG may put the NIC on a bridge, which an earlier
- * destination would ignore, running the VM with its NIC on nothing. With
- * the header's version such a destination refuses at migration.prepare,
- * before anything moves. */
-#define MIG_VERSION 6
+ * destination would ignore, running the VM with its NIC on nothing; 7
+ * that CONFIG may ask for a copy of the disk (DISK records), which an
+ * earlier destination would ignore, running the VM on a disk that is not
+ * there. With the header's version such a destination refuses at
+ * migration.prepare, before anything moves. */
+#define MIG_VERSION 7
 #define MIG_VERSION_MIN 2
 #define MIG_VERSION_CONFIG_SUM 3 /* first version whose CONFIG opens with its sum */
 #define MIG_VERSION_CPU_MODEL 4  /* first version whose live streams carry CPU_MODEL */
 #define MIG_VERSION_BRIDGE 5     /* first version whose CONFIG may name a bridge */
 #define MIG_VERSION_PDPTRS 6     /* first version whose vCPU sections may be of version 3 */
+#define MIG_VERSION_DISK_COPY 7  /* first version whose CONFIG may ask for a disk copy */
 
 enum mig_rec_type {
 	MIG_REC_CONFIG = 1,   /* JSON: the VM's configuration */
@@ -48,7 +51,9 @@ enum mig_rec_type {
 	 * cpustate.h): right after CPUID in a live stream of version 4 on,
 	 * checked by the destination at setup */
 	MIG_REC_CPU_MODEL = 13,
-	MIG_REC_MAX = 13,
+	/* a run of the disk image, when CONFIG asks for a copy (diskcopy.h) */
+	MIG_REC_DISK = 14,
+	MIG_REC_MAX = 14,
 };
 
 /*

@@ -25,6 +25,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/durable.h"
 #include "common/failpoint.h"
 #include "common/jsonl.h"
 #include "common/log.h"
@@ -32,6 +33,7 @@
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
 #include "migration/channel.h"
+#include "migration/diskcopy.h"
 #include "migration/format.h"
 #include "migration/snapshot.h"
 #include "vmm/vcpu.h"
@@ -209,7 +211,7 @@ static uint64_t mem_available(void)
 
 /* Can this host run the VM? Each refusal names the reason. */
 static int check_host(struct stream *r, const struct vm_config *cfg, const char *host_mask,
-		      uint64_t reserved, struct err *e)
+		      uint64_t reserved, const char *prepared_copy, struct err *e)
 {
 	struct mig_rec rec;
 	struct kvm_cpuid2 *cpuid = NULL;
@@ -240,8 +242,18 @@ static int check_host(struct stream *r, const struct vm_config *cfg, const char 
 	if (avail != UINT64_MAX && avail + reserved < cfg->mem_size + (64ULL << 20))
 		return err_set(e, "not enough memory: the VM needs %llu MiB, this host has %llu MiB available",
 			       (unsigned long long)(cfg->mem_size >> 20), (unsigned long long)(avail >> 20));
-	if (cfg->disk[0] && access(cfg->disk, R_OK | (cfg->disk_readonly ? 0 : W_OK)) < 0)
+	if (prepared_copy && (!cfg->disk_copy_bytes || strcmp(prepared_copy, cfg->disk) != 0))
+		return err_set(e, "this destination was prepared for a copy of the disk at %s, the stream "
+			       "%s%s", prepared_copy, cfg->disk_copy_bytes ? "asks for one at " : "copies no disk",
+			       cfg->disk_copy_bytes ? cfg->disk
+						    : " (the source's ferry-vm predates disk copies: restart the VM "
+						      "there on the current build, or move it without copying the disk)");
+	if (cfg->disk_copy_bytes) {
+		if (diskcopy_check_target(cfg, e) < 0)
+			return -1;
+	} else if (cfg->disk[0] && access(cfg->disk, R_OK | (cfg->disk_readonly ? 0 : W_OK)) < 0) {
 		return err_sys(e, "disk %s is not reachable from this host", cfg->disk);
+	}
 	if ((cfg->tap[0] || cfg->bridge[0]) && access("/dev/net/tun", R_OK | W_OK) < 0)
 		return err_sys(e, "the VM's NIC needs /dev/net/tun");
 	return 0;
@@ -596,6 +608,7 @@ static void *in_thread(void *arg)
 	uint32_t version = 0; /* the main connection's, the last conn_open below */
 	struct err e = { .code = 0 };
 	bool have_streams = false, setup_replied = false, loaded = false, reserved;
+	bool disk_created = false; /* the disk copy this move made, removed if it fails */
 	int fd = -1;
 	struct cpu_model model = { 0 };
 	bool have_model = false;
@@ -656,9 +669,20 @@ static void *in_thread(void *arg)
 	/* Build as soon as the configuration is checked: the source sends it
 	 * ahead of the extents, which take it a while to find. */
 	if (snapshot_config_from_rec(&r, version, &rec, &cfg, &e) < 0 ||
-	    check_host(&r, &cfg, in->host_cpu_mask, in->hooks.reserved_bytes, &e) < 0 ||
-	    read_model(&r, version, &model, &have_model, &e) < 0 ||
-	    in->hooks.build(in->hooks.opaque, &cfg, &e) < 0 ||
+	    check_host(&r, &cfg, in->host_cpu_mask, in->hooks.reserved_bytes, in->hooks.disk_copy, &e) < 0 ||
+	    read_model(&r, version, &model, &have_model, &e) < 0)
+		goto fail;
+	/* The copy's empty image, for the disk to open: from here on, a
+	 * failure removes it (the source's image stays the VM's disk). */
+	if (cfg.disk_copy_bytes) {
+		if (diskcopy_create_image(&cfg, &e) < 0)
+			goto fail;
+		disk_created = true;
+		log_info("incoming migration: copying the disk (%llu MiB, %llu MiB allocated) to %s",
+			 (unsigned long long)(cfg.disk_copy_bytes >> 20),
+			 (unsigned long long)(cfg.disk_copy_allocated >> 20), cfg.disk);
+	}
+	if (in->hooks.build(in->hooks.opaque, &cfg, &e) < 0 ||
 	    (have_model && check_model(in->m, &model, &e) < 0))
 		goto fail;
 	notify(in, IN_EV_BUILT);
@@ -830,6 +854,17 @@ fail:
 			pthread_join(x->prefault, NULL);
 			x->prefaulting = false;
 		}
+	}
+	/* The guest never ran here (start is the last step that can fail):
+	 * the copy of its disk is no one's. */
+	if (disk_created) {
+		struct err de = { 0 };
+		if (unlink(cfg.disk) < 0 && errno != ENOENT)
+			log_warn("removing the disk copy %s: %s", cfg.disk, strerror(errno));
+		else if (durable_dir_sync(cfg.disk, &de) < 0)
+			log_warn("%s", de.msg);
+		else
+			log_info("incoming migration: removed the disk copy %s", cfg.disk);
 	}
 	pthread_mutex_lock(&in->lock);
 	in->stage = IN_FAILED;

@@ -32,6 +32,10 @@ struct incoming_hooks {
 	/* Memory already set aside for the VM (--prealloc): it counts as
 	 * available when the host's free memory is checked. */
 	uint64_t reserved_bytes;
+	/* The disk copy this host was prepared for (ferryd checked the path):
+	 * a stream that does not copy the disk there is refused before any
+	 * file is made. NULL: whatever the stream asks. */
+	const char *disk_copy;
 };
 
 struct mig_incoming {

@@ -40,6 +40,7 @@
 #include "common/sock.h"
 #include "devices/virtio_blk.h"
 #include "migration/channel.h"
+#include "migration/diskcopy.h"
 #include "migration/digest.h"
 #include "migration/dirty.h"
 #include "migration/format.h"
@@ -128,6 +129,7 @@ struct run {
 	 * sync until the pass after it ends, or where that pass was cut. */
 	uint64_t pass1_from, pending_from;
 	int pace_lowat;                 /* TCP_NOTSENT_LOWAT now set on each channel (0: off) */
+	struct diskcopy dc;             /* the disk's copy, if the move makes one (dc.on) */
 };
 
 static void set_stage(struct run *r, enum mig_stage s)
@@ -220,6 +222,11 @@ static void publish(struct run *r)
 	}
 	st->bytes_on_wire = wire_bytes(r);
 	st->elapsed_ms = ms_since(r->t0);
+	if (r->dc.on) {
+		st->disk_bytes = r->dc.image_bytes;
+		st->disk_sent_bytes = r->dc.sent_bytes;
+		st->disk_dirty_bytes = diskcopy_dirty_bytes(&r->dc);
+	}
 	/* During the first pass there is no dirty sync yet: show what it has
 	 * left and how fast it goes, so progress and ETA mean something. */
 	if (st->stage == MIG_STAGE_PRECOPY && st->pass == 1 && r->pass_t0) {
@@ -416,7 +423,20 @@ static int do_setup(struct run *r, struct err *e)
 	 * (tests/e2e/worker_refuse_model.sh). */
 	if (failpoint("src.model_tsc_fast") < 0)
 		model.tsc_khz += model.tsc_khz / 100;
-	cfg = config_to_json(&r->m->cfg);
+	if (r->ms->o.disk_copy_path[0]) {
+		/* the destination's copy of the disk, where it is to go there */
+		struct vm_config *copy = malloc(sizeof(*copy));
+		if (!copy)
+			return err_set(e, "out of memory");
+		if (diskcopy_describe(r->m, r->ms->o.disk_copy_path, copy, e) < 0) {
+			free(copy);
+			return -1;
+		}
+		cfg = config_to_json(copy);
+		free(copy);
+	} else {
+		cfg = config_to_json(&r->m->cfg);
+	}
 	if (!cfg)
 		return err_set(e, "out of memory");
 	mig_put_header(&c->w);
@@ -703,6 +723,38 @@ static int pass_dirty(struct run *r, bool rearm, struct err *e)
 	return drain_all(r, e);
 }
 
+/* Between two runs of a disk pass: the limit, and while the guest runs the
+ * cancel and the maximum duration (1: switch over now). */
+static int disk_between_live(void *opaque, struct err *e)
+{
+	struct run *r = opaque;
+	channel_pace(&r->ch[0]);
+	publish_due(r);
+	if (r->ms->cancel)
+		return err_set(e, "cancelled");
+	return past_deadline(r, e);
+}
+
+static int disk_between_stopped(void *opaque, struct err *e)
+{
+	struct run *r = opaque;
+	(void)e;
+	channel_pace(&r->ch[0]);
+	publish_due(r);
+	return 0;
+}
+
+/* The disk's blocks written since they were last sent (at first: all
+ * its allocated ones), on the main connection: one path, so a block sent
+ * again always lands after its older copy. 1: cut short at the maximum
+ * duration, the rest still marked for the stop-and-copy. */
+static int disk_pass(struct run *r, bool live, struct err *e)
+{
+	if (!r->dc.on)
+		return 0;
+	return diskcopy_send(&r->dc, &r->ch[0].w, live ? disk_between_live : disk_between_stopped, r, e);
+}
+
 static void pause_vm(struct run *r)
 {
 	if (!r->paused) {
@@ -772,7 +824,11 @@ static int precopy(struct run *r, struct err *e)
 	r->pass_t0 = channel_now_ns();
 	r->pass_bytes0 = delivered_bytes(r);
 	pace_channels(r, 0);
-	rc = send_populated(r, 0, true, e);
+	rc = disk_pass(r, true, e);
+	if (rc > 0)
+		r->pass1_from = 0; /* cut before memory's pass 1: all of it goes stopped */
+	if (rc == 0)
+		rc = send_populated(r, 0, true, e);
 	if (rc != 0)
 		return rc < 0 ? -1 : deadline_switchover(r);
 	for (;;) {
@@ -800,7 +856,8 @@ static int precopy(struct run *r, struct err *e)
 		 * just before a switch-over never reached the destination (the
 		 * guest's virtio-net TX then waited forever; tests/e2e/netlab_announce). */
 		r->pending_from = 0;
-		dirty_pages = dirty_count(&r->d);
+		/* what the disk owes counts as pages towards the switch-over */
+		dirty_pages = dirty_count(&r->d) + (diskcopy_dirty_bytes(&r->dc) + 4095) / 4096;
 		rate = (double)dirty_pages * 4096.0 / ((double)(channel_now_ns() - t_sync) / 1e9);
 		t_sync = channel_now_ns();
 		/* Switch over when the rest can be sent within the downtime
@@ -873,6 +930,9 @@ static int precopy(struct run *r, struct err *e)
 		if (rc != 0)
 			return rc < 0 ? -1 : deadline_switchover(r);
 		r->pending_from = UINT64_MAX; /* the pass sent all of it */
+		rc = disk_pass(r, true, e);
+		if (rc != 0)
+			return rc < 0 ? -1 : deadline_switchover(r);
 	}
 }
 
@@ -956,6 +1016,9 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 		stream_check(&c->w, e); /* the main stream's error, if it is the one that broke */
 		return -1;
 	}
+	/* the disk's last writes: none can come now, the vCPUs are parked */
+	if (disk_pass(r, false, e) < 0)
+		return -1;
 	/* Extra channels end here; the destination waits for every one of
 	 * them before it applies the state that follows on the main channel. */
 	for (int i = 1; i < r->nch; i++)
@@ -1137,6 +1200,8 @@ static void *mig_thread(void *arg)
 		err_set(&e, "failpoint src.after_setup");
 		goto fail;
 	}
+	if (ms->o.disk_copy_path[0] && diskcopy_start(&r->dc, r->m, &e) < 0)
+		goto fail;
 	for (int i = 1; i < r->nch; i++)
 		if (channel_start_thread(&r->ch[i]) < 0) {
 			err_set(&e, "cannot start channel threads");
@@ -1223,6 +1288,7 @@ out:
 		channel_stop(&r->ch[i]);
 	if (r->dirty_on)
 		dirty_stop(&r->d);
+	diskcopy_stop(&r->dc);
 	pthread_mutex_lock(&ms->lock);
 	for (int i = 0; i < CHANNEL_MAX; i++)
 		ms->fds[i] = -1;

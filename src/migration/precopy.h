@@ -45,6 +45,9 @@ struct mig_opts {
 	struct auth_key key;         /* the move's key: every connection proves it (unset: none) */
 	bool encrypt;                /* seal every connection (needs key) */
 	bool verify_memory;          /* send a digest of all RAM at stop-and-copy; the destination checks it */
+	/* Copy the disk image to this path on the destination ("" = the disk
+	 * is shared storage: hand it over). migration/diskcopy.h */
+	char disk_copy_path[CONFIG_PATH_MAX];
 };
 
 /* Where a finished move's downtime went, step by step (ms, each from the
@@ -69,6 +72,9 @@ struct mig_status {
 	double pass1_mibps;          /* pass 1's rate (delivered bytes / its time): the stream's throughput */
 	uint64_t bytes_on_wire;
 	struct ram_stats ram;
+	/* a disk copy's (0 without one): image size, data sent every pass,
+	 * and written since it was sent, as of the last publish */
+	uint64_t disk_bytes, disk_sent_bytes, disk_dirty_bytes;
 	uint64_t elapsed_ms, setup_ms, downtime_ms, eta_ms;
 	struct mig_downtime_parts downtime_parts;
 	uint32_t throttle_pct;

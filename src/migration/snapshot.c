@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "migration/channel.h"
 #include "migration/digest.h"
+#include "migration/diskcopy.h"
 #include "vmm/vmstate.h"
 
 int snapshot_save(struct machine *m, struct stream *w, struct ram_stats *st, struct err *e)
@@ -89,6 +90,7 @@ int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv 
 {
 	struct vmstate_loaded ld = { 0 };
 	struct mem_digest dg = { 0 };
+	struct diskcopy_rx drx = { 0 };
 	struct mig_rec rec;
 	int rc = -1;
 
@@ -114,6 +116,10 @@ int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv 
 			if (digest_get(r, rec.len, gmem_npages(&m->vm.mem), &dg, e) < 0)
 				goto out;
 			break;
+		case MIG_REC_DISK:
+			if (diskcopy_recv(&drx, r, rec.len, m, e) < 0)
+				goto out;
+			break;
 		case MIG_REC_ABORT:
 			/* a live source that gave up (cancelled, or failed there) */
 			mig_get_abort(r, &rec, e);
@@ -130,6 +136,9 @@ int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv 
 				goto out;
 			if (dg.sums && snapshot_verify_memory(m, &dg, e) < 0)
 				goto out;
+			/* the copied disk on stable storage before READY */
+			if (diskcopy_rx_finish(&drx, m, e) < 0)
+				goto out;
 			rc = vmstate_apply(&m->vm, &ld, e);
 			goto out;
 		default:
@@ -141,5 +150,6 @@ int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv 
 out:
 	vmstate_loaded_free(&ld);
 	digest_free(&dg);
+	diskcopy_rx_free(&drx);
 	return rc;
 }

@@ -92,6 +92,11 @@ int config_validate(const struct vm_config *c, struct err *e)
 		return err_set(e, "dirty tracker %d is out of range", (int)c->dirty_tracker);
 	if (c->tap[0] && c->bridge[0])
 		return err_set(e, "a NIC has a tap (%s) or a bridge (%s), not both", c->tap, c->bridge);
+	if (c->disk_copy_bytes && (!c->disk[0] || c->disk_copy_bytes % 512 ||
+				   c->disk_copy_allocated > c->disk_copy_bytes))
+		return err_set(e, "a disk copy needs a disk path, whole sectors (%llu bytes) and no more "
+			       "allocated than that (%llu)", (unsigned long long)c->disk_copy_bytes,
+			       (unsigned long long)c->disk_copy_allocated);
 	return 0;
 }
 
@@ -124,6 +129,12 @@ char *config_to_json(const struct vm_config *c)
 	json_object_object_add(o, "mac", json_object_new_string(c->mac));
 	json_object_object_add(o, "cpu_mask", json_object_new_string(c->cpu_mask));
 	json_object_object_add(o, "dirty_tracker", json_object_new_string(config_tracker_name(c->dirty_tracker)));
+	/* only in a move that copies the disk (stream version 7 on) */
+	if (c->disk_copy_bytes) {
+		json_object_object_add(o, "disk_copy_bytes", json_object_new_int64((int64_t)c->disk_copy_bytes));
+		json_object_object_add(o, "disk_copy_allocated",
+				       json_object_new_int64((int64_t)c->disk_copy_allocated));
+	}
 	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	return out;
@@ -160,6 +171,18 @@ static int get_bool(struct json_object *o, const char *key, bool *dst, struct er
 	if (!json_object_is_type(v, json_type_boolean))
 		return err_set(e, "configuration field '%s' must be true or false", key);
 	*dst = json_object_get_boolean(v);
+	return 0;
+}
+
+/* A non-negative integer; absent is 0. */
+static int get_u64(struct json_object *o, const char *key, uint64_t *dst, struct err *e)
+{
+	struct json_object *v;
+	if (!json_object_object_get_ex(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
+		return err_set(e, "configuration field '%s' must be a non-negative integer", key);
+	*dst = (uint64_t)json_object_get_int64(v);
 	return 0;
 }
 
@@ -206,7 +229,9 @@ int config_from_json(const char *text, size_t len, struct vm_config *c, struct e
 		goto out;
 	}
 	c->vcpus = json_object_get_int(v);
-	if (get_bool(o, "disk_readonly", &c->disk_readonly, e) < 0 || get_bool(o, "net", &c->net, e) < 0)
+	if (get_bool(o, "disk_readonly", &c->disk_readonly, e) < 0 || get_bool(o, "net", &c->net, e) < 0 ||
+	    get_u64(o, "disk_copy_bytes", &c->disk_copy_bytes, e) < 0 ||
+	    get_u64(o, "disk_copy_allocated", &c->disk_copy_allocated, e) < 0)
 		goto out;
 	rc = config_validate(c, e);
 out:

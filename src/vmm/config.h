@@ -44,6 +44,11 @@ struct vm_config {
 	char mac[18];             /* aa:bb:cc:dd:ee:ff */
 	char cpu_mask[256];
 	enum config_tracker dirty_tracker;
+	/* A migration that copies the disk (migration/diskcopy.h): the
+	 * destination creates `disk` of this many bytes (0: no copy; the disk
+	 * is shared storage); the source has this many allocated. */
+	uint64_t disk_copy_bytes;
+	uint64_t disk_copy_allocated;
 };
 
 /* "512M", "1G", "1073741824" -> bytes. */

@@ -69,6 +69,9 @@ static void usage(FILE *f)
 "                        removed once read. The source's 'migrate' command takes it as \"key\"\n"
 "  --exit-file PATH      write the exit code there when the worker ends (ferryd reads it\n"
 "                        for workers it re-adopted, which are not its children)\n"
+"  --disk-copy PATH      incoming: the move copies the disk to PATH here (hosts that share\n"
+"                        no storage; the source's 'migrate' takes \"disk_copy_path\"): a\n"
+"                        source that does not is refused. Without it a copy is taken too\n"
 "  --resumed-file PATH   incoming: create this file just before the VM first runs here\n"
 "                        (synced before the source is told): from then on the VM is this\n"
 "                        host's, even if this process dies (ferryd keeps it, crashed)\n"
@@ -128,7 +131,7 @@ int main(int argc, char **argv)
 {
 	enum { O_NAME = 256, O_KERNEL, O_INITRD, O_CMDLINE, O_MEMORY, O_VCPUS, O_CPUMASK, O_DISK,
 	       O_DISKRO, O_NET, O_TAP, O_BRIDGE, O_MAC, O_SERIAL, O_SERIALMAX, O_CONSOLE, O_CONTROL, O_RESTORE, O_PAUSED, O_INCOMING, O_HOSTMASK,
-	       O_TRACKER, O_PREALLOC, O_PREALLOC_EXT, O_EXITFILE, O_MIGKEY, O_RESUMED, O_LOG, O_LOGMAX };
+	       O_TRACKER, O_PREALLOC, O_PREALLOC_EXT, O_EXITFILE, O_MIGKEY, O_RESUMED, O_LOG, O_LOGMAX, O_DISKCOPY };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -156,6 +159,7 @@ int main(int argc, char **argv)
 		{ "exit-file", required_argument, NULL, O_EXITFILE },
 		{ "migration-key-file", required_argument, NULL, O_MIGKEY },
 		{ "resumed-file", required_argument, NULL, O_RESUMED },
+		{ "disk-copy", required_argument, NULL, O_DISKCOPY },
 		{ "dirty-tracker", required_argument, NULL, O_TRACKER },
 		{ "log", required_argument, NULL, O_LOG },
 		{ "log-max", required_argument, NULL, O_LOGMAX },
@@ -213,6 +217,7 @@ int main(int argc, char **argv)
 		case O_PAUSED: o.start_paused = true; break;
 		case O_INCOMING: o.incoming = optarg; break;
 		case O_HOSTMASK: o.host_cpu_mask = optarg; break;
+		case O_DISKCOPY: o.disk_copy = optarg; break;
 		case O_PREALLOC: o.prealloc = true; break;
 		case O_PREALLOC_EXT: o.prealloc_extents = optarg; break;
 		case O_EXITFILE: exit_file = optarg; break;

@@ -248,6 +248,14 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		json_object_object_add(m, "throughput_mibps", json_object_new_double(st.throughput_mibps));
 		json_object_object_add(m, "pass1_mibps", json_object_new_double(st.pass1_mibps));
 		jsonl_add_int(m, "bytes_on_wire", (int64_t)st.bytes_on_wire);
+		if (w->ms.o.disk_copy_path[0]) {
+			struct json_object *d = json_object_new_object();
+			jsonl_add_str(d, "path", w->ms.o.disk_copy_path);
+			jsonl_add_int(d, "bytes", (int64_t)st.disk_bytes);
+			jsonl_add_int(d, "sent_bytes", (int64_t)st.disk_sent_bytes);
+			jsonl_add_int(d, "dirty_bytes", (int64_t)st.disk_dirty_bytes);
+			json_object_object_add(m, "disk_copy", d);
+		}
 		jsonl_add_int(m, "pages_raw", (int64_t)st.ram.pages_raw);
 		jsonl_add_int(m, "pages_zero", (int64_t)st.ram.pages_zero);
 		jsonl_add_int(m, "pages_compressed", (int64_t)st.ram.pages_compressed);
@@ -388,6 +396,18 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct err 
 		return -1;
 	if (jsonl_get_bool(req, "verify_memory", false, &o.verify_memory, e) < 0)
 		return -1;
+	{
+		const char *copy = NULL;
+		if (jsonl_get_str(req, "disk_copy_path", false, &copy, e) < 0)
+			return -1;
+		if (copy && (copy[0] != '/' || strlen(copy) >= sizeof(o.disk_copy_path)))
+			return err_set(e, "disk_copy_path must be an absolute path of at most %zu bytes",
+				       sizeof(o.disk_copy_path) - 1);
+		if (copy && !w->m.blk)
+			return err_set(e, "disk_copy_path: VM %s has no disk to copy", w->m.cfg.name);
+		if (copy)
+			snprintf(o.disk_copy_path, sizeof(o.disk_copy_path), "%s", copy);
+	}
 	if (o.encrypt && !o.key.set)
 		return err_set(e, "encrypt needs the move's key (\"key\"): the connections' keys derive from it");
 	w->ms.on_pause = worker_on_mig_pause;
@@ -1011,7 +1031,8 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 	}
 	w->local = *cfg;
 	if (o->incoming) {
-		struct incoming_hooks h = { .build = incoming_build, .start = incoming_start_vcpus, .opaque = w };
+		struct incoming_hooks h = { .build = incoming_build, .start = incoming_start_vcpus, .opaque = w,
+					    .disk_copy = o->disk_copy };
 		w->incoming = true;
 		w->state = WORKER_INCOMING;
 		if (o->prealloc && reserve_memory(w, cfg->mem_size, o->prealloc_extents, e) < 0)

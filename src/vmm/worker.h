@@ -39,6 +39,9 @@ struct worker_opts {
 	 * durable before the source hears RESUMED): from then on this host
 	 * owns the VM, whatever becomes of this process */
 	const char *resumed_file;
+	/* incoming: the move copies the disk to this path (ferryd checked it):
+	 * a stream that does not is refused */
+	const char *disk_copy;
 };
 
 struct worker;

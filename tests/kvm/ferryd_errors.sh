@@ -113,10 +113,10 @@ DEF='"definition":{"name":"m1","memory_mib":64,"vcpus":1,"kernel":"/k"}'
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1",'"$DEF"'}' | tee "$T/r14"
 grep -q "missing field 'stream_version'" "$T/r14" || fail "prepare without stream_version"
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1","stream_version":99,'"$DEF"'}' | tee "$T/r15"
-grep -q '"code":"E_VERSION"' "$T/r15" && grep -q "version 99; this host reads versions 2 to 6: upgrade the destination" "$T/r15" ||
+grep -q '"code":"E_VERSION"' "$T/r15" && grep -q "version 99; this host reads versions 2 to 7: upgrade the destination" "$T/r15" ||
 	fail "stream version from the future"
 raw '{"cmd":"migration.prepare","name":"m1","id":"mv-1","stream_version":1,'"$DEF"'}' | tee "$T/r15"
-grep -q "version 1; this host reads versions 2 to 6: upgrade the source" "$T/r15" ||
+grep -q "version 1; this host reads versions 2 to 7: upgrade the source" "$T/r15" ||
 	fail "stream version from the past"
 # version 2 (an earlier ferry's source) passes this check; the key salt is next
 DEF=$DEF',"stream_version":2'

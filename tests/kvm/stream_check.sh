@@ -96,7 +96,7 @@ note "the version 2 layout (no configuration checksum) still checks and restores
 python3 - "$T/state" "$T/state.v2" <<'PY' || fail "cannot write the version 2 copy"
 import struct, sys
 b = open(sys.argv[1], "rb").read()
-assert b[8:12] == struct.pack("<I", 6)
+assert b[8:12] == struct.pack("<I", 7)
 typ, ln = struct.unpack_from("<II", b, 16)
 assert typ == 1
 # header with version 2; CONFIG without its 8-byte sum; the rest as it is

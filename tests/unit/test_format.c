@@ -74,25 +74,25 @@ static void test_header(void **state)
 	assert_int_equal(stream_mem_len(&w), 16);
 	memcpy(h, stream_mem_data(&w), 16);
 	stream_destroy(&w);
-	assert_memory_equal(h, "FERRYMIG\x06\0\0\0\0\0\0\0", 16);
-	assert_int_equal(parse_header(h, 16, &e), 6);
+	assert_memory_equal(h, "FERRYMIG\x07\0\0\0\0\0\0\0", 16);
+	assert_int_equal(parse_header(h, 16, &e), 7);
 	assert_int_equal(parse_header(h, 15, &e), -1);
 	assert_non_null(strstr(e.msg, "truncated"));
 	h[0] = 'X';
 	assert_int_equal(parse_header(h, 16, &e), -1);
 	assert_non_null(strstr(e.msg, "bad magic"));
 	h[0] = 'F';
-	/* versions 2 to 5 (state files of earlier ferrys) still read; 1 and 7 do not */
-	for (uint8_t v = 2; v <= 6; v++) {
+	/* versions 2 to 6 (state files of earlier ferrys) still read; 1 and 8 do not */
+	for (uint8_t v = 2; v <= 7; v++) {
 		h[8] = v;
 		assert_int_equal(parse_header(h, 16, &e), v);
 	}
-	h[8] = 7;
+	h[8] = 8;
 	assert_int_equal(parse_header(h, 16, &e), -1);
-	assert_non_null(strstr(e.msg, "version 7"));
+	assert_non_null(strstr(e.msg, "version 8"));
 	h[8] = 1;
 	assert_int_equal(parse_header(h, 16, &e), -1);
-	assert_non_null(strstr(e.msg, "versions 2 to 6"));
+	assert_non_null(strstr(e.msg, "versions 2 to 7"));
 	h[8] = 6;
 	h[12] = 1;
 	assert_int_equal(parse_header(h, 16, &e), -1);

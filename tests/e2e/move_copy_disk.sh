@@ -1,0 +1,76 @@
+#!/bin/bash
+# san: yes
+# `ferry move-vm --copy-disk` between two ferryd hosts that share no
+# storage: the VM's disk image goes with its memory, while the guest writes
+# a record to it every second. Refused at setup, with the VM running on, when
+# the copy's path is taken on the destination; a move cancelled while the
+# disk goes leaves no partial copy there. After the move the destination's
+# definition names the copy, the guest's records run on without a gap in
+# it, its bulk data equals the source's image, and the source's image
+# stays where it was.
+# Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/hosts.inc"
+need_root
+need_kvm
+check=$(dirname "$FERRY_BIN")/tests/tools/blkcheck
+[ -x "$check" ] || fail "blkcheck not built"
+
+two_hosts 24800
+mkdir -p "$T/A/images" "$T/B/images"
+truncate -s 64M "$T/A/images/d1.img"
+head -c 16M /dev/urandom | dd of="$T/A/images/d1.img" bs=1M seek=8 conv=notrunc status=none
+new_vm A d1 128M "ws=8M rate=8 blk=1" 1 --disk "$T/A/images/d1.img"
+wait_for "$(serial_of A d1)" "FERRY-GUEST blk wrote n=2" 30 || fail "d1 is not writing its disk"
+
+note "usage: --disk-path needs --copy-disk and an absolute path"
+rc=0; on A move-vm -n d1 -d "$(port_of B)" --disk-path "$T/B/images/x.img" 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "give --copy-disk too" "$T/err" || fail "--disk-path alone: rc $rc, $(cat "$T/err")"
+rc=0; on A move-vm -n d1 -d "$(port_of B)" --copy-disk --disk-path images/x.img 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "absolute path" "$T/err" || fail "relative --disk-path: rc $rc, $(cat "$T/err")"
+
+note "the copy's path is taken on B: refused at setup, d1 runs on on A"
+echo keep >"$T/B/images/taken.img"
+rc=0; on A move-vm -n d1 -d "$(port_of B)" --copy-disk --disk-path "$T/B/images/taken.img" \
+	>"$T/out" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "already exists on this host" "$T/out" ||
+	fail "taken path: rc $rc, $(cat "$T/out")"
+[ "$(cat "$T/B/images/taken.img")" = keep ] || fail "the file at the taken path was changed"
+[ "$(vm_state A d1)" = running ] || fail "d1 not running on A after the refusal"
+[ "$(vm_state B d1)" = absent ] || fail "d1 left defined on B"
+echo "refused: $(grep -m1 'already exists' "$T/out")"
+
+note "cancelled while the disk goes: no partial copy left on B"
+on A move-vm -n d1 -d "$(port_of B)" --copy-disk --disk-path "$T/B/images/c.img" --bandwidth 2 \
+	--no-wait >/dev/null || fail "move-vm --no-wait"
+wait_precopy A d1 20 || fail "the move never reached pre-copy"
+[ -e "$T/B/images/c.img" ] || fail "B never created the copy"
+on A migration cancel d1 >/dev/null || fail "migration cancel"
+wait_move A d1 cancelled 30 || fail "the move was not cancelled"
+for _ in $(seq 100); do [ -e "$T/B/images/c.img" ] || break; sleep 0.1; done
+[ -e "$T/B/images/c.img" ] && fail "the partial copy was left on B"
+wait_state B d1 absent 10 || fail "d1 left defined on B"
+[ "$(vm_state A d1)" = running ] || fail "d1 not running on A after the cancel"
+
+note "move d1 to B, copying its disk while the guest writes it"
+on A move-vm -n d1 -d "$(port_of B)" --copy-disk --disk-path "$T/B/images/d1.img" --bandwidth 16 \
+	>"$T/out" 2>&1 || { cat "$T/out" "$T/A.ferryd.log"; fail "move-vm --copy-disk"; }
+tail -n2 "$T/out"
+sent=$(grep '"event":"completed"' "$T/out" | json_get progress.disk_copy.sent_bytes)
+[ -n "$sent" ] && [ "$sent" -ge $((16 << 20)) ] || fail "the move reports $sent bytes of the disk sent"
+[ "$(vm_state B d1)" = running ] || fail "d1 not running on B"
+[ "$(vm_state A d1)" = absent ] || fail "d1 still defined on A"
+grep -q "\"disk\": *\"$T/B/images/d1.img\"" "$T/B/vms/d1.json" ||
+	fail "B's definition does not name the copy: $(cat "$T/B/vms/d1.json")"
+grep -q "runs on its copy of the disk" "$T/A.ferryd.log" || fail "A's log does not say where the disk went"
+verify_vm B d1 || fail "page check on B"
+n0=$(grep -oE 'blk wrote n=[0-9]+' "$(serial_of A d1)" | tail -n1 | grep -oE '[0-9]+')
+wait_for "$(serial_of B d1)" "FERRY-GUEST blk wrote n=$((n0 + 2))\$" 30 || fail "d1 does not write its copy on B"
+on B vm stop d1 >/dev/null || fail "vm stop on B"
+wait_state B d1 stopped 30 || fail "d1 did not stop on B"
+last=$(grep -oE 'blk wrote n=[0-9]+' "$(serial_of B d1)" | tail -n1 | grep -oE '[0-9]+')
+"$check" "$T/B/images/d1.img" "$last" || fail "the copy's records are damaged"
+cmp <(tail -c +65537 "$T/A/images/d1.img") <(tail -c +65537 "$T/B/images/d1.img") ||
+	fail "the copy's data differs from the source's image"
+[ -f "$T/A/images/d1.img" ] || fail "the source's image is gone"
+echo "ok: $((sent >> 10)) KiB of the disk sent, moved at record $n0, last record $last on B's copy"

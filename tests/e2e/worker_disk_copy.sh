@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# san: yes
+# A move between hosts that share no storage: the disk image is copied with
+# the memory. The guest writes a record to its disk every second while the
+# copy runs (a bandwidth limit stretches it over seconds), so blocks it
+# already sent are written again and must be sent again. Afterwards the
+# copy holds every record without a gap and the source's bulk data byte
+# for byte, stays sparse where the source was, and the source's image was
+# left alone after the switch-over. A copy never overwrites a file; a move
+# cancelled while the disk goes removes the partial copy; the VM runs on
+# where it was.
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/../lib/migrate.sh"
+need_kvm
+check=$(dirname "$FERRY_BIN")/tests/tools/blkcheck
+[ -x "$check" ] || fail "blkcheck not built"
+mkdir -p "$T/src" "$T/dst"
+# 64 MiB: the guest's records in its first sectors, 24 MiB of data at 8 MiB
+# (allocated), holes elsewhere
+truncate -s 64M "$T/src/disk.img"
+head -c 24M /dev/urandom | dd of="$T/src/disk.img" bs=1M seek=8 conv=notrunc status=none
+start_src s 256M 1 "ws=16M rate=16 blk=1" --disk "$T/src/disk.img"
+wait_for "$T/s.log" 'FERRY-GUEST blk wrote n=3' 30 || fail "guest is not writing its disk"
+copy_to() { echo ",\"disk_copy_path\":\"$1\"${2:-}"; }
+
+note "a copy never overwrites a file"
+echo keep >"$T/dst/taken.img"
+next_port; start_dst x "$port"
+migrate s "$port" "$(copy_to "$T/dst/taken.img")" || fail "migrate refused"
+res=$(wait_mig s 30) || fail "taken: move did not end"
+[ "$(field "$res" stage)" = failed ] || fail "taken: expected failed: $res"
+field "$res" error | grep -q "already exists" || fail "taken: unclear error: $(field "$res" error)"
+[ "$(cat "$T/dst/taken.img")" = keep ] || fail "taken: the file there was changed"
+[ "$(state_of s)" = running ] || fail "taken: source not running"
+echo "taken: $(field "$res" error)"
+
+note "cancelled while the disk goes: the partial copy is removed"
+next_port; start_dst c "$port"
+migrate s "$port" "$(copy_to "$T/dst/c.img" ',"bandwidth_mibps":4')" || fail "migrate refused"
+for _ in $(seq 100); do [ -e "$T/dst/c.img" ] && break; sleep 0.05; done
+[ -e "$T/dst/c.img" ] || fail "cancel: the destination never created the copy"
+sleep 0.5
+vmctl "$T/s.sock" '{"cmd":"migrate-cancel"}' | grep -q '"ok":true' || fail "cancel refused"
+res=$(wait_mig s 30) || fail "cancel: move did not end"
+[ "$(field "$res" stage)" = cancelled ] || fail "cancel: expected cancelled: $res"
+for _ in $(seq 100); do [ -e "$T/dst/c.img" ] || break; sleep 0.05; done
+[ -e "$T/dst/c.img" ] && fail "cancel: the partial copy was left on the destination"
+[ "$(state_of s)" = running ] || fail "cancel: source not running"
+echo "cancelled: copy removed, VM running on the source"
+
+note "the move: the disk is copied while the guest writes it"
+next_port; start_dst d "$port"
+migrate s "$port" "$(copy_to "$T/dst/disk.img" ',"bandwidth_mibps":16')" || fail "migrate refused"
+res=$(wait_mig s 60) || fail "move did not end"
+[ "$(field "$res" stage)" = completed ] || fail "move: $res"
+sent=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["migration"]["disk_copy"]["sent_bytes"])' "$res")
+[ "$sent" -ge $((24 << 20)) ] || fail "move: only $sent bytes of the disk were sent"
+n0=$(grep -oE 'blk wrote n=[0-9]+' "$T/s.log" | tail -n1 | grep -oE '[0-9]+')
+wait_for "$T/d.log" "FERRY-GUEST blk wrote n=$((n0 + 2))\$" 30 || fail "the destination does not write its copy"
+vmctl "$T/s.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_s" 4
+verify d >/dev/null
+vmctl "$T/d.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_d" 0
+last=$(grep -oE 'blk wrote n=[0-9]+' "$T/d.log" | tail -n1 | grep -oE '[0-9]+')
+"$check" "$T/dst/disk.img" "$last" || fail "the copy's records are damaged"
+"$check" "$T/src/disk.img" "$n0" || fail "the source's records are damaged"
+# everything past the records' first 64 KiB block: the source's bytes
+cmp <(tail -c +65537 "$T/src/disk.img") <(tail -c +65537 "$T/dst/disk.img") ||
+	fail "the copy differs from the source's image"
+[ "$(stat -c %s "$T/dst/disk.img")" = $((64 << 20)) ] || fail "the copy has the wrong size"
+alloc=$(du -k "$T/dst/disk.img" | cut -f1)
+[ "$alloc" -lt $((40 << 10)) ] || fail "the copy is not sparse: $alloc KiB allocated"
+echo "ok: $((sent >> 10)) KiB of disk sent in $(field "$res" pass) passes, moved at record $n0," \
+	"last record $last, copy $alloc KiB allocated of 64 MiB"
