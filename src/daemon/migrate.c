@@ -373,7 +373,7 @@ static void move_out_prepare(struct ferryd *d, struct move *m, struct json_objec
 		if (stat(vm->def.disk, &st) < 0) {
 			json_object_put(dc);
 			json_object_put(req);
-			move_finish(d, m, MV_FAILED, "E_DISK", "cannot copy VM %s's disk image %s: %s",
+			move_finish(d, m, MV_FAILED, "E_NO_DISK", "cannot copy VM %s's disk image %s: %s",
 				    m->vm, vm->def.disk, strerror(errno));
 			return;
 		}
