@@ -45,7 +45,7 @@ UNLIMITED_BW = 100 << 30  # "raised" bandwidth: 100 GiB/s, i.e. no cap here
 
 class Workload:
     def __init__(self, name, mem_mib, cmdline, ws_mib, rate, timeout_s,
-                 bandwidth=None, what="", link=None):
+                 bandwidth=None, what="", link=None, disk=None):
         self.name = name
         self.mem_mib = mem_mib
         self.cmdline = cmdline
@@ -55,6 +55,7 @@ class Workload:
         self.bandwidth = bandwidth  # bytes/s forced on every variant, or None
         self.what = what
         self.link = link            # tc rate of the link itself (lo shaped), or None
+        self.disk = disk            # (image MiB, MiB of data in it): copied with the VM, or None
 
 
 WORKLOADS = [
@@ -93,6 +94,12 @@ WORKLOADS = [
              link="1gbit",
              what="512 MiB working set dirtied at 64 MiB/s over a 1 Gbit/s link, "
                   "compressible pages"),
+    # Hosts that share no storage: the disk image goes with the memory
+    # (QEMU's block migration, ferry's --copy-disk), the guest writing a
+    # record to it every second meanwhile.
+    Workload("disk1g", 1024, "ws=256M rate=64 blk=1", 256, 64, 120, disk=(1024, 512),
+             what="256 MiB working set at 64 MiB/s and a 1 GiB disk image holding 512 MiB, "
+                  "copied with it"),
 ]
 WL = {w.name: w for w in WORKLOADS}
 
@@ -128,6 +135,8 @@ FULL = {
                         "ferry-multichannel", "ferry-multichannel-compression"],
     "ws512-r64-text-1gbit": ["qemu", "qemu-dt50", "qemu-mfd4", "qemu-mfd4-zstd", "ferry",
                              "ferry-tcp", "ferry-multichannel", "ferry-multichannel-compression"],
+    "disk1g": ["qemu-blk", "qemu-blk-prealloc", "ferry-copydisk", "ferry-tcp-copydisk",
+               "ferry-tcp-prealloc-copydisk"],
 }
 QUICK = {
     "idle-1g": ["qemu", "qemu-prealloc", "ferry"],
@@ -140,6 +149,7 @@ QUICK = {
                   "ferry-multichannel-prealloc"],
     "max-cap128": ["qemu", "ferry"],
     "fill768": ["qemu-prealloc", "ferry-tcp", "ferry-tcp-prealloc"],
+    "disk1g": ["qemu-blk", "qemu-blk-prealloc", "ferry-copydisk", "ferry-tcp-prealloc-copydisk"],
 }
 QUICK_TIMEOUT = 30  # --quick: every migration's limit, so the run stays under ~10 min
 
@@ -178,6 +188,39 @@ def wait_warm(con, wl, timeout):
         return full[1] if len(full) > 1 else None
     if not con.wait_for(filled, timeout):
         raise RunError("guest did not fill its working set in %d s" % timeout)
+
+
+def make_disk(tmp, wl):
+    """The source's image: wl.disk[0] MiB, wl.disk[1] MiB of random data
+    from 256 MiB on (allocated; the rest holes), the guest's records in its
+    first sectors. Returns (source path, destination path)."""
+    size, data = wl.disk
+    src, dst = os.path.join(tmp, "src.img"), os.path.join(tmp, "dst.img")
+    with open(src, "wb") as f:
+        f.truncate(size << 20)
+        f.seek(min(256, size - data) << 20)
+        for _ in range(data):
+            f.write(os.urandom(1 << 20))
+    return src, dst
+
+
+def disk_check(src, dst):
+    """The destination's image against the source's, past the first 64 KiB
+    (where the guest goes on writing its records on the destination)."""
+    if not os.path.exists(dst):
+        return "BROKEN: no disk image on the destination"
+    if os.path.getsize(src) != os.path.getsize(dst):
+        return "BROKEN: disk image of %d bytes, the source's %d" % (os.path.getsize(dst),
+                                                                   os.path.getsize(src))
+    with open(src, "rb") as a, open(dst, "rb") as b:
+        a.seek(65536)
+        b.seek(65536)
+        while True:
+            x, y = a.read(4 << 20), b.read(4 << 20)
+            if x != y:
+                return "BROKEN: the disk copy differs from the source's image"
+            if not x:
+                return "disk: copy equal"
 
 
 def move_rate(row):
@@ -274,9 +317,9 @@ class QemuSystem:
 
     @staticmethod
     def parse(variant):
-        """qemu[-mfdN][-zstd][-prealloc][-dtN][-shipped][-tls]"""
+        """qemu[-mfdN][-zstd][-prealloc][-dtN][-shipped][-tls][-blk]"""
         opt = {"channels": 0, "zstd": False, "prealloc": False,
-               "downtime_ms": None, "bandwidth": UNLIMITED_BW, "tls": False}
+               "downtime_ms": None, "bandwidth": UNLIMITED_BW, "tls": False, "blk": False}
         for tok in variant.split("-")[1:]:
             if re.fullmatch(r"mfd\d+", tok):
                 opt["channels"] = int(tok[3:])
@@ -291,11 +334,15 @@ class QemuSystem:
                 opt["bandwidth"] = None  # leave QEMU's default (128 MiB/s)
             elif tok == "tls":
                 opt["tls"] = True  # TLS with a pre-shared key (tls-creds-psk) on every channel
+            elif tok == "blk":
+                # block migration (capability "block", zero blocks skipped):
+                # the disk image copied with the memory
+                opt["blk"] = True
             else:
                 raise ValueError("unknown QEMU variant option '%s' in %s" % (tok, variant))
         return opt
 
-    def _argv(self, wl, qmp_path, incoming=False, prealloc=False, psk_dir=None):
+    def _argv(self, wl, qmp_path, incoming=False, prealloc=False, psk_dir=None, disk=None):
         argv = [QEMU, "-accel", "kvm", "-cpu", qemu_cpu_model(QEMU), "-m", str(wl.mem_mib), "-smp", "1",
                 "-kernel", GUEST, "-append", wl.cmdline, "-display", "none", "-nodefaults",
                 "-serial", "stdio", "-no-reboot",
@@ -304,6 +351,10 @@ class QemuSystem:
                 "-qmp", "unix:%s,server=on,wait=off" % qmp_path]
         if prealloc:
             argv.append("-mem-prealloc")
+        if disk:
+            # the test guest drives legacy virtio-pci
+            argv += ["-drive", "if=none,id=d0,format=raw,file=%s" % disk,
+                     "-device", "virtio-blk-pci,drive=d0,disable-modern=on"]
         if psk_dir:
             argv += ["-object", "tls-creds-psk,id=tls0,endpoint=%s,dir=%s%s" % (
                 "server" if incoming else "client", psk_dir, "" if incoming else ",username=qemu")]
@@ -324,8 +375,16 @@ class QemuSystem:
             os.makedirs(psk_dir, exist_ok=True)
             with open(os.open(os.path.join(psk_dir, "keys.psk"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
                 f.write("qemu:%s\n" % os.urandom(32).hex())
+        src_img = dst_img = None
+        if wl.disk:
+            if not opt["blk"]:
+                raise RunError("a workload with a disk moves it: give the variant -blk")
+            src_img, dst_img = make_disk(tmp, wl)
+            with open(dst_img, "wb") as f:  # block migration writes into the destination's drive
+                f.truncate(wl.disk[0] << 20)
         try:
-            src = procs.spawn(self._argv(wl, src_qmp_path, psk_dir=psk_dir), stdin=subprocess.PIPE,
+            src = procs.spawn(self._argv(wl, src_qmp_path, psk_dir=psk_dir, disk=src_img),
+                              stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "src.err"), "w"))
             src_con = procs.Console(src.stdout, os.path.join(tmp, "src.log"))
             src_q = QMP(src_qmp_path, alive=lambda: src.poll() is None)
@@ -334,7 +393,7 @@ class QemuSystem:
 
             t = time.monotonic()
             dst = procs.spawn(self._argv(wl, dst_qmp_path, incoming=True, prealloc=opt["prealloc"],
-                                         psk_dir=psk_dir),
+                                         psk_dir=psk_dir, disk=dst_img),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=open(os.path.join(tmp, "dst.err"), "w"))
             dst_con = procs.Console(dst.stdout, os.path.join(tmp, "dst.log"))
@@ -342,6 +401,9 @@ class QemuSystem:
             res["dst_start_ms"] = ms(time.monotonic() - t)
 
             caps = [{"capability": "multifd", "state": opt["channels"] > 0}]
+            if opt["blk"]:
+                caps += [{"capability": "block", "state": True},
+                         {"capability": "zero-blocks", "state": True}]
             params = {}
             if opt["channels"]:
                 params["multifd-channels"] = opt["channels"]
@@ -406,6 +468,8 @@ class QemuSystem:
                     res["notes"].append("destination is %s" % st.get("status"))
                 res.update(guest_view(src_con, dst_con, t0))
                 res["integrity"] = res.pop("hb_check")
+                if src_img:
+                    res["integrity"] += ", " + disk_check(src_img, dst_img)
             elif status is not None and status not in ("failed", "cancelled"):
                 # did not converge: cancel, the source must go on running
                 res["converged"] = False
@@ -482,9 +546,9 @@ class FerrySystem:
 
     @staticmethod
     def parse(variant):
-        """ferry[-tcp|-compression|-multichannel[-compression]][-chN][-prealloc][-dtN][-auth|-enc][-ring]"""
+        """ferry[-tcp|-compression|-multichannel[-compression]][-chN][-prealloc][-dtN][-auth|-enc][-ring][-copydisk]"""
         opt = {"transport": None, "downtime_ms": None, "prealloc": False, "channels": None,
-               "auth": False, "encrypt": False, "ring": False}
+               "auth": False, "encrypt": False, "ring": False, "copydisk": False}
         toks = variant.split("-")[1:]
         tr = [t for t in toks if t in ("tcp", "compression", "multichannel")]
         for t in toks:
@@ -504,6 +568,9 @@ class FerrySystem:
                 # the source tracks dirty pages with KVM's dirty rings
                 # (ferry-vm --dirty-tracker ring) instead of the bitmap
                 opt["ring"] = True
+            elif t == "copydisk":
+                # the disk image copied with the memory (--copy-disk)
+                opt["copydisk"] = True
             elif t == "enc":
                 # ... and is encrypted (AES-256-GCM), as QEMU's -tls rows
                 opt["auth"] = opt["encrypt"] = True
@@ -549,11 +616,17 @@ class FerrySystem:
         src_ctl, dst_ctl = os.path.join(tmp, "src.sock"), os.path.join(tmp, "dst.sock")
         src_ser, dst_ser = os.path.join(tmp, "src.serial"), os.path.join(tmp, "dst.serial")
         src = dst = src_con = dst_con = None
+        src_img = dst_img = None
+        if wl.disk:
+            if not opt["copydisk"]:
+                raise RunError("a workload with a disk moves it: give the variant -copydisk")
+            src_img, dst_img = make_disk(tmp, wl)
         try:
             src = procs.spawn([FERRY_VM, "--name", name, "--kernel", GUEST, "--cmdline", wl.cmdline,
                                "--memory", "%dM" % wl.mem_mib, "--vcpus", "1",
                                "--serial", src_ser, "--control", src_ctl] +
-                              (["--dirty-tracker", "ring"] if opt["ring"] else []),
+                              (["--dirty-tracker", "ring"] if opt["ring"] else []) +
+                              (["--disk", src_img] if src_img else []),
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=open(os.path.join(tmp, "src.err"), "w"))
             src_con = procs.Console(src_ser, os.path.join(tmp, "src.log"))
@@ -604,6 +677,8 @@ class FerrySystem:
             if opt["auth"]:
                 req["key"] = key
                 req["encrypt"] = opt["encrypt"]
+            if dst_img:
+                req["disk_copy_path"] = dst_img
 
             cpu0 = (procs.cpu_snapshot(src.pid), procs.cpu_snapshot(dst.pid))
             lo0 = procs.lo_bytes()
@@ -645,6 +720,8 @@ class FerrySystem:
                     check += ", verify: %d pages ok" % v.get("pages_checked", 0)
                 else:
                     check = "BROKEN: verify: %s; hb %s" % (v.get("detail") or v.get("error"), check)
+                if src_img:
+                    check += ", " + disk_check(src_img, dst_img)
                 res["integrity"] = check
             elif stage in ("failed", "cancelled", "unknown"):
                 res["converged"] = False

@@ -286,6 +286,11 @@ int diskcopy_recv(struct diskcopy_rx *rx, struct stream *r, uint32_t len, struct
 			       (unsigned long long)h.offset, h.length);
 	if (virtio_blk_image_write(m->blk, h.offset, rx->buf, h.length, e) < 0)
 		return -1;
+	/* Start writing it out now, without waiting: the sync before READY
+	 * is downtime, and would otherwise write the whole image (512 MiB:
+	 * 210 ms here). Only a hint; that sync reports any error. */
+	(void)sync_file_range(virtio_blk_image_fd(m->blk), (off_t)h.offset, h.length,
+			      SYNC_FILE_RANGE_WRITE);
 	rx->bytes += h.length;
 	rx->records++;
 	return 0;
