@@ -7,7 +7,8 @@
 # disk goes leaves no partial copy there. After the move the destination's
 # definition names the copy, the guest's records run on without a gap in
 # it, its bulk data equals the source's image, and the source's image
-# stays where it was.
+# stays where it was. When the destination's worker dies mid-copy, its
+# ferryd removes the copy.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
@@ -51,6 +52,18 @@ for _ in $(seq 100); do [ -e "$T/B/images/c.img" ] || break; sleep 0.1; done
 [ -e "$T/B/images/c.img" ] && fail "the partial copy was left on B"
 wait_state B d1 absent 10 || fail "d1 left defined on B"
 [ "$(vm_state A d1)" = running ] || fail "d1 not running on A after the cancel"
+
+note "B's worker killed while the disk goes: B's ferryd removes the partial copy"
+on A move-vm -n d1 -d "$(port_of B)" --copy-disk --disk-path "$T/B/images/k.img" --bandwidth 2 \
+	--no-wait >/dev/null || fail "move-vm --no-wait"
+wait_precopy A d1 20 || fail "the move never reached pre-copy"
+[ -e "$T/B/images/k.img" ] || fail "B never created the copy"
+kill -9 "$(cat "$T/B/run/d1.pid")" || fail "no incoming worker on B"
+wait_move A d1 failed 30 || fail "the move did not fail"
+wait_state B d1 absent 10 || fail "d1 left defined on B"
+[ -e "$T/B/images/k.img" ] && fail "the partial copy was left on B after its worker died"
+grep -q "removed the copy of its disk" "$T/B.ferryd.log" || fail "B's ferryd does not say it removed the copy"
+[ "$(vm_state A d1)" = running ] || fail "d1 not running on A after B's worker died"
 
 note "move d1 to B, copying its disk while the guest writes it"
 on A move-vm -n d1 -d "$(port_of B)" --copy-disk --disk-path "$T/B/images/d1.img" --bandwidth 16 \

@@ -6,9 +6,10 @@
 # already sent are written again and must be sent again. Afterwards the
 # copy holds every record without a gap and the source's bulk data byte
 # for byte, stays sparse where the source was, and the source's image was
-# left alone after the switch-over. A copy never overwrites a file; a move
-# cancelled while the disk goes removes the partial copy; the VM runs on
-# where it was.
+# left alone after the switch-over. The VM then moves on from its copy to a
+# third image over four encrypted connections, with the same checks. A
+# copy never overwrites a file; a move cancelled while the disk goes
+# removes the partial copy; the VM runs on where it was.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm
@@ -59,15 +60,33 @@ n0=$(grep -oE 'blk wrote n=[0-9]+' "$T/s.log" | tail -n1 | grep -oE '[0-9]+')
 wait_for "$T/d.log" "FERRY-GUEST blk wrote n=$((n0 + 2))\$" 30 || fail "the destination does not write its copy"
 vmctl "$T/s.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_s" 4
 verify d >/dev/null
-vmctl "$T/d.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_d" 0
-last=$(grep -oE 'blk wrote n=[0-9]+' "$T/d.log" | tail -n1 | grep -oE '[0-9]+')
-"$check" "$T/dst/disk.img" "$last" || fail "the copy's records are damaged"
+passes=$(field "$res" pass)
+
+note "and on: from the copy to a third image, over 4 encrypted connections"
+KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+(umask 077; echo "$KEY" >"$T/mkey") # the worker removes it once read
+next_port; start_dst e "$port" --migration-key-file "$T/mkey"
+migrate d "$port" "$(copy_to "$T/dst/third.img" ",\"key\":\"$KEY\",\"encrypt\":true,\"transport\":\"multichannel\",\"channels\":4,\"bandwidth_mibps\":32")" ||
+	fail "migrate refused"
+res=$(wait_mig d 60) || fail "encrypted move did not end"
+[ "$(field "$res" stage)" = completed ] || fail "encrypted move: $res"
+[ "$(field "$res" encrypted)" = True ] || fail "encrypted move: not encrypted: $res"
+n1=$(grep -oE 'blk wrote n=[0-9]+' "$T/d.log" | tail -n1 | grep -oE '[0-9]+')
+wait_for "$T/e.log" "FERRY-GUEST blk wrote n=$((n1 + 2))\$" 30 || fail "the third image is not written"
+vmctl "$T/d.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_d" 4
+verify e >/dev/null
+vmctl "$T/e.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_e" 0
+last=$(grep -oE 'blk wrote n=[0-9]+' "$T/e.log" | tail -n1 | grep -oE '[0-9]+')
+"$check" "$T/dst/third.img" "$last" || fail "the third image's records are damaged"
+"$check" "$T/dst/disk.img" "$n1" || fail "the first copy's records are damaged"
 "$check" "$T/src/disk.img" "$n0" || fail "the source's records are damaged"
 # everything past the records' first 64 KiB block: the source's bytes
-cmp <(tail -c +65537 "$T/src/disk.img") <(tail -c +65537 "$T/dst/disk.img") ||
-	fail "the copy differs from the source's image"
-[ "$(stat -c %s "$T/dst/disk.img")" = $((64 << 20)) ] || fail "the copy has the wrong size"
+for img in disk third; do
+	cmp <(tail -c +65537 "$T/src/disk.img") <(tail -c +65537 "$T/dst/$img.img") ||
+		fail "the copy $img.img differs from the source's image"
+	[ "$(stat -c %s "$T/dst/$img.img")" = $((64 << 20)) ] || fail "the copy $img.img has the wrong size"
+done
 alloc=$(du -k "$T/dst/disk.img" | cut -f1)
 [ "$alloc" -lt $((40 << 10)) ] || fail "the copy is not sparse: $alloc KiB allocated"
-echo "ok: $((sent >> 10)) KiB of disk sent in $(field "$res" pass) passes, moved at record $n0," \
-	"last record $last, copy $alloc KiB allocated of 64 MiB"
+echo "ok: $((sent >> 10)) KiB of disk sent in $passes passes, moved at record $n0, then" \
+	"encrypted over 4 channels at record $n1, last record $last; copy $alloc KiB allocated of 64 MiB"
