@@ -146,7 +146,7 @@ struct move_opts_pub {
  * --bandwidth ('B'), --transport ('T'), --codec ('C'), --no-wait ('W'),
  * --max-duration ('M'), --on-timeout ('O'), --encrypt ('E'), --verify-memory
  * ('V', whose on|off may also be the next word: getopt's optind moves
- * past it); -1 on error. */
+ * past it), --copy-disk ('K'); -1 on error. */
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 			  struct move_opts_pub *mo, int argc, char **argv);
 /* The options as migration.start's fields, added to req: those not given

@@ -63,7 +63,8 @@ static void host_usage(FILE *f)
 		"          one) to another (-d), through the same queue as move-vm; takes\n"
 		"          move-vm's options (--downtime-ms, --bandwidth, --transport,\n"
 		"          --codec, --encrypt, --verify-memory, --max-duration,\n"
-		"          --on-timeout, --no-wait, --json).\n"
+		"          --on-timeout, --no-wait, --json); --copy-disk copies each VM's\n"
+		"          disk to the same path there (hosts that share no storage).\n"
 		"new-key   write a new random cluster key to FILE (mode 0600; an existing\n"
 		"          file is never replaced). Start every host's ferryd with a copy\n"
 		"          (ferryd --key-file FILE) and give it to remote clients (ferry\n"
@@ -267,6 +268,7 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 		{ "on-timeout", required_argument, NULL, 'O' },
 		{ "encrypt", required_argument, NULL, 'E' },
 		{ "verify-memory", optional_argument, NULL, 'V' },
+		{ "copy-disk", no_argument, NULL, 'K' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },

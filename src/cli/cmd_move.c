@@ -58,7 +58,8 @@ static const char move_usage_text[] =
 	"  --copy-disk            for hosts that share no storage: copy the VM's disk image\n"
 	"                         with its memory (the guest's writes meanwhile too), to the\n"
 	"                         same path on the destination, which must not exist there;\n"
-	"                         the image here stays as it was at the switch-over\n"
+	"                         the image here stays as it was at the switch-over. A VM\n"
+	"                         without a disk moves as usual\n"
 	"  --disk-path PATH       with --copy-disk and one VM: the copy's path there instead\n"
 	"  --no-wait              start the moves and return; follow with: ferry migration list\n"
 	"  --json                 one JSON event per line instead of the progress display\n"
@@ -209,6 +210,9 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 	case 'W':
 		mo->no_wait = true;
 		return 0;
+	case 'K':
+		mo->copy_disk = true;
+		return 0;
 	case 'V':
 		/* --verify-memory off, as host set and --encrypt take it (an
 		 * optional argument is otherwise only --verify-memory=off) */
@@ -284,7 +288,6 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 			break;
 		}
 		case 'j': o->json = true; break;
-		case 'K': mo.copy_disk = true; break;
 		case 'P':
 			if (optarg[0] != '/') {
 				fprintf(stderr, "ferry move-vm: --disk-path '%s': give the copy's absolute path "

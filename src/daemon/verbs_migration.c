@@ -159,9 +159,11 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	if (disk_path && n > 1)
 		return req_fail(r, "E_BAD_ARG", "disk_path names one file: give it for one VM at a time "
 				"(without it each copy goes to its disk's own path)");
-	for (int i = 0; copy_disk && i < n; i++)
-		if (!vms[i]->def.disk[0])
-			return req_fail(r, "E_BAD_ARG", "VM %s has no disk to copy", vms[i]->def.name);
+	/* A VM without a disk has nothing to copy: it moves as any other
+	 * (an evacuation copies the disks of those that have one). */
+	if (disk_path && n == 1 && !vms[0]->def.disk[0])
+		return req_fail(r, "E_BAD_ARG", "VM %s has no disk to copy to %s", vms[0]->def.name,
+				disk_path);
 	for (int i = 0; i < n; i++) {
 		moves[i] = migrate_enqueue(r->d, vms[i], dest, (int)downtime, (int)bw,
 					   transport, &r->err);
@@ -171,8 +173,8 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 		moves[i]->cancel_on_timeout = strcmp(on_timeout, "cancel") == 0;
 		moves[i]->encrypt = encrypt;
 		moves[i]->verify_memory = verify_memory;
-		moves[i]->copy_disk = copy_disk;
-		if (copy_disk)
+		moves[i]->copy_disk = copy_disk && vms[i]->def.disk[0];
+		if (moves[i]->copy_disk)
 			snprintf(moves[i]->disk_path, sizeof(moves[i]->disk_path), "%s",
 				 disk_path ? disk_path : vms[i]->def.disk);
 		if (strcmp(codec, "auto") != 0)

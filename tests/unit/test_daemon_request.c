@@ -584,6 +584,32 @@ static void test_prepare_admission(void **state)
 	settings_default(&f->d.settings);
 	f->d.settings.max_migrations = 2;
 	prepare_expect(f, "mv-0000000a", 64, "E_NO_NETWORK", "ferryunit9");
+	/* a disk copy: never over a file here, with room, named in full */
+	{
+		char line[PATH_MAX * 2 + 512], taken[PATH_MAX + 16];
+		static const struct { const char *path, *copy, *code, *why; } cases[] = {
+			{ "%s/taken.img", "{\"bytes\":1048576,\"allocated\":0}", "E_DISK_EXISTS", "already exists" },
+			{ "%s/no/such/dir/c.img", "{\"bytes\":1048576,\"allocated\":0}", "E_DISK_COPY", "no/such/dir" },
+			{ "%s/c.img", "{\"bytes\":1048576,\"allocated\":4611686018427387904}", "E_DISK_COPY",
+			  "not enough space" },
+			{ "%s/c.img", "{\"bytes\":1048576}", "E_BAD_ARG", "allocated" },
+			{ "%s/c.img", "[]", "E_BAD_ARG", "disk_copy" },
+			{ "c.img%s", "{\"bytes\":1048576,\"allocated\":0}", "E_BAD_ARG", "must be absolute" },
+		};
+		snprintf(taken, sizeof(taken), "%s/taken.img", f->dir);
+		fclose(fopen(taken, "w"));
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			char path[PATH_MAX + 32];
+			snprintf(path, sizeof(path), cases[i].path, cases[i].path[0] == '%' ? f->dir : "");
+			snprintf(line, sizeof(line),
+				 "{\"cmd\":\"migration.prepare\",\"name\":\"g9\",\"id\":\"mv-0000000a\","
+				 "\"stream_version\":%d,\"disk_copy\":%s,\"definition\":{\"name\":\"g9\","
+				 "\"memory_mib\":64,\"kernel\":\"%s\",\"disk\":\"%s\"}}",
+				 MIG_VERSION, cases[i].copy, f->kernel, path);
+			expect_error(f, line, cases[i].code, cases[i].why);
+		}
+		unlink(taken);
+	}
 
 	in = fx_move(f, MOVE_IN, "mv-00000001", "a1", MV_PREPARING, 16);
 	out = fx_move(f, MOVE_OUT, "mv-00000002", "a2", MV_MIGRATING, 16);
@@ -663,6 +689,8 @@ static void test_move_queue_on_disk(void **state)
 	m->max_duration_s = 9;
 	m->cancel_on_timeout = true;
 	m->verify_memory = true;
+	m->copy_disk = true;
+	snprintf(m->disk_path, sizeof(m->disk_path), "/srv/copies/q1.img");
 	snprintf(m->transport, sizeof(m->transport), "multichannel");
 	snprintf(m->codec, sizeof(m->codec), "zstd");
 	fx_move(f, MOVE_OUT, "mv-000000b2", "q2", MV_QUEUED, 64);
@@ -684,6 +712,9 @@ static void test_move_queue_on_disk(void **state)
 	assert_int_equal(m->max_duration_s, 9);
 	assert_true(m->cancel_on_timeout);
 	assert_true(m->verify_memory);
+	assert_true(m->copy_disk); /* a queued copy must not start as a handover */
+	assert_string_equal(m->disk_path, "/srv/copies/q1.img");
+	assert_false(m->next->copy_disk);
 	assert_string_equal(m->transport, "multichannel");
 	assert_string_equal(m->codec, "zstd");
 	assert_int_equal(m->memory_mib, 64);
@@ -1330,6 +1361,44 @@ static void test_start_one_move_per_vm(void **state)
 	json_object_put(r);
 }
 
+/* migration.start's disk copy: a path needs copy_disk, is absolute and
+ * names one VM's copy, of a VM that has a disk; without one each copy
+ * goes to the disk's own path, and a VM without a disk moves as usual
+ * (an evacuation copies the disks of those that have one). */
+static void test_start_copy_disk(void **state)
+{
+	struct fx *f = *state;
+	struct json_object *r, *moves;
+
+	settings_default(&f->d.settings);
+	define_vm(f, "c1")->state = VM_RUNNING;
+	define_vm(f, "c2")->state = VM_RUNNING;
+	snprintf(registry_find(&f->d, "c1")->def.disk, PATH_MAX, "/srv/images/c1.img");
+	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"c1\",\"destination\":\"127.0.0.2\","
+		     "\"disk_path\":\"/srv/x.img\"}", "E_BAD_ARG", "needs copy_disk");
+	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"c1\",\"destination\":\"127.0.0.2\","
+		     "\"copy_disk\":true,\"disk_path\":\"x.img\"}", "E_BAD_ARG", "absolute");
+	expect_error(f, "{\"cmd\":\"migration.start\",\"names\":[\"c1\",\"c2\"],\"destination\":\"127.0.0.2\","
+		     "\"copy_disk\":true,\"disk_path\":\"/srv/x.img\"}", "E_BAD_ARG", "names one file");
+	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"c2\",\"destination\":\"127.0.0.2\","
+		     "\"copy_disk\":true,\"disk_path\":\"/srv/x.img\"}", "E_BAD_ARG", "no disk to copy");
+	/* both start (and, with no peer here, fail at once): c1's copy to its
+	 * own path, c2 with no copy */
+	r = call(f, "{\"cmd\":\"migration.start\",\"all_running\":true,\"destination\":\"127.0.0.2\","
+		 "\"copy_disk\":true}");
+	assert_string_equal(field(r, "ok"), "true");
+	assert_true(json_object_object_get_ex(r, "moves", &moves));
+	assert_int_equal(json_object_array_length(moves), 2);
+	for (size_t i = 0; i < 2; i++) {
+		struct json_object *mv = json_object_array_get_idx(moves, i);
+		if (strcmp(field(mv, "name"), "c1") == 0)
+			assert_string_equal(field(mv, "disk_copy_path"), "/srv/images/c1.img");
+		else
+			assert_null(field(mv, "disk_copy_path"));
+	}
+	json_object_put(r);
+}
+
 /* A restarted destination with no worker left for its arrivals: one
  * whose worker ran the VM (its "resumed" mark) keeps it, crashed, to be
  * started here; one that never ran it is removed; a VM without a marker
@@ -1661,6 +1730,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_move_outcomes, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_schedule, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_start_one_move_per_vm, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_start_copy_disk, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_reaches_worker, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_name_leaving, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_bw_share_joining, fx_setup, fx_teardown),
