@@ -34,10 +34,16 @@ int durable_dir_sync(const char *path, struct err *e)
 
 int durable_write_all(int fd, const void *buf, size_t len, const char *path, struct err *e)
 {
+	return durable_pwrite_all(fd, buf, len, -1, path, e);
+}
+
+int durable_pwrite_all(int fd, const void *buf, size_t len, off_t off, const char *path,
+		       struct err *e)
+{
 	const char *p = buf;
 
 	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = off < 0 ? write(fd, p, len) : pwrite(fd, p, len, off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -46,6 +52,8 @@ int durable_write_all(int fd, const void *buf, size_t len, const char *path, str
 			return err_set(e, "writing %s: no progress", path);
 		p += n;
 		len -= (size_t)n;
+		if (off >= 0)
+			off += n;
 	}
 	return 0;
 }

@@ -9,6 +9,7 @@
 #define FERRY_COMMON_DURABLE_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "common/err.h"
 
@@ -19,5 +20,8 @@ int durable_dir_sync(const char *path, struct err *e);
  * short writes and EINTR retried, as a nearly full disk answers with a
  * short write first — the error reported is then the disk's (ENOSPC). */
 int durable_write_all(int fd, const void *buf, size_t len, const char *path, struct err *e);
+/* The same at offset off (pwrite); off < 0: at the file position. */
+int durable_pwrite_all(int fd, const void *buf, size_t len, off_t off, const char *path,
+		       struct err *e);
 
 #endif

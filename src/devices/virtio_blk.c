@@ -402,15 +402,6 @@ int virtio_blk_image_fd(const struct virtio_blk *b)
 	return b->fd;
 }
 
-int virtio_blk_image_write(struct virtio_blk *b, uint64_t off, const void *p, size_t len,
-			   struct err *e)
-{
-	if (pwrite_full(b->fd, p, len, off) < 0)
-		return err_sys(e, "writing %zu bytes at %llu of disk image %s", len,
-			       (unsigned long long)off, b->path);
-	return 0;
-}
-
 int virtio_blk_image_read(struct virtio_blk *b, uint64_t off, void *p, size_t len, struct err *e)
 {
 	if (pread_full(b->fd, p, len, off) < 0)

@@ -70,11 +70,9 @@ struct virtio_dev *virtio_blk_dev(struct virtio_blk *b);
 int virtio_blk_track_start(struct virtio_blk *b, struct err *e);
 void virtio_blk_track_stop(struct virtio_blk *b);
 uint64_t *virtio_blk_track_map(struct virtio_blk *b, uint64_t *blocks);
-/* The image itself, for the copier on each side. */
+/* The image itself, for the copier on the source. */
 int virtio_blk_image_fd(const struct virtio_blk *b);
 int virtio_blk_image_read(struct virtio_blk *b, uint64_t off, void *p, size_t len, struct err *e);
-int virtio_blk_image_write(struct virtio_blk *b, uint64_t off, const void *p, size_t len,
-			   struct err *e);
 
 #define VIRTIO_BLK_STATE_VERSION 1
 struct virtio_blk_state {

@@ -76,6 +76,9 @@ int diskcopy_create_image(const struct vm_config *c, struct err *e);
 
 struct diskcopy_rx {
 	uint8_t *buf;
+	/* its own descriptor on the copy: the disk may be attached read-only */
+	int fd;
+	bool fd_open;
 	uint64_t bytes, records;
 };
 int diskcopy_recv(struct diskcopy_rx *rx, struct stream *r, uint32_t len, struct machine *m,

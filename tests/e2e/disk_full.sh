@@ -79,7 +79,7 @@ grep -q "write at sector .*No space left on device" "$T/s.err" ||
 unfill "$T/img"
 lasterr=$(grep -oE 'error blk write n=[0-9]+' "$T/s.log" | tail -n1 | grep -oE '[0-9]+')
 for _ in $(seq 100); do
-	lastw=$(grep -oE 'blk wrote n=[0-9]+' "$T/s.log" | tail -n1 | grep -oE '[0-9]+')
+	lastw=$(last_blk "$T/s.log")
 	[ "$lastw" -gt "$lasterr" ] && break
 	sleep 0.2
 done

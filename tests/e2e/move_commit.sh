@@ -34,7 +34,7 @@ tail -n 3 "$T/move.json"
 grep -q '"unknown"' "$T/move.json" || grep -qi 'unknown\|resum' "$T/move.json" || fail "the events never showed the unknown outcome"
 verify_vm A c1 || fail "pages after resuming"
 on A vm verify c1 | grep -q "every page verified" || fail "ferry vm verify disagrees"
-n=$(grep -oE 'blk wrote n=[0-9]+' "$(serial_of A c1)" | tail -n1 | grep -oE '[0-9]+$')
+n=$(last_blk "$(serial_of A c1)")
 wait_for "$(serial_of A c1)" "FERRY-GUEST blk wrote n=$((n + 2))\$" 30 || fail "c1 does not write its disk after resuming"
 on A migration history | tee "$T/hist"
 grep -q "c1" "$T/hist" || fail "no history entry"

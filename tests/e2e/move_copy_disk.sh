@@ -77,11 +77,11 @@ grep -q "\"disk\": *\"$T/B/images/d1.img\"" "$T/B/vms/d1.json" ||
 	fail "B's definition does not name the copy: $(cat "$T/B/vms/d1.json")"
 grep -q "runs on its copy of the disk" "$T/A.ferryd.log" || fail "A's log does not say where the disk went"
 verify_vm B d1 || fail "page check on B"
-n0=$(grep -oE 'blk wrote n=[0-9]+' "$(serial_of A d1)" | tail -n1 | grep -oE '[0-9]+')
+n0=$(last_blk "$(serial_of A d1)")
 wait_for "$(serial_of B d1)" "FERRY-GUEST blk wrote n=$((n0 + 2))\$" 30 || fail "d1 does not write its copy on B"
 on B vm stop d1 >/dev/null || fail "vm stop on B"
 wait_state B d1 stopped 30 || fail "d1 did not stop on B"
-last=$(grep -oE 'blk wrote n=[0-9]+' "$(serial_of B d1)" | tail -n1 | grep -oE '[0-9]+')
+last=$(last_blk "$(serial_of B d1)")
 "$check" "$T/B/images/d1.img" "$last" || fail "the copy's records are damaged"
 cmp <(tail -c +65537 "$T/A/images/d1.img") <(tail -c +65537 "$T/B/images/d1.img") ||
 	fail "the copy's data differs from the source's image"

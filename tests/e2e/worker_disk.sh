@@ -19,11 +19,11 @@ echo "locked: $(tail -n1 "$T/o.err")"
 next_port; start_dst d "$port"
 migrate s "$port" || fail "migrate refused"
 res=$(wait_mig s 60); [ "$(field "$res" stage)" = completed ] || fail "move: $res"
-n0=$(grep -oE 'blk wrote n=[0-9]+' "$T/s.log" | tail -n1 | grep -oE '[0-9]+')
+n0=$(last_blk "$T/s.log")
 wait_for "$T/d.log" "FERRY-GUEST blk wrote n=$((n0 + 3))\$" 30 || fail "destination does not write the disk"
 vmctl "$T/s.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_s" 4
 verify d >/dev/null
 vmctl "$T/d.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_d" 0
-last=$(grep -oE 'blk wrote n=[0-9]+' "$T/d.log" | tail -n1 | grep -oE '[0-9]+')
+last=$(last_blk "$T/d.log")
 "$check" "$T/disk.img" "$last" || fail "disk records damaged"
 echo "ok: moved at record $n0, last record $last"

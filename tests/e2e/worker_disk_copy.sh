@@ -7,7 +7,8 @@
 # copy holds every record without a gap and the source's bulk data byte
 # for byte, stays sparse where the source was, and the source's image was
 # left alone after the switch-over. The VM then moves on from its copy to a
-# third image over four encrypted connections, with the same checks. A
+# third image over four encrypted connections, with the same checks; a
+# disk attached read-only is copied too. A
 # copy never overwrites a file; a move cancelled while the disk goes
 # removes the partial copy; the VM runs on where it was.
 . "$(dirname "$0")/../lib/common.sh"
@@ -56,7 +57,7 @@ res=$(wait_mig s 60) || fail "move did not end"
 [ "$(field "$res" stage)" = completed ] || fail "move: $res"
 sent=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["migration"]["disk_copy"]["sent_bytes"])' "$res")
 [ "$sent" -ge $((24 << 20)) ] || fail "move: only $sent bytes of the disk were sent"
-n0=$(grep -oE 'blk wrote n=[0-9]+' "$T/s.log" | tail -n1 | grep -oE '[0-9]+')
+n0=$(last_blk "$T/s.log")
 wait_for "$T/d.log" "FERRY-GUEST blk wrote n=$((n0 + 2))\$" 30 || fail "the destination does not write its copy"
 vmctl "$T/s.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_s" 4
 verify d >/dev/null
@@ -71,12 +72,12 @@ migrate d "$port" "$(copy_to "$T/dst/third.img" ",\"key\":\"$KEY\",\"encrypt\":t
 res=$(wait_mig d 60) || fail "encrypted move did not end"
 [ "$(field "$res" stage)" = completed ] || fail "encrypted move: $res"
 [ "$(field "$res" encrypted)" = True ] || fail "encrypted move: not encrypted: $res"
-n1=$(grep -oE 'blk wrote n=[0-9]+' "$T/d.log" | tail -n1 | grep -oE '[0-9]+')
+n1=$(last_blk "$T/d.log")
 wait_for "$T/e.log" "FERRY-GUEST blk wrote n=$((n1 + 2))\$" 30 || fail "the third image is not written"
 vmctl "$T/d.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_d" 4
 verify e >/dev/null
 vmctl "$T/e.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_e" 0
-last=$(grep -oE 'blk wrote n=[0-9]+' "$T/e.log" | tail -n1 | grep -oE '[0-9]+')
+last=$(last_blk "$T/e.log")
 "$check" "$T/dst/third.img" "$last" || fail "the third image's records are damaged"
 "$check" "$T/dst/disk.img" "$n1" || fail "the first copy's records are damaged"
 "$check" "$T/src/disk.img" "$n0" || fail "the source's records are damaged"
@@ -86,6 +87,17 @@ for img in disk third; do
 		fail "the copy $img.img differs from the source's image"
 	[ "$(stat -c %s "$T/dst/$img.img")" = $((64 << 20)) ] || fail "the copy $img.img has the wrong size"
 done
+
+note "a disk attached read-only is copied too"
+truncate -s 8M "$T/src/ro.img"
+head -c 2M /dev/urandom | dd of="$T/src/ro.img" bs=1M seek=3 conv=notrunc status=none
+start_src r 64M 1 "ws=4M rate=0" --disk "$T/src/ro.img" --disk-readonly
+next_port; start_dst rd "$port"
+migrate r "$port" "$(copy_to "$T/dst/ro.img")" || fail "migrate refused"
+res=$(wait_mig r 30) || fail "read-only: move did not end"
+[ "$(field "$res" stage)" = completed ] || fail "read-only: $res"
+cmp "$T/src/ro.img" "$T/dst/ro.img" || fail "read-only: the copy differs"
+verify rd >/dev/null
 alloc=$(du -k "$T/dst/disk.img" | cut -f1)
 [ "$alloc" -lt $((40 << 10)) ] || fail "the copy is not sparse: $alloc KiB allocated"
 echo "ok: $((sent >> 10)) KiB of disk sent in $passes passes, moved at record $n0, then" \

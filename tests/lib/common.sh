@@ -35,6 +35,9 @@ need_root() { [ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces, tap 
 # bg CMD...: run in the background, remember the pid in $! and for cleanup
 bg() { "$@" & _pids+=($!); }
 
+# last_blk LOG: the newest disk record the test guest says it wrote (blk=1)
+last_blk() { grep -oE 'blk wrote n=[0-9]+' "$1" | tail -n1 | grep -oE '[0-9]+$'; }
+
 # wait_for FILE REGEX [TIMEOUT_S]: wait until a line matching REGEX appears
 wait_for() {
 	local f=$1 re=$2 t=${3:-30} i=0
