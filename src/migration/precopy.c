@@ -235,7 +235,9 @@ static void publish(struct run *r)
 		if (!r->pass1_done)
 			st->pass1_mibps = st->throughput_mibps; /* so far; final at the pass's end */
 		st->remaining_pages = st->total_pages > st->sent_pages ? st->total_pages - st->sent_pages : 0;
-		st->eta_ms = bw > 0 ? (uint64_t)((double)st->remaining_pages * 4096.0 / bw * 1000.0) : 0;
+		/* a disk copy's pass 1 goes first: what it owes is left too */
+		st->eta_ms = bw > 0 ? (uint64_t)(((double)st->remaining_pages * 4096.0 +
+						  (double)st->disk_dirty_bytes) / bw * 1000.0) : 0;
 	}
 	pthread_mutex_unlock(&r->ms->lock);
 }

@@ -237,13 +237,21 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		/* In pass 1 what is left is what the pass has not sent: from the
 		 * same snapshot as percent, not the pass's last publish (200 ms
 		 * old, so "left" lagged behind the percent beside it). */
-		if (st.stage == MIG_STAGE_PRECOPY && st.pass == 1)
-			st.remaining_pages = st.total_pages > st.sent_pages ? st.total_pages - st.sent_pages : 0;
-		jsonl_add_int(m, "remaining_pages", (int64_t)st.remaining_pages);
-		jsonl_add_int(m, "remaining_bytes", (int64_t)st.remaining_pages * 4096);
+		uint64_t left = st.remaining_pages * 4096, done = st.sent_pages, all = st.total_pages;
+		if (done > all)
+			done = all;
+		if (st.stage == MIG_STAGE_PRECOPY && st.pass == 1) {
+			/* A disk copy's pass 1 goes first and may be the most of
+			 * it: counted in what is done and left (later passes'
+			 * remaining_pages count its owed blocks already). */
+			left = (all - done) * 4096 + st.disk_dirty_bytes;
+			done = done * 4096 + st.disk_sent_bytes;
+			all = done + left;
+		}
+		jsonl_add_int(m, "remaining_pages", (int64_t)((left + 4095) / 4096));
+		jsonl_add_int(m, "remaining_bytes", (int64_t)left);
 		json_object_object_add(m, "percent", json_object_new_double(
-			st.total_pages ? 100.0 * (double)(st.sent_pages > st.total_pages ? st.total_pages : st.sent_pages) /
-			(double)st.total_pages : 0.0));
+			all ? 100.0 * (double)done / (double)all : 0.0));
 		json_object_object_add(m, "dirty_rate_mibps", json_object_new_double(st.dirty_rate_mibps));
 		json_object_object_add(m, "throughput_mibps", json_object_new_double(st.throughput_mibps));
 		json_object_object_add(m, "pass1_mibps", json_object_new_double(st.pass1_mibps));

@@ -46,6 +46,11 @@ on A move-vm -n d1 -d "$(port_of B)" --copy-disk --disk-path "$T/B/images/c.img"
 	--no-wait >/dev/null || fail "move-vm --no-wait"
 wait_precopy A d1 20 || fail "the move never reached pre-copy"
 [ -e "$T/B/images/c.img" ] || fail "B never created the copy"
+# its pass 1 sends the disk first: what is left counts the disk's bytes
+sleep 0.5
+left=$(on A --json migration status d1 | json_get move.progress.remaining_bytes)
+[ -n "$left" ] && [ "$left" -gt $((8 << 20)) ] || fail "pass 1 shows $left bytes left, not the disk's"
+on A migration status d1 | grep -q "Disk copy: *to $T/B/images/c.img" || fail "status shows no disk copy"
 on A migration cancel d1 >/dev/null || fail "migration cancel"
 wait_move A d1 cancelled 30 || fail "the move was not cancelled"
 for _ in $(seq 100); do [ -e "$T/B/images/c.img" ] || break; sleep 0.1; done
