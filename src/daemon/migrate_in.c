@@ -119,7 +119,9 @@ struct move *migrate_incoming_new(struct ferryd *d, struct vm *vm,
 static void migrate_in_drop(struct ferryd *d, struct vm *vm)
 {
 	/* The copy of its disk this move made (prepare saw no file there),
-	 * in case its worker could not remove it: the guest never ran on it. */
+	 * in case its worker could not remove it: the guest never ran on it
+	 * (migrate_in_arrived clears the flag of an arrival that ran here;
+	 * only the marker of an arrival sets it at a restart). */
 	if (vm->disk_copy && vm->def.disk[0]) {
 		struct err e = { 0 };
 		if (unlink(vm->def.disk) == 0) {
@@ -160,6 +162,7 @@ static void migrate_in_arrived(struct ferryd *d, struct vm *vm, struct move *m, 
 	struct err e = { 0 };
 
 	vm->incoming = false;
+	vm->disk_copy = false; /* the copy is the VM's disk now: never removed as an arrival's */
 	if (!gone)
 		vm->state = VM_RUNNING;
 	vm->move_id[0] = '\0';

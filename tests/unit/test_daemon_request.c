@@ -1433,6 +1433,20 @@ static void test_recover_incoming(void **state)
 	assert_int_equal(unlink(path), 0); /* k3 arrived before the restart */
 	assert_int_equal(migrate_marker_path(&f->d, "k4", path, sizeof(path)), 0);
 	assert_int_equal(statefile_write(path, "{}", &e), 0);
+	/* k1 and k2 came with copies of their disks, k3 with a disk of its own */
+	for (int i = 1; i <= 3; i++) {
+		char name[16], disk[PATH_MAX + 16];
+		snprintf(name, sizeof(name), "k%d", i);
+		vm = registry_find(&f->d, name);
+		snprintf(disk, sizeof(disk), "%s/%s.img", f->dir, name);
+		assert_true(strlen(disk) < sizeof(vm->def.disk));
+		memcpy(vm->def.disk, disk, strlen(disk) + 1);
+		assert_int_equal(statefile_write(disk, "data", &e), 0);
+		if (i == 3)
+			continue;
+		assert_int_equal(migrate_marker_path(&f->d, name, path, sizeof(path)), 0);
+		assert_int_equal(statefile_write(path, "{\"id\":\"mv-0000060x\",\"disk_copy\":true}", &e), 0);
+	}
 
 	migrate_recover_incoming(&f->d);
 	vm = registry_find(&f->d, "k1");
@@ -1445,6 +1459,14 @@ static void test_recover_incoming(void **state)
 	assert_non_null(registry_find(&f->d, "k3"));
 	assert_int_equal(registry_find(&f->d, "k3")->state, VM_STOPPED);
 	assert_false(fx_marked(f, "k4"));
+	/* the copy k1 ran on is its disk; k2's never ran: removed; k3's untouched */
+	assert_false(registry_find(&f->d, "k1")->disk_copy);
+	snprintf(path, sizeof(path), "%s/k1.img", f->dir);
+	assert_int_equal(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/k2.img", f->dir);
+	assert_int_equal(access(path, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/k3.img", f->dir);
+	assert_int_equal(access(path, F_OK), 0);
 }
 
 /* A VM being moved is not started, stopped or deleted here: not the
