@@ -370,11 +370,12 @@ static void move_out_prepare(struct ferryd *d, struct move *m, struct json_objec
 		struct vm_def def = vm->def;
 		struct json_object *dc = json_object_new_object();
 		struct stat st;
-		if (stat(vm->def.disk, &st) < 0) {
+		int serr = stat(vm->def.disk, &st) < 0 ? errno : 0;
+		if (serr || !S_ISREG(st.st_mode)) {
 			json_object_put(dc);
 			json_object_put(req);
 			move_finish(d, m, MV_FAILED, "E_NO_DISK", "cannot copy VM %s's disk image %s: %s",
-				    m->vm, vm->def.disk, strerror(errno));
+				    m->vm, vm->def.disk, serr ? strerror(serr) : "only a file can be copied");
 			return;
 		}
 		snprintf(def.disk, sizeof(def.disk), "%s", m->disk_path);

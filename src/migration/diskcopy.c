@@ -70,7 +70,8 @@ int diskcopy_describe(struct machine *m, const char *path, struct vm_config *out
 	*out = m->cfg;
 	snprintf(out->disk, sizeof(out->disk), "%s", path);
 	out->disk_copy_bytes = virtio_blk_capacity(m->blk) * 512;
-	out->disk_copy_allocated = (uint64_t)st.st_blocks * 512;
+	/* a block device says nothing of what it holds: all of it */
+	out->disk_copy_allocated = S_ISBLK(st.st_mode) ? out->disk_copy_bytes : (uint64_t)st.st_blocks * 512;
 	if (out->disk_copy_allocated > out->disk_copy_bytes)
 		out->disk_copy_allocated = out->disk_copy_bytes;
 	return 0;
