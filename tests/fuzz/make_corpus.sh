@@ -118,6 +118,17 @@ def digest(mem_recs, flip=False):
     body = struct.pack(f'<{len(sums)}Q', *sums)
     return rec(DIGEST, struct.pack('<QIIQQ', 0, len(sums), BLOCK, npages, mig_sum(body)) + body)
 
+DISK = 14
+def disk_copy_config(cfg, nbytes):
+    # CONFIG of version 3 on: the u64 sum of the JSON, then the JSON
+    j = json.loads(cfg[8:])
+    j.update(disk='/tmp/ferry-fuzz-copy.img', disk_copy_bytes=nbytes, disk_copy_allocated=0)
+    text = json.dumps(j, separators=(',', ':')).encode()
+    return struct.pack('<Q', mig_sum(text)) + text
+
+def disk_run(off, data, bad_sum=False):
+    return rec(DISK, struct.pack('<QIIQ', off, len(data), 0, mig_sum(data) ^ (1 if bad_sum else 0)) + data)
+
 seeds = {
     # The destination checks its memory against the source's digest at
     # STATE_END: one that matches, one that does not.
@@ -137,6 +148,10 @@ seeds = {
     'real-generations': head + b''.join(rec(MEM, memhdr(*struct.unpack_from('<QIH', m, 0)[:2], 3, 0, m[24:]) + m[24:])
                                         for m in raw_mems) + mem_raw + tail,
     # Hostile, each otherwise well-formed.
+    # A move that copies the disk (stream version 7): CONFIG asks for the
+    # copy, DISK runs at the image's start and end, one whose sum is off.
+    'disk-copy': hdr + rec(CONFIG, disk_copy_config(config, 1 << 20)) + disk_run(0, bytes(range(256)) * 16) +
+                 disk_run((1 << 20) - 512, b'\x5a' * 512) + disk_run(4096, bytes(512), True) + tail,
     'bad-magic': b'FERRYMIX' + hdr[8:] + rec(CONFIG, config) + tail,
     'bad-version': hdr[:8] + struct.pack('<II', 99, 0) + rec(CONFIG, config) + tail,
     'huge-length': head + struct.pack('<II', MEM, 0xffffffff) + b'\0' * 64,
