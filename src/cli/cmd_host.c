@@ -64,7 +64,8 @@ static void host_usage(FILE *f)
 		"          move-vm's options (--downtime-ms, --bandwidth, --transport,\n"
 		"          --codec, --encrypt, --verify-memory, --max-duration,\n"
 		"          --on-timeout, --no-wait, --json); --copy-disk copies each VM's\n"
-		"          disk to the same path there (hosts that share no storage).\n"
+		"          disk to the same path there (hosts that share no storage);\n"
+		"          --check only checks that the destination would take them all.\n"
 		"new-key   write a new random cluster key to FILE (mode 0600; an existing\n"
 		"          file is never replaced). Start every host's ferryd with a copy\n"
 		"          (ferryd --key-file FILE) and give it to remote clients (ferry\n"
@@ -269,6 +270,7 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 		{ "encrypt", required_argument, NULL, 'E' },
 		{ "verify-memory", optional_argument, NULL, 'V' },
 		{ "copy-disk", no_argument, NULL, 'K' },
+		{ "check", no_argument, NULL, 'X' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },

@@ -61,6 +61,11 @@ static const char move_usage_text[] =
 	"                         the image here stays as it was at the switch-over. A VM\n"
 	"                         without a disk moves as usual\n"
 	"  --disk-path PATH       with --copy-disk and one VM: the copy's path there instead\n"
+	"  --check                only check that the destination would take each VM, as\n"
+	"                         the move's setup does (CPU model, memory, disk, network,\n"
+	"                         versions, keys); then call it off: the VM never pauses\n"
+	"                         and no memory moves. State \"checked\", exit status 0 when\n"
+	"                         every VM would go\n"
 	"  --no-wait              start the moves and return; follow with: ferry migration list\n"
 	"  --json                 one JSON event per line instead of the progress display\n"
 	"\n"
@@ -75,7 +80,8 @@ static const char move_usage_text[] =
 	"  ferry move-vm -c node1 -n web1,web2,db1 -d node2:7450 --bandwidth 500\n"
 	"  ferry move-vm -n web1 -d node2 --no-wait && ferry migration status web1\n"
 	"  ferry move-vm -n db1 -d remote-site --bandwidth 100 --codec zstd\n"
-	"  ferry move-vm -n web1 -d node3 --copy-disk --disk-path /srv/images/web1.img\n";
+	"  ferry move-vm -n web1 -d node3 --copy-disk --disk-path /srv/images/web1.img\n"
+	"  ferry move-vm -n web1,web2 -d node2 --check    # would they go? nothing moves\n";
 
 void cli_move_request_options(struct json_object *req, const struct move_opts_pub *mo)
 {
@@ -100,6 +106,8 @@ void cli_move_request_options(struct json_object *req, const struct move_opts_pu
 		jsonl_add_bool(req, "copy_disk", true);
 	if (mo->disk_path)
 		jsonl_add_str(req, "disk_path", mo->disk_path);
+	if (mo->check_only)
+		jsonl_add_bool(req, "check_only", true);
 }
 
 /* Send migration.start and follow (or list) the moves it made. */
@@ -213,6 +221,9 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 	case 'K':
 		mo->copy_disk = true;
 		return 0;
+	case 'X':
+		mo->check_only = true;
+		return 0;
 	case 'V':
 		/* --verify-memory off, as host set and --encrypt take it (an
 		 * optional argument is otherwise only --verify-memory=off) */
@@ -264,6 +275,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		{ "verify-memory", optional_argument, NULL, 'V' },
 		{ "copy-disk", no_argument, NULL, 'K' },
 		{ "disk-path", required_argument, NULL, 'P' },
+		{ "check", no_argument, NULL, 'X' },
 		{ "no-wait", no_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },

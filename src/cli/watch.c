@@ -37,7 +37,13 @@ struct watch_seen {
 static bool watch_done(const char *state)
 {
 	return state && (strcmp(state, "completed") == 0 || strcmp(state, "failed") == 0 ||
-			 strcmp(state, "cancelled") == 0);
+			 strcmp(state, "cancelled") == 0 || strcmp(state, "checked") == 0);
+}
+
+/* A move that did what was asked: moved, or (--check) found it would go. */
+static bool watch_ok(const char *state)
+{
+	return state && (strcmp(state, "completed") == 0 || strcmp(state, "checked") == 0);
 }
 
 /* "12.3 MiB", "1.2 GiB", "512 KiB". */
@@ -128,6 +134,12 @@ static void watch_summary(struct json_object *mv)
 	char total[32], wire[32], over[160];
 	int64_t t = cli_int(mv, "ended_ms", 0) - cli_int(mv, "started_ms", 0);
 
+	if (state && strcmp(state, "checked") == 0) {
+		printf("VM %s can move to %s (check %s): %s\n", cli_str(mv, "name"),
+		       cli_str(mv, "destination"), cli_str(mv, "id"),
+		       cli_str(mv, "error") ? cli_str(mv, "error") : "nothing moved");
+		return;
+	}
 	if (!state || strcmp(state, "completed") != 0) {
 		fprintf(stderr, "ferry: VM %s: move %s %s: %s\n", cli_str(mv, "name"),
 			cli_str(mv, "id"), state ? state : "?",
@@ -264,7 +276,7 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 			char line[512];
 			if (watch_done(st)) {
 				done++;
-				failed += strcmp(st, "completed") != 0;
+				failed += !watch_ok(st);
 				pct_sum += 100;
 			} else {
 				queued += st && strcmp(st, "queued") == 0;
@@ -302,22 +314,25 @@ int cli_watch_moves(const struct cli_opts *o, struct json_object *moves)
 				for (size_t i = 0; i < json_object_array_length(list); i++)
 					watch_summary(json_object_array_get_idx(list, i));
 			} else {
-				size_t ok = 0;
+				size_t ok = 0, checked = 0;
 				struct json_object *ev = json_object_new_object();
 				for (size_t i = 0; i < json_object_array_length(list); i++) {
 					const char *st = cli_str(json_object_array_get_idx(list, i), "state");
 					ok += st && strcmp(st, "completed") == 0;
+					checked += st && strcmp(st, "checked") == 0;
 				}
 				jsonl_add_str(ev, "event", "done");
 				jsonl_add_int(ev, "completed", (int64_t)ok);
-				jsonl_add_int(ev, "failed", (int64_t)(n - ok));
+				if (checked) /* --check: would go, and nothing moved */
+					jsonl_add_int(ev, "checked", (int64_t)checked);
+				jsonl_add_int(ev, "failed", (int64_t)(n - ok - checked));
 				printf("%s\n", jsonl_text(ev));
 				json_object_put(ev);
 				/* Failures also go to stderr, in words. */
 				for (size_t i = 0; i < json_object_array_length(list); i++) {
 					struct json_object *mv = json_object_array_get_idx(list, i);
 					const char *st = cli_str(mv, "state");
-					if (st && strcmp(st, "completed") != 0)
+					if (!watch_ok(st))
 						fprintf(stderr, "ferry: VM %s: move %s: %s\n", cli_str(mv, "name"),
 							st, cli_str(mv, "error") ? cli_str(mv, "error") : "?");
 				}

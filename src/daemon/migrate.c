@@ -44,13 +44,14 @@ const char *migrate_state_name(enum move_state s)
 	case MV_COMPLETED: return "completed";
 	case MV_FAILED: return "failed";
 	case MV_CANCELLED: return "cancelled";
+	case MV_CHECKED: return "checked";
 	}
 	return "unknown";
 }
 
 bool migrate_state_done(enum move_state s)
 {
-	return s == MV_COMPLETED || s == MV_FAILED || s == MV_CANCELLED;
+	return s == MV_COMPLETED || s == MV_FAILED || s == MV_CANCELLED || s == MV_CHECKED;
 }
 
 int migrate_active_count(struct ferryd *d)
@@ -162,9 +163,10 @@ static void move_finish(struct ferryd *d, struct move *m, enum move_state st,
 	m->wait_reason[0] = '\0';
 	json_object_put(m->extents);
 	m->extents = NULL;
-	if (st == MV_COMPLETED)
-		log_info("move %s: VM %s %s %s: completed", m->id, m->vm,
-			 m->dir == MOVE_OUT ? "to" : "from", m->peer);
+	if (st == MV_COMPLETED || st == MV_CHECKED)
+		log_info("move %s: VM %s %s %s: %s%s%s", m->id, m->vm,
+			 m->dir == MOVE_OUT ? "to" : "from", m->peer, migrate_state_name(st),
+			 m->error[0] ? ": " : "", m->error);
 	if (st == MV_COMPLETED && m->dir == MOVE_OUT && m->copy_disk)
 		log_info("move %s: VM %s runs on its copy of the disk, %s on %s; its image on this "
 			 "host stays as it was at the switch-over: remove it when no longer needed",
@@ -606,6 +608,8 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 		jsonl_add_bool(req, "verify_memory", true);
 	if (m->copy_disk)
 		jsonl_add_str(req, "disk_copy_path", m->disk_path);
+	if (m->check_only)
+		jsonl_add_bool(req, "check_only", true);
 	/* Its share of the host's limit from the first byte; the moves
 	 * already sending are slowed to make room after this tick. */
 	bw = migrate_bw_share(d, m);
@@ -623,6 +627,16 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	rep = migrate_worker_request(d, vm, req, &e);
 	if (!rep) {
 		move_abandon(d, m, MV_FAILED, "E_MIGRATE_FAILED", "VM %s: %s", m->vm, e.msg);
+		return;
+	}
+	if (m->check_only && !json_object_object_get_ex(rep, "check_only", NULL)) {
+		/* A worker from before checks took it for a move: call it off
+		 * before any memory goes (pass 1 only copies; the VM runs on). */
+		json_object_put(rep);
+		json_object_put(migrate_worker_request(d, vm, migrate_worker_cmd("migrate-cancel"), &e));
+		move_abandon(d, m, MV_FAILED, "E_VERSION",
+			     "VM %s's worker predates checks (started by an earlier ferry-vm): nothing "
+			     "moved; restart the VM on this build to check it", m->vm);
 		return;
 	}
 	json_object_put(rep);
@@ -664,7 +678,8 @@ static void move_out_enter_finishing(struct ferryd *d, struct move *m,
 /* A worker's migration stage that no cancel can change any more. */
 static bool migrate_worker_stage_final(const char *stage)
 {
-	static const char *const final[] = { "completed", "failed", "cancelled", "unknown", "none" };
+	static const char *const final[] = { "completed", "failed", "cancelled", "unknown", "none",
+					     "checked" };
 	for (size_t i = 0; i < sizeof(final) / sizeof(final[0]); i++)
 		if (strcmp(stage, final[i]) == 0)
 			return true;
@@ -745,6 +760,11 @@ static void move_out_polled(struct ferryd *d, struct move *m, struct peer_result
 	snprintf(m->stage, sizeof(m->stage), "%s", stage);
 	if (strcmp(stage, "completed") == 0) {
 		move_out_enter_finishing(d, m, vm);
+	} else if (strcmp(stage, "checked") == 0) {
+		/* the worker has already told the destination to drop it */
+		move_abandon(d, m, MV_CHECKED, NULL,
+			     "%s can take VM %s (its CPU, memory, disk and network checked as for a "
+			     "move); nothing moved", m->peer, m->vm);
 	} else if (strcmp(stage, "unknown") == 0) {
 		m->state = MV_RESOLVING;
 		m->next_ms = now;
@@ -1287,6 +1307,8 @@ struct json_object *migrate_move_json(struct ferryd *d, struct move *m,
 		jsonl_add_bool(o, "verify_memory", m->verify_memory);
 		if (m->copy_disk)
 			jsonl_add_str(o, "disk_copy_path", m->disk_path);
+		if (m->check_only)
+			jsonl_add_bool(o, "check_only", true);
 		jsonl_add_int(o, "downtime_target_ms", m->downtime_ms);
 		jsonl_add_int(o, "bandwidth_mibps", m->bandwidth_mibps);
 		if (m->state == MV_MIGRATING && m->bw_applied >= 0)

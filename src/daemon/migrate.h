@@ -51,6 +51,7 @@ enum move_state {
 	MV_COMPLETED,
 	MV_FAILED,
 	MV_CANCELLED,
+	MV_CHECKED,    /* out, a check only: the destination accepted the VM; nothing moved */
 };
 
 struct move {
@@ -72,6 +73,9 @@ struct move {
 	 * share no storage) instead of handing it over */
 	bool copy_disk;
 	char disk_path[PATH_MAX];
+	/* out: only check that the destination takes the VM (setup as a move
+	 * makes it), then call the move off: the VM never pauses */
+	bool check_only;
 	int downtime_ms;
 	int bandwidth_mibps;  /* the move's own limit, 0 = none (host's limit still applies) */
 	int bw_applied;       /* out: limit its worker runs at now, 0 = none; -1 = not known */

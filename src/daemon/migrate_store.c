@@ -50,6 +50,8 @@ void migrate_store_save(struct ferryd *d)
 		jsonl_add_bool(j, "verify_memory", m->verify_memory);
 		if (m->copy_disk)
 			jsonl_add_str(j, "disk_copy_path", m->disk_path);
+		if (m->check_only)
+			jsonl_add_bool(j, "check_only", true);
 		jsonl_add_int(j, "downtime_ms", m->downtime_ms);
 		jsonl_add_int(j, "max_duration_s", m->max_duration_s);
 		jsonl_add_bool(j, "cancel_on_timeout", m->cancel_on_timeout);
@@ -86,7 +88,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 		   *transport = NULL, *address = NULL, *codec = NULL, *disk_copy = NULL;
 	int64_t dt = 50, bw = 0, mem = 0, created = 0, started = 0, maxdur = 0;
 	int st = -1;
-	bool cancel_on_timeout = false, encrypt = false, verify_memory = false;
+	bool cancel_on_timeout = false, encrypt = false, verify_memory = false, check_only = false;
 	struct err e = { 0 };
 	struct move *m;
 
@@ -104,6 +106,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	    jsonl_get_bool(j, "cancel_on_timeout", false, &cancel_on_timeout, &e) < 0 ||
 	    jsonl_get_bool(j, "encrypt", false, &encrypt, &e) < 0 ||
 	    jsonl_get_bool(j, "verify_memory", false, &verify_memory, &e) < 0 ||
+	    jsonl_get_bool(j, "check_only", false, &check_only, &e) < 0 ||
 	    jsonl_get_int(j, "memory_mib", false, 0, INT32_MAX, &mem, &e) < 0 ||
 	    jsonl_get_int(j, "created_ms", false, 0, INT64_MAX, &created, &e) < 0 ||
 	    jsonl_get_int(j, "started_ms", false, 0, INT64_MAX, &started, &e) < 0 ||
@@ -125,6 +128,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	/* a queued copy must stay a copy: started as a handover it would run
 	 * the VM on a disk the destination does not have */
 	m->copy_disk = disk_copy != NULL;
+	m->check_only = check_only; /* likewise, a check must never become a move */
 	if (disk_copy)
 		snprintf(m->disk_path, sizeof(m->disk_path), "%s", disk_copy);
 	if (address)

@@ -100,14 +100,14 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "names", "all_running",
 		"destination", "downtime_ms", "bandwidth_mibps", "transport", "codec", "max_duration_s",
-		"on_timeout", "encrypt", "verify_memory", "copy_disk", "disk_path", NULL };
+		"on_timeout", "encrypt", "verify_memory", "copy_disk", "disk_path", "check_only", NULL };
 	struct host_settings *s = &r->d->settings;
 	const char *dest = NULL, *transport = s->transport;
 	/* bandwidth_mibps is the move's own limit; the host's limit is not a
 	 * default for it but a budget all moves share (migrate_bw.c). */
 	int64_t downtime = s->downtime_ms, bw = 0, maxdur = 0;
 	const char *on_timeout = "switchover", *codec = "auto", *disk_path = NULL;
-	bool encrypt = s->encrypt, verify_memory = s->verify_memory, copy_disk = false;
+	bool encrypt = s->encrypt, verify_memory = s->verify_memory, copy_disk = false, check_only = false;
 	struct json_object *o, *arr;
 	struct move *moves[MIGRATION_START_MAX_VMS];
 	struct vm *vms[MIGRATION_START_MAX_VMS];
@@ -126,7 +126,8 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	    jsonl_get_bool(r->args, "encrypt", false, &encrypt, &r->err) < 0 ||
 	    jsonl_get_bool(r->args, "verify_memory", false, &verify_memory, &r->err) < 0 ||
 	    jsonl_get_bool(r->args, "copy_disk", false, &copy_disk, &r->err) < 0 ||
-	    jsonl_get_str(r->args, "disk_path", false, &disk_path, &r->err) < 0)
+	    jsonl_get_str(r->args, "disk_path", false, &disk_path, &r->err) < 0 ||
+	    jsonl_get_bool(r->args, "check_only", false, &check_only, &r->err) < 0)
 		return bad_arg(r);
 	if (disk_path && !copy_disk)
 		return req_fail(r, "E_BAD_ARG", "disk_path is where the disk's copy goes: it needs copy_disk");
@@ -173,6 +174,7 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 		moves[i]->cancel_on_timeout = strcmp(on_timeout, "cancel") == 0;
 		moves[i]->encrypt = encrypt;
 		moves[i]->verify_memory = verify_memory;
+		moves[i]->check_only = check_only;
 		moves[i]->copy_disk = copy_disk && vms[i]->def.disk[0];
 		if (moves[i]->copy_disk)
 			snprintf(moves[i]->disk_path, sizeof(moves[i]->disk_path), "%s",

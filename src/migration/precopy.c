@@ -59,8 +59,8 @@ const char *mig_stage_name(enum mig_stage s)
 {
 	static const char *n[] = { "none", "setup", "precopy", "stop-and-copy", "storage-handoff",
 				   "resume", "network-cleanup", "completed", "failed", "cancelled",
-				   "unknown" };
-	return s <= MIG_STAGE_UNKNOWN ? n[s] : "?";
+				   "unknown", "checked" };
+	return s <= MIG_STAGE_CHECKED ? n[s] : "?";
 }
 
 void mig_opts_default(struct mig_opts *o)
@@ -1165,6 +1165,7 @@ static void *mig_thread(void *arg)
 	uint64_t pause_ns = 0;
 	char reply[MIG_MAX_REPLY + 1], why[512];
 	enum mig_stage end = MIG_STAGE_FAILED;
+	bool checked = false;
 
 	if (!r) {
 		pthread_mutex_lock(&ms->lock);
@@ -1200,6 +1201,12 @@ static void *mig_thread(void *arg)
 		goto fail;
 	if (failpoint("src.after_setup") < 0) {
 		err_set(&e, "failpoint src.after_setup");
+		goto fail;
+	}
+	if (ms->o.check_only) {
+		/* the reason the destination records for the move it drops */
+		err_set(&e, "a check only: the destination can take the VM; nothing moved");
+		checked = true;
 		goto fail;
 	}
 	if (ms->o.disk_copy_path[0] && diskcopy_start(&r->dc, r->m, &e) < 0)
@@ -1270,6 +1277,8 @@ fail:
 	if (ms->cancel) {
 		end = MIG_STAGE_CANCELLED;
 		err_set(&e, "cancelled by request");
+	} else if (checked) {
+		end = MIG_STAGE_CHECKED;
 	} else if (e.code == ECANCELED) {
 		end = MIG_STAGE_CANCELLED; /* by the move's own policy (past_deadline) */
 	} else {
@@ -1307,7 +1316,7 @@ out:
 	pthread_mutex_lock(&ms->lock);
 	ms->st.stage = end;
 	ms->st.elapsed_ms = ms_since(r->t0);
-	if (end != MIG_STAGE_COMPLETED)
+	if (end != MIG_STAGE_COMPLETED && end != MIG_STAGE_CHECKED)
 		snprintf(ms->st.error, sizeof(ms->st.error), "%s", e.msg);
 	pthread_mutex_unlock(&ms->lock);
 	log_info("migration %s after %llu ms%s%s", mig_stage_name(end),

@@ -24,6 +24,7 @@ enum mig_stage {
 	MIG_STAGE_NONE, MIG_STAGE_SETUP, MIG_STAGE_PRECOPY, MIG_STAGE_STOP_COPY,
 	MIG_STAGE_STORAGE, MIG_STAGE_RESUME, MIG_STAGE_NETWORK, MIG_STAGE_COMPLETED,
 	MIG_STAGE_FAILED, MIG_STAGE_CANCELLED, MIG_STAGE_UNKNOWN,
+	MIG_STAGE_CHECKED,  /* check_only: the destination accepted the VM; nothing moved */
 };
 
 enum mig_transport { MIG_TRANSPORT_TCP, MIG_TRANSPORT_COMPRESSION, MIG_TRANSPORT_MULTICHANNEL };
@@ -48,6 +49,10 @@ struct mig_opts {
 	/* Copy the disk image to this path on the destination ("" = the disk
 	 * is shared storage: hand it over). migration/diskcopy.h */
 	char disk_copy_path[CONFIG_PATH_MAX];
+	/* Only ask: setup as a move makes it (the destination's checks of
+	 * the configuration, CPUID, vCPU model, memory, disk and NIC), then
+	 * call it off; the VM never pauses and no memory moves. */
+	bool check_only;
 };
 
 /* Where a finished move's downtime went, step by step (ms, each from the

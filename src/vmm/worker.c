@@ -229,6 +229,8 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		jsonl_add_bool(m, "authenticated", w->ms.o.key.set);
 		jsonl_add_bool(m, "encrypted", w->ms.o.encrypt);
 		jsonl_add_bool(m, "verify_memory", w->ms.o.verify_memory);
+		if (w->ms.o.check_only)
+			jsonl_add_bool(m, "check_only", true);
 		if (st.codec[0])
 			jsonl_add_str(m, "codec", st.codec);
 		jsonl_add_int(m, "pass", st.pass);
@@ -324,7 +326,8 @@ static void worker_on_mig_end(void *opaque, enum mig_stage end)
 		log_warn("giving back the moved VM's memory: %s", e.msg);
 }
 
-static int worker_migrate(struct worker *w, struct json_object *req, struct err *e)
+static int worker_migrate(struct worker *w, struct json_object *req, struct json_object *resp,
+			  struct err *e)
 {
 	struct mig_opts o;
 	const char *uri = NULL, *transport = NULL;
@@ -402,7 +405,8 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct err 
 	}
 	if (jsonl_get_bool(req, "encrypt", false, &o.encrypt, e) < 0)
 		return -1;
-	if (jsonl_get_bool(req, "verify_memory", false, &o.verify_memory, e) < 0)
+	if (jsonl_get_bool(req, "verify_memory", false, &o.verify_memory, e) < 0 ||
+	    jsonl_get_bool(req, "check_only", false, &o.check_only, e) < 0)
 		return -1;
 	{
 		const char *copy = NULL;
@@ -425,6 +429,10 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct err 
 		return -1;
 	w->migrating_out = true;
 	w->migrated_at_ms = 0;
+	/* said back: a worker from before checks would move the VM instead,
+	 * and ferryd calls such a move off at once */
+	if (o.check_only)
+		jsonl_add_bool(resp, "check_only", true);
 	return 0;
 }
 
@@ -609,7 +617,7 @@ static void worker_control(struct worker *w, struct client *c, const char *line,
 		rc = err_set(&e, "VM %s now runs on the destination: this worker's copy is gone",
 			     w->m.cfg.name);
 	} else if (strcmp(cmd, "migrate") == 0) {
-		rc = worker_migrate(w, req, &e);
+		rc = worker_migrate(w, req, resp, &e);
 	} else if (strcmp(cmd, "migrate-set") == 0) {
 		rc = worker_migrate_set(w, req, &e);
 	} else if (strcmp(cmd, "migrate-cancel") == 0) {

@@ -1,9 +1,10 @@
 #!/bin/bash
 # san: yes
 # Moves between hosts of different ferry builds, as during a rolling
-# upgrade. Two earlier builds are built from this repository's history:
-# the last that wrote stream version 2 (the oldest this build still reads)
-# and the last that wrote version 5 (the one before this build's 6). For
+# upgrade. Three earlier builds are built from this repository's history:
+# the last that wrote stream version 2 (the oldest this build still reads),
+# the last that wrote version 5, and the last that wrote 6 (the one before
+# this build's 7). For
 # each, a busy VM started on a host of that build moves live to a host of
 # this build, through both ferryds, and arrives with every page intact,
 # its heartbeat going on. The way back, this build's stream to a host of
@@ -13,7 +14,8 @@
 # ("upgrade destinations first"). A host of the earlier build upgraded in
 # place (its ferryd restarted on this build, its VMs' workers running on,
 # as a package upgrade leaves them) takes its worker back and moves that
-# VM away with it. A state file the earlier build saved
+# VM away with it (a --check through its worker, which knows no checks,
+# is called off before anything moves). A state file the earlier build saved
 # checks with this build's ferry-stream and restores with its ferry-vm.
 # This build's CLI lists VMs and host info on an earlier host.
 # Needs the repository's git history (skips loudly in a shallow clone).
@@ -27,7 +29,8 @@ need_ferryd
 root=$(cd "$(dirname "$0")/../.." && pwd)
 # name, commit (the last commit whose stream had that version), stream version
 OLD=("v2 6fc3d53120456af7d82f009ef9dccca062759bdd 2"
-     "v5 aec8eefac2c159cd7f9cf5935620f4c9f09e3cf3 5")
+     "v5 aec8eefac2c159cd7f9cf5935620f4c9f09e3cf3 5"
+     "v6 189859c3bf659bd4042bde9e8f528a2f095f4ce0 6")
 
 command -v git >/dev/null || skip "git is not installed: cannot build the earlier ferry builds"
 for o in "${OLD[@]}"; do
@@ -111,6 +114,16 @@ for o in "${OLD[@]}"; do
 	unset "HOST_BIN[$h]"
 	start_host "$h"
 	[ "$(vm_state "$h" "u$vm")" = running ] || fail "the upgraded ferryd did not take u$vm's worker back"
+	# a check through a worker that knows none: called off before anything moves
+	rc=0; on "$h" move-vm -n "u$vm" -d "$(port_of N)" --check >"$T/u$vm.check" 2>&1 || rc=$?
+	[ "$rc" = 1 ] && grep -q "predates checks" "$T/u$vm.check" ||
+		fail "a check through the ${commit:0:7} worker: rc $rc, $(cat "$T/u$vm.check")"
+	for _ in $(seq 100); do
+		vmctl "$(vm_sock "$h" "u$vm")" '{"cmd":"migrate-status"}' | grep -q '"stage":"cancelled"' && break
+		sleep 0.1
+	done
+	[ "$(vm_state "$h" "u$vm")" = running ] && [ "$(vm_state N "u$vm")" = absent ] ||
+		fail "the check through the ${commit:0:7} worker moved u$vm"
 	on "$h" move-vm -n "u$vm" -d "$(port_of N)" --json >"$T/u$vm.out" 2>&1 ||
 		{ grep -v progress "$T/u$vm.out"; tail -n 5 "$T/$h/logs/u$vm.log" "$T/N/logs/u$vm.log"; fail "move of u$vm after the upgrade"; }
 	wait_state N "u$vm" running 10 || fail "u$vm does not run on N"
