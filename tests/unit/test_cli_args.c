@@ -141,6 +141,7 @@ static void test_move_request(void **state)
 	assert_int_equal(cli_move_parse_common('E', "off", "move-vm", &mo, 1, none), 0);
 	assert_int_equal(cli_move_parse_common('V', "off", "move-vm", &mo, 1, none), 0);
 	assert_int_equal(cli_move_parse_common('K', NULL, "host evacuate", &mo, 1, none), 0);
+	assert_int_equal(cli_move_parse_common('X', NULL, "host evacuate", &mo, 1, none), 0);
 	mo.disk_path = "/srv/copy.img"; /* move-vm's own option */
 	req = json_object_new_object();
 	cli_move_request_options(req, &mo);
@@ -148,7 +149,7 @@ static void test_move_request(void **state)
 			    "{\"destination\":\"node2:7451\",\"downtime_ms\":120,\"bandwidth_mibps\":33,"
 			    "\"max_duration_s\":45,\"on_timeout\":\"cancel\",\"transport\":\"multichannel\","
 			    "\"codec\":\"zstd\",\"encrypt\":false,\"verify_memory\":false,"
-			    "\"copy_disk\":true,\"disk_path\":\"/srv/copy.img\"}");
+			    "\"copy_disk\":true,\"disk_path\":\"/srv/copy.img\",\"check_only\":true}");
 	json_object_put(req);
 	/* the ranges ferryd takes: a downtime of 0 ms is refused here, not
 	 * dropped for the host's default */

@@ -690,6 +690,7 @@ static void test_move_queue_on_disk(void **state)
 	m->cancel_on_timeout = true;
 	m->verify_memory = true;
 	m->copy_disk = true;
+	m->check_only = true;
 	snprintf(m->disk_path, sizeof(m->disk_path), "/srv/copies/q1.img");
 	snprintf(m->transport, sizeof(m->transport), "multichannel");
 	snprintf(m->codec, sizeof(m->codec), "zstd");
@@ -713,6 +714,8 @@ static void test_move_queue_on_disk(void **state)
 	assert_true(m->cancel_on_timeout);
 	assert_true(m->verify_memory);
 	assert_true(m->copy_disk); /* a queued copy must not start as a handover */
+	assert_true(m->check_only); /* nor a queued check as a move */
+	assert_false(m->next->check_only);
 	assert_string_equal(m->disk_path, "/srv/copies/q1.img");
 	assert_false(m->next->copy_disk);
 	assert_string_equal(m->transport, "multichannel");
@@ -1181,6 +1184,17 @@ static void test_source_worker_stages(void **state)
 	peer_answer(f, m, PEER_POLL, "{\"ok\":true,\"migration\":{\"stage\":\"completed\"}}");
 	assert_int_equal(m->state, MV_FINISHING);
 	assert_true(vm->expect_exit);
+	/* a check's worker ends at "checked": the move ends so, the VM stays */
+	vm->expect_exit = false;
+	m = fx_move(f, MOVE_OUT, "mv-00000302", "p1", MV_MIGRATING, 32);
+	m->check_only = true;
+	peer_answer(f, m, PEER_POLL, "{\"ok\":true,\"migration\":{\"stage\":\"checked\"}}");
+	assert_int_equal(m->state, MV_CHECKED);
+	assert_true(migrate_state_done(m->state));
+	assert_non_null(strstr(m->error, "can take VM p1"));
+	assert_false(vm->expect_exit);
+	for (struct move *x = f->d.moves; x; x = x->next)
+		assert_ptr_not_equal(x, m); /* ended: out of the queue */
 	vm->pid = 0;
 }
 
