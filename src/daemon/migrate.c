@@ -762,9 +762,12 @@ static void move_out_polled(struct ferryd *d, struct move *m, struct peer_result
 		move_out_enter_finishing(d, m, vm);
 	} else if (strcmp(stage, "checked") == 0) {
 		/* the worker has already told the destination to drop it */
+		/* (its words, which the destination's history keeps, say "a
+		 * check only" as the worker's own ABORT does: either may land
+		 * there first) */
 		move_abandon(d, m, MV_CHECKED, NULL,
-			     "%s can take VM %s (its CPU, memory, disk and network checked as for a "
-			     "move); nothing moved", m->peer, m->vm);
+			     "a check only: %s can take VM %s (its CPU, memory, disk and network "
+			     "checked as for a move); nothing moved", m->peer, m->vm);
 	} else if (strcmp(stage, "unknown") == 0) {
 		m->state = MV_RESOLVING;
 		m->next_ms = now;

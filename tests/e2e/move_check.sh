@@ -23,7 +23,7 @@ on A move-vm -n k1,k2 -d "$(port_of B)" --check --json >"$T/out" 2>"$T/err" ||
 	{ cat "$T/out" "$T/err"; fail "move-vm --check"; }
 tail -n1 "$T/out" | grep -q '"event":"done","completed":0,"checked":2,"failed":0' ||
 	fail "no done event with 2 checked: $(tail -n1 "$T/out")"
-grep -q '"event":"checked".*"error":"127.0.0.1:[0-9]* can take VM k1' "$T/out" ||
+grep -q '"event":"checked".*"error":"a check only: 127.0.0.1:[0-9]* can take VM k1' "$T/out" ||
 	fail "no checked event for k1: $(cat "$T/out")"
 for vm in k1 k2; do
 	[ "$(vm_state A $vm)" = running ] || fail "$vm not running on A after its check"
