@@ -369,8 +369,7 @@ static void move_out_prepare(struct ferryd *d, struct move *m, struct json_objec
 	if (m->copy_disk) {
 		/* The destination's definition names its copy; it creates that
 		 * file (never over one) with room for what the image holds. */
-		struct vm_def def = vm->def;
-		struct json_object *dc = json_object_new_object();
+		struct json_object *dc = json_object_new_object(), *defj;
 		struct stat st;
 		int serr = stat(vm->def.disk, &st) < 0 ? errno : 0;
 		if (serr || !S_ISREG(st.st_mode)) {
@@ -380,8 +379,9 @@ static void move_out_prepare(struct ferryd *d, struct move *m, struct json_objec
 				    m->vm, vm->def.disk, serr ? strerror(serr) : "only a file can be copied");
 			return;
 		}
-		snprintf(def.disk, sizeof(def.disk), "%s", m->disk_path);
-		json_object_object_add(req, "definition", vmdef_to_json(&def));
+		defj = vmdef_to_json(&vm->def);
+		jsonl_add_str(defj, "disk", m->disk_path);
+		json_object_object_add(req, "definition", defj);
 		jsonl_add_int(dc, "bytes", (int64_t)(st.st_size / 512 * 512));
 		jsonl_add_int(dc, "allocated", (int64_t)st.st_blocks * 512);
 		json_object_object_add(req, "disk_copy", dc);

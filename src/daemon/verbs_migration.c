@@ -323,7 +323,6 @@ static int prepare_check_disk_copy(struct req *r, struct json_object *dcj, const
 {
 	struct vm_config c;
 	int64_t bytes = 0, allocated = 0;
-	struct stat st;
 
 	memset(&c, 0, sizeof(c));
 	if (!json_object_is_type(dcj, json_type_object) ||
@@ -339,17 +338,11 @@ static int prepare_check_disk_copy(struct req *r, struct json_object *dcj, const
 		req_fail(r, "E_BAD_ARG", "a disk copy needs the copy's absolute path in the definition");
 		return -1;
 	}
-	if (lstat(def->disk, &st) == 0) {
-		req_fail(r, "E_DISK_EXISTS", "disk image %s already exists on this host: a copy never "
-			 "overwrites a file (give the copy another path with --disk-path, or move "
-			 "without --copy-disk if both hosts share this storage)", def->disk);
-		return -1;
-	}
 	memcpy(c.disk, def->disk, strlen(def->disk) + 1); /* its length was checked above */
 	c.disk_copy_bytes = (uint64_t)bytes / 512 * 512;
 	c.disk_copy_allocated = (uint64_t)allocated;
 	if (diskcopy_check_target(&c, &r->err) < 0) {
-		r->code = "E_DISK_COPY";
+		r->code = r->err.code == EEXIST ? "E_DISK_EXISTS" : "E_DISK_COPY";
 		return -1;
 	}
 	return 0;

@@ -230,10 +230,13 @@ int diskcopy_check_target(const struct vm_config *c, struct err *e)
 
 	if (c->disk[0] != '/')
 		return err_set(e, "the disk copy's path must be absolute: %s", c->disk);
-	if (lstat(c->disk, &st) == 0)
-		return err_set(e, "disk image %s already exists on this host: a copy never overwrites a "
-			       "file (give the copy another path, or move without copying the disk if "
-			       "both hosts share this storage)", c->disk);
+	if (lstat(c->disk, &st) == 0) {
+		err_set(e, "disk image %s already exists on this host: a copy never overwrites a "
+			"file (give the copy another path with --disk-path, or move without "
+			"--copy-disk if both hosts share this storage)", c->disk);
+		e->code = EEXIST; /* ferryd's E_DISK_EXISTS */
+		return -1;
+	}
 	if (errno != ENOENT)
 		return err_sys(e, "disk copy %s", c->disk);
 	snprintf(dir, sizeof(dir), "%s", c->disk);
@@ -306,13 +309,9 @@ int diskcopy_rx_finish(struct diskcopy_rx *rx, struct machine *m, struct err *e)
 {
 	if (!m->cfg.disk_copy_bytes || !m->blk)
 		return 0;
-	/* all of it, and its name: a copy with no runs (an image of holes) too */
-	if ((rx->fd_open ? fdatasync(rx->fd) : virtio_blk_flush(m->blk, e)) < 0) {
-		if (rx->fd_open)
-			err_sys(e, "syncing %s", m->cfg.disk);
-		return err_prefix(e, "disk copy");
-	}
-	if (durable_dir_sync(m->cfg.disk, e) < 0)
+	/* all of it, and its name: a copy with no runs (an image of holes) too;
+	 * the data is the file's, whichever descriptor wrote it */
+	if (virtio_blk_flush(m->blk, e) < 0 || durable_dir_sync(m->cfg.disk, e) < 0)
 		return err_prefix(e, "disk copy");
 	log_info("disk copy: %llu MiB in %llu runs written to %s and synced",
 		 (unsigned long long)(rx->bytes >> 20), (unsigned long long)rx->records, m->cfg.disk);
