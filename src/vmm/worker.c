@@ -329,11 +329,23 @@ static void worker_on_mig_end(void *opaque, enum mig_stage end)
 static int worker_migrate(struct worker *w, struct json_object *req, struct json_object *resp,
 			  struct err *e)
 {
+	/* Every field the command knows: one it does not know is refused, so
+	 * a caller newer than this worker learns at once that an option it
+	 * asked for would be ignored (the check_only echo below guards only
+	 * workers built before this list). */
+	static const char *const keys[] = {
+		"cmd", "uri", "transport", "compress", "bind", "codec", "downtime_ms",
+		"bandwidth_mibps", "channels", "max_passes", "max_duration_s",
+		"cancel_on_timeout", "key", "encrypt", "verify_memory", "check_only",
+		"disk_copy_path", NULL
+	};
 	struct mig_opts o;
 	const char *uri = NULL, *transport = NULL;
 	int64_t v;
 	char port[16];
 
+	if (jsonl_only_keys(req, keys, e) < 0)
+		return err_prefix(e, "migrate (this ferry-vm has no such option)");
 	if (w->state != WORKER_RUNNING)
 		return err_set(e, "only a running VM can be live-migrated (this one is %s)", state_name(w->state));
 	if (w->migrating_out && !mig_source_done(&w->ms))

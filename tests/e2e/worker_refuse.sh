@@ -3,7 +3,8 @@
 # moves, with the specific reason; the source keeps running. Cases: CPU
 # feature the destination lacks (host CPU mask), not enough memory, disk not
 # reachable from the destination, a destination prepared for another
-# size, unreachable destination, and a VM that is not running.
+# size, unreachable destination, an option the worker does not know, and a
+# VM that is not running.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/migrate.sh"
 need_kvm
@@ -84,6 +85,12 @@ note "unreachable destination"
 next_port
 migrate s "$port" || fail "migrate refused"
 refused s "unreachable" "connect|refused"
+
+note "an option this ferry-vm does not know is refused, never ignored"
+r=$(vmctl "$T/s.sock" '{"cmd":"migrate","uri":"127.0.0.1:1","post_copy":true}')
+echo "$r" | grep -q "no such option.*unknown field 'post_copy'" || fail "unknown option: $r"
+[ "$(stage_of s)" != migrating ] || fail "unknown option: a move started"
+echo "unknown option: $(field "$r" error)"
 
 note "a VM that is not running cannot be live-migrated"
 vmctl "$T/s.sock" '{"cmd":"pause"}' >/dev/null
