@@ -1156,7 +1156,21 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 	}
 	if (strcmp(code, "E_VM_LEAVING") == 0 && !m->cancel_requested) {
 		/* The VM's last move away from there is still ending (its
-		 * worker exiting, or its outcome being settled): moments. */
+		 * worker exiting, or its outcome being settled): moments. A
+		 * copy that never ends (a hung worker there) must not keep
+		 * this move queued for ever: it gives up after its own
+		 * --max-duration, or MIGRATE_LEAVING_MAX_S without one. */
+		long long waited = ferryd_wall_ms() - m->started_ms;
+		long long limit = 1000LL * (m->max_duration_s > 0 ? m->max_duration_s
+								   : MIGRATE_LEAVING_MAX_S);
+		if (waited >= limit) {
+			move_finish(d, m, MV_FAILED, "E_VM_LEAVING",
+				    "gave up after %lld s (%s) waiting for %s, which answers: %s",
+				    waited / 1000,
+				    m->max_duration_s > 0 ? "the move's --max-duration" : "the longest wait",
+				    m->peer, msg);
+			return;
+		}
 		if (m->leaving_tries == 0)
 			log_info("move %s: %s: %s; asking again", m->id, m->peer, msg);
 		else if (m->leaving_tries == MIGRATE_LEAVING_FAST_TRIES)

@@ -30,6 +30,9 @@
 #define MIGRATE_LEAVING_RETRY_MS 20
 #define MIGRATE_LEAVING_FAST_TRIES 25
 #define MIGRATE_LEAVING_RETRY_SLOW_MS 1000
+/* A move waits at most this long for its VM's last copy on the destination
+ * to end (a move with --max-duration waits at most that). */
+#define MIGRATE_LEAVING_MAX_S 600
 #define MIGRATE_RECENT_MAX 64      /* finished moves kept in memory */
 #define MIGRATE_STATUS_IDS_MAX 256 /* moves one migration.status asks about */
 #define MIGRATE_ABORT_REASON_MAX 256 /* migration.abort's reason, with its NUL */

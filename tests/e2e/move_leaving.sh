@@ -2,13 +2,14 @@
 # san: yes
 # A move is done when the destination runs the VM, not when the source's
 # old worker has given the guest's memory back (~0.12 s per GiB touched
-# here). With that worker held 3 s on its way out (a failpoint), the move
+# here). With that worker held 8 s on its way out (a failpoint), the move
 # completes while it still runs; meanwhile the name is no VM of the source
 # host's (list, status, no definition on disk), a new VM of that name is
 # refused as still leaving, and a move back waits in the queue, saying
 # why (its watch not woken by each retry; asked every second after the
 # first half second), until the old copy has ended,
-# then completes with every page intact; nothing of the old copy is left
+# then completes with every page intact (one asked to take at most 1 s,
+# --max-duration 1, gives up with E_VM_LEAVING, the VM running on); nothing of the old copy is left
 # behind. A move to another host (C) queued after the waiting one goes
 # past it. A's ferryd is killed and started again meanwhile: it takes the
 # old worker back (by its pid file, renamed run/g1.departed, the one file
@@ -20,7 +21,7 @@
 need_root
 need_kvm
 
-FERRY_FAILPOINTS="worker.release_memory=delay(5000)" start_host A
+FERRY_FAILPOINTS="worker.release_memory=delay(8000)" start_host A
 start_host B
 start_host C
 on A host set --migration-ports 23500-23599 >/dev/null || fail "host set A"
@@ -54,6 +55,15 @@ on A vm list | grep -q "g1" && fail "A's list shows g1"
 on A vm new --name g1 --memory 64M --kernel "$FERRY_GUEST" >"$T/new" 2>&1 && fail "a new g1 was defined on A"
 grep -q "still ending: try again in a moment" "$T/new" || fail "unclear refusal: $(cat "$T/new")"
 
+note "a move back that may take at most 1 s gives up on the old copy, saying why"
+on B move-vm -n g1 -d "$(port_of A)" --max-duration 1 --json >"$T/short" 2>&1 &&
+	fail "a move back within 1 s completed while A's old copy still ends"
+grep -q '"code":"E_VM_LEAVING"' "$T/short" &&
+	grep -q 'gave up after 1 s (the move.s --max-duration) waiting for .*still ending' "$T/short" ||
+	fail "unclear give-up: $(tail -2 "$T/short")"
+[ "$(vm_state B g1)" = running ] || fail "g1 not running on B after the give-up"
+alive "$old" || fail "A's old worker had ended before the give-up (no proof it gave up waiting)"
+
 note "move back B -> A at once: it waits for A's old copy to end"
 on B move-vm -n g1 -d "$(port_of A)" --json >"$T/back" 2>&1 &
 back=$!
@@ -73,9 +83,10 @@ grep -q '"state":"queued".*still ending' "$T/back" ||
 n=$(grep -c '"event"' "$T/back")
 echo "$n events while the move back waited"
 [ "$n" -lt 40 ] || fail "the watch of the waiting move was answered at each retry ($n events)"
-# its worker walked the guest's memory for the extents once, not at each ask
+# its worker walked the guest's memory for the extents once per move (the
+# one that gave up, this one), not at each ask
 n=$(grep -c "extents: .* MiB in use" "$T/B/logs/g1.log")
-[ "$n" = 1 ] || fail "B's worker was asked for its extents $n times for one move"
+[ "$n" = 2 ] || fail "B's worker was asked for its extents $n times for two moves"
 alive "$old" && fail "A's old worker still runs after the move back"
 grep -q "VM g1: the copy it left here has ended" "$T/A.ferryd.log" || fail "A did not log the old copy's end"
 [ "$(vm_state A g1)" = running ] || fail "g1 not running on A"
