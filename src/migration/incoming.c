@@ -355,6 +355,7 @@ static void *chan_thread(void *arg)
 		if (mig_get_rec(&c->r, &rec, &c->e) < 0)
 			break;
 		if (rec.type == MIG_REC_EOS) {
+			ram_recv_account(&c->rr, &c->r);
 			c->rc = 0;
 			break;
 		}
@@ -364,6 +365,7 @@ static void *chan_thread(void *arg)
 		}
 		if (ram_recv_record(&c->rr, &c->r, rec.len, &c->e) < 0)
 			break;
+		ram_recv_account(&c->rr, &c->r);
 	}
 	if (c->rc < 0)
 		chan_failed(c);
@@ -694,6 +696,7 @@ static void *in_thread(void *arg)
 		goto fail;
 	ram_recv_set_channel(&x->ch[0].rr, 0, (uint32_t)x->nch);
 	x->ch[0].rr.rx_bytes = &in->rx_bytes; /* the other channels' share it (init_shared) */
+	ram_recv_account(&x->ch[0].rr, &r); /* the setup: configuration, extents */
 	/* Extra channels: each must say hello with a valid, unused index. */
 	for (int k = 1; k < x->nch; k++) {
 		uint32_t idx, n, chver;
@@ -776,6 +779,7 @@ static void *in_thread(void *arg)
 	      (int64_t)((channel_now_ns() - x->t_state_end) / 1000000));
 	if (read_verdict(&r, &e) < 0)
 		goto fail;
+	ram_recv_account(&x->ch[0].rr, &r); /* the COMMIT: the last byte the source sends */
 	/* Past the commit point: this copy is the VM now. */
 	failpoint("dst.after_commit");
 	if (in->m->blk && virtio_blk_take_lock(in->m->blk, &e) < 0) {

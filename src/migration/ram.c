@@ -361,6 +361,15 @@ int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e)
 	return 0;
 }
 
+void ram_recv_account(struct ram_recv *rr, const struct stream *r)
+{
+	/* one thread per channel reads r: only the shared sum is atomic */
+	if (rr->rx_bytes && r->bytes > rr->rx_counted) {
+		__atomic_fetch_add(rr->rx_bytes, r->bytes - rr->rx_counted, __ATOMIC_RELAXED);
+		rr->rx_counted = r->bytes;
+	}
+}
+
 void ram_recv_init_shared(struct ram_recv *rr, const struct ram_recv *owner)
 {
 	memset(rr, 0, sizeof(*rr));
@@ -490,8 +499,6 @@ int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, str
 
 	if (mig_get_mem_hdr(r, rec_len, &h, e) < 0)
 		return -1;
-	if (rr->rx_bytes)
-		__atomic_fetch_add(rr->rx_bytes, rec_len, __ATOMIC_RELAXED);
 	/* The whole run must be guest RAM inside one region. */
 	dst = gmem_ptr(gm, h.gpa, (uint64_t)h.npages * 4096);
 	off = gmem_offset(gm, h.gpa);

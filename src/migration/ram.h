@@ -85,12 +85,17 @@ struct ram_recv {
 	struct ram_stats st;
 	bool owns_gens;
 	uint32_t ch_idx, nch;  /* this receiver's channel of nch (mig_chunk_channel) */
-	/* memory records' bytes, added up across the channels as they come,
-	 * for the destination's progress (NULL: not counted) */
+	/* every byte the channels' streams carried (records of all kinds,
+	 * their headers, the handshake), added up across the channels as
+	 * they come, for the destination's progress (NULL: not counted) */
 	uint64_t *rx_bytes;
+	uint64_t rx_counted;   /* this channel's stream bytes already added */
 };
 
 int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e);
+/* Adds what r (this receiver's channel) carried since the last call to
+ * rx_bytes: after each record, so the figure follows the move as it goes. */
+void ram_recv_account(struct ram_recv *rr, const struct stream *r);
 /* The receiver's one staging buffer, for both of its users (ram_recv_scratch). */
 #define RAM_RECV_SCRATCH (MIG_MAX_RECORD + 65536)
 int ram_recv_scratch(struct ram_recv *rr, struct err *e);

@@ -97,6 +97,8 @@ int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv 
 	for (;;) {
 		if (mig_get_rec(r, &rec, e) < 0)
 			goto out;
+		/* the record before this one, its payload read now */
+		ram_recv_account(rr, r);
 		switch (rec.type) {
 		case MIG_REC_MEM:
 			if (ram_recv_record(rr, r, rec.len, e) < 0)

@@ -76,6 +76,7 @@ n1=$(last_blk "$T/d.log")
 wait_for "$T/e.log" "FERRY-GUEST blk wrote n=$((n1 + 2))\$" 30 || fail "the third image is not written"
 vmctl "$T/d.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_d" 4
 verify e >/dev/null
+rx_matches e "$res" # four sealed connections, and the disk's records
 vmctl "$T/e.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_e" 0
 last=$(last_blk "$T/e.log")
 "$check" "$T/dst/third.img" "$last" || fail "the third image's records are damaged"

@@ -64,6 +64,7 @@ assert sum(p[k] for k in keys) <= m["downtime_ms"] + 1, (m["downtime_ms"], p)
 PY
 	[ "$(state_of b$name)" = running ] || fail "destination not running"
 	verify b$name
+	rx_matches b$name "$res"
 	# The destination's first whole heartbeat line follows the source's last:
 	# no reset, no jump (a line cut by the pause may show the same n on both).
 	wait_for "$T/b$name.log" "FERRY-GUEST hb n=[0-9]+ " 10 || fail "no heartbeat on the destination"

@@ -36,6 +36,16 @@ migrate() {
 	echo "$r" | grep -q '"ok":true' || { echo "$r"; return 1; }
 }
 
+# rx_matches DST_TAG FINAL_STATUS: the destination counts what came as the
+# source counts what it sent: every record on every connection, the
+# handshake and the disk's too, not the memory alone
+rx_matches() {
+	local rx tx
+	rx=$(field "$(vmctl "$T/$1.sock" '{"cmd":"status"}')" bytes_received)
+	tx=$(field "$2" bytes_on_wire)
+	[ -n "$rx" ] && [ "$rx" = "$tx" ] || fail "$1 received ${rx:-no} bytes, the source sent $tx"
+}
+
 # wait_mig SRC_TAG [TIMEOUT_S]: waits for the move to end; prints the final status JSON
 wait_mig() {
 	local i s
