@@ -141,15 +141,19 @@ struct move_opts_pub {
 	int verify_memory;       /* 1 on, 0 off, -1 = the host's setting */
 	bool copy_disk;          /* copy the disk image (hosts that share no storage) */
 	const char *disk_path;   /* where the copy goes there; NULL = the disk's own path */
+	const char *disk_dir;    /* or the directory each copy goes to, under its own name */
 	bool check_only;         /* only check the destination would take each VM */
 };
 /* Parse one of -d/--destination-host (opt 'd'), --downtime-ms ('D'),
  * --bandwidth ('B'), --transport ('T'), --codec ('C'), --no-wait ('W'),
  * --max-duration ('M'), --on-timeout ('O'), --encrypt ('E'), --verify-memory
  * ('V', whose on|off may also be the next word: getopt's optind moves
- * past it), --copy-disk ('K'), --check ('X'); -1 on error. */
+ * past it), --copy-disk ('K'), --disk-dir ('G'), --check ('X'); -1 on error. */
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 			  struct move_opts_pub *mo, int argc, char **argv);
+/* Options that only go together, once all are parsed: -1 (said on
+ * stderr) when one needs another or two exclude each other. */
+int cli_move_check_common(const struct move_opts_pub *mo, const char *cmd);
 /* The options as migration.start's fields, added to req: those not given
  * are left out, so that the host's settings apply. */
 void cli_move_request_options(struct json_object *req, const struct move_opts_pub *mo);

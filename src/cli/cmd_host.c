@@ -64,7 +64,8 @@ static void host_usage(FILE *f)
 		"          move-vm's options (--downtime-ms, --bandwidth, --transport,\n"
 		"          --codec, --encrypt, --verify-memory, --max-duration,\n"
 		"          --on-timeout, --no-wait, --json); --copy-disk copies each VM's\n"
-		"          disk to the same path there (hosts that share no storage);\n"
+		"          disk to the same path there (hosts that share no storage),\n"
+		"          or with --disk-dir DIR to DIR there, under its own file name;\n"
 		"          --check only checks that the destination would take them all.\n"
 		"new-key   write a new random cluster key to FILE (mode 0600; an existing\n"
 		"          file is never replaced). Start every host's ferryd with a copy\n"
@@ -270,6 +271,7 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 		{ "encrypt", required_argument, NULL, 'E' },
 		{ "verify-memory", optional_argument, NULL, 'V' },
 		{ "copy-disk", no_argument, NULL, 'K' },
+		{ "disk-dir", required_argument, NULL, 'G' },
 		{ "check", no_argument, NULL, 'X' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -299,6 +301,8 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 		fprintf(stderr, "ferry host evacuate: --destination-host is required (see: ferry host --help)\n");
 		return CLI_USAGE;
 	}
+	if (cli_move_check_common(&mo, "host evacuate") < 0)
+		return CLI_USAGE;
 	req = json_object_new_object();
 	jsonl_add_str(req, "cmd", "migration.start");
 	jsonl_add_bool(req, "all_running", true);

@@ -62,6 +62,8 @@ static const char move_usage_text[] =
 	"                         the image here stays as it was at the switch-over. A VM\n"
 	"                         without a disk moves as usual\n"
 	"  --disk-path PATH       with --copy-disk and one VM: the copy's path there instead\n"
+	"  --disk-dir DIR         with --copy-disk: each copy goes to DIR there, under its\n"
+	"                         image's file name (for a host that keeps images elsewhere)\n"
 	"  --check                only check that the destination would take each VM, as\n"
 	"                         the move's setup does (CPU model, memory, disk, network,\n"
 	"                         versions, keys); then call it off: the VM never pauses\n"
@@ -82,6 +84,7 @@ static const char move_usage_text[] =
 	"  ferry move-vm -n web1 -d node2 --no-wait && ferry migration status web1\n"
 	"  ferry move-vm -n db1 -d remote-site --bandwidth 100 --codec zstd\n"
 	"  ferry move-vm -n web1 -d node3 --copy-disk --disk-path /srv/images/web1.img\n"
+	"  ferry move-vm -n web1,web2 -d node3 --copy-disk --disk-dir /srv/images\n"
 	"  ferry move-vm -n web1,web2 -d node2 --check    # would they go? nothing moves\n";
 
 void cli_move_request_options(struct json_object *req, const struct move_opts_pub *mo)
@@ -107,6 +110,8 @@ void cli_move_request_options(struct json_object *req, const struct move_opts_pu
 		jsonl_add_bool(req, "copy_disk", true);
 	if (mo->disk_path)
 		jsonl_add_str(req, "disk_path", mo->disk_path);
+	if (mo->disk_dir)
+		jsonl_add_str(req, "disk_dir", mo->disk_dir);
 	if (mo->check_only)
 		jsonl_add_bool(req, "check_only", true);
 }
@@ -222,6 +227,14 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 	case 'K':
 		mo->copy_disk = true;
 		return 0;
+	case 'G':
+		if (arg[0] != '/') {
+			fprintf(stderr, "ferry %s: --disk-dir '%s': give the absolute path of a directory "
+				"on the destination\n", cmd, arg);
+			return -1;
+		}
+		mo->disk_dir = arg;
+		return 0;
 	case 'X':
 		mo->check_only = true;
 		return 0;
@@ -260,6 +273,21 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 	return -1;
 }
 
+int cli_move_check_common(const struct move_opts_pub *mo, const char *cmd)
+{
+	if ((mo->disk_path || mo->disk_dir) && !mo->copy_disk) {
+		fprintf(stderr, "ferry %s: --%s is where the disk's copy goes: give --copy-disk too\n",
+			cmd, mo->disk_path ? "disk-path" : "disk-dir");
+		return -1;
+	}
+	if (mo->disk_path && mo->disk_dir) {
+		fprintf(stderr, "ferry %s: --disk-path names the copy, --disk-dir its directory: give one\n",
+			cmd);
+		return -1;
+	}
+	return 0;
+}
+
 int cmd_move(struct cli_opts *o, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -276,6 +304,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		{ "verify-memory", optional_argument, NULL, 'V' },
 		{ "copy-disk", no_argument, NULL, 'K' },
 		{ "disk-path", required_argument, NULL, 'P' },
+		{ "disk-dir", required_argument, NULL, 'G' },
 		{ "check", no_argument, NULL, 'X' },
 		{ "no-wait", no_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },
@@ -335,8 +364,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		json_object_put(names);
 		return CLI_USAGE;
 	}
-	if (mo.disk_path && !mo.copy_disk) {
-		fprintf(stderr, "ferry move-vm: --disk-path is where the disk's copy goes: give --copy-disk too\n");
+	if (cli_move_check_common(&mo, "move-vm") < 0) {
 		json_object_put(names);
 		return CLI_USAGE;
 	}

@@ -96,17 +96,59 @@ static int start_collect(struct req *r, struct vm **vms, int *n)
 	return 0;
 }
 
+/* The copy of a disk in disk_dir: the image's own file name there
+ * (-1 if it does not fit in cap). */
+static int start_copy_path(const char *dir, const char *disk, char *out, size_t cap)
+{
+	const char *base = strrchr(disk, '/');
+	size_t dl = strlen(dir);
+	int n;
+
+	base = base ? base + 1 : disk;
+	while (dl > 1 && dir[dl - 1] == '/') /* "/srv/images/" as "/srv/images" */
+		dl--;
+	n = snprintf(out, cap, "%.*s%s%s", (int)dl, dir, dl == 1 ? "" : "/", base);
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* disk_dir: each VM's copy goes there under its image's file name; two
+ * images of one name would be one file, refused before any move starts. */
+static int start_copy_paths(struct req *r, struct vm **vms, int n, const char *dir)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+
+	for (int i = 0; i < n; i++) {
+		if (!vms[i]->def.disk[0])
+			continue;
+		if (start_copy_path(dir, vms[i]->def.disk, a, sizeof(a)) < 0 ||
+		    strlen(a) >= sizeof(((struct move *)0)->disk_path))
+			return req_fail(r, "E_BAD_ARG", "VM %s's copy in %.200s: the path is too long",
+					vms[i]->def.name, dir);
+		for (int j = 0; j < i; j++) {
+			if (!vms[j]->def.disk[0])
+				continue;
+			start_copy_path(dir, vms[j]->def.disk, b, sizeof(b));
+			if (strcmp(a, b) == 0)
+				return req_fail(r, "E_BAD_ARG", "VMs %s and %s both have a disk named %s: "
+						"their copies would be one file; move them apart, "
+						"or one with --disk-path",
+						vms[j]->def.name, vms[i]->def.name, strrchr(a, '/') + 1);
+		}
+	}
+	return 0;
+}
+
 enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "names", "all_running",
 		"destination", "downtime_ms", "bandwidth_mibps", "transport", "codec", "max_duration_s",
-		"on_timeout", "encrypt", "verify_memory", "copy_disk", "disk_path", "check_only", NULL };
+		"on_timeout", "encrypt", "verify_memory", "copy_disk", "disk_path", "disk_dir", "check_only", NULL };
 	struct host_settings *s = &r->d->settings;
 	const char *dest = NULL, *transport = s->transport;
 	/* bandwidth_mibps is the move's own limit; the host's limit is not a
 	 * default for it but a budget all moves share (migrate_bw.c). */
 	int64_t downtime = s->downtime_ms, bw = 0, maxdur = 0;
-	const char *on_timeout = "switchover", *codec = "auto", *disk_path = NULL;
+	const char *on_timeout = "switchover", *codec = "auto", *disk_path = NULL, *disk_dir = NULL;
 	bool encrypt = s->encrypt, verify_memory = s->verify_memory, copy_disk = false, check_only = false;
 	struct json_object *o, *arr;
 	struct move *moves[MIGRATION_START_MAX_VMS];
@@ -127,10 +169,16 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	    jsonl_get_bool(r->args, "verify_memory", false, &verify_memory, &r->err) < 0 ||
 	    jsonl_get_bool(r->args, "copy_disk", false, &copy_disk, &r->err) < 0 ||
 	    jsonl_get_str(r->args, "disk_path", false, &disk_path, &r->err) < 0 ||
+	    jsonl_get_str(r->args, "disk_dir", false, &disk_dir, &r->err) < 0 ||
 	    jsonl_get_bool(r->args, "check_only", false, &check_only, &r->err) < 0)
 		return bad_arg(r);
-	if (disk_path && !copy_disk)
-		return req_fail(r, "E_BAD_ARG", "disk_path is where the disk's copy goes: it needs copy_disk");
+	if ((disk_path || disk_dir) && !copy_disk)
+		return req_fail(r, "E_BAD_ARG", "%s is where the disk's copy goes: it needs copy_disk",
+				disk_path ? "disk_path" : "disk_dir");
+	if (disk_path && disk_dir)
+		return req_fail(r, "E_BAD_ARG", "disk_path names the copy, disk_dir its directory: give one");
+	if (disk_dir && disk_dir[0] != '/')
+		return req_fail(r, "E_BAD_ARG", "disk_dir must be an absolute path");
 	if (disk_path && (disk_path[0] != '/' || strlen(disk_path) >= sizeof(((struct move *)0)->disk_path)))
 		return req_fail(r, "E_BAD_ARG", "disk_path must be an absolute path of at most %zu bytes",
 				sizeof(((struct move *)0)->disk_path) - 1);
@@ -165,6 +213,8 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	if (disk_path && n == 1 && !vms[0]->def.disk[0])
 		return req_fail(r, "E_BAD_ARG", "VM %s has no disk to copy to %s", vms[0]->def.name,
 				disk_path);
+	if (disk_dir && start_copy_paths(r, vms, n, disk_dir) < 0)
+		return VERB_FAIL;
 	for (int i = 0; i < n; i++) {
 		moves[i] = migrate_enqueue(r->d, vms[i], dest, (int)downtime, (int)bw,
 					   transport, &r->err);
@@ -176,7 +226,10 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 		moves[i]->verify_memory = verify_memory;
 		moves[i]->check_only = check_only;
 		moves[i]->copy_disk = copy_disk && vms[i]->def.disk[0];
-		if (moves[i]->copy_disk)
+		if (moves[i]->copy_disk && disk_dir)
+			start_copy_path(disk_dir, vms[i]->def.disk, moves[i]->disk_path,
+					sizeof(moves[i]->disk_path));
+		else if (moves[i]->copy_disk)
 			snprintf(moves[i]->disk_path, sizeof(moves[i]->disk_path), "%s",
 				 disk_path ? disk_path : vms[i]->def.disk);
 		if (strcmp(codec, "auto") != 0)

@@ -8,7 +8,9 @@
 # definition names the copy, the guest's records run on without a gap in
 # it, its bulk data equals the source's image, and the source's image
 # stays where it was. When the destination's worker dies mid-copy, its
-# ferryd removes the copy.
+# ferryd removes the copy. An evacuation with --disk-dir copies each VM's
+# disk into that directory on the destination under its own name, and
+# moves a VM without a disk as usual.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
@@ -92,3 +94,34 @@ cmp <(tail -c +65537 "$T/A/images/d1.img") <(tail -c +65537 "$T/B/images/d1.img"
 	fail "the copy's data differs from the source's image"
 [ -f "$T/A/images/d1.img" ] || fail "the source's image is gone"
 echo "ok: $((sent >> 10)) KiB of the disk sent, moved at record $n0, last record $last on B's copy"
+
+note "evacuate B to A with --copy-disk --disk-dir: each disk to A's directory, under its name"
+rc=0; on B host evacuate -d "$(port_of A)" --disk-dir "$T/A/back" 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "give --copy-disk too" "$T/err" || fail "--disk-dir alone: rc $rc, $(cat "$T/err")"
+mkdir -p "$T/A/back"
+on B vm start d1 >/dev/null || fail "vm start d1 on B"
+truncate -s 16M "$T/B/images/e2.img"
+new_vm B e2 64M "ws=4M rate=4 blk=1" 1 --disk "$T/B/images/e2.img"
+new_vm B n3 32M "ws=1M rate=0" # no disk: moves as usual
+wait_for "$(serial_of B e2)" "FERRY-GUEST blk wrote n=2" 30 || fail "e2 is not writing its disk"
+on B host evacuate -d "$(port_of A)" --copy-disk --disk-dir "$T/A/back/" --json >"$T/evac" 2>&1 ||
+	{ cat "$T/evac"; fail "host evacuate --copy-disk --disk-dir"; }
+grep -q '"event":"done","completed":3,"failed":0' "$T/evac" || fail "evacuation: $(tail -1 "$T/evac")"
+for v in d1 e2 n3; do
+	[ "$(vm_state A $v)" = running ] || fail "$v not running on A"
+	[ "$(vm_state B $v)" = absent ] || fail "$v still defined on B"
+	verify_vm A $v || fail "page check of $v on A"
+done
+for v in d1 e2; do
+	grep -q "\"disk\": *\"$T/A/back/$v.img\"" "$T/A/vms/$v.json" ||
+		fail "A's definition of $v does not name its copy: $(cat "$T/A/vms/$v.json")"
+done
+grep -q '"disk": *"/' "$T/A/vms/n3.json" && fail "n3 gained a disk on A: $(cat "$T/A/vms/n3.json")"
+n0=$(last_blk "$(serial_of B e2)")
+wait_for "$(serial_of A e2)" "FERRY-GUEST blk wrote n=$((n0 + 2))\$" 30 || fail "e2 does not write its copy on A"
+on A vm stop e2 >/dev/null || fail "vm stop e2 on A"
+wait_state A e2 stopped 30 || fail "e2 did not stop on A"
+"$check" "$T/A/back/e2.img" "$(last_blk "$(serial_of A e2)")" || fail "e2's copy's records are damaged"
+cmp <(tail -c +65537 "$T/B/images/e2.img") <(tail -c +65537 "$T/A/back/e2.img") ||
+	fail "e2's copy differs from its image on B"
+echo "ok: evacuated d1, e2 (disks to $T/A/back) and n3 (no disk) to A"

@@ -157,6 +157,18 @@ static void test_move_request(void **state)
 	assert_int_equal(cli_move_parse_common('D', "600001", "move-vm", &mo, 1, none), -1);
 	assert_int_equal(cli_move_parse_common('M', "86401", "move-vm", &mo, 1, none), -1);
 	assert_int_equal(cli_move_parse_common('B', "-1", "move-vm", &mo, 1, none), -1);
+	/* --disk-dir: absolute, with --copy-disk, and not with --disk-path */
+	assert_int_equal(cli_move_parse_common('G', "images", "host evacuate", &mo, 1, none), -1);
+	assert_int_equal(cli_move_parse_common('G', "/srv/images", "host evacuate", &mo, 1, none), 0);
+	assert_int_equal(cli_move_check_common(&mo, "host evacuate"), -1); /* and --disk-path */
+	mo.disk_path = NULL;
+	assert_int_equal(cli_move_check_common(&mo, "host evacuate"), 0);
+	req = json_object_new_object();
+	cli_move_request_options(req, &mo);
+	assert_non_null(strstr(jsonl_text(req), "\"copy_disk\":true,\"disk_dir\":\"/srv/images\""));
+	json_object_put(req);
+	mo.copy_disk = false;
+	assert_int_equal(cli_move_check_common(&mo, "host evacuate"), -1);
 }
 
 /* move-vm's progress line: nothing "left" before pass 1 is counted */

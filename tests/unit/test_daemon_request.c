@@ -548,6 +548,7 @@ static struct move *fx_move(struct fx *f, enum move_dir dir, const char *id, con
 	snprintf(m->peer, sizeof(m->peer), "127.0.0.1:1");
 	snprintf(m->transport, sizeof(m->transport), "tcp");
 	m->downtime_ms = 50;
+	m->created_ms = m->started_ms = ferryd_wall_ms(); /* as move_out_begin sets it */
 	m->state = st;
 	m->memory_mib = mib;
 	return m;
@@ -831,6 +832,28 @@ static void test_move_outcomes(void **state)
 	assert_int_equal(m->state, MV_QUEUED);
 	assert_true(m->leaving_retry);
 	m->state = MV_PREPARING;
+	/* ... but not past the move's --max-duration: a copy there that never
+	 * ends fails the move with the destination's reason */
+	m->max_duration_s = 10;
+	m->started_ms -= 11000;
+	peer_answer(f, m, PEER_PREPARE,
+		    "{\"ok\":false,\"code\":\"E_VM_LEAVING\",\"error\":\"still ending\"}");
+	assert_int_equal(m->state, MV_FAILED);
+	assert_string_equal(m->code, "E_VM_LEAVING");
+	assert_non_null(strstr(m->error, "gave up after 11 s (the move's --max-duration)"));
+	assert_non_null(strstr(m->error, "still ending"));
+	m = fx_move(f, MOVE_OUT, "mv-000000d9", "o1", MV_PREPARING, 64);
+	m->started_ms -= 1000LL * MIGRATE_LEAVING_MAX_S - 1000; /* without one: 600 s */
+	peer_answer(f, m, PEER_PREPARE,
+		    "{\"ok\":false,\"code\":\"E_VM_LEAVING\",\"error\":\"still ending\"}");
+	assert_int_equal(m->state, MV_QUEUED);
+	m->state = MV_PREPARING;
+	m->started_ms -= 2000;
+	peer_answer(f, m, PEER_PREPARE,
+		    "{\"ok\":false,\"code\":\"E_VM_LEAVING\",\"error\":\"still ending\"}");
+	assert_int_equal(m->state, MV_FAILED);
+	assert_non_null(strstr(m->error, "(the longest wait)"));
+	m = fx_move(f, MOVE_OUT, "mv-000000da", "o1", MV_PREPARING, 64);
 	/* cancelled while the destination decides: no retry after a refusal */
 	r = call(f, "{\"cmd\":\"migration.cancel\",\"name\":\"o1\"}");
 	assert_string_equal(field(r, "ok"), "true");
@@ -1396,6 +1419,34 @@ static void test_start_copy_disk(void **state)
 		     "\"copy_disk\":true,\"disk_path\":\"/srv/x.img\"}", "E_BAD_ARG", "names one file");
 	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"c2\",\"destination\":\"127.0.0.2\","
 		     "\"copy_disk\":true,\"disk_path\":\"/srv/x.img\"}", "E_BAD_ARG", "no disk to copy");
+	/* disk_dir: a directory for every copy, under its image's name */
+	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"c1\",\"destination\":\"127.0.0.2\","
+		     "\"disk_dir\":\"/srv\"}", "E_BAD_ARG", "disk_dir is where the disk's copy goes");
+	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"c1\",\"destination\":\"127.0.0.2\","
+		     "\"copy_disk\":true,\"disk_dir\":\"srv\"}", "E_BAD_ARG", "absolute");
+	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"c1\",\"destination\":\"127.0.0.2\","
+		     "\"copy_disk\":true,\"disk_dir\":\"/srv\",\"disk_path\":\"/srv/x.img\"}",
+		     "E_BAD_ARG", "give one");
+	define_vm(f, "c3")->state = VM_RUNNING;
+	snprintf(registry_find(&f->d, "c3")->def.disk, PATH_MAX, "/other/c1.img");
+	expect_error(f, "{\"cmd\":\"migration.start\",\"names\":[\"c1\",\"c2\",\"c3\"],"
+		     "\"destination\":\"127.0.0.2\",\"copy_disk\":true,\"disk_dir\":\"/srv/copies\"}",
+		     "E_BAD_ARG", "VMs c1 and c3 both have a disk named c1.img");
+	assert_null(f->d.moves); /* refused whole: no move queued */
+	r = call(f, "{\"cmd\":\"migration.start\",\"names\":[\"c1\",\"c2\"],\"destination\":\"127.0.0.2\","
+		 "\"copy_disk\":true,\"disk_dir\":\"/srv/copies/\"}");
+	assert_string_equal(field(r, "ok"), "true");
+	assert_true(json_object_object_get_ex(r, "moves", &moves));
+	assert_int_equal(json_object_array_length(moves), 2);
+	for (size_t i = 0; i < 2; i++) {
+		struct json_object *mv = json_object_array_get_idx(moves, i);
+		if (strcmp(field(mv, "name"), "c1") == 0)
+			assert_string_equal(field(mv, "disk_copy_path"), "/srv/copies/c1.img");
+		else
+			assert_null(field(mv, "disk_copy_path"));
+	}
+	json_object_put(r);
+	registry_find(&f->d, "c3")->state = VM_STOPPED; /* out of the evacuation below */
 	/* both start (and, with no peer here, fail at once): c1's copy to its
 	 * own path, c2 with no copy */
 	r = call(f, "{\"cmd\":\"migration.start\",\"all_running\":true,\"destination\":\"127.0.0.2\","
