@@ -163,17 +163,18 @@ static void move_finish(struct ferryd *d, struct move *m, enum move_state st,
 	m->wait_reason[0] = '\0';
 	json_object_put(m->extents);
 	m->extents = NULL;
-	if (st == MV_COMPLETED || st == MV_CHECKED)
+	if (st == MV_COMPLETED || st == MV_CHECKED) {
 		log_info("move %s: VM %s %s %s: %s%s%s", m->id, m->vm,
 			 m->dir == MOVE_OUT ? "to" : "from", m->peer, migrate_state_name(st),
 			 m->error[0] ? ": " : "", m->error);
-	if (st == MV_COMPLETED && m->dir == MOVE_OUT && m->copy_disk)
-		log_info("move %s: VM %s runs on its copy of the disk, %s on %s; its image on this "
-			 "host stays as it was at the switch-over: remove it when no longer needed",
-			 m->id, m->vm, m->disk_path, m->peer);
-	else
+		if (st == MV_COMPLETED && m->dir == MOVE_OUT && m->copy_disk)
+			log_info("move %s: VM %s runs on its copy of the disk, %s on %s; its image on "
+				 "this host stays as it was at the switch-over: remove it when no "
+				 "longer needed", m->id, m->vm, m->disk_path, m->peer);
+	} else {
 		log_warn("move %s: VM %s %s: %s", m->id, m->vm,
 			 migrate_state_name(st), m->error);
+	}
 	move_unlink(d, m);
 	migrate_history_append(d, m);
 	m->next = d->recent;

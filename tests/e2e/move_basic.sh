@@ -136,5 +136,8 @@ pc=$(json_get move.progress.pages_compressed <"$T/st3")
 	fail "multichannel --codec zstd compressed nothing: $(cat "$T/st3")"
 echo "multichannel + zstd: $pc pages compressed"
 verify_vm B g1 || fail "page check on B after the multichannel move"
+# a move that completed is news, not a warning, on either host
+grep -E " warn: move .*(completed|checked)" "$T/A.ferryd.log" "$T/B.ferryd.log" &&
+	fail "a completed move logged as a warning"
 
 echo "PASS: move_basic"
