@@ -65,7 +65,9 @@ static void host_usage(FILE *f)
 		"          --codec, --encrypt, --verify-memory, --max-duration,\n"
 		"          --on-timeout, --no-wait, --json); --copy-disk copies each VM's\n"
 		"          disk to the same path there (hosts that share no storage),\n"
-		"          or with --disk-dir DIR to DIR there, under its own file name;\n"
+		"          or with --disk-dir DIR to DIR there, under its own file name,\n"
+		"          and --remove-source-disk removes each image here once its VM\n"
+		"          runs on the copy;\n"
 		"          --check only checks that the destination would take them all.\n"
 		"new-key   write a new random cluster key to FILE (mode 0600; an existing\n"
 		"          file is never replaced). Start every host's ferryd with a copy\n"
@@ -272,6 +274,7 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 		{ "verify-memory", optional_argument, NULL, 'V' },
 		{ "copy-disk", no_argument, NULL, 'K' },
 		{ "disk-dir", required_argument, NULL, 'G' },
+		{ "remove-source-disk", no_argument, NULL, 'R' },
 		{ "check", no_argument, NULL, 'X' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },

@@ -64,6 +64,9 @@ static const char move_usage_text[] =
 	"  --disk-path PATH       with --copy-disk and one VM: the copy's path there instead\n"
 	"  --disk-dir DIR         with --copy-disk: each copy goes to DIR there, under its\n"
 	"                         image's file name (for a host that keeps images elsewhere)\n"
+	"  --remove-source-disk   with --copy-disk: remove the image here once the\n"
+	"                         destination confirms the VM runs on its copy (default:\n"
+	"                         keep it; a failed, cancelled or unconfirmed move keeps it)\n"
 	"  --check                only check that the destination would take each VM, as\n"
 	"                         the move's setup does (CPU model, memory, disk, network,\n"
 	"                         versions, keys); then call it off: the VM never pauses\n"
@@ -112,6 +115,8 @@ void cli_move_request_options(struct json_object *req, const struct move_opts_pu
 		jsonl_add_str(req, "disk_path", mo->disk_path);
 	if (mo->disk_dir)
 		jsonl_add_str(req, "disk_dir", mo->disk_dir);
+	if (mo->remove_source_disk)
+		jsonl_add_bool(req, "remove_source_disk", true);
 	if (mo->check_only)
 		jsonl_add_bool(req, "check_only", true);
 }
@@ -235,6 +240,9 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 		}
 		mo->disk_dir = arg;
 		return 0;
+	case 'R':
+		mo->remove_source_disk = true;
+		return 0;
 	case 'X':
 		mo->check_only = true;
 		return 0;
@@ -280,6 +288,11 @@ int cli_move_check_common(const struct move_opts_pub *mo, const char *cmd)
 			cmd, mo->disk_path ? "disk-path" : "disk-dir");
 		return -1;
 	}
+	if (mo->remove_source_disk && !mo->copy_disk) {
+		fprintf(stderr, "ferry %s: --remove-source-disk removes the image a copy replaced: "
+			"give --copy-disk too\n", cmd);
+		return -1;
+	}
 	if (mo->disk_path && mo->disk_dir) {
 		fprintf(stderr, "ferry %s: --disk-path names the copy, --disk-dir its directory: give one\n",
 			cmd);
@@ -305,6 +318,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		{ "copy-disk", no_argument, NULL, 'K' },
 		{ "disk-path", required_argument, NULL, 'P' },
 		{ "disk-dir", required_argument, NULL, 'G' },
+		{ "remove-source-disk", no_argument, NULL, 'R' },
 		{ "check", no_argument, NULL, 'X' },
 		{ "no-wait", no_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },

@@ -166,7 +166,10 @@ static void watch_summary(struct json_object *mv)
 	{
 		char dc[PATH_MAX + 160];
 		if (cli_disk_copy_text(mv, dc, sizeof(dc)))
-			printf("  disk copied %s; the image here stays as it was at the switch-over\n", dc);
+			printf("  disk copied %s; %s\n", dc,
+			       cli_bool(mv, "source_disk_removed")
+				       ? "the image here was removed"
+				       : "the image here stays as it was at the switch-over");
 	}
 	if (cli_str(mv, "error"))
 		printf("  note: %s\n", cli_str(mv, "error"));

@@ -167,7 +167,7 @@ static void move_finish(struct ferryd *d, struct move *m, enum move_state st,
 		log_info("move %s: VM %s %s %s: %s%s%s", m->id, m->vm,
 			 m->dir == MOVE_OUT ? "to" : "from", m->peer, migrate_state_name(st),
 			 m->error[0] ? ": " : "", m->error);
-		if (st == MV_COMPLETED && m->dir == MOVE_OUT && m->copy_disk)
+		if (st == MV_COMPLETED && m->dir == MOVE_OUT && m->copy_disk && !m->source_removed)
 			log_info("move %s: VM %s runs on its copy of the disk, %s on %s; its image on "
 				 "this host stays as it was at the switch-over: remove it when no "
 				 "longer needed", m->id, m->vm, m->disk_path, m->peer);
@@ -889,6 +889,30 @@ static void move_out_release_source(struct ferryd *d, struct move *m)
 	log_info("move %s: VM %s now lives on %s; its copy here is ending", m->id, m->vm, m->peer);
 }
 
+/* remove_source_disk: the destination has confirmed the VM runs (or ran)
+ * on its copy, so the image here is no VM's disk any more. Only then: a
+ * move whose outcome is unconfirmed keeps it. Another VM of this host
+ * defined on the same file keeps it too. */
+static void move_out_remove_source_disk(struct ferryd *d, struct move *m)
+{
+	if (!m->remove_source[0])
+		return;
+	for (struct vm *v = d->vms; v; v = v->next)
+		if (strcmp(v->def.name, m->vm) != 0 && strcmp(v->def.disk, m->remove_source) == 0) {
+			log_warn("move %s: VM %s's image %s is kept: VM %s here is defined on it too",
+				 m->id, m->vm, m->remove_source, v->def.name);
+			return;
+		}
+	if (unlink(m->remove_source) < 0 && errno != ENOENT) {
+		log_warn("move %s: removing VM %s's image %s here: %s; remove it by hand", m->id,
+			 m->vm, m->remove_source, strerror(errno));
+		return;
+	}
+	m->source_removed = true;
+	log_info("move %s: VM %s runs on its copy of the disk, %s on %s; its image here, %s, "
+		 "was removed", m->id, m->vm, m->disk_path, m->peer, m->remove_source);
+}
+
 /* The source has no copy any more: its definition goes. */
 static void move_out_drop_source(struct ferryd *d, struct move *m)
 {
@@ -1088,10 +1112,12 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 		    jsonl_get_str(r->reply, "state", false, &state, &e) == 0 && state &&
 		    strcmp(state, "running") == 0) {
 			move_out_release_source(d, m);
+			move_out_remove_source_disk(d, m);
 			move_finish(d, m, MV_COMPLETED, NULL, NULL);
 		} else if (ok && state && strcmp(state, "incoming") != 0) {
 			/* it ran there, and its worker has ended since */
 			move_out_release_source(d, m);
+			move_out_remove_source_disk(d, m);
 			move_finish(d, m, MV_COMPLETED, NULL,
 				    "moved, but VM %s is %s on %s now (its worker there ended after "
 				    "the VM ran): start it there", m->vm, state, m->peer);
@@ -1325,6 +1351,11 @@ struct json_object *migrate_move_json(struct ferryd *d, struct move *m,
 		jsonl_add_bool(o, "verify_memory", m->verify_memory);
 		if (m->copy_disk)
 			jsonl_add_str(o, "disk_copy_path", m->disk_path);
+		if (m->remove_source[0]) {
+			jsonl_add_str(o, "remove_source_disk", m->remove_source);
+			if (migrate_state_done(m->state))
+				jsonl_add_bool(o, "source_disk_removed", m->source_removed);
+		}
 		if (m->check_only)
 			jsonl_add_bool(o, "check_only", true);
 		jsonl_add_int(o, "downtime_target_ms", m->downtime_ms);

@@ -76,6 +76,10 @@ struct move {
 	 * share no storage) instead of handing it over */
 	bool copy_disk;
 	char disk_path[PATH_MAX];
+	/* out: with copy_disk, the source's image, removed once the
+	 * destination confirms the VM runs on the copy ("" = kept) */
+	char remove_source[PATH_MAX];
+	bool source_removed;  /* out: ... and it was */
 	/* out: only check that the destination takes the VM (setup as a move
 	 * makes it), then call the move off: the VM never pauses */
 	bool check_only;

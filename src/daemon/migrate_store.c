@@ -50,6 +50,8 @@ void migrate_store_save(struct ferryd *d)
 		jsonl_add_bool(j, "verify_memory", m->verify_memory);
 		if (m->copy_disk)
 			jsonl_add_str(j, "disk_copy_path", m->disk_path);
+		if (m->remove_source[0])
+			jsonl_add_str(j, "remove_source_disk", m->remove_source);
 		if (m->check_only)
 			jsonl_add_bool(j, "check_only", true);
 		jsonl_add_int(j, "downtime_ms", m->downtime_ms);
@@ -85,7 +87,8 @@ static int store_state(const char *s)
 static void store_load_one(struct ferryd *d, struct json_object *j)
 {
 	const char *id = NULL, *name = NULL, *dest = NULL, *state = NULL,
-		   *transport = NULL, *address = NULL, *codec = NULL, *disk_copy = NULL;
+		   *transport = NULL, *address = NULL, *codec = NULL, *disk_copy = NULL,
+		   *remove_source = NULL;
 	int64_t dt = 50, bw = 0, mem = 0, created = 0, started = 0, maxdur = 0;
 	int st = -1;
 	bool cancel_on_timeout = false, encrypt = false, verify_memory = false, check_only = false;
@@ -100,6 +103,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	    jsonl_get_str(j, "address", false, &address, &e) < 0 ||
 	    jsonl_get_str(j, "codec", false, &codec, &e) < 0 ||
 	    jsonl_get_str(j, "disk_copy_path", false, &disk_copy, &e) < 0 ||
+	    jsonl_get_str(j, "remove_source_disk", false, &remove_source, &e) < 0 ||
 	    jsonl_get_int(j, "downtime_ms", false, 1, 600000, &dt, &e) < 0 ||
 	    jsonl_get_int(j, "bandwidth_mibps", false, 0, 1 << 20, &bw, &e) < 0 ||
 	    jsonl_get_int(j, "max_duration_s", false, 0, 86400, &maxdur, &e) < 0 ||
@@ -112,7 +116,9 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	    jsonl_get_int(j, "started_ms", false, 0, INT64_MAX, &started, &e) < 0 ||
 	    strlen(id) >= sizeof(m->id) || !vmdef_name_valid(name) ||
 	    strlen(dest) >= sizeof(m->peer) || (st = store_state(state)) < 0 ||
-	    (disk_copy && (disk_copy[0] != '/' || strlen(disk_copy) >= sizeof(m->disk_path)))) {
+	    (disk_copy && (disk_copy[0] != '/' || strlen(disk_copy) >= sizeof(m->disk_path))) ||
+	    (remove_source && (!disk_copy || remove_source[0] != '/' ||
+			       strlen(remove_source) >= sizeof(m->remove_source)))) {
 		log_error("skipping a stored move (%.300s): %s", jsonl_text(j),
 			  e.msg[0] ? e.msg : "bad field or unknown state");
 		return;
@@ -131,6 +137,8 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	m->check_only = check_only; /* likewise, a check must never become a move */
 	if (disk_copy)
 		snprintf(m->disk_path, sizeof(m->disk_path), "%s", disk_copy);
+	if (remove_source)
+		snprintf(m->remove_source, sizeof(m->remove_source), "%s", remove_source);
 	if (address)
 		snprintf(m->address, sizeof(m->address), "%s", address);
 	if (codec && (strcmp(codec, "lz4") == 0 || strcmp(codec, "zstd") == 0))

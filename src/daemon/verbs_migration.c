@@ -142,7 +142,7 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "names", "all_running",
 		"destination", "downtime_ms", "bandwidth_mibps", "transport", "codec", "max_duration_s",
-		"on_timeout", "encrypt", "verify_memory", "copy_disk", "disk_path", "disk_dir", "check_only", NULL };
+		"on_timeout", "encrypt", "verify_memory", "copy_disk", "disk_path", "disk_dir", "remove_source_disk", "check_only", NULL };
 	struct host_settings *s = &r->d->settings;
 	const char *dest = NULL, *transport = s->transport;
 	/* bandwidth_mibps is the move's own limit; the host's limit is not a
@@ -150,6 +150,7 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	int64_t downtime = s->downtime_ms, bw = 0, maxdur = 0;
 	const char *on_timeout = "switchover", *codec = "auto", *disk_path = NULL, *disk_dir = NULL;
 	bool encrypt = s->encrypt, verify_memory = s->verify_memory, copy_disk = false, check_only = false;
+	bool remove_source = false;
 	struct json_object *o, *arr;
 	struct move *moves[MIGRATION_START_MAX_VMS];
 	struct vm *vms[MIGRATION_START_MAX_VMS];
@@ -170,11 +171,15 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	    jsonl_get_bool(r->args, "copy_disk", false, &copy_disk, &r->err) < 0 ||
 	    jsonl_get_str(r->args, "disk_path", false, &disk_path, &r->err) < 0 ||
 	    jsonl_get_str(r->args, "disk_dir", false, &disk_dir, &r->err) < 0 ||
+	    jsonl_get_bool(r->args, "remove_source_disk", false, &remove_source, &r->err) < 0 ||
 	    jsonl_get_bool(r->args, "check_only", false, &check_only, &r->err) < 0)
 		return bad_arg(r);
 	if ((disk_path || disk_dir) && !copy_disk)
 		return req_fail(r, "E_BAD_ARG", "%s is where the disk's copy goes: it needs copy_disk",
 				disk_path ? "disk_path" : "disk_dir");
+	if (remove_source && !copy_disk)
+		return req_fail(r, "E_BAD_ARG", "remove_source_disk removes the image a copy replaced: "
+				"it needs copy_disk (with shared storage the image is the VM's disk there)");
 	if (disk_path && disk_dir)
 		return req_fail(r, "E_BAD_ARG", "disk_path names the copy, disk_dir its directory: give one");
 	if (disk_dir && disk_dir[0] != '/')
@@ -232,6 +237,9 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 		else if (moves[i]->copy_disk)
 			snprintf(moves[i]->disk_path, sizeof(moves[i]->disk_path), "%s",
 				 disk_path ? disk_path : vms[i]->def.disk);
+		if (moves[i]->copy_disk && remove_source && !check_only)
+			snprintf(moves[i]->remove_source, sizeof(moves[i]->remove_source), "%s",
+				 vms[i]->def.disk);
 		if (strcmp(codec, "auto") != 0)
 			snprintf(moves[i]->codec, sizeof(moves[i]->codec), "%s", codec);
 	}

@@ -167,8 +167,15 @@ static void test_move_request(void **state)
 	cli_move_request_options(req, &mo);
 	assert_non_null(strstr(jsonl_text(req), "\"copy_disk\":true,\"disk_dir\":\"/srv/images\""));
 	json_object_put(req);
+	assert_int_equal(cli_move_parse_common('R', NULL, "host evacuate", &mo, 1, none), 0);
+	req = json_object_new_object();
+	cli_move_request_options(req, &mo);
+	assert_non_null(strstr(jsonl_text(req), "\"disk_dir\":\"/srv/images\",\"remove_source_disk\":true"));
+	json_object_put(req);
 	mo.copy_disk = false;
 	assert_int_equal(cli_move_check_common(&mo, "host evacuate"), -1);
+	mo.disk_dir = NULL; /* --remove-source-disk alone needs --copy-disk too */
+	assert_int_equal(cli_move_check_common(&mo, "move-vm"), -1);
 }
 
 /* move-vm's progress line: nothing "left" before pass 1 is counted */

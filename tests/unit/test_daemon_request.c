@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -693,6 +694,7 @@ static void test_move_queue_on_disk(void **state)
 	m->copy_disk = true;
 	m->check_only = true;
 	snprintf(m->disk_path, sizeof(m->disk_path), "/srv/copies/q1.img");
+	snprintf(m->remove_source, sizeof(m->remove_source), "/srv/images/q1.img");
 	snprintf(m->transport, sizeof(m->transport), "multichannel");
 	snprintf(m->codec, sizeof(m->codec), "zstd");
 	fx_move(f, MOVE_OUT, "mv-000000b2", "q2", MV_QUEUED, 64);
@@ -718,6 +720,8 @@ static void test_move_queue_on_disk(void **state)
 	assert_true(m->check_only); /* nor a queued check as a move */
 	assert_false(m->next->check_only);
 	assert_string_equal(m->disk_path, "/srv/copies/q1.img");
+	assert_string_equal(m->remove_source, "/srv/images/q1.img");
+	assert_string_equal(m->next->remove_source, "");
 	assert_false(m->next->copy_disk);
 	assert_string_equal(m->transport, "multichannel");
 	assert_string_equal(m->codec, "zstd");
@@ -903,6 +907,59 @@ static void test_move_outcomes(void **state)
 	peer_answer(f, m, PEER_CONFIRM, "{\"ok\":true,\"name\":\"o5\",\"state\":\"running\"}");
 	assert_int_equal(m->state, MV_COMPLETED);
 	assert_string_equal(m->code, "");
+}
+
+/* remove_source_disk: the image here goes only once the destination
+ * confirms the VM runs (or ran) on its copy; a move whose registration
+ * there stays unconfirmed keeps it, and so does one whose image another
+ * VM of this host is defined on. */
+static void test_remove_source_disk(void **state)
+{
+	struct fx *f = *state;
+	struct move *m;
+	char img[3][PATH_MAX];
+	int fd;
+
+	settings_default(&f->d.settings);
+	for (int i = 0; i < 3; i++) {
+		snprintf(img[i], sizeof(img[i]), "%s/src%d.img", f->dir, i);
+		fd = open(img[i], O_CREAT | O_WRONLY | O_EXCL, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	m = fx_move(f, MOVE_OUT, "mv-000000e1", "r1", MV_FINISHING, 64);
+	m->worker_gone = true;
+	m->copy_disk = true;
+	snprintf(m->disk_path, sizeof(m->disk_path), "/elsewhere/r1.img");
+	snprintf(m->remove_source, sizeof(m->remove_source), "%s", img[0]);
+	peer_answer(f, m, PEER_CONFIRM, "{\"ok\":true,\"name\":\"r1\",\"state\":\"incoming\"}");
+	assert_int_equal(access(img[0], F_OK), 0); /* not before it runs there */
+	peer_answer(f, m, PEER_CONFIRM, "{\"ok\":true,\"name\":\"r1\",\"state\":\"running\"}");
+	assert_int_equal(m->state, MV_COMPLETED);
+	assert_true(m->source_removed);
+	assert_int_equal(access(img[0], F_OK), -1);
+
+	/* the destination never confirms: completed (its worker committed), image kept */
+	m = fx_move(f, MOVE_OUT, "mv-000000e2", "r2", MV_FINISHING, 64);
+	m->worker_gone = true;
+	m->copy_disk = true;
+	m->tries = MIGRATE_CONFIRM_TRIES - 1;
+	snprintf(m->remove_source, sizeof(m->remove_source), "%s", img[1]);
+	peer_answer(f, m, PEER_CONFIRM, NULL);
+	assert_int_equal(m->state, MV_COMPLETED);
+	assert_false(m->source_removed);
+	assert_int_equal(access(img[1], F_OK), 0);
+
+	/* another VM here is defined on the same file */
+	snprintf(define_vm(f, "r4")->def.disk, PATH_MAX, "%s", img[2]);
+	m = fx_move(f, MOVE_OUT, "mv-000000e3", "r3", MV_FINISHING, 64);
+	m->worker_gone = true;
+	m->copy_disk = true;
+	snprintf(m->remove_source, sizeof(m->remove_source), "%s", img[2]);
+	peer_answer(f, m, PEER_CONFIRM, "{\"ok\":true,\"name\":\"r3\",\"state\":\"running\"}");
+	assert_int_equal(m->state, MV_COMPLETED);
+	assert_false(m->source_removed);
+	assert_int_equal(access(img[2], F_OK), 0);
 }
 
 /* The source's queue: at most max_migrations moves start, in queue order;
@@ -1423,6 +1480,8 @@ static void test_start_copy_disk(void **state)
 	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"c1\",\"destination\":\"127.0.0.2\","
 		     "\"disk_dir\":\"/srv\"}", "E_BAD_ARG", "disk_dir is where the disk's copy goes");
 	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"c1\",\"destination\":\"127.0.0.2\","
+		     "\"remove_source_disk\":true}", "E_BAD_ARG", "needs copy_disk");
+	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"c1\",\"destination\":\"127.0.0.2\","
 		     "\"copy_disk\":true,\"disk_dir\":\"srv\"}", "E_BAD_ARG", "absolute");
 	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"c1\",\"destination\":\"127.0.0.2\","
 		     "\"copy_disk\":true,\"disk_dir\":\"/srv\",\"disk_path\":\"/srv/x.img\"}",
@@ -1434,16 +1493,21 @@ static void test_start_copy_disk(void **state)
 		     "E_BAD_ARG", "VMs c1 and c3 both have a disk named c1.img");
 	assert_null(f->d.moves); /* refused whole: no move queued */
 	r = call(f, "{\"cmd\":\"migration.start\",\"names\":[\"c1\",\"c2\"],\"destination\":\"127.0.0.2\","
-		 "\"copy_disk\":true,\"disk_dir\":\"/srv/copies/\"}");
+		 "\"copy_disk\":true,\"disk_dir\":\"/srv/copies/\",\"remove_source_disk\":true}");
 	assert_string_equal(field(r, "ok"), "true");
 	assert_true(json_object_object_get_ex(r, "moves", &moves));
 	assert_int_equal(json_object_array_length(moves), 2);
 	for (size_t i = 0; i < 2; i++) {
 		struct json_object *mv = json_object_array_get_idx(moves, i);
-		if (strcmp(field(mv, "name"), "c1") == 0)
+		if (strcmp(field(mv, "name"), "c1") == 0) {
 			assert_string_equal(field(mv, "disk_copy_path"), "/srv/copies/c1.img");
-		else
+			assert_string_equal(field(mv, "remove_source_disk"), "/srv/images/c1.img");
+			/* it failed at once here (no peer): nothing removed */
+			assert_string_equal(field(mv, "source_disk_removed"), "false");
+		} else {
 			assert_null(field(mv, "disk_copy_path"));
+			assert_null(field(mv, "remove_source_disk"));
+		}
 	}
 	json_object_put(r);
 	registry_find(&f->d, "c3")->state = VM_STOPPED; /* out of the evacuation below */
@@ -1818,6 +1882,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_schedule, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_start_one_move_per_vm, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_start_copy_disk, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_remove_source_disk, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_reaches_worker, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_name_leaving, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_bw_share_joining, fx_setup, fx_teardown),
