@@ -315,6 +315,11 @@ int diskcopy_rx_finish(struct diskcopy_rx *rx, struct machine *m, struct err *e)
 		return err_prefix(e, "disk copy");
 	log_info("disk copy: %llu MiB in %llu runs written to %s and synced",
 		 (unsigned long long)(rx->bytes >> 20), (unsigned long long)rx->records, m->cfg.disk);
+	/* The copy is the VM's disk now like any other: this VM's next move
+	 * copies it or hands it over as that move asks, and a configuration
+	 * still saying "copying" would make its destination expect a copy. */
+	m->cfg.disk_copy_bytes = 0;
+	m->cfg.disk_copy_allocated = 0;
 	return 0;
 }
 

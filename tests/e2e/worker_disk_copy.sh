@@ -7,7 +7,8 @@
 # copy holds every record without a gap and the source's bulk data byte
 # for byte, stays sparse where the source was, and the source's image was
 # left alone after the switch-over. The VM then moves on from its copy to a
-# third image over four encrypted connections, with the same checks; a
+# third image over four encrypted connections, with the same checks, and
+# on again without a copy (its image handed over, as on shared storage); a
 # disk attached read-only is copied too. A
 # copy never overwrites a file; a move cancelled while the disk goes
 # removes the partial copy; the VM runs on where it was.
@@ -77,8 +78,18 @@ wait_for "$T/e.log" "FERRY-GUEST blk wrote n=$((n1 + 2))\$" 30 || fail "the thir
 vmctl "$T/d.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_d" 4
 verify e >/dev/null
 rx_matches e "$res" # four sealed connections, and the disk's records
-vmctl "$T/e.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_e" 0
-last=$(last_blk "$T/e.log")
+
+note "and on without a copy: the image it arrived on handed over (shared storage)"
+next_port; start_dst h "$port"
+migrate e "$port" || fail "migrate refused"
+res=$(wait_mig e 60) || fail "handover move did not end"
+[ "$(field "$res" stage)" = completed ] || fail "a VM that arrived on a copy could not move on without one: $res"
+n2=$(last_blk "$T/e.log")
+wait_for "$T/h.log" "FERRY-GUEST blk wrote n=$((n2 + 2))\$" 30 || fail "the third image is not written after the handover"
+vmctl "$T/e.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_e" 4
+verify h >/dev/null
+vmctl "$T/h.sock" '{"cmd":"stop"}' >/dev/null; expect_exit "$PID_h" 0
+last=$(last_blk "$T/h.log")
 "$check" "$T/dst/third.img" "$last" || fail "the third image's records are damaged"
 "$check" "$T/dst/disk.img" "$n1" || fail "the first copy's records are damaged"
 "$check" "$T/src/disk.img" "$n0" || fail "the source's records are damaged"
