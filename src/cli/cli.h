@@ -159,9 +159,34 @@ int cli_move_check_common(const struct move_opts_pub *mo, const char *cmd);
 /* The options as migration.start's fields, added to req: those not given
  * are left out, so that the host's settings apply. */
 void cli_move_request_options(struct json_object *req, const struct move_opts_pub *mo);
-/* Send a migration.start request (consumed; options added) and follow. */
+/* Send a migration.start request (consumed; options added) and follow.
+ * A destination list ("hostB,hostC") places the VMs first (placement.c). */
 int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		    const struct move_opts_pub *mo);
+/* Follow moves a migration.start made (its "moves"), or list them with
+ * --no-wait; the exit status. */
+int cli_follow_moves(struct cli_opts *o, struct json_object *moves, const struct move_opts_pub *mo);
+
+/* placement.c: moves to several destinations. */
+struct cli_place_vm {
+	char name[65]; /* a VM name: at most 64 bytes */
+	uint32_t memory_mib;
+	int host;  /* out: index of its destination */
+	bool fits; /* out: that destination had room for it as far as known */
+};
+struct cli_place_host {
+	char addr[300];     /* HOST[:PORT] of its ferryd */
+	int64_t free_mib;   /* its free memory when asked */
+	int64_t room_mib;   /* free less its reserve, less what was placed on it */
+	size_t placed;
+};
+/* Biggest VM first, each on the destination with the most room left (the
+ * first named on a tie). -1 without destinations or memory. */
+int cli_place(struct cli_place_vm *vms, size_t nvm, struct cli_place_host *hosts, size_t nh);
+/* Ask the source for its VMs (names, or every running one when NULL) and
+ * each destination of mo->destination's list for its room, place them,
+ * start one migration.start per destination and follow all the moves. */
+int cli_start_placed(struct cli_opts *o, struct json_object *names, const struct move_opts_pub *mo);
 
 /* Command groups. */
 int cmd_vm(struct cli_opts *o, int argc, char **argv);

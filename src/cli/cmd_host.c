@@ -60,7 +60,9 @@ static void host_usage(FILE *f)
 		"                            a move whose guest sees one is refused at setup,\n"
 		"                            so VMs that run here can move on to older hosts\n"
 		"evacuate  live-migrate every running VM off the host (-c, default this\n"
-		"          one) to another (-d), through the same queue as move-vm; takes\n"
+		"          one) to another (-d), or spread over several (-d B,C: biggest\n"
+		"          VM first to the one with the most free memory left), through\n"
+		"          the same queue as move-vm; takes\n"
 		"          move-vm's options (--downtime-ms, --bandwidth, --transport,\n"
 		"          --codec, --encrypt, --verify-memory, --max-duration,\n"
 		"          --on-timeout, --no-wait, --json); --copy-disk copies each VM's\n"
@@ -81,6 +83,7 @@ static void host_usage(FILE *f)
 		"  ferry host set --bandwidth 1000     # all outgoing moves: 1000 MiB/s together\n"
 		"  ferry host set --cpu-baseline -avx512f   # VMs that run here can move to hosts without it\n"
 		"  ferry host evacuate -c node1 -d node2\n"
+		"  ferry host evacuate -c node1 -d node2,node3,node4\n"
 		"  ferry host new-key /etc/ferry/cluster.key   # then copy it to every host\n");
 }
 

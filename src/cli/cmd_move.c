@@ -28,7 +28,10 @@ static const char move_usage_text[] =
 	"  -c, --computer-name HOST[:PORT]   the source host's ferryd (default: local)\n"
 	"  -n, --name VM[,VM...]             the VMs to move; repeat or comma-separate.\n"
 	"                                    Beyond the host's migration limit they queue\n"
-	"  -d, --destination-host HOST[:PORT] the destination host's ferryd (port 7450)\n"
+	"  -d, --destination-host HOST[:PORT][,HOST[:PORT]...]\n"
+	"                         the destination host's ferryd (port 7450). Several: each\n"
+	"                         VM goes, biggest first, to the one with the most free\n"
+	"                         memory left (less its reserve), as their ferryd say\n"
 	"  --downtime-ms N        switch over once the rest fits in N ms (default: host setting)\n"
 	"  --bandwidth MiB/s      this move's own limit (default 0 = none of its own); the\n"
 	"                         host's limit (host set --bandwidth) is shared by all its\n"
@@ -88,7 +91,8 @@ static const char move_usage_text[] =
 	"  ferry move-vm -n db1 -d remote-site --bandwidth 100 --codec zstd\n"
 	"  ferry move-vm -n web1 -d node3 --copy-disk --disk-path /srv/images/web1.img\n"
 	"  ferry move-vm -n web1,web2 -d node3 --copy-disk --disk-dir /srv/images\n"
-	"  ferry move-vm -n web1,web2 -d node2 --check    # would they go? nothing moves\n";
+	"  ferry move-vm -n web1,web2 -d node2 --check    # would they go? nothing moves\n"
+	"  ferry move-vm -n web1,web2,db1 -d node2,node3  # spread by free memory\n";
 
 void cli_move_request_options(struct json_object *req, const struct move_opts_pub *mo)
 {
@@ -121,14 +125,23 @@ void cli_move_request_options(struct json_object *req, const struct move_opts_pu
 		jsonl_add_bool(req, "check_only", true);
 }
 
-/* Send migration.start and follow (or list) the moves it made. */
+/* Send migration.start and follow (or list) the moves it made; with
+ * several destinations, place the VMs on them first (placement.c). */
 int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		    const struct move_opts_pub *mo)
 {
-	struct json_object *rep, *moves;
+	struct json_object *rep, *moves, *names = NULL;
 	int rc;
 	bool json = o->json;
 
+	if (strchr(mo->destination, ',')) {
+		if (json_object_object_get_ex(req, "names", &names))
+			json_object_get(names);
+		json_object_put(req);
+		rc = cli_start_placed(o, names, mo);
+		json_object_put(names);
+		return rc;
+	}
 	cli_move_request_options(req, mo);
 	/* The start reply is ours to interpret; --json events come after. */
 	o->json = false;
@@ -145,6 +158,14 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		json_object_put(rep);
 		return CLI_OK;
 	}
+	rc = cli_follow_moves(o, moves, mo);
+	json_object_put(rep);
+	return rc;
+}
+
+int cli_follow_moves(struct cli_opts *o, struct json_object *moves, const struct move_opts_pub *mo)
+{
+	bool json = o->json;
 	/* Events whenever the moves are followed without a terminal, as the
 	 * progress after them; --no-wait alone prints lines for people. */
 	bool events = json || (!mo->no_wait && !isatty(STDOUT_FILENO));
@@ -170,13 +191,10 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 			if (!json)
 				printf("Follow with: ferry%s%s migration list\n",
 				       o->computer ? " -c " : "", o->computer ? o->computer : "");
-			json_object_put(rep);
 			return CLI_OK;
 		}
 	}
-	rc = cli_watch_moves(o, moves);
-	json_object_put(rep);
-	return rc;
+	return cli_watch_moves(o, moves);
 }
 
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
@@ -186,14 +204,27 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 
 	switch (opt) {
 	case 'd': {
-		/* checked here as -c is: a typo is a bad command line (2) */
-		char host[256], port[16];
+		/* checked here as -c is: a typo is a bad command line (2); a
+		 * list ("hostB,hostC") places the VMs on them (placement.c) */
+		char host[256], port[16], one[300];
 		struct err e = { 0 };
-		if (sock_split_hostport(arg, CLI_DEFAULT_PORT, host, sizeof(host), port,
-					sizeof(port), &e) < 0) {
-			fprintf(stderr, "ferry %s: --destination-host: %s\n", cmd, e.msg);
-			return -1;
-		}
+		const char *p = arg;
+		do {
+			size_t len = strcspn(p, ",");
+			if (len == 0 || len >= sizeof(one)) {
+				fprintf(stderr, "ferry %s: --destination-host '%s': give HOST[:PORT], or "
+					"several separated by commas\n", cmd, arg);
+				return -1;
+			}
+			memcpy(one, p, len);
+			one[len] = '\0';
+			if (sock_split_hostport(one, CLI_DEFAULT_PORT, host, sizeof(host), port,
+						sizeof(port), &e) < 0) {
+				fprintf(stderr, "ferry %s: --destination-host: %s\n", cmd, e.msg);
+				return -1;
+			}
+			p += len;
+		} while (*p++ == ',');
 		mo->destination = arg;
 		return 0;
 	}
@@ -382,7 +413,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		json_object_put(names);
 		return CLI_USAGE;
 	}
-	if (mo.disk_path && json_object_array_length(names) > 1) {
+	if (mo.disk_path && (json_object_array_length(names) > 1 || strchr(mo.destination, ','))) {
 		fprintf(stderr, "ferry move-vm: --disk-path names one file: move one VM with it\n");
 		json_object_put(names);
 		return CLI_USAGE;

@@ -4,7 +4,8 @@
 # storage: the VM's disk image goes with its memory, while the guest writes
 # a record to it every second. Refused at setup, with the VM running on, when
 # the copy's path is taken on the destination; a move cancelled while the
-# disk goes leaves no partial copy there. After the move the destination's
+# disk goes leaves no partial copy there, and neither does a --check of
+# such a move. After the move the destination's
 # definition names the copy, the guest's records run on without a gap in
 # it, its bulk data equals the source's image, and the source's image
 # stays where it was. When the destination's worker dies mid-copy, its
@@ -44,6 +45,15 @@ rc=0; on A move-vm -n d1 -d "$(port_of B)" --copy-disk --disk-path "$T/B/images/
 [ "$(vm_state A d1)" = running ] || fail "d1 not running on A after the refusal"
 [ "$(vm_state B d1)" = absent ] || fail "d1 left defined on B"
 echo "refused: $(grep -m1 'already exists' "$T/out")"
+
+note "a check of a copying move: checked, and no copy left on B (the image made at setup goes)"
+on A move-vm -n d1 -d "$(port_of B)" --copy-disk --disk-path "$T/B/images/chk.img" --check \
+	>"$T/out" 2>&1 || { cat "$T/out"; fail "move-vm --check --copy-disk"; }
+grep -q '"event":"checked"' "$T/out" || fail "the check did not say d1 can move: $(cat "$T/out")"
+for _ in $(seq 50); do [ -e "$T/B/images/chk.img" ] || break; sleep 0.1; done
+[ -e "$T/B/images/chk.img" ] && fail "a check left a copy on B"
+wait_state B d1 absent 10 || fail "d1 left defined on B by the check"
+[ "$(vm_state A d1)" = running ] || fail "d1 not running on A after the check"
 
 note "cancelled while the disk goes: no partial copy left on B, A's image kept"
 on A move-vm -n d1 -d "$(port_of B)" --copy-disk --disk-path "$T/B/images/c.img" --bandwidth 2 \

@@ -178,6 +178,44 @@ static void test_move_request(void **state)
 	assert_int_equal(cli_move_check_common(&mo, "move-vm"), -1);
 }
 
+/* Several destinations: biggest VM first, each where the most room is
+ * left (the first named on a tie), so the load spreads; a VM no host has
+ * room for still goes to the roomiest, marked as not fitting. A list
+ * given to -d is checked name by name. */
+static void test_place(void **state)
+{
+	struct cli_place_vm v[4] = { { .name = "small", .memory_mib = 64 }, { .name = "big", .memory_mib = 256 },
+				     { .name = "mid", .memory_mib = 128 }, { .name = "huge", .memory_mib = 4096 } };
+	struct cli_place_host h[2] = { { .addr = "b", .room_mib = 1000 }, { .addr = "c", .room_mib = 800 } };
+	struct move_opts_pub mo = { .bandwidth = -1, .encrypt = -1, .verify_memory = -1 };
+	char *none[] = { "move-vm", NULL };
+	(void)state;
+
+	assert_int_equal(cli_place(v, 3, h, 2), 0);
+	/* big -> b (1000 vs 800), mid -> c (744 vs 800), small -> b (744 vs 672) */
+	assert_int_equal(v[1].host, 0);
+	assert_int_equal(v[2].host, 1);
+	assert_int_equal(v[0].host, 0);
+	assert_true(v[0].fits && v[1].fits && v[2].fits);
+	assert_int_equal(h[0].room_mib, 1000 - 256 - 64);
+	assert_int_equal(h[1].room_mib, 800 - 128);
+	assert_int_equal(h[0].placed, 2);
+	assert_int_equal(h[1].placed, 1);
+	/* a tie goes to the first named; a VM too big for all is marked */
+	h[0].room_mib = h[1].room_mib = 500;
+	h[0].placed = h[1].placed = 0;
+	assert_int_equal(cli_place(&v[3], 1, h, 2), 0);
+	assert_int_equal(v[3].host, 0);
+	assert_false(v[3].fits);
+	assert_int_equal(cli_place(v, 1, h, 0), -1);
+
+	assert_int_equal(cli_move_parse_common('d', "b:7450,c", "host evacuate", &mo, 1, none), 0);
+	assert_string_equal(mo.destination, "b:7450,c");
+	assert_int_equal(cli_move_parse_common('d', "b,", "host evacuate", &mo, 1, none), -1);
+	assert_int_equal(cli_move_parse_common('d', ",b", "host evacuate", &mo, 1, none), -1);
+	assert_int_equal(cli_move_parse_common('d', "b,c:notaport", "host evacuate", &mo, 1, none), -1);
+}
+
 /* move-vm's progress line: nothing "left" before pass 1 is counted */
 static void test_watch_line(void **state)
 {
@@ -274,6 +312,7 @@ int main(void)
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_move_options),
 		cmocka_unit_test(test_move_request),
+		cmocka_unit_test(test_place),
 		cmocka_unit_test(test_watch_line),
 		cmocka_unit_test(test_watch_exit_status),
 	};

@@ -1,0 +1,69 @@
+#!/bin/bash
+# san: yes
+# Moves to several destinations: `ferry host evacuate -d B,C` places the
+# source's running VMs on B and C, biggest first, each where the most
+# memory is left (free memory less the host's reserve, as each
+# destination's ferryd reports it), says where each goes, and follows all
+# the moves to the end: every VM runs on the host it was placed on, every
+# page intact, and both destinations took some. With C's reserve raised
+# past its free memory, everything goes to B. `move-vm -n ... -d B,C` places
+# the named VMs the same way. A destination in the list that does not
+# answer stops the command before any move starts (exit 3). A list with a
+# hole in it is a bad command line.
+# Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/hosts.inc"
+need_root
+need_kvm
+
+start_host A
+start_host B
+start_host C
+on A host set --migration-ports 25200-25299 >/dev/null || fail "host set A"
+on B host set --migration-ports 25300-25399 >/dev/null || fail "host set B"
+on C host set --migration-ports 25400-25499 >/dev/null || fail "host set C"
+
+note "on A: s1 (256 MiB), s2 (128 MiB), s3 (64 MiB), idle; s4 stopped"
+new_vm A s1 256M "ws=8M rate=8"
+new_vm A s2 128M "ws=4M rate=0"
+new_vm A s3 64M "ws=1M rate=0"
+on A vm new --name s4 --memory 64M --kernel "$FERRY_GUEST" >/dev/null || fail "vm new s4"
+
+note "usage: a list with a hole, a destination that does not answer"
+rc=0; on A host evacuate -d "$(port_of B)," 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] || fail "-d 'B,': rc $rc, $(cat "$T/err")"
+rc=0; on A host evacuate -d "$(port_of B),127.0.0.1:$(free_port)" --json >"$T/out" 2>"$T/err" || rc=$?
+[ "$rc" = 3 ] && grep -q "did not answer host.info: cannot place VMs on it" "$T/err" ||
+	fail "unreachable destination: rc $rc, $(cat "$T/err")"
+for v in s1 s2 s3; do [ "$(vm_state A $v)" = running ] || fail "$v moved or stopped after a refused evacuation"; done
+
+note "evacuate A to B and C"
+on A host evacuate -d "$(port_of B),$(port_of C)" --json >"$T/evac" 2>&1 ||
+	{ cat "$T/evac"; fail "host evacuate -d B,C"; }
+grep '"event":"placed"' "$T/evac"
+tail -n1 "$T/evac" | grep -q '"event":"done","completed":3,"failed":0' || fail "evacuation: $(tail -n1 "$T/evac")"
+declare -A count=([B]=0 [C]=0)
+for v in s1 s2 s3; do
+	to=$(grep "\"event\":\"placed\",\"name\":\"$v\"" "$T/evac" | json_get destination)
+	case "$to" in "$(port_of B)") h=B ;; "$(port_of C)") h=C ;; *) fail "$v placed on '$to'" ;; esac
+	count[$h]=$((count[$h] + 1))
+	[ "$(vm_state $h $v)" = running ] || fail "$v not running on $h, where it was placed"
+	[ "$(vm_state A $v)" = absent ] || fail "$v still on A"
+	verify_vm $h $v || fail "page check of $v on $h"
+done
+[ "${count[B]}" -ge 1 ] && [ "${count[C]}" -ge 1 ] || fail "not spread: B ${count[B]}, C ${count[C]}"
+[ "$(vm_state A s4)" = stopped ] || fail "the stopped s4 was touched"
+echo "spread: B ${count[B]}, C ${count[C]}"
+
+note "move-vm back to A... and on: C's reserve past its free memory sends all to B"
+for v in s1 s2 s3; do
+	h=B; [ "$(vm_state C $v)" = running ] && h=C
+	on $h move-vm -n $v -d "$(port_of A)" --json >"$T/back" 2>&1 || { cat "$T/back"; fail "move $v back"; }
+done
+on C host set --memory-reserve 100000 >/dev/null || fail "host set C --memory-reserve"
+on A move-vm -n s3,s2 -d "$(port_of C),$(port_of B)" --json >"$T/mv" 2>&1 || { cat "$T/mv"; fail "move-vm -d C,B"; }
+[ "$(grep -c '"event":"placed".*"destination":"'"$(port_of B)"'"' "$T/mv")" = 2 ] ||
+	fail "not both placed on B: $(grep placed "$T/mv")"
+for v in s2 s3; do [ "$(vm_state B $v)" = running ] || fail "$v not on B"; done
+[ "$(vm_state A s1)" = running ] || fail "s1, not named, moved"
+echo "PASS: move_spread"
