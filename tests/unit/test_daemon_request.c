@@ -1455,6 +1455,33 @@ static void test_start_one_move_per_vm(void **state)
 	json_object_put(r);
 }
 
+/* A migration.start of c1 (which has a disk) and c2 (which has none):
+ * both start and, with no peer here, fail at once; c1's move names its
+ * copy and, if asked, the image to remove (none removed: it failed). */
+static void start_copies(struct fx *f, const char *req, const char *copy, const char *remove)
+{
+	struct json_object *r = call(f, req), *moves;
+
+	assert_string_equal(field(r, "ok"), "true");
+	assert_true(json_object_object_get_ex(r, "moves", &moves));
+	assert_int_equal(json_object_array_length(moves), 2);
+	for (size_t i = 0; i < 2; i++) {
+		struct json_object *mv = json_object_array_get_idx(moves, i);
+		bool c1 = strcmp(field(mv, "name"), "c1") == 0;
+		if (c1)
+			assert_string_equal(field(mv, "disk_copy_path"), copy);
+		else
+			assert_null(field(mv, "disk_copy_path"));
+		if (c1 && remove) {
+			assert_string_equal(field(mv, "remove_source_disk"), remove);
+			assert_string_equal(field(mv, "source_disk_removed"), "false");
+		} else {
+			assert_null(field(mv, "remove_source_disk"));
+		}
+	}
+	json_object_put(r);
+}
+
 /* migration.start's disk copy: a path needs copy_disk, is absolute and
  * names one VM's copy, of a VM that has a disk; without one each copy
  * goes to the disk's own path, and a VM without a disk moves as usual
@@ -1462,7 +1489,6 @@ static void test_start_one_move_per_vm(void **state)
 static void test_start_copy_disk(void **state)
 {
 	struct fx *f = *state;
-	struct json_object *r, *moves;
 
 	settings_default(&f->d.settings);
 	define_vm(f, "c1")->state = VM_RUNNING;
@@ -1492,40 +1518,14 @@ static void test_start_copy_disk(void **state)
 		     "\"destination\":\"127.0.0.2\",\"copy_disk\":true,\"disk_dir\":\"/srv/copies\"}",
 		     "E_BAD_ARG", "VMs c1 and c3 both have a disk named c1.img");
 	assert_null(f->d.moves); /* refused whole: no move queued */
-	r = call(f, "{\"cmd\":\"migration.start\",\"names\":[\"c1\",\"c2\"],\"destination\":\"127.0.0.2\","
-		 "\"copy_disk\":true,\"disk_dir\":\"/srv/copies/\",\"remove_source_disk\":true}");
-	assert_string_equal(field(r, "ok"), "true");
-	assert_true(json_object_object_get_ex(r, "moves", &moves));
-	assert_int_equal(json_object_array_length(moves), 2);
-	for (size_t i = 0; i < 2; i++) {
-		struct json_object *mv = json_object_array_get_idx(moves, i);
-		if (strcmp(field(mv, "name"), "c1") == 0) {
-			assert_string_equal(field(mv, "disk_copy_path"), "/srv/copies/c1.img");
-			assert_string_equal(field(mv, "remove_source_disk"), "/srv/images/c1.img");
-			/* it failed at once here (no peer): nothing removed */
-			assert_string_equal(field(mv, "source_disk_removed"), "false");
-		} else {
-			assert_null(field(mv, "disk_copy_path"));
-			assert_null(field(mv, "remove_source_disk"));
-		}
-	}
-	json_object_put(r);
+	/* c1's copy into the directory, its image here to go; c2 has no disk */
+	start_copies(f, "{\"cmd\":\"migration.start\",\"names\":[\"c1\",\"c2\"],\"destination\":\"127.0.0.2\","
+		     "\"copy_disk\":true,\"disk_dir\":\"/srv/copies/\",\"remove_source_disk\":true}",
+		     "/srv/copies/c1.img", "/srv/images/c1.img");
 	registry_find(&f->d, "c3")->state = VM_STOPPED; /* out of the evacuation below */
-	/* both start (and, with no peer here, fail at once): c1's copy to its
-	 * own path, c2 with no copy */
-	r = call(f, "{\"cmd\":\"migration.start\",\"all_running\":true,\"destination\":\"127.0.0.2\","
-		 "\"copy_disk\":true}");
-	assert_string_equal(field(r, "ok"), "true");
-	assert_true(json_object_object_get_ex(r, "moves", &moves));
-	assert_int_equal(json_object_array_length(moves), 2);
-	for (size_t i = 0; i < 2; i++) {
-		struct json_object *mv = json_object_array_get_idx(moves, i);
-		if (strcmp(field(mv, "name"), "c1") == 0)
-			assert_string_equal(field(mv, "disk_copy_path"), "/srv/images/c1.img");
-		else
-			assert_null(field(mv, "disk_copy_path"));
-	}
-	json_object_put(r);
+	/* both start: c1's copy to its own path, c2 with no copy */
+	start_copies(f, "{\"cmd\":\"migration.start\",\"all_running\":true,\"destination\":\"127.0.0.2\","
+		     "\"copy_disk\":true}", "/srv/images/c1.img", NULL);
 }
 
 /* A restarted destination with no worker left for its arrivals: one
