@@ -194,8 +194,10 @@ int cli_start_placed(struct cli_opts *o, struct json_object *names, const struct
 	int rc = CLI_FAILED, start_rc = CLI_OK;
 	bool events = o->json || (!mo->no_wait && !isatty(STDOUT_FILENO));
 
-	if (place_hosts(mo->destination, &hosts, &nh) < 0 || nh == 0)
+	if (place_hosts(mo->destination, &hosts, &nh) < 0 || nh == 0) {
+		rc = CLI_USAGE; /* a destination named twice */
 		goto out;
+	}
 	if (place_vms(o, names, &vms, &nvm, &rc) < 0 || place_ask_hosts(o, hosts, nh, &rc) < 0)
 		goto out;
 	if (nvm == 0) {

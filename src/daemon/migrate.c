@@ -1132,6 +1132,9 @@ void migrate_peer_done(struct ferryd *d, struct peer_result *r)
 				     jsonl_get_str(r->reply, "code", false, &why, &e) == 0 && why &&
 				     strcmp(why, "E_NO_VM") == 0;
 			move_out_release_source(d, m);
+			if (m->remove_source[0])
+				log_warn("move %s: VM %s's image %s is kept: %s has not confirmed the VM "
+					 "runs on its copy", m->id, m->vm, m->remove_source, m->peer);
 			move_finish(d, m, MV_COMPLETED, NULL,
 				    no_vm ? "moved (its worker there confirmed it runs VM %s), but %s "
 					    "answers it has no such VM: check that host"

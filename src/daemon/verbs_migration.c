@@ -142,7 +142,8 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 {
 	static const char *const fields[] = { "name", "names", "all_running",
 		"destination", "downtime_ms", "bandwidth_mibps", "transport", "codec", "max_duration_s",
-		"on_timeout", "encrypt", "verify_memory", "copy_disk", "disk_path", "disk_dir", "remove_source_disk", "check_only", NULL };
+		"on_timeout", "encrypt", "verify_memory", "copy_disk", "disk_path", "disk_dir",
+		"remove_source_disk", "check_only", NULL };
 	struct host_settings *s = &r->d->settings;
 	const char *dest = NULL, *transport = s->transport;
 	/* bandwidth_mibps is the move's own limit; the host's limit is not a

@@ -9,7 +9,7 @@
 # past its free memory, everything goes to B. `move-vm -n ... -d B,C` places
 # the named VMs the same way. A destination in the list that does not
 # answer stops the command before any move starts (exit 3). A list with a
-# hole in it is a bad command line.
+# hole in it, or naming a host twice, is a bad command line.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
@@ -32,6 +32,8 @@ on A vm new --name s4 --memory 64M --kernel "$FERRY_GUEST" >/dev/null || fail "v
 note "usage: a list with a hole, a destination that does not answer"
 rc=0; on A host evacuate -d "$(port_of B)," 2>"$T/err" || rc=$?
 [ "$rc" = 2 ] || fail "-d 'B,': rc $rc, $(cat "$T/err")"
+rc=0; on A host evacuate -d "$(port_of B),$(port_of B)" 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "named twice" "$T/err" || fail "-d 'B,B': rc $rc, $(cat "$T/err")"
 rc=0; on A host evacuate -d "$(port_of B),127.0.0.1:$(free_port)" --json >"$T/out" 2>"$T/err" || rc=$?
 [ "$rc" = 3 ] && grep -q "did not answer host.info: cannot place VMs on it" "$T/err" ||
 	fail "unreachable destination: rc $rc, $(cat "$T/err")"
