@@ -15,7 +15,9 @@
 # place (its ferryd restarted on this build, its VMs' workers running on,
 # as a package upgrade leaves them) takes its worker back and moves that
 # VM away with it (a --check through its worker, which knows no checks,
-# is called off before anything moves). A state file the earlier build saved
+# is called off before anything moves; a --copy-disk through the worker of
+# the build before disk copies is refused by the destination, which gets
+# a stream that copies no disk). A state file the earlier build saved
 # checks with this build's ferry-stream and restores with its ferry-vm.
 # This build's CLI lists VMs and host info on an earlier host.
 # Needs the repository's git history (skips loudly in a shallow clone).
@@ -109,7 +111,12 @@ for o in "${OLD[@]}"; do
 	hb_goes_on "$vm" || fail "$vm's heartbeat stopped on N"
 
 	note "the ${commit:0:7} host upgraded in place: its ferryd restarted on this build, its VM's worker running on"
-	new_vm "$h" "u$vm" 64M "ws=8M rate=16"
+	disk=()
+	if [ "$ver" = 6 ]; then # the last build before disk copies: its VM has a disk
+		truncate -s 16M "$T/u$vm.img"
+		disk=(1 --disk "$T/u$vm.img")
+	fi
+	new_vm "$h" "u$vm" 64M "ws=8M rate=16" "${disk[@]}"
 	stop_host "$h"
 	unset "HOST_BIN[$h]"
 	start_host "$h"
@@ -124,6 +131,18 @@ for o in "${OLD[@]}"; do
 	done
 	[ "$(vm_state "$h" "u$vm")" = running ] && [ "$(vm_state N "u$vm")" = absent ] ||
 		fail "the check through the ${commit:0:7} worker moved u$vm"
+	if [ "$ver" = 6 ]; then
+		# a disk copy through a worker that knows none: it sends no disk,
+		# and the destination refuses the stream before anything moves
+		rc=0; on "$h" move-vm -n "u$vm" -d "$(port_of N)" --copy-disk --disk-path "$T/u$vm.copy" \
+			>"$T/u$vm.copy.out" 2>&1 || rc=$?
+		[ "$rc" = 1 ] && grep -q "copies no disk" "$T/u$vm.copy.out" ||
+			fail "a disk copy through the ${commit:0:7} worker: rc $rc, $(cat "$T/u$vm.copy.out")"
+		[ -e "$T/u$vm.copy" ] && fail "a copy was left on N"
+		wait_state N "u$vm" absent 10 || fail "the refused copy left u$vm on N"
+		[ "$(vm_state "$h" "u$vm")" = running ] || fail "u$vm does not run on after the refused copy"
+		echo "disk copy through the ${commit:0:7} worker: $(grep -m1 -o 'copies no disk.*' "$T/u$vm.copy.out")"
+	fi
 	on "$h" move-vm -n "u$vm" -d "$(port_of N)" --json >"$T/u$vm.out" 2>&1 ||
 		{ grep -v progress "$T/u$vm.out"; tail -n 5 "$T/$h/logs/u$vm.log" "$T/N/logs/u$vm.log"; fail "move of u$vm after the upgrade"; }
 	wait_state N "u$vm" running 10 || fail "u$vm does not run on N"
