@@ -178,10 +178,12 @@ struct cli_place_host {
 	char addr[300];     /* HOST[:PORT] of its ferryd */
 	int64_t free_mib;   /* its free memory when asked */
 	int64_t room_mib;   /* free less its reserve, less what was placed on it */
+	bool closed;        /* it takes no moves (host set --accept-moves off) */
 	size_t placed;
 };
 /* Biggest VM first, each on the destination with the most room left (the
- * first named on a tie). -1 without destinations or memory. */
+ * first named on a tie), none on a closed one. -1 when no destination is
+ * open (or out of memory). */
 int cli_place(struct cli_place_vm *vms, size_t nvm, struct cli_place_host *hosts, size_t nh);
 /* Ask the source for its VMs (names, or every running one when NULL) and
  * each destination of mo->destination's list for its room, place them,

@@ -55,6 +55,10 @@ static void host_usage(FILE *f)
 		"                            all guest memory against the source's digest\n"
 		"                            before the VM runs there (default off; costs\n"
 		"                            downtime: about 0.1 s per GiB the guest touched)\n"
+		"  --accept-moves on|off     off: refuse every move to this host (E_NOT_ACCEPTING),\n"
+		"                            e.g. while it is drained for maintenance; moves\n"
+		"                            spread over several hosts (-d B,C) pass it by.\n"
+		"                            Moves in flight finish. Default on\n"
 		"  --cpu-baseline LIST       CPU features this host must be taken to lack for\n"
 		"                            incoming VMs (e.g. -avx512f,-avx2; '' clears):\n"
 		"                            a move whose guest sees one is refused at setup,\n"
@@ -83,7 +87,8 @@ static void host_usage(FILE *f)
 		"  ferry host set --bandwidth 1000     # all outgoing moves: 1000 MiB/s together\n"
 		"  ferry host set --cpu-baseline -avx512f   # VMs that run here can move to hosts without it\n"
 		"  ferry host evacuate -c node1 -d node2\n"
-		"  ferry host evacuate -c node1 -d node2,node3,node4\n"
+		"  ferry -c node1 host set --accept-moves off   # drain node1: nothing moves in\n"
+		"  ferry host evacuate -c node1 -d node2,node3\n"
 		"  ferry host new-key /etc/ferry/cluster.key   # then copy it to every host\n");
 }
 
@@ -127,6 +132,10 @@ static void host_info_settings(struct json_object *rep)
 	cli_kv("Migration ports", cli_str(s, "migration_ports"));
 	cli_kv("CPU baseline", cli_str(s, "cpu_baseline") ? cli_str(s, "cpu_baseline")
 							  : "none (incoming VMs may see every feature here)");
+	/* absent (a ferryd from before it, or on) is on */
+	cli_kv("Accept moves", !json_object_object_get_ex(s, "accept_moves", NULL) || cli_bool(s, "accept_moves")
+				       ? "on"
+				       : "off (moves to this host are refused: host set --accept-moves on)");
 }
 
 /* An on|off setting (--prealloc, --encrypt, --verify-memory) into the request. */
@@ -155,6 +164,7 @@ static int host_set(struct cli_opts *o, int argc, char **argv)
 		{ "encrypt", required_argument, NULL, 'E' },
 		{ "verify-memory", required_argument, NULL, 'V' },
 		{ "cpu-baseline", required_argument, NULL, 'b' },
+		{ "accept-moves", required_argument, NULL, 'a' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -225,7 +235,11 @@ static int host_set(struct cli_opts *o, int argc, char **argv)
 		case 'A':
 		case 'E':
 		case 'V':
-			if (host_set_onoff(req, opt == 'A' ? "prealloc" : opt == 'E' ? "encrypt" : "verify_memory",
+		case 'a':
+			if (host_set_onoff(req, opt == 'A'   ? "prealloc"
+						: opt == 'E' ? "encrypt"
+						: opt == 'V' ? "verify_memory"
+							     : "accept_moves",
 					   optarg) < 0)
 				goto usage;
 			break;

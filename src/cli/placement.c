@@ -39,11 +39,16 @@ int cli_place(struct cli_place_vm *vms, size_t nvm, struct cli_place_host *hosts
 		}
 	for (size_t k = 0; k < nvm; k++) {
 		struct cli_place_vm *v = &vms[order[k]];
-		size_t best = 0;
-		/* most room left; on a tie the destination named first */
-		for (size_t h = 1; h < nh; h++)
-			if (hosts[h].room_mib > hosts[best].room_mib)
+		size_t best = nh;
+		/* most room left; on a tie the destination named first; none
+		 * on one that takes no moves */
+		for (size_t h = 0; h < nh; h++)
+			if (!hosts[h].closed && (best == nh || hosts[h].room_mib > hosts[best].room_mib))
 				best = h;
+		if (best == nh) {
+			free(order);
+			return -1;
+		}
 		v->host = (int)best;
 		v->fits = hosts[best].room_mib >= (int64_t)v->memory_mib;
 		hosts[best].room_mib -= v->memory_mib;
@@ -159,7 +164,8 @@ static int place_vms(const struct cli_opts *o, struct json_object *names, struct
 	return 0;
 }
 
-/* Each destination's room: its free memory less its reserve. */
+/* Each destination's room: its free memory less its reserve; one that
+ * takes no moves (host set --accept-moves off) gets none. */
 static int place_ask_hosts(const struct cli_opts *o, struct cli_place_host *h, size_t n, int *rc)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -180,6 +186,11 @@ static int place_ask_hosts(const struct cli_opts *o, struct cli_place_host *h, s
 			reserve = cli_int(set, "memory_reserve_mib", 0);
 		h[i].free_mib = cli_int(rep, "memory_free_mib", 0);
 		h[i].room_mib = h[i].free_mib - reserve;
+		h[i].closed = set && json_object_object_get_ex(set, "accept_moves", NULL) &&
+			      !cli_bool(set, "accept_moves");
+		if (h[i].closed)
+			fprintf(stderr, "ferry: destination %s takes no moves (host set --accept-moves off): "
+				"none placed on it\n", h[i].addr);
 		json_object_put(rep);
 	}
 	return 0;
@@ -209,6 +220,7 @@ int cli_start_placed(struct cli_opts *o, struct json_object *names, const struct
 		goto out;
 	}
 	if (cli_place(vms, nvm, hosts, nh) < 0) {
+		fprintf(stderr, "ferry: no destination takes moves: nothing moved\n");
 		rc = CLI_FAILED;
 		goto out;
 	}

@@ -22,6 +22,7 @@ void settings_default(struct host_settings *s)
 	s->memory_reserve_mib = 0;
 	s->port_min = 7460;
 	s->port_max = 7559;
+	s->accept_moves = true;
 }
 
 int settings_parse_cidr(const char *text, struct net_cidr *c, struct err *e)
@@ -173,7 +174,7 @@ int settings_apply_json(struct host_settings *s, struct json_object *o,
 	static const char *const keys[] = { "cmd", "max_migrations", "transport",
 		"downtime_ms", "bandwidth_mibps", "memory_reserve_mib",
 		"migration_networks", "migration_ports", "prealloc", "encrypt", "verify_memory",
-		"cpu_baseline", NULL };
+		"cpu_baseline", "accept_moves", NULL };
 	struct host_settings n = *s;
 	const char *transport = NULL, *ports = NULL, *baseline = NULL;
 	struct json_object *nets;
@@ -199,7 +200,8 @@ int settings_apply_json(struct host_settings *s, struct json_object *o,
 	n.memory_reserve_mib = (int)v;
 	if (jsonl_get_bool(o, "prealloc", false, &n.prealloc, e) < 0 ||
 	    jsonl_get_bool(o, "encrypt", false, &n.encrypt, e) < 0 ||
-	    jsonl_get_bool(o, "verify_memory", false, &n.verify_memory, e) < 0)
+	    jsonl_get_bool(o, "verify_memory", false, &n.verify_memory, e) < 0 ||
+	    jsonl_get_bool(o, "accept_moves", false, &n.accept_moves, e) < 0)
 		return -1;
 	if (jsonl_get_str(o, "transport", false, &transport, e) < 0)
 		return -1;
@@ -258,6 +260,8 @@ struct json_object *settings_to_json(const struct host_settings *s)
 	/* only when set: the file stays readable by a ferryd from before it */
 	if (s->cpu_baseline[0])
 		jsonl_add_str(o, "cpu_baseline", s->cpu_baseline);
+	if (!s->accept_moves)
+		jsonl_add_bool(o, "accept_moves", false);
 	for (int i = 0; i < s->nnets; i++) {
 		settings_format_cidr(&s->nets[i], buf, sizeof(buf));
 		json_object_array_add(nets, json_object_new_string(buf));

@@ -2,7 +2,8 @@
  * Host settings: the knobs an administrator sets per host and may change
  * while ferryd runs (maximum concurrent live migrations, transport,
  * migration networks, downtime target, bandwidth limit, the memory kept
- * back for the host, the port range incoming moves listen on). Stored as
+ * back for the host, the port range incoming moves listen on, whether it
+ * takes incoming moves at all). Stored as
  * STATE_DIR/settings.json, written atomically; a missing file means the
  * defaults.
  */
@@ -37,6 +38,9 @@ struct host_settings {
 	bool encrypt;              /* outgoing moves' connections are encrypted (needs a cluster key) */
 	bool verify_memory;        /* outgoing moves: the destination checks all RAM against a digest */
 	int port_min, port_max;    /* incoming migration listeners */
+	/* false: migration.prepare refuses every incoming move (E_NOT_ACCEPTING),
+	 * a host being drained for maintenance */
+	bool accept_moves;
 	/* Incoming VMs must not see these CPU features ("-avx512f,-avx2",
 	 * ferry-vm --host-cpu-mask): a migration baseline for this host, ""
 	 * none. */

@@ -447,6 +447,10 @@ enum verb_result verb_migration_prepare(struct req *r, struct json_object **repl
 				? req_fail(r, "E_SAME_HOST", "the destination is this host: its address "
 					   "reaches the ferryd the VM %s already runs on", m->vm)
 				: req_fail(r, "E_BAD_ARG", "move id %s is already in use on this host", id);
+	if (!s->accept_moves)
+		return req_fail(r, "E_NOT_ACCEPTING", "this host takes no incoming moves (ferry host set "
+				"--accept-moves off: drained for maintenance): choose another destination, "
+				"or turn it back on there");
 	/* Both workers are built with their ferryd: a stream this host's
 	 * worker cannot read is refused now, before a worker starts. */
 	if (jsonl_get_int(r->args, "stream_version", true, 0, INT32_MAX, &stream_version,

@@ -9,7 +9,9 @@
 # past its free memory, everything goes to B. `move-vm -n ... -d B,C` places
 # the named VMs the same way. A destination in the list that does not
 # answer stops the command before any move starts (exit 3). A list with a
-# hole in it, or naming a host twice, is a bad command line.
+# hole in it, or naming a host twice, is a bad command line. A host drained
+# for maintenance (host set --accept-moves off) refuses moves to it with
+# E_NOT_ACCEPTING, a spread passes it by, and it takes moves again once on.
 # Exit: 0 pass, 77 skip (no /dev/kvm or not root), else fail.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/hosts.inc"
@@ -68,4 +70,22 @@ on A move-vm -n s3,s2 -d "$(port_of C),$(port_of B)" --json >"$T/mv" 2>&1 || { c
 	fail "not both placed on B: $(grep placed "$T/mv")"
 for v in s2 s3; do [ "$(vm_state B $v)" = running ] || fail "$v not on B"; done
 [ "$(vm_state A s1)" = running ] || fail "s1, not named, moved"
+
+note "B drained for maintenance (--accept-moves off): a move to it is refused, a spread passes it by"
+on C host set --memory-reserve 0 >/dev/null || fail "host set C --memory-reserve 0"
+on B host set --accept-moves off >/dev/null || fail "host set B --accept-moves off"
+on B host info | grep -qE "^Accept moves: +off" || fail "host info does not show B refusing moves"
+rc=0; on A move-vm -n s1 -d "$(port_of B)" >"$T/refused" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "takes no incoming moves" "$T/refused" || fail "a move to the drained B: rc $rc, $(cat "$T/refused")"
+[ "$(vm_state A s1)" = running ] && [ "$(vm_state B s1)" = absent ] || fail "s1 moved to the drained B"
+on A host evacuate -d "$(port_of B),$(port_of C)" --json >"$T/evac2" 2>"$T/evac2.err" ||
+	{ cat "$T/evac2" "$T/evac2.err"; fail "evacuate past the drained B"; }
+grep -q "takes no moves (host set --accept-moves off): none placed on it" "$T/evac2.err" ||
+	fail "the spread does not say it passed B by: $(cat "$T/evac2.err")"
+[ "$(vm_state C s1)" = running ] || fail "s1 not on C"
+rc=0; on C host evacuate -d "$(port_of B)" >/dev/null 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "an evacuation to the drained B alone did not fail: rc $rc"
+[ "$(vm_state C s1)" = running ] || fail "s1 left C for the drained B"
+on B host set --accept-moves on >/dev/null || fail "host set B --accept-moves on"
+on C move-vm -n s1 -d "$(port_of B)" >/dev/null 2>&1 || fail "a move to B once it takes moves again"
 echo "PASS: move_spread"

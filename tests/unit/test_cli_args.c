@@ -208,6 +208,13 @@ static void test_place(void **state)
 	assert_int_equal(v[3].host, 0);
 	assert_false(v[3].fits);
 	assert_int_equal(cli_place(v, 1, h, 0), -1);
+	/* none on a destination that takes no moves, however roomy */
+	h[0].room_mib = 100000;
+	h[0].closed = true;
+	assert_int_equal(cli_place(v, 3, h, 2), 0);
+	assert_true(v[0].host == 1 && v[1].host == 1 && v[2].host == 1);
+	h[1].closed = true;
+	assert_int_equal(cli_place(v, 3, h, 2), -1);
 
 	assert_int_equal(cli_move_parse_common('d', "b:7450,c", "host evacuate", &mo, 1, none), 0);
 	assert_string_equal(mo.destination, "b:7450,c");

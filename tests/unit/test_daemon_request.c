@@ -240,6 +240,23 @@ static void test_settings_numbers(void **state)
 		assert_int_equal(s.port_max, 7469);
 		json_object_put(o);
 	}
+	{
+		/* accept_moves: on by default, and then not written (a ferryd
+		 * from before it reads the file); off is written and read back */
+		struct json_object *o = settings_to_json(&s), *v;
+		assert_true(s.accept_moves);
+		assert_false(json_object_object_get_ex(o, "accept_moves", NULL));
+		json_object_put(o);
+		o = json_object_new_object();
+		json_object_object_add(o, "accept_moves", json_object_new_boolean(false));
+		assert_int_equal(settings_apply_json(&s, o, &e), 0);
+		json_object_put(o);
+		assert_false(s.accept_moves);
+		o = settings_to_json(&s);
+		assert_true(json_object_object_get_ex(o, "accept_moves", &v));
+		assert_false(json_object_get_boolean(v));
+		json_object_put(o);
+	}
 }
 
 /* A worker that stopped accepting must not stall ferryd's loop: once its
@@ -627,6 +644,11 @@ static void test_prepare_admission(void **state)
 	f->d.settings.max_migrations = 1;
 	prepare_expect(f, "mv-0000000a", 64, "E_MIGRATION_LIMIT", "1 of 1 live migrations");
 	f->d.settings.max_migrations = 8;
+
+	/* a host drained for maintenance takes no move at all */
+	f->d.settings.accept_moves = false;
+	prepare_expect(f, "mv-0000000a", 64, "E_NOT_ACCEPTING", "--accept-moves off");
+	f->d.settings.accept_moves = true;
 
 	/* ids are random: one of our own moves out means a loop back here */
 	prepare_expect(f, "mv-00000002", 64, "E_SAME_HOST", "the destination is this host");
