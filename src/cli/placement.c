@@ -141,27 +141,37 @@ static int place_vms(const struct cli_opts *o, struct json_object *names, struct
 		}
 		if (!want)
 			continue;
+		if (!state || strcmp(state, "running") != 0) {
+			fprintf(stderr, "ferry: VM %s is %s: only a running VM can be live-migrated; "
+				"nothing moved\n", name, state ? state : "in an unknown state");
+			goto refuse;
+		}
 		snprintf(v[k].name, sizeof(v[k].name), "%s", name);
 		v[k].memory_mib = (uint32_t)cli_int(e, "memory_mib", 0);
 		k++;
 	}
-	json_object_put(rep);
-	/* a named VM the source does not have: its own refusal says so */
-	if (names) {
-		for (size_t j = 0; j < json_object_array_length(names); j++) {
-			const char *want = json_object_get_string(json_object_array_get_idx(names, j));
-			bool found = false;
-			for (size_t i = 0; i < k; i++)
-				found |= strcmp(v[i].name, want) == 0;
-			if (!found && k < cap) {
-				snprintf(v[k].name, sizeof(v[k].name), "%.*s", (int)sizeof(v[k].name) - 1, want);
-				k++;
-			}
+	/* every VM named, or none moves: one batch refused would leave the
+	 * others half started */
+	for (size_t j = 0; names && j < json_object_array_length(names); j++) {
+		const char *want = json_object_get_string(json_object_array_get_idx(names, j));
+		bool found = false;
+		for (size_t i = 0; i < k; i++)
+			found |= strcmp(v[i].name, want) == 0;
+		if (!found) {
+			fprintf(stderr, "ferry: no VM named '%.80s' on the source host (see: ferry vm list); "
+				"nothing moved\n", want);
+			goto refuse;
 		}
 	}
+	json_object_put(rep);
 	*out = v;
 	*n = k;
 	return 0;
+refuse:
+	json_object_put(rep);
+	free(v);
+	*rc = CLI_FAILED;
+	return -1;
 }
 
 /* Each destination's room: its free memory less its reserve; one that

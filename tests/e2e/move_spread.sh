@@ -4,11 +4,13 @@
 # source's running VMs on B and C, biggest first, each where the most
 # memory is left (free memory less the host's reserve, as each
 # destination's ferryd reports it), says where each goes, and follows all
-# the moves to the end: every VM runs on the host it was placed on, every
+# the moves to the end (a --check first moves nothing): every VM runs on
+# the host it was placed on, every
 # page intact, and both destinations took some. With C's reserve raised
 # past its free memory, everything goes to B. `move-vm -n ... -d B,C` places
 # the named VMs the same way. A destination in the list that does not
-# answer stops the command before any move starts (exit 3). A list with a
+# answer stops the command before any move starts (exit 3), and so does a
+# named VM the source lacks or that does not run (exit 1). A list with a
 # hole in it, or naming a host twice, is a bad command line. A host drained
 # for maintenance (host set --accept-moves off) refuses moves to it with
 # E_NOT_ACCEPTING, a spread passes it by, and it takes moves again once on.
@@ -39,7 +41,18 @@ rc=0; on A host evacuate -d "$(port_of B),$(port_of B)" 2>"$T/err" || rc=$?
 rc=0; on A host evacuate -d "$(port_of B),127.0.0.1:$(free_port)" --json >"$T/out" 2>"$T/err" || rc=$?
 [ "$rc" = 3 ] && grep -q "did not answer host.info: cannot place VMs on it" "$T/err" ||
 	fail "unreachable destination: rc $rc, $(cat "$T/err")"
+rc=0; on A move-vm -n s1,nosuch -d "$(port_of B),$(port_of C)" 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "no VM named 'nosuch' on the source host" "$T/err" || fail "an unknown VM: rc $rc, $(cat "$T/err")"
+rc=0; on A move-vm -n s2,s4 -d "$(port_of B),$(port_of C)" 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "VM s4 is stopped: only a running VM" "$T/err" || fail "a stopped VM: rc $rc, $(cat "$T/err")"
 for v in s1 s2 s3; do [ "$(vm_state A $v)" = running ] || fail "$v moved or stopped after a refused evacuation"; done
+
+note "checked first: each VM where it would go, nothing moves"
+on A host evacuate -d "$(port_of B),$(port_of C)" --check --json >"$T/chk" 2>&1 ||
+	{ cat "$T/chk"; fail "host evacuate -d B,C --check"; }
+[ "$(grep -c '"event":"placed"' "$T/chk")" = 3 ] || fail "the check placed $(grep -c '"event":"placed"' "$T/chk") VMs"
+tail -n1 "$T/chk" | grep -q '"checked":3,"failed":0' || fail "evacuate --check: $(tail -n1 "$T/chk")"
+for v in s1 s2 s3; do [ "$(vm_state A $v)" = running ] || fail "$v moved in a check"; done
 
 note "evacuate A to B and C"
 on A host evacuate -d "$(port_of B),$(port_of C)" --json >"$T/evac" 2>&1 ||
