@@ -22,11 +22,7 @@ need_root
 need_kvm
 
 FERRY_FAILPOINTS="worker.release_memory=delay(8000)" start_host A
-start_host B
-start_host C
-on A host set --migration-ports 23500-23599 >/dev/null || fail "host set A"
-on B host set --migration-ports 23600-23699 >/dev/null || fail "host set B"
-on C host set --migration-ports 23700-23799 >/dev/null || fail "host set C"
+hosts_up 23500 A B C
 
 note "g1 on A (64 MiB, dirtying 8 MiB at 8 MiB/s), g2 on B (32 MiB, idle)"
 new_vm A g1 64M "ws=8M rate=8"

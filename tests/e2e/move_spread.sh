@@ -20,12 +20,7 @@
 need_root
 need_kvm
 
-start_host A
-start_host B
-start_host C
-on A host set --migration-ports 25200-25299 >/dev/null || fail "host set A"
-on B host set --migration-ports 25300-25399 >/dev/null || fail "host set B"
-on C host set --migration-ports 25400-25499 >/dev/null || fail "host set C"
+hosts_up 25200 A B C
 
 note "on A: s1 (256 MiB), s2 (128 MiB), s3 (64 MiB), idle; s4 stopped"
 new_vm A s1 256M "ws=8M rate=8"
