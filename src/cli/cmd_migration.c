@@ -244,6 +244,18 @@ static void mig_show(struct json_object *mv)
 		cli_kv("Data", buf);
 		if (cli_disk_copy_text(mv, buf, sizeof(buf)))
 			cli_kv("Disk copy", buf);
+		if (cli_str(mv, "remove_source_disk")) {
+			/* said only once the move ended */
+			const char *state = cli_str(mv, "state");
+			bool ended = json_object_object_get_ex(mv, "source_disk_removed", NULL);
+			snprintf(buf, sizeof(buf), "%s %s", cli_str(mv, "remove_source_disk"),
+				 !ended                                 ? "removed once the VM runs on its copy"
+				 : cli_bool(mv, "source_disk_removed") ? "removed"
+				 : state && strcmp(state, "completed") == 0
+					 ? "kept (see the source's ferryd log for why)"
+					 : "kept: the VM runs on it here");
+			cli_kv("Source image", buf);
+		}
 		if (cli_bool(p, "verify_memory"))
 			cli_kv("Memory check", cli_bool(p, "memory_verified") ?
 			       "verified: the destination's copy matched the source's digest" :

@@ -64,7 +64,10 @@ wait_precopy A d1 20 || fail "the move never reached pre-copy"
 sleep 0.5
 left=$(on A --json migration status d1 | json_get move.progress.remaining_bytes)
 [ -n "$left" ] && [ "$left" -gt $((8 << 20)) ] || fail "pass 1 shows $left bytes left, not the disk's"
-on A migration status d1 | grep -q "Disk copy: *to $T/B/images/c.img" || fail "status shows no disk copy"
+on A migration status d1 >"$T/st" || fail "migration status"
+grep -q "Disk copy: *to $T/B/images/c.img" "$T/st" || fail "status shows no disk copy: $(cat "$T/st")"
+grep -q "Source image: *$T/A/images/d1.img removed once the VM runs on its copy" "$T/st" ||
+	fail "status does not say the image goes: $(cat "$T/st")"
 on A migration cancel d1 >/dev/null || fail "migration cancel"
 wait_move A d1 cancelled 30 || fail "the move was not cancelled"
 for _ in $(seq 100); do [ -e "$T/B/images/c.img" ] || break; sleep 0.1; done
@@ -72,6 +75,8 @@ for _ in $(seq 100); do [ -e "$T/B/images/c.img" ] || break; sleep 0.1; done
 wait_state B d1 absent 10 || fail "d1 left defined on B"
 [ "$(vm_state A d1)" = running ] || fail "d1 not running on A after the cancel"
 [ -f "$T/A/images/d1.img" ] || fail "--remove-source-disk removed the image of a cancelled move"
+on A migration status d1 | grep -q "Source image: *$T/A/images/d1.img kept: the VM runs on it here" ||
+	fail "status of the cancelled move: $(on A migration status d1)"
 
 note "B's worker killed while the disk goes: B's ferryd removes the partial copy"
 on A move-vm -n d1 -d "$(port_of B)" --copy-disk --disk-path "$T/B/images/k.img" --bandwidth 2 \
