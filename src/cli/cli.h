@@ -166,6 +166,8 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 /* Follow moves a migration.start made (its "moves"), or list them with
  * --no-wait; the exit status. */
 int cli_follow_moves(struct cli_opts *o, struct json_object *moves, const struct move_opts_pub *mo);
+/* A start that found no VM to move: an empty done event with --json. */
+void cli_say_nothing_to_move(bool json);
 
 /* placement.c: moves to several destinations. */
 struct cli_place_vm {

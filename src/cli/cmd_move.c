@@ -151,16 +151,21 @@ int cli_start_moves(struct cli_opts *o, struct json_object *req,
 		return rc;
 	if (!json_object_object_get_ex(rep, "moves", &moves) ||
 	    json_object_array_length(moves) == 0) {
-		if (json)
-			printf("{\"event\":\"done\",\"completed\":0,\"failed\":0}\n");
-		else
-			printf("Nothing to move: no running VMs.\n");
+		cli_say_nothing_to_move(json);
 		json_object_put(rep);
 		return CLI_OK;
 	}
 	rc = cli_follow_moves(o, moves, mo);
 	json_object_put(rep);
 	return rc;
+}
+
+void cli_say_nothing_to_move(bool json)
+{
+	if (json)
+		printf("{\"event\":\"done\",\"completed\":0,\"failed\":0}\n");
+	else
+		printf("Nothing to move: no running VMs.\n");
 }
 
 int cli_follow_moves(struct cli_opts *o, struct json_object *moves, const struct move_opts_pub *mo)

@@ -222,10 +222,7 @@ int cli_start_placed(struct cli_opts *o, struct json_object *names, const struct
 	if (place_vms(o, names, &vms, &nvm, &rc) < 0 || place_ask_hosts(o, hosts, nh, &rc) < 0)
 		goto out;
 	if (nvm == 0) {
-		if (o->json)
-			printf("{\"event\":\"done\",\"completed\":0,\"failed\":0}\n");
-		else
-			printf("Nothing to move: no running VMs.\n");
+		cli_say_nothing_to_move(o->json);
 		rc = CLI_OK;
 		goto out;
 	}
