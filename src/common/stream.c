@@ -423,3 +423,11 @@ size_t stream_remaining(const struct stream *s)
 {
 	return s->len - s->pos;
 }
+
+bool stream_readable_now(const struct stream *s)
+{
+	struct pollfd p = { s->fd, POLLIN, 0 };
+	if (s->failed || s->len > s->pos || (s->seal && s->plain_pos < s->plain_len))
+		return true;
+	return s->fd >= 0 && poll(&p, 1, 0) > 0;
+}

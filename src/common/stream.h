@@ -75,6 +75,9 @@ void stream_get_str(struct stream *s, char *out, size_t max);
 void stream_skip(struct stream *s, uint64_t n);
 /* Memory reader: bytes left. fd reader: bytes buffered. */
 size_t stream_remaining(const struct stream *s);
+/* fd reader: would a read start without waiting (bytes buffered, or the
+ * fd readable: data, end of file or an error)? */
+bool stream_readable_now(const struct stream *s);
 
 /* Memory writer: the data written so far. */
 static inline const uint8_t *stream_mem_data(const struct stream *s) { return s->buf; }

@@ -213,7 +213,7 @@ const char *mig_rec_name(uint32_t type)
 {
 	static const char *names[] = { "?", "config", "memory", "section", "sync", "state-end", "end",
 				       "digest", "cpuid", "extents", "commit", "abort", "hello",
-				       "cpu-model", "disk" };
+				       "cpu-model", "disk", "postcopy", "postcopy-end" };
 	_Static_assert(sizeof(names) / sizeof(names[0]) == MIG_REC_MAX + 1, "a name per record type");
 	return type <= MIG_REC_MAX ? names[type] : "?";
 }

@@ -53,7 +53,14 @@ enum mig_rec_type {
 	MIG_REC_CPU_MODEL = 13,
 	/* a run of the disk image, when CONFIG asks for a copy (diskcopy.h) */
 	MIG_REC_DISK = 14,
-	MIG_REC_MAX = 14,
+	/* Post-copy (postcopy.h), only to a destination whose SETUP reply
+	 * offered it: before the device state, the pages the guest will find
+	 * here only after it runs (u64 first page, a multiple of 64, then
+	 * bitmap words from it on, one record per 64 KiB of bitmap); after
+	 * RESUMED those pages as MEM records; then POSTCOPY_END. */
+	MIG_REC_POSTCOPY = 15,
+	MIG_REC_POSTCOPY_END = 16,
+	MIG_REC_MAX = 16,
 };
 
 /*
@@ -64,6 +71,12 @@ enum mig_reply_type {
 	MIG_REPLY_SETUP = 101,   /* {"ok":bool,"error":str}: can this host take the VM? */
 	MIG_REPLY_READY = 102,   /* {"ok":bool,"error":str,"load_ms":n}: all state loaded (load_ms: since STATE_END) */
 	MIG_REPLY_RESUMED = 103, /* {"ok":bool,"error":str,"resumed_ns":n}: running here */
+	/* post-copy, after RESUMED: the guest waits for this page (binary:
+	 * u64 page index into RAM); the source sends it and owed pages after it */
+	MIG_REPLY_PAGE_REQ = 104,
+	/* post-copy: every owed page is in and the guest needs nothing more
+	 * from the source ({"ok":bool,"error":str,"faults":n}) */
+	MIG_REPLY_POSTCOPY_DONE = 105,
 };
 #define MIG_MAX_REPLY 4096
 #define MIG_MAX_EXTENTS 65536

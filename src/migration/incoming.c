@@ -35,6 +35,7 @@
 #include "migration/channel.h"
 #include "migration/diskcopy.h"
 #include "migration/format.h"
+#include "migration/postcopy.h"
 #include "migration/snapshot.h"
 #include "vmm/vcpu.h"
 #include "vmm/x86/cpuid.h"
@@ -387,6 +388,12 @@ struct rx {
 	struct hs_pool hs;           /* connections still proving the key */
 	struct early_chan early[CHANNEL_MAX]; /* channels that were in before the main connection */
 	int nearly;
+	/* post-copy (offered at setup where the kernel can): the pages still
+	 * owed, and the lock every writer of the main connection takes once
+	 * the fault thread asks for pages on it */
+	struct postcopy_in pc;
+	bool pc_on, pc_lost;
+	pthread_mutex_t wlock;
 };
 
 /* The pass-0 marker after the extents: how many channels the source
@@ -563,6 +570,11 @@ static void reply(struct stream *w, uint32_t type, bool ok, const char *error, c
 	/* ...and it checks a memory digest the source sends (digest.h). */
 	if (ok && type == MIG_REPLY_SETUP)
 		jsonl_add_int(o, "digest", 1);
+	/* ...and takes post-copy, where this kernel has userfaultfd (the
+	 * failpoint: a destination without, or from before post-copy) */
+	if (ok && type == MIG_REPLY_SETUP && postcopy_supported() &&
+	    failpoint("dst.setup_no_postcopy") == 0)
+		jsonl_add_int(o, "postcopy", 1);
 	if (!ok)
 		jsonl_add_str(o, "error", error);
 	if (mig_put_reply(w, type, jsonl_text(o), &e) < 0)
@@ -598,6 +610,39 @@ static void announce_rest(struct machine *m)
 	log_info("announced the NIC's MAC (RARP, %zu rounds)", sizeof(gaps_ms) / sizeof(gaps_ms[0]) + 1);
 }
 
+/* After RESUMED: the owed pages as they come (asked for or not), until
+ * POSTCOPY_END; then the source hears that the guest needs it no more. */
+static int postcopy_receive(struct rx *x, struct stream *r, struct stream *w, struct err *e)
+{
+	struct postcopy_in *pc = &x->pc;
+	struct mig_rec rec;
+	uint64_t t0 = channel_now_ns();
+	for (;;) {
+		if (mig_get_rec(r, &rec, e) < 0)
+			return -1;
+		ram_recv_account(&x->ch[0].rr, r);
+		if (rec.type == MIG_REC_POSTCOPY_END && rec.len == 0)
+			break;
+		if (rec.type != MIG_REC_MEM)
+			return err_set(e, "protocol error: a %s record in post-copy", mig_rec_name(rec.type));
+		if (postcopy_in_recv(pc, r, rec.len, e) < 0)
+			return -1;
+		__atomic_store_n(&x->in->postcopy_left, pc->owed_count - pc->arrived_count,
+				 __ATOMIC_RELAXED);
+	}
+	if (postcopy_in_finish(pc, e) < 0)
+		return -1;
+	__atomic_store_n(&x->in->postcopy_left, 0, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&x->wlock);
+	reply(w, MIG_REPLY_POSTCOPY_DONE, true, NULL, "faults", (int64_t)pc->faults);
+	pthread_mutex_unlock(&x->wlock);
+	log_info("post-copy: %llu pages came in %.0f ms after the guest started here; it waited for "
+		 "%llu of them, and %llu pages it never wrote were filled with zeros",
+		 (unsigned long long)pc->owed_count, (double)(channel_now_ns() - t0) / 1e6,
+		 (unsigned long long)pc->faults, (unsigned long long)pc->zero_fills);
+	return stream_check(w, e);
+}
+
 static void *in_thread(void *arg)
 {
 	struct mig_incoming *in = arg;
@@ -611,6 +656,7 @@ static void *in_thread(void *arg)
 	struct err e = { .code = 0 };
 	bool have_streams = false, setup_replied = false, loaded = false, reserved;
 	bool disk_created = false; /* the disk copy this move made, removed if it fails */
+	bool postcopy = false;
 	int fd = -1;
 	struct cpu_model model = { 0 };
 	bool have_model = false;
@@ -621,6 +667,7 @@ static void *in_thread(void *arg)
 	}
 	x->in = in;
 	x->main_fd = -1;
+	pthread_mutex_init(&x->wlock, NULL);
 	/* The main connection is the one that sends the configuration. The
 	 * pool answers handshakes side by side, and the source starts a
 	 * channel's handshake right after it sent its setup: a channel can
@@ -696,6 +743,10 @@ static void *in_thread(void *arg)
 		goto fail;
 	ram_recv_set_channel(&x->ch[0].rr, 0, (uint32_t)x->nch);
 	x->ch[0].rr.rx_bytes = &in->rx_bytes; /* the other channels' share it (init_shared) */
+	if (postcopy_in_init(&x->pc, &in->m->vm.mem, &e) < 0)
+		goto fail;
+	x->pc_on = true;
+	x->ch[0].rr.postcopy = &x->pc; /* a POSTCOPY record lands there */
 	ram_recv_account(&x->ch[0].rr, &r); /* the setup: configuration, extents */
 	/* Extra channels: each must say hello with a valid, unused index. */
 	for (int k = 1; k < x->nch; k++) {
@@ -787,6 +838,16 @@ static void *in_thread(void *arg)
 		reply(&w, MIG_REPLY_RESUMED, false, e.msg, NULL, 0);
 		goto fail;
 	}
+	/* Post-copy: from the first vCPU instruction on, a missing page
+	 * waits for the fault thread (it asks the source after RESUMED). A
+	 * failure here leaves the source's copy whole: it may resume. */
+	postcopy = x->pc.owed_count > 0;
+	if (postcopy && postcopy_in_arm(&x->pc, &w, &x->wlock, &e) < 0) {
+		reply(&w, MIG_REPLY_RESUMED, false, e.msg, NULL, 0);
+		goto fail;
+	}
+	if (postcopy)
+		__atomic_store_n(&in->postcopy_left, x->pc.owed_count, __ATOMIC_RELAXED);
 	if (in->hooks.start(in->hooks.opaque, &e) < 0) {
 		reply(&w, MIG_REPLY_RESUMED, false, e.msg, NULL, 0);
 		goto fail;
@@ -796,9 +857,18 @@ static void *in_thread(void *arg)
 		/* The first announce goes out before RESUMED: once the source
 		 * calls the move completed, the switches have been told where
 		 * the VM is (a client's next frame must not go to the old port).
-		 * The downtime ends at resumed_ns, before it. */
-		announce_round(in->m);
+		 * The downtime ends at resumed_ns, before it. In post-copy it
+		 * goes after: the NIC's ring may be on a page still owed, which
+		 * only comes once the source hears RESUMED. */
+		if (!postcopy)
+			announce_round(in->m);
+		pthread_mutex_lock(&x->wlock);
 		reply(&w, MIG_REPLY_RESUMED, true, NULL, "resumed_ns", resumed_ns);
+		pthread_mutex_unlock(&x->wlock);
+	}
+	if (postcopy) {
+		postcopy_in_may_ask(&x->pc);
+		announce_round(in->m);
 	}
 	set_stage(in, IN_RUNNING);
 	notify(in, IN_EV_RUNNING);
@@ -806,7 +876,27 @@ static void *in_thread(void *arg)
 	in->bytes = r.bytes;
 	pthread_mutex_unlock(&in->lock);
 	failpoint("dst.after_resumed"); /* tests: only the first announce round is out yet */
+	if (postcopy && postcopy_receive(x, &r, &w, &e) < 0)
+		goto lost;
 	announce_rest(in->m);
+	goto out;
+lost:
+	/* The guest ran here on memory part of which is lost with the
+	 * connection: it must not run on. Its vCPUs wait on those pages
+	 * until the worker stops them (the userfaultfd stays open until
+	 * then: closed, their faults would be filled with zeros). */
+	x->pc_lost = true;
+	log_error("incoming migration lost the VM in post-copy: %s", e.msg);
+	pthread_mutex_lock(&in->lock);
+	in->stage = IN_FAILED;
+	in->lost = true;
+	snprintf(in->error, sizeof(in->error),
+		 "post-copy broke with %llu of %llu pages still on the source (%.250s); the VM ran here "
+		 "on memory that is not all here and was stopped: start it again (it boots from its disk)",
+		 (unsigned long long)(x->pc.owed_count - x->pc.arrived_count),
+		 (unsigned long long)x->pc.owed_count, e.msg);
+	pthread_mutex_unlock(&in->lock);
+	notify(in, IN_EV_FAILED);
 	goto out;
 fail:
 	if (x) {
@@ -885,6 +975,11 @@ out:
 				close(x->ch[k].fd);
 		}
 		ram_recv_destroy(&x->ch[0].rr);
+		if (x->pc_on && !x->pc_lost)
+			postcopy_in_destroy(&x->pc);
+		else if (x->pc_on)
+			in->lost_uffd = postcopy_in_abandon(&x->pc);
+		pthread_mutex_destroy(&x->wlock);
 		while (x->nearly) {
 			struct early_chan *ec = &x->early[--x->nearly];
 			stream_destroy(&ec->r);
@@ -908,6 +1003,7 @@ int incoming_start(struct mig_incoming *in, const char *listen, const char *host
 		   struct err *e)
 {
 	memset(in, 0, sizeof(*in));
+	in->lost_uffd = -1;
 	in->host_cpu_mask = host_cpu_mask;
 	if (key)
 		in->key = *key;
@@ -928,6 +1024,14 @@ int incoming_start(struct mig_incoming *in, const char *listen, const char *host
 		return err_set(e, "cannot start the incoming migration thread");
 	in->started = true;
 	return 0;
+}
+
+void incoming_release_lost(struct mig_incoming *in)
+{
+	if (in->lost_uffd >= 0) {
+		close(in->lost_uffd);
+		in->lost_uffd = -1;
+	}
 }
 
 void incoming_join(struct mig_incoming *in)

@@ -58,6 +58,9 @@ struct mig_incoming {
 	uint64_t rx_bytes;           /* memory bytes received so far (atomic: every channel adds) */
 	char error[512];
 	bool abandoned;              /* failed because the source sent ABORT (called the move off) */
+	bool lost;                   /* failed in post-copy, after the guest ran here */
+	int lost_uffd;               /* ...its userfaultfd, open until the vCPUs are stopped */
+	uint64_t postcopy_left;      /* post-copy: owed pages not yet here (atomic) */
 };
 
 const char *incoming_stage_name(enum incoming_stage s);
@@ -67,5 +70,9 @@ int incoming_start(struct mig_incoming *in, const char *listen, const char *host
 		   const struct auth_key *key, struct machine *m, const struct incoming_hooks *h,
 		   struct err *e);
 void incoming_join(struct mig_incoming *in);
+/* After a VM lost in post-copy: its vCPUs are stopped for good, so the
+ * faults on the pages that never came may end (filled with zeros nobody
+ * runs on); KVM cannot tear the VM down before. */
+void incoming_release_lost(struct mig_incoming *in);
 
 #endif

@@ -44,6 +44,7 @@
 #include "migration/digest.h"
 #include "migration/dirty.h"
 #include "migration/format.h"
+#include "migration/postcopy.h"
 #include "migration/throttle.h"
 #include "vmm/vcpu.h"
 #include "vmm/vmstate.h"
@@ -58,9 +59,10 @@
 const char *mig_stage_name(enum mig_stage s)
 {
 	static const char *n[] = { "none", "setup", "precopy", "stop-and-copy", "storage-handoff",
-				   "resume", "network-cleanup", "completed", "failed", "cancelled",
-				   "unknown", "checked" };
-	return s <= MIG_STAGE_CHECKED ? n[s] : "?";
+				   "resume", "postcopy", "network-cleanup", "completed", "failed",
+				   "cancelled", "unknown", "checked", "lost" };
+	_Static_assert(sizeof(n) / sizeof(n[0]) == MIG_STAGE_LOST + 1, "a name per stage");
+	return s <= MIG_STAGE_LOST ? n[s] : "?";
 }
 
 void mig_opts_default(struct mig_opts *o)
@@ -130,6 +132,10 @@ struct run {
 	uint64_t pass1_from, pending_from;
 	int pace_lowat;                 /* TCP_NOTSENT_LOWAT now set on each channel (0: off) */
 	struct diskcopy dc;             /* the disk's copy, if the move makes one (dc.on) */
+	/* Post-copy (o.postcopy, when pre-copy did not converge): the pages
+	 * the destination gets after the guest runs there, and how many. */
+	bool postcopy;
+	uint64_t *owed, owed_left;
 };
 
 static void set_stage(struct run *r, enum mig_stage s)
@@ -489,6 +495,10 @@ static int do_setup(struct run *r, struct err *e)
 			r->ch[i].st.live_sums = true;
 	else
 		log_info("migrate: the destination predates per-page sums; raw runs are copied before they are sent");
+	if (r->ms->o.postcopy && reply_int(reply, "postcopy") != 1)
+		return err_set(e, "the destination cannot take a post-copy move (its ferry-vm predates "
+			       "post-copy, or its kernel has no userfaultfd): move without post-copy, or "
+			       "update the destination");
 	if (r->ms->o.verify_memory && reply_int(reply, "digest") != 1)
 		return err_set(e, "the destination cannot check a memory digest (its ferry-vm predates "
 			       "them): move without verifying memory, or update the destination");
@@ -779,8 +789,20 @@ static void resume_vm(struct run *r)
 
 static int deadline_switchover(struct run *r)
 {
+	r->postcopy = r->ms->o.postcopy;
 	log_info("migration: switching over by policy at the maximum duration (%u s), in pass %u; "
-		 "what is left goes with the guest stopped", r->ms->o.max_duration_s, r->gen);
+		 "what is left goes %s", r->ms->o.max_duration_s, r->gen,
+		 r->postcopy ? "after the guest runs there (post-copy)" : "with the guest stopped");
+	return 0;
+}
+
+/* Pre-copy will not converge: switch over now and send the rest after the
+ * guest runs there, rather than slow the guest down or stop it for long. */
+static int postcopy_switchover(struct run *r, const char *why, uint64_t dirty_pages)
+{
+	r->postcopy = true;
+	log_info("migration: switching to post-copy after pass %u (%s): %llu dirty pages follow "
+		 "after the guest runs on the destination", r->gen, why, (unsigned long long)dirty_pages);
 	return 0;
 }
 
@@ -873,6 +895,8 @@ static int precopy(struct run *r, struct err *e)
 		}
 		prev_dirty = dirty_pages;
 		forced = (int)r->gen >= o->max_passes;
+		if (forced && o->postcopy)
+			return postcopy_switchover(r, "the pass limit", dirty_pages);
 		pthread_mutex_lock(&r->ms->lock);
 		futile = throttle_watch_pass(&watch, (int)r->ms->st.throttle_pct, dirty_pages);
 		r->ms->st.remaining_pages = dirty_pages;
@@ -914,11 +938,18 @@ static int precopy(struct run *r, struct err *e)
 		if (r->ms->cancel)
 			return err_set(e, "cancelled");
 		/* Not converging (the guest dirties about as fast as we send, or
-		 * the rest stopped shrinking): slow the vCPUs down, a step per pass. */
-		if ((rate > bw * 0.5 ||
-		     (prev_dirty_before != UINT64_MAX && dirty_pages * 10 > prev_dirty_before * 8)) &&
-		    throttle_step(r, rate, bw, e) < 0)
-			return -1;
+		 * the rest stopped shrinking): slow the vCPUs down, a step per
+		 * pass; or, with post-copy, let the guest go on at full speed
+		 * there. */
+		if (rate > bw * 0.5 ||
+		    (prev_dirty_before != UINT64_MAX && dirty_pages * 10 > prev_dirty_before * 8)) {
+			if (o->postcopy)
+				return postcopy_switchover(r, rate > bw * 0.5 ? "the guest dirties memory "
+							   "faster than half the link's rate" :
+							   "the rest no longer shrinks", dirty_pages);
+			if (throttle_step(r, rate, bw, e) < 0)
+				return -1;
+		}
 		prev_dirty_before = dirty_pages;
 		r->gen++;
 		pthread_mutex_lock(&r->ms->lock);
@@ -985,6 +1016,152 @@ static int send_digest(struct run *r, struct err *e)
 	return stream_check(&r->ch[0].w, e);
 }
 
+static int owed_extent(void *opaque, uint64_t first, uint64_t n)
+{
+	uint64_t *bm = opaque;
+	for (uint64_t p = first; p < first + n; p++)
+		bm[p / 64] |= 1ULL << (p % 64);
+	return 0;
+}
+
+/* Post-copy's owed set: the dirty bits of the last sync, and the populated
+ * pages a pass 1 cut short never reached. */
+static int postcopy_owed(struct run *r, struct err *e)
+{
+	size_t words = (size_t)((r->d.npages + 63) / 64);
+	r->owed = malloc(words ? words * 8 : 8);
+	if (!r->owed)
+		return err_set(e, "out of memory for post-copy's owed pages");
+	memcpy(r->owed, r->d.bitmap, words * 8);
+	if (r->pass1_from != UINT64_MAX &&
+	    ram_walk_populated(&r->m->vm.mem, r->pass1_from, r->d.npages - r->pass1_from, owed_extent,
+			       r->owed) < 0)
+		return err_set(e, "walking guest memory for post-copy");
+	r->owed_left = 0;
+	for (size_t i = 0; i < words; i++)
+		r->owed_left += (uint64_t)__builtin_popcountll(r->owed[i]);
+	pthread_mutex_lock(&r->ms->lock);
+	r->ms->st.postcopy = true;
+	r->ms->st.postcopy_pages = r->ms->st.postcopy_left = r->owed_left;
+	pthread_mutex_unlock(&r->ms->lock);
+	return 0;
+}
+
+/* Owed pages among [p, p+n): sent now, on the main connection, and no
+ * longer owed. */
+static int send_owed(struct run *r, struct ram_stats *st, uint64_t p, uint64_t n, struct err *e)
+{
+	struct mig_channel *c = &r->ch[0];
+	uint64_t end = p + n > r->d.npages ? r->d.npages : p + n, count = 0;
+	for (uint64_t q = p; q < end; q++)
+		count += r->owed[q / 64] >> (q % 64) & 1;
+	if (!count)
+		return 0;
+	if (ram_send_bitmap_range(&c->w, &r->m->vm.mem, r->owed, p, end - p, (uint16_t)(r->gen + 1), NULL,
+				  st) < 0 || stream_flush(&c->w) < 0)
+		return stream_check(&c->w, e);
+	for (uint64_t q = p; q < end; q++)
+		r->owed[q / 64] &= ~(1ULL << (q % 64));
+	r->owed_left -= count;
+	return 0;
+}
+
+/* One reply during post-copy: a page the guest waits for (*page), or the
+ * end (*done, its text in buf). */
+static int postcopy_reply(struct run *r, uint64_t *page, bool *done, char *buf, size_t cap, struct err *e)
+{
+	struct stream *rd = &r->rd;
+	uint32_t type = stream_get_u32(rd), len = stream_get_u32(rd);
+	*done = false;
+	if (stream_check(rd, e) < 0)
+		return -1;
+	if (type == MIG_REPLY_PAGE_REQ) {
+		if (len != 8)
+			return err_set(e, "protocol error: a page request of %u bytes", len);
+		*page = stream_get_u64(rd);
+		if (stream_check(rd, e) < 0)
+			return -1;
+		if (*page >= r->d.npages)
+			return err_set(e, "protocol error: the destination asked for page %llu of %llu",
+				       (unsigned long long)*page, (unsigned long long)r->d.npages);
+		return 0;
+	}
+	if (type != MIG_REPLY_POSTCOPY_DONE)
+		return err_set(e, "protocol error: reply %u during post-copy", type);
+	if (len >= cap || len > MIG_MAX_REPLY)
+		return err_set(e, "protocol error: reply of %u bytes is too long", len);
+	stream_get(rd, buf, len);
+	if (stream_check(rd, e) < 0)
+		return -1;
+	buf[len] = 0;
+	*done = true;
+	return 0;
+}
+
+/* After RESUMED: the guest runs there. Pages it waits for go first, the
+ * rest in address order, until none is owed; then the destination says
+ * it has them all. */
+static int postcopy_serve(struct run *r, struct err *e)
+{
+	struct mig_channel *c = &r->ch[0];
+	struct ram_stats st = { 0 };
+	uint64_t cursor = 0, requests = 0, t0 = channel_now_ns(), page;
+	char reply[MIG_MAX_REPLY + 1], why[512];
+	bool done;
+
+	set_stage(r, MIG_STAGE_POSTCOPY);
+	/* The main connection alone now: the whole limit is its own. */
+	c->bw_channels = 1;
+	c->bw_seen = UINT64_MAX;
+	while (r->owed_left) {
+		while (stream_readable_now(&r->rd)) {
+			if (postcopy_reply(r, &page, &done, reply, sizeof(reply), e) < 0)
+				return -1;
+			if (done)
+				return err_set(e, "protocol error: the destination ended post-copy with %llu "
+					       "pages unsent", (unsigned long long)r->owed_left);
+			requests++;
+			if (send_owed(r, &st, page, POSTCOPY_PREFETCH_PAGES + 1, e) < 0)
+				return -1;
+		}
+		while (cursor < r->d.npages && !(r->owed[cursor / 64] >> (cursor % 64)))
+			cursor = (cursor / 64 + 1) * 64;
+		if (cursor >= r->d.npages) {
+			cursor = 0; /* requests took the pages ahead; the ones behind are left */
+			continue;
+		}
+		failpoint("src.postcopy_chunk"); /* tests: a slow sweep, the guest's requests first */
+		if (send_owed(r, &st, cursor, CHUNK_PAGES, e) < 0)
+			return -1;
+		cursor += CHUNK_PAGES;
+		channel_pace(c);
+		pthread_mutex_lock(&r->ms->lock);
+		r->ms->st.postcopy_left = r->ms->st.remaining_pages = r->owed_left;
+		r->ms->st.postcopy_requests = requests;
+		pthread_mutex_unlock(&r->ms->lock);
+		publish_due(r);
+	}
+	mig_put_rec(&c->w, MIG_REC_POSTCOPY_END, 0);
+	if (stream_flush(&c->w) < 0)
+		return stream_check(&c->w, e);
+	do {
+		if (postcopy_reply(r, &page, &done, reply, sizeof(reply), e) < 0)
+			return err_prefix(e, "waiting for the destination to take the last pages");
+	} while (!done); /* requests for pages already on their way */
+	if (!reply_ok(reply, why, sizeof(why)))
+		return err_set(e, "the destination: %s", why);
+	pthread_mutex_lock(&r->ms->lock);
+	r->ms->st.postcopy_left = r->ms->st.remaining_pages = 0;
+	r->ms->st.postcopy_requests = requests;
+	r->ms->st.postcopy_ms = (channel_now_ns() - t0) / 1000000ULL;
+	pthread_mutex_unlock(&r->ms->lock);
+	log_info("migration: post-copy sent %llu pages in %llu ms after the guest ran there, %llu of "
+		 "them asked for by it (%lld faults there)", (unsigned long long)r->ms->st.postcopy_pages,
+		 (unsigned long long)r->ms->st.postcopy_ms, (unsigned long long)requests,
+		 (long long)reply_int(reply, "faults"));
+	return 0;
+}
+
 static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 {
 	char reply[MIG_MAX_REPLY + 1], why[512];
@@ -1013,8 +1190,15 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 		free(r->ch[i].st.bounce);
 		r->ch[i].st.bounce = NULL;
 	}
-	if (send_sync(r, r->gen - 1u, left) < 0 || pass_dirty(r, false, e) < 0 ||
-	    (r->pass1_from != UINT64_MAX && send_populated(r, r->pass1_from, false, e) < 0)) {
+	if (r->postcopy) {
+		/* Which pages, not the pages: they follow once it runs there. */
+		if (postcopy_owed(r, e) < 0)
+			return -1;
+		if (send_sync(r, r->gen - 1u, 0) < 0)
+			return stream_check(&c->w, e);
+		postcopy_put_owed(&c->w, r->owed, r->d.npages);
+	} else if (send_sync(r, r->gen - 1u, left) < 0 || pass_dirty(r, false, e) < 0 ||
+		   (r->pass1_from != UINT64_MAX && send_populated(r, r->pass1_from, false, e) < 0)) {
 		stream_check(&c->w, e); /* the main stream's error, if it is the one that broke */
 		return -1;
 	}
@@ -1033,10 +1217,11 @@ static int stop_and_copy(struct run *r, uint64_t *pause_ns, struct err *e)
 	r->t_pages = channel_now_ns();
 	/* nothing is left: a finished move must not show its last pages as owed */
 	pthread_mutex_lock(&r->ms->lock);
-	r->ms->st.remaining_pages = 0;
+	r->ms->st.remaining_pages = r->owed_left;
 	r->ms->st.eta_ms = 0;
 	pthread_mutex_unlock(&r->ms->lock);
-	if (r->ms->o.verify_memory && send_digest(r, e) < 0)
+	/* (post-copy: what the guest holds there is not all of it yet) */
+	if (r->ms->o.verify_memory && !r->postcopy && send_digest(r, e) < 0)
 		return -1;
 	r->t_digest = channel_now_ns();
 	if (vmstate_save(&r->m->vm, &c->w, e) < 0)
@@ -1270,6 +1455,18 @@ static void *mig_thread(void *arg)
 		pthread_mutex_unlock(&ms->lock);
 		note_downtime_parts(r, (double)dt_ns / 1e6);
 	}
+	/* The guest runs there from here on: a break in post-copy loses it
+	 * (this copy is stale), never resumes it here. */
+	if (r->postcopy && postcopy_serve(r, &e) < 0) {
+		err_prefix(&e, "post-copy broke with %llu pages still here; the VM ran on the destination "
+			   "and cannot run on without them",
+			   (unsigned long long)r->owed_left);
+		end = MIG_STAGE_LOST;
+		pthread_mutex_lock(&ms->lock);
+		ms->st.postcopy_left = ms->st.remaining_pages = r->owed_left;
+		pthread_mutex_unlock(&ms->lock);
+		goto out;
+	}
 	set_stage(r, MIG_STAGE_NETWORK);
 	end = MIG_STAGE_COMPLETED;
 	goto out;
@@ -1313,6 +1510,7 @@ out:
 	}
 	stream_destroy(&r->rd);
 	free(r->census.per_window);
+	free(r->owed);
 	pthread_mutex_lock(&ms->lock);
 	ms->st.stage = end;
 	ms->st.elapsed_ms = ms_since(r->t0);

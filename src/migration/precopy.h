@@ -22,9 +22,14 @@
 
 enum mig_stage {
 	MIG_STAGE_NONE, MIG_STAGE_SETUP, MIG_STAGE_PRECOPY, MIG_STAGE_STOP_COPY,
-	MIG_STAGE_STORAGE, MIG_STAGE_RESUME, MIG_STAGE_NETWORK, MIG_STAGE_COMPLETED,
+	MIG_STAGE_STORAGE, MIG_STAGE_RESUME,
+	MIG_STAGE_POSTCOPY, /* the guest runs there; its owed pages go (postcopy.h) */
+	MIG_STAGE_NETWORK, MIG_STAGE_COMPLETED,
 	MIG_STAGE_FAILED, MIG_STAGE_CANCELLED, MIG_STAGE_UNKNOWN,
 	MIG_STAGE_CHECKED,  /* check_only: the destination accepted the VM; nothing moved */
+	/* post-copy broke: the guest ran there on memory partly here; neither
+	 * copy may run (this one is stale) */
+	MIG_STAGE_LOST,
 };
 
 enum mig_transport { MIG_TRANSPORT_TCP, MIG_TRANSPORT_COMPRESSION, MIG_TRANSPORT_MULTICHANNEL };
@@ -53,6 +58,10 @@ struct mig_opts {
 	 * the configuration, CPUID, vCPU model, memory, disk and NIC), then
 	 * call it off; the VM never pauses and no memory moves. */
 	bool check_only;
+	/* When pre-copy does not converge, switch over anyway and send the
+	 * pages still dirty after the guest runs there (postcopy.h), instead
+	 * of throttling the vCPUs. */
+	bool postcopy;
 };
 
 /* Where a finished move's downtime went, step by step (ms, each from the
@@ -86,6 +95,10 @@ struct mig_status {
 	uint64_t bandwidth_bps;      /* the limit in force now, 0 = none */
 	bool committed;
 	bool memory_verified;        /* the destination checked all RAM against our digest */
+	/* post-copy: pages owed at the switch-over, still unsent, asked for by
+	 * the guest there; its time from RESUMED to the last page (ms) */
+	bool postcopy;
+	uint64_t postcopy_pages, postcopy_left, postcopy_requests, postcopy_ms;
 	char transport[32];
 	char codec[16];              /* "lz4", "zstd" (+ " (auto)"), "" = no compression */
 	char error[512];

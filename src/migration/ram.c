@@ -544,6 +544,14 @@ int ram_recv_record(struct ram_recv *rr, struct stream *r, uint32_t rec_len, str
 	return 0;
 }
 
+void ram_recv_drop_torn(struct ram_recv *rr, const uint64_t *bitmap)
+{
+	uint64_t n = gmem_npages(rr->gm);
+	for (uint64_t p = 0; p < n; p++)
+		if (bitmap[p / 64] >> (p % 64) & 1)
+			ram_recv_set_torn(rr, p, false);
+}
+
 int ram_recv_check_torn(const struct ram_recv *rr, struct err *e)
 {
 	uint64_t n = gmem_npages(rr->gm), bad = 0, at = 0;

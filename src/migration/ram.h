@@ -90,6 +90,9 @@ struct ram_recv {
 	 * they come, for the destination's progress (NULL: not counted) */
 	uint64_t *rx_bytes;
 	uint64_t rx_counted;   /* this channel's stream bytes already added */
+	/* post-copy's pages still owed (postcopy.h), NULL unless this
+	 * destination offered post-copy: where a POSTCOPY record goes */
+	struct postcopy_in *postcopy;
 };
 
 int ram_recv_init(struct ram_recv *rr, struct guest_mem *gm, struct err *e);
@@ -118,6 +121,9 @@ void ram_recv_apply(struct ram_recv *rr, uint8_t *dst, const uint8_t *src, uint6
  * sender must have sent it again). Every channel must be done. It runs
  * while the guest is paused, so it reads a count, and scans the table
  * only to name the first page when the count is not zero. */
+/* Pages that come again after the guest runs (post-copy's owed set, one
+ * bit per page): a torn last copy of one is no fault, it is replaced. */
+void ram_recv_drop_torn(struct ram_recv *rr, const uint64_t *bitmap);
 int ram_recv_check_torn(const struct ram_recv *rr, struct err *e);
 
 /* Page index <-> GPA. */

@@ -9,6 +9,7 @@
 #include "migration/channel.h"
 #include "migration/digest.h"
 #include "migration/diskcopy.h"
+#include "migration/postcopy.h"
 #include "vmm/vmstate.h"
 
 int snapshot_save(struct machine *m, struct stream *w, struct ram_stats *st, struct err *e)
@@ -122,6 +123,14 @@ int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv 
 			if (diskcopy_recv(&drx, r, rec.len, m, e) < 0)
 				goto out;
 			break;
+		case MIG_REC_POSTCOPY:
+			if (!rr->postcopy) {
+				err_set(e, "corrupt stream: a post-copy record, which this load did not offer to take");
+				goto out;
+			}
+			if (postcopy_in_read_owed(rr->postcopy, r, rec.len, e) < 0)
+				goto out;
+			break;
 		case MIG_REC_ABORT:
 			/* a live source that gave up (cancelled, or failed there) */
 			mig_get_abort(r, &rec, e);
@@ -133,7 +142,10 @@ int snapshot_load_state_ex(struct stream *r, struct machine *m, struct ram_recv 
 			}
 			if (before_apply && before_apply(opaque, e) < 0)
 				goto out;
-			/* every channel is done: no page may be left torn */
+			/* every channel is done: no page may be left torn
+			 * (but those post-copy sends again) */
+			if (rr->postcopy && rr->postcopy->owed_count)
+				ram_recv_drop_torn(rr, rr->postcopy->owed);
 			if (ram_recv_check_torn(rr, e) < 0)
 				goto out;
 			if (dg.sums && snapshot_verify_memory(m, &dg, e) < 0)

@@ -287,15 +287,29 @@ static void status_migration(struct worker *w, struct json_object *resp)
 		jsonl_add_bool(m, "committed", st.committed);
 		if (w->ms.o.verify_memory)
 			jsonl_add_bool(m, "memory_verified", st.memory_verified);
+		if (w->ms.o.postcopy) {
+			/* asked for; "used": the move switched to it */
+			struct json_object *pc = json_object_new_object();
+			jsonl_add_bool(pc, "used", st.postcopy);
+			jsonl_add_int(pc, "pages", (int64_t)st.postcopy_pages);
+			jsonl_add_int(pc, "left", (int64_t)st.postcopy_left);
+			jsonl_add_int(pc, "requested", (int64_t)st.postcopy_requests);
+			jsonl_add_int(pc, "ms", (int64_t)st.postcopy_ms);
+			json_object_object_add(m, "postcopy", pc);
+		}
 		if (st.error[0])
 			jsonl_add_str(m, "error", st.error);
 	} else {
 		/* "none" even for a VM that arrived: a source ferryd that asks
 		 * before its own move began must not read an outcome here */
 		jsonl_add_str(m, "stage", "none");
-		if (w->incoming) /* what came, for the destination's record */
+		if (w->incoming) { /* what came, for the destination's record */
 			jsonl_add_int(m, "bytes_received",
 				      (int64_t)__atomic_load_n(&w->in.rx_bytes, __ATOMIC_RELAXED));
+			/* the running guest's pages still on the source (post-copy) */
+			jsonl_add_int(m, "postcopy_left",
+				      (int64_t)__atomic_load_n(&w->in.postcopy_left, __ATOMIC_RELAXED));
+		}
 	}
 	json_object_object_add(resp, "migration", m);
 }
@@ -337,7 +351,7 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct json
 		"cmd", "uri", "transport", "compress", "bind", "codec", "downtime_ms",
 		"bandwidth_mibps", "channels", "max_passes", "max_duration_s",
 		"cancel_on_timeout", "key", "encrypt", "verify_memory", "check_only",
-		"disk_copy_path", NULL
+		"disk_copy_path", "postcopy", NULL
 	};
 	struct mig_opts o;
 	const char *uri = NULL, *transport = NULL;
@@ -350,6 +364,9 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct json
 		return err_set(e, "only a running VM can be live-migrated (this one is %s)", state_name(w->state));
 	if (w->migrating_out && !mig_source_done(&w->ms))
 		return err_set(e, "a migration of this VM is already in progress");
+	if (w->incoming && __atomic_load_n(&w->in.postcopy_left, __ATOMIC_RELAXED))
+		return err_set(e, "VM %s is still receiving its memory from its last move (post-copy): "
+			       "move it when that is done", w->m.cfg.name);
 	mig_opts_default(&o);
 	if (jsonl_get_str(req, "uri", true, &uri, e) < 0)
 		return -1;
@@ -418,8 +435,13 @@ static int worker_migrate(struct worker *w, struct json_object *req, struct json
 	if (jsonl_get_bool(req, "encrypt", false, &o.encrypt, e) < 0)
 		return -1;
 	if (jsonl_get_bool(req, "verify_memory", false, &o.verify_memory, e) < 0 ||
-	    jsonl_get_bool(req, "check_only", false, &o.check_only, e) < 0)
+	    jsonl_get_bool(req, "check_only", false, &o.check_only, e) < 0 ||
+	    jsonl_get_bool(req, "postcopy", false, &o.postcopy, e) < 0)
 		return -1;
+	if (o.postcopy && o.verify_memory)
+		return err_set(e, "verify_memory and postcopy do not go together: the digest is checked "
+			       "before the guest runs there, and in post-copy some of its memory is "
+			       "still here then");
 	{
 		const char *copy = NULL;
 		if (jsonl_get_str(req, "disk_copy_path", false, &copy, e) < 0)
@@ -547,7 +569,8 @@ static bool worker_moved_away(struct worker *w)
 	if (!w->migrating_out || !w->ms.thread_started)
 		return false;
 	mig_source_status(&w->ms, &st);
-	return st.stage == MIG_STAGE_COMPLETED;
+	/* lost in post-copy: the guest ran there, this copy is stale */
+	return st.stage == MIG_STAGE_COMPLETED || st.stage == MIG_STAGE_LOST;
 }
 
 /* The status command's fields; migrate-status: the migration's alone. */
@@ -1252,6 +1275,8 @@ out:
 		gmem_destroy(&w->reserved);
 	if (w->m.built) {
 		vcpus_stop(&w->m.vm);
+		if (w->incoming)
+			incoming_release_lost(&w->in);
 		/* Nothing lost: flush the disk before the worker goes. */
 		if (w->m.blk && virtio_blk_flush(w->m.blk, &le) < 0)
 			log_warn("flushing disk: %s", le.msg);

@@ -51,7 +51,7 @@ wait_mig() {
 	local i s
 	for i in $(seq $((${2:-60} * 5))); do
 		s=$(vmctl "$T/$1.sock" '{"cmd":"migrate-status"}')
-		case "$(field "$s" stage)" in completed|failed|cancelled|unknown) echo "$s"; return 0;; esac
+		case "$(field "$s" stage)" in completed|failed|cancelled|unknown|lost) echo "$s"; return 0;; esac
 		sleep 0.2
 	done
 	echo "$s"; return 1
