@@ -119,7 +119,8 @@ FULL = {
     "ws512-r256": QEMU_ALL + FERRY_ALL,
     "ws512-r1024": QEMU_ALL + FERRY_ALL,
     "ws512-max": QEMU_ALL + FERRY_ALL,
-    "max-cap128": ["qemu", "qemu-prealloc", "qemu-mfd4-zstd-prealloc", "ferry", "ferry-multichannel"],
+    "max-cap128": ["qemu", "qemu-prealloc", "qemu-mfd4-zstd-prealloc", "ferry", "ferry-multichannel",
+                   "ferry-postcopy"],
     "fill768": ["qemu", "qemu-prealloc", "qemu-mfd4-prealloc", "ferry-tcp", "ferry-tcp-prealloc",
                 "ferry-multichannel-prealloc",
                 # encrypted: QEMU's TLS beside ferry's sealed connections
@@ -147,7 +148,7 @@ QUICK = {
                    "ferry-multichannel", "ferry-multichannel-prealloc"],
     "ws512-max": ["qemu", "qemu-prealloc", "qemu-dt50-prealloc", "qemu-mfd4-prealloc", "ferry",
                   "ferry-multichannel-prealloc"],
-    "max-cap128": ["qemu", "ferry"],
+    "max-cap128": ["qemu", "ferry", "ferry-postcopy"],
     "fill768": ["qemu-prealloc", "ferry-tcp", "ferry-tcp-prealloc"],
     "disk1g": ["qemu-blk", "qemu-blk-prealloc", "ferry-copydisk", "ferry-tcp-prealloc-copydisk"],
 }
@@ -546,9 +547,10 @@ class FerrySystem:
 
     @staticmethod
     def parse(variant):
-        """ferry[-tcp|-compression|-multichannel[-compression]][-chN][-prealloc][-dtN][-auth|-enc][-ring][-copydisk]"""
+        """ferry[-tcp|-compression|-multichannel[-compression]][-chN][-prealloc][-dtN][-auth|-enc][-ring][-copydisk][-postcopy]"""
         opt = {"transport": None, "downtime_ms": None, "prealloc": False, "channels": None,
-               "auth": False, "encrypt": False, "ring": False, "copydisk": False}
+               "auth": False, "encrypt": False, "ring": False, "copydisk": False,
+               "postcopy": False}
         toks = variant.split("-")[1:]
         tr = [t for t in toks if t in ("tcp", "compression", "multichannel")]
         for t in toks:
@@ -571,6 +573,10 @@ class FerrySystem:
             elif t == "copydisk":
                 # the disk image copied with the memory (--copy-disk)
                 opt["copydisk"] = True
+            elif t == "postcopy":
+                # a move that does not converge switches over and its
+                # dirty pages follow (--post-copy), instead of throttling
+                opt["postcopy"] = True
             elif t == "enc":
                 # ... and is encrypted (AES-256-GCM), as QEMU's -tls rows
                 opt["auth"] = opt["encrypt"] = True
@@ -679,6 +685,8 @@ class FerrySystem:
                 req["encrypt"] = opt["encrypt"]
             if dst_img:
                 req["disk_copy_path"] = dst_img
+            if opt["postcopy"]:
+                req["postcopy"] = True
 
             cpu0 = (procs.cpu_snapshot(src.pid), procs.cpu_snapshot(dst.pid))
             lo0 = procs.lo_bytes()
@@ -691,7 +699,7 @@ class FerrySystem:
                 time.sleep(0.02)
                 m = self.ctl(src_ctl, {"cmd": "migrate-status"}).get("migration", {})
                 throttle = max(throttle, m.get("throttle_pct") or 0)
-                if m.get("stage") in ("completed", "failed", "cancelled", "unknown"):
+                if m.get("stage") in ("completed", "failed", "cancelled", "unknown", "lost"):
                     break
                 if time.monotonic() - t0 > timeout_s:
                     break
@@ -706,6 +714,10 @@ class FerrySystem:
             res["notes"].append("transport %s" % m.get("transport"))
             if throttle:
                 res["notes"].append("throttled up to %d%%" % throttle)
+            pc = m.get("postcopy") or {}
+            if pc.get("used"):
+                res["notes"].append("post-copy: %d pages in %d ms after the switch-over, %d asked for"
+                                    % (pc.get("pages", 0), pc.get("ms", 0), pc.get("requested", 0)))
             stage = m.get("stage")
             if stage == "completed":
                 res["converged"] = True
@@ -723,7 +735,7 @@ class FerrySystem:
                 if src_img:
                     check += ", " + disk_check(src_img, dst_img)
                 res["integrity"] = check
-            elif stage in ("failed", "cancelled", "unknown"):
+            elif stage in ("failed", "cancelled", "unknown", "lost"):
                 res["converged"] = False
                 res["integrity"] = "migration %s: %s" % (stage, m.get("error", ""))
             else:

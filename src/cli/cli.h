@@ -144,13 +144,14 @@ struct move_opts_pub {
 	const char *disk_dir;    /* or the directory each copy goes to, under its own name */
 	bool remove_source_disk; /* remove the image here once the VM runs on its copy */
 	bool check_only;         /* only check the destination would take each VM */
+	bool postcopy;           /* switch to post-copy when pre-copy does not converge */
 };
 /* Parse one of -d/--destination-host (opt 'd'), --downtime-ms ('D'),
  * --bandwidth ('B'), --transport ('T'), --codec ('C'), --no-wait ('W'),
  * --max-duration ('M'), --on-timeout ('O'), --encrypt ('E'), --verify-memory
  * ('V', whose on|off may also be the next word: getopt's optind moves
  * past it), --copy-disk ('K'), --disk-dir ('G'), --remove-source-disk ('R'),
- * --check ('X'); -1 on error. */
+ * --check ('X'), --post-copy ('Y'); -1 on error. */
 int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 			  struct move_opts_pub *mo, int argc, char **argv);
 /* Options that only go together, once all are parsed: -1 (said on

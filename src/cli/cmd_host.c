@@ -69,7 +69,7 @@ static void host_usage(FILE *f)
 		"          the same queue as move-vm; takes\n"
 		"          move-vm's options (--downtime-ms, --bandwidth, --transport,\n"
 		"          --codec, --encrypt, --verify-memory, --max-duration,\n"
-		"          --on-timeout, --no-wait, --json); --copy-disk copies each VM's\n"
+		"          --on-timeout, --post-copy, --no-wait, --json); --copy-disk copies each VM's\n"
 		"          disk to the same path there (hosts that share no storage),\n"
 		"          or with --disk-dir DIR to DIR there, under its own file name,\n"
 		"          and --remove-source-disk removes each image here once its VM\n"
@@ -293,6 +293,7 @@ static int host_evacuate(struct cli_opts *o, int argc, char **argv)
 		{ "disk-dir", required_argument, NULL, 'G' },
 		{ "remove-source-disk", no_argument, NULL, 'R' },
 		{ "check", no_argument, NULL, 'X' },
+		{ "post-copy", no_argument, NULL, 'Y' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },

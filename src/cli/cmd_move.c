@@ -48,8 +48,17 @@ static const char move_usage_text[] =
 	"                         past it; a move waiting for the VM's last copy on the\n"
 	"                         destination to end waits at most S s, or 600), then\n"
 	"  --on-timeout A         switchover (default: stop and copy the rest, a longer\n"
-	"                         downtime: what is left / the bandwidth) or cancel (the VM\n"
-	"                         stays where it is)\n"
+	"                         downtime: what is left / the bandwidth; with --post-copy,\n"
+	"                         post-copy) or cancel (the VM stays where it is)\n"
+	"  --post-copy            when pre-copy does not converge (the guest dirties memory\n"
+	"                         about as fast as the link moves it), switch over anyway and\n"
+	"                         send the rest after the VM runs there, the pages it\n"
+	"                         touches first on demand, instead of slowing its vCPUs or\n"
+	"                         stopping it for long. Risk: until the last page is there\n"
+	"                         the VM's memory is on both hosts, and if either host or\n"
+	"                         the link fails meanwhile the VM is lost (it stops; start it\n"
+	"                         again on the destination). A guest that converges moves\n"
+	"                         as without it. Not with --verify-memory\n"
 	"  --encrypt on|off       encrypt this move's connections (AES-256-GCM) or not\n"
 	"                         (default: host setting, host set --encrypt). Either\n"
 	"                         way both hosts prove the cluster key first\n"
@@ -123,6 +132,8 @@ void cli_move_request_options(struct json_object *req, const struct move_opts_pu
 		jsonl_add_bool(req, "remove_source_disk", true);
 	if (mo->check_only)
 		jsonl_add_bool(req, "check_only", true);
+	if (mo->postcopy)
+		jsonl_add_bool(req, "postcopy", true);
 }
 
 /* Send migration.start and follow (or list) the moves it made; with
@@ -282,6 +293,9 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 	case 'X':
 		mo->check_only = true;
 		return 0;
+	case 'Y':
+		mo->postcopy = true;
+		return 0;
 	case 'V':
 		/* --verify-memory off, as host set and --encrypt take it (an
 		 * optional argument is otherwise only --verify-memory=off) */
@@ -319,6 +333,12 @@ int cli_move_parse_common(int opt, const char *arg, const char *cmd,
 
 int cli_move_check_common(const struct move_opts_pub *mo, const char *cmd)
 {
+	if (mo->postcopy && mo->verify_memory == 1) {
+		fprintf(stderr, "ferry %s: --post-copy and --verify-memory do not go together: the "
+			"digest is checked before the VM runs there, and in post-copy part of its "
+			"memory is still here then\n", cmd);
+		return -1;
+	}
 	if ((mo->disk_path || mo->disk_dir) && !mo->copy_disk) {
 		fprintf(stderr, "ferry %s: --%s is where the disk's copy goes: give --copy-disk too\n",
 			cmd, mo->disk_path ? "disk-path" : "disk-dir");
@@ -356,6 +376,7 @@ int cmd_move(struct cli_opts *o, int argc, char **argv)
 		{ "disk-dir", required_argument, NULL, 'G' },
 		{ "remove-source-disk", no_argument, NULL, 'R' },
 		{ "check", no_argument, NULL, 'X' },
+		{ "post-copy", no_argument, NULL, 'Y' },
 		{ "no-wait", no_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },

@@ -607,6 +607,8 @@ static void move_out_prepared(struct ferryd *d, struct move *m,
 	}
 	if (m->verify_memory)
 		jsonl_add_bool(req, "verify_memory", true);
+	if (m->postcopy)
+		jsonl_add_bool(req, "postcopy", true);
 	if (m->copy_disk)
 		jsonl_add_str(req, "disk_copy_path", m->disk_path);
 	if (m->check_only)
@@ -676,11 +678,13 @@ static void move_out_enter_finishing(struct ferryd *d, struct move *m,
 	}
 }
 
+static void move_out_release_source(struct ferryd *d, struct move *m);
+
 /* A worker's migration stage that no cancel can change any more. */
 static bool migrate_worker_stage_final(const char *stage)
 {
 	static const char *const final[] = { "completed", "failed", "cancelled", "unknown", "none",
-					     "checked" };
+					     "checked", "lost" };
 	for (size_t i = 0; i < sizeof(final) / sizeof(final[0]); i++)
 		if (strcmp(stage, final[i]) == 0)
 			return true;
@@ -769,6 +773,14 @@ static void move_out_polled(struct ferryd *d, struct move *m, struct peer_result
 		move_abandon(d, m, MV_CHECKED, NULL,
 			     "a check only: %s can take VM %s (its CPU, memory, disk and network "
 			     "checked as for a move); nothing moved", m->peer, m->vm);
+	} else if (strcmp(stage, "lost") == 0) {
+		/* Post-copy broke: the VM ran there, on memory partly still
+		 * here. It is the destination's (the commit-point rule), which
+		 * keeps it stopped; this stale copy must never run. */
+		move_out_release_source(d, m);
+		move_finish(d, m, MV_FAILED, "E_MIGRATE_LOST",
+			    "%s; VM %s is stopped and defined on %s now: start it again there (it "
+			    "boots from its disk)", error ? error : "post-copy broke", m->vm, m->peer);
 	} else if (strcmp(stage, "unknown") == 0) {
 		m->state = MV_RESOLVING;
 		m->next_ms = now;
@@ -800,7 +812,6 @@ static void move_out_polled(struct ferryd *d, struct move *m, struct peer_result
 }
 
 static void move_out_drop_source(struct ferryd *d, struct move *m);
-static void move_out_release_source(struct ferryd *d, struct move *m);
 
 static void move_out_tick(struct ferryd *d, struct move *m, long long now)
 {
@@ -1352,6 +1363,7 @@ struct json_object *migrate_move_json(struct ferryd *d, struct move *m,
 		jsonl_add_str(o, "codec", m->codec[0] ? m->codec : "auto");
 		jsonl_add_bool(o, "encrypt", m->encrypt);
 		jsonl_add_bool(o, "verify_memory", m->verify_memory);
+		jsonl_add_bool(o, "postcopy", m->postcopy);
 		if (m->copy_disk)
 			jsonl_add_str(o, "disk_copy_path", m->disk_path);
 		if (m->remove_source[0]) {

@@ -72,6 +72,9 @@ struct move {
 	int key_idx; /* out: the key the destination's ferryd accepted (ferryd_keyring index) */
 	bool encrypt;         /* out: seal the connections */
 	bool verify_memory;   /* out: the destination checks all RAM against a digest at the switch-over */
+	/* out: when pre-copy does not converge, switch over and send the rest
+	 * after the VM runs there (postcopy.h); lost if it breaks midway */
+	bool postcopy;
 	/* out: copy the disk image to disk_path on the destination (hosts that
 	 * share no storage) instead of handing it over */
 	bool copy_disk;

@@ -48,6 +48,8 @@ void migrate_store_save(struct ferryd *d)
 			jsonl_add_str(j, "codec", m->codec);
 		jsonl_add_bool(j, "encrypt", m->encrypt);
 		jsonl_add_bool(j, "verify_memory", m->verify_memory);
+		if (m->postcopy)
+			jsonl_add_bool(j, "postcopy", true);
 		if (m->copy_disk)
 			jsonl_add_str(j, "disk_copy_path", m->disk_path);
 		if (m->remove_source[0])
@@ -92,6 +94,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	int64_t dt = 50, bw = 0, mem = 0, created = 0, started = 0, maxdur = 0;
 	int st = -1;
 	bool cancel_on_timeout = false, encrypt = false, verify_memory = false, check_only = false;
+	bool postcopy = false;
 	struct err e = { 0 };
 	struct move *m;
 
@@ -111,6 +114,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	    jsonl_get_bool(j, "encrypt", false, &encrypt, &e) < 0 ||
 	    jsonl_get_bool(j, "verify_memory", false, &verify_memory, &e) < 0 ||
 	    jsonl_get_bool(j, "check_only", false, &check_only, &e) < 0 ||
+	    jsonl_get_bool(j, "postcopy", false, &postcopy, &e) < 0 ||
 	    jsonl_get_int(j, "memory_mib", false, 0, INT32_MAX, &mem, &e) < 0 ||
 	    jsonl_get_int(j, "created_ms", false, 0, INT64_MAX, &created, &e) < 0 ||
 	    jsonl_get_int(j, "started_ms", false, 0, INT64_MAX, &started, &e) < 0 ||
@@ -131,6 +135,7 @@ static void store_load_one(struct ferryd *d, struct json_object *j)
 	snprintf(m->transport, sizeof(m->transport), "%s", transport ? transport : "compression");
 	m->encrypt = encrypt;
 	m->verify_memory = verify_memory;
+	m->postcopy = postcopy;
 	/* a queued copy must stay a copy: started as a handover it would run
 	 * the VM on a disk the destination does not have */
 	m->copy_disk = disk_copy != NULL;

@@ -143,7 +143,7 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	static const char *const fields[] = { "name", "names", "all_running",
 		"destination", "downtime_ms", "bandwidth_mibps", "transport", "codec", "max_duration_s",
 		"on_timeout", "encrypt", "verify_memory", "copy_disk", "disk_path", "disk_dir",
-		"remove_source_disk", "check_only", NULL };
+		"remove_source_disk", "check_only", "postcopy", NULL };
 	struct host_settings *s = &r->d->settings;
 	const char *dest = NULL, *transport = s->transport;
 	/* bandwidth_mibps is the move's own limit; the host's limit is not a
@@ -151,7 +151,7 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	int64_t downtime = s->downtime_ms, bw = 0, maxdur = 0;
 	const char *on_timeout = "switchover", *codec = "auto", *disk_path = NULL, *disk_dir = NULL;
 	bool encrypt = s->encrypt, verify_memory = s->verify_memory, copy_disk = false, check_only = false;
-	bool remove_source = false;
+	bool remove_source = false, postcopy = false;
 	struct json_object *o, *arr;
 	struct move *moves[MIGRATION_START_MAX_VMS];
 	struct vm *vms[MIGRATION_START_MAX_VMS];
@@ -173,8 +173,15 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 	    jsonl_get_str(r->args, "disk_path", false, &disk_path, &r->err) < 0 ||
 	    jsonl_get_str(r->args, "disk_dir", false, &disk_dir, &r->err) < 0 ||
 	    jsonl_get_bool(r->args, "remove_source_disk", false, &remove_source, &r->err) < 0 ||
-	    jsonl_get_bool(r->args, "check_only", false, &check_only, &r->err) < 0)
+	    jsonl_get_bool(r->args, "check_only", false, &check_only, &r->err) < 0 ||
+	    jsonl_get_bool(r->args, "postcopy", false, &postcopy, &r->err) < 0)
 		return bad_arg(r);
+	if (postcopy && verify_memory)
+		return req_fail(r, "E_BAD_ARG", "postcopy and verify_memory do not go together: the "
+				"digest is checked before the VM runs there, and in post-copy part of its "
+				"memory is still here then%s",
+				json_object_object_get_ex(r->args, "verify_memory", NULL) ? ""
+				: " (verify_memory is this host's setting: ask verify_memory false)");
 	if ((disk_path || disk_dir) && !copy_disk)
 		return req_fail(r, "E_BAD_ARG", "%s is where the disk's copy goes: it needs copy_disk",
 				disk_path ? "disk_path" : "disk_dir");
@@ -230,6 +237,7 @@ enum verb_result verb_migration_start(struct req *r, struct json_object **reply)
 		moves[i]->cancel_on_timeout = strcmp(on_timeout, "cancel") == 0;
 		moves[i]->encrypt = encrypt;
 		moves[i]->verify_memory = verify_memory;
+		moves[i]->postcopy = postcopy;
 		moves[i]->check_only = check_only;
 		moves[i]->copy_disk = copy_disk && vms[i]->def.disk[0];
 		if (moves[i]->copy_disk && disk_dir)

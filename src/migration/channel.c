@@ -38,39 +38,41 @@ static void channel_pace_reload(struct mig_channel *c)
 	c->t_start_ns = 0;
 }
 
+uint64_t channel_pace_delay(struct mig_channel *c)
+{
+	uint64_t sent, due_ns, now, d;
+
+	channel_pace_reload(c);
+	if (!c->bw_bps || (c->cancel && *c->cancel))
+		return 0;
+	if (!c->t_start_ns) {
+		c->t_start_ns = channel_now_ns();
+		c->bytes_start = c->w.bytes;
+		return 0;
+	}
+	sent = c->w.bytes - c->bytes_start;
+	due_ns = (uint64_t)((double)sent * 1e9 / (double)c->bw_bps);
+	now = channel_now_ns() - c->t_start_ns;
+	/* Time spent not sending (compressing, waiting for work) is not
+	 * saved up as credit beyond a short burst: the cap holds over any
+	 * window, and the compressor's raw-vs-compressed timing stays
+	 * honest. */
+	if (now > due_ns + PACE_BURST_NS) {
+		c->t_start_ns += now - due_ns - PACE_BURST_NS;
+		now = due_ns + PACE_BURST_NS;
+	}
+	if (due_ns <= now)
+		return 0;
+	d = due_ns - now;
+	return d > PACE_SLICE_NS ? PACE_SLICE_NS : d;
+}
+
 /* Bandwidth limit: sleep until the bytes sent fit the budget. */
 void channel_pace(struct mig_channel *c)
 {
-	for (;;) {
-		uint64_t sent, due_ns, now, d;
-		struct timespec ts;
-
-		channel_pace_reload(c);
-		if (!c->bw_bps || (c->cancel && *c->cancel))
-			return;
-		if (!c->t_start_ns) {
-			c->t_start_ns = channel_now_ns();
-			c->bytes_start = c->w.bytes;
-			return;
-		}
-		sent = c->w.bytes - c->bytes_start;
-		due_ns = (uint64_t)((double)sent * 1e9 / (double)c->bw_bps);
-		now = channel_now_ns() - c->t_start_ns;
-		/* Time spent not sending (compressing, waiting for work) is not
-		 * saved up as credit beyond a short burst: the cap holds over any
-		 * window, and the compressor's raw-vs-compressed timing stays
-		 * honest. */
-		if (now > due_ns + PACE_BURST_NS) {
-			c->t_start_ns += now - due_ns - PACE_BURST_NS;
-			now = due_ns + PACE_BURST_NS;
-		}
-		if (due_ns <= now)
-			return;
-		d = due_ns - now;
-		if (d > PACE_SLICE_NS)
-			d = PACE_SLICE_NS;
-		ts.tv_sec = (time_t)(d / 1000000000ULL);
-		ts.tv_nsec = (long)(d % 1000000000ULL);
+	uint64_t d;
+	while ((d = channel_pace_delay(c)) != 0) {
+		struct timespec ts = { (time_t)(d / 1000000000ULL), (long)(d % 1000000000ULL) };
 		/* An early wake-up (signal) just goes round the loop again. */
 		nanosleep(&ts, NULL);
 	}

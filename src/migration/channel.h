@@ -79,6 +79,10 @@ int channel_exec(struct mig_channel *c, const struct chan_job *j);
  * bandwidth limit: after each job, and after each record the migration
  * thread writes itself on channel 0 (a disk copy's runs). */
 void channel_pace(struct mig_channel *c);
+/* How long channel_pace would sleep now before its next look (ns, at most
+ * PACE_SLICE_NS; 0: the budget has room), for a caller that waits on
+ * something else meanwhile (post-copy: the guest's page requests). */
+uint64_t channel_pace_delay(struct mig_channel *c);
 uint64_t channel_now_ns(void);
 /* Wall clock: compared across hosts (downtime = destination resume - source pause). */
 uint64_t channel_realtime_ns(void);

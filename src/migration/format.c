@@ -235,6 +235,11 @@ int mig_get_reply(struct stream *r, uint32_t type, char *buf, size_t cap, struct
 		return -1;
 	if (t != type)
 		return err_set(e, "protocol error: expected reply %u, got %u", type, t);
+	return mig_get_reply_text(r, len, buf, cap, e);
+}
+
+int mig_get_reply_text(struct stream *r, uint32_t len, char *buf, size_t cap, struct err *e)
+{
 	if (len >= cap || len > MIG_MAX_REPLY)
 		return err_set(e, "protocol error: reply of %u bytes is too long", len);
 	stream_get(r, buf, len);

@@ -194,5 +194,7 @@ const char *mig_rec_name(uint32_t type);
 int mig_put_reply(struct stream *w, uint32_t type, const char *json, struct err *e);
 /* Receive a reply of the expected type into buf (NUL ended). */
 int mig_get_reply(struct stream *r, uint32_t type, char *buf, size_t cap, struct err *e);
+/* A reply's JSON text of len bytes, its header already read. */
+int mig_get_reply_text(struct stream *r, uint32_t len, char *buf, size_t cap, struct err *e);
 
 #endif

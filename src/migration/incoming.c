@@ -394,6 +394,14 @@ struct rx {
 	struct postcopy_in pc;
 	bool pc_on, pc_lost;
 	pthread_mutex_t wlock;
+	/* its receiver, a thread of its own: whatever touches guest memory
+	 * meanwhile on this thread (the NIC's announce) may wait on a page
+	 * only a reader of the main connection can bring */
+	pthread_t pc_thread;
+	bool pc_thread_on;
+	struct stream *pc_r, *pc_w;
+	int pc_rc;
+	struct err pc_e;
 };
 
 /* The pass-0 marker after the extents: how many channels the source
@@ -643,6 +651,23 @@ static int postcopy_receive(struct rx *x, struct stream *r, struct stream *w, st
 	return stream_check(w, e);
 }
 
+static void *pc_rx_thread(void *arg)
+{
+	struct rx *x = arg;
+	x->pc_rc = postcopy_receive(x, x->pc_r, x->pc_w, &x->pc_e);
+	if (x->pc_rc < 0 && x->in->hooks.lost) {
+		char why[sizeof(x->in->error)];
+		snprintf(why, sizeof(why),
+			 "post-copy broke with %llu of %llu pages still on the source (%.250s); the VM "
+			 "ran here on memory that is not all here and was stopped: start it again (it "
+			 "boots from its disk)",
+			 (unsigned long long)(x->pc.owed_count - x->pc.arrived_count),
+			 (unsigned long long)x->pc.owed_count, x->pc_e.msg);
+		x->in->hooks.lost(x->in->hooks.opaque, why);
+	}
+	return NULL;
+}
+
 static void *in_thread(void *arg)
 {
 	struct mig_incoming *in = arg;
@@ -868,16 +893,29 @@ static void *in_thread(void *arg)
 	}
 	if (postcopy) {
 		postcopy_in_may_ask(&x->pc);
+		x->pc_r = &r;
+		x->pc_w = &w;
+		if (pthread_create(&x->pc_thread, NULL, pc_rx_thread, x) != 0) {
+			err_set(&e, "cannot start the post-copy receiver");
+			goto lost;
+		}
+		x->pc_thread_on = true;
 		announce_round(in->m);
 	}
 	set_stage(in, IN_RUNNING);
 	notify(in, IN_EV_RUNNING);
+	failpoint("dst.after_resumed"); /* tests: only the first announce round is out yet */
+	if (x->pc_thread_on) {
+		pthread_join(x->pc_thread, NULL);
+		x->pc_thread_on = false;
+		if (x->pc_rc < 0) {
+			e = x->pc_e;
+			goto lost;
+		}
+	}
 	pthread_mutex_lock(&in->lock);
 	in->bytes = r.bytes;
 	pthread_mutex_unlock(&in->lock);
-	failpoint("dst.after_resumed"); /* tests: only the first announce round is out yet */
-	if (postcopy && postcopy_receive(x, &r, &w, &e) < 0)
-		goto lost;
 	announce_rest(in->m);
 	goto out;
 lost:

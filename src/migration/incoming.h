@@ -28,6 +28,13 @@ struct incoming_hooks {
 	int (*build)(void *opaque, struct vm_config *cfg, struct err *e);
 	/* Start the vCPUs of the loaded machine. */
 	int (*start)(void *opaque, struct err *e);
+	/* Post-copy broke after the VM ran here: part of its memory is gone
+	 * with the source. The VM must not run on, and anything waiting on a
+	 * missing page (a vCPU, a device, the NIC's announce) waits forever:
+	 * the worker ends the process here (why: the reason, for its log).
+	 * NULL: the migration thread reports the failure as any other and
+	 * the caller stops what it can. */
+	void (*lost)(void *opaque, const char *why);
 	void *opaque;
 	/* Memory already set aside for the VM (--prealloc): it counts as
 	 * available when the host's free memory is checked. */
@@ -59,7 +66,7 @@ struct mig_incoming {
 	char error[512];
 	bool abandoned;              /* failed because the source sent ABORT (called the move off) */
 	bool lost;                   /* failed in post-copy, after the guest ran here */
-	int lost_uffd;               /* ...its userfaultfd, open until the vCPUs are stopped */
+	int lost_uffd;               /* ...its userfaultfd (no lost hook), open until the vCPUs are stopped */
 	uint64_t postcopy_left;      /* post-copy: owed pages not yet here (atomic) */
 };
 

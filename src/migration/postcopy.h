@@ -31,6 +31,9 @@
 /* Owed pages the source sends after a requested one: the guest's next
  * touches are mostly nearby. */
 #define POSTCOPY_PREFETCH_PAGES 32
+/* The background sweep's step (256 KiB): under a bandwidth limit a
+ * request waits behind at most one. */
+#define POSTCOPY_SWEEP_PAGES 64
 
 /* Source: the owed set, as POSTCOPY records. */
 void postcopy_put_owed(struct stream *w, const uint64_t *bitmap, uint64_t npages);

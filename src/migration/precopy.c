@@ -1088,14 +1088,8 @@ static int postcopy_reply(struct run *r, uint64_t *page, bool *done, char *buf, 
 	}
 	if (type != MIG_REPLY_POSTCOPY_DONE)
 		return err_set(e, "protocol error: reply %u during post-copy", type);
-	if (len >= cap || len > MIG_MAX_REPLY)
-		return err_set(e, "protocol error: reply of %u bytes is too long", len);
-	stream_get(rd, buf, len);
-	if (stream_check(rd, e) < 0)
-		return -1;
-	buf[len] = 0;
 	*done = true;
-	return 0;
+	return mig_get_reply_text(rd, len, buf, cap, e);
 }
 
 /* After RESUMED: the guest runs there. Pages it waits for go first, the
@@ -1114,7 +1108,16 @@ static int postcopy_serve(struct run *r, struct err *e)
 	c->bw_channels = 1;
 	c->bw_seen = UINT64_MAX;
 	while (r->owed_left) {
-		while (stream_readable_now(&r->rd)) {
+		/* The move's limit holds for all of it; within it, what the
+		 * guest waits for goes first, and the sweep goes in small steps
+		 * so that a request waits little behind it. */
+		uint64_t d = channel_pace_delay(c);
+		if (d) {
+			struct pollfd p = { c->fd, POLLIN, 0 };
+			poll(&p, 1, (int)((d + 999999) / 1000000));
+			continue;
+		}
+		if (stream_readable_now(&r->rd)) {
 			if (postcopy_reply(r, &page, &done, reply, sizeof(reply), e) < 0)
 				return -1;
 			if (done)
@@ -1123,6 +1126,7 @@ static int postcopy_serve(struct run *r, struct err *e)
 			requests++;
 			if (send_owed(r, &st, page, POSTCOPY_PREFETCH_PAGES + 1, e) < 0)
 				return -1;
+			continue;
 		}
 		while (cursor < r->d.npages && !(r->owed[cursor / 64] >> (cursor % 64)))
 			cursor = (cursor / 64 + 1) * 64;
@@ -1131,10 +1135,9 @@ static int postcopy_serve(struct run *r, struct err *e)
 			continue;
 		}
 		failpoint("src.postcopy_chunk"); /* tests: a slow sweep, the guest's requests first */
-		if (send_owed(r, &st, cursor, CHUNK_PAGES, e) < 0)
+		if (send_owed(r, &st, cursor, POSTCOPY_SWEEP_PAGES, e) < 0)
 			return -1;
-		cursor += CHUNK_PAGES;
-		channel_pace(c);
+		cursor += POSTCOPY_SWEEP_PAGES;
 		pthread_mutex_lock(&r->ms->lock);
 		r->ms->st.postcopy_left = r->ms->st.remaining_pages = r->owed_left;
 		r->ms->st.postcopy_requests = requests;

@@ -1023,6 +1023,21 @@ static int reserve_memory(struct worker *w, uint64_t size, const char *extents, 
 	return 0;
 }
 
+/* Post-copy lost the VM after it ran here (incoming.h): nothing may run
+ * on, and a vCPU, a device or the NIC's announce may wait forever on a
+ * page that never comes, so the worker ends here, as a failed arrival
+ * (5). ferryd finds the VM ran here (run/NAME.resumed) and keeps it,
+ * stopped, to be started again. The one place a worker exits outside
+ * main: no orderly way out can wait for those threads. */
+static void incoming_lost(void *opaque, const char *why)
+{
+	struct worker *w = opaque;
+	log_error("VM %s lost: %s", w->m.cfg.name, why);
+	fprintf(stderr, "ferry-vm: incoming migration failed: %s\n", why);
+	fflush(stderr);
+	_exit(5);
+}
+
 /* Past COMMIT: the VM runs here from now on. The mark goes down before
  * the vCPUs start (a guest that ran here, even briefly, may have written
  * its disk: the source's paused copy must never run after it), and is
@@ -1082,7 +1097,8 @@ int worker_main(const struct vm_config *cfg, const struct worker_opts *o, struct
 	}
 	w->local = *cfg;
 	if (o->incoming) {
-		struct incoming_hooks h = { .build = incoming_build, .start = incoming_start_vcpus, .opaque = w,
+		struct incoming_hooks h = { .build = incoming_build, .start = incoming_start_vcpus,
+					    .lost = incoming_lost, .opaque = w,
 					    .disk_copy = o->disk_copy };
 		w->incoming = true;
 		w->state = WORKER_INCOMING;

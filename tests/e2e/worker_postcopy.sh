@@ -55,15 +55,21 @@ echo "$res" | grep -q '"postcopy":{"used":false' || fail "post-copy used for a c
 verify qd
 vmctl "$T/qd.sock" '{"cmd":"stop"}' >/dev/null
 
+# midway TAG: a busy guest moved with a slow post-copy sweep (200 ms a
+# chunk), to destination TAGd, half a second into its post-copy
+midway() {
+	export FERRY_FAILPOINTS="src.postcopy_chunk=delay(200)"
+	busy "$1"
+	unset FERRY_FAILPOINTS
+	next_port; start_dst "$1d" "$port"
+	migrate "$1" "$port" ',"transport":"tcp","bandwidth_mibps":64,"postcopy":true' || fail "migrate refused"
+	for _ in $(seq 100); do [ "$(stage_of "$1")" = postcopy ] && break; sleep 0.1; done
+	[ "$(stage_of "$1")" = postcopy ] || fail "never in post-copy: $(stage_of "$1")"
+	sleep 0.5
+}
+
 note "the source dies in post-copy: the destination stops the guest"
-export FERRY_FAILPOINTS="src.postcopy_chunk=delay(200)"
-busy k
-unset FERRY_FAILPOINTS
-next_port; start_dst kd "$port"
-migrate k "$port" ',"transport":"tcp","bandwidth_mibps":64,"postcopy":true' || fail "migrate refused"
-for _ in $(seq 100); do [ "$(stage_of k)" = postcopy ] && break; sleep 0.1; done
-[ "$(stage_of k)" = postcopy ] || fail "never in post-copy: $(stage_of k)"
-sleep 0.5
+midway k
 left=$(field "$(vmctl "$T/kd.sock" '{"cmd":"status"}')" postcopy_left)
 [ "${left:-0}" -gt 0 ] || fail "the destination owes no pages mid post-copy: $left"
 kill -9 "$PID_k"
@@ -73,14 +79,7 @@ grep -q "post-copy broke with [0-9]* of [0-9]* pages still on the source" "$T/kd
 echo "destination: $(grep -o 'post-copy broke with [0-9]* of [0-9]* pages' "$T/kd.err")"
 
 note "the destination dies in post-copy: the source's copy is lost, never resumed"
-export FERRY_FAILPOINTS="src.postcopy_chunk=delay(200)"
-busy l
-unset FERRY_FAILPOINTS
-next_port; start_dst ld "$port"
-migrate l "$port" ',"transport":"tcp","bandwidth_mibps":64,"postcopy":true' || fail "migrate refused"
-for _ in $(seq 100); do [ "$(stage_of l)" = postcopy ] && break; sleep 0.1; done
-[ "$(stage_of l)" = postcopy ] || fail "never in post-copy: $(stage_of l)"
-sleep 0.5
+midway l
 kill -9 "$PID_ld"
 res=$(wait_mig l 30) || fail "the move did not end after its destination died: $res"
 [ "$(field "$res" stage)" = lost ] || fail "expected stage lost: $res"

@@ -9,7 +9,10 @@
  *       STATE_END every collected section run through its device decoder
  *       (what vmstate_apply does before it touches KVM); DIGEST, SYNC,
  *       ABORT, CPUID and CPU_MODEL records through their readers, and
- *       DISK records' headers against the copy CONFIG describes.
+ *       DISK records' headers against the copy CONFIG describes; POSTCOPY
+ *       records into the owed set, and after a POSTCOPY_END every MEM
+ *       record through post-copy's receiver (its checks; with no
+ *       userfaultfd here, placing a page fails, which is a rejection).
  * Neither may crash, leak, hang or touch memory it does not own; rejecting
  * the input is always fine. Build with tests/fuzz/build.sh.
  */
@@ -24,6 +27,7 @@
 #include "migration/check.h"
 #include "migration/digest.h"
 #include "migration/diskcopy.h"
+#include "migration/postcopy.h"
 #include "migration/ram.h"
 #include "migration/snapshot.h"
 #include "vmm/vmstate.h"
@@ -87,6 +91,8 @@ static void receive(const uint8_t *data, size_t size)
 	struct vmstate_loaded *ld;
 	struct vm_config cfg;
 	struct ram_recv rr;
+	struct postcopy_in pc;
+	bool after_switch = false; /* a POSTCOPY_END seen: MEM goes to post-copy's receiver */
 	struct stream r;
 	struct mig_rec rec;
 	struct err e;
@@ -94,7 +100,7 @@ static void receive(const uint8_t *data, size_t size)
 	stream_init_mem_reader(&r, data, size);
 	if (snapshot_load_config(&r, &cfg, &e) < 0)
 		return;
-	if (ram_recv_init(&rr, &gm, &e) < 0)
+	if (ram_recv_init(&rr, &gm, &e) < 0 || postcopy_in_init(&pc, &gm, &e) < 0)
 		abort();
 	ld = calloc(1, sizeof(*ld));
 	if (!ld)
@@ -102,9 +108,17 @@ static void receive(const uint8_t *data, size_t size)
 	for (;;) {
 		if (mig_get_rec(&r, &rec, &e) < 0)
 			break;
-		if (rec.type == MIG_REC_MEM) {
+		if (rec.type == MIG_REC_MEM && after_switch) {
+			if (postcopy_in_recv(&pc, &r, rec.len, &e) < 0)
+				break;
+		} else if (rec.type == MIG_REC_MEM) {
 			if (ram_recv_record(&rr, &r, rec.len, &e) < 0)
 				break;
+		} else if (rec.type == MIG_REC_POSTCOPY) {
+			if (postcopy_in_read_owed(&pc, &r, rec.len, &e) < 0)
+				break;
+		} else if (rec.type == MIG_REC_POSTCOPY_END) {
+			after_switch = true;
 		} else if (rec.type == MIG_REC_SECTION) {
 			if (vmstate_read_section(ld, &r, rec.len, &e) < 0)
 				break;
@@ -155,6 +169,7 @@ static void receive(const uint8_t *data, size_t size)
 	vmstate_loaded_free(ld);
 	free(ld);
 	ram_recv_destroy(&rr);
+	postcopy_in_destroy(&pc);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
