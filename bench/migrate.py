@@ -78,6 +78,11 @@ WORKLOADS = [
     Workload("max-cap128", 1024, "ws=512M rate=max", 512, "max", 60,
              bandwidth=128 << 20,
              what="full speed under a 128 MiB/s bandwidth cap (QEMU's shipped default)"),
+    # A guest paced by time (it makes up at each wake-up what a throttle
+    # held back) on a slow link: throttling cannot make it converge, so
+    # pre-copy ends stopping it for what is left; post-copy switches over.
+    Workload("paced-cap4", 1024, "ws=16M rate=16", 16, 16, 60, bandwidth=4 << 20,
+             what="16 MiB working set dirtied at 16 MiB/s, paced by time, under a 4 MiB/s cap"),
     # The same two with compressible pages (guest data=text: ~2x lz4, ~3x
     # zstd, see guest/README.md), where compression has something to win.
     Workload("ws512-r256-text", 1024, "ws=512M rate=256 data=text", 512, 256, 120,
@@ -119,8 +124,8 @@ FULL = {
     "ws512-r256": QEMU_ALL + FERRY_ALL,
     "ws512-r1024": QEMU_ALL + FERRY_ALL,
     "ws512-max": QEMU_ALL + FERRY_ALL,
-    "max-cap128": ["qemu", "qemu-prealloc", "qemu-mfd4-zstd-prealloc", "ferry", "ferry-multichannel",
-                   "ferry-postcopy"],
+    "max-cap128": ["qemu", "qemu-prealloc", "qemu-mfd4-zstd-prealloc", "qemu-postcopy", "ferry",
+                   "ferry-multichannel", "ferry-postcopy"],
     "fill768": ["qemu", "qemu-prealloc", "qemu-mfd4-prealloc", "ferry-tcp", "ferry-tcp-prealloc",
                 "ferry-multichannel-prealloc",
                 # encrypted: QEMU's TLS beside ferry's sealed connections
@@ -138,6 +143,7 @@ FULL = {
                              "ferry-tcp", "ferry-multichannel", "ferry-multichannel-compression"],
     "disk1g": ["qemu-blk", "qemu-blk-prealloc", "ferry-copydisk", "ferry-tcp-copydisk",
                "ferry-tcp-prealloc-copydisk"],
+    "paced-cap4": ["qemu", "qemu-postcopy", "ferry-tcp", "ferry-tcp-postcopy"],
 }
 QUICK = {
     "idle-1g": ["qemu", "qemu-prealloc", "ferry"],
@@ -148,7 +154,7 @@ QUICK = {
                    "ferry-multichannel", "ferry-multichannel-prealloc"],
     "ws512-max": ["qemu", "qemu-prealloc", "qemu-dt50-prealloc", "qemu-mfd4-prealloc", "ferry",
                   "ferry-multichannel-prealloc"],
-    "max-cap128": ["qemu", "ferry", "ferry-postcopy"],
+    "max-cap128": ["qemu", "qemu-postcopy", "ferry", "ferry-postcopy"],
     "fill768": ["qemu-prealloc", "ferry-tcp", "ferry-tcp-prealloc"],
     "disk1g": ["qemu-blk", "qemu-blk-prealloc", "ferry-copydisk", "ferry-tcp-prealloc-copydisk"],
 }
@@ -318,9 +324,10 @@ class QemuSystem:
 
     @staticmethod
     def parse(variant):
-        """qemu[-mfdN][-zstd][-prealloc][-dtN][-shipped][-tls][-blk]"""
+        """qemu[-mfdN][-zstd][-prealloc][-dtN][-shipped][-tls][-blk][-postcopy]"""
         opt = {"channels": 0, "zstd": False, "prealloc": False,
-               "downtime_ms": None, "bandwidth": UNLIMITED_BW, "tls": False, "blk": False}
+               "downtime_ms": None, "bandwidth": UNLIMITED_BW, "tls": False, "blk": False,
+               "postcopy": False}
         for tok in variant.split("-")[1:]:
             if re.fullmatch(r"mfd\d+", tok):
                 opt["channels"] = int(tok[3:])
@@ -335,6 +342,11 @@ class QemuSystem:
                 opt["bandwidth"] = None  # leave QEMU's default (128 MiB/s)
             elif tok == "tls":
                 opt["tls"] = True  # TLS with a pre-shared key (tls-creds-psk) on every channel
+            elif tok == "postcopy":
+                # capability postcopy-ram, and migrate-start-postcopy once
+                # pass 1 is done (its first dirty sync after it), as ferry
+                # --post-copy switches after a pass 1 that did not converge
+                opt["postcopy"] = True
             elif tok == "blk":
                 # block migration (capability "block", zero blocks skipped):
                 # the disk image copied with the memory
@@ -402,6 +414,8 @@ class QemuSystem:
             res["dst_start_ms"] = ms(time.monotonic() - t)
 
             caps = [{"capability": "multifd", "state": opt["channels"] > 0}]
+            if opt["postcopy"]:
+                caps.append({"capability": "postcopy-ram", "state": True})
             if opt["blk"]:
                 caps += [{"capability": "block", "state": True},
                          {"capability": "zero-blocks", "state": True}]
@@ -421,6 +435,11 @@ class QemuSystem:
                 sp["max-bandwidth"] = bw
             if opt["downtime_ms"]:
                 sp["downtime-limit"] = opt["downtime_ms"]
+            if bw and opt["postcopy"]:
+                # QEMU's post-copy caps only its background sweep, with its
+                # own parameter (default: none); ferry's keeps the move's cap
+                # for the sweep and serves the guest's faults at once too
+                sp["max-postcopy-bandwidth"] = bw
             if sp:
                 src_q.cmd("migrate-set-parameters", **sp)
             p = src_q.cmd("query-migrate-parameters")
@@ -434,12 +453,18 @@ class QemuSystem:
             t0 = time.monotonic()
             src_q.cmd("migrate", uri=uri)
             status, info = None, {}
+            switched = False
             while True:
                 time.sleep(0.02)
                 info = src_q.cmd("query-migrate")
                 status = info.get("status")
                 if status in ("completed", "failed", "cancelled"):
                     break
+                if (opt["postcopy"] and not switched and status == "active" and
+                        info.get("ram", {}).get("dirty-sync-count", 0) >= 2):
+                    src_q.cmd("migrate-start-postcopy")
+                    switched = True
+                    res["notes"].append("migrate-start-postcopy after %d ms" % ms(time.monotonic() - t0))
                 if time.monotonic() - t0 > timeout_s:
                     break
             t1 = time.monotonic()

@@ -622,7 +622,9 @@ static int pass_one_check(struct run *r, struct early_check *x, uint64_t upto, s
 	pthread_mutex_lock(&r->ms->lock);
 	r->ms->st.dirty_rate_mibps = rate / 1048576.0;
 	pthread_mutex_unlock(&r->ms->lock);
-	if (left_s > 1.0 && rate > bw * 0.5)
+	/* with post-copy the guest is never slowed: the pass ends, and the
+	 * end-of-pass rule switches to post-copy */
+	if (left_s > 1.0 && rate > bw * 0.5 && !r->ms->o.postcopy)
 		return throttle_step(r, rate, bw, e);
 	return 0;
 }
@@ -1040,6 +1042,14 @@ static int postcopy_owed(struct run *r, struct err *e)
 	r->owed_left = 0;
 	for (size_t i = 0; i < words; i++)
 		r->owed_left += (uint64_t)__builtin_popcountll(r->owed[i]);
+	/* Nothing owed after all (the last sync found the guest idle): the
+	 * destination, offered no owed page, runs the guest as after any
+	 * stop-and-copy and expects nothing after RESUMED. */
+	if (!r->owed_left) {
+		r->postcopy = false;
+		log_info("migration: nothing dirty at the switch-over: no post-copy after all");
+		return 0;
+	}
 	pthread_mutex_lock(&r->ms->lock);
 	r->ms->st.postcopy = true;
 	r->ms->st.postcopy_pages = r->ms->st.postcopy_left = r->owed_left;
@@ -1108,15 +1118,11 @@ static int postcopy_serve(struct run *r, struct err *e)
 	c->bw_channels = 1;
 	c->bw_seen = UINT64_MAX;
 	while (r->owed_left) {
-		/* The move's limit holds for all of it; within it, what the
-		 * guest waits for goes first, and the sweep goes in small steps
-		 * so that a request waits little behind it. */
-		uint64_t d = channel_pace_delay(c);
-		if (d) {
-			struct pollfd p = { c->fd, POLLIN, 0 };
-			poll(&p, 1, (int)((d + 999999) / 1000000));
-			continue;
-		}
+		uint64_t d;
+		/* What the guest waits for goes at once, beyond the move's
+		 * limit, as QEMU's post-copy does: a vCPU stalls on it. The
+		 * limit is the background sweep's, whose next wait is the longer
+		 * for it, in steps small enough that a request barely waits. */
 		if (stream_readable_now(&r->rd)) {
 			if (postcopy_reply(r, &page, &done, reply, sizeof(reply), e) < 0)
 				return -1;
@@ -1126,6 +1132,12 @@ static int postcopy_serve(struct run *r, struct err *e)
 			requests++;
 			if (send_owed(r, &st, page, POSTCOPY_PREFETCH_PAGES + 1, e) < 0)
 				return -1;
+			continue;
+		}
+		d = channel_pace_delay(c);
+		if (d) {
+			struct pollfd p = { c->fd, POLLIN, 0 };
+			poll(&p, 1, (int)((d + 999999) / 1000000)); /* a request ends the wait */
 			continue;
 		}
 		while (cursor < r->d.npages && !(r->owed[cursor / 64] >> (cursor % 64)))

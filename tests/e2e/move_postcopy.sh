@@ -34,7 +34,7 @@ grep -E "Post-copy: +[0-9]+ pages sent after the VM ran there" "$T/st" || { cat 
 note "post-copy breaks: B's worker dies with pages still on A"
 on B vm stop p >/dev/null || fail "stop p on B"
 on B vm delete p >/dev/null || fail "delete p on B"
-new_vm A q 256M "ws=32M rate=max"
+new_vm A q 256M "ws=32M rate=8"
 on A move-vm -n q -d "$(port_of B)" --post-copy --bandwidth 8 --no-wait >/dev/null || fail "move-vm q"
 for _ in $(seq 200); do
 	stage=$(on A --json migration status q 2>/dev/null | json_get move.stage)
