@@ -176,6 +176,16 @@ static void test_move_request(void **state)
 	assert_int_equal(cli_move_check_common(&mo, "host evacuate"), -1);
 	mo.disk_dir = NULL; /* --remove-source-disk alone needs --copy-disk too */
 	assert_int_equal(cli_move_check_common(&mo, "move-vm"), -1);
+	/* --post-copy: asked for in the request; not with --verify-memory on */
+	mo.remove_source_disk = false;
+	assert_int_equal(cli_move_parse_common('Y', NULL, "move-vm", &mo, 1, none), 0);
+	assert_int_equal(cli_move_check_common(&mo, "move-vm"), 0); /* verify_memory off, above */
+	req = json_object_new_object();
+	cli_move_request_options(req, &mo);
+	assert_non_null(strstr(jsonl_text(req), "\"postcopy\":true"));
+	json_object_put(req);
+	mo.verify_memory = 1;
+	assert_int_equal(cli_move_check_common(&mo, "move-vm"), -1);
 }
 
 /* Several destinations: biggest VM first, each where the most room is

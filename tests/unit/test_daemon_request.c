@@ -1297,7 +1297,43 @@ static void test_source_worker_stages(void **state)
 	assert_false(vm->expect_exit);
 	for (struct move *x = f->d.moves; x; x = x->next)
 		assert_ptr_not_equal(x, m); /* ended: out of the queue */
+	/* post-copy broke: the move fails, lost, and the stale copy here goes
+	 * (departed, its definition removed), never resumed */
+	m = fx_move(f, MOVE_OUT, "mv-00000303", "p1", MV_MIGRATING, 32);
+	m->postcopy = true;
+	peer_answer(f, m, PEER_POLL, "{\"ok\":true,\"migration\":{\"stage\":\"postcopy\"}}");
+	assert_int_equal(m->state, MV_MIGRATING);
+	peer_answer(f, m, PEER_POLL, "{\"ok\":true,\"migration\":{\"stage\":\"lost\",\"error\":"
+		    "\"post-copy broke with 7 pages still here\"}}");
+	assert_int_equal(m->state, MV_FAILED);
+	assert_string_equal(m->code, "E_MIGRATE_LOST");
+	assert_non_null(strstr(m->error, "post-copy broke with 7 pages still here"));
+	assert_non_null(strstr(m->error, "start it again there"));
+	assert_true(vm->departed && vm->expect_exit);
 	vm->pid = 0;
+}
+
+/* migration.start with postcopy: refused beside a verify_memory asked for
+ * in the same request; the host's verify_memory setting yields to it. */
+static void test_start_postcopy(void **state)
+{
+	struct fx *f = *state;
+	struct json_object *r, *moves, *mv;
+
+	settings_default(&f->d.settings);
+	f->d.settings.verify_memory = true;
+	define_vm(f, "q1")->state = VM_RUNNING;
+	expect_error(f, "{\"cmd\":\"migration.start\",\"name\":\"q1\",\"destination\":\"127.0.0.2\","
+		     "\"postcopy\":true,\"verify_memory\":true}", "E_BAD_ARG", "do not go together");
+	assert_null(f->d.moves);
+	r = call(f, "{\"cmd\":\"migration.start\",\"name\":\"q1\",\"destination\":\"127.0.0.2\","
+		 "\"postcopy\":true}");
+	assert_string_equal(field(r, "ok"), "true");
+	assert_true(json_object_object_get_ex(r, "moves", &moves));
+	mv = json_object_array_get_idx(moves, 0);
+	assert_string_equal(field(mv, "postcopy"), "true");
+	assert_string_equal(field(mv, "verify_memory"), "false");
+	json_object_put(r);
 }
 
 /* The longest VM name this host takes is one whose worker can bind its
@@ -1905,6 +1941,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_start_one_move_per_vm, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_start_copy_disk, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_remove_source_disk, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_start_postcopy, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_reaches_worker, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_name_leaving, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_bw_share_joining, fx_setup, fx_teardown),
