@@ -103,6 +103,10 @@ bool cli_downtime_over(struct json_object *mv, char *buf, size_t cap);
 /* A move that copies the disk: "to PATH: N MiB sent of a M MiB image, K MiB
  * written since and owed" into buf, and true; false without a copy. */
 bool cli_disk_copy_text(struct json_object *mv, char *buf, size_t cap);
+/* A move asked for post-copy: what became of it ("N pages sent after the VM
+ * ran there, in T ms; M asked for by the guest", or still going, or not
+ * needed) into buf, and true; false if not asked for. */
+bool cli_postcopy_text(struct json_object *mv, char *buf, size_t cap);
 /* "1h02m", "3m04s", "12s". */
 void cli_fmt_duration(int64_t ms, char *buf, size_t cap);
 /* A time still to go, rounded up to the second; "-" when none is known. */

@@ -164,7 +164,7 @@ static void mig_bandwidth_line(struct json_object *mv, char *buf, size_t cap)
 
 static void mig_show(struct json_object *mv)
 {
-	struct json_object *in = mig_incoming_progress(mv), *p = in ? NULL : cli_progress(mv), *dp, *pc;
+	struct json_object *in = mig_incoming_progress(mv), *p = in ? NULL : cli_progress(mv), *dp;
 	char buf[256], a[32], b[32], over[160];
 
 	cli_kv("Move", cli_str(mv, "id"));
@@ -256,19 +256,8 @@ static void mig_show(struct json_object *mv)
 					 : "kept: the VM runs on it here");
 			cli_kv("Source image", buf);
 		}
-		if (json_object_object_get_ex(p, "postcopy", &pc)) {
-			if (!cli_bool(pc, "used"))
-				snprintf(buf, sizeof(buf), "asked for; not needed (pre-copy converged)");
-			else if (cli_num(pc, "left") > 0)
-				snprintf(buf, sizeof(buf), "the VM runs there; %.0f of %.0f pages still to "
-					 "send, %.0f asked for by the guest", cli_num(pc, "left"),
-					 cli_num(pc, "pages"), cli_num(pc, "requested"));
-			else
-				snprintf(buf, sizeof(buf), "%.0f pages sent after the VM ran there, in "
-					 "%.0f ms; %.0f asked for by the guest", cli_num(pc, "pages"),
-					 cli_num(pc, "ms"), cli_num(pc, "requested"));
+		if (cli_postcopy_text(mv, buf, sizeof(buf)))
 			cli_kv("Post-copy", buf);
-		}
 		if (cli_bool(p, "verify_memory"))
 			cli_kv("Memory check", cli_bool(p, "memory_verified") ?
 			       "verified: the destination's copy matched the source's digest" :

@@ -75,6 +75,23 @@ bool cli_disk_copy_text(struct json_object *mv, char *buf, size_t cap)
 	return true;
 }
 
+bool cli_postcopy_text(struct json_object *mv, char *buf, size_t cap)
+{
+	struct json_object *pc;
+	if (!json_object_object_get_ex(cli_progress(mv), "postcopy", &pc))
+		return false;
+	if (!cli_bool(pc, "used"))
+		snprintf(buf, cap, "asked for; not needed (pre-copy converged)");
+	else if (cli_num(pc, "left") > 0)
+		snprintf(buf, cap, "the VM runs there; %.0f of %.0f pages still to send, %.0f asked "
+			 "for by the guest", cli_num(pc, "left"), cli_num(pc, "pages"),
+			 cli_num(pc, "requested"));
+	else
+		snprintf(buf, cap, "%.0f pages sent after the VM ran there, in %.0f ms; %.0f asked for "
+			 "by the guest", cli_num(pc, "pages"), cli_num(pc, "ms"), cli_num(pc, "requested"));
+	return true;
+}
+
 int64_t cli_int(struct json_object *o, const char *key, int64_t dflt)
 {
 	struct json_object *v;

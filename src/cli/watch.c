@@ -171,6 +171,11 @@ static void watch_summary(struct json_object *mv)
 				       ? "the image here was removed"
 				       : "the image here stays as it was at the switch-over");
 	}
+	{
+		char pc[256];
+		if (cli_postcopy_text(mv, pc, sizeof(pc)))
+			printf("  post-copy: %s\n", pc);
+	}
 	if (cli_str(mv, "error"))
 		printf("  note: %s\n", cli_str(mv, "error"));
 }
