@@ -10,10 +10,12 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "migration/ram.h"
 
@@ -58,9 +60,9 @@ void postcopy_put_owed(struct stream *w, const uint64_t *bitmap, uint64_t npages
 
 /* A userfaultfd that reports missing pages of shared memory, faults the
  * kernel takes on the guest's behalf included (KVM's), or -1. */
-static int uffd_open(struct err *e)
+static int uffd_open_with(uint64_t features, struct err *e)
 {
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MISSING_SHMEM };
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return err_sys(e, "userfaultfd (post-copy needs a kernel with it, and root)");
@@ -72,10 +74,26 @@ static int uffd_open(struct err *e)
 	return fd;
 }
 
+/* With minor faults on shared memory too where the kernel has them (5.13
+ * on), *minor then true: see postcopy_in_arm. The failpoint: a kernel
+ * without (tests/e2e/worker_postcopy.sh). */
+static int uffd_open(bool *minor, bool no_minor, struct err *e)
+{
+	int fd = -1;
+	*minor = false;
+	if (!no_minor && failpoint("dst.postcopy_no_minor") == 0)
+		fd = uffd_open_with(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM, e);
+	if (fd >= 0) {
+		*minor = true;
+		return fd;
+	}
+	return uffd_open_with(UFFD_FEATURE_MISSING_SHMEM, e);
+}
+
 bool postcopy_supported(void)
 {
 	struct err e;
-	int fd = uffd_open(&e);
+	int fd = uffd_open_with(UFFD_FEATURE_MISSING_SHMEM, &e);
 	if (fd < 0)
 		return false;
 	close(fd);
@@ -138,14 +156,17 @@ static void send_request(struct postcopy_in *pc, uint64_t p)
 	pthread_mutex_unlock(pc->wlock);
 }
 
-/* Fill a page nobody sends (the guest never wrote it) with zeros, or wake
- * the threads waiting on one already placed. */
-static void fill_or_wake(struct postcopy_in *pc, uint64_t p)
+/* Resolve a fault on a page nobody sends now: one the guest never wrote
+ * (missing) is filled with zeros; one in the page cache but not mapped
+ * here (minor: a page not owed, or placed already) is mapped as it is.
+ * Either way, one placed meanwhile has its waiters woken. */
+static void fill_or_wake(struct postcopy_in *pc, uint64_t p, bool minor)
 {
 	uint64_t addr = (uint64_t)(uintptr_t)pc->gm->host + (p << GMEM_PAGE_SHIFT);
 	for (;;) {
 		struct uffdio_zeropage z = { .range = { addr, 4096 }, .mode = 0 };
-		if (ioctl(pc->uffd, UFFDIO_ZEROPAGE, &z) == 0)
+		struct uffdio_continue c = { .range = { addr, 4096 }, .mode = 0 };
+		if (ioctl(pc->uffd, minor ? UFFDIO_CONTINUE : UFFDIO_ZEROPAGE, minor ? (void *)&c : (void *)&z) == 0)
 			return;
 		if (errno == EAGAIN)
 			continue;
@@ -155,12 +176,13 @@ static void fill_or_wake(struct postcopy_in *pc, uint64_t p)
 				log_warn("post-copy: waking page %llu: %s", (unsigned long long)p, strerror(errno));
 			return;
 		}
-		log_warn("post-copy: zero-filling page %llu: %s", (unsigned long long)p, strerror(errno));
+		log_warn("post-copy: %s page %llu: %s", minor ? "mapping" : "zero-filling",
+			 (unsigned long long)p, strerror(errno));
 		return;
 	}
 }
 
-static void on_fault(struct postcopy_in *pc, uint64_t addr)
+static void on_fault(struct postcopy_in *pc, uint64_t addr, bool minor)
 {
 	uint64_t base = (uint64_t)(uintptr_t)pc->gm->host, p;
 	bool ask = false;
@@ -182,10 +204,10 @@ static void on_fault(struct postcopy_in *pc, uint64_t addr)
 			send_request(pc, p);
 		return;
 	}
-	if (!bit_get(pc->owed, p))
+	if (!bit_get(pc->owed, p) && !minor)
 		pc->zero_fills++;
 	pthread_mutex_unlock(&pc->lock);
-	fill_or_wake(pc, p);
+	fill_or_wake(pc, p, minor);
 }
 
 /* The pages faulted on before the source could be asked. */
@@ -243,7 +265,8 @@ static void *fault_thread(void *arg)
 		}
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				on_fault(pc, msgs[i].arg.pagefault.address & ~4095ULL);
+				on_fault(pc, msgs[i].arg.pagefault.address & ~4095ULL,
+					 msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR);
 	}
 	return NULL;
 }
@@ -255,13 +278,24 @@ int postcopy_in_arm(struct postcopy_in *pc, struct stream *w, pthread_mutex_t *w
 		.range = { (uint64_t)(uintptr_t)gm->host, gm->ram_size },
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
-	const uint64_t need = (1ULL << _UFFDIO_COPY) | (1ULL << _UFFDIO_ZEROPAGE) | (1ULL << _UFFDIO_WAKE);
+	uint64_t need = (1ULL << _UFFDIO_COPY) | (1ULL << _UFFDIO_ZEROPAGE) | (1ULL << _UFFDIO_WAKE);
 	uint64_t t0;
 	pc->w = w;
 	pc->wlock = wlock;
-	pc->uffd = uffd_open(e);
+	pc->uffd = uffd_open(&pc->minor, pc->no_minor, e);
 	if (pc->uffd < 0)
 		return -1;
+	if (pc->minor) {
+		reg.mode |= UFFDIO_REGISTER_MODE_MINOR;
+		need |= 1ULL << _UFFDIO_CONTINUE;
+		/* where pages are written before they are mapped in whole */
+		pc->alias = mmap(NULL, gm->ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+				 gm->memfd, 0);
+		if (pc->alias == MAP_FAILED) {
+			pc->alias = NULL;
+			return err_sys(e, "post-copy: mapping guest memory a second time");
+		}
+	}
 	if (ioctl(pc->uffd, UFFDIO_REGISTER, &reg) < 0)
 		return err_sys(e, "userfaultfd: registering guest memory");
 	if ((reg.ioctls & need) != need)
@@ -269,10 +303,11 @@ int postcopy_in_arm(struct postcopy_in *pc, struct stream *w, pthread_mutex_t *w
 			       (unsigned long long)reg.ioctls);
 	pc->armed = true;
 	t0 = now_ns();
-	/* Registered first: a page punched now faults into us, never into a
-	 * fresh zero page someone then sees instead of the owed one. This is
-	 * downtime, and the host's cost of freeing those pages (~0.1 s per
-	 * GiB owed here). */
+	/* The stale copies of owed pages must not be seen. Registered first:
+	 * a touch of one from now on faults into us. This is downtime. With
+	 * minor faults they are only mapped out (the page cache keeps them,
+	 * to be overwritten through the alias); else they are freed, the
+	 * host's cost of ~0.2 ms per MiB here (bench/HISTORY.md). */
 	for (uint64_t p = 0; p < pc->npages;) {
 		uint64_t q;
 		if (!bit_get(pc->owed, p)) {
@@ -281,12 +316,16 @@ int postcopy_in_arm(struct postcopy_in *pc, struct stream *w, pthread_mutex_t *w
 		}
 		for (q = p; q < pc->npages && bit_get(pc->owed, q); q++)
 			;
-		if (gmem_punch(gm, p, q - p, e) < 0)
+		if (pc->minor && madvise(gm->host + (p << GMEM_PAGE_SHIFT), (q - p) << GMEM_PAGE_SHIFT,
+					 MADV_DONTNEED) < 0)
+			return err_sys(e, "post-copy: mapping stale pages out");
+		if (!pc->minor && gmem_punch(gm, p, q - p, e) < 0)
 			return err_prefix(e, "post-copy: dropping stale pages");
 		p = q;
 	}
-	log_info("post-copy: %llu MiB owed; their stale copies dropped in %.1f ms",
-		 (unsigned long long)(pc->owed_count >> 8), (double)(now_ns() - t0) / 1e6);
+	log_info("post-copy: %llu MiB owed; their stale copies %s in %.1f ms",
+		 (unsigned long long)(pc->owed_count >> 8), pc->minor ? "mapped out" : "dropped",
+		 (double)(now_ns() - t0) / 1e6);
 	pc->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (pc->wake_fd < 0)
 		return err_sys(e, "eventfd");
@@ -311,9 +350,34 @@ void postcopy_in_may_ask(struct postcopy_in *pc)
 	kick(pc);
 }
 
-/* Place pages [first, first+n) whole, from buf. */
+/* Map pages [first, first+n), written through the alias, in whole. */
+static int map_in(struct postcopy_in *pc, uint64_t first, uint64_t n, struct err *e)
+{
+	uint64_t base = (uint64_t)(uintptr_t)pc->gm->host + (first << GMEM_PAGE_SHIFT);
+	uint64_t len = n << GMEM_PAGE_SHIFT, done = 0;
+	while (done < len) {
+		struct uffdio_continue c = { .range = { base + done, len - done }, .mode = 0 };
+		if (ioctl(pc->uffd, UFFDIO_CONTINUE, &c) == 0)
+			done = len;
+		else if (c.mapped > 0)
+			done += (uint64_t)c.mapped; /* part of it, then EAGAIN: the rest again */
+		else if (errno != EAGAIN)
+			return err_sys(e, "post-copy: mapping pages %llu+%llu",
+				       (unsigned long long)(first + (done >> GMEM_PAGE_SHIFT)),
+				       (unsigned long long)((len - done) >> GMEM_PAGE_SHIFT));
+	}
+	return 0;
+}
+
+/* Place pages [first, first+n) whole, from buf: with minor faults written
+ * through the alias (no one can see them there: their mapping here is
+ * gone or was never made) and then mapped in; else copied in. */
 static int place(struct postcopy_in *pc, uint64_t first, uint64_t n, const uint8_t *buf, struct err *e)
 {
+	if (pc->minor) {
+		memcpy(pc->alias + (first << GMEM_PAGE_SHIFT), buf, n << GMEM_PAGE_SHIFT);
+		return map_in(pc, first, n, e);
+	}
 	uint64_t base = (uint64_t)(uintptr_t)pc->gm->host + (first << GMEM_PAGE_SHIFT);
 	uint64_t len = n << GMEM_PAGE_SHIFT, done = 0;
 	while (done < len) {
@@ -373,7 +437,18 @@ int postcopy_in_recv(struct postcopy_in *pc, struct stream *r, uint32_t rec_len,
 	 * touched cost no memory. Their waiters are woken to fault again. */
 	if (rc == 0 && h.enc == MIG_ENC_RAW) {
 		rc = place(pc, first, h.npages, pc->buf, e);
-	} else if (rc == 0) {
+	} else if (rc == 0 && pc->minor) {
+		/* the stale copies still in the page cache become zeros; holes stay */
+		unsigned char in[MIG_MAX_RUN_PAGES];
+		if (mincore(pc->alias + (first << GMEM_PAGE_SHIFT), (size_t)h.npages << GMEM_PAGE_SHIFT, in) < 0)
+			rc = err_sys(e, "post-copy: mincore");
+		for (uint32_t i = 0; i < h.npages && rc == 0; i++)
+			if (in[i] & 1) {
+				memset(pc->alias + ((first + i) << GMEM_PAGE_SHIFT), 0, 4096);
+				rc = map_in(pc, first + i, 1, e);
+			}
+	}
+	if (rc == 0 && h.enc != MIG_ENC_RAW) {
 		struct uffdio_range wr = { (uint64_t)(uintptr_t)pc->gm->host + (first << GMEM_PAGE_SHIFT),
 					   (uint64_t)h.npages << GMEM_PAGE_SHIFT };
 		if (ioctl(pc->uffd, UFFDIO_WAKE, &wr) < 0)
@@ -398,6 +473,13 @@ static void stop_thread(struct postcopy_in *pc)
 	pc->thread_on = false;
 }
 
+static void unmap_alias(struct postcopy_in *pc)
+{
+	if (pc->alias && munmap(pc->alias, pc->gm->ram_size) < 0)
+		log_warn("post-copy: unmapping the alias: %s", strerror(errno));
+	pc->alias = NULL;
+}
+
 int postcopy_in_finish(struct postcopy_in *pc, struct err *e)
 {
 	struct uffdio_range all = { (uint64_t)(uintptr_t)pc->gm->host, pc->gm->ram_size };
@@ -413,6 +495,7 @@ int postcopy_in_finish(struct postcopy_in *pc, struct err *e)
 	close(pc->uffd);
 	pc->uffd = -1;
 	pc->armed = false;
+	unmap_alias(pc);
 	return 0;
 }
 
@@ -434,6 +517,7 @@ void postcopy_in_destroy(struct postcopy_in *pc)
 	if (pc->wake_fd >= 0)
 		close(pc->wake_fd);
 	pc->uffd = pc->wake_fd = -1;
+	unmap_alias(pc);
 	free(pc->owed);
 	free(pc->arrived);
 	free(pc->asked);

@@ -51,6 +51,12 @@ struct postcopy_in {
 	uint64_t faults;      /* faults on owed pages (each a request) */
 	uint64_t zero_fills;  /* faults on pages the guest never wrote */
 	int uffd;
+	/* minor faults (kernel 5.13 on): owed pages are mapped out, not freed,
+	 * and written through a second mapping (alias) before they are mapped
+	 * in; else they are freed and copied in (UFFDIO_COPY) */
+	bool minor;
+	bool no_minor;        /* set before arming: the other way, as without them (tests) */
+	uint8_t *alias;
 	int wake_fd;          /* eventfd: asking may start, or stop */
 	bool armed, thread_on;
 	volatile bool stop;

@@ -5,7 +5,10 @@
 # pass 1 and the dirty pages follow while the guest runs on the
 # destination, which faults on the ones it touches first (userfaultfd) and
 # asks for them. Every page must verify there, on one stream and on
-# multichannel with compression. A guest that converges moves as before.
+# multichannel with compression: the first with the destination's stale
+# copies mapped out and pages mapped in whole (minor faults), the second as
+# on a kernel without them (freed, copied in; failpoint). A guest that
+# converges moves as before.
 # Then what post-copy costs when it breaks: the source killed midway (the
 # destination stops the guest and exits 5, never running on zeros), the
 # destination killed midway (the source's copy is stale: "lost", and it
@@ -25,7 +28,9 @@ i=0
 for opts in ',"transport":"tcp"' ',"transport":"multichannel","compress":true,"channels":4'; do
 	i=$((i + 1))
 	busy s$i
+	[ $i = 2 ] && export FERRY_FAILPOINTS="dst.postcopy_no_minor=error"
 	next_port; start_dst d$i "$port"
+	unset FERRY_FAILPOINTS
 	note "post-copy, ${opts#,}"
 	migrate s$i "$port" "$opts"',"bandwidth_mibps":64,"postcopy":true' || fail "migrate refused"
 	res=$(wait_mig s$i 60) || fail "the move did not end: $res"
@@ -37,6 +42,8 @@ for opts in ',"transport":"tcp"' ',"transport":"multichannel","compress":true,"c
 	grep -q "switching to post-copy after pass 1" "$T/s$i.err" ||
 		fail "no switch to post-copy in the source's log: $(grep -o 'switching[^;]*' "$T/s$i.err")"
 	grep -q "post-copy: $pages pages came" "$T/d$i.err" || fail "destination log: $(tail -3 "$T/d$i.err")"
+	way="mapped out"; [ $i = 2 ] && way=dropped
+	grep -o "their stale copies $way in [0-9.]* ms" "$T/d$i.err" || fail "stale copies not $way: $(grep 'stale copies' "$T/d$i.err")"
 	echo "post-copy: $pages pages in $ms ms after the switch, $asked asked for; downtime $(field "$res" downtime_ms) ms"
 	rx_matches d$i "$res"
 	verify d$i
