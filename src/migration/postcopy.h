@@ -11,8 +11,9 @@
  * The price, which is why it is opt-in: from the switch-over until the
  * last page arrives the VM's memory is split between the two hosts, and a
  * broken connection then loses the VM (the source's copy is stale, this
- * one incomplete). Pages are placed with UFFDIO_COPY, whole, so the guest
- * never sees one half written.
+ * one incomplete). Pages are placed whole (written through a second
+ * mapping, then mapped in; or UFFDIO_COPY), so the guest never sees one
+ * half written.
  */
 #ifndef FERRY_POSTCOPY_H
 #define FERRY_POSTCOPY_H
@@ -76,7 +77,7 @@ static inline bool postcopy_in_owed(const struct postcopy_in *pc, uint64_t p)
 {
 	return pc->owed && p < pc->npages && (pc->owed[p / 64] >> (p % 64) & 1);
 }
-/* With the device state loaded, before any vCPU runs: drop the stale
+/* With the device state loaded, before any vCPU runs: map out the stale
  * copies of owed pages, catch the faults on guest memory, start the fault
  * thread (which asks for nothing until postcopy_in_may_ask). Requests go
  * on w, under wlock, which every other writer of w must take too. */
