@@ -392,7 +392,7 @@ struct rx {
 	 * owed, and the lock every writer of the main connection takes once
 	 * the fault thread asks for pages on it */
 	struct postcopy_in pc;
-	bool pc_on, pc_lost;
+	bool pc_on;
 	pthread_mutex_t wlock;
 	/* its receiver, a thread of its own: whatever touches guest memory
 	 * meanwhile on this thread (the NIC's announce) may wait on a page
@@ -563,7 +563,9 @@ static int join_channels(void *opaque, struct err *e)
 	return rc;
 }
 
-static void reply(struct stream *w, uint32_t type, bool ok, const char *error, const char *key, int64_t v)
+/* lost_hook: the SETUP answer may offer post-copy (incoming_hooks.lost) */
+static void reply_ex(struct stream *w, uint32_t type, bool ok, const char *error, const char *key,
+		     int64_t v, bool lost_hook)
 {
 	struct json_object *o = json_object_new_object();
 	struct err e;
@@ -580,7 +582,7 @@ static void reply(struct stream *w, uint32_t type, bool ok, const char *error, c
 		jsonl_add_int(o, "digest", 1);
 	/* ...and takes post-copy, where this kernel has userfaultfd (the
 	 * failpoint: a destination without, or from before post-copy) */
-	if (ok && type == MIG_REPLY_SETUP && postcopy_supported() &&
+	if (ok && type == MIG_REPLY_SETUP && lost_hook && postcopy_supported() &&
 	    failpoint("dst.setup_no_postcopy") == 0)
 		jsonl_add_int(o, "postcopy", 1);
 	if (!ok)
@@ -588,6 +590,11 @@ static void reply(struct stream *w, uint32_t type, bool ok, const char *error, c
 	if (mig_put_reply(w, type, jsonl_text(o), &e) < 0)
 		log_warn("reply to the source: %s", e.msg);
 	json_object_put(o);
+}
+
+static void reply(struct stream *w, uint32_t type, bool ok, const char *error, const char *key, int64_t v)
+{
+	reply_ex(w, type, ok, error, key, v, false);
 }
 
 /* One RARP round for the NIC (if any), so switches learn its new port. */
@@ -651,20 +658,26 @@ static int postcopy_receive(struct rx *x, struct stream *r, struct stream *w, st
 	return stream_check(w, e);
 }
 
+/* Post-copy broke after the guest ran here: the worker's lost hook ends
+ * it with the reason (post-copy is offered only where there is one). */
+static void postcopy_lost(struct rx *x, const struct err *e)
+{
+	char why[sizeof(x->in->error)];
+	snprintf(why, sizeof(why),
+		 "post-copy broke with %llu of %llu pages still on the source (%.250s); the VM "
+		 "ran here on memory that is not all here and was stopped: start it again (it "
+		 "boots from its disk)",
+		 (unsigned long long)(x->pc.owed_count - x->pc.arrived_count),
+		 (unsigned long long)x->pc.owed_count, e->msg);
+	x->in->hooks.lost(x->in->hooks.opaque, why);
+}
+
 static void *pc_rx_thread(void *arg)
 {
 	struct rx *x = arg;
 	x->pc_rc = postcopy_receive(x, x->pc_r, x->pc_w, &x->pc_e);
-	if (x->pc_rc < 0 && x->in->hooks.lost) {
-		char why[sizeof(x->in->error)];
-		snprintf(why, sizeof(why),
-			 "post-copy broke with %llu of %llu pages still on the source (%.250s); the VM "
-			 "ran here on memory that is not all here and was stopped: start it again (it "
-			 "boots from its disk)",
-			 (unsigned long long)(x->pc.owed_count - x->pc.arrived_count),
-			 (unsigned long long)x->pc.owed_count, x->pc_e.msg);
-		x->in->hooks.lost(x->in->hooks.opaque, why);
-	}
+	if (x->pc_rc < 0)
+		postcopy_lost(x, &x->pc_e);
 	return NULL;
 }
 
@@ -825,7 +838,7 @@ static void *in_thread(void *arg)
 	}
 	if (!reserved && pthread_create(&x->prefault, NULL, prefault_thread, x) == 0)
 		x->prefaulting = true;
-	reply(&w, MIG_REPLY_SETUP, true, NULL, "channels", x->nch);
+	reply_ex(&w, MIG_REPLY_SETUP, true, NULL, "channels", x->nch, in->hooks.lost != NULL);
 	setup_replied = true;
 	set_stage(in, IN_RECEIVING);
 	if (snapshot_load_state_ex(&r, in->m, &x->ch[0].rr, join_channels, x, &e) < 0)
@@ -919,22 +932,7 @@ static void *in_thread(void *arg)
 	announce_rest(in->m);
 	goto out;
 lost:
-	/* The guest ran here on memory part of which is lost with the
-	 * connection: it must not run on. Its vCPUs wait on those pages
-	 * until the worker stops them (the userfaultfd stays open until
-	 * then: closed, their faults would be filled with zeros). */
-	x->pc_lost = true;
-	log_error("incoming migration lost the VM in post-copy: %s", e.msg);
-	pthread_mutex_lock(&in->lock);
-	in->stage = IN_FAILED;
-	in->lost = true;
-	snprintf(in->error, sizeof(in->error),
-		 "post-copy broke with %llu of %llu pages still on the source (%.250s); the VM ran here "
-		 "on memory that is not all here and was stopped: start it again (it boots from its disk)",
-		 (unsigned long long)(x->pc.owed_count - x->pc.arrived_count),
-		 (unsigned long long)x->pc.owed_count, e.msg);
-	pthread_mutex_unlock(&in->lock);
-	notify(in, IN_EV_FAILED);
+	postcopy_lost(x, &e); /* does not return */
 	goto out;
 fail:
 	if (x) {
@@ -1013,10 +1011,8 @@ out:
 				close(x->ch[k].fd);
 		}
 		ram_recv_destroy(&x->ch[0].rr);
-		if (x->pc_on && !x->pc_lost)
+		if (x->pc_on)
 			postcopy_in_destroy(&x->pc);
-		else if (x->pc_on)
-			in->lost_uffd = postcopy_in_abandon(&x->pc);
 		pthread_mutex_destroy(&x->wlock);
 		while (x->nearly) {
 			struct early_chan *ec = &x->early[--x->nearly];
@@ -1041,7 +1037,6 @@ int incoming_start(struct mig_incoming *in, const char *listen, const char *host
 		   struct err *e)
 {
 	memset(in, 0, sizeof(*in));
-	in->lost_uffd = -1;
 	in->host_cpu_mask = host_cpu_mask;
 	if (key)
 		in->key = *key;
@@ -1062,14 +1057,6 @@ int incoming_start(struct mig_incoming *in, const char *listen, const char *host
 		return err_set(e, "cannot start the incoming migration thread");
 	in->started = true;
 	return 0;
-}
-
-void incoming_release_lost(struct mig_incoming *in)
-{
-	if (in->lost_uffd >= 0) {
-		close(in->lost_uffd);
-		in->lost_uffd = -1;
-	}
 }
 
 void incoming_join(struct mig_incoming *in)

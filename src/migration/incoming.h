@@ -31,9 +31,8 @@ struct incoming_hooks {
 	/* Post-copy broke after the VM ran here: part of its memory is gone
 	 * with the source. The VM must not run on, and anything waiting on a
 	 * missing page (a vCPU, a device, the NIC's announce) waits forever:
-	 * the worker ends the process here (why: the reason, for its log).
-	 * NULL: the migration thread reports the failure as any other and
-	 * the caller stops what it can. */
+	 * the worker ends the process here (why: the reason, for its log),
+	 * and does not return. NULL: this host offers no post-copy. */
 	void (*lost)(void *opaque, const char *why);
 	void *opaque;
 	/* Memory already set aside for the VM (--prealloc): it counts as
@@ -65,8 +64,6 @@ struct mig_incoming {
 	uint64_t rx_bytes;           /* memory bytes received so far (atomic: every channel adds) */
 	char error[512];
 	bool abandoned;              /* failed because the source sent ABORT (called the move off) */
-	bool lost;                   /* failed in post-copy, after the guest ran here */
-	int lost_uffd;               /* ...its userfaultfd (no lost hook), open until the vCPUs are stopped */
 	uint64_t postcopy_left;      /* post-copy: owed pages not yet here (atomic) */
 };
 
@@ -77,9 +74,5 @@ int incoming_start(struct mig_incoming *in, const char *listen, const char *host
 		   const struct auth_key *key, struct machine *m, const struct incoming_hooks *h,
 		   struct err *e);
 void incoming_join(struct mig_incoming *in);
-/* After a VM lost in post-copy: its vCPUs are stopped for good, so the
- * faults on the pages that never came may end (filled with zeros nobody
- * runs on); KVM cannot tear the VM down before. */
-void incoming_release_lost(struct mig_incoming *in);
 
 #endif

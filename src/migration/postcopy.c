@@ -499,16 +499,6 @@ int postcopy_in_finish(struct postcopy_in *pc, struct err *e)
 	return 0;
 }
 
-int postcopy_in_abandon(struct postcopy_in *pc)
-{
-	int fd;
-	stop_thread(pc);
-	fd = pc->uffd;
-	pc->uffd = -1; /* left open on purpose: see postcopy.h */
-	postcopy_in_destroy(pc);
-	return fd;
-}
-
 void postcopy_in_destroy(struct postcopy_in *pc)
 {
 	stop_thread(pc);

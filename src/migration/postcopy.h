@@ -92,10 +92,6 @@ int postcopy_in_finish(struct postcopy_in *pc, struct err *e);
  * vCPUs can no longer run (after a failure, faults would be filled with
  * zeros), or after postcopy_in_finish. */
 void postcopy_in_destroy(struct postcopy_in *pc);
-/* After a failure with the guest running: the fault thread stops and the
- * rest is freed, but the userfaultfd stays open, so what waits on an owed
- * page waits on. Returned for the caller to close once the vCPUs are
- * stopped for good (KVM's own work on those faults ends only then). */
-int postcopy_in_abandon(struct postcopy_in *pc);
+
 
 #endif

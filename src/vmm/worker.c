@@ -1291,8 +1291,6 @@ out:
 		gmem_destroy(&w->reserved);
 	if (w->m.built) {
 		vcpus_stop(&w->m.vm);
-		if (w->incoming)
-			incoming_release_lost(&w->in);
 		/* Nothing lost: flush the disk before the worker goes. */
 		if (w->m.blk && virtio_blk_flush(w->m.blk, &le) < 0)
 			log_warn("flushing disk: %s", le.msg);
